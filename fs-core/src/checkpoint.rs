@@ -1,0 +1,234 @@
+//! The checkpoint: one page naming a consistent root of the whole
+//! filesystem: the tables, the log position to continue from, and the
+//! counters. It is always the last page written by a commit.
+
+use crate::codec::{crc32_skipping, Reader, Writer};
+use crate::error::Result;
+use crate::ids::{CheckpointNo, Nid, PageAddr, SegmentNo};
+use crate::layout::{zero_page, Page};
+use crate::meta_table::TableRoot;
+
+/// "PGLOG-CP" in ASCII.
+pub const MAGIC: [u8; 8] = *b"PGLOG-CP";
+
+/// Byte offsets of the fields.
+pub mod off {
+    pub const MAGIC: usize = 0;
+    pub const CHECKPOINT_NO: usize = 8;
+    pub const TIME_NS: usize = 16;
+    pub const RECORD_SEQ: usize = 24;
+    pub const HEAD: usize = 32;
+    pub const HEAD_SEGMENT: usize = 40;
+    pub const NEXT_SEGMENT: usize = 48;
+    pub const NEXT_SEQ: usize = 56;
+    pub const NAT_ROOT: usize = 64;
+    pub const SUT_ROOT: usize = 96;
+    pub const CHECKPOINT_LIST_ROOT: usize = 128;
+    pub const SNAPSHOT_ROOT: usize = 160;
+    pub const QUOTA_ROOT: usize = 192;
+    pub const NAT_FREE_HEAD: usize = 224;
+    pub const NAT_WATERMARK: usize = 232;
+    pub const NEXT_GENERATION: usize = 240;
+    pub const INODE_COUNT: usize = 248;
+    pub const LIVE_PAGES: usize = 256;
+    pub const EMPTY_SEGMENTS: usize = 264;
+    pub const PREVIOUS: usize = 272;
+    pub const RESERVED_PAGES: usize = 280;
+    pub const FS_ID: usize = 288;
+    pub const CRC: usize = 4092;
+}
+
+/// A decoded checkpoint.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// Its number; each commit adds one.
+    pub no: CheckpointNo,
+    /// When it was taken (ns since the epoch).
+    pub time_ns: i64,
+    /// Sequence number of the log record holding this page.
+    pub record_seq: u64,
+    /// Where the next log record goes.
+    pub head: PageAddr,
+    /// Segment holding `head`.
+    pub head_segment: SegmentNo,
+    /// Segment the log moves to when the head segment is full.
+    pub next_segment: SegmentNo,
+    /// Sequence number of the next record.
+    pub next_seq: u64,
+    /// Node address table.
+    pub nat_root: TableRoot,
+    /// Segment usage table.
+    pub sut_root: TableRoot,
+    /// Checkpoint list (reserved for snapshots; empty in version 1).
+    pub checkpoint_list_root: TableRoot,
+    /// Snapshot and clone roots (reserved; empty in version 1).
+    pub snapshot_root: TableRoot,
+    /// Quota tables (reserved; empty in version 1).
+    pub quota_root: TableRoot,
+    /// Head of the free node id list.
+    pub nat_free_head: Nid,
+    /// Node ids at or above this were never used.
+    pub nat_watermark: Nid,
+    /// Generation for the next inode created.
+    pub next_generation: u64,
+    /// Inodes in use.
+    pub inode_count: u64,
+    /// Live pages (sum over the segment usage table).
+    pub live_pages: u64,
+    /// Segments with no live page.
+    pub empty_segments: u64,
+    /// Page of the previous checkpoint (0 for the first).
+    pub previous: PageAddr,
+    /// Pages reserved by fallocate but not yet written.
+    pub reserved_pages: u64,
+    /// The filesystem's identity (the superblock's hash seed).
+    pub fs_id: u64,
+}
+
+impl Checkpoint {
+    /// Encodes the page.
+    pub fn encode(&self) -> Box<Page> {
+        let mut page = zero_page();
+        let mut w = Writer::new(&mut page[..]);
+        w.bytes(off::MAGIC, &MAGIC);
+        w.u64(off::CHECKPOINT_NO, self.no.0);
+        w.i64(off::TIME_NS, self.time_ns);
+        w.u64(off::RECORD_SEQ, self.record_seq);
+        w.addr(off::HEAD, self.head);
+        w.u64(off::HEAD_SEGMENT, self.head_segment.0);
+        w.u64(off::NEXT_SEGMENT, self.next_segment.0);
+        w.u64(off::NEXT_SEQ, self.next_seq);
+        self.nat_root.encode(&mut w, off::NAT_ROOT);
+        self.sut_root.encode(&mut w, off::SUT_ROOT);
+        self.checkpoint_list_root
+            .encode(&mut w, off::CHECKPOINT_LIST_ROOT);
+        self.snapshot_root.encode(&mut w, off::SNAPSHOT_ROOT);
+        self.quota_root.encode(&mut w, off::QUOTA_ROOT);
+        w.u64(off::NAT_FREE_HEAD, self.nat_free_head.0);
+        w.u64(off::NAT_WATERMARK, self.nat_watermark.0);
+        w.u64(off::NEXT_GENERATION, self.next_generation);
+        w.u64(off::INODE_COUNT, self.inode_count);
+        w.u64(off::LIVE_PAGES, self.live_pages);
+        w.u64(off::EMPTY_SEGMENTS, self.empty_segments);
+        w.addr(off::PREVIOUS, self.previous);
+        w.u64(off::RESERVED_PAGES, self.reserved_pages);
+        w.u64(off::FS_ID, self.fs_id);
+        let crc = crc32_skipping(&page[..], off::CRC);
+        Writer::new(&mut page[..]).u32(off::CRC, crc);
+        page
+    }
+
+    /// Decodes the checkpoint page read at `addr`.
+    pub fn decode(page: &[u8], addr: PageAddr) -> Result<Checkpoint> {
+        let r = Reader::new(page, "checkpoint", addr);
+        r.check(r.bytes(off::MAGIC, 8)? == MAGIC, || "bad magic".into())?;
+        let stored = r.u32(off::CRC)?;
+        let computed = crc32_skipping(page, off::CRC);
+        r.check(stored == computed, || {
+            format!("checksum mismatch (stored {stored:#010x}, computed {computed:#010x})")
+        })?;
+        Ok(Checkpoint {
+            no: CheckpointNo(r.u64(off::CHECKPOINT_NO)?),
+            time_ns: r.i64(off::TIME_NS)?,
+            record_seq: r.u64(off::RECORD_SEQ)?,
+            head: r.addr(off::HEAD)?,
+            head_segment: SegmentNo(r.u64(off::HEAD_SEGMENT)?),
+            next_segment: SegmentNo(r.u64(off::NEXT_SEGMENT)?),
+            next_seq: r.u64(off::NEXT_SEQ)?,
+            nat_root: TableRoot::decode(&r, off::NAT_ROOT)?,
+            sut_root: TableRoot::decode(&r, off::SUT_ROOT)?,
+            checkpoint_list_root: TableRoot::decode(&r, off::CHECKPOINT_LIST_ROOT)?,
+            snapshot_root: TableRoot::decode(&r, off::SNAPSHOT_ROOT)?,
+            quota_root: TableRoot::decode(&r, off::QUOTA_ROOT)?,
+            nat_free_head: Nid(r.u64(off::NAT_FREE_HEAD)?),
+            nat_watermark: Nid(r.u64(off::NAT_WATERMARK)?),
+            next_generation: r.u64(off::NEXT_GENERATION)?,
+            inode_count: r.u64(off::INODE_COUNT)?,
+            live_pages: r.u64(off::LIVE_PAGES)?,
+            empty_segments: r.u64(off::EMPTY_SEGMENTS)?,
+            previous: r.addr(off::PREVIOUS)?,
+            reserved_pages: r.u64(off::RESERVED_PAGES)?,
+            fs_id: r.u64(off::FS_ID)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layout::PAGE_SIZE;
+
+    fn sample() -> Checkpoint {
+        Checkpoint {
+            no: CheckpointNo(12),
+            time_ns: 5,
+            record_seq: 77,
+            head: PageAddr(1000),
+            head_segment: SegmentNo(1),
+            next_segment: SegmentNo(2),
+            next_seq: 78,
+            nat_root: TableRoot {
+                addr: PageAddr(900),
+                crc: 0xAA,
+                depth: 1,
+            },
+            sut_root: TableRoot {
+                addr: PageAddr(901),
+                crc: 0xBB,
+                depth: 0,
+            },
+            nat_free_head: Nid(40),
+            nat_watermark: Nid(50),
+            next_generation: 9,
+            inode_count: 33,
+            live_pages: 800,
+            empty_segments: 6,
+            previous: PageAddr(700),
+            reserved_pages: 3,
+            fs_id: 0x5EED,
+            ..Checkpoint::default()
+        }
+    }
+
+    #[test]
+    fn round_trip() {
+        let cp = sample();
+        assert_eq!(
+            Checkpoint::decode(&cp.encode()[..], PageAddr(3)).expect("decode"),
+            cp
+        );
+    }
+
+    #[test]
+    fn golden_offsets() {
+        let p = sample().encode();
+        assert_eq!(&p[0..8], b"PGLOG-CP");
+        assert_eq!(&p[8..16], &12u64.to_le_bytes());
+        assert_eq!(&p[24..32], &77u64.to_le_bytes());
+        assert_eq!(&p[32..40], &1000u64.to_le_bytes());
+        assert_eq!(&p[56..64], &78u64.to_le_bytes());
+        assert_eq!(&p[64..72], &900u64.to_le_bytes());
+        assert_eq!(&p[72..76], &0xAAu32.to_le_bytes());
+        assert_eq!(p[76], 1);
+        assert_eq!(&p[96..104], &901u64.to_le_bytes());
+        assert_eq!(&p[224..232], &40u64.to_le_bytes());
+        assert_eq!(&p[232..240], &50u64.to_le_bytes());
+        assert_eq!(&p[264..272], &6u64.to_le_bytes());
+        assert_eq!(&p[272..280], &700u64.to_le_bytes());
+        assert_eq!(&p[280..288], &3u64.to_le_bytes());
+        assert_eq!(&p[288..296], &0x5EEDu64.to_le_bytes());
+    }
+
+    #[test]
+    fn every_byte_flip_is_detected() {
+        let p = sample().encode();
+        for i in 0..PAGE_SIZE {
+            let mut bad = p.clone();
+            bad[i] ^= 0x10;
+            assert!(
+                Checkpoint::decode(&bad[..], PageAddr(0)).is_err(),
+                "flip at {i}"
+            );
+        }
+    }
+}

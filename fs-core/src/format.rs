@@ -1,0 +1,189 @@
+//! Making a new filesystem: geometry, the root directory, the graveyard, and
+//! the first checkpoint, written through the same commit as every later one.
+
+use std::sync::Arc;
+
+use crate::checkpoint::Checkpoint;
+use crate::device::BlockDevice;
+use crate::error::{Error, Result};
+use crate::ids::{CheckpointNo, Nid, PageAddr, SegmentNo, TransformId};
+use crate::inode::{Inode, Timespec, S_IFDIR};
+use crate::layout::{zero_page, Geometry, PAGE_SIZE};
+use crate::meta_table::TableRoot;
+use crate::node::NodeBody;
+use crate::recovery::Recovery;
+use crate::store::Store;
+use crate::superblock::{State, Superblock, COPIES};
+
+/// Fewest segments a filesystem may have.
+pub const MIN_SEGMENTS: u64 = 16;
+/// Default segment size in pages (2 MiB).
+pub const DEFAULT_SEGMENT_PAGES: u32 = 512;
+/// Page where segments start on a device large enough (1 MiB, aligned).
+const SEGMENT_AREA_START: u64 = 256;
+
+/// What to make.
+#[derive(Clone, Debug)]
+pub struct FormatOptions {
+    /// Pages per segment: a power of two from 16 to 65536.
+    pub pages_per_segment: u32,
+    /// Label, up to 64 bytes.
+    pub label: Vec<u8>,
+    /// UUID.
+    pub uuid: [u8; 16],
+    /// Owner of the root directory.
+    pub root_uid: u32,
+    /// Group of the root directory.
+    pub root_gid: u32,
+    /// Permission bits of the root directory.
+    pub root_mode: u32,
+    /// Seed of the directory hash and identity of the log (random by default).
+    pub hash_seed: u64,
+}
+
+impl Default for FormatOptions {
+    fn default() -> Self {
+        FormatOptions {
+            pages_per_segment: DEFAULT_SEGMENT_PAGES,
+            label: Vec::new(),
+            uuid: rand::random(),
+            root_uid: 0,
+            root_gid: 0,
+            root_mode: 0o755,
+            // Zero would make an all-zero page look like a record of ours.
+            hash_seed: rand::random::<u64>() | 1,
+        }
+    }
+}
+
+/// The geometry for a device of `device_pages` pages.
+pub fn geometry(device_pages: u64, pages_per_segment: u32) -> Result<Geometry> {
+    if !pages_per_segment.is_power_of_two() || !(16..=65536).contains(&pages_per_segment) {
+        return Err(Error::BadGeometry(format!(
+            "segment size of {} KiB is not a power of two between 64 KiB and 256 MiB",
+            u64::from(pages_per_segment) * PAGE_SIZE as u64 / 1024
+        )));
+    }
+    let pps = u64::from(pages_per_segment);
+    let start = if device_pages >= SEGMENT_AREA_START + MIN_SEGMENTS * pps {
+        SEGMENT_AREA_START
+    } else {
+        2
+    };
+    let segment_count = device_pages.saturating_sub(start) / pps;
+    if segment_count < MIN_SEGMENTS {
+        let need = (start + MIN_SEGMENTS * pps) * PAGE_SIZE as u64;
+        return Err(Error::BadGeometry(format!(
+            "device of {} KiB is too small: with {} KiB segments it needs at least {} KiB",
+            device_pages * PAGE_SIZE as u64 / 1024,
+            pps * PAGE_SIZE as u64 / 1024,
+            need / 1024
+        )));
+    }
+    Ok(Geometry {
+        pages_per_segment,
+        segment_count,
+        first_segment_page: start,
+    })
+}
+
+fn directory(mode: u32, uid: u32, gid: u32, parent: Nid, now: Timespec) -> Inode {
+    Inode {
+        mode: S_IFDIR | mode,
+        uid,
+        gid,
+        nlink: 2,
+        atime: now,
+        mtime: now,
+        ctime: now,
+        btime: now,
+        generation: 1,
+        parent,
+        ..Inode::default()
+    }
+}
+
+/// Writes a new, empty filesystem to `dev`.
+pub fn format(dev: Arc<dyn BlockDevice>, opts: &FormatOptions) -> Result<Superblock> {
+    if opts.label.len() > crate::superblock::LABEL_MAX {
+        return Err(Error::BadGeometry(format!(
+            "label of {} bytes is over 64",
+            opts.label.len()
+        )));
+    }
+    let device_pages = dev.len_pages();
+    let geo = geometry(device_pages, opts.pages_per_segment)?;
+    // Invalidate any old superblock first: a half-made filesystem must not
+    // mount as whatever was there before.
+    for addr in COPIES {
+        dev.write(addr, &zero_page()[..])?;
+    }
+    dev.flush()?;
+    let now = Timespec::now();
+    let sb = Superblock {
+        compat: 0,
+        ro_compat: 0,
+        incompat: 0,
+        uuid: opts.uuid,
+        label: opts.label.clone(),
+        geometry: geo,
+        device_pages,
+        created_ns: now.as_nanos(),
+        hash_seed: opts.hash_seed,
+        generation: 0,
+        checkpoint_addr: PageAddr::NONE,
+        checkpoint_no: CheckpointNo(0),
+        written_ns: now.as_nanos(),
+        state: State::Clean,
+        default_transform: TransformId(0),
+    };
+    let empty = Checkpoint {
+        no: CheckpointNo(0),
+        head: geo.segment_start(SegmentNo(0)),
+        head_segment: SegmentNo(0),
+        next_segment: SegmentNo(1),
+        next_seq: 1,
+        nat_root: TableRoot::default(),
+        sut_root: TableRoot::default(),
+        nat_free_head: Nid::NONE,
+        nat_watermark: Nid::FIRST_FREE,
+        next_generation: 2,
+        empty_segments: geo.segment_count,
+        fs_id: opts.hash_seed,
+        ..Checkpoint::default()
+    };
+    let rec = Recovery {
+        sb,
+        checkpoint: empty,
+        checkpoint_addr: PageAddr::NONE,
+        max_seq: 0,
+        records_walked: 0,
+        pages_walked: 0,
+        notes: Vec::new(),
+    };
+    let mut store = Store::open(dev.clone(), rec, false);
+    store.sut.set_active(SegmentNo(0), true);
+    store.sut.set_active(SegmentNo(1), true);
+    let root = directory(
+        opts.root_mode & 0o7777,
+        opts.root_uid,
+        opts.root_gid,
+        Nid::ROOT,
+        now,
+    );
+    store
+        .cache
+        .insert_at(Nid::ROOT, Nid::ROOT, 0, NodeBody::Inode(Box::new(root)));
+    let graveyard = directory(0o700, 0, 0, Nid::GRAVEYARD, now);
+    store.cache.insert_at(
+        Nid::GRAVEYARD,
+        Nid::GRAVEYARD,
+        0,
+        NodeBody::Inode(Box::new(graveyard)),
+    );
+    store.inode_count = 2;
+    store.commit(true)?;
+    store.write_superblock(State::Clean, true)?;
+    store.flush_superblock()?;
+    Ok(store.sb.clone())
+}

@@ -1,0 +1,472 @@
+//! File contents: read, write, truncate, fallocate, SEEK_DATA/SEEK_HOLE.
+
+use super::Filesystem;
+use crate::block_ptr::BlockPtr;
+use crate::codec::crc32;
+use crate::error::{Error, Result};
+use crate::file_map;
+use crate::ids::{Ino, PageAddr};
+use crate::inode::Timespec;
+use crate::layout::{zero_page, Page, PAGE_SIZE};
+use crate::perm::{Cred, S_ISGID, S_ISUID, S_IXGRP};
+
+const PS: u64 = PAGE_SIZE as u64;
+
+/// What `lseek` looks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Whence {
+    /// SEEK_DATA
+    Data,
+    /// SEEK_HOLE
+    Hole,
+}
+
+/// fallocate mode bits (Linux values).
+const FALLOC_FL_KEEP_SIZE: u32 = 1;
+const FALLOC_FL_PUNCH_HOLE: u32 = 2;
+
+/// Largest file size in bytes.
+pub fn max_file_size() -> u64 {
+    file_map::max_pages()
+        .saturating_mul(PS)
+        .min(i64::MAX as u64)
+}
+
+/// Pages read from the device for one request: consecutive addresses,
+/// possibly over one-page gaps (the summary page between two records).
+struct Run {
+    start: PageAddr,
+    /// (file page index, offset of the page in the run, checksum).
+    pages: Vec<(u64, u64, u32)>,
+}
+
+impl Run {
+    fn span(&self) -> u64 {
+        self.pages.last().map_or(0, |p| p.1 + 1)
+    }
+}
+
+fn corrupt_data(ino: Ino, idx: u64, addr: PageAddr, expected: u32, found: u32) -> Error {
+    Error::corrupt(
+        format!("data page {idx} of inode {ino}"),
+        addr,
+        format!("checksum mismatch (expected {expected:#010x}, found {found:#010x})"),
+    )
+}
+
+impl Filesystem {
+    /// Reads one stored page and checks it.
+    fn read_stored(&self, ino: Ino, idx: u64, ptr: BlockPtr) -> Result<Box<Page>> {
+        if ptr.transform.0 != 0 {
+            return Err(Error::Unsupported(format!(
+                "transform {} (page {idx} of inode {ino})",
+                ptr.transform.0
+            )));
+        }
+        let mut page = zero_page();
+        self.store.dev.read(ptr.addr, &mut page[..])?;
+        let found = crc32(&page[..]);
+        if found != ptr.crc {
+            return Err(corrupt_data(ino, idx, ptr.addr, ptr.crc, found));
+        }
+        Ok(page)
+    }
+
+    /// Page `idx` of `ino` as it reads now (dirty copy, stored copy or zeros).
+    pub(super) fn read_page(&mut self, ino: Ino, idx: u64) -> Result<Box<Page>> {
+        if let Some(p) = self.store.dirty.get(ino, idx) {
+            return Ok(Box::new(*p));
+        }
+        let dev = self.dev();
+        let ptr = file_map::get(&mut self.store.cache, &*dev, ino, idx)?;
+        if ptr.is_stored() {
+            self.read_stored(ino, idx, ptr)
+        } else {
+            Ok(zero_page())
+        }
+    }
+
+    /// Reads up to `size` bytes at `offset`.
+    pub fn read(&mut self, ino: Ino, offset: u64, size: u32) -> Result<Vec<u8>> {
+        let inode = self.inode(ino)?;
+        if inode.is_dir() {
+            return Err(Error::IsDir);
+        }
+        if !inode.is_reg() {
+            return Err(Error::Invalid);
+        }
+        let file_size = inode.size;
+        let end = offset.saturating_add(u64::from(size)).min(file_size);
+        if offset >= end {
+            return Ok(Vec::new());
+        }
+        let mut out = vec![0u8; (end - offset) as usize];
+        let copy = |out: &mut [u8], idx: u64, page: &[u8]| {
+            let lo = (idx * PS).max(offset);
+            let hi = (idx * PS + PS).min(end);
+            let src = &page[(lo - idx * PS) as usize..(hi - idx * PS) as usize];
+            out[(lo - offset) as usize..(hi - offset) as usize].copy_from_slice(src);
+        };
+        let dev = self.dev();
+        let mut runs: Vec<Run> = Vec::new();
+        for idx in offset / PS..=(end - 1) / PS {
+            if let Some(p) = self.store.dirty.get(ino, idx) {
+                copy(&mut out, idx, &p[..]);
+                continue;
+            }
+            let ptr = file_map::get(&mut self.store.cache, &*dev, ino, idx)?;
+            if !ptr.is_stored() {
+                continue;
+            }
+            if ptr.transform.0 != 0 {
+                return Err(Error::Unsupported(format!(
+                    "transform {} (page {idx} of inode {ino})",
+                    ptr.transform.0
+                )));
+            }
+            match runs.last_mut() {
+                Some(r)
+                    if ptr.addr.0 >= r.start.0 + r.span()
+                        && ptr.addr.0 <= r.start.0 + r.span() + 1
+                        && r.span() < 1024 =>
+                {
+                    r.pages.push((idx, ptr.addr.0 - r.start.0, ptr.crc));
+                }
+                _ => runs.push(Run {
+                    start: ptr.addr,
+                    pages: vec![(idx, 0, ptr.crc)],
+                }),
+            }
+        }
+        let mut buf = Vec::new();
+        for r in runs {
+            buf.resize(r.span() as usize * PAGE_SIZE, 0);
+            dev.read(r.start, &mut buf)?;
+            for &(idx, at, crc) in &r.pages {
+                let page = &buf[at as usize * PAGE_SIZE..(at as usize + 1) * PAGE_SIZE];
+                let found = crc32(page);
+                if found != crc {
+                    return Err(corrupt_data(ino, idx, r.start.offset(at), crc, found));
+                }
+                copy(&mut out, idx, page);
+            }
+        }
+        self.touch_atime(ino)?;
+        Ok(out)
+    }
+
+    /// Makes room for `pages` more dirty pages, committing once if needed.
+    fn ensure_space(&mut self, pages: u64) -> Result<()> {
+        if pages == 0 || self.store.free_pages() >= pages {
+            return Ok(());
+        }
+        // Segments freed since the last commit become usable after the
+        // next two commits make that state durable.
+        self.store.changed = true;
+        self.sync()?;
+        self.store.changed = true;
+        self.sync()?;
+        if self.store.free_pages() >= pages {
+            Ok(())
+        } else {
+            Err(Error::NoSpace)
+        }
+    }
+
+    /// Makes page `idx` dirty (reading its current contents unless the
+    /// caller overwrites all of it), counting it in the inode's blocks if it
+    /// was a hole.
+    fn dirty_page(&mut self, ino: Ino, idx: u64, whole: bool) -> Result<&mut Page> {
+        if !self.store.dirty.contains(ino, idx) {
+            let dev = self.dev();
+            let ptr = file_map::get(&mut self.store.cache, &*dev, ino, idx)?;
+            let page = if !whole && ptr.is_stored() {
+                self.read_stored(ino, idx, ptr)?
+            } else {
+                zero_page()
+            };
+            if !ptr.is_allocated() {
+                self.inode_mut(ino)?.blocks += 1;
+            }
+            self.store.dirty.insert(ino, idx, page);
+        }
+        self.store
+            .dirty
+            .get_mut(ino, idx)
+            .ok_or_else(|| Error::corrupt("page cache", PageAddr::NONE, "dirty page vanished"))
+    }
+
+    /// Writes `data` at `offset`; returns the bytes written.
+    pub fn write(&mut self, cred: &Cred, ino: Ino, offset: u64, data: &[u8]) -> Result<usize> {
+        self.writable()?;
+        let inode = self.inode(ino)?;
+        if inode.is_dir() {
+            return Err(Error::IsDir);
+        }
+        if !inode.is_reg() {
+            return Err(Error::Invalid);
+        }
+        if data.is_empty() {
+            return Ok(0);
+        }
+        let end = offset
+            .checked_add(data.len() as u64)
+            .ok_or(Error::FileTooBig)?;
+        if end > max_file_size() {
+            return Err(Error::FileTooBig);
+        }
+        let (first, last) = (offset / PS, (end - 1) / PS);
+        let new_pages = (first..=last)
+            .filter(|&i| !self.store.dirty.contains(ino, i))
+            .count() as u64;
+        self.ensure_space(new_pages)?;
+        for idx in first..=last {
+            let lo = (idx * PS).max(offset);
+            let hi = (idx * PS + PS).min(end);
+            let page = self.dirty_page(ino, idx, hi - lo == PS)?;
+            page[(lo - idx * PS) as usize..(hi - idx * PS) as usize]
+                .copy_from_slice(&data[(lo - offset) as usize..(hi - offset) as usize]);
+        }
+        let now = Timespec::now();
+        let i = self.inode_mut(ino)?;
+        i.size = i.size.max(end);
+        i.mtime = now;
+        i.ctime = now;
+        if !cred.is_root() && i.mode & (S_ISUID | S_ISGID) != 0 {
+            i.mode &= !S_ISUID;
+            if i.mode & S_IXGRP != 0 {
+                i.mode &= !S_ISGID;
+            }
+        }
+        if self.store.dirty.count() as u64 * PS > self.opts.dirty_limit {
+            self.sync()?;
+        }
+        Ok(data.len())
+    }
+
+    /// Drops file pages `from..` (pointers and dirty copies).
+    fn drop_pages_from(&mut self, ino: Ino, from: u64) -> Result<()> {
+        let dev = self.dev();
+        let dev = &*dev;
+        let building = self.store.building();
+        let mut uncounted = 0u64;
+        for idx in self.store.dirty.remove_range(ino, from, u64::MAX) {
+            if !file_map::get(&mut self.store.cache, dev, ino, idx)?.is_allocated() {
+                uncounted += 1;
+            }
+        }
+        let s = &mut self.store;
+        let (mut dead, mut unwritten, mut freed) = (Vec::new(), 0u64, 0u64);
+        file_map::truncate(
+            &mut s.cache,
+            dev,
+            &mut s.sut,
+            building,
+            ino,
+            from,
+            &mut |_, p| {
+                freed += 1;
+                if p.is_stored() {
+                    dead.push(p.addr);
+                } else {
+                    unwritten += 1;
+                }
+            },
+        )?;
+        for a in dead {
+            s.sut.remove_live(dev, a, building)?;
+        }
+        s.reserved_pages = s.reserved_pages.saturating_sub(unwritten);
+        let i = self.inode_mut(ino)?;
+        i.blocks = i.blocks.saturating_sub(freed + uncounted);
+        Ok(())
+    }
+
+    /// Zeroes bytes `lo..hi` of page `idx` if it holds data.
+    fn zero_in_page(&mut self, ino: Ino, idx: u64, lo: usize, hi: usize) -> Result<()> {
+        let dev = self.dev();
+        let has_data = self.store.dirty.contains(ino, idx)
+            || file_map::get(&mut self.store.cache, &*dev, ino, idx)?.is_stored();
+        if has_data && lo < hi {
+            self.dirty_page(ino, idx, false)?[lo..hi].fill(0);
+        }
+        Ok(())
+    }
+
+    /// Truncates or extends to `size` (times are the caller's business).
+    pub(super) fn set_size(&mut self, ino: Ino, size: u64) -> Result<()> {
+        if size > max_file_size() {
+            return Err(Error::FileTooBig);
+        }
+        let old = self.inode(ino)?.size;
+        if size < old {
+            self.drop_pages_from(ino, size.div_ceil(PS))?;
+            if size % PS != 0 {
+                self.zero_in_page(ino, size / PS, (size % PS) as usize, PAGE_SIZE)?;
+            }
+        }
+        self.inode_mut(ino)?.size = size;
+        Ok(())
+    }
+
+    /// `fallocate(2)`: allocate (mode 0 or KEEP_SIZE) or punch a hole
+    /// (PUNCH_HOLE | KEEP_SIZE).
+    pub fn fallocate(&mut self, ino: Ino, offset: u64, len: u64, mode: u32) -> Result<()> {
+        self.writable()?;
+        if mode & !(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE) != 0 {
+            return Err(Error::NotSupported);
+        }
+        if len == 0 {
+            return Err(Error::Invalid);
+        }
+        let inode = self.inode(ino)?;
+        if inode.is_dir() {
+            return Err(Error::IsDir);
+        }
+        if !inode.is_reg() {
+            return Err(Error::Invalid);
+        }
+        let size = inode.size;
+        let end = offset.checked_add(len).ok_or(Error::FileTooBig)?;
+        if end > max_file_size() {
+            return Err(Error::FileTooBig);
+        }
+        let now = Timespec::now();
+        if mode & FALLOC_FL_PUNCH_HOLE != 0 {
+            if mode & FALLOC_FL_KEEP_SIZE == 0 {
+                return Err(Error::NotSupported);
+            }
+            self.punch(ino, offset, end.min(size))?;
+            let i = self.inode_mut(ino)?;
+            i.mtime = now;
+            i.ctime = now;
+            return Ok(());
+        }
+        self.preallocate(ino, offset / PS, (end - 1) / PS)?;
+        let i = self.inode_mut(ino)?;
+        if mode & FALLOC_FL_KEEP_SIZE == 0 && end > i.size {
+            i.size = end;
+            i.mtime = now;
+        }
+        i.ctime = now;
+        Ok(())
+    }
+
+    /// Marks the holes in pages `first..=last` allocated (unwritten).
+    fn preallocate(&mut self, ino: Ino, first: u64, last: u64) -> Result<()> {
+        let dev = self.dev();
+        let dev = &*dev;
+        let mut holes = Vec::new();
+        let mut idx = first;
+        while idx <= last {
+            // Skip stored runs quickly; look at each non-stored page.
+            let Some(h) = file_map::find(&mut self.store.cache, dev, ino, idx, last + 1, false)?
+            else {
+                break;
+            };
+            if !self.store.dirty.contains(ino, h)
+                && file_map::get(&mut self.store.cache, dev, ino, h)?.is_hole()
+            {
+                holes.push(h);
+            }
+            idx = h + 1;
+        }
+        self.ensure_space(holes.len() as u64)?;
+        let building = self.store.building();
+        for &h in &holes {
+            let s = &mut self.store;
+            file_map::set(
+                &mut s.cache,
+                dev,
+                &mut s.sut,
+                building,
+                ino,
+                h,
+                BlockPtr::UNWRITTEN,
+            )?;
+        }
+        self.store.reserved_pages += holes.len() as u64;
+        self.inode_mut(ino)?.blocks += holes.len() as u64;
+        Ok(())
+    }
+
+    /// Deallocates `start..end`: whole pages become holes, partial ones are
+    /// zeroed.
+    fn punch(&mut self, ino: Ino, start: u64, end: u64) -> Result<()> {
+        if start >= end {
+            return Ok(());
+        }
+        let dev = self.dev();
+        let dev = &*dev;
+        let building = self.store.building();
+        let mut freed = 0u64;
+        for idx in start / PS..=(end - 1) / PS {
+            let lo = start.max(idx * PS) - idx * PS;
+            let hi = end.min(idx * PS + PS) - idx * PS;
+            if lo != 0 || hi != PS {
+                self.zero_in_page(ino, idx, lo as usize, hi as usize)?;
+                continue;
+            }
+            let was_dirty = !self.store.dirty.remove_range(ino, idx, idx + 1).is_empty();
+            let s = &mut self.store;
+            let old = file_map::set(
+                &mut s.cache,
+                dev,
+                &mut s.sut,
+                building,
+                ino,
+                idx,
+                BlockPtr::HOLE,
+            )?;
+            if old.is_stored() {
+                s.sut.remove_live(dev, old.addr, building)?;
+            } else if old.is_unwritten() {
+                s.reserved_pages = s.reserved_pages.saturating_sub(1);
+            }
+            if old.is_allocated() || was_dirty {
+                freed += 1;
+            }
+        }
+        let i = self.inode_mut(ino)?;
+        i.blocks = i.blocks.saturating_sub(freed);
+        Ok(())
+    }
+
+    /// `lseek(2)` with SEEK_DATA or SEEK_HOLE.
+    pub fn seek(&mut self, ino: Ino, offset: u64, whence: Whence) -> Result<u64> {
+        let size = self.inode(ino)?.size;
+        if offset >= size {
+            return Err(Error::NoSuchAddress);
+        }
+        let dev = self.dev();
+        let dev = &*dev;
+        let pages = size.div_ceil(PS);
+        let idx0 = offset / PS;
+        match whence {
+            Whence::Data => {
+                let stored = file_map::find(&mut self.store.cache, dev, ino, idx0, pages, true)?;
+                let dirty = self
+                    .store
+                    .dirty
+                    .next_dirty(ino, idx0)
+                    .filter(|&i| i < pages);
+                let idx = match (stored, dirty) {
+                    (Some(a), Some(b)) => a.min(b),
+                    (a, b) => a.or(b).ok_or(Error::NoSuchAddress)?,
+                };
+                Ok((idx * PS).max(offset))
+            }
+            Whence::Hole => {
+                let mut j = idx0;
+                let hole = loop {
+                    match file_map::find(&mut self.store.cache, dev, ino, j, pages, false)? {
+                        Some(h) if self.store.dirty.contains(ino, h) => j = h + 1,
+                        Some(h) => break h * PS,
+                        None => break size,
+                    }
+                };
+                Ok(hole.max(offset).min(size))
+            }
+        }
+    }
+}

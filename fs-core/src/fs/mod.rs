@@ -1,0 +1,530 @@
+//! The filesystem: POSIX semantics over the store. Every operation takes
+//! the caller's credentials, checks them, changes nodes in the cache and
+//! leaves the writing to the next commit.
+
+mod attr;
+mod data;
+mod namespace;
+mod xattr_ops;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub use attr::{SetAttr, TimeSet};
+pub use data::Whence;
+pub use namespace::{DirItem, RenameFlags};
+
+use crate::device::BlockDevice;
+use crate::dir_index;
+use crate::error::{Error, Result};
+use crate::file_map;
+use crate::ids::{Ino, Nid};
+use crate::inode::{
+    Inode, Timespec, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK,
+};
+use crate::layout::{NAME_MAX, PAGE_SIZE};
+use crate::node::NodeBody;
+use crate::perm::{Cred, S_ISGID, S_IXGRP};
+use crate::recovery;
+use crate::store::{Stats, Store};
+
+/// Most hard links to one inode (and subdirectories of one directory).
+pub const LINK_MAX: u32 = 65000;
+/// Inode flag: the inode is in the graveyard (unlinked, still open).
+pub const FLAG_ORPHAN: u32 = 2;
+
+/// When reads update the access time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AtimeMode {
+    /// Only when older than the modification or change time, or a day old.
+    Relative,
+    /// Never.
+    Never,
+    /// On every read.
+    Always,
+}
+
+/// How to mount.
+#[derive(Clone, Debug)]
+pub struct MountOptions {
+    /// Never write to the device.
+    pub read_only: bool,
+    /// Dirty data (bytes) that triggers writeback.
+    pub dirty_limit: u64,
+    /// Access time policy.
+    pub atime: AtimeMode,
+    /// Commit at most this long after a change.
+    pub commit_interval: Duration,
+}
+
+impl Default for MountOptions {
+    fn default() -> Self {
+        MountOptions {
+            read_only: false,
+            dirty_limit: 64 << 20,
+            atime: AtimeMode::Relative,
+            commit_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Attributes of an inode, as `stat` shows them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Attr {
+    /// Inode number.
+    pub ino: Ino,
+    /// Generation (tells apart inodes that reused a number).
+    pub generation: u64,
+    /// Type and permission bits.
+    pub mode: u32,
+    /// Hard links.
+    pub nlink: u32,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// Device number of a device node.
+    pub rdev: u64,
+    /// Size in bytes.
+    pub size: u64,
+    /// Allocated space in 512-byte units.
+    pub blocks: u64,
+    /// Access time.
+    pub atime: Timespec,
+    /// Modification time.
+    pub mtime: Timespec,
+    /// Change time.
+    pub ctime: Timespec,
+    /// Creation time.
+    pub btime: Timespec,
+    /// Preferred I/O size.
+    pub blksize: u32,
+}
+
+/// Space and inode counts, as `statfs` shows them (in pages).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StatFs {
+    /// Page size.
+    pub bsize: u32,
+    /// Pages a user can hold in all.
+    pub blocks: u64,
+    /// Pages free.
+    pub bfree: u64,
+    /// Pages free for unprivileged users.
+    pub bavail: u64,
+    /// Inodes possible.
+    pub files: u64,
+    /// Inodes free.
+    pub ffree: u64,
+    /// Longest name.
+    pub namelen: u32,
+}
+
+/// A mounted filesystem.
+#[derive(Debug)]
+pub struct Filesystem {
+    store: Store,
+    opts: MountOptions,
+    opens: HashMap<Ino, u32>,
+    lookups: HashMap<Ino, u64>,
+    last_commit: Instant,
+}
+
+/// Linux `DT_*` type of a mode.
+pub fn dtype_of(mode: u32) -> u8 {
+    match mode & S_IFMT {
+        S_IFIFO => 1,
+        S_IFCHR => 2,
+        S_IFDIR => 4,
+        S_IFBLK => 6,
+        S_IFREG => 8,
+        S_IFLNK => 10,
+        S_IFSOCK => 12,
+        _ => 0,
+    }
+}
+
+/// Checks a name for a new or looked-up directory entry.
+fn check_name(name: &[u8]) -> Result<()> {
+    if name.len() > NAME_MAX {
+        return Err(Error::NameTooLong);
+    }
+    if name.is_empty() || name.contains(&b'/') || name.contains(&0) {
+        return Err(Error::Invalid);
+    }
+    Ok(())
+}
+
+impl Filesystem {
+    /// Mounts the filesystem on `dev`: recovers the newest consistent state
+    /// and, read-write, frees what the graveyard holds and commits.
+    pub fn mount(dev: Arc<dyn BlockDevice>, opts: MountOptions) -> Result<Filesystem> {
+        let rec = recovery::recover(&*dev, !opts.read_only)?;
+        for note in &rec.notes {
+            log::warn!("recovery: {note}");
+        }
+        let max_seq = rec.max_seq;
+        let store = Store::open(dev, rec, opts.read_only);
+        let mut fs = Filesystem {
+            store,
+            opts,
+            opens: HashMap::new(),
+            lookups: HashMap::new(),
+            last_commit: Instant::now(),
+        };
+        if !fs.opts.read_only {
+            fs.store.start_writing(max_seq)?;
+            fs.purge_graveyard()?;
+            fs.store.changed = true;
+            fs.store.commit(true)?;
+        }
+        Ok(fs)
+    }
+
+    /// Writes everything back and marks the filesystem clean.
+    pub fn unmount(mut self) -> Result<()> {
+        if self.store.read_only {
+            return Ok(());
+        }
+        self.opens.clear();
+        self.lookups.clear();
+        self.purge_graveyard()?;
+        self.store.close()
+    }
+
+    /// Commits if anything changed (fsync, syncfs).
+    pub fn sync(&mut self) -> Result<()> {
+        if self.store.read_only || !self.store.needs_commit() {
+            return Ok(());
+        }
+        self.store.commit(false)?;
+        self.last_commit = Instant::now();
+        Ok(())
+    }
+
+    /// Commits if the commit interval has passed since the last one.
+    pub fn sync_if_due(&mut self) -> Result<()> {
+        if self.last_commit.elapsed() >= self.opts.commit_interval {
+            self.sync()?;
+            self.last_commit = Instant::now();
+        }
+        Ok(())
+    }
+
+    /// The mount options.
+    pub fn options(&self) -> &MountOptions {
+        &self.opts
+    }
+
+    /// The superblock as last written.
+    pub fn superblock(&self) -> &crate::superblock::Superblock {
+        &self.store.sb
+    }
+
+    /// Counters since mount.
+    pub fn stats(&self) -> Stats {
+        self.store.stats
+    }
+
+    /// Pages written to the device since mount (summaries included).
+    pub fn device_pages_written(&self) -> u64 {
+        self.store.log.pages_written
+    }
+
+    fn dev(&self) -> Arc<dyn BlockDevice> {
+        self.store.dev.clone()
+    }
+
+    fn writable(&self) -> Result<()> {
+        if self.store.read_only {
+            Err(Error::ReadOnly)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Does inode `ino` exist (and is it a user-visible inode)?
+    fn exists(&mut self, ino: Ino) -> Result<bool> {
+        if ino == Nid::GRAVEYARD || ino.is_none() {
+            return Ok(false);
+        }
+        let dev = self.dev();
+        if !self.store.cache.contains(&*dev, ino)? {
+            return Ok(false);
+        }
+        Ok(matches!(
+            self.store.cache.get(&*dev, ino)?.body,
+            NodeBody::Inode(_)
+        ))
+    }
+
+    fn inode(&mut self, ino: Ino) -> Result<&Inode> {
+        if !self.exists(ino)? {
+            return Err(Error::NotFound);
+        }
+        let dev = self.dev();
+        self.store.cache.inode(&*dev, ino)
+    }
+
+    fn inode_mut(&mut self, ino: Ino) -> Result<&mut Inode> {
+        if !self.exists(ino)? {
+            return Err(Error::NotFound);
+        }
+        let dev = self.dev();
+        self.store.changed = true;
+        self.store.cache.inode_mut(&*dev, ino)
+    }
+
+    /// A directory inode, or `NotDir`.
+    fn dir(&mut self, ino: Ino) -> Result<&Inode> {
+        let inode = self.inode(ino)?;
+        if inode.is_dir() {
+            Ok(inode)
+        } else {
+            Err(Error::NotDir)
+        }
+    }
+
+    /// Attributes of `ino`.
+    pub fn getattr(&mut self, ino: Ino) -> Result<Attr> {
+        let inode = self.inode(ino)?.clone();
+        Ok(attr_of(ino, &inode))
+    }
+
+    /// Space and inode counts.
+    pub fn statfs(&mut self) -> StatFs {
+        let geo = self.store.sb.geometry;
+        let total = geo
+            .segment_area_pages()
+            .saturating_sub(self.store.reserve_pages());
+        let free = self.store.free_pages().min(total);
+        StatFs {
+            bsize: PAGE_SIZE as u32,
+            blocks: total,
+            bfree: free,
+            bavail: free,
+            files: self.store.inode_count.saturating_sub(1) + free,
+            ffree: free,
+            namelen: NAME_MAX as u32,
+        }
+    }
+
+    /// Makes a new inode for a child of `parent` (not yet linked).
+    fn new_inode(&mut self, cred: &Cred, parent: Ino, mode: u32, rdev: u64) -> Result<Ino> {
+        if self.store.free_pages() < 2 {
+            return Err(Error::NoSpace);
+        }
+        let p = self.inode(parent)?;
+        let (p_mode, p_gid) = (p.mode, p.gid);
+        let is_dir = mode & S_IFMT == S_IFDIR;
+        let mut mode = mode;
+        let gid = if p_mode & S_ISGID != 0 {
+            if is_dir {
+                mode |= S_ISGID;
+            }
+            p_gid
+        } else {
+            cred.gid
+        };
+        if !is_dir
+            && mode & S_ISGID != 0
+            && mode & S_IXGRP != 0
+            && !cred.is_root()
+            && !cred.in_group(gid)
+        {
+            mode &= !S_ISGID;
+        }
+        let now = Timespec::now();
+        let generation = self.store.next_generation;
+        self.store.next_generation += 1;
+        let inode = Inode {
+            mode,
+            uid: cred.uid,
+            gid,
+            nlink: if is_dir { 2 } else { 1 },
+            atime: now,
+            mtime: now,
+            ctime: now,
+            btime: now,
+            generation,
+            rdev,
+            parent: if is_dir { parent } else { Nid::NONE },
+            ..Inode::default()
+        };
+        let dev = self.dev();
+        let ino = self
+            .store
+            .cache
+            .create(&*dev, Nid::NONE, 0, NodeBody::Inode(Box::new(inode)))?;
+        self.store.inode_count += 1;
+        self.store.changed = true;
+        Ok(ino)
+    }
+
+    /// Counts a reference the kernel holds on `ino` (FUSE lookup count).
+    pub fn remember(&mut self, ino: Ino) {
+        *self.lookups.entry(ino).or_default() += 1;
+    }
+
+    /// Drops `n` kernel references to `ino`; frees it if it was unlinked
+    /// and nothing else holds it.
+    pub fn forget(&mut self, ino: Ino, n: u64) -> Result<()> {
+        if let Some(c) = self.lookups.get_mut(&ino) {
+            *c = c.saturating_sub(n);
+            if *c == 0 {
+                self.lookups.remove(&ino);
+            }
+        }
+        self.reap(ino)
+    }
+
+    fn held(&self, ino: Ino) -> bool {
+        self.opens.contains_key(&ino) || self.lookups.contains_key(&ino)
+    }
+
+    /// Called when the last name of `ino` is gone or a holder let go: frees
+    /// the inode, or parks it in the graveyard while it is still held.
+    fn reap(&mut self, ino: Ino) -> Result<()> {
+        if self.store.read_only || !self.exists(ino)? {
+            return Ok(());
+        }
+        let inode = self.inode(ino)?;
+        if inode.nlink > 0 {
+            return Ok(());
+        }
+        let orphan = inode.flags & FLAG_ORPHAN != 0;
+        let held = self.held(ino);
+        match (held, orphan) {
+            (true, true) => Ok(()),
+            (true, false) => {
+                let name = graveyard_name(ino);
+                let dev = self.dev();
+                let seed = self.store.sb.hash_seed;
+                dir_index::insert(
+                    &mut self.store.cache,
+                    &*dev,
+                    Nid::GRAVEYARD,
+                    &name,
+                    ino,
+                    0,
+                    seed,
+                )?;
+                self.inode_mut(ino)?.flags |= FLAG_ORPHAN;
+                Ok(())
+            }
+            (false, orphan) => {
+                if orphan {
+                    let dev = self.dev();
+                    let (seed, building) = (self.store.sb.hash_seed, self.store.building());
+                    let s = &mut self.store;
+                    dir_index::remove(
+                        &mut s.cache,
+                        &*dev,
+                        &mut s.sut,
+                        building,
+                        Nid::GRAVEYARD,
+                        &graveyard_name(ino),
+                        seed,
+                    )?;
+                }
+                self.free_inode(ino)
+            }
+        }
+    }
+
+    /// Frees an inode and everything it owns.
+    fn free_inode(&mut self, ino: Ino) -> Result<()> {
+        let dev = self.dev();
+        let dev = &*dev;
+        let building = self.store.building();
+        let s = &mut self.store;
+        let mut dead = Vec::new();
+        let mut unwritten = 0u64;
+        file_map::truncate(
+            &mut s.cache,
+            dev,
+            &mut s.sut,
+            building,
+            ino,
+            0,
+            &mut |_, p| {
+                if p.is_stored() {
+                    dead.push(p.addr);
+                } else {
+                    unwritten += 1;
+                }
+            },
+        )?;
+        for a in dead {
+            s.sut.remove_live(dev, a, building)?;
+        }
+        s.reserved_pages = s.reserved_pages.saturating_sub(unwritten);
+        s.dirty.remove_range(ino, 0, u64::MAX);
+        let inode = s.cache.inode(dev, ino)?;
+        let xattr = inode.xattr_nid;
+        let is_dir = inode.is_dir();
+        if !xattr.is_none() {
+            s.cache.remove(dev, &mut s.sut, building, xattr)?;
+        }
+        if is_dir {
+            for nid in dir_index::nodes(&mut s.cache, dev, ino)? {
+                s.cache.remove(dev, &mut s.sut, building, nid)?;
+            }
+        }
+        s.cache.remove(dev, &mut s.sut, building, ino)?;
+        s.inode_count = s.inode_count.saturating_sub(1);
+        s.changed = true;
+        self.opens.remove(&ino);
+        self.lookups.remove(&ino);
+        Ok(())
+    }
+
+    /// Frees every inode parked in the graveyard that nothing holds.
+    fn purge_graveyard(&mut self) -> Result<()> {
+        let dev = self.dev();
+        let mut parked = Vec::new();
+        dir_index::for_each_after(&mut self.store.cache, &*dev, Nid::GRAVEYARD, 0, &mut |e| {
+            parked.push(e.ino);
+            true
+        })?;
+        for ino in parked {
+            if !self.held(ino) {
+                self.reap(ino)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn graveyard_name(ino: Ino) -> Vec<u8> {
+    format!("{:016x}", ino.0).into_bytes()
+}
+
+/// Attributes of `inode`.
+pub fn attr_of(ino: Ino, inode: &Inode) -> Attr {
+    let (size, blocks) = if inode.is_dir() {
+        let pages = inode.blocks.max(1);
+        (pages * PAGE_SIZE as u64, pages * 8)
+    } else if inode.is_symlink() && inode.has_inline() {
+        (inode.size, 0)
+    } else {
+        (inode.size, inode.blocks * 8)
+    };
+    Attr {
+        ino,
+        generation: inode.generation,
+        mode: inode.mode,
+        nlink: inode.nlink,
+        uid: inode.uid,
+        gid: inode.gid,
+        rdev: inode.rdev,
+        size,
+        blocks,
+        atime: inode.atime,
+        mtime: inode.mtime,
+        ctime: inode.ctime,
+        btime: inode.btime,
+        blksize: PAGE_SIZE as u32,
+    }
+}

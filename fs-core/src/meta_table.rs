@@ -1,0 +1,504 @@
+//! Metadata tables: arrays of fixed-size entries (the node address table, the
+//! segment usage table) stored as a copy-on-write radix tree of pages with
+//! physical addresses, rooted in the checkpoint.
+//!
+//! Tables are written only at checkpoints, all at once, so a changed leaf
+//! costs its path to the root once per checkpoint, not once per change.
+
+use std::collections::HashMap;
+
+use crate::codec::{crc32, Reader, Writer};
+use crate::device::BlockDevice;
+use crate::error::Result;
+use crate::ids::PageAddr;
+use crate::layout::{zero_page, Page, PAGE_SIZE};
+use crate::segment_summary::{Entry, PageKind};
+
+/// "PGTB" in ASCII: the magic of a table page.
+pub const PAGE_MAGIC: [u8; 4] = *b"PGTB";
+/// Header bytes at the start of a table page.
+pub const PAGE_HEADER: usize = 16;
+/// Bytes of one entry (leaf entries and child pointers alike).
+pub const ENTRY_SIZE: usize = 16;
+/// Entries per page.
+pub const FANOUT: u64 = ((PAGE_SIZE - PAGE_HEADER) / ENTRY_SIZE) as u64;
+/// Deepest tree: 255^6 leaf pages is far beyond any device.
+pub const MAX_DEPTH: u8 = 6;
+/// Bytes of an encoded [`TableRoot`].
+pub const ROOT_SIZE: usize = 32;
+
+/// An entry's raw bytes.
+pub type RawEntry = [u8; ENTRY_SIZE];
+
+/// Which table a page belongs to (stored in every table page).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TableId {
+    /// Node address table: node id -> page.
+    NodeAddress = 1,
+    /// Segment usage table: segment -> live pages, age.
+    SegmentUsage = 2,
+}
+
+/// Where a table's tree starts: kept in the checkpoint.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TableRoot {
+    /// Root page; 0 for an empty table.
+    pub addr: PageAddr,
+    /// CRC-32 of the root page.
+    pub crc: u32,
+    /// Levels above the leaves (0: the root is a leaf).
+    pub depth: u8,
+}
+
+impl TableRoot {
+    /// Encodes at `off`.
+    pub fn encode(&self, w: &mut Writer<'_>, off: usize) {
+        w.addr(off, self.addr);
+        w.u32(off + 8, self.crc);
+        w.u8(off + 12, self.depth);
+    }
+
+    /// Decodes at `off`.
+    pub fn decode(r: &Reader<'_>, off: usize) -> Result<TableRoot> {
+        let root = TableRoot {
+            addr: r.addr(off)?,
+            crc: r.u32(off + 8)?,
+            depth: r.u8(off + 12)?,
+        };
+        r.check(root.depth <= MAX_DEPTH, || {
+            format!("table depth {} over {MAX_DEPTH}", root.depth)
+        })?;
+        Ok(root)
+    }
+}
+
+#[derive(Debug)]
+struct CachedPage {
+    data: Box<Page>,
+    /// Where the page is on disk now (0 if never written).
+    old: PageAddr,
+    dirty: bool,
+    /// The old address has been reported dead by [`MetaTable::take_released`].
+    released: bool,
+}
+
+/// A table of 16-byte entries with a page cache.
+#[derive(Debug)]
+pub struct MetaTable {
+    id: TableId,
+    root: TableRoot,
+    depth: u8,
+    pages: HashMap<(u8, u64), CachedPage>,
+    max_clean: usize,
+}
+
+fn capacity(depth: u8) -> u64 {
+    FANOUT.saturating_pow(u32::from(depth) + 1)
+}
+
+impl MetaTable {
+    /// A table starting at `root`, caching at most `max_clean` clean pages.
+    pub fn new(id: TableId, root: TableRoot, max_clean: usize) -> MetaTable {
+        MetaTable {
+            id,
+            root,
+            depth: root.depth,
+            pages: HashMap::new(),
+            max_clean,
+        }
+    }
+
+    /// The root as of the last [`MetaTable::write_dirty`] (or load).
+    pub fn root(&self) -> TableRoot {
+        self.root
+    }
+
+    fn what(&self) -> &'static str {
+        match self.id {
+            TableId::NodeAddress => "node address table page",
+            TableId::SegmentUsage => "segment usage table page",
+        }
+    }
+
+    /// Reads and checks the page at `addr`, expected to be (`level`, `index`).
+    fn read_page(
+        &self,
+        dev: &dyn BlockDevice,
+        addr: PageAddr,
+        crc: u32,
+        level: u8,
+        index: u64,
+    ) -> Result<Box<Page>> {
+        let mut data = zero_page();
+        dev.read(addr, &mut data[..])?;
+        let r = Reader::new(&data[..], self.what(), addr);
+        let actual = crc32(&data[..]);
+        r.check(actual == crc, || {
+            format!("checksum mismatch (expected {crc:#010x}, found {actual:#010x})")
+        })?;
+        r.check(r.bytes(0, 4)? == PAGE_MAGIC, || "bad magic".into())?;
+        let (id, lvl, idx) = (r.u8(4)?, r.u8(5)?, r.u64(8)?);
+        r.check(id == self.id as u8 && lvl == level && idx == index, || {
+            format!("page says table {id} level {lvl} index {idx}, expected table {} level {level} index {index}", self.id as u8)
+        })?;
+        Ok(data)
+    }
+
+    fn fresh_page(&self, level: u8, index: u64) -> Box<Page> {
+        let mut data = zero_page();
+        let mut w = Writer::new(&mut data[..]);
+        w.bytes(0, &PAGE_MAGIC);
+        w.u8(4, self.id as u8);
+        w.u8(5, level);
+        w.u64(8, index);
+        data
+    }
+
+    /// Makes sure page (`level`, `index`) is cached.
+    fn load(&mut self, dev: &dyn BlockDevice, level: u8, index: u64) -> Result<()> {
+        if self.pages.contains_key(&(level, index)) {
+            return Ok(());
+        }
+        let (addr, crc) = if level == self.depth {
+            if index != 0 {
+                return Err(crate::error::Error::corrupt(
+                    self.what(),
+                    PageAddr(0),
+                    "root index out of range",
+                ));
+            }
+            if self.depth == self.root.depth {
+                (self.root.addr, self.root.crc)
+            } else {
+                (PageAddr::NONE, 0)
+            }
+        } else {
+            self.load(dev, level + 1, index / FANOUT)?;
+            let parent = &self.pages[&(level + 1, index / FANOUT)].data;
+            let slot = PAGE_HEADER + (index % FANOUT) as usize * ENTRY_SIZE;
+            let r = Reader::new(&parent[..], self.what(), PageAddr::NONE);
+            (r.addr(slot)?, r.u32(slot + 8)?)
+        };
+        let data = if addr.is_none() {
+            self.fresh_page(level, index)
+        } else {
+            self.read_page(dev, addr, crc, level, index)?
+        };
+        self.evict_clean();
+        self.pages.insert(
+            (level, index),
+            CachedPage {
+                data,
+                old: addr,
+                dirty: false,
+                released: false,
+            },
+        );
+        Ok(())
+    }
+
+    fn evict_clean(&mut self) {
+        if self.pages.len() < self.max_clean {
+            return;
+        }
+        // Interior pages are cheap to keep and expensive to lose; drop leaves first.
+        let victims: Vec<(u8, u64)> = self
+            .pages
+            .iter()
+            .filter(|(k, p)| !p.dirty && k.0 == 0)
+            .map(|(k, _)| *k)
+            .take(self.max_clean / 4 + 1)
+            .collect();
+        for k in victims {
+            self.pages.remove(&k);
+        }
+    }
+
+    /// Reads entry `idx` (all zeros if never set).
+    pub fn get(&mut self, dev: &dyn BlockDevice, idx: u64) -> Result<RawEntry> {
+        if idx >= capacity(self.depth) {
+            return Ok([0; ENTRY_SIZE]);
+        }
+        let page_index = idx / FANOUT;
+        self.load(dev, 0, page_index)?;
+        let data = &self.pages[&(0, page_index)].data;
+        let slot = PAGE_HEADER + (idx % FANOUT) as usize * ENTRY_SIZE;
+        let mut out = [0u8; ENTRY_SIZE];
+        out.copy_from_slice(&data[slot..slot + ENTRY_SIZE]);
+        Ok(out)
+    }
+
+    /// Writes entry `idx`, growing the tree if needed.
+    pub fn set(&mut self, dev: &dyn BlockDevice, idx: u64, entry: &RawEntry) -> Result<()> {
+        while idx >= capacity(self.depth) {
+            self.grow(dev)?;
+        }
+        let page_index = idx / FANOUT;
+        self.load(dev, 0, page_index)?;
+        let page = self.pages.get_mut(&(0, page_index)).ok_or_else(|| {
+            crate::error::Error::corrupt("table", PageAddr::NONE, "page vanished from cache")
+        })?;
+        let slot = PAGE_HEADER + (idx % FANOUT) as usize * ENTRY_SIZE;
+        page.data[slot..slot + ENTRY_SIZE].copy_from_slice(entry);
+        page.dirty = true;
+        Ok(())
+    }
+
+    /// Adds a level on top: the old root becomes child 0 of a new root.
+    fn grow(&mut self, dev: &dyn BlockDevice) -> Result<()> {
+        if self.depth >= MAX_DEPTH {
+            return Err(crate::error::Error::NoSpace);
+        }
+        // The old root becomes child 0. It is marked dirty so that the write
+        // fills the new root's slot with its (possibly unchanged) address and
+        // checksum; its old copy is released like any rewritten page.
+        self.load(dev, self.depth, 0)?;
+        if let Some(child) = self.pages.get_mut(&(self.depth, 0)) {
+            child.dirty = true;
+        }
+        let data = self.fresh_page(self.depth + 1, 0);
+        self.depth += 1;
+        self.pages.insert(
+            (self.depth, 0),
+            CachedPage {
+                data,
+                old: PageAddr::NONE,
+                dirty: true,
+                released: true,
+            },
+        );
+        Ok(())
+    }
+
+    /// Marks the ancestors of every dirty page dirty (loading them), so that
+    /// [`MetaTable::dirty_count`] is the number of pages the next write needs.
+    pub fn close_dirty(&mut self, dev: &dyn BlockDevice) -> Result<()> {
+        for level in 0..self.depth {
+            let dirty: Vec<u64> = self
+                .pages
+                .iter()
+                .filter(|(k, p)| k.0 == level && p.dirty)
+                .map(|(k, _)| k.1)
+                .collect();
+            for index in dirty {
+                let parent = (level + 1, index / FANOUT);
+                self.load(dev, parent.0, parent.1)?;
+                if let Some(p) = self.pages.get_mut(&parent) {
+                    p.dirty = true;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Pages the next write needs.
+    pub fn dirty_count(&self) -> usize {
+        self.pages.values().filter(|p| p.dirty).count()
+    }
+
+    /// Old addresses of dirty pages that have not been reported yet: those
+    /// pages die when the table is written.
+    pub fn take_released(&mut self) -> Vec<PageAddr> {
+        let mut out = Vec::new();
+        for p in self.pages.values_mut().filter(|p| p.dirty && !p.released) {
+            p.released = true;
+            if !p.old.is_none() {
+                out.push(p.old);
+            }
+        }
+        // A replaced root that is no longer cached as dirty (after a grow)
+        // was released when it was marked dirty above.
+        out
+    }
+
+    /// Writes every dirty page to the addresses in `addrs` (one per dirty
+    /// page, from [`MetaTable::dirty_count`]), children before parents, by
+    /// handing each encoded page to `emit`. Updates the root.
+    pub fn write_dirty(
+        &mut self,
+        addrs: &[PageAddr],
+        emit: &mut dyn FnMut(PageAddr, &Page, Entry),
+    ) -> Result<()> {
+        let mut keys: Vec<(u8, u64)> = self
+            .pages
+            .iter()
+            .filter(|(_, p)| p.dirty)
+            .map(|(k, _)| *k)
+            .collect();
+        keys.sort_unstable();
+        if keys.len() != addrs.len() {
+            return Err(crate::error::Error::corrupt(
+                self.what(),
+                PageAddr::NONE,
+                format!("{} dirty pages but {} addresses", keys.len(), addrs.len()),
+            ));
+        }
+        for (key, &addr) in keys.iter().zip(addrs) {
+            let page = self
+                .pages
+                .get_mut(key)
+                .ok_or_else(|| crate::error::Error::corrupt("table", addr, "page vanished"))?;
+            let crc = crc32(&page.data[..]);
+            let mut entry = Entry::raw(
+                PageKind::Table,
+                self.id as u64,
+                (u64::from(key.0) << 56) | key.1,
+            );
+            entry.crc = crc;
+            emit(addr, &page.data, entry);
+            page.old = addr;
+            page.dirty = false;
+            page.released = false;
+            if key.0 == self.depth {
+                self.root = TableRoot {
+                    addr,
+                    crc,
+                    depth: self.depth,
+                };
+            } else {
+                let parent_key = (key.0 + 1, key.1 / FANOUT);
+                let slot = PAGE_HEADER + (key.1 % FANOUT) as usize * ENTRY_SIZE;
+                let parent = self.pages.get_mut(&parent_key).ok_or_else(|| {
+                    crate::error::Error::corrupt("table", addr, "parent of a dirty page not loaded")
+                })?;
+                let mut w = Writer::new(&mut parent.data[..]);
+                w.addr(slot, addr);
+                w.u32(slot + 8, crc);
+            }
+        }
+        Ok(())
+    }
+
+    /// Every page address of the tree as of the root, for checkers: calls
+    /// `visit(level, index, addr)` for each stored page.
+    pub fn walk(
+        &self,
+        dev: &dyn BlockDevice,
+        visit: &mut dyn FnMut(u8, u64, PageAddr, &Page) -> Result<()>,
+    ) -> Result<()> {
+        if self.root.addr.is_none() {
+            return Ok(());
+        }
+        self.walk_page(
+            dev,
+            self.root.depth,
+            0,
+            self.root.addr,
+            self.root.crc,
+            visit,
+        )
+    }
+
+    fn walk_page(
+        &self,
+        dev: &dyn BlockDevice,
+        level: u8,
+        index: u64,
+        addr: PageAddr,
+        crc: u32,
+        visit: &mut dyn FnMut(u8, u64, PageAddr, &Page) -> Result<()>,
+    ) -> Result<()> {
+        let data = self.read_page(dev, addr, crc, level, index)?;
+        visit(level, index, addr, &data)?;
+        if level == 0 {
+            return Ok(());
+        }
+        let r = Reader::new(&data[..], self.what(), addr);
+        for slot in 0..FANOUT {
+            let off = PAGE_HEADER + slot as usize * ENTRY_SIZE;
+            let child = r.addr(off)?;
+            if !child.is_none() {
+                let child_index = index * FANOUT + slot;
+                self.walk_page(dev, level - 1, child_index, child, r.u32(off + 8)?, visit)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::MemDevice;
+
+    /// Writes a table's dirty pages to consecutive addresses from `next`.
+    fn flush(t: &mut MetaTable, dev: &MemDevice, next: &mut u64) -> Vec<PageAddr> {
+        t.close_dirty(dev).expect("close");
+        let released = t.take_released();
+        let n = t.dirty_count();
+        let addrs: Vec<PageAddr> = (0..n as u64).map(|i| PageAddr(*next + i)).collect();
+        *next += n as u64;
+        t.write_dirty(&addrs, &mut |a, p, _| dev.write(a, &p[..]).expect("write"))
+            .expect("write_dirty");
+        released
+    }
+
+    #[test]
+    fn entries_survive_flush_and_reload_across_growth() {
+        let dev = MemDevice::new(4096);
+        let mut t = MetaTable::new(TableId::NodeAddress, TableRoot::default(), 4);
+        let mut next = 10;
+        let idxs = [0u64, 1, 254, 255, 300, 70_000, 65_025 * 3];
+        for &i in &idxs {
+            let mut e = [0u8; ENTRY_SIZE];
+            e[..8].copy_from_slice(&(i + 1).to_le_bytes());
+            t.set(&dev, i, &e).expect("set");
+        }
+        flush(&mut t, &dev, &mut next);
+        let root = t.root();
+        assert_eq!(root.depth, 2);
+        let mut again = MetaTable::new(TableId::NodeAddress, root, 4);
+        for &i in &idxs {
+            let e = again.get(&dev, i).expect("get");
+            assert_eq!(
+                u64::from_le_bytes(e[..8].try_into().expect("8")),
+                i + 1,
+                "entry {i}"
+            );
+        }
+        assert_eq!(again.get(&dev, 5).expect("get"), [0u8; ENTRY_SIZE]);
+        // Change one entry: only its path is rewritten, and the old path dies.
+        let mut e = [0u8; ENTRY_SIZE];
+        e[0] = 0xEE;
+        again.set(&dev, 300, &e).expect("set");
+        let released = flush(&mut again, &dev, &mut next);
+        assert_eq!(released.len(), 3, "leaf, interior and root are replaced");
+        let mut third = MetaTable::new(TableId::NodeAddress, again.root(), 4);
+        assert_eq!(third.get(&dev, 300).expect("get")[0], 0xEE);
+        assert_eq!(
+            u64::from_le_bytes(
+                third.get(&dev, 70_000).expect("get")[..8]
+                    .try_into()
+                    .expect("8")
+            ),
+            70_001
+        );
+        let mut seen = 0;
+        third
+            .walk(&dev, &mut |_, _, _, _| {
+                seen += 1;
+                Ok(())
+            })
+            .expect("walk");
+        assert!(seen >= 5);
+    }
+
+    #[test]
+    fn corrupt_page_is_an_error_not_a_panic() {
+        let dev = MemDevice::new(64);
+        let mut t = MetaTable::new(TableId::SegmentUsage, TableRoot::default(), 8);
+        t.set(&dev, 3, &[7u8; ENTRY_SIZE]).expect("set");
+        let mut next = 5;
+        flush(&mut t, &dev, &mut next);
+        let root = t.root();
+        let mut page = vec![0u8; PAGE_SIZE];
+        dev.read(root.addr, &mut page).expect("read");
+        page[100] ^= 1;
+        dev.write(root.addr, &page).expect("write");
+        let mut t2 = MetaTable::new(TableId::SegmentUsage, root, 8);
+        assert!(matches!(
+            t2.get(&dev, 3),
+            Err(crate::error::Error::Corrupt { .. })
+        ));
+    }
+}

@@ -1,0 +1,266 @@
+//! The node cache: decoded nodes, read through the node address table on
+//! demand, kept dirty in memory until the next checkpoint writes them.
+
+use std::collections::HashMap;
+
+use crate::codec::crc32;
+use crate::device::BlockDevice;
+use crate::error::{Error, Result};
+use crate::ids::{CheckpointNo, Ino, Nid, PageAddr};
+use crate::inode::Inode;
+use crate::layout::zero_page;
+use crate::node::{Node, NodeBody};
+use crate::node_table::{NatEntry, NodeTable};
+use crate::segment_summary::{Entry, PageKind};
+use crate::segment_usage::SegmentUsage;
+use crate::segment_writer::SegmentWriter;
+
+#[derive(Debug)]
+struct Cached {
+    node: Node,
+    dirty: bool,
+    last_use: u64,
+}
+
+/// Decoded nodes by id.
+#[derive(Debug)]
+pub struct NodeCache {
+    nodes: HashMap<Nid, Cached>,
+    /// Where nodes are stored.
+    pub nat: NodeTable,
+    max_clean: usize,
+    dirty: usize,
+    clock: u64,
+}
+
+fn wrong_kind(nid: Nid, want: &str) -> Error {
+    Error::corrupt(
+        format!("node {nid}"),
+        PageAddr::NONE,
+        format!("expected {want}"),
+    )
+}
+
+impl NodeCache {
+    /// A cache over `nat` keeping at most about `max_clean` clean nodes.
+    pub fn new(nat: NodeTable, max_clean: usize) -> NodeCache {
+        NodeCache {
+            nodes: HashMap::new(),
+            nat,
+            max_clean,
+            dirty: 0,
+            clock: 0,
+        }
+    }
+
+    /// Nodes waiting to be written.
+    pub fn dirty_count(&self) -> usize {
+        self.dirty
+    }
+
+    fn load(&mut self, dev: &dyn BlockDevice, nid: Nid) -> Result<()> {
+        self.clock += 1;
+        if let Some(c) = self.nodes.get_mut(&nid) {
+            c.last_use = self.clock;
+            return Ok(());
+        }
+        let e = self.nat.lookup(dev, nid)?.ok_or_else(|| {
+            Error::corrupt(
+                format!("node {nid}"),
+                PageAddr::NONE,
+                "referenced but not allocated",
+            )
+        })?;
+        let node = read_node(dev, nid, e)?;
+        self.evict();
+        self.nodes.insert(
+            nid,
+            Cached {
+                node,
+                dirty: false,
+                last_use: self.clock,
+            },
+        );
+        Ok(())
+    }
+
+    fn evict(&mut self) {
+        let clean = self.nodes.len() - self.dirty;
+        if clean < self.max_clean {
+            return;
+        }
+        let mut ages: Vec<(u64, Nid)> = self
+            .nodes
+            .iter()
+            .filter(|(_, c)| !c.dirty)
+            .map(|(n, c)| (c.last_use, *n))
+            .collect();
+        ages.sort_unstable();
+        for (_, nid) in ages.into_iter().take(self.max_clean / 4 + 1) {
+            self.nodes.remove(&nid);
+        }
+    }
+
+    /// Is `nid` an allocated node (written, or created since the last commit)?
+    pub fn contains(&mut self, dev: &dyn BlockDevice, nid: Nid) -> Result<bool> {
+        Ok(self.nodes.contains_key(&nid) || self.nat.lookup(dev, nid)?.is_some())
+    }
+
+    /// The node `nid`.
+    pub fn get(&mut self, dev: &dyn BlockDevice, nid: Nid) -> Result<&Node> {
+        self.load(dev, nid)?;
+        self.nodes
+            .get(&nid)
+            .map(|c| &c.node)
+            .ok_or_else(|| Error::corrupt("node cache", PageAddr::NONE, "node vanished"))
+    }
+
+    /// The node `nid`, marked dirty.
+    pub fn get_mut(&mut self, dev: &dyn BlockDevice, nid: Nid) -> Result<&mut Node> {
+        self.load(dev, nid)?;
+        let c = self
+            .nodes
+            .get_mut(&nid)
+            .ok_or_else(|| Error::corrupt("node cache", PageAddr::NONE, "node vanished"))?;
+        if !c.dirty {
+            c.dirty = true;
+            self.dirty += 1;
+        }
+        Ok(&mut c.node)
+    }
+
+    /// The inode `ino`.
+    pub fn inode(&mut self, dev: &dyn BlockDevice, ino: Ino) -> Result<&Inode> {
+        match &self.get(dev, ino)?.body {
+            NodeBody::Inode(i) => Ok(i),
+            _ => Err(wrong_kind(ino, "an inode")),
+        }
+    }
+
+    /// The inode `ino`, marked dirty.
+    pub fn inode_mut(&mut self, dev: &dyn BlockDevice, ino: Ino) -> Result<&mut Inode> {
+        match &mut self.get_mut(dev, ino)?.body {
+            NodeBody::Inode(i) => Ok(i),
+            _ => Err(wrong_kind(ino, "an inode")),
+        }
+    }
+
+    /// Adds a new node (dirty) and returns its id. For an inode, `ino` is
+    /// ignored: an inode belongs to itself.
+    pub fn create(
+        &mut self,
+        dev: &dyn BlockDevice,
+        ino: Ino,
+        level: u8,
+        body: NodeBody,
+    ) -> Result<Nid> {
+        let nid = self.nat.alloc(dev)?;
+        self.insert_at(nid, ino, level, body);
+        Ok(nid)
+    }
+
+    /// Adds a node with a chosen id (mkfs: the root directory).
+    pub fn insert_at(&mut self, nid: Nid, ino: Ino, level: u8, body: NodeBody) {
+        let ino = if matches!(body, NodeBody::Inode(_)) {
+            nid
+        } else {
+            ino
+        };
+        self.clock += 1;
+        let old = self.nodes.insert(
+            nid,
+            Cached {
+                node: Node {
+                    nid,
+                    ino,
+                    level,
+                    body,
+                },
+                dirty: true,
+                last_use: self.clock,
+            },
+        );
+        if !old.is_some_and(|c| c.dirty) {
+            self.dirty += 1;
+        }
+    }
+
+    /// Deletes node `nid`: its page dies and its id is free again.
+    pub fn remove(
+        &mut self,
+        dev: &dyn BlockDevice,
+        sut: &mut SegmentUsage,
+        building: CheckpointNo,
+        nid: Nid,
+    ) -> Result<()> {
+        if let Some(c) = self.nodes.remove(&nid) {
+            if c.dirty {
+                self.dirty -= 1;
+            }
+        }
+        if let Some(e) = self.nat.lookup(dev, nid)? {
+            sut.remove_live(dev, e.addr, building)?;
+        }
+        self.nat.release(dev, nid)
+    }
+
+    /// Writes every dirty node to the log, grouped by inode, and points the
+    /// node address table at the new copies.
+    pub fn write_dirty(
+        &mut self,
+        dev: &dyn BlockDevice,
+        sut: &mut SegmentUsage,
+        log: &mut SegmentWriter,
+    ) -> Result<()> {
+        let mut dirty: Vec<(Ino, Nid)> = self
+            .nodes
+            .iter()
+            .filter(|(_, c)| c.dirty)
+            .map(|(n, c)| (c.node.ino, *n))
+            .collect();
+        dirty.sort_unstable();
+        let building = log.building();
+        for (ino, nid) in dirty {
+            let Some(c) = self.nodes.get_mut(&nid) else {
+                continue;
+            };
+            let page = c.node.encode(building);
+            let entry = Entry::raw(PageKind::Node, ino.0, nid.0);
+            let addr = log.alloc(dev, sut, Some((entry, &page)))?;
+            c.dirty = false;
+            self.dirty -= 1;
+            let old = self.nat.lookup(dev, nid)?;
+            self.nat.set(
+                dev,
+                nid,
+                NatEntry {
+                    addr,
+                    crc: crc32(&page[..]),
+                },
+            )?;
+            if let Some(old) = old {
+                sut.remove_live(dev, old.addr, building)?;
+            }
+        }
+        self.evict();
+        Ok(())
+    }
+}
+
+/// Reads node `nid` from where the table says it is, checking the checksum.
+pub fn read_node(dev: &dyn BlockDevice, nid: Nid, e: NatEntry) -> Result<Node> {
+    let mut page = zero_page();
+    dev.read(e.addr, &mut page[..])?;
+    let actual = crc32(&page[..]);
+    if actual != e.crc {
+        return Err(Error::corrupt(
+            format!("node {nid}"),
+            e.addr,
+            format!(
+                "checksum mismatch (expected {:#010x}, found {actual:#010x})",
+                e.crc
+            ),
+        ));
+    }
+    Node::decode(&page[..], e.addr, nid)
+}

@@ -1,0 +1,151 @@
+//! Credentials and POSIX permission checks.
+
+use crate::error::{Error, Result};
+use crate::inode::Inode;
+
+/// Read permission.
+pub const MAY_READ: u32 = 4;
+/// Write permission.
+pub const MAY_WRITE: u32 = 2;
+/// Execute (search, for a directory) permission.
+pub const MAY_EXEC: u32 = 1;
+
+/// Set-user-id bit.
+pub const S_ISUID: u32 = 0o4000;
+/// Set-group-id bit.
+pub const S_ISGID: u32 = 0o2000;
+/// Sticky bit.
+pub const S_ISVTX: u32 = 0o1000;
+/// Group execute.
+pub const S_IXGRP: u32 = 0o010;
+
+/// Who is asking.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Cred {
+    /// Effective user id.
+    pub uid: u32,
+    /// Effective group id.
+    pub gid: u32,
+    /// Supplementary groups.
+    pub groups: Vec<u32>,
+}
+
+impl Cred {
+    /// The superuser.
+    pub fn root() -> Cred {
+        Cred::default()
+    }
+
+    /// A user with no supplementary groups.
+    pub fn user(uid: u32, gid: u32) -> Cred {
+        Cred {
+            uid,
+            gid,
+            groups: Vec::new(),
+        }
+    }
+
+    /// Is this the superuser?
+    pub fn is_root(&self) -> bool {
+        self.uid == 0
+    }
+
+    /// Is `gid` the primary or a supplementary group?
+    pub fn in_group(&self, gid: u32) -> bool {
+        self.gid == gid || self.groups.contains(&gid)
+    }
+
+    /// Owner of `inode`, or root?
+    pub fn owns(&self, inode: &Inode) -> bool {
+        self.is_root() || self.uid == inode.uid
+    }
+}
+
+/// Checks `mask` (MAY_* bits) against `inode`'s mode for `cred`.
+pub fn check(inode: &Inode, cred: &Cred, mask: u32) -> Result<()> {
+    if cred.is_root() {
+        // Root may read and write anything, and execute anything with at
+        // least one execute bit (and search any directory).
+        let exec_ok = mask & MAY_EXEC == 0 || inode.is_dir() || inode.mode & 0o111 != 0;
+        return if exec_ok { Ok(()) } else { Err(Error::Access) };
+    }
+    let bits = if cred.uid == inode.uid {
+        (inode.mode >> 6) & 7
+    } else if cred.in_group(inode.gid) {
+        (inode.mode >> 3) & 7
+    } else {
+        inode.mode & 7
+    };
+    if bits & mask == mask {
+        Ok(())
+    } else {
+        Err(Error::Access)
+    }
+}
+
+/// May `cred` remove or rename `victim` out of directory `dir`? (Write and
+/// search permission on `dir`, and the sticky-bit rule.)
+pub fn check_delete(dir: &Inode, victim: &Inode, cred: &Cred) -> Result<()> {
+    check(dir, cred, MAY_WRITE | MAY_EXEC)?;
+    if dir.mode & S_ISVTX != 0 && !cred.is_root() && cred.uid != dir.uid && cred.uid != victim.uid {
+        return Err(Error::Perm);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inode::{S_IFDIR, S_IFREG};
+
+    fn file(mode: u32, uid: u32, gid: u32) -> Inode {
+        Inode {
+            mode: S_IFREG | mode,
+            uid,
+            gid,
+            ..Inode::default()
+        }
+    }
+
+    #[test]
+    fn owner_group_other_bits() {
+        let f = file(0o640, 10, 20);
+        assert!(check(&f, &Cred::user(10, 1), MAY_READ | MAY_WRITE).is_ok());
+        assert!(check(&f, &Cred::user(11, 20), MAY_READ).is_ok());
+        assert!(matches!(
+            check(&f, &Cred::user(11, 20), MAY_WRITE),
+            Err(Error::Access)
+        ));
+        let mut c = Cred::user(11, 1);
+        assert!(check(&f, &c, MAY_READ).is_err());
+        c.groups.push(20);
+        assert!(check(&f, &c, MAY_READ).is_ok());
+        // The owner class is used even when it grants less than the others.
+        let f = file(0o077, 10, 20);
+        assert!(check(&f, &Cred::user(10, 20), MAY_READ).is_err());
+    }
+
+    #[test]
+    fn root_needs_an_exec_bit_to_execute() {
+        assert!(check(&file(0o600, 1, 1), &Cred::root(), MAY_READ | MAY_WRITE).is_ok());
+        assert!(check(&file(0o600, 1, 1), &Cred::root(), MAY_EXEC).is_err());
+        assert!(check(&file(0o001, 1, 1), &Cred::root(), MAY_EXEC).is_ok());
+    }
+
+    #[test]
+    fn sticky_directory() {
+        let dir = Inode {
+            mode: S_IFDIR | 0o1777,
+            uid: 1,
+            ..Inode::default()
+        };
+        let victim = file(0o644, 2, 2);
+        assert!(check_delete(&dir, &victim, &Cred::user(2, 2)).is_ok());
+        assert!(check_delete(&dir, &victim, &Cred::user(1, 1)).is_ok());
+        assert!(matches!(
+            check_delete(&dir, &victim, &Cred::user(3, 3)),
+            Err(Error::Perm)
+        ));
+        assert!(check_delete(&dir, &victim, &Cred::root()).is_ok());
+    }
+}

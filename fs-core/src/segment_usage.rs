@@ -1,0 +1,248 @@
+//! The segment usage table (SUT): live pages and newest write time per
+//! segment. It says which segments are free, what `df` reports, and (for the
+//! cleaner) which segments are worth cleaning.
+
+use std::collections::HashMap;
+
+use crate::codec::{Reader, Writer};
+use crate::device::BlockDevice;
+use crate::error::{Error, Result};
+use crate::ids::{CheckpointNo, PageAddr, SegmentNo};
+use crate::layout::Geometry;
+use crate::meta_table::{MetaTable, RawEntry, TableId, TableRoot, ENTRY_SIZE};
+
+/// One segment's usage.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Pages in the segment referenced by the current root.
+    pub live: u32,
+    /// Flags (none defined in version 1).
+    pub flags: u32,
+    /// Newest write into the segment, seconds since the epoch.
+    pub mtime: i64,
+}
+
+impl Usage {
+    /// Encodes the 16-byte entry.
+    pub fn encode(&self) -> RawEntry {
+        let mut raw = [0u8; ENTRY_SIZE];
+        let mut w = Writer::new(&mut raw);
+        w.u32(0, self.live);
+        w.u32(4, self.flags);
+        w.i64(8, self.mtime);
+        raw
+    }
+
+    /// Decodes the 16-byte entry of `seg`.
+    pub fn decode(raw: &RawEntry, seg: SegmentNo) -> Result<Usage> {
+        let r = Reader::new(raw, "segment usage entry", PageAddr(seg.0));
+        Ok(Usage {
+            live: r.u32(0)?,
+            flags: r.u32(4)?,
+            mtime: r.i64(8)?,
+        })
+    }
+}
+
+/// The segment usage table and the allocation state built on it.
+#[derive(Debug)]
+pub struct SegmentUsage {
+    table: MetaTable,
+    geometry: Geometry,
+    /// Sum of live pages over all segments.
+    pub live_pages: u64,
+    /// Segments with no live page (free, prefree or active).
+    pub empty_segments: u64,
+    /// Segments emptied since they were last known durable-free: reusable
+    /// only once the checkpoint that emptied them is durable and named by a
+    /// superblock (see `docs/DESIGN.md`, "segment reuse").
+    prefree: HashMap<SegmentNo, CheckpointNo>,
+    /// Segments the log writer holds (current and next).
+    active: Vec<SegmentNo>,
+    cursor: u64,
+}
+
+impl SegmentUsage {
+    /// Opens the table at `root`.
+    pub fn new(
+        root: TableRoot,
+        geometry: Geometry,
+        live_pages: u64,
+        empty_segments: u64,
+    ) -> SegmentUsage {
+        SegmentUsage {
+            // The table is small (16 bytes a segment): keep it all cached.
+            table: MetaTable::new(TableId::SegmentUsage, root, usize::MAX),
+            geometry,
+            live_pages,
+            empty_segments,
+            prefree: HashMap::new(),
+            active: Vec::new(),
+            cursor: 0,
+        }
+    }
+
+    /// The underlying table, for checkpoint writes and checkers.
+    pub fn table(&mut self) -> &mut MetaTable {
+        &mut self.table
+    }
+
+    /// Usage of `seg`.
+    pub fn get(&mut self, dev: &dyn BlockDevice, seg: SegmentNo) -> Result<Usage> {
+        Usage::decode(&self.table.get(dev, seg.0)?, seg)
+    }
+
+    /// Counts `addr` as referenced (a page written at time `now`).
+    pub fn add_live(&mut self, dev: &dyn BlockDevice, addr: PageAddr, now: i64) -> Result<()> {
+        let seg = self.segment(addr)?;
+        let mut u = self.get(dev, seg)?;
+        if u.live == 0 {
+            self.empty_segments = self.empty_segments.saturating_sub(1);
+            self.prefree.remove(&seg);
+        }
+        u.live += 1;
+        u.mtime = u.mtime.max(now);
+        self.live_pages += 1;
+        self.table.set(dev, seg.0, &u.encode())
+    }
+
+    /// Counts `addr` as no longer referenced by the root being built
+    /// (checkpoint `building`).
+    pub fn remove_live(
+        &mut self,
+        dev: &dyn BlockDevice,
+        addr: PageAddr,
+        building: CheckpointNo,
+    ) -> Result<()> {
+        let seg = self.segment(addr)?;
+        let mut u = self.get(dev, seg)?;
+        if u.live == 0 {
+            return Err(Error::corrupt(
+                "segment usage table",
+                addr,
+                format!("page freed twice: segment {seg} already has no live page"),
+            ));
+        }
+        u.live -= 1;
+        self.live_pages = self.live_pages.saturating_sub(1);
+        if u.live == 0 {
+            self.empty_segments += 1;
+            self.prefree.insert(seg, building);
+        }
+        self.table.set(dev, seg.0, &u.encode())
+    }
+
+    fn segment(&self, addr: PageAddr) -> Result<SegmentNo> {
+        self.geometry.segment_of(addr).ok_or_else(|| {
+            Error::corrupt("block pointer", addr, "address outside the segment area")
+        })
+    }
+
+    /// Makes segments emptied by checkpoints up to `durable` reusable.
+    pub fn release_prefree(&mut self, durable: CheckpointNo) {
+        self.prefree.retain(|_, cp| *cp > durable);
+    }
+
+    /// Marks `seg` as held by the log writer (or no longer, with `false`).
+    pub fn set_active(&mut self, seg: SegmentNo, active: bool) {
+        self.active.retain(|s| *s != seg);
+        if active {
+            self.active.push(seg);
+        }
+    }
+
+    /// Finds a segment that may be written: empty, not prefree, not active.
+    pub fn find_free(&mut self, dev: &dyn BlockDevice) -> Result<Option<SegmentNo>> {
+        let n = self.geometry.segment_count;
+        for step in 0..n {
+            let seg = SegmentNo((self.cursor + step) % n);
+            if self.active.contains(&seg) || self.prefree.contains_key(&seg) {
+                continue;
+            }
+            if self.get(dev, seg)?.live == 0 {
+                self.cursor = (seg.0 + 1) % n;
+                return Ok(Some(seg));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Empty segments that can be written now.
+    pub fn writable_segments(&self) -> u64 {
+        let held = self.prefree.len() as u64 + self.active.len() as u64;
+        self.empty_segments.saturating_sub(held)
+    }
+
+    /// Empty segments including those waiting for a durable checkpoint.
+    pub fn empty_segments(&self) -> u64 {
+        self.empty_segments
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::MemDevice;
+
+    fn geo() -> Geometry {
+        Geometry {
+            pages_per_segment: 16,
+            segment_count: 8,
+            first_segment_page: 2,
+        }
+    }
+
+    #[test]
+    fn usage_codec_golden() {
+        let u = Usage {
+            live: 5,
+            flags: 0,
+            mtime: 1000,
+        };
+        let raw = u.encode();
+        assert_eq!(&raw[0..4], &5u32.to_le_bytes());
+        assert_eq!(&raw[8..16], &1000i64.to_le_bytes());
+        assert_eq!(Usage::decode(&raw, SegmentNo(0)).expect("decode"), u);
+    }
+
+    #[test]
+    fn emptied_segment_waits_for_durable_checkpoint() {
+        let dev = MemDevice::new(200);
+        let g = geo();
+        let mut sut = SegmentUsage::new(TableRoot::default(), g, 0, 8);
+        let a = g.segment_start(SegmentNo(0));
+        sut.add_live(&dev, a, 10).expect("add");
+        assert_eq!(sut.empty_segments(), 7);
+        sut.set_active(SegmentNo(1), true);
+        assert_eq!(sut.find_free(&dev).expect("find"), Some(SegmentNo(2)));
+        sut.remove_live(&dev, a, CheckpointNo(4)).expect("remove");
+        assert_eq!(sut.empty_segments(), 8);
+        // Segment 0 is prefree until checkpoint 4 is durable.
+        for _ in 0..8 {
+            assert_ne!(sut.find_free(&dev).expect("find"), Some(SegmentNo(0)));
+        }
+        sut.release_prefree(CheckpointNo(3));
+        for _ in 0..8 {
+            assert_ne!(sut.find_free(&dev).expect("find"), Some(SegmentNo(0)));
+        }
+        sut.release_prefree(CheckpointNo(4));
+        let found: Vec<_> = (0..8)
+            .filter_map(|_| sut.find_free(&dev).expect("find"))
+            .collect();
+        assert!(found.contains(&SegmentNo(0)));
+        assert!(!found.contains(&SegmentNo(1)), "active segment handed out");
+    }
+
+    #[test]
+    fn double_free_is_corruption() {
+        let dev = MemDevice::new(200);
+        let g = geo();
+        let mut sut = SegmentUsage::new(TableRoot::default(), g, 0, 8);
+        let a = g.segment_start(SegmentNo(3));
+        assert!(matches!(
+            sut.remove_live(&dev, a, CheckpointNo(1)),
+            Err(Error::Corrupt { .. })
+        ));
+        assert!(sut.add_live(&dev, PageAddr(1), 0).is_err());
+    }
+}

@@ -1,0 +1,271 @@
+//! The segment writer: hands out page addresses at the head of the log and
+//! packs pages into log records (a summary page, then up to 126 payload
+//! pages), written once every slot is filled.
+//!
+//! Addresses are handed out strictly in order, so a file written in one go
+//! lands contiguously (delayed allocation chooses the order). Slots can be
+//! reserved and filled later: the checkpoint needs the addresses of table
+//! pages before their contents (which hold those very addresses) are final.
+
+use crate::device::BlockDevice;
+use crate::error::{Error, Result};
+use crate::ids::{CheckpointNo, PageAddr, SegmentNo};
+use crate::layout::{Geometry, Page, PAGE_SIZE};
+use crate::segment_summary::{Entry, Summary, FLAG_CHECKPOINT, MAX_ENTRIES};
+use crate::segment_usage::SegmentUsage;
+
+/// A record being assembled.
+#[derive(Debug)]
+struct Record {
+    start: PageAddr,
+    seq: u64,
+    next_segment: SegmentNo,
+    entries: Vec<Option<Entry>>,
+    /// Summary page followed by the payload pages.
+    buf: Vec<u8>,
+    flags: u16,
+}
+
+impl Record {
+    fn is_complete(&self) -> bool {
+        self.entries.iter().all(Option::is_some)
+    }
+}
+
+/// Where the log stands; what a checkpoint records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LogPosition {
+    /// Segment being written.
+    pub segment: SegmentNo,
+    /// Pages of it already used.
+    pub offset: u64,
+    /// Segment to continue in.
+    pub next_segment: SegmentNo,
+    /// Sequence number of the next record.
+    pub next_seq: u64,
+}
+
+/// The head of the log.
+#[derive(Debug)]
+pub struct SegmentWriter {
+    geo: Geometry,
+    pos: LogPosition,
+    building: CheckpointNo,
+    open: Option<Record>,
+    closed: Vec<Record>,
+    /// Pages written to the device since creation (summaries included).
+    pub pages_written: u64,
+    time_ns: i64,
+    fs_id: u64,
+}
+
+/// Does a record starting at `offset` fit in a segment of `pps` pages? It
+/// needs its summary page and at least one payload page.
+pub fn record_fits(offset: u64, pps: u32) -> bool {
+    offset + 2 <= u64::from(pps)
+}
+
+impl SegmentWriter {
+    /// A writer continuing at `pos`; records belong to checkpoint `building`
+    /// and carry the filesystem identity `fs_id`.
+    pub fn new(
+        geo: Geometry,
+        pos: LogPosition,
+        building: CheckpointNo,
+        fs_id: u64,
+    ) -> SegmentWriter {
+        SegmentWriter {
+            geo,
+            pos,
+            building,
+            open: None,
+            closed: Vec::new(),
+            pages_written: 0,
+            time_ns: 0,
+            fs_id,
+        }
+    }
+
+    /// Current position (after every record handed out so far).
+    pub fn position(&self) -> LogPosition {
+        self.pos
+    }
+
+    /// The checkpoint that records now being written lead to.
+    pub fn building(&self) -> CheckpointNo {
+        self.building
+    }
+
+    /// Starts the next checkpoint interval.
+    pub fn set_building(&mut self, cp: CheckpointNo) {
+        self.building = cp;
+    }
+
+    /// Time stamped into summaries from now on.
+    pub fn set_time(&mut self, time_ns: i64) {
+        self.time_ns = time_ns;
+    }
+
+    /// Pages left in the current segment.
+    pub fn remaining_in_segment(&self) -> u64 {
+        u64::from(self.geo.pages_per_segment).saturating_sub(self.pos.offset)
+    }
+
+    /// Hands out the next payload page address and counts it live. The slot
+    /// is filled now when `fill` is given, or later with [`SegmentWriter::fill`].
+    pub fn alloc(
+        &mut self,
+        dev: &dyn BlockDevice,
+        sut: &mut SegmentUsage,
+        fill: Option<(Entry, &Page)>,
+    ) -> Result<PageAddr> {
+        if self
+            .open
+            .as_ref()
+            .is_some_and(|r| r.entries.len() >= MAX_ENTRIES)
+        {
+            self.close_open(dev)?;
+        }
+        if self.open.is_none() {
+            self.open_record(dev, sut)?;
+        }
+        let rec = self
+            .open
+            .as_mut()
+            .ok_or_else(|| Error::corrupt("log", PageAddr::NONE, "no open record"))?;
+        let slot = rec.entries.len();
+        let addr = rec.start.offset(1 + slot as u64);
+        rec.entries.push(None);
+        rec.buf.resize((2 + slot) * PAGE_SIZE, 0);
+        self.pos.offset += 1;
+        sut.add_live(dev, addr, self.time_ns / 1_000_000_000)?;
+        if let Some((entry, page)) = fill {
+            self.fill(addr, entry, page)?;
+        }
+        if self.pos.offset >= u64::from(self.geo.pages_per_segment) {
+            // The segment is full: close so that the next alloc moves on.
+            self.close_open(dev)?;
+        }
+        Ok(addr)
+    }
+
+    /// Fills a slot handed out by [`SegmentWriter::alloc`]; returns the
+    /// page's checksum.
+    pub fn fill(&mut self, addr: PageAddr, mut entry: Entry, page: &Page) -> Result<u32> {
+        entry.crc = crate::codec::crc32(page);
+        let crc = entry.crc;
+        let rec = self
+            .open
+            .iter_mut()
+            .chain(self.closed.iter_mut())
+            .find(|r| addr > r.start && addr.0 <= r.start.0 + r.entries.len() as u64)
+            .ok_or_else(|| Error::corrupt("log", addr, "fill of a slot that was not handed out"))?;
+        let slot = (addr.0 - rec.start.0 - 1) as usize;
+        if entry.kind == crate::segment_summary::PageKind::Checkpoint {
+            rec.flags |= FLAG_CHECKPOINT;
+        }
+        rec.entries[slot] = Some(entry);
+        let at = (1 + slot) * PAGE_SIZE;
+        rec.buf[at..at + PAGE_SIZE].copy_from_slice(page);
+        Ok(crc)
+    }
+
+    fn open_record(&mut self, dev: &dyn BlockDevice, sut: &mut SegmentUsage) -> Result<()> {
+        if !record_fits(self.pos.offset, self.geo.pages_per_segment) {
+            self.advance_segment(dev, sut)?;
+        }
+        let start = self
+            .geo
+            .segment_start(self.pos.segment)
+            .offset(self.pos.offset);
+        self.open = Some(Record {
+            start,
+            seq: self.pos.next_seq,
+            next_segment: self.pos.next_segment,
+            entries: Vec::with_capacity(MAX_ENTRIES),
+            buf: Vec::with_capacity(PAGE_SIZE * (MAX_ENTRIES + 1)),
+            flags: 0,
+        });
+        self.pos.next_seq += 1;
+        self.pos.offset += 1; // the summary page
+        Ok(())
+    }
+
+    /// Moves the head to the next segment and picks the one after it.
+    fn advance_segment(&mut self, dev: &dyn BlockDevice, sut: &mut SegmentUsage) -> Result<()> {
+        let after = sut.find_free(dev)?.ok_or(Error::NoSpace)?;
+        sut.set_active(self.pos.segment, false);
+        self.pos.segment = self.pos.next_segment;
+        self.pos.next_segment = after;
+        self.pos.offset = 0;
+        sut.set_active(after, true);
+        Ok(())
+    }
+
+    /// Closes the open record; it is written once complete.
+    fn close_open(&mut self, dev: &dyn BlockDevice) -> Result<()> {
+        if let Some(rec) = self.open.take() {
+            self.closed.push(rec);
+        }
+        self.write_complete(dev)
+    }
+
+    /// Writes every closed record whose slots are all filled, oldest first.
+    fn write_complete(&mut self, dev: &dyn BlockDevice) -> Result<()> {
+        while self.closed.first().is_some_and(Record::is_complete) {
+            let mut rec = self.closed.remove(0);
+            let summary = Summary {
+                seq: rec.seq,
+                checkpoint_no: self.building,
+                next_segment: rec.next_segment,
+                time_ns: self.time_ns,
+                tag_pages: 0,
+                flags: rec.flags,
+                fs_id: self.fs_id,
+                entries: rec.entries.iter().flatten().copied().collect(),
+            };
+            rec.buf[..PAGE_SIZE].copy_from_slice(&summary.encode()[..]);
+            dev.write(rec.start, &rec.buf)?;
+            self.pages_written += rec.buf.len() as u64 / PAGE_SIZE as u64;
+        }
+        Ok(())
+    }
+
+    /// Closes and writes everything handed out; every slot must be filled.
+    pub fn finish(&mut self, dev: &dyn BlockDevice) -> Result<()> {
+        self.close_open(dev)?;
+        if let Some(rec) = self.closed.first() {
+            return Err(Error::corrupt(
+                "log",
+                rec.start,
+                "record left with unfilled slots",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Starts writing in a fresh segment (at mount), leaving the old head
+    /// and its successor untouched.
+    pub fn restart(
+        &mut self,
+        dev: &dyn BlockDevice,
+        sut: &mut SegmentUsage,
+        seq: u64,
+    ) -> Result<()> {
+        self.finish(dev)?;
+        sut.set_active(self.pos.segment, false);
+        sut.set_active(self.pos.next_segment, false);
+        // Reserve both so find_free does not hand the first one out again.
+        let first = sut.find_free(dev)?.ok_or(Error::NoSpace)?;
+        sut.set_active(first, true);
+        let second = sut.find_free(dev)?.ok_or(Error::NoSpace)?;
+        sut.set_active(second, true);
+        self.pos = LogPosition {
+            segment: first,
+            offset: 0,
+            next_segment: second,
+            next_seq: seq,
+        };
+        Ok(())
+    }
+}
