@@ -28,6 +28,11 @@ pub struct Cred {
     pub gid: u32,
     /// Supplementary groups.
     pub groups: Vec<u32>,
+    /// The caller's access was already checked, by rules identical to
+    /// these, by someone who knows the full credentials (the kernel, under
+    /// FUSE's `default_permissions`): permission checks pass, and
+    /// credential-dependent mode adjustments are left to that checker.
+    pub checked: bool,
 }
 
 impl Cred {
@@ -42,6 +47,17 @@ impl Cred {
             uid,
             gid,
             groups: Vec::new(),
+            checked: false,
+        }
+    }
+
+    /// Credentials the kernel has already checked (see [`Cred::checked`]).
+    pub fn kernel_checked(uid: u32, gid: u32) -> Cred {
+        Cred {
+            uid,
+            gid,
+            groups: Vec::new(),
+            checked: true,
         }
     }
 
@@ -55,14 +71,23 @@ impl Cred {
         self.gid == gid || self.groups.contains(&gid)
     }
 
-    /// Owner of `inode`, or root?
+    /// Owner of `inode`, or root (or already checked)?
     pub fn owns(&self, inode: &Inode) -> bool {
-        self.is_root() || self.uid == inode.uid
+        self.checked || self.is_root() || self.uid == inode.uid
+    }
+
+    /// Should a mode adjustment that depends on group membership apply?
+    /// (Not when the kernel already made it, and never for root.)
+    pub fn lacks_group(&self, gid: u32) -> bool {
+        !self.checked && !self.is_root() && !self.in_group(gid)
     }
 }
 
 /// Checks `mask` (MAY_* bits) against `inode`'s mode for `cred`.
 pub fn check(inode: &Inode, cred: &Cred, mask: u32) -> Result<()> {
+    if cred.checked {
+        return Ok(());
+    }
     if cred.is_root() {
         // Root may read and write anything, and execute anything with at
         // least one execute bit (and search any directory).
@@ -86,6 +111,9 @@ pub fn check(inode: &Inode, cred: &Cred, mask: u32) -> Result<()> {
 /// May `cred` remove or rename `victim` out of directory `dir`? (Write and
 /// search permission on `dir`, and the sticky-bit rule.)
 pub fn check_delete(dir: &Inode, victim: &Inode, cred: &Cred) -> Result<()> {
+    if cred.checked {
+        return Ok(());
+    }
     check(dir, cred, MAY_WRITE | MAY_EXEC)?;
     if dir.mode & S_ISVTX != 0 && !cred.is_root() && cred.uid != dir.uid && cred.uid != victim.uid {
         return Err(Error::Perm);

@@ -52,7 +52,7 @@ impl Filesystem {
         if set.mode.is_some() && !cred.owns(&inode) {
             return Err(Error::Perm);
         }
-        if (set.uid.is_some() || set.gid.is_some()) && !cred.is_root() {
+        if (set.uid.is_some() || set.gid.is_some()) && !cred.is_root() && !cred.checked {
             let uid_change = set.uid.is_some_and(|u| u != inode.uid);
             let gid_bad = set.gid.is_some_and(|g| g != inode.gid && !cred.in_group(g));
             if cred.uid != inode.uid || uid_change || gid_bad {
@@ -90,8 +90,7 @@ impl Filesystem {
         let i = self.inode_mut(ino)?;
         if let Some(mode) = set.mode {
             i.mode = (i.mode & S_IFMT) | (mode & 0o7777);
-            let gid = set.gid.unwrap_or(i.gid);
-            if !cred.is_root() && !cred.in_group(gid) {
+            if cred.lacks_group(set.gid.unwrap_or(i.gid)) {
                 i.mode &= !S_ISGID;
             }
         }
@@ -104,7 +103,7 @@ impl Filesystem {
             }
             if !i.is_dir() {
                 i.mode &= !S_ISUID;
-                if i.mode & S_IXGRP != 0 || (!cred.is_root() && !cred.in_group(i.gid)) {
+                if i.mode & S_IXGRP != 0 || cred.lacks_group(i.gid) {
                     i.mode &= !S_ISGID;
                 }
             }

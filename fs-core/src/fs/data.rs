@@ -232,7 +232,8 @@ impl Filesystem {
         i.size = i.size.max(end);
         i.mtime = now;
         i.ctime = now;
-        if !cred.is_root() && i.mode & (S_ISUID | S_ISGID) != 0 {
+        // Under FUSE the kernel has already cleared these (with a setattr).
+        if !cred.is_root() && !cred.checked && i.mode & (S_ISUID | S_ISGID) != 0 {
             i.mode &= !S_ISUID;
             if i.mode & S_IXGRP != 0 {
                 i.mode &= !S_ISGID;

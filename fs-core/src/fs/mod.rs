@@ -327,12 +327,7 @@ impl Filesystem {
         } else {
             cred.gid
         };
-        if !is_dir
-            && mode & S_ISGID != 0
-            && mode & S_IXGRP != 0
-            && !cred.is_root()
-            && !cred.in_group(gid)
-        {
+        if !is_dir && mode & S_ISGID != 0 && mode & S_IXGRP != 0 && cred.lacks_group(gid) {
             mode &= !S_ISGID;
         }
         let now = Timespec::now();

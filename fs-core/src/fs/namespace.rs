@@ -145,6 +145,21 @@ impl Filesystem {
         self.getattr(ino)
     }
 
+    /// Creates and opens a regular file (`open` with `O_CREAT`): the new
+    /// file's own permissions do not apply to this first open.
+    pub fn create(
+        &mut self,
+        cred: &Cred,
+        parent: Ino,
+        name: &[u8],
+        mode: u32,
+        _flags: i32,
+    ) -> Result<Attr> {
+        let a = self.mknod(cred, parent, name, S_IFREG | (mode & 0o7777), 0)?;
+        *self.opens.entry(a.ino).or_default() += 1;
+        Ok(a)
+    }
+
     /// Makes a directory.
     pub fn mkdir(&mut self, cred: &Cred, parent: Ino, name: &[u8], mode: u32) -> Result<Attr> {
         let dir = self.prepare_create(cred, parent, name)?;

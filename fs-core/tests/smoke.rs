@@ -1,0 +1,85 @@
+//! A filesystem made in memory keeps files, directories and attributes
+//! across unmount and mount.
+
+use std::sync::Arc;
+
+use pagelog_core::{
+    format, BlockDevice, Cred, Filesystem, FormatOptions, MemDevice, MountOptions, Nid,
+};
+
+fn fresh(pages: u64) -> Arc<MemDevice> {
+    let dev = Arc::new(MemDevice::new(pages));
+    let opts = FormatOptions {
+        pages_per_segment: 64,
+        ..FormatOptions::default()
+    };
+    format(dev.clone(), &opts).expect("format");
+    dev
+}
+
+fn mount(dev: &Arc<MemDevice>) -> Filesystem {
+    Filesystem::mount(dev.clone() as Arc<dyn BlockDevice>, MountOptions::default()).expect("mount")
+}
+
+#[test]
+fn files_survive_remount() {
+    let dev = fresh(8192);
+    let root = Cred::root();
+    let mut fs = mount(&dev);
+    let d = fs.mkdir(&root, Nid::ROOT, b"dir", 0o755).expect("mkdir");
+    let f = fs.mknod(&root, d.ino, b"file", 0o644, 0).expect("mknod");
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    fs.write(&root, f.ino, 0, &data).expect("write");
+    assert_eq!(fs.read(f.ino, 0, 300_000).expect("read"), data);
+    fs.sync().expect("sync");
+    assert_eq!(fs.read(f.ino, 1000, 5000).expect("read"), data[1000..6000]);
+    fs.symlink(&root, Nid::ROOT, b"link", b"dir/file")
+        .expect("symlink");
+    fs.unmount().expect("unmount");
+
+    let mut fs = mount(&dev);
+    let d2 = fs.lookup(&root, Nid::ROOT, b"dir").expect("lookup dir");
+    assert_eq!(d2.ino, d.ino);
+    let f2 = fs.lookup(&root, d2.ino, b"file").expect("lookup file");
+    assert_eq!(f2.size, 300_000);
+    assert_eq!(fs.read(f2.ino, 0, 400_000).expect("read"), data);
+    let l = fs.lookup(&root, Nid::ROOT, b"link").expect("lookup link");
+    assert_eq!(fs.readlink(l.ino).expect("readlink"), b"dir/file");
+    let mut names = Vec::new();
+    fs.readdir(Nid::ROOT, 0, &mut |e| {
+        names.push(String::from_utf8_lossy(&e.name).into_owned());
+        true
+    })
+    .expect("readdir");
+    names.sort();
+    assert_eq!(names, vec![".", "..", "dir", "link"]);
+    fs.unmount().expect("unmount");
+}
+
+#[test]
+fn many_entries_and_unlink() {
+    let dev = fresh(16384);
+    let root = Cred::root();
+    let mut fs = mount(&dev);
+    for i in 0..3000 {
+        fs.mknod(&root, Nid::ROOT, format!("f{i}").as_bytes(), 0o644, 0)
+            .expect("create");
+    }
+    fs.sync().expect("sync");
+    for i in (0..3000).step_by(2) {
+        fs.unlink(&root, Nid::ROOT, format!("f{i}").as_bytes())
+            .expect("unlink");
+    }
+    fs.unmount().expect("unmount");
+    let mut fs = mount(&dev);
+    let mut count = 0;
+    fs.readdir(Nid::ROOT, 2, &mut |_| {
+        count += 1;
+        true
+    })
+    .expect("readdir");
+    assert_eq!(count, 1500);
+    assert!(fs.lookup(&root, Nid::ROOT, b"f1").is_ok());
+    assert!(fs.lookup(&root, Nid::ROOT, b"f2").is_err());
+    fs.unmount().expect("unmount");
+}

@@ -1,0 +1,757 @@
+//! The FUSE adapter: each callback converts its arguments (names are
+//! bytes), makes one call into `fs-core` and answers exactly once.
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use fuser::{
+    AccessFlags, Errno, FileAttr, FileHandle, FileType, FopenFlags, Generation, INodeNo, InitFlags,
+    KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
+    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen, ReplyStatfs,
+    ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+};
+use pagelog_core::fs::{Attr, DirItem, SetAttr, TimeSet, Whence};
+use pagelog_core::inode::{
+    Timespec, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFSOCK,
+};
+use pagelog_core::{Cred, Error, Filesystem, Nid, Result};
+
+use crate::errno::errno;
+use crate::options::MountConfig;
+
+/// Shared between the FUSE threads, the commit thread and `main`.
+#[derive(Debug)]
+pub struct Shared {
+    /// The filesystem; `None` once unmounted.
+    pub fs: Mutex<Option<Filesystem>>,
+    /// Why the final unmount failed, if it did.
+    pub final_error: Mutex<Option<String>>,
+}
+
+impl Shared {
+    /// Runs `f` on the mounted filesystem.
+    pub fn with<T>(&self, f: impl FnOnce(&mut Filesystem) -> Result<T>) -> Result<T> {
+        let mut guard = self.lock();
+        match guard.as_mut() {
+            Some(fs) => f(fs),
+            None => Err(Error::Io(std::io::Error::from(
+                std::io::ErrorKind::NotConnected,
+            ))),
+        }
+    }
+
+    /// The lock, even if a thread panicked while holding it: the
+    /// filesystem state is only changed through `Result`-returning calls.
+    pub fn lock(&self) -> MutexGuard<'_, Option<Filesystem>> {
+        self.fs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Writes everything back and closes the image (once).
+    pub fn shut_down(&self) {
+        let fs = self.lock().take();
+        if let Some(fs) = fs {
+            if let Err(e) = fs.unmount() {
+                log::error!("final writeback failed: {e}");
+                *self.final_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.to_string());
+            }
+        }
+    }
+}
+
+/// The FUSE filesystem.
+#[derive(Debug)]
+pub struct Adapter {
+    shared: Arc<Shared>,
+    cfg: MountConfig,
+}
+
+fn to_system_time(t: Timespec) -> SystemTime {
+    if t.sec >= 0 {
+        UNIX_EPOCH + Duration::new(t.sec as u64, t.nsec)
+    } else {
+        UNIX_EPOCH - Duration::new(t.sec.unsigned_abs(), 0)
+            + Duration::from_nanos(u64::from(t.nsec))
+    }
+}
+
+fn from_system_time(t: SystemTime) -> Timespec {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => Timespec {
+            sec: d.as_secs() as i64,
+            nsec: d.subsec_nanos(),
+        },
+        Err(e) => {
+            let d = e.duration();
+            let (mut sec, mut nsec) = (-(d.as_secs() as i64), d.subsec_nanos());
+            if nsec > 0 {
+                sec -= 1;
+                nsec = 1_000_000_000 - nsec;
+            }
+            Timespec { sec, nsec }
+        }
+    }
+}
+
+fn kind(mode: u32) -> FileType {
+    match mode & S_IFMT {
+        S_IFDIR => FileType::Directory,
+        S_IFLNK => FileType::Symlink,
+        S_IFIFO => FileType::NamedPipe,
+        S_IFSOCK => FileType::Socket,
+        S_IFCHR => FileType::CharDevice,
+        S_IFBLK => FileType::BlockDevice,
+        _ => FileType::RegularFile,
+    }
+}
+
+fn kind_of_dtype(dtype: u8) -> FileType {
+    match dtype {
+        1 => FileType::NamedPipe,
+        2 => FileType::CharDevice,
+        4 => FileType::Directory,
+        6 => FileType::BlockDevice,
+        10 => FileType::Symlink,
+        12 => FileType::Socket,
+        _ => FileType::RegularFile,
+    }
+}
+
+fn file_attr(a: &Attr) -> FileAttr {
+    FileAttr {
+        ino: INodeNo(a.ino.0),
+        size: a.size,
+        blocks: a.blocks,
+        atime: to_system_time(a.atime),
+        mtime: to_system_time(a.mtime),
+        ctime: to_system_time(a.ctime),
+        crtime: to_system_time(a.btime),
+        kind: kind(a.mode),
+        perm: (a.mode & 0o7777) as u16,
+        nlink: a.nlink,
+        uid: a.uid,
+        gid: a.gid,
+        rdev: a.rdev as u32,
+        blksize: a.blksize,
+        flags: 0,
+    }
+}
+
+fn ino(i: INodeNo) -> Nid {
+    Nid(i.0)
+}
+
+fn time_set(t: TimeOrNow) -> TimeSet {
+    match t {
+        TimeOrNow::Now => TimeSet::Now,
+        TimeOrNow::SpecificTime(t) => TimeSet::At(from_system_time(t)),
+    }
+}
+
+/// Supplementary groups of process `pid`, from /proc (only needed when the
+/// kernel does not check permissions for us).
+fn groups_of(pid: u32) -> Vec<u32> {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return Vec::new();
+    };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Groups:"))
+        .map(|g| {
+            g.split_whitespace()
+                .filter_map(|x| x.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+impl Adapter {
+    /// An adapter over `shared`.
+    pub fn new(shared: Arc<Shared>, cfg: MountConfig) -> Adapter {
+        Adapter { shared, cfg }
+    }
+
+    fn cred(&self, req: &Request) -> Cred {
+        if self.cfg.default_permissions {
+            Cred::kernel_checked(req.uid(), req.gid())
+        } else {
+            Cred {
+                uid: req.uid(),
+                gid: req.gid(),
+                groups: groups_of(req.pid()),
+                checked: false,
+            }
+        }
+    }
+
+    fn ttl(&self) -> Duration {
+        self.cfg.attr_timeout
+    }
+
+    /// Answers an entry reply for a call that made or found an inode,
+    /// counting the kernel's new reference.
+    fn entry(&self, reply: ReplyEntry, result: Result<Attr>) {
+        let result = result.and_then(|a| {
+            self.shared.with(|fs| {
+                fs.remember(a.ino);
+                Ok(a)
+            })
+        });
+        match result {
+            Ok(a) => reply.entry(&self.ttl(), &file_attr(&a), Generation(a.generation)),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn empty(reply: ReplyEmpty, result: Result<()>) {
+        match result {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn attr(&self, reply: ReplyAttr, result: Result<Attr>) {
+        match result {
+            Ok(a) => reply.attr(&self.ttl(), &file_attr(&a)),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn xattr(reply: ReplyXattr, size: u32, result: Result<Vec<u8>>) {
+        match result {
+            Ok(v) if size == 0 => reply.size(v.len() as u32),
+            Ok(v) if v.len() > size as usize => reply.error(Errno::from_i32(libc::ERANGE)),
+            Ok(v) => reply.data(&v),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+}
+
+impl fuser::Filesystem for Adapter {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        let _ = config.set_max_write(1 << 20);
+        if let Err(max) = config.set_max_readahead(1 << 20) {
+            let _ = config.set_max_readahead(max);
+        }
+        let _ = config.set_max_background(64);
+        let mut wanted = InitFlags::FUSE_DO_READDIRPLUS
+            | InitFlags::FUSE_READDIRPLUS_AUTO
+            | InitFlags::FUSE_CACHE_SYMLINKS
+            | InitFlags::FUSE_EXPORT_SUPPORT;
+        if self.cfg.writeback_cache && !self.cfg.read_only {
+            wanted |= InitFlags::FUSE_WRITEBACK_CACHE;
+        }
+        let supported = config.capabilities();
+        let _ = config.add_capabilities(wanted & supported);
+        Ok(())
+    }
+
+    fn destroy(&mut self) {
+        self.shared.shut_down();
+    }
+
+    fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let cred = self.cred(req);
+        let r = self
+            .shared
+            .with(|fs| fs.lookup(&cred, ino(parent), name.as_bytes()));
+        self.entry(reply, r);
+    }
+
+    fn forget(&self, _req: &Request, i: INodeNo, nlookup: u64) {
+        if let Err(e) = self.shared.with(|fs| fs.forget(ino(i), nlookup)) {
+            log::warn!("forget of inode {}: {e}", i.0);
+        }
+    }
+
+    fn getattr(&self, _req: &Request, i: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        let r = self.shared.with(|fs| fs.getattr(ino(i)));
+        self.attr(reply, r);
+    }
+
+    fn setattr(
+        &self,
+        req: &Request,
+        i: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        ctime: Option<SystemTime>,
+        fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        let cred = self.cred(req);
+        let set = SetAttr {
+            mode,
+            uid,
+            gid,
+            size,
+            atime: atime.map(time_set),
+            mtime: mtime.map(time_set),
+            ctime: ctime.map(from_system_time),
+            via_handle: fh.is_some(),
+        };
+        let r = self.shared.with(|fs| fs.setattr(&cred, ino(i), &set));
+        self.attr(reply, r);
+    }
+
+    fn readlink(&self, _req: &Request, i: INodeNo, reply: ReplyData) {
+        match self.shared.with(|fs| fs.readlink(ino(i))) {
+            Ok(t) => reply.data(&t),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn mknod(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        let cred = self.cred(req);
+        let r = self
+            .shared
+            .with(|fs| fs.mknod(&cred, ino(parent), name.as_bytes(), mode, u64::from(rdev)));
+        self.entry(reply, r);
+    }
+
+    fn mkdir(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        reply: ReplyEntry,
+    ) {
+        let cred = self.cred(req);
+        let r = self
+            .shared
+            .with(|fs| fs.mkdir(&cred, ino(parent), name.as_bytes(), mode));
+        self.entry(reply, r);
+    }
+
+    fn unlink(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let cred = self.cred(req);
+        Self::empty(
+            reply,
+            self.shared
+                .with(|fs| fs.unlink(&cred, ino(parent), name.as_bytes())),
+        );
+    }
+
+    fn rmdir(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let cred = self.cred(req);
+        Self::empty(
+            reply,
+            self.shared
+                .with(|fs| fs.rmdir(&cred, ino(parent), name.as_bytes())),
+        );
+    }
+
+    fn symlink(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        link_name: &OsStr,
+        target: &Path,
+        reply: ReplyEntry,
+    ) {
+        let cred = self.cred(req);
+        let r = self.shared.with(|fs| {
+            fs.symlink(
+                &cred,
+                ino(parent),
+                link_name.as_bytes(),
+                target.as_os_str().as_bytes(),
+            )
+        });
+        self.entry(reply, r);
+    }
+
+    fn rename(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        let cred = self.cred(req);
+        let f = pagelog_core::RenameFlags(flags.bits());
+        let r = self.shared.with(|fs| {
+            fs.rename(
+                &cred,
+                ino(parent),
+                name.as_bytes(),
+                ino(newparent),
+                newname.as_bytes(),
+                f,
+            )
+        });
+        Self::empty(reply, r);
+    }
+
+    fn link(
+        &self,
+        req: &Request,
+        i: INodeNo,
+        newparent: INodeNo,
+        newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        let cred = self.cred(req);
+        let r = self
+            .shared
+            .with(|fs| fs.link(&cred, ino(i), ino(newparent), newname.as_bytes()));
+        self.entry(reply, r);
+    }
+
+    fn open(&self, req: &Request, i: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let cred = self.cred(req);
+        match self.shared.with(|fs| fs.open(&cred, ino(i), flags.0)) {
+            Ok(()) => reply.opened(FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        i: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        match self.shared.with(|fs| fs.read(ino(i), offset, size)) {
+            Ok(d) => reply.data(&d),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn write(
+        &self,
+        req: &Request,
+        i: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        let cred = self.cred(req);
+        match self.shared.with(|fs| fs.write(&cred, ino(i), offset, data)) {
+            Ok(n) => reply.written(n as u32),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn flush(
+        &self,
+        _req: &Request,
+        _i: INodeNo,
+        _fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        reply.ok();
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        i: INodeNo,
+        _fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        Self::empty(reply, self.shared.with(|fs| fs.release(ino(i))));
+    }
+
+    fn fsync(
+        &self,
+        _req: &Request,
+        _i: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        Self::empty(reply, self.shared.with(Filesystem::sync));
+    }
+
+    fn opendir(&self, req: &Request, i: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        let cred = self.cred(req);
+        match self.shared.with(|fs| fs.opendir(&cred, ino(i))) {
+            Ok(()) => reply.opened(
+                FileHandle(0),
+                FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_CACHE_DIR,
+            ),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        i: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        let r = self.shared.with(|fs| {
+            fs.readdir(ino(i), offset, &mut |e: DirItem| {
+                !reply.add(
+                    INodeNo(e.ino.0),
+                    e.offset,
+                    kind_of_dtype(e.dtype),
+                    OsStr::from_bytes(&e.name),
+                )
+            })
+        });
+        match r {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        i: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        let ttl = self.ttl();
+        let r = self.shared.with(|fs| {
+            // Collect a batch, then look up attributes (readdir holds the
+            // directory while it walks).
+            let mut items = Vec::new();
+            fs.readdir(ino(i), offset, &mut |e| {
+                items.push(e);
+                items.len() < 256
+            })?;
+            for e in items {
+                let dot = e.name == b"." || e.name == b"..";
+                let a = fs.entry_attr(e.ino)?;
+                if reply.add(
+                    INodeNo(e.ino.0),
+                    e.offset,
+                    OsStr::from_bytes(&e.name),
+                    &ttl,
+                    &file_attr(&a),
+                    Generation(a.generation),
+                ) {
+                    break;
+                }
+                if !dot {
+                    fs.remember(e.ino);
+                }
+            }
+            Ok(())
+        });
+        match r {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn releasedir(
+        &self,
+        _req: &Request,
+        i: INodeNo,
+        _fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
+        Self::empty(reply, self.shared.with(|fs| fs.release(ino(i))));
+    }
+
+    fn fsyncdir(
+        &self,
+        _req: &Request,
+        _i: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        Self::empty(reply, self.shared.with(Filesystem::sync));
+    }
+
+    fn statfs(&self, _req: &Request, _i: INodeNo, reply: ReplyStatfs) {
+        match self.shared.with(|fs| Ok(fs.statfs())) {
+            Ok(s) => reply.statfs(
+                s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, s.namelen, s.bsize,
+            ),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn setxattr(
+        &self,
+        req: &Request,
+        i: INodeNo,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        let cred = self.cred(req);
+        Self::empty(
+            reply,
+            self.shared
+                .with(|fs| fs.setxattr(&cred, ino(i), name.as_bytes(), value, flags)),
+        );
+    }
+
+    fn getxattr(&self, req: &Request, i: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        let cred = self.cred(req);
+        Self::xattr(
+            reply,
+            size,
+            self.shared
+                .with(|fs| fs.getxattr(&cred, ino(i), name.as_bytes())),
+        );
+    }
+
+    fn listxattr(&self, req: &Request, i: INodeNo, size: u32, reply: ReplyXattr) {
+        let cred = self.cred(req);
+        Self::xattr(
+            reply,
+            size,
+            self.shared.with(|fs| fs.listxattr(&cred, ino(i))),
+        );
+    }
+
+    fn removexattr(&self, req: &Request, i: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let cred = self.cred(req);
+        Self::empty(
+            reply,
+            self.shared
+                .with(|fs| fs.removexattr(&cred, ino(i), name.as_bytes())),
+        );
+    }
+
+    fn access(&self, req: &Request, i: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
+        let cred = self.cred(req);
+        Self::empty(
+            reply,
+            self.shared
+                .with(|fs| fs.access(&cred, ino(i), mask.bits() as u32)),
+        );
+    }
+
+    fn create(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
+        let cred = self.cred(req);
+        let r = self.shared.with(|fs| {
+            let a = fs.create(&cred, ino(parent), name.as_bytes(), mode, flags)?;
+            fs.remember(a.ino);
+            Ok(a)
+        });
+        match r {
+            Ok(a) => reply.created(
+                &self.ttl(),
+                &file_attr(&a),
+                Generation(a.generation),
+                FileHandle(0),
+                FopenFlags::FOPEN_KEEP_CACHE,
+            ),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn fallocate(
+        &self,
+        _req: &Request,
+        i: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        length: u64,
+        mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        Self::empty(
+            reply,
+            self.shared
+                .with(|fs| fs.fallocate(ino(i), offset, length, mode as u32)),
+        );
+    }
+
+    fn lseek(
+        &self,
+        _req: &Request,
+        i: INodeNo,
+        _fh: FileHandle,
+        offset: i64,
+        whence: i32,
+        reply: ReplyLseek,
+    ) {
+        let whence = match whence {
+            libc::SEEK_DATA => Whence::Data,
+            libc::SEEK_HOLE => Whence::Hole,
+            _ => return reply.error(Errno::from_i32(libc::EINVAL)),
+        };
+        let Ok(offset) = u64::try_from(offset) else {
+            return reply.error(Errno::from_i32(libc::ENXIO));
+        };
+        match self.shared.with(|fs| fs.seek(ino(i), offset, whence)) {
+            Ok(o) => reply.offset(o as i64),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_convert_both_ways_including_before_the_epoch() {
+        for t in [
+            Timespec { sec: 5, nsec: 7 },
+            Timespec { sec: -5, nsec: 7 },
+            Timespec { sec: -1, nsec: 0 },
+            Timespec { sec: 0, nsec: 0 },
+        ] {
+            assert_eq!(from_system_time(to_system_time(t)), t);
+        }
+    }
+
+    #[test]
+    fn kinds() {
+        assert_eq!(kind(S_IFDIR | 0o755), FileType::Directory);
+        assert_eq!(kind_of_dtype(10), FileType::Symlink);
+    }
+}

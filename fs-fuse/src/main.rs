@@ -1,0 +1,103 @@
+//! pagelog-mount: mounts a pagelog image through FUSE.
+
+mod adapter;
+mod daemon;
+mod errno;
+mod options;
+mod syslog;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+const AFTER_HELP: &str = "\
+Mount options (-o, comma-separated; mount(8) and /etc/fstab pass them the same way):
+  ro | rw                 read-only or read-write (default rw)
+  commit=SECONDS          write back and commit at least this often (default 5; 0 means 5)
+  dirty_limit=SIZE        write back when this much data is dirty (default 64M)
+  allow_other|allow_root  let other users (or root) use the mount
+  default_permissions     the kernel checks permissions from the mode bits (default)
+  no_default_permissions  pagelog checks permissions itself instead
+  relatime|noatime|strictatime   access time policy (default relatime)
+  no_writeback_cache      every write goes to the daemon at once (slower)
+  attr_timeout=SECONDS    how long the kernel caches attributes (default 1)
+  nosuid,nodev,noexec,... passed to the kernel
+  fsname=NAME             source name shown in /proc/mounts (default: the image path)
+
+Examples:
+  pagelog-mount /srv/web.img /srv/web
+  pagelog-mount -o ro,noatime /srv/web.img /mnt/inspect
+  umount /srv/web          (writes everything back and closes the image)
+
+Installed as mount.pagelog, it also serves `mount -t pagelog IMAGE DIR -o OPTS`
+and /etc/fstab lines such as:
+  /srv/web.img  /srv/web  pagelog  defaults,commit=10  0  0";
+
+/// Mount a pagelog filesystem image (or block device) through FUSE.
+///
+/// By default the daemon goes to the background and this command returns
+/// once the mount is ready; errors are reported here and in the exit status
+/// (0 mounted, 1 bad usage, 32 mount failed).
+#[derive(Parser, Debug)]
+#[command(name = "pagelog-mount", version, after_help = AFTER_HELP)]
+struct Args {
+    /// Image file or block device holding the filesystem
+    image: PathBuf,
+    /// Directory to mount it on
+    mountpoint: PathBuf,
+    /// Mount options, comma-separated (may be given more than once)
+    #[arg(short = 'o', value_name = "OPTIONS")]
+    options: Vec<String>,
+    /// Stay in the foreground, logging to stderr (as mount.pagelog: "fake", do nothing)
+    #[arg(short = 'f', long = "foreground")]
+    foreground: bool,
+    /// Log debugging detail (with -f)
+    #[arg(short = 'd', long)]
+    debug: bool,
+    /// Accepted from mount(8): sloppy options
+    #[arg(short = 's', hide = true)]
+    sloppy: bool,
+    /// Accepted from mount(8): do not write /etc/mtab
+    #[arg(short = 'n', hide = true)]
+    no_mtab: bool,
+    /// Accepted from mount(8): verbose
+    #[arg(short = 'v', hide = true)]
+    verbose: bool,
+    /// Accepted from mount(8): filesystem type
+    #[arg(short = 't', hide = true)]
+    fstype: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let as_helper = argv
+        .first()
+        .and_then(|a| std::path::Path::new(a).file_name())
+        .is_some_and(|n| n == "mount.pagelog");
+    let args = match Args::try_parse_from(&argv) {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 1 } else { 0 });
+        }
+    };
+    let mut cfg = options::MountConfig::default();
+    for list in &args.options {
+        if let Err(m) = options::apply(&mut cfg, list) {
+            eprintln!("pagelog-mount: {m}");
+            return ExitCode::from(1);
+        }
+    }
+    if as_helper && args.foreground {
+        // mount -f: "fake" the mount; nothing to do.
+        return ExitCode::SUCCESS;
+    }
+    if args.foreground {
+        let level = if args.debug { "debug" } else { "info" };
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level)).init();
+        ExitCode::from(daemon::serve(&args.image, &args.mountpoint, &cfg, None))
+    } else {
+        daemon::run_in_background(&args.image, &args.mountpoint, &cfg)
+    }
+}

@@ -1,0 +1,181 @@
+//! Mount options: the `-o` list, as `mount -o` and `/etc/fstab` give it.
+
+use std::time::Duration;
+
+use pagelog_core::fs::AtimeMode;
+
+/// Everything `-o` can set.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MountConfig {
+    /// Mount read-only.
+    pub read_only: bool,
+    /// Let other users than the mounter in.
+    pub allow_other: bool,
+    /// Let root in besides the mounter.
+    pub allow_root: bool,
+    /// Let the kernel check permissions from the mode bits (on by default).
+    pub default_permissions: bool,
+    /// Commit interval.
+    pub commit: Duration,
+    /// Dirty data that triggers writeback, in bytes.
+    pub dirty_limit: u64,
+    /// Access time policy.
+    pub atime: AtimeMode,
+    /// Kernel page cache holds writes until writeback (faster small writes).
+    pub writeback_cache: bool,
+    /// Attribute and entry cache time in the kernel.
+    pub attr_timeout: Duration,
+    /// Kernel mount flags passed through (nosuid, nodev, noexec, ...).
+    pub kernel_flags: Vec<String>,
+    /// Source name shown in /proc/mounts.
+    pub fsname: Option<String>,
+}
+
+impl Default for MountConfig {
+    fn default() -> Self {
+        MountConfig {
+            read_only: false,
+            allow_other: false,
+            allow_root: false,
+            default_permissions: true,
+            commit: Duration::from_secs(5),
+            dirty_limit: 64 << 20,
+            atime: AtimeMode::Relative,
+            writeback_cache: true,
+            attr_timeout: Duration::from_secs(1),
+            kernel_flags: Vec::new(),
+            fsname: None,
+        }
+    }
+}
+
+/// Parses a size like `512M`, `4G`, `65536`, `64k` (binary units).
+pub fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let (num, mult) = match s.char_indices().last()? {
+        (i, 'k' | 'K') => (&s[..i], 1u64 << 10),
+        (i, 'm' | 'M') => (&s[..i], 1 << 20),
+        (i, 'g' | 'G') => (&s[..i], 1 << 30),
+        (i, 't' | 'T') => (&s[..i], 1 << 40),
+        _ => (s, 1),
+    };
+    num.parse::<u64>().ok()?.checked_mul(mult)
+}
+
+/// Options that mount(8) and fstab use for their own purposes; a helper
+/// may see them and must accept them.
+fn is_userspace_only(opt: &str) -> bool {
+    matches!(
+        opt,
+        "defaults"
+            | "auto"
+            | "noauto"
+            | "user"
+            | "nouser"
+            | "users"
+            | "owner"
+            | "group"
+            | "nofail"
+            | "_netdev"
+    ) || opt.starts_with("x-")
+        || opt.starts_with("comment=")
+}
+
+/// Applies one comma-separated option list to `cfg`.
+pub fn apply(cfg: &mut MountConfig, list: &str) -> Result<(), String> {
+    for opt in list.split(',').map(str::trim).filter(|o| !o.is_empty()) {
+        let (key, value) = match opt.split_once('=') {
+            Some((k, v)) => (k, Some(v)),
+            None => (opt, None),
+        };
+        match (key, value) {
+            ("ro", None) => cfg.read_only = true,
+            ("rw", None) => cfg.read_only = false,
+            ("allow_other", None) => cfg.allow_other = true,
+            ("allow_root", None) => cfg.allow_root = true,
+            ("default_permissions", None) => cfg.default_permissions = true,
+            ("no_default_permissions", None) => cfg.default_permissions = false,
+            ("commit", Some(v)) => {
+                let secs: u64 = v
+                    .parse()
+                    .map_err(|_| format!("commit={v}: not a number of seconds"))?;
+                if secs > 3600 {
+                    return Err(format!("commit={v}: at most 3600 seconds"));
+                }
+                cfg.commit = Duration::from_secs(if secs == 0 { 5 } else { secs });
+            }
+            ("dirty_limit", Some(v)) => {
+                let bytes = parse_size(v)
+                    .ok_or_else(|| format!("dirty_limit={v}: not a size (like 64M)"))?;
+                if bytes < 1 << 20 {
+                    return Err(format!("dirty_limit={v}: at least 1M"));
+                }
+                cfg.dirty_limit = bytes;
+            }
+            ("atime" | "strictatime", None) => cfg.atime = AtimeMode::Always,
+            ("relatime", None) => cfg.atime = AtimeMode::Relative,
+            ("noatime" | "nodiratime", None) => cfg.atime = AtimeMode::Never,
+            ("writeback_cache", None) => cfg.writeback_cache = true,
+            ("no_writeback_cache", None) => cfg.writeback_cache = false,
+            ("attr_timeout", Some(v)) => {
+                let secs: f64 = v
+                    .parse()
+                    .map_err(|_| format!("attr_timeout={v}: not a number of seconds"))?;
+                if !(0.0..=3600.0).contains(&secs) {
+                    return Err(format!("attr_timeout={v}: between 0 and 3600 seconds"));
+                }
+                cfg.attr_timeout = Duration::from_secs_f64(secs);
+            }
+            (
+                "suid" | "nosuid" | "dev" | "nodev" | "exec" | "noexec" | "sync" | "async"
+                | "dirsync",
+                None,
+            ) => {
+                cfg.kernel_flags.push(key.to_string());
+            }
+            ("fsname", Some(v)) => cfg.fsname = Some(v.to_string()),
+            _ if is_userspace_only(opt) => {}
+            _ => {
+                return Err(format!(
+                    "unknown mount option '{opt}' (see pagelog-mount --help)"
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("512M"), Some(512 << 20));
+        assert_eq!(parse_size("4g"), Some(4 << 30));
+        assert_eq!(parse_size("100"), Some(100));
+        assert_eq!(parse_size("x"), None);
+        assert_eq!(parse_size("99999999999T"), None);
+    }
+
+    #[test]
+    fn options_apply_and_reject() {
+        let mut c = MountConfig::default();
+        apply(
+            &mut c,
+            "ro,allow_other,commit=10,noatime,defaults,x-systemd.automount,nosuid",
+        )
+        .expect("apply");
+        assert!(c.read_only && c.allow_other);
+        assert_eq!(c.commit, Duration::from_secs(10));
+        assert_eq!(c.atime, AtimeMode::Never);
+        assert_eq!(c.kernel_flags, vec!["nosuid".to_string()]);
+        assert!(apply(&mut c, "bogus").unwrap_err().contains("bogus"));
+        assert!(apply(&mut c, "commit=abc").is_err());
+        assert!(apply(&mut c, "commit=99999").is_err());
+        assert!(apply(&mut c, "dirty_limit=10").is_err());
+        apply(&mut c, "rw,commit=0").expect("apply");
+        assert!(!c.read_only);
+        assert_eq!(c.commit, Duration::from_secs(5));
+    }
+}
