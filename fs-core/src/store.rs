@@ -193,6 +193,22 @@ impl Store {
         Ok(())
     }
 
+    /// Writes dirty file data to the log without a checkpoint (memory
+    /// pressure): the pages get addresses in file order now, the nodes that
+    /// point at them stay dirty until the next commit, and nothing waits for
+    /// the device. A crash before that commit loses these pages, never
+    /// anything older (the pages they replace stay until a durable commit).
+    pub fn write_back_data(&mut self) -> Result<()> {
+        if self.read_only {
+            return Err(Error::ReadOnly);
+        }
+        let dev = self.dev.clone();
+        let building = self.building();
+        self.log.set_time(now_ns());
+        self.write_data(&*dev, building)?;
+        self.log.finish(&*dev)
+    }
+
     /// Writes every dirty file page to the log, in inode then page order,
     /// and points the file maps at them.
     fn write_data(&mut self, dev: &dyn BlockDevice, building: CheckpointNo) -> Result<()> {

@@ -77,7 +77,11 @@ fn to_system_time(t: Timespec) -> SystemTime {
     }
 }
 
-fn from_system_time(t: SystemTime) -> Timespec {
+/// A time from a request. fuser 0.18 turns a request's (seconds,
+/// nanoseconds) before the epoch into `EPOCH - (|seconds| + nanoseconds)`
+/// (its own TODO); this inverts exactly that, so times before 1970 keep
+/// their nanoseconds.
+fn request_time(t: SystemTime) -> Timespec {
     match t.duration_since(UNIX_EPOCH) {
         Ok(d) => Timespec {
             sec: d.as_secs() as i64,
@@ -85,12 +89,10 @@ fn from_system_time(t: SystemTime) -> Timespec {
         },
         Err(e) => {
             let d = e.duration();
-            let (mut sec, mut nsec) = (-(d.as_secs() as i64), d.subsec_nanos());
-            if nsec > 0 {
-                sec -= 1;
-                nsec = 1_000_000_000 - nsec;
+            Timespec {
+                sec: -(d.as_secs() as i64),
+                nsec: d.subsec_nanos(),
             }
-            Timespec { sec, nsec }
         }
     }
 }
@@ -146,7 +148,7 @@ fn ino(i: INodeNo) -> Nid {
 fn time_set(t: TimeOrNow) -> TimeSet {
     match t {
         TimeOrNow::Now => TimeSet::Now,
-        TimeOrNow::SpecificTime(t) => TimeSet::At(from_system_time(t)),
+        TimeOrNow::SpecificTime(t) => TimeSet::At(request_time(t)),
     }
 }
 
@@ -297,7 +299,7 @@ impl fuser::Filesystem for Adapter {
             size,
             atime: atime.map(time_set),
             mtime: mtime.map(time_set),
-            ctime: ctime.map(from_system_time),
+            ctime: ctime.map(request_time),
             via_handle: fh.is_some(),
         };
         let r = self.shared.with(|fs| fs.setattr(&cred, ino(i), &set));
@@ -738,15 +740,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn times_convert_both_ways_including_before_the_epoch() {
-        for t in [
-            Timespec { sec: 5, nsec: 7 },
-            Timespec { sec: -5, nsec: 7 },
-            Timespec { sec: -1, nsec: 0 },
-            Timespec { sec: 0, nsec: 0 },
-        ] {
-            assert_eq!(from_system_time(to_system_time(t)), t);
+    fn request_times_before_the_epoch_keep_their_nanoseconds() {
+        // What fuser hands us for a request carrying (sec, nsec).
+        let fuser_request = |sec: i64, nsec: u32| {
+            if sec >= 0 {
+                UNIX_EPOCH + Duration::new(sec as u64, nsec)
+            } else {
+                UNIX_EPOCH - Duration::new((-sec) as u64, nsec)
+            }
+        };
+        for (sec, nsec) in [(5, 7), (-1000, 5), (-1, 0), (0, 0), (-5, 999_999_999)] {
+            assert_eq!(
+                request_time(fuser_request(sec, nsec)),
+                Timespec { sec, nsec }
+            );
         }
+        // Replies: fuser converts correctly, so ours must be exact too.
+        let t = to_system_time(Timespec {
+            sec: -1000,
+            nsec: 5,
+        });
+        assert_eq!(
+            UNIX_EPOCH.duration_since(t).expect("before"),
+            Duration::new(999, 999_999_995)
+        );
     }
 
     #[test]

@@ -240,7 +240,7 @@ impl Filesystem {
             }
         }
         if self.store.dirty.count() as u64 * PS > self.opts.dirty_limit {
-            self.sync()?;
+            self.store.write_back_data()?;
         }
         Ok(data.len())
     }

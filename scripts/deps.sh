@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs what building and testing pagelog needs on a Debian machine, if
+# missing: FUSE 3, the ACL and xattr tools, e2fsprogs (for the "other
+# filesystem" tests), util-linux (setpriv), fio and bindfs for benchmarks.
+set -euo pipefail
+need=()
+command -v fusermount3 >/dev/null || need+=(fuse3)
+command -v getfacl >/dev/null || need+=(acl)
+command -v getfattr >/dev/null || need+=(attr)
+command -v mkfs.ext4 >/dev/null || need+=(e2fsprogs)
+command -v setpriv >/dev/null || need+=(util-linux)
+command -v gcc >/dev/null || need+=(gcc)
+if [ "${1:-}" = "--bench" ]; then
+    command -v fio >/dev/null || need+=(fio)
+    command -v bindfs >/dev/null || need+=(bindfs)
+fi
+if [ ${#need[@]} -gt 0 ]; then
+    echo "installing: ${need[*]}"
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "need root to install packages (or install them yourself: ${need[*]})" >&2
+        exit 1
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+if [ ! -e /dev/fuse ]; then
+    modprobe fuse 2>/dev/null || true
+fi
+[ -e /dev/fuse ] || { echo "/dev/fuse is missing: FUSE is not available on this machine" >&2; exit 1; }

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The test command: installs what is missing, checks formatting and lints,
+# builds everything and runs every test (unit, property, end-to-end through
+# FUSE). Needs root (FUSE mounts, device nodes, other users).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/deps.sh
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --all-features -- -D warnings
+cargo build --workspace --all-targets --all-features
+cargo test --workspace --all-features -- --test-threads="${TEST_THREADS:-4}"

@@ -1,0 +1,258 @@
+//! Helpers for the end-to-end tests: make an image with the real
+//! `pagelog-mkfs`, mount it with the real `pagelog-mount`, run commands as
+//! another user.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Path of a workspace binary (built next to the test executable).
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    // target/<profile>/deps/<test> -> target/<profile>/<name>
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let p = dir.join(name);
+    assert!(
+        p.exists(),
+        "{} is missing: build the workspace first (cargo build --workspace)",
+        p.display()
+    );
+    p
+}
+
+/// Runs `cmd` and returns its output, panicking if it cannot start.
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+}
+
+/// Runs a shell command line as root and asserts success.
+pub fn sh(script: &str) -> String {
+    let out = run(Command::new("sh").arg("-c").arg(script));
+    assert!(
+        out.status.success(),
+        "`{script}` failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs a shell command line as `uid`:`gid` (no supplementary groups
+/// unless given) and returns its output.
+pub fn sh_as(uid: u32, gid: u32, groups: &[u32], script: &str) -> Output {
+    let mut cmd = Command::new("setpriv");
+    cmd.arg(format!("--reuid={uid}"))
+        .arg(format!("--regid={gid}"));
+    if groups.is_empty() {
+        cmd.arg("--clear-groups");
+    } else {
+        let g: Vec<String> = groups.iter().map(u32::to_string).collect();
+        cmd.arg(format!("--groups={}", g.join(",")));
+    }
+    cmd.arg("--").arg("sh").arg("-c").arg(script);
+    run(&mut cmd)
+}
+
+/// Is `path` a mount point right now?
+pub fn is_mounted(path: &Path) -> bool {
+    let Ok(canon) = path.canonicalize() else {
+        return false;
+    };
+    let want = canon.to_string_lossy().replace(' ', "\\040");
+    fs::read_to_string("/proc/self/mountinfo")
+        .map(|info| {
+            info.lines()
+                .any(|l| l.split(' ').nth(4) == Some(want.as_str()))
+        })
+        .unwrap_or(false)
+}
+
+/// A scratch directory holding an image and a mount point.
+#[derive(Debug)]
+pub struct Scratch {
+    dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    /// A new scratch directory.
+    pub fn new() -> Scratch {
+        let base = std::env::var_os("PAGELOG_TEST_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(std::env::temp_dir);
+        let dir = tempfile::Builder::new()
+            .prefix("pagelog-test-")
+            .tempdir_in(base)
+            .expect("tempdir");
+        // Other users must reach the mount point inside.
+        sh(&format!("chmod 755 '{}'", dir.path().display()));
+        Scratch { dir }
+    }
+
+    /// A path inside.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Makes an image of `size` (like "256M") with extra mkfs arguments.
+    pub fn mkfs(&self, name: &str, size: &str, extra: &[&str]) -> PathBuf {
+        let img = self.path(name);
+        let out = run(Command::new(bin("pagelog-mkfs"))
+            .arg(&img)
+            .arg("--size")
+            .arg(size)
+            .arg("-q")
+            .args(extra));
+        assert!(
+            out.status.success(),
+            "mkfs failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        img
+    }
+
+    /// Makes an image and mounts it at `<scratch>/mnt` with `opts`.
+    pub fn mounted(&self, size: &str, opts: &str) -> Mount {
+        let img = self.mkfs("fs.img", size, &[]);
+        let mnt = self.path("mnt");
+        fs::create_dir_all(&mnt).expect("mkdir mnt");
+        Mount::start(&img, &mnt, opts).expect("mount")
+    }
+}
+
+impl Default for Scratch {
+    fn default() -> Self {
+        Scratch::new()
+    }
+}
+
+/// A running `pagelog-mount -f`.
+#[derive(Debug)]
+pub struct Mount {
+    child: Option<Child>,
+    /// The mount point.
+    pub dir: PathBuf,
+    /// The image.
+    pub image: PathBuf,
+}
+
+impl Mount {
+    /// Mounts `image` on `dir` in the foreground and waits until it is ready.
+    pub fn start(image: &Path, dir: &Path, opts: &str) -> io::Result<Mount> {
+        let mut cmd = Command::new(bin("pagelog-mount"));
+        cmd.arg(image)
+            .arg(dir)
+            .arg("-f")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if !opts.is_empty() {
+            cmd.arg("-o").arg(opts);
+        }
+        let mut child = cmd.spawn()?;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !is_mounted(dir) {
+            if let Some(status) = child.try_wait()? {
+                let mut err = String::new();
+                if let Some(mut e) = child.stderr.take() {
+                    use std::io::Read;
+                    let _ = e.read_to_string(&mut err);
+                }
+                return Err(io::Error::other(format!(
+                    "pagelog-mount exited with {status}: {err}"
+                )));
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                return Err(io::Error::other("mount did not become ready in 20 s"));
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        Ok(Mount {
+            child: Some(child),
+            dir: dir.to_path_buf(),
+            image: image.to_path_buf(),
+        })
+    }
+
+    /// A path inside the mount.
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.join(rel)
+    }
+
+    /// Unmounts with umount(8) and waits for the daemon to write back and
+    /// exit; returns its exit status.
+    pub fn unmount(mut self) -> ExitStatus {
+        let out = run(Command::new("umount").arg(&self.dir));
+        assert!(
+            out.status.success(),
+            "umount failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.wait()
+    }
+
+    /// Waits for the daemon to exit (after an unmount by other means).
+    pub fn wait(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("daemon");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(s) = child.try_wait().expect("wait") {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "daemon did not exit within 60 s of unmount"
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).unwrap_or(0)
+    }
+
+    /// Unmounts and mounts the same image again with `opts`.
+    pub fn remount(self, opts: &str) -> Mount {
+        let (image, dir) = (self.image.clone(), self.dir.clone());
+        let status = self.unmount();
+        assert!(status.success(), "daemon exit status {status}");
+        Mount::start(&image, &dir, opts).expect("remount")
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("umount").arg("-l").arg(&self.dir).output();
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The errno of a failed `nix` call, or 0 on success.
+pub fn errno_of<T>(r: nix::Result<T>) -> i32 {
+    match r {
+        Ok(_) => 0,
+        Err(e) => e as i32,
+    }
+}
+
+/// The errno of a failed `std::io` call, or 0 on success.
+pub fn io_errno<T>(r: io::Result<T>) -> i32 {
+    match r {
+        Ok(_) => 0,
+        Err(e) => e.raw_os_error().unwrap_or(-1),
+    }
+}
