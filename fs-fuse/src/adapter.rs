@@ -189,7 +189,14 @@ impl Adapter {
     }
 
     fn ttl(&self) -> Duration {
-        self.cfg.attr_timeout
+        // Without default_permissions nothing checks search permission on a
+        // cached path walk; a zero timeout makes the kernel ask (lookup) on
+        // every walk, where the check happens.
+        if self.cfg.default_permissions {
+            self.cfg.attr_timeout
+        } else {
+            Duration::ZERO
+        }
     }
 
     /// Answers an entry reply for a call that made or found an inode,
@@ -242,7 +249,9 @@ impl fuser::Filesystem for Adapter {
             | InitFlags::FUSE_READDIRPLUS_AUTO
             | InitFlags::FUSE_CACHE_SYMLINKS
             | InitFlags::FUSE_EXPORT_SUPPORT;
-        if self.cfg.writeback_cache && !self.cfg.read_only {
+        // The writeback cache makes the kernel send "now" as an explicit
+        // mtime, which only a kernel-side permission check can tell apart.
+        if self.cfg.writeback_cache && self.cfg.default_permissions && !self.cfg.read_only {
             wanted |= InitFlags::FUSE_WRITEBACK_CACHE;
         }
         let supported = config.capabilities();

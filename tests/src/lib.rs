@@ -256,3 +256,39 @@ pub fn io_errno<T>(r: io::Result<T>) -> i32 {
         Err(e) => e.raw_os_error().unwrap_or(-1),
     }
 }
+
+/// Runs the `fsop` helper as root and returns its one-line answer.
+pub fn op(args: &[&str]) -> String {
+    let out = run(Command::new(bin("fsop")).args(args));
+    assert!(
+        out.status.success(),
+        "fsop {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .trim_end_matches('\n')
+        .to_string()
+}
+
+/// Runs the `fsop` helper as `uid`:`gid` with supplementary `groups`.
+pub fn op_as(uid: u32, gid: u32, groups: &[u32], args: &[&str]) -> String {
+    let mut cmd = Command::new("setpriv");
+    cmd.arg(format!("--reuid={uid}"))
+        .arg(format!("--regid={gid}"));
+    if groups.is_empty() {
+        cmd.arg("--clear-groups");
+    } else {
+        let g: Vec<String> = groups.iter().map(u32::to_string).collect();
+        cmd.arg(format!("--groups={}", g.join(",")));
+    }
+    cmd.arg("--").arg(bin("fsop")).args(args);
+    let out = run(&mut cmd);
+    assert!(
+        out.status.success(),
+        "fsop {args:?} as {uid}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .trim_end_matches('\n')
+        .to_string()
+}

@@ -49,7 +49,13 @@ impl Filesystem {
     pub fn setattr(&mut self, cred: &Cred, ino: Ino, set: &SetAttr) -> Result<Attr> {
         self.writable()?;
         let inode = self.inode(ino)?.clone();
-        if set.mode.is_some() && !cred.owns(&inode) {
+        // Anyone who may write a file may clear its set-id bits: that is
+        // what the kernel asks (as a plain mode change) after such a write.
+        let only_clears_setid = set.mode.is_some_and(|m| {
+            let (old, new) = (inode.mode & 0o7777, m & 0o7777);
+            new & !old == 0 && (old ^ new) & !(S_ISUID | S_ISGID) == 0
+        });
+        if set.mode.is_some() && !cred.owns(&inode) && !only_clears_setid {
             return Err(Error::Perm);
         }
         if (set.uid.is_some() || set.gid.is_some()) && !cred.is_root() && !cred.checked {

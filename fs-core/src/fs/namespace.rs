@@ -166,7 +166,9 @@ impl Filesystem {
         if dir.nlink >= LINK_MAX {
             return Err(Error::TooManyLinks);
         }
-        let ino = self.new_inode(cred, parent, S_IFDIR | (mode & 0o7777), 0)?;
+        // As on Linux, mkdir keeps only the permission and sticky bits; the
+        // setgid bit comes from the parent.
+        let ino = self.new_inode(cred, parent, S_IFDIR | (mode & 0o1777), 0)?;
         self.link_new(parent, name, ino, S_IFDIR)?;
         self.getattr(ino)
     }
