@@ -49,7 +49,10 @@ pub fn read_superblocks(dev: &dyn BlockDevice) -> Result<(Vec<Superblock>, Vec<S
         dev.read(addr, &mut page[..])?;
         match Superblock::decode(&page[..], addr) {
             Ok(sb) => good.push(sb),
-            Err(e) => bad.push(format!("superblock copy at page {addr}: {e}")),
+            Err(Error::Corrupt { detail, .. }) => {
+                bad.push(format!("copy at page {addr}: {detail}"))
+            }
+            Err(e) => bad.push(format!("copy at page {addr}: {e}")),
         }
     }
     good.sort_by(|a, b| b.generation.cmp(&a.generation));
@@ -73,7 +76,11 @@ pub fn recover(dev: &dyn BlockDevice, writable: bool) -> Result<Recovery> {
                 "neither superblock copy (pages 0 and 1) has the pagelog magic".into(),
             )
         } else {
-            Error::corrupt("superblock", PageAddr(0), notes.join("; "))
+            Error::corrupt(
+                "superblock",
+                PageAddr(0),
+                format!("both copies are damaged ({})", notes.join("; ")),
+            )
         });
     }
     for sb in &sbs {

@@ -21,7 +21,7 @@ Mount options (-o, comma-separated; mount(8) and /etc/fstab pass them the same w
   no_default_permissions  pagelog checks permissions itself instead
   relatime|noatime|strictatime   access time policy (default relatime)
   no_writeback_cache      every write goes to the daemon at once (slower)
-  attr_timeout=SECONDS    how long the kernel caches attributes (default 1)
+  attr_timeout=SECONDS    how long the kernel caches names and attributes (default 10)
   nosuid,nodev,noexec,... passed to the kernel
   fsname=NAME             source name shown in /proc/mounts (default: the image path)
 

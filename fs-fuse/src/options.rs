@@ -42,7 +42,7 @@ impl Default for MountConfig {
             dirty_limit: 64 << 20,
             atime: AtimeMode::Relative,
             writeback_cache: true,
-            attr_timeout: Duration::from_secs(1),
+            attr_timeout: Duration::from_secs(10),
             kernel_flags: Vec::new(),
             fsname: None,
         }
