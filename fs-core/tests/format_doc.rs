@@ -1,0 +1,210 @@
+//! docs/FORMAT.md and the code agree: every `layout:` table's offsets are
+//! the offsets the codecs use, and every table tiles its structure with no
+//! gap or overlap.
+
+use std::collections::BTreeMap;
+
+use pagelog_core::{checkpoint, inode, node, segment_summary as summary, superblock};
+
+/// (field, offset, size) rows of each `<!-- layout: NAME -->` table.
+fn tables() -> BTreeMap<String, Vec<(String, usize, Option<usize>)>> {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/FORMAT.md")).expect("read FORMAT.md");
+    let mut out = BTreeMap::new();
+    let mut current: Option<String> = None;
+    for line in text.lines() {
+        if let Some(name) = line.strip_prefix("<!-- layout: ").and_then(|l| l.strip_suffix(" -->")) {
+            current = Some(name.to_string());
+            out.insert(name.to_string(), Vec::new());
+            continue;
+        }
+        let Some(name) = &current else { continue };
+        if !line.starts_with('|') {
+            if !line.trim().is_empty() {
+                current = None;
+            }
+            continue;
+        }
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        let (Some(off), Some(size), Some(field)) = (cells.get(1), cells.get(2), cells.get(3)) else { continue };
+        let Ok(off) = off.parse::<usize>() else { continue };
+        let size = size.parse::<usize>().ok();
+        out.get_mut(name).expect("table").push((field.to_string(), off, size));
+    }
+    out
+}
+
+fn check(table: &str, expected: &[(&str, usize)], end: usize) {
+    let t = tables();
+    let rows = t.get(table).unwrap_or_else(|| panic!("FORMAT.md has no layout table {table}"));
+    for (field, off) in expected {
+        let row = rows.iter().find(|r| r.0 == *field).unwrap_or_else(|| panic!("{table}: field {field} is not documented"));
+        assert_eq!(row.1, *off, "{table}.{field}: FORMAT.md says offset {}, the code uses {off}", row.1);
+    }
+    // Rows tile the structure: each starts where the previous one ended.
+    let mut pos = rows[0].1;
+    for (field, off, size) in rows {
+        assert_eq!(*off, pos, "{table}: {field} at {off}, expected {pos} (gap or overlap)");
+        match size {
+            Some(s) => pos = off + s,
+            None => return, // variable-length tail
+        }
+    }
+    assert_eq!(pos, end, "{table}: rows end at {pos}, the structure ends at {end}");
+}
+
+#[test]
+fn superblock_layout() {
+    use superblock::off::*;
+    check(
+        "superblock",
+        &[
+            ("magic", MAGIC),
+            ("version", VERSION),
+            ("page_size", PAGE_SIZE),
+            ("compat", COMPAT),
+            ("ro_compat", RO_COMPAT),
+            ("incompat", INCOMPAT),
+            ("uuid", UUID),
+            ("label", LABEL),
+            ("pages_per_segment", PAGES_PER_SEGMENT),
+            ("segment_count", SEGMENT_COUNT),
+            ("first_segment_page", FIRST_SEGMENT_PAGE),
+            ("device_pages", DEVICE_PAGES),
+            ("created_ns", CREATED_NS),
+            ("hash_seed", HASH_SEED),
+            ("generation", GENERATION),
+            ("checkpoint_addr", CHECKPOINT_ADDR),
+            ("checkpoint_no", CHECKPOINT_NO),
+            ("written_ns", WRITTEN_NS),
+            ("state", STATE),
+            ("copy", COPY),
+            ("default_transform", DEFAULT_TRANSFORM),
+            ("crc", CRC),
+        ],
+        4096,
+    );
+}
+
+#[test]
+fn summary_layout() {
+    use summary::off::*;
+    check(
+        "summary",
+        &[
+            ("magic", MAGIC),
+            ("seq", SEQ),
+            ("checkpoint_no", CHECKPOINT_NO),
+            ("next_segment", NEXT_SEGMENT),
+            ("time_ns", TIME_NS),
+            ("summary_pages", SUMMARY_PAGES),
+            ("tag_pages", TAG_PAGES),
+            ("entry_count", ENTRY_COUNT),
+            ("flags", FLAGS),
+            ("fs_id", FS_ID),
+            ("crc", CRC),
+            ("entries", summary::HEADER_SIZE),
+        ],
+        4096,
+    );
+    use summary::entry_off as e;
+    check(
+        "summary_entry",
+        &[
+            ("kind", e::KIND),
+            ("flags", e::FLAGS),
+            ("transform", e::TRANSFORM),
+            ("stored_len", e::STORED_LEN),
+            ("owner", e::OWNER),
+            ("index", e::INDEX),
+            ("crc", e::CRC),
+        ],
+        summary::ENTRY_SIZE,
+    );
+}
+
+#[test]
+fn checkpoint_layout() {
+    use checkpoint::off::*;
+    check(
+        "checkpoint",
+        &[
+            ("magic", MAGIC),
+            ("no", CHECKPOINT_NO),
+            ("time_ns", TIME_NS),
+            ("record_seq", RECORD_SEQ),
+            ("head", HEAD),
+            ("head_segment", HEAD_SEGMENT),
+            ("next_segment", NEXT_SEGMENT),
+            ("next_seq", NEXT_SEQ),
+            ("nat_root", NAT_ROOT),
+            ("sut_root", SUT_ROOT),
+            ("checkpoint_list_root", CHECKPOINT_LIST_ROOT),
+            ("snapshot_root", SNAPSHOT_ROOT),
+            ("quota_root", QUOTA_ROOT),
+            ("nat_free_head", NAT_FREE_HEAD),
+            ("nat_watermark", NAT_WATERMARK),
+            ("next_generation", NEXT_GENERATION),
+            ("inode_count", INODE_COUNT),
+            ("live_pages", LIVE_PAGES),
+            ("empty_segments", EMPTY_SEGMENTS),
+            ("previous", PREVIOUS),
+            ("reserved_pages", RESERVED_PAGES),
+            ("fs_id", FS_ID),
+            ("crc", CRC),
+        ],
+        4096,
+    );
+}
+
+#[test]
+fn table_layouts() {
+    use pagelog_core::meta_table::{ENTRY_SIZE, PAGE_HEADER, ROOT_SIZE};
+    check("table_root", &[("addr", 0), ("crc", 8), ("depth", 12)], ROOT_SIZE);
+    check("table_page", &[("magic", 0), ("table", 4), ("level", 5), ("index", 8), ("entries", PAGE_HEADER)], 4096);
+    check("nat_entry", &[("addr", 0), ("crc", 8)], ENTRY_SIZE);
+    check("sut_entry", &[("live", 0), ("flags", 4), ("mtime", 8)], ENTRY_SIZE);
+}
+
+#[test]
+fn node_layouts() {
+    use node::off as n;
+    check(
+        "node_header",
+        &[("magic", n::MAGIC), ("kind", n::KIND), ("level", n::LEVEL), ("nid", n::NID), ("ino", n::INO), ("checkpoint_no", n::CHECKPOINT_NO)],
+        node::HEADER_SIZE,
+    );
+    use inode::off as i;
+    check(
+        "inode",
+        &[
+            ("mode", i::MODE),
+            ("uid", i::UID),
+            ("gid", i::GID),
+            ("nlink", i::NLINK),
+            ("size", i::SIZE),
+            ("blocks", i::BLOCKS),
+            ("atime", i::ATIME),
+            ("mtime", i::MTIME),
+            ("ctime", i::CTIME),
+            ("btime", i::BTIME),
+            ("generation", i::GENERATION),
+            ("flags", i::FLAGS),
+            ("project", i::PROJECT),
+            ("rdev", i::RDEV),
+            ("xattr_nid", i::XATTR_NID),
+            ("parent", i::PARENT),
+            ("transform", i::TRANSFORM),
+            ("inline_len", i::INLINE_LEN),
+            ("dir_root", i::DIR_ROOT),
+            ("dir_entries", i::DIR_ENTRIES),
+            ("data", i::DATA),
+        ],
+        4096,
+    );
+    assert_eq!(i::MAP_NIDS, 4048, "FORMAT.md: map node ids at 4048");
+    check("block_ptr", &[("addr", 0), ("crc", 8), ("transform", 12), ("flags", 14)], pagelog_core::block_ptr::SIZE);
+    use pagelog_core::dir_node::{COUNT, ENTRIES};
+    check("dir_leaf", &[("count", COUNT), ("entries", ENTRIES)], 4096);
+    check("dir_internal", &[("count", COUNT), ("children", ENTRIES)], 4096);
+    check("xattr", &[("count", COUNT), ("entries", ENTRIES)], 4096);
+}
