@@ -25,7 +25,7 @@ pub trait BlockDevice: Send + Sync + std::fmt::Debug {
 }
 
 fn check_range(len_pages: u64, addr: PageAddr, bytes: usize) -> io::Result<u64> {
-    if bytes % PAGE_SIZE != 0 {
+    if !bytes.is_multiple_of(PAGE_SIZE) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             "I/O size is not a multiple of the page size",
@@ -211,7 +211,7 @@ mod tests {
         assert!(dev
             .read(PageAddr(3), &mut vec![0u8; 2 * PAGE_SIZE])
             .is_err());
-        assert!(dev.read(PageAddr(0), &mut vec![0u8; 100]).is_err());
+        assert!(dev.read(PageAddr(0), &mut [0u8; 100]).is_err());
     }
 
     #[test]

@@ -52,9 +52,9 @@ fn locate(idx: u64) -> Result<Option<(usize, u64)>> {
     if idx < INLINE_PTRS as u64 {
         return Ok(None);
     }
-    for slot in 0..SLOT_LEVELS.len() {
+    for (slot, &level) in SLOT_LEVELS.iter().enumerate() {
         let base = slot_base(slot);
-        if idx < base + span(SLOT_LEVELS[slot]) {
+        if idx < base + span(level) {
             return Ok(Some((slot, idx - base)));
         }
     }
@@ -245,9 +245,8 @@ pub fn truncate(
             }
         }
     }
-    for slot in 0..SLOT_LEVELS.len() {
+    for (slot, &level) in SLOT_LEVELS.iter().enumerate() {
         let base = slot_base(slot);
-        let level = SLOT_LEVELS[slot];
         if base + span(level) <= from {
             continue;
         }

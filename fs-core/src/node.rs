@@ -145,7 +145,7 @@ mod tests {
             nid: Nid(42),
             ino: Nid(7),
             level: 2,
-            body: NodeBody::Indirect(Box::new(IndirectNode::default())),
+            body: NodeBody::Indirect(Box::default()),
         };
         let page = node.encode(CheckpointNo(9));
         assert_eq!(&page[0..4], b"PGND");

@@ -55,7 +55,7 @@ pub fn read_superblocks(dev: &dyn BlockDevice) -> Result<(Vec<Superblock>, Vec<S
             Err(e) => bad.push(format!("copy at page {addr}: {e}")),
         }
     }
-    good.sort_by(|a, b| b.generation.cmp(&a.generation));
+    good.sort_by_key(|sb| std::cmp::Reverse(sb.generation));
     Ok((good, bad))
 }
 

@@ -182,7 +182,7 @@ fn run(args: &Args) -> Result<String, String> {
     Ok(format!(
         "{}: pagelog filesystem of {} MiB: {} segments of {} KiB, label '{}', UUID {}",
         path.display(),
-        pages * PAGE_SIZE as u64 >> 20,
+        (pages * PAGE_SIZE as u64) >> 20,
         geo.segment_count,
         seg_bytes >> 10,
         sb.label_text(),

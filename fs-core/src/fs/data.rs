@@ -302,7 +302,7 @@ impl Filesystem {
         let old = self.inode(ino)?.size;
         if size < old {
             self.drop_pages_from(ino, size.div_ceil(PS))?;
-            if size % PS != 0 {
+            if !size.is_multiple_of(PS) {
                 self.zero_in_page(ino, size / PS, (size % PS) as usize, PAGE_SIZE)?;
             }
         }
