@@ -8,11 +8,15 @@ use pagelog_core::{checkpoint, inode, node, segment_summary as summary, superblo
 
 /// (field, offset, size) rows of each `<!-- layout: NAME -->` table.
 fn tables() -> BTreeMap<String, Vec<(String, usize, Option<usize>)>> {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/FORMAT.md")).expect("read FORMAT.md");
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/FORMAT.md"))
+        .expect("read FORMAT.md");
     let mut out = BTreeMap::new();
     let mut current: Option<String> = None;
     for line in text.lines() {
-        if let Some(name) = line.strip_prefix("<!-- layout: ").and_then(|l| l.strip_suffix(" -->")) {
+        if let Some(name) = line
+            .strip_prefix("<!-- layout: ")
+            .and_then(|l| l.strip_suffix(" -->"))
+        {
             current = Some(name.to_string());
             out.insert(name.to_string(), Vec::new());
             continue;
@@ -25,31 +29,53 @@ fn tables() -> BTreeMap<String, Vec<(String, usize, Option<usize>)>> {
             continue;
         }
         let cells: Vec<&str> = line.split('|').map(str::trim).collect();
-        let (Some(off), Some(size), Some(field)) = (cells.get(1), cells.get(2), cells.get(3)) else { continue };
-        let Ok(off) = off.parse::<usize>() else { continue };
+        let (Some(off), Some(size), Some(field)) = (cells.get(1), cells.get(2), cells.get(3))
+        else {
+            continue;
+        };
+        let Ok(off) = off.parse::<usize>() else {
+            continue;
+        };
         let size = size.parse::<usize>().ok();
-        out.get_mut(name).expect("table").push((field.to_string(), off, size));
+        out.get_mut(name)
+            .expect("table")
+            .push((field.to_string(), off, size));
     }
     out
 }
 
 fn check(table: &str, expected: &[(&str, usize)], end: usize) {
     let t = tables();
-    let rows = t.get(table).unwrap_or_else(|| panic!("FORMAT.md has no layout table {table}"));
+    let rows = t
+        .get(table)
+        .unwrap_or_else(|| panic!("FORMAT.md has no layout table {table}"));
     for (field, off) in expected {
-        let row = rows.iter().find(|r| r.0 == *field).unwrap_or_else(|| panic!("{table}: field {field} is not documented"));
-        assert_eq!(row.1, *off, "{table}.{field}: FORMAT.md says offset {}, the code uses {off}", row.1);
+        let row = rows
+            .iter()
+            .find(|r| r.0 == *field)
+            .unwrap_or_else(|| panic!("{table}: field {field} is not documented"));
+        assert_eq!(
+            row.1, *off,
+            "{table}.{field}: FORMAT.md says offset {}, the code uses {off}",
+            row.1
+        );
     }
     // Rows tile the structure: each starts where the previous one ended.
     let mut pos = rows[0].1;
     for (field, off, size) in rows {
-        assert_eq!(*off, pos, "{table}: {field} at {off}, expected {pos} (gap or overlap)");
+        assert_eq!(
+            *off, pos,
+            "{table}: {field} at {off}, expected {pos} (gap or overlap)"
+        );
         match size {
             Some(s) => pos = off + s,
             None => return, // variable-length tail
         }
     }
-    assert_eq!(pos, end, "{table}: rows end at {pos}, the structure ends at {end}");
+    assert_eq!(
+        pos, end,
+        "{table}: rows end at {pos}, the structure ends at {end}"
+    );
 }
 
 #[test]
@@ -159,10 +185,28 @@ fn checkpoint_layout() {
 #[test]
 fn table_layouts() {
     use pagelog_core::meta_table::{ENTRY_SIZE, PAGE_HEADER, ROOT_SIZE};
-    check("table_root", &[("addr", 0), ("crc", 8), ("depth", 12)], ROOT_SIZE);
-    check("table_page", &[("magic", 0), ("table", 4), ("level", 5), ("index", 8), ("entries", PAGE_HEADER)], 4096);
+    check(
+        "table_root",
+        &[("addr", 0), ("crc", 8), ("depth", 12)],
+        ROOT_SIZE,
+    );
+    check(
+        "table_page",
+        &[
+            ("magic", 0),
+            ("table", 4),
+            ("level", 5),
+            ("index", 8),
+            ("entries", PAGE_HEADER),
+        ],
+        4096,
+    );
     check("nat_entry", &[("addr", 0), ("crc", 8)], ENTRY_SIZE);
-    check("sut_entry", &[("live", 0), ("flags", 4), ("mtime", 8)], ENTRY_SIZE);
+    check(
+        "sut_entry",
+        &[("live", 0), ("flags", 4), ("mtime", 8)],
+        ENTRY_SIZE,
+    );
 }
 
 #[test]
@@ -170,7 +214,14 @@ fn node_layouts() {
     use node::off as n;
     check(
         "node_header",
-        &[("magic", n::MAGIC), ("kind", n::KIND), ("level", n::LEVEL), ("nid", n::NID), ("ino", n::INO), ("checkpoint_no", n::CHECKPOINT_NO)],
+        &[
+            ("magic", n::MAGIC),
+            ("kind", n::KIND),
+            ("level", n::LEVEL),
+            ("nid", n::NID),
+            ("ino", n::INO),
+            ("checkpoint_no", n::CHECKPOINT_NO),
+        ],
         node::HEADER_SIZE,
     );
     use inode::off as i;
@@ -202,9 +253,17 @@ fn node_layouts() {
         4096,
     );
     assert_eq!(i::MAP_NIDS, 4048, "FORMAT.md: map node ids at 4048");
-    check("block_ptr", &[("addr", 0), ("crc", 8), ("transform", 12), ("flags", 14)], pagelog_core::block_ptr::SIZE);
+    check(
+        "block_ptr",
+        &[("addr", 0), ("crc", 8), ("transform", 12), ("flags", 14)],
+        pagelog_core::block_ptr::SIZE,
+    );
     use pagelog_core::dir_node::{COUNT, ENTRIES};
     check("dir_leaf", &[("count", COUNT), ("entries", ENTRIES)], 4096);
-    check("dir_internal", &[("count", COUNT), ("children", ENTRIES)], 4096);
+    check(
+        "dir_internal",
+        &[("count", COUNT), ("children", ENTRIES)],
+        4096,
+    );
     check("xattr", &[("count", COUNT), ("entries", ENTRIES)], 4096);
 }
