@@ -83,3 +83,68 @@ fn many_entries_and_unlink() {
     assert!(fs.lookup(&root, Nid::ROOT, b"f2").is_err());
     fs.unmount().expect("unmount");
 }
+
+#[test]
+fn reads_update_atime_as_the_policy_says() {
+    use pagelog_core::fs::AtimeMode;
+    use pagelog_core::inode::Timespec;
+    use pagelog_core::{SetAttr, TimeSet};
+    let dev = fresh(4096);
+    let root = Cred::root();
+    for (policy, old_atime_updates, fresh_atime_updates) in [
+        (AtimeMode::Relative, true, false),
+        (AtimeMode::Always, true, true),
+        (AtimeMode::Never, false, false),
+    ] {
+        let opts = MountOptions {
+            atime: policy,
+            ..MountOptions::default()
+        };
+        let mut fs = Filesystem::mount(dev.clone() as Arc<dyn BlockDevice>, opts).expect("mount");
+        let name = format!("{policy:?}");
+        let f = fs
+            .mknod(&root, Nid::ROOT, name.as_bytes(), 0o644, 0)
+            .expect("create");
+        fs.write(&root, f.ino, 0, b"x").expect("write");
+        // atime older than mtime: relatime updates it.
+        let old = Timespec { sec: 1000, nsec: 0 };
+        fs.setattr(
+            &root,
+            f.ino,
+            &SetAttr {
+                atime: Some(TimeSet::At(old)),
+                ..SetAttr::default()
+            },
+        )
+        .expect("setattr");
+        fs.read(f.ino, 0, 1).expect("read");
+        assert_eq!(
+            fs.getattr(f.ino).expect("getattr").atime != old,
+            old_atime_updates,
+            "{policy:?}, old atime"
+        );
+        // atime newer than mtime and ctime, less than a day old: only strictatime updates it.
+        let future = Timespec {
+            sec: Timespec::now().sec + 3600,
+            nsec: 0,
+        };
+        fs.setattr(
+            &root,
+            f.ino,
+            &SetAttr {
+                atime: Some(TimeSet::At(future)),
+                ..SetAttr::default()
+            },
+        )
+        .expect("setattr");
+        let ctime = fs.getattr(f.ino).expect("getattr").ctime;
+        assert!(ctime < future);
+        fs.read(f.ino, 0, 1).expect("read");
+        assert_eq!(
+            fs.getattr(f.ino).expect("getattr").atime != future,
+            fresh_atime_updates,
+            "{policy:?}, recent atime"
+        );
+        fs.unmount().expect("unmount");
+    }
+}
