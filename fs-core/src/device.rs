@@ -2,7 +2,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Seek, SeekFrom};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -55,7 +55,21 @@ pub struct FileDevice {
 impl FileDevice {
     /// Opens `path` for reading, and for writing when `writable`.
     pub fn open(path: &Path, writable: bool) -> io::Result<FileDevice> {
-        let mut file = OpenOptions::new().read(true).write(writable).open(path)?;
+        // A block device opened for writing is claimed exclusively, so that
+        // the kernel and other tools (mkfs.*, mount) see it as busy.
+        let is_block = std::fs::metadata(path)
+            .map(|m| m.file_type().is_block_device())
+            .unwrap_or(false);
+        let flags = if is_block && writable {
+            libc::O_EXCL
+        } else {
+            0
+        };
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(writable)
+            .custom_flags(flags)
+            .open(path)?;
         // Block devices report 0 in metadata; seeking to the end works for both.
         let len = file.seek(SeekFrom::End(0))?;
         Ok(FileDevice {

@@ -5,7 +5,7 @@ mod signature;
 
 use std::fs::OpenOptions;
 use std::io::Read;
-use std::os::unix::fs::FileTypeExt;
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -132,13 +132,23 @@ fn run(args: &Args) -> Result<String, String> {
     let is_block = std::fs::metadata(path)
         .map(|m| m.file_type().is_block_device())
         .unwrap_or(false);
+    // O_EXCL on a block device fails while anything has it mounted; the
+    // handle is kept open until mkfs is done.
+    let exclusive = if is_block { libc::O_EXCL } else { 0 };
     let file = OpenOptions::new()
         .read(true)
         .write(true)
         .create(!is_block)
         .truncate(false)
+        .custom_flags(exclusive)
         .open(path)
-        .map_err(|e| format!("cannot open {} for writing: {e}", path.display()))?;
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::EBUSY) => format!(
+                "{} is in use (mounted, or held by another program)",
+                path.display()
+            ),
+            _ => format!("cannot open {} for writing: {e}", path.display()),
+        })?;
     if !is_block {
         match size {
             Some(s) => file
@@ -153,7 +163,6 @@ fn run(args: &Args) -> Result<String, String> {
             None => {}
         }
     }
-    drop(file);
     let dev =
         FileDevice::open(path, true).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
     dev.lock(true)

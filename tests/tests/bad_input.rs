@@ -233,3 +233,63 @@ fn a_corrupt_data_page_reads_as_eio_not_wrong_bytes() {
     fs::write(m.path("other"), b"the rest still works").expect("write");
     assert!(m.unmount().success());
 }
+
+#[test]
+fn block_devices_work_and_a_mounted_one_is_refused() {
+    let s = Scratch::new();
+    let backing = s.path("loop-backing");
+    OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .open(&backing)
+        .expect("create")
+        .set_len(64 << 20)
+        .expect("len");
+    let out = run(Command::new("losetup")
+        .arg("-f")
+        .arg("--show")
+        .arg(&backing));
+    assert!(
+        out.status.success(),
+        "losetup: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let loopdev = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    struct Detach(String);
+    impl Drop for Detach {
+        fn drop(&mut self) {
+            let _ = Command::new("losetup").arg("-d").arg(&self.0).output();
+        }
+    }
+    let _detach = Detach(loopdev.clone());
+    let out = run(Command::new(bin("pagelog-mkfs"))
+        .arg(&loopdev)
+        .arg("--label")
+        .arg("blockdev"));
+    assert!(
+        out.status.success(),
+        "mkfs on {loopdev}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("label 'blockdev'"));
+    let mnt = s.path("mnt");
+    fs::create_dir(&mnt).expect("mkdir");
+    let m = Mount::start(std::path::Path::new(&loopdev), &mnt, "").expect("mount the block device");
+    fs::write(m.path("f"), b"on a block device").expect("write");
+    let out = run(Command::new(bin("pagelog-mkfs"))
+        .arg(&loopdev)
+        .arg("--force"));
+    assert!(
+        !out.status.success(),
+        "mkfs over a mounted device must fail"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("in use"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let m = m.remount("");
+    assert_eq!(fs::read(m.path("f")).expect("read"), b"on a block device");
+    assert!(m.unmount().success());
+}
