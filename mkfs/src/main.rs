@@ -163,8 +163,14 @@ fn run(args: &Args) -> Result<String, String> {
             None => {}
         }
     }
-    let dev =
-        FileDevice::open(path, true).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    drop(file);
+    let dev = FileDevice::open(path, true).map_err(|e| match e.raw_os_error() {
+        Some(libc::EBUSY) => format!(
+            "{} is in use (mounted, or held by another program)",
+            path.display()
+        ),
+        _ => format!("cannot open {}: {e}", path.display()),
+    })?;
     dev.lock(true)
         .map_err(|_| format!("{} is in use (mounted?)", path.display()))?;
     let mut pages = dev.len_pages();
