@@ -41,8 +41,11 @@ proptest! {
     }
 }
 
+/// (name, contents) of a file.
+type Expected = (Vec<u8>, Vec<u8>);
+
 /// A small filesystem with known contents, and its expected files.
-fn populated() -> (Vec<u8>, Vec<(Vec<u8>, Vec<u8>)>) {
+fn populated() -> (Vec<u8>, Vec<Expected>) {
     let dev = Arc::new(MemDevice::new(4096));
     format(
         dev.clone(),
