@@ -31,6 +31,7 @@ pub mod recovery;
 pub mod segment_summary;
 pub mod segment_usage;
 pub mod segment_writer;
+pub mod size;
 pub mod store;
 pub mod superblock;
 pub mod xattr;

@@ -193,6 +193,36 @@ impl Store {
         Ok(())
     }
 
+    /// Removes the pointers of pages `from..` of `ino`: stored pages die,
+    /// reservations are returned. Returns how many allocated pages went.
+    pub fn drop_file_pages(&mut self, ino: crate::ids::Ino, from: u64) -> Result<u64> {
+        let dev_arc = self.dev.clone();
+        let dev: &dyn BlockDevice = &*dev_arc;
+        let building = self.building();
+        let (mut dead, mut unwritten, mut freed) = (Vec::new(), 0u64, 0u64);
+        file_map::truncate(
+            &mut self.cache,
+            dev,
+            &mut self.sut,
+            building,
+            ino,
+            from,
+            &mut |_, p| {
+                freed += 1;
+                if p.is_stored() {
+                    dead.push(p.addr);
+                } else {
+                    unwritten += 1;
+                }
+            },
+        )?;
+        for a in dead {
+            self.sut.remove_live(dev, a, building)?;
+        }
+        self.reserved_pages = self.reserved_pages.saturating_sub(unwritten);
+        Ok(freed)
+    }
+
     /// Writes dirty file data to the log without a checkpoint (memory
     /// pressure): the pages get addresses in file order now, the nodes that
     /// point at them stay dirty until the next commit, and nothing waits for

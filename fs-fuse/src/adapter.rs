@@ -256,6 +256,10 @@ impl fuser::Filesystem for Adapter {
         }
         let supported = config.capabilities();
         let _ = config.add_capabilities(wanted & supported);
+        let kernel_times = (wanted & supported).contains(InitFlags::FUSE_WRITEBACK_CACHE);
+        if let Some(fs) = self.shared.lock().as_mut() {
+            fs.set_kernel_owns_cmtime(kernel_times);
+        }
         Ok(())
     }
 

@@ -49,17 +49,9 @@ impl Default for MountConfig {
     }
 }
 
-/// Parses a size like `512M`, `4G`, `65536`, `64k` (binary units).
+/// Parses a size like `512M`, `4G`, `65536` (bytes without a unit).
 pub fn parse_size(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let (num, mult) = match s.char_indices().last()? {
-        (i, 'k' | 'K') => (&s[..i], 1u64 << 10),
-        (i, 'm' | 'M') => (&s[..i], 1 << 20),
-        (i, 'g' | 'G') => (&s[..i], 1 << 30),
-        (i, 't' | 'T') => (&s[..i], 1 << 40),
-        _ => (s, 1),
-    };
-    num.parse::<u64>().ok()?.checked_mul(mult)
+    pagelog_core::size::parse_size(s, 1)
 }
 
 /// Options that mount(8) and fstab use for their own purposes; a helper

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use clap::Parser;
 use pagelog_core::format::{format, FormatOptions, DEFAULT_SEGMENT_PAGES};
 use pagelog_core::layout::PAGE_SIZE;
+use pagelog_core::size::parse_size;
 use pagelog_core::superblock::{format_uuid, parse_uuid};
 use pagelog_core::{BlockDevice, FileDevice};
 
@@ -55,19 +56,6 @@ struct Args {
     /// Print nothing but errors
     #[arg(short = 'q', long)]
     quiet: bool,
-}
-
-/// Parses `512M`, `4G`, `65536` (bytes unless `bare_unit` says otherwise).
-fn parse_size(s: &str, bare_unit: u64) -> Option<u64> {
-    let s = s.trim();
-    let (num, mult) = match s.char_indices().last()? {
-        (i, 'k' | 'K') => (&s[..i], 1u64 << 10),
-        (i, 'm' | 'M') => (&s[..i], 1 << 20),
-        (i, 'g' | 'G') => (&s[..i], 1 << 30),
-        (i, 't' | 'T') => (&s[..i], 1 << 40),
-        _ => (s, bare_unit),
-    };
-    num.parse::<u64>().ok()?.checked_mul(mult)
 }
 
 fn fail(msg: impl std::fmt::Display) -> ExitCode {
@@ -237,17 +225,5 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(m) => fail(m),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size("4G", 1), Some(4 << 30));
-        assert_eq!(parse_size("1000", 1024), Some(1_024_000));
-        assert_eq!(parse_size("12q", 1), None);
     }
 }

@@ -41,9 +41,9 @@ pub fn sh(script: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Runs a shell command line as `uid`:`gid` (no supplementary groups
-/// unless given) and returns its output.
-pub fn sh_as(uid: u32, gid: u32, groups: &[u32], script: &str) -> Output {
+/// A `setpriv` command that runs what follows as `uid`:`gid` with exactly
+/// the supplementary `groups`.
+fn as_user(uid: u32, gid: u32, groups: &[u32]) -> Command {
     let mut cmd = Command::new("setpriv");
     cmd.arg(format!("--reuid={uid}"))
         .arg(format!("--regid={gid}"));
@@ -53,8 +53,14 @@ pub fn sh_as(uid: u32, gid: u32, groups: &[u32], script: &str) -> Output {
         let g: Vec<String> = groups.iter().map(u32::to_string).collect();
         cmd.arg(format!("--groups={}", g.join(",")));
     }
-    cmd.arg("--").arg("sh").arg("-c").arg(script);
-    run(&mut cmd)
+    cmd.arg("--");
+    cmd
+}
+
+/// Runs a shell command line as `uid`:`gid` (no supplementary groups
+/// unless given) and returns its output.
+pub fn sh_as(uid: u32, gid: u32, groups: &[u32], script: &str) -> Output {
+    run(as_user(uid, gid, groups).arg("sh").arg("-c").arg(script))
 }
 
 /// Is `path` a mount point right now?
@@ -272,17 +278,7 @@ pub fn op(args: &[&str]) -> String {
 
 /// Runs the `fsop` helper as `uid`:`gid` with supplementary `groups`.
 pub fn op_as(uid: u32, gid: u32, groups: &[u32], args: &[&str]) -> String {
-    let mut cmd = Command::new("setpriv");
-    cmd.arg(format!("--reuid={uid}"))
-        .arg(format!("--regid={gid}"));
-    if groups.is_empty() {
-        cmd.arg("--clear-groups");
-    } else {
-        let g: Vec<String> = groups.iter().map(u32::to_string).collect();
-        cmd.arg(format!("--groups={}", g.join(",")));
-    }
-    cmd.arg("--").arg(bin("fsop")).args(args);
-    let out = run(&mut cmd);
+    let out = run(as_user(uid, gid, groups).arg(bin("fsop")).args(args));
     assert!(
         out.status.success(),
         "fsop {args:?} as {uid}: {}",

@@ -228,10 +228,13 @@ impl Filesystem {
                 .copy_from_slice(&data[(lo - offset) as usize..(hi - offset) as usize]);
         }
         let now = Timespec::now();
+        let kernel_times = self.kernel_owns_cmtime;
         let i = self.inode_mut(ino)?;
         i.size = i.size.max(end);
-        i.mtime = now;
-        i.ctime = now;
+        if !kernel_times {
+            i.mtime = now;
+            i.ctime = now;
+        }
         // Under FUSE the kernel has already cleared these (with a setattr).
         if !cred.is_root() && !cred.checked && i.mode & (S_ISUID | S_ISGID) != 0 {
             i.mode &= !S_ISUID;
@@ -249,35 +252,13 @@ impl Filesystem {
     fn drop_pages_from(&mut self, ino: Ino, from: u64) -> Result<()> {
         let dev = self.dev();
         let dev = &*dev;
-        let building = self.store.building();
         let mut uncounted = 0u64;
         for idx in self.store.dirty.remove_range(ino, from, u64::MAX) {
             if !file_map::get(&mut self.store.cache, dev, ino, idx)?.is_allocated() {
                 uncounted += 1;
             }
         }
-        let s = &mut self.store;
-        let (mut dead, mut unwritten, mut freed) = (Vec::new(), 0u64, 0u64);
-        file_map::truncate(
-            &mut s.cache,
-            dev,
-            &mut s.sut,
-            building,
-            ino,
-            from,
-            &mut |_, p| {
-                freed += 1;
-                if p.is_stored() {
-                    dead.push(p.addr);
-                } else {
-                    unwritten += 1;
-                }
-            },
-        )?;
-        for a in dead {
-            s.sut.remove_live(dev, a, building)?;
-        }
-        s.reserved_pages = s.reserved_pages.saturating_sub(unwritten);
+        let freed = self.store.drop_file_pages(ino, from)?;
         let i = self.inode_mut(ino)?;
         i.blocks = i.blocks.saturating_sub(freed + uncounted);
         Ok(())

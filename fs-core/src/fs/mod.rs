@@ -18,7 +18,6 @@ pub use namespace::{DirItem, RenameFlags};
 use crate::device::BlockDevice;
 use crate::dir_index;
 use crate::error::{Error, Result};
-use crate::file_map;
 use crate::ids::{Ino, Nid};
 use crate::inode::{
     Inode, Timespec, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK,
@@ -129,6 +128,7 @@ pub struct Filesystem {
     opens: HashMap<Ino, u32>,
     lookups: HashMap<Ino, u64>,
     last_commit: Instant,
+    kernel_owns_cmtime: bool,
 }
 
 /// Linux `DT_*` type of a mode.
@@ -172,6 +172,7 @@ impl Filesystem {
             opens: HashMap::new(),
             lookups: HashMap::new(),
             last_commit: Instant::now(),
+            kernel_owns_cmtime: false,
         };
         if !fs.opts.read_only {
             fs.store.start_writing(max_seq)?;
@@ -210,6 +211,14 @@ impl Filesystem {
             self.last_commit = Instant::now();
         }
         Ok(())
+    }
+
+    /// Says that a write-back cache in front (FUSE's, in the kernel)
+    /// keeps the modification and change times of written files and sends
+    /// them with setattr: writes then leave those times alone, so that the
+    /// stored times are the ones the kernel showed.
+    pub fn set_kernel_owns_cmtime(&mut self, yes: bool) {
+        self.kernel_owns_cmtime = yes;
     }
 
     /// The mount options.
@@ -434,27 +443,7 @@ impl Filesystem {
         let dev = &*dev;
         let building = self.store.building();
         let s = &mut self.store;
-        let mut dead = Vec::new();
-        let mut unwritten = 0u64;
-        file_map::truncate(
-            &mut s.cache,
-            dev,
-            &mut s.sut,
-            building,
-            ino,
-            0,
-            &mut |_, p| {
-                if p.is_stored() {
-                    dead.push(p.addr);
-                } else {
-                    unwritten += 1;
-                }
-            },
-        )?;
-        for a in dead {
-            s.sut.remove_live(dev, a, building)?;
-        }
-        s.reserved_pages = s.reserved_pages.saturating_sub(unwritten);
+        s.drop_file_pages(ino, 0)?;
         s.dirty.remove_range(ino, 0, u64::MAX);
         let inode = s.cache.inode(dev, ino)?;
         let xattr = inode.xattr_nid;
