@@ -148,3 +148,72 @@ fn reads_update_atime_as_the_policy_says() {
         fs.unmount().expect("unmount");
     }
 }
+
+/// A directory of 100,000 entries: every name found, half removed, the
+/// rest intact after remount; the index stays shallow.
+#[test]
+fn hundred_thousand_entries() {
+    let dev = fresh(65536);
+    let root = Cred::root();
+    let mut fs = mount(&dev);
+    let d = fs.mkdir(&root, Nid::ROOT, b"big", 0o755).expect("mkdir");
+    let n = 100_000u32;
+    for i in 0..n {
+        fs.mknod(&root, d.ino, format!("name-{i:06}").as_bytes(), 0o644, 0)
+            .expect("create");
+    }
+    for i in (0..n).step_by(7) {
+        assert!(
+            fs.lookup(&root, d.ino, format!("name-{i:06}").as_bytes())
+                .is_ok(),
+            "name {i}"
+        );
+    }
+    for i in (0..n).step_by(2) {
+        fs.unlink(&root, d.ino, format!("name-{i:06}").as_bytes())
+            .expect("unlink");
+    }
+    let a = fs.getattr(d.ino).expect("getattr");
+    // Leaves are not merged on unlink (as ext4's htree), so the index keeps
+    // the pages 100,000 names needed: about one page per 70 to 140 names.
+    assert!(
+        a.size / 4096 < 1600,
+        "index of {} pages for 100,000 names",
+        a.size / 4096
+    );
+    fs.unmount().expect("unmount");
+    let mut fs = mount(&dev);
+    let mut count = 0;
+    fs.readdir(d.ino, 2, &mut |_| {
+        count += 1;
+        true
+    })
+    .expect("readdir");
+    assert_eq!(count, n / 2);
+    assert!(fs.lookup(&root, d.ino, b"name-000001").is_ok());
+    assert!(matches!(
+        fs.lookup(&root, d.ino, b"name-000002"),
+        Err(pagelog_core::Error::NotFound)
+    ));
+    fs.unmount().expect("unmount");
+}
+
+#[test]
+fn link_count_limit_is_emlink() {
+    use pagelog_core::fs::LINK_MAX;
+    let dev = fresh(16384);
+    let root = Cred::root();
+    let mut fs = mount(&dev);
+    let f = fs.mknod(&root, Nid::ROOT, b"f", 0o644, 0).expect("create");
+    let d = fs.mkdir(&root, Nid::ROOT, b"links", 0o755).expect("mkdir");
+    for i in 1..LINK_MAX {
+        fs.link(&root, f.ino, d.ino, format!("{i}").as_bytes())
+            .expect("link");
+    }
+    assert_eq!(fs.getattr(f.ino).expect("getattr").nlink, LINK_MAX);
+    assert!(matches!(
+        fs.link(&root, f.ino, d.ino, b"one-more"),
+        Err(pagelog_core::Error::TooManyLinks)
+    ));
+    fs.unmount().expect("unmount");
+}
