@@ -24,6 +24,10 @@ if [ ${#need[@]} -gt 0 ]; then
     apt-get update -qq
     apt-get install -y -qq "${need[@]}" >/dev/null
 fi
+if ! command -v cargo >/dev/null; then
+    echo "cargo is missing: install Rust 1.89 or newer (https://rustup.rs), then run this again" >&2
+    exit 1
+fi
 if [ ! -e /dev/fuse ]; then
     modprobe fuse 2>/dev/null || true
 fi
