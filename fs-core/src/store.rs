@@ -325,6 +325,15 @@ impl Store {
         Ok(())
     }
 
+    /// Makes a superblock write still waiting for a flush durable, so that
+    /// the segments the last commit emptied can be written again.
+    pub fn settle(&mut self) -> Result<()> {
+        if self.read_only || self.sb_pending.is_none() {
+            return Ok(());
+        }
+        self.flush_superblock()
+    }
+
     /// Flushes a pending superblock write.
     pub fn flush_superblock(&mut self) -> Result<()> {
         self.dev.flush()?;
@@ -364,7 +373,10 @@ impl Store {
     /// and a reserve for metadata.
     pub fn free_pages(&self) -> u64 {
         let pps = u64::from(self.sb.geometry.pages_per_segment);
-        let raw = self.sut.empty_segments() * pps + self.log.remaining_in_segment();
+        // Segments the log may write now (not pre-free ones, which wait for
+        // a durable commit), the next segment it already holds, and what
+        // is left of the one it is writing.
+        let raw = (self.sut.writable_segments() + 1) * pps + self.log.remaining_in_segment();
         raw.saturating_sub(self.reserve_pages())
             .saturating_sub(self.dirty.count() as u64 + self.dirty.count() as u64 / 100)
             .saturating_sub(self.reserved_pages)

@@ -217,3 +217,53 @@ fn link_count_limit_is_emlink() {
     ));
     fs.unmount().expect("unmount");
 }
+
+/// Filling the filesystem ends in ENOSPC, not a panic; everything written
+/// before stays readable, the image still commits and mounts, and deleting
+/// everything gives the space back.
+#[test]
+fn full_filesystem_is_enospc_and_recovers() {
+    let dev = fresh(2048);
+    let root = Cred::root();
+    let mut fs = mount(&dev);
+    let chunk: Vec<u8> = (0..100_000u32).map(|i| (i % 253) as u8).collect();
+    let mut written = Vec::new();
+    let err = loop {
+        let name = format!("f{}", written.len());
+        let f = match fs.mknod(&root, Nid::ROOT, name.as_bytes(), 0o644, 0) {
+            Ok(f) => f,
+            Err(e) => break e,
+        };
+        match fs.write(&root, f.ino, 0, &chunk) {
+            Ok(_) => written.push(name),
+            Err(e) => break e,
+        }
+        assert!(written.len() < 1000, "never ran out of space");
+    };
+    assert!(matches!(err, pagelog_core::Error::NoSpace), "got {err:?}");
+    assert!(written.len() > 20, "only {} files fit", written.len());
+    fs.sync().expect("commit on a full filesystem");
+    fs.unmount().expect("unmount");
+    let mut fs = mount(&dev);
+    for name in &written {
+        let a = fs
+            .lookup(&root, Nid::ROOT, name.as_bytes())
+            .expect("lookup");
+        assert_eq!(fs.read(a.ino, 0, 200_000).expect("read"), chunk, "{name}");
+    }
+    let _ = fs.unlink(&root, Nid::ROOT, format!("f{}", written.len()).as_bytes());
+    for name in &written {
+        fs.unlink(&root, Nid::ROOT, name.as_bytes())
+            .expect("unlink on a full filesystem");
+    }
+    fs.sync().expect("sync");
+    fs.sync().expect("sync");
+    let f = fs
+        .mknod(&root, Nid::ROOT, b"again", 0o644, 0)
+        .expect("create");
+    for i in 0..written.len() / 2 {
+        fs.write(&root, f.ino, (i * chunk.len()) as u64, &chunk)
+            .expect("space came back");
+    }
+    fs.unmount().expect("unmount");
+}

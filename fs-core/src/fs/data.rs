@@ -160,12 +160,10 @@ impl Filesystem {
         if pages == 0 || self.store.free_pages() >= pages {
             return Ok(());
         }
-        // Segments freed since the last commit become usable after the
-        // next two commits make that state durable.
-        self.store.changed = true;
+        // Segments emptied since the last commit become writable once a
+        // commit names that state and its superblock is durable.
         self.sync()?;
-        self.store.changed = true;
-        self.sync()?;
+        self.store.settle()?;
         if self.store.free_pages() >= pages {
             Ok(())
         } else {

@@ -196,8 +196,13 @@ impl Filesystem {
 
     /// Commits if anything changed (fsync, syncfs).
     pub fn sync(&mut self) -> Result<()> {
-        if self.store.read_only || !self.store.needs_commit() {
+        if self.store.read_only {
             return Ok(());
+        }
+        if !self.store.needs_commit() {
+            // Nothing new; a superblock written by the last commit still
+            // becomes durable, which lets emptied segments be reused.
+            return self.store.settle();
         }
         self.store.commit(false)?;
         self.last_commit = Instant::now();
