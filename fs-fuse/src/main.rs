@@ -18,7 +18,8 @@ Mount options (-o, comma-separated; mount(8) and /etc/fstab pass them the same w
   dirty_limit=SIZE        write back when this much data is dirty (default 64M)
   allow_other|allow_root  let other users (or root) use the mount
   default_permissions     the kernel checks permissions from the mode bits (default)
-  no_default_permissions  pagelog checks permissions itself instead
+  no_default_permissions  pagelog checks permissions itself instead (slower; fifos and
+                          device nodes are then opened without a permission check)
   relatime|noatime|strictatime   access time policy (default relatime)
   no_writeback_cache      every write goes to the daemon at once (slower)
   attr_timeout=SECONDS    how long the kernel caches names and attributes (default 10)
