@@ -456,7 +456,17 @@ impl fuser::Filesystem for Adapter {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        match self.shared.with(|fs| fs.read(ino(i), offset, size)) {
+        // Plan under the lock, read the device without it, so that reads
+        // (and other requests) overlap the disk. A page that moved in
+        // between fails its checksum; the retry under the lock is exact.
+        let planned = self
+            .shared
+            .with(|fs| Ok((fs.plan_read(ino(i), offset, size)?, fs.device())));
+        let result = planned.and_then(|(plan, dev)| match plan.execute(&*dev) {
+            Err(Error::Corrupt { .. }) => self.shared.with(|fs| fs.read(ino(i), offset, size)),
+            other => other,
+        });
+        match result {
             Ok(d) => reply.data(&d),
             Err(e) => reply.error(errno(&e)),
         }

@@ -23,6 +23,7 @@ Mount options (-o, comma-separated; mount(8) and /etc/fstab pass them the same w
   relatime|noatime|strictatime   access time policy (default relatime)
   no_writeback_cache      every write goes to the daemon at once (slower)
   attr_timeout=SECONDS    how long the kernel caches names and attributes (default 10)
+  readahead=SIZE          kernel readahead window for sequential reads (default: the kernel's)
   nosuid,nodev,noexec,... passed to the kernel
   fsname=NAME             source name shown in /proc/mounts (default: the image path)
 

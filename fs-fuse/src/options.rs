@@ -29,6 +29,9 @@ pub struct MountConfig {
     pub kernel_flags: Vec<String>,
     /// Source name shown in /proc/mounts.
     pub fsname: Option<String>,
+    /// Kernel readahead window for the mount, in bytes (None: the
+    /// kernel's default).
+    pub readahead: Option<u64>,
 }
 
 impl Default for MountConfig {
@@ -45,6 +48,7 @@ impl Default for MountConfig {
             attr_timeout: Duration::from_secs(10),
             kernel_flags: Vec::new(),
             fsname: None,
+            readahead: None,
         }
     }
 }
@@ -126,6 +130,14 @@ pub fn apply(cfg: &mut MountConfig, list: &str) -> Result<(), String> {
                 cfg.kernel_flags.push(key.to_string());
             }
             ("fsname", Some(v)) => cfg.fsname = Some(v.to_string()),
+            ("readahead", Some(v)) => {
+                let bytes =
+                    parse_size(v).ok_or_else(|| format!("readahead={v}: not a size (like 4M)"))?;
+                if bytes > 1 << 30 {
+                    return Err(format!("readahead={v}: at most 1G"));
+                }
+                cfg.readahead = Some(bytes);
+            }
             _ if is_userspace_only(opt) => {}
             _ => {
                 return Err(format!(

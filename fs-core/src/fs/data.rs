@@ -2,7 +2,6 @@
 
 use super::Filesystem;
 use crate::block_ptr::BlockPtr;
-use crate::codec::crc32;
 use crate::error::{Error, Result};
 use crate::file_map;
 use crate::ids::{Ino, PageAddr};
@@ -32,129 +31,7 @@ pub fn max_file_size() -> u64 {
         .min(i64::MAX as u64)
 }
 
-/// Pages read from the device for one request: consecutive addresses,
-/// possibly over one-page gaps (the summary page between two records).
-struct Run {
-    start: PageAddr,
-    /// (file page index, offset of the page in the run, checksum).
-    pages: Vec<(u64, u64, u32)>,
-}
-
-impl Run {
-    fn span(&self) -> u64 {
-        self.pages.last().map_or(0, |p| p.1 + 1)
-    }
-}
-
-fn corrupt_data(ino: Ino, idx: u64, addr: PageAddr, expected: u32, found: u32) -> Error {
-    Error::corrupt(
-        format!("data page {idx} of inode {ino}"),
-        addr,
-        format!("checksum mismatch (expected {expected:#010x}, found {found:#010x})"),
-    )
-}
-
 impl Filesystem {
-    /// Reads one stored page and checks it.
-    fn read_stored(&self, ino: Ino, idx: u64, ptr: BlockPtr) -> Result<Box<Page>> {
-        if ptr.transform.0 != 0 {
-            return Err(Error::Unsupported(format!(
-                "transform {} (page {idx} of inode {ino})",
-                ptr.transform.0
-            )));
-        }
-        let mut page = zero_page();
-        self.store.dev.read(ptr.addr, &mut page[..])?;
-        let found = crc32(&page[..]);
-        if found != ptr.crc {
-            return Err(corrupt_data(ino, idx, ptr.addr, ptr.crc, found));
-        }
-        Ok(page)
-    }
-
-    /// Page `idx` of `ino` as it reads now (dirty copy, stored copy or zeros).
-    pub(super) fn read_page(&mut self, ino: Ino, idx: u64) -> Result<Box<Page>> {
-        if let Some(p) = self.store.dirty.get(ino, idx) {
-            return Ok(Box::new(*p));
-        }
-        let dev = self.dev();
-        let ptr = file_map::get(&mut self.store.cache, &*dev, ino, idx)?;
-        if ptr.is_stored() {
-            self.read_stored(ino, idx, ptr)
-        } else {
-            Ok(zero_page())
-        }
-    }
-
-    /// Reads up to `size` bytes at `offset`.
-    pub fn read(&mut self, ino: Ino, offset: u64, size: u32) -> Result<Vec<u8>> {
-        let inode = self.inode(ino)?;
-        if inode.is_dir() {
-            return Err(Error::IsDir);
-        }
-        if !inode.is_reg() {
-            return Err(Error::Invalid);
-        }
-        let file_size = inode.size;
-        let end = offset.saturating_add(u64::from(size)).min(file_size);
-        if offset >= end {
-            return Ok(Vec::new());
-        }
-        let mut out = vec![0u8; (end - offset) as usize];
-        let copy = |out: &mut [u8], idx: u64, page: &[u8]| {
-            let lo = (idx * PS).max(offset);
-            let hi = (idx * PS + PS).min(end);
-            let src = &page[(lo - idx * PS) as usize..(hi - idx * PS) as usize];
-            out[(lo - offset) as usize..(hi - offset) as usize].copy_from_slice(src);
-        };
-        let dev = self.dev();
-        let mut runs: Vec<Run> = Vec::new();
-        for idx in offset / PS..=(end - 1) / PS {
-            if let Some(p) = self.store.dirty.get(ino, idx) {
-                copy(&mut out, idx, &p[..]);
-                continue;
-            }
-            let ptr = file_map::get(&mut self.store.cache, &*dev, ino, idx)?;
-            if !ptr.is_stored() {
-                continue;
-            }
-            if ptr.transform.0 != 0 {
-                return Err(Error::Unsupported(format!(
-                    "transform {} (page {idx} of inode {ino})",
-                    ptr.transform.0
-                )));
-            }
-            match runs.last_mut() {
-                Some(r)
-                    if ptr.addr.0 >= r.start.0 + r.span()
-                        && ptr.addr.0 <= r.start.0 + r.span() + 1
-                        && r.span() < 1024 =>
-                {
-                    r.pages.push((idx, ptr.addr.0 - r.start.0, ptr.crc));
-                }
-                _ => runs.push(Run {
-                    start: ptr.addr,
-                    pages: vec![(idx, 0, ptr.crc)],
-                }),
-            }
-        }
-        let mut buf = Vec::new();
-        for r in runs {
-            buf.resize(r.span() as usize * PAGE_SIZE, 0);
-            dev.read(r.start, &mut buf)?;
-            for &(idx, at, crc) in &r.pages {
-                let page = &buf[at as usize * PAGE_SIZE..(at as usize + 1) * PAGE_SIZE];
-                let found = crc32(page);
-                if found != crc {
-                    return Err(corrupt_data(ino, idx, r.start.offset(at), crc, found));
-                }
-                copy(&mut out, idx, page);
-            }
-        }
-        self.touch_atime(ino)?;
-        Ok(out)
-    }
-
     /// Makes room for `pages` more dirty pages, committing once if needed.
     fn ensure_space(&mut self, pages: u64) -> Result<()> {
         if pages == 0 || self.store.free_pages() >= pages {

@@ -5,6 +5,7 @@
 mod attr;
 mod data;
 mod namespace;
+mod read;
 mod xattr_ops;
 
 use std::collections::HashMap;
@@ -14,6 +15,7 @@ use std::time::{Duration, Instant};
 pub use attr::{SetAttr, TimeSet};
 pub use data::Whence;
 pub use namespace::{DirItem, RenameFlags};
+pub use read::ReadPlan;
 
 use crate::device::BlockDevice;
 use crate::dir_index;
