@@ -34,6 +34,8 @@ pub mod segment_writer;
 pub mod size;
 pub mod store;
 pub mod superblock;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod xattr;
 
 pub use device::{BlockDevice, FileDevice, MemDevice};

@@ -68,6 +68,7 @@ pub struct Store {
     pub stats: Stats,
     sb_pending: Option<CheckpointNo>,
     durable_sb: CheckpointNo,
+    failed: Option<String>,
 }
 
 /// Nanoseconds since the epoch, now.
@@ -114,6 +115,7 @@ impl Store {
             changed: false,
             stats: Stats::default(),
             sb_pending: None,
+            failed: None,
         }
     }
 
@@ -131,9 +133,35 @@ impl Store {
     /// With `sync_superblock`, the superblock naming it is flushed too (at
     /// mount and unmount); otherwise it becomes durable with the next flush.
     pub fn commit(&mut self, sync_superblock: bool) -> Result<()> {
+        self.check_health()?;
         if self.read_only {
             return Err(Error::ReadOnly);
         }
+        let r = self.commit_inner(sync_superblock);
+        self.poison_on(r)
+    }
+
+    /// Fails if an earlier write failed: the state in memory can no longer
+    /// be trusted to match what a commit would write, so nothing is served
+    /// until the filesystem is mounted again (from its last commit).
+    pub fn check_health(&self) -> Result<()> {
+        match &self.failed {
+            None => Ok(()),
+            Some(why) => Err(Error::Io(std::io::Error::other(format!(
+                "an earlier write failed ({why}); unmount and mount again to continue from the last commit"
+            )))),
+        }
+    }
+
+    fn poison_on<T>(&mut self, r: Result<T>) -> Result<T> {
+        if let Err(e) = &r {
+            log::error!("writing to the device failed, refusing further operations: {e}");
+            self.failed = Some(e.to_string());
+        }
+        r
+    }
+
+    fn commit_inner(&mut self, sync_superblock: bool) -> Result<()> {
         let dev_arc = self.dev.clone();
         let dev: &dyn BlockDevice = &*dev_arc;
         let building = self.building();
@@ -229,14 +257,17 @@ impl Store {
     /// the device. A crash before that commit loses these pages, never
     /// anything older (the pages they replace stay until a durable commit).
     pub fn write_back_data(&mut self) -> Result<()> {
+        self.check_health()?;
         if self.read_only {
             return Err(Error::ReadOnly);
         }
         let dev = self.dev.clone();
         let building = self.building();
         self.log.set_time(now_ns());
-        self.write_data(&*dev, building)?;
-        self.log.finish(&*dev)
+        let r = self
+            .write_data(&*dev, building)
+            .and_then(|()| self.log.finish(&*dev));
+        self.poison_on(r)
     }
 
     /// Writes every dirty file page to the log, in inode then page order,
@@ -336,7 +367,9 @@ impl Store {
 
     /// Flushes a pending superblock write.
     pub fn flush_superblock(&mut self) -> Result<()> {
-        self.dev.flush()?;
+        self.check_health()?;
+        let r = self.dev.flush();
+        self.poison_on(r.map_err(Error::from))?;
         if let Some(p) = self.sb_pending.take() {
             self.durable_sb = p;
         }

@@ -262,6 +262,7 @@ impl Filesystem {
 
     /// Does inode `ino` exist (and is it a user-visible inode)?
     fn exists(&mut self, ino: Ino) -> Result<bool> {
+        self.store.check_health()?;
         if ino == Nid::GRAVEYARD || ino.is_none() {
             return Ok(false);
         }

@@ -1,0 +1,334 @@
+//! Crash states (in the spirit of CrashMonkey and dm-log-writes): random
+//! workloads run on a device that records every write and flush barrier;
+//! then every image a power cut could leave is rebuilt (each prefix of the
+//! writes; random subsets and orders of the writes in flight since the
+//! last barrier; a torn write) and mounted. Each must mount with no repair
+//! and show exactly the state of the last durable commit or of the one in
+//! flight (the guarantee of a commit point), never anything else.
+//!
+//! A second test fails the n-th write or flush for every n and checks the
+//! same of the image left behind, and that the failure was reported.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use pagelog_core::testing::{CrashState, FaultyDevice, RecordingDevice};
+use pagelog_core::{
+    format, BlockDevice, Cred, Error, Filesystem, FormatOptions, MemDevice, MountOptions, Nid,
+};
+use proptest::prelude::*;
+use rand::{Rng, SeedableRng};
+
+mod support;
+use support::model::*;
+
+const PAGES: u64 = 1024;
+
+fn base_image() -> Vec<u8> {
+    let dev = Arc::new(MemDevice::new(PAGES));
+    format(
+        dev.clone(),
+        &FormatOptions {
+            pages_per_segment: 16,
+            ..FormatOptions::default()
+        },
+    )
+    .expect("format");
+    dev.snapshot()
+}
+
+fn opts(read_only: bool) -> MountOptions {
+    MountOptions {
+        read_only,
+        dirty_limit: 64 << 10,
+        ..MountOptions::default()
+    }
+}
+
+/// A committed state: the event index of its flush, and the tree.
+struct Commit {
+    flush: usize,
+    model: Model,
+}
+
+/// Runs `ops` on a recording device; returns the device and the commits.
+fn record(ops: &[Op]) -> (Arc<RecordingDevice>, Vec<Commit>) {
+    let dev = Arc::new(RecordingDevice::new(&base_image()));
+    let mut fs =
+        Filesystem::mount(dev.clone() as Arc<dyn BlockDevice>, opts(false)).expect("mount");
+    let mut model = Model::new();
+    let mut commits = vec![Commit {
+        flush: 0,
+        model: model.clone(),
+    }];
+    for op in ops {
+        match op {
+            Op::Sync | Op::Remount | Op::CrashCut => {
+                let before = dev.len();
+                fs.sync().expect("sync");
+                if let Some(f) = dev.last_flush_before(dev.len()).filter(|&f| f >= before) {
+                    commits.push(Commit {
+                        flush: f,
+                        model: model.clone(),
+                    });
+                }
+            }
+            _ => apply_op(&mut fs, &mut model, op),
+        }
+    }
+    // The run ends in a crash: no unmount.
+    drop(fs);
+    (dev, commits)
+}
+
+/// The states a crash after the first `upto` events may show: the last
+/// commit whose flush completed, or the next one (all of whose writes may
+/// have landed before its flush).
+fn allowed(commits: &[Commit], upto: usize) -> (usize, Option<usize>) {
+    let durable = commits
+        .iter()
+        .rposition(|c| c.flush < upto && c.flush > 0)
+        .unwrap_or(0);
+    (
+        durable,
+        (durable + 1 < commits.len()).then_some(durable + 1),
+    )
+}
+
+/// Mounts the crash image and checks it against the allowed states.
+fn check_state(
+    dev: &RecordingDevice,
+    commits: &[Commit],
+    state: &CrashState,
+    writable: bool,
+) -> Result<(), String> {
+    let image = dev.crash_image(state);
+    let mount = Filesystem::mount(
+        Arc::new(MemDevice::from_bytes(&image)) as Arc<dyn BlockDevice>,
+        opts(!writable),
+    );
+    let mut fs = mount.map_err(|e| format!("{state:?}: does not mount: {e}"))?;
+    let (a, b) = allowed(commits, state.prefix);
+    let first = diff(&mut fs, &commits[a].model);
+    let ok = first.is_ok() || b.is_some_and(|b| diff(&mut fs, &commits[b].model).is_ok());
+    if !ok {
+        return Err(format!(
+            "{state:?}: matches neither commit {a} nor {b:?}: {}",
+            first.err().unwrap_or_default()
+        ));
+    }
+    fs.unmount().map_err(|e| format!("{state:?}: unmount: {e}"))
+}
+
+/// Every crash state of one recorded run; returns how many were checked.
+fn check_run(ops: &[Op], seed: u64) -> Result<usize, String> {
+    let (dev, commits) = record(ops);
+    let n = dev.len();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut checked = 0;
+    for prefix in 0..=n {
+        // Every tenth state is mounted read-write, so recovery followed by
+        // new writes is exercised too.
+        check_state(
+            &dev,
+            &commits,
+            &CrashState {
+                prefix,
+                ..CrashState::default()
+            },
+            prefix % 10 == 0,
+        )?;
+        checked += 1;
+        // At each barrier, the writes in flight until the next one may land
+        // in any subset and order.
+        let at_barrier = prefix == 0 || dev.last_flush_before(prefix) == Some(prefix - 1);
+        let in_flight = dev.in_flight(prefix);
+        if !at_barrier || in_flight.len() < 2 {
+            continue;
+        }
+        // Reordered and dropped writes, and a torn one.
+        for _ in 0..6 {
+            let mut extra: Vec<usize> = in_flight
+                .iter()
+                .copied()
+                .filter(|_| rng.random_bool(0.5))
+                .collect();
+            for i in (1..extra.len()).rev() {
+                extra.swap(i, rng.random_range(0..=i));
+            }
+            let torn = in_flight
+                .get(rng.random_range(0..in_flight.len()))
+                .map(|&w| {
+                    let sectors = (0..dev.sectors(w)).map(|_| rng.random_bool(0.5)).collect();
+                    (w, sectors)
+                });
+            check_state(
+                &dev,
+                &commits,
+                &CrashState {
+                    prefix,
+                    extra,
+                    torn,
+                },
+                false,
+            )?;
+            checked += 1;
+        }
+    }
+    Ok(checked)
+}
+
+/// Operations for crash workloads: mostly data and namespace changes,
+/// with frequent commits.
+fn crash_op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => op_strategy().prop_filter("harness ops", |o| !matches!(o, Op::Remount | Op::CrashCut | Op::Sync)),
+        1 => Just(Op::Sync),
+    ]
+    .prop_map(|o| match o {
+        Op::Write { file, offset, len, seed } => Op::Write { file, offset: offset % (64 << 10), len: len % 9000 + 1, seed },
+        Op::Truncate { file, size } => Op::Truncate { file, size: size % (80 << 10) },
+        Op::Fallocate { file, offset, len, keep } => Op::Fallocate { file, offset: offset % (64 << 10), len: len % 20000 + 1, keep },
+        Op::Punch { file, offset, len } => Op::Punch { file, offset: offset % (64 << 10), len: len % 20000 + 1 },
+        other => other,
+    })
+}
+
+/// Random workloads (reproducible: a fixed seed unless PAGELOG_CRASH_SEED
+/// says otherwise), every crash state of each; failures shrink to a
+/// minimal workload. PAGELOG_CRASH_CASES runs more (the long run).
+#[test]
+fn every_crash_state_mounts_and_is_a_commit_point() {
+    use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+    let cases: u32 = std::env::var("PAGELOG_CRASH_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300);
+    let seed: u64 = std::env::var("PAGELOG_CRASH_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0x5EED_CAFE);
+    let mut seed_bytes = [0u8; 32];
+    seed_bytes[..8].copy_from_slice(&seed.to_le_bytes());
+    let config = Config {
+        cases,
+        max_shrink_iters: 300,
+        ..Config::default()
+    };
+    let mut runner = TestRunner::new_with_rng(
+        config,
+        TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes),
+    );
+    let states = std::sync::atomic::AtomicUsize::new(0);
+    let strategy = (proptest::collection::vec(crash_op(), 10..60), any::<u64>());
+    let result = runner.run(&strategy, |(ops, seed)| {
+        let checked = check_run(&ops, seed).map_err(TestCaseError::fail)?;
+        prop_assert!(checked > 10, "only {checked} crash states");
+        states.fetch_add(checked, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+    let total = states.load(std::sync::atomic::Ordering::Relaxed);
+    eprintln!("crash states checked: {total} in {cases} workloads");
+    assert!(total >= 10_000 || cases < 300, "only {total} crash states");
+}
+
+/// A workload for the fault test: files written and committed in turn.
+/// Returns the committed contents (name -> bytes) in order.
+fn faulty_workload(fs: &mut Filesystem) -> Result<Vec<BTreeMap<String, Vec<u8>>>, Error> {
+    let root = Cred::root();
+    let mut now = BTreeMap::new();
+    let mut committed = vec![now.clone()];
+    for i in 0..12u32 {
+        let name = format!("f{}", i % 5);
+        let data: Vec<u8> = (0..(i * 3000 + 10)).map(|j| (j + i) as u8).collect();
+        let ino = match fs.lookup(&root, Nid::ROOT, name.as_bytes()) {
+            Ok(a) => a.ino,
+            Err(Error::NotFound) => fs.mknod(&root, Nid::ROOT, name.as_bytes(), 0o644, 0)?.ino,
+            Err(e) => return Err(e),
+        };
+        fs.setattr(
+            &root,
+            ino,
+            &pagelog_core::SetAttr {
+                size: Some(0),
+                ..Default::default()
+            },
+        )?;
+        fs.write(&root, ino, 0, &data)?;
+        now.insert(name, data);
+        if i % 2 == 1 {
+            fs.sync()?;
+            committed.push(now.clone());
+        }
+    }
+    Ok(committed)
+}
+
+fn contents(fs: &mut Filesystem) -> BTreeMap<String, Vec<u8>> {
+    let root = Cred::root();
+    let mut names = Vec::new();
+    fs.readdir(Nid::ROOT, 2, &mut |e| {
+        names.push(e.name.clone());
+        true
+    })
+    .expect("readdir");
+    names
+        .into_iter()
+        .map(|n| {
+            let a = fs.lookup(&root, Nid::ROOT, &n).expect("lookup");
+            (
+                String::from_utf8_lossy(&n).into_owned(),
+                fs.read(a.ino, 0, 1 << 20).expect("read"),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn failing_the_nth_io_is_reported_and_leaves_a_commit_point() {
+    let base = base_image();
+    // Count the I/Os of a clean run.
+    let clean = Arc::new(FaultyDevice::new(&base, u64::MAX));
+    let mut fs =
+        Filesystem::mount(clean.clone() as Arc<dyn BlockDevice>, opts(false)).expect("mount");
+    let all = faulty_workload(&mut fs).expect("clean run");
+    fs.unmount().expect("unmount");
+    let total = clean.count();
+    assert!(total > 20, "only {total} I/Os");
+    for n in 0..total {
+        let dev = Arc::new(FaultyDevice::new(&base, n));
+        let outcome = match Filesystem::mount(dev.clone() as Arc<dyn BlockDevice>, opts(false)) {
+            Err(e) => {
+                assert!(
+                    matches!(e, Error::Io(_)),
+                    "I/O {n}: mount failed with {e:?}"
+                );
+                None
+            }
+            Ok(mut fs) => {
+                let r = faulty_workload(&mut fs);
+                let r2 = r.and_then(|c| fs.unmount().map(|()| c));
+                Some(r2)
+            }
+        };
+        if let Some(Ok(_)) = outcome {
+            panic!("I/O {n} failed but nothing reported it");
+        }
+        // The image left behind mounts, and holds a committed state.
+        let image = dev.snapshot();
+        let mut fs = Filesystem::mount(
+            Arc::new(MemDevice::from_bytes(&image)) as Arc<dyn BlockDevice>,
+            opts(true),
+        )
+        .unwrap_or_else(|e| panic!("I/O {n}: the image does not mount: {e}"));
+        let got = contents(&mut fs);
+        assert!(
+            all.contains(&got),
+            "I/O {n}: state is no commit point: {:?}",
+            got.keys().collect::<Vec<_>>()
+        );
+    }
+}

@@ -1,0 +1,578 @@
+//! The reference model shared by the model-based and crash-state tests:
+//! one operation enum, an in-memory model of the tree, and a comparison of
+//! a mounted filesystem against the model.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::mem::discriminant;
+
+use pagelog_core::fs::RenameFlags;
+use pagelog_core::inode::{S_IFDIR, S_IFLNK, S_IFMT, S_IFREG};
+use pagelog_core::{Cred, Error, Filesystem, Ino, Nid};
+use proptest::prelude::*;
+
+pub const NAMES: [&[u8]; 6] = [
+    b"a",
+    b"b",
+    b"c",
+    b"dir",
+    b"long-name-with-some-bytes",
+    b"\xff\xfe",
+];
+pub const MAX_OFFSET: u32 = 1 << 20;
+
+#[derive(Clone, Debug)]
+pub enum Op {
+    Create {
+        dir: u8,
+        name: u8,
+    },
+    Mkdir {
+        dir: u8,
+        name: u8,
+    },
+    Symlink {
+        dir: u8,
+        name: u8,
+        len: u16,
+    },
+    Write {
+        file: u8,
+        offset: u32,
+        len: u16,
+        seed: u8,
+    },
+    Truncate {
+        file: u8,
+        size: u32,
+    },
+    Unlink {
+        dir: u8,
+        name: u8,
+    },
+    Rmdir {
+        dir: u8,
+        name: u8,
+    },
+    Rename {
+        fdir: u8,
+        fname: u8,
+        tdir: u8,
+        tname: u8,
+    },
+    Link {
+        file: u8,
+        dir: u8,
+        name: u8,
+    },
+    SetXattr {
+        node: u8,
+        name: u8,
+        len: u16,
+    },
+    RemoveXattr {
+        node: u8,
+        name: u8,
+    },
+    Punch {
+        file: u8,
+        offset: u32,
+        len: u32,
+    },
+    Fallocate {
+        file: u8,
+        offset: u32,
+        len: u32,
+        keep: bool,
+    },
+    Sync,
+    Remount,
+    CrashCut,
+}
+
+pub fn op_strategy() -> impl Strategy<Value = Op> {
+    let n = 0u8..6;
+    prop_oneof![
+        4 => (any::<u8>(), n.clone()).prop_map(|(dir, name)| Op::Create { dir, name }),
+        2 => (any::<u8>(), n.clone()).prop_map(|(dir, name)| Op::Mkdir { dir, name }),
+        1 => (any::<u8>(), n.clone(), 1u16..4095).prop_map(|(dir, name, len)| Op::Symlink { dir, name, len }),
+        6 => (any::<u8>(), 0..MAX_OFFSET, 1u16..20000, any::<u8>()).prop_map(|(file, offset, len, seed)| Op::Write { file, offset, len, seed }),
+        2 => (any::<u8>(), 0..MAX_OFFSET + 100_000).prop_map(|(file, size)| Op::Truncate { file, size }),
+        3 => (any::<u8>(), n.clone()).prop_map(|(dir, name)| Op::Unlink { dir, name }),
+        2 => (any::<u8>(), n.clone()).prop_map(|(dir, name)| Op::Rmdir { dir, name }),
+        3 => (any::<u8>(), n.clone(), any::<u8>(), n.clone()).prop_map(|(fdir, fname, tdir, tname)| Op::Rename { fdir, fname, tdir, tname }),
+        2 => (any::<u8>(), any::<u8>(), n.clone()).prop_map(|(file, dir, name)| Op::Link { file, dir, name }),
+        2 => (any::<u8>(), 0u8..8, 0u16..1500).prop_map(|(node, name, len)| Op::SetXattr { node, name, len }),
+        1 => (any::<u8>(), 0u8..8).prop_map(|(node, name)| Op::RemoveXattr { node, name }),
+        1 => (any::<u8>(), 0..MAX_OFFSET, 1..100_000u32).prop_map(|(file, offset, len)| Op::Punch { file, offset, len }),
+        1 => (any::<u8>(), 0..MAX_OFFSET, 1..100_000u32, any::<bool>()).prop_map(|(file, offset, len, keep)| Op::Fallocate { file, offset, len, keep }),
+        1 => Just(Op::Sync),
+        1 => Just(Op::Remount),
+        1 => Just(Op::CrashCut),
+    ]
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Kind {
+    File(Vec<u8>),
+    Dir(BTreeMap<Vec<u8>, usize>),
+    Symlink(Vec<u8>),
+}
+
+#[derive(Clone, Debug)]
+pub struct MInode {
+    pub kind: Kind,
+    pub nlink: u32,
+    pub xattrs: BTreeMap<Vec<u8>, Vec<u8>>,
+    pub ino: Ino,
+    pub parent: usize,
+}
+
+/// The reference model: inodes by model id; id 0 is the root.
+#[derive(Clone, Debug)]
+pub struct Model {
+    pub inodes: BTreeMap<usize, MInode>,
+    pub next: usize,
+}
+
+impl Model {
+    pub fn new() -> Model {
+        let root = MInode {
+            kind: Kind::Dir(BTreeMap::new()),
+            nlink: 2,
+            xattrs: BTreeMap::new(),
+            ino: Nid::ROOT,
+            parent: 0,
+        };
+        Model {
+            inodes: BTreeMap::from([(0, root)]),
+            next: 1,
+        }
+    }
+
+    pub fn ids(&self, pred: impl Fn(&Kind) -> bool) -> Vec<usize> {
+        self.inodes
+            .iter()
+            .filter(|(_, i)| pred(&i.kind))
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    pub fn pick(&self, sel: u8, pred: impl Fn(&Kind) -> bool) -> Option<usize> {
+        let ids = self.ids(pred);
+        (!ids.is_empty()).then(|| ids[sel as usize % ids.len()])
+    }
+
+    pub fn entries(&self, dir: usize) -> &BTreeMap<Vec<u8>, usize> {
+        match &self.inodes[&dir].kind {
+            Kind::Dir(e) => e,
+            _ => panic!("not a dir"),
+        }
+    }
+
+    pub fn entries_mut(&mut self, dir: usize) -> &mut BTreeMap<Vec<u8>, usize> {
+        match &mut self.inodes.get_mut(&dir).expect("dir").kind {
+            Kind::Dir(e) => e,
+            _ => panic!("not a dir"),
+        }
+    }
+
+    pub fn data_mut(&mut self, id: usize) -> &mut Vec<u8> {
+        match &mut self.inodes.get_mut(&id).expect("file").kind {
+            Kind::File(d) => d,
+            _ => panic!("not a file"),
+        }
+    }
+
+    pub fn is_dir(&self, id: usize) -> bool {
+        matches!(self.inodes[&id].kind, Kind::Dir(_))
+    }
+
+    pub fn add(&mut self, dir: usize, name: &[u8], kind: Kind, ino: Ino) -> usize {
+        let id = self.next;
+        self.next += 1;
+        let is_dir = matches!(kind, Kind::Dir(_));
+        self.inodes.insert(
+            id,
+            MInode {
+                kind,
+                nlink: if is_dir { 2 } else { 1 },
+                xattrs: BTreeMap::new(),
+                ino,
+                parent: dir,
+            },
+        );
+        self.entries_mut(dir).insert(name.to_vec(), id);
+        if is_dir {
+            self.inodes.get_mut(&dir).expect("dir").nlink += 1;
+        }
+        id
+    }
+
+    /// Drops one link of `id`, forgetting it when none is left.
+    pub fn drop_link(&mut self, id: usize) {
+        let i = self.inodes.get_mut(&id).expect("inode");
+        if matches!(i.kind, Kind::Dir(_)) {
+            let parent = i.parent;
+            self.inodes.remove(&id);
+            self.inodes.get_mut(&parent).expect("parent").nlink -= 1;
+            return;
+        }
+        i.nlink -= 1;
+        if i.nlink == 0 {
+            self.inodes.remove(&id);
+        }
+    }
+
+    pub fn within(&self, mut dir: usize, ancestor: usize) -> bool {
+        loop {
+            if dir == ancestor {
+                return true;
+            }
+            if dir == 0 {
+                return false;
+            }
+            dir = self.inodes[&dir].parent;
+        }
+    }
+}
+
+pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
+
+pub fn xattr_size(x: &BTreeMap<Vec<u8>, Vec<u8>>) -> usize {
+    x.iter().map(|(k, v)| 4 + k.len() - 5 + v.len()).sum()
+}
+
+pub fn same_outcome(op: &Op, expect: &Result<(), Error>, real: &Result<(), Error>) {
+    match (expect, real) {
+        (Ok(()), Ok(())) => {}
+        (Err(a), Err(b)) if discriminant(a) == discriminant(b) => {}
+        _ => panic!("{op:?}: model says {expect:?}, filesystem says {real:?}"),
+    }
+}
+
+/// Fails with a message unless `cond` holds.
+macro_rules! ensure {
+    ($cond:expr, $($msg:tt)*) => {
+        if !$cond {
+            return Err(format!($($msg)*));
+        }
+    };
+}
+
+/// Walks the real tree against the model; the first difference is an error.
+pub fn diff(fs: &mut Filesystem, model: &Model) -> Result<(), String> {
+    let root = Cred::root();
+    let mut inos: BTreeMap<usize, Ino> = BTreeMap::new();
+    let mut stack = vec![(0usize, Nid::ROOT, b"/".to_vec())];
+    while let Some((id, ino, path)) = stack.pop() {
+        let p = String::from_utf8_lossy(&path).into_owned();
+        let mi = &model.inodes[&id];
+        let a = fs.getattr(ino).map_err(|e| format!("getattr {p}: {e}"))?;
+        if let Some(prev) = inos.insert(id, ino) {
+            ensure!(prev == ino, "hard links of {p} show different numbers");
+        }
+        ensure!(
+            a.nlink == mi.nlink,
+            "nlink of {p}: {} (model {})",
+            a.nlink,
+            mi.nlink
+        );
+        let list = fs
+            .listxattr(&root, ino)
+            .map_err(|e| format!("listxattr {p}: {e}"))?;
+        let mut xnames: Vec<Vec<u8>> = list
+            .split(|&b| b == 0)
+            .filter(|n| !n.is_empty())
+            .map(<[u8]>::to_vec)
+            .collect();
+        xnames.sort();
+        ensure!(
+            xnames == mi.xattrs.keys().cloned().collect::<Vec<_>>(),
+            "xattrs of {p}"
+        );
+        for (k, v) in &mi.xattrs {
+            ensure!(
+                &fs.getxattr(&root, ino, k)
+                    .map_err(|e| format!("getxattr {p}: {e}"))?
+                    == v,
+                "xattr value of {p}"
+            );
+        }
+        match &mi.kind {
+            Kind::File(data) => {
+                ensure!(a.mode & S_IFMT == S_IFREG, "{p} is not a file");
+                ensure!(
+                    a.size == data.len() as u64,
+                    "size of {p}: {} (model {})",
+                    a.size,
+                    data.len()
+                );
+                let got = fs
+                    .read(ino, 0, data.len() as u32 + 10)
+                    .map_err(|e| format!("read {p}: {e}"))?;
+                ensure!(got == *data, "contents of {p} differ");
+            }
+            Kind::Symlink(t) => {
+                ensure!(a.mode & S_IFMT == S_IFLNK, "{p} is not a symlink");
+                ensure!(
+                    &fs.readlink(ino).map_err(|e| format!("readlink {p}: {e}"))? == t,
+                    "target of {p}"
+                );
+            }
+            Kind::Dir(entries) => {
+                ensure!(a.mode & S_IFMT == S_IFDIR, "{p} is not a directory");
+                let mut names = BTreeMap::new();
+                fs.readdir(ino, 2, &mut |e| {
+                    names.insert(e.name.clone(), e.ino);
+                    true
+                })
+                .map_err(|e| format!("readdir {p}: {e}"))?;
+                ensure!(
+                    names.keys().collect::<Vec<_>>() == entries.keys().collect::<Vec<_>>(),
+                    "entries of {p}"
+                );
+                for (name, child) in entries {
+                    let mut q = path.clone();
+                    q.extend_from_slice(name);
+                    q.push(b'/');
+                    stack.push((*child, names[name], q));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Asserts that the filesystem matches the model.
+pub fn compare(fs: &mut Filesystem, model: &Model) {
+    if let Err(e) = diff(fs, model) {
+        panic!("filesystem differs from the model: {e}");
+    }
+}
+
+/// Runs a filesystem operation (not Sync, Remount or CrashCut, which the
+/// harnesses own) on `fs` and on `model`, checking that they agree.
+pub fn apply_op(fs: &mut Filesystem, model: &mut Model, op: &Op) {
+    let root = Cred::root();
+    let m = &*model;
+    match *op {
+        Op::Create { dir, name } | Op::Mkdir { dir, name } | Op::Symlink { dir, name, .. } => {
+            let d = m
+                .pick(dir, |k| matches!(k, Kind::Dir(_)))
+                .expect("root exists");
+            let nm = NAMES[name as usize];
+            let exists = m.entries(d).contains_key(nm);
+            let dino = m.inodes[&d].ino;
+            let (real, kind) = match *op {
+                Op::Create { .. } => (
+                    fs.mknod(&root, dino, nm, S_IFREG | 0o644, 0),
+                    Kind::File(Vec::new()),
+                ),
+                Op::Mkdir { .. } => (fs.mkdir(&root, dino, nm, 0o755), Kind::Dir(BTreeMap::new())),
+                Op::Symlink { len, .. } => {
+                    let target = pattern(len as usize, 1)
+                        .iter()
+                        .map(|b| b'a' + b % 26)
+                        .collect::<Vec<u8>>();
+                    (fs.symlink(&root, dino, nm, &target), Kind::Symlink(target))
+                }
+                _ => unreachable!(),
+            };
+            if exists {
+                assert!(
+                    matches!(real, Err(Error::Exists)),
+                    "{op:?}: expected EEXIST, got {real:?}"
+                );
+            } else {
+                let a = real.unwrap_or_else(|e| panic!("{op:?}: {e}"));
+                model.add(d, nm, kind, a.ino);
+            }
+        }
+        Op::Write {
+            file,
+            offset,
+            len,
+            seed,
+        } => {
+            let Some(f) = m.pick(file, |k| matches!(k, Kind::File(_))) else {
+                return;
+            };
+            let ino = m.inodes[&f].ino;
+            let data = pattern(len as usize, seed);
+            assert_eq!(
+                fs.write(&root, ino, u64::from(offset), &data)
+                    .expect("write"),
+                data.len()
+            );
+            let d = model.data_mut(f);
+            let end = offset as usize + data.len();
+            if d.len() < end {
+                d.resize(end, 0);
+            }
+            d[offset as usize..end].copy_from_slice(&data);
+        }
+        Op::Truncate { file, size } => {
+            let Some(f) = m.pick(file, |k| matches!(k, Kind::File(_))) else {
+                return;
+            };
+            let ino = m.inodes[&f].ino;
+            let set = pagelog_core::SetAttr {
+                size: Some(u64::from(size)),
+                ..Default::default()
+            };
+            fs.setattr(&root, ino, &set).expect("truncate");
+            model.data_mut(f).resize(size as usize, 0);
+        }
+        Op::Punch { file, offset, len } => {
+            let Some(f) = m.pick(file, |k| matches!(k, Kind::File(_))) else {
+                return;
+            };
+            let ino = m.inodes[&f].ino;
+            fs.fallocate(ino, u64::from(offset), u64::from(len), 3)
+                .expect("punch");
+            let d = model.data_mut(f);
+            let end = (offset as usize + len as usize).min(d.len());
+            if (offset as usize) < end {
+                d[offset as usize..end].fill(0);
+            }
+        }
+        Op::Fallocate {
+            file,
+            offset,
+            len,
+            keep,
+        } => {
+            let Some(f) = m.pick(file, |k| matches!(k, Kind::File(_))) else {
+                return;
+            };
+            let ino = m.inodes[&f].ino;
+            fs.fallocate(ino, u64::from(offset), u64::from(len), u32::from(keep))
+                .expect("fallocate");
+            let d = model.data_mut(f);
+            let end = offset as usize + len as usize;
+            if !keep && d.len() < end {
+                d.resize(end, 0);
+            }
+        }
+        Op::Unlink { dir, name } | Op::Rmdir { dir, name } => {
+            let d = m.pick(dir, |k| matches!(k, Kind::Dir(_))).expect("root");
+            let nm = NAMES[name as usize];
+            let dino = m.inodes[&d].ino;
+            let target = m.entries(d).get(nm).copied();
+            let is_unlink = matches!(op, Op::Unlink { .. });
+            let expect: Result<(), Error> = match target {
+                None => Err(Error::NotFound),
+                Some(t) if is_unlink && m.is_dir(t) => Err(Error::IsDir),
+                Some(t) if !is_unlink && !m.is_dir(t) => Err(Error::NotDir),
+                Some(t) if !is_unlink && !m.entries(t).is_empty() => Err(Error::NotEmpty),
+                Some(_) => Ok(()),
+            };
+            let real = if is_unlink {
+                fs.unlink(&root, dino, nm)
+            } else {
+                fs.rmdir(&root, dino, nm)
+            };
+            same_outcome(op, &expect, &real);
+            if let (Ok(()), Some(t)) = (expect, target) {
+                model.entries_mut(d).remove(nm);
+                model.drop_link(t);
+            }
+        }
+        Op::Rename {
+            fdir,
+            fname,
+            tdir,
+            tname,
+        } => {
+            let fd = m.pick(fdir, |k| matches!(k, Kind::Dir(_))).expect("root");
+            let td = m.pick(tdir, |k| matches!(k, Kind::Dir(_))).expect("root");
+            let (fnm, tnm) = (NAMES[fname as usize], NAMES[tname as usize]);
+            let src = m.entries(fd).get(fnm).copied();
+            let dst = m.entries(td).get(tnm).copied();
+            let expect: Result<(), Error> = match (src, dst) {
+                (None, _) => Err(Error::NotFound),
+                (Some(s), Some(d)) if s == d => Ok(()),
+                (Some(s), _) if m.is_dir(s) && m.within(td, s) => Err(Error::Invalid),
+                (Some(s), Some(d)) if m.is_dir(s) && !m.is_dir(d) => Err(Error::NotDir),
+                (Some(s), Some(d)) if !m.is_dir(s) && m.is_dir(d) => Err(Error::IsDir),
+                (Some(_), Some(d)) if m.is_dir(d) && !m.entries(d).is_empty() => {
+                    Err(Error::NotEmpty)
+                }
+                _ => Ok(()),
+            };
+            let (fino, tino) = (m.inodes[&fd].ino, m.inodes[&td].ino);
+            let real = fs.rename(&root, fino, fnm, tino, tnm, RenameFlags::default());
+            same_outcome(op, &expect, &real);
+            if let (Ok(()), Some(s)) = (expect, src) {
+                if dst != Some(s) {
+                    model.entries_mut(fd).remove(fnm);
+                    if let Some(d) = model.entries_mut(td).insert(tnm.to_vec(), s) {
+                        model.drop_link(d);
+                    }
+                    if model.is_dir(s) && fd != td {
+                        model.inodes.get_mut(&s).expect("s").parent = td;
+                        model.inodes.get_mut(&fd).expect("fd").nlink -= 1;
+                        model.inodes.get_mut(&td).expect("td").nlink += 1;
+                    }
+                }
+            }
+        }
+        Op::Link { file, dir, name } => {
+            let Some(f) = m.pick(file, |k| matches!(k, Kind::File(_))) else {
+                return;
+            };
+            let d = m.pick(dir, |k| matches!(k, Kind::Dir(_))).expect("root");
+            let nm = NAMES[name as usize];
+            let exists = m.entries(d).contains_key(nm);
+            let (fino, dino) = (m.inodes[&f].ino, m.inodes[&d].ino);
+            let real = fs.link(&root, fino, dino, nm);
+            if exists {
+                assert!(matches!(real, Err(Error::Exists)), "{op:?}: {real:?}");
+            } else {
+                real.unwrap_or_else(|e| panic!("{op:?}: {e}"));
+                model.entries_mut(d).insert(nm.to_vec(), f);
+                model.inodes.get_mut(&f).expect("f").nlink += 1;
+            }
+        }
+        Op::SetXattr { node, name, len } => {
+            let Some(n) = m.pick(node, |k| !matches!(k, Kind::Symlink(_))) else {
+                return;
+            };
+            let key = format!("user.x{name}").into_bytes();
+            let value = pattern(len as usize, name);
+            let mut after = m.inodes[&n].xattrs.clone();
+            after.insert(key.clone(), value.clone());
+            let fits = xattr_size(&after) <= 4056;
+            let ino = m.inodes[&n].ino;
+            let real = fs.setxattr(&root, ino, &key, &value, 0);
+            if fits {
+                real.unwrap_or_else(|e| panic!("{op:?}: {e}"));
+                model.inodes.get_mut(&n).expect("n").xattrs = after;
+            } else {
+                assert!(matches!(real, Err(Error::NoSpace)), "{op:?}: {real:?}");
+            }
+        }
+        Op::RemoveXattr { node, name } => {
+            let Some(n) = m.pick(node, |k| !matches!(k, Kind::Symlink(_))) else {
+                return;
+            };
+            let key = format!("user.x{name}").into_bytes();
+            let present = m.inodes[&n].xattrs.contains_key(&key);
+            let ino = m.inodes[&n].ino;
+            let real = fs.removexattr(&root, ino, &key);
+            if present {
+                real.unwrap_or_else(|e| panic!("{op:?}: {e}"));
+                model.inodes.get_mut(&n).expect("n").xattrs.remove(&key);
+            } else {
+                assert!(matches!(real, Err(Error::NoAttr)), "{op:?}: {real:?}");
+            }
+        }
+        Op::Sync | Op::Remount | Op::CrashCut => {}
+    }
+}
