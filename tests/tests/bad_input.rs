@@ -23,6 +23,69 @@ fn mount_bg(image: &std::path::Path, dir: &std::path::Path, opts: &[&str]) -> (i
 
 /// A 32 MiB image file holding an ext4 filesystem.
 fn ext4_image(s: &Scratch) -> std::path::PathBuf {
+    let ext4 = s.path("ext4.img");
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .open(&ext4)
+        .expect("create");
+    f.set_len(32 << 20).expect("len");
+    let out = run(Command::new("mkfs.ext4").arg("-q").arg("-F").arg(&ext4));
+    assert!(
+        out.status.success(),
+        "mkfs.ext4: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ext4
+}
+
+fn assert_no_panic(stderr: &str) {
+    assert!(!stderr.contains("panicked"), "a panic: {stderr}");
+}
+
+#[test]
+fn corrupt_superblocks_are_reported() {
+    let s = Scratch::new();
+    let img = s.mkfs("a.img", "64M", &[]);
+    let mnt = s.path("mnt");
+    fs::create_dir(&mnt).expect("mkdir");
+    let f = OpenOptions::new().write(true).open(&img).expect("open");
+    // Damage one copy: the other one still mounts.
+    f.write_all_at(&[0xFF; 16], 100).expect("write");
+    drop(f);
+    let m = Mount::start(&img, &mnt, "").expect("one good superblock copy is enough");
+    assert!(m.unmount().success());
+    // After a clean unmount both copies are rewritten; damage both now.
+    let f = OpenOptions::new().write(true).open(&img).expect("open");
+    f.write_all_at(&[0xFF; 16], 100).expect("write");
+    f.write_all_at(&[0xFF; 16], 4096 + 100).expect("write");
+    drop(f);
+    let (code, err) = mount_bg(&img, &mnt, &[]);
+    assert_eq!(code, 32, "{err}");
+    assert!(
+        err.contains("corrupt superblock") && err.contains("checksum"),
+        "unclear message: {err}"
+    );
+    assert_no_panic(&err);
+}
+
+#[test]
+fn truncated_and_foreign_images_are_refused() {
+    let s = Scratch::new();
+    let mnt = s.path("mnt");
+    fs::create_dir(&mnt).expect("mkdir");
+    let img = s.mkfs("t.img", "64M", &[]);
+    OpenOptions::new()
+        .write(true)
+        .open(&img)
+        .expect("open")
+        .set_len(16 << 20)
+        .expect("truncate");
+    let (code, err) = mount_bg(&img, &mnt, &[]);
+    assert_eq!(code, 32, "{err}");
+    assert!(err.contains("truncated"), "unclear message: {err}");
+
     let ext4 = ext4_image(&s);
     let (code, err) = mount_bg(&ext4, &mnt, &[]);
     assert_eq!(code, 32);
