@@ -17,6 +17,7 @@ pub mod error;
 pub mod file_map;
 pub mod format;
 pub mod fs;
+pub mod fsck;
 pub mod ids;
 pub mod index_node;
 pub mod inode;

@@ -103,6 +103,17 @@ fn check_state(
     writable: bool,
 ) -> Result<(), String> {
     let image = dev.crash_image(state);
+    let report = pagelog_core::fsck::check(
+        Arc::new(MemDevice::from_bytes(&image)) as Arc<dyn BlockDevice>,
+        pagelog_core::fsck::Level::Full,
+        &mut |_, _, _| {},
+    );
+    if report.problems() > 0 {
+        return Err(format!(
+            "{state:?}: the checker finds {:?}",
+            report.findings
+        ));
+    }
     let mount = Filesystem::mount(
         Arc::new(MemDevice::from_bytes(&image)) as Arc<dyn BlockDevice>,
         opts(!writable),

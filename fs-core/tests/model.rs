@@ -28,7 +28,7 @@ fn opts() -> MountOptions {
 
 impl Harness {
     fn new() -> Harness {
-        let dev = Arc::new(MemDevice::new(32768));
+        let dev = Arc::new(MemDevice::new(8192));
         format(
             dev.clone(),
             &FormatOptions {
@@ -85,6 +85,19 @@ impl Harness {
     fn check(&mut self, model: &Model) {
         let fs = self.fs.as_mut().expect("fs");
         compare(fs, model);
+        // What is on the device (the last commit) checks clean.
+        let image = Arc::new(MemDevice::from_bytes(&self.dev.snapshot()));
+        let report = pagelog_core::fsck::check(
+            image as Arc<dyn BlockDevice>,
+            pagelog_core::fsck::Level::VerifyData,
+            &mut |_, _, _| {},
+        );
+        assert_eq!(
+            report.problems(),
+            0,
+            "the checker finds {:?}",
+            report.findings
+        );
     }
 }
 

@@ -6,6 +6,8 @@ mod attr;
 mod data;
 mod namespace;
 mod read;
+#[cfg(feature = "testing")]
+mod tamper;
 mod xattr_ops;
 
 use std::collections::HashMap;
@@ -16,6 +18,8 @@ pub use attr::{SetAttr, TimeSet};
 pub use data::Whence;
 pub use namespace::{DirItem, RenameFlags};
 pub use read::ReadPlan;
+#[cfg(feature = "testing")]
+pub use tamper::Tamper;
 
 use crate::device::BlockDevice;
 use crate::dir_index;

@@ -1,0 +1,83 @@
+//! Deliberate damage for tests (behind the `testing` feature): changes
+//! that bypass the filesystem's rules but go through a normal commit, so
+//! that each checker finding can be provoked by exactly one fault.
+
+use super::Filesystem;
+use crate::block_ptr::BlockPtr;
+use crate::dir_index;
+use crate::error::Result;
+use crate::file_map;
+use crate::ids::{Ino, Nid, PageAddr};
+use crate::inode::Inode;
+use crate::node::NodeBody;
+
+/// A handle for breaking things on purpose.
+#[derive(Debug)]
+pub struct Tamper<'a> {
+    fs: &'a mut Filesystem,
+}
+
+impl Filesystem {
+    /// Deliberate damage, committed by the next sync.
+    pub fn tamper(&mut self) -> Tamper<'_> {
+        Tamper { fs: self }
+    }
+}
+
+impl Tamper<'_> {
+    /// Changes an inode's fields directly.
+    pub fn inode(&mut self, ino: Ino, f: impl FnOnce(&mut Inode)) -> Result<()> {
+        f(self.fs.inode_mut(ino)?);
+        Ok(())
+    }
+
+    /// Removes a directory entry without touching the inode it names.
+    pub fn drop_entry(&mut self, dir: Ino, name: &[u8]) -> Result<()> {
+        let dev = self.fs.dev();
+        let s = &mut self.fs.store;
+        let (seed, building) = (s.sb.hash_seed, s.building());
+        dir_index::remove(&mut s.cache, &*dev, &mut s.sut, building, dir, name, seed)?;
+        s.changed = true;
+        Ok(())
+    }
+
+    /// Sets a file pointer without any accounting.
+    pub fn pointer(&mut self, ino: Ino, idx: u64, ptr: BlockPtr) -> Result<BlockPtr> {
+        let dev = self.fs.dev();
+        let s = &mut self.fs.store;
+        let building = s.building();
+        s.changed = true;
+        file_map::set(&mut s.cache, &*dev, &mut s.sut, building, ino, idx, ptr)
+    }
+
+    /// The pointer of page `idx` of `ino`.
+    pub fn get_pointer(&mut self, ino: Ino, idx: u64) -> Result<BlockPtr> {
+        let dev = self.fs.dev();
+        file_map::get(&mut self.fs.store.cache, &*dev, ino, idx)
+    }
+
+    /// Counts one more live page in `addr`'s segment than there is.
+    pub fn phantom_live(&mut self, addr: PageAddr) -> Result<()> {
+        let dev = self.fs.dev();
+        let now = crate::store::now_ns() / 1_000_000_000;
+        self.fs.store.changed = true;
+        self.fs.store.sut.add_live(&*dev, addr, now)
+    }
+
+    /// Shifts the inode counter the checkpoint records.
+    pub fn miscount_inodes(&mut self, delta: i64) {
+        let s = &mut self.fs.store;
+        s.inode_count = s.inode_count.saturating_add_signed(delta);
+        s.changed = true;
+    }
+
+    /// Allocates a node that nothing refers to.
+    pub fn leak_node(&mut self, owner: Ino) -> Result<Nid> {
+        let dev = self.fs.dev();
+        self.fs.store.changed = true;
+        self.fs
+            .store
+            .cache
+            .create(&*dev, owner, 0, NodeBody::Xattr(Box::default()))
+    }
+}

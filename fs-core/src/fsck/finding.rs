@@ -1,0 +1,157 @@
+//! What a check finds: typed findings with a severity and a place.
+
+use std::fmt;
+
+use crate::ids::{Ino, Nid, PageAddr, SegmentNo};
+
+/// How bad a finding is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Severity {
+    /// Worth knowing; nothing is wrong.
+    Info,
+    /// Something is off but no data is at risk (a damaged superblock copy).
+    Warning,
+    /// The filesystem is inconsistent.
+    Error,
+    /// The check could not go on (no superblock, no checkpoint).
+    Fatal,
+}
+
+/// Every kind of finding, one per thing a check can find wrong.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// The filesystem was not cleanly unmounted (mount recovers it).
+    NotClean,
+    /// Inodes in the graveyard, freed at the next read-write mount.
+    OrphansPending,
+    /// One superblock copy is damaged; the other is used.
+    SuperblockCopyDamaged,
+    /// No usable superblock.
+    NoSuperblock,
+    /// The checkpoint named by the superblock is unusable.
+    CheckpointDamaged,
+    /// A metadata table page fails its checks.
+    TableDamaged,
+    /// The free list of node ids is broken.
+    FreeListBroken,
+    /// A node fails its checksum or does not decode.
+    NodeDamaged,
+    /// A node is of the wrong kind or level for where it is referenced,
+    /// or belongs to another inode.
+    NodeMisplaced,
+    /// A node is referenced more than once.
+    NodeSharedTwice,
+    /// An allocated node is referenced by nothing.
+    NodeLeaked,
+    /// A page address is outside the segment area.
+    AddressOutOfRange,
+    /// A page is used twice.
+    PageUsedTwice,
+    /// A directory entry names an inode that does not exist.
+    DanglingEntry,
+    /// A directory index is out of order or miscounted.
+    DirIndexBroken,
+    /// A directory's `..` (parent) is wrong.
+    ParentWrong,
+    /// A directory is reached twice (a cycle or a directory hard link).
+    DirectoryCycle,
+    /// An inode is in use but reachable from no directory.
+    InodeLost,
+    /// An inode's link count differs from the names that refer to it.
+    LinkCountWrong,
+    /// An inode's block count differs from its pages.
+    BlockCountWrong,
+    /// The segment usage table differs from the pages really referenced.
+    SegmentUsageWrong,
+    /// A checkpoint counter differs from what the tables hold.
+    CounterWrong,
+    /// A data page fails its checksum (with --verify-data).
+    DataDamaged,
+}
+
+/// One finding.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finding {
+    /// How bad.
+    pub severity: Severity,
+    /// What.
+    pub kind: Kind,
+    /// The inode concerned, if any.
+    pub ino: Option<Ino>,
+    /// The node concerned, if any.
+    pub nid: Option<Nid>,
+    /// The page concerned, if any.
+    pub addr: Option<PageAddr>,
+    /// The segment concerned, if any.
+    pub segment: Option<SegmentNo>,
+    /// What exactly, for a person.
+    pub message: String,
+}
+
+impl Finding {
+    /// A finding with no place attached yet.
+    pub fn new(severity: Severity, kind: Kind, message: impl Into<String>) -> Finding {
+        Finding {
+            severity,
+            kind,
+            ino: None,
+            nid: None,
+            addr: None,
+            segment: None,
+            message: message.into(),
+        }
+    }
+
+    /// Names the inode.
+    pub fn ino(mut self, ino: Ino) -> Finding {
+        self.ino = Some(ino);
+        self
+    }
+
+    /// Names the node.
+    pub fn nid(mut self, nid: Nid) -> Finding {
+        self.nid = Some(nid);
+        self
+    }
+
+    /// Names the page.
+    pub fn addr(mut self, addr: PageAddr) -> Finding {
+        self.addr = Some(addr);
+        self
+    }
+
+    /// Names the segment.
+    pub fn segment(mut self, seg: SegmentNo) -> Finding {
+        self.segment = Some(seg);
+        self
+    }
+}
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sev = match self.severity {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Error => "error",
+            Severity::Fatal => "fatal",
+        };
+        write!(f, "{sev}: {}", self.message)?;
+        let mut place = Vec::new();
+        if let Some(i) = self.ino {
+            place.push(format!("inode {i}"));
+        }
+        if let Some(n) = self.nid {
+            place.push(format!("node {n}"));
+        }
+        if let Some(a) = self.addr {
+            place.push(format!("page {a}"));
+        }
+        if let Some(s) = self.segment {
+            place.push(format!("segment {s}"));
+        }
+        if !place.is_empty() {
+            write!(f, " ({})", place.join(", "))?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,218 @@
+//! The checker, as a library: typed findings about an image, at three
+//! depths. `--fast` reads the superblocks, the newest checkpoint and the
+//! log after it; the full check reads every table page and every node and
+//! checks every reference and count; `--verify-data` also reads every
+//! live data page. Nothing here ever writes.
+
+pub mod finding;
+mod scan;
+mod scrub;
+mod space;
+mod tree;
+
+use std::sync::Arc;
+
+pub use finding::{Finding, Kind, Severity};
+
+use crate::device::BlockDevice;
+use crate::error::Error;
+use crate::ids::CheckpointNo;
+use crate::meta_table::{MetaTable, TableId};
+use crate::recovery::{self, read_superblocks};
+use crate::superblock::State;
+
+/// How deep to look.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    /// Superblocks, the newest checkpoint, the log after it, table roots.
+    Fast,
+    /// Everything but file data.
+    Full,
+    /// Everything, including every live data page.
+    VerifyData,
+}
+
+/// Where a check is, for progress reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Superblocks, checkpoint and log.
+    Log,
+    /// Metadata tables.
+    Tables,
+    /// Nodes (done, total).
+    Nodes,
+    /// References and the namespace.
+    Tree,
+    /// Space accounting.
+    Space,
+    /// Data pages (done, total).
+    Data,
+}
+
+/// Counts of what was checked.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Inodes.
+    pub inodes: u64,
+    /// Directories.
+    pub directories: u64,
+    /// Nodes read.
+    pub nodes: u64,
+    /// Live data pages.
+    pub data_pages: u64,
+    /// Log records walked after the superblock's checkpoint.
+    pub records_walked: u64,
+    /// Bytes read from the device.
+    pub bytes_read: u64,
+}
+
+/// The result of a check.
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    /// What was found.
+    pub findings: Vec<Finding>,
+    /// What was checked.
+    pub stats: Stats,
+    /// The checkpoint checked (the one a mount would use).
+    pub checkpoint: CheckpointNo,
+    /// Cleanly unmounted?
+    pub clean: bool,
+}
+
+impl Report {
+    /// The worst severity found.
+    pub fn worst(&self) -> Option<Severity> {
+        self.findings.iter().map(|f| f.severity).max()
+    }
+
+    /// Findings of severity Error or worse.
+    pub fn problems(&self) -> usize {
+        self.findings
+            .iter()
+            .filter(|f| f.severity >= Severity::Error)
+            .count()
+    }
+}
+
+/// Checks the filesystem on `dev` to `level`, reporting progress as
+/// (phase, done, total).
+pub fn check(
+    dev: Arc<dyn BlockDevice>,
+    level: Level,
+    progress: &mut dyn FnMut(Phase, u64, u64),
+) -> Report {
+    let mut report = Report::default();
+    let dev: &dyn BlockDevice = &*dev;
+    progress(Phase::Log, 0, 1);
+    match read_superblocks(dev) {
+        Ok((good, bad)) => {
+            if !good.is_empty() {
+                for b in bad {
+                    report.findings.push(Finding::new(
+                        Severity::Warning,
+                        Kind::SuperblockCopyDamaged,
+                        format!("superblock {b}"),
+                    ));
+                }
+            }
+        }
+        Err(e) => {
+            report.findings.push(Finding::new(
+                Severity::Fatal,
+                Kind::NoSuperblock,
+                e.to_string(),
+            ));
+            return report;
+        }
+    }
+    let rec = match recovery::recover(dev, false) {
+        Ok(r) => r,
+        Err(e) => {
+            let kind = match e {
+                Error::NotPagelog(_) => Kind::NoSuperblock,
+                Error::Corrupt { ref what, .. } if what == "superblock" => Kind::NoSuperblock,
+                _ => Kind::CheckpointDamaged,
+            };
+            report
+                .findings
+                .push(Finding::new(Severity::Fatal, kind, e.to_string()));
+            return report;
+        }
+    };
+    report.checkpoint = rec.checkpoint.no;
+    report.clean = rec.sb.state == State::Clean && rec.records_walked == 0;
+    report.stats.records_walked = rec.records_walked;
+    report.stats.bytes_read = (rec.pages_walked + 3) * crate::layout::PAGE_SIZE as u64;
+    if rec.sb.state != State::Clean {
+        let msg = format!(
+            "not cleanly unmounted; a mount recovers checkpoint {} after {} log records",
+            rec.checkpoint.no, rec.records_walked
+        );
+        report
+            .findings
+            .push(Finding::new(Severity::Info, Kind::NotClean, msg));
+    }
+    let cp = rec.checkpoint.clone();
+    let geo = rec.sb.geometry;
+    if level == Level::Fast {
+        for (id, root) in [
+            (TableId::NodeAddress, cp.nat_root),
+            (TableId::SegmentUsage, cp.sut_root),
+        ] {
+            if let Err(e) = MetaTable::new(id, root, 4).get(dev, 0) {
+                report.findings.push(Finding::new(
+                    Severity::Error,
+                    Kind::TableDamaged,
+                    format!("{id:?} table root: {e}"),
+                ));
+            }
+        }
+        progress(Phase::Log, 1, 1);
+        return report;
+    }
+    progress(Phase::Tables, 0, 1);
+    let Some(mut scan) = scan::tables(dev, cp.nat_root, cp.sut_root, &mut report.findings) else {
+        return report;
+    };
+    let total_nodes = scan.nat.len() as u64;
+    let mut done = 0;
+    scan::nodes(dev, &geo, &mut scan, &mut report.findings, &mut |n| {
+        done += n;
+        progress(Phase::Nodes, done, total_nodes);
+    });
+    progress(Phase::Tree, 0, 1);
+    let tree = tree::check(&scan, rec.sb.hash_seed, &mut report.findings);
+    progress(Phase::Space, 0, 1);
+    space::check(
+        &scan,
+        &tree,
+        &geo,
+        &cp,
+        rec.checkpoint_addr,
+        &mut report.findings,
+    );
+    if tree.orphans > 0 {
+        let msg = format!(
+            "{} unlinked inodes wait in the graveyard; the next read-write mount frees them",
+            tree.orphans
+        );
+        report
+            .findings
+            .push(Finding::new(Severity::Info, Kind::OrphansPending, msg));
+    }
+    report.stats.inodes = tree.inodes;
+    report.stats.directories = tree.directories;
+    report.stats.nodes = scan.nodes.len() as u64;
+    report.stats.data_pages = tree.data.len() as u64;
+    report.stats.bytes_read += scan.bytes_read;
+    if level == Level::VerifyData {
+        let total = tree.data.len() as u64;
+        let mut done = 0;
+        report.stats.bytes_read +=
+            scrub::verify(dev, &geo, &tree, &mut report.findings, &mut |n| {
+                done += n;
+                progress(Phase::Data, done, total);
+            });
+    }
+    report
+}

@@ -1,0 +1,438 @@
+//! The namespace and reference checks: every node reached from exactly one
+//! owner, at the right kind and level; every directory index in key order
+//! with hashes that match; the tree connected, without cycles, with `..`
+//! and link counts right; nothing lost, nothing leaked.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use super::finding::{Finding, Kind, Severity};
+use super::scan::Scan;
+use crate::block_ptr::BlockPtr;
+use crate::dir_index::base_key;
+use crate::dir_node::DirEntry;
+use crate::fs::{dtype_of, FLAG_ORPHAN};
+use crate::ids::{Ino, Nid, PageAddr};
+use crate::inode::Inode;
+use crate::node::{Node, NodeBody};
+
+/// What owns a page (for the space checks).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Use {
+    /// Page `idx` of inode `ino`.
+    Data(Ino, u64, u32),
+    /// A node.
+    Node(Nid),
+}
+
+/// Results the later checks need.
+#[derive(Debug, Default)]
+pub struct Tree {
+    /// Every stored data page with its owner and checksum.
+    pub data: Vec<(PageAddr, Use)>,
+    /// Unwritten (fallocated) pages.
+    pub unwritten: u64,
+    /// Inodes in use.
+    pub inodes: u64,
+    /// Directories.
+    pub directories: u64,
+    /// Inodes waiting in the graveyard.
+    pub orphans: u64,
+}
+
+struct Walker<'a> {
+    scan: &'a Scan,
+    seed: u64,
+    findings: &'a mut Vec<Finding>,
+    reached: HashSet<Nid>,
+    tree: Tree,
+}
+
+fn inode_of(scan: &Scan, nid: Nid) -> Option<&Inode> {
+    match scan.nodes.get(&nid).map(|n| &n.body) {
+        Some(NodeBody::Inode(i)) => Some(i),
+        _ => None,
+    }
+}
+
+impl<'a> Walker<'a> {
+    /// Marks `nid` reached from inode `ino`; returns the node if it may be
+    /// walked further.
+    fn reach(&mut self, ino: Ino, nid: Nid) -> Option<&'a Node> {
+        let scan: &'a Scan = self.scan;
+        let Some(node) = scan.nodes.get(&nid) else {
+            let msg = if scan.nat.contains_key(&nid) {
+                "refers to a damaged node"
+            } else {
+                "refers to a node that is not allocated"
+            };
+            self.findings.push(
+                Finding::new(Severity::Error, Kind::NodeMisplaced, msg)
+                    .ino(ino)
+                    .nid(nid),
+            );
+            return None;
+        };
+        if !self.reached.insert(nid) {
+            self.findings.push(
+                Finding::new(
+                    Severity::Error,
+                    Kind::NodeSharedTwice,
+                    "node referenced twice",
+                )
+                .ino(ino)
+                .nid(nid),
+            );
+            return None;
+        }
+        if node.ino != ino {
+            self.findings.push(
+                Finding::new(
+                    Severity::Error,
+                    Kind::NodeMisplaced,
+                    format!("node belongs to inode {}", node.ino),
+                )
+                .ino(ino)
+                .nid(nid),
+            );
+        }
+        Some(node)
+    }
+
+    fn pointer(&mut self, ino: Ino, idx: u64, p: &BlockPtr, count: &mut u64) {
+        if p.is_allocated() {
+            *count += 1;
+        }
+        if p.is_unwritten() {
+            self.tree.unwritten += 1;
+        } else if p.is_stored() {
+            self.tree.data.push((p.addr, Use::Data(ino, idx, p.crc)));
+        }
+    }
+
+    /// Walks a file map node expected at `level`; counts allocated pages.
+    fn map_node(&mut self, ino: Ino, nid: Nid, level: u8, base: u64, count: &mut u64) {
+        let Some(node) = self.reach(ino, nid) else {
+            return;
+        };
+        let span = |l: u8| 254u64 * 508u64.pow(u32::from(l));
+        match (&node.body, level) {
+            (NodeBody::Direct(d), 0) => {
+                let ptrs = d.ptrs.clone();
+                for (i, p) in ptrs.iter().enumerate() {
+                    self.pointer(ino, base + i as u64, p, count);
+                }
+            }
+            (NodeBody::Indirect(ind), l) if l > 0 && node.level == l => {
+                let kids = ind.nids.clone();
+                for (i, c) in kids.iter().enumerate().filter(|(_, c)| !c.is_none()) {
+                    self.map_node(ino, *c, l - 1, base + i as u64 * span(l - 1), count);
+                }
+            }
+            _ => self.findings.push(
+                Finding::new(
+                    Severity::Error,
+                    Kind::NodeMisplaced,
+                    format!("file map expects a node of level {level} here"),
+                )
+                .ino(ino)
+                .nid(nid),
+            ),
+        }
+    }
+
+    fn file_map(&mut self, ino: Ino, inode: &Inode) -> u64 {
+        let mut count = 0;
+        for (i, p) in inode.ptrs.iter().enumerate() {
+            self.pointer(ino, i as u64, p, &mut count);
+        }
+        let levels = [0u8, 0, 1, 1, 2, 3];
+        let mut base = crate::inode::INLINE_PTRS as u64;
+        for (slot, nid) in inode.map_nids.iter().enumerate() {
+            let level = levels[slot];
+            if !nid.is_none() {
+                self.map_node(ino, *nid, level, base, &mut count);
+            }
+            base += 254 * 508u64.pow(u32::from(level));
+        }
+        count
+    }
+
+    /// Walks a directory index; returns its entries in key order and the
+    /// number of index nodes.
+    fn dir_index(&mut self, ino: Ino, root: Nid) -> (Vec<DirEntry>, u64) {
+        let mut entries = Vec::new();
+        let mut nodes = 0;
+        let mut stack = vec![(root, None::<u8>)];
+        while let Some((nid, want_level)) = stack.pop() {
+            let Some(node) = self.reach(ino, nid) else {
+                continue;
+            };
+            nodes += 1;
+            if want_level.is_some_and(|l| l != node.level) {
+                self.findings.push(
+                    Finding::new(
+                        Severity::Error,
+                        Kind::DirIndexBroken,
+                        "index node at the wrong level",
+                    )
+                    .ino(ino)
+                    .nid(nid),
+                );
+            }
+            match &node.body {
+                NodeBody::DirLeaf(l) => entries.extend(l.entries.iter().cloned()),
+                NodeBody::DirInternal(int) if node.level > 0 => {
+                    // Children go on the stack in reverse so leaves come out in key order.
+                    for (_, c) in int.children.iter().rev() {
+                        stack.push((*c, Some(node.level - 1)));
+                    }
+                }
+                _ => self.findings.push(
+                    Finding::new(
+                        Severity::Error,
+                        Kind::NodeMisplaced,
+                        "not a directory index node",
+                    )
+                    .ino(ino)
+                    .nid(nid),
+                ),
+            }
+        }
+        for w in entries.windows(2) {
+            if w[0].key >= w[1].key {
+                let msg = format!(
+                    "entries out of key order ({:#x} then {:#x})",
+                    w[0].key, w[1].key
+                );
+                self.findings
+                    .push(Finding::new(Severity::Error, Kind::DirIndexBroken, msg).ino(ino));
+                break;
+            }
+        }
+        for e in &entries {
+            if base_key(&e.name, self.seed) != e.key & !0xFF {
+                let msg = format!(
+                    "entry '{}' is filed under the wrong hash",
+                    String::from_utf8_lossy(&e.name)
+                );
+                self.findings
+                    .push(Finding::new(Severity::Error, Kind::DirIndexBroken, msg).ino(ino));
+            }
+        }
+        (entries, nodes)
+    }
+}
+
+/// Runs the reference and namespace checks.
+pub fn check(scan: &Scan, seed: u64, findings: &mut Vec<Finding>) -> Tree {
+    let mut w = Walker {
+        scan,
+        seed,
+        findings,
+        reached: HashSet::new(),
+        tree: Tree::default(),
+    };
+    let inodes: Vec<Nid> = scan
+        .nodes
+        .iter()
+        .filter(|(_, n)| matches!(n.body, NodeBody::Inode(_)))
+        .map(|(k, _)| *k)
+        .collect();
+    let mut entries_of: HashMap<Ino, Vec<DirEntry>> = HashMap::new();
+    for &ino in &inodes {
+        let Some(inode) = inode_of(scan, ino).cloned() else {
+            continue;
+        };
+        w.reached.insert(ino);
+        w.tree.inodes += 1;
+        if !inode.xattr_nid.is_none() {
+            if let Some(node) = w.reach(ino, inode.xattr_nid) {
+                if !matches!(node.body, NodeBody::Xattr(_)) {
+                    w.findings.push(
+                        Finding::new(
+                            Severity::Error,
+                            Kind::NodeMisplaced,
+                            "not an attribute node",
+                        )
+                        .ino(ino)
+                        .nid(inode.xattr_nid),
+                    );
+                }
+            }
+        }
+        if inode.is_dir() {
+            w.tree.directories += 1;
+            let (entries, nodes) = if inode.dir_root.is_none() {
+                (Vec::new(), 0)
+            } else {
+                w.dir_index(ino, inode.dir_root)
+            };
+            if entries.len() as u64 != inode.dir_entries {
+                let msg = format!(
+                    "directory says {} entries, its index holds {}",
+                    inode.dir_entries,
+                    entries.len()
+                );
+                w.findings
+                    .push(Finding::new(Severity::Error, Kind::DirIndexBroken, msg).ino(ino));
+            }
+            if nodes != inode.blocks {
+                let msg = format!("directory says {} index pages, has {nodes}", inode.blocks);
+                w.findings
+                    .push(Finding::new(Severity::Error, Kind::BlockCountWrong, msg).ino(ino));
+            }
+            entries_of.insert(ino, entries);
+        } else if !inode.has_inline() {
+            let count = w.file_map(ino, &inode);
+            if count != inode.blocks {
+                let msg = format!("inode says {} pages, its map holds {count}", inode.blocks);
+                w.findings
+                    .push(Finding::new(Severity::Error, Kind::BlockCountWrong, msg).ino(ino));
+            }
+        }
+    }
+    namespace(&mut w, &entries_of);
+    for &nid in scan.nodes.keys() {
+        if !w.reached.contains(&nid) {
+            w.findings.push(
+                Finding::new(
+                    Severity::Error,
+                    Kind::NodeLeaked,
+                    "allocated node referenced by nothing",
+                )
+                .nid(nid),
+            );
+        }
+    }
+    w.tree
+}
+
+/// Walks the tree from the root: entries, `..`, cycles, link counts,
+/// the graveyard, lost inodes.
+fn namespace(w: &mut Walker<'_>, entries_of: &HashMap<Ino, Vec<DirEntry>>) {
+    let scan = w.scan;
+    let mut links: HashMap<Ino, u32> = HashMap::new();
+    let mut seen_dirs: HashSet<Ino> = HashSet::from([Nid::ROOT]);
+    let mut queue = VecDeque::from([Nid::ROOT]);
+    while let Some(dir) = queue.pop_front() {
+        let mut subdirs = 0;
+        for e in entries_of.get(&dir).map(Vec::as_slice).unwrap_or(&[]) {
+            let name = String::from_utf8_lossy(&e.name).into_owned();
+            let Some(target) = inode_of(scan, e.ino) else {
+                w.findings.push(
+                    Finding::new(
+                        Severity::Error,
+                        Kind::DanglingEntry,
+                        format!("entry '{name}' names no inode"),
+                    )
+                    .ino(dir)
+                    .nid(e.ino),
+                );
+                continue;
+            };
+            if dtype_of(target.mode) != e.dtype {
+                w.findings.push(
+                    Finding::new(
+                        Severity::Error,
+                        Kind::DirIndexBroken,
+                        format!("entry '{name}' has the wrong type"),
+                    )
+                    .ino(dir),
+                );
+            }
+            if target.is_dir() {
+                subdirs += 1;
+                if !seen_dirs.insert(e.ino) {
+                    w.findings.push(
+                        Finding::new(
+                            Severity::Error,
+                            Kind::DirectoryCycle,
+                            format!("directory '{name}' reached twice"),
+                        )
+                        .ino(e.ino),
+                    );
+                    continue;
+                }
+                if target.parent != dir {
+                    let msg = format!(
+                        "'..' of '{name}' is inode {}, the directory holding it is {dir}",
+                        target.parent
+                    );
+                    w.findings
+                        .push(Finding::new(Severity::Error, Kind::ParentWrong, msg).ino(e.ino));
+                }
+                queue.push_back(e.ino);
+            } else {
+                *links.entry(e.ino).or_default() += 1;
+            }
+        }
+        if let Some(d) = inode_of(scan, dir) {
+            if d.nlink != 2 + subdirs {
+                let msg = format!(
+                    "directory link count {} but 2 + {subdirs} subdirectories",
+                    d.nlink
+                );
+                w.findings
+                    .push(Finding::new(Severity::Error, Kind::LinkCountWrong, msg).ino(dir));
+            }
+        }
+    }
+    let mut parked = HashSet::new();
+    for e in entries_of
+        .get(&Nid::GRAVEYARD)
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
+    {
+        match inode_of(scan, e.ino) {
+            Some(i) if i.flags & FLAG_ORPHAN != 0 && i.nlink == 0 => {
+                parked.insert(e.ino);
+                w.tree.orphans += 1;
+            }
+            _ => w.findings.push(
+                Finding::new(
+                    Severity::Error,
+                    Kind::DanglingEntry,
+                    "graveyard entry is not an orphan inode",
+                )
+                .nid(e.ino),
+            ),
+        }
+    }
+    for (&nid, node) in &scan.nodes {
+        let NodeBody::Inode(inode) = &node.body else {
+            continue;
+        };
+        if inode.is_dir() || nid == Nid::ROOT || nid == Nid::GRAVEYARD {
+            if inode.is_dir()
+                && !seen_dirs.contains(&nid)
+                && nid != Nid::GRAVEYARD
+                && !parked.contains(&nid)
+            {
+                w.findings.push(
+                    Finding::new(
+                        Severity::Error,
+                        Kind::InodeLost,
+                        "directory reachable from nowhere",
+                    )
+                    .ino(nid),
+                );
+            }
+            continue;
+        }
+        let counted = links.get(&nid).copied().unwrap_or(0);
+        if counted == 0 && !parked.contains(&nid) {
+            w.findings.push(
+                Finding::new(
+                    Severity::Error,
+                    Kind::InodeLost,
+                    "inode in use but named nowhere",
+                )
+                .ino(nid),
+            );
+        } else if counted != inode.nlink && !parked.contains(&nid) {
+            let msg = format!("link count {} but {counted} names", inode.nlink);
+            w.findings
+                .push(Finding::new(Severity::Error, Kind::LinkCountWrong, msg).ino(nid));
+        }
+    }
+}

@@ -1,0 +1,307 @@
+//! The checker finds every fault the tests plant (one test per finding,
+//! each breaking exactly one thing) and nothing on a healthy image.
+
+use std::sync::Arc;
+
+use pagelog_core::block_ptr::BlockPtr;
+use pagelog_core::fsck::{check, Kind, Level, Report, Severity};
+use pagelog_core::recovery::recover;
+use pagelog_core::{
+    format, BlockDevice, Cred, Filesystem, FormatOptions, Ino, MemDevice, MountOptions, Nid,
+    PageAddr,
+};
+
+struct Image {
+    dev: Arc<MemDevice>,
+    file: Ino,
+    other: Ino,
+    dir: Ino,
+}
+
+fn mount(dev: &Arc<MemDevice>) -> Filesystem {
+    Filesystem::mount(dev.clone() as Arc<dyn BlockDevice>, MountOptions::default()).expect("mount")
+}
+
+/// A small tree: a directory with files (one with several pages, one with
+/// hard links), a symlink and attributes.
+fn image() -> Image {
+    let dev = Arc::new(MemDevice::new(4096));
+    format(
+        dev.clone(),
+        &FormatOptions {
+            pages_per_segment: 32,
+            ..FormatOptions::default()
+        },
+    )
+    .expect("format");
+    let mut fs = mount(&dev);
+    let root = Cred::root();
+    let dir = fs
+        .mkdir(&root, Nid::ROOT, b"dir", 0o755)
+        .expect("mkdir")
+        .ino;
+    fs.mkdir(&root, dir, b"sub", 0o700).expect("mkdir");
+    let file = fs.mknod(&root, dir, b"file", 0o644, 0).expect("create").ino;
+    fs.write(&root, file, 0, &vec![7u8; 20_000]).expect("write");
+    let other = fs
+        .mknod(&root, Nid::ROOT, b"other", 0o644, 0)
+        .expect("create")
+        .ino;
+    fs.write(&root, other, 0, b"other data").expect("write");
+    fs.link(&root, other, dir, b"other-link").expect("link");
+    fs.symlink(&root, dir, b"link", b"file").expect("symlink");
+    fs.setxattr(&root, file, b"user.k", b"v", 0).expect("xattr");
+    fs.unmount().expect("unmount");
+    Image {
+        dev,
+        file,
+        other,
+        dir,
+    }
+}
+
+fn run(dev: &Arc<MemDevice>, level: Level) -> Report {
+    check(
+        dev.clone() as Arc<dyn BlockDevice>,
+        level,
+        &mut |_, _, _| {},
+    )
+}
+
+fn kinds(r: &Report, at_least: Severity) -> Vec<Kind> {
+    r.findings
+        .iter()
+        .filter(|f| f.severity >= at_least)
+        .map(|f| f.kind)
+        .collect()
+}
+
+fn assert_finds(r: &Report, kind: Kind) {
+    assert!(
+        r.findings.iter().any(|f| f.kind == kind),
+        "expected {kind:?}, found {:?}",
+        r.findings
+    );
+}
+
+/// Flips one byte of page `addr` at `off`.
+fn flip(dev: &Arc<MemDevice>, addr: PageAddr, off: usize) {
+    let mut page = vec![0u8; 4096];
+    dev.read(addr, &mut page).expect("read");
+    page[off] ^= 0x20;
+    dev.write(addr, &page).expect("write");
+}
+
+/// Breaks the filesystem through `f`, commits, unmounts, checks.
+fn tampered(img: &Image, level: Level, f: impl FnOnce(&mut Filesystem)) -> Report {
+    let mut fs = mount(&img.dev);
+    f(&mut fs);
+    fs.sync().expect("commit the damage");
+    fs.unmount().expect("unmount");
+    run(&img.dev, level)
+}
+
+#[test]
+fn healthy_image_has_no_findings_at_any_level() {
+    let img = image();
+    for level in [Level::Fast, Level::Full, Level::VerifyData] {
+        let r = run(&img.dev, level);
+        assert!(
+            kinds(&r, Severity::Warning).is_empty(),
+            "{level:?}: {:?}",
+            r.findings
+        );
+        assert!(r.clean);
+    }
+    let r = run(&img.dev, Level::VerifyData);
+    assert_eq!(
+        (r.stats.inodes, r.stats.directories),
+        (7, 4),
+        "{:?}",
+        r.stats
+    );
+    assert!(r.stats.data_pages >= 6);
+}
+
+#[test]
+fn damaged_superblock_copy_is_a_warning() {
+    let img = image();
+    flip(&img.dev, PageAddr(1), 100);
+    let r = run(&img.dev, Level::Full);
+    assert_eq!(
+        kinds(&r, Severity::Warning),
+        vec![Kind::SuperblockCopyDamaged]
+    );
+}
+
+#[test]
+fn no_superblock_is_fatal() {
+    let img = image();
+    flip(&img.dev, PageAddr(0), 0);
+    flip(&img.dev, PageAddr(1), 0);
+    let r = run(&img.dev, Level::Fast);
+    assert_eq!(r.worst(), Some(Severity::Fatal));
+    assert_finds(&r, Kind::NoSuperblock);
+}
+
+#[test]
+fn damaged_checkpoint_is_fatal() {
+    let img = image();
+    let cp = recover(&*img.dev, false).expect("recover").checkpoint_addr;
+    flip(&img.dev, cp, 300);
+    let r = run(&img.dev, Level::Fast);
+    assert_finds(&r, Kind::CheckpointDamaged);
+}
+
+#[test]
+fn damaged_table_page_is_found_even_by_fast() {
+    let img = image();
+    let root = recover(&*img.dev, false)
+        .expect("recover")
+        .checkpoint
+        .nat_root
+        .addr;
+    flip(&img.dev, root, 200);
+    assert_finds(&run(&img.dev, Level::Fast), Kind::TableDamaged);
+    assert_finds(&run(&img.dev, Level::Full), Kind::TableDamaged);
+}
+
+#[test]
+fn damaged_node_is_found() {
+    let img = image();
+    let mut fs = mount(&img.dev);
+    let ptr = fs.tamper().get_pointer(img.file, 0).expect("pointer");
+    fs.unmount().expect("unmount");
+    // Find the file's inode node: the page holding its node header.
+    let bytes = img.dev.snapshot();
+    let pos = (0..bytes.len() / 4096)
+        .find(|&p| {
+            let page = &bytes[p * 4096..(p + 1) * 4096];
+            &page[0..4] == b"PGND" && page[4] == 1 && page[8..16] == img.file.0.to_le_bytes()
+        })
+        .expect("inode node on disk");
+    assert_ne!(pos as u64, ptr.addr.0);
+    flip(&img.dev, PageAddr(pos as u64), 40);
+    assert_finds(&run(&img.dev, Level::Full), Kind::NodeDamaged);
+}
+
+#[test]
+fn wrong_link_count_is_found() {
+    let img = image();
+    let r = tampered(&img, Level::Full, |fs| {
+        fs.tamper()
+            .inode(img.other, |i| i.nlink = 5)
+            .expect("tamper")
+    });
+    assert_eq!(kinds(&r, Severity::Error), vec![Kind::LinkCountWrong]);
+}
+
+#[test]
+fn lost_directory_entry_is_found() {
+    let img = image();
+    let r = tampered(&img, Level::Full, |fs| {
+        fs.tamper().drop_entry(img.dir, b"file").expect("tamper")
+    });
+    assert_eq!(kinds(&r, Severity::Error), vec![Kind::InodeLost]);
+}
+
+#[test]
+fn doubly_used_page_is_found() {
+    let img = image();
+    let r = tampered(&img, Level::Full, |fs| {
+        let mut t = fs.tamper();
+        let a = t.get_pointer(img.file, 0).expect("pointer");
+        t.pointer(img.other, 0, a).expect("tamper");
+    });
+    assert_finds(&r, Kind::PageUsedTwice);
+}
+
+#[test]
+fn wrong_segment_usage_is_found() {
+    let img = image();
+    let r = tampered(&img, Level::Full, |fs| {
+        let mut t = fs.tamper();
+        let a = t.get_pointer(img.file, 0).expect("pointer");
+        t.phantom_live(a.addr).expect("tamper");
+    });
+    assert_eq!(kinds(&r, Severity::Error), vec![Kind::SegmentUsageWrong]);
+}
+
+#[test]
+fn leaked_node_is_found() {
+    let img = image();
+    let r = tampered(&img, Level::Full, |fs| {
+        fs.tamper().leak_node(img.file).expect("tamper");
+    });
+    assert!(
+        kinds(&r, Severity::Error).contains(&Kind::NodeLeaked),
+        "{:?}",
+        r.findings
+    );
+}
+
+#[test]
+fn wrong_parent_is_found() {
+    let img = image();
+    let r = tampered(&img, Level::Full, |fs| {
+        fs.tamper()
+            .inode(img.dir, |i| i.parent = Nid(99))
+            .expect("tamper")
+    });
+    assert_eq!(kinds(&r, Severity::Error), vec![Kind::ParentWrong]);
+}
+
+#[test]
+fn wrong_block_count_is_found() {
+    let img = image();
+    let r = tampered(&img, Level::Full, |fs| {
+        fs.tamper()
+            .inode(img.file, |i| i.blocks += 3)
+            .expect("tamper")
+    });
+    assert_eq!(kinds(&r, Severity::Error), vec![Kind::BlockCountWrong]);
+}
+
+#[test]
+fn wrong_counter_is_found() {
+    let img = image();
+    let r = tampered(&img, Level::Full, |fs| fs.tamper().miscount_inodes(1));
+    assert_eq!(kinds(&r, Severity::Error), vec![Kind::CounterWrong]);
+}
+
+#[test]
+fn damaged_data_page_is_found_by_verify_data_only() {
+    let img = image();
+    let mut fs = mount(&img.dev);
+    let ptr: BlockPtr = fs.tamper().get_pointer(img.file, 2).expect("pointer");
+    fs.unmount().expect("unmount");
+    flip(&img.dev, ptr.addr, 10);
+    assert!(kinds(&run(&img.dev, Level::Full), Severity::Error).is_empty());
+    let r = run(&img.dev, Level::VerifyData);
+    assert_eq!(kinds(&r, Severity::Error), vec![Kind::DataDamaged]);
+    let f = &r.findings[0];
+    assert_eq!((f.ino, f.addr), (Some(img.file), Some(ptr.addr)));
+}
+
+#[test]
+fn crash_leaves_info_only() {
+    let img = image();
+    let mut fs = mount(&img.dev);
+    let root = Cred::root();
+    let f = fs
+        .mknod(&root, Nid::ROOT, b"open-unlinked", 0o644, 0)
+        .expect("create");
+    fs.open(&root, f.ino, 2).expect("open");
+    fs.unlink(&root, Nid::ROOT, b"open-unlinked")
+        .expect("unlink");
+    fs.sync().expect("sync");
+    drop(fs); // a crash: no unmount
+    let r = run(&img.dev, Level::Full);
+    assert!(kinds(&r, Severity::Warning).is_empty(), "{:?}", r.findings);
+    assert_finds(&r, Kind::NotClean);
+    assert_finds(&r, Kind::OrphansPending);
+    // And a mount frees the orphan; the next check is spotless.
+    mount(&img.dev).unmount().expect("unmount");
+    let r = run(&img.dev, Level::Full);
+    assert!(r.findings.is_empty(), "{:?}", r.findings);
+}
