@@ -1,0 +1,178 @@
+//! pagelog-fsck: checks a pagelog filesystem image or device, never
+//! writing to it. The checking itself is `pagelog_core::fsck`; this binary
+//! parses arguments, draws progress, prints (text or JSON) and maps the
+//! result to fsck(8) exit codes.
+
+mod output;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use indicatif::{ProgressBar, ProgressStyle};
+use pagelog_core::fsck::{self, Level, Phase, Report, Severity};
+use pagelog_core::{BlockDevice, FileDevice};
+
+/// fsck(8) exit codes.
+const EXIT_OK: u8 = 0;
+const EXIT_UNCORRECTED: u8 = 4;
+const EXIT_OPERATIONAL: u8 = 8;
+const EXIT_USAGE: u8 = 16;
+
+const AFTER_HELP: &str = "\
+Depths:
+  --fast          superblocks, the newest checkpoint and the log after it, table roots:
+                  well under a second, whatever the size
+  (default)       every metadata page and checksum, the directory tree (no cycles, no
+                  orphans, '..' right), link counts, segment usage against the pages really
+                  referenced, no page used twice, free-space accounting
+  --verify-data   the full check plus every live data page read and its checksum verified
+
+pagelog-fsck never writes. Repair (-y, -a, -p) is not available yet: the check runs and
+the exit status says what it found.
+
+Exit status (as fsck(8)): 0 no problems, 4 problems found and left, 8 the check could not
+run (unreadable device, no filesystem, mounted), 16 bad usage.
+
+Installed as fsck.pagelog, it serves `fsck -t pagelog` and boot-time checks: with -a or -p
+and without -f, a cleanly unmounted filesystem gets the fast check only.";
+
+/// Check a pagelog filesystem.
+#[derive(Parser, Debug)]
+#[command(name = "pagelog-fsck", version, after_help = AFTER_HELP)]
+struct Args {
+    /// Image file or block device
+    image: PathBuf,
+    /// Check only the superblocks, the newest checkpoint and the log after it
+    #[arg(long, conflicts_with = "verify_data")]
+    fast: bool,
+    /// Also read every live data page and verify its checksum
+    #[arg(long)]
+    verify_data: bool,
+    /// Print the report as JSON
+    #[arg(long)]
+    json: bool,
+    /// Check even a cleanly unmounted filesystem fully (with -a/-p)
+    #[arg(short = 'f', long)]
+    force: bool,
+    /// Never write (always the case; accepted for fsck(8))
+    #[arg(short = 'n')]
+    no_change: bool,
+    /// Repair automatically (not available yet: checks only)
+    #[arg(short = 'y')]
+    yes: bool,
+    /// Automatic repair at boot (not available yet: checks only)
+    #[arg(short = 'a')]
+    auto: bool,
+    /// Preen at boot (not available yet: checks only)
+    #[arg(short = 'p')]
+    preen: bool,
+    /// fsck(8) progress descriptor (a progress bar is drawn on a terminal instead)
+    #[arg(short = 'C', value_name = "FD", hide = true)]
+    progress_fd: Option<i32>,
+    /// Print only problems
+    #[arg(short = 'q', long)]
+    quiet: bool,
+}
+
+fn level_for(args: &Args, clean: bool) -> Level {
+    if args.fast || ((args.auto || args.preen) && !args.force && clean) {
+        Level::Fast
+    } else if args.verify_data {
+        Level::VerifyData
+    } else {
+        Level::Full
+    }
+}
+
+/// Is the filesystem marked clean? (A quick look, for -a/-p.)
+fn looks_clean(dev: &dyn BlockDevice) -> bool {
+    pagelog_core::recovery::read_superblocks(dev)
+        .ok()
+        .and_then(|(good, _)| good.into_iter().next())
+        .is_some_and(|sb| sb.state == pagelog_core::superblock::State::Clean)
+}
+
+fn progress_bar(enabled: bool) -> Option<ProgressBar> {
+    if !enabled {
+        return None;
+    }
+    let bar = ProgressBar::new(1);
+    bar.set_style(
+        ProgressStyle::with_template("{msg:>14} [{bar:40}] {pos}/{len} ({eta} left)")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    Some(bar)
+}
+
+fn run(args: &Args) -> Result<(Report, Level), String> {
+    let dev = FileDevice::open(&args.image, false)
+        .map_err(|e| format!("cannot open {}: {e}", args.image.display()))?;
+    dev.lock(false).map_err(|_| {
+        format!(
+            "{} is mounted read-write (unmount it first)",
+            args.image.display()
+        )
+    })?;
+    let level = level_for(args, looks_clean(&dev));
+    let bar = progress_bar(!args.json && !args.quiet && std::io::stderr().is_terminal());
+    let report = fsck::check(Arc::new(dev), level, &mut |phase, done, total| {
+        if let Some(b) = &bar {
+            let name = match phase {
+                Phase::Log => "log",
+                Phase::Tables => "tables",
+                Phase::Nodes => "metadata pages",
+                Phase::Tree => "directory tree",
+                Phase::Space => "space",
+                Phase::Data => "data pages",
+            };
+            b.set_message(name);
+            b.set_length(total.max(1));
+            b.set_position(done);
+        }
+    });
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    Ok((report, level))
+}
+
+fn main() -> ExitCode {
+    let args = match Args::try_parse() {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { EXIT_USAGE } else { EXIT_OK });
+        }
+    };
+    let (report, level) = match run(&args) {
+        Ok(r) => r,
+        Err(msg) => {
+            if args.json {
+                println!("{}", output::json_error(&args.image, &msg));
+            } else {
+                eprintln!("pagelog-fsck: {msg}");
+            }
+            return ExitCode::from(EXIT_OPERATIONAL);
+        }
+    };
+    let code = match report.worst() {
+        Some(Severity::Fatal) => EXIT_OPERATIONAL,
+        Some(Severity::Error) => EXIT_UNCORRECTED,
+        _ => EXIT_OK,
+    };
+    if args.json {
+        println!("{}", output::json(&args.image, level, &report, code));
+    } else {
+        output::text(
+            &args.image,
+            level,
+            &report,
+            args.quiet,
+            args.yes || args.auto || args.preen,
+        );
+    }
+    ExitCode::from(code)
+}
