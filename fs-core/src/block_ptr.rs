@@ -90,6 +90,26 @@ impl BlockPtr {
     }
 }
 
+/// Decodes the `count` pointers stored from `off`, trailing holes trimmed.
+/// Only the slots up to the last non-zero byte are decoded: most maps are
+/// short, and this is the hot loop of reading nodes.
+pub fn decode_array(r: &Reader<'_>, off: usize, count: usize) -> Result<Vec<BlockPtr>> {
+    let area = r.bytes(off, count * SIZE)?;
+    // Whole 16-byte slots compared as integers: a fast scan from the end.
+    let used = area
+        .chunks_exact(SIZE)
+        .rposition(|c| c.try_into().map(u128::from_le_bytes).unwrap_or(1) != 0)
+        .map_or(0, |p| p + 1);
+    let mut ptrs = Vec::with_capacity(used);
+    for i in 0..used {
+        ptrs.push(BlockPtr::decode(r, off + i * SIZE)?);
+    }
+    while ptrs.last().is_some_and(BlockPtr::is_hole) {
+        ptrs.pop();
+    }
+    Ok(ptrs)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -55,14 +55,9 @@ impl DirectNode {
 
     /// Decodes after the node header.
     pub fn decode(r: &Reader<'_>) -> Result<DirectNode> {
-        let mut ptrs = Vec::with_capacity(PTRS_PER_DIRECT);
-        for i in 0..PTRS_PER_DIRECT {
-            ptrs.push(BlockPtr::decode(r, HEADER_SIZE + i * block_ptr::SIZE)?);
-        }
-        while ptrs.last().is_some_and(|p| p.is_hole()) {
-            ptrs.pop();
-        }
-        Ok(DirectNode { ptrs })
+        Ok(DirectNode {
+            ptrs: block_ptr::decode_array(r, HEADER_SIZE, PTRS_PER_DIRECT)?,
+        })
     }
 }
 
@@ -107,8 +102,10 @@ impl IndirectNode {
 
     /// Decodes after the node header.
     pub fn decode(r: &Reader<'_>) -> Result<IndirectNode> {
-        let mut nids = Vec::with_capacity(NIDS_PER_INDIRECT);
-        for i in 0..NIDS_PER_INDIRECT {
+        let area = r.bytes(HEADER_SIZE, NIDS_PER_INDIRECT * 8)?;
+        let used = area.iter().rposition(|&b| b != 0).map_or(0, |p| p / 8 + 1);
+        let mut nids = Vec::with_capacity(used);
+        for i in 0..used {
             nids.push(Nid(r.u64(HEADER_SIZE + i * 8)?));
         }
         while nids.last().is_some_and(|n| n.is_none()) {

@@ -257,14 +257,7 @@ impl Inode {
             })?;
             inode.inline = r.bytes(off::DATA, n)?.to_vec();
         } else {
-            let mut ptrs = Vec::with_capacity(INLINE_PTRS);
-            for i in 0..INLINE_PTRS {
-                ptrs.push(BlockPtr::decode(r, off::DATA + i * block_ptr::SIZE)?);
-            }
-            while ptrs.last().is_some_and(|p| p.is_hole()) {
-                ptrs.pop();
-            }
-            inode.ptrs = ptrs;
+            inode.ptrs = block_ptr::decode_array(r, off::DATA, INLINE_PTRS)?;
             for (i, nid) in inode.map_nids.iter_mut().enumerate() {
                 *nid = Nid(r.u64(off::MAP_NIDS + i * 8)?);
             }
