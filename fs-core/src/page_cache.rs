@@ -7,10 +7,19 @@ use std::collections::{BTreeMap, HashMap};
 use crate::ids::Ino;
 use crate::layout::Page;
 
+/// A dirty page, and whether it was a hole when it was dirtied (so it will
+/// add a page to the file when written).
+#[derive(Debug)]
+struct Dirty {
+    page: Box<Page>,
+    over_hole: bool,
+}
+
 /// Dirty pages by inode and page index.
 #[derive(Debug, Default)]
 pub struct DirtyPages {
-    files: HashMap<Ino, BTreeMap<u64, Box<Page>>>,
+    files: HashMap<Ino, BTreeMap<u64, Dirty>>,
+    fresh: HashMap<Ino, u64>,
     count: usize,
 }
 
@@ -20,9 +29,14 @@ impl DirtyPages {
         self.count
     }
 
+    /// Dirty pages of `ino` that were holes: pages the file will gain.
+    pub fn fresh(&self, ino: Ino) -> u64 {
+        self.fresh.get(&ino).copied().unwrap_or(0)
+    }
+
     /// The dirty page `idx` of `ino`.
     pub fn get(&self, ino: Ino, idx: u64) -> Option<&Page> {
-        self.files.get(&ino)?.get(&idx).map(|p| &**p)
+        self.files.get(&ino)?.get(&idx).map(|d| &*d.page)
     }
 
     /// Is page `idx` of `ino` dirty?
@@ -32,19 +46,36 @@ impl DirtyPages {
 
     /// The dirty page `idx` of `ino`, for writing.
     pub fn get_mut(&mut self, ino: Ino, idx: u64) -> Option<&mut Page> {
-        self.files.get_mut(&ino)?.get_mut(&idx).map(|p| &mut **p)
+        self.files
+            .get_mut(&ino)?
+            .get_mut(&idx)
+            .map(|d| &mut *d.page)
     }
 
-    /// Makes `page` the dirty page `idx` of `ino`.
-    pub fn insert(&mut self, ino: Ino, idx: u64, page: Box<Page>) {
-        if self
+    /// Makes `page` the dirty page `idx` of `ino` (`over_hole`: the file
+    /// has no page there yet).
+    pub fn insert(&mut self, ino: Ino, idx: u64, page: Box<Page>, over_hole: bool) {
+        match self
             .files
             .entry(ino)
             .or_default()
-            .insert(idx, page)
-            .is_none()
+            .insert(idx, Dirty { page, over_hole })
         {
-            self.count += 1;
+            Some(old) if old.over_hole => self.unfresh(ino, 1),
+            Some(_) => {}
+            None => self.count += 1,
+        }
+        if over_hole {
+            *self.fresh.entry(ino).or_default() += 1;
+        }
+    }
+
+    fn unfresh(&mut self, ino: Ino, n: u64) {
+        if let Some(f) = self.fresh.get_mut(&ino) {
+            *f = f.saturating_sub(n);
+            if *f == 0 {
+                self.fresh.remove(&ino);
+            }
         }
     }
 
@@ -59,22 +90,33 @@ impl DirtyPages {
             return Vec::new();
         };
         let gone: Vec<u64> = m.range(start..end).map(|(i, _)| *i).collect();
+        let mut fresh = 0;
         for i in &gone {
-            m.remove(i);
+            if m.remove(i).is_some_and(|d| d.over_hole) {
+                fresh += 1;
+            }
         }
-        self.count -= gone.len();
         if m.is_empty() {
             self.files.remove(&ino);
         }
+        self.count -= gone.len();
+        self.unfresh(ino, fresh);
         gone
+    }
+
+    /// Takes the dirty pages of `ino`, in page order.
+    pub fn take(&mut self, ino: Ino) -> BTreeMap<u64, Box<Page>> {
+        let pages = self.files.remove(&ino).unwrap_or_default();
+        self.count -= pages.len();
+        self.fresh.remove(&ino);
+        pages.into_iter().map(|(i, d)| (i, d.page)).collect()
     }
 
     /// Takes every dirty page, inodes and pages in ascending order.
     pub fn take_all(&mut self) -> Vec<(Ino, BTreeMap<u64, Box<Page>>)> {
-        let mut all: Vec<_> = self.files.drain().collect();
-        all.sort_unstable_by_key(|(ino, _)| *ino);
-        self.count = 0;
-        all
+        let mut inos: Vec<Ino> = self.files.keys().copied().collect();
+        inos.sort_unstable();
+        inos.into_iter().map(|ino| (ino, self.take(ino))).collect()
     }
 }
 
@@ -87,19 +129,20 @@ mod tests {
     #[test]
     fn counts_and_ranges() {
         let mut d = DirtyPages::default();
-        d.insert(Nid(5), 3, zero_page());
-        d.insert(Nid(5), 1, zero_page());
-        d.insert(Nid(5), 1, zero_page());
-        d.insert(Nid(4), 9, zero_page());
+        d.insert(Nid(5), 3, zero_page(), true);
+        d.insert(Nid(5), 1, zero_page(), false);
+        d.insert(Nid(5), 1, zero_page(), false);
+        d.insert(Nid(4), 9, zero_page(), true);
         assert_eq!(d.count(), 3);
+        assert_eq!((d.fresh(Nid(5)), d.fresh(Nid(4))), (1, 1));
         assert_eq!(d.next_dirty(Nid(5), 2), Some(3));
         assert_eq!(d.remove_range(Nid(5), 2, 10), vec![3]);
-        assert_eq!(d.count(), 2);
+        assert_eq!((d.count(), d.fresh(Nid(5))), (2, 0));
         let all = d.take_all();
         assert_eq!(
             all.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
             vec![Nid(4), Nid(5)]
         );
-        assert_eq!(d.count(), 0);
+        assert_eq!((d.count(), d.fresh(Nid(4))), (0, 0));
     }
 }

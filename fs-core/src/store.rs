@@ -291,6 +291,8 @@ impl Store {
                     self.sut.remove_live(dev, old.addr, building)?;
                 } else if old.is_unwritten() {
                     self.reserved_pages = self.reserved_pages.saturating_sub(1);
+                } else {
+                    self.cache.inode_mut(dev, ino)?.blocks += 1;
                 }
                 self.stats.data_pages_written += 1;
             }

@@ -60,10 +60,9 @@ impl Filesystem {
             } else {
                 zero_page()
             };
-            if !ptr.is_allocated() {
-                self.inode_mut(ino)?.blocks += 1;
-            }
-            self.store.dirty.insert(ino, idx, page);
+            // The inode's block count grows when the page is written back;
+            // until then the page counts as fresh in the dirty cache.
+            self.store.dirty.insert(ino, idx, page, !ptr.is_allocated());
         }
         self.store
             .dirty
@@ -125,17 +124,10 @@ impl Filesystem {
 
     /// Drops file pages `from..` (pointers and dirty copies).
     fn drop_pages_from(&mut self, ino: Ino, from: u64) -> Result<()> {
-        let dev = self.dev();
-        let dev = &*dev;
-        let mut uncounted = 0u64;
-        for idx in self.store.dirty.remove_range(ino, from, u64::MAX) {
-            if !file_map::get(&mut self.store.cache, dev, ino, idx)?.is_allocated() {
-                uncounted += 1;
-            }
-        }
+        self.store.dirty.remove_range(ino, from, u64::MAX);
         let freed = self.store.drop_file_pages(ino, from)?;
         let i = self.inode_mut(ino)?;
-        i.blocks = i.blocks.saturating_sub(freed + uncounted);
+        i.blocks = i.blocks.saturating_sub(freed);
         Ok(())
     }
 
@@ -264,7 +256,7 @@ impl Filesystem {
                 self.zero_in_page(ino, idx, lo as usize, hi as usize)?;
                 continue;
             }
-            let was_dirty = !self.store.dirty.remove_range(ino, idx, idx + 1).is_empty();
+            self.store.dirty.remove_range(ino, idx, idx + 1);
             let s = &mut self.store;
             let old = file_map::set(
                 &mut s.cache,
@@ -280,7 +272,7 @@ impl Filesystem {
             } else if old.is_unwritten() {
                 s.reserved_pages = s.reserved_pages.saturating_sub(1);
             }
-            if old.is_allocated() || was_dirty {
+            if old.is_allocated() {
                 freed += 1;
             }
         }

@@ -310,7 +310,10 @@ impl Filesystem {
     /// Attributes of `ino`.
     pub fn getattr(&mut self, ino: Ino) -> Result<Attr> {
         let inode = self.inode(ino)?.clone();
-        Ok(attr_of(ino, &inode))
+        let mut a = attr_of(ino, &inode);
+        // Pages written but not yet given an address count already.
+        a.blocks += self.store.dirty.fresh(ino) * 8;
+        Ok(a)
     }
 
     /// Space and inode counts.

@@ -1,6 +1,6 @@
 //! Names: lookup, create, link, unlink, rename, readdir, symbolic links.
 
-use super::{attr_of, check_name, dtype_of, Attr, Filesystem, LINK_MAX};
+use super::{check_name, dtype_of, Attr, Filesystem, LINK_MAX};
 use crate::dir_index;
 use crate::error::{Error, Result};
 use crate::ids::{Ino, Nid};
@@ -195,10 +195,9 @@ impl Filesystem {
             inode.flags |= FLAG_INLINE;
             inode.inline = target.to_vec();
         } else {
-            inode.blocks = 1;
             let mut page = zero_page();
             page[..target.len()].copy_from_slice(target);
-            self.store.dirty.insert(ino, 0, page);
+            self.store.dirty.insert(ino, 0, page, true);
         }
         self.link_new(parent, name, ino, S_IFLNK)?;
         self.getattr(ino)
@@ -564,7 +563,6 @@ impl Filesystem {
 
     /// Attributes of a directory entry's inode (for readdirplus).
     pub fn entry_attr(&mut self, ino: Ino) -> Result<Attr> {
-        let inode = self.inode(ino)?.clone();
-        Ok(attr_of(ino, &inode))
+        self.getattr(ino)
     }
 }
