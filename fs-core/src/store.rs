@@ -26,6 +26,17 @@ const NAT_CACHE_PAGES: usize = 4096;
 /// Clean nodes kept in memory.
 const NODE_CACHE: usize = 16384;
 
+/// Which dirty file data a commit writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DataScope {
+    /// All of it (the `ordered` and `full` modes, syncfs, unmount).
+    All,
+    /// None: metadata only (the `writeback` mode's periodic commit).
+    None,
+    /// One inode's (fsync in the `writeback` mode).
+    Inode(crate::ids::Ino),
+}
+
 /// Counters an administrator can read.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -50,6 +61,9 @@ pub struct Store {
     pub log: SegmentWriter,
     /// Dirty file pages.
     pub dirty: DirtyPages,
+    /// Inodes whose dirty data is metadata (long symbolic link targets):
+    /// written even by metadata-only commits.
+    pub data_is_metadata: std::collections::HashSet<crate::ids::Ino>,
     /// The last checkpoint written (or recovered).
     pub cp: Checkpoint,
     /// Its page.
@@ -105,6 +119,7 @@ impl Store {
             sut,
             log,
             dirty: DirtyPages::default(),
+            data_is_metadata: std::collections::HashSet::new(),
             next_generation: cp.next_generation,
             inode_count: cp.inode_count,
             reserved_pages: cp.reserved_pages,
@@ -125,6 +140,12 @@ impl Store {
     }
 
     /// Anything to commit?
+    /// Any metadata to commit (data aside)?
+    pub fn needs_metadata_commit(&self) -> bool {
+        self.changed || self.cache.dirty_count() > 0
+    }
+
+    /// Anything to commit?
     pub fn needs_commit(&self) -> bool {
         self.changed || self.dirty.count() > 0 || self.cache.dirty_count() > 0
     }
@@ -133,11 +154,16 @@ impl Store {
     /// With `sync_superblock`, the superblock naming it is flushed too (at
     /// mount and unmount); otherwise it becomes durable with the next flush.
     pub fn commit(&mut self, sync_superblock: bool) -> Result<()> {
+        self.commit_scope(DataScope::All, sync_superblock)
+    }
+
+    /// A commit writing the dirty data of `scope` and all metadata.
+    pub fn commit_scope(&mut self, scope: DataScope, sync_superblock: bool) -> Result<()> {
         self.check_health()?;
         if self.read_only {
             return Err(Error::ReadOnly);
         }
-        let r = self.commit_inner(sync_superblock);
+        let r = self.commit_inner(scope, sync_superblock);
         self.poison_on(r)
     }
 
@@ -161,13 +187,13 @@ impl Store {
         r
     }
 
-    fn commit_inner(&mut self, sync_superblock: bool) -> Result<()> {
+    fn commit_inner(&mut self, scope: DataScope, sync_superblock: bool) -> Result<()> {
         let dev_arc = self.dev.clone();
         let dev: &dyn BlockDevice = &*dev_arc;
         let building = self.building();
         let time_ns = now_ns();
         self.log.set_time(time_ns);
-        self.write_data(dev, building)?;
+        self.write_data(dev, building, scope)?;
         self.cache.write_dirty(dev, &mut self.sut, &mut self.log)?;
         let nat = self.cache.nat.table();
         write_table(dev, nat, &mut self.sut, &mut self.log, building)?;
@@ -265,15 +291,28 @@ impl Store {
         let building = self.building();
         self.log.set_time(now_ns());
         let r = self
-            .write_data(&*dev, building)
+            .write_data(&*dev, building, DataScope::All)
             .and_then(|()| self.log.finish(&*dev));
         self.poison_on(r)
     }
 
-    /// Writes every dirty file page to the log, in inode then page order,
-    /// and points the file maps at them.
-    fn write_data(&mut self, dev: &dyn BlockDevice, building: CheckpointNo) -> Result<()> {
-        for (ino, pages) in self.dirty.take_all() {
+    /// Writes the dirty file pages of `scope` to the log, in inode then
+    /// page order, and points the file maps at them.
+    fn write_data(
+        &mut self,
+        dev: &dyn BlockDevice,
+        building: CheckpointNo,
+        scope: DataScope,
+    ) -> Result<()> {
+        let mut batches = match scope {
+            DataScope::All => self.dirty.take_all(),
+            DataScope::None => Vec::new(),
+            DataScope::Inode(ino) => vec![(ino, self.dirty.take(ino))],
+        };
+        let mut pinned: Vec<_> = self.data_is_metadata.drain().collect();
+        pinned.sort_unstable();
+        batches.extend(pinned.into_iter().map(|ino| (ino, self.dirty.take(ino))));
+        for (ino, pages) in batches {
             for (idx, page) in pages {
                 let entry = Entry::raw(PageKind::Data, ino.0, idx);
                 let addr = self.log.alloc(dev, &mut self.sut, None)?;

@@ -1,10 +1,12 @@
 //! Crash states (in the spirit of CrashMonkey and dm-log-writes): random
-//! workloads run on a device that records every write and flush barrier;
-//! then every image a power cut could leave is rebuilt (each prefix of the
-//! writes; random subsets and orders of the writes in flight since the
-//! last barrier; a torn write) and mounted. Each must mount with no repair
-//! and show exactly the state of the last durable commit or of the one in
-//! flight (the guarantee of a commit point), never anything else.
+//! workloads run on a device that records every write and flush barrier,
+//! in each journaling mode; then every image a power cut could leave is
+//! rebuilt (each prefix of the writes; random subsets and orders of the
+//! writes in flight since the last barrier; a torn write) and mounted.
+//! Each must mount with no repair, check clean, and show what the mode
+//! promises: the state of a commit (`ordered`), of the last operation that
+//! returned (`full`), or a commit's namespace with no foreign data
+//! (`writeback`).
 //!
 //! A second test fails the n-th write or flush for every n and checks the
 //! same of the image left behind, and that the failure was reported.
@@ -12,6 +14,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use pagelog_core::fs::JournalMode;
 use pagelog_core::testing::{CrashState, FaultyDevice, RecordingDevice};
 use pagelog_core::{
     format, BlockDevice, Cred, Error, Filesystem, FormatOptions, MemDevice, MountOptions, Nid,
@@ -37,43 +40,59 @@ fn base_image() -> Vec<u8> {
     dev.snapshot()
 }
 
-fn opts(read_only: bool) -> MountOptions {
+fn opts(read_only: bool, journal: JournalMode) -> MountOptions {
     MountOptions {
         read_only,
+        journal,
         dirty_limit: 64 << 10,
         ..MountOptions::default()
     }
 }
 
-/// A committed state: the event index of its flush, and the tree.
+/// A committed state: the event index of its flush, the tree, and whether
+/// file data may lag behind it (a `writeback` metadata-only commit).
 struct Commit {
     flush: usize,
     model: Model,
+    relaxed: bool,
 }
 
-/// Runs `ops` on a recording device; returns the device and the commits.
-fn record(ops: &[Op]) -> (Arc<RecordingDevice>, Vec<Commit>) {
+/// Runs `ops` on a recording device in `mode`; returns the device and the
+/// commits. `Op::Sync` is syncfs (a full commit); `Op::CrashCut` stands for
+/// the commit timer (metadata only in the `writeback` mode); in the `full`
+/// mode every operation commits by itself.
+fn record(ops: &[Op], mode: JournalMode) -> (Arc<RecordingDevice>, Vec<Commit>) {
     let dev = Arc::new(RecordingDevice::new(&base_image()));
     let mut fs =
-        Filesystem::mount(dev.clone() as Arc<dyn BlockDevice>, opts(false)).expect("mount");
+        Filesystem::mount(dev.clone() as Arc<dyn BlockDevice>, opts(false, mode)).expect("mount");
     let mut model = Model::new();
     let mut commits = vec![Commit {
         flush: 0,
         model: model.clone(),
+        relaxed: false,
     }];
     for op in ops {
-        match op {
-            Op::Sync | Op::Remount | Op::CrashCut => {
-                let before = dev.len();
+        let before = dev.len();
+        let relaxed = match op {
+            Op::Sync | Op::Remount => {
                 fs.sync().expect("sync");
-                if let Some(f) = dev.last_flush_before(dev.len()).filter(|&f| f >= before) {
-                    commits.push(Commit {
-                        flush: f,
-                        model: model.clone(),
-                    });
-                }
+                false
             }
-            _ => apply_op(&mut fs, &mut model, op),
+            Op::CrashCut => {
+                fs.periodic_commit().expect("periodic commit");
+                mode == JournalMode::Writeback
+            }
+            _ => {
+                apply_op(&mut fs, &mut model, op);
+                false
+            }
+        };
+        if let Some(f) = dev.last_flush_before(dev.len()).filter(|&f| f >= before) {
+            commits.push(Commit {
+                flush: f,
+                model: model.clone(),
+                relaxed,
+            });
         }
     }
     // The run ends in a crash: no unmount.
@@ -114,14 +133,13 @@ fn check_state(
             report.findings
         ));
     }
-    let mount = Filesystem::mount(
-        Arc::new(MemDevice::from_bytes(&image)) as Arc<dyn BlockDevice>,
-        opts(!writable),
-    );
-    let mut fs = mount.map_err(|e| format!("{state:?}: does not mount: {e}"))?;
+    let device = Arc::new(MemDevice::from_bytes(&image)) as Arc<dyn BlockDevice>;
+    let mut fs = Filesystem::mount(device, opts(!writable, JournalMode::Ordered))
+        .map_err(|e| format!("{state:?}: does not mount: {e}"))?;
     let (a, b) = allowed(commits, state.prefix);
-    let first = diff(&mut fs, &commits[a].model);
-    let ok = first.is_ok() || b.is_some_and(|b| diff(&mut fs, &commits[b].model).is_ok());
+    let first = diff_data(&mut fs, &commits[a].model, commits[a].relaxed);
+    let ok = first.is_ok()
+        || b.is_some_and(|b| diff_data(&mut fs, &commits[b].model, commits[b].relaxed).is_ok());
     if !ok {
         return Err(format!(
             "{state:?}: matches neither commit {a} nor {b:?}: {}",
@@ -132,8 +150,8 @@ fn check_state(
 }
 
 /// Every crash state of one recorded run; returns how many were checked.
-fn check_run(ops: &[Op], seed: u64) -> Result<usize, String> {
-    let (dev, commits) = record(ops);
+fn check_run(ops: &[Op], seed: u64, mode: JournalMode) -> Result<usize, String> {
+    let (dev, commits) = record(ops, mode);
     let n = dev.len();
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut checked = 0;
@@ -190,11 +208,12 @@ fn check_run(ops: &[Op], seed: u64) -> Result<usize, String> {
 }
 
 /// Operations for crash workloads: mostly data and namespace changes,
-/// with frequent commits.
+/// with frequent commits (`Sync` is syncfs, `CrashCut` the commit timer).
 fn crash_op() -> impl Strategy<Value = Op> {
     prop_oneof![
         6 => op_strategy().prop_filter("harness ops", |o| !matches!(o, Op::Remount | Op::CrashCut | Op::Sync)),
         1 => Just(Op::Sync),
+        1 => Just(Op::CrashCut),
     ]
     .prop_map(|o| match o {
         Op::Write { file, offset, len, seed } => Op::Write { file, offset: offset % (64 << 10), len: len % 9000 + 1, seed },
@@ -205,16 +224,16 @@ fn crash_op() -> impl Strategy<Value = Op> {
     })
 }
 
-/// Random workloads (reproducible: a fixed seed unless PAGELOG_CRASH_SEED
-/// says otherwise), every crash state of each; failures shrink to a
-/// minimal workload. PAGELOG_CRASH_CASES runs more (the long run).
-#[test]
-fn every_crash_state_mounts_and_is_a_commit_point() {
+/// Random workloads in `mode` (reproducible: a fixed seed unless
+/// PAGELOG_CRASH_SEED says otherwise), every crash state of each; failures
+/// shrink to a minimal workload. PAGELOG_CRASH_SCALE multiplies the number
+/// of workloads (the long run). Returns the states checked.
+fn crash_states_in(mode: JournalMode, cases: u32) -> usize {
     use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
-    let cases: u32 = std::env::var("PAGELOG_CRASH_CASES")
+    let scale: u32 = std::env::var("PAGELOG_CRASH_SCALE")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(300);
+        .unwrap_or(1);
     let seed: u64 = std::env::var("PAGELOG_CRASH_SEED")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -222,7 +241,7 @@ fn every_crash_state_mounts_and_is_a_commit_point() {
     let mut seed_bytes = [0u8; 32];
     seed_bytes[..8].copy_from_slice(&seed.to_le_bytes());
     let config = Config {
-        cases,
+        cases: cases * scale,
         max_shrink_iters: 300,
         ..Config::default()
     };
@@ -233,17 +252,41 @@ fn every_crash_state_mounts_and_is_a_commit_point() {
     let states = std::sync::atomic::AtomicUsize::new(0);
     let strategy = (proptest::collection::vec(crash_op(), 10..60), any::<u64>());
     let result = runner.run(&strategy, |(ops, seed)| {
-        let checked = check_run(&ops, seed).map_err(TestCaseError::fail)?;
+        let checked = check_run(&ops, seed, mode).map_err(TestCaseError::fail)?;
         prop_assert!(checked > 10, "only {checked} crash states");
         states.fetch_add(checked, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     });
     if let Err(e) = result {
-        panic!("{e}");
+        panic!("{mode:?}: {e}");
     }
     let total = states.load(std::sync::atomic::Ordering::Relaxed);
-    eprintln!("crash states checked: {total} in {cases} workloads");
-    assert!(total >= 10_000 || cases < 300, "only {total} crash states");
+    eprintln!(
+        "{mode:?}: {total} crash states checked in {} workloads",
+        cases * scale
+    );
+    total
+}
+
+/// `ordered`: every crash state is the state of a commit.
+#[test]
+fn ordered_crash_states_are_commit_points() {
+    assert!(crash_states_in(JournalMode::Ordered, 150) >= 4000);
+}
+
+/// `full`: every crash state is the state after the last operation that
+/// returned (or the one in flight).
+#[test]
+fn full_crash_states_lose_nothing_that_returned() {
+    assert!(crash_states_in(JournalMode::Full, 40) >= 3000);
+}
+
+/// `writeback`: every crash state has a commit's namespace and sizes, and
+/// file pages that read as the commit's data, zeros, or the file's own
+/// older data, never anything else.
+#[test]
+fn writeback_crash_states_show_no_foreign_data() {
+    assert!(crash_states_in(JournalMode::Writeback, 150) >= 4000);
 }
 
 /// A workload for the fault test: files written and committed in turn.
@@ -303,15 +346,21 @@ fn failing_the_nth_io_is_reported_and_leaves_a_commit_point() {
     let base = base_image();
     // Count the I/Os of a clean run.
     let clean = Arc::new(FaultyDevice::new(&base, u64::MAX));
-    let mut fs =
-        Filesystem::mount(clean.clone() as Arc<dyn BlockDevice>, opts(false)).expect("mount");
+    let mut fs = Filesystem::mount(
+        clean.clone() as Arc<dyn BlockDevice>,
+        opts(false, JournalMode::Ordered),
+    )
+    .expect("mount");
     let all = faulty_workload(&mut fs).expect("clean run");
     fs.unmount().expect("unmount");
     let total = clean.count();
     assert!(total > 20, "only {total} I/Os");
     for n in 0..total {
         let dev = Arc::new(FaultyDevice::new(&base, n));
-        let outcome = match Filesystem::mount(dev.clone() as Arc<dyn BlockDevice>, opts(false)) {
+        let outcome = match Filesystem::mount(
+            dev.clone() as Arc<dyn BlockDevice>,
+            opts(false, JournalMode::Ordered),
+        ) {
             Err(e) => {
                 assert!(
                     matches!(e, Error::Io(_)),
@@ -332,7 +381,7 @@ fn failing_the_nth_io_is_reported_and_leaves_a_commit_point() {
         let image = dev.snapshot();
         let mut fs = Filesystem::mount(
             Arc::new(MemDevice::from_bytes(&image)) as Arc<dyn BlockDevice>,
-            opts(true),
+            opts(true, JournalMode::Ordered),
         )
         .unwrap_or_else(|e| panic!("I/O {n}: the image does not mount: {e}"));
         let got = contents(&mut fs);

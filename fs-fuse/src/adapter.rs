@@ -251,7 +251,13 @@ impl fuser::Filesystem for Adapter {
             | InitFlags::FUSE_EXPORT_SUPPORT;
         // The writeback cache makes the kernel send "now" as an explicit
         // mtime, which only a kernel-side permission check can tell apart.
-        if self.cfg.writeback_cache && self.cfg.default_permissions && !self.cfg.read_only {
+        // With journal=full every write must reach the daemon (and a
+        // commit) before write(2) returns: no kernel writeback cache.
+        if self.cfg.writeback_cache
+            && self.cfg.default_permissions
+            && !self.cfg.read_only
+            && self.cfg.journal != pagelog_core::fs::JournalMode::Full
+        {
             wanted |= InitFlags::FUSE_WRITEBACK_CACHE;
         }
         let supported = config.capabilities();
@@ -521,12 +527,12 @@ impl fuser::Filesystem for Adapter {
     fn fsync(
         &self,
         _req: &Request,
-        _i: INodeNo,
+        i: INodeNo,
         _fh: FileHandle,
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        Self::empty(reply, self.shared.with(Filesystem::sync));
+        Self::empty(reply, self.shared.with(|fs| fs.fsync(ino(i))));
     }
 
     fn opendir(&self, req: &Request, i: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {

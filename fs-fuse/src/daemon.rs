@@ -89,6 +89,7 @@ fn open_image(image: &Path, cfg: &MountConfig) -> Result<Filesystem, String> {
         _ => format!("cannot lock {}: {e}", image.display()),
     })?;
     let opts = MountOptions {
+        journal: cfg.journal,
         read_only: cfg.read_only,
         dirty_limit: cfg.dirty_limit,
         atime: cfg.atime,

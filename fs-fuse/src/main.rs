@@ -14,6 +14,11 @@ use clap::Parser;
 const AFTER_HELP: &str = "\
 Mount options (-o, comma-separated; mount(8) and /etc/fstab pass them the same way):
   ro | rw                 read-only or read-write (default rw)
+  journal=MODE            what a crash may lose (default ordered):
+                            full       every operation is durable when it returns (slow)
+                            ordered    the state at some commit; fsync makes a file durable
+                            writeback  periodic commits leave data behind: a file may read
+                                       zeros (or its older data) where newer data was lost
   commit=SECONDS          write back and commit at least this often (default 5; 0 means 5)
   dirty_limit=SIZE        write back when this much data is dirty (default 64M)
   allow_other|allow_root  let other users (or root) use the mount

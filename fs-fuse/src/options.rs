@@ -2,11 +2,13 @@
 
 use std::time::Duration;
 
-use pagelog_core::fs::AtimeMode;
+use pagelog_core::fs::{AtimeMode, JournalMode};
 
 /// Everything `-o` can set.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MountConfig {
+    /// Crash guarantee.
+    pub journal: JournalMode,
     /// Mount read-only.
     pub read_only: bool,
     /// Let other users than the mounter in.
@@ -37,6 +39,7 @@ pub struct MountConfig {
 impl Default for MountConfig {
     fn default() -> Self {
         MountConfig {
+            journal: JournalMode::Ordered,
             read_only: false,
             allow_other: false,
             allow_root: false,
@@ -85,6 +88,14 @@ pub fn apply(cfg: &mut MountConfig, list: &str) -> Result<(), String> {
             None => (opt, None),
         };
         match (key, value) {
+            ("journal", Some(v)) => {
+                cfg.journal = match v {
+                    "full" => JournalMode::Full,
+                    "ordered" => JournalMode::Ordered,
+                    "writeback" => JournalMode::Writeback,
+                    _ => return Err(format!("journal={v}: one of full, ordered, writeback")),
+                }
+            }
             ("ro", None) => cfg.read_only = true,
             ("rw", None) => cfg.read_only = false,
             ("allow_other", None) => cfg.allow_other = true,
@@ -178,6 +189,9 @@ mod tests {
         assert!(apply(&mut c, "commit=abc").is_err());
         assert!(apply(&mut c, "commit=99999").is_err());
         assert!(apply(&mut c, "dirty_limit=10").is_err());
+        assert!(apply(&mut c, "journal=sometimes").is_err());
+        apply(&mut c, "journal=full").expect("apply");
+        assert_eq!(c.journal, JournalMode::Full);
         apply(&mut c, "rw,commit=0").expect("apply");
         assert!(!c.read_only);
         assert_eq!(c.commit, Duration::from_secs(5));

@@ -125,7 +125,9 @@ impl Filesystem {
             i.mtime = pick(t);
         }
         i.ctime = set.ctime.unwrap_or(now);
-        self.getattr(ino)
+        let a = self.getattr(ino)?;
+        self.changed()?;
+        Ok(a)
     }
 
     /// `access(2)`: `mask` of R_OK (4), W_OK (2), X_OK (1); 0 tests existence.

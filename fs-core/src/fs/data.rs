@@ -119,6 +119,7 @@ impl Filesystem {
         if self.store.dirty.count() as u64 * PS > self.opts.dirty_limit {
             self.store.write_back_data()?;
         }
+        self.changed()?;
         Ok(data.len())
     }
 
@@ -189,7 +190,7 @@ impl Filesystem {
             let i = self.inode_mut(ino)?;
             i.mtime = now;
             i.ctime = now;
-            return Ok(());
+            return self.changed();
         }
         self.preallocate(ino, offset / PS, (end - 1) / PS)?;
         let i = self.inode_mut(ino)?;
@@ -198,6 +199,7 @@ impl Filesystem {
             i.mtime = now;
         }
         i.ctime = now;
+        self.changed()?;
         Ok(())
     }
 

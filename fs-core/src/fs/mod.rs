@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub use crate::store::DataScope;
 pub use attr::{SetAttr, TimeSet};
 pub use data::Whence;
 pub use namespace::{DirItem, RenameFlags};
@@ -50,9 +51,24 @@ pub enum AtimeMode {
     Always,
 }
 
+/// What a crash may lose (mount option `journal=`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JournalMode {
+    /// Every operation is durable when it returns (a commit after each).
+    Full,
+    /// The state after a crash is the state at some commit: a prefix of
+    /// the operations, every file's data as complete as its metadata says.
+    Ordered,
+    /// Periodic commits write metadata only: after a crash a file may read
+    /// zeros (or its own older data) where newer data was not yet written.
+    Writeback,
+}
+
 /// How to mount.
 #[derive(Clone, Debug)]
 pub struct MountOptions {
+    /// Crash guarantee.
+    pub journal: JournalMode,
     /// Never write to the device.
     pub read_only: bool,
     /// Dirty data (bytes) that triggers writeback.
@@ -66,6 +82,7 @@ pub struct MountOptions {
 impl Default for MountOptions {
     fn default() -> Self {
         MountOptions {
+            journal: JournalMode::Ordered,
             read_only: false,
             dirty_limit: 64 << 20,
             atime: AtimeMode::Relative,
@@ -218,8 +235,48 @@ impl Filesystem {
     /// Commits if the commit interval has passed since the last one.
     pub fn sync_if_due(&mut self) -> Result<()> {
         if self.last_commit.elapsed() >= self.opts.commit_interval {
+            self.periodic_commit()?;
+        }
+        Ok(())
+    }
+
+    /// The commit the interval asks for: everything, or in the `writeback`
+    /// mode metadata only (data follows under memory pressure, on fsync, at
+    /// unmount).
+    pub fn periodic_commit(&mut self) -> Result<()> {
+        if self.opts.journal != JournalMode::Writeback {
+            return self.sync();
+        }
+        if self.store.read_only || !self.store.needs_metadata_commit() {
+            return Ok(());
+        }
+        self.store
+            .commit_scope(crate::store::DataScope::None, false)?;
+        self.last_commit = Instant::now();
+        Ok(())
+    }
+
+    /// `fsync(2)` of `ino`: its data and all metadata are durable when this
+    /// returns. (In the `ordered` and `full` modes the commit takes all
+    /// dirty data, which keeps every crash state a prefix.)
+    pub fn fsync(&mut self, ino: Ino) -> Result<()> {
+        if self.opts.journal != JournalMode::Writeback {
+            return self.sync();
+        }
+        if self.store.read_only {
+            return Ok(());
+        }
+        self.store
+            .commit_scope(crate::store::DataScope::Inode(ino), false)?;
+        self.last_commit = Instant::now();
+        Ok(())
+    }
+
+    /// Called by every operation that changed something: in the `full`
+    /// mode, commits before the operation returns.
+    fn changed(&mut self) -> Result<()> {
+        if self.opts.journal == JournalMode::Full {
             self.sync()?;
-            self.last_commit = Instant::now();
         }
         Ok(())
     }

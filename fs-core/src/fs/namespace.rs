@@ -142,7 +142,9 @@ impl Filesystem {
         };
         let ino = self.new_inode(cred, parent, mode, rdev)?;
         self.link_new(parent, name, ino, mode)?;
-        self.getattr(ino)
+        let a = self.getattr(ino)?;
+        self.changed()?;
+        Ok(a)
     }
 
     /// Creates and opens a regular file (`open` with `O_CREAT`): the new
@@ -157,6 +159,7 @@ impl Filesystem {
     ) -> Result<Attr> {
         let a = self.mknod(cred, parent, name, S_IFREG | (mode & 0o7777), 0)?;
         *self.opens.entry(a.ino).or_default() += 1;
+        self.changed()?;
         Ok(a)
     }
 
@@ -170,7 +173,9 @@ impl Filesystem {
         // setgid bit comes from the parent.
         let ino = self.new_inode(cred, parent, S_IFDIR | (mode & 0o1777), 0)?;
         self.link_new(parent, name, ino, S_IFDIR)?;
-        self.getattr(ino)
+        let a = self.getattr(ino)?;
+        self.changed()?;
+        Ok(a)
     }
 
     /// Makes a symbolic link to `target`.
@@ -198,9 +203,12 @@ impl Filesystem {
             let mut page = zero_page();
             page[..target.len()].copy_from_slice(target);
             self.store.dirty.insert(ino, 0, page, true);
+            self.store.data_is_metadata.insert(ino);
         }
         self.link_new(parent, name, ino, S_IFLNK)?;
-        self.getattr(ino)
+        let a = self.getattr(ino)?;
+        self.changed()?;
+        Ok(a)
     }
 
     /// The target of a symbolic link.
@@ -234,7 +242,9 @@ impl Filesystem {
         let i = self.inode_mut(ino)?;
         i.nlink += 1;
         i.ctime = Timespec::now();
-        self.getattr(ino)
+        let a = self.getattr(ino)?;
+        self.changed()?;
+        Ok(a)
     }
 
     /// Finds `name` in `parent` for removal, checking permissions.
@@ -292,7 +302,8 @@ impl Filesystem {
         let v = self.inode_mut(ino)?;
         v.nlink = v.nlink.saturating_sub(1);
         v.ctime = Timespec::now();
-        self.reap(ino)
+        self.reap(ino)?;
+        self.changed()
     }
 
     /// Removes an empty directory.
@@ -313,7 +324,8 @@ impl Filesystem {
         let v = self.inode_mut(ino)?;
         v.nlink = 0;
         v.ctime = Timespec::now();
-        self.reap(ino)
+        self.reap(ino)?;
+        self.changed()
     }
 
     /// Is `dir` the same as, or below, `ancestor`?
@@ -497,6 +509,7 @@ impl Filesystem {
                 self.reap(d.ino)?;
             }
         }
+        self.changed()?;
         Ok(())
     }
 

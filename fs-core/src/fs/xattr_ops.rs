@@ -112,6 +112,7 @@ impl Filesystem {
         x.set(ns, suffix, value, mode)?;
         self.save_xattrs(ino, x)?;
         self.inode_mut(ino)?.ctime = Timespec::now();
+        self.changed()?;
         Ok(())
     }
 
@@ -140,6 +141,7 @@ impl Filesystem {
         x.remove(ns, suffix)?;
         self.save_xattrs(ino, x)?;
         self.inode_mut(ino)?.ctime = Timespec::now();
+        self.changed()?;
         Ok(())
     }
 }
