@@ -251,12 +251,15 @@ impl fuser::Filesystem for Adapter {
             | InitFlags::FUSE_EXPORT_SUPPORT;
         // The writeback cache makes the kernel send "now" as an explicit
         // mtime, which only a kernel-side permission check can tell apart.
-        // With journal=full every write must reach the daemon (and a
-        // commit) before write(2) returns: no kernel writeback cache.
+        // The kernel's writeback cache holds writes back from the daemon,
+        // so a rename or a commit can reach it before the data it depends
+        // on: only the writeback journal mode, which promises no ordering
+        // of data and metadata, may use it. (It also hides "set time to
+        // now" from pagelog's own permission checks.)
         if self.cfg.writeback_cache
             && self.cfg.default_permissions
             && !self.cfg.read_only
-            && self.cfg.journal != pagelog_core::fs::JournalMode::Full
+            && self.cfg.journal == pagelog_core::fs::JournalMode::Writeback
         {
             wanted |= InitFlags::FUSE_WRITEBACK_CACHE;
         }
