@@ -1,0 +1,420 @@
+//! pagelog-stress: a mixed, multi-threaded workload against a mounted
+//! directory that checks every read against what it wrote; optionally it
+//! crashes the daemon with SIGKILL at random moments, remounts, checks the
+//! image with pagelog-fsck and verifies that everything fsync'd survived.
+//!
+//!   pagelog-stress --dir MNT [--threads 4] [--seconds 10] [--seed N]
+//!   pagelog-stress --image IMG --dir MNT --crashes 5 [--journal ordered] ...
+//!
+//! Prints a summary (operations, bytes, crashes survived, errors) and exits
+//! non-zero on any error.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use rand::{Rng, SeedableRng};
+
+#[derive(Debug, Clone)]
+struct Opts {
+    dir: PathBuf,
+    image: Option<PathBuf>,
+    threads: usize,
+    seconds: f64,
+    crashes: u32,
+    journal: String,
+    seed: u64,
+}
+
+fn parse() -> Result<Opts, String> {
+    let mut o = Opts {
+        dir: PathBuf::new(),
+        image: None,
+        threads: 4,
+        seconds: 10.0,
+        crashes: 0,
+        journal: "ordered".into(),
+        seed: 1,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut val = || args.next().ok_or(format!("{a} needs a value"));
+        match a.as_str() {
+            "--dir" => o.dir = PathBuf::from(val()?),
+            "--image" => o.image = Some(PathBuf::from(val()?)),
+            "--threads" => o.threads = val()?.parse().map_err(|_| "--threads: a number")?,
+            "--seconds" => o.seconds = val()?.parse().map_err(|_| "--seconds: a number")?,
+            "--crashes" => o.crashes = val()?.parse().map_err(|_| "--crashes: a number")?,
+            "--journal" => o.journal = val()?,
+            "--seed" => o.seed = val()?.parse().map_err(|_| "--seed: a number")?,
+            "--help" | "-h" => {
+                return Err(
+                    "usage: pagelog-stress --dir MNT [--threads N] [--seconds S] [--seed N] \
+                            [--image IMG --crashes N --journal MODE]"
+                        .into(),
+                )
+            }
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    if o.dir.as_os_str().is_empty() {
+        return Err("--dir is required".into());
+    }
+    if o.crashes > 0 && o.image.is_none() {
+        return Err("--crashes needs --image".into());
+    }
+    if o.crashes > 0 && o.journal == "writeback" {
+        return Err(
+            "crash runs check journal=ordered or journal=full (writeback promises less)".into(),
+        );
+    }
+    Ok(o)
+}
+
+/// Counters shared by the workers.
+#[derive(Default)]
+struct Totals {
+    ops: AtomicU64,
+    bytes: AtomicU64,
+    errors: Mutex<Vec<String>>,
+}
+
+/// What one worker knows of its files: current contents, and every version
+/// since the last fsync (any of which a crash may leave).
+#[derive(Default, Clone)]
+struct Files {
+    now: BTreeMap<String, Vec<u8>>,
+    since_sync: BTreeMap<String, Vec<Option<Vec<u8>>>>,
+}
+
+impl Files {
+    fn changed(&mut self, name: &str, content: Option<Vec<u8>>) {
+        self.since_sync
+            .entry(name.to_string())
+            .or_default()
+            .push(content.clone());
+        match content {
+            Some(c) => self.now.insert(name.to_string(), c),
+            None => self.now.remove(name),
+        };
+    }
+
+    fn synced(&mut self, name: &str) {
+        let cur = self.now.get(name).cloned();
+        self.since_sync.insert(name.to_string(), vec![cur]);
+    }
+}
+
+fn worker(
+    dir: PathBuf,
+    seed: u64,
+    stop: Arc<AtomicBool>,
+    totals: Arc<Totals>,
+    files: Arc<Mutex<Files>>,
+) {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    fs::create_dir_all(&dir).ok();
+    let fail = |msg: String| {
+        totals
+            .errors
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(msg)
+    };
+    while !stop.load(Ordering::Relaxed) {
+        let name = format!("f{}", rng.random_range(0..8));
+        let path = dir.join(&name);
+        let mut f = files.lock().unwrap_or_else(|e| e.into_inner());
+        let current = f.now.get(&name).cloned();
+        let op = rng.random_range(0..100);
+        let result: std::io::Result<()> = (|| {
+            match op {
+                0..=29 => {
+                    let len = rng.random_range(1..200_000);
+                    let byte: u8 = rng.random();
+                    let data = vec![byte; len];
+                    // open(O_TRUNC) and write(2) are two steps: a commit
+                    // may fall between them.
+                    f.changed(&name, Some(Vec::new()));
+                    f.changed(&name, Some(data.clone()));
+                    fs::write(&path, &data)?;
+                    totals.bytes.fetch_add(len as u64, Ordering::Relaxed);
+                }
+                30..=44 => {
+                    let Some(mut data) = current.clone() else {
+                        return Ok(());
+                    };
+                    let off = rng.random_range(0..=data.len());
+                    let len = rng.random_range(1..50_000);
+                    let byte: u8 = rng.random();
+                    if data.len() < off + len {
+                        data.resize(off + len, 0);
+                    }
+                    data[off..off + len].fill(byte);
+                    f.changed(&name, Some(data));
+                    let mut h = OpenOptions::new().write(true).open(&path)?;
+                    h.seek(SeekFrom::Start(off as u64))?;
+                    h.write_all(&vec![byte; len])?;
+                    totals.bytes.fetch_add(len as u64, Ordering::Relaxed);
+                }
+                45..=54 => {
+                    let Some(mut data) = current.clone() else {
+                        return Ok(());
+                    };
+                    let size = rng.random_range(0..data.len() + 10_000);
+                    data.resize(size, 0);
+                    f.changed(&name, Some(data));
+                    OpenOptions::new()
+                        .write(true)
+                        .open(&path)?
+                        .set_len(size as u64)?;
+                }
+                55..=64 => {
+                    if current.is_some() {
+                        f.changed(&name, None);
+                        fs::remove_file(&path)?;
+                    }
+                }
+                65..=79 => {
+                    if let Some(want) = &current {
+                        let mut got = Vec::new();
+                        File::open(&path)?.read_to_end(&mut got)?;
+                        if &got != want {
+                            return Err(std::io::Error::other(format!(
+                                "{}: read back {} bytes differing from what was written",
+                                path.display(),
+                                got.len()
+                            )));
+                        }
+                    }
+                }
+                80..=89 => {
+                    if current.is_some() {
+                        File::open(&path)?.sync_all()?;
+                        f.synced(&name);
+                    }
+                }
+                _ => {
+                    // Replace by rename.
+                    let len = rng.random_range(1..100_000);
+                    let byte: u8 = rng.random();
+                    let data = vec![byte; len];
+                    let tmp = dir.join(format!("{name}.tmp"));
+                    fs::write(&tmp, &data)?;
+                    f.changed(&name, Some(data));
+                    fs::rename(&tmp, &path)?;
+                }
+            }
+            Ok(())
+        })();
+        drop(f);
+        match result {
+            Ok(()) => {
+                totals.ops.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) if stop.load(Ordering::Relaxed) => {
+                let _ = e; // the daemon is being killed
+            }
+            Err(e) => fail(format!("{}: {e}", path.display())),
+        }
+    }
+}
+
+/// Runs the workload for `seconds` (or until `stop` is set by the killer).
+fn run_load(
+    o: &Opts,
+    round: u64,
+    stop: Arc<AtomicBool>,
+    totals: &Arc<Totals>,
+    state: &[Arc<Mutex<Files>>],
+) {
+    let mut handles = Vec::new();
+    for (t, files) in state.iter().enumerate() {
+        let dir = o.dir.join(format!("t{t}"));
+        let (stop, totals, files) = (stop.clone(), totals.clone(), files.clone());
+        let seed = o.seed ^ (round << 16) ^ t as u64;
+        handles.push(thread::spawn(move || {
+            worker(dir, seed, stop, totals, files)
+        }));
+    }
+    let deadline = Instant::now() + Duration::from_secs_f64(o.seconds);
+    while Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
+        thread::sleep(Duration::from_millis(20));
+    }
+    stop.store(true, Ordering::Relaxed);
+    for h in handles {
+        let _ = h.join();
+    }
+}
+
+fn sibling(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_default();
+    exe.parent()
+        .map(|p| p.join(name))
+        .unwrap_or_else(|| PathBuf::from(name))
+}
+
+fn mount(o: &Opts, image: &Path) -> Result<Child, String> {
+    let child = Command::new(sibling("pagelog-mount"))
+        .arg(image)
+        .arg(&o.dir)
+        .arg("-f")
+        .arg("-o")
+        .arg(format!("journal={},commit=1", o.journal))
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start pagelog-mount: {e}"))?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let canon = o
+        .dir
+        .canonicalize()
+        .map_err(|e| e.to_string())?
+        .to_string_lossy()
+        .into_owned();
+    loop {
+        let info = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        if info
+            .lines()
+            .any(|l| l.split(' ').nth(4) == Some(canon.as_str()))
+        {
+            return Ok(child);
+        }
+        if Instant::now() > deadline {
+            return Err("the mount did not come up".into());
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// After a crash: every file is at a state reachable since its last fsync.
+fn verify(o: &Opts, state: &[Arc<Mutex<Files>>], totals: &Totals) {
+    for (t, files) in state.iter().enumerate() {
+        let mut f = files.lock().unwrap_or_else(|e| e.into_inner());
+        let names: Vec<String> = f.since_sync.keys().cloned().collect();
+        for name in names {
+            let path = o.dir.join(format!("t{t}")).join(&name);
+            let got = fs::read(&path).ok();
+            let allowed = f.since_sync.get(&name).cloned().unwrap_or_default();
+            if !allowed.contains(&got) {
+                totals
+                    .errors
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(format!(
+                        "{}: after the crash holds {:?} bytes, no state since its last fsync",
+                        path.display(),
+                        got.as_ref().map(Vec::len)
+                    ));
+            }
+            // Whatever survived is the new baseline.
+            f.now.remove(&name);
+            if let Some(c) = got.clone() {
+                f.now.insert(name.clone(), c);
+            }
+            f.since_sync.insert(name, vec![got]);
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let o = match parse() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("pagelog-stress: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let totals = Arc::new(Totals::default());
+    let state: Vec<Arc<Mutex<Files>>> = (0..o.threads)
+        .map(|_| Arc::new(Mutex::new(Files::default())))
+        .collect();
+    let started = Instant::now();
+    let mut crashes = 0;
+    if let Some(image) = o.image.clone() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(o.seed);
+        for round in 0..=u64::from(o.crashes) {
+            let mut child = match mount(&o, &image) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("pagelog-stress: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            if round > 0 {
+                verify(&o, &state, &totals);
+            }
+            if round == u64::from(o.crashes) {
+                let _ = Command::new("umount").arg(&o.dir).status();
+                let _ = child.wait();
+                break;
+            }
+            let stop = Arc::new(AtomicBool::new(false));
+            let killer = {
+                let (stop, pid) = (stop.clone(), child.id());
+                let after = Duration::from_secs_f64(rng.random_range(0.2..o.seconds.max(0.3)));
+                thread::spawn(move || {
+                    thread::sleep(after);
+                    // Errors from here on are the crash's, not the filesystem's.
+                    stop.store(true, Ordering::Relaxed);
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid as i32),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                })
+            };
+            run_load(&o, round, stop, &totals, &state);
+            let _ = killer.join();
+            let _ = child.wait();
+            let _ = Command::new("umount").arg("-l").arg(&o.dir).status();
+            let fsck = Command::new(sibling("pagelog-fsck"))
+                .arg("-q")
+                .arg(&image)
+                .output();
+            match fsck {
+                Ok(out) if out.status.success() => crashes += 1,
+                Ok(out) => totals
+                    .errors
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(format!(
+                        "pagelog-fsck after crash {round}: {}",
+                        String::from_utf8_lossy(&out.stdout)
+                    )),
+                Err(e) => totals
+                    .errors
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(format!("pagelog-fsck: {e}")),
+            }
+        }
+    } else {
+        run_load(&o, 0, Arc::new(AtomicBool::new(false)), &totals, &state);
+    }
+    let errors = totals
+        .errors
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    println!(
+        "pagelog-stress: {} operations, {} MiB written, {} crashes survived, {} errors, {:.1} s",
+        totals.ops.load(Ordering::Relaxed),
+        totals.bytes.load(Ordering::Relaxed) >> 20,
+        crashes,
+        errors.len(),
+        started.elapsed().as_secs_f64()
+    );
+    for e in errors.iter().take(20) {
+        println!("error: {e}");
+    }
+    if errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
