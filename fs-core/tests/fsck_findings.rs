@@ -305,3 +305,32 @@ fn crash_leaves_info_only() {
     let r = run(&img.dev, Level::Full);
     assert!(r.findings.is_empty(), "{:?}", r.findings);
 }
+
+#[test]
+fn damaged_record_summary_is_found() {
+    let img = image();
+    let mut fs = mount(&img.dev);
+    let ptr = fs.tamper().get_pointer(img.file, 0).expect("pointer");
+    fs.unmount().expect("unmount");
+    // The summary of the record holding the file's first page: the nearest
+    // summary page before it.
+    let mut addr = ptr.addr.0;
+    let summary = loop {
+        let mut page = vec![0u8; 4096];
+        img.dev.read(PageAddr(addr), &mut page).expect("read");
+        if &page[0..8] == b"PGLOG-LR" {
+            break PageAddr(addr);
+        }
+        addr -= 1;
+    };
+    flip(&img.dev, summary, 70);
+    let r = run(&img.dev, Level::Full);
+    assert_finds(&r, Kind::SummaryWrong);
+    assert!(
+        r.findings
+            .iter()
+            .all(|f| f.kind == Kind::SummaryWrong || f.severity < Severity::Error),
+        "{:?}",
+        r.findings
+    );
+}

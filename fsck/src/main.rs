@@ -126,6 +126,7 @@ fn run(args: &Args) -> Result<(Report, Level), String> {
                 Phase::Nodes => "metadata pages",
                 Phase::Tree => "directory tree",
                 Phase::Space => "space",
+                Phase::Summaries => "record summaries",
                 Phase::Data => "data pages",
             };
             b.set_message(name);

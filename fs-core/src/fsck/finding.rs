@@ -65,6 +65,9 @@ pub enum Kind {
     SegmentUsageWrong,
     /// A checkpoint counter differs from what the tables hold.
     CounterWrong,
+    /// A page the tables refer to is missing from, or described wrongly
+    /// by, the summary of its log record.
+    SummaryWrong,
     /// A data page fails its checksum (with --verify-data).
     DataDamaged,
 }

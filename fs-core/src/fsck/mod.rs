@@ -8,6 +8,7 @@ pub mod finding;
 mod scan;
 mod scrub;
 mod space;
+mod summaries;
 mod tree;
 
 use std::sync::Arc;
@@ -45,6 +46,8 @@ pub enum Phase {
     Tree,
     /// Space accounting.
     Space,
+    /// Record summaries against the tables.
+    Summaries,
     /// Data pages (done, total).
     Data,
 }
@@ -191,6 +194,8 @@ pub fn check(
         rec.checkpoint_addr,
         &mut report.findings,
     );
+    progress(Phase::Summaries, 0, 1);
+    report.stats.bytes_read += summaries::check(dev, &geo, &scan, &tree, &mut report.findings);
     if tree.orphans > 0 {
         let msg = format!(
             "{} unlinked inodes wait in the graveyard; the next read-write mount frees them",
