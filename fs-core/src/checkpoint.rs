@@ -59,11 +59,11 @@ pub struct Checkpoint {
     pub nat_root: TableRoot,
     /// Segment usage table.
     pub sut_root: TableRoot,
-    /// Checkpoint list (reserved for snapshots; empty in version 1).
+    /// Checkpoint list (reserved for snapshots; empty in version 2).
     pub checkpoint_list_root: TableRoot,
-    /// Snapshot and clone roots (reserved; empty in version 1).
+    /// Snapshot and clone roots (reserved; empty in version 2).
     pub snapshot_root: TableRoot,
-    /// Quota tables (reserved; empty in version 1).
+    /// Quota tables (reserved; empty in version 2).
     pub quota_root: TableRoot,
     /// Head of the free node id list.
     pub nat_free_head: Nid,

@@ -26,6 +26,12 @@ impl<'a> Reader<'a> {
         Error::corrupt(self.what, self.addr, detail)
     }
 
+    /// A reader over the `len` bytes at `off`, holding `what` (a record
+    /// packed inside a page, read with offsets relative to its start).
+    pub fn sub(&self, off: usize, len: usize, what: &'static str) -> Result<Reader<'a>> {
+        Ok(Reader::new(self.bytes(off, len)?, what, self.addr))
+    }
+
     /// `len` bytes at `off`.
     pub fn bytes(&self, off: usize, len: usize) -> Result<&'a [u8]> {
         off.checked_add(len)
@@ -86,6 +92,17 @@ impl<'a> Writer<'a> {
     /// Writes into `buf`.
     pub fn new(buf: &'a mut [u8]) -> Self {
         Writer { buf }
+    }
+
+    /// A writer over the `len` bytes at `off` (a record packed inside a
+    /// page, written with offsets relative to its start).
+    pub fn sub(&mut self, off: usize, len: usize) -> Writer<'_> {
+        let end = (off + len).min(self.buf.len());
+        debug_assert!(
+            off + len <= self.buf.len(),
+            "sub-writer out of bounds at {off}+{len}"
+        );
+        Writer::new(&mut self.buf[off.min(end)..end])
     }
 
     /// Copies `src` to `off`.

@@ -3,7 +3,7 @@
 
 use crate::codec::{Reader, Writer};
 use crate::error::Result;
-use crate::ids::Nid;
+use crate::ids::{Ino, Nid};
 use crate::layout::{NAME_MAX, PAGE_SIZE};
 use crate::node::HEADER_SIZE;
 
@@ -26,7 +26,7 @@ pub struct DirEntry {
     /// Hash key: stable position for readdir offsets.
     pub key: u64,
     /// The inode named.
-    pub ino: Nid,
+    pub ino: Ino,
     /// File type, as Linux `DT_*`.
     pub dtype: u8,
     /// The name (bytes, no `/` or NUL).
@@ -74,7 +74,7 @@ impl DirLeaf {
         let mut pos = ENTRIES;
         for i in 0..count {
             let key = r.u64(pos)?;
-            let ino = Nid(r.u64(pos + 8)?);
+            let ino = Ino(r.u64(pos + 8)?);
             let dtype = r.u8(pos + 16)?;
             let len = usize::from(r.u8(pos + 17)?);
             let name = r.bytes(pos + 18, len)?.to_vec();
@@ -158,13 +158,13 @@ mod tests {
             entries: vec![
                 DirEntry {
                     key: 0x100,
-                    ino: Nid(5),
+                    ino: Ino(5),
                     dtype: 8,
                     name: b"a".to_vec(),
                 },
                 DirEntry {
                     key: 0x200,
-                    ino: Nid(6),
+                    ino: Ino(6),
                     dtype: 4,
                     name: vec![0xff; 255],
                 },
@@ -176,7 +176,7 @@ mod tests {
     fn leaf_round_trip_and_golden() {
         let node = Node {
             nid: Nid(3),
-            ino: Nid(1),
+            ino: Ino(1),
             level: 0,
             body: NodeBody::DirLeaf(Box::new(leaf())),
         };
@@ -200,7 +200,7 @@ mod tests {
         l.entries[0].name = b"a/b".to_vec();
         let page = Node {
             nid: Nid(3),
-            ino: Nid(1),
+            ino: Ino(1),
             level: 0,
             body: NodeBody::DirLeaf(Box::new(l)),
         }
@@ -210,7 +210,7 @@ mod tests {
         l.entries.swap(0, 1);
         let page = Node {
             nid: Nid(3),
-            ino: Nid(1),
+            ino: Ino(1),
             level: 0,
             body: NodeBody::DirLeaf(Box::new(l)),
         }
@@ -218,7 +218,7 @@ mod tests {
         assert!(Node::decode(&page[..], PageAddr(1), Nid(3)).is_err());
         let mut page = Node {
             nid: Nid(3),
-            ino: Nid(1),
+            ino: Ino(1),
             level: 0,
             body: NodeBody::DirLeaf(Box::new(leaf())),
         }
@@ -238,7 +238,7 @@ mod tests {
         assert_eq!(int.child_for(u64::MAX), 2);
         let node = Node {
             nid: Nid(3),
-            ino: Nid(1),
+            ino: Ino(1),
             level: 1,
             body: NodeBody::DirInternal(Box::new(int)),
         };

@@ -1,13 +1,13 @@
 //! The file map: logical page index -> block pointer, through the inode's
 //! own pointers, then direct, indirect, double and triple indirect nodes.
 //!
-//! | pages from | held by                           |
-//! |------------|-----------------------------------|
-//! | 0          | 239 pointers in the inode          |
-//! | 239        | direct node (map slot 0)          |
-//! | 493        | direct node (map slot 1)          |
-//! | 747        | indirect node (slot 2), 508x254    |
-//! | ...        | indirect (slot 3), double (4), triple (5) |
+//! | pages from | held by                                |
+//! |------------|----------------------------------------|
+//! | 0          | 5 pointers in the inode                |
+//! | 5          | direct node (map slot 0), 254 pages    |
+//! | 259        | indirect node (slot 1), 508 x 254      |
+//! | 129,291    | double indirect (slot 2), 508² x 254   |
+//! | ...        | triple indirect (slot 3): about 124 TiB in all |
 //!
 //! Missing nodes are holes; nodes that become empty are freed.
 
@@ -25,15 +25,15 @@ const D: u64 = PTRS_PER_DIRECT as u64;
 const I: u64 = NIDS_PER_INDIRECT as u64;
 
 /// Pages covered by a node at `level` (0 = direct).
-fn span(level: u8) -> u64 {
+pub fn span(level: u8) -> u64 {
     D.saturating_mul(I.saturating_pow(u32::from(level)))
 }
 
-/// Map slots: (level of the node in the slot, pages it covers).
-const SLOT_LEVELS: [u8; 6] = [0, 0, 1, 1, 2, 3];
+/// The level of the node in each map slot of the inode.
+pub const SLOT_LEVELS: [u8; crate::inode::MAP_NIDS] = [0, 1, 2, 3];
 
 /// First page index of map slot `slot`.
-fn slot_base(slot: usize) -> u64 {
+pub fn slot_base(slot: usize) -> u64 {
     let mut base = INLINE_PTRS as u64;
     for &lvl in SLOT_LEVELS.iter().take(slot) {
         base += span(lvl);
@@ -500,13 +500,14 @@ mod tests {
 
     #[test]
     fn layout_reaches_past_one_tebibyte() {
-        assert_eq!(slot_base(0), 239);
-        assert_eq!(slot_base(1), 239 + 254);
-        assert_eq!(slot_base(2), 239 + 508);
+        assert_eq!(slot_base(0), 5);
+        assert_eq!(slot_base(1), 5 + 254);
+        assert_eq!(slot_base(2), 5 + 254 + 508 * 254);
         assert!(max_pages() * 4096 > (1u64 << 40) * 100, "at least 100 TiB");
         assert!(locate(max_pages()).is_err());
-        assert_eq!(locate(238).expect("loc"), None);
-        assert_eq!(locate(239).expect("loc"), Some((0, 0)));
-        assert_eq!(locate(239 + 508).expect("loc"), Some((2, 0)));
+        assert_eq!(locate(4).expect("loc"), None);
+        assert_eq!(locate(5).expect("loc"), Some((0, 0)));
+        assert_eq!(locate(5 + 254).expect("loc"), Some((1, 0)));
+        assert_eq!(locate(5 + 254 + 508 * 254).expect("loc"), Some((2, 0)));
     }
 }

@@ -6,8 +6,9 @@ use std::sync::Arc;
 use crate::checkpoint::Checkpoint;
 use crate::device::BlockDevice;
 use crate::error::{Error, Result};
-use crate::ids::{CheckpointNo, Nid, PageAddr, SegmentNo, TransformId};
+use crate::ids::{CheckpointNo, Ino, Nid, PageAddr, SegmentNo, TransformId};
 use crate::inode::{Inode, Timespec, S_IFDIR};
+use crate::inode_pack::InodePack;
 use crate::layout::{zero_page, Geometry, PAGE_SIZE};
 use crate::meta_table::TableRoot;
 use crate::node::NodeBody;
@@ -87,7 +88,7 @@ pub fn geometry(device_pages: u64, pages_per_segment: u32) -> Result<Geometry> {
     })
 }
 
-fn directory(mode: u32, uid: u32, gid: u32, parent: Nid, now: Timespec) -> Inode {
+fn directory(mode: u32, uid: u32, gid: u32, parent: Ino, now: Timespec) -> Inode {
     Inode {
         mode: S_IFDIR | mode,
         uid,
@@ -164,22 +165,20 @@ pub fn format(dev: Arc<dyn BlockDevice>, opts: &FormatOptions) -> Result<Superbl
     let mut store = Store::open(dev.clone(), rec, false);
     store.sut.set_active(SegmentNo(0), true);
     store.sut.set_active(SegmentNo(1), true);
-    let root = directory(
+    let mut pack = InodePack::default();
+    pack.slots[Ino::ROOT.slot()] = Some(directory(
         opts.root_mode & 0o7777,
         opts.root_uid,
         opts.root_gid,
-        Nid::ROOT,
+        Ino::ROOT,
         now,
-    );
-    store
-        .cache
-        .insert_at(Nid::ROOT, Nid::ROOT, 0, NodeBody::Inode(Box::new(root)));
-    let graveyard = directory(0o700, 0, 0, Nid::GRAVEYARD, now);
+    ));
+    pack.slots[Ino::GRAVEYARD.slot()] = Some(directory(0o700, 0, 0, Ino::GRAVEYARD, now));
     store.cache.insert_at(
-        Nid::GRAVEYARD,
-        Nid::GRAVEYARD,
+        Nid::FIRST_PACK,
+        Ino::NONE,
         0,
-        NodeBody::Inode(Box::new(graveyard)),
+        NodeBody::InodePack(Box::new(pack)),
     );
     store.inode_count = 2;
     store.commit(true)?;

@@ -28,8 +28,12 @@ id_type!(
 );
 id_type!(
     /// A node: a metadata page found through the node address table.
-    /// An inode number is the node id of the inode's node.
     Nid(u64)
+);
+id_type!(
+    /// An inode number. Inodes live sixteen to a page in inode pack nodes;
+    /// the number names the pack and the slot (see [`Ino::pack`]).
+    Ino(u64)
 );
 id_type!(
     /// A checkpoint: a consistent root of the whole filesystem.
@@ -39,9 +43,6 @@ id_type!(
     /// A transform chain (compression, encryption, ...); 0 is "stored raw".
     TransformId(u16)
 );
-
-/// Inode numbers are the node ids of inode nodes.
-pub type Ino = Nid;
 
 impl PageAddr {
     /// The "no page" address (page 0 holds a superblock, never data).
@@ -61,16 +62,63 @@ impl PageAddr {
 impl Nid {
     /// "No node".
     pub const NONE: Nid = Nid(0);
-    /// The root directory (FUSE requires inode 1 for the root).
-    pub const ROOT: Nid = Nid(1);
-    /// The graveyard: a hidden directory holding unlinked inodes that are
-    /// still open, so that a crash cannot leak their space.
-    pub const GRAVEYARD: Nid = Nid(2);
-    /// First node id handed out to ordinary nodes.
-    pub const FIRST_FREE: Nid = Nid(3);
+    /// The inode pack made by mkfs, holding the root and the graveyard.
+    pub const FIRST_PACK: Nid = Nid(1);
+    /// First node id handed out at run time.
+    pub const FIRST_FREE: Nid = Nid(2);
 
     /// True when this is the "no node" id.
     pub fn is_none(self) -> bool {
         self.0 == 0
+    }
+}
+
+/// Inode slots in one inode pack.
+pub const PACK_SLOTS: u64 = 16;
+
+impl Ino {
+    /// "No inode".
+    pub const NONE: Ino = Ino(0);
+    /// The root directory (FUSE requires inode 1 for the root).
+    pub const ROOT: Ino = Ino(1);
+    /// The graveyard: a hidden directory holding unlinked inodes that are
+    /// still open, so that a crash cannot leak their space.
+    pub const GRAVEYARD: Ino = Ino(2);
+
+    /// The inode in `slot` of pack `pack`: numbers start at 1 (the first
+    /// slot of the first pack), so the root is inode 1 as FUSE requires.
+    pub fn new(pack: Nid, slot: usize) -> Ino {
+        Ino((pack.0 - 1) * PACK_SLOTS + slot as u64 + 1)
+    }
+
+    /// The pack node holding this inode.
+    pub fn pack(self) -> Nid {
+        Nid(self.0.saturating_sub(1) / PACK_SLOTS + 1)
+    }
+
+    /// The slot inside the pack.
+    pub fn slot(self) -> usize {
+        (self.0.saturating_sub(1) % PACK_SLOTS) as usize
+    }
+
+    /// True when this is the "no inode" number.
+    pub fn is_none(self) -> bool {
+        self.0 == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inode_numbers_name_pack_and_slot() {
+        assert_eq!(Ino::new(Nid::FIRST_PACK, 0), Ino::ROOT);
+        assert_eq!(Ino::new(Nid::FIRST_PACK, 1), Ino::GRAVEYARD);
+        for (pack, slot) in [(1, 15), (2, 0), (7, 9), (u64::MAX / 32, 3)] {
+            let ino = Ino::new(Nid(pack), slot);
+            assert_eq!((ino.pack(), ino.slot()), (Nid(pack), slot));
+        }
+        assert_eq!(Ino::new(Nid(2), 0).0, 17);
     }
 }

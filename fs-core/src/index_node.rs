@@ -118,7 +118,7 @@ impl IndirectNode {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::{CheckpointNo, PageAddr};
+    use crate::ids::{CheckpointNo, Ino, PageAddr};
     use crate::node::{Node, NodeBody};
 
     #[test]
@@ -134,7 +134,7 @@ mod tests {
         d.set(0, BlockPtr::UNWRITTEN);
         let node = Node {
             nid: Nid(8),
-            ino: Nid(4),
+            ino: Ino(4),
             level: 0,
             body: NodeBody::Direct(Box::new(d.clone())),
         };
@@ -155,7 +155,7 @@ mod tests {
         ind.set(507, Nid(77));
         let node = Node {
             nid: Nid(8),
-            ino: Nid(4),
+            ino: Ino(4),
             level: 1,
             body: NodeBody::Indirect(Box::new(ind)),
         };

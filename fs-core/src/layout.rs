@@ -15,8 +15,10 @@ pub fn zero_page() -> Box<Page> {
     Box::new([0u8; PAGE_SIZE])
 }
 
-/// Format version written by this build.
-pub const FORMAT_VERSION: u32 = 1;
+/// Format version written by this build. Version 2 packs sixteen inodes
+/// into a node page; version 1 (one inode per page) was never released and
+/// is refused.
+pub const FORMAT_VERSION: u32 = 2;
 
 /// Longest file name, in bytes (as Linux's NAME_MAX).
 pub const NAME_MAX: usize = 255;

@@ -21,6 +21,7 @@ pub mod fsck;
 pub mod ids;
 pub mod index_node;
 pub mod inode;
+pub mod inode_pack;
 pub mod layout;
 pub mod meta_table;
 pub mod node;

@@ -7,7 +7,7 @@ use crate::dir_node::{DirInternal, DirLeaf};
 use crate::error::Result;
 use crate::ids::{CheckpointNo, Ino, Nid, PageAddr};
 use crate::index_node::{DirectNode, IndirectNode};
-use crate::inode::Inode;
+use crate::inode_pack::InodePack;
 use crate::layout::{zero_page, Page};
 use crate::xattr::XattrNode;
 
@@ -28,7 +28,7 @@ pub mod off {
 
 /// Kind codes stored at offset 4.
 pub mod kind {
-    pub const INODE: u8 = 1;
+    pub const INODE_PACK: u8 = 1;
     pub const DIRECT: u8 = 2;
     pub const INDIRECT: u8 = 3;
     pub const DIR_LEAF: u8 = 4;
@@ -39,8 +39,8 @@ pub mod kind {
 /// A decoded node body.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum NodeBody {
-    /// An inode.
-    Inode(Box<Inode>),
+    /// Sixteen inode slots.
+    InodePack(Box<InodePack>),
     /// A page of file block pointers.
     Direct(Box<DirectNode>),
     /// A page of node ids of the next level down of a file map.
@@ -58,7 +58,7 @@ pub enum NodeBody {
 pub struct Node {
     /// Its id.
     pub nid: Nid,
-    /// The inode it belongs to (its own id for an inode).
+    /// The inode it belongs to (none for an inode pack).
     pub ino: Ino,
     /// Level inside its tree (indirect depth, directory index height).
     pub level: u8,
@@ -69,7 +69,7 @@ pub struct Node {
 impl Node {
     fn kind_code(&self) -> u8 {
         match self.body {
-            NodeBody::Inode(_) => kind::INODE,
+            NodeBody::InodePack(_) => kind::INODE_PACK,
             NodeBody::Direct(_) => kind::DIRECT,
             NodeBody::Indirect(_) => kind::INDIRECT,
             NodeBody::DirLeaf(_) => kind::DIR_LEAF,
@@ -89,7 +89,7 @@ impl Node {
         w.u64(off::INO, self.ino.0);
         w.u64(off::CHECKPOINT_NO, cp.0);
         match &self.body {
-            NodeBody::Inode(b) => b.encode(&mut w),
+            NodeBody::InodePack(b) => b.encode(&mut w),
             NodeBody::Direct(b) => b.encode(&mut w),
             NodeBody::Indirect(b) => b.encode(&mut w),
             NodeBody::DirLeaf(b) => b.encode(&mut w),
@@ -109,15 +109,15 @@ impl Node {
         r.check(stored_nid == nid, || {
             format!("expected node {nid}, found node {stored_nid}")
         })?;
-        let ino = Nid(r.u64(off::INO)?);
+        let ino = Ino(r.u64(off::INO)?);
         let level = r.u8(off::LEVEL)?;
         let code = r.u8(off::KIND)?;
         let body = match code {
-            kind::INODE => {
-                r.check(ino == nid, || {
-                    format!("inode node {nid} claims inode {ino}")
+            kind::INODE_PACK => {
+                r.check(ino.is_none(), || {
+                    format!("inode pack {nid} claims inode {ino}")
                 })?;
-                NodeBody::Inode(Box::new(Inode::decode(&r)?))
+                NodeBody::InodePack(Box::new(InodePack::decode(&r)?))
             }
             kind::DIRECT => NodeBody::Direct(Box::new(DirectNode::decode(&r)?)),
             kind::INDIRECT => NodeBody::Indirect(Box::new(IndirectNode::decode(&r)?)),
@@ -143,7 +143,7 @@ mod tests {
     fn header_golden_and_misdirected_read() {
         let node = Node {
             nid: Nid(42),
-            ino: Nid(7),
+            ino: Ino(7),
             level: 2,
             body: NodeBody::Indirect(Box::default()),
         };

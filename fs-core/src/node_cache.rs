@@ -1,13 +1,14 @@
 //! The node cache: decoded nodes, read through the node address table on
 //! demand, kept dirty in memory until the next checkpoint writes them.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use crate::codec::crc32;
 use crate::device::BlockDevice;
 use crate::error::{Error, Result};
 use crate::ids::{CheckpointNo, Ino, Nid, PageAddr};
 use crate::inode::Inode;
+use crate::inode_pack::InodePack;
 use crate::layout::zero_page;
 use crate::node::{Node, NodeBody};
 use crate::node_table::{NatEntry, NodeTable};
@@ -31,6 +32,18 @@ pub struct NodeCache {
     max_clean: usize,
     dirty: usize,
     clock: u64,
+    /// Packs known to have a free slot (learnt during this mount).
+    partial: BTreeSet<Nid>,
+    /// The pack new inodes went into last.
+    current: Nid,
+}
+
+fn unallocated(ino: Ino) -> Error {
+    Error::corrupt(
+        format!("inode {ino}"),
+        PageAddr::NONE,
+        "referenced but not allocated",
+    )
 }
 
 fn wrong_kind(nid: Nid, want: &str) -> Error {
@@ -50,6 +63,8 @@ impl NodeCache {
             max_clean,
             dirty: 0,
             clock: 0,
+            partial: BTreeSet::new(),
+            current: Nid::NONE,
         }
     }
 
@@ -72,6 +87,11 @@ impl NodeCache {
             )
         })?;
         let node = read_node(dev, nid, e)?;
+        // Free slots in packs written by earlier mounts are found as their
+        // packs are read (a parent's pack always is, before a create).
+        if matches!(&node.body, NodeBody::InodePack(p) if p.free_slot().is_some()) {
+            self.partial.insert(nid);
+        }
         self.evict();
         self.nodes.insert(
             nid,
@@ -129,24 +149,124 @@ impl NodeCache {
         Ok(&mut c.node)
     }
 
+    /// The pack holding inode `ino`.
+    fn pack(&mut self, dev: &dyn BlockDevice, ino: Ino) -> Result<&InodePack> {
+        match &self.get(dev, ino.pack())?.body {
+            NodeBody::InodePack(p) => Ok(p),
+            _ => Err(wrong_kind(ino.pack(), "an inode pack")),
+        }
+    }
+
+    /// The pack holding inode `ino`, marked dirty.
+    fn pack_mut(&mut self, dev: &dyn BlockDevice, ino: Ino) -> Result<&mut InodePack> {
+        match &mut self.get_mut(dev, ino.pack())?.body {
+            NodeBody::InodePack(p) => Ok(p),
+            _ => Err(wrong_kind(ino.pack(), "an inode pack")),
+        }
+    }
+
     /// The inode `ino`.
     pub fn inode(&mut self, dev: &dyn BlockDevice, ino: Ino) -> Result<&Inode> {
-        match &self.get(dev, ino)?.body {
-            NodeBody::Inode(i) => Ok(i),
-            _ => Err(wrong_kind(ino, "an inode")),
-        }
+        self.pack(dev, ino)?
+            .get(ino)
+            .ok_or_else(|| unallocated(ino))
     }
 
     /// The inode `ino`, marked dirty.
     pub fn inode_mut(&mut self, dev: &dyn BlockDevice, ino: Ino) -> Result<&mut Inode> {
-        match &mut self.get_mut(dev, ino)?.body {
-            NodeBody::Inode(i) => Ok(i),
-            _ => Err(wrong_kind(ino, "an inode")),
+        self.pack_mut(dev, ino)?
+            .get_mut(ino)
+            .ok_or_else(|| unallocated(ino))
+    }
+
+    /// Is `ino` an allocated inode? (False for numbers never handed out or
+    /// freed, for example a stale handle.)
+    pub fn inode_exists(&mut self, dev: &dyn BlockDevice, ino: Ino) -> Result<bool> {
+        if ino.is_none() || !self.contains(dev, ino.pack())? {
+            return Ok(false);
+        }
+        Ok(matches!(&self.get(dev, ino.pack())?.body,
+            NodeBody::InodePack(p) if p.get(ino).is_some()))
+    }
+
+    /// Stores a new inode and returns its number. It goes into the pack of
+    /// `near` (its parent directory) when that has room, so that a
+    /// directory's files share pages; else into the pack used last, or a
+    /// pack with a slot freed during this mount, or a new pack.
+    pub fn create_inode(&mut self, dev: &dyn BlockDevice, near: Ino, inode: Inode) -> Result<Ino> {
+        let mut candidates = Vec::with_capacity(3);
+        if !near.is_none() {
+            candidates.push(near.pack());
+        }
+        candidates.push(self.current);
+        candidates.extend(self.partial.first().copied());
+        let mut chosen = None;
+        for pack in candidates.into_iter().filter(|p| !p.is_none()) {
+            let slot = match &self.get(dev, pack)?.body {
+                NodeBody::InodePack(p) => p.free_slot(),
+                _ => return Err(wrong_kind(pack, "an inode pack")),
+            };
+            match slot {
+                Some(slot) => {
+                    chosen = Some((pack, slot));
+                    break;
+                }
+                None => {
+                    self.partial.remove(&pack);
+                }
+            }
+        }
+        let (pack, slot) = match chosen {
+            Some(c) => c,
+            None => {
+                let nid = self.nat.alloc(dev)?;
+                self.insert_at(nid, Ino::NONE, 0, NodeBody::InodePack(Box::default()));
+                (nid, 0)
+            }
+        };
+        let ino = Ino::new(pack, slot);
+        let p = self.pack_mut(dev, ino)?;
+        p.slots[slot] = Some(inode);
+        let full = p.free_slot().is_none();
+        if full {
+            self.partial.remove(&pack);
+        } else {
+            self.partial.insert(pack);
+        }
+        self.current = pack;
+        Ok(ino)
+    }
+
+    /// Frees inode `ino`'s slot; a pack left empty is deleted.
+    pub fn remove_inode(
+        &mut self,
+        dev: &dyn BlockDevice,
+        sut: &mut SegmentUsage,
+        building: CheckpointNo,
+        ino: Ino,
+    ) -> Result<()> {
+        let p = self.pack_mut(dev, ino)?;
+        let slot = p
+            .slots
+            .get_mut(ino.slot())
+            .ok_or_else(|| unallocated(ino))?;
+        if slot.take().is_none() {
+            return Err(unallocated(ino));
+        }
+        let pack = ino.pack();
+        if p.used() == 0 {
+            self.partial.remove(&pack);
+            if self.current == pack {
+                self.current = Nid::NONE;
+            }
+            self.remove(dev, sut, building, pack)
+        } else {
+            self.partial.insert(pack);
+            Ok(())
         }
     }
 
-    /// Adds a new node (dirty) and returns its id. For an inode, `ino` is
-    /// ignored: an inode belongs to itself.
+    /// Adds a new node (dirty) belonging to inode `ino` and returns its id.
     pub fn create(
         &mut self,
         dev: &dyn BlockDevice,
@@ -159,13 +279,8 @@ impl NodeCache {
         Ok(nid)
     }
 
-    /// Adds a node with a chosen id (mkfs: the root directory).
+    /// Adds a node with a chosen id (mkfs: the first inode pack).
     pub fn insert_at(&mut self, nid: Nid, ino: Ino, level: u8, body: NodeBody) {
-        let ino = if matches!(body, NodeBody::Inode(_)) {
-            nid
-        } else {
-            ino
-        };
         self.clock += 1;
         let old = self.nodes.insert(
             nid,

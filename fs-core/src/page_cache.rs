@@ -123,26 +123,25 @@ impl DirtyPages {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::Nid;
     use crate::layout::zero_page;
 
     #[test]
     fn counts_and_ranges() {
         let mut d = DirtyPages::default();
-        d.insert(Nid(5), 3, zero_page(), true);
-        d.insert(Nid(5), 1, zero_page(), false);
-        d.insert(Nid(5), 1, zero_page(), false);
-        d.insert(Nid(4), 9, zero_page(), true);
+        d.insert(Ino(5), 3, zero_page(), true);
+        d.insert(Ino(5), 1, zero_page(), false);
+        d.insert(Ino(5), 1, zero_page(), false);
+        d.insert(Ino(4), 9, zero_page(), true);
         assert_eq!(d.count(), 3);
-        assert_eq!((d.fresh(Nid(5)), d.fresh(Nid(4))), (1, 1));
-        assert_eq!(d.next_dirty(Nid(5), 2), Some(3));
-        assert_eq!(d.remove_range(Nid(5), 2, 10), vec![3]);
-        assert_eq!((d.count(), d.fresh(Nid(5))), (2, 0));
+        assert_eq!((d.fresh(Ino(5)), d.fresh(Ino(4))), (1, 1));
+        assert_eq!(d.next_dirty(Ino(5), 2), Some(3));
+        assert_eq!(d.remove_range(Ino(5), 2, 10), vec![3]);
+        assert_eq!((d.count(), d.fresh(Ino(5))), (2, 0));
         let all = d.take_all();
         assert_eq!(
             all.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
-            vec![Nid(4), Nid(5)]
+            vec![Ino(4), Ino(5)]
         );
-        assert_eq!((d.count(), d.fresh(Nid(4))), (0, 0));
+        assert_eq!((d.count(), d.fresh(Ino(4))), (0, 0));
     }
 }

@@ -86,7 +86,7 @@ impl PageKind {
 pub struct Entry {
     /// What the page is.
     pub kind: PageKind,
-    /// Entry flags (none defined in version 1).
+    /// Entry flags (none defined in version 2).
     pub flags: u8,
     /// Transform chain that produced the stored bytes.
     pub transform: TransformId,
@@ -126,7 +126,7 @@ pub struct Summary {
     pub next_segment: SegmentNo,
     /// When the record was written (ns since the epoch).
     pub time_ns: i64,
-    /// Pages of AEAD tags after the summary (0 in version 1).
+    /// Pages of AEAD tags after the summary (0 in version 2).
     pub tag_pages: u16,
     /// Record flags.
     pub flags: u16,
@@ -187,7 +187,7 @@ impl Summary {
         }
         let summary_pages = r.u16(off::SUMMARY_PAGES)?;
         r.check(summary_pages == 1, || {
-            format!("{summary_pages} summary pages (version 1 has 1)")
+            format!("{summary_pages} summary pages (version 2 has 1)")
         })?;
         let count = usize::from(r.u16(off::ENTRY_COUNT)?);
         r.check(count <= MAX_ENTRIES, || {

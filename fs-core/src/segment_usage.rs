@@ -16,7 +16,7 @@ use crate::meta_table::{MetaTable, RawEntry, TableId, TableRoot, ENTRY_SIZE};
 pub struct Usage {
     /// Pages in the segment referenced by the current root.
     pub live: u32,
-    /// Flags (none defined in version 1).
+    /// Flags (none defined in version 2).
     pub flags: u32,
     /// Newest write into the segment, seconds since the epoch.
     pub mtime: i64,

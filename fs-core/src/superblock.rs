@@ -42,7 +42,7 @@ pub mod off {
 /// Feature bits. An unknown `incompat` bit refuses the mount; an unknown
 /// `ro_compat` bit allows a read-only mount only; `compat` bits are advisory.
 pub mod features {
-    /// Compatible features this build knows (none yet in version 1).
+    /// Compatible features this build knows (none yet in version 2).
     pub const COMPAT_KNOWN: u64 = 0;
     /// Read-only-compatible features this build knows.
     pub const RO_COMPAT_KNOWN: u64 = 0;
@@ -313,7 +313,7 @@ mod tests {
     fn golden_offsets() {
         let page = sample().encode(1);
         assert_eq!(&page[0..8], b"PGLOG-SB");
-        assert_eq!(&page[8..12], &1u32.to_le_bytes());
+        assert_eq!(&page[8..12], &2u32.to_le_bytes());
         assert_eq!(&page[12..16], &4096u32.to_le_bytes());
         assert_eq!(&page[40..56], &[0x11; 16]);
         assert_eq!(&page[56..61], b"web01");

@@ -206,7 +206,7 @@ impl XattrNode {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::{CheckpointNo, Nid, PageAddr};
+    use crate::ids::{CheckpointNo, Ino, Nid, PageAddr};
     use crate::node::{Node, NodeBody};
 
     #[test]
@@ -271,7 +271,7 @@ mod tests {
             .expect("set");
         let node = Node {
             nid: Nid(9),
-            ino: Nid(4),
+            ino: Ino(4),
             level: 0,
             body: NodeBody::Xattr(Box::new(x)),
         };

@@ -10,7 +10,8 @@ use pagelog_core::node::Node;
 use pagelog_core::segment_summary::Summary;
 use pagelog_core::superblock::Superblock;
 use pagelog_core::{
-    format, BlockDevice, Cred, Filesystem, FormatOptions, MemDevice, MountOptions, Nid, PageAddr,
+    format, BlockDevice, Cred, Filesystem, FormatOptions, Ino, MemDevice, MountOptions, Nid,
+    PageAddr,
 };
 use proptest::prelude::*;
 
@@ -63,7 +64,7 @@ fn populated() -> (Vec<u8>, Vec<Expected>) {
         let name = format!("file-{i}").into_bytes();
         let data: Vec<u8> = (0..(i * 700 + 1)).map(|j| (j ^ i) as u8).collect();
         let a = fs
-            .mknod(&root, Nid::ROOT, &name, 0o100644, 0)
+            .mknod(&root, Ino::ROOT, &name, 0o100644, 0)
             .expect("create");
         fs.write(&root, a.ino, 0, &data).expect("write");
         fs.setxattr(&root, a.ino, b"user.i", &i.to_le_bytes(), 0)
@@ -89,12 +90,12 @@ proptest! {
         let Ok(mut fs) = Filesystem::mount(dev as Arc<dyn BlockDevice>, ro) else { return Ok(()) };
         let root = Cred::root();
         for (name, data) in &files {
-            let Ok(a) = fs.lookup(&root, Nid::ROOT, name) else { continue };
+            let Ok(a) = fs.lookup(&root, Ino::ROOT, name) else { continue };
             if let Ok(got) = fs.read(a.ino, 0, data.len() as u32) {
                 prop_assert!(&got == data, "wrong bytes returned for {}", String::from_utf8_lossy(name));
             }
             let _ = fs.getxattr(&root, a.ino, b"user.i");
         }
-        let _ = fs.readdir(Nid::ROOT, 0, &mut |_| true);
+        let _ = fs.readdir(Ino::ROOT, 0, &mut |_| true);
     }
 }

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use pagelog_core::fs::JournalMode;
 use pagelog_core::testing::{CrashState, FaultyDevice, RecordingDevice};
 use pagelog_core::{
-    format, BlockDevice, Cred, Error, Filesystem, FormatOptions, MemDevice, MountOptions, Nid,
+    format, BlockDevice, Cred, Error, Filesystem, FormatOptions, Ino, MemDevice, MountOptions,
 };
 use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
@@ -298,9 +298,9 @@ fn faulty_workload(fs: &mut Filesystem) -> Result<Vec<BTreeMap<String, Vec<u8>>>
     for i in 0..12u32 {
         let name = format!("f{}", i % 5);
         let data: Vec<u8> = (0..(i * 3000 + 10)).map(|j| (j + i) as u8).collect();
-        let ino = match fs.lookup(&root, Nid::ROOT, name.as_bytes()) {
+        let ino = match fs.lookup(&root, Ino::ROOT, name.as_bytes()) {
             Ok(a) => a.ino,
-            Err(Error::NotFound) => fs.mknod(&root, Nid::ROOT, name.as_bytes(), 0o644, 0)?.ino,
+            Err(Error::NotFound) => fs.mknod(&root, Ino::ROOT, name.as_bytes(), 0o644, 0)?.ino,
             Err(e) => return Err(e),
         };
         fs.setattr(
@@ -324,7 +324,7 @@ fn faulty_workload(fs: &mut Filesystem) -> Result<Vec<BTreeMap<String, Vec<u8>>>
 fn contents(fs: &mut Filesystem) -> BTreeMap<String, Vec<u8>> {
     let root = Cred::root();
     let mut names = Vec::new();
-    fs.readdir(Nid::ROOT, 2, &mut |e| {
+    fs.readdir(Ino::ROOT, 2, &mut |e| {
         names.push(e.name.clone());
         true
     })
@@ -332,7 +332,7 @@ fn contents(fs: &mut Filesystem) -> BTreeMap<String, Vec<u8>> {
     names
         .into_iter()
         .map(|n| {
-            let a = fs.lookup(&root, Nid::ROOT, &n).expect("lookup");
+            let a = fs.lookup(&root, Ino::ROOT, &n).expect("lookup");
             (
                 String::from_utf8_lossy(&n).into_owned(),
                 fs.read(a.ino, 0, 1 << 20).expect("read"),

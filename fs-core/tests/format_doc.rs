@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use pagelog_core::{checkpoint, inode, node, segment_summary as summary, superblock};
+use pagelog_core::{checkpoint, inode, inode_pack, node, segment_summary as summary, superblock};
 
 /// (field, offset, size) rows of each `<!-- layout: NAME -->` table.
 fn tables() -> BTreeMap<String, Vec<(String, usize, Option<usize>)>> {
@@ -224,6 +224,14 @@ fn node_layouts() {
         ],
         node::HEADER_SIZE,
     );
+    check(
+        "inode_pack",
+        &[
+            ("used", inode_pack::off::USED),
+            ("slots", inode_pack::off::SLOTS),
+        ],
+        4096,
+    );
     use inode::off as i;
     check(
         "inode",
@@ -246,13 +254,23 @@ fn node_layouts() {
             ("parent", i::PARENT),
             ("transform", i::TRANSFORM),
             ("inline_len", i::INLINE_LEN),
-            ("dir_root", i::DIR_ROOT),
-            ("dir_entries", i::DIR_ENTRIES),
             ("data", i::DATA),
         ],
-        4096,
+        inode::SIZE,
     );
-    assert_eq!(i::MAP_NIDS, 4048, "FORMAT.md: map node ids at 4048");
+    assert_eq!(i::MAP_NIDS, 208, "FORMAT.md: map node ids at 208");
+    assert_eq!(i::MAP_END, 240, "FORMAT.md: reserved from 240");
+    assert_eq!(
+        (i::DIR_ROOT, i::DIR_ENTRIES),
+        (128, 136),
+        "FORMAT.md: directory fields"
+    );
+    assert_eq!(inode::INLINE_MAX, 124, "FORMAT.md: 124 inline bytes");
+    assert_eq!(
+        inode_pack::slot_offset(1),
+        64 + 252,
+        "FORMAT.md: slot k at 64 + 252k"
+    );
     check(
         "block_ptr",
         &[("addr", 0), ("crc", 8), ("transform", 12), ("flags", 14)],

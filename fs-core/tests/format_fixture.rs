@@ -1,4 +1,4 @@
-//! An image made by format version 1 (committed as a fixture) still mounts
+//! An image made by format version 2 (committed as a fixture) still mounts
 //! and reads back exactly: the on-disk format cannot change by accident.
 //!
 //! To regenerate after a deliberate format change (with a version bump and
@@ -10,12 +10,13 @@ use std::sync::Arc;
 
 use pagelog_core::inode::{S_IFLNK, S_IFMT};
 use pagelog_core::{
-    format, BlockDevice, Cred, Filesystem, FormatOptions, MemDevice, MountOptions, Nid, SetAttr,
+    format, BlockDevice, Cred, Filesystem, FormatOptions, Ino, MemDevice, MountOptions, SetAttr,
     TimeSet,
 };
 
-const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/v1.img.gz");
+const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/v2.img.gz");
 
+/// `i * 1000 + 7` bytes: f40 (40 KiB) needs a direct map node.
 fn contents(i: u32) -> Vec<u8> {
     (0..i * 1000 + 7).map(|j| (j * 7 + i) as u8).collect()
 }
@@ -24,14 +25,14 @@ fn make() -> Vec<u8> {
     let dev = Arc::new(MemDevice::new(258));
     let opts = FormatOptions {
         pages_per_segment: 16,
-        label: b"fixture-v1".to_vec(),
+        label: b"fixture-v2".to_vec(),
         ..FormatOptions::default()
     };
     format(dev.clone(), &opts).expect("format");
     let mut fs = Filesystem::mount(dev.clone() as Arc<dyn BlockDevice>, MountOptions::default())
         .expect("mount");
     let root = Cred::root();
-    let d = fs.mkdir(&root, Nid::ROOT, b"dir", 0o750).expect("mkdir");
+    let d = fs.mkdir(&root, Ino::ROOT, b"dir", 0o750).expect("mkdir");
     for i in 0..5 {
         let f = fs
             .mknod(&root, d.ino, format!("f{i}").as_bytes(), 0o640, 0)
@@ -39,10 +40,14 @@ fn make() -> Vec<u8> {
         fs.write(&root, f.ino, 0, &contents(i)).expect("write");
     }
     let f0 = fs.lookup(&root, d.ino, b"f0").expect("lookup");
-    fs.link(&root, f0.ino, Nid::ROOT, b"hardlink")
+    fs.link(&root, f0.ino, Ino::ROOT, b"hardlink")
         .expect("link");
-    fs.symlink(&root, Nid::ROOT, b"sym", b"dir/f1")
+    fs.symlink(&root, Ino::ROOT, b"sym", b"dir/f1")
         .expect("symlink");
+    fs.symlink(&root, Ino::ROOT, b"longsym", &long_target())
+        .expect("long symlink");
+    let big = fs.mknod(&root, d.ino, b"big", 0o600, 0).expect("create");
+    fs.write(&root, big.ino, 0, &contents(40)).expect("write");
     fs.setxattr(&root, d.ino, b"user.k", b"value", 0)
         .expect("xattr");
     let t = pagelog_core::inode::Timespec {
@@ -65,8 +70,8 @@ fn make() -> Vec<u8> {
 
 fn check(fs: &mut Filesystem) {
     let root = Cred::root();
-    assert_eq!(fs.superblock().label, b"fixture-v1");
-    let d = fs.lookup(&root, Nid::ROOT, b"dir").expect("dir");
+    assert_eq!(fs.superblock().label, b"fixture-v2");
+    let d = fs.lookup(&root, Ino::ROOT, b"dir").expect("dir");
     assert_eq!(d.mode & 0o7777, 0o750);
     assert_eq!(
         fs.getxattr(&root, d.ino, b"user.k").expect("xattr"),
@@ -83,18 +88,27 @@ fn check(fs: &mut Filesystem) {
         );
     }
     let f0 = fs.lookup(&root, d.ino, b"f0").expect("f0");
-    let h = fs.lookup(&root, Nid::ROOT, b"hardlink").expect("hardlink");
+    let h = fs.lookup(&root, Ino::ROOT, b"hardlink").expect("hardlink");
     assert_eq!(
         (f0.ino, f0.nlink, f0.uid, f0.mtime.sec, f0.mtime.nsec),
         (h.ino, 2, 42, 1_600_000_000, 123)
     );
-    let s = fs.lookup(&root, Nid::ROOT, b"sym").expect("sym");
+    let s = fs.lookup(&root, Ino::ROOT, b"sym").expect("sym");
     assert_eq!(s.mode & S_IFMT, S_IFLNK);
     assert_eq!(fs.readlink(s.ino).expect("readlink"), b"dir/f1");
+    let s = fs.lookup(&root, Ino::ROOT, b"longsym").expect("longsym");
+    assert_eq!(fs.readlink(s.ino).expect("readlink"), long_target());
+    let big = fs.lookup(&root, d.ino, b"big").expect("big");
+    assert_eq!(fs.read(big.ino, 0, 1 << 20).expect("read"), contents(40));
+}
+
+/// A symbolic link target too long for the inode (stored in a data page).
+fn long_target() -> Vec<u8> {
+    (0..300).map(|i| b'a' + (i % 26) as u8).collect()
 }
 
 #[test]
-fn version_1_fixture_mounts_and_reads_back() {
+fn version_2_fixture_mounts_and_reads_back() {
     if std::env::var_os("PAGELOG_WRITE_FIXTURE").is_some() {
         let image = make();
         let mut gz = flate2::write::GzEncoder::new(
@@ -124,12 +138,12 @@ fn version_1_fixture_mounts_and_reads_back() {
     let mut fs = Filesystem::mount(dev.clone() as Arc<dyn BlockDevice>, MountOptions::default())
         .expect("mount");
     check(&mut fs);
-    fs.mknod(&Cred::root(), Nid::ROOT, b"new", 0o644, 0)
+    fs.mknod(&Cred::root(), Ino::ROOT, b"new", 0o644, 0)
         .expect("create");
     fs.unmount().expect("unmount");
     let mut fs =
         Filesystem::mount(dev as Arc<dyn BlockDevice>, MountOptions::default()).expect("remount");
     check(&mut fs);
-    assert!(fs.lookup(&Cred::root(), Nid::ROOT, b"new").is_ok());
+    assert!(fs.lookup(&Cred::root(), Ino::ROOT, b"new").is_ok());
     fs.unmount().expect("unmount");
 }

@@ -7,8 +7,7 @@ use pagelog_core::block_ptr::BlockPtr;
 use pagelog_core::fsck::{check, Kind, Level, Report, Severity};
 use pagelog_core::recovery::recover;
 use pagelog_core::{
-    format, BlockDevice, Cred, Filesystem, FormatOptions, Ino, MemDevice, MountOptions, Nid,
-    PageAddr,
+    format, BlockDevice, Cred, Filesystem, FormatOptions, Ino, MemDevice, MountOptions, PageAddr,
 };
 
 struct Image {
@@ -37,14 +36,14 @@ fn image() -> Image {
     let mut fs = mount(&dev);
     let root = Cred::root();
     let dir = fs
-        .mkdir(&root, Nid::ROOT, b"dir", 0o755)
+        .mkdir(&root, Ino::ROOT, b"dir", 0o755)
         .expect("mkdir")
         .ino;
     fs.mkdir(&root, dir, b"sub", 0o700).expect("mkdir");
     let file = fs.mknod(&root, dir, b"file", 0o644, 0).expect("create").ino;
     fs.write(&root, file, 0, &vec![7u8; 20_000]).expect("write");
     let other = fs
-        .mknod(&root, Nid::ROOT, b"other", 0o644, 0)
+        .mknod(&root, Ino::ROOT, b"other", 0o644, 0)
         .expect("create")
         .ino;
     fs.write(&root, other, 0, b"other data").expect("write");
@@ -170,18 +169,14 @@ fn damaged_table_page_is_found_even_by_fast() {
 fn damaged_node_is_found() {
     let img = image();
     let mut fs = mount(&img.dev);
-    let ptr = fs.tamper().get_pointer(img.file, 0).expect("pointer");
+    // The inode pack holding the file's inode.
+    let pack = fs
+        .tamper()
+        .node_addr(img.file.pack())
+        .expect("lookup")
+        .expect("pack on disk");
     fs.unmount().expect("unmount");
-    // Find the file's inode node: the page holding its node header.
-    let bytes = img.dev.snapshot();
-    let pos = (0..bytes.len() / 4096)
-        .find(|&p| {
-            let page = &bytes[p * 4096..(p + 1) * 4096];
-            &page[0..4] == b"PGND" && page[4] == 1 && page[8..16] == img.file.0.to_le_bytes()
-        })
-        .expect("inode node on disk");
-    assert_ne!(pos as u64, ptr.addr.0);
-    flip(&img.dev, PageAddr(pos as u64), 40);
+    flip(&img.dev, pack, 64 + 252 * img.file.slot() + 20);
     assert_finds(&run(&img.dev, Level::Full), Kind::NodeDamaged);
 }
 
@@ -245,7 +240,7 @@ fn wrong_parent_is_found() {
     let img = image();
     let r = tampered(&img, Level::Full, |fs| {
         fs.tamper()
-            .inode(img.dir, |i| i.parent = Nid(99))
+            .inode(img.dir, |i| i.parent = Ino(99))
             .expect("tamper")
     });
     assert_eq!(kinds(&r, Severity::Error), vec![Kind::ParentWrong]);
@@ -289,10 +284,10 @@ fn crash_leaves_info_only() {
     let mut fs = mount(&img.dev);
     let root = Cred::root();
     let f = fs
-        .mknod(&root, Nid::ROOT, b"open-unlinked", 0o644, 0)
+        .mknod(&root, Ino::ROOT, b"open-unlinked", 0o644, 0)
         .expect("create");
     fs.open(&root, f.ino, 2).expect("open");
-    fs.unlink(&root, Nid::ROOT, b"open-unlinked")
+    fs.unlink(&root, Ino::ROOT, b"open-unlinked")
         .expect("unlink");
     fs.sync().expect("sync");
     drop(fs); // a crash: no unmount

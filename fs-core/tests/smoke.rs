@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use pagelog_core::{
-    format, BlockDevice, Cred, Filesystem, FormatOptions, MemDevice, MountOptions, Nid,
+    format, BlockDevice, Cred, Filesystem, FormatOptions, Ino, MemDevice, MountOptions,
 };
 
 fn fresh(pages: u64) -> Arc<MemDevice> {
@@ -26,27 +26,27 @@ fn files_survive_remount() {
     let dev = fresh(8192);
     let root = Cred::root();
     let mut fs = mount(&dev);
-    let d = fs.mkdir(&root, Nid::ROOT, b"dir", 0o755).expect("mkdir");
+    let d = fs.mkdir(&root, Ino::ROOT, b"dir", 0o755).expect("mkdir");
     let f = fs.mknod(&root, d.ino, b"file", 0o644, 0).expect("mknod");
     let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
     fs.write(&root, f.ino, 0, &data).expect("write");
     assert_eq!(fs.read(f.ino, 0, 300_000).expect("read"), data);
     fs.sync().expect("sync");
     assert_eq!(fs.read(f.ino, 1000, 5000).expect("read"), data[1000..6000]);
-    fs.symlink(&root, Nid::ROOT, b"link", b"dir/file")
+    fs.symlink(&root, Ino::ROOT, b"link", b"dir/file")
         .expect("symlink");
     fs.unmount().expect("unmount");
 
     let mut fs = mount(&dev);
-    let d2 = fs.lookup(&root, Nid::ROOT, b"dir").expect("lookup dir");
+    let d2 = fs.lookup(&root, Ino::ROOT, b"dir").expect("lookup dir");
     assert_eq!(d2.ino, d.ino);
     let f2 = fs.lookup(&root, d2.ino, b"file").expect("lookup file");
     assert_eq!(f2.size, 300_000);
     assert_eq!(fs.read(f2.ino, 0, 400_000).expect("read"), data);
-    let l = fs.lookup(&root, Nid::ROOT, b"link").expect("lookup link");
+    let l = fs.lookup(&root, Ino::ROOT, b"link").expect("lookup link");
     assert_eq!(fs.readlink(l.ino).expect("readlink"), b"dir/file");
     let mut names = Vec::new();
-    fs.readdir(Nid::ROOT, 0, &mut |e| {
+    fs.readdir(Ino::ROOT, 0, &mut |e| {
         names.push(String::from_utf8_lossy(&e.name).into_owned());
         true
     })
@@ -62,25 +62,25 @@ fn many_entries_and_unlink() {
     let root = Cred::root();
     let mut fs = mount(&dev);
     for i in 0..3000 {
-        fs.mknod(&root, Nid::ROOT, format!("f{i}").as_bytes(), 0o644, 0)
+        fs.mknod(&root, Ino::ROOT, format!("f{i}").as_bytes(), 0o644, 0)
             .expect("create");
     }
     fs.sync().expect("sync");
     for i in (0..3000).step_by(2) {
-        fs.unlink(&root, Nid::ROOT, format!("f{i}").as_bytes())
+        fs.unlink(&root, Ino::ROOT, format!("f{i}").as_bytes())
             .expect("unlink");
     }
     fs.unmount().expect("unmount");
     let mut fs = mount(&dev);
     let mut count = 0;
-    fs.readdir(Nid::ROOT, 2, &mut |_| {
+    fs.readdir(Ino::ROOT, 2, &mut |_| {
         count += 1;
         true
     })
     .expect("readdir");
     assert_eq!(count, 1500);
-    assert!(fs.lookup(&root, Nid::ROOT, b"f1").is_ok());
-    assert!(fs.lookup(&root, Nid::ROOT, b"f2").is_err());
+    assert!(fs.lookup(&root, Ino::ROOT, b"f1").is_ok());
+    assert!(fs.lookup(&root, Ino::ROOT, b"f2").is_err());
     fs.unmount().expect("unmount");
 }
 
@@ -103,7 +103,7 @@ fn reads_update_atime_as_the_policy_says() {
         let mut fs = Filesystem::mount(dev.clone() as Arc<dyn BlockDevice>, opts).expect("mount");
         let name = format!("{policy:?}");
         let f = fs
-            .mknod(&root, Nid::ROOT, name.as_bytes(), 0o644, 0)
+            .mknod(&root, Ino::ROOT, name.as_bytes(), 0o644, 0)
             .expect("create");
         fs.write(&root, f.ino, 0, b"x").expect("write");
         // atime older than mtime: relatime updates it.
@@ -156,7 +156,7 @@ fn hundred_thousand_entries() {
     let dev = fresh(65536);
     let root = Cred::root();
     let mut fs = mount(&dev);
-    let d = fs.mkdir(&root, Nid::ROOT, b"big", 0o755).expect("mkdir");
+    let d = fs.mkdir(&root, Ino::ROOT, b"big", 0o755).expect("mkdir");
     let n = 100_000u32;
     for i in 0..n {
         fs.mknod(&root, d.ino, format!("name-{i:06}").as_bytes(), 0o644, 0)
@@ -204,8 +204,8 @@ fn link_count_limit_is_emlink() {
     let dev = fresh(16384);
     let root = Cred::root();
     let mut fs = mount(&dev);
-    let f = fs.mknod(&root, Nid::ROOT, b"f", 0o644, 0).expect("create");
-    let d = fs.mkdir(&root, Nid::ROOT, b"links", 0o755).expect("mkdir");
+    let f = fs.mknod(&root, Ino::ROOT, b"f", 0o644, 0).expect("create");
+    let d = fs.mkdir(&root, Ino::ROOT, b"links", 0o755).expect("mkdir");
     for i in 1..LINK_MAX {
         fs.link(&root, f.ino, d.ino, format!("{i}").as_bytes())
             .expect("link");
@@ -230,7 +230,7 @@ fn full_filesystem_is_enospc_and_recovers() {
     let mut written = Vec::new();
     let err = loop {
         let name = format!("f{}", written.len());
-        let f = match fs.mknod(&root, Nid::ROOT, name.as_bytes(), 0o644, 0) {
+        let f = match fs.mknod(&root, Ino::ROOT, name.as_bytes(), 0o644, 0) {
             Ok(f) => f,
             Err(e) => break e,
         };
@@ -247,19 +247,19 @@ fn full_filesystem_is_enospc_and_recovers() {
     let mut fs = mount(&dev);
     for name in &written {
         let a = fs
-            .lookup(&root, Nid::ROOT, name.as_bytes())
+            .lookup(&root, Ino::ROOT, name.as_bytes())
             .expect("lookup");
         assert_eq!(fs.read(a.ino, 0, 200_000).expect("read"), chunk, "{name}");
     }
-    let _ = fs.unlink(&root, Nid::ROOT, format!("f{}", written.len()).as_bytes());
+    let _ = fs.unlink(&root, Ino::ROOT, format!("f{}", written.len()).as_bytes());
     for name in &written {
-        fs.unlink(&root, Nid::ROOT, name.as_bytes())
+        fs.unlink(&root, Ino::ROOT, name.as_bytes())
             .expect("unlink on a full filesystem");
     }
     fs.sync().expect("sync");
     fs.sync().expect("sync");
     let f = fs
-        .mknod(&root, Nid::ROOT, b"again", 0o644, 0)
+        .mknod(&root, Ino::ROOT, b"again", 0o644, 0)
         .expect("create");
     for i in 0..written.len() / 2 {
         fs.write(&root, f.ino, (i * chunk.len()) as u64, &chunk)

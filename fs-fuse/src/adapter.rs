@@ -17,7 +17,7 @@ use pagelog_core::fs::{Attr, DirItem, SetAttr, TimeSet, Whence};
 use pagelog_core::inode::{
     Timespec, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFSOCK,
 };
-use pagelog_core::{Cred, Error, Filesystem, Nid, Result};
+use pagelog_core::{Cred, Error, Filesystem, Ino, Result};
 
 use crate::errno::errno;
 use crate::options::MountConfig;
@@ -141,8 +141,8 @@ fn file_attr(a: &Attr) -> FileAttr {
     }
 }
 
-fn ino(i: INodeNo) -> Nid {
-    Nid(i.0)
+fn ino(i: INodeNo) -> Ino {
+    Ino(i.0)
 }
 
 fn time_set(t: TimeOrNow) -> TimeSet {

@@ -25,12 +25,11 @@ pub use tamper::Tamper;
 use crate::device::BlockDevice;
 use crate::dir_index;
 use crate::error::{Error, Result};
-use crate::ids::{Ino, Nid};
+use crate::ids::{Ino, PACK_SLOTS};
 use crate::inode::{
     Inode, Timespec, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK,
 };
 use crate::layout::{NAME_MAX, PAGE_SIZE};
-use crate::node::NodeBody;
 use crate::perm::{Cred, S_ISGID, S_IXGRP};
 use crate::recovery;
 use crate::store::{Stats, Store};
@@ -324,17 +323,11 @@ impl Filesystem {
     /// Does inode `ino` exist (and is it a user-visible inode)?
     fn exists(&mut self, ino: Ino) -> Result<bool> {
         self.store.check_health()?;
-        if ino == Nid::GRAVEYARD || ino.is_none() {
+        if ino == Ino::GRAVEYARD || ino.is_none() {
             return Ok(false);
         }
         let dev = self.dev();
-        if !self.store.cache.contains(&*dev, ino)? {
-            return Ok(false);
-        }
-        Ok(matches!(
-            self.store.cache.get(&*dev, ino)?.body,
-            NodeBody::Inode(_)
-        ))
+        self.store.cache.inode_exists(&*dev, ino)
     }
 
     fn inode(&mut self, ino: Ino) -> Result<&Inode> {
@@ -385,8 +378,9 @@ impl Filesystem {
             blocks: total,
             bfree: free,
             bavail: free,
-            files: self.store.inode_count.saturating_sub(1) + free,
-            ffree: free,
+            // Every free page can take an inode pack of sixteen inodes.
+            files: self.store.inode_count.saturating_sub(1) + free * PACK_SLOTS,
+            ffree: free * PACK_SLOTS,
             namelen: NAME_MAX as u32,
         }
     }
@@ -425,14 +419,11 @@ impl Filesystem {
             btime: now,
             generation,
             rdev,
-            parent: if is_dir { parent } else { Nid::NONE },
+            parent: if is_dir { parent } else { Ino::NONE },
             ..Inode::default()
         };
         let dev = self.dev();
-        let ino = self
-            .store
-            .cache
-            .create(&*dev, Nid::NONE, 0, NodeBody::Inode(Box::new(inode)))?;
+        let ino = self.store.cache.create_inode(&*dev, parent, inode)?;
         self.store.inode_count += 1;
         self.store.changed = true;
         Ok(ino)
@@ -480,7 +471,7 @@ impl Filesystem {
                 dir_index::insert(
                     &mut self.store.cache,
                     &*dev,
-                    Nid::GRAVEYARD,
+                    Ino::GRAVEYARD,
                     &name,
                     ino,
                     0,
@@ -499,7 +490,7 @@ impl Filesystem {
                         &*dev,
                         &mut s.sut,
                         building,
-                        Nid::GRAVEYARD,
+                        Ino::GRAVEYARD,
                         &graveyard_name(ino),
                         seed,
                     )?;
@@ -528,7 +519,7 @@ impl Filesystem {
                 s.cache.remove(dev, &mut s.sut, building, nid)?;
             }
         }
-        s.cache.remove(dev, &mut s.sut, building, ino)?;
+        s.cache.remove_inode(dev, &mut s.sut, building, ino)?;
         s.inode_count = s.inode_count.saturating_sub(1);
         s.changed = true;
         self.opens.remove(&ino);
@@ -540,7 +531,7 @@ impl Filesystem {
     fn purge_graveyard(&mut self) -> Result<()> {
         let dev = self.dev();
         let mut parked = Vec::new();
-        dir_index::for_each_after(&mut self.store.cache, &*dev, Nid::GRAVEYARD, 0, &mut |e| {
+        dir_index::for_each_after(&mut self.store.cache, &*dev, Ino::GRAVEYARD, 0, &mut |e| {
             parked.push(e.ino);
             true
         })?;

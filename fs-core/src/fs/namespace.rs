@@ -3,7 +3,7 @@
 use super::{check_name, dtype_of, Attr, Filesystem, LINK_MAX};
 use crate::dir_index;
 use crate::error::{Error, Result};
-use crate::ids::{Ino, Nid};
+use crate::ids::Ino;
 use crate::inode::{
     Inode, Timespec, FLAG_INLINE, INLINE_MAX, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT,
     S_IFREG, S_IFSOCK,
@@ -61,8 +61,8 @@ impl Filesystem {
         let ino = match name {
             b"." => parent,
             b".." => {
-                if parent == Nid::ROOT || dir.parent.is_none() {
-                    Nid::ROOT
+                if parent == Ino::ROOT || dir.parent.is_none() {
+                    Ino::ROOT
                 } else {
                     dir.parent
                 }
@@ -335,7 +335,7 @@ impl Filesystem {
             if cur == ancestor {
                 return Ok(true);
             }
-            if cur == Nid::ROOT {
+            if cur == Ino::ROOT {
                 return Ok(false);
             }
             let parent = self.inode(cur)?.parent;
@@ -548,8 +548,8 @@ impl Filesystem {
         {
             return Ok(());
         }
-        let parent = if dir == Nid::ROOT || d.parent.is_none() {
-            Nid::ROOT
+        let parent = if dir == Ino::ROOT || d.parent.is_none() {
+            Ino::ROOT
         } else {
             d.parent
         };

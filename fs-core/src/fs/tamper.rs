@@ -56,6 +56,12 @@ impl Tamper<'_> {
         file_map::get(&mut self.fs.store.cache, &*dev, ino, idx)
     }
 
+    /// Where the node address table says node `nid` is.
+    pub fn node_addr(&mut self, nid: Nid) -> Result<Option<PageAddr>> {
+        let dev = self.fs.dev();
+        Ok(self.fs.store.cache.nat.lookup(&*dev, nid)?.map(|e| e.addr))
+    }
+
     /// Counts one more live page in `addr`'s segment than there is.
     pub fn phantom_live(&mut self, addr: PageAddr) -> Result<()> {
         let dev = self.fs.dev();

@@ -10,7 +10,6 @@ use super::tree::{Tree, Use};
 use crate::device::BlockDevice;
 use crate::ids::{PageAddr, SegmentNo};
 use crate::layout::{zero_page, Geometry};
-use crate::node::NodeBody;
 use crate::segment_summary::{Entry, PageKind, Summary};
 use crate::segment_writer::record_fits;
 
@@ -105,10 +104,7 @@ pub fn check(
         }
     }
     for (&nid, nat) in &scan.nat {
-        let owner = scan.nodes.get(&nid).map(|n| match n.body {
-            NodeBody::Inode(_) => nid.0,
-            _ => n.ino.0,
-        });
+        let owner = scan.nodes.get(&nid).map(|n| n.ino.0);
         match entries.get(&nat.addr) {
             Some(e)
                 if e.kind == PageKind::Node

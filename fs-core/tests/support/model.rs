@@ -9,7 +9,7 @@ use std::mem::discriminant;
 
 use pagelog_core::fs::RenameFlags;
 use pagelog_core::inode::{S_IFDIR, S_IFLNK, S_IFMT, S_IFREG};
-use pagelog_core::{Cred, Error, Filesystem, Ino, Nid};
+use pagelog_core::{Cred, Error, Filesystem, Ino};
 use proptest::prelude::*;
 
 pub const NAMES: [&[u8]; 6] = [
@@ -145,7 +145,7 @@ impl Model {
             kind: Kind::Dir(BTreeMap::new()),
             nlink: 2,
             xattrs: BTreeMap::new(),
-            ino: Nid::ROOT,
+            ino: Ino::ROOT,
             parent: 0,
         };
         Model {
@@ -302,7 +302,7 @@ pub fn diff(fs: &mut Filesystem, model: &Model) -> Result<(), String> {
 pub fn diff_data(fs: &mut Filesystem, model: &Model, relaxed: bool) -> Result<(), String> {
     let root = Cred::root();
     let mut inos: BTreeMap<usize, Ino> = BTreeMap::new();
-    let mut stack = vec![(0usize, Nid::ROOT, b"/".to_vec())];
+    let mut stack = vec![(0usize, Ino::ROOT, b"/".to_vec())];
     while let Some((id, ino, path)) = stack.pop() {
         let p = String::from_utf8_lossy(&path).into_owned();
         let mi = &model.inodes[&id];
