@@ -9,6 +9,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -75,6 +76,53 @@ struct Args {
     /// Print only problems
     #[arg(short = 'q', long)]
     quiet: bool,
+    /// Print the time each phase took (as e2fsck -t)
+    #[arg(short = 't', long)]
+    timings: bool,
+}
+
+fn phase_name(phase: Phase) -> &'static str {
+    match phase {
+        Phase::Log => "log",
+        Phase::Tables => "tables",
+        Phase::Nodes => "metadata pages",
+        Phase::Tree => "directory tree",
+        Phase::Space => "space",
+        Phase::Summaries => "record summaries",
+        Phase::Data => "data pages",
+    }
+}
+
+/// Time spent per phase, in the order the phases ran.
+#[derive(Debug, Default)]
+struct Timings {
+    phases: Vec<(Phase, Duration)>,
+    since: Option<(Phase, Instant)>,
+}
+
+impl Timings {
+    fn enter(&mut self, phase: Phase) {
+        match self.since {
+            Some((p, _)) if p == phase => {}
+            _ => {
+                self.finish();
+                self.since = Some((phase, Instant::now()));
+            }
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some((p, t)) = self.since.take() {
+            self.phases.push((p, t.elapsed()));
+        }
+    }
+
+    fn print(&self, total: Duration) {
+        for (p, d) in &self.phases {
+            eprintln!("{:>18}: {:.3} s", phase_name(*p), d.as_secs_f64());
+        }
+        eprintln!("{:>18}: {:.3} s", "total", total.as_secs_f64());
+    }
 }
 
 fn level_for(args: &Args, clean: bool) -> Level {
@@ -118,24 +166,22 @@ fn run(args: &Args) -> Result<(Report, Level), String> {
     })?;
     let level = level_for(args, looks_clean(&dev));
     let bar = progress_bar(!args.json && !args.quiet && std::io::stderr().is_terminal());
+    let start = Instant::now();
+    let mut timings = Timings::default();
     let report = fsck::check(Arc::new(dev), level, &mut |phase, done, total| {
+        timings.enter(phase);
         if let Some(b) = &bar {
-            let name = match phase {
-                Phase::Log => "log",
-                Phase::Tables => "tables",
-                Phase::Nodes => "metadata pages",
-                Phase::Tree => "directory tree",
-                Phase::Space => "space",
-                Phase::Summaries => "record summaries",
-                Phase::Data => "data pages",
-            };
-            b.set_message(name);
+            b.set_message(phase_name(phase));
             b.set_length(total.max(1));
             b.set_position(done);
         }
     });
+    timings.finish();
     if let Some(b) = bar {
         b.finish_and_clear();
+    }
+    if args.timings {
+        timings.print(start.elapsed());
     }
     Ok((report, level))
 }

@@ -5,6 +5,7 @@
 //! live data page. Nothing here ever writes.
 
 pub mod finding;
+mod parallel;
 mod scan;
 mod scrub;
 mod space;
@@ -17,7 +18,7 @@ pub use finding::{Finding, Kind, Severity};
 
 use crate::device::BlockDevice;
 use crate::error::Error;
-use crate::ids::CheckpointNo;
+use crate::ids::{CheckpointNo, SegmentNo};
 use crate::meta_table::{MetaTable, TableId};
 use crate::recovery::{self, read_superblocks};
 use crate::superblock::State;
@@ -177,25 +178,41 @@ pub fn check(
     let Some(mut scan) = scan::tables(dev, cp.nat_root, cp.sut_root, &mut report.findings) else {
         return report;
     };
-    let total_nodes = scan.nat.len() as u64;
-    let mut done = 0;
-    scan::nodes(dev, &geo, &mut scan, &mut report.findings, &mut |n| {
-        done += n;
-        progress(Phase::Nodes, done, total_nodes);
+    let live: Vec<SegmentNo> = scan
+        .usage
+        .iter()
+        .filter(|(_, u)| u.live > 0)
+        .map(|(s, _)| *s)
+        .collect();
+    let (tree, uses, summary_bytes) = std::thread::scope(|scope| {
+        let total_nodes = scan.nat.len() as u64;
+        progress(Phase::Nodes, 0, total_nodes);
+        let mut done = 0;
+        scan::nodes(dev, &geo, &mut scan, &mut report.findings, &mut |n| {
+            done += n;
+            progress(Phase::Nodes, done, total_nodes);
+        });
+        // The summary chains are read while the tree and space checks
+        // compute: only the final comparison needs them.
+        let chains = scope.spawn(|| summaries::read_chains(dev, &geo, &live));
+        progress(Phase::Tree, 0, 1);
+        let mut tree = tree::check(&scan, rec.sb.hash_seed, &mut report.findings);
+        report.stats.data_pages = tree.data.len() as u64;
+        progress(Phase::Space, 0, 1);
+        let uses = space::check(
+            &scan,
+            &mut tree,
+            &geo,
+            &cp,
+            rec.checkpoint_addr,
+            &mut report.findings,
+        );
+        progress(Phase::Summaries, 0, 1);
+        let chains = chains.join().unwrap_or_default();
+        let read = summaries::check(dev, &geo, &scan, &uses, &chains, &mut report.findings);
+        (tree, uses, read)
     });
-    progress(Phase::Tree, 0, 1);
-    let tree = tree::check(&scan, rec.sb.hash_seed, &mut report.findings);
-    progress(Phase::Space, 0, 1);
-    space::check(
-        &scan,
-        &tree,
-        &geo,
-        &cp,
-        rec.checkpoint_addr,
-        &mut report.findings,
-    );
-    progress(Phase::Summaries, 0, 1);
-    report.stats.bytes_read += summaries::check(dev, &geo, &scan, &tree, &mut report.findings);
+    report.stats.bytes_read += summary_bytes;
     if tree.orphans > 0 {
         let msg = format!(
             "{} unlinked inodes wait in the graveyard; the next read-write mount frees them",
@@ -208,13 +225,12 @@ pub fn check(
     report.stats.inodes = tree.inodes;
     report.stats.directories = tree.directories;
     report.stats.nodes = scan.nodes.len() as u64;
-    report.stats.data_pages = tree.data.len() as u64;
     report.stats.bytes_read += scan.bytes_read;
     if level == Level::VerifyData {
-        let total = tree.data.len() as u64;
+        let total = report.stats.data_pages;
         let mut done = 0;
         report.stats.bytes_read +=
-            scrub::verify(dev, &geo, &tree, &mut report.findings, &mut |n| {
+            scrub::verify(dev, &geo, &uses, &mut report.findings, &mut |n| {
                 done += n;
                 progress(Phase::Data, done, total);
             });

@@ -1,9 +1,12 @@
 //! Reading what a full check needs: both metadata tables and every node,
 //! in address order, in large reads.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use rustc_hash::FxHashMap;
 
 use super::finding::{Finding, Kind, Severity};
+use super::parallel;
 use crate::codec::crc32;
 use crate::device::BlockDevice;
 use crate::ids::{Nid, PageAddr, SegmentNo};
@@ -19,13 +22,13 @@ pub struct Scan {
     /// Used node ids and where they are.
     pub nat: BTreeMap<Nid, NatEntry>,
     /// Free entries: node id -> next free.
-    pub free: HashMap<Nid, Nid>,
+    pub free: FxHashMap<Nid, Nid>,
     /// Usage per segment, as the table says.
     pub usage: BTreeMap<SegmentNo, Usage>,
     /// Pages of both tables.
     pub table_pages: Vec<PageAddr>,
     /// Decoded nodes.
-    pub nodes: HashMap<Nid, Node>,
+    pub nodes: FxHashMap<Nid, Node>,
     /// Bytes read.
     pub bytes_read: u64,
 }
@@ -83,7 +86,7 @@ pub fn tables(
 ) -> Option<Scan> {
     let mut scan = Scan::default();
     let mut nat = BTreeMap::new();
-    let mut free = HashMap::new();
+    let mut free = FxHashMap::default();
     let mut bad = Vec::new();
     let ok = walk_table(
         dev,
@@ -134,7 +137,7 @@ pub fn tables(
 }
 
 /// Reads every used node, in address order and in runs of consecutive
-/// pages, checking each against its table checksum.
+/// pages (several runs at once), checking each against its table checksum.
 pub fn nodes(
     dev: &dyn BlockDevice,
     geo: &Geometry,
@@ -159,55 +162,80 @@ pub fn nodes(
         }
     }
     by_addr.sort_unstable();
-    let mut buf = Vec::new();
-    let mut i = 0;
-    while i < by_addr.len() {
-        let start = by_addr[i].0;
-        let mut j = i + 1;
-        while j < by_addr.len() && by_addr[j].0 .0 == start.0 + (j - i) as u64 && j - i < 256 {
-            j += 1;
+    let runs = runs(&by_addr);
+    // In batches, so that progress moves and at most one batch of decoded
+    // nodes waits to be merged.
+    for batch in runs.chunks(256) {
+        let read = parallel::map(batch, |run| read_run(dev, run));
+        for (nodes, found, bytes) in read {
+            progress(nodes.len() as u64);
+            scan.bytes_read += bytes;
+            scan.nodes.extend(nodes);
+            findings.extend(found);
         }
-        buf.resize((j - i) * PAGE_SIZE, 0);
-        if let Err(e) = dev.read(start, &mut buf) {
+    }
+}
+
+/// Splits address-ordered nodes into runs of consecutive pages.
+fn runs(by_addr: &[(PageAddr, Nid, u32)]) -> Vec<&[(PageAddr, Nid, u32)]> {
+    let mut out = Vec::new();
+    let mut rest = by_addr;
+    while let Some(&(start, _, _)) = rest.first() {
+        let mut n = 1;
+        while n < rest.len() && n < 256 && rest[n].0 .0 == start.0 + n as u64 {
+            n += 1;
+        }
+        let (run, after) = rest.split_at(n);
+        out.push(run);
+        rest = after;
+    }
+    out
+}
+
+/// Reads and decodes one run: the nodes, the findings, the bytes read.
+fn read_run(
+    dev: &dyn BlockDevice,
+    run: &[(PageAddr, Nid, u32)],
+) -> (Vec<(Nid, Node)>, Vec<Finding>, u64) {
+    let mut nodes = Vec::with_capacity(run.len());
+    let mut findings = Vec::new();
+    let Some(&(start, _, _)) = run.first() else {
+        return (nodes, findings, 0);
+    };
+    let mut buf = vec![0u8; run.len() * PAGE_SIZE];
+    if let Err(e) = dev.read(start, &mut buf) {
+        findings.push(
+            Finding::new(
+                Severity::Error,
+                Kind::NodeDamaged,
+                format!("cannot read: {e}"),
+            )
+            .addr(start),
+        );
+        return (nodes, findings, 0);
+    }
+    for (&(addr, nid, crc), page) in run.iter().zip(buf.chunks_exact(PAGE_SIZE)) {
+        let found = crc32(page);
+        if found != crc {
             findings.push(
                 Finding::new(
                     Severity::Error,
                     Kind::NodeDamaged,
-                    format!("cannot read: {e}"),
+                    format!("checksum mismatch (expected {crc:#010x}, found {found:#010x})"),
                 )
-                .addr(start),
+                .nid(nid)
+                .addr(addr),
             );
-            i = j;
             continue;
         }
-        scan.bytes_read += buf.len() as u64;
-        for (k, &(addr, nid, crc)) in by_addr[i..j].iter().enumerate() {
-            let page = &buf[k * PAGE_SIZE..(k + 1) * PAGE_SIZE];
-            let found = crc32(page);
-            if found != crc {
-                findings.push(
-                    Finding::new(
-                        Severity::Error,
-                        Kind::NodeDamaged,
-                        format!("checksum mismatch (expected {crc:#010x}, found {found:#010x})"),
-                    )
+        match Node::decode(page, addr, nid) {
+            Ok(node) => nodes.push((nid, node)),
+            Err(e) => findings.push(
+                Finding::new(Severity::Error, Kind::NodeDamaged, e.to_string())
                     .nid(nid)
                     .addr(addr),
-                );
-                continue;
-            }
-            match Node::decode(page, addr, nid) {
-                Ok(node) => {
-                    scan.nodes.insert(nid, node);
-                }
-                Err(e) => findings.push(
-                    Finding::new(Severity::Error, Kind::NodeDamaged, e.to_string())
-                        .nid(nid)
-                        .addr(addr),
-                ),
-            }
+            ),
         }
-        progress((j - i) as u64);
-        i = j;
     }
+    (nodes, findings, buf.len() as u64)
 }

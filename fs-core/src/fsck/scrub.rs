@@ -2,9 +2,10 @@
 //! reads, and checked against the checksum in its pointer.
 
 use super::finding::{Finding, Kind, Severity};
-use super::tree::{Tree, Use};
+use super::tree::Use;
 use crate::codec::crc32;
 use crate::device::BlockDevice;
+use crate::ids::PageAddr;
 use crate::layout::{Geometry, PAGE_SIZE};
 
 /// Largest single read, in pages.
@@ -14,17 +15,18 @@ const MAX_RUN: u64 = 256;
 pub fn verify(
     dev: &dyn BlockDevice,
     geo: &Geometry,
-    tree: &Tree,
+    uses: &[(PageAddr, Use)],
     findings: &mut Vec<Finding>,
     progress: &mut dyn FnMut(u64),
 ) -> u64 {
-    let mut pages: Vec<_> = tree
-        .data
+    // `uses` is in address order already.
+    let pages: Vec<(PageAddr, Use)> = uses
         .iter()
-        .filter(|(a, _)| geo.contains(*a))
-        .copied()
+        .filter_map(|&(a, o)| match o {
+            u @ Use::Data(..) if geo.contains(a) => Some((a, u)),
+            _ => None,
+        })
         .collect();
-    pages.sort_unstable_by_key(|(a, _)| *a);
     let mut read = 0u64;
     let mut buf = Vec::new();
     let mut i = 0;

@@ -2,7 +2,7 @@
 //! area, the segment usage table equal to a recount of what is referenced,
 //! and the checkpoint's counters equal to what the tables hold.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 
 use super::finding::{Finding, Kind, Severity};
 use super::scan::Scan;
@@ -11,52 +11,32 @@ use crate::checkpoint::Checkpoint;
 use crate::ids::{Nid, PageAddr, SegmentNo};
 use crate::layout::Geometry;
 
-/// What a page is used for, in messages.
-#[derive(Clone, Copy, Debug)]
-enum Owner {
-    Used(Use),
-    Table,
-    Checkpoint,
-}
-
-fn describe(o: Owner) -> String {
-    match o {
-        Owner::Used(Use::Data(ino, idx, _)) => format!("page {idx} of inode {ino}"),
-        Owner::Used(Use::Node(nid)) => format!("node {nid}"),
-        Owner::Table => "a table page".into(),
-        Owner::Checkpoint => "the checkpoint".into(),
-    }
-}
-
-/// Runs the space checks.
+/// Runs the space checks; returns every referenced page with its owner,
+/// in address order (taking the data pages out of `tree`).
 pub fn check(
     scan: &Scan,
-    tree: &Tree,
+    tree: &mut Tree,
     geo: &Geometry,
     cp: &Checkpoint,
     cp_addr: PageAddr,
     findings: &mut Vec<Finding>,
-) {
-    let mut uses: Vec<(PageAddr, Owner)> =
-        Vec::with_capacity(tree.data.len() + scan.nat.len() + scan.table_pages.len() + 1);
-    uses.extend(tree.data.iter().map(|&(a, u)| (a, Owner::Used(u))));
-    uses.extend(
-        scan.nat
-            .iter()
-            .map(|(&nid, e)| (e.addr, Owner::Used(Use::Node(nid)))),
-    );
-    uses.extend(scan.table_pages.iter().map(|&a| (a, Owner::Table)));
-    uses.push((cp_addr, Owner::Checkpoint));
-    uses.sort_by_key(|(a, _)| *a);
-    let mut live: BTreeMap<SegmentNo, u64> = BTreeMap::new();
+) -> Vec<(PageAddr, Use)> {
+    // The data list is the largest list a check holds: it grows in place.
+    let mut uses = std::mem::take(&mut tree.data);
+    uses.reserve_exact(scan.nat.len() + scan.table_pages.len() + 1);
+    uses.extend(scan.nat.iter().map(|(&nid, e)| (e.addr, Use::Node(nid))));
+    uses.extend(scan.table_pages.iter().map(|&a| (a, Use::Table)));
+    uses.push((cp_addr, Use::Checkpoint));
+    uses.sort_unstable_by_key(|(a, _)| *a);
+    let mut live = vec![0u64; geo.segment_count as usize];
     for (i, &(addr, owner)) in uses.iter().enumerate() {
         let Some(seg) = geo.segment_of(addr) else {
-            if !matches!(owner, Owner::Used(Use::Node(_))) {
+            if !matches!(owner, Use::Node(_)) {
                 findings.push(
                     Finding::new(
                         Severity::Error,
                         Kind::AddressOutOfRange,
-                        format!("{} points outside the segment area", describe(owner)),
+                        format!("{} points outside the segment area", owner),
                     )
                     .addr(addr),
                 );
@@ -65,7 +45,7 @@ pub fn check(
         };
         if let Some(&(prev, other)) = i.checked_sub(1).and_then(|p| uses.get(p)) {
             if prev == addr {
-                let msg = format!("used by {} and by {}", describe(other), describe(owner));
+                let msg = format!("used by {} and by {}", other, owner);
                 findings.push(
                     Finding::new(Severity::Error, Kind::PageUsedTwice, msg)
                         .addr(addr)
@@ -73,13 +53,15 @@ pub fn check(
                 );
             }
         }
-        *live.entry(seg).or_default() += 1;
+        if let Some(l) = live.get_mut(seg.0 as usize) {
+            *l += 1;
+        }
     }
     let mut empty = 0u64;
     let mut total = 0u64;
     for s in 0..geo.segment_count {
         let seg = SegmentNo(s);
-        let counted = live.get(&seg).copied().unwrap_or(0);
+        let counted = live.get(s as usize).copied().unwrap_or(0);
         let recorded = scan.usage.get(&seg).map_or(0, |u| u64::from(u.live));
         if counted != recorded {
             let msg = format!("usage table says {recorded} live pages, {counted} are referenced");
@@ -103,6 +85,7 @@ pub fn check(
         }
     }
     free_list(scan, cp, findings);
+    uses
 }
 
 /// The free node ids form one list, covering every unused id below the

@@ -1,150 +1,204 @@
 //! The log's own description of itself: every page the tables refer to
 //! must be described, correctly, by the summary of the record holding it
 //! (the cleaner will trust those summaries to find each page's owner).
+//!
+//! Summary pages are one per record, scattered through the log, and each
+//! names where the next record of its segment starts, so a segment's chain
+//! is read in order, but segments are read several at once and beside the
+//! rest of the check. What is kept of each entry is an 8-byte digest of
+//! what the check compares; a mismatch re-reads its segment to say what
+//! the summary claims.
 
-use std::collections::HashMap;
+use xxhash_rust::xxh3::xxh3_64;
 
 use super::finding::{Finding, Kind, Severity};
+use super::parallel;
 use super::scan::Scan;
-use super::tree::{Tree, Use};
+use super::tree::Use;
 use crate::device::BlockDevice;
 use crate::ids::{PageAddr, SegmentNo};
 use crate::layout::{zero_page, Geometry};
 use crate::segment_summary::{Entry, PageKind, Summary};
 use crate::segment_writer::record_fits;
 
-/// Reads the summaries of every segment holding live pages; returns the
-/// entries by page address and the bytes read.
-fn read_all(
+/// The digest of what the check compares: kind, and for data and node
+/// pages owner, index and checksum. (Table and checkpoint pages are known
+/// to the check by address only.)
+fn digest(kind: PageKind, owner: u64, index: u64, crc: u32) -> u64 {
+    let mut b = [0u8; 21];
+    b[0] = kind as u8;
+    if matches!(kind, PageKind::Data | PageKind::Node) {
+        b[1..9].copy_from_slice(&owner.to_le_bytes());
+        b[9..17].copy_from_slice(&index.to_le_bytes());
+        b[17..21].copy_from_slice(&crc.to_le_bytes());
+    }
+    xxh3_64(&b)
+}
+
+fn entry_digest(e: &Entry) -> u64 {
+    digest(e.kind, e.owner, e.index, e.crc)
+}
+
+/// The digest a right entry for `used` has; `None` when it cannot be known
+/// (a node that failed to decode, reported already).
+fn expected(scan: &Scan, used: Use) -> Option<u64> {
+    Some(match used {
+        Use::Data(ino, idx, crc) => digest(PageKind::Data, ino.0, idx, crc),
+        Use::Node(nid) => {
+            let ino = scan.nodes.get(&nid)?.ino;
+            let crc = scan.nat.get(&nid)?.crc;
+            digest(PageKind::Node, ino.0, nid.0, crc)
+        }
+        Use::Table => digest(PageKind::Table, 0, 0, 0),
+        Use::Checkpoint => digest(PageKind::Checkpoint, 0, 0, 0),
+    })
+}
+
+/// One segment's summary chain: entry digests by offset in the segment.
+#[derive(Debug, Default)]
+pub struct Chain {
+    digests: Vec<(u32, u64)>,
+    findings: Vec<Finding>,
+    bytes: u64,
+}
+
+impl Chain {
+    fn get(&self, off: u64) -> Option<u64> {
+        let i = self
+            .digests
+            .binary_search_by_key(&off, |(o, _)| u64::from(*o))
+            .ok()?;
+        self.digests.get(i).map(|(_, d)| *d)
+    }
+}
+
+/// Walks the summary chain of a segment, calling `each` with the offset and
+/// entry of every page described; fills in the chain's findings and bytes.
+fn walk(
     dev: &dyn BlockDevice,
     geo: &Geometry,
-    scan: &Scan,
-    findings: &mut Vec<Finding>,
-) -> (HashMap<PageAddr, Entry>, u64) {
-    let mut by_addr = HashMap::new();
-    let mut read = 0u64;
+    seg: SegmentNo,
+    chain: &mut Chain,
+    each: &mut dyn FnMut(u64, &Entry),
+) {
+    let start = geo.segment_start(seg);
     let pps = u64::from(geo.pages_per_segment);
-    for (&seg, _) in scan.usage.iter().filter(|(_, u)| u.live > 0) {
-        let start = geo.segment_start(seg);
-        let mut off = 0u64;
-        let mut page = zero_page();
-        while record_fits(off, geo.pages_per_segment) {
-            let addr = start.offset(off);
-            if dev.read(addr, &mut page[..]).is_err() {
-                findings.push(
-                    Finding::new(
-                        Severity::Error,
-                        Kind::SummaryWrong,
-                        "cannot read a summary page",
-                    )
-                    .addr(addr)
-                    .segment(seg),
-                );
-                break;
-            }
-            read += page.len() as u64;
-            let Ok(Some(s)) = Summary::decode(&page[..], addr) else {
-                break;
-            };
-            let n = s.entries.len() as u64 + u64::from(s.tag_pages);
-            if off + 1 + n > pps {
-                break;
-            }
-            let first = addr.offset(1 + u64::from(s.tag_pages));
-            for (i, e) in s.entries.iter().enumerate() {
-                by_addr.insert(first.offset(i as u64), *e);
-            }
-            off += 1 + n;
+    let mut page = zero_page();
+    let mut off = 0u64;
+    while record_fits(off, geo.pages_per_segment) {
+        let addr = start.offset(off);
+        if let Err(e) = dev.read(addr, &mut page[..]) {
+            let msg = format!("cannot read a summary page: {e}");
+            chain.findings.push(wrong(addr, seg, msg));
+            break;
         }
+        chain.bytes += page.len() as u64;
+        // The first page that is not a valid summary ends the chain; pages
+        // it leaves undescribed are reported by the check.
+        let Ok(Some(s)) = Summary::decode(&page[..], addr) else {
+            break;
+        };
+        let first = off + 1 + u64::from(s.tag_pages);
+        let next = first + s.entries.len() as u64;
+        if next > pps {
+            break;
+        }
+        for (i, e) in s.entries.iter().enumerate() {
+            each(first + i as u64, e);
+        }
+        off = next;
     }
-    (by_addr, read)
 }
 
-fn wrong(addr: PageAddr, seg: Option<SegmentNo>, msg: String) -> Finding {
-    let f = Finding::new(Severity::Error, Kind::SummaryWrong, msg).addr(addr);
-    match seg {
-        Some(s) => f.segment(s),
-        None => f,
+fn read_chain(dev: &dyn BlockDevice, geo: &Geometry, seg: SegmentNo) -> Chain {
+    let mut chain = Chain::default();
+    let mut digests = Vec::new();
+    walk(dev, geo, seg, &mut chain, &mut |off, e| {
+        digests.push((off as u32, entry_digest(e)));
+    });
+    chain.digests = digests;
+    chain
+}
+
+/// Reads the summary chains of `segments` (those the usage table says hold
+/// live pages), several at once. Runs beside the rest of the check, so
+/// that its reads overlap the checker's work.
+pub fn read_chains(
+    dev: &dyn BlockDevice,
+    geo: &Geometry,
+    segments: &[SegmentNo],
+) -> Vec<(SegmentNo, Chain)> {
+    let chains = parallel::map(segments, |&seg| read_chain(dev, geo, seg));
+    segments.iter().copied().zip(chains).collect()
+}
+
+fn wrong(addr: PageAddr, seg: SegmentNo, msg: String) -> Finding {
+    Finding::new(Severity::Error, Kind::SummaryWrong, msg)
+        .addr(addr)
+        .segment(seg)
+}
+
+/// What the summary says of the page at `off` (re-reading the segment),
+/// for a message.
+fn what_summary_says(dev: &dyn BlockDevice, geo: &Geometry, seg: SegmentNo, off: u64) -> String {
+    let mut found = None;
+    walk(dev, geo, seg, &mut Chain::default(), &mut |o, e| {
+        if o == off {
+            found = Some(*e);
+        }
+    });
+    match found {
+        Some(e) => format!(
+            "described as {:?} of {} index {} (checksum {:#010x})",
+            e.kind, e.owner, e.index, e.crc
+        ),
+        None => "in no record summary".into(),
     }
 }
 
-/// Checks that every referenced page is described right; returns bytes read.
+/// Checks that every referenced page (`uses`, in address order) is
+/// described right by its record's summary, using the chains read ahead
+/// (a segment the usage table wrongly called empty is read now); returns
+/// the bytes read.
 pub fn check(
     dev: &dyn BlockDevice,
     geo: &Geometry,
     scan: &Scan,
-    tree: &Tree,
+    uses: &[(PageAddr, Use)],
+    chains: &[(SegmentNo, Chain)],
     findings: &mut Vec<Finding>,
 ) -> u64 {
-    let (entries, read) = read_all(dev, geo, scan, findings);
-    let seg = |a: PageAddr| geo.segment_of(a);
-    for &(addr, used) in &tree.data {
-        let Use::Data(ino, idx, crc) = used else {
+    let mut read = chains.iter().map(|(_, c)| c.bytes).sum();
+    for (_, chain) in chains {
+        findings.extend(chain.findings.iter().cloned());
+    }
+    let mut late: Option<(SegmentNo, Chain)> = None;
+    for &(addr, used) in uses {
+        let Some(seg) = geo.segment_of(addr) else {
+            continue; // reported by the space check
+        };
+        let chain = match chains.binary_search_by_key(&seg, |(s, _)| *s) {
+            Ok(i) => &chains[i].1,
+            Err(_) => {
+                if late.as_ref().is_none_or(|(s, _)| *s != seg) {
+                    let c = read_chain(dev, geo, seg);
+                    read += c.bytes;
+                    findings.extend(c.findings.iter().cloned());
+                    late = Some((seg, c));
+                }
+                match &late {
+                    Some((_, c)) => c,
+                    None => continue,
+                }
+            }
+        };
+        let off = geo.offset_in_segment(addr);
+        let Some(want) = expected(scan, used) else {
             continue;
         };
-        match entries.get(&addr) {
-            Some(e)
-                if e.kind == PageKind::Data
-                    && e.owner == ino.0
-                    && e.index == idx
-                    && e.crc == crc => {}
-            Some(e) => findings.push(wrong(
-                addr,
-                seg(addr),
-                format!(
-                    "page {idx} of inode {ino} is described as {:?} of {} index {}",
-                    e.kind, e.owner, e.index
-                ),
-            )),
-            None => findings.push(wrong(
-                addr,
-                seg(addr),
-                format!("page {idx} of inode {ino} is in no record summary"),
-            )),
-        }
-    }
-    for (&nid, nat) in &scan.nat {
-        let owner = scan.nodes.get(&nid).map(|n| n.ino.0);
-        match entries.get(&nat.addr) {
-            Some(e)
-                if e.kind == PageKind::Node
-                    && e.index == nid.0
-                    && owner.is_none_or(|o| o == e.owner)
-                    && e.crc == nat.crc => {}
-            Some(e) => findings.push(
-                wrong(
-                    nat.addr,
-                    seg(nat.addr),
-                    format!(
-                        "node {nid} is described as {:?} of {} index {}",
-                        e.kind, e.owner, e.index
-                    ),
-                )
-                .nid(nid),
-            ),
-            None => findings.push(
-                wrong(
-                    nat.addr,
-                    seg(nat.addr),
-                    format!("node {nid} is in no record summary"),
-                )
-                .nid(nid),
-            ),
-        }
-    }
-    for &addr in &scan.table_pages {
-        match entries.get(&addr) {
-            Some(e) if e.kind == PageKind::Table => {}
-            Some(e) => findings.push(wrong(
-                addr,
-                seg(addr),
-                format!("a table page is described as {:?}", e.kind),
-            )),
-            None => findings.push(wrong(
-                addr,
-                seg(addr),
-                "a table page is in no record summary".into(),
-            )),
+        if chain.get(off) != Some(want) {
+            let says = what_summary_says(dev, geo, seg, off);
+            findings.push(wrong(addr, seg, format!("{used} is {says}")));
         }
     }
     read

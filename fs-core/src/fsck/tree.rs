@@ -3,7 +3,9 @@
 //! with hashes that match; the tree connected, without cycles, with `..`
 //! and link counts right; nothing lost, nothing leaked.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
+
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::finding::{Finding, Kind, Severity};
 use super::scan::Scan;
@@ -16,19 +18,35 @@ use crate::ids::{Ino, Nid, PageAddr};
 use crate::inode::Inode;
 use crate::node::{Node, NodeBody};
 
-/// What owns a page (for the space checks).
+/// What a page is used for (for the space and summary checks).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Use {
-    /// Page `idx` of inode `ino`.
+    /// Page `idx` of inode `ino`, with its checksum.
     Data(Ino, u64, u32),
     /// A node.
     Node(Nid),
+    /// A page of the node address or segment usage table.
+    Table,
+    /// The checkpoint.
+    Checkpoint,
+}
+
+impl std::fmt::Display for Use {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Use::Data(ino, idx, _) => write!(f, "page {idx} of inode {ino}"),
+            Use::Node(nid) => write!(f, "node {nid}"),
+            Use::Table => write!(f, "a table page"),
+            Use::Checkpoint => write!(f, "the checkpoint"),
+        }
+    }
 }
 
 /// Results the later checks need.
 #[derive(Debug, Default)]
 pub struct Tree {
-    /// Every stored data page with its owner and checksum.
+    /// Every stored data page with its owner and checksum (the space
+    /// check adds the other pages and takes the list).
     pub data: Vec<(PageAddr, Use)>,
     /// Unwritten (fallocated) pages.
     pub unwritten: u64,
@@ -44,7 +62,7 @@ struct Walker<'a> {
     scan: &'a Scan,
     seed: u64,
     findings: &'a mut Vec<Finding>,
-    reached: HashSet<Nid>,
+    reached: FxHashSet<Nid>,
     tree: Tree,
 }
 
@@ -170,7 +188,7 @@ impl<'a> Walker<'a> {
 
     /// Walks a directory index; returns its entries in key order and the
     /// number of index nodes.
-    fn dir_index(&mut self, ino: Ino, root: Nid) -> (Vec<DirEntry>, u64) {
+    fn dir_index(&mut self, ino: Ino, root: Nid) -> (Vec<&'a DirEntry>, u64) {
         let mut entries = Vec::new();
         let mut nodes = 0;
         let mut stack = vec![(root, None::<u8>)];
@@ -191,7 +209,7 @@ impl<'a> Walker<'a> {
                 );
             }
             match &node.body {
-                NodeBody::DirLeaf(l) => entries.extend(l.entries.iter().cloned()),
+                NodeBody::DirLeaf(l) => entries.extend(l.entries.iter()),
                 NodeBody::DirInternal(int) if node.level > 0 => {
                     // Children go on the stack in reverse so leaves come out in key order.
                     for (_, c) in int.children.iter().rev() {
@@ -240,7 +258,7 @@ pub fn check(scan: &Scan, seed: u64, findings: &mut Vec<Finding>) -> Tree {
         scan,
         seed,
         findings,
-        reached: HashSet::new(),
+        reached: FxHashSet::default(),
         tree: Tree::default(),
     };
     for (&nid, node) in &scan.nodes {
@@ -252,7 +270,7 @@ pub fn check(scan: &Scan, seed: u64, findings: &mut Vec<Finding>) -> Tree {
             }
         }
     }
-    let mut entries_of: HashMap<Ino, Vec<DirEntry>> = HashMap::new();
+    let mut entries_of: FxHashMap<Ino, Vec<&DirEntry>> = FxHashMap::default();
     for (ino, inode) in all_inodes(scan) {
         w.tree.inodes += 1;
         if !inode.xattr_nid.is_none() {
@@ -319,15 +337,16 @@ pub fn check(scan: &Scan, seed: u64, findings: &mut Vec<Finding>) -> Tree {
 
 /// Walks the tree from the root: entries, `..`, cycles, link counts,
 /// the graveyard, lost inodes.
-fn namespace(w: &mut Walker<'_>, entries_of: &HashMap<Ino, Vec<DirEntry>>) {
+fn namespace(w: &mut Walker<'_>, entries_of: &FxHashMap<Ino, Vec<&DirEntry>>) {
     let scan = w.scan;
-    let mut links: HashMap<Ino, u32> = HashMap::new();
-    let mut seen_dirs: HashSet<Ino> = HashSet::from([Ino::ROOT]);
+    let mut links: FxHashMap<Ino, u32> = FxHashMap::default();
+    let mut seen_dirs: FxHashSet<Ino> = FxHashSet::from_iter([Ino::ROOT]);
     let mut queue = VecDeque::from([Ino::ROOT]);
     while let Some(dir) = queue.pop_front() {
         let mut subdirs = 0;
         for e in entries_of.get(&dir).map(Vec::as_slice).unwrap_or(&[]) {
-            let name = String::from_utf8_lossy(&e.name).into_owned();
+            // Borrowed unless the name is not UTF-8: no allocation per entry.
+            let name = String::from_utf8_lossy(&e.name);
             let Some(target) = inode_of(scan, e.ino) else {
                 w.findings.push(
                     Finding::new(
@@ -386,7 +405,7 @@ fn namespace(w: &mut Walker<'_>, entries_of: &HashMap<Ino, Vec<DirEntry>>) {
             }
         }
     }
-    let mut parked = HashSet::new();
+    let mut parked = FxHashSet::default();
     for e in entries_of
         .get(&Ino::GRAVEYARD)
         .map(Vec::as_slice)
