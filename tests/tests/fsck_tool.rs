@@ -63,7 +63,10 @@ fn clean_image_exits_zero_at_every_depth() {
     let (code, _, err) = fsck(&["-t", "--verify-data", &img]);
     assert_eq!(code, 0, "{err}");
     for phase in ["metadata pages", "record summaries", "data pages", "total"] {
-        assert!(err.contains(&format!("{phase}: ")), "-t times {phase}: {err}");
+        assert!(
+            err.contains(&format!("{phase}: ")),
+            "-t times {phase}: {err}"
+        );
     }
 }
 
