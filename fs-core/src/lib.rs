@@ -9,6 +9,7 @@
 
 pub mod block_ptr;
 pub mod checkpoint;
+pub mod cleaner;
 pub mod codec;
 pub mod device;
 pub mod dir_index;

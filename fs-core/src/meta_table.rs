@@ -270,6 +270,36 @@ impl MetaTable {
         Ok(())
     }
 
+    /// Does the tree as it stands keep page (`level`, `index`) at `addr`?
+    /// (The cleaner asks this of every table page in a segment it empties.)
+    pub fn stored_at(
+        &mut self,
+        dev: &dyn BlockDevice,
+        level: u8,
+        index: u64,
+        addr: PageAddr,
+    ) -> Result<bool> {
+        let levels_above = u32::from(self.depth.saturating_sub(level));
+        if level > self.depth || index >= FANOUT.saturating_pow(levels_above) {
+            return Ok(false);
+        }
+        self.load(dev, level, index)?;
+        Ok(self
+            .pages
+            .get(&(level, index))
+            .is_some_and(|p| p.old == addr))
+    }
+
+    /// Marks page (`level`, `index`) dirty, so that the next write moves it
+    /// (and releases its old copy).
+    pub fn mark_dirty(&mut self, dev: &dyn BlockDevice, level: u8, index: u64) -> Result<()> {
+        self.load(dev, level, index)?;
+        if let Some(p) = self.pages.get_mut(&(level, index)) {
+            p.dirty = true;
+        }
+        Ok(())
+    }
+
     /// Marks the ancestors of every dirty page dirty (loading them), so that
     /// [`MetaTable::dirty_count`] is the number of pages the next write needs.
     pub fn close_dirty(&mut self, dev: &dyn BlockDevice) -> Result<()> {

@@ -222,6 +222,39 @@ impl Summary {
     }
 }
 
+/// Walks the record chain of one segment of `pps` pages from its first page:
+/// `summary_at(offset)` reads the page at a record start and says what
+/// summary, if any, it holds; `each(offset, entry)` sees every payload page
+/// described. The chain ends at the first page that is not a valid summary
+/// of this filesystem (`fs_id`), at a record that would overrun the
+/// segment, or where sequence numbers stop growing: a record left by an
+/// earlier use of the segment, whose pages nothing references any more.
+pub fn walk_segment(
+    pps: u32,
+    fs_id: u64,
+    summary_at: &mut dyn FnMut(u64) -> Option<Summary>,
+    each: &mut dyn FnMut(u64, &Entry),
+) {
+    let mut off = 0u64;
+    let mut last_seq = None;
+    while crate::segment_writer::record_fits(off, pps) {
+        let Some(s) = summary_at(off) else { break };
+        if s.fs_id != fs_id || last_seq.is_some_and(|l| s.seq <= l) {
+            break;
+        }
+        let first = off + 1 + u64::from(s.tag_pages);
+        let next = first + s.entries.len() as u64;
+        if next > u64::from(pps) {
+            break;
+        }
+        for (i, e) in s.entries.iter().enumerate() {
+            each(first + i as u64, e);
+        }
+        last_seq = Some(s.seq);
+        off = next;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

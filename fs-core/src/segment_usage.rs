@@ -99,6 +99,8 @@ impl SegmentUsage {
         if u.live == 0 {
             self.empty_segments = self.empty_segments.saturating_sub(1);
             self.prefree.remove(&seg);
+            // A reused segment's age starts again: what it held before is gone.
+            u.mtime = now;
         }
         u.live += 1;
         u.mtime = u.mtime.max(now);
@@ -165,6 +167,11 @@ impl SegmentUsage {
             }
         }
         Ok(None)
+    }
+
+    /// Is `seg` held by the log writer?
+    pub fn is_active(&self, seg: SegmentNo) -> bool {
+        self.active.contains(&seg)
     }
 
     /// Empty segments that can be written now.

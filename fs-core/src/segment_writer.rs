@@ -56,6 +56,9 @@ pub struct SegmentWriter {
     /// Pages written to the device since creation (summaries included).
     pub pages_written: u64,
     time_ns: i64,
+    /// Age (seconds since the epoch) given to pages in the usage table, if
+    /// not now: the cleaner keeps the age of the data it moves.
+    age: Option<i64>,
     fs_id: u64,
 }
 
@@ -82,6 +85,7 @@ impl SegmentWriter {
             closed: Vec::new(),
             pages_written: 0,
             time_ns: 0,
+            age: None,
             fs_id,
         }
     }
@@ -104,6 +108,12 @@ impl SegmentWriter {
     /// Time stamped into summaries from now on.
     pub fn set_time(&mut self, time_ns: i64) {
         self.time_ns = time_ns;
+    }
+
+    /// Age the usage table records for pages handed out from now on
+    /// (`None`: the time of writing).
+    pub fn set_age(&mut self, secs: Option<i64>) {
+        self.age = secs;
     }
 
     /// Pages left in the current segment.
@@ -138,7 +148,8 @@ impl SegmentWriter {
         rec.entries.push(None);
         rec.buf.resize((2 + slot) * PAGE_SIZE, 0);
         self.pos.offset += 1;
-        sut.add_live(dev, addr, self.time_ns / 1_000_000_000)?;
+        let age = self.age.unwrap_or(self.time_ns / 1_000_000_000);
+        sut.add_live(dev, addr, age)?;
         if let Some((entry, page)) = fill {
             self.fill(addr, entry, page)?;
         }

@@ -80,6 +80,10 @@ pub struct Store {
     pub changed: bool,
     /// Counters.
     pub stats: Stats,
+    /// The segment cleaner's state.
+    pub cleaner: crate::cleaner::Cleaner,
+    /// The cleaner's tunables.
+    pub cleaner_options: crate::cleaner::CleanerOptions,
     sb_pending: Option<CheckpointNo>,
     durable_sb: CheckpointNo,
     failed: Option<String>,
@@ -129,6 +133,8 @@ impl Store {
             read_only,
             changed: false,
             stats: Stats::default(),
+            cleaner: crate::cleaner::Cleaner::default(),
+            cleaner_options: crate::cleaner::CleanerOptions::default(),
             sb_pending: None,
             failed: None,
         }
@@ -163,6 +169,7 @@ impl Store {
         if self.read_only {
             return Err(Error::ReadOnly);
         }
+        self.make_room(0)?;
         let r = self.commit_inner(scope, sync_superblock);
         self.poison_on(r)
     }
@@ -179,7 +186,7 @@ impl Store {
         }
     }
 
-    fn poison_on<T>(&mut self, r: Result<T>) -> Result<T> {
+    pub(crate) fn poison_on<T>(&mut self, r: Result<T>) -> Result<T> {
         if let Err(e) = &r {
             log::error!("writing to the device failed, refusing further operations: {e}");
             self.failed = Some(e.to_string());
@@ -187,12 +194,13 @@ impl Store {
         r
     }
 
-    fn commit_inner(&mut self, scope: DataScope, sync_superblock: bool) -> Result<()> {
+    pub(crate) fn commit_inner(&mut self, scope: DataScope, sync_superblock: bool) -> Result<()> {
         let dev_arc = self.dev.clone();
         let dev: &dyn BlockDevice = &*dev_arc;
         let building = self.building();
         let time_ns = now_ns();
         self.log.set_time(time_ns);
+        self.write_moves(dev, building)?;
         self.write_data(dev, building, scope)?;
         self.cache.write_dirty(dev, &mut self.sut, &mut self.log)?;
         let nat = self.cache.nat.table();
@@ -287,6 +295,7 @@ impl Store {
         if self.read_only {
             return Err(Error::ReadOnly);
         }
+        self.make_room(0)?;
         let dev = self.dev.clone();
         let building = self.building();
         self.log.set_time(now_ns());
@@ -442,27 +451,34 @@ impl Store {
         self.flush_superblock()
     }
 
-    /// Pages the user can still write: empty segments and the rest of the
-    /// head segment, less what dirty pages and fallocate already promised
-    /// and a reserve for metadata.
+    /// Pages the user can still write: the capacity less what is live,
+    /// dirty (plus a share for the nodes it will need) and promised by
+    /// fallocate. Dead pages count as free: the cleaner brings them back.
     pub fn free_pages(&self) -> u64 {
-        let pps = u64::from(self.sb.geometry.pages_per_segment);
-        // Segments the log may write now (not pre-free ones, which wait for
-        // a durable commit), the next segment it already holds, and what
-        // is left of the one it is writing.
-        let raw = (self.sut.writable_segments() + 1) * pps + self.log.remaining_in_segment();
-        raw.saturating_sub(self.reserve_pages())
-            .saturating_sub(self.dirty.count() as u64 + self.dirty.count() as u64 / 100)
+        let dirty = self.dirty.count() as u64;
+        self.capacity_pages()
+            .saturating_sub(self.sut.live_pages)
+            .saturating_sub(dirty + dirty / 100)
             .saturating_sub(self.reserved_pages)
     }
 
-    /// Pages held back for metadata, checkpoints and the segment in flight.
+    /// Pages a user can fill in all: the segment area less the reserve.
+    pub fn capacity_pages(&self) -> u64 {
+        self.sb
+            .geometry
+            .segment_area_pages()
+            .saturating_sub(self.reserve_pages())
+    }
+
+    /// Pages held back from users: room for the cleaner to work in when
+    /// the filesystem is full (so that deleting, and cleaning, always make
+    /// progress), record summaries, and the segments the log holds.
+    /// The larger the share of dead space the cleaner is guaranteed, the
+    /// less it copies to free a segment when users have filled the rest.
     pub fn reserve_pages(&self) -> u64 {
         let pps = u64::from(self.sb.geometry.pages_per_segment);
-        let by_share = self.sb.geometry.segment_area_pages() / 50;
-        (4 * pps)
-            .max(by_share)
-            .min(self.sb.geometry.segment_area_pages() / 4)
+        let area = self.sb.geometry.segment_area_pages();
+        (8 * pps).max(area / 20).min(area / 4)
     }
 }
 

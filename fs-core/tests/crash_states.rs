@@ -27,6 +27,11 @@ use support::model::*;
 
 const PAGES: u64 = 1024;
 
+thread_local! {
+    /// Segments the cleaning passes of this thread's workloads emptied.
+    static CLEANED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 fn base_image() -> Vec<u8> {
     let dev = Arc::new(MemDevice::new(PAGES));
     format(
@@ -81,6 +86,14 @@ fn record(ops: &[Op], mode: JournalMode) -> (Arc<RecordingDevice>, Vec<Commit>) 
             Op::CrashCut => {
                 fs.periodic_commit().expect("periodic commit");
                 mode == JournalMode::Writeback
+            }
+            // A cleaning pass commits everything, moved pages first.
+            Op::Clean => {
+                let freed = fs
+                    .clean(pagelog_core::cleaner::Policy::Greedy)
+                    .expect("clean");
+                CLEANED.with(|c| c.set(c.get() + freed));
+                false
             }
             _ => {
                 apply_op(&mut fs, &mut model, op);
@@ -261,10 +274,12 @@ fn crash_states_in(mode: JournalMode, cases: u32) -> usize {
         panic!("{mode:?}: {e}");
     }
     let total = states.load(std::sync::atomic::Ordering::Relaxed);
+    let cleaned = CLEANED.with(std::cell::Cell::get);
     eprintln!(
-        "{mode:?}: {total} crash states checked in {} workloads",
+        "{mode:?}: {total} crash states checked in {} workloads; cleaning emptied {cleaned} segments",
         cases * scale
     );
+    assert!(cleaned > 0, "no workload cleaned a segment");
     total
 }
 

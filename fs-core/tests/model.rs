@@ -58,6 +58,17 @@ impl Harness {
                 self.committed = self.model.clone();
                 self.check(&self.model.clone());
             }
+            Op::Clean => {
+                // A cleaning pass commits whatever it finds to move (and
+                // the user's dirty state with it); the sync makes the
+                // commit point certain when it found nothing.
+                self.fs()
+                    .clean(pagelog_core::cleaner::Policy::Greedy)
+                    .expect("clean");
+                self.fs().sync().expect("sync");
+                self.committed = self.model.clone();
+                self.check(&self.model.clone());
+            }
             Op::Remount => {
                 self.fs.take().expect("fs").unmount().expect("unmount");
                 self.fs = Some(

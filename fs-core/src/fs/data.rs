@@ -32,20 +32,19 @@ pub fn max_file_size() -> u64 {
 }
 
 impl Filesystem {
-    /// Makes room for `pages` more dirty pages, committing once if needed.
-    fn ensure_space(&mut self, pages: u64) -> Result<()> {
-        if pages == 0 || self.store.free_pages() >= pages {
-            return Ok(());
+    /// Makes room for `pages` more dirty pages: fails with `NoSpace` when
+    /// the live data would not fit, cleans when the log has too few free
+    /// segments to write them.
+    pub(crate) fn ensure_space(&mut self, pages: u64) -> Result<()> {
+        if pages > 0 && self.store.free_pages() < pages {
+            // Pages overwritten while dirty count twice until a commit
+            // lets their old copies go.
+            self.sync()?;
+            if self.store.free_pages() < pages {
+                return Err(Error::NoSpace);
+            }
         }
-        // Segments emptied since the last commit become writable once a
-        // commit names that state and its superblock is durable.
-        self.sync()?;
-        self.store.settle()?;
-        if self.store.free_pages() >= pages {
-            Ok(())
-        } else {
-            Err(Error::NoSpace)
-        }
+        self.store.make_room(pages)
     }
 
     /// Makes page `idx` dirty (reading its current contents unless the

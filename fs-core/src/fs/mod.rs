@@ -3,6 +3,7 @@
 //! leaves the writing to the next commit.
 
 mod attr;
+mod cleaning;
 mod data;
 mod namespace;
 mod read;
@@ -16,6 +17,7 @@ use std::time::{Duration, Instant};
 
 pub use crate::store::DataScope;
 pub use attr::{SetAttr, TimeSet};
+pub use cleaning::CleanerReport;
 pub use data::Whence;
 pub use namespace::{DirItem, RenameFlags};
 pub use read::ReadPlan;
@@ -76,6 +78,8 @@ pub struct MountOptions {
     pub atime: AtimeMode,
     /// Commit at most this long after a change.
     pub commit_interval: Duration,
+    /// The segment cleaner's tunables.
+    pub cleaner: crate::cleaner::CleanerOptions,
 }
 
 impl Default for MountOptions {
@@ -86,6 +90,7 @@ impl Default for MountOptions {
             dirty_limit: 64 << 20,
             atime: AtimeMode::Relative,
             commit_interval: Duration::from_secs(5),
+            cleaner: crate::cleaner::CleanerOptions::default(),
         }
     }
 }
@@ -151,6 +156,8 @@ pub struct Filesystem {
     lookups: HashMap<Ino, u64>,
     last_commit: Instant,
     kernel_owns_cmtime: bool,
+    /// Background cleaning has started and not yet reached its stop mark.
+    cleaning: bool,
 }
 
 /// Linux `DT_*` type of a mode.
@@ -187,7 +194,8 @@ impl Filesystem {
             log::warn!("recovery: {note}");
         }
         let max_seq = rec.max_seq;
-        let store = Store::open(dev, rec, opts.read_only);
+        let mut store = Store::open(dev, rec, opts.read_only);
+        store.cleaner_options = opts.cleaner;
         let mut fs = Filesystem {
             store,
             opts,
@@ -195,6 +203,7 @@ impl Filesystem {
             lookups: HashMap::new(),
             last_commit: Instant::now(),
             kernel_owns_cmtime: false,
+            cleaning: false,
         };
         if !fs.opts.read_only {
             fs.store.start_writing(max_seq)?;
@@ -368,10 +377,7 @@ impl Filesystem {
 
     /// Space and inode counts.
     pub fn statfs(&mut self) -> StatFs {
-        let geo = self.store.sb.geometry;
-        let total = geo
-            .segment_area_pages()
-            .saturating_sub(self.store.reserve_pages());
+        let total = self.store.capacity_pages();
         let free = self.store.free_pages().min(total);
         StatFs {
             bsize: PAGE_SIZE as u32,
@@ -387,9 +393,7 @@ impl Filesystem {
 
     /// Makes a new inode for a child of `parent` (not yet linked).
     fn new_inode(&mut self, cred: &Cred, parent: Ino, mode: u32, rdev: u64) -> Result<Ino> {
-        if self.store.free_pages() < 2 {
-            return Err(Error::NoSpace);
-        }
+        self.ensure_space(2)?;
         let p = self.inode(parent)?;
         let (p_mode, p_gid) = (p.mode, p.gid);
         let is_dir = mode & S_IFMT == S_IFDIR;

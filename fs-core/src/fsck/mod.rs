@@ -194,7 +194,11 @@ pub fn check(
         });
         // The summary chains are read while the tree and space checks
         // compute: only the final comparison needs them.
-        let chains = scope.spawn(|| summaries::read_chains(dev, &geo, &live));
+        let segs = summaries::Segments {
+            geo,
+            fs_id: rec.sb.hash_seed,
+        };
+        let chains = scope.spawn(move || summaries::read_chains(dev, &segs, &live));
         progress(Phase::Tree, 0, 1);
         let mut tree = tree::check(&scan, rec.sb.hash_seed, &mut report.findings);
         report.stats.data_pages = tree.data.len() as u64;
@@ -209,7 +213,7 @@ pub fn check(
         );
         progress(Phase::Summaries, 0, 1);
         let chains = chains.join().unwrap_or_default();
-        let read = summaries::check(dev, &geo, &scan, &uses, &chains, &mut report.findings);
+        let read = summaries::check(dev, &segs, &scan, &uses, &chains, &mut report.findings);
         (tree, uses, read)
     });
     report.stats.bytes_read += summary_bytes;

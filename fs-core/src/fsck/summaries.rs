@@ -18,8 +18,16 @@ use super::tree::Use;
 use crate::device::BlockDevice;
 use crate::ids::{PageAddr, SegmentNo};
 use crate::layout::{zero_page, Geometry};
-use crate::segment_summary::{Entry, PageKind, Summary};
-use crate::segment_writer::record_fits;
+use crate::segment_summary::{walk_segment, Entry, PageKind, Summary};
+
+/// What walking a segment's record chain needs to know of the filesystem.
+#[derive(Clone, Copy, Debug)]
+pub struct Segments {
+    /// Where the segments lie.
+    pub geo: Geometry,
+    /// The filesystem's identity, which its record summaries carry.
+    pub fs_id: u64,
+}
 
 /// The digest of what the check compares: kind, and for data and node
 /// pages owner, index and checksum. (Table and checkpoint pages are known
@@ -76,44 +84,32 @@ impl Chain {
 /// entry of every page described; fills in the chain's findings and bytes.
 fn walk(
     dev: &dyn BlockDevice,
-    geo: &Geometry,
+    log: &Segments,
     seg: SegmentNo,
     chain: &mut Chain,
     each: &mut dyn FnMut(u64, &Entry),
 ) {
-    let start = geo.segment_start(seg);
-    let pps = u64::from(geo.pages_per_segment);
+    let start = log.geo.segment_start(seg);
     let mut page = zero_page();
-    let mut off = 0u64;
-    while record_fits(off, geo.pages_per_segment) {
+    let mut summary_at = |off: u64| {
         let addr = start.offset(off);
         if let Err(e) = dev.read(addr, &mut page[..]) {
             let msg = format!("cannot read a summary page: {e}");
             chain.findings.push(wrong(addr, seg, msg));
-            break;
+            return None;
         }
         chain.bytes += page.len() as u64;
         // The first page that is not a valid summary ends the chain; pages
         // it leaves undescribed are reported by the check.
-        let Ok(Some(s)) = Summary::decode(&page[..], addr) else {
-            break;
-        };
-        let first = off + 1 + u64::from(s.tag_pages);
-        let next = first + s.entries.len() as u64;
-        if next > pps {
-            break;
-        }
-        for (i, e) in s.entries.iter().enumerate() {
-            each(first + i as u64, e);
-        }
-        off = next;
-    }
+        Summary::decode(&page[..], addr).ok().flatten()
+    };
+    walk_segment(log.geo.pages_per_segment, log.fs_id, &mut summary_at, each);
 }
 
-fn read_chain(dev: &dyn BlockDevice, geo: &Geometry, seg: SegmentNo) -> Chain {
+fn read_chain(dev: &dyn BlockDevice, log: &Segments, seg: SegmentNo) -> Chain {
     let mut chain = Chain::default();
     let mut digests = Vec::new();
-    walk(dev, geo, seg, &mut chain, &mut |off, e| {
+    walk(dev, log, seg, &mut chain, &mut |off, e| {
         digests.push((off as u32, entry_digest(e)));
     });
     chain.digests = digests;
@@ -125,10 +121,10 @@ fn read_chain(dev: &dyn BlockDevice, geo: &Geometry, seg: SegmentNo) -> Chain {
 /// that its reads overlap the checker's work.
 pub fn read_chains(
     dev: &dyn BlockDevice,
-    geo: &Geometry,
+    log: &Segments,
     segments: &[SegmentNo],
 ) -> Vec<(SegmentNo, Chain)> {
-    let chains = parallel::map(segments, |&seg| read_chain(dev, geo, seg));
+    let chains = parallel::map(segments, |&seg| read_chain(dev, log, seg));
     segments.iter().copied().zip(chains).collect()
 }
 
@@ -140,9 +136,9 @@ fn wrong(addr: PageAddr, seg: SegmentNo, msg: String) -> Finding {
 
 /// What the summary says of the page at `off` (re-reading the segment),
 /// for a message.
-fn what_summary_says(dev: &dyn BlockDevice, geo: &Geometry, seg: SegmentNo, off: u64) -> String {
+fn what_summary_says(dev: &dyn BlockDevice, log: &Segments, seg: SegmentNo, off: u64) -> String {
     let mut found = None;
-    walk(dev, geo, seg, &mut Chain::default(), &mut |o, e| {
+    walk(dev, log, seg, &mut Chain::default(), &mut |o, e| {
         if o == off {
             found = Some(*e);
         }
@@ -162,7 +158,7 @@ fn what_summary_says(dev: &dyn BlockDevice, geo: &Geometry, seg: SegmentNo, off:
 /// the bytes read.
 pub fn check(
     dev: &dyn BlockDevice,
-    geo: &Geometry,
+    log: &Segments,
     scan: &Scan,
     uses: &[(PageAddr, Use)],
     chains: &[(SegmentNo, Chain)],
@@ -174,14 +170,14 @@ pub fn check(
     }
     let mut late: Option<(SegmentNo, Chain)> = None;
     for &(addr, used) in uses {
-        let Some(seg) = geo.segment_of(addr) else {
+        let Some(seg) = log.geo.segment_of(addr) else {
             continue; // reported by the space check
         };
         let chain = match chains.binary_search_by_key(&seg, |(s, _)| *s) {
             Ok(i) => &chains[i].1,
             Err(_) => {
                 if late.as_ref().is_none_or(|(s, _)| *s != seg) {
-                    let c = read_chain(dev, geo, seg);
+                    let c = read_chain(dev, log, seg);
                     read += c.bytes;
                     findings.extend(c.findings.iter().cloned());
                     late = Some((seg, c));
@@ -192,12 +188,12 @@ pub fn check(
                 }
             }
         };
-        let off = geo.offset_in_segment(addr);
+        let off = log.geo.offset_in_segment(addr);
         let Some(want) = expected(scan, used) else {
             continue;
         };
         if chain.get(off) != Some(want) {
-            let says = what_summary_says(dev, geo, seg, off);
+            let says = what_summary_says(dev, log, seg, off);
             findings.push(wrong(addr, seg, format!("{used} is {says}")));
         }
     }

@@ -89,6 +89,8 @@ pub enum Op {
     Sync,
     Remount,
     CrashCut,
+    /// A forced cleaning pass (greedy), which commits.
+    Clean,
 }
 
 pub fn op_strategy() -> impl Strategy<Value = Op> {
@@ -110,6 +112,7 @@ pub fn op_strategy() -> impl Strategy<Value = Op> {
         1 => Just(Op::Sync),
         1 => Just(Op::Remount),
         1 => Just(Op::CrashCut),
+        1 => Just(Op::Clean),
     ]
 }
 
@@ -630,6 +633,6 @@ pub fn apply_op(fs: &mut Filesystem, model: &mut Model, op: &Op) {
                 assert!(matches!(real, Err(Error::NoAttr)), "{op:?}: {real:?}");
             }
         }
-        Op::Sync | Op::Remount | Op::CrashCut => {}
+        Op::Sync | Op::Remount | Op::CrashCut | Op::Clean => {}
     }
 }

@@ -1,0 +1,448 @@
+//! The segment cleaner: turns segments full of dead pages back into free
+//! segments by moving their live pages to the head of the log.
+//!
+//! A page is live when the root being built still points at it. The
+//! cleaner never keeps its own map of owners: it reads a victim's record
+//! summaries, which name each page's owner, and asks that owner where its
+//! page is now (the file map for data, the node address table for nodes,
+//! the table itself for table pages, the store for the checkpoint). Pages
+//! whose owner points elsewhere are dead and simply left behind.
+//!
+//! Live pages are moved by a commit like any other: data pages are copied
+//! (in file order, before the user's dirty data, keeping their age), nodes
+//! and table pages are marked dirty. The victim then holds no live page;
+//! it becomes free once a durable superblock names that commit, exactly
+//! like a segment emptied by deletes (see "segment reuse" in DESIGN.md),
+//! so a crash at any moment of cleaning finds either the old copies or the
+//! new ones, both whole.
+//!
+//! Liveness is decided against the root being built, the one root there
+//! is today. Snapshots will add roots that pin pages; the question "does
+//! any root still reference this page" is asked in one place,
+//! [`Store::live_use`], so that is where they will answer too.
+
+use std::collections::HashSet;
+
+use crate::block_ptr::BlockPtr;
+use crate::codec::crc32;
+use crate::device::BlockDevice;
+use crate::error::{Error, Result};
+use crate::file_map;
+use crate::ids::{CheckpointNo, Ino, Nid, PageAddr, SegmentNo};
+use crate::layout::{Page, PAGE_SIZE};
+use crate::meta_table::TableId;
+use crate::segment_summary::{walk_segment, Entry, PageKind, Summary};
+use crate::store::Store;
+
+/// How victims are chosen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Policy {
+    /// Sprite LFS's cost-benefit: free space gained times age, over the
+    /// cost of reading the segment and writing its live pages back. Cold
+    /// segments are cleaned at a higher utilisation than hot ones, which
+    /// are left to die on their own.
+    CostBenefit,
+    /// The segment with the fewest live pages: the most space for the
+    /// least copying right now (under pressure).
+    Greedy,
+}
+
+/// Tunables (mount options).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CleanerOptions {
+    /// Clean in the background while the filesystem is idle.
+    pub background: bool,
+    /// Background cleaning starts when fewer than this percentage of all
+    /// segments are free.
+    pub start_percent: u8,
+    /// ... and stops once this percentage is free.
+    pub stop_percent: u8,
+    /// Background cleaning leaves alone segments with more than this
+    /// percentage of live pages (copying them gains too little).
+    pub max_live_percent: u8,
+    /// Segments one cleaning pass empties at most.
+    pub batch: usize,
+}
+
+impl Default for CleanerOptions {
+    fn default() -> Self {
+        CleanerOptions {
+            background: true,
+            start_percent: 10,
+            stop_percent: 20,
+            max_live_percent: 90,
+            batch: 8,
+        }
+    }
+}
+
+/// What the cleaner did since mount.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CleanerStats {
+    /// Cleaning passes (each one commit).
+    pub passes: u64,
+    /// Passes a writer had to wait for (space was short).
+    pub foreground_passes: u64,
+    /// Segments emptied.
+    pub segments_cleaned: u64,
+    /// Live pages copied (data) or rewritten (nodes, table pages).
+    pub pages_moved: u64,
+    /// Segments that did not empty (a page the summaries do not explain;
+    /// left alone for the rest of the mount, and logged).
+    pub segments_refused: u64,
+}
+
+/// A data page on its way to the head of the log.
+#[derive(Debug)]
+pub(crate) struct Move {
+    ino: Ino,
+    idx: u64,
+    ptr: BlockPtr,
+    page: Box<Page>,
+    /// Age of the segment it comes from (seconds since the epoch).
+    age: i64,
+}
+
+/// Who holds a live page, and so what moving it takes.
+enum LiveUse {
+    Data(Ino, u64, BlockPtr),
+    Node(Nid),
+    Table(TableId, u8, u64),
+    Checkpoint,
+}
+
+/// Cleaner state kept by the store.
+#[derive(Debug, Default)]
+pub struct Cleaner {
+    /// Counters.
+    pub stats: CleanerStats,
+    /// Data pages to copy in the next commit.
+    pub(crate) moves: Vec<Move>,
+    /// Segments that would not empty this mount.
+    refused: HashSet<SegmentNo>,
+}
+
+/// A victim's score: higher is cleaned first.
+fn score(policy: Policy, live: u32, pps: u32, age: i64) -> f64 {
+    let u = f64::from(live) / f64::from(pps);
+    match policy {
+        Policy::Greedy => 1.0 - u,
+        // (1 - u) * age / (1 + u): reading the segment costs 1, writing
+        // the live part back costs u.
+        Policy::CostBenefit => (1.0 - u) * (age.max(1) as f64) / (1.0 + u),
+    }
+}
+
+impl Store {
+    /// Pages the log can write now without cleaning.
+    pub fn writable_pages(&self) -> u64 {
+        let pps = u64::from(self.sb.geometry.pages_per_segment);
+        self.sut.writable_segments() * pps + self.log.remaining_in_segment()
+    }
+
+    /// A generous estimate of the pages the next commit writes: dirty data
+    /// and nodes, the map nodes new data may need, the table pages all that
+    /// changes, record summaries and the checkpoint.
+    pub fn commit_need(&self) -> u64 {
+        let data = self.dirty.count() as u64 + self.cleaner.moves.len() as u64;
+        let nodes = self.cache.dirty_count() as u64;
+        let payload = data + 2 * nodes + data / 64;
+        payload + payload / 100 + 64
+    }
+
+    /// Writable pages kept for the cleaner alone: a commit of user data
+    /// never starts unless this much would be left for the cleaning commit
+    /// that may have to follow.
+    pub fn cleaner_reserve(&self) -> u64 {
+        3 * u64::from(self.sb.geometry.pages_per_segment)
+    }
+
+    /// Makes sure the next commit, plus `extra` pages the caller is about
+    /// to dirty, fits in writable segments with the cleaner's reserve left
+    /// over; cleans (greedily, the writer waiting) if not.
+    pub fn make_room(&mut self, extra: u64) -> Result<()> {
+        let short = |s: &Store| s.writable_pages() < s.commit_need() + extra + s.cleaner_reserve();
+        if self.read_only || !short(self) {
+            return Ok(());
+        }
+        // Segments emptied by the last commit come back with its superblock.
+        self.settle()?;
+        // Clean a little past the need, so that the next writes do not wait.
+        let pps = u64::from(self.sb.geometry.pages_per_segment);
+        let target = extra + 4 * pps;
+        for _ in 0..64 {
+            if self.writable_pages() >= self.commit_need() + target + self.cleaner_reserve() {
+                break;
+            }
+            self.cleaner.stats.foreground_passes += 1;
+            if self.clean(Policy::Greedy, self.cleaner_options.batch, 100)? == 0 {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// One cleaning pass: picks up to `batch` victims by `policy` (none
+    /// with more than `max_live_percent` live pages), moves their live
+    /// pages with one commit and makes that commit durable. Returns the
+    /// segments freed.
+    pub fn clean(&mut self, policy: Policy, batch: usize, max_live_percent: u8) -> Result<usize> {
+        self.check_health()?;
+        if self.read_only {
+            return Err(Error::ReadOnly);
+        }
+        let budget = self
+            .writable_pages()
+            .saturating_sub(self.commit_need() + u64::from(self.sb.geometry.pages_per_segment));
+        let victims = self.choose_victims(policy, batch, budget, max_live_percent)?;
+        if victims.is_empty() {
+            return Ok(0);
+        }
+        let mut taken = Vec::new();
+        for (seg, age) in victims {
+            match self.gather(seg, age) {
+                Ok(n) => {
+                    self.cleaner.stats.pages_moved += n;
+                    taken.push(seg);
+                }
+                Err(e) => self.refuse(seg, &e.to_string()),
+            }
+        }
+        self.changed = true;
+        let r = self.commit_inner(crate::store::DataScope::All, false);
+        self.poison_on(r)?;
+        self.flush_superblock()?;
+        let mut freed = 0;
+        for seg in taken {
+            let dev = self.dev.clone();
+            let live = self.sut.get(&*dev, seg)?.live;
+            if live == 0 {
+                freed += 1;
+            } else {
+                let why = format!("{live} pages are live that its summaries do not explain");
+                self.refuse(seg, &why);
+            }
+        }
+        self.cleaner.stats.passes += 1;
+        self.cleaner.stats.segments_cleaned += freed as u64;
+        Ok(freed)
+    }
+
+    fn refuse(&mut self, seg: SegmentNo, why: &str) {
+        log::error!("cleaner: segment {seg} cannot be emptied ({why}); leaving it alone until the next mount; run pagelog-fsck");
+        self.cleaner.refused.insert(seg);
+        self.cleaner.stats.segments_refused += 1;
+    }
+
+    /// Victims, best first, with the age of their data, whose live pages
+    /// together fit in `budget`.
+    fn choose_victims(
+        &mut self,
+        policy: Policy,
+        batch: usize,
+        budget: u64,
+        max_live_percent: u8,
+    ) -> Result<Vec<(SegmentNo, i64)>> {
+        let dev = self.dev.clone();
+        let geo = self.sb.geometry;
+        let pps = geo.pages_per_segment;
+        let max_live = u64::from(pps) * u64::from(max_live_percent.min(100)) / 100;
+        let now = crate::store::now_ns() / 1_000_000_000;
+        let mut candidates = Vec::new();
+        for s in 0..geo.segment_count {
+            let seg = SegmentNo(s);
+            if self.sut.is_active(seg) || self.cleaner.refused.contains(&seg) {
+                continue;
+            }
+            let u = self.sut.get(&*dev, seg)?;
+            if u.live == 0 || u.live >= pps || u64::from(u.live) > max_live {
+                continue;
+            }
+            let age = now.saturating_sub(u.mtime);
+            candidates.push((score(policy, u.live, pps, age), seg, u.live, u.mtime));
+        }
+        candidates.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let mut out = Vec::new();
+        let mut used = 0u64;
+        for (_, seg, live, mtime) in candidates {
+            if out.len() >= batch || used + u64::from(live) > budget {
+                break;
+            }
+            used += u64::from(live);
+            out.push((seg, mtime));
+        }
+        Ok(out)
+    }
+
+    /// Reads segment `seg` and arranges for each of its live pages to move
+    /// with the next commit. Returns how many will. Fails, moving nothing
+    /// of it, when a live data page fails its checksum (a copy would carry
+    /// the damage to a place where the pointer's checksum no longer flags
+    /// it) or the summaries explain fewer live pages than the usage table
+    /// counts.
+    fn gather(&mut self, seg: SegmentNo, age: i64) -> Result<u64> {
+        let dev = self.dev.clone();
+        let geo = self.sb.geometry;
+        let start = geo.segment_start(seg);
+        let mut buf = vec![0u8; geo.pages_per_segment as usize * PAGE_SIZE];
+        dev.read(start, &mut buf)?;
+        let mut entries: Vec<(u64, Entry)> = Vec::new();
+        let mut summary_at = |off: u64| {
+            let at = off as usize * PAGE_SIZE;
+            Summary::decode(&buf[at..at + PAGE_SIZE], start.offset(off))
+                .ok()
+                .flatten()
+        };
+        walk_segment(
+            geo.pages_per_segment,
+            self.sb.hash_seed,
+            &mut summary_at,
+            &mut |off, e| entries.push((off, *e)),
+        );
+        let mut uses = Vec::new();
+        for (off, e) in entries {
+            let addr = start.offset(off);
+            if let Some(u) = self.live_use(&*dev, addr, &e)? {
+                uses.push((off, u));
+            }
+        }
+        let live = u64::from(self.sut.get(&*dev, seg)?.live);
+        if uses.len() as u64 != live {
+            return Err(Error::corrupt(
+                format!("segment {seg}"),
+                start,
+                format!(
+                    "usage table counts {live} live pages, its summaries explain {}",
+                    uses.len()
+                ),
+            ));
+        }
+        let mut moves = Vec::new();
+        for (off, u) in &uses {
+            if let LiveUse::Data(ino, idx, ptr) = *u {
+                let at = *off as usize * PAGE_SIZE;
+                let bytes = &buf[at..at + PAGE_SIZE];
+                if crc32(bytes) != ptr.crc {
+                    return Err(Error::corrupt(
+                        format!("inode {ino} page {idx}"),
+                        ptr.addr,
+                        "checksum mismatch; the page is not moved",
+                    ));
+                }
+                let mut page = crate::layout::zero_page();
+                page.copy_from_slice(bytes);
+                moves.push(Move {
+                    ino,
+                    idx,
+                    ptr,
+                    page,
+                    age,
+                });
+            }
+        }
+        for (_, u) in uses.iter() {
+            match *u {
+                LiveUse::Node(nid) => {
+                    self.cache.get_mut(&*dev, nid)?;
+                }
+                LiveUse::Table(TableId::NodeAddress, level, index) => {
+                    self.cache.nat.table().mark_dirty(&*dev, level, index)?;
+                }
+                LiveUse::Table(TableId::SegmentUsage, level, index) => {
+                    self.sut.table().mark_dirty(&*dev, level, index)?;
+                }
+                // The commit writes a new checkpoint and lets this one go;
+                // copied data was collected above.
+                LiveUse::Checkpoint | LiveUse::Data(..) => {}
+            }
+        }
+        self.cleaner.moves.extend(moves);
+        Ok(uses.len() as u64)
+    }
+
+    /// Does the root being built still use the page at `addr`, which the
+    /// summary describes as `e`? Says who does.
+    fn live_use(
+        &mut self,
+        dev: &dyn BlockDevice,
+        addr: PageAddr,
+        e: &Entry,
+    ) -> Result<Option<LiveUse>> {
+        Ok(match e.kind {
+            PageKind::Data => {
+                let ino = Ino(e.owner);
+                if !self.cache.inode_exists(dev, ino)? {
+                    return Ok(None);
+                }
+                let inode = self.cache.inode(dev, ino)?;
+                if inode.is_dir() || (inode.is_symlink() && inode.has_inline()) {
+                    return Ok(None);
+                }
+                let ptr = file_map::get(&mut self.cache, dev, ino, e.index)?;
+                (ptr.addr == addr).then_some(LiveUse::Data(ino, e.index, ptr))
+            }
+            PageKind::Node => {
+                let nid = Nid(e.index);
+                let here = self.cache.nat.lookup(dev, nid)?;
+                here.is_some_and(|n| n.addr == addr)
+                    .then_some(LiveUse::Node(nid))
+            }
+            PageKind::Table => {
+                let (level, index) = ((e.index >> 56) as u8, e.index & ((1 << 56) - 1));
+                let id = match e.owner {
+                    x if x == TableId::NodeAddress as u64 => TableId::NodeAddress,
+                    x if x == TableId::SegmentUsage as u64 => TableId::SegmentUsage,
+                    _ => return Ok(None),
+                };
+                let table = match id {
+                    TableId::NodeAddress => self.cache.nat.table(),
+                    TableId::SegmentUsage => self.sut.table(),
+                };
+                table
+                    .stored_at(dev, level, index, addr)?
+                    .then_some(LiveUse::Table(id, level, index))
+            }
+            PageKind::Checkpoint => (addr == self.cp_addr).then_some(LiveUse::Checkpoint),
+        })
+    }
+
+    /// Writes the data pages the cleaner gathered, first in the commit and
+    /// in file order, so that moved (cold) data forms records of its own;
+    /// each keeps the age of the segment it came from. A page the user
+    /// rewrote meanwhile is not moved: its new copy follows in this commit.
+    pub(crate) fn write_moves(
+        &mut self,
+        dev: &dyn BlockDevice,
+        building: CheckpointNo,
+    ) -> Result<()> {
+        let mut moves = std::mem::take(&mut self.cleaner.moves);
+        moves.sort_unstable_by_key(|m| (m.ino, m.idx));
+        for m in moves {
+            if self.dirty.contains(m.ino, m.idx)
+                || file_map::get(&mut self.cache, dev, m.ino, m.idx)? != m.ptr
+            {
+                continue;
+            }
+            self.log.set_age(Some(m.age));
+            let entry = Entry {
+                transform: m.ptr.transform,
+                ..Entry::raw(PageKind::Data, m.ino.0, m.idx)
+            };
+            let addr = self.log.alloc(dev, &mut self.sut, None)?;
+            let crc = self.log.fill(addr, entry, &m.page)?;
+            let new = BlockPtr { addr, crc, ..m.ptr };
+            file_map::set(
+                &mut self.cache,
+                dev,
+                &mut self.sut,
+                building,
+                m.ino,
+                m.idx,
+                new,
+            )?;
+            self.sut.remove_live(dev, m.ptr.addr, building)?;
+        }
+        self.log.set_age(None);
+        Ok(())
+    }
+}

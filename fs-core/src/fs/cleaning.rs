@@ -1,0 +1,115 @@
+//! The cleaner as the filesystem drives it: in the background while idle,
+//! on demand, and what an administrator can read of it.
+
+use super::Filesystem;
+use crate::cleaner::{CleanerStats, Policy};
+use crate::error::Result;
+use crate::layout::PAGE_SIZE;
+
+/// The cleaner's state as an administrator sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CleanerReport {
+    /// Segments in the filesystem.
+    pub segments: u64,
+    /// Segments the log can write now.
+    pub free_segments: u64,
+    /// Pages referenced by the current root.
+    pub live_pages: u64,
+    /// Pages a user can fill in all.
+    pub capacity_pages: u64,
+    /// File data pages users wrote since mount.
+    pub user_pages_written: u64,
+    /// Pages written to the device since mount (summaries, metadata,
+    /// cleaning included).
+    pub device_pages_written: u64,
+    /// Counters.
+    pub stats: CleanerStats,
+}
+
+impl CleanerReport {
+    /// Device pages written per user data page (1.0 with nothing written).
+    pub fn write_cost(&self) -> f64 {
+        if self.user_pages_written == 0 {
+            1.0
+        } else {
+            self.device_pages_written as f64 / self.user_pages_written as f64
+        }
+    }
+
+    /// The report as `key: value` lines (the `pagelog.stats` attribute).
+    pub fn to_text(&self) -> String {
+        let mib = |pages: u64| pages * PAGE_SIZE as u64 >> 20;
+        let s = &self.stats;
+        format!(
+            "segments: {}\nfree_segments: {}\nlive_mib: {}\ncapacity_mib: {}\n\
+             user_written_mib: {}\ndevice_written_mib: {}\nwrite_cost: {:.2}\n\
+             cleaner_passes: {}\ncleaner_foreground_passes: {}\n\
+             cleaner_segments_cleaned: {}\ncleaner_pages_moved: {}\n\
+             cleaner_segments_refused: {}\n",
+            self.segments,
+            self.free_segments,
+            mib(self.live_pages),
+            mib(self.capacity_pages),
+            mib(self.user_pages_written),
+            mib(self.device_pages_written),
+            self.write_cost(),
+            s.passes,
+            s.foreground_passes,
+            s.segments_cleaned,
+            s.pages_moved,
+            s.segments_refused,
+        )
+    }
+}
+
+impl Filesystem {
+    /// Runs one cleaning pass now (tests, tools); returns segments freed.
+    pub fn clean(&mut self, policy: Policy) -> Result<usize> {
+        let batch = self.store.cleaner_options.batch;
+        self.store.clean(policy, batch, 100)
+    }
+
+    /// One background pass if free segments are short (below the start
+    /// threshold, or below the stop threshold once started). Called while
+    /// the filesystem is idle; returns whether it cleaned anything.
+    pub fn clean_in_background(&mut self) -> Result<bool> {
+        let o = self.store.cleaner_options;
+        if self.store.read_only || !o.background {
+            return Ok(false);
+        }
+        let segments = self.store.sb.geometry.segment_count;
+        let free_pct = self.store.sut.writable_segments() * 100 / segments.max(1);
+        let threshold = if self.cleaning {
+            o.stop_percent
+        } else {
+            o.start_percent
+        };
+        if free_pct >= u64::from(threshold) {
+            self.cleaning = false;
+            return Ok(false);
+        }
+        self.cleaning = true;
+        let freed = self
+            .store
+            .clean(Policy::CostBenefit, o.batch, o.max_live_percent)?;
+        if freed == 0 {
+            // Nothing worth moving: wait until deletes or overwrites make some.
+            self.cleaning = false;
+        }
+        Ok(freed > 0)
+    }
+
+    /// The cleaner's state and counters.
+    pub fn cleaner_report(&self) -> CleanerReport {
+        let s = &self.store;
+        CleanerReport {
+            segments: s.sb.geometry.segment_count,
+            free_segments: s.sut.writable_segments(),
+            live_pages: s.sut.live_pages,
+            capacity_pages: s.capacity_pages(),
+            user_pages_written: s.stats.data_pages_written,
+            device_pages_written: s.log.pages_written,
+            stats: s.cleaner.stats,
+        }
+    }
+}
