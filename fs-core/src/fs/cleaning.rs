@@ -38,7 +38,7 @@ impl CleanerReport {
 
     /// The report as `key: value` lines (the `pagelog.stats` attribute).
     pub fn to_text(&self) -> String {
-        let mib = |pages: u64| pages * PAGE_SIZE as u64 >> 20;
+        let mib = |pages: u64| (pages * PAGE_SIZE as u64) >> 20;
         let s = &self.stats;
         format!(
             "segments: {}\nfree_segments: {}\nlive_mib: {}\ncapacity_mib: {}\n\
