@@ -22,6 +22,10 @@ use pagelog_core::{Cred, Error, Filesystem, Ino, Result};
 use crate::errno::errno;
 use crate::options::MountConfig;
 
+/// The read-only attribute of the root directory that holds the cleaner's
+/// state and counters, as `key: value` lines (see the README).
+pub const STATS_XATTR: &[u8] = b"pagelog.stats";
+
 /// Shared between the FUSE threads, the commit thread and `main`.
 #[derive(Debug)]
 pub struct Shared {
@@ -29,11 +33,15 @@ pub struct Shared {
     pub fs: Mutex<Option<Filesystem>>,
     /// Why the final unmount failed, if it did.
     pub final_error: Mutex<Option<String>>,
+    /// Requests served, so that housekeeping can tell when it is idle.
+    pub requests: std::sync::atomic::AtomicU64,
 }
 
 impl Shared {
     /// Runs `f` on the mounted filesystem.
     pub fn with<T>(&self, f: impl FnOnce(&mut Filesystem) -> Result<T>) -> Result<T> {
+        self.requests
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut guard = self.lock();
         match guard.as_mut() {
             Some(fs) => f(fs),
@@ -665,6 +673,10 @@ impl fuser::Filesystem for Adapter {
     }
 
     fn getxattr(&self, req: &Request, i: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        if ino(i) == Ino::ROOT && name.as_bytes() == STATS_XATTR {
+            let text = self.shared.with(|fs| Ok(fs.cleaner_report().to_text()));
+            return Self::xattr(reply, size, text.map(String::into_bytes));
+        }
         let cred = self.cred(req);
         Self::xattr(
             reply,

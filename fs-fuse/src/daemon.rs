@@ -94,6 +94,7 @@ fn open_image(image: &Path, cfg: &MountConfig) -> Result<Filesystem, String> {
         dirty_limit: cfg.dirty_limit,
         atime: cfg.atime,
         commit_interval: cfg.commit,
+        cleaner: cfg.cleaner,
     };
     let dev: Arc<dyn BlockDevice> = Arc::new(dev);
     Filesystem::mount(dev, opts).map_err(|e| format!("{}: {e}", image.display()))
@@ -181,6 +182,7 @@ pub fn serve(image: &Path, mountpoint: &Path, cfg: &MountConfig, ready: Option<O
     let shared = Arc::new(Shared {
         fs: Mutex::new(Some(fs)),
         final_error: Mutex::new(None),
+        requests: std::sync::atomic::AtomicU64::new(0),
     });
     let adapter = Adapter::new(shared.clone(), cfg.clone());
     let mut session = match Session::new(adapter, mountpoint, &fuse_config(image, cfg)) {
@@ -243,14 +245,32 @@ fn spawn_signal_thread(mut unmounter: fuser::SessionUnmounter, mountpoint: PathB
     });
 }
 
+/// How long without a request before the filesystem counts as idle and
+/// the background cleaner may run.
+const IDLE: Duration = Duration::from_secs(1);
+
+/// The housekeeping thread: periodic commits, and background cleaning
+/// while no request has come for [`IDLE`] (one pass a tick, so a request
+/// waits for at most one pass).
 fn spawn_commit_thread(shared: Arc<Shared>, stop: Arc<AtomicBool>) -> thread::JoinHandle<()> {
     thread::spawn(move || {
+        let mut seen = shared.requests.load(Ordering::Relaxed);
+        let mut quiet_since = std::time::Instant::now();
         while !stop.load(Ordering::SeqCst) {
             thread::sleep(Duration::from_millis(250));
+            let now = shared.requests.load(Ordering::Relaxed);
+            if now != seen {
+                seen = now;
+                quiet_since = std::time::Instant::now();
+            }
             let mut guard = shared.lock();
-            if let Some(fs) = guard.as_mut() {
-                if let Err(e) = fs.sync_if_due() {
-                    log::error!("periodic commit failed: {e}");
+            let Some(fs) = guard.as_mut() else { continue };
+            if let Err(e) = fs.sync_if_due() {
+                log::error!("periodic commit failed: {e}");
+            }
+            if quiet_since.elapsed() >= IDLE {
+                if let Err(e) = fs.clean_in_background() {
+                    log::error!("background cleaning failed: {e}");
                 }
             }
         }

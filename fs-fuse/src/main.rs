@@ -29,6 +29,12 @@ Mount options (-o, comma-separated; mount(8) and /etc/fstab pass them the same w
   no_writeback_cache      with journal=writeback: no kernel writeback cache
   attr_timeout=SECONDS    how long the kernel caches names and attributes (default 10)
   readahead=SIZE          kernel readahead window for sequential reads (default: the kernel's)
+  bgclean | nobgclean     clean segments in the background while idle (default bgclean);
+                          writers that run short of free segments always clean first
+  clean_start=PCT         background cleaning starts below PCT% free segments (default 10)
+  clean_stop=PCT          ... and stops at PCT% (default 20)
+  clean_max_live=PCT      background cleaning skips segments more than PCT% live (default 90)
+  clean_batch=N           segments one cleaning pass empties at most (default 8)
   nosuid,nodev,noexec,... passed to the kernel
   fsname=NAME             source name shown in /proc/mounts (default: the image path)
 
@@ -36,6 +42,8 @@ Examples:
   pagelog-mount /srv/web.img /srv/web
   pagelog-mount -o ro,noatime /srv/web.img /mnt/inspect
   umount /srv/web          (writes everything back and closes the image)
+
+The cleaner's state: getfattr --only-values -n pagelog.stats MOUNTPOINT
 
 Installed as mount.pagelog, it also serves `mount -t pagelog IMAGE DIR -o OPTS`
 and /etc/fstab lines such as:

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use pagelog_core::cleaner::CleanerOptions;
 use pagelog_core::fs::{AtimeMode, JournalMode};
 
 /// Everything `-o` can set.
@@ -34,6 +35,8 @@ pub struct MountConfig {
     /// Kernel readahead window for the mount, in bytes (None: the
     /// kernel's default).
     pub readahead: Option<u64>,
+    /// The segment cleaner's tunables.
+    pub cleaner: CleanerOptions,
 }
 
 impl Default for MountConfig {
@@ -52,6 +55,7 @@ impl Default for MountConfig {
             kernel_flags: Vec::new(),
             fsname: None,
             readahead: None,
+            cleaner: CleanerOptions::default(),
         }
     }
 }
@@ -141,6 +145,16 @@ pub fn apply(cfg: &mut MountConfig, list: &str) -> Result<(), String> {
                 cfg.kernel_flags.push(key.to_string());
             }
             ("fsname", Some(v)) => cfg.fsname = Some(v.to_string()),
+            ("bgclean", None) => cfg.cleaner.background = true,
+            ("nobgclean", None) => cfg.cleaner.background = false,
+            ("clean_start", Some(v)) => cfg.cleaner.start_percent = percent(key, v, 1, 99)?,
+            ("clean_stop", Some(v)) => cfg.cleaner.stop_percent = percent(key, v, 1, 100)?,
+            ("clean_max_live", Some(v)) => {
+                cfg.cleaner.max_live_percent = percent(key, v, 1, 99)?;
+            }
+            ("clean_batch", Some(v)) => {
+                cfg.cleaner.batch = usize::from(percent(key, v, 1, 64)?);
+            }
             ("readahead", Some(v)) => {
                 let bytes =
                     parse_size(v).ok_or_else(|| format!("readahead={v}: not a size (like 4M)"))?;
@@ -157,12 +171,46 @@ pub fn apply(cfg: &mut MountConfig, list: &str) -> Result<(), String> {
             }
         }
     }
+    let c = &cfg.cleaner;
+    if c.stop_percent < c.start_percent {
+        return Err(format!(
+            "clean_stop={} is below clean_start={}",
+            c.stop_percent, c.start_percent
+        ));
+    }
     Ok(())
+}
+
+/// A whole number in `lo..=hi` for option `key`.
+fn percent(key: &str, v: &str, lo: u8, hi: u8) -> Result<u8, String> {
+    v.parse::<u8>()
+        .ok()
+        .filter(|n| (lo..=hi).contains(n))
+        .ok_or_else(|| format!("{key}={v}: a whole number from {lo} to {hi}"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cleaner_options() {
+        let mut c = MountConfig::default();
+        apply(
+            &mut c,
+            "nobgclean,clean_start=5,clean_stop=30,clean_max_live=80,clean_batch=4",
+        )
+        .expect("apply");
+        assert!(!c.cleaner.background);
+        assert_eq!((c.cleaner.start_percent, c.cleaner.stop_percent), (5, 30));
+        assert_eq!((c.cleaner.max_live_percent, c.cleaner.batch), (80, 4));
+        assert!(apply(&mut c, "clean_start=0").is_err());
+        assert!(apply(&mut c, "clean_max_live=100").is_err());
+        assert!(apply(&mut c, "clean_batch=x").is_err());
+        let mut c = MountConfig::default();
+        let err = apply(&mut c, "clean_start=50,clean_stop=20").expect_err("stop < start");
+        assert!(err.contains("clean_stop"), "{err}");
+    }
 
     #[test]
     fn sizes() {

@@ -76,7 +76,12 @@ fn unlinked_open_file_lives_until_closed() {
         let st = nix::sys::statvfs::statvfs(d).expect("statvfs");
         st.files() - st.files_free()
     };
+    let avail = |d: &std::path::Path| {
+        let st = nix::sys::statvfs::statvfs(d).expect("statvfs");
+        st.blocks_available() * st.fragment_size()
+    };
     let before = used_inodes(&m.dir);
+    let avail_before = avail(&m.dir);
     fs::remove_file(&p).expect("unlink");
     assert!(fs::metadata(&p).is_err());
     f.write_all(b"more").expect("write after unlink");
@@ -86,9 +91,8 @@ fn unlinked_open_file_lives_until_closed() {
     assert_eq!(back.len(), (1 << 20) + 4);
     assert_eq!(f.metadata().expect("fstat").nlink(), 0);
     drop(f);
-    // The inode and its pages are freed once the last holder lets go.
-    // (Whether df grows depends on whole segments emptying: the cleaner's
-    // business, a later issue.)
+    // The inode and its pages are freed once the last holder lets go, and
+    // df shows the space at once (the cleaner makes it writable again).
     // The kernel sends RELEASE and FORGET in the background: give them a
     // moment to arrive.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -99,6 +103,11 @@ fn unlinked_open_file_lives_until_closed() {
         used_inodes(&m.dir),
         before - 1,
         "the unlinked inode was not freed after its last close"
+    );
+    assert!(
+        avail(&m.dir) >= avail_before + (1 << 20) - (64 << 10),
+        "df did not grow by the freed MiB: {avail_before} -> {}",
+        avail(&m.dir)
     );
     let m = m.remount("");
     assert_eq!(fs::read_dir(&m.dir).expect("readdir").count(), 0);

@@ -1,0 +1,165 @@
+//! The cleaner through FUSE, with ordinary tools: `df` tells the truth,
+//! a filesystem filled to ENOSPC and half emptied takes the same amount
+//! again, the data survives being moved, the cleaner works in the
+//! background while the mount is idle, and `getfattr` shows its counters.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::process::Command;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use pagelog_tests::{bin, run, sh, Mount, Scratch};
+
+const MIB: u64 = 1 << 20;
+
+/// `df` of the mount: (total, available) bytes.
+fn df(m: &Mount) -> (u64, u64) {
+    let out = sh(&format!("df -P -B1 '{}' | tail -1", m.dir.display()));
+    let cols: Vec<u64> = out
+        .split_whitespace()
+        .skip(1)
+        .take(3)
+        .map(|c| c.parse().expect("df number"))
+        .collect();
+    (cols[0], cols[2])
+}
+
+/// The cleaner's counters, from the root's `pagelog.stats` attribute.
+fn stats(m: &Mount) -> BTreeMap<String, String> {
+    sh(&format!(
+        "getfattr --only-values -n pagelog.stats '{}'",
+        m.dir.display()
+    ))
+    .lines()
+    .filter_map(|l| l.split_once(": "))
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+fn stat_u64(s: &BTreeMap<String, String>, key: &str) -> u64 {
+    s.get(key)
+        .unwrap_or_else(|| panic!("no {key} in {s:?}"))
+        .parse()
+        .expect("number")
+}
+
+/// Writes 4 MiB random files named `{tag}-N` until the filesystem is full;
+/// the file that did not fit is removed. Returns the bytes kept.
+fn fill(m: &Mount, tag: &str) -> u64 {
+    let mut n = 0;
+    loop {
+        let path = m.path(&format!("{tag}-{n}"));
+        let out = run(Command::new("dd")
+            .arg("if=/dev/urandom")
+            .arg(format!("of={}", path.display()))
+            .args(["bs=1M", "count=4", "iflag=fullblock", "conv=fsync"]));
+        if !out.status.success() {
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(err.contains("No space left"), "dd failed: {err}");
+            let _ = fs::remove_file(&path);
+            return n * 4 * MIB;
+        }
+        n += 1;
+        assert!(n < 10_000, "never ran out of space");
+    }
+}
+
+fn checksums(m: &Mount) -> String {
+    sh(&format!("cd '{}' && sha256sum * | sort", m.dir.display()))
+}
+
+#[test]
+fn filled_emptied_and_filled_again_with_honest_df() {
+    let s = Scratch::new();
+    let img = s.mkfs("fs.img", "96M", &["--segment-size", "256K"]);
+    let mnt = s.path("mnt");
+    fs::create_dir_all(&mnt).expect("mkdir");
+    let m = Mount::start(&img, &mnt, "").expect("mount");
+    let (total, avail) = df(&m);
+    assert!(
+        total > 80 * MIB && avail + MIB >= total,
+        "empty: total {total}, avail {avail}"
+    );
+    let first = fill(&m, "a");
+    assert!(
+        first + 8 * MIB >= avail,
+        "only {first} of {avail} bytes fit before ENOSPC"
+    );
+    let (_, left) = df(&m);
+    assert!(left < 8 * MIB, "ENOSPC with {left} bytes available");
+    // Delete every other file: half of each segment dies.
+    let mut deleted = 0;
+    for i in (0..first / (4 * MIB)).step_by(2) {
+        fs::remove_file(m.path(&format!("a-{i}"))).expect("rm");
+        deleted += 4 * MIB;
+    }
+    let (_, after_rm) = df(&m);
+    assert!(
+        after_rm + 4 * MIB >= left + deleted,
+        "deleting {deleted} bytes made {after_rm} available (was {left})"
+    );
+    let second = fill(&m, "b");
+    assert!(
+        second + 8 * MIB >= deleted,
+        "deleted {deleted} bytes, could write only {second} again"
+    );
+    let st = stats(&m);
+    assert!(stat_u64(&st, "cleaner_segments_cleaned") > 0, "{st:?}");
+    assert_eq!(stat_u64(&st, "cleaner_segments_refused"), 0, "{st:?}");
+    let sums = checksums(&m);
+    let status = m.unmount();
+    assert!(status.success());
+    let out = run(Command::new(bin("pagelog-fsck")).arg("-n").arg(&img));
+    assert!(
+        out.status.success(),
+        "fsck after cleaning: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let m = Mount::start(&img, &mnt, "ro").expect("mount ro");
+    assert_eq!(checksums(&m), sums, "data changed across cleaning");
+}
+
+#[test]
+fn idle_mount_cleans_in_the_background() {
+    let s = Scratch::new();
+    let img = s.mkfs("fs.img", "64M", &["--segment-size", "256K"]);
+    let mnt = s.path("mnt");
+    fs::create_dir_all(&mnt).expect("mkdir");
+    // Thresholds high enough that a half-full image wants cleaning. (sync
+    // with file arguments is fsync, which commits; syncfs never reaches a
+    // FUSE daemon.)
+    let m = Mount::start(&img, &mnt, "clean_start=95,clean_stop=99").expect("mount");
+    sh(&format!(
+        "cd '{}' && for i in $(seq 0 199); do head -c 131072 /dev/urandom > f$i; done && sync f*",
+        m.dir.display()
+    ));
+    sh(&format!(
+        "cd '{}' && rm f*[02468] && sync .",
+        m.dir.display()
+    ));
+    let sums = checksums(&m);
+    let before = stat_u64(&stats(&m), "free_segments");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let st = loop {
+        thread::sleep(Duration::from_millis(500));
+        // Reading the attribute is a request: give the mount quiet time.
+        thread::sleep(Duration::from_millis(1500));
+        let st = stats(&m);
+        if stat_u64(&st, "cleaner_segments_cleaned") > 0 || Instant::now() > deadline {
+            break st;
+        }
+    };
+    assert!(
+        stat_u64(&st, "cleaner_segments_cleaned") > 0,
+        "no background cleaning in 30 s: {st:?}"
+    );
+    assert_eq!(stat_u64(&st, "cleaner_foreground_passes"), 0, "{st:?}");
+    assert!(
+        stat_u64(&st, "free_segments") > before,
+        "free segments {before} -> {st:?}"
+    );
+    assert_eq!(checksums(&m), sums);
+    let m = m.remount("ro");
+    assert_eq!(checksums(&m), sums);
+}
