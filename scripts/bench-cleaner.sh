@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The cleaner's benchmark (issue 4): fill an image to 80% with files, then
+# overwrite random 4 KiB pages, 90% of them in a hot 10% of the data, for
+# three times the image size; report write amplification, throughput over
+# time against the empty filesystem, and the longest single write.
+#   scripts/bench-cleaner.sh [SIZE] [-- pagelog-hotcold options]
+# Default size 2G; the image lives in /var/tmp and is removed afterwards.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SIZE=${1:-2G}
+shift || true
+[ "${1:-}" = "--" ] && shift
+scripts/deps.sh
+cargo build --release --workspace
+BIN=$PWD/target/release
+WORK=$(mktemp -d /var/tmp/pagelog-bench.XXXXXX)
+IMG=$WORK/bench.img
+MNT=$WORK/mnt
+cleanup() {
+    mountpoint -q "$MNT" && umount "$MNT"
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+mkdir -p "$MNT"
+"$BIN/pagelog-mkfs" "$IMG" --size "$SIZE" -q
+"$BIN/pagelog-mount" "$IMG" "$MNT"
+"$BIN/pagelog-hotcold" --dir "$MNT" "$@"
+umount "$MNT"
+sleep 1
+"$BIN/pagelog-fsck" -n "$IMG"
