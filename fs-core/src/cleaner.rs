@@ -47,6 +47,19 @@ pub enum Policy {
     Greedy,
 }
 
+/// One cleaning pass's orders.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pass {
+    /// How victims are chosen.
+    pub policy: Policy,
+    /// Segments emptied at most.
+    pub batch: usize,
+    /// Segments with more live pages than this percentage are left alone.
+    pub max_live_percent: u8,
+    /// Commit (and make durable) at once, so the victims are free now.
+    pub commit: bool,
+}
+
 /// Tunables (mount options).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CleanerOptions {
@@ -120,6 +133,9 @@ pub struct Cleaner {
     pub(crate) moves: Vec<Move>,
     /// Segments that would not empty this mount.
     refused: HashSet<SegmentNo>,
+    /// Segments whose live pages a pass without a commit has moved or
+    /// marked dirty: the next commit empties them.
+    pub(crate) emptying: HashSet<SegmentNo>,
 }
 
 /// A victim's score: higher is cleaned first.
@@ -157,36 +173,84 @@ impl Store {
         3 * u64::from(self.sb.geometry.pages_per_segment)
     }
 
+    /// Free segments below which writers start sharing the cleaning work
+    /// (one cost-benefit pass each), before any of them has to wait for
+    /// a greedy one: 3% of the segments, at least four.
+    pub fn low_water(&self) -> u64 {
+        let pps = u64::from(self.sb.geometry.pages_per_segment);
+        (self.sb.geometry.segment_area_pages() * 3 / 100).max(4 * pps)
+    }
+
+    /// Pages in segments already emptied that the next durable commit
+    /// makes writable.
+    pub fn pending_pages(&self) -> u64 {
+        let segments = self.sut.prefree_segments() + self.cleaner.emptying.len() as u64;
+        segments * u64::from(self.sb.geometry.pages_per_segment)
+    }
+
     /// Makes sure the next commit, plus `extra` pages the caller is about
     /// to dirty, fits in writable segments with the cleaner's reserve left
-    /// over; cleans (greedily, the writer waiting) if not.
+    /// over. Running low (counting what the next commit gives back), the
+    /// caller does one cost-benefit pass that moves data without a commit;
+    /// short, it commits to get emptied segments back, then waits while
+    /// greedy passes, each with a commit, free enough.
     pub fn make_room(&mut self, extra: u64) -> Result<()> {
-        let short = |s: &Store| s.writable_pages() < s.commit_need() + extra + s.cleaner_reserve();
-        if self.read_only || !short(self) {
+        if self.read_only {
+            return Ok(());
+        }
+        let critical = |s: &Store| s.commit_need() + extra + s.cleaner_reserve();
+        let low = self.low_water();
+        if self.writable_pages() >= critical(self) + low {
             return Ok(());
         }
         // Segments emptied by the last commit come back with its superblock.
         self.settle()?;
+        let batch = self.cleaner_options.batch;
+        if self.writable_pages() >= critical(self) {
+            if self.writable_pages() + self.pending_pages() < critical(self) + low {
+                self.cleaner.stats.foreground_passes += 1;
+                self.clean(Pass {
+                    policy: Policy::CostBenefit,
+                    batch,
+                    max_live_percent: 100,
+                    commit: false,
+                })?;
+            }
+            return Ok(());
+        }
+        if self.pending_pages() > 0 {
+            self.changed = true;
+            let r = self.commit_inner(crate::store::DataScope::All, false);
+            self.poison_on(r)?;
+            self.flush_superblock()?;
+        }
         // Clean a little past the need, so that the next writes do not wait.
         let pps = u64::from(self.sb.geometry.pages_per_segment);
-        let target = extra + 4 * pps;
         for _ in 0..64 {
-            if self.writable_pages() >= self.commit_need() + target + self.cleaner_reserve() {
+            if self.writable_pages() >= critical(self) + 4 * pps {
                 break;
             }
             self.cleaner.stats.foreground_passes += 1;
-            if self.clean(Policy::Greedy, self.cleaner_options.batch, 100)? == 0 {
+            let pass = Pass {
+                policy: Policy::Greedy,
+                batch,
+                max_live_percent: 100,
+                commit: true,
+            };
+            if self.clean(pass)? == 0 {
                 break;
             }
         }
         Ok(())
     }
 
-    /// One cleaning pass: picks up to `batch` victims by `policy` (none
-    /// with more than `max_live_percent` live pages), moves their live
-    /// pages with one commit and makes that commit durable. Returns the
-    /// segments freed.
-    pub fn clean(&mut self, policy: Policy, batch: usize, max_live_percent: u8) -> Result<usize> {
+    /// One cleaning pass: picks up to `pass.batch` victims by
+    /// `pass.policy`, and moves their live pages. With `pass.commit`, a
+    /// commit (made durable) frees them at once; without, their data
+    /// moves now and the next commit frees them (writers running low share
+    /// the work this way without a commit each). Returns the segments
+    /// emptied.
+    pub fn clean(&mut self, pass: Pass) -> Result<usize> {
         self.check_health()?;
         if self.read_only {
             return Err(Error::ReadOnly);
@@ -194,13 +258,24 @@ impl Store {
         let budget = self
             .writable_pages()
             .saturating_sub(self.commit_need() + u64::from(self.sb.geometry.pages_per_segment));
-        let victims = self.choose_victims(policy, batch, budget, max_live_percent)?;
+        let victims = self.choose_victims(&pass, budget)?;
         if victims.is_empty() {
             return Ok(0);
         }
+        // The victims are read side by side: the writer waiting for this
+        // pass waits for one read, not for one after another.
+        let dev = self.dev.clone();
+        let geo = self.sb.geometry;
+        let bufs = crate::parallel::map(&victims, |(seg, _)| {
+            let mut buf = vec![0u8; geo.pages_per_segment as usize * PAGE_SIZE];
+            dev.read(geo.segment_start(*seg), &mut buf).map(|()| buf)
+        });
         let mut taken = Vec::new();
-        for (seg, age) in victims {
-            match self.gather(seg, age) {
+        for ((seg, age), buf) in victims.into_iter().zip(bufs) {
+            let r = buf
+                .map_err(Error::from)
+                .and_then(|buf| self.gather(seg, age, &buf));
+            match r {
                 Ok(n) => {
                     self.cleaner.stats.pages_moved += n;
                     taken.push(seg);
@@ -209,22 +284,31 @@ impl Store {
             }
         }
         self.changed = true;
-        let r = self.commit_inner(crate::store::DataScope::All, false);
-        self.poison_on(r)?;
-        self.flush_superblock()?;
-        let mut freed = 0;
+        if pass.commit {
+            let r = self.commit_inner(crate::store::DataScope::All, false);
+            self.poison_on(r)?;
+            self.flush_superblock()?;
+        } else {
+            let building = self.building();
+            let r = self.write_moves(&*dev, building);
+            self.poison_on(r)?;
+        }
+        let (mut freed, mut emptying) = (0, 0);
         for seg in taken {
-            let dev = self.dev.clone();
             let live = self.sut.get(&*dev, seg)?.live;
             if live == 0 {
                 freed += 1;
+            } else if !pass.commit {
+                // Its nodes and table pages move with the next commit.
+                self.cleaner.emptying.insert(seg);
+                emptying += 1;
             } else {
                 let why = format!("{live} pages are live that its summaries do not explain");
                 self.refuse(seg, &why);
             }
         }
         self.cleaner.stats.passes += 1;
-        self.cleaner.stats.segments_cleaned += freed as u64;
+        self.cleaner.stats.segments_cleaned += (freed + emptying) as u64;
         Ok(freed)
     }
 
@@ -236,13 +320,8 @@ impl Store {
 
     /// Victims, best first, with the age of their data, whose live pages
     /// together fit in `budget`.
-    fn choose_victims(
-        &mut self,
-        policy: Policy,
-        batch: usize,
-        budget: u64,
-        max_live_percent: u8,
-    ) -> Result<Vec<(SegmentNo, i64)>> {
+    fn choose_victims(&mut self, pass: &Pass, budget: u64) -> Result<Vec<(SegmentNo, i64)>> {
+        let (policy, batch, max_live_percent) = (pass.policy, pass.batch, pass.max_live_percent);
         let dev = self.dev.clone();
         let geo = self.sb.geometry;
         let pps = geo.pages_per_segment;
@@ -251,7 +330,10 @@ impl Store {
         let mut candidates = Vec::new();
         for s in 0..geo.segment_count {
             let seg = SegmentNo(s);
-            if self.sut.is_active(seg) || self.cleaner.refused.contains(&seg) {
+            if self.sut.is_active(seg)
+                || self.cleaner.refused.contains(&seg)
+                || self.cleaner.emptying.contains(&seg)
+            {
                 continue;
             }
             let u = self.sut.get(&*dev, seg)?;
@@ -274,18 +356,16 @@ impl Store {
         Ok(out)
     }
 
-    /// Reads segment `seg` and arranges for each of its live pages to move
+    /// Arranges for each live page of segment `seg` (read into `buf`) to move
     /// with the next commit. Returns how many will. Fails, moving nothing
     /// of it, when a live data page fails its checksum (a copy would carry
     /// the damage to a place where the pointer's checksum no longer flags
     /// it) or the summaries explain fewer live pages than the usage table
     /// counts.
-    fn gather(&mut self, seg: SegmentNo, age: i64) -> Result<u64> {
+    fn gather(&mut self, seg: SegmentNo, age: i64, buf: &[u8]) -> Result<u64> {
         let dev = self.dev.clone();
         let geo = self.sb.geometry;
         let start = geo.segment_start(seg);
-        let mut buf = vec![0u8; geo.pages_per_segment as usize * PAGE_SIZE];
-        dev.read(start, &mut buf)?;
         let mut entries: Vec<(u64, Entry)> = Vec::new();
         let mut summary_at = |off: u64| {
             let at = off as usize * PAGE_SIZE;
@@ -406,30 +486,45 @@ impl Store {
         })
     }
 
-    /// Writes the data pages the cleaner gathered, first in the commit and
-    /// in file order, so that moved (cold) data forms records of its own;
-    /// each keeps the age of the segment it came from. A page the user
-    /// rewrote meanwhile is not moved: its new copy follows in this commit.
+    /// Writes the data pages the cleaner gathered, in file order, to the
+    /// cleaner's own log head, so that moved (cold) data fills segments of
+    /// its own, apart from the user's new (hot) data; each page keeps the
+    /// age of the segment it came from. A page the user rewrote meanwhile
+    /// is not moved: its new copy follows in this commit.
+    ///
+    /// Recovery's walk checks the main log's records, not these, so they
+    /// are made durable (flushed) before the commit that points at them
+    /// writes anything else (see `Store::commit_inner`): no checkpoint can
+    /// outlive the pages it names.
     pub(crate) fn write_moves(
         &mut self,
         dev: &dyn BlockDevice,
         building: CheckpointNo,
     ) -> Result<()> {
         let mut moves = std::mem::take(&mut self.cleaner.moves);
+        moves.retain(|m| !self.dirty.contains(m.ino, m.idx));
+        if moves.is_empty() {
+            return Ok(());
+        }
         moves.sort_unstable_by_key(|m| (m.ino, m.idx));
+        let mut written = 0;
         for m in moves {
-            if self.dirty.contains(m.ino, m.idx)
-                || file_map::get(&mut self.cache, dev, m.ino, m.idx)? != m.ptr
-            {
+            if file_map::get(&mut self.cache, dev, m.ino, m.idx)? != m.ptr {
                 continue;
             }
-            self.log.set_age(Some(m.age));
+            self.open_cold(dev)?;
+            let Some(cold) = self.cold.as_mut() else {
+                continue;
+            };
+            cold.set_building(building);
+            cold.set_time(crate::store::now_ns());
+            cold.set_age(Some(m.age));
             let entry = Entry {
                 transform: m.ptr.transform,
                 ..Entry::raw(PageKind::Data, m.ino.0, m.idx)
             };
-            let addr = self.log.alloc(dev, &mut self.sut, None)?;
-            let crc = self.log.fill(addr, entry, &m.page)?;
+            let addr = cold.alloc(dev, &mut self.sut, None)?;
+            let crc = cold.fill(addr, entry, &m.page)?;
             let new = BlockPtr { addr, crc, ..m.ptr };
             file_map::set(
                 &mut self.cache,
@@ -441,8 +536,47 @@ impl Store {
                 new,
             )?;
             self.sut.remove_live(dev, m.ptr.addr, building)?;
+            written += 1;
         }
-        self.log.set_age(None);
+        if let Some(cold) = self.cold.as_mut() {
+            cold.finish(dev)?;
+        }
+        self.cold_unflushed |= written > 0;
         Ok(())
     }
+
+    /// Opens the cleaner's log head in two free segments, if not open yet.
+    /// Its records carry sequence numbers of their own (from 2^62 up, past
+    /// the main log's), growing within each segment as every record's do.
+    fn open_cold(&mut self, dev: &dyn BlockDevice) -> Result<()> {
+        if self.cold.is_some() {
+            return Ok(());
+        }
+        let first = self.sut.find_free(dev)?.ok_or(Error::NoSpace)?;
+        self.sut.set_active(first, true);
+        let second = self.sut.find_free(dev)?.ok_or(Error::NoSpace)?;
+        self.sut.set_active(second, true);
+        let pos = crate::segment_writer::LogPosition {
+            segment: first,
+            offset: 0,
+            next_segment: second,
+            next_seq: COLD_SEQ + self.log.position().next_seq,
+        };
+        let w = crate::segment_writer::SegmentWriter::new(
+            self.sb.geometry,
+            pos,
+            self.building(),
+            self.sb.hash_seed,
+        );
+        self.cold = Some(w);
+        Ok(())
+    }
+
+    /// Pages written to the device by both log heads since mount.
+    pub fn pages_written(&self) -> u64 {
+        self.log.pages_written + self.cold.as_ref().map_or(0, |c| c.pages_written)
+    }
 }
+
+/// Where the sequence numbers of the cleaner's records start.
+const COLD_SEQ: u64 = 1 << 62;

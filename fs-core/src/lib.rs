@@ -29,6 +29,7 @@ pub mod node;
 pub mod node_cache;
 pub mod node_table;
 pub mod page_cache;
+pub(crate) mod parallel;
 pub mod perm;
 pub mod recovery;
 pub mod segment_summary;

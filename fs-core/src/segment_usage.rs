@@ -174,6 +174,11 @@ impl SegmentUsage {
         self.active.contains(&seg)
     }
 
+    /// Segments emptied but waiting for a durable commit before reuse.
+    pub fn prefree_segments(&self) -> u64 {
+        self.prefree.len() as u64
+    }
+
     /// Empty segments that can be written now.
     pub fn writable_segments(&self) -> u64 {
         let held = self.prefree.len() as u64 + self.active.len() as u64;

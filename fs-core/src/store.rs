@@ -59,6 +59,11 @@ pub struct Store {
     pub sut: SegmentUsage,
     /// Log head.
     pub log: SegmentWriter,
+    /// The cleaner's log head: moved (cold) data is written apart from new
+    /// (hot) data. Opened on first use in each mount; see `cleaner.rs`.
+    pub cold: Option<SegmentWriter>,
+    /// The cleaner's head wrote pages not yet flushed.
+    pub cold_unflushed: bool,
     /// Dirty file pages.
     pub dirty: DirtyPages,
     /// Inodes whose dirty data is metadata (long symbolic link targets):
@@ -122,6 +127,8 @@ impl Store {
             cache: NodeCache::new(nat, NODE_CACHE),
             sut,
             log,
+            cold: None,
+            cold_unflushed: false,
             dirty: DirtyPages::default(),
             data_is_metadata: std::collections::HashSet::new(),
             next_generation: cp.next_generation,
@@ -201,6 +208,11 @@ impl Store {
         let time_ns = now_ns();
         self.log.set_time(time_ns);
         self.write_moves(dev, building)?;
+        if self.cold_unflushed {
+            // Moved data must be durable before a checkpoint can name it.
+            dev.flush()?;
+            self.cold_unflushed = false;
+        }
         self.write_data(dev, building, scope)?;
         self.cache.write_dirty(dev, &mut self.sut, &mut self.log)?;
         let nat = self.cache.nat.table();
@@ -239,6 +251,7 @@ impl Store {
         )?;
         self.log.finish(dev)?;
         dev.flush()?;
+        self.cleaner.emptying.clear();
         if let Some(p) = self.sb_pending.take() {
             self.durable_sb = p;
         }

@@ -87,11 +87,10 @@ fn record(ops: &[Op], mode: JournalMode) -> (Arc<RecordingDevice>, Vec<Commit>) 
                 fs.periodic_commit().expect("periodic commit");
                 mode == JournalMode::Writeback
             }
-            // A cleaning pass commits everything, moved pages first.
-            Op::Clean => {
-                let freed = fs
-                    .clean(pagelog_core::cleaner::Policy::Greedy)
-                    .expect("clean");
+            // A cleaning pass moves live data to the cleaner's log head;
+            // with a commit it commits everything, moved pages first.
+            Op::Clean { commit } => {
+                let freed = fs.clean_with(clean_pass(*commit)).expect("clean");
                 CLEANED.with(|c| c.set(c.get() + freed));
                 false
             }
@@ -328,6 +327,12 @@ fn faulty_workload(fs: &mut Filesystem) -> Result<Vec<BTreeMap<String, Vec<u8>>>
         )?;
         fs.write(&root, ino, 0, &data)?;
         now.insert(name, data);
+        if i % 4 == 2 {
+            // Cleaning moves data and commits: failures there too must
+            // leave a commit point.
+            fs.clean_with(clean_pass(i % 8 == 2))?;
+            committed.push(now.clone());
+        }
         if i % 2 == 1 {
             fs.sync()?;
             committed.push(now.clone());

@@ -58,13 +58,11 @@ impl Harness {
                 self.committed = self.model.clone();
                 self.check(&self.model.clone());
             }
-            Op::Clean => {
-                // A cleaning pass commits whatever it finds to move (and
-                // the user's dirty state with it); the sync makes the
-                // commit point certain when it found nothing.
-                self.fs()
-                    .clean(pagelog_core::cleaner::Policy::Greedy)
-                    .expect("clean");
+            Op::Clean { commit } => {
+                // A cleaning pass moves what it finds (and may commit the
+                // user's dirty state with it); the sync makes the commit
+                // point certain.
+                self.fs().clean_with(clean_pass(commit)).expect("clean");
                 self.fs().sync().expect("sync");
                 self.committed = self.model.clone();
                 self.check(&self.model.clone());

@@ -2,7 +2,7 @@
 //! on demand, and what an administrator can read of it.
 
 use super::Filesystem;
-use crate::cleaner::{CleanerStats, Policy};
+use crate::cleaner::{CleanerStats, Pass, Policy};
 use crate::error::Result;
 use crate::layout::PAGE_SIZE;
 
@@ -63,10 +63,20 @@ impl CleanerReport {
 }
 
 impl Filesystem {
-    /// Runs one cleaning pass now (tests, tools); returns segments freed.
+    /// Runs one cleaning pass now, with a commit (tests, tools); returns
+    /// segments freed.
     pub fn clean(&mut self, policy: Policy) -> Result<usize> {
-        let batch = self.store.cleaner_options.batch;
-        self.store.clean(policy, batch, 100)
+        self.clean_with(Pass {
+            policy,
+            batch: self.store.cleaner_options.batch,
+            max_live_percent: 100,
+            commit: true,
+        })
+    }
+
+    /// Runs one cleaning pass as `pass` says; returns segments freed now.
+    pub fn clean_with(&mut self, pass: Pass) -> Result<usize> {
+        self.store.clean(pass)
     }
 
     /// One background pass if free segments are short (below the start
@@ -89,9 +99,12 @@ impl Filesystem {
             return Ok(false);
         }
         self.cleaning = true;
-        let freed = self
-            .store
-            .clean(Policy::CostBenefit, o.batch, o.max_live_percent)?;
+        let freed = self.store.clean(Pass {
+            policy: Policy::CostBenefit,
+            batch: o.batch,
+            max_live_percent: o.max_live_percent,
+            commit: true,
+        })?;
         if freed == 0 {
             // Nothing worth moving: wait until deletes or overwrites make some.
             self.cleaning = false;
@@ -108,7 +121,7 @@ impl Filesystem {
             live_pages: s.sut.live_pages,
             capacity_pages: s.capacity_pages(),
             user_pages_written: s.stats.data_pages_written,
-            device_pages_written: s.log.pages_written,
+            device_pages_written: s.pages_written(),
             stats: s.cleaner.stats,
         }
     }

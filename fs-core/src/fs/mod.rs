@@ -314,7 +314,7 @@ impl Filesystem {
 
     /// Pages written to the device since mount (summaries included).
     pub fn device_pages_written(&self) -> u64 {
-        self.store.log.pages_written
+        self.store.pages_written()
     }
 
     fn dev(&self) -> Arc<dyn BlockDevice> {

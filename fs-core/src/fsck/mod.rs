@@ -5,7 +5,6 @@
 //! live data page. Nothing here ever writes.
 
 pub mod finding;
-mod parallel;
 mod scan;
 mod scrub;
 mod space;

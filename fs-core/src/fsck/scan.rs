@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use rustc_hash::FxHashMap;
 
 use super::finding::{Finding, Kind, Severity};
-use super::parallel;
 use crate::codec::crc32;
 use crate::device::BlockDevice;
 use crate::ids::{Nid, PageAddr, SegmentNo};
@@ -14,6 +13,7 @@ use crate::layout::{Geometry, PAGE_SIZE};
 use crate::meta_table::{MetaTable, TableId, TableRoot, ENTRY_SIZE, FANOUT, PAGE_HEADER};
 use crate::node::Node;
 use crate::node_table::{decode as decode_nat, NatEntry, Slot};
+use crate::parallel;
 use crate::segment_usage::Usage;
 
 /// Everything read from the tables and nodes.

@@ -12,12 +12,12 @@
 use xxhash_rust::xxh3::xxh3_64;
 
 use super::finding::{Finding, Kind, Severity};
-use super::parallel;
 use super::scan::Scan;
 use super::tree::Use;
 use crate::device::BlockDevice;
 use crate::ids::{PageAddr, SegmentNo};
 use crate::layout::{zero_page, Geometry};
+use crate::parallel;
 use crate::segment_summary::{walk_segment, Entry, PageKind, Summary};
 
 /// What walking a segment's record chain needs to know of the filesystem.

@@ -89,8 +89,21 @@ pub enum Op {
     Sync,
     Remount,
     CrashCut,
-    /// A forced cleaning pass (greedy), which commits.
-    Clean,
+    /// A forced cleaning pass (greedy), with a commit or without one
+    /// (data moved now, the victims freed by the next commit).
+    Clean {
+        commit: bool,
+    },
+}
+
+/// The cleaning pass `Op::Clean` stands for.
+pub fn clean_pass(commit: bool) -> pagelog_core::cleaner::Pass {
+    pagelog_core::cleaner::Pass {
+        policy: pagelog_core::cleaner::Policy::Greedy,
+        batch: 8,
+        max_live_percent: 100,
+        commit,
+    }
 }
 
 pub fn op_strategy() -> impl Strategy<Value = Op> {
@@ -112,7 +125,7 @@ pub fn op_strategy() -> impl Strategy<Value = Op> {
         1 => Just(Op::Sync),
         1 => Just(Op::Remount),
         1 => Just(Op::CrashCut),
-        1 => Just(Op::Clean),
+        1 => any::<bool>().prop_map(|commit| Op::Clean { commit }),
     ]
 }
 
@@ -633,6 +646,6 @@ pub fn apply_op(fs: &mut Filesystem, model: &mut Model, op: &Op) {
                 assert!(matches!(real, Err(Error::NoAttr)), "{op:?}: {real:?}");
             }
         }
-        Op::Sync | Op::Remount | Op::CrashCut | Op::Clean => {}
+        Op::Sync | Op::Remount | Op::CrashCut | Op::Clean { .. } => {}
     }
 }

@@ -1,6 +1,6 @@
-//! Running independent reads side by side. A check is mostly waiting for
-//! the disk; with several requests in flight the waits overlap (and the
-//! decoding spreads over the cores).
+//! Running independent reads side by side. A check, or a cleaning pass,
+//! is mostly waiting for the disk; with several requests in flight the
+//! waits overlap (and the decoding spreads over the cores).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
