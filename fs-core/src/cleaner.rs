@@ -262,20 +262,42 @@ impl Store {
         if victims.is_empty() {
             return Ok(0);
         }
-        // The victims are read side by side: the writer waiting for this
-        // pass waits for one read, not for one after another.
+        // Reads go side by side (the writer waiting for this pass waits
+        // for one read, not one after another), and only what is needed:
+        // the summary pages, then the runs of live data pages.
         let dev = self.dev.clone();
         let geo = self.sb.geometry;
-        let bufs = crate::parallel::map(&victims, |(seg, _)| {
-            let mut buf = vec![0u8; geo.pages_per_segment as usize * PAGE_SIZE];
-            dev.read(geo.segment_start(*seg), &mut buf).map(|()| buf)
-        });
-        let mut taken = Vec::new();
-        for ((seg, age), buf) in victims.into_iter().zip(bufs) {
-            let r = buf
+        let fs_id = self.sb.hash_seed;
+        let chains =
+            crate::parallel::map(&victims, |(seg, _)| read_chain(&*dev, &geo, fs_id, *seg));
+        let mut found = Vec::new();
+        for ((seg, age), chain) in victims.into_iter().zip(chains) {
+            match chain
                 .map_err(Error::from)
-                .and_then(|buf| self.gather(seg, age, &buf));
-            match r {
+                .and_then(|c| self.find_live(seg, age, &c))
+            {
+                Ok(f) => found.push(f),
+                Err(e) => self.refuse(seg, &e.to_string()),
+            }
+        }
+        let runs = data_runs(&found);
+        let bufs = crate::parallel::map(&runs, |r| {
+            let mut buf = vec![0u8; r.len as usize * PAGE_SIZE];
+            dev.read(
+                geo.segment_start(found[r.victim].seg).offset(r.off),
+                &mut buf,
+            )
+            .map(|()| buf)
+        });
+        let mut pages: Vec<Vec<(&Run, std::io::Result<Vec<u8>>)>> =
+            found.iter().map(|_| Vec::new()).collect();
+        for (r, b) in runs.iter().zip(bufs) {
+            pages[r.victim].push((r, b));
+        }
+        let mut taken = Vec::new();
+        for (f, runs) in found.into_iter().zip(pages) {
+            let seg = f.seg;
+            match self.take(f, &runs) {
                 Ok(n) => {
                     self.cleaner.stats.pages_moved += n;
                     taken.push(seg);
@@ -356,34 +378,16 @@ impl Store {
         Ok(out)
     }
 
-    /// Arranges for each live page of segment `seg` (read into `buf`) to move
-    /// with the next commit. Returns how many will. Fails, moving nothing
-    /// of it, when a live data page fails its checksum (a copy would carry
-    /// the damage to a place where the pointer's checksum no longer flags
-    /// it) or the summaries explain fewer live pages than the usage table
-    /// counts.
-    fn gather(&mut self, seg: SegmentNo, age: i64, buf: &[u8]) -> Result<u64> {
+    /// The live pages of segment `seg`, from its summaries (`chain`) and
+    /// their owners. Fails when they are fewer than the usage table counts
+    /// (a summary is wrong: moving the rest would not empty the segment).
+    fn find_live(&mut self, seg: SegmentNo, age: i64, chain: &[(u64, Entry)]) -> Result<Found> {
         let dev = self.dev.clone();
-        let geo = self.sb.geometry;
-        let start = geo.segment_start(seg);
-        let mut entries: Vec<(u64, Entry)> = Vec::new();
-        let mut summary_at = |off: u64| {
-            let at = off as usize * PAGE_SIZE;
-            Summary::decode(&buf[at..at + PAGE_SIZE], start.offset(off))
-                .ok()
-                .flatten()
-        };
-        walk_segment(
-            geo.pages_per_segment,
-            self.sb.hash_seed,
-            &mut summary_at,
-            &mut |off, e| entries.push((off, *e)),
-        );
+        let start = self.sb.geometry.segment_start(seg);
         let mut uses = Vec::new();
-        for (off, e) in entries {
-            let addr = start.offset(off);
-            if let Some(u) = self.live_use(&*dev, addr, &e)? {
-                uses.push((off, u));
+        for (off, e) in chain {
+            if let Some(u) = self.live_use(&*dev, start.offset(*off), e)? {
+                uses.push((*off, u));
             }
         }
         let live = u64::from(self.sut.get(&*dev, seg)?.live);
@@ -397,30 +401,48 @@ impl Store {
                 ),
             ));
         }
+        Ok(Found { seg, age, uses })
+    }
+
+    /// Arranges for every live page of a victim to move with the next
+    /// commit (`runs`: its live data pages as read); returns how many will.
+    /// Fails, moving nothing, when a data page cannot be read or fails its
+    /// checksum: a copy would carry the damage to a place where the
+    /// pointer's checksum no longer flags it.
+    fn take(&mut self, f: Found, runs: &[(&Run, std::io::Result<Vec<u8>>)]) -> Result<u64> {
+        let dev = self.dev.clone();
         let mut moves = Vec::new();
-        for (off, u) in &uses {
-            if let LiveUse::Data(ino, idx, ptr) = *u {
-                let at = *off as usize * PAGE_SIZE;
-                let bytes = &buf[at..at + PAGE_SIZE];
-                if crc32(bytes) != ptr.crc {
-                    return Err(Error::corrupt(
-                        format!("inode {ino} page {idx}"),
-                        ptr.addr,
-                        "checksum mismatch; the page is not moved",
-                    ));
-                }
-                let mut page = crate::layout::zero_page();
-                page.copy_from_slice(bytes);
-                moves.push(Move {
-                    ino,
-                    idx,
-                    ptr,
-                    page,
-                    age,
-                });
+        for (off, u) in &f.uses {
+            let LiveUse::Data(ino, idx, ptr) = *u else {
+                continue;
+            };
+            let (run, buf) = runs
+                .iter()
+                .find(|(r, _)| (r.off..r.off + r.len).contains(off))
+                .ok_or_else(|| Error::corrupt("cleaner", ptr.addr, "live page not read"))?;
+            let buf = buf.as_ref().map_err(|e| {
+                Error::corrupt(format!("inode {ino} page {idx}"), ptr.addr, e.to_string())
+            })?;
+            let at = (off - run.off) as usize * PAGE_SIZE;
+            let bytes = &buf[at..at + PAGE_SIZE];
+            if crc32(bytes) != ptr.crc {
+                return Err(Error::corrupt(
+                    format!("inode {ino} page {idx}"),
+                    ptr.addr,
+                    "checksum mismatch; the page is not moved",
+                ));
             }
+            let mut page = crate::layout::zero_page();
+            page.copy_from_slice(bytes);
+            moves.push(Move {
+                ino,
+                idx,
+                ptr,
+                page,
+                age: f.age,
+            });
         }
-        for (_, u) in uses.iter() {
+        for (_, u) in &f.uses {
             match *u {
                 LiveUse::Node(nid) => {
                     self.cache.get_mut(&*dev, nid)?;
@@ -437,7 +459,7 @@ impl Store {
             }
         }
         self.cleaner.moves.extend(moves);
-        Ok(uses.len() as u64)
+        Ok(f.uses.len() as u64)
     }
 
     /// Does the root being built still use the page at `addr`, which the
@@ -580,3 +602,81 @@ impl Store {
 
 /// Where the sequence numbers of the cleaner's records start.
 const COLD_SEQ: u64 = 1 << 62;
+
+/// Dead pages between two live data pages that are read through rather
+/// than read around (one larger read costs less than two).
+const MAX_GAP: u64 = 16;
+
+/// A victim's live pages.
+struct Found {
+    seg: SegmentNo,
+    age: i64,
+    uses: Vec<(u64, LiveUse)>,
+}
+
+/// Pages `off..off + len` of victim number `victim`, to be read.
+struct Run {
+    victim: usize,
+    off: u64,
+    len: u64,
+}
+
+/// The reads that fetch every live data page of the victims: one run per
+/// stretch of live pages, through gaps of up to [`MAX_GAP`] dead pages.
+fn data_runs(found: &[Found]) -> Vec<Run> {
+    let mut runs: Vec<Run> = Vec::new();
+    for (victim, f) in found.iter().enumerate() {
+        let mut offs: Vec<u64> = f
+            .uses
+            .iter()
+            .filter(|(_, u)| matches!(u, LiveUse::Data(..)))
+            .map(|(off, _)| *off)
+            .collect();
+        offs.sort_unstable();
+        for off in offs {
+            match runs.last_mut() {
+                Some(r) if r.victim == victim && off < r.off + r.len + MAX_GAP => {
+                    r.len = off + 1 - r.off;
+                }
+                _ => runs.push(Run {
+                    victim,
+                    off,
+                    len: 1,
+                }),
+            }
+        }
+    }
+    runs
+}
+
+/// The summary entries of segment `seg`'s record chain, by offset, reading
+/// only its summary pages.
+fn read_chain(
+    dev: &dyn BlockDevice,
+    geo: &crate::layout::Geometry,
+    fs_id: u64,
+    seg: SegmentNo,
+) -> std::io::Result<Vec<(u64, Entry)>> {
+    let start = geo.segment_start(seg);
+    let mut page = crate::layout::zero_page();
+    let mut failed = None;
+    let mut entries = Vec::new();
+    let mut summary_at = |off: u64| {
+        let addr = start.offset(off);
+        if let Err(e) = dev.read(addr, &mut page[..]) {
+            failed = Some(e);
+            return None;
+        }
+        Summary::decode(&page[..], addr).ok().flatten()
+    };
+    walk_segment(
+        geo.pages_per_segment,
+        fs_id,
+        &mut summary_at,
+        &mut |off, e| entries.push((off, *e)),
+    );
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(entries),
+    }
+}
