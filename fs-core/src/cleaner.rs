@@ -289,8 +289,7 @@ impl Store {
             )
             .map(|()| buf)
         });
-        let mut pages: Vec<Vec<(&Run, std::io::Result<Vec<u8>>)>> =
-            found.iter().map(|_| Vec::new()).collect();
+        let mut pages: Vec<Vec<RunRead<'_>>> = found.iter().map(|_| Vec::new()).collect();
         for (r, b) in runs.iter().zip(bufs) {
             pages[r.victim].push((r, b));
         }
@@ -409,7 +408,7 @@ impl Store {
     /// Fails, moving nothing, when a data page cannot be read or fails its
     /// checksum: a copy would carry the damage to a place where the
     /// pointer's checksum no longer flags it.
-    fn take(&mut self, f: Found, runs: &[(&Run, std::io::Result<Vec<u8>>)]) -> Result<u64> {
+    fn take(&mut self, f: Found, runs: &[RunRead<'_>]) -> Result<u64> {
         let dev = self.dev.clone();
         let mut moves = Vec::new();
         for (off, u) in &f.uses {
@@ -620,6 +619,9 @@ struct Run {
     off: u64,
     len: u64,
 }
+
+/// A run and what reading it gave.
+type RunRead<'a> = (&'a Run, std::io::Result<Vec<u8>>);
 
 /// The reads that fetch every live data page of the victims: one run per
 /// stretch of live pages, through gaps of up to [`MAX_GAP`] dead pages.
