@@ -78,6 +78,21 @@ fn check_clean(dev: &Arc<MemDevice>) {
     assert_eq!(report.problems(), 0, "checker finds {:?}", report.findings);
 }
 
+/// The end of a run: the cleaner worked and refused nothing; the files
+/// verify, the image checks clean, and they verify again after a mount.
+fn finish(mut fs: Filesystem, dev: &Arc<MemDevice>, files: &BTreeMap<String, Vec<u8>>) {
+    let report = fs.cleaner_report();
+    eprintln!("{}", report.to_text());
+    assert!(report.stats.segments_cleaned > 0, "{report:?}");
+    assert_eq!(report.stats.segments_refused, 0, "{report:?}");
+    verify(&mut fs, files);
+    fs.unmount().expect("unmount");
+    check_clean(dev);
+    let mut fs = mount(dev);
+    verify(&mut fs, files);
+    fs.unmount().expect("unmount");
+}
+
 /// Creates files of random sizes until the filesystem says ENOSPC;
 /// returns the pages written. Every refusal must be honest: `statfs`
 /// must agree that the file did not fit.
@@ -170,15 +185,7 @@ fn fill_delete_refill_cycles() {
         total > 4 * capacity,
         "wrote {total} pages on {capacity}: not several times the image"
     );
-    let report = fs.cleaner_report();
-    assert!(report.stats.segments_cleaned > 0, "{report:?}");
-    assert_eq!(report.stats.segments_refused, 0);
-    verify(&mut fs, &files);
-    fs.unmount().expect("unmount");
-    check_clean(&dev);
-    let mut fs = mount(&dev);
-    verify(&mut fs, &files);
-    fs.unmount().expect("unmount");
+    finish(fs, &dev, &files);
 }
 
 /// Random 4 KiB overwrites of a filesystem 75% full, for five times the
@@ -229,15 +236,7 @@ fn overwrites_far_past_the_image_size() {
         free_after + 16 >= free_before,
         "free space shrank from {free_before} to {free_after} pages with no new data"
     );
-    let report = fs.cleaner_report();
-    assert!(report.stats.segments_cleaned > 0, "{report:?}");
-    eprintln!("{}", report.to_text());
-    verify(&mut fs, &files);
-    fs.unmount().expect("unmount");
-    check_clean(&dev);
-    let mut fs = mount(&dev);
-    verify(&mut fs, &files);
-    fs.unmount().expect("unmount");
+    finish(fs, &dev, &files);
 }
 
 /// On a filesystem filled to ENOSPC, deleting and the other calls that
