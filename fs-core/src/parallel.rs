@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 /// Reads in flight at once.
-pub const READERS: usize = 16;
+pub const READERS: usize = 64;
 
 /// `work` applied to every item, on up to [`READERS`] threads; the results
 /// come back in the order of the items.
