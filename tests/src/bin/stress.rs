@@ -85,20 +85,33 @@ struct Totals {
     errors: Mutex<Vec<String>>,
 }
 
+/// One version of a file: its contents (`None`: no file), and the byte
+/// range written by the write(2) that made it from the version before.
+#[derive(Clone, Debug, PartialEq)]
+struct Version {
+    content: Option<Vec<u8>>,
+    written: Option<(usize, usize)>,
+}
+
 /// What one worker knows of its files: current contents, and every version
 /// since the last fsync (any of which a crash may leave).
 #[derive(Default, Clone)]
 struct Files {
     now: BTreeMap<String, Vec<u8>>,
-    since_sync: BTreeMap<String, Vec<Option<Vec<u8>>>>,
+    since_sync: BTreeMap<String, Vec<Version>>,
 }
 
 impl Files {
-    fn changed(&mut self, name: &str, content: Option<Vec<u8>>) {
+    /// `name` now holds `content`; `written` is the range a write(2) wrote
+    /// to get there (None for other calls).
+    fn changed(&mut self, name: &str, content: Option<Vec<u8>>, written: Option<(usize, usize)>) {
         self.since_sync
             .entry(name.to_string())
             .or_default()
-            .push(content.clone());
+            .push(Version {
+                content: content.clone(),
+                written,
+            });
         match content {
             Some(c) => self.now.insert(name.to_string(), c),
             None => self.now.remove(name),
@@ -106,9 +119,51 @@ impl Files {
     }
 
     fn synced(&mut self, name: &str) {
-        let cur = self.now.get(name).cloned();
-        self.since_sync.insert(name.to_string(), vec![cur]);
+        let content = self.now.get(name).cloned();
+        let v = Version {
+            content,
+            written: None,
+        };
+        self.since_sync.insert(name.to_string(), vec![v]);
     }
+}
+
+/// Could a crash leave `got` from `versions`? Either one of them whole, or
+/// one write(2) half done: the kernel hands a long write to the daemon in
+/// several requests, and a commit may fall between two of them (as on any
+/// filesystem, a write(2) is not atomic across a crash). Half done means
+/// the new bytes up to a page boundary, the old ones after it, and the size
+/// grown to that boundary at most.
+fn reachable(versions: &[Version], got: Option<&[u8]>) -> bool {
+    if versions.iter().any(|v| v.content.as_deref() == got) {
+        return true;
+    }
+    let Some(got) = got else { return false };
+    versions.windows(2).any(|w| {
+        let (Some(old), Some(new), Some((off, end))) = (
+            w[0].content.as_deref(),
+            w[1].content.as_deref(),
+            w[1].written,
+        ) else {
+            return false;
+        };
+        let first = (off / PAGE + 1) * PAGE;
+        (first..end)
+            .step_by(PAGE)
+            .any(|b| half_written(old, new, off, b, got))
+    })
+}
+
+const PAGE: usize = 4096;
+
+/// Is `got` the write from `old` to `new` of bytes `off..` done up to `b`?
+fn half_written(old: &[u8], new: &[u8], off: usize, b: usize, got: &[u8]) -> bool {
+    let len = old.len().max(b);
+    let lo = off.min(old.len());
+    got.len() == len
+        && got[..lo] == old[..lo]
+        && got[lo..b] == new[lo..b]
+        && (b >= len || got[b..len] == old[b..len])
 }
 
 fn worker(
@@ -141,8 +196,8 @@ fn worker(
                     let data = vec![byte; len];
                     // open(O_TRUNC) and write(2) are two steps: a commit
                     // may fall between them.
-                    f.changed(&name, Some(Vec::new()));
-                    f.changed(&name, Some(data.clone()));
+                    f.changed(&name, Some(Vec::new()), None);
+                    f.changed(&name, Some(data.clone()), Some((0, len)));
                     fs::write(&path, &data)?;
                     totals.bytes.fetch_add(len as u64, Ordering::Relaxed);
                 }
@@ -157,7 +212,7 @@ fn worker(
                         data.resize(off + len, 0);
                     }
                     data[off..off + len].fill(byte);
-                    f.changed(&name, Some(data));
+                    f.changed(&name, Some(data), Some((off, off + len)));
                     let mut h = OpenOptions::new().write(true).open(&path)?;
                     h.seek(SeekFrom::Start(off as u64))?;
                     h.write_all(&vec![byte; len])?;
@@ -169,7 +224,7 @@ fn worker(
                     };
                     let size = rng.random_range(0..data.len() + 10_000);
                     data.resize(size, 0);
-                    f.changed(&name, Some(data));
+                    f.changed(&name, Some(data), None);
                     OpenOptions::new()
                         .write(true)
                         .open(&path)?
@@ -177,7 +232,7 @@ fn worker(
                 }
                 55..=64 => {
                     if current.is_some() {
-                        f.changed(&name, None);
+                        f.changed(&name, None, None);
                         fs::remove_file(&path)?;
                     }
                 }
@@ -207,7 +262,7 @@ fn worker(
                     let data = vec![byte; len];
                     let tmp = dir.join(format!("{name}.tmp"));
                     fs::write(&tmp, &data)?;
-                    f.changed(&name, Some(data));
+                    f.changed(&name, Some(data), None);
                     fs::rename(&tmp, &path)?;
                 }
             }
@@ -301,15 +356,21 @@ fn verify(o: &Opts, state: &[Arc<Mutex<Files>>], totals: &Totals) {
             let path = o.dir.join(format!("t{t}")).join(&name);
             let got = fs::read(&path).ok();
             let allowed = f.since_sync.get(&name).cloned().unwrap_or_default();
-            if !allowed.contains(&got) {
+            if !reachable(&allowed, got.as_deref()) {
                 totals
                     .errors
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .push(format!(
-                        "{}: after the crash holds {:?} bytes, no state since its last fsync",
+                        "{}: after the crash holds {}, no state since its last fsync \
+                         (those were: {})",
                         path.display(),
-                        got.as_ref().map(Vec::len)
+                        describe(got.as_deref()),
+                        allowed
+                            .iter()
+                            .map(|a| describe(a.content.as_deref()))
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ));
             }
             // Whatever survived is the new baseline.
@@ -317,9 +378,34 @@ fn verify(o: &Opts, state: &[Arc<Mutex<Files>>], totals: &Totals) {
             if let Some(c) = got.clone() {
                 f.now.insert(name.clone(), c);
             }
-            f.since_sync.insert(name, vec![got]);
+            let baseline = Version {
+                content: got,
+                written: None,
+            };
+            f.since_sync.insert(name, vec![baseline]);
         }
     }
+}
+
+/// A file's contents in a few words: its length and the runs of bytes.
+fn describe(c: Option<&[u8]>) -> String {
+    let Some(c) = c else {
+        return "no file".into();
+    };
+    let mut runs: Vec<(u8, usize)> = Vec::new();
+    for &b in c {
+        match runs.last_mut() {
+            Some((v, n)) if *v == b => *n += 1,
+            _ => runs.push((b, 1)),
+        }
+    }
+    let shown: Vec<String> = runs
+        .iter()
+        .take(6)
+        .map(|(v, n)| format!("{n}x{v:#04x}"))
+        .collect();
+    let more = if runs.len() > 6 { ", ..." } else { "" };
+    format!("{} bytes [{}{more}]", c.len(), shown.join(" "))
 }
 
 fn main() -> ExitCode {
