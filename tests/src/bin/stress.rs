@@ -105,9 +105,17 @@ impl Files {
     /// `name` now holds `content`; `written` is the range a write(2) wrote
     /// to get there (None for other calls).
     fn changed(&mut self, name: &str, content: Option<Vec<u8>>, written: Option<(usize, usize)>) {
+        // A name not seen since the start has its starting state (no file)
+        // as the first version: a crash may come before its creation lands.
+        let before = self.now.get(name).cloned();
         self.since_sync
             .entry(name.to_string())
-            .or_default()
+            .or_insert_with(|| {
+                vec![Version {
+                    content: before,
+                    written: None,
+                }]
+            })
             .push(Version {
                 content: content.clone(),
                 written,
@@ -354,7 +362,21 @@ fn verify(o: &Opts, state: &[Arc<Mutex<Files>>], totals: &Totals) {
         let names: Vec<String> = f.since_sync.keys().cloned().collect();
         for name in names {
             let path = o.dir.join(format!("t{t}")).join(&name);
-            let got = fs::read(&path).ok();
+            let got = match fs::read(&path) {
+                Ok(c) => Some(c),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => {
+                    totals
+                        .errors
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(format!(
+                            "{}: cannot read after the crash: {e}",
+                            path.display()
+                        ));
+                    continue;
+                }
+            };
             let allowed = f.since_sync.get(&name).cloned().unwrap_or_default();
             if !reachable(&allowed, got.as_deref()) {
                 totals
