@@ -8,9 +8,9 @@
 //! the table itself for table pages, the store for the checkpoint). Pages
 //! whose owner points elsewhere are dead and simply left behind.
 //!
-//! Live pages are moved by a commit like any other: data pages are copied
-//! (in file order, before the user's dirty data, keeping their age), nodes
-//! and table pages are marked dirty. The victim then holds no live page;
+//! Live data pages are copied (in file order, keeping their age) to the
+//! cleaner's own log head; nodes and table pages are marked dirty, and the
+//! next commit moves them like any other. The victim then holds no live page;
 //! it becomes free once a durable superblock names that commit, exactly
 //! like a segment emptied by deletes (see "segment reuse" in DESIGN.md),
 //! so a crash at any moment of cleaning finds either the old copies or the
@@ -31,7 +31,7 @@ use crate::file_map;
 use crate::ids::{CheckpointNo, Ino, Nid, PageAddr, SegmentNo};
 use crate::layout::{Page, PAGE_SIZE};
 use crate::meta_table::TableId;
-use crate::segment_summary::{walk_segment, Entry, PageKind, Summary};
+use crate::segment_summary::{Entry, PageKind};
 use crate::store::Store;
 
 /// How victims are chosen.
@@ -92,9 +92,10 @@ impl Default for CleanerOptions {
 /// What the cleaner did since mount.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CleanerStats {
-    /// Cleaning passes (each one commit).
+    /// Cleaning passes.
     pub passes: u64,
-    /// Passes a writer had to wait for (space was short).
+    /// Of those, passes run by a writer (running low, or short of space)
+    /// rather than in the background.
     pub foreground_passes: u64,
     /// Segments emptied.
     pub segments_cleaned: u64,
@@ -105,9 +106,9 @@ pub struct CleanerStats {
     pub segments_refused: u64,
 }
 
-/// A data page on its way to the head of the log.
+/// A data page on its way to the cleaner's log head.
 #[derive(Debug)]
-pub(crate) struct Move {
+struct Move {
     ino: Ino,
     idx: u64,
     ptr: BlockPtr,
@@ -129,8 +130,6 @@ enum LiveUse {
 pub struct Cleaner {
     /// Counters.
     pub stats: CleanerStats,
-    /// Data pages to copy in the next commit.
-    pub(crate) moves: Vec<Move>,
     /// Segments that would not empty this mount.
     refused: HashSet<SegmentNo>,
     /// Segments whose live pages a pass without a commit has moved or
@@ -160,7 +159,7 @@ impl Store {
     /// and nodes, the map nodes new data may need, the table pages all that
     /// changes, record summaries and the checkpoint.
     pub fn commit_need(&self) -> u64 {
-        let data = self.dirty.count() as u64 + self.cleaner.moves.len() as u64;
+        let data = self.dirty.count() as u64;
         let nodes = self.cache.dirty_count() as u64;
         let payload = data + 2 * nodes + data / 64;
         payload + payload / 100 + 64
@@ -293,26 +292,26 @@ impl Store {
         for (r, b) in runs.iter().zip(bufs) {
             pages[r.victim].push((r, b));
         }
-        let mut taken = Vec::new();
+        let (mut taken, mut moves) = (Vec::new(), Vec::new());
         for (f, runs) in found.into_iter().zip(pages) {
-            let seg = f.seg;
+            let (seg, live) = (f.seg, f.uses.len() as u64);
             match self.take(f, &runs) {
-                Ok(n) => {
-                    self.cleaner.stats.pages_moved += n;
+                Ok(m) => {
+                    self.cleaner.stats.pages_moved += live;
+                    moves.extend(m);
                     taken.push(seg);
                 }
                 Err(e) => self.refuse(seg, &e.to_string()),
             }
         }
         self.changed = true;
+        let building = self.building();
+        let r = self.write_moves(&*dev, building, moves);
+        self.poison_on(r)?;
         if pass.commit {
             let r = self.commit_inner(crate::store::DataScope::All, false);
             self.poison_on(r)?;
             self.flush_superblock()?;
-        } else {
-            let building = self.building();
-            let r = self.write_moves(&*dev, building);
-            self.poison_on(r)?;
         }
         let (mut freed, mut emptying) = (0, 0);
         for seg in taken {
@@ -403,21 +402,22 @@ impl Store {
         Ok(Found { seg, age, uses })
     }
 
-    /// Arranges for every live page of a victim to move with the next
-    /// commit (`runs`: its live data pages as read); returns how many will.
-    /// Fails, moving nothing, when a data page cannot be read or fails its
-    /// checksum: a copy would carry the damage to a place where the
-    /// pointer's checksum no longer flags it.
-    fn take(&mut self, f: Found, runs: &[RunRead<'_>]) -> Result<u64> {
+    /// Arranges for every live page of a victim to move: marks its nodes
+    /// and table pages dirty, and returns copies of its data pages (`runs`:
+    /// them as read). Fails, moving nothing, when a data page cannot be
+    /// read or fails its checksum: a copy would carry the damage to a place
+    /// where the pointer's checksum no longer flags it.
+    fn take(&mut self, f: Found, runs: &[RunRead<'_>]) -> Result<Vec<Move>> {
         let dev = self.dev.clone();
         let mut moves = Vec::new();
         for (off, u) in &f.uses {
             let LiveUse::Data(ino, idx, ptr) = *u else {
                 continue;
             };
+            // Runs are in offset order.
             let (run, buf) = runs
-                .iter()
-                .find(|(r, _)| (r.off..r.off + r.len).contains(off))
+                .get(runs.partition_point(|(r, _)| r.off + r.len <= *off))
+                .filter(|(r, _)| r.off <= *off)
                 .ok_or_else(|| Error::corrupt("cleaner", ptr.addr, "live page not read"))?;
             let buf = buf.as_ref().map_err(|e| {
                 Error::corrupt(format!("inode {ino} page {idx}"), ptr.addr, e.to_string())
@@ -457,8 +457,7 @@ impl Store {
                 LiveUse::Checkpoint | LiveUse::Data(..) => {}
             }
         }
-        self.cleaner.moves.extend(moves);
-        Ok(f.uses.len() as u64)
+        Ok(moves)
     }
 
     /// Does the root being built still use the page at `addr`, which the
@@ -507,22 +506,23 @@ impl Store {
         })
     }
 
-    /// Writes the data pages the cleaner gathered, in file order, to the
+    /// Writes the data pages a pass gathered, in file order, to the
     /// cleaner's own log head, so that moved (cold) data fills segments of
     /// its own, apart from the user's new (hot) data; each page keeps the
-    /// age of the segment it came from. A page the user rewrote meanwhile
-    /// is not moved: its new copy follows in this commit.
+    /// age of the segment it came from, and its file map points at the new
+    /// copy. A page the user rewrote meanwhile is not moved: its new copy
+    /// goes with the next commit or writeback.
     ///
     /// Recovery's walk checks the main log's records, not these, so they
     /// are made durable (flushed) before the commit that points at them
     /// writes anything else (see `Store::commit_inner`): no checkpoint can
     /// outlive the pages it names.
-    pub(crate) fn write_moves(
+    fn write_moves(
         &mut self,
         dev: &dyn BlockDevice,
         building: CheckpointNo,
+        mut moves: Vec<Move>,
     ) -> Result<()> {
-        let mut moves = std::mem::take(&mut self.cleaner.moves);
         moves.retain(|m| !self.dirty.contains(m.ino, m.idx));
         if moves.is_empty() {
             return Ok(());
@@ -651,34 +651,17 @@ fn data_runs(found: &[Found]) -> Vec<Run> {
     runs
 }
 
-/// The summary entries of segment `seg`'s record chain, by offset, reading
-/// only its summary pages.
+/// The summary entries of segment `seg`'s record chain, by offset.
 fn read_chain(
     dev: &dyn BlockDevice,
     geo: &crate::layout::Geometry,
     fs_id: u64,
     seg: SegmentNo,
 ) -> std::io::Result<Vec<(u64, Entry)>> {
-    let start = geo.segment_start(seg);
-    let mut page = crate::layout::zero_page();
-    let mut failed = None;
     let mut entries = Vec::new();
-    let mut summary_at = |off: u64| {
-        let addr = start.offset(off);
-        if let Err(e) = dev.read(addr, &mut page[..]) {
-            failed = Some(e);
-            return None;
-        }
-        Summary::decode(&page[..], addr).ok().flatten()
-    };
-    walk_segment(
-        geo.pages_per_segment,
-        fs_id,
-        &mut summary_at,
-        &mut |off, e| entries.push((off, *e)),
-    );
-    match failed {
-        Some(e) => Err(e),
-        None => Ok(entries),
+    let each = &mut |off, e: &Entry| entries.push((off, *e));
+    match crate::segment_summary::read_chain(dev, geo, fs_id, seg, each) {
+        (_, Some((_, e))) => Err(e),
+        (_, None) => Ok(entries),
     }
 }

@@ -255,6 +255,33 @@ pub fn walk_segment(
     }
 }
 
+/// Reads the record chain of segment `seg` from `dev`, one summary page at
+/// a time (payload pages are not read), and walks it as [`walk_segment`]
+/// does. Returns the summary pages read, and the read that failed and so
+/// ended the chain early, if one did.
+pub fn read_chain(
+    dev: &dyn crate::device::BlockDevice,
+    geo: &crate::layout::Geometry,
+    fs_id: u64,
+    seg: SegmentNo,
+    each: &mut dyn FnMut(u64, &Entry),
+) -> (u64, Option<(PageAddr, std::io::Error)>) {
+    let start = geo.segment_start(seg);
+    let mut page = zero_page();
+    let (mut pages, mut failed) = (0, None);
+    let mut summary_at = |off: u64| {
+        let addr = start.offset(off);
+        if let Err(e) = dev.read(addr, &mut page[..]) {
+            failed = Some((addr, e));
+            return None;
+        }
+        pages += 1;
+        Summary::decode(&page[..], addr).ok().flatten()
+    };
+    walk_segment(geo.pages_per_segment, fs_id, &mut summary_at, each);
+    (pages, failed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -152,7 +152,6 @@ impl Store {
         self.log.building()
     }
 
-    /// Anything to commit?
     /// Any metadata to commit (data aside)?
     pub fn needs_metadata_commit(&self) -> bool {
         self.changed || self.cache.dirty_count() > 0
@@ -207,7 +206,6 @@ impl Store {
         let building = self.building();
         let time_ns = now_ns();
         self.log.set_time(time_ns);
-        self.write_moves(dev, building)?;
         if self.cold_unflushed {
             // Moved data must be durable before a checkpoint can name it.
             dev.flush()?;

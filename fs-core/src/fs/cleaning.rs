@@ -63,19 +63,9 @@ impl CleanerReport {
 }
 
 impl Filesystem {
-    /// Runs one cleaning pass now, with a commit (tests, tools); returns
-    /// segments freed.
-    pub fn clean(&mut self, policy: Policy) -> Result<usize> {
-        self.clean_with(Pass {
-            policy,
-            batch: self.store.cleaner_options.batch,
-            max_live_percent: 100,
-            commit: true,
-        })
-    }
-
-    /// Runs one cleaning pass as `pass` says; returns segments freed now.
-    pub fn clean_with(&mut self, pass: Pass) -> Result<usize> {
+    /// Runs one cleaning pass now, as `pass` says (tests, tools); returns
+    /// the segments it freed at once.
+    pub fn clean(&mut self, pass: Pass) -> Result<usize> {
         self.store.clean(pass)
     }
 
@@ -85,6 +75,11 @@ impl Filesystem {
     pub fn clean_in_background(&mut self) -> Result<bool> {
         let o = self.store.cleaner_options;
         if self.store.read_only || !o.background {
+            return Ok(false);
+        }
+        // A pass that found nothing worth moving is not repeated every
+        // tick: only once a commit has made new dead space.
+        if self.nothing_to_clean_at == Some(self.store.stats.commits) {
             return Ok(false);
         }
         let segments = self.store.sb.geometry.segment_count;
@@ -106,8 +101,8 @@ impl Filesystem {
             commit: true,
         })?;
         if freed == 0 {
-            // Nothing worth moving: wait until deletes or overwrites make some.
             self.cleaning = false;
+            self.nothing_to_clean_at = Some(self.store.stats.commits);
         }
         Ok(freed > 0)
     }

@@ -158,6 +158,8 @@ pub struct Filesystem {
     kernel_owns_cmtime: bool,
     /// Background cleaning has started and not yet reached its stop mark.
     cleaning: bool,
+    /// The commit count when a background pass last found nothing to move.
+    nothing_to_clean_at: Option<u64>,
 }
 
 /// Linux `DT_*` type of a mode.
@@ -204,6 +206,7 @@ impl Filesystem {
             last_commit: Instant::now(),
             kernel_owns_cmtime: false,
             cleaning: false,
+            nothing_to_clean_at: None,
         };
         if !fs.opts.read_only {
             fs.store.start_writing(max_seq)?;

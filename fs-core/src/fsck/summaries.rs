@@ -16,9 +16,9 @@ use super::scan::Scan;
 use super::tree::Use;
 use crate::device::BlockDevice;
 use crate::ids::{PageAddr, SegmentNo};
-use crate::layout::{zero_page, Geometry};
+use crate::layout::{Geometry, PAGE_SIZE};
 use crate::parallel;
-use crate::segment_summary::{walk_segment, Entry, PageKind, Summary};
+use crate::segment_summary::{self, Entry, PageKind};
 
 /// What walking a segment's record chain needs to know of the filesystem.
 #[derive(Clone, Copy, Debug)]
@@ -82,6 +82,8 @@ impl Chain {
 
 /// Walks the summary chain of a segment, calling `each` with the offset and
 /// entry of every page described; fills in the chain's findings and bytes.
+/// (The first page that is not a valid summary ends the chain; pages it
+/// leaves undescribed are reported by the check.)
 fn walk(
     dev: &dyn BlockDevice,
     log: &Segments,
@@ -89,21 +91,12 @@ fn walk(
     chain: &mut Chain,
     each: &mut dyn FnMut(u64, &Entry),
 ) {
-    let start = log.geo.segment_start(seg);
-    let mut page = zero_page();
-    let mut summary_at = |off: u64| {
-        let addr = start.offset(off);
-        if let Err(e) = dev.read(addr, &mut page[..]) {
-            let msg = format!("cannot read a summary page: {e}");
-            chain.findings.push(wrong(addr, seg, msg));
-            return None;
-        }
-        chain.bytes += page.len() as u64;
-        // The first page that is not a valid summary ends the chain; pages
-        // it leaves undescribed are reported by the check.
-        Summary::decode(&page[..], addr).ok().flatten()
-    };
-    walk_segment(log.geo.pages_per_segment, log.fs_id, &mut summary_at, each);
+    let (pages, failed) = segment_summary::read_chain(dev, &log.geo, log.fs_id, seg, each);
+    chain.bytes += pages * PAGE_SIZE as u64;
+    if let Some((addr, e)) = failed {
+        let msg = format!("cannot read a summary page: {e}");
+        chain.findings.push(wrong(addr, seg, msg));
+    }
 }
 
 fn read_chain(dev: &dyn BlockDevice, log: &Segments, seg: SegmentNo) -> Chain {

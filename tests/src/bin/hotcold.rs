@@ -104,21 +104,26 @@ fn capacity(dir: &Path) -> Result<(u64, u64), String> {
     Ok((st.blocks() * bs, st.blocks_available() * bs))
 }
 
-fn mib(bytes: u64) -> f64 {
-    bytes as f64 / (1 << 20) as f64
-}
-
-/// Random 4 KiB overwrites of `file` (of `pages` pages) for `bytes`;
-/// returns MiB/s.
-fn baseline(dir: &Path, rng: &mut impl Rng, bytes: u64) -> Result<f64, String> {
-    let path = dir.join("baseline");
-    let f = OpenOptions::new()
+/// Creates (or empties) `path` for reading and writing.
+fn create(path: &Path) -> Result<File, String> {
+    OpenOptions::new()
         .create(true)
         .read(true)
         .write(true)
         .truncate(true)
-        .open(&path)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+        .open(path)
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1 << 20) as f64
+}
+
+/// The empty-filesystem figure: random 4 KiB overwrites, `bytes` in all,
+/// of one file a quarter that size; returns MiB/s.
+fn baseline(dir: &Path, rng: &mut impl Rng, bytes: u64) -> Result<f64, String> {
+    let path = dir.join("baseline");
+    let f = create(&path)?;
     let pages = (bytes / 4 / PAGE).max(1);
     f.set_len(pages * PAGE).map_err(|e| e.to_string())?;
     let start = Instant::now();
@@ -150,13 +155,7 @@ fn fill(dir: &Path, a: &Args) -> Result<Data, String> {
     let mut buf = Vec::with_capacity(file_bytes as usize);
     for n in 0..count {
         let path = dir.join(format!("data-{n:06}"));
-        let f = OpenOptions::new()
-            .create(true)
-            .read(true)
-            .write(true)
-            .truncate(true)
-            .open(&path)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let f = create(&path)?;
         buf.clear();
         for p in 0..pages_per_file {
             buf.extend_from_slice(&contents(n * pages_per_file + p, 0));
@@ -267,7 +266,7 @@ fn run(a: &Args) -> Result<(), String> {
         device / logged.max(1.0)
     );
     println!(
-        "cleaner: {} passes ({} with a writer waiting), {} segments, {:.0} MiB moved",
+        "cleaner: {} passes ({} run by writers), {} segments, {:.0} MiB moved",
         delta("cleaner_passes"),
         delta("cleaner_foreground_passes"),
         delta("cleaner_segments_cleaned"),
