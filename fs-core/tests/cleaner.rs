@@ -8,21 +8,14 @@ use std::sync::Arc;
 
 use pagelog_core::fs::RenameFlags;
 use pagelog_core::fsck::{self, Level};
-use pagelog_core::{
-    format, BlockDevice, Cred, Error, Filesystem, FormatOptions, Ino, MemDevice, MountOptions,
-    SetAttr,
-};
+use pagelog_core::{BlockDevice, Cred, Error, Filesystem, Ino, MemDevice, MountOptions, SetAttr};
 
 const PS: u64 = 4096;
 
+mod support;
+
 fn fresh(pages: u64) -> Arc<MemDevice> {
-    let dev = Arc::new(MemDevice::new(pages));
-    let opts = FormatOptions {
-        pages_per_segment: 64,
-        ..FormatOptions::default()
-    };
-    format(dev.clone(), &opts).expect("format");
-    dev
+    support::formatted(pages, 64)
 }
 
 fn opts() -> MountOptions {

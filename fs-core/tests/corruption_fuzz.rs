@@ -9,11 +9,10 @@ use pagelog_core::checkpoint::Checkpoint;
 use pagelog_core::node::Node;
 use pagelog_core::segment_summary::Summary;
 use pagelog_core::superblock::Superblock;
-use pagelog_core::{
-    format, BlockDevice, Cred, Filesystem, FormatOptions, Ino, MemDevice, MountOptions, Nid,
-    PageAddr,
-};
+use pagelog_core::{BlockDevice, Cred, Filesystem, Ino, MemDevice, MountOptions, Nid, PageAddr};
 use proptest::prelude::*;
+
+mod support;
 
 fn page() -> impl Strategy<Value = Vec<u8>> {
     proptest::collection::vec(any::<u8>(), 4096)
@@ -47,17 +46,8 @@ type Expected = (Vec<u8>, Vec<u8>);
 
 /// A small filesystem with known contents, and its expected files.
 fn populated() -> (Vec<u8>, Vec<Expected>) {
-    let dev = Arc::new(MemDevice::new(4096));
-    format(
-        dev.clone(),
-        &FormatOptions {
-            pages_per_segment: 32,
-            ..FormatOptions::default()
-        },
-    )
-    .expect("format");
-    let mut fs = Filesystem::mount(dev.clone() as Arc<dyn BlockDevice>, MountOptions::default())
-        .expect("mount");
+    let dev = support::formatted(4096, 32);
+    let mut fs = support::mount(&dev);
     let root = Cred::root();
     let mut files = Vec::new();
     for i in 0..40u32 {

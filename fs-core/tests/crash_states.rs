@@ -90,7 +90,7 @@ fn record(ops: &[Op], mode: JournalMode) -> (Arc<RecordingDevice>, Vec<Commit>) 
             // A cleaning pass moves live data to the cleaner's log head;
             // with a commit it commits everything, moved pages first.
             Op::Clean { commit } => {
-                let freed = fs.clean_with(clean_pass(*commit)).expect("clean");
+                let freed = fs.clean(clean_pass(*commit)).expect("clean");
                 CLEANED.with(|c| c.set(c.get() + freed));
                 false
             }
@@ -330,7 +330,7 @@ fn faulty_workload(fs: &mut Filesystem) -> Result<Vec<BTreeMap<String, Vec<u8>>>
         if i % 4 == 2 {
             // Cleaning moves data and commits: failures there too must
             // leave a commit point.
-            fs.clean_with(clean_pass(i % 8 == 2))?;
+            fs.clean(clean_pass(i % 8 == 2))?;
             committed.push(now.clone());
         }
         if i % 2 == 1 {

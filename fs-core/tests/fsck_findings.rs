@@ -6,9 +6,7 @@ use std::sync::Arc;
 use pagelog_core::block_ptr::BlockPtr;
 use pagelog_core::fsck::{check, Kind, Level, Report, Severity};
 use pagelog_core::recovery::recover;
-use pagelog_core::{
-    format, BlockDevice, Cred, Filesystem, FormatOptions, Ino, MemDevice, MountOptions, PageAddr,
-};
+use pagelog_core::{BlockDevice, Cred, Filesystem, Ino, MemDevice, PageAddr};
 
 struct Image {
     dev: Arc<MemDevice>,
@@ -17,22 +15,13 @@ struct Image {
     dir: Ino,
 }
 
-fn mount(dev: &Arc<MemDevice>) -> Filesystem {
-    Filesystem::mount(dev.clone() as Arc<dyn BlockDevice>, MountOptions::default()).expect("mount")
-}
+mod support;
+use support::mount;
 
 /// A small tree: a directory with files (one with several pages, one with
 /// hard links), a symlink and attributes.
 fn image() -> Image {
-    let dev = Arc::new(MemDevice::new(4096));
-    format(
-        dev.clone(),
-        &FormatOptions {
-            pages_per_segment: 32,
-            ..FormatOptions::default()
-        },
-    )
-    .expect("format");
+    let dev = support::formatted(4096, 32);
     let mut fs = mount(&dev);
     let root = Cred::root();
     let dir = fs

@@ -6,22 +6,13 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use pagelog_core::fsck::{check, Level, Report};
-use pagelog_core::{
-    format, BlockDevice, Cred, Filesystem, FormatOptions, Ino, MemDevice, MountOptions, Nid,
-};
+use pagelog_core::{BlockDevice, Cred, Filesystem, Ino, MemDevice, Nid};
+
+mod support;
+use support::mount;
 
 fn fresh() -> Arc<MemDevice> {
-    let dev = Arc::new(MemDevice::new(8192));
-    let opts = FormatOptions {
-        pages_per_segment: 64,
-        ..FormatOptions::default()
-    };
-    format(dev.clone(), &opts).expect("format");
-    dev
-}
-
-fn mount(dev: &Arc<MemDevice>) -> Filesystem {
-    Filesystem::mount(dev.clone() as Arc<dyn BlockDevice>, MountOptions::default()).expect("mount")
+    support::formatted(8192, 64)
 }
 
 /// The full check, which must be clean; returns its report.

@@ -62,7 +62,7 @@ impl Harness {
                 // A cleaning pass moves what it finds (and may commit the
                 // user's dirty state with it); the sync makes the commit
                 // point certain.
-                self.fs().clean_with(clean_pass(commit)).expect("clean");
+                self.fs().clean(clean_pass(commit)).expect("clean");
                 self.fs().sync().expect("sync");
                 self.committed = self.model.clone();
                 self.check(&self.model.clone());

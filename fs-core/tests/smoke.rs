@@ -3,22 +3,13 @@
 
 use std::sync::Arc;
 
-use pagelog_core::{
-    format, BlockDevice, Cred, Filesystem, FormatOptions, Ino, MemDevice, MountOptions,
-};
+use pagelog_core::{BlockDevice, Cred, Filesystem, Ino, MemDevice, MountOptions};
+
+mod support;
+use support::mount;
 
 fn fresh(pages: u64) -> Arc<MemDevice> {
-    let dev = Arc::new(MemDevice::new(pages));
-    let opts = FormatOptions {
-        pages_per_segment: 64,
-        ..FormatOptions::default()
-    };
-    format(dev.clone(), &opts).expect("format");
-    dev
-}
-
-fn mount(dev: &Arc<MemDevice>) -> Filesystem {
-    Filesystem::mount(dev.clone() as Arc<dyn BlockDevice>, MountOptions::default()).expect("mount")
+    support::formatted(pages, 64)
 }
 
 #[test]

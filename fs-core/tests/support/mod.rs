@@ -1,3 +1,25 @@
 //! Shared test support.
 
 pub mod model;
+
+use std::sync::Arc;
+
+use pagelog_core::{format, BlockDevice, Filesystem, FormatOptions, MemDevice, MountOptions};
+
+/// A memory device of `pages` pages, formatted with `pps`-page segments.
+#[allow(dead_code)]
+pub fn formatted(pages: u64, pps: u32) -> Arc<MemDevice> {
+    let dev = Arc::new(MemDevice::new(pages));
+    let opts = FormatOptions {
+        pages_per_segment: pps,
+        ..FormatOptions::default()
+    };
+    format(dev.clone(), &opts).expect("format");
+    dev
+}
+
+/// `dev` mounted read-write with the default options.
+#[allow(dead_code)]
+pub fn mount(dev: &Arc<MemDevice>) -> Filesystem {
+    Filesystem::mount(dev.clone() as Arc<dyn BlockDevice>, MountOptions::default()).expect("mount")
+}
