@@ -318,3 +318,32 @@ fn damaged_record_summary_is_found() {
         r.findings
     );
 }
+
+#[test]
+fn summary_entry_that_lies_is_named() {
+    use pagelog_core::segment_summary::Summary;
+    let img = image();
+    let mut fs = mount(&img.dev);
+    let ptr = fs.tamper().get_pointer(img.file, 0).expect("pointer");
+    fs.unmount().expect("unmount");
+    // A well-formed summary (its checksum right) that describes the file's
+    // first page as page 7: only the comparison of contents can tell.
+    let mut addr = ptr.addr.0;
+    let (at, mut summary) = loop {
+        let mut page = vec![0u8; 4096];
+        img.dev.read(PageAddr(addr), &mut page).expect("read");
+        if let Ok(Some(s)) = Summary::decode(&page, PageAddr(addr)) {
+            break (PageAddr(addr), s);
+        }
+        addr -= 1;
+    };
+    let e = &mut summary.entries[(ptr.addr.0 - at.0 - 1) as usize];
+    assert_eq!((e.owner, e.index), (img.file.0, 0), "the entry of the page");
+    e.index = 7;
+    img.dev.write(at, &summary.encode()[..]).expect("write");
+    let r = run(&img.dev, Level::Full);
+    assert_eq!(kinds(&r, Severity::Error), vec![Kind::SummaryWrong]);
+    let f = &r.findings[0];
+    assert_eq!(f.addr, Some(ptr.addr));
+    assert!(f.message.contains("index 7"), "{}", f.message);
+}

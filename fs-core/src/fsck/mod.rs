@@ -17,7 +17,8 @@ pub use finding::{Finding, Kind, Severity};
 
 use crate::device::BlockDevice;
 use crate::error::Error;
-use crate::ids::{CheckpointNo, SegmentNo};
+use crate::ids::{CheckpointNo, PageAddr, SegmentNo};
+use crate::layout::Geometry;
 use crate::meta_table::{MetaTable, TableId};
 use crate::recovery::{self, read_superblocks};
 use crate::superblock::State;
@@ -183,7 +184,12 @@ pub fn check(
         .filter(|(_, u)| u.live > 0)
         .map(|(s, _)| *s)
         .collect();
-    let (tree, uses, summary_bytes) = std::thread::scope(|scope| {
+    let segs = summaries::Segments {
+        geo,
+        fs_id: rec.sb.hash_seed,
+    };
+    let seed = rec.sb.hash_seed;
+    let (tree, chains, suspects, twice) = std::thread::scope(|scope| {
         let total_nodes = scan.nat.len() as u64;
         progress(Phase::Nodes, 0, total_nodes);
         let mut done = 0;
@@ -193,29 +199,44 @@ pub fn check(
         });
         // The summary chains are read while the tree and space checks
         // compute: only the final comparison needs them.
-        let segs = summaries::Segments {
-            geo,
-            fs_id: rec.sb.hash_seed,
-        };
-        let chains = scope.spawn(move || summaries::read_chains(dev, &segs, &live));
+        let chains = scope.spawn(|| summaries::read_chains(dev, &segs, &live));
         progress(Phase::Tree, 0, 1);
-        let mut tree = tree::check(&scan, rec.sb.hash_seed, &mut report.findings);
-        report.stats.data_pages = tree.data.len() as u64;
+        let mut ledger = space::Ledger::new(&scan, geo);
+        let tree = tree::check(&scan, seed, &mut report.findings, &mut ledger);
+        report.stats.data_pages = tree.data_pages;
         progress(Phase::Space, 0, 1);
-        let uses = space::check(
+        space::metadata_pages(&scan, rec.checkpoint_addr, &mut ledger);
+        report.findings.extend(ledger.take_findings());
+        space::check(&scan, &ledger, &tree, &cp, &mut report.findings);
+        progress(Phase::Summaries, 0, 1);
+        let mut chains = chains.join().unwrap_or_default();
+        let (suspects, read) =
+            summaries::compare(dev, &segs, &ledger, &mut chains, &mut report.findings);
+        report.stats.bytes_read += read;
+        (tree, chains, suspects, ledger.twice().to_vec())
+    });
+    // Where the ledger disagrees, or to scrub, walk again and list pages.
+    let pages = (level == Level::VerifyData || !suspects.is_empty() || !twice.is_empty())
+        .then(|| collect(&scan, seed, &geo, rec.checkpoint_addr, level, &suspects, &twice));
+    if let Some(pages) = &pages {
+        space::twice(&geo, pages, &mut report.findings);
+        let in_suspects: Vec<(PageAddr, tree::Use)> = pages
+            .iter()
+            .copied()
+            .filter(|(a, _)| {
+                geo.segment_of(*a)
+                    .is_some_and(|s| suspects.binary_search(&s).is_ok())
+            })
+            .collect();
+        summaries::detail(
+            dev,
+            &segs,
             &scan,
-            &mut tree,
-            &geo,
-            &cp,
-            rec.checkpoint_addr,
+            &in_suspects,
+            &chains,
             &mut report.findings,
         );
-        progress(Phase::Summaries, 0, 1);
-        let chains = chains.join().unwrap_or_default();
-        let read = summaries::check(dev, &segs, &scan, &uses, &chains, &mut report.findings);
-        (tree, uses, read)
-    });
-    report.stats.bytes_read += summary_bytes;
+    }
     if tree.orphans > 0 {
         let msg = format!(
             "{} unlinked inodes wait in the graveyard; the next read-write mount frees them",
@@ -229,14 +250,45 @@ pub fn check(
     report.stats.directories = tree.directories;
     report.stats.nodes = scan.nodes.len() as u64;
     report.stats.bytes_read += scan.bytes_read;
-    if level == Level::VerifyData {
+    if let (Level::VerifyData, Some(pages)) = (level, &pages) {
         let total = report.stats.data_pages;
         let mut done = 0;
         report.stats.bytes_read +=
-            scrub::verify(dev, &geo, &uses, &mut report.findings, &mut |n| {
+            scrub::verify(dev, &geo, pages, &mut report.findings, &mut |n| {
                 done += n;
                 progress(Phase::Data, done, total);
             });
     }
     report
+}
+
+/// Every page the walks reference that a scrub needs (all of them) or that
+/// a finding must name (those of `suspects`, and pages used `twice`), in
+/// address order.
+fn collect(
+    scan: &scan::Scan,
+    seed: u64,
+    geo: &Geometry,
+    cp_addr: PageAddr,
+    level: Level,
+    suspects: &[SegmentNo],
+    twice: &[PageAddr],
+) -> Vec<(PageAddr, tree::Use)> {
+    let twice: rustc_hash::FxHashSet<PageAddr> = twice.iter().copied().collect();
+    let want = |a: PageAddr| {
+        level == Level::VerifyData
+            || twice.contains(&a)
+            || geo
+                .segment_of(a)
+                .is_some_and(|s| suspects.binary_search(&s).is_ok())
+    };
+    let mut sink = space::Collect {
+        want,
+        pages: Vec::new(),
+    };
+    tree::pages(scan, seed, &mut sink);
+    space::metadata_pages(scan, cp_addr, &mut sink);
+    let mut pages = sink.pages;
+    pages.sort_by_key(|(a, _)| *a);
+    pages
 }

@@ -1,67 +1,178 @@
 //! Space accounting: no page used twice, every address inside the segment
 //! area, the segment usage table equal to a recount of what is referenced,
 //! and the checkpoint's counters equal to what the tables hold.
+//!
+//! The walks hand every referenced page to a [`Ledger`]: one bit per page
+//! of the segment area (e2fsck's block bitmap), and per segment a count of
+//! pages and a sum of the digests its record summaries must hold for them.
+//! No list of pages is kept and nothing is sorted, so a check costs a few
+//! operations per page. Only where a bit or a sum disagrees does the check
+//! walk again and collect the pages of the segments concerned, to name
+//! them ([`Collect`], [`twice`]).
 
 use std::collections::HashSet;
 
 use super::finding::{Finding, Kind, Severity};
 use super::scan::Scan;
+use super::summaries;
 use super::tree::{Tree, Use};
 use crate::checkpoint::Checkpoint;
 use crate::ids::{Nid, PageAddr, SegmentNo};
 use crate::layout::Geometry;
 
-/// Runs the space checks; returns every referenced page with its owner,
-/// in address order (taking the data pages out of `tree`).
-pub fn check(
-    scan: &Scan,
-    tree: &mut Tree,
-    geo: &Geometry,
-    cp: &Checkpoint,
-    cp_addr: PageAddr,
-    findings: &mut Vec<Finding>,
-) -> Vec<(PageAddr, Use)> {
-    // The data list is the largest list a check holds: it grows in place.
-    let mut uses = std::mem::take(&mut tree.data);
-    uses.reserve_exact(scan.nat.len() + scan.table_pages.len() + 1);
-    uses.extend(scan.nat.iter().map(|(&nid, e)| (e.addr, Use::Node(nid))));
-    uses.extend(scan.table_pages.iter().map(|&a| (a, Use::Table)));
-    uses.push((cp_addr, Use::Checkpoint));
-    uses.sort_unstable_by_key(|(a, _)| *a);
-    let mut live = vec![0u64; geo.segment_count as usize];
-    for (i, &(addr, owner)) in uses.iter().enumerate() {
-        let Some(seg) = geo.segment_of(addr) else {
-            if !matches!(owner, Use::Node(_)) {
-                findings.push(
+/// Where the walks send every page they find referenced.
+pub trait PageSink {
+    /// `addr` is used for `used`.
+    fn page(&mut self, addr: PageAddr, used: Use);
+}
+
+/// What one segment holds, as the references say.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Tally {
+    /// Pages referenced (a page used twice counts twice).
+    pub pages: u64,
+    /// Wrapping sum of the summary digests of those pages.
+    pub sum: u64,
+    /// Some page's digest cannot be known (its node failed to decode):
+    /// the sum is incomplete and the segment is compared page by page.
+    pub opaque: bool,
+}
+
+/// The bitmap and the per-segment tallies.
+pub struct Ledger<'a> {
+    scan: &'a Scan,
+    geo: Geometry,
+    used: Vec<u64>,
+    tallies: Vec<Tally>,
+    twice: Vec<PageAddr>,
+    findings: Vec<Finding>,
+}
+
+impl<'a> Ledger<'a> {
+    /// An empty ledger for the segment area of `geo`.
+    pub fn new(scan: &'a Scan, geo: Geometry) -> Self {
+        let pages = geo.segment_area_pages();
+        Ledger {
+            scan,
+            geo,
+            used: vec![0; pages.div_ceil(64) as usize],
+            tallies: vec![Tally::default(); geo.segment_count as usize],
+            twice: Vec::new(),
+            findings: Vec::new(),
+        }
+    }
+
+    /// The tally of `seg`.
+    pub fn tally(&self, seg: SegmentNo) -> Tally {
+        self.tallies.get(seg.0 as usize).copied().unwrap_or_default()
+    }
+
+    /// Segments with referenced pages, in order.
+    pub fn segments_used(&self) -> impl Iterator<Item = SegmentNo> + '_ {
+        self.tallies
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.pages > 0)
+            .map(|(s, _)| SegmentNo(s as u64))
+    }
+
+    /// Is the page at `off` of `seg` referenced?
+    pub fn is_used(&self, seg: SegmentNo, off: u64) -> bool {
+        let rel = seg.0 * u64::from(self.geo.pages_per_segment) + off;
+        self.used
+            .get((rel / 64) as usize)
+            .is_some_and(|w| w & (1 << (rel % 64)) != 0)
+    }
+
+    /// Addresses referenced more than once (each repeat listed).
+    pub fn twice(&self) -> &[PageAddr] {
+        &self.twice
+    }
+
+    /// Findings made while pages came in (addresses out of range).
+    pub fn take_findings(&mut self) -> Vec<Finding> {
+        std::mem::take(&mut self.findings)
+    }
+}
+
+impl PageSink for Ledger<'_> {
+    fn page(&mut self, addr: PageAddr, used: Use) {
+        let Some(seg) = self.geo.segment_of(addr) else {
+            // A node out of range was reported when the nodes were read.
+            if !matches!(used, Use::Node(_)) {
+                self.findings.push(
                     Finding::new(
                         Severity::Error,
                         Kind::AddressOutOfRange,
-                        format!("{} points outside the segment area", owner),
+                        format!("{used} points outside the segment area"),
                     )
                     .addr(addr),
                 );
             }
-            continue;
+            return;
         };
-        if let Some(&(prev, other)) = i.checked_sub(1).and_then(|p| uses.get(p)) {
-            if prev == addr {
-                let msg = format!("used by {} and by {}", other, owner);
-                findings.push(
-                    Finding::new(Severity::Error, Kind::PageUsedTwice, msg)
-                        .addr(addr)
-                        .segment(seg),
-                );
+        let rel = addr.0 - self.geo.first_segment_page;
+        let (word, bit) = ((rel / 64) as usize, 1u64 << (rel % 64));
+        if let Some(w) = self.used.get_mut(word) {
+            if *w & bit != 0 {
+                self.twice.push(addr);
+            }
+            *w |= bit;
+        }
+        let off = self.geo.offset_in_segment(addr);
+        let digest = summaries::expected(self.scan, off, used);
+        if let Some(t) = self.tallies.get_mut(seg.0 as usize) {
+            t.pages += 1;
+            match digest {
+                Some(d) => t.sum = t.sum.wrapping_add(d),
+                None => t.opaque = true,
             }
         }
-        if let Some(l) = live.get_mut(seg.0 as usize) {
-            *l += 1;
+    }
+}
+
+/// Collects the pages `want` selects, to name them in findings.
+pub struct Collect<F> {
+    /// Which addresses to keep.
+    pub want: F,
+    /// What was kept, in the order found.
+    pub pages: Vec<(PageAddr, Use)>,
+}
+
+impl<F: FnMut(PageAddr) -> bool> PageSink for Collect<F> {
+    fn page(&mut self, addr: PageAddr, used: Use) {
+        if (self.want)(addr) {
+            self.pages.push((addr, used));
         }
     }
+}
+
+/// Hands the pages of nodes, both tables and the checkpoint to `sink`
+/// (the tree walk hands it the data pages).
+pub fn metadata_pages(scan: &Scan, cp_addr: PageAddr, sink: &mut dyn PageSink) {
+    for (&nid, e) in &scan.nat {
+        sink.page(e.addr, Use::Node(nid));
+    }
+    for &a in &scan.table_pages {
+        sink.page(a, Use::Table);
+    }
+    sink.page(cp_addr, Use::Checkpoint);
+}
+
+/// Compares the recount with the usage table and the checkpoint's
+/// counters, and checks the free list of node ids.
+pub fn check(
+    scan: &Scan,
+    ledger: &Ledger<'_>,
+    tree: &Tree,
+    cp: &Checkpoint,
+    findings: &mut Vec<Finding>,
+) {
     let mut empty = 0u64;
     let mut total = 0u64;
-    for s in 0..geo.segment_count {
+    for s in 0..ledger.geo.segment_count {
         let seg = SegmentNo(s);
-        let counted = live.get(s as usize).copied().unwrap_or(0);
+        let counted = ledger.tally(seg).pages;
         let recorded = scan.usage.get(&seg).map_or(0, |u| u64::from(u.live));
         if counted != recorded {
             let msg = format!("usage table says {recorded} live pages, {counted} are referenced");
@@ -85,7 +196,22 @@ pub fn check(
         }
     }
     free_list(scan, cp, findings);
-    uses
+}
+
+/// Names the owners of every page used twice, from the collected pages
+/// (in address order).
+pub fn twice(geo: &Geometry, pages: &[(PageAddr, Use)], findings: &mut Vec<Finding>) {
+    for w in pages.windows(2) {
+        let ((prev, other), (addr, owner)) = (w[0], w[1]);
+        if prev == addr {
+            let msg = format!("used by {other} and by {owner}");
+            let mut f = Finding::new(Severity::Error, Kind::PageUsedTwice, msg).addr(addr);
+            if let Some(seg) = geo.segment_of(addr) {
+                f = f.segment(seg);
+            }
+            findings.push(f);
+        }
+    }
 }
 
 /// The free node ids form one list, covering every unused id below the

@@ -6,13 +6,16 @@
 //! names where the next record of its segment starts, so a segment's chain
 //! is read in order, but segments are read several at once and beside the
 //! rest of the check. What is kept of each entry is an 8-byte digest of
-//! what the check compares; a mismatch re-reads its segment to say what
-//! the summary claims.
+//! what the check compares (offset included). A segment is right when the
+//! digests of its referenced pages add up to the sum the references gave
+//! the ledger; a segment that is not is compared page by page, and a
+//! mismatch re-reads its segment to say what the summary claims.
 
 use xxhash_rust::xxh3::xxh3_64;
 
 use super::finding::{Finding, Kind, Severity};
 use super::scan::Scan;
+use super::space::Ledger;
 use super::tree::Use;
 use crate::device::BlockDevice;
 use crate::ids::{PageAddr, SegmentNo};
@@ -29,36 +32,37 @@ pub struct Segments {
     pub fs_id: u64,
 }
 
-/// The digest of what the check compares: kind, and for data and node
-/// pages owner, index and checksum. (Table and checkpoint pages are known
-/// to the check by address only.)
-fn digest(kind: PageKind, owner: u64, index: u64, crc: u32) -> u64 {
-    let mut b = [0u8; 21];
+/// The digest of what the check compares of the page at `off` of a
+/// segment: kind, and for data and node pages owner, index and checksum.
+/// (Table and checkpoint pages are known to the check by address only.)
+fn digest(off: u64, kind: PageKind, owner: u64, index: u64, crc: u32) -> u64 {
+    let mut b = [0u8; 25];
     b[0] = kind as u8;
     if matches!(kind, PageKind::Data | PageKind::Node) {
         b[1..9].copy_from_slice(&owner.to_le_bytes());
         b[9..17].copy_from_slice(&index.to_le_bytes());
         b[17..21].copy_from_slice(&crc.to_le_bytes());
     }
+    b[21..25].copy_from_slice(&(off as u32).to_le_bytes());
     xxh3_64(&b)
 }
 
-fn entry_digest(e: &Entry) -> u64 {
-    digest(e.kind, e.owner, e.index, e.crc)
+fn entry_digest(off: u64, e: &Entry) -> u64 {
+    digest(off, e.kind, e.owner, e.index, e.crc)
 }
 
-/// The digest a right entry for `used` has; `None` when it cannot be known
-/// (a node that failed to decode, reported already).
-fn expected(scan: &Scan, used: Use) -> Option<u64> {
+/// The digest a right entry for `used` at `off` has; `None` when it cannot
+/// be known (a node that failed to decode, reported already).
+pub fn expected(scan: &Scan, off: u64, used: Use) -> Option<u64> {
     Some(match used {
-        Use::Data(ino, idx, crc) => digest(PageKind::Data, ino.0, idx, crc),
+        Use::Data(ino, idx, crc) => digest(off, PageKind::Data, ino.0, idx, crc),
         Use::Node(nid) => {
             let ino = scan.nodes.get(&nid)?.ino;
             let crc = scan.nat.get(&nid)?.crc;
-            digest(PageKind::Node, ino.0, nid.0, crc)
+            digest(off, PageKind::Node, ino.0, nid.0, crc)
         }
-        Use::Table => digest(PageKind::Table, 0, 0, 0),
-        Use::Checkpoint => digest(PageKind::Checkpoint, 0, 0, 0),
+        Use::Table => digest(off, PageKind::Table, 0, 0, 0),
+        Use::Checkpoint => digest(off, PageKind::Checkpoint, 0, 0, 0),
     })
 }
 
@@ -103,7 +107,7 @@ fn read_chain(dev: &dyn BlockDevice, log: &Segments, seg: SegmentNo) -> Chain {
     let mut chain = Chain::default();
     let mut digests = Vec::new();
     walk(dev, log, seg, &mut chain, &mut |off, e| {
-        digests.push((off as u32, entry_digest(e)));
+        digests.push((off as u32, entry_digest(off, e)));
     });
     chain.digests = digests;
     chain
@@ -145,50 +149,84 @@ fn what_summary_says(dev: &dyn BlockDevice, log: &Segments, seg: SegmentNo, off:
     }
 }
 
-/// Checks that every referenced page (`uses`, in address order) is
-/// described right by its record's summary, using the chains read ahead
-/// (a segment the usage table wrongly called empty is read now); returns
-/// the bytes read.
-pub fn check(
+/// The chain of `seg`: read ahead, or read now when the usage table
+/// wrongly called the segment empty (kept in `late`).
+fn chain_of<'c>(
+    dev: &dyn BlockDevice,
+    log: &Segments,
+    seg: SegmentNo,
+    chains: &'c [(SegmentNo, Chain)],
+    late: &'c mut Vec<(SegmentNo, Chain)>,
+) -> &'c Chain {
+    if let Ok(i) = chains.binary_search_by_key(&seg, |(s, _)| *s) {
+        return &chains[i].1;
+    }
+    if late.last().is_none_or(|(s, _)| *s != seg) {
+        late.push((seg, read_chain(dev, log, seg)));
+    }
+    &late[late.len() - 1].1
+}
+
+/// Compares, segment by segment, the digests the summaries hold for the
+/// referenced pages with those the references expect; returns the
+/// segments that disagree (to be named page by page by [`detail`]) and
+/// the bytes read. The chains' own findings (unreadable pages) are
+/// reported here.
+pub fn compare(
+    dev: &dyn BlockDevice,
+    log: &Segments,
+    ledger: &Ledger<'_>,
+    chains: &mut Vec<(SegmentNo, Chain)>,
+    findings: &mut Vec<Finding>,
+) -> (Vec<SegmentNo>, u64) {
+    let mut late = Vec::new();
+    let mut suspects = Vec::new();
+    for seg in ledger.segments_used() {
+        let chain = chain_of(dev, log, seg, chains, &mut late);
+        let tally = ledger.tally(seg);
+        let sum = chain
+            .digests
+            .iter()
+            .filter(|(off, _)| ledger.is_used(seg, u64::from(*off)))
+            .fold(0u64, |s, (_, d)| s.wrapping_add(*d));
+        if tally.opaque || sum != tally.sum {
+            suspects.push(seg);
+        }
+    }
+    chains.append(&mut late);
+    chains.sort_unstable_by_key(|(s, _)| *s);
+    let mut read = 0;
+    for (_, chain) in chains.iter() {
+        read += chain.bytes;
+        findings.extend(chain.findings.iter().cloned());
+    }
+    (suspects, read)
+}
+
+/// Names every page of `pages` (those of the segments [`compare`] found
+/// wrong, in address order) that its record's summary describes wrong.
+pub fn detail(
     dev: &dyn BlockDevice,
     log: &Segments,
     scan: &Scan,
-    uses: &[(PageAddr, Use)],
+    pages: &[(PageAddr, Use)],
     chains: &[(SegmentNo, Chain)],
     findings: &mut Vec<Finding>,
-) -> u64 {
-    let mut read = chains.iter().map(|(_, c)| c.bytes).sum();
-    for (_, chain) in chains {
-        findings.extend(chain.findings.iter().cloned());
-    }
-    let mut late: Option<(SegmentNo, Chain)> = None;
-    for &(addr, used) in uses {
+) {
+    for &(addr, used) in pages {
         let Some(seg) = log.geo.segment_of(addr) else {
             continue; // reported by the space check
         };
-        let chain = match chains.binary_search_by_key(&seg, |(s, _)| *s) {
-            Ok(i) => &chains[i].1,
-            Err(_) => {
-                if late.as_ref().is_none_or(|(s, _)| *s != seg) {
-                    let c = read_chain(dev, log, seg);
-                    read += c.bytes;
-                    findings.extend(c.findings.iter().cloned());
-                    late = Some((seg, c));
-                }
-                match &late {
-                    Some((_, c)) => c,
-                    None => continue,
-                }
-            }
-        };
-        let off = log.geo.offset_in_segment(addr);
-        let Some(want) = expected(scan, used) else {
+        let Ok(i) = chains.binary_search_by_key(&seg, |(s, _)| *s) else {
             continue;
         };
-        if chain.get(off) != Some(want) {
+        let off = log.geo.offset_in_segment(addr);
+        let Some(want) = expected(scan, off, used) else {
+            continue;
+        };
+        if chains[i].1.get(off) != Some(want) {
             let says = what_summary_says(dev, log, seg, off);
             findings.push(wrong(addr, seg, format!("{used} is {says}")));
         }
     }
-    read
 }

@@ -9,12 +9,13 @@ use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::finding::{Finding, Kind, Severity};
 use super::scan::Scan;
+use super::space::PageSink;
 use crate::block_ptr::BlockPtr;
 use crate::dir_index::base_key;
 use crate::dir_node::DirEntry;
 use crate::file_map::{slot_base, span, SLOT_LEVELS};
 use crate::fs::{dtype_of, FLAG_ORPHAN};
-use crate::ids::{Ino, Nid, PageAddr};
+use crate::ids::{Ino, Nid};
 use crate::inode::Inode;
 use crate::node::{Node, NodeBody};
 
@@ -45,9 +46,8 @@ impl std::fmt::Display for Use {
 /// Results the later checks need.
 #[derive(Debug, Default)]
 pub struct Tree {
-    /// Every stored data page with its owner and checksum (the space
-    /// check adds the other pages and takes the list).
-    pub data: Vec<(PageAddr, Use)>,
+    /// Stored data pages (each handed to the page sink).
+    pub data_pages: u64,
     /// Unwritten (fallocated) pages.
     pub unwritten: u64,
     /// Inodes in use.
@@ -58,10 +58,11 @@ pub struct Tree {
     pub orphans: u64,
 }
 
-struct Walker<'a> {
+struct Walker<'a, 's> {
     scan: &'a Scan,
     seed: u64,
-    findings: &'a mut Vec<Finding>,
+    findings: &'s mut Vec<Finding>,
+    pages: &'s mut dyn PageSink,
     reached: FxHashSet<Nid>,
     tree: Tree,
 }
@@ -87,7 +88,7 @@ fn all_inodes(scan: &Scan) -> impl Iterator<Item = (Ino, &Inode)> {
     })
 }
 
-impl<'a> Walker<'a> {
+impl<'a> Walker<'a, '_> {
     /// Marks `nid` reached from inode `ino`; returns the node if it may be
     /// walked further.
     fn reach(&mut self, ino: Ino, nid: Nid) -> Option<&'a Node> {
@@ -138,7 +139,8 @@ impl<'a> Walker<'a> {
         if p.is_unwritten() {
             self.tree.unwritten += 1;
         } else if p.is_stored() {
-            self.tree.data.push((p.addr, Use::Data(ino, idx, p.crc)));
+            self.tree.data_pages += 1;
+            self.pages.page(p.addr, Use::Data(ino, idx, p.crc));
         }
     }
 
@@ -252,73 +254,16 @@ impl<'a> Walker<'a> {
     }
 }
 
-/// Runs the reference and namespace checks.
-pub fn check(scan: &Scan, seed: u64, findings: &mut Vec<Finding>) -> Tree {
-    let mut w = Walker {
-        scan,
-        seed,
-        findings,
-        reached: FxHashSet::default(),
-        tree: Tree::default(),
-    };
-    for (&nid, node) in &scan.nodes {
-        if let NodeBody::InodePack(p) = &node.body {
-            // An empty pack is freed at once; one left behind is a leak,
-            // reported below as an unreached node.
-            if p.used() > 0 {
-                w.reached.insert(nid);
-            }
-        }
-    }
-    let mut entries_of: FxHashMap<Ino, Vec<&DirEntry>> = FxHashMap::default();
-    for (ino, inode) in all_inodes(scan) {
-        w.tree.inodes += 1;
-        if !inode.xattr_nid.is_none() {
-            if let Some(node) = w.reach(ino, inode.xattr_nid) {
-                if !matches!(node.body, NodeBody::Xattr(_)) {
-                    w.findings.push(
-                        Finding::new(
-                            Severity::Error,
-                            Kind::NodeMisplaced,
-                            "not an attribute node",
-                        )
-                        .ino(ino)
-                        .nid(inode.xattr_nid),
-                    );
-                }
-            }
-        }
-        if inode.is_dir() {
-            w.tree.directories += 1;
-            let (entries, nodes) = if inode.dir_root.is_none() {
-                (Vec::new(), 0)
-            } else {
-                w.dir_index(ino, inode.dir_root)
-            };
-            if entries.len() as u64 != inode.dir_entries {
-                let msg = format!(
-                    "directory says {} entries, its index holds {}",
-                    inode.dir_entries,
-                    entries.len()
-                );
-                w.findings
-                    .push(Finding::new(Severity::Error, Kind::DirIndexBroken, msg).ino(ino));
-            }
-            if nodes != inode.blocks {
-                let msg = format!("directory says {} index pages, has {nodes}", inode.blocks);
-                w.findings
-                    .push(Finding::new(Severity::Error, Kind::BlockCountWrong, msg).ino(ino));
-            }
-            entries_of.insert(ino, entries);
-        } else if !inode.has_inline() {
-            let count = w.file_map(ino, inode);
-            if count != inode.blocks {
-                let msg = format!("inode says {} pages, its map holds {count}", inode.blocks);
-                w.findings
-                    .push(Finding::new(Severity::Error, Kind::BlockCountWrong, msg).ino(ino));
-            }
-        }
-    }
+/// Runs the reference and namespace checks, handing every data page
+/// found to `pages`.
+pub fn check(
+    scan: &Scan,
+    seed: u64,
+    findings: &mut Vec<Finding>,
+    pages: &mut dyn PageSink,
+) -> Tree {
+    let mut w = Walker::new(scan, seed, findings, pages);
+    let entries_of = w.inodes();
     namespace(&mut w, &entries_of);
     for &nid in scan.nodes.keys() {
         if !w.reached.contains(&nid) {
@@ -335,9 +280,110 @@ pub fn check(scan: &Scan, seed: u64, findings: &mut Vec<Finding>) -> Tree {
     w.tree
 }
 
+/// Hands `pages` the same data pages as [`check`], without checking (to
+/// name the pages of a segment the check found wrong).
+pub fn pages(scan: &Scan, seed: u64, pages: &mut dyn PageSink) {
+    let mut ignored = Vec::new();
+    Walker::new(scan, seed, &mut ignored, pages).inodes();
+}
+
+impl<'a, 's> Walker<'a, 's> {
+    fn new(
+        scan: &'a Scan,
+        seed: u64,
+        findings: &'s mut Vec<Finding>,
+        pages: &'s mut dyn PageSink,
+    ) -> Self {
+        let mut reached = FxHashSet::default();
+        for (&nid, node) in &scan.nodes {
+            if let NodeBody::InodePack(p) = &node.body {
+                // An empty pack is freed at once; one left behind is a leak,
+                // reported as an unreached node.
+                if p.used() > 0 {
+                    reached.insert(nid);
+                }
+            }
+        }
+        Walker {
+            scan,
+            seed,
+            findings,
+            pages,
+            reached,
+            tree: Tree::default(),
+        }
+    }
+
+    /// Walks every inode's attribute node, directory index or file map;
+    /// returns each directory's entries.
+    fn inodes(&mut self) -> FxHashMap<Ino, Vec<&'a DirEntry>> {
+        let scan = self.scan;
+        let mut entries_of = FxHashMap::default();
+        for (ino, inode) in all_inodes(scan) {
+            self.tree.inodes += 1;
+            if !inode.xattr_nid.is_none() {
+                self.xattr(ino, inode.xattr_nid);
+            }
+            if inode.is_dir() {
+                self.tree.directories += 1;
+                entries_of.insert(ino, self.directory(ino, inode));
+            } else if !inode.has_inline() {
+                let count = self.file_map(ino, inode);
+                if count != inode.blocks {
+                    let msg = format!("inode says {} pages, its map holds {count}", inode.blocks);
+                    self.findings
+                        .push(Finding::new(Severity::Error, Kind::BlockCountWrong, msg).ino(ino));
+                }
+            }
+        }
+        entries_of
+    }
+
+    fn xattr(&mut self, ino: Ino, nid: Nid) {
+        if let Some(node) = self.reach(ino, nid) {
+            if !matches!(node.body, NodeBody::Xattr(_)) {
+                self.findings.push(
+                    Finding::new(
+                        Severity::Error,
+                        Kind::NodeMisplaced,
+                        "not an attribute node",
+                    )
+                    .ino(ino)
+                    .nid(nid),
+                );
+            }
+        }
+    }
+
+    /// Walks a directory's index and checks its counts; returns its
+    /// entries in key order.
+    fn directory(&mut self, ino: Ino, inode: &Inode) -> Vec<&'a DirEntry> {
+        let (entries, nodes) = if inode.dir_root.is_none() {
+            (Vec::new(), 0)
+        } else {
+            self.dir_index(ino, inode.dir_root)
+        };
+        if entries.len() as u64 != inode.dir_entries {
+            let msg = format!(
+                "directory says {} entries, its index holds {}",
+                inode.dir_entries,
+                entries.len()
+            );
+            self.findings
+                .push(Finding::new(Severity::Error, Kind::DirIndexBroken, msg).ino(ino));
+        }
+        if nodes != inode.blocks {
+            let msg = format!("directory says {} index pages, has {nodes}", inode.blocks);
+            self.findings
+                .push(Finding::new(Severity::Error, Kind::BlockCountWrong, msg).ino(ino));
+        }
+        entries
+    }
+}
+
 /// Walks the tree from the root: entries, `..`, cycles, link counts,
 /// the graveyard, lost inodes.
-fn namespace(w: &mut Walker<'_>, entries_of: &FxHashMap<Ino, Vec<&DirEntry>>) {
+fn namespace(w: &mut Walker<'_, '_>, entries_of: &FxHashMap<Ino, Vec<&DirEntry>>) {
     let scan = w.scan;
     let mut links: FxHashMap<Ino, u32> = FxHashMap::default();
     let mut seen_dirs: FxHashSet<Ino> = FxHashSet::from_iter([Ino::ROOT]);
