@@ -90,24 +90,37 @@ impl BlockPtr {
     }
 }
 
-/// Decodes the `count` pointers stored from `off`, trailing holes trimmed.
-/// Only the slots up to the last non-zero byte are decoded: most maps are
-/// short, and this is the hot loop of reading nodes.
-pub fn decode_array(r: &Reader<'_>, off: usize, count: usize) -> Result<Vec<BlockPtr>> {
+/// Decodes the `count` pointers stored from `off`, trailing holes trimmed,
+/// into any collection (a `Vec` for a map node, the inline array of an
+/// inode). This is the hot loop of reading nodes: whole 16-byte slots are
+/// compared as integers to find the last one in use, and only those are
+/// decoded, straight from their bytes.
+pub fn decode_array<C: FromIterator<BlockPtr>>(
+    r: &Reader<'_>,
+    off: usize,
+    count: usize,
+) -> Result<C> {
     let area = r.bytes(off, count * SIZE)?;
-    // Whole 16-byte slots compared as integers: a fast scan from the end.
-    let used = area
-        .chunks_exact(SIZE)
-        .rposition(|c| c.try_into().map(u128::from_le_bytes).unwrap_or(1) != 0)
+    let (slots, _) = area.as_chunks::<SIZE>();
+    let used = slots
+        .iter()
+        .map(BlockPtr::from_slot)
+        .rposition(|p| !p.is_hole())
         .map_or(0, |p| p + 1);
-    let mut ptrs = Vec::with_capacity(used);
-    for i in 0..used {
-        ptrs.push(BlockPtr::decode(r, off + i * SIZE)?);
+    Ok(slots[..used].iter().map(BlockPtr::from_slot).collect())
+}
+
+impl BlockPtr {
+    /// Decodes one 16-byte slot (the layout of [`BlockPtr::encode`]).
+    fn from_slot(s: &[u8; SIZE]) -> BlockPtr {
+        let [a0, a1, a2, a3, a4, a5, a6, a7, c0, c1, c2, c3, t0, t1, f0, f1] = *s;
+        BlockPtr {
+            addr: PageAddr(u64::from_le_bytes([a0, a1, a2, a3, a4, a5, a6, a7])),
+            crc: u32::from_le_bytes([c0, c1, c2, c3]),
+            transform: TransformId(u16::from_le_bytes([t0, t1])),
+            flags: u16::from_le_bytes([f0, f1]),
+        }
     }
-    while ptrs.last().is_some_and(BlockPtr::is_hole) {
-        ptrs.pop();
-    }
-    Ok(ptrs)
 }
 
 #[cfg(test)]

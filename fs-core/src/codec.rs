@@ -33,12 +33,23 @@ impl<'a> Reader<'a> {
     }
 
     /// `len` bytes at `off`.
+    #[inline]
     pub fn bytes(&self, off: usize, len: usize) -> Result<&'a [u8]> {
-        off.checked_add(len)
-            .and_then(|end| self.buf.get(off..end))
-            .ok_or_else(|| self.corrupt(format!("field at offset {off} (+{len}) out of bounds")))
+        match off.checked_add(len).and_then(|end| self.buf.get(off..end)) {
+            Some(b) => Ok(b),
+            None => Err(self.out_of_bounds(off, len)),
+        }
     }
 
+    // Decoding is the hot loop of a check: the accessors inline, and the
+    // error (which formats and allocates) stays out of line.
+    #[cold]
+    #[inline(never)]
+    fn out_of_bounds(&self, off: usize, len: usize) -> Error {
+        self.corrupt(format!("field at offset {off} (+{len}) out of bounds"))
+    }
+
+    #[inline]
     fn array<const N: usize>(&self, off: usize) -> Result<[u8; N]> {
         let mut out = [0u8; N];
         out.copy_from_slice(self.bytes(off, N)?);
@@ -46,30 +57,37 @@ impl<'a> Reader<'a> {
     }
 
     /// The byte at `off`.
+    #[inline]
     pub fn u8(&self, off: usize) -> Result<u8> {
         Ok(self.array::<1>(off)?[0])
     }
     /// A little-endian u16 at `off`.
+    #[inline]
     pub fn u16(&self, off: usize) -> Result<u16> {
         Ok(u16::from_le_bytes(self.array(off)?))
     }
     /// A little-endian u32 at `off`.
+    #[inline]
     pub fn u32(&self, off: usize) -> Result<u32> {
         Ok(u32::from_le_bytes(self.array(off)?))
     }
     /// A little-endian u64 at `off`.
+    #[inline]
     pub fn u64(&self, off: usize) -> Result<u64> {
         Ok(u64::from_le_bytes(self.array(off)?))
     }
     /// A little-endian i64 at `off`.
+    #[inline]
     pub fn i64(&self, off: usize) -> Result<i64> {
         Ok(i64::from_le_bytes(self.array(off)?))
     }
     /// A page address at `off`.
+    #[inline]
     pub fn addr(&self, off: usize) -> Result<PageAddr> {
         Ok(PageAddr(self.u64(off)?))
     }
     /// Fails with a corruption error unless `cond` holds.
+    #[inline]
     pub fn check(&self, cond: bool, detail: impl FnOnce() -> String) -> Result<()> {
         if cond {
             Ok(())

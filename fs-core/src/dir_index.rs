@@ -7,7 +7,7 @@
 //! Keys double as readdir offsets: they never move while the entry exists.
 
 use crate::device::BlockDevice;
-use crate::dir_node::{DirEntry, DirInternal, DirLeaf, MAX_CHILDREN, SPACE};
+use crate::dir_node::{DirEntry, DirInternal, DirLeaf, Name, MAX_CHILDREN, SPACE};
 use crate::error::{Error, Result};
 use crate::ids::{CheckpointNo, Ino, Nid, PageAddr};
 use crate::node::NodeBody;
@@ -122,7 +122,7 @@ pub fn lookup(
     Ok(leaf(cache, dev, leaf_nid)?
         .entries
         .iter()
-        .find(|e| base_of(e.key) == base && e.name == name)
+        .find(|e| base_of(e.key) == base && e.name[..] == *name)
         .cloned())
 }
 
@@ -165,7 +165,7 @@ pub fn insert(
             key,
             ino,
             dtype,
-            name: name.to_vec(),
+            name: Name::from_slice(name),
         },
     );
     let overfull = l.used() > SPACE;
@@ -286,7 +286,7 @@ pub fn remove(
     let pos = l
         .entries
         .iter()
-        .position(|e| base_of(e.key) == base && e.name == name)
+        .position(|e| base_of(e.key) == base && e.name[..] == *name)
         .ok_or(Error::NotFound)?;
     let removed = l.entries.remove(pos);
     let now_empty = l.entries.is_empty();
@@ -366,7 +366,7 @@ pub fn retarget(
     let e = l
         .entries
         .iter_mut()
-        .find(|e| base_of(e.key) == base && e.name == name)
+        .find(|e| base_of(e.key) == base && e.name[..] == *name)
         .ok_or(Error::NotFound)?;
     e.ino = ino;
     e.dtype = dtype;

@@ -425,7 +425,7 @@ pub fn walk(
     node: &mut dyn FnMut(Nid),
 ) -> Result<()> {
     let inode = cache.inode(dev, ino)?;
-    let inline: Vec<BlockPtr> = inode.ptrs.clone();
+    let inline = inode.ptrs.clone();
     let tops = inode.map_nids;
     for (i, p) in inline.iter().enumerate() {
         if p.is_allocated() {

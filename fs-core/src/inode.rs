@@ -4,6 +4,8 @@
 //! [`crate::inode_pack`]), so a check of 100,000 files reads about 25 MB of
 //! inodes rather than 400 MB.
 
+use smallvec::SmallVec;
+
 use crate::block_ptr::{self, BlockPtr};
 use crate::codec::{Reader, Writer};
 use crate::error::Result;
@@ -120,6 +122,10 @@ impl Timespec {
     }
 }
 
+/// The pointers an inode holds itself: a fixed few, so kept without an
+/// allocation of their own (a check decodes every inode).
+pub type InlinePtrs = SmallVec<[BlockPtr; INLINE_PTRS]>;
+
 /// An inode.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Inode {
@@ -161,8 +167,8 @@ pub struct Inode {
     pub dir_root: Nid,
     /// Entries in the directory (directories only).
     pub dir_entries: u64,
-    /// The first block pointers (trailing holes trimmed).
-    pub ptrs: Vec<BlockPtr>,
+    /// The first block pointers (trailing holes trimmed), held inline.
+    pub ptrs: InlinePtrs,
     /// Map node ids: direct, indirect, double, triple.
     pub map_nids: [Nid; MAP_NIDS],
     /// Inline bytes (with [`FLAG_INLINE`]).
@@ -303,7 +309,7 @@ mod tests {
             generation: 99,
             project: 3,
             xattr_nid: Nid(50),
-            ptrs: vec![
+            ptrs: smallvec::smallvec![
                 BlockPtr::stored(PageAddr(600), 1),
                 BlockPtr::HOLE,
                 BlockPtr::UNWRITTEN,

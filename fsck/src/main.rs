@@ -158,6 +158,8 @@ fn progress_bar(enabled: bool) -> Option<ProgressBar> {
 fn run(args: &Args) -> Result<(Report, Level), String> {
     let dev = FileDevice::open(&args.image, false)
         .map_err(|e| format!("cannot open {}: {e}", args.image.display()))?;
+    // Advice only: a device that ignores it is checked as well.
+    let _ = dev.advise_random();
     dev.lock(false).map_err(|_| {
         format!(
             "{} is mounted read-write (unmount it first)",

@@ -569,7 +569,7 @@ impl Filesystem {
                 ino: e.ino,
                 offset: e.key,
                 dtype: e.dtype,
-                name: e.name.clone(),
+                name: e.name.to_vec(),
             })
         })
     }

@@ -190,6 +190,11 @@ pub fn check(
     };
     let seed = rec.sb.hash_seed;
     let (tree, chains, suspects, twice) = std::thread::scope(|scope| {
+        // The summary chains are read while the nodes are read and the
+        // tree and space checks compute: only the final comparison needs
+        // them. (Their reads are single pages, in chains of dependent
+        // reads: started last, they would be the tail of the check.)
+        let chains = scope.spawn(|| summaries::read_chains(dev, &segs, &live));
         let total_nodes = scan.nat.len() as u64;
         progress(Phase::Nodes, 0, total_nodes);
         let mut done = 0;
@@ -197,9 +202,6 @@ pub fn check(
             done += n;
             progress(Phase::Nodes, done, total_nodes);
         });
-        // The summary chains are read while the tree and space checks
-        // compute: only the final comparison needs them.
-        let chains = scope.spawn(|| summaries::read_chains(dev, &segs, &live));
         progress(Phase::Tree, 0, 1);
         let mut ledger = space::Ledger::new(&scan, geo);
         let tree = tree::check(&scan, seed, &mut report.findings, &mut ledger);
@@ -216,8 +218,18 @@ pub fn check(
         (tree, chains, suspects, ledger.twice().to_vec())
     });
     // Where the ledger disagrees, or to scrub, walk again and list pages.
-    let pages = (level == Level::VerifyData || !suspects.is_empty() || !twice.is_empty())
-        .then(|| collect(&scan, seed, &geo, rec.checkpoint_addr, level, &suspects, &twice));
+    let pages =
+        (level == Level::VerifyData || !suspects.is_empty() || !twice.is_empty()).then(|| {
+            collect(
+                &scan,
+                seed,
+                &geo,
+                rec.checkpoint_addr,
+                level,
+                &suspects,
+                &twice,
+            )
+        });
     if let Some(pages) = &pages {
         space::twice(&geo, pages, &mut report.findings);
         let in_suspects: Vec<(PageAddr, tree::Use)> = pages
@@ -259,6 +271,10 @@ pub fn check(
                 progress(Phase::Data, done, total);
             });
     }
+    // Freeing a hundred thousand decoded inodes takes longer than some
+    // whole phases of the check; the caller need not wait for it (and a
+    // command that exits next never does).
+    std::thread::spawn(move || drop((scan, chains, pages)));
     report
 }
 

@@ -28,9 +28,64 @@ pub struct Scan {
     /// Pages of both tables.
     pub table_pages: Vec<PageAddr>,
     /// Decoded nodes.
-    pub nodes: FxHashMap<Nid, Node>,
+    pub nodes: Nodes,
     /// Bytes read.
     pub bytes_read: u64,
+}
+
+/// Decoded nodes by id. Ids are dense (freed ones are reused), so a vector
+/// indexed by id holds them: a lookup is one load rather than a hash probe,
+/// and a walk goes in id order, which is roughly the order of creation. Ids
+/// far beyond the number of nodes (only a damaged table holds such) go to
+/// a map, so that they cannot make the vector huge.
+#[derive(Debug, Default)]
+pub struct Nodes {
+    dense: Vec<Option<Node>>,
+    sparse: FxHashMap<Nid, Node>,
+}
+
+impl Nodes {
+    /// Room for ids below `bound` in the vector.
+    fn with_bound(bound: u64) -> Nodes {
+        let mut dense = Vec::new();
+        dense.resize_with(bound as usize, || None);
+        Nodes {
+            dense,
+            sparse: FxHashMap::default(),
+        }
+    }
+
+    fn insert(&mut self, nid: Nid, node: Node) {
+        match self.dense.get_mut(nid.0 as usize) {
+            Some(slot) => *slot = Some(node),
+            None => {
+                self.sparse.insert(nid, node);
+            }
+        }
+    }
+
+    /// The node `nid`, if it was read and decoded.
+    pub fn get(&self, nid: Nid) -> Option<&Node> {
+        match self.dense.get(nid.0 as usize) {
+            Some(slot) => slot.as_ref(),
+            None => self.sparse.get(&nid),
+        }
+    }
+
+    /// Decoded nodes.
+    pub fn len(&self) -> usize {
+        self.dense.iter().flatten().count() + self.sparse.len()
+    }
+
+    /// Every decoded node with its id.
+    pub fn iter(&self) -> impl Iterator<Item = (Nid, &Node)> {
+        let dense = self
+            .dense
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| Some((Nid(i as u64), n.as_ref()?)));
+        dense.chain(self.sparse.iter().map(|(&nid, n)| (nid, n)))
+    }
 }
 
 fn leaf_entries(page: &[u8], index: u64) -> impl Iterator<Item = (u64, [u8; ENTRY_SIZE])> + '_ {
@@ -162,6 +217,8 @@ pub fn nodes(
         }
     }
     by_addr.sort_unstable();
+    let max_nid = scan.nat.keys().next_back().map_or(0, |n| n.0);
+    scan.nodes = Nodes::with_bound((max_nid + 1).min(16 * scan.nat.len() as u64 + 4096));
     let runs = runs(&by_addr);
     // In batches, so that progress moves and at most one batch of decoded
     // nodes waits to be merged.
@@ -170,7 +227,9 @@ pub fn nodes(
         for (nodes, found, bytes) in read {
             progress(nodes.len() as u64);
             scan.bytes_read += bytes;
-            scan.nodes.extend(nodes);
+            for (nid, node) in nodes {
+                scan.nodes.insert(nid, node);
+            }
             findings.extend(found);
         }
     }

@@ -64,7 +64,10 @@ impl<'a> Ledger<'a> {
 
     /// The tally of `seg`.
     pub fn tally(&self, seg: SegmentNo) -> Tally {
-        self.tallies.get(seg.0 as usize).copied().unwrap_or_default()
+        self.tallies
+            .get(seg.0 as usize)
+            .copied()
+            .unwrap_or_default()
     }
 
     /// Segments with referenced pages, in order.

@@ -57,7 +57,7 @@ pub fn expected(scan: &Scan, off: u64, used: Use) -> Option<u64> {
     Some(match used {
         Use::Data(ino, idx, crc) => digest(off, PageKind::Data, ino.0, idx, crc),
         Use::Node(nid) => {
-            let ino = scan.nodes.get(&nid)?.ino;
+            let ino = scan.nodes.get(nid)?.ino;
             let crc = scan.nat.get(&nid)?.crc;
             digest(off, PageKind::Node, ino.0, nid.0, crc)
         }
@@ -105,7 +105,7 @@ fn walk(
 
 fn read_chain(dev: &dyn BlockDevice, log: &Segments, seg: SegmentNo) -> Chain {
     let mut chain = Chain::default();
-    let mut digests = Vec::new();
+    let mut digests = Vec::with_capacity(log.geo.pages_per_segment as usize);
     walk(dev, log, seg, &mut chain, &mut |off, e| {
         digests.push((off as u32, entry_digest(off, e)));
     });

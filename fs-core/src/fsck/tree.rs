@@ -68,7 +68,7 @@ struct Walker<'a, 's> {
 }
 
 fn inode_of(scan: &Scan, ino: Ino) -> Option<&Inode> {
-    match scan.nodes.get(&ino.pack()).map(|n| &n.body) {
+    match scan.nodes.get(ino.pack()).map(|n| &n.body) {
         Some(NodeBody::InodePack(p)) => p.get(ino),
         _ => None,
     }
@@ -76,7 +76,7 @@ fn inode_of(scan: &Scan, ino: Ino) -> Option<&Inode> {
 
 /// Every inode in the decoded packs, by number.
 fn all_inodes(scan: &Scan) -> impl Iterator<Item = (Ino, &Inode)> {
-    scan.nodes.iter().flat_map(|(&nid, node)| {
+    scan.nodes.iter().flat_map(|(nid, node)| {
         let slots = match &node.body {
             NodeBody::InodePack(p) => p.slots.as_slice(),
             _ => &[],
@@ -93,7 +93,7 @@ impl<'a> Walker<'a, '_> {
     /// walked further.
     fn reach(&mut self, ino: Ino, nid: Nid) -> Option<&'a Node> {
         let scan: &'a Scan = self.scan;
-        let Some(node) = scan.nodes.get(&nid) else {
+        let Some(node) = scan.nodes.get(nid) else {
             let msg = if scan.nat.contains_key(&nid) {
                 "refers to a damaged node"
             } else {
@@ -265,7 +265,7 @@ pub fn check(
     let mut w = Walker::new(scan, seed, findings, pages);
     let entries_of = w.inodes();
     namespace(&mut w, &entries_of);
-    for &nid in scan.nodes.keys() {
+    for (nid, _) in scan.nodes.iter() {
         if !w.reached.contains(&nid) {
             w.findings.push(
                 Finding::new(
@@ -295,7 +295,7 @@ impl<'a, 's> Walker<'a, 's> {
         pages: &'s mut dyn PageSink,
     ) -> Self {
         let mut reached = FxHashSet::default();
-        for (&nid, node) in &scan.nodes {
+        for (nid, node) in scan.nodes.iter() {
             if let NodeBody::InodePack(p) = &node.body {
                 // An empty pack is freed at once; one left behind is a leak,
                 // reported as an unreached node.
