@@ -158,8 +158,6 @@ fn progress_bar(enabled: bool) -> Option<ProgressBar> {
 fn run(args: &Args) -> Result<(Report, Level), String> {
     let dev = FileDevice::open(&args.image, false)
         .map_err(|e| format!("cannot open {}: {e}", args.image.display()))?;
-    // Advice only: a device that ignores it is checked as well.
-    let _ = dev.advise_random();
     dev.lock(false).map_err(|_| {
         format!(
             "{} is mounted read-write (unmount it first)",
@@ -167,6 +165,13 @@ fn run(args: &Args) -> Result<(Report, Level), String> {
         )
     })?;
     let level = level_for(args, looks_clean(&dev));
+    // The metadata checks read exactly the pages they need, many of them
+    // single summary pages: readahead would multiply the bytes read. A
+    // scrub streams the log, where readahead keeps the disk busy. (Advice
+    // only: a device that ignores it is checked as well.)
+    if level < Level::VerifyData {
+        let _ = dev.advise_random();
+    }
     let bar = progress_bar(!args.json && !args.quiet && std::io::stderr().is_terminal());
     let start = Instant::now();
     let mut timings = Timings::default();
