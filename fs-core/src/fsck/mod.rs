@@ -271,10 +271,6 @@ pub fn check(
                 progress(Phase::Data, done, total);
             });
     }
-    // Freeing a hundred thousand decoded inodes takes longer than some
-    // whole phases of the check; the caller need not wait for it (and a
-    // command that exits next never does).
-    std::thread::spawn(move || drop((scan, chains, pages)));
     report
 }
 
