@@ -165,11 +165,12 @@ fn run(args: &Args) -> Result<(Report, Level), String> {
         )
     })?;
     let level = level_for(args, looks_clean(&dev));
-    // The metadata checks read exactly the pages they need, many of them
-    // single summary pages: readahead would multiply the bytes read. A
-    // scrub streams the log, where readahead keeps the disk busy. (Advice
-    // only: a device that ignores it is checked as well.)
-    if level < Level::VerifyData {
+    // The full check reads exactly the pages it needs, many of them single
+    // summary pages: readahead would multiply the bytes read. `--fast`
+    // (the log after the checkpoint) and a scrub stream the log, where
+    // readahead keeps the disk busy. (Advice only: a device that ignores
+    // it is checked as well.)
+    if level == Level::Full {
         let _ = dev.advise_random();
     }
     let bar = progress_bar(!args.json && !args.quiet && std::io::stderr().is_terminal());
