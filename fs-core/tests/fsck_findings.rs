@@ -6,6 +6,7 @@ use std::sync::Arc;
 use pagelog_core::block_ptr::BlockPtr;
 use pagelog_core::fsck::{check, Kind, Level, Report, Severity};
 use pagelog_core::recovery::recover;
+use pagelog_core::segment_summary::Summary;
 use pagelog_core::{BlockDevice, Cred, Filesystem, Ino, MemDevice, PageAddr};
 
 struct Image {
@@ -290,23 +291,27 @@ fn crash_leaves_info_only() {
     assert!(r.findings.is_empty(), "{:?}", r.findings);
 }
 
-#[test]
-fn damaged_record_summary_is_found() {
-    let img = image();
+/// The file's first page, and the summary of the record holding it: the
+/// nearest summary page before it.
+fn first_page_and_its_summary(img: &Image) -> (PageAddr, PageAddr, Summary) {
     let mut fs = mount(&img.dev);
     let ptr = fs.tamper().get_pointer(img.file, 0).expect("pointer");
     fs.unmount().expect("unmount");
-    // The summary of the record holding the file's first page: the nearest
-    // summary page before it.
-    let mut addr = ptr.addr.0;
-    let summary = loop {
+    let mut addr = ptr.addr;
+    loop {
         let mut page = vec![0u8; 4096];
-        img.dev.read(PageAddr(addr), &mut page).expect("read");
-        if &page[0..8] == b"PGLOG-LR" {
-            break PageAddr(addr);
+        img.dev.read(addr, &mut page).expect("read");
+        if let Ok(Some(s)) = Summary::decode(&page, addr) {
+            return (ptr.addr, addr, s);
         }
-        addr -= 1;
-    };
+        addr = PageAddr(addr.0 - 1);
+    }
+}
+
+#[test]
+fn damaged_record_summary_is_found() {
+    let img = image();
+    let (_, summary, _) = first_page_and_its_summary(&img);
     flip(&img.dev, summary, 70);
     let r = run(&img.dev, Level::Full);
     assert_finds(&r, Kind::SummaryWrong);
@@ -321,29 +326,17 @@ fn damaged_record_summary_is_found() {
 
 #[test]
 fn summary_entry_that_lies_is_named() {
-    use pagelog_core::segment_summary::Summary;
     let img = image();
-    let mut fs = mount(&img.dev);
-    let ptr = fs.tamper().get_pointer(img.file, 0).expect("pointer");
-    fs.unmount().expect("unmount");
     // A well-formed summary (its checksum right) that describes the file's
     // first page as page 7: only the comparison of contents can tell.
-    let mut addr = ptr.addr.0;
-    let (at, mut summary) = loop {
-        let mut page = vec![0u8; 4096];
-        img.dev.read(PageAddr(addr), &mut page).expect("read");
-        if let Ok(Some(s)) = Summary::decode(&page, PageAddr(addr)) {
-            break (PageAddr(addr), s);
-        }
-        addr -= 1;
-    };
-    let e = &mut summary.entries[(ptr.addr.0 - at.0 - 1) as usize];
+    let (page, at, mut summary) = first_page_and_its_summary(&img);
+    let e = &mut summary.entries[(page.0 - at.0 - 1) as usize];
     assert_eq!((e.owner, e.index), (img.file.0, 0), "the entry of the page");
     e.index = 7;
     img.dev.write(at, &summary.encode()[..]).expect("write");
     let r = run(&img.dev, Level::Full);
     assert_eq!(kinds(&r, Severity::Error), vec![Kind::SummaryWrong]);
     let f = &r.findings[0];
-    assert_eq!(f.addr, Some(ptr.addr));
+    assert_eq!(f.addr, Some(page));
     assert!(f.message.contains("index 7"), "{}", f.message);
 }
