@@ -92,6 +92,8 @@ pub struct Store {
     sb_pending: Option<CheckpointNo>,
     durable_sb: CheckpointNo,
     failed: Option<String>,
+    /// The main head's `pages_written` at the last commit.
+    logged_at_commit: u64,
 }
 
 /// Nanoseconds since the epoch, now.
@@ -129,6 +131,7 @@ impl Store {
             log,
             cold: None,
             cold_unflushed: false,
+            logged_at_commit: 0,
             dirty: DirtyPages::default(),
             data_is_metadata: std::collections::HashSet::new(),
             next_generation: cp.next_generation,
@@ -155,6 +158,12 @@ impl Store {
     /// Any metadata to commit (data aside)?
     pub fn needs_metadata_commit(&self) -> bool {
         self.changed || self.cache.dirty_count() > 0
+    }
+
+    /// Pages the main log head wrote since the last commit: what a
+    /// recovery would walk.
+    pub fn logged_since_commit(&self) -> u64 {
+        self.log.pages_written - self.logged_at_commit
     }
 
     /// Anything to commit?
@@ -259,6 +268,7 @@ impl Store {
         self.log.set_building(CheckpointNo(building.0 + 1));
         self.stats.commits += 1;
         self.changed = false;
+        self.logged_at_commit = self.log.pages_written;
         self.write_superblock(State::InUse, false)?;
         if sync_superblock {
             self.flush_superblock()?;

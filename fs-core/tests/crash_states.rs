@@ -50,6 +50,8 @@ fn opts(read_only: bool, journal: JournalMode) -> MountOptions {
         read_only,
         journal,
         dirty_limit: 64 << 10,
+        // Small, so that workloads also commit because of the log's length.
+        log_limit: 256 << 10,
         ..MountOptions::default()
     }
 }

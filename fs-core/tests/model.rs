@@ -22,6 +22,7 @@ struct Harness {
 fn opts() -> MountOptions {
     MountOptions {
         dirty_limit: 256 << 10,
+        log_limit: 1 << 20,
         ..MountOptions::default()
     }
 }

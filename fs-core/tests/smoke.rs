@@ -258,3 +258,39 @@ fn full_filesystem_is_enospc_and_recovers() {
     }
     fs.unmount().expect("unmount");
 }
+
+/// Pages a mount would walk after a crash now: `fs` is dropped without
+/// unmounting, after a stream of writes with no fsync and no commit timer.
+fn log_left_after_a_stream_of_writes(log_limit: u64) -> u64 {
+    let dev = fresh(16384);
+    let opts = MountOptions {
+        dirty_limit: 64 << 10,
+        log_limit,
+        commit_interval: std::time::Duration::from_secs(3600),
+        ..MountOptions::default()
+    };
+    let mut fs = Filesystem::mount(dev.clone() as Arc<dyn BlockDevice>, opts).expect("mount");
+    let root = Cred::root();
+    let f = fs
+        .mknod(&root, Ino::ROOT, b"stream", 0o644, 0)
+        .expect("mknod");
+    let chunk = vec![0x5Au8; 128 << 10];
+    for i in 0..64u64 {
+        fs.write(&root, f.ino, i * (128 << 10), &chunk)
+            .expect("write");
+    }
+    drop(fs); // a crash
+    let rec = pagelog_core::recovery::recover(&*dev, false).expect("recover");
+    rec.pages_walked
+}
+
+#[test]
+fn a_long_stream_of_writes_keeps_the_log_to_recover_short() {
+    // 8 MiB written: with a 1 MiB limit, a crash leaves at most about the
+    // limit plus one writeback (and summary pages) to walk; with no limit,
+    // nearly all of it.
+    let bounded = log_left_after_a_stream_of_writes(1 << 20);
+    assert!(bounded * 4096 < (1 << 20) + (192 << 10), "{bounded} pages");
+    let unbounded = log_left_after_a_stream_of_writes(u64::MAX);
+    assert!(unbounded * 4096 > 7 << 20, "{unbounded} pages");
+}

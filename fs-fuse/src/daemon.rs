@@ -95,6 +95,7 @@ fn open_image(image: &Path, cfg: &MountConfig) -> Result<Filesystem, String> {
         atime: cfg.atime,
         commit_interval: cfg.commit,
         cleaner: cfg.cleaner,
+        ..MountOptions::default()
     };
     let dev: Arc<dyn BlockDevice> = Arc::new(dev);
     Filesystem::mount(dev, opts).map_err(|e| format!("{}: {e}", image.display()))
