@@ -44,7 +44,8 @@ fn digest(off: u64, kind: PageKind, owner: u64, index: u64, crc: u32) -> u64 {
         b[17..21].copy_from_slice(&crc.to_le_bytes());
     }
     b[21..25].copy_from_slice(&(off as u32).to_le_bytes());
-    xxh3_64(&b)
+    // Never 0, which marks an offset no summary describes.
+    xxh3_64(&b) | 1
 }
 
 fn entry_digest(off: u64, e: &Entry) -> u64 {
@@ -66,21 +67,18 @@ pub fn expected(scan: &Scan, off: u64, used: Use) -> Option<u64> {
     })
 }
 
-/// One segment's summary chain: entry digests by offset in the segment.
+/// One segment's summary chain: the entry digest of every offset in the
+/// segment (0 where no summary describes the page).
 #[derive(Debug, Default)]
 pub struct Chain {
-    digests: Vec<(u32, u64)>,
+    digests: Vec<u64>,
     findings: Vec<Finding>,
     bytes: u64,
 }
 
 impl Chain {
     fn get(&self, off: u64) -> Option<u64> {
-        let i = self
-            .digests
-            .binary_search_by_key(&off, |(o, _)| u64::from(*o))
-            .ok()?;
-        self.digests.get(i).map(|(_, d)| *d)
+        self.digests.get(off as usize).copied().filter(|&d| d != 0)
     }
 }
 
@@ -105,9 +103,11 @@ fn walk(
 
 fn read_chain(dev: &dyn BlockDevice, log: &Segments, seg: SegmentNo) -> Chain {
     let mut chain = Chain::default();
-    let mut digests = Vec::with_capacity(log.geo.pages_per_segment as usize);
+    let mut digests = vec![0; log.geo.pages_per_segment as usize];
     walk(dev, log, seg, &mut chain, &mut |off, e| {
-        digests.push((off as u32, entry_digest(off, e)));
+        if let Some(d) = digests.get_mut(off as usize) {
+            *d = entry_digest(off, e);
+        }
     });
     chain.digests = digests;
     chain
@@ -184,11 +184,10 @@ pub fn compare(
     for seg in ledger.segments_used() {
         let chain = chain_of(dev, log, seg, chains, &mut late);
         let tally = ledger.tally(seg);
-        let sum = chain
-            .digests
-            .iter()
-            .filter(|(off, _)| ledger.is_used(seg, u64::from(*off)))
-            .fold(0u64, |s, (_, d)| s.wrapping_add(*d));
+        let sum = (0..chain.digests.len() as u64)
+            .filter(|&off| ledger.is_used(seg, off))
+            .filter_map(|off| chain.get(off))
+            .fold(0u64, |s, d| s.wrapping_add(d));
         if tally.opaque || sum != tally.sum {
             suspects.push(seg);
         }
