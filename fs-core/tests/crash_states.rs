@@ -49,9 +49,9 @@ fn opts(read_only: bool, journal: JournalMode) -> MountOptions {
     MountOptions {
         read_only,
         journal,
-        dirty_limit: 64 << 10,
+        dirty_limit: 16 << 10,
         // Small, so that workloads also commit because of the log's length.
-        log_limit: 256 << 10,
+        log_limit: 24 << 10,
         ..MountOptions::default()
     }
 }
@@ -327,8 +327,13 @@ fn faulty_workload(fs: &mut Filesystem) -> Result<Vec<BTreeMap<String, Vec<u8>>>
                 ..Default::default()
             },
         )?;
+        let commits = fs.stats().commits;
         fs.write(&root, ino, 0, &data)?;
         now.insert(name, data);
+        if fs.stats().commits != commits {
+            // The write committed: the log since the last commit was long.
+            committed.push(now.clone());
+        }
         if i % 4 == 2 {
             // Cleaning moves data and commits: failures there too must
             // leave a commit point.
@@ -377,6 +382,13 @@ fn failing_the_nth_io_is_reported_and_leaves_a_commit_point() {
     fs.unmount().expect("unmount");
     let total = clean.count();
     assert!(total > 20, "only {total} I/Os");
+    // The start, 6 syncs and 3 cleaning passes; the rest are writes that
+    // committed because of the log limit, whose failures are tested too.
+    assert!(
+        all.len() > 10,
+        "no write committed: {} commit points",
+        all.len()
+    );
     for n in 0..total {
         let dev = Arc::new(FaultyDevice::new(&base, n));
         let outcome = match Filesystem::mount(

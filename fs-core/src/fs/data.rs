@@ -118,8 +118,7 @@ impl Filesystem {
         if self.store.dirty.count() as u64 * PS > self.opts.dirty_limit {
             self.store.write_back_data()?;
             if self.store.logged_since_commit() * PS > self.opts.log_limit {
-                // Keeps the log a recovery must walk short (see the limit).
-                self.periodic_commit()?;
+                self.log_limit_commit()?;
             }
         }
         self.changed()?;
