@@ -231,23 +231,8 @@ pub fn check(
             )
         });
     if let Some(pages) = &pages {
-        space::twice(&geo, pages, &mut report.findings);
-        let in_suspects: Vec<(PageAddr, tree::Use)> = pages
-            .iter()
-            .copied()
-            .filter(|(a, _)| {
-                geo.segment_of(*a)
-                    .is_some_and(|s| suspects.binary_search(&s).is_ok())
-            })
-            .collect();
-        summaries::detail(
-            dev,
-            &segs,
-            &scan,
-            &in_suspects,
-            &chains,
-            &mut report.findings,
-        );
+        let findings = &mut report.findings;
+        name_wrong_pages(dev, &segs, &scan, pages, &suspects, &chains, findings);
     }
     if tree.orphans > 0 {
         let msg = format!(
@@ -272,6 +257,31 @@ pub fn check(
             });
     }
     report
+}
+
+/// Names the owners of every page used twice, and each page of a suspect
+/// segment (one whose summaries do not add up) that its summary describes
+/// wrong, from the pages collected (in address order).
+fn name_wrong_pages(
+    dev: &dyn BlockDevice,
+    segs: &summaries::Segments,
+    scan: &scan::Scan,
+    pages: &[(PageAddr, tree::Use)],
+    suspects: &[SegmentNo],
+    chains: &[(SegmentNo, summaries::Chain)],
+    findings: &mut Vec<Finding>,
+) {
+    space::twice(&segs.geo, pages, findings);
+    let in_suspects: Vec<(PageAddr, tree::Use)> = pages
+        .iter()
+        .copied()
+        .filter(|(a, _)| {
+            segs.geo
+                .segment_of(*a)
+                .is_some_and(|s| suspects.binary_search(&s).is_ok())
+        })
+        .collect();
+    summaries::detail(dev, segs, scan, &in_suspects, chains, findings);
 }
 
 /// Every page the walks reference that a scrub needs (all of them) or that
