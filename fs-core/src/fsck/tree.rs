@@ -386,11 +386,16 @@ impl<'a, 's> Walker<'a, 's> {
 fn namespace(w: &mut Walker<'_, '_>, entries_of: &FxHashMap<Ino, Vec<&DirEntry>>) {
     let scan = w.scan;
     let mut links: FxHashMap<Ino, u32> = FxHashMap::default();
+    links.reserve(w.tree.inodes as usize);
     let mut seen_dirs: FxHashSet<Ino> = FxHashSet::from_iter([Ino::ROOT]);
     let mut queue = VecDeque::from([Ino::ROOT]);
     while let Some(dir) = queue.pop_front() {
         let mut subdirs = 0;
-        for e in entries_of.get(&dir).map(Vec::as_slice).unwrap_or(&[]) {
+        // In inode order, so that the inodes named are looked up pack by
+        // pack rather than in the hash order of the names.
+        let mut entries = entries_of.get(&dir).cloned().unwrap_or_default();
+        entries.sort_unstable_by_key(|e| e.ino);
+        for e in entries {
             // Borrowed unless the name is not UTF-8: no allocation per entry.
             let name = String::from_utf8_lossy(&e.name);
             let Some(target) = inode_of(scan, e.ino) else {
