@@ -67,17 +67,22 @@ fn populated() -> (Vec<u8>, Vec<Expected>) {
     (dev.snapshot(), files)
 }
 
+/// The populated image with the bytes at the given positions flipped (each
+/// by a non-zero mask), and its expected files.
+fn damaged(flips: &[(usize, u8)]) -> (Arc<MemDevice>, Vec<Expected>) {
+    let (mut image, files) = populated();
+    for (pos, x) in flips {
+        image[*pos] ^= x | 1;
+    }
+    (Arc::new(MemDevice::from_bytes(&image)), files)
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
 
     #[test]
     fn damaged_images_fail_cleanly(flips in proptest::collection::vec((0usize..4096 * 700, any::<u8>()), 1..8)) {
-        let (image, files) = populated();
-        let mut bad = image.clone();
-        for (pos, x) in &flips {
-            bad[*pos] ^= x | 1;
-        }
-        let dev = Arc::new(MemDevice::from_bytes(&bad));
+        let (dev, files) = damaged(&flips);
         let ro = MountOptions { read_only: true, ..MountOptions::default() };
         let Ok(mut fs) = Filesystem::mount(dev as Arc<dyn BlockDevice>, ro) else { return Ok(()) };
         let root = Cred::root();
@@ -103,12 +108,7 @@ proptest! {
     #[test]
     fn a_clean_verdict_means_an_intact_filesystem(flips in proptest::collection::vec((0usize..4096 * 700, any::<u8>()), 1..8)) {
         use pagelog_core::fsck::{check, Level};
-        let (image, files) = populated();
-        let mut bad = image.clone();
-        for (pos, x) in &flips {
-            bad[*pos] ^= x | 1;
-        }
-        let dev = Arc::new(MemDevice::from_bytes(&bad));
+        let (dev, files) = damaged(&flips);
         let ro = MountOptions { read_only: true, ..MountOptions::default() };
         let root = Cred::root();
         let full = check(dev.clone() as Arc<dyn BlockDevice>, Level::Full, &mut |_, _, _| {});
