@@ -219,9 +219,8 @@ impl Store {
         }
         if self.pending_pages() > 0 {
             self.changed = true;
-            let r = self.commit_inner(crate::store::DataScope::All, false);
+            let r = self.commit_inner(crate::store::DataScope::All, true);
             self.poison_on(r)?;
-            self.flush_superblock()?;
         }
         // Clean a little past the need, so that the next writes do not wait.
         let pps = u64::from(self.sb.geometry.pages_per_segment);
@@ -309,9 +308,8 @@ impl Store {
         let r = self.write_moves(&*dev, building, moves);
         self.poison_on(r)?;
         if pass.commit {
-            let r = self.commit_inner(crate::store::DataScope::All, false);
+            let r = self.commit_inner(crate::store::DataScope::All, true);
             self.poison_on(r)?;
-            self.flush_superblock()?;
         }
         let (mut freed, mut emptying) = (0, 0);
         for seg in taken {

@@ -115,14 +115,34 @@ impl Filesystem {
                 i.mode &= !S_ISGID;
             }
         }
-        if self.store.dirty.count() as u64 * PS > self.opts.dirty_limit {
-            self.store.write_back_data()?;
-            if self.store.logged_since_commit() * PS > self.opts.log_limit {
-                self.log_limit_commit()?;
-            }
-        }
+        self.write_back_if_due()?;
         self.changed()?;
         Ok(data.len())
+    }
+
+    /// Past `dirty_limit`, writes the dirty data back, and past
+    /// `log_limit` also commits (see [`super::MountOptions::log_limit`]).
+    /// The write that asks has taken effect by then, so only a failure that
+    /// poisons the mount fails it; one that leaves it usable (no room yet)
+    /// has changed nothing, and the next commit tries again.
+    fn write_back_if_due(&mut self) -> Result<()> {
+        if self.store.dirty.count() as u64 * PS <= self.opts.dirty_limit {
+            return Ok(());
+        }
+        let r = self.store.write_back_data().and_then(|()| {
+            if self.store.logged_since_commit() * PS > self.opts.log_limit {
+                self.log_limit_commit()
+            } else {
+                Ok(())
+            }
+        });
+        match r {
+            Err(e) if self.store.check_health().is_ok() => {
+                log::warn!("writing back dirty data put off: {e}");
+                Ok(())
+            }
+            r => r,
+        }
     }
 
     /// Drops file pages `from..` (pointers and dirty copies).

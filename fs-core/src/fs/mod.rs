@@ -278,30 +278,16 @@ impl Filesystem {
     /// The commit that keeps the log a recovery must walk short (see
     /// [`MountOptions::log_limit`]): what the interval's commit writes, and
     /// its superblock flushed too, so that even after a power loss recovery
-    /// starts from this checkpoint, not from the one before it. A failure
-    /// that leaves the mount usable (no space for the commit's metadata)
-    /// does not fail the write that asked: its data is kept, and the next
-    /// commit tries again.
+    /// starts from this checkpoint, not from the one before it.
     pub(super) fn log_limit_commit(&mut self) -> Result<()> {
         let scope = if self.opts.journal == JournalMode::Writeback {
             crate::store::DataScope::None
         } else {
             crate::store::DataScope::All
         };
-        match self.store.commit_scope(scope, true) {
-            Ok(()) => {
-                self.last_commit = Instant::now();
-                Ok(())
-            }
-            Err(e) if self.store.check_health().is_ok() => {
-                log::warn!(
-                    "commit after {} MiB of log put off: {e}",
-                    self.opts.log_limit >> 20
-                );
-                Ok(())
-            }
-            Err(e) => Err(e),
-        }
+        self.store.commit_scope(scope, true)?;
+        self.last_commit = Instant::now();
+        Ok(())
     }
 
     /// `fsync(2)` of `ino`: its data and all metadata are durable when this
