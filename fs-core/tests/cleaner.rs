@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use pagelog_core::fs::RenameFlags;
-use pagelog_core::fsck::{self, Level};
+use pagelog_core::fsck::Level;
 use pagelog_core::{BlockDevice, Cred, Error, Filesystem, Ino, MemDevice, MountOptions, SetAttr};
 
 const PS: u64 = 4096;
@@ -63,11 +63,7 @@ fn verify(fs: &mut Filesystem, files: &BTreeMap<String, Vec<u8>>) {
 }
 
 fn check_clean(dev: &Arc<MemDevice>) {
-    let report = fsck::check(
-        dev.clone() as Arc<dyn BlockDevice>,
-        Level::VerifyData,
-        &mut |_, _, _| {},
-    );
+    let report = support::fsck(dev, Level::VerifyData);
     assert_eq!(report.problems(), 0, "checker finds {:?}", report.findings);
 }
 
@@ -206,7 +202,7 @@ fn overwrites_far_past_the_image_size() {
     fs.sync().expect("sync");
     let free_before = fs.statfs().bfree;
     let mut rng = Rng(7);
-    let writes = 5 * dev.snapshot().len() as u64 / PS;
+    let writes = 5 * dev.len_pages();
     for w in 0..writes {
         // Hot and cold: 90% of writes go to a tenth of the files.
         let hot = rng.below(10) != 0;

@@ -77,11 +77,39 @@ fn damaged(flips: &[(usize, u8)]) -> (Arc<MemDevice>, Vec<Expected>) {
     (Arc::new(MemDevice::from_bytes(&image)), files)
 }
 
+/// Up to seven bytes to damage, anywhere in the populated part of the image.
+fn flips() -> impl Strategy<Value = Vec<(usize, u8)>> {
+    proptest::collection::vec((0usize..4096 * 700, any::<u8>()), 1..8)
+}
+
+/// An image the checker called clean: it must mount, and every file must
+/// look up.
+fn mount_checked_clean(
+    dev: &Arc<MemDevice>,
+    files: &[Expected],
+) -> Result<Filesystem, TestCaseError> {
+    let ro = MountOptions {
+        read_only: true,
+        ..MountOptions::default()
+    };
+    let mut fs = Filesystem::mount(dev.clone() as Arc<dyn BlockDevice>, ro)
+        .map_err(|e| TestCaseError::fail(format!("checked clean but does not mount: {e}")))?;
+    for (name, _) in files {
+        let a = fs.lookup(&Cred::root(), Ino::ROOT, name);
+        prop_assert!(
+            a.is_ok(),
+            "checked clean but {} is missing",
+            String::from_utf8_lossy(name)
+        );
+    }
+    Ok(fs)
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
 
     #[test]
-    fn damaged_images_fail_cleanly(flips in proptest::collection::vec((0usize..4096 * 700, any::<u8>()), 1..8)) {
+    fn damaged_images_fail_cleanly(flips in flips()) {
         let (dev, files) = damaged(&flips);
         let ro = MountOptions { read_only: true, ..MountOptions::default() };
         let Ok(mut fs) = Filesystem::mount(dev as Arc<dyn BlockDevice>, ro) else { return Ok(()) };
@@ -95,10 +123,6 @@ proptest! {
         }
         let _ = fs.readdir(Ino::ROOT, 0, &mut |_| true);
     }
-}
-
-proptest! {
-    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
 
     /// The checker never panics on a damaged image, and its verdict can be
     /// trusted: when the full check finds no error, every file looks up
@@ -106,32 +130,18 @@ proptest! {
     /// `--verify-data` finds none, every file reads back exactly what was
     /// written.
     #[test]
-    fn a_clean_verdict_means_an_intact_filesystem(flips in proptest::collection::vec((0usize..4096 * 700, any::<u8>()), 1..8)) {
-        use pagelog_core::fsck::{check, Level};
+    fn a_clean_verdict_means_an_intact_filesystem(flips in flips()) {
+        use pagelog_core::fsck::Level;
         let (dev, files) = damaged(&flips);
-        let ro = MountOptions { read_only: true, ..MountOptions::default() };
-        let root = Cred::root();
-        let full = check(dev.clone() as Arc<dyn BlockDevice>, Level::Full, &mut |_, _, _| {});
-        if full.problems() == 0 {
-            let fs = Filesystem::mount(dev.clone() as Arc<dyn BlockDevice>, ro.clone());
-            prop_assert!(fs.is_ok(), "checked clean but does not mount: {:?}", fs.err());
-            let Ok(mut fs) = fs else { return Ok(()) };
-            for (name, _) in &files {
-                let a = fs.lookup(&root, Ino::ROOT, name);
-                prop_assert!(a.is_ok(), "checked clean but {} is missing", String::from_utf8_lossy(name));
-            }
+        if support::fsck(&dev, Level::Full).problems() == 0 {
+            mount_checked_clean(&dev, &files)?;
         }
-        let report = check(dev.clone() as Arc<dyn BlockDevice>, Level::VerifyData, &mut |_, _, _| {});
-        if report.problems() > 0 {
+        if support::fsck(&dev, Level::VerifyData).problems() > 0 {
             return Ok(());
         }
-        let fs = Filesystem::mount(dev as Arc<dyn BlockDevice>, ro);
-        prop_assert!(fs.is_ok(), "checked clean but does not mount: {:?}", fs.err());
-        let Ok(mut fs) = fs else { return Ok(()) };
+        let mut fs = mount_checked_clean(&dev, &files)?;
         for (name, data) in &files {
-            let a = fs.lookup(&root, Ino::ROOT, name);
-            prop_assert!(a.is_ok(), "checked clean but {} is missing", String::from_utf8_lossy(name));
-            let Ok(a) = a else { continue };
+            let Ok(a) = fs.lookup(&Cred::root(), Ino::ROOT, name) else { continue };
             let got = fs.read(a.ino, 0, data.len() as u32 + 1);
             prop_assert!(got.as_ref().ok() == Some(data), "checked clean but {} reads wrong: {:?}", String::from_utf8_lossy(name), got.err());
         }

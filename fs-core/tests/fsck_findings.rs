@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use pagelog_core::block_ptr::BlockPtr;
-use pagelog_core::fsck::{check, Kind, Level, Report, Severity};
+use pagelog_core::fsck::{Kind, Level, Report, Severity};
 use pagelog_core::recovery::recover;
 use pagelog_core::segment_summary::Summary;
 use pagelog_core::{BlockDevice, Cred, Filesystem, Ino, MemDevice, PageAddr};
@@ -50,11 +50,7 @@ fn image() -> Image {
 }
 
 fn run(dev: &Arc<MemDevice>, level: Level) -> Report {
-    check(
-        dev.clone() as Arc<dyn BlockDevice>,
-        level,
-        &mut |_, _, _| {},
-    )
+    support::fsck(dev, level)
 }
 
 fn kinds(r: &Report, at_least: Severity) -> Vec<Kind> {

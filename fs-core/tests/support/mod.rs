@@ -4,6 +4,7 @@ pub mod model;
 
 use std::sync::Arc;
 
+use pagelog_core::fsck::{self, Level, Report};
 use pagelog_core::{format, BlockDevice, Filesystem, FormatOptions, MemDevice, MountOptions};
 
 /// A memory device of `pages` pages, formatted with `pps`-page segments.
@@ -22,4 +23,14 @@ pub fn formatted(pages: u64, pps: u32) -> Arc<MemDevice> {
 #[allow(dead_code)]
 pub fn mount(dev: &Arc<MemDevice>) -> Filesystem {
     Filesystem::mount(dev.clone() as Arc<dyn BlockDevice>, MountOptions::default()).expect("mount")
+}
+
+/// The checker's report on `dev` at `level`.
+#[allow(dead_code)]
+pub fn fsck(dev: &Arc<MemDevice>, level: Level) -> Report {
+    fsck::check(
+        dev.clone() as Arc<dyn BlockDevice>,
+        level,
+        &mut |_, _, _| {},
+    )
 }
