@@ -9,6 +9,7 @@ command -v getfacl >/dev/null || need+=(acl)
 command -v getfattr >/dev/null || need+=(attr)
 command -v mkfs.ext4 >/dev/null || need+=(e2fsprogs)
 command -v setpriv >/dev/null || need+=(util-linux)
+command -v losetup >/dev/null || need+=(mount)
 command -v gcc >/dev/null || need+=(gcc)
 if [ "${1:-}" = "--bench" ]; then
     command -v fio >/dev/null || need+=(fio)
@@ -28,6 +29,12 @@ if ! command -v cargo >/dev/null; then
     echo "cargo is missing: install Rust 1.89 or newer (https://rustup.rs), then run this again" >&2
     exit 1
 fi
+for tool in fmt clippy; do
+    if ! cargo "$tool" --version >/dev/null 2>&1; then
+        echo "cargo $tool is missing: rustup component add $( [ $tool = fmt ] && echo rustfmt || echo clippy )" >&2
+        exit 1
+    fi
+done
 if [ ! -e /dev/fuse ]; then
     modprobe fuse 2>/dev/null || true
 fi

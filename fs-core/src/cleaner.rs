@@ -635,7 +635,7 @@ fn data_runs(found: &[Found]) -> Vec<Run> {
         offs.sort_unstable();
         for off in offs {
             match runs.last_mut() {
-                Some(r) if r.victim == victim && off < r.off + r.len + MAX_GAP => {
+                Some(r) if r.victim == victim && off <= r.off + r.len + MAX_GAP => {
                     r.len = off + 1 - r.off;
                 }
                 _ => runs.push(Run {

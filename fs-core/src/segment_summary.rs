@@ -227,8 +227,11 @@ impl Summary {
 /// summary, if any, it holds; `each(offset, entry)` sees every payload page
 /// described. The chain ends at the first page that is not a valid summary
 /// of this filesystem (`fs_id`), at a record that would overrun the
-/// segment, or where sequence numbers stop growing: a record left by an
-/// earlier use of the segment, whose pages nothing references any more.
+/// segment, or where sequence numbers stop growing or checkpoint numbers
+/// go back: a record left by an earlier use of the segment, whose pages
+/// nothing references any more. (The checkpoint rule catches what the
+/// sequence rule cannot: records of the cleaner's head, numbered from 2^62,
+/// left in a segment the main log reuses.)
 pub fn walk_segment(
     pps: u32,
     fs_id: u64,
@@ -236,10 +239,11 @@ pub fn walk_segment(
     each: &mut dyn FnMut(u64, &Entry),
 ) {
     let mut off = 0u64;
-    let mut last_seq = None;
+    let mut last: Option<(u64, CheckpointNo)> = None;
     while crate::segment_writer::record_fits(off, pps) {
         let Some(s) = summary_at(off) else { break };
-        if s.fs_id != fs_id || last_seq.is_some_and(|l| s.seq <= l) {
+        let stale = last.is_some_and(|(seq, cp)| s.seq <= seq || s.checkpoint_no < cp);
+        if s.fs_id != fs_id || stale {
             break;
         }
         let first = off + 1 + u64::from(s.tag_pages);
@@ -250,7 +254,7 @@ pub fn walk_segment(
         for (i, e) in s.entries.iter().enumerate() {
             each(first + i as u64, e);
         }
-        last_seq = Some(s.seq);
+        last = Some((s.seq, s.checkpoint_no));
         off = next;
     }
 }
@@ -358,5 +362,40 @@ mod tests {
             Summary::decode(&[0u8; PAGE_SIZE], PageAddr(0)),
             Ok(None)
         ));
+    }
+
+    /// Records at offsets 0, 4 and 8 (three payload pages each): what the
+    /// walk describes when the third is `third`.
+    fn walked_with_third(third: Summary) -> Vec<u64> {
+        let mut first = sample();
+        first.seq = 10;
+        let mut second = sample();
+        second.seq = 11;
+        let mut summary_at = |off: u64| match off {
+            0 => Some(first.clone()),
+            4 => Some(second.clone()),
+            8 => Some(third.clone()),
+            _ => None,
+        };
+        let mut seen = Vec::new();
+        walk_segment(64, 0x5EED, &mut summary_at, &mut |off, _| seen.push(off));
+        seen
+    }
+
+    #[test]
+    fn chain_stops_at_records_of_an_earlier_use() {
+        let mut next = sample();
+        next.seq = 12;
+        assert_eq!(walked_with_third(next.clone()).len(), 9);
+        // A stale record: sequence not growing.
+        let mut stale = next.clone();
+        stale.seq = 5;
+        assert_eq!(walked_with_third(stale).len(), 6);
+        // A stale record of the cleaner's head: a larger sequence number
+        // (from 2^62), but an older checkpoint.
+        let mut cold = next;
+        cold.seq = 1 << 62;
+        cold.checkpoint_no = CheckpointNo(2);
+        assert_eq!(walked_with_third(cold).len(), 6);
     }
 }

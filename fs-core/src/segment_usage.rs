@@ -18,7 +18,9 @@ pub struct Usage {
     pub live: u32,
     /// Flags (none defined in version 2).
     pub flags: u32,
-    /// Newest write into the segment, seconds since the epoch.
+    /// Age of the segment's data, seconds since the epoch: its newest
+    /// write, where data the cleaner moved keeps the age of the segment it
+    /// came from; reset when an emptied segment is written again.
     pub mtime: i64,
 }
 
