@@ -7,8 +7,12 @@
 # Default size 2G; the image lives in /var/tmp and is removed afterwards.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SIZE=${1:-2G}
-shift || true
+SIZE=2G
+case ${1:-} in
+--) ;;
+"") ;;
+*) SIZE=$1; shift ;;
+esac
 [ "${1:-}" = "--" ] && shift
 scripts/deps.sh
 cargo build --release --workspace

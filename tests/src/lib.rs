@@ -122,7 +122,12 @@ impl Scratch {
 
     /// Makes an image and mounts it at `<scratch>/mnt` with `opts`.
     pub fn mounted(&self, size: &str, opts: &str) -> Mount {
-        let img = self.mkfs("fs.img", size, &[]);
+        self.mounted_with(size, &[], opts)
+    }
+
+    /// [`Scratch::mounted`] with extra mkfs arguments.
+    pub fn mounted_with(&self, size: &str, mkfs_args: &[&str], opts: &str) -> Mount {
+        let img = self.mkfs("fs.img", size, mkfs_args);
         let mnt = self.path("mnt");
         fs::create_dir_all(&mnt).expect("mkdir mnt");
         Mount::start(&img, &mnt, opts).expect("mount")
@@ -287,4 +292,12 @@ pub fn op_as(uid: u32, gid: u32, groups: &[u32], args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout)
         .trim_end_matches('\n')
         .to_string()
+}
+
+/// The `key: value` lines of a mount's `pagelog.stats` attribute.
+pub fn parse_stats(text: &str) -> std::collections::BTreeMap<String, String> {
+    text.lines()
+        .filter_map(|l| l.split_once(": "))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }

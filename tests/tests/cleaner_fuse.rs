@@ -9,7 +9,7 @@ use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use pagelog_tests::{bin, run, sh, Mount, Scratch};
+use pagelog_tests::{bin, parse_stats, run, sh, Mount, Scratch};
 
 const MIB: u64 = 1 << 20;
 
@@ -27,14 +27,10 @@ fn df(m: &Mount) -> (u64, u64) {
 
 /// The cleaner's counters, from the root's `pagelog.stats` attribute.
 fn stats(m: &Mount) -> BTreeMap<String, String> {
-    sh(&format!(
+    parse_stats(&sh(&format!(
         "getfattr --only-values -n pagelog.stats '{}'",
         m.dir.display()
-    ))
-    .lines()
-    .filter_map(|l| l.split_once(": "))
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect()
+    )))
 }
 
 fn stat_u64(s: &BTreeMap<String, String>, key: &str) -> u64 {
@@ -72,10 +68,8 @@ fn checksums(m: &Mount) -> String {
 #[test]
 fn filled_emptied_and_filled_again_with_honest_df() {
     let s = Scratch::new();
-    let img = s.mkfs("fs.img", "96M", &["--segment-size", "256K"]);
-    let mnt = s.path("mnt");
-    fs::create_dir_all(&mnt).expect("mkdir");
-    let m = Mount::start(&img, &mnt, "").expect("mount");
+    let m = s.mounted_with("96M", &["--segment-size", "256K"], "");
+    let (img, mnt) = (m.image.clone(), m.dir.clone());
     let (total, avail) = df(&m);
     assert!(
         total > 80 * MIB && avail + MIB >= total,
@@ -123,13 +117,14 @@ fn filled_emptied_and_filled_again_with_honest_df() {
 #[test]
 fn idle_mount_cleans_in_the_background() {
     let s = Scratch::new();
-    let img = s.mkfs("fs.img", "64M", &["--segment-size", "256K"]);
-    let mnt = s.path("mnt");
-    fs::create_dir_all(&mnt).expect("mkdir");
     // Thresholds high enough that a half-full image wants cleaning. (sync
     // with file arguments is fsync, which commits; syncfs never reaches a
     // FUSE daemon.)
-    let m = Mount::start(&img, &mnt, "clean_start=95,clean_stop=99").expect("mount");
+    let m = s.mounted_with(
+        "64M",
+        &["--segment-size", "256K"],
+        "clean_start=95,clean_stop=99",
+    );
     sh(&format!(
         "cd '{}' && for i in $(seq 0 199); do head -c 131072 /dev/urandom > f$i; done && sync f*",
         m.dir.display()

@@ -72,30 +72,21 @@ fn contents(page: u64, v: u32) -> [u8; PAGE as usize] {
     out
 }
 
+/// The mount's counters (the root's `pagelog.stats` attribute), as numbers.
 fn stats(dir: &Path) -> Result<std::collections::BTreeMap<String, f64>, String> {
-    let raw = xattr_get(dir, "pagelog.stats")?;
-    Ok(String::from_utf8_lossy(&raw)
-        .lines()
-        .filter_map(|l| l.split_once(": "))
-        .filter_map(|(k, v)| Some((k.to_string(), v.parse().ok()?)))
+    let raw = xattr::get(dir, "pagelog.stats")
+        .ok()
+        .flatten()
+        .ok_or_else(|| {
+            format!(
+                "{}: no pagelog.stats attribute (is this a pagelog mount?)",
+                dir.display()
+            )
+        })?;
+    Ok(pagelog_tests::parse_stats(&String::from_utf8_lossy(&raw))
+        .into_iter()
+        .filter_map(|(k, v)| Some((k, v.parse().ok()?)))
         .collect())
-}
-
-fn xattr_get(dir: &Path, name: &str) -> Result<Vec<u8>, String> {
-    let out = std::process::Command::new("getfattr")
-        .arg("--only-values")
-        .arg("-n")
-        .arg(name)
-        .arg(dir)
-        .output()
-        .map_err(|e| format!("getfattr: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "{}: no {name} attribute (is this a pagelog mount?)",
-            dir.display()
-        ));
-    }
-    Ok(out.stdout)
 }
 
 fn capacity(dir: &Path) -> Result<(u64, u64), String> {
@@ -164,6 +155,8 @@ fn fill(dir: &Path, a: &Args) -> Result<Data, String> {
             .map_err(|e| format!("fill {}: {e}", path.display()))?;
         files.push(f);
     }
+    // One fsync commits the whole filesystem (a pagelog commit takes all
+    // dirty data), so the first file's stands for all.
     if let Some(f) = files.first() {
         f.sync_all().map_err(|e| e.to_string())?;
     }
@@ -208,7 +201,10 @@ fn run(a: &Args) -> Result<(), String> {
     );
     let before = stats(&a.dir)?;
     let files = d.files.len() as u64;
-    let hot_files = (files * a.hot_data / 100).max(1);
+    // The hot files come first; the cold ones are the rest (the last file
+    // if every file is hot).
+    let hot_files = (files * a.hot_data / 100).clamp(1, files);
+    let cold = hot_files.min(files - 1)..files;
     let writes = (a.multiple * total as f64) as u64 / PAGE;
     let interval = (a.interval_mib << 20) / PAGE;
     let (mut worst, mut worst_at) = (Duration::ZERO, 0u64);
@@ -218,8 +214,7 @@ fn run(a: &Args) -> Result<(), String> {
         let n = if rng.random_range(0..100) < a.hot_writes {
             rng.random_range(0..hot_files)
         } else {
-            rng.random_range(hot_files..files.max(hot_files + 1))
-                .min(files - 1)
+            rng.random_range(cold.clone())
         };
         let p = rng.random_range(0..d.pages_per_file);
         let global = n * d.pages_per_file + p;
@@ -246,6 +241,7 @@ fn run(a: &Args) -> Result<(), String> {
             t_int = Instant::now();
         }
     }
+    // Commits everything (see `fill`).
     d.files[0].sync_all().map_err(|e| e.to_string())?;
     let secs = start.elapsed().as_secs_f64();
     let after = stats(&a.dir)?;

@@ -85,9 +85,19 @@ struct Totals {
     errors: Mutex<Vec<String>>,
 }
 
+impl Totals {
+    /// Records an error for the summary.
+    fn error(&self, msg: String) {
+        self.errors
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(msg);
+    }
+}
+
 /// One version of a file: its contents (`None`: no file), and the byte
 /// range written by the write(2) that made it from the version before.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 struct Version {
     content: Option<Vec<u8>>,
     written: Option<(usize, usize)>,
@@ -107,12 +117,12 @@ impl Files {
     fn changed(&mut self, name: &str, content: Option<Vec<u8>>, written: Option<(usize, usize)>) {
         // A name not seen since the start has its starting state (no file)
         // as the first version: a crash may come before its creation lands.
-        let before = self.now.get(name).cloned();
+        let now = &self.now;
         self.since_sync
             .entry(name.to_string())
             .or_insert_with(|| {
                 vec![Version {
-                    content: before,
+                    content: now.get(name).cloned(),
                     written: None,
                 }]
             })
@@ -183,13 +193,7 @@ fn worker(
 ) {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     fs::create_dir_all(&dir).ok();
-    let fail = |msg: String| {
-        totals
-            .errors
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(msg)
-    };
+    let fail = |msg: String| totals.error(msg);
     while !stop.load(Ordering::Relaxed) {
         let name = format!("f{}", rng.random_range(0..8));
         let path = dir.join(&name);
@@ -359,41 +363,32 @@ fn mount(o: &Opts, image: &Path) -> Result<Child, String> {
 fn verify(o: &Opts, state: &[Arc<Mutex<Files>>], totals: &Totals) {
     for (t, files) in state.iter().enumerate() {
         let mut f = files.lock().unwrap_or_else(|e| e.into_inner());
-        let names: Vec<String> = f.since_sync.keys().cloned().collect();
-        for name in names {
+        for (name, allowed) in std::mem::take(&mut f.since_sync) {
             let path = o.dir.join(format!("t{t}")).join(&name);
             let got = match fs::read(&path) {
                 Ok(c) => Some(c),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
                 Err(e) => {
-                    totals
-                        .errors
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .push(format!(
-                            "{}: cannot read after the crash: {e}",
-                            path.display()
-                        ));
+                    totals.error(format!(
+                        "{}: cannot read after the crash: {e}",
+                        path.display()
+                    ));
+                    f.since_sync.insert(name, allowed);
                     continue;
                 }
             };
-            let allowed = f.since_sync.get(&name).cloned().unwrap_or_default();
             if !reachable(&allowed, got.as_deref()) {
-                totals
-                    .errors
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push(format!(
-                        "{}: after the crash holds {}, no state since its last fsync \
+                totals.error(format!(
+                    "{}: after the crash holds {}, no state since its last fsync \
                          (those were: {})",
-                        path.display(),
-                        describe(got.as_deref()),
-                        allowed
-                            .iter()
-                            .map(|a| describe(a.content.as_deref()))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ));
+                    path.display(),
+                    describe(got.as_deref()),
+                    allowed
+                        .iter()
+                        .map(|a| describe(a.content.as_deref()))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
             }
             // Whatever survived is the new baseline.
             f.now.remove(&name);
@@ -486,19 +481,11 @@ fn main() -> ExitCode {
                 .output();
             match fsck {
                 Ok(out) if out.status.success() => crashes += 1,
-                Ok(out) => totals
-                    .errors
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push(format!(
-                        "pagelog-fsck after crash {round}: {}",
-                        String::from_utf8_lossy(&out.stdout)
-                    )),
-                Err(e) => totals
-                    .errors
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push(format!("pagelog-fsck: {e}")),
+                Ok(out) => totals.error(format!(
+                    "pagelog-fsck after crash {round}: {}",
+                    String::from_utf8_lossy(&out.stdout)
+                )),
+                Err(e) => totals.error(format!("pagelog-fsck: {e}")),
             }
         }
     } else {
