@@ -99,6 +99,7 @@ impl Filesystem {
             batch: o.batch,
             max_live_percent: o.max_live_percent,
             commit: true,
+            urgent: false,
         })?;
         if freed == 0 {
             self.cleaning = false;

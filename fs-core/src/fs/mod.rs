@@ -34,6 +34,7 @@ use crate::inode::{
 use crate::layout::{NAME_MAX, PAGE_SIZE};
 use crate::perm::{Cred, S_ISGID, S_IXGRP};
 use crate::recovery;
+use crate::room::{Demand, Tier};
 use crate::store::{Stats, Store};
 
 /// Most hard links to one inode (and subdirectories of one directory).
@@ -347,7 +348,17 @@ impl Filesystem {
         self.store.dev.clone()
     }
 
-    fn writable(&self) -> Result<()> {
+    /// Checks, before a change to metadata, that the mount is writable and
+    /// that the next commit will still fit with the change in it, leaving
+    /// the cleaner's reserve (see `room.rs`): every operation that changes
+    /// anything starts here or in `ensure_space`.
+    fn writable(&mut self) -> Result<()> {
+        self.read_write()?;
+        self.store.admit(self.store.metadata_op(), Tier::Metadata)
+    }
+
+    /// Fails on a read-only mount.
+    fn read_write(&self) -> Result<()> {
         if self.store.read_only {
             Err(Error::ReadOnly)
         } else {
@@ -419,7 +430,10 @@ impl Filesystem {
 
     /// Makes a new inode for a child of `parent` (not yet linked).
     fn new_inode(&mut self, cred: &Cred, parent: Ino, mode: u32, rdev: u64) -> Result<Ino> {
-        self.ensure_space(2)?;
+        self.ensure_space(Demand {
+            pages: 2,
+            ..self.store.metadata_op()
+        })?;
         let p = self.inode(parent)?;
         let (p_mode, p_gid) = (p.mode, p.gid);
         let is_dir = mode & S_IFMT == S_IFDIR;
@@ -473,7 +487,25 @@ impl Filesystem {
                 self.lookups.remove(&ino);
             }
         }
-        self.reap(ino)
+        self.reap_orphan(ino)
+    }
+
+    /// Frees `ino` if it was unlinked while held and nothing holds it now.
+    /// Without room in the log for that change, it stays in the graveyard,
+    /// whose every inode a later unmount or mount frees: giving an inode
+    /// back must never be what fails.
+    fn reap_orphan(&mut self, ino: Ino) -> Result<()> {
+        if self.store.read_only || !self.exists(ino)? || self.held(ino) {
+            return Ok(());
+        }
+        match self.store.admit(self.store.metadata_op(), Tier::Metadata) {
+            Ok(()) => self.reap(ino),
+            Err(Error::NoSpace) => {
+                log::warn!("inode {ino} stays in the graveyard until the filesystem has room");
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
     }
 
     fn held(&self, ino: Ino) -> bool {
@@ -566,9 +598,7 @@ impl Filesystem {
             true
         })?;
         for ino in parked {
-            if !self.held(ino) {
-                self.reap(ino)?;
-            }
+            self.reap_orphan(ino)?;
         }
         Ok(())
     }
