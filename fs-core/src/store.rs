@@ -82,6 +82,9 @@ pub struct Store {
     pub reserved_pages: u64,
     /// Mounted read-only: nothing is ever written.
     pub read_only: bool,
+    /// Read-only because a write to the device failed (why), rather than
+    /// mounted so.
+    pub degraded: Option<String>,
     /// Something changed since the last commit.
     pub changed: bool,
     /// Counters.
@@ -95,6 +98,14 @@ pub struct Store {
     failed: Option<String>,
     /// The main head's `pages_written` at the last commit.
     logged_at_commit: u64,
+}
+
+/// Is `e` a device (or the filesystem under an image file) out of space?
+fn device_full(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    )
 }
 
 /// Nanoseconds since the epoch, now.
@@ -142,6 +153,7 @@ impl Store {
             cp,
             cp_addr: rec.checkpoint_addr,
             read_only,
+            degraded: None,
             changed: false,
             stats: Stats::default(),
             cleaner: crate::cleaner::Cleaner::default(),
@@ -297,12 +309,26 @@ impl Store {
         }
     }
 
+    /// Marks the store failed when `r` is an error of the device: what it
+    /// holds in memory may then be half a commit, so nothing more is
+    /// written (the filesystem goes on read-only from its last commit:
+    /// `Filesystem::degrade_if_failed`). A device that is full (the disk
+    /// under an image file) fails the operation with `NoSpace`.
     pub(crate) fn poison_on<T>(&mut self, r: Result<T>) -> Result<T> {
-        if let Err(e) = &r {
-            log::error!("writing to the device failed, refusing further operations: {e}");
-            self.failed = Some(e.to_string());
-        }
-        r
+        let Err(e) = r else { return r };
+        log::error!(
+            "writing to the device failed: {e}; the filesystem goes on read-only from its last commit"
+        );
+        self.failed = Some(e.to_string());
+        Err(match e {
+            Error::Io(io) if device_full(&io) => Error::NoSpace,
+            e => e,
+        })
+    }
+
+    /// Why the store stopped writing, if an earlier write failed.
+    pub fn failure(&self) -> Option<&str> {
+        self.failed.as_deref()
     }
 
     pub(crate) fn commit_inner(&mut self, scope: DataScope, sync_superblock: bool) -> Result<()> {
@@ -311,6 +337,12 @@ impl Store {
         let building = self.building();
         let time_ns = now_ns();
         self.log.set_time(time_ns);
+        let bound = (
+            self.commit_payload(Demand::default()),
+            self.segments_needed(Demand::default(), Tier::Commit),
+            self.log.allocated,
+            self.log.segments_taken,
+        );
         if self.cold_unflushed {
             // Moved data must be durable before a checkpoint can name it.
             dev.flush()?;
@@ -353,6 +385,20 @@ impl Store {
             &cp.encode(),
         )?;
         self.log.finish(dev)?;
+        // The bound of `room.rs` is what keeps every commit possible:
+        // tests (debug builds) stop at once if a commit exceeds it.
+        debug_assert!(
+            self.log.allocated - bound.2 <= bound.0,
+            "commit wrote {} payload pages, bound {}",
+            self.log.allocated - bound.2,
+            bound.0
+        );
+        debug_assert!(
+            self.log.segments_taken - bound.3 <= bound.1,
+            "commit took {} segments, bound {}",
+            self.log.segments_taken - bound.3,
+            bound.1
+        );
         dev.flush()?;
         self.cleaner.emptying.clear();
         if let Some(p) = self.sb_pending.take() {

@@ -226,6 +226,32 @@ impl Filesystem {
         Ok(fs)
     }
 
+    /// After a write to the device failed, what is in memory may be half
+    /// a commit: it is dropped, and the filesystem serves what the device
+    /// holds (its last commit), read-only, as ext4 does with
+    /// `errors=remount-ro`. The operation that met the failure got its
+    /// error (`NoSpace` when the device was full); every later one finds
+    /// the filesystem read-only. Called at the start of every operation.
+    pub(super) fn degrade_if_failed(&mut self) -> Result<()> {
+        let Some(why) = self.store.failure().map(str::to_string) else {
+            return Ok(());
+        };
+        let dev = self.dev();
+        let rec = recovery::recover(&*dev, false)?;
+        let mut store = Store::open(dev, rec, true);
+        store.cleaner_options = self.opts.cleaner;
+        store.degraded = Some(why);
+        self.store = store;
+        self.opts.read_only = true;
+        self.opens.clear();
+        Ok(())
+    }
+
+    /// Why the filesystem went read-only, if a write to the device failed.
+    pub fn degraded(&self) -> Option<&str> {
+        self.store.failure().or(self.store.degraded.as_deref())
+    }
+
     /// Writes everything back and marks the filesystem clean.
     pub fn unmount(mut self) -> Result<()> {
         if self.store.read_only {
@@ -239,6 +265,7 @@ impl Filesystem {
 
     /// Commits if anything changed (fsync, syncfs).
     pub fn sync(&mut self) -> Result<()> {
+        self.degrade_if_failed()?;
         if self.store.read_only {
             return Ok(());
         }
@@ -264,6 +291,7 @@ impl Filesystem {
     /// mode metadata only (data follows under memory pressure, on fsync, at
     /// unmount).
     pub fn periodic_commit(&mut self) -> Result<()> {
+        self.degrade_if_failed()?;
         if self.opts.journal != JournalMode::Writeback {
             return self.sync();
         }
@@ -368,7 +396,7 @@ impl Filesystem {
 
     /// Does inode `ino` exist (and is it a user-visible inode)?
     fn exists(&mut self, ino: Ino) -> Result<bool> {
-        self.store.check_health()?;
+        self.degrade_if_failed()?;
         if ino == Ino::GRAVEYARD || ino.is_none() {
             return Ok(false);
         }
@@ -414,6 +442,9 @@ impl Filesystem {
 
     /// Space and inode counts.
     pub fn statfs(&mut self) -> StatFs {
+        if let Err(e) = self.degrade_if_failed() {
+            log::error!("cannot read the device back after a failed write: {e}");
+        }
         let total = self.store.capacity_pages();
         let free = self.store.free_pages().min(total);
         StatFs {
