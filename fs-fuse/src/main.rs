@@ -3,6 +3,9 @@
 mod adapter;
 mod daemon;
 mod errno;
+mod kernel_mount;
+mod logging;
+mod mountinfo;
 mod options;
 mod syslog;
 
@@ -89,7 +92,7 @@ fn main() -> ExitCode {
     let as_helper = argv
         .first()
         .and_then(|a| std::path::Path::new(a).file_name())
-        .is_some_and(|n| n == "mount.pagelog");
+        .is_some_and(|n| n == "mount.pagelog" || n == "mount.fuse.pagelog");
     let args = match Args::try_parse_from(&argv) {
         Ok(a) => a,
         Err(e) => {
@@ -109,9 +112,18 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     if args.foreground {
-        let level = if args.debug { "debug" } else { "info" };
-        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level)).init();
-        ExitCode::from(daemon::serve(&args.image, &args.mountpoint, &cfg, None))
+        let level = if args.debug {
+            log::LevelFilter::Debug
+        } else {
+            log::LevelFilter::Info
+        };
+        ExitCode::from(daemon::serve(
+            &args.image,
+            &args.mountpoint,
+            &cfg,
+            None,
+            level,
+        ))
     } else {
         daemon::run_in_background(&args.image, &args.mountpoint, &cfg)
     }
