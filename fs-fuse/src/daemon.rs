@@ -135,6 +135,11 @@ pub fn serve(
     if let Err(m) = check_mountpoint(mountpoint) {
         return report.fail(&m);
     }
+    // Full paths from here on: the log outlives the shell that gave
+    // relative ones.
+    let mountpoint = &mountpoint
+        .canonicalize()
+        .unwrap_or_else(|_| mountpoint.to_path_buf());
     let fs = match open_image(image, cfg) {
         Ok(fs) => fs,
         Err(m) => return report.fail(&m),
@@ -159,12 +164,8 @@ pub fn serve(
     if background {
         detach_stdio();
     }
-    // Full paths: the log outlives the shell that gave relative ones.
     let image = &image.canonicalize().unwrap_or_else(|_| image.to_path_buf());
-    let dir = mountpoint
-        .canonicalize()
-        .unwrap_or_else(|_| mountpoint.to_path_buf());
-    log::info!("mounted {} at {}", image.display(), dir.display());
+    log::info!("mounted {} at {}", image.display(), mountpoint.display());
     let run = session.run();
     unmounter
         .lock()
@@ -173,6 +174,12 @@ pub fn serve(
     stop.store(true, Ordering::SeqCst);
     shared.shut_down();
     let _ = committer.join();
+    exit_status(run, &shared, image)
+}
+
+/// Logs how the daemon ends, and its exit status: 0 only when the session
+/// ended normally and the final writeback succeeded.
+fn exit_status(run: std::io::Result<()>, shared: &Shared, image: &Path) -> u8 {
     let final_error = shared
         .final_error
         .lock()

@@ -116,7 +116,8 @@ fn flags(cfg: &MountConfig) -> MsFlags {
     f
 }
 
-/// Mounts with mount(2); `None` if this process may not (EPERM).
+/// Mounts with mount(2); `None` if this process may not (it may not open
+/// /dev/fuse or call mount(2): fusermount3 can).
 fn mount_direct(
     image: &Path,
     mountpoint: &Path,
@@ -124,7 +125,11 @@ fn mount_direct(
 ) -> io::Result<Option<(OwnedFd, PathBuf)>> {
     let dir = mountpoint.canonicalize()?;
     let root_mode = std::fs::metadata(&dir)?.permissions().mode();
-    let dev_fuse = File::options().read(true).write(true).open("/dev/fuse")?;
+    let dev_fuse = match File::options().read(true).write(true).open("/dev/fuse") {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => return Ok(None),
+        Err(e) => return Err(e),
+    };
     let mut data = format!(
         "fd={},rootmode={root_mode:o},user_id={},group_id={}",
         dev_fuse.as_raw_fd(),
