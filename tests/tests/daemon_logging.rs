@@ -19,11 +19,8 @@ fn log_option(path: &Path) -> String {
 #[test]
 fn terminal_queries_and_unmounts_leave_no_warnings() {
     let s = Scratch::new();
-    let img = s.mkfs("fs.img", "64M", &[]);
-    let mnt = s.path("mnt");
-    fs::create_dir(&mnt).expect("mkdir");
     let log = s.path("daemon.log");
-    let m = Mount::start(&img, &mnt, &log_option(&log)).expect("mount");
+    let m = s.mounted("64M", &log_option(&log));
     fs::write(m.path("f"), b"not a terminal").expect("write");
     let f = File::open(m.path("f")).expect("open");
     // SAFETY: TCGETS writes one termios into the zeroed buffer it is given.

@@ -42,17 +42,11 @@ fn scenario(m: &Mount) {
 }
 
 #[test]
-fn hard_links_with_kernel_permission_checks() {
-    let s = Scratch::new();
-    let m = s.mounted("64M", "allow_other");
-    scenario(&m);
-    assert!(m.unmount().success());
-}
-
-#[test]
-fn hard_links_with_pagelog_permission_checks() {
-    let s = Scratch::new();
-    let m = s.mounted("64M", "allow_other,no_default_permissions");
-    scenario(&m);
-    assert!(m.unmount().success());
+fn hard_links_with_kernel_and_with_pagelog_permission_checks() {
+    for opts in ["allow_other", "allow_other,no_default_permissions"] {
+        let s = Scratch::new();
+        let m = s.mounted("64M", opts);
+        scenario(&m);
+        assert!(m.unmount().success(), "{opts}");
+    }
 }

@@ -31,13 +31,10 @@ fn wait_for_log(path: &std::path::Path, needle: &str) -> String {
 #[test]
 fn sigterm_with_a_file_open_commits_and_keeps_serving() {
     let s = Scratch::new();
-    let img = s.mkfs("fs.img", "64M", &[]);
-    let mnt = s.path("mnt");
-    fs::create_dir(&mnt).expect("mkdir");
     let log = s.path("daemon.log");
     // No periodic commit in the test's time: only the SIGTERM can commit.
-    let opts = format!("commit=3600,log={}", log.display());
-    let mut m = Mount::start(&img, &mnt, &opts).expect("mount");
+    let mut m = s.mounted("64M", &format!("commit=3600,log={}", log.display()));
+    let (img, mnt) = (m.image.clone(), m.dir.clone());
     fs::write(m.path("before"), b"written before, never synced").expect("write");
     let mut holder = Command::new("sh")
         .arg("-c")
