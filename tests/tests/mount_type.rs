@@ -57,7 +57,11 @@ fn remount_never_runs_the_source_and_refuses_clearly() {
     // With the helpers this machine has (fuse3's mount.fuse, if installed).
     let (ok, out) = sh_out(&format!("mount -o remount,ro '{dir}'"));
     assert!(!marker.exists(), "mount(8) ran the image path: {out}");
-    assert!(!ok, "the kernel alone was remounted: {out}");
+    assert!(
+        !ok,
+        "mount(8) found no helper and remounted the kernel alone (scripts/deps.sh installs \
+         fuse3's mount.fuse; pagelog installs mount.fuse.pagelog): {out}"
+    );
 
     // With pagelog's helper where mount(8) looks for it (in a private
     // mount namespace, so the system's /sbin is untouched).
