@@ -29,14 +29,14 @@ fn assert_refused(m: &Mount) {
         &["-q", "--force", "--segment-size", "64K"],
     ] {
         let (code, err) = mkfs(&m.image, args);
+        let after = fs::read(&m.image).expect("read image");
+        assert_eq!(after.len(), before.len(), "mkfs {args:?} resized the image");
+        assert!(after == before, "mkfs {args:?} changed the image");
         assert_eq!(code, 1, "mkfs {args:?} on a mounted image: {err}");
         assert!(
             err.contains("in use") && err.contains("nothing was written"),
             "mkfs {args:?} does not say why: {err}"
         );
-        let after = fs::read(&m.image).expect("read image");
-        assert_eq!(after.len(), before.len(), "mkfs {args:?} resized the image");
-        assert!(after == before, "mkfs {args:?} changed the image");
     }
 }
 
