@@ -100,7 +100,10 @@ impl Target {
         let mut buf = Vec::with_capacity(signature::PROBE_BYTES);
         let mut file = &self.file;
         file.seek(SeekFrom::Start(0))
-            .and_then(|_| file.take(signature::PROBE_BYTES as u64).read_to_end(&mut buf))
+            .and_then(|_| {
+                file.take(signature::PROBE_BYTES as u64)
+                    .read_to_end(&mut buf)
+            })
             .map_err(|source| self.io("read", source))?;
         Ok(signature::detect(&buf))
     }

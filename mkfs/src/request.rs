@@ -55,8 +55,9 @@ impl Request {
             ..FormatOptions::default()
         };
         if let Some(u) = &args.uuid {
-            format.uuid = parse_uuid(u)
-                .ok_or_else(|| Error::Argument(format!("--uuid {u}: not a UUID (32 hex digits)")))?;
+            format.uuid = parse_uuid(u).ok_or_else(|| {
+                Error::Argument(format!("--uuid {u}: not a UUID (32 hex digits)"))
+            })?;
         }
         Ok(Request { size, format })
     }
@@ -132,7 +133,9 @@ fn pages_per_segment(arg: Option<&str>) -> Result<u32> {
     let bytes = parse_size(s, 1)
         .ok_or_else(|| Error::Argument(format!("--segment-size {s}: not a size (like 2M)")))?;
     let whole_pages = bytes.is_multiple_of(PAGE_SIZE as u64);
-    let pages = u32::try_from(bytes / PAGE_SIZE as u64).ok().filter(|_| whole_pages);
+    let pages = u32::try_from(bytes / PAGE_SIZE as u64)
+        .ok()
+        .filter(|_| whole_pages);
     let Some(pages) = pages else {
         return Err(Error::Argument(format!(
             "--segment-size {s}: not a power of two between 64 KiB and 256 MiB"

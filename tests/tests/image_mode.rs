@@ -109,7 +109,13 @@ fn the_mount_warns_about_an_image_others_can_read() {
     );
     fs::set_permissions(&img, fs::Permissions::from_mode(0o600)).expect("chmod");
     let err = mount_stderr(&img, &mnt);
-    assert!(!err.contains("warning"), "a 0600 image needs no warning: {err:?}");
+    assert!(
+        !err.contains("warning"),
+        "a 0600 image needs no warning: {err:?}"
+    );
     let log = foreground_log(&img, &mnt);
-    assert!(!log.contains("chmod"), "a 0600 image needs no warning: {log:?}");
+    assert!(
+        !log.contains("chmod"),
+        "a 0600 image needs no warning: {log:?}"
+    );
 }

@@ -6,8 +6,8 @@
 //! was, also after a second install over the first.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::fs;
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -41,9 +41,12 @@ fn install(root: &Path, args: &[&str]) {
 /// The pagelog-* programs of every workspace package that is published
 /// (the test package's tools are not installed), from `cargo metadata`.
 fn expected_programs() -> BTreeSet<String> {
-    let out = run(Command::new(env!("CARGO"))
-        .current_dir(repo())
-        .args(["metadata", "--no-deps", "--format-version", "1"]));
+    let out = run(Command::new(env!("CARGO")).current_dir(repo()).args([
+        "metadata",
+        "--no-deps",
+        "--format-version",
+        "1",
+    ]));
     assert!(out.status.success(), "cargo metadata: {}", text(&out));
     let meta: serde_json::Value = serde_json::from_slice(&out.stdout).expect("metadata JSON");
     let mut names = BTreeSet::new();
@@ -52,7 +55,9 @@ fn expected_programs() -> BTreeSet<String> {
             continue;
         }
         for t in pkg["targets"].as_array().expect("targets") {
-            let is_bin = t["kind"].as_array().is_some_and(|k| k.iter().any(|k| k == "bin"));
+            let is_bin = t["kind"]
+                .as_array()
+                .is_some_and(|k| k.iter().any(|k| k == "bin"));
             let name = t["name"].as_str().unwrap_or_default();
             if is_bin && name.starts_with("pagelog-") {
                 names.insert(name.to_string());
@@ -119,7 +124,12 @@ fn assert_man_renders(page: &Path, name_line: &str, option: &str) {
         .env("MANWIDTH", "100")
         .env("MANPAGER", "cat"));
     let shown = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "man -l {}: {}", page.display(), text(&out));
+    assert!(
+        out.status.success(),
+        "man -l {}: {}",
+        page.display(),
+        text(&out)
+    );
     assert!(
         shown.contains("NAME") && shown.contains(name_line) && shown.contains(option),
         "{} renders as: {shown}",
@@ -150,7 +160,9 @@ fn check_links(root: &Path, scratch: &Scratch) {
         .arg("64M"));
     assert!(out.status.success(), "mkfs.pagelog: {}", text(&out));
     assert!(text(&out).contains("pagelog filesystem of 64 MiB"));
-    let out = run(Command::new(root.join("sbin/fsck.pagelog")).arg("-n").arg(&img));
+    let out = run(Command::new(root.join("sbin/fsck.pagelog"))
+        .arg("-n")
+        .arg(&img));
     assert!(out.status.success(), "fsck.pagelog: {}", text(&out));
 }
 
@@ -185,7 +197,10 @@ fn check_completions(root: &Path) {
         .exists());
     let zsh = fs::read_to_string(root.join("usr/local/share/zsh/site-functions/_pagelog-mkfs"))
         .expect("zsh completion");
-    assert!(zsh.starts_with("#compdef pagelog-mkfs mkfs.pagelog\n"), "{zsh}");
+    assert!(
+        zsh.starts_with("#compdef pagelog-mkfs mkfs.pagelog\n"),
+        "{zsh}"
+    );
     assert!(zsh.contains("_gnu_generic"), "{zsh}");
 }
 
@@ -224,5 +239,9 @@ fn install_and_uninstall_into_a_staging_root() {
     // A second install replaces the first; one uninstall removes it all.
     install(&root, &[]);
     install(&root, &["--uninstall"]);
-    assert_eq!(tree(&root), before, "uninstall must leave the root as it was");
+    assert_eq!(
+        tree(&root),
+        before,
+        "uninstall must leave the root as it was"
+    );
 }

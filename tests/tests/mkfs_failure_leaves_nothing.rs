@@ -27,10 +27,19 @@ fn failing() -> Vec<(Vec<String>, &'static str)> {
         (v(&["--size", "1K"]), "1 KiB is too small"),
         (v(&["--size", "100K"]), "100 KiB is too small"),
         (v(&["--size", "lots"]), "not a size"),
-        (v(&["--size", "64M", "--segment-size", "3M"]), "power of two"),
-        (v(&["--size", "64M", "--segment-size", "1000K"]), "power of two"),
+        (
+            v(&["--size", "64M", "--segment-size", "3M"]),
+            "power of two",
+        ),
+        (
+            v(&["--size", "64M", "--segment-size", "1000K"]),
+            "power of two",
+        ),
         (v(&["--size", "64M", "--uuid", "zz"]), "not a UUID"),
-        (v(&["--size", "64M", "-L", &"x".repeat(65)]), "longer than 64"),
+        (
+            v(&["--size", "64M", "-L", &"x".repeat(65)]),
+            "longer than 64",
+        ),
         (v(&["64M", "--size", "1G"]), "two sizes"),
         (v(&["1"]), "1 KiB is too small"),
         // Larger than any file can be: fails after mkfs created the file.
@@ -50,7 +59,10 @@ fn a_failed_mkfs_leaves_no_new_file() {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let (code, err) = mkfs(&img, &args);
         assert_eq!(code, 1, "mkfs {args:?}: {err}");
-        assert!(err.contains(word), "mkfs {args:?} should say {word:?}: {err}");
+        assert!(
+            err.contains(word),
+            "mkfs {args:?} should say {word:?}: {err}"
+        );
         assert!(!err.contains(": 0 KiB"), "mkfs {args:?}: {err}");
         assert!(!img.exists(), "mkfs {args:?} left {}", img.display());
     }
@@ -70,7 +82,10 @@ fn a_failed_mkfs_leaves_an_existing_file_as_it_was() {
         args.push("--force");
         let (code, err) = mkfs(&img, &args);
         assert_eq!(code, 1, "mkfs {args:?}: {err}");
-        assert!(err.contains(word), "mkfs {args:?} should say {word:?}: {err}");
+        assert!(
+            err.contains(word),
+            "mkfs {args:?} should say {word:?}: {err}"
+        );
         let now = fs::metadata(&img).expect("mkfs removed an existing file");
         assert_eq!(now.len(), meta.len(), "mkfs {args:?} resized the file");
         assert_eq!(
@@ -93,5 +108,8 @@ fn a_failed_mkfs_leaves_an_existing_file_as_it_was() {
     fs::create_dir(&dir).expect("mkdir");
     let (code, err) = mkfs(&dir, &["--size", "64M", "--force"]);
     assert_eq!(code, 1);
-    assert!(err.contains("neither a regular file nor a block device"), "{err}");
+    assert!(
+        err.contains("neither a regular file nor a block device"),
+        "{err}"
+    );
 }
