@@ -56,8 +56,8 @@ for dir in "$prefix" "$helper_dir"; do
     esac
 done
 if [ -n "$destdir" ]; then
-    mkdir -p "$destdir"
-    destdir=$(cd "$destdir" && pwd)
+    if [ "$action" = install ]; then mkdir -p "$destdir"; fi
+    destdir=$(cd "$destdir" 2>/dev/null && pwd) || die "no directory $destdir"
 fi
 prefix=${prefix%/}
 helper_dir=${helper_dir%/}
