@@ -57,7 +57,8 @@ for dir in "$prefix" "$helper_dir"; do
 done
 if [ -n "$destdir" ]; then
     if [ "$action" = install ]; then mkdir -p "$destdir"; fi
-    destdir=$(cd "$destdir" 2>/dev/null && pwd) || die "no directory $destdir"
+    [ -d "$destdir" ] || die "no directory $destdir"
+    destdir=$(cd "$destdir" && pwd)
 fi
 prefix=${prefix%/}
 helper_dir=${helper_dir%/}
