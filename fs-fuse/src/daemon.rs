@@ -51,6 +51,31 @@ fn check_mountpoint(path: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// Warns (on stderr, still the terminal here, and in the log) when users
+/// other than its owner may read or write an image file: its bytes are
+/// every file in it, whatever the files' own modes say.
+fn warn_if_exposed(image: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(md) = std::fs::metadata(image) else {
+        return;
+    };
+    let mode = md.permissions().mode() & 0o7777;
+    let access = match (mode & 0o044 != 0, mode & 0o022 != 0) {
+        _ if !md.is_file() => return,
+        (true, true) => "read and change",
+        (true, false) => "read",
+        (false, true) => "change",
+        (false, false) => return,
+    };
+    let msg = format!(
+        "{} is mode {mode:04o}: users other than its owner can {access} every file in it; chmod 600 {}",
+        image.display(),
+        image.display()
+    );
+    eprintln!("pagelog-mount: warning: {msg}");
+    log::warn!("{msg}");
+}
+
 fn open_image(image: &Path, cfg: &MountConfig) -> Result<Filesystem, String> {
     let dev = FileDevice::open(image, !cfg.read_only)
         .map_err(|e| format!("cannot open {}: {e}", image.display()))?;
@@ -61,6 +86,7 @@ fn open_image(image: &Path, cfg: &MountConfig) -> Result<Filesystem, String> {
         ),
         _ => format!("cannot lock {}: {e}", image.display()),
     })?;
+    warn_if_exposed(image);
     let opts = MountOptions {
         journal: cfg.journal,
         read_only: cfg.read_only,
