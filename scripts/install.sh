@@ -114,10 +114,14 @@ build() {
 }
 
 # mkfs.pagelog for pagelog-mkfs, and so on: the names mkfs(8), fsck(8) and
-# mount(8) look for.
-helper_name() {
+# mount(8) look for. A mounted filesystem's type is fuse.pagelog, so
+# mount(8) looks for mount.fuse.pagelog too (for `mount -o remount`, which
+# pagelog-mount refuses clearly; without it, fuse3's mount.fuse would run
+# a program named after the subtype).
+helper_names() {
     case $1 in
-        pagelog-mkfs | pagelog-fsck | pagelog-mount) echo "${1#pagelog-}.pagelog" ;;
+        pagelog-mkfs | pagelog-fsck) echo "${1#pagelog-}.pagelog" ;;
+        pagelog-mount) echo "mount.pagelog mount.fuse.pagelog" ;;
     esac
 }
 
@@ -126,11 +130,10 @@ install_program() {
     install -s -m 755 "$exe" "$destdir$sbin/$name"
     note f "$sbin/$name"
     local link
-    link=$(helper_name "$name")
-    if [ -n "$link" ]; then
+    for link in $(helper_names "$name"); do
         ln -sfr "$destdir$sbin/$name" "$destdir$helper_dir/$link"
         note f "$helper_dir/$link"
-    fi
+    done
 }
 
 # The man page, from --help and --version; NAME's line is --help's first.
@@ -142,11 +145,10 @@ install_man_page() {
     help2man --no-info --section=8 --name="${desc,}" \
         --output="$destdir$dir/$name.8" "$destdir$prefix/sbin/$name"
     note f "$dir/$name.8"
-    link=$(helper_name "$name")
-    if [ -n "$link" ]; then
+    for link in $(helper_names "$name"); do
         ln -sf "$name.8" "$destdir$dir/$link.8"
         note f "$dir/$link.8"
-    fi
+    done
 }
 
 # Completions that read the options from --help when asked: bash's
@@ -154,16 +156,16 @@ install_man_page() {
 install_completions() {
     local name=$1 link names bash_dir=$prefix/share/bash-completion/completions
     local zsh_dir=$prefix/share/zsh/site-functions
-    link=$(helper_name "$name")
-    names="$name${link:+ $link}"
+    names="$name $(helper_names "$name")"
+    names=${names% }
     printf '# %s: options from its --help (made by pagelog'\''s scripts/install.sh)\ncomplete -F _longopt %s\n' \
         "$name" "$names" >"$destdir$bash_dir/$name"
     note f "$bash_dir/$name"
-    if [ -n "$link" ]; then
+    for link in $(helper_names "$name"); do
         # bash-completion loads the file named after the command typed.
         ln -sf "$name" "$destdir$bash_dir/$link"
         note f "$bash_dir/$link"
-    fi
+    done
     printf '#compdef %s\n# %s: options from its --help (made by pagelog'\''s scripts/install.sh)\n_gnu_generic "$@"\n' \
         "$names" "$name" >"$destdir$zsh_dir/_$name"
     note f "$zsh_dir/_$name"
@@ -197,6 +199,6 @@ for exe in "${programs[@]}"; do
 done
 names=$(printf '%s ' "${programs[@]##*/}")
 echo "installed in $destdir$prefix/sbin: $names"
-echo "links mkfs.pagelog, fsck.pagelog, mount.pagelog in $destdir$helper_dir;" \
+echo "links mkfs.pagelog, fsck.pagelog, mount.pagelog, mount.fuse.pagelog in $destdir$helper_dir;" \
     "man pages in $destdir$prefix/share/man/man8; completions for bash and zsh"
 echo "uninstall with: scripts/install.sh --uninstall${destdir:+ --destdir $destdir}$([ "$prefix" = /usr/local ] || echo " --prefix $prefix")"

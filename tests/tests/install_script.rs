@@ -145,6 +145,7 @@ fn check_links(root: &Path, scratch: &Scratch) {
         ("mkfs.pagelog", "pagelog-mkfs"),
         ("fsck.pagelog", "pagelog-fsck"),
         ("mount.pagelog", "pagelog-mount"),
+        ("mount.fuse.pagelog", "pagelog-mount"),
     ] {
         let l = root.join("sbin").join(link);
         let target = fs::read_link(&l).expect("a link");
