@@ -96,6 +96,8 @@ impl<'a> Walker<'a, '_> {
         let Some(node) = scan.nodes.get(nid) else {
             let msg = if scan.nat.contains_key(&nid) {
                 "refers to a damaged node"
+            } else if scan.nid_lost(nid) {
+                "refers to a node whose table entry is on a damaged page"
             } else {
                 "refers to a node that is not allocated"
             };
