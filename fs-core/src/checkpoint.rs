@@ -321,6 +321,39 @@ mod tests {
     }
 
     #[test]
+    fn counts_out_of_the_geometry_are_refused_by_name() {
+        let geo = Geometry {
+            pages_per_segment: 512,
+            segment_count: 100,
+            first_segment_page: 256,
+        };
+        let mut cp = sample();
+        cp.nat_root.depth = 0;
+        cp.check_bounds(&geo, PageAddr(3)).expect("sample fits");
+        let area = geo.segment_area_pages();
+        let cases: [(&str, fn(&mut Checkpoint, u64)); 12] = [
+            ("nat_watermark", |c, _| c.nat_watermark = Nid(1 << 32)),
+            ("nat_watermark", |c, a| c.nat_watermark = Nid(a + 3)),
+            ("nat_free_head", |c, _| c.nat_free_head = c.nat_watermark),
+            ("depth", |c, _| c.nat_root.depth = 1),
+            ("inode_count", |c, _| c.inode_count = 16 * 49 + 1),
+            ("live_pages", |c, a| c.live_pages = a + 1),
+            ("empty_segments", |c, _| c.empty_segments = 101),
+            ("reserved_pages", |c, _| c.reserved_pages = u64::MAX),
+            ("head_segment", |c, _| c.head_segment = SegmentNo(100)),
+            ("head", |c, _| c.head = PageAddr(256 + 512 * 2 + 1)),
+            ("next_seq", |c, _| c.next_seq = c.record_seq + 2),
+            ("no", |c, _| c.no = CheckpointNo(u64::MAX)),
+        ];
+        for (field, f) in cases {
+            let mut bad = cp.clone();
+            f(&mut bad, area);
+            let err = bad.check_bounds(&geo, PageAddr(3)).expect_err(field);
+            assert!(err.to_string().contains(field), "{field}: {err}");
+        }
+    }
+
+    #[test]
     fn every_byte_flip_is_detected() {
         let p = sample().encode();
         for i in 0..PAGE_SIZE {

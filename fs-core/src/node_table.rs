@@ -232,6 +232,29 @@ mod tests {
     }
 
     #[test]
+    fn ids_never_outnumber_the_pages_of_the_segment_area() {
+        let dev = MemDevice::new(16);
+        let limit = id_limit(&geo());
+        assert_eq!(limit, Nid(16 * 16 + 2));
+        let mut nat = NodeTable::new(TableRoot::default(), Nid::NONE, Nid(limit.0 - 1), &geo(), 16);
+        assert_eq!(nat.alloc(&dev).expect("last id"), Nid(limit.0 - 1));
+        assert!(matches!(nat.alloc(&dev), Err(Error::NoSpace)));
+    }
+
+    #[test]
+    fn watermark_below_a_used_id_is_corruption_not_an_overwrite() {
+        let dev = MemDevice::new(16);
+        let mut nat = NodeTable::new(TableRoot::default(), Nid::NONE, Nid(10), &geo(), 16);
+        let e = NatEntry {
+            addr: PageAddr(9),
+            crc: 0,
+        };
+        nat.set(&dev, Nid(10), e).expect("set");
+        assert!(matches!(nat.alloc(&dev), Err(Error::Corrupt { .. })));
+        assert_eq!(nat.watermark, Nid(10), "nothing handed out");
+    }
+
+    #[test]
     fn free_list_pointing_at_used_entry_is_corruption() {
         let dev = MemDevice::new(16);
         let mut nat = NodeTable::new(TableRoot::default(), Nid::NONE, Nid(10), &geo(), 16);

@@ -45,8 +45,8 @@ pub struct Recovery {
 pub fn read_superblocks(dev: &dyn BlockDevice) -> Result<(Vec<Superblock>, Vec<String>)> {
     if dev.len_pages() < COPIES.len() as u64 {
         return Err(Error::NotPagelog(format!(
-            "smaller than the {} KiB of its two superblock pages",
-            COPIES.len() * PAGE_SIZE / 1024
+            "too small for the two {} KiB superblock pages",
+            PAGE_SIZE / 1024
         )));
     }
     let mut good = Vec::new();

@@ -20,8 +20,8 @@ struct JsonFinding {
 /// The JSON report. Every field says one thing: `verdict` and `problems`
 /// are what the check found (and `exit_code` the fsck(8) status for it);
 /// `cleanly_unmounted` is only the superblock's state, whatever the check
-/// found; `checkpoint` and `cleanly_unmounted` are null when the check
-/// could not get that far.
+/// found; `checkpoint`, `cleanly_unmounted` and `stats` are null when the
+/// check could not get that far.
 #[derive(Serialize)]
 struct JsonReport<'a> {
     image: String,
@@ -31,7 +31,7 @@ struct JsonReport<'a> {
     exit_code: u8,
     checkpoint: Option<u64>,
     cleanly_unmounted: Option<bool>,
-    stats: JsonStats,
+    stats: Option<JsonStats>,
     findings: Vec<JsonFinding>,
 }
 
@@ -93,14 +93,15 @@ pub fn json(image: &Path, level: Level, r: &Report, exit_code: u8) -> String {
         exit_code,
         checkpoint: r.checkpoint.map(|c| c.0),
         cleanly_unmounted: r.cleanly_unmounted,
-        stats: JsonStats {
+        // Nothing was counted when the check could not run.
+        stats: r.checkpoint.map(|_| JsonStats {
             inodes: r.stats.inodes,
             directories: r.stats.directories,
             nodes: r.stats.nodes,
             data_pages: r.stats.data_pages,
             records_walked: r.stats.records_walked,
             bytes_read: r.stats.bytes_read,
-        },
+        }),
         findings: r.findings.iter().map(finding).collect(),
     };
     serde_json::to_string_pretty(&out).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))

@@ -63,6 +63,7 @@ fn assert_refused_by_tools(img: &Path, s: &Scratch) {
         Command::new(bin("pagelog-fsck")).arg(img),
         Duration::from_secs(60),
     );
+    eprintln!("pagelog-fsck: {out}{err}");
     assert_eq!(code, 8, "{out}{err}");
     assert!(out.contains("nat_watermark"), "field not named: {out}{err}");
     assert!(!err.contains("panicked"), "{err}");
@@ -72,6 +73,7 @@ fn assert_refused_by_tools(img: &Path, s: &Scratch) {
             Ok(m) => panic!("mounted ({opts}) with a hostile watermark: {:?}", m.dir),
             Err(e) => {
                 let msg = e.to_string();
+                eprintln!("pagelog-mount -o '{opts}': {msg}");
                 assert!(
                     msg.contains("nat_watermark") && msg.contains("checkpoint"),
                     "unclear refusal ({opts}): {msg}"

@@ -329,8 +329,13 @@ impl<'a, 's> Walker<'a, 's> {
             if inode.is_dir() {
                 self.tree.directories += 1;
                 entries_of.insert(ino, self.directory(ino, inode));
-            } else if !inode.has_inline() {
-                let count = self.file_map(ino, inode);
+            } else {
+                // An inode holding its bytes inline has no map, and no pages.
+                let count = if inode.has_inline() {
+                    0
+                } else {
+                    self.file_map(ino, inode)
+                };
                 if count != inode.blocks {
                     let msg = format!("inode says {} pages, its map holds {count}", inode.blocks);
                     self.findings
@@ -342,19 +347,24 @@ impl<'a, 's> Walker<'a, 's> {
     }
 
     fn xattr(&mut self, ino: Ino, nid: Nid) {
-        if let Some(node) = self.reach(ino, nid) {
-            if !matches!(node.body, NodeBody::Xattr(_)) {
-                self.findings.push(
-                    Finding::new(
-                        Severity::Error,
-                        Kind::NodeMisplaced,
-                        "not an attribute node",
-                    )
-                    .ino(ino)
-                    .nid(nid),
-                );
-            }
-        }
+        let Some(node) = self.reach(ino, nid) else {
+            return;
+        };
+        let found = match &node.body {
+            NodeBody::Xattr(x) if !x.entries.is_empty() => return,
+            // The last attribute removed frees the node at once.
+            NodeBody::Xattr(_) => Finding::new(
+                Severity::Error,
+                Kind::NodeLeaked,
+                "attribute node holds no attribute",
+            ),
+            _ => Finding::new(
+                Severity::Error,
+                Kind::NodeMisplaced,
+                "not an attribute node",
+            ),
+        };
+        self.findings.push(found.ino(ino).nid(nid));
     }
 
     /// Walks a directory's index and checks its counts; returns its
