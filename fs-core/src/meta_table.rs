@@ -139,6 +139,11 @@ impl MetaTable {
         level: u8,
         index: u64,
     ) -> Result<Box<Page>> {
+        if addr.0 < 2 || addr.0 >= dev.len_pages() {
+            // A pointer read from disk: damage, not an I/O failure.
+            let msg = format!("level {level} index {index} is said to be at page {addr}, outside the device");
+            return Err(Error::corrupt(self.what(), addr, msg));
+        }
         let mut data = zero_page();
         dev.read(addr, &mut data[..])?;
         let r = Reader::new(&data[..], self.what(), addr);

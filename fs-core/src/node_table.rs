@@ -77,6 +77,8 @@ pub struct NodeTable {
     pub free_head: Nid,
     /// Node ids at or above this were never used.
     pub watermark: Nid,
+    /// Where the segments are: every node lies inside them.
+    geo: Geometry,
     /// The watermark never passes this ([`id_limit`]).
     limit: Nid,
 }
@@ -94,6 +96,7 @@ impl NodeTable {
             table: MetaTable::new(TableId::NodeAddress, root, cache_pages),
             free_head,
             watermark,
+            geo: *geo,
             limit: id_limit(geo),
         }
     }
@@ -109,6 +112,11 @@ impl NodeTable {
             return Ok(None);
         }
         match decode(&self.table.get(dev, nid.0)?, nid)? {
+            Slot::Used(e) if !self.geo.contains(e.addr) => Err(Error::corrupt(
+                format!("node {nid}"),
+                e.addr,
+                "the node address table puts it outside the segment area",
+            )),
             Slot::Used(e) => Ok(Some(e)),
             Slot::Free(_) => Ok(None),
         }

@@ -240,13 +240,18 @@ fn inode_targets(nid: u64, page: &[u8], pack: &pagelog_core::inode_pack::InodePa
         let ino = Ino::new(Nid(nid), k).0;
         let base = slot_offset(k);
         let name = |f: &str| format!("inode {ino} {f}");
-        let hostile_nid = || Rule::OneOf(vec![w, w + 1, 1 << 32, 1 << 62, u64::MAX, other]);
+        // Past the watermark, far past, or a node of another kind (never
+        // the one already there).
+        let hostile_nid = |now: u64| {
+            let ids = [w, w + 1, 1 << 32, 1 << 62, u64::MAX, other];
+            Rule::OneOf(ids.into_iter().filter(|&n| n != now).collect())
+        };
         out.push(target(name("blocks"), place, base + ino_off::BLOCKS, 8, Rule::Not(inode.blocks)));
-        out.push(target(name("xattr_nid"), place, base + ino_off::XATTR_NID, 8, hostile_nid()));
+        out.push(target(name("xattr_nid"), place, base + ino_off::XATTR_NID, 8, hostile_nid(inode.xattr_nid.0)));
         if inode.is_dir() {
             let entries = u64_at(page, base + ino_off::DIR_ENTRIES);
             out.push(target(name("dir_entries"), place, base + ino_off::DIR_ENTRIES, 8, Rule::Not(entries)));
-            out.push(target(name("dir_root"), place, base + ino_off::DIR_ROOT, 8, hostile_nid()));
+            out.push(target(name("dir_root"), place, base + ino_off::DIR_ROOT, 8, hostile_nid(inode.dir_root.0)));
             if ino > 2 {
                 out.push(target(name("parent"), place, base + ino_off::PARENT, 8, Rule::Not(inode.parent.0)));
             }
@@ -257,7 +262,8 @@ fn inode_targets(nid: u64, page: &[u8], pack: &pagelog_core::inode_pack::InodePa
         if inode.mode & S_IFMT == S_IFREG {
             for slot in 0..4 {
                 let off = base + ino_off::MAP_NIDS + 8 * slot;
-                out.push(target(name(&format!("map node {slot}")), place, off, 8, hostile_nid()));
+                let now = inode.map_nids[slot].0;
+                out.push(target(name(&format!("map node {slot}")), place, off, 8, hostile_nid(now)));
             }
         }
     }
@@ -296,6 +302,7 @@ fn node_targets(ed: &Editor, out: &mut Vec<Target>) {
                     let off = dir_node::ENTRIES + i * INTERNAL_ENTRY + 8;
                     let mut set: Vec<u64> = kids.iter().copied().filter(|&k| k != kids[i]).collect();
                     set.extend([w, 1 << 62, u64::MAX, other]);
+                    set.retain(|&k| k != kids[i]);
                     out.push(target(format!("interior {nid} child {i}"), place, off, 8, Rule::OneOf(set)));
                 }
             }

@@ -65,6 +65,9 @@ struct Walker<'a, 's> {
     pages: &'s mut dyn PageSink,
     reached: FxHashSet<Nid>,
     tree: Tree,
+    /// The walk met a node it could not read (reported): the counts of
+    /// the inode being walked cannot be checked.
+    unreadable: bool,
 }
 
 fn inode_of(scan: &Scan, ino: Ino) -> Option<&Inode> {
@@ -101,6 +104,7 @@ impl<'a> Walker<'a, '_> {
             } else {
                 "refers to a node that is not allocated"
             };
+            self.unreadable |= scan.nat.contains_key(&nid) || scan.nid_lost(nid);
             self.findings.push(
                 Finding::new(Severity::Error, Kind::NodeMisplaced, msg)
                     .ino(ino)
@@ -313,6 +317,7 @@ impl<'a, 's> Walker<'a, 's> {
             pages,
             reached,
             tree: Tree::default(),
+            unreadable: false,
         }
     }
 
@@ -331,12 +336,13 @@ impl<'a, 's> Walker<'a, 's> {
                 entries_of.insert(ino, self.directory(ino, inode));
             } else {
                 // An inode holding its bytes inline has no map, and no pages.
+                self.unreadable = false;
                 let count = if inode.has_inline() {
                     0
                 } else {
                     self.file_map(ino, inode)
                 };
-                if count != inode.blocks {
+                if count != inode.blocks && !self.unreadable {
                     let msg = format!("inode says {} pages, its map holds {count}", inode.blocks);
                     self.findings
                         .push(Finding::new(Severity::Error, Kind::BlockCountWrong, msg).ino(ino));
@@ -370,11 +376,15 @@ impl<'a, 's> Walker<'a, 's> {
     /// Walks a directory's index and checks its counts; returns its
     /// entries in key order.
     fn directory(&mut self, ino: Ino, inode: &Inode) -> Vec<&'a DirEntry> {
+        self.unreadable = false;
         let (entries, nodes) = if inode.dir_root.is_none() {
             (Vec::new(), 0)
         } else {
             self.dir_index(ino, inode.dir_root)
         };
+        if self.unreadable {
+            return entries;
+        }
         if entries.len() as u64 != inode.dir_entries {
             let msg = format!(
                 "directory says {} entries, its index holds {}",
