@@ -1,17 +1,29 @@
 #!/usr/bin/env bash
 # Installs what building and testing pagelog needs on a Debian machine, if
-# missing: FUSE 3, the ACL and xattr tools, e2fsprogs (for the "other
-# filesystem" tests), util-linux (setpriv), fio and bindfs for benchmarks.
+# missing: FUSE 3, gcc, help2man and binutils (man pages and stripping for
+# scripts/install.sh), the ACL and xattr tools, e2fsprogs (for the "other
+# filesystem" tests), util-linux (setpriv), man-db and bash-completion (the
+# install script's test); fio and bindfs for benchmarks.
+#   scripts/deps.sh            for building and testing
+#   scripts/deps.sh --install  only what scripts/install.sh needs
+#   scripts/deps.sh --bench    also the benchmarks' tools
 set -euo pipefail
+mode=${1:-}
 need=()
 command -v fusermount3 >/dev/null || need+=(fuse3)
-command -v getfacl >/dev/null || need+=(acl)
-command -v getfattr >/dev/null || need+=(attr)
-command -v mkfs.ext4 >/dev/null || need+=(e2fsprogs)
-command -v setpriv >/dev/null || need+=(util-linux)
-command -v losetup >/dev/null || need+=(mount)
 command -v gcc >/dev/null || need+=(gcc)
-if [ "${1:-}" = "--bench" ]; then
+command -v help2man >/dev/null || need+=(help2man)
+command -v strip >/dev/null || need+=(binutils)
+if [ "$mode" != "--install" ]; then
+    command -v getfacl >/dev/null || need+=(acl)
+    command -v getfattr >/dev/null || need+=(attr)
+    command -v mkfs.ext4 >/dev/null || need+=(e2fsprogs)
+    command -v setpriv >/dev/null || need+=(util-linux)
+    command -v losetup >/dev/null || need+=(mount)
+    command -v man >/dev/null || need+=(man-db)
+    [ -f /usr/share/bash-completion/bash_completion ] || need+=(bash-completion)
+fi
+if [ "$mode" = "--bench" ]; then
     command -v fio >/dev/null || need+=(fio)
     command -v bindfs >/dev/null || need+=(bindfs)
 fi
@@ -29,12 +41,15 @@ if ! command -v cargo >/dev/null; then
     echo "cargo is missing: install Rust 1.89 or newer (https://rustup.rs), then run this again" >&2
     exit 1
 fi
-for tool in fmt clippy; do
-    if ! cargo "$tool" --version >/dev/null 2>&1; then
-        echo "cargo $tool is missing: rustup component add $( [ $tool = fmt ] && echo rustfmt || echo clippy )" >&2
-        exit 1
-    fi
-done
+if [ "$mode" != "--install" ]; then
+    for tool in fmt clippy; do
+        if ! cargo "$tool" --version >/dev/null 2>&1; then
+            echo "cargo $tool is missing: rustup component add $( [ $tool = fmt ] && echo rustfmt || echo clippy )" >&2
+            exit 1
+        fi
+    done
+fi
+[ "$mode" = "--install" ] && exit 0
 if [ ! -e /dev/fuse ]; then
     modprobe fuse 2>/dev/null || true
 fi

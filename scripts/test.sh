@@ -8,4 +8,7 @@ scripts/deps.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 cargo build --workspace --all-targets --all-features
+# The release build that scripts/install.sh makes (its test installs into a
+# staging root), built here rather than while other tests run.
+cargo build --release --workspace --exclude pagelog-tests --bins
 cargo test --workspace --all-features -- --test-threads="${TEST_THREADS:-4}"

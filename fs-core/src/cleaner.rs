@@ -31,6 +31,7 @@ use crate::file_map;
 use crate::ids::{CheckpointNo, Ino, Nid, PageAddr, SegmentNo};
 use crate::layout::{Page, PAGE_SIZE};
 use crate::meta_table::TableId;
+use crate::room::{self, Demand, Tier};
 use crate::segment_summary::{Entry, PageKind};
 use crate::store::Store;
 
@@ -58,6 +59,10 @@ pub struct Pass {
     pub max_live_percent: u8,
     /// Commit (and make durable) at once, so the victims are free now.
     pub commit: bool,
+    /// The filesystem is short of room: the pass may use the cleaner's
+    /// reserve, and writes the data it moves through the main log head,
+    /// which holds no segments of its own (see `room.rs`).
+    pub urgent: bool,
 }
 
 /// Tunables (mount options).
@@ -149,97 +154,85 @@ fn score(policy: Policy, live: u32, pps: u32, age: i64) -> f64 {
 }
 
 impl Store {
-    /// Pages the log can write now without cleaning.
-    pub fn writable_pages(&self) -> u64 {
-        let pps = u64::from(self.sb.geometry.pages_per_segment);
-        self.sut.writable_segments() * pps + self.log.remaining_in_segment()
-    }
-
-    /// A generous estimate of the pages the next commit writes: dirty data
-    /// and nodes, the map nodes new data may need, the table pages all that
-    /// changes, record summaries and the checkpoint.
-    pub fn commit_need(&self) -> u64 {
-        let data = self.dirty.count() as u64;
-        let nodes = self.cache.dirty_count() as u64;
-        let payload = data + 2 * nodes + data / 64;
-        payload + payload / 100 + 64
-    }
-
-    /// Writable pages kept for the cleaner alone: a commit of user data
-    /// never starts unless this much would be left for the cleaning commit
-    /// that may have to follow.
-    pub fn cleaner_reserve(&self) -> u64 {
-        3 * u64::from(self.sb.geometry.pages_per_segment)
-    }
-
     /// Free segments below which writers start sharing the cleaning work
-    /// (one cost-benefit pass each), before any of them has to wait for
-    /// a greedy one: 3% of the segments, at least four.
+    /// (one cost-benefit pass each, moving data without a commit), before
+    /// any of them has to wait for an urgent pass: 3% of the segments, at
+    /// least four.
     pub fn low_water(&self) -> u64 {
-        let pps = u64::from(self.sb.geometry.pages_per_segment);
-        (self.sb.geometry.segment_area_pages() * 3 / 100).max(4 * pps)
+        (self.sb.geometry.segment_count * 3 / 100).max(4)
     }
 
-    /// Pages in segments already emptied that the next durable commit
-    /// makes writable.
-    pub fn pending_pages(&self) -> u64 {
-        let segments = self.sut.prefree_segments() + self.cleaner.emptying.len() as u64;
-        segments * u64::from(self.sb.geometry.pages_per_segment)
-    }
-
-    /// Makes sure the next commit, plus `extra` pages the caller is about
-    /// to dirty, fits in writable segments with the cleaner's reserve left
-    /// over. Running low (counting what the next commit gives back), the
-    /// caller does one cost-benefit pass that moves data without a commit;
-    /// short, it commits to get emptied segments back, then waits while
-    /// greedy passes, each with a commit, free enough.
-    pub fn make_room(&mut self, extra: u64) -> Result<()> {
+    /// Makes sure an operation that may add `need` to the next commit can
+    /// run with the reserves of its `tier` left over (see `room.rs`):
+    /// fails with `NoSpace`, having changed nothing the next commit needs,
+    /// when even committing and cleaning cannot make that room. Running
+    /// low, the caller first does one cost-benefit pass that moves data
+    /// without a commit; short, it commits (which always fits), so that
+    /// the segments that commit empties come back, then runs urgent greedy
+    /// passes, each with a commit, until the operation fits.
+    pub fn admit(&mut self, need: Demand, tier: Tier) -> Result<()> {
         if self.read_only {
             return Ok(());
         }
-        let critical = |s: &Store| s.commit_need() + extra + s.cleaner_reserve();
-        let low = self.low_water();
-        if self.writable_pages() >= critical(self) + low {
+        if self.fits_with(need, tier, self.low_water()) {
             return Ok(());
         }
         // Segments emptied by the last commit come back with its superblock.
         self.settle()?;
-        let batch = self.cleaner_options.batch;
-        if self.writable_pages() >= critical(self) {
-            if self.writable_pages() + self.pending_pages() < critical(self) + low {
+        if self.fits(need, tier) {
+            if tier == Tier::Data && self.pending_segments() < self.low_water() {
                 self.cleaner.stats.foreground_passes += 1;
                 self.clean(Pass {
                     policy: Policy::CostBenefit,
-                    batch,
+                    batch: self.cleaner_options.batch,
                     max_live_percent: 100,
                     commit: false,
+                    urgent: false,
                 })?;
             }
             return Ok(());
         }
-        if self.pending_pages() > 0 {
-            self.changed = true;
-            let r = self.commit_inner(crate::store::DataScope::All, true);
-            self.poison_on(r)?;
-        }
-        // Clean a little past the need, so that the next writes do not wait.
-        let pps = u64::from(self.sb.geometry.pages_per_segment);
+        self.close_cold()?;
         for _ in 0..64 {
-            if self.writable_pages() >= critical(self) + 4 * pps {
-                break;
+            if self.fits(need, tier) {
+                return Ok(());
+            }
+            let before = self.sut.writable_segments();
+            if self.needs_commit() || self.pending_segments() > 0 {
+                self.changed = true;
+                self.commit_checked(crate::store::DataScope::All, true)?;
+            }
+            if self.fits(need, tier) {
+                return Ok(());
             }
             self.cleaner.stats.foreground_passes += 1;
             let pass = Pass {
                 policy: Policy::Greedy,
-                batch,
+                batch: self.cleaner_options.batch,
                 max_live_percent: 100,
                 commit: true,
+                urgent: true,
             };
-            if self.clean(pass)? == 0 {
+            if self.clean(pass)? == 0 && self.sut.writable_segments() <= before {
                 break;
             }
         }
-        Ok(())
+        if self.fits(need, tier) {
+            Ok(())
+        } else {
+            log::debug!(
+                "no room for {need:?} ({tier:?}): {} segments needed, {} writable",
+                self.segments_needed(need, tier),
+                self.sut.writable_segments()
+            );
+            Err(Error::NoSpace)
+        }
+    }
+
+    /// Segments already emptied that the next durable commit makes
+    /// writable.
+    pub fn pending_segments(&self) -> u64 {
+        self.sut.prefree_segments() + self.cleaner.emptying.len() as u64
     }
 
     /// One cleaning pass: picks up to `pass.batch` victims by
@@ -253,10 +246,7 @@ impl Store {
         if self.read_only {
             return Err(Error::ReadOnly);
         }
-        let budget = self
-            .writable_pages()
-            .saturating_sub(self.commit_need() + u64::from(self.sb.geometry.pages_per_segment));
-        let victims = self.choose_victims(&pass, budget)?;
+        let victims = self.choose_victims(&pass)?;
         if victims.is_empty() {
             return Ok(0);
         }
@@ -305,11 +295,10 @@ impl Store {
         }
         self.changed = true;
         let building = self.building();
-        let r = self.write_moves(&*dev, building, moves);
+        let r = self.write_moves(&*dev, building, moves, pass.urgent);
         self.poison_on(r)?;
         if pass.commit {
-            let r = self.commit_inner(crate::store::DataScope::All, true);
-            self.poison_on(r)?;
+            self.commit_checked(crate::store::DataScope::All, true)?;
         }
         let (mut freed, mut emptying) = (0, 0);
         for seg in taken {
@@ -336,9 +325,9 @@ impl Store {
         self.cleaner.stats.segments_refused += 1;
     }
 
-    /// Victims, best first, with the age of their data, whose live pages
-    /// together fit in `budget`.
-    fn choose_victims(&mut self, pass: &Pass, budget: u64) -> Result<Vec<(SegmentNo, i64)>> {
+    /// Victims, best first, with the age of their data, as many as the
+    /// room in the log lets the pass move (see [`Store::pass_fits`]).
+    fn choose_victims(&mut self, pass: &Pass) -> Result<Vec<(SegmentNo, i64)>> {
         let (policy, batch, max_live_percent) = (pass.policy, pass.batch, pass.max_live_percent);
         let dev = self.dev.clone();
         let geo = self.sb.geometry;
@@ -365,13 +354,56 @@ impl Store {
         let mut out = Vec::new();
         let mut used = 0u64;
         for (_, seg, live, mtime) in candidates {
-            if out.len() >= batch || used + u64::from(live) > budget {
+            if out.len() >= batch || !self.pass_fits(used + u64::from(live), pass.urgent) {
                 break;
             }
             used += u64::from(live);
             out.push((seg, mtime));
         }
         Ok(out)
+    }
+
+    /// Can a pass move `live` live pages, and then commit? Each may be a
+    /// data page, written again, whose owner (a direct node or an inode
+    /// pack) is then written too, or a node, written again: at most one
+    /// page and one node each. An urgent pass writes through the main head
+    /// and may use the cleaner's reserve; any other writes through the
+    /// cleaner's head (opening it takes two free segments) and leaves every
+    /// reserve an operation that takes space must leave.
+    fn pass_fits(&self, live: u64, urgent: bool) -> bool {
+        if urgent {
+            let need = Demand {
+                pages: live,
+                nodes: live,
+            };
+            return self.fits(need, Tier::Cleaner);
+        }
+        let pps = self.sb.geometry.pages_per_segment;
+        let cold = match &self.cold {
+            Some(c) => room::segments_for(live, c.remaining_in_segment(), pps),
+            None => 2 + room::segments_for(live, u64::from(pps), pps),
+        };
+        let need = Demand {
+            pages: 0,
+            nodes: live,
+        };
+        cold + self.segments_needed(need, Tier::Data) <= self.sut.writable_segments()
+    }
+
+    /// Lets the cleaner's head go: its current segment becomes an ordinary
+    /// partly written one, and the segment it held next is free again. A
+    /// filesystem short of room cleans through the main head instead.
+    pub(crate) fn close_cold(&mut self) -> Result<()> {
+        let Some(mut cold) = self.cold.take() else {
+            return Ok(());
+        };
+        let dev = self.dev.clone();
+        let r = cold.finish(&*dev);
+        self.poison_on(r)?;
+        let pos = cold.position();
+        self.sut.set_active(pos.segment, false);
+        self.sut.set_active(pos.next_segment, false);
+        Ok(())
     }
 
     /// The live pages of segment `seg`, from its summaries (`chain`) and
@@ -520,30 +552,36 @@ impl Store {
         dev: &dyn BlockDevice,
         building: CheckpointNo,
         mut moves: Vec<Move>,
+        main_head: bool,
     ) -> Result<()> {
         moves.retain(|m| !self.dirty.contains(m.ino, m.idx));
         if moves.is_empty() {
             return Ok(());
         }
         moves.sort_unstable_by_key(|m| (m.ino, m.idx));
+        if !main_head {
+            self.open_cold(dev)?;
+        }
+        let now = crate::store::now_ns();
         let mut written = 0;
         for m in moves {
             if file_map::get(&mut self.cache, dev, m.ino, m.idx)? != m.ptr {
                 continue;
             }
-            self.open_cold(dev)?;
-            let Some(cold) = self.cold.as_mut() else {
-                continue;
+            let head = match (main_head, self.cold.as_mut()) {
+                (true, _) => &mut self.log,
+                (false, Some(cold)) => cold,
+                (false, None) => continue,
             };
-            cold.set_building(building);
-            cold.set_time(crate::store::now_ns());
-            cold.set_age(Some(m.age));
+            head.set_building(building);
+            head.set_time(now);
+            head.set_age(Some(m.age));
             let entry = Entry {
                 transform: m.ptr.transform,
                 ..Entry::raw(PageKind::Data, m.ino.0, m.idx)
             };
-            let addr = cold.alloc(dev, &mut self.sut, None)?;
-            let crc = cold.fill(addr, entry, &m.page)?;
+            let addr = head.alloc(dev, &mut self.sut, None)?;
+            let crc = head.fill(addr, entry, &m.page)?;
             let new = BlockPtr { addr, crc, ..m.ptr };
             file_map::set(
                 &mut self.cache,
@@ -556,6 +594,12 @@ impl Store {
             )?;
             self.sut.remove_live(dev, m.ptr.addr, building)?;
             written += 1;
+        }
+        self.log.set_age(None);
+        if main_head {
+            // The commit that follows writes the rest of its records;
+            // recovery walks these like any other.
+            return self.log.finish(dev);
         }
         if let Some(cold) = self.cold.as_mut() {
             cold.finish(dev)?;

@@ -19,7 +19,8 @@ use crate::segment_usage::SegmentUsage;
 /// Readdir offsets 1 and 2 are "." and ".."; real keys start here.
 pub const FIRST_KEY: u64 = 0x100;
 /// Deepest index a directory can have (253^8 leaves is beyond any disk).
-const MAX_LEVEL: u8 = 8;
+/// Most levels above the leaves a directory index may have.
+pub const MAX_LEVEL: u8 = 8;
 
 /// What a lookup needs of an entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

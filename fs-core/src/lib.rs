@@ -34,6 +34,7 @@ pub mod page_cache;
 pub(crate) mod parallel;
 pub mod perm;
 pub mod recovery;
+pub mod room;
 pub mod segment_summary;
 pub mod segment_usage;
 pub mod segment_writer;

@@ -118,6 +118,12 @@ impl MetaTable {
         }
     }
 
+    /// Levels above the leaves now (a table grows a level when an entry
+    /// beyond its reach is set).
+    pub fn depth(&self) -> u8 {
+        self.depth
+    }
+
     /// The root as of the last [`MetaTable::write_dirty`] (or load).
     pub fn root(&self) -> TableRoot {
         self.root

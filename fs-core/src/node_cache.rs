@@ -20,6 +20,9 @@ use crate::segment_writer::SegmentWriter;
 struct Cached {
     node: Node,
     dirty: bool,
+    /// Created since the last commit: it has never been written, so
+    /// writing it adds a live page (rewriting a node only moves one).
+    fresh: bool,
     last_use: u64,
 }
 
@@ -31,6 +34,7 @@ pub struct NodeCache {
     pub nat: NodeTable,
     max_clean: usize,
     dirty: usize,
+    fresh: usize,
     clock: u64,
     /// Packs known to have a free slot (learnt during this mount).
     partial: BTreeSet<Nid>,
@@ -62,6 +66,7 @@ impl NodeCache {
             nat,
             max_clean,
             dirty: 0,
+            fresh: 0,
             clock: 0,
             partial: BTreeSet::new(),
             current: Nid::NONE,
@@ -71,6 +76,12 @@ impl NodeCache {
     /// Nodes waiting to be written.
     pub fn dirty_count(&self) -> usize {
         self.dirty
+    }
+
+    /// Nodes created since the last commit: pages the next commit adds to
+    /// what is live.
+    pub fn fresh_count(&self) -> usize {
+        self.fresh
     }
 
     fn load(&mut self, dev: &dyn BlockDevice, nid: Nid) -> Result<()> {
@@ -98,6 +109,7 @@ impl NodeCache {
             Cached {
                 node,
                 dirty: false,
+                fresh: false,
                 last_use: self.clock,
             },
         );
@@ -292,11 +304,15 @@ impl NodeCache {
                     body,
                 },
                 dirty: true,
+                fresh: true,
                 last_use: self.clock,
             },
         );
-        if !old.is_some_and(|c| c.dirty) {
+        if !old.as_ref().is_some_and(|c| c.dirty) {
             self.dirty += 1;
+        }
+        if !old.is_some_and(|c| c.fresh) {
+            self.fresh += 1;
         }
     }
 
@@ -311,6 +327,9 @@ impl NodeCache {
         if let Some(c) = self.nodes.remove(&nid) {
             if c.dirty {
                 self.dirty -= 1;
+            }
+            if c.fresh {
+                self.fresh -= 1;
             }
         }
         if let Some(e) = self.nat.lookup(dev, nid)? {
@@ -344,6 +363,9 @@ impl NodeCache {
             let addr = log.alloc(dev, sut, Some((entry, &page)))?;
             c.dirty = false;
             self.dirty -= 1;
+            if std::mem::take(&mut c.fresh) {
+                self.fresh -= 1;
+            }
             let old = self.nat.lookup(dev, nid)?;
             self.nat.set(
                 dev,

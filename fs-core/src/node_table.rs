@@ -106,6 +106,11 @@ impl NodeTable {
         &mut self.table
     }
 
+    /// Levels of the table above its leaves now.
+    pub fn depth(&self) -> u8 {
+        self.table.depth()
+    }
+
     /// Where `nid` is stored, or `None` if it is free.
     pub fn lookup(&mut self, dev: &dyn BlockDevice, nid: Nid) -> Result<Option<NatEntry>> {
         if nid.is_none() || nid >= self.watermark {

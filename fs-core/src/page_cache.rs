@@ -21,12 +21,51 @@ pub struct DirtyPages {
     files: HashMap<Ino, BTreeMap<u64, Dirty>>,
     fresh: HashMap<Ino, u64>,
     count: usize,
+    /// Dirty pages per direct map node (inode, node number): writing them
+    /// back changes exactly these direct nodes, which bounds the map nodes
+    /// a commit may have to write (see `room.rs`).
+    groups: HashMap<(Ino, u64), u32>,
+}
+
+/// The direct map node that holds page `idx`'s pointer, numbered in file
+/// order: every direct node covers 254 consecutive pages from page 5 on
+/// (pages 0 to 4 are pointed at from the inode itself: `None`).
+pub fn direct_group(idx: u64) -> Option<u64> {
+    let inline = crate::inode::INLINE_PTRS as u64;
+    let per = crate::index_node::PTRS_PER_DIRECT as u64;
+    idx.checked_sub(inline).map(|i| i / per)
 }
 
 impl DirtyPages {
     /// Dirty pages in all files.
     pub fn count(&self) -> usize {
         self.count
+    }
+
+    /// Inodes with dirty pages.
+    pub fn files(&self) -> usize {
+        self.files.len()
+    }
+
+    /// Direct map nodes that hold the pointers of dirty pages.
+    pub fn groups(&self) -> usize {
+        self.groups.len()
+    }
+
+    fn group_add(&mut self, ino: Ino, idx: u64) {
+        if let Some(g) = direct_group(idx) {
+            *self.groups.entry((ino, g)).or_default() += 1;
+        }
+    }
+
+    fn group_remove(&mut self, ino: Ino, idx: u64) {
+        let Some(g) = direct_group(idx) else { return };
+        if let std::collections::hash_map::Entry::Occupied(mut e) = self.groups.entry((ino, g)) {
+            *e.get_mut() -= 1;
+            if *e.get() == 0 {
+                e.remove();
+            }
+        }
     }
 
     /// Dirty pages of `ino` that were holes: pages the file will gain.
@@ -63,7 +102,10 @@ impl DirtyPages {
         {
             Some(old) if old.over_hole => self.unfresh(ino, 1),
             Some(_) => {}
-            None => self.count += 1,
+            None => {
+                self.count += 1;
+                self.group_add(ino, idx);
+            }
         }
         if over_hole {
             *self.fresh.entry(ino).or_default() += 1;
@@ -101,6 +143,9 @@ impl DirtyPages {
         }
         self.count -= gone.len();
         self.unfresh(ino, fresh);
+        for &i in &gone {
+            self.group_remove(ino, i);
+        }
         gone
     }
 
@@ -109,6 +154,9 @@ impl DirtyPages {
         let pages = self.files.remove(&ino).unwrap_or_default();
         self.count -= pages.len();
         self.fresh.remove(&ino);
+        for &i in pages.keys() {
+            self.group_remove(ino, i);
+        }
         pages.into_iter().map(|(i, d)| (i, d.page)).collect()
     }
 
@@ -143,5 +191,24 @@ mod tests {
             vec![Ino(4), Ino(5)]
         );
         assert_eq!((d.count(), d.fresh(Ino(4))), (0, 0));
+        assert_eq!((d.files(), d.groups()), (0, 0));
+    }
+
+    #[test]
+    fn groups_count_direct_nodes() {
+        let mut d = DirtyPages::default();
+        for idx in [0, 4, 5, 258, 259, 1000] {
+            d.insert(Ino(7), idx, zero_page(), true);
+        }
+        d.insert(Ino(8), 5, zero_page(), true);
+        // Pages 5 and 258 share the first direct node; 259 starts the next.
+        assert_eq!(d.groups(), 4);
+        assert_eq!(d.files(), 2);
+        d.remove_range(Ino(7), 259, 260);
+        assert_eq!(d.groups(), 3, "page 259 was alone in its node");
+        d.remove_range(Ino(7), 258, 259);
+        assert_eq!(d.groups(), 3, "page 5 still holds the first node");
+        d.take(Ino(8));
+        assert_eq!((d.groups(), d.files()), (2, 1));
     }
 }

@@ -33,6 +33,11 @@ pub struct Cred {
     /// FUSE's `default_permissions`): permission checks pass, and
     /// credential-dependent mode adjustments are left to that checker.
     pub checked: bool,
+    /// The system protects hard links (Linux's `fs.protected_hardlinks`
+    /// sysctl is 1): only the owner, or a user who may read and write a
+    /// plain regular file, may link to it (see [`check_hardlink`]). The
+    /// caller reads the sysctl, so that this crate never reads /proc.
+    pub protected_hardlinks: bool,
 }
 
 impl Cred {
@@ -48,6 +53,7 @@ impl Cred {
             gid,
             groups: Vec::new(),
             checked: false,
+            protected_hardlinks: false,
         }
     }
 
@@ -58,6 +64,7 @@ impl Cred {
             gid,
             groups: Vec::new(),
             checked: true,
+            protected_hardlinks: false,
         }
     }
 
@@ -121,6 +128,28 @@ pub fn check_delete(dir: &Inode, victim: &Inode, cred: &Cred) -> Result<()> {
     Ok(())
 }
 
+/// May `cred` make a new hard link to `inode`? With protected hard links,
+/// Linux's `may_linkat` rule: the owner (or root, who has CAP_FOWNER) may
+/// link anything; anyone else only a regular file that is neither setuid
+/// nor setgid-and-group-executable and that they may both read and write.
+/// This stops a user from pinning another user's setuid program or private
+/// file in a directory they control.
+pub fn check_hardlink(inode: &Inode, cred: &Cred) -> Result<()> {
+    if !cred.protected_hardlinks || cred.owns(inode) {
+        return Ok(());
+    }
+    let setgid_exec = S_ISGID | S_IXGRP;
+    let safe_source = inode.is_reg()
+        && inode.mode & S_ISUID == 0
+        && inode.mode & setgid_exec != setgid_exec
+        && check(inode, cred, MAY_READ | MAY_WRITE).is_ok();
+    if safe_source {
+        Ok(())
+    } else {
+        Err(Error::Perm)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,6 +187,45 @@ mod tests {
         assert!(check(&file(0o600, 1, 1), &Cred::root(), MAY_READ | MAY_WRITE).is_ok());
         assert!(check(&file(0o600, 1, 1), &Cred::root(), MAY_EXEC).is_err());
         assert!(check(&file(0o001, 1, 1), &Cred::root(), MAY_EXEC).is_ok());
+    }
+
+    #[test]
+    fn protected_hardlinks_follow_may_linkat() {
+        let user = Cred {
+            protected_hardlinks: true,
+            ..Cred::user(5, 5)
+        };
+        let linkable = |inode: &Inode, cred: &Cred| check_hardlink(inode, cred).is_ok();
+        // Another user's private file: refused; the owner and root may.
+        let secret = file(0o600, 0, 0);
+        assert!(matches!(check_hardlink(&secret, &user), Err(Error::Perm)));
+        assert!(linkable(&file(0o600, 5, 0), &user));
+        let root = Cred {
+            protected_hardlinks: true,
+            ..Cred::root()
+        };
+        assert!(linkable(&secret, &root));
+        // Read and write access makes a plain file safe to link ...
+        assert!(linkable(&file(0o666, 0, 0), &user));
+        assert!(!linkable(&file(0o644, 0, 0), &user), "read only");
+        assert!(!linkable(&file(0o622, 0, 0), &user), "write only");
+        // ... unless it is setuid, or setgid and group-executable.
+        assert!(!linkable(&file(0o4666, 0, 0), &user));
+        assert!(!linkable(&file(0o2676, 0, 0), &user));
+        assert!(linkable(&file(0o2666, 0, 0), &user), "setgid without g+x");
+        // Only regular files: not another user's fifo, even if open to all.
+        let fifo = Inode {
+            mode: crate::inode::S_IFIFO | 0o666,
+            ..Inode::default()
+        };
+        assert!(!linkable(&fifo, &user));
+        // With the sysctl off (or the kernel checking), anything goes.
+        assert!(linkable(&secret, &Cred::user(5, 5)));
+        let checked = Cred {
+            protected_hardlinks: true,
+            ..Cred::kernel_checked(5, 5)
+        };
+        assert!(linkable(&secret, &checked));
     }
 
     #[test]

@@ -89,6 +89,11 @@ impl SegmentUsage {
         &mut self.table
     }
 
+    /// Levels of the table above its leaves now.
+    pub fn depth(&self) -> u8 {
+        self.table.depth()
+    }
+
     /// Usage of `seg`.
     pub fn get(&mut self, dev: &dyn BlockDevice, seg: SegmentNo) -> Result<Usage> {
         let u = Usage::decode(&self.table.get(dev, seg.0)?, seg)?;

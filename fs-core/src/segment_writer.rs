@@ -55,6 +55,10 @@ pub struct SegmentWriter {
     closed: Vec<Record>,
     /// Pages written to the device since creation (summaries included).
     pub pages_written: u64,
+    /// Payload pages handed out since creation.
+    pub allocated: u64,
+    /// Free segments taken (to hold next) since creation.
+    pub segments_taken: u64,
     time_ns: i64,
     /// Age (seconds since the epoch) given to pages in the usage table, if
     /// not now: the cleaner keeps the age of the data it moves.
@@ -84,6 +88,8 @@ impl SegmentWriter {
             open: None,
             closed: Vec::new(),
             pages_written: 0,
+            allocated: 0,
+            segments_taken: 0,
             time_ns: 0,
             age: None,
             fs_id,
@@ -148,6 +154,7 @@ impl SegmentWriter {
         rec.entries.push(None);
         rec.buf.resize((2 + slot) * PAGE_SIZE, 0);
         self.pos.offset += 1;
+        self.allocated += 1;
         let age = self.age.unwrap_or(self.time_ns / 1_000_000_000);
         sut.add_live(dev, addr, age)?;
         if let Some((entry, page)) = fill {
@@ -205,6 +212,7 @@ impl SegmentWriter {
     /// Moves the head to the next segment and picks the one after it.
     fn advance_segment(&mut self, dev: &dyn BlockDevice, sut: &mut SegmentUsage) -> Result<()> {
         let after = sut.find_free(dev)?.ok_or(Error::NoSpace)?;
+        self.segments_taken += 1;
         sut.set_active(self.pos.segment, false);
         self.pos.segment = self.pos.next_segment;
         self.pos.next_segment = after;

@@ -16,6 +16,7 @@ use crate::node_cache::NodeCache;
 use crate::node_table::NodeTable;
 use crate::page_cache::DirtyPages;
 use crate::recovery::Recovery;
+use crate::room::{self, Demand, Tier};
 use crate::segment_summary::{Entry, PageKind};
 use crate::segment_usage::SegmentUsage;
 use crate::segment_writer::{LogPosition, SegmentWriter};
@@ -81,6 +82,9 @@ pub struct Store {
     pub reserved_pages: u64,
     /// Mounted read-only: nothing is ever written.
     pub read_only: bool,
+    /// Read-only because a write to the device failed (why), rather than
+    /// mounted so.
+    pub degraded: Option<String>,
     /// Something changed since the last commit.
     pub changed: bool,
     /// Counters.
@@ -94,6 +98,14 @@ pub struct Store {
     failed: Option<String>,
     /// The main head's `pages_written` at the last commit.
     logged_at_commit: u64,
+}
+
+/// Is `e` a device (or the filesystem under an image file) out of space?
+fn device_full(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    )
 }
 
 /// Nanoseconds since the epoch, now.
@@ -142,6 +154,7 @@ impl Store {
             cp,
             cp_addr: rec.checkpoint_addr,
             read_only,
+            degraded: None,
             changed: false,
             stats: Stats::default(),
             cleaner: crate::cleaner::Cleaner::default(),
@@ -185,9 +198,104 @@ impl Store {
         if self.read_only {
             return Err(Error::ReadOnly);
         }
-        self.make_room(0)?;
+        self.restore_reserves()?;
+        self.commit_checked(scope, sync_superblock)
+    }
+
+    /// Cleans, if needed and if it can, until the reserves below metadata
+    /// operations are whole again, so that the operations after a commit
+    /// need not wait. What follows fits regardless.
+    fn restore_reserves(&mut self) -> Result<()> {
+        match self.admit(Demand::default(), Tier::Metadata) {
+            Ok(()) | Err(Error::NoSpace) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Commits if the commit fits in the writable segments (it always
+    /// does while the invariant of `room.rs` holds); if it would not, fails
+    /// with `NoSpace` before writing anything, leaving the mount usable.
+    pub(crate) fn commit_checked(&mut self, scope: DataScope, sync_superblock: bool) -> Result<()> {
+        if !self.fits(Demand::default(), Tier::Commit) {
+            log::error!(
+                "commit refused: it may need {} segments, {} are writable",
+                self.segments_needed(Demand::default(), Tier::Commit),
+                self.sut.writable_segments()
+            );
+            return Err(Error::NoSpace);
+        }
         let r = self.commit_inner(scope, sync_superblock);
         self.poison_on(r)
+    }
+
+    /// The most payload pages (data, nodes, table pages, the checkpoint)
+    /// the next commit writes, with `extra` added: every dirty data page;
+    /// every dirty node; for each file with dirty data its inode pack and
+    /// for each direct map node its dirty pages reach, that node and up to
+    /// three indirect nodes above it (a new direct node may need new
+    /// parents); every page the node address table can have once those
+    /// nodes have ids; every page of the segment usage table; and the
+    /// checkpoint.
+    pub fn commit_payload(&self, extra: Demand) -> u64 {
+        let data = self.dirty.count() as u64 + extra.pages;
+        let map = self.dirty.files() as u64 + 4 * self.dirty.groups() as u64;
+        let nodes = self.cache.dirty_count() as u64 + map + extra.nodes;
+        data + nodes + self.table_pages(nodes) + 1
+    }
+
+    /// Every page the two tables can have once `new_nodes` more node ids
+    /// are in use: at most what one commit writes of them.
+    fn table_pages(&self, new_nodes: u64) -> u64 {
+        let nat = room::table_pages(
+            self.cache.nat.watermark.0.saturating_add(new_nodes),
+            self.cache.nat.depth(),
+        );
+        nat + room::table_pages(self.sb.geometry.segment_count, self.sut.depth())
+    }
+
+    /// Free segments the next commit, with `extra` added, takes at most,
+    /// plus the reserves `tier` must leave.
+    pub fn segments_needed(&self, extra: Demand, tier: Tier) -> u64 {
+        let pps = self.sb.geometry.pages_per_segment;
+        let commit = room::segments_for(
+            self.commit_payload(extra),
+            self.log.remaining_in_segment(),
+            pps,
+        );
+        commit + self.reserve_segments(tier)
+    }
+
+    /// Segments `tier` leaves untouched: the cleaner's reserve (room to
+    /// empty one segment, whatever it holds, and commit) below metadata
+    /// operations, and the metadata reserve (room for a run of unlinks,
+    /// renames and truncations) below operations that take space.
+    pub fn reserve_segments(&self, tier: Tier) -> u64 {
+        let pps = self.sb.geometry.pages_per_segment;
+        let cleaner = room::cleaner_reserve(pps, self.table_pages(0));
+        let metadata = room::segments_for(room::metadata_reserve(self.metadata_op()), 0, pps);
+        match tier {
+            Tier::Commit | Tier::Cleaner => 0,
+            Tier::Metadata => cleaner,
+            Tier::Data => cleaner + metadata,
+        }
+    }
+
+    /// What the largest namespace or attribute operation may add to the
+    /// next commit, on this filesystem's geometry.
+    pub fn metadata_op(&self) -> Demand {
+        let area = self.sb.geometry.segment_area_pages();
+        Demand::metadata_op(room::dir_levels(area, crate::dir_index::MAX_LEVEL))
+    }
+
+    /// Does an operation adding `extra` to the next commit fit, with the
+    /// reserves of its `tier` left?
+    pub fn fits(&self, extra: Demand, tier: Tier) -> bool {
+        self.fits_with(extra, tier, 0)
+    }
+
+    /// ... with `spare` more free segments left as well?
+    pub fn fits_with(&self, extra: Demand, tier: Tier, spare: u64) -> bool {
+        self.segments_needed(extra, tier) + spare <= self.sut.writable_segments()
     }
 
     /// Fails if an earlier write failed: the state in memory can no longer
@@ -202,12 +310,26 @@ impl Store {
         }
     }
 
+    /// Marks the store failed when `r` is an error of the device: what it
+    /// holds in memory may then be half a commit, so nothing more is
+    /// written (the filesystem goes on read-only from its last commit:
+    /// `Filesystem::degrade_if_failed`). A device that is full (the disk
+    /// under an image file) fails the operation with `NoSpace`.
     pub(crate) fn poison_on<T>(&mut self, r: Result<T>) -> Result<T> {
-        if let Err(e) = &r {
-            log::error!("writing to the device failed, refusing further operations: {e}");
-            self.failed = Some(e.to_string());
-        }
-        r
+        let Err(e) = r else { return r };
+        log::error!(
+            "writing to the device failed: {e}; the filesystem goes on read-only from its last commit"
+        );
+        self.failed = Some(e.to_string());
+        Err(match e {
+            Error::Io(io) if device_full(&io) => Error::NoSpace,
+            e => e,
+        })
+    }
+
+    /// Why the store stopped writing, if an earlier write failed.
+    pub fn failure(&self) -> Option<&str> {
+        self.failed.as_deref()
     }
 
     pub(crate) fn commit_inner(&mut self, scope: DataScope, sync_superblock: bool) -> Result<()> {
@@ -216,6 +338,12 @@ impl Store {
         let building = self.building();
         let time_ns = now_ns();
         self.log.set_time(time_ns);
+        let bound = (
+            self.commit_payload(Demand::default()),
+            self.segments_needed(Demand::default(), Tier::Commit),
+            self.log.allocated,
+            self.log.segments_taken,
+        );
         if self.cold_unflushed {
             // Moved data must be durable before a checkpoint can name it.
             dev.flush()?;
@@ -258,6 +386,20 @@ impl Store {
             &cp.encode(),
         )?;
         self.log.finish(dev)?;
+        // The bound of `room.rs` is what keeps every commit possible:
+        // tests (debug builds) stop at once if a commit exceeds it.
+        debug_assert!(
+            self.log.allocated - bound.2 <= bound.0,
+            "commit wrote {} payload pages, bound {}",
+            self.log.allocated - bound.2,
+            bound.0
+        );
+        debug_assert!(
+            self.log.segments_taken - bound.3 <= bound.1,
+            "commit took {} segments, bound {}",
+            self.log.segments_taken - bound.3,
+            bound.1
+        );
         dev.flush()?;
         self.cleaner.emptying.clear();
         if let Some(p) = self.sb_pending.take() {
@@ -317,7 +459,13 @@ impl Store {
         if self.read_only {
             return Err(Error::ReadOnly);
         }
-        self.make_room(0)?;
+        // Writing part of what the next commit writes, then closing its
+        // record early, costs the commit one summary page more: without
+        // that page to spare, commit instead.
+        self.restore_reserves()?;
+        if !self.fits(Demand { pages: 1, nodes: 0 }, Tier::Commit) {
+            return self.commit_checked(DataScope::All, false);
+        }
         let dev = self.dev.clone();
         let building = self.building();
         self.log.set_time(now_ns());
@@ -474,14 +622,20 @@ impl Store {
     }
 
     /// Pages the user can still write: the capacity less what is live,
-    /// dirty (plus a share for the nodes it will need) and promised by
-    /// fallocate. Dead pages count as free: the cleaner brings them back.
+    /// what the next commit adds to it, and what fallocate promised. Dead
+    /// pages count as free: the cleaner brings them back.
     pub fn free_pages(&self) -> u64 {
-        let dirty = self.dirty.count() as u64;
         self.capacity_pages()
             .saturating_sub(self.sut.live_pages)
-            .saturating_sub(dirty + dirty / 100)
+            .saturating_sub(self.pending_live())
             .saturating_sub(self.reserved_pages)
+    }
+
+    /// Pages the next commit will add to what is live, at most: the dirty
+    /// data, the nodes created since the last commit, and a direct map
+    /// node for each group of dirty pages that may not have one yet.
+    pub fn pending_live(&self) -> u64 {
+        (self.dirty.count() + self.cache.fresh_count() + self.dirty.groups()) as u64
     }
 
     /// Pages a user can fill in all: the segment area less the reserve.
@@ -492,15 +646,21 @@ impl Store {
             .saturating_sub(self.reserve_pages())
     }
 
-    /// Pages held back from users: room for the cleaner to work in when
-    /// the filesystem is full (so that deleting, and cleaning, always make
-    /// progress), record summaries, and the segments the log holds.
-    /// The larger the share of dead space the cleaner is guaranteed, the
-    /// less it copies to free a segment when users have filled the rest.
+    /// Pages held back from users (see DESIGN.md, "Room for the next
+    /// commit"): the record summaries and the page a record may leave
+    /// unused at a segment's end; the two segments the log head holds; the
+    /// cleaner's and the metadata reserves; and a slack of 5% of the
+    /// segment area, which is what guarantees the cleaner dead pages to
+    /// reclaim (at least 5% of the best victim) once users have filled all
+    /// they see. At most half the area (tiny filesystems).
     pub fn reserve_pages(&self) -> u64 {
-        let pps = u64::from(self.sb.geometry.pages_per_segment);
-        let area = self.sb.geometry.segment_area_pages();
-        (8 * pps).max(area / 20).min(area / 4)
+        let geo = &self.sb.geometry;
+        let pps = u64::from(geo.pages_per_segment);
+        let area = geo.segment_area_pages();
+        let overhead =
+            area.div_ceil(crate::segment_summary::MAX_ENTRIES as u64 + 1) + geo.segment_count;
+        let held = (2 + self.reserve_segments(Tier::Data)) * pps;
+        (overhead + held + area / 20).min(area / 2)
     }
 }
 

@@ -89,10 +89,11 @@ fn record(ops: &[Op], mode: JournalMode) -> (Arc<RecordingDevice>, Vec<Commit>) 
                 fs.periodic_commit().expect("periodic commit");
                 mode == JournalMode::Writeback
             }
-            // A cleaning pass moves live data to the cleaner's log head;
-            // with a commit it commits everything, moved pages first.
-            Op::Clean { commit } => {
-                let freed = fs.clean(clean_pass(*commit)).expect("clean");
+            // A cleaning pass moves live data to the cleaner's log head
+            // (or, urgent, to the main one); with a commit it commits
+            // everything, moved pages first.
+            Op::Clean { commit, urgent } => {
+                let freed = fs.clean(clean_pass(*commit, *urgent)).expect("clean");
                 CLEANED.with(|c| c.set(c.get() + freed));
                 false
             }
@@ -346,7 +347,7 @@ fn faulty_workload(fs: &mut Filesystem) -> Result<Committed, Error> {
             // Cleaning moves data (and with a commit, commits): failures
             // there too must leave a commit point.
             let commits = fs.stats().commits;
-            fs.clean(clean_pass(i % 8 == 2))?;
+            fs.clean(clean_pass(i % 8 == 2, i % 16 >= 8))?;
             if fs.stats().commits != commits {
                 committed.push(now.clone());
             }

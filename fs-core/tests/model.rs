@@ -59,11 +59,11 @@ impl Harness {
                 self.committed = self.model.clone();
                 self.check(&self.model.clone());
             }
-            Op::Clean { commit } => {
+            Op::Clean { commit, urgent } => {
                 // A cleaning pass moves what it finds (and may commit the
                 // user's dirty state with it); the sync makes the commit
                 // point certain.
-                self.fs().clean(clean_pass(commit)).expect("clean");
+                self.fs().clean(clean_pass(commit, urgent)).expect("clean");
                 self.fs().sync().expect("sync");
                 self.committed = self.model.clone();
                 self.check(&self.model.clone());

@@ -8,10 +8,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{
-    AccessFlags, Errno, FileAttr, FileHandle, FileType, FopenFlags, Generation, INodeNo, InitFlags,
-    KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
-    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen, ReplyStatfs,
-    ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    AccessFlags, CopyFileRangeFlags, Errno, FileAttr, FileHandle, FileType, FopenFlags, Generation,
+    INodeNo, InitFlags, IoctlFlags, KernelConfig, LockOwner, OpenFlags, PollEvents, PollFlags,
+    PollNotifier, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
+    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyLseek, ReplyOpen, ReplyPoll,
+    ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use pagelog_core::fs::{Attr, DirItem, SetAttr, TimeSet, Whence};
 use pagelog_core::inode::{
@@ -35,9 +36,22 @@ pub struct Shared {
     pub final_error: Mutex<Option<String>>,
     /// Requests served, so that housekeeping can tell when it is idle.
     pub requests: std::sync::atomic::AtomicU64,
+    /// The kernel's writeback cache is on: written data may sit in the
+    /// kernel until it writes it back (or a syncfs).
+    pub kernel_caches_writes: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
+    /// Shared state around a mounted filesystem.
+    pub fn new(fs: Filesystem) -> Shared {
+        Shared {
+            fs: Mutex::new(Some(fs)),
+            final_error: Mutex::new(None),
+            requests: std::sync::atomic::AtomicU64::new(0),
+            kernel_caches_writes: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
     /// Runs `f` on the mounted filesystem.
     pub fn with<T>(&self, f: impl FnOnce(&mut Filesystem) -> Result<T>) -> Result<T> {
         self.requests
@@ -177,6 +191,12 @@ fn groups_of(pid: u32) -> Vec<u32> {
         .unwrap_or_default()
 }
 
+/// Is Linux's `fs.protected_hardlinks` on? Read on every call, as the
+/// kernel does; unreadable counts as on, the safer answer.
+fn protected_hardlinks() -> bool {
+    std::fs::read_to_string("/proc/sys/fs/protected_hardlinks").map_or(true, |v| v.trim() != "0")
+}
+
 impl Adapter {
     /// An adapter over `shared`.
     pub fn new(shared: Arc<Shared>, cfg: MountConfig) -> Adapter {
@@ -192,6 +212,7 @@ impl Adapter {
                 gid: req.gid(),
                 groups: groups_of(req.pid()),
                 checked: false,
+                protected_hardlinks: false,
             }
         }
     }
@@ -274,6 +295,9 @@ impl fuser::Filesystem for Adapter {
         let supported = config.capabilities();
         let _ = config.add_capabilities(wanted & supported);
         let kernel_times = (wanted & supported).contains(InitFlags::FUSE_WRITEBACK_CACHE);
+        self.shared
+            .kernel_caches_writes
+            .store(kernel_times, std::sync::atomic::Ordering::Relaxed);
         if let Some(fs) = self.shared.lock().as_mut() {
             fs.set_kernel_owns_cmtime(kernel_times);
         }
@@ -447,7 +471,10 @@ impl fuser::Filesystem for Adapter {
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
-        let cred = self.cred(req);
+        let mut cred = self.cred(req);
+        // With default_permissions the kernel has applied the rule already
+        // (its permission hook answers for real); without, it cannot.
+        cred.protected_hardlinks = !cred.checked && protected_hardlinks();
         let r = self
             .shared
             .with(|fs| fs.link(&cred, ino(i), ino(newparent), newname.as_bytes()));
@@ -756,6 +783,53 @@ impl fuser::Filesystem for Adapter {
             self.shared
                 .with(|fs| fs.fallocate(ino(i), offset, length, mode as u32)),
         );
+    }
+
+    fn ioctl(
+        &self,
+        _req: &Request,
+        _i: INodeNo,
+        _fh: FileHandle,
+        _flags: IoctlFlags,
+        _cmd: u32,
+        _in_data: &[u8],
+        _out_size: u32,
+        reply: ReplyIoctl,
+    ) {
+        // No ioctls: what a terminal query (TCGETS) on a file gets
+        // everywhere, without fuser's warning for each one.
+        reply.error(Errno::from_i32(libc::ENOTTY));
+    }
+
+    fn poll(
+        &self,
+        _req: &Request,
+        _i: INodeNo,
+        _fh: FileHandle,
+        _ph: PollNotifier,
+        _events: PollEvents,
+        _flags: PollFlags,
+        reply: ReplyPoll,
+    ) {
+        // ENOSYS: the kernel stops asking and treats files as always ready.
+        reply.error(Errno::from_i32(libc::ENOSYS));
+    }
+
+    fn copy_file_range(
+        &self,
+        _req: &Request,
+        _ino_in: INodeNo,
+        _fh_in: FileHandle,
+        _offset_in: u64,
+        _ino_out: INodeNo,
+        _fh_out: FileHandle,
+        _offset_out: u64,
+        _len: u64,
+        _flags: CopyFileRangeFlags,
+        reply: ReplyWrite,
+    ) {
+        // ENOSYS: the kernel stops asking and copies through read and write.
+        reply.error(Errno::from_i32(libc::ENOSYS));
     }
 
     fn lseek(

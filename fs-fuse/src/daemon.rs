@@ -11,54 +11,27 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use fuser::{Config, MountOption, Session, SessionACL};
 use pagelog_core::{BlockDevice, FileDevice, Filesystem, MountOptions};
 
 use crate::adapter::{Adapter, Shared};
+use crate::kernel_mount::{self, Unmounter};
+use crate::logging;
+use crate::mountinfo;
 use crate::options::MountConfig;
 
 /// mount(8) helper exit code for a failed mount.
 pub const EXIT_MOUNT_FAILED: u8 = 32;
 
-/// The `major:minor` of the filesystem mounted at `path`, from
-/// /proc/self/mountinfo (asking the mount itself would wait for this very
-/// daemon).
-fn mounted_device(path: &Path) -> Option<String> {
-    let want = path
-        .canonicalize()
-        .ok()?
-        .to_string_lossy()
-        .replace(' ', "\\040");
-    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    info.lines()
-        .rev()
-        .find(|l| l.split(' ').nth(4) == Some(want.as_str()))
-        .and_then(|l| l.split(' ').nth(2).map(str::to_string))
-}
-
 /// Sets the kernel's readahead window for the mount: the default of 128
 /// KiB makes sequential reads cost a round trip per 128 KiB.
 fn set_readahead(mountpoint: &Path, bytes: u64) {
-    let Some(dev) = mounted_device(mountpoint) else {
+    let Some(dev) = mountinfo::mount_at(mountpoint).map(|e| e.dev) else {
         return;
     };
     let path = format!("/sys/class/bdi/{dev}/read_ahead_kb");
     if let Err(e) = std::fs::write(&path, (bytes / 1024).to_string()) {
         log::warn!("cannot set readahead ({path}): {e}");
     }
-}
-
-/// Is `path` already a mount point? (Mounting over a mount hides it.)
-fn is_mount_point(path: &Path) -> bool {
-    let Ok(canon) = path.canonicalize() else {
-        return false;
-    };
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return false;
-    };
-    let want = canon.to_string_lossy().replace(' ', "\\040");
-    info.lines()
-        .any(|l| l.split(' ').nth(4) == Some(want.as_str()))
 }
 
 fn check_mountpoint(path: &Path) -> Result<(), String> {
@@ -69,13 +42,38 @@ fn check_mountpoint(path: &Path) -> Result<(), String> {
     if !md.is_dir() {
         return Err(format!("mount point {} is not a directory", path.display()));
     }
-    if is_mount_point(path) {
+    if mountinfo::mount_at(path).is_some() {
         return Err(format!(
             "{} is already a mount point (unmount it first)",
             path.display()
         ));
     }
     Ok(())
+}
+
+/// Warns (on stderr, still the terminal here, and in the log) when users
+/// other than its owner may read or write an image file: its bytes are
+/// every file in it, whatever the files' own modes say.
+fn warn_if_exposed(image: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(md) = std::fs::metadata(image) else {
+        return;
+    };
+    let mode = md.permissions().mode() & 0o7777;
+    let access = match (mode & 0o044 != 0, mode & 0o022 != 0) {
+        _ if !md.is_file() => return,
+        (true, true) => "read and change",
+        (true, false) => "read",
+        (false, true) => "change",
+        (false, false) => return,
+    };
+    let msg = format!(
+        "{} is mode {mode:04o}: users other than its owner can {access} every file in it; chmod 600 {}",
+        image.display(),
+        image.display()
+    );
+    eprintln!("pagelog-mount: warning: {msg}");
+    log::warn!("{msg}");
 }
 
 fn open_image(image: &Path, cfg: &MountConfig) -> Result<Filesystem, String> {
@@ -88,6 +86,7 @@ fn open_image(image: &Path, cfg: &MountConfig) -> Result<Filesystem, String> {
         ),
         _ => format!("cannot lock {}: {e}", image.display()),
     })?;
+    warn_if_exposed(image);
     let opts = MountOptions {
         journal: cfg.journal,
         read_only: cfg.read_only,
@@ -99,48 +98,6 @@ fn open_image(image: &Path, cfg: &MountConfig) -> Result<Filesystem, String> {
     };
     let dev: Arc<dyn BlockDevice> = Arc::new(dev);
     Filesystem::mount(dev, opts).map_err(|e| format!("{}: {e}", image.display()))
-}
-
-fn fuse_config(image: &Path, cfg: &MountConfig) -> Config {
-    let mut c = Config::default();
-    let name = cfg
-        .fsname
-        .clone()
-        .unwrap_or_else(|| image.display().to_string());
-    c.mount_options.push(MountOption::FSName(name));
-    c.mount_options.push(MountOption::Subtype("pagelog".into()));
-    if cfg.default_permissions {
-        c.mount_options.push(MountOption::DefaultPermissions);
-    }
-    c.mount_options.push(if cfg.read_only {
-        MountOption::RO
-    } else {
-        MountOption::RW
-    });
-    for f in &cfg.kernel_flags {
-        c.mount_options.push(match f.as_str() {
-            "suid" => MountOption::Suid,
-            "nosuid" => MountOption::NoSuid,
-            "dev" => MountOption::Dev,
-            "nodev" => MountOption::NoDev,
-            "exec" => MountOption::Exec,
-            "noexec" => MountOption::NoExec,
-            "sync" => MountOption::Sync,
-            "async" => MountOption::Async,
-            _ => MountOption::DirSync,
-        });
-    }
-    c.acl = if cfg.allow_other {
-        SessionACL::All
-    } else if cfg.allow_root {
-        SessionACL::RootAndOwner
-    } else {
-        SessionACL::Owner
-    };
-    // Two threads (this machine class has two cores): one can serve
-    // requests while the other waits on the disk for a read.
-    c.n_threads = Some(2);
-    c
 }
 
 /// Reports to the waiting parent (or the terminal in the foreground).
@@ -166,27 +123,56 @@ impl Reporter {
     }
 }
 
+/// Sets up logging for this daemon (see `logging`). An explicit `log=`
+/// file that cannot be opened fails the mount; a default one only warns.
+fn start_logging(
+    report: &mut Reporter,
+    image: &Path,
+    cfg: &MountConfig,
+    level: log::LevelFilter,
+) -> Result<(), u8> {
+    let sink = logging::choose(report.pipe.is_none(), cfg.log.as_deref(), image);
+    match logging::install(&sink, level) {
+        Ok(()) => Ok(()),
+        Err(m) if cfg.log.is_some() => Err(report.fail(&m)),
+        Err(m) => {
+            eprintln!("pagelog-mount: warning: {m}; the daemon's messages will be lost (choose a file with -o log=PATH)");
+            Ok(())
+        }
+    }
+}
+
 /// Mounts and serves until unmounted. `ready` is the pipe to the parent
 /// when running in the background.
-pub fn serve(image: &Path, mountpoint: &Path, cfg: &MountConfig, ready: Option<OwnedFd>) -> u8 {
+pub fn serve(
+    image: &Path,
+    mountpoint: &Path,
+    cfg: &MountConfig,
+    ready: Option<OwnedFd>,
+    level: log::LevelFilter,
+) -> u8 {
     let background = ready.is_some();
     let mut report = Reporter {
         pipe: ready.map(File::from),
     };
+    if let Err(code) = start_logging(&mut report, image, cfg, level) {
+        return code;
+    }
     if let Err(m) = check_mountpoint(mountpoint) {
         return report.fail(&m);
     }
+    // Full paths from here on: the log outlives the shell that gave
+    // relative ones.
+    let mountpoint = &mountpoint
+        .canonicalize()
+        .unwrap_or_else(|_| mountpoint.to_path_buf());
     let fs = match open_image(image, cfg) {
         Ok(fs) => fs,
         Err(m) => return report.fail(&m),
     };
-    let shared = Arc::new(Shared {
-        fs: Mutex::new(Some(fs)),
-        final_error: Mutex::new(None),
-        requests: std::sync::atomic::AtomicU64::new(0),
-    });
+    let shared = Arc::new(Shared::new(fs));
     let adapter = Adapter::new(shared.clone(), cfg.clone());
-    let mut session = match Session::new(adapter, mountpoint, &fuse_config(image, cfg)) {
+    let (session, unmounter) = match kernel_mount::mount(adapter, image, mountpoint, cfg) {
         Ok(s) => s,
         Err(e) => {
             shared.shut_down();
@@ -197,18 +183,29 @@ pub fn serve(image: &Path, mountpoint: &Path, cfg: &MountConfig, ready: Option<O
         set_readahead(mountpoint, bytes);
     }
     let stop = Arc::new(AtomicBool::new(false));
-    let unmounter = session.unmount_callable();
-    spawn_signal_thread(unmounter, mountpoint.to_path_buf());
+    let unmounter = Arc::new(Mutex::new(unmounter));
+    spawn_signal_thread(shared.clone(), unmounter.clone(), mountpoint.to_path_buf());
     let committer = spawn_commit_thread(shared.clone(), stop.clone());
     report.ready();
     if background {
         detach_stdio();
     }
+    let image = &image.canonicalize().unwrap_or_else(|_| image.to_path_buf());
     log::info!("mounted {} at {}", image.display(), mountpoint.display());
     let run = session.run();
+    unmounter
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .detach_leftover();
     stop.store(true, Ordering::SeqCst);
     shared.shut_down();
     let _ = committer.join();
+    exit_status(run, &shared, image)
+}
+
+/// Logs how the daemon ends, and its exit status: 0 only when the session
+/// ended normally and the final writeback succeeded.
+fn exit_status(run: std::io::Result<()>, shared: &Shared, image: &Path) -> u8 {
     let final_error = shared
         .final_error
         .lock()
@@ -230,17 +227,50 @@ pub fn serve(image: &Path, mountpoint: &Path, cfg: &MountConfig, ready: Option<O
     }
 }
 
-fn spawn_signal_thread(mut unmounter: fuser::SessionUnmounter, mountpoint: PathBuf) {
+/// Writes everything back and commits, so that whatever follows a signal
+/// (an unmount, or a SIGKILL after a busy unmount) loses nothing written
+/// before it. With the kernel's writeback cache, syncfs first pushes the
+/// kernel's dirty pages to this daemon.
+fn commit_everything(shared: &Shared, mountpoint: &Path) {
+    if shared.kernel_caches_writes.load(Ordering::Relaxed) {
+        use std::os::fd::AsRawFd;
+        if let Ok(dir) = File::open(mountpoint) {
+            // SAFETY: syncfs on a descriptor this function owns.
+            unsafe { libc::syncfs(dir.as_raw_fd()) };
+        }
+    }
+    match shared.with(Filesystem::sync) {
+        Ok(()) => log::info!("everything written so far is committed"),
+        Err(e) => log::error!("commit failed: {e}"),
+    }
+}
+
+/// On SIGTERM, SIGINT or SIGHUP: commit, then unmount. If the mount is
+/// busy (files open on it), keep serving, everything committed; the next
+/// signal tries again.
+fn spawn_signal_thread(shared: Arc<Shared>, unmounter: Arc<Mutex<Unmounter>>, mountpoint: PathBuf) {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP]) else {
         log::warn!("cannot install signal handlers; use umount to stop");
         return;
     };
     thread::spawn(move || {
-        if let Some(sig) = signals.forever().next() {
-            log::info!("signal {sig}: unmounting {}", mountpoint.display());
-            if let Err(e) = unmounter.unmount() {
-                log::error!("unmount of {} failed: {e}", mountpoint.display());
+        for sig in signals.forever() {
+            let name = nix::sys::signal::Signal::try_from(sig).map_or("signal", |s| s.as_str());
+            let dir = mountpoint.display();
+            log::info!("{name}: committing, then unmounting {dir}");
+            commit_everything(&shared, &mountpoint);
+            let result = unmounter
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .unmount();
+            match result {
+                Ok(()) => return,
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => log::warn!(
+                    "{dir} is busy (files are open on it), so it stays mounted and served; \
+                     everything written before {name} is committed. Unmount it when it is free."
+                ),
+                Err(e) => log::error!("unmount of {dir} failed: {e}; still serving"),
             }
         }
     });
@@ -278,7 +308,8 @@ fn spawn_commit_thread(shared: Arc<Shared>, stop: Arc<AtomicBool>) -> thread::Jo
     })
 }
 
-/// Points stdin, stdout and stderr at /dev/null (logging goes to syslog).
+/// Points stdin, stdout and stderr at /dev/null (logging goes to syslog
+/// or the log file).
 fn detach_stdio() {
     use std::os::fd::AsRawFd;
     if let Ok(null) = std::fs::OpenOptions::new()
@@ -321,15 +352,20 @@ pub fn run_in_background(image: &Path, mountpoint: &Path, cfg: &MountConfig) -> 
                 eprintln!("pagelog-mount: {err}");
                 ExitCode::from(EXIT_MOUNT_FAILED)
             } else {
-                eprintln!("pagelog-mount: the daemon exited before the mount was ready (see the system log)");
+                eprintln!("pagelog-mount: the daemon exited before the mount was ready (see its log: syslog, or the log= file)");
                 ExitCode::from(EXIT_MOUNT_FAILED)
             }
         }
         Ok(nix::unistd::ForkResult::Child) => {
             drop(read_end);
             let _ = nix::unistd::setsid();
-            crate::syslog::Syslog::install(log::LevelFilter::Info);
-            let code = serve(image, mountpoint, cfg, Some(write_end));
+            let code = serve(
+                image,
+                mountpoint,
+                cfg,
+                Some(write_end),
+                log::LevelFilter::Info,
+            );
             std::process::exit(i32::from(code));
         }
     }

@@ -3,6 +3,9 @@
 mod adapter;
 mod daemon;
 mod errno;
+mod kernel_mount;
+mod logging;
+mod mountinfo;
 mod options;
 mod syslog;
 
@@ -36,18 +39,28 @@ Mount options (-o, comma-separated; mount(8) and /etc/fstab pass them the same w
   clean_max_live=PCT      background cleaning skips segments more than PCT% live (default 90)
   clean_batch=N           segments one cleaning pass empties at most (default 8)
   nosuid,nodev,noexec,... passed to the kernel
-  fsname=NAME             source name shown in /proc/mounts (default: the image path)
+  fsname=NAME             source name shown in /proc/mounts (default: the image's full path)
+  log=PATH                append the daemon's messages to PATH. Default: with -f, stderr;
+                          in the background, syslog (the journal) if it listens on /dev/log,
+                          else /var/log/pagelog/IMAGE-FILE-NAME.log
 
 Examples:
   pagelog-mount /srv/web.img /srv/web
   pagelog-mount -o ro,noatime /srv/web.img /mnt/inspect
   umount /srv/web          (writes everything back and closes the image)
+  findmnt -t fuse.pagelog  (every pagelog mount, with its image)
+
+Stopping: umount, or SIGTERM, SIGINT or SIGHUP to the daemon, which commits everything
+first; if files are still open on the mount it stays mounted (and committed) and says so
+in its log. Changing options needs an unmount: `mount -o remount,...` is refused.
 
 The cleaner's state: getfattr --only-values -n pagelog.stats MOUNTPOINT
 
 Installed as mount.pagelog, it also serves `mount -t pagelog IMAGE DIR -o OPTS`
 and /etc/fstab lines such as:
-  /srv/web.img  /srv/web  pagelog  defaults,commit=10  0  0";
+  /srv/web.img  /srv/web  pagelog  defaults,commit=10  0  0
+Installed also as mount.fuse.pagelog (what mount(8) runs for a mount of type
+fuse.pagelog), it answers `mount -o remount` with a clear refusal.";
 
 /// Mount a pagelog filesystem image (or block device) through FUSE.
 ///
@@ -89,7 +102,7 @@ fn main() -> ExitCode {
     let as_helper = argv
         .first()
         .and_then(|a| std::path::Path::new(a).file_name())
-        .is_some_and(|n| n == "mount.pagelog");
+        .is_some_and(|n| n == "mount.pagelog" || n == "mount.fuse.pagelog");
     let args = match Args::try_parse_from(&argv) {
         Ok(a) => a,
         Err(e) => {
@@ -109,9 +122,18 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     if args.foreground {
-        let level = if args.debug { "debug" } else { "info" };
-        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level)).init();
-        ExitCode::from(daemon::serve(&args.image, &args.mountpoint, &cfg, None))
+        let level = if args.debug {
+            log::LevelFilter::Debug
+        } else {
+            log::LevelFilter::Info
+        };
+        ExitCode::from(daemon::serve(
+            &args.image,
+            &args.mountpoint,
+            &cfg,
+            None,
+            level,
+        ))
     } else {
         daemon::run_in_background(&args.image, &args.mountpoint, &cfg)
     }

@@ -1,5 +1,6 @@
 //! Mount options: the `-o` list, as `mount -o` and `/etc/fstab` give it.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use pagelog_core::cleaner::CleanerOptions;
@@ -37,6 +38,9 @@ pub struct MountConfig {
     pub readahead: Option<u64>,
     /// The segment cleaner's tunables.
     pub cleaner: CleanerOptions,
+    /// Log file (None: stderr in the foreground, else syslog if present,
+    /// else the default file; see `logging`).
+    pub log: Option<PathBuf>,
 }
 
 impl Default for MountConfig {
@@ -56,6 +60,7 @@ impl Default for MountConfig {
             fsname: None,
             readahead: None,
             cleaner: CleanerOptions::default(),
+            log: None,
         }
     }
 }
@@ -84,9 +89,21 @@ fn is_userspace_only(opt: &str) -> bool {
         || opt.starts_with("comment=")
 }
 
+/// What a remount (`mount -o remount,...`, which mount(8) passes to
+/// `mount.fuse.pagelog`) gets: the kernel's read-only flag alone would not
+/// stop the daemon writing the image (commits, the cleaner), and a
+/// read-only mount's image is open read-only, so neither direction can be
+/// done in place.
+pub const REMOUNT_REFUSED: &str =
+    "remount is not supported; unmount and mount again with the options you want (-o ro or -o rw)";
+
 /// Applies one comma-separated option list to `cfg`.
 pub fn apply(cfg: &mut MountConfig, list: &str) -> Result<(), String> {
-    for opt in list.split(',').map(str::trim).filter(|o| !o.is_empty()) {
+    let opts = || list.split(',').map(str::trim).filter(|o| !o.is_empty());
+    if opts().any(|o| o == "remount") {
+        return Err(REMOUNT_REFUSED.to_string());
+    }
+    for opt in opts() {
         let (key, value) = match opt.split_once('=') {
             Some((k, v)) => (k, Some(v)),
             None => (opt, None),
@@ -145,6 +162,11 @@ pub fn apply(cfg: &mut MountConfig, list: &str) -> Result<(), String> {
                 cfg.kernel_flags.push(key.to_string());
             }
             ("fsname", Some(v)) => cfg.fsname = Some(v.to_string()),
+            ("log", Some(v)) => {
+                let path = std::path::absolute(v)
+                    .map_err(|e| format!("log={v}: not a usable path ({e})"))?;
+                cfg.log = Some(path);
+            }
             ("bgclean", None) => cfg.cleaner.background = true,
             ("nobgclean", None) => cfg.cleaner.background = false,
             ("clean_start", Some(v)) => cfg.cleaner.start_percent = percent(key, v, 1, 99)?,
@@ -234,6 +256,15 @@ mod tests {
         assert_eq!(c.atime, AtimeMode::Never);
         assert_eq!(c.kernel_flags, vec!["nosuid".to_string()]);
         assert!(apply(&mut c, "bogus").unwrap_err().contains("bogus"));
+        assert_eq!(
+            apply(&mut c, "rw,remount").unwrap_err(),
+            REMOUNT_REFUSED,
+            "refused before any option is applied"
+        );
+        assert!(c.read_only);
+        assert!(apply(&mut c, "log=").is_err());
+        apply(&mut c, "log=/var/tmp/p.log").expect("apply");
+        assert_eq!(c.log, Some(PathBuf::from("/var/tmp/p.log")));
         assert!(apply(&mut c, "commit=abc").is_err());
         assert!(apply(&mut c, "commit=99999").is_err());
         assert!(apply(&mut c, "dirty_limit=10").is_err());

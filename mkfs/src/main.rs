@@ -1,30 +1,58 @@
 //! pagelog-mkfs: makes a pagelog filesystem in an image file or on a block
 //! device.
+//!
+//! Order of work, so that a failure destroys nothing: every argument is
+//! checked first; then the target is opened and locked (an image that a
+//! mount holds is refused before a byte is read); then its signature and
+//! size are checked; only then is anything written. A file that mkfs
+//! created is removed if it fails.
 
+mod error;
+mod image;
+mod request;
 mod signature;
 
-use std::fs::OpenOptions;
-use std::io::Read;
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::ffi::OsString;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
-use pagelog_core::format::{format, FormatOptions, DEFAULT_SEGMENT_PAGES};
+use pagelog_core::format::format;
 use pagelog_core::layout::PAGE_SIZE;
-use pagelog_core::size::parse_size;
-use pagelog_core::superblock::{format_uuid, parse_uuid};
-use pagelog_core::{BlockDevice, FileDevice};
+use pagelog_core::superblock::format_uuid;
+use pagelog_core::BlockDevice;
+
+use error::{Error, Result};
+use image::{Kind, Target};
+use request::{show_size, Request};
 
 const AFTER_HELP: &str = "\
 Examples:
-  pagelog-mkfs /srv/web.img --size 4G              a sparse 4 GiB image file
+  pagelog-mkfs /srv/web.img --size 4G              a sparse 4 GiB image file (mode 0600)
   pagelog-mkfs /dev/vdb --label mail                a whole block device
   pagelog-mkfs /srv/web.img --size 4G --force       overwrite an existing filesystem
 
-Installed as mkfs.pagelog, it also serves `mkfs -t pagelog DEVICE [SIZE]`,
-where a bare SIZE counts 1 KiB blocks, as mkfs(8) does.";
+Installed as mkfs.pagelog, it also serves mkfs(8): `mkfs -t pagelog [OPTIONS]
+DEVICE [SIZE]`, where a SIZE without a unit counts 1 KiB blocks, as mke2fs
+reads it (`65536` is 64 MiB). Give the options before the device: mkfs(8)
+drops the device when an option follows it.
+
+mkfs refuses an image that a mount (or fsck) is using, even with --force, and
+changes nothing then; a file it created is removed again if it fails.
+Exit status: 0 made, 1 not made.";
+
+/// What mkfs says when the device is missing: mkfs(8) loses it when an
+/// option follows it (`mkfs -t pagelog IMG --size 1G` runs `mkfs.pagelog
+/// --size 1G`: its getopt stops at the first option it does not know and
+/// writes the helper's name over the argument before it).
+const NO_DEVICE: &str = "\
+no image file or device given.
+If you ran `mkfs -t pagelog IMAGE --size 4G`: mkfs(8) drops the device (and
+anything else before the first option) when an option follows it. Give the
+options before the device, or the size after it:
+  mkfs -t pagelog --size 4G IMAGE
+  mkfs -t pagelog IMAGE 4G";
 
 /// Make a pagelog filesystem.
 ///
@@ -32,191 +60,89 @@ where a bare SIZE counts 1 KiB blocks, as mkfs(8) does.";
 /// (pagelog's or another's) unless --force is given.
 #[derive(Parser, Debug)]
 #[command(name = "pagelog-mkfs", version, after_help = AFTER_HELP)]
-struct Args {
-    /// Image file (created if missing, sparse) or block device
-    image: PathBuf,
-    /// Size for mkfs(8) compatibility: 1 KiB blocks, or with a unit (K, M, G, T)
+pub struct Args {
+    /// Image file (created sparse, mode 0600, if missing) or block device
+    pub image: PathBuf,
+    /// Size for mkfs(8): a count of 1 KiB blocks, or with a unit (K, M, G, T)
     #[arg(value_name = "SIZE")]
-    blocks: Option<String>,
+    pub blocks: Option<String>,
     /// Size of the image, like 512M or 4G (default: the device's or file's size)
     #[arg(short = 's', long)]
-    size: Option<String>,
+    pub size: Option<String>,
     /// Segment size, a power of two from 64K to 256M (default 2M)
     #[arg(long, value_name = "SIZE")]
-    segment_size: Option<String>,
+    pub segment_size: Option<String>,
     /// Volume label (up to 64 bytes)
     #[arg(short = 'L', long)]
-    label: Option<String>,
+    pub label: Option<OsString>,
     /// UUID (default: random)
     #[arg(short = 'U', long)]
-    uuid: Option<String>,
-    /// Overwrite an existing filesystem or signature
+    pub uuid: Option<String>,
+    /// Overwrite an existing filesystem or signature (never one in use)
     #[arg(short = 'f', long, visible_short_alias = 'F')]
-    force: bool,
+    pub force: bool,
     /// Print nothing but errors
     #[arg(short = 'q', long)]
-    quiet: bool,
+    pub quiet: bool,
 }
 
-fn fail(msg: impl std::fmt::Display) -> ExitCode {
-    eprintln!("pagelog-mkfs: {msg}");
-    ExitCode::from(1)
-}
-
-/// What is at `path` now, for the overwrite check.
-fn existing_signature(path: &Path) -> std::io::Result<Option<&'static str>> {
-    let mut f = match OpenOptions::new().read(true).open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    let mut buf = Vec::with_capacity(signature::PROBE_BYTES);
-    f.by_ref()
-        .take(signature::PROBE_BYTES as u64)
-        .read_to_end(&mut buf)?;
-    Ok(signature::detect(&buf))
-}
-
-fn run(args: &Args) -> Result<String, String> {
-    let size = match (&args.size, &args.blocks) {
-        (Some(s), _) => Some(
-            parse_size(s, 1).ok_or_else(|| format!("--size {s}: not a size (like 512M or 4G)"))?,
-        ),
-        (None, Some(b)) => {
-            Some(parse_size(b, 1024).ok_or_else(|| format!("size {b}: not a size"))?)
-        }
-        (None, None) => None,
-    };
-    let pps = match &args.segment_size {
-        Some(s) => {
-            let bytes =
-                parse_size(s, 1).ok_or_else(|| format!("--segment-size {s}: not a size"))?;
-            u32::try_from(bytes / PAGE_SIZE as u64)
-                .map_err(|_| format!("--segment-size {s}: too large"))?
-        }
-        None => DEFAULT_SEGMENT_PAGES,
-    };
-    let uuid = match &args.uuid {
-        Some(u) => {
-            parse_uuid(u).ok_or_else(|| format!("--uuid {u}: not a UUID (32 hex digits)"))?
-        }
-        None => FormatOptions::default().uuid,
-    };
-    let label = args.label.clone().unwrap_or_default().into_bytes();
-    if label.len() > 64 {
-        return Err(format!("label of {} bytes is longer than 64", label.len()));
-    }
+/// Makes the filesystem and returns the summary line.
+fn run(args: &Args) -> Result<String> {
+    let req = Request::new(args)?;
     let path = &args.image;
+    let what = path.display().to_string();
+    let kind = Kind::of(path)?;
+    if kind == Kind::New && req.size.is_none() {
+        return Err(Error::Target(format!(
+            "{what} is a new file: give its size with --size (like 4G)"
+        )));
+    }
+    let target = Target::open(path, kind)?;
     if !args.force {
-        if let Some(sig) =
-            existing_signature(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?
-        {
-            return Err(format!(
-                "{} already holds a {sig} signature; use --force to overwrite it",
-                path.display()
-            ));
+        if let Some(sig) = target.signature()? {
+            return Err(Error::Occupied {
+                path: path.clone(),
+                sig,
+            });
         }
     }
-    let is_block = std::fs::metadata(path)
-        .map(|m| m.file_type().is_block_device())
-        .unwrap_or(false);
-    // O_EXCL on a block device fails while anything has it mounted; the
-    // handle is kept open until mkfs is done.
-    let exclusive = if is_block { libc::O_EXCL } else { 0 };
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(!is_block)
-        .truncate(false)
-        .custom_flags(exclusive)
-        .open(path)
-        .map_err(|e| match e.raw_os_error() {
-            Some(libc::EBUSY) => format!(
-                "{} is in use (mounted, or held by another program)",
-                path.display()
-            ),
-            _ => format!("cannot open {} for writing: {e}", path.display()),
-        })?;
-    if !is_block {
-        match size {
-            Some(s) => file
-                .set_len(s)
-                .map_err(|e| format!("cannot size {} to {s} bytes: {e}", path.display()))?,
-            None if file.metadata().map(|m| m.len()).unwrap_or(0) == 0 => {
-                return Err(format!(
-                    "{} is a new file: give its size with --size (like 4G)",
-                    path.display()
-                ));
-            }
-            None => {}
-        }
-    }
-    drop(file);
-    let dev = FileDevice::open(path, true).map_err(|e| match e.raw_os_error() {
-        Some(libc::EBUSY) => format!(
-            "{} is in use (mounted, or held by another program)",
-            path.display()
-        ),
-        _ => format!("cannot open {}: {e}", path.display()),
+    let device_bytes = if kind == Kind::New { 0 } else { target.len()? };
+    let pages = req.pages(device_bytes, target.is_block(), &what)?;
+    // Nothing has been written up to here.
+    let dev = target.prepare(req.size.as_ref().map(|s| s.bytes), pages)?;
+    let dev: Arc<dyn BlockDevice> = Arc::new(dev);
+    let sb = format(dev, &req.format).map_err(|source| Error::Format {
+        path: path.clone(),
+        source,
     })?;
-    dev.lock(true)
-        .map_err(|_| format!("{} is in use (mounted?)", path.display()))?;
-    let mut pages = dev.len_pages();
-    if let (true, Some(s)) = (is_block, size) {
-        if s / PAGE_SIZE as u64 > pages {
-            return Err(format!(
-                "{} holds {} bytes, less than the {s} asked",
-                path.display(),
-                pages * PAGE_SIZE as u64
-            ));
-        }
-        pages = s / PAGE_SIZE as u64;
-    }
-    let dev: Arc<dyn BlockDevice> = Arc::new(Limited { inner: dev, pages });
-    let opts = FormatOptions {
-        pages_per_segment: pps,
-        label,
-        uuid,
-        ..FormatOptions::default()
-    };
-    let sb = format(dev, &opts).map_err(|e| format!("{}: {e}", path.display()))?;
+    target.keep();
     let geo = sb.geometry;
-    let seg_bytes = u64::from(geo.pages_per_segment) * PAGE_SIZE as u64;
     Ok(format!(
-        "{}: pagelog filesystem of {} MiB: {} segments of {} KiB, label '{}', UUID {}",
-        path.display(),
-        (pages * PAGE_SIZE as u64) >> 20,
+        "{what}: pagelog filesystem of {}: {} segments of {}, label '{}', UUID {}",
+        show_size(pages * PAGE_SIZE as u64),
         geo.segment_count,
-        seg_bytes >> 10,
+        show_size(u64::from(geo.pages_per_segment) * PAGE_SIZE as u64),
         sb.label_text(),
         format_uuid(&sb.uuid)
     ))
 }
 
-/// A device seen through a size limit (mkfs on part of a block device).
-#[derive(Debug)]
-struct Limited {
-    inner: FileDevice,
-    pages: u64,
-}
-
-impl BlockDevice for Limited {
-    fn len_pages(&self) -> u64 {
-        self.pages.min(self.inner.len_pages())
+/// Prints a usage error (or --help, --version) and returns mkfs(8)'s exit
+/// status: 1 for failure, 0 for help.
+fn usage(e: &clap::Error) -> ExitCode {
+    if e.kind() == clap::error::ErrorKind::MissingRequiredArgument {
+        eprintln!("pagelog-mkfs: {NO_DEVICE}");
+        return ExitCode::from(1);
     }
-    fn read(&self, addr: pagelog_core::PageAddr, buf: &mut [u8]) -> std::io::Result<()> {
-        self.inner.read(addr, buf)
-    }
-    fn write(&self, addr: pagelog_core::PageAddr, buf: &[u8]) -> std::io::Result<()> {
-        self.inner.write(addr, buf)
-    }
-    fn flush(&self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
+    let _ = e.print();
+    ExitCode::from(if e.use_stderr() { 1 } else { 0 })
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = match Args::try_parse() {
+        Ok(a) => a,
+        Err(e) => return usage(&e),
+    };
     match run(&args) {
         Ok(summary) => {
             if !args.quiet {
@@ -224,6 +150,9 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Err(m) => fail(m),
+        Err(e) => {
+            eprintln!("pagelog-mkfs: {e}");
+            ExitCode::from(1)
+        }
     }
 }

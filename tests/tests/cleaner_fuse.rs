@@ -40,29 +40,47 @@ fn stat_u64(s: &BTreeMap<String, String>, key: &str) -> u64 {
         .expect("number")
 }
 
-/// Writes 4 MiB random files named `{tag}-N` until the filesystem is full;
-/// the file that did not fit is removed. Returns the bytes kept.
-fn fill(m: &Mount, tag: &str) -> u64 {
-    let mut n = 0;
-    loop {
-        let path = m.path(&format!("{tag}-{n}"));
-        let out = run(Command::new("dd")
-            .arg("if=/dev/urandom")
-            .arg(format!("of={}", path.display()))
-            .args(["bs=1M", "count=4", "iflag=fullblock", "conv=fsync"]));
-        if !out.status.success() {
-            let err = String::from_utf8_lossy(&out.stderr);
-            assert!(err.contains("No space left"), "dd failed: {err}");
-            let _ = fs::remove_file(&path);
-            return n * 4 * MIB;
-        }
-        n += 1;
-        assert!(n < 10_000, "never ran out of space");
-    }
-}
-
 fn checksums(m: &Mount) -> String {
     sh(&format!("cd '{}' && sha256sum * | sort", m.dir.display()))
+}
+
+/// Writes 64 KiB files named `{tag}-N` (each a commit now and then)
+/// until the filesystem is full; the file that did not fit is removed.
+/// Returns the files kept. Sixteen files share each 1 MiB: deleting every
+/// other one later leaves every segment half dead, so that taking the
+/// space again needs the cleaner.
+fn fill_small(m: &Mount, tag: &str) -> Vec<u64> {
+    use std::io::Write;
+    let mut kept = Vec::new();
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64 ^ tag.len() as u64;
+    for n in 0u64.. {
+        let data: Vec<u8> = (0..64 * 1024)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                seed as u8
+            })
+            .collect();
+        let path = m.path(&format!("{tag}-{n}"));
+        let r = fs::File::create(&path).and_then(|mut f| {
+            f.write_all(&data)?;
+            if n % 64 == 63 {
+                f.sync_all()?;
+            }
+            Ok(())
+        });
+        match r {
+            Ok(()) => kept.push(n),
+            Err(e) if e.kind() == std::io::ErrorKind::StorageFull => {
+                let _ = fs::remove_file(&path);
+                return kept;
+            }
+            Err(e) => panic!("write {}: {e}", path.display()),
+        }
+        assert!(n < 100_000, "never ran out of space");
+    }
+    unreachable!()
 }
 
 #[test]
@@ -75,25 +93,26 @@ fn filled_emptied_and_filled_again_with_honest_df() {
         total > 80 * MIB && avail + MIB >= total,
         "empty: total {total}, avail {avail}"
     );
-    let first = fill(&m, "a");
+    let first = fill_small(&m, "a");
+    let first_bytes = first.len() as u64 * 64 * 1024;
     assert!(
-        first + 8 * MIB >= avail,
-        "only {first} of {avail} bytes fit before ENOSPC"
+        first_bytes + 8 * MIB >= avail,
+        "only {first_bytes} of {avail} bytes fit before ENOSPC"
     );
     let (_, left) = df(&m);
     assert!(left < 8 * MIB, "ENOSPC with {left} bytes available");
     // Delete every other file: half of each segment dies.
     let mut deleted = 0;
-    for i in (0..first / (4 * MIB)).step_by(2) {
-        fs::remove_file(m.path(&format!("a-{i}"))).expect("rm");
-        deleted += 4 * MIB;
+    for n in first.iter().filter(|n| *n % 2 == 0) {
+        fs::remove_file(m.path(&format!("a-{n}"))).expect("rm");
+        deleted += 64 * 1024;
     }
     let (_, after_rm) = df(&m);
     assert!(
         after_rm + 4 * MIB >= left + deleted,
         "deleting {deleted} bytes made {after_rm} available (was {left})"
     );
-    let second = fill(&m, "b");
+    let second = fill_small(&m, "b").len() as u64 * 64 * 1024;
     assert!(
         second + 8 * MIB >= deleted,
         "deleted {deleted} bytes, could write only {second} again"

@@ -7,8 +7,10 @@ use crate::error::Result;
 use crate::layout::PAGE_SIZE;
 
 /// The cleaner's state as an administrator sees it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CleanerReport {
+    /// `read-write`, `read-only`, or `read-only after a write error: WHY`.
+    pub state: String,
     /// Segments in the filesystem.
     pub segments: u64,
     /// Segments the log can write now.
@@ -41,11 +43,12 @@ impl CleanerReport {
         let mib = |pages: u64| (pages * PAGE_SIZE as u64) >> 20;
         let s = &self.stats;
         format!(
-            "segments: {}\nfree_segments: {}\nlive_mib: {}\ncapacity_mib: {}\n\
+            "state: {}\nsegments: {}\nfree_segments: {}\nlive_mib: {}\ncapacity_mib: {}\n\
              user_written_mib: {}\ndevice_written_mib: {}\nwrite_cost: {:.2}\n\
              cleaner_passes: {}\ncleaner_foreground_passes: {}\n\
              cleaner_segments_cleaned: {}\ncleaner_pages_moved: {}\n\
              cleaner_segments_refused: {}\n",
+            self.state,
             self.segments,
             self.free_segments,
             mib(self.live_pages),
@@ -73,6 +76,7 @@ impl Filesystem {
     /// threshold, or below the stop threshold once started). Called while
     /// the filesystem is idle; returns whether it cleaned anything.
     pub fn clean_in_background(&mut self) -> Result<bool> {
+        self.degrade_if_failed()?;
         let o = self.store.cleaner_options;
         if self.store.read_only || !o.background {
             return Ok(false);
@@ -99,6 +103,7 @@ impl Filesystem {
             batch: o.batch,
             max_live_percent: o.max_live_percent,
             commit: true,
+            urgent: false,
         })?;
         if freed == 0 {
             self.cleaning = false;
@@ -110,7 +115,13 @@ impl Filesystem {
     /// The cleaner's state and counters.
     pub fn cleaner_report(&self) -> CleanerReport {
         let s = &self.store;
+        let state = match (self.degraded(), s.read_only) {
+            (Some(why), _) => format!("read-only after a write error: {why}"),
+            (None, true) => "read-only".to_string(),
+            (None, false) => "read-write".to_string(),
+        };
         CleanerReport {
+            state,
             segments: s.sb.geometry.segment_count,
             free_segments: s.sut.writable_segments(),
             live_pages: s.sut.live_pages,

@@ -8,6 +8,7 @@ use crate::ids::{Ino, PageAddr};
 use crate::inode::Timespec;
 use crate::layout::{zero_page, Page, PAGE_SIZE};
 use crate::perm::{Cred, S_ISGID, S_ISUID, S_IXGRP};
+use crate::room::{Demand, Tier};
 
 const PS: u64 = PAGE_SIZE as u64;
 
@@ -32,19 +33,21 @@ pub fn max_file_size() -> u64 {
 }
 
 impl Filesystem {
-    /// Makes room for `pages` more dirty pages: fails with `NoSpace` when
-    /// the live data would not fit, cleans when the log has too few free
-    /// segments to write them.
-    pub(crate) fn ensure_space(&mut self, pages: u64) -> Result<()> {
-        if pages > 0 && self.store.free_pages() < pages {
+    /// Makes room for an operation that takes space and adds `need` to
+    /// the next commit: fails with `NoSpace` when the live data would not
+    /// fit in what users may fill, or when the log cannot make room for
+    /// `need` with every reserve left (see `room.rs`), having changed
+    /// nothing.
+    pub(crate) fn ensure_space(&mut self, need: Demand) -> Result<()> {
+        if need.pages > 0 && self.store.free_pages() < need.pages {
             // Pages overwritten while dirty count twice until a commit
             // lets their old copies go.
             self.sync()?;
-            if self.store.free_pages() < pages {
+            if self.store.free_pages() < need.pages {
                 return Err(Error::NoSpace);
             }
         }
-        self.store.make_room(pages)
+        self.store.admit(need, Tier::Data)
     }
 
     /// Makes page `idx` dirty (reading its current contents unless the
@@ -92,7 +95,7 @@ impl Filesystem {
         let new_pages = (first..=last)
             .filter(|&i| !self.store.dirty.contains(ino, i))
             .count() as u64;
-        self.ensure_space(new_pages)?;
+        self.ensure_space(Demand::write(first, last, new_pages))?;
         for idx in first..=last {
             let lo = (idx * PS).max(offset);
             let hi = (idx * PS + PS).min(end);
@@ -244,7 +247,11 @@ impl Filesystem {
             }
             idx = h + 1;
         }
-        self.ensure_space(holes.len() as u64)?;
+        let need = match (holes.first(), holes.last()) {
+            (Some(&a), Some(&b)) => Demand::write(a, b, holes.len() as u64),
+            _ => Demand::default(),
+        };
+        self.ensure_space(need)?;
         let building = self.store.building();
         for &h in &holes {
             let s = &mut self.store;

@@ -34,6 +34,7 @@ use crate::inode::{
 use crate::layout::{NAME_MAX, PAGE_SIZE};
 use crate::perm::{Cred, S_ISGID, S_IXGRP};
 use crate::recovery;
+use crate::room::{Demand, Tier};
 use crate::store::{Stats, Store};
 
 /// Most hard links to one inode (and subdirectories of one directory).
@@ -225,6 +226,32 @@ impl Filesystem {
         Ok(fs)
     }
 
+    /// After a write to the device failed, what is in memory may be half
+    /// a commit: it is dropped, and the filesystem serves what the device
+    /// holds (its last commit), read-only, as ext4 does with
+    /// `errors=remount-ro`. The operation that met the failure got its
+    /// error (`NoSpace` when the device was full); every later one finds
+    /// the filesystem read-only. Called at the start of every operation.
+    pub(super) fn degrade_if_failed(&mut self) -> Result<()> {
+        let Some(why) = self.store.failure().map(str::to_string) else {
+            return Ok(());
+        };
+        let dev = self.dev();
+        let rec = recovery::recover(&*dev, false)?;
+        let mut store = Store::open(dev, rec, true);
+        store.cleaner_options = self.opts.cleaner;
+        store.degraded = Some(why);
+        self.store = store;
+        self.opts.read_only = true;
+        self.opens.clear();
+        Ok(())
+    }
+
+    /// Why the filesystem went read-only, if a write to the device failed.
+    pub fn degraded(&self) -> Option<&str> {
+        self.store.failure().or(self.store.degraded.as_deref())
+    }
+
     /// Writes everything back and marks the filesystem clean.
     pub fn unmount(mut self) -> Result<()> {
         if self.store.read_only {
@@ -238,6 +265,7 @@ impl Filesystem {
 
     /// Commits if anything changed (fsync, syncfs).
     pub fn sync(&mut self) -> Result<()> {
+        self.degrade_if_failed()?;
         if self.store.read_only {
             return Ok(());
         }
@@ -263,6 +291,7 @@ impl Filesystem {
     /// mode metadata only (data follows under memory pressure, on fsync, at
     /// unmount).
     pub fn periodic_commit(&mut self) -> Result<()> {
+        self.degrade_if_failed()?;
         if self.opts.journal != JournalMode::Writeback {
             return self.sync();
         }
@@ -347,7 +376,17 @@ impl Filesystem {
         self.store.dev.clone()
     }
 
-    fn writable(&self) -> Result<()> {
+    /// Checks, before a change to metadata, that the mount is writable and
+    /// that the next commit will still fit with the change in it, leaving
+    /// the cleaner's reserve (see `room.rs`): every operation that changes
+    /// anything starts here or in `ensure_space`.
+    fn writable(&mut self) -> Result<()> {
+        self.read_write()?;
+        self.store.admit(self.store.metadata_op(), Tier::Metadata)
+    }
+
+    /// Fails on a read-only mount.
+    fn read_write(&self) -> Result<()> {
         if self.store.read_only {
             Err(Error::ReadOnly)
         } else {
@@ -357,7 +396,7 @@ impl Filesystem {
 
     /// Does inode `ino` exist (and is it a user-visible inode)?
     fn exists(&mut self, ino: Ino) -> Result<bool> {
-        self.store.check_health()?;
+        self.degrade_if_failed()?;
         if ino == Ino::GRAVEYARD || ino.is_none() {
             return Ok(false);
         }
@@ -403,6 +442,9 @@ impl Filesystem {
 
     /// Space and inode counts.
     pub fn statfs(&mut self) -> StatFs {
+        if let Err(e) = self.degrade_if_failed() {
+            log::error!("cannot read the device back after a failed write: {e}");
+        }
         let total = self.store.capacity_pages();
         let free = self.store.free_pages().min(total);
         StatFs {
@@ -419,7 +461,10 @@ impl Filesystem {
 
     /// Makes a new inode for a child of `parent` (not yet linked).
     fn new_inode(&mut self, cred: &Cred, parent: Ino, mode: u32, rdev: u64) -> Result<Ino> {
-        self.ensure_space(2)?;
+        self.ensure_space(Demand {
+            pages: 2,
+            ..self.store.metadata_op()
+        })?;
         let p = self.inode(parent)?;
         let (p_mode, p_gid) = (p.mode, p.gid);
         let is_dir = mode & S_IFMT == S_IFDIR;
@@ -473,7 +518,25 @@ impl Filesystem {
                 self.lookups.remove(&ino);
             }
         }
-        self.reap(ino)
+        self.reap_orphan(ino)
+    }
+
+    /// Frees `ino` if it was unlinked while held and nothing holds it now.
+    /// Without room in the log for that change, it stays in the graveyard,
+    /// whose every inode a later unmount or mount frees: giving an inode
+    /// back must never be what fails.
+    fn reap_orphan(&mut self, ino: Ino) -> Result<()> {
+        if self.store.read_only || !self.exists(ino)? || self.held(ino) {
+            return Ok(());
+        }
+        match self.store.admit(self.store.metadata_op(), Tier::Metadata) {
+            Ok(()) => self.reap(ino),
+            Err(Error::NoSpace) => {
+                log::warn!("inode {ino} stays in the graveyard until the filesystem has room");
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
     }
 
     fn held(&self, ino: Ino) -> bool {
@@ -566,9 +629,7 @@ impl Filesystem {
             true
         })?;
         for ino in parked {
-            if !self.held(ino) {
-                self.reap(ino)?;
-            }
+            self.reap_orphan(ino)?;
         }
         Ok(())
     }

@@ -225,13 +225,15 @@ impl Filesystem {
         Ok(page[..n].to_vec())
     }
 
-    /// Adds the name `newname` in `newparent` for `ino`.
+    /// Adds the name `newname` in `newparent` for `ino` (under protected
+    /// hard links, only if [`perm::check_hardlink`] allows it).
     pub fn link(&mut self, cred: &Cred, ino: Ino, newparent: Ino, newname: &[u8]) -> Result<Attr> {
         let inode = self.inode(ino)?.clone();
         if inode.is_dir() {
             return Err(Error::Perm);
         }
         self.prepare_create(cred, newparent, newname)?;
+        perm::check_hardlink(&inode, cred)?;
         if inode.nlink == 0 {
             return Err(Error::NotFound);
         }

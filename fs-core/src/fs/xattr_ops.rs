@@ -1,6 +1,7 @@
 //! Extended attributes: user, trusted and security namespaces. POSIX ACL
 //! names are recognised but not supported yet (EOPNOTSUPP), so that tools
-//! fall back to the mode bits.
+//! fall back to the mode bits; names in other namespaces read as absent
+//! (ENODATA) and cannot be set (EOPNOTSUPP).
 
 use super::Filesystem;
 use crate::error::{Error, Result};
@@ -78,10 +79,15 @@ impl Filesystem {
         }
     }
 
-    /// The value of attribute `name`.
+    /// The value of attribute `name`. A name in a namespace pagelog does
+    /// not store is simply absent (ENODATA, as ext4 answers for a name it
+    /// does not have); only setting one is "not supported".
     pub fn getxattr(&mut self, cred: &Cred, ino: Ino, name: &[u8]) -> Result<Vec<u8>> {
-        let (ns, suffix) = Namespace::parse(name)?;
         let inode = self.inode(ino)?.clone();
+        let (ns, suffix) = match Namespace::parse(name) {
+            Err(Error::NotSupported) => return Err(Error::NoAttr),
+            parsed => parsed?,
+        };
         Self::xattr_allowed(&inode, cred, ns, false)?;
         self.xattrs(ino)?
             .get(ns, suffix)

@@ -1,5 +1,7 @@
 //! A device that fails the n-th write or flush with EIO (and every one
-//! after it, as a dead disk would), counting I/Os so tests can try every n.
+//! after it, as a dead disk would), or with ENOSPC (as the filesystem
+//! under a sparse image does once it is full), counting I/Os so tests can
+//! try every n.
 
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,6 +15,7 @@ pub struct FaultyDevice {
     inner: MemDevice,
     fail_at: AtomicU64,
     count: AtomicU64,
+    kind: io::ErrorKind,
 }
 
 impl FaultyDevice {
@@ -23,6 +26,16 @@ impl FaultyDevice {
             inner: MemDevice::from_bytes(image),
             fail_at: AtomicU64::new(fail_at),
             count: AtomicU64::new(0),
+            kind: io::ErrorKind::Other,
+        }
+    }
+
+    /// A device over `image` whose writes and flushes fail with "no space
+    /// left on device" from I/O number `fail_at` on.
+    pub fn full(image: &[u8], fail_at: u64) -> FaultyDevice {
+        FaultyDevice {
+            kind: io::ErrorKind::StorageFull,
+            ..FaultyDevice::new(image, fail_at)
         }
     }
 
@@ -44,7 +57,10 @@ impl FaultyDevice {
     fn tick(&self) -> io::Result<()> {
         let n = self.count.fetch_add(1, Ordering::SeqCst);
         if n >= self.fail_at.load(Ordering::SeqCst) {
-            Err(io::Error::other(format!("injected failure at I/O {n}")))
+            Err(io::Error::new(
+                self.kind,
+                format!("injected failure at I/O {n}"),
+            ))
         } else {
             Ok(())
         }

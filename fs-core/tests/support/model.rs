@@ -90,19 +90,23 @@ pub enum Op {
     Remount,
     CrashCut,
     /// A forced cleaning pass (greedy), with a commit or without one
-    /// (data moved now, the victims freed by the next commit).
+    /// (data moved now, the victims freed by the next commit), urgent
+    /// (moving data through the main log head) or not (through the
+    /// cleaner's own head).
     Clean {
         commit: bool,
+        urgent: bool,
     },
 }
 
 /// The cleaning pass `Op::Clean` stands for.
-pub fn clean_pass(commit: bool) -> pagelog_core::cleaner::Pass {
+pub fn clean_pass(commit: bool, urgent: bool) -> pagelog_core::cleaner::Pass {
     pagelog_core::cleaner::Pass {
         policy: pagelog_core::cleaner::Policy::Greedy,
         batch: 8,
         max_live_percent: 100,
         commit,
+        urgent,
     }
 }
 
@@ -125,7 +129,7 @@ pub fn op_strategy() -> impl Strategy<Value = Op> {
         1 => Just(Op::Sync),
         1 => Just(Op::Remount),
         1 => Just(Op::CrashCut),
-        1 => any::<bool>().prop_map(|commit| Op::Clean { commit }),
+        1 => (any::<bool>(), any::<bool>()).prop_map(|(commit, urgent)| Op::Clean { commit, urgent }),
     ]
 }
 
