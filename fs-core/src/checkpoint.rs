@@ -190,8 +190,18 @@ impl Checkpoint {
                 self.next_seq, self.record_seq
             ));
         }
-        below("head_segment", self.head_segment.0, segments, "the segment count")?;
-        below("next_segment", self.next_segment.0, segments, "the segment count")?;
+        below(
+            "head_segment",
+            self.head_segment.0,
+            segments,
+            "the segment count",
+        )?;
+        below(
+            "next_segment",
+            self.next_segment.0,
+            segments,
+            "the segment count",
+        )?;
         let start = geo.segment_start(self.head_segment).0;
         let end = start + u64::from(geo.pages_per_segment);
         if self.head.0 < start || self.head.0 > end {
@@ -231,10 +241,30 @@ impl Checkpoint {
             ));
         }
         let inodes = (w - 1).saturating_mul(PACK_SLOTS);
-        at_most("inode_count", self.inode_count, inodes, "16 per node id below nat_watermark")?;
-        at_most("live_pages", self.live_pages, area, "the pages of the segment area")?;
-        at_most("reserved_pages", self.reserved_pages, area, "the pages of the segment area")?;
-        at_most("empty_segments", self.empty_segments, segments, "the segment count")
+        at_most(
+            "inode_count",
+            self.inode_count,
+            inodes,
+            "16 per node id below nat_watermark",
+        )?;
+        at_most(
+            "live_pages",
+            self.live_pages,
+            area,
+            "the pages of the segment area",
+        )?;
+        at_most(
+            "reserved_pages",
+            self.reserved_pages,
+            area,
+            "the pages of the segment area",
+        )?;
+        at_most(
+            "empty_segments",
+            self.empty_segments,
+            segments,
+            "the segment count",
+        )
     }
 }
 
@@ -331,7 +361,8 @@ mod tests {
         cp.nat_root.depth = 0;
         cp.check_bounds(&geo, PageAddr(3)).expect("sample fits");
         let area = geo.segment_area_pages();
-        let cases: [(&str, fn(&mut Checkpoint, u64)); 12] = [
+        type Break = fn(&mut Checkpoint, u64);
+        let cases: [(&str, Break); 12] = [
             ("nat_watermark", |c, _| c.nat_watermark = Nid(1 << 32)),
             ("nat_watermark", |c, a| c.nat_watermark = Nid(a + 3)),
             ("nat_free_head", |c, _| c.nat_free_head = c.nat_watermark),

@@ -147,7 +147,9 @@ impl MetaTable {
     ) -> Result<Box<Page>> {
         if addr.0 < 2 || addr.0 >= dev.len_pages() {
             // A pointer read from disk: damage, not an I/O failure.
-            let msg = format!("level {level} index {index} is said to be at page {addr}, outside the device");
+            let msg = format!(
+                "level {level} index {index} is said to be at page {addr}, outside the device"
+            );
             return Err(Error::corrupt(self.what(), addr, msg));
         }
         let mut data = zero_page();
@@ -256,9 +258,10 @@ impl MetaTable {
         }
         let page_index = idx / FANOUT;
         self.load(dev, 0, page_index)?;
-        let page = self.pages.get_mut(&(0, page_index)).ok_or_else(|| {
-            Error::corrupt("table", PageAddr::NONE, "page vanished from cache")
-        })?;
+        let page = self
+            .pages
+            .get_mut(&(0, page_index))
+            .ok_or_else(|| Error::corrupt("table", PageAddr::NONE, "page vanished from cache"))?;
         let slot = PAGE_HEADER + (idx % FANOUT) as usize * ENTRY_SIZE;
         page.data[slot..slot + ENTRY_SIZE].copy_from_slice(entry);
         page.dirty = true;
@@ -559,9 +562,6 @@ mod tests {
         page[100] ^= 1;
         dev.write(root.addr, &page).expect("write");
         let mut t2 = MetaTable::new(TableId::SegmentUsage, root, 8);
-        assert!(matches!(
-            t2.get(&dev, 3),
-            Err(Error::Corrupt { .. })
-        ));
+        assert!(matches!(t2.get(&dev, 3), Err(Error::Corrupt { .. })));
     }
 }

@@ -249,7 +249,13 @@ mod tests {
         let dev = MemDevice::new(16);
         let limit = id_limit(&geo());
         assert_eq!(limit, Nid(16 * 16 + 2));
-        let mut nat = NodeTable::new(TableRoot::default(), Nid::NONE, Nid(limit.0 - 1), &geo(), 16);
+        let mut nat = NodeTable::new(
+            TableRoot::default(),
+            Nid::NONE,
+            Nid(limit.0 - 1),
+            &geo(),
+            16,
+        );
         assert_eq!(nat.alloc(&dev).expect("last id"), Nid(limit.0 - 1));
         assert!(matches!(nat.alloc(&dev), Err(Error::NoSpace)));
     }

@@ -96,7 +96,11 @@ fn named_checkpoint(dev: &dyn BlockDevice, sb: &Superblock) -> Result<Checkpoint
                 sb.generation,
                 sb.checkpoint_no,
                 cp.no,
-                if cp.fs_id == sb.hash_seed { "" } else { " of another filesystem" }
+                if cp.fs_id == sb.hash_seed {
+                    ""
+                } else {
+                    " of another filesystem"
+                }
             ),
         ));
     }
@@ -152,7 +156,10 @@ pub fn recover(dev: &dyn BlockDevice, writable: bool) -> Result<Recovery> {
     }
     // Both copies naming the same page (the usual case after a clean
     // unmount) failed the same way: that error says it all.
-    if failed.iter().all(|(sb, _)| sb.checkpoint_addr == newest.checkpoint_addr) {
+    if failed
+        .iter()
+        .all(|(sb, _)| sb.checkpoint_addr == newest.checkpoint_addr)
+    {
         failed.truncate(1);
         if let Some((_, e)) = failed.pop() {
             return Err(e);

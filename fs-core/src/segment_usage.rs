@@ -99,7 +99,10 @@ impl SegmentUsage {
         let u = Usage::decode(&self.table.get(dev, seg.0)?, seg)?;
         // A count read from disk bounds every later add and subtract.
         if u.live > self.geometry.pages_per_segment {
-            let msg = format!("segment {seg} counts {} live pages, more than it has", u.live);
+            let msg = format!(
+                "segment {seg} counts {} live pages, more than it has",
+                u.live
+            );
             return Err(Error::corrupt("segment usage table", PageAddr::NONE, msg));
         }
         Ok(u)

@@ -45,18 +45,23 @@ fn base() -> &'static (Vec<u8>, Vec<Expected>) {
         for (i, len) in [0usize, 100, 5000, 30_000, 70_000].into_iter().enumerate() {
             let name = format!("f{i}").into_bytes();
             let data: Vec<u8> = (0..len).map(|j| (j * 7 + i) as u8).collect();
-            let a = fs.mknod(&root, Ino::ROOT, &name, S_IFREG | 0o644, 0).expect("create");
+            let a = fs
+                .mknod(&root, Ino::ROOT, &name, S_IFREG | 0o644, 0)
+                .expect("create");
             fs.write(&root, a.ino, 0, &data).expect("write");
-            fs.setxattr(&root, a.ino, b"user.i", &[i as u8; 3], 0).expect("xattr");
+            fs.setxattr(&root, a.ino, b"user.i", &[i as u8; 3], 0)
+                .expect("xattr");
             files.push((name, data));
         }
         let d = fs.mkdir(&root, Ino::ROOT, b"d", 0o755).expect("mkdir").ino;
         for i in 0..BIG_DIR {
             let name = format!("entry-number-{i}");
-            fs.mknod(&root, d, name.as_bytes(), S_IFREG | 0o600, 0).expect("create");
+            fs.mknod(&root, d, name.as_bytes(), S_IFREG | 0o600, 0)
+                .expect("create");
         }
         fs.mkdir(&root, d, b"sub", 0o700).expect("mkdir");
-        fs.symlink(&root, Ino::ROOT, b"link", b"f1").expect("symlink");
+        fs.symlink(&root, Ino::ROOT, b"link", b"f1")
+            .expect("symlink");
         fs.unmount().expect("unmount");
         (dev.snapshot(), files)
     })
@@ -88,7 +93,11 @@ impl Rule {
     /// A hostile value of `width` bytes, chosen by `pick` among the large
     /// constants and values at the edge of the rule.
     fn value(&self, width: usize, pick: u64) -> u64 {
-        let mask = if width == 8 { u64::MAX } else { (1u64 << (8 * width)) - 1 };
+        let mask = if width == 8 {
+            u64::MAX
+        } else {
+            (1u64 << (8 * width)) - 1
+        };
         let mut candidates = vec![0, 1, 1 << 32, 1 << 62, u64::MAX, pick];
         match self {
             Rule::Not(c) => candidates.extend([c ^ 1, c.wrapping_add(1 + pick % 64)]),
@@ -101,7 +110,10 @@ impl Rule {
             .map(|v| v & mask)
             .filter(|&v| self.hostile(v))
             .collect();
-        assert!(!ok.is_empty(), "no hostile value of {width} bytes for {self:?}");
+        assert!(
+            !ok.is_empty(),
+            "no hostile value of {width} bytes for {self:?}"
+        );
         ok[(pick % ok.len() as u64) as usize]
     }
 }
@@ -116,7 +128,13 @@ struct Target {
     rule: Rule,
 }
 
-fn target(name: impl Into<String>, place: Place, offset: usize, width: usize, rule: Rule) -> Target {
+fn target(
+    name: impl Into<String>,
+    place: Place,
+    offset: usize,
+    width: usize,
+    rule: Rule,
+) -> Target {
     Target {
         name: name.into(),
         place,
@@ -143,26 +161,116 @@ fn checkpoint_targets(ed: &Editor, out: &mut Vec<Target>) {
     let max_used = *used_nids(ed).last().expect("nodes");
     let fields = [
         ("no", cp_off::CHECKPOINT_NO, 8, Rule::Not(cp.no.0)),
-        ("record_seq", cp_off::RECORD_SEQ, 8, Rule::Not(cp.record_seq)),
+        (
+            "record_seq",
+            cp_off::RECORD_SEQ,
+            8,
+            Rule::Not(cp.record_seq),
+        ),
         ("next_seq", cp_off::NEXT_SEQ, 8, Rule::Not(cp.next_seq)),
-        ("head", cp_off::HEAD, 8, Rule::OneOf(vec![0, seg - 1, seg + 33, area_end, u64::MAX])),
-        ("head_segment", cp_off::HEAD_SEGMENT, 8, Rule::AtLeast(geo.segment_count)),
-        ("next_segment", cp_off::NEXT_SEGMENT, 8, Rule::AtLeast(geo.segment_count)),
-        ("nat_root.addr", cp_off::NAT_ROOT, 8, Rule::Not(cp.nat_root.addr.0)),
-        ("nat_root.crc", cp_off::NAT_ROOT + 8, 4, Rule::Not(u64::from(cp.nat_root.crc))),
-        ("nat_root.depth", cp_off::NAT_ROOT + 12, 1, Rule::Not(u64::from(cp.nat_root.depth))),
-        ("sut_root.addr", cp_off::SUT_ROOT, 8, Rule::Not(cp.sut_root.addr.0)),
-        ("sut_root.crc", cp_off::SUT_ROOT + 8, 4, Rule::Not(u64::from(cp.sut_root.crc))),
-        ("sut_root.depth", cp_off::SUT_ROOT + 12, 1, Rule::Not(u64::from(cp.sut_root.depth))),
-        ("nat_free_head", cp_off::NAT_FREE_HEAD, 8, Rule::AtLeast(cp.nat_watermark.0)),
-        ("nat_watermark (out of range)", cp_off::NAT_WATERMARK, 8, Rule::OneOf(vec![0, 1, limit + 1, 1 << 32, 1 << 62, u64::MAX])),
-        ("nat_watermark (below a node in use)", cp_off::NAT_WATERMARK, 8, Rule::Within(2, max_used + 1)),
-        ("next_generation", cp_off::NEXT_GENERATION, 8, Rule::AtLeast((1 << 63) + 1)),
-        ("inode_count", cp_off::INODE_COUNT, 8, Rule::Not(cp.inode_count)),
-        ("live_pages", cp_off::LIVE_PAGES, 8, Rule::Not(cp.live_pages)),
-        ("empty_segments", cp_off::EMPTY_SEGMENTS, 8, Rule::Not(cp.empty_segments)),
+        (
+            "head",
+            cp_off::HEAD,
+            8,
+            Rule::OneOf(vec![0, seg - 1, seg + 33, area_end, u64::MAX]),
+        ),
+        (
+            "head_segment",
+            cp_off::HEAD_SEGMENT,
+            8,
+            Rule::AtLeast(geo.segment_count),
+        ),
+        (
+            "next_segment",
+            cp_off::NEXT_SEGMENT,
+            8,
+            Rule::AtLeast(geo.segment_count),
+        ),
+        (
+            "nat_root.addr",
+            cp_off::NAT_ROOT,
+            8,
+            Rule::Not(cp.nat_root.addr.0),
+        ),
+        (
+            "nat_root.crc",
+            cp_off::NAT_ROOT + 8,
+            4,
+            Rule::Not(u64::from(cp.nat_root.crc)),
+        ),
+        (
+            "nat_root.depth",
+            cp_off::NAT_ROOT + 12,
+            1,
+            Rule::Not(u64::from(cp.nat_root.depth)),
+        ),
+        (
+            "sut_root.addr",
+            cp_off::SUT_ROOT,
+            8,
+            Rule::Not(cp.sut_root.addr.0),
+        ),
+        (
+            "sut_root.crc",
+            cp_off::SUT_ROOT + 8,
+            4,
+            Rule::Not(u64::from(cp.sut_root.crc)),
+        ),
+        (
+            "sut_root.depth",
+            cp_off::SUT_ROOT + 12,
+            1,
+            Rule::Not(u64::from(cp.sut_root.depth)),
+        ),
+        (
+            "nat_free_head",
+            cp_off::NAT_FREE_HEAD,
+            8,
+            Rule::AtLeast(cp.nat_watermark.0),
+        ),
+        (
+            "nat_watermark (out of range)",
+            cp_off::NAT_WATERMARK,
+            8,
+            Rule::OneOf(vec![0, 1, limit + 1, 1 << 32, 1 << 62, u64::MAX]),
+        ),
+        (
+            "nat_watermark (below a node in use)",
+            cp_off::NAT_WATERMARK,
+            8,
+            Rule::Within(2, max_used + 1),
+        ),
+        (
+            "next_generation",
+            cp_off::NEXT_GENERATION,
+            8,
+            Rule::AtLeast((1 << 63) + 1),
+        ),
+        (
+            "inode_count",
+            cp_off::INODE_COUNT,
+            8,
+            Rule::Not(cp.inode_count),
+        ),
+        (
+            "live_pages",
+            cp_off::LIVE_PAGES,
+            8,
+            Rule::Not(cp.live_pages),
+        ),
+        (
+            "empty_segments",
+            cp_off::EMPTY_SEGMENTS,
+            8,
+            Rule::Not(cp.empty_segments),
+        ),
         ("previous", cp_off::PREVIOUS, 8, Rule::AtLeast(area_end)),
-        ("reserved_pages", cp_off::RESERVED_PAGES, 8, Rule::Not(cp.reserved_pages)),
+        (
+            "reserved_pages",
+            cp_off::RESERVED_PAGES,
+            8,
+            Rule::Not(cp.reserved_pages),
+        ),
         ("fs_id", cp_off::FS_ID, 8, Rule::Not(cp.fs_id)),
     ];
     for (name, off, width, rule) in fields {
@@ -185,17 +293,76 @@ fn superblock_targets(ed: &Editor, out: &mut Vec<Target>) {
         ("version", sb_off::VERSION, 4, Rule::Not(2)),
         ("page_size", sb_off::PAGE_SIZE, 4, Rule::Not(4096)),
         ("incompat", sb_off::INCOMPAT, 8, Rule::Not(0)),
-        ("pages_per_segment", sb_off::PAGES_PER_SEGMENT, 4, Rule::OneOf(vec![0, 8, 17, 48, 100, 1 << 17, 1 << 31, u64::from(u32::MAX)])),
-        ("segment_count (too few)", sb_off::SEGMENT_COUNT, 8, Rule::Within(0, 16)),
-        ("segment_count (too many)", sb_off::SEGMENT_COUNT, 8, Rule::AtLeast(fits + 1)),
-        ("first_segment_page (over the superblocks)", sb_off::FIRST_SEGMENT_PAGE, 8, Rule::Within(0, 2)),
-        ("first_segment_page (past the end)", sb_off::FIRST_SEGMENT_PAGE, 8, Rule::AtLeast(device_pages - geo.segment_area_pages() + 1)),
-        ("device_pages (too few)", sb_off::DEVICE_PAGES, 8, Rule::Within(0, end)),
-        ("device_pages (more than the device)", sb_off::DEVICE_PAGES, 8, Rule::AtLeast(ed.dev.len_pages() + 1)),
+        (
+            "pages_per_segment",
+            sb_off::PAGES_PER_SEGMENT,
+            4,
+            Rule::OneOf(vec![
+                0,
+                8,
+                17,
+                48,
+                100,
+                1 << 17,
+                1 << 31,
+                u64::from(u32::MAX),
+            ]),
+        ),
+        (
+            "segment_count (too few)",
+            sb_off::SEGMENT_COUNT,
+            8,
+            Rule::Within(0, 16),
+        ),
+        (
+            "segment_count (too many)",
+            sb_off::SEGMENT_COUNT,
+            8,
+            Rule::AtLeast(fits + 1),
+        ),
+        (
+            "first_segment_page (over the superblocks)",
+            sb_off::FIRST_SEGMENT_PAGE,
+            8,
+            Rule::Within(0, 2),
+        ),
+        (
+            "first_segment_page (past the end)",
+            sb_off::FIRST_SEGMENT_PAGE,
+            8,
+            Rule::AtLeast(device_pages - geo.segment_area_pages() + 1),
+        ),
+        (
+            "device_pages (too few)",
+            sb_off::DEVICE_PAGES,
+            8,
+            Rule::Within(0, end),
+        ),
+        (
+            "device_pages (more than the device)",
+            sb_off::DEVICE_PAGES,
+            8,
+            Rule::AtLeast(ed.dev.len_pages() + 1),
+        ),
         ("hash_seed", sb_off::HASH_SEED, 8, Rule::Not(ed.fs_id)),
-        ("generation", sb_off::GENERATION, 8, Rule::AtLeast((1 << 63) + 1)),
-        ("checkpoint_addr", sb_off::CHECKPOINT_ADDR, 8, Rule::Not(ed.cp_addr.0)),
-        ("checkpoint_no", sb_off::CHECKPOINT_NO, 8, Rule::Not(ed.cp.no.0)),
+        (
+            "generation",
+            sb_off::GENERATION,
+            8,
+            Rule::AtLeast((1 << 63) + 1),
+        ),
+        (
+            "checkpoint_addr",
+            sb_off::CHECKPOINT_ADDR,
+            8,
+            Rule::Not(ed.cp_addr.0),
+        ),
+        (
+            "checkpoint_no",
+            sb_off::CHECKPOINT_NO,
+            8,
+            Rule::Not(ed.cp.no.0),
+        ),
     ];
     for (name, off, width, rule) in fields {
         out.push(target(format!("superblock {name}"), s, off, width, rule));
@@ -207,15 +374,33 @@ fn table_targets(ed: &Editor, out: &mut Vec<Target>) {
     for nid in used_nids(ed) {
         let addr = ed.node_addr(nid).0;
         let stored = pagelog_core::codec::crc32(&node_page(ed, nid));
-        out.push(target(format!("node {nid} address"), Place::NatEntry(nid), 0, 8, Rule::Not(addr)));
-        out.push(target(format!("node {nid} checksum"), Place::NatEntry(nid), 8, 4, Rule::Not(u64::from(stored))));
+        out.push(target(
+            format!("node {nid} address"),
+            Place::NatEntry(nid),
+            0,
+            8,
+            Rule::Not(addr),
+        ));
+        out.push(target(
+            format!("node {nid} checksum"),
+            Place::NatEntry(nid),
+            8,
+            4,
+            Rule::Not(u64::from(stored)),
+        ));
     }
     let report = support::fsck(&ed.dev, Level::Full);
     assert_eq!(report.problems(), 0, "base image: {:?}", report.findings);
     for seg in 0..ed.geo.segment_count.min(12) {
         // The live count the table holds now is whatever a recount says.
         let live = live_of(ed, seg);
-        out.push(target(format!("segment {seg} live pages"), Place::SutEntry(seg), 0, 4, Rule::Not(live)));
+        out.push(target(
+            format!("segment {seg} live pages"),
+            Place::SutEntry(seg),
+            0,
+            4,
+            Rule::Not(live),
+        ));
     }
 }
 
@@ -228,11 +413,22 @@ fn live_of(ed: &Editor, seg: u64) -> u64 {
         0,
         0,
     );
-    u64::from(sut.get(&*dev, pagelog_core::ids::SegmentNo(seg)).expect("usage").live)
+    u64::from(
+        sut.get(&*dev, pagelog_core::ids::SegmentNo(seg))
+            .expect("usage")
+            .live,
+    )
 }
 
 /// Fields of the inodes in a pack: the ones every check can see.
-fn inode_targets(nid: u64, page: &[u8], pack: &pagelog_core::inode_pack::InodePack, w: u64, other: u64, out: &mut Vec<Target>) {
+fn inode_targets(
+    nid: u64,
+    page: &[u8],
+    pack: &pagelog_core::inode_pack::InodePack,
+    w: u64,
+    other: u64,
+    out: &mut Vec<Target>,
+) {
     let place = Place::Node(nid);
     // The first inodes of each pack: the others are alike.
     let used = pack.slots.iter().enumerate().take(SLOTS);
@@ -246,24 +442,66 @@ fn inode_targets(nid: u64, page: &[u8], pack: &pagelog_core::inode_pack::InodePa
             let ids = [w, w + 1, 1 << 32, 1 << 62, u64::MAX, other];
             Rule::OneOf(ids.into_iter().filter(|&n| n != now).collect())
         };
-        out.push(target(name("blocks"), place, base + ino_off::BLOCKS, 8, Rule::Not(inode.blocks)));
-        out.push(target(name("xattr_nid"), place, base + ino_off::XATTR_NID, 8, hostile_nid(inode.xattr_nid.0)));
+        out.push(target(
+            name("blocks"),
+            place,
+            base + ino_off::BLOCKS,
+            8,
+            Rule::Not(inode.blocks),
+        ));
+        out.push(target(
+            name("xattr_nid"),
+            place,
+            base + ino_off::XATTR_NID,
+            8,
+            hostile_nid(inode.xattr_nid.0),
+        ));
         if inode.is_dir() {
             let entries = u64_at(page, base + ino_off::DIR_ENTRIES);
-            out.push(target(name("dir_entries"), place, base + ino_off::DIR_ENTRIES, 8, Rule::Not(entries)));
-            out.push(target(name("dir_root"), place, base + ino_off::DIR_ROOT, 8, hostile_nid(inode.dir_root.0)));
+            out.push(target(
+                name("dir_entries"),
+                place,
+                base + ino_off::DIR_ENTRIES,
+                8,
+                Rule::Not(entries),
+            ));
+            out.push(target(
+                name("dir_root"),
+                place,
+                base + ino_off::DIR_ROOT,
+                8,
+                hostile_nid(inode.dir_root.0),
+            ));
             if ino > 2 {
-                out.push(target(name("parent"), place, base + ino_off::PARENT, 8, Rule::Not(inode.parent.0)));
+                out.push(target(
+                    name("parent"),
+                    place,
+                    base + ino_off::PARENT,
+                    8,
+                    Rule::Not(inode.parent.0),
+                ));
             }
         }
         if ino > 2 {
-            out.push(target(name("nlink"), place, base + ino_off::NLINK, 4, Rule::Not(u64::from(inode.nlink))));
+            out.push(target(
+                name("nlink"),
+                place,
+                base + ino_off::NLINK,
+                4,
+                Rule::Not(u64::from(inode.nlink)),
+            ));
         }
         if inode.mode & S_IFMT == S_IFREG {
             for slot in 0..4 {
                 let off = base + ino_off::MAP_NIDS + 8 * slot;
                 let now = inode.map_nids[slot].0;
-                out.push(target(name(&format!("map node {slot}")), place, off, 8, hostile_nid(now)));
+                out.push(target(
+                    name(&format!("map node {slot}")),
+                    place,
+                    off,
+                    8,
+                    hostile_nid(now),
+                ));
             }
         }
     }
@@ -279,44 +517,117 @@ fn node_targets(ed: &Editor, out: &mut Vec<Target>) {
         let place = Place::Node(nid);
         // A node of another kind, to point at where this one is expected.
         let other = *nids.iter().find(|&&n| n != nid).expect("two nodes");
-        out.push(target(format!("node {nid} header nid"), place, node::off::NID, 8, Rule::Not(nid)));
+        out.push(target(
+            format!("node {nid} header nid"),
+            place,
+            node::off::NID,
+            8,
+            Rule::Not(nid),
+        ));
         if !matches!(node.body, NodeBody::InodePack(_)) {
-            out.push(target(format!("node {nid} header inode"), place, node::off::INO, 8, Rule::Not(node.ino.0)));
+            out.push(target(
+                format!("node {nid} header inode"),
+                place,
+                node::off::INO,
+                8,
+                Rule::Not(node.ino.0),
+            ));
         }
-        let count = || u64::from(u16::from_le_bytes(page[dir_node::COUNT..dir_node::COUNT + 2].try_into().expect("2")));
+        let count = || {
+            u64::from(u16::from_le_bytes(
+                page[dir_node::COUNT..dir_node::COUNT + 2]
+                    .try_into()
+                    .expect("2"),
+            ))
+        };
         match &node.body {
             NodeBody::InodePack(p) => inode_targets(nid, &page, p, w, other, out),
             NodeBody::DirLeaf(l) => {
-                out.push(target(format!("leaf {nid} count"), place, dir_node::COUNT, 2, Rule::Not(count())));
+                out.push(target(
+                    format!("leaf {nid} count"),
+                    place,
+                    dir_node::COUNT,
+                    2,
+                    Rule::Not(count()),
+                ));
                 let mut pos = dir_node::ENTRIES;
                 for (i, e) in l.entries.iter().enumerate().take(8) {
                     let far = Rule::AtLeast(w * 16);
-                    out.push(target(format!("leaf {nid} entry {i} inode"), place, pos + 8, 8, far));
+                    out.push(target(
+                        format!("leaf {nid} entry {i} inode"),
+                        place,
+                        pos + 8,
+                        8,
+                        far,
+                    ));
                     pos += LEAF_ENTRY_FIXED + e.name.len();
                 }
             }
             NodeBody::DirInternal(int) => {
-                out.push(target(format!("interior {nid} count"), place, dir_node::COUNT, 2, Rule::Not(count())));
+                out.push(target(
+                    format!("interior {nid} count"),
+                    place,
+                    dir_node::COUNT,
+                    2,
+                    Rule::Not(count()),
+                ));
                 let kids: Vec<u64> = int.children.iter().map(|(_, c)| c.0).collect();
                 for i in 0..kids.len() {
                     let off = dir_node::ENTRIES + i * INTERNAL_ENTRY + 8;
-                    let mut set: Vec<u64> = kids.iter().copied().filter(|&k| k != kids[i]).collect();
+                    let mut set: Vec<u64> =
+                        kids.iter().copied().filter(|&k| k != kids[i]).collect();
                     set.extend([w, 1 << 62, u64::MAX, other]);
                     set.retain(|&k| k != kids[i]);
-                    out.push(target(format!("interior {nid} child {i}"), place, off, 8, Rule::OneOf(set)));
+                    out.push(target(
+                        format!("interior {nid} child {i}"),
+                        place,
+                        off,
+                        8,
+                        Rule::OneOf(set),
+                    ));
                 }
             }
             NodeBody::Direct(d) => {
                 let area_end = ed.geo.first_segment_page + ed.geo.segment_area_pages();
-                for (i, p) in d.ptrs.iter().enumerate().filter(|(_, p)| p.is_stored()).take(4) {
+                for (i, p) in d
+                    .ptrs
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, p)| p.is_stored())
+                    .take(4)
+                {
                     let off = node::HEADER_SIZE + 16 * i;
-                    let rule = Rule::OneOf(vec![1, ed.geo.first_segment_page - 1, area_end, 1 << 40, u64::MAX]);
-                    out.push(target(format!("direct {nid} pointer {i} address"), place, off, 8, rule));
-                    out.push(target(format!("direct {nid} pointer {i} checksum"), place, off + 8, 4, Rule::Not(u64::from(p.crc))));
+                    let rule = Rule::OneOf(vec![
+                        1,
+                        ed.geo.first_segment_page - 1,
+                        area_end,
+                        1 << 40,
+                        u64::MAX,
+                    ]);
+                    out.push(target(
+                        format!("direct {nid} pointer {i} address"),
+                        place,
+                        off,
+                        8,
+                        rule,
+                    ));
+                    out.push(target(
+                        format!("direct {nid} pointer {i} checksum"),
+                        place,
+                        off + 8,
+                        4,
+                        Rule::Not(u64::from(p.crc)),
+                    ));
                 }
             }
             NodeBody::Xattr(_) => {
-                out.push(target(format!("attributes {nid} count"), place, dir_node::COUNT, 2, Rule::Not(count())));
+                out.push(target(
+                    format!("attributes {nid} count"),
+                    place,
+                    dir_node::COUNT,
+                    2,
+                    Rule::Not(count()),
+                ));
             }
             NodeBody::Indirect(_) => {}
         }
@@ -341,7 +652,10 @@ fn targets() -> &'static Vec<Target> {
 fn clear_refusal(e: &Error) -> bool {
     matches!(
         e,
-        Error::Corrupt { .. } | Error::BadGeometry(_) | Error::NotPagelog(_) | Error::Unsupported(_)
+        Error::Corrupt { .. }
+            | Error::BadGeometry(_)
+            | Error::NotPagelog(_)
+            | Error::Unsupported(_)
     ) && !e.to_string().is_empty()
 }
 
@@ -349,9 +663,15 @@ fn clear_refusal(e: &Error) -> bool {
 fn exercise(fs: &mut Filesystem, files: &[Expected], writable: bool) -> Result<(), TestCaseError> {
     let root = Cred::root();
     for (name, data) in files {
-        let Ok(a) = fs.lookup(&root, Ino::ROOT, name) else { continue };
+        let Ok(a) = fs.lookup(&root, Ino::ROOT, name) else {
+            continue;
+        };
         if let Ok(got) = fs.read(a.ino, 0, data.len() as u32 + 1) {
-            prop_assert!(&got == data, "wrong bytes returned for {}", String::from_utf8_lossy(name));
+            prop_assert!(
+                &got == data,
+                "wrong bytes returned for {}",
+                String::from_utf8_lossy(name)
+            );
         }
         let _ = fs.getxattr(&root, a.ino, b"user.i");
         let _ = fs.getattr(a.ino);
@@ -455,13 +775,21 @@ fn the_checker_finds_every_target() {
         "direct",
         "attributes",
     ] {
-        assert!(all.iter().any(|t| t.name.contains(want)), "no target for {want}");
+        assert!(
+            all.iter().any(|t| t.name.contains(want)),
+            "no target for {want}"
+        );
     }
     let (image, _) = base();
     for t in all {
         let value = t.rule.value(t.width, 0x5EED);
         let mut ed = Editor::new(image);
-        ed.apply(Edit { place: t.place, offset: t.offset, width: t.width, value });
+        ed.apply(Edit {
+            place: t.place,
+            offset: t.offset,
+            width: t.width,
+            value,
+        });
         let report = support::fsck(&ed.dev, Level::VerifyData);
         assert!(
             report.problems() > 0,
@@ -472,7 +800,6 @@ fn the_checker_finds_every_target() {
     }
 }
 
-
 /// A crashed mount whose last two commits each added a file: the newer
 /// superblock copy names the checkpoint with `second`, the older the one
 /// with `first`. Returns the image and the editor on it.
@@ -481,7 +808,9 @@ fn two_commits_then_a_crash() -> Editor {
     let mut fs = support::mount(&dev);
     let root = Cred::root();
     for name in [&b"first"[..], b"second"] {
-        let a = fs.mknod(&root, Ino::ROOT, name, S_IFREG | 0o644, 0).expect("create");
+        let a = fs
+            .mknod(&root, Ino::ROOT, name, S_IFREG | 0o644, 0)
+            .expect("create");
         fs.write(&root, a.ino, 0, name).expect("write");
         fs.sync().expect("sync");
     }
@@ -492,7 +821,12 @@ fn two_commits_then_a_crash() -> Editor {
 /// The watermark of the newest checkpoint set to 2^32, every checksum
 /// (its own, its record's summary) right.
 fn poison_newest(ed: &mut Editor) {
-    let edit = Edit { place: Place::Checkpoint, offset: cp_off::NAT_WATERMARK, width: 8, value: 1 << 32 };
+    let edit = Edit {
+        place: Place::Checkpoint,
+        offset: cp_off::NAT_WATERMARK,
+        width: 8,
+        value: 1 << 32,
+    };
     ed.apply(edit);
 }
 
@@ -518,14 +852,31 @@ fn hostile_checkpoint_named_by_a_superblock_falls_back() {
     let rec = recover(&*ed.dev, false).expect("recovery falls back");
     assert_eq!(rec.checkpoint.no.0, newest.0 - 1);
     assert_eq!(rec.rejected.len(), 2, "{:?}", rec.rejected);
-    assert!(rec.rejected.iter().all(|r| r.contains("nat_watermark")), "{:?}", rec.rejected);
+    assert!(
+        rec.rejected.iter().all(|r| r.contains("nat_watermark")),
+        "{:?}",
+        rec.rejected
+    );
     let report = support::fsck(&ed.dev, Level::Full);
-    assert_eq!(report.worst(), Some(Severity::Error), "{:?}", report.findings);
-    assert!(report.findings.iter().any(|f| f.kind == pagelog_core::fsck::Kind::CheckpointDamaged && f.message.contains("nat_watermark")));
+    assert_eq!(
+        report.worst(),
+        Some(Severity::Error),
+        "{:?}",
+        report.findings
+    );
+    assert!(report
+        .findings
+        .iter()
+        .any(|f| f.kind == pagelog_core::fsck::Kind::CheckpointDamaged
+            && f.message.contains("nat_watermark")));
     let mut fs = support::mount(&ed.dev);
     assert_eq!(names(&mut fs), vec![b"first".to_vec()]);
     fs.unmount().expect("unmount");
-    assert_eq!(support::fsck(&ed.dev, Level::Full).problems(), 0, "the mount wrote a whole new state");
+    assert_eq!(
+        support::fsck(&ed.dev, Level::Full).problems(),
+        0,
+        "the mount wrote a whole new state"
+    );
 }
 
 /// Met only in the log (the superblock naming it is lost): the walk stops
@@ -537,11 +888,17 @@ fn hostile_checkpoint_in_the_log_ends_the_walk() {
     poison_newest(&mut ed);
     // Recovery used the older copy; copies alternate by generation.
     let older = recover(&*ed.dev, false).expect("recover").sb.generation % 2;
-    ed.dev.write(PageAddr(older ^ 1), &[0u8; 4096]).expect("lose the newer copy");
+    ed.dev
+        .write(PageAddr(older ^ 1), &[0u8; 4096])
+        .expect("lose the newer copy");
     let rec = recover(&*ed.dev, false).expect("recover");
     assert_eq!(rec.checkpoint.no.0, newest.0 - 1);
     assert_eq!(rec.rejected.len(), 1, "{:?}", rec.rejected);
-    assert!(rec.rejected[0].contains("nat_watermark") && rec.rejected[0].contains("stops"), "{:?}", rec.rejected);
+    assert!(
+        rec.rejected[0].contains("nat_watermark") && rec.rejected[0].contains("stops"),
+        "{:?}",
+        rec.rejected
+    );
     let report = support::fsck(&ed.dev, Level::Full);
     assert_eq!(report.problems(), 1, "{:?}", report.findings);
     let mut fs = support::mount(&ed.dev);

@@ -8,11 +8,11 @@ use std::sync::Arc;
 
 use pagelog_core::fsck::Level;
 use pagelog_core::label::set_label;
+use pagelog_core::layout::PAGE_SIZE;
 use pagelog_core::recovery::recover;
 use pagelog_core::superblock::LABEL_MAX;
-use pagelog_core::layout::PAGE_SIZE;
 use pagelog_core::testing::{CrashState, Event, RecordingDevice, SECTOR};
-use pagelog_core::{format, BlockDevice, Cred, Error, FormatOptions, Ino, MemDevice};
+use pagelog_core::{format, Cred, Error, FormatOptions, Ino, MemDevice};
 
 mod support;
 
@@ -64,7 +64,11 @@ fn check_state(image: &[u8], what: &str) {
         .unwrap_or_else(|e| panic!("{what}: {e}"));
     assert_eq!(fs.read(a.ino, 0, 100).expect("read"), b"contents");
     fs.unmount().expect("unmount");
-    assert_eq!(label_of(&dev.snapshot()), Ok(label), "{what}: after unmount");
+    assert_eq!(
+        label_of(&dev.snapshot()),
+        Ok(label),
+        "{what}: after unmount"
+    );
     assert_eq!(support::fsck(&dev, Level::Full).problems(), 0, "{what}");
 }
 
@@ -96,7 +100,10 @@ fn tear_all(dev: &RecordingDevice, events: &[Event], prefix: usize) -> usize {
                 image[base + at..base + at + SECTOR].copy_from_slice(&data[at..at + SECTOR]);
             }
         }
-        check_state(&image, &format!("prefix {prefix}, writes {in_flight:?} torn, combination {combo}"));
+        check_state(
+            &image,
+            &format!("prefix {prefix}, writes {in_flight:?} torn, combination {combo}"),
+        );
     }
     combos
 }
@@ -106,10 +113,7 @@ fn every_crash_state(clean: bool) -> usize {
     set_label(&dev, NEW).expect("set label");
     let events = dev.events();
     assert_eq!(
-        events
-            .iter()
-            .filter(|e| matches!(e, Event::Flush))
-            .count(),
+        events.iter().filter(|e| matches!(e, Event::Flush)).count(),
         2,
         "one flush after each copy"
     );

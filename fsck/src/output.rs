@@ -145,7 +145,10 @@ pub fn text(image: &Path, level: Level, r: &Report, quiet: bool, repair_asked: b
         return out;
     }
     if repair_asked && r.problems() > 0 {
-        let _ = writeln!(out, "note: repair is not available yet; nothing was changed");
+        let _ = writeln!(
+            out,
+            "note: repair is not available yet; nothing was changed"
+        );
     }
     if quiet {
         return out;

@@ -142,8 +142,16 @@ fn a_file_that_is_not_pagelog_is_said_so_plainly() {
     let cases = [
         ("zeros.img", vec![0u8; 1 << 20], "(no superblock magic)"),
         ("random.img", random, "(no superblock magic)"),
-        ("empty.img", Vec::new(), "(too small for the two 4 KiB superblock pages)"),
-        ("small.img", vec![1u8; 5000], "(too small for the two 4 KiB superblock pages)"),
+        (
+            "empty.img",
+            Vec::new(),
+            "(too small for the two 4 KiB superblock pages)",
+        ),
+        (
+            "small.img",
+            vec![1u8; 5000],
+            "(too small for the two 4 KiB superblock pages)",
+        ),
     ];
     for (name, bytes, why) in cases {
         let img = s.path(name);
@@ -234,12 +242,18 @@ fn a_damaged_table_page_is_a_finding_and_exit_four() {
             .any(|l| l.contains(named) && l.contains(&format!("page {leaf}"))),
         "{out}"
     );
-    assert!(out.contains("full check:") && out.contains("problems"), "{out}");
+    assert!(
+        out.contains("full check:") && out.contains("problems"),
+        "{out}"
+    );
     let (code, out, _) = fsck(&["--json", &img_s]);
     assert_eq!(code, 4);
     assert!(out.contains("\"verdict\": \"problems found\""), "{out}");
     let m = Mount::start(&img, &s.path("mnt"), "").expect("the image still mounts");
-    assert_eq!(fs::read(m.path("f0")).expect("read f0"), vec![0u8; 24 << 10]);
+    assert_eq!(
+        fs::read(m.path("f0")).expect("read f0"),
+        vec![0u8; 24 << 10]
+    );
     assert!(m.unmount().success());
 }
 

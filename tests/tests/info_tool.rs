@@ -43,13 +43,19 @@ fn label_and_uuid_are_shown_set_and_kept() {
     assert_eq!(field(&out, "Label"), "web");
     assert_eq!(field(&out, "UUID"), UUID);
     assert!(field(&out, "State").starts_with("clean"), "{out}");
-    assert!(field(&out, "Segment size").starts_with("2.0 MiB (512 pages)"), "{out}");
+    assert!(
+        field(&out, "Segment size").starts_with("2.0 MiB (512 pages)"),
+        "{out}"
+    );
     let v = json(&img_s);
     assert_eq!(v["label"], "web");
     assert_eq!(v["uuid"], UUID);
     assert_eq!(v["cleanly_unmounted"], true);
     assert_eq!(v["page_size"], 4096);
-    assert!(v["usage"]["capacity_pages"].as_u64().is_some_and(|c| c > 0), "{v}");
+    assert!(
+        v["usage"]["capacity_pages"].as_u64().is_some_and(|c| c > 0),
+        "{v}"
+    );
     assert_eq!(v["usage"]["inodes"], 2);
 
     let (code, out, err) = info(&[&img_s, "--set-label", "mail"]);

@@ -234,7 +234,10 @@ fn free_list(scan: &Scan, cp: &Checkpoint, findings: &mut Vec<Finding>) {
     let lost: u64 = scan
         .lost_nids
         .iter()
-        .map(|r| w.0.min(r.end).saturating_sub(Nid::FIRST_FREE.0.max(r.start)))
+        .map(|r| {
+            w.0.min(r.end)
+                .saturating_sub(Nid::FIRST_FREE.0.max(r.start))
+        })
         .sum();
     let ids = w.0.saturating_sub(Nid::FIRST_FREE.0).saturating_sub(lost);
     let used = scan.nat.range(Nid::FIRST_FREE..w).count() as u64;

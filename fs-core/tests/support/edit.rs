@@ -100,16 +100,12 @@ impl Editor {
                     self.dev.write(addr, &page).expect("write");
                 }
             }
-            Place::NatEntry(nid) => {
-                self.table_entry(TableId::NodeAddress, nid, &mut |e| {
-                    put(e, edit.offset, edit.width, edit.value)
-                })
-            }
-            Place::SutEntry(seg) => {
-                self.table_entry(TableId::SegmentUsage, seg, &mut |e| {
-                    put(e, edit.offset, edit.width, edit.value)
-                })
-            }
+            Place::NatEntry(nid) => self.table_entry(TableId::NodeAddress, nid, &mut |e| {
+                put(e, edit.offset, edit.width, edit.value)
+            }),
+            Place::SutEntry(seg) => self.table_entry(TableId::SegmentUsage, seg, &mut |e| {
+                put(e, edit.offset, edit.width, edit.value)
+            }),
             Place::Node(nid) => {
                 let addr = self.node_addr(nid);
                 let mut page = read(&self.dev, addr);

@@ -52,7 +52,10 @@ struct Args {
 
 fn mib(pages: u64) -> String {
     let bytes = pages * PAGE_SIZE as u64;
-    format!("{:.1} MiB ({pages} pages)", bytes as f64 / f64::from(1 << 20))
+    format!(
+        "{:.1} MiB ({pages} pages)",
+        bytes as f64 / f64::from(1 << 20)
+    )
 }
 
 /// A time on disk (ns since the epoch), in UTC.
@@ -78,7 +81,10 @@ fn text(image: &Path, info: &Info) -> String {
         ("Filesystem", image.display().to_string()),
         ("Label", sb.label_text()),
         ("UUID", sb.uuid_text()),
-        ("Format", format!("version {}", pagelog_core::layout::FORMAT_VERSION)),
+        (
+            "Format",
+            format!("version {}", pagelog_core::layout::FORMAT_VERSION),
+        ),
         (
             "Features",
             format!(
@@ -88,11 +94,21 @@ fn text(image: &Path, info: &Info) -> String {
         ),
         ("Page size", format!("{PAGE_SIZE} bytes")),
         ("Segment size", mib(u64::from(g.pages_per_segment))),
-        ("Segments", format!("{}, from page {}", g.segment_count, g.first_segment_page)),
+        (
+            "Segments",
+            format!("{}, from page {}", g.segment_count, g.first_segment_page),
+        ),
         ("Device size", mib(sb.device_pages)),
         ("Created", when(sb.created_ns)),
         ("State", state(info).to_string()),
-        ("Superblock", format!("generation {}, written {}", sb.generation, when(sb.written_ns))),
+        (
+            "Superblock",
+            format!(
+                "generation {}, written {}",
+                sb.generation,
+                when(sb.written_ns)
+            ),
+        ),
         (
             "Last checkpoint",
             format!(
@@ -235,7 +251,11 @@ fn relabel(image: &Path, label: &[u8]) -> Result<String, String> {
         _ => format!("cannot lock {}: {e}", image.display()),
     })?;
     let sb = set_label(&dev, label).map_err(|e| format!("{}: {e}", image.display()))?;
-    Ok(format!("{}: label set to \"{}\"\n", image.display(), sb.label_text()))
+    Ok(format!(
+        "{}: label set to \"{}\"\n",
+        image.display(),
+        sb.label_text()
+    ))
 }
 
 fn main() -> ExitCode {
