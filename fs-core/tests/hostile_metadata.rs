@@ -402,6 +402,15 @@ fn table_targets(ed: &Editor, out: &mut Vec<Target>) {
             Rule::Not(live),
         ));
     }
+    // An entry past the last segment (the table page holds 255).
+    let past = ed.geo.segment_count + 5;
+    out.push(target(
+        format!("segment {past} (past the last) live pages"),
+        Place::SutEntry(past),
+        0,
+        4,
+        Rule::AtLeast(1),
+    ));
 }
 
 fn live_of(ed: &Editor, seg: u64) -> u64 {

@@ -171,7 +171,7 @@ pub fn check(
     let live: Vec<SegmentNo> = scan
         .usage
         .iter()
-        .filter(|(_, u)| u.live > 0)
+        .filter(|(s, u)| u.live > 0 && s.0 < geo.segment_count)
         .map(|(s, _)| *s)
         .collect();
     let segs = summaries::Segments {

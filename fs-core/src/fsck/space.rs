@@ -186,6 +186,14 @@ pub fn check(
         }
         total += recorded;
     }
+    let past = SegmentNo(ledger.geo.segment_count);
+    for (&seg, u) in scan.usage.range(past..).filter(|(_, u)| u.live > 0) {
+        let msg = format!(
+            "usage table counts {} live pages past the last segment",
+            u.live
+        );
+        findings.push(Finding::new(Severity::Error, Kind::SegmentUsageWrong, msg).segment(seg));
+    }
     let counters = [
         ("live pages", cp.live_pages, total),
         ("empty segments", cp.empty_segments, empty),
