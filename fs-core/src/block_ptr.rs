@@ -81,12 +81,21 @@ impl BlockPtr {
 
     /// Decodes at `off`.
     pub fn decode(r: &Reader<'_>, off: usize) -> Result<BlockPtr> {
-        Ok(BlockPtr {
+        BlockPtr {
             addr: r.addr(off)?,
             crc: r.u32(off + 8)?,
             transform: TransformId(r.u16(off + 12)?),
             flags: r.u16(off + 14)?,
-        })
+        }
+        .checked(r)
+    }
+
+    /// Refuses an address no device has (readers add run lengths to it).
+    fn checked(self, r: &Reader<'_>) -> Result<BlockPtr> {
+        r.check(self.addr <= PageAddr::MAX, || {
+            format!("block pointer to page {}, past any device", self.addr)
+        })?;
+        Ok(self)
     }
 }
 
@@ -107,7 +116,10 @@ pub fn decode_array<C: FromIterator<BlockPtr>>(
         .map(BlockPtr::from_slot)
         .rposition(|p| !p.is_hole())
         .map_or(0, |p| p + 1);
-    Ok(slots[..used].iter().map(BlockPtr::from_slot).collect())
+    slots[..used]
+        .iter()
+        .map(|s| BlockPtr::from_slot(s).checked(r))
+        .collect()
 }
 
 impl BlockPtr {

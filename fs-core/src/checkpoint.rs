@@ -3,10 +3,17 @@
 //! counters. It is always the last page written by a commit.
 
 use crate::codec::{crc32_skipping, Reader, Writer};
-use crate::error::Result;
-use crate::ids::{CheckpointNo, Nid, PageAddr, SegmentNo};
-use crate::layout::{zero_page, Page};
-use crate::meta_table::TableRoot;
+use crate::error::{Error, Result};
+use crate::ids::{CheckpointNo, Nid, PageAddr, SegmentNo, PACK_SLOTS};
+use crate::layout::{zero_page, Geometry, Page};
+use crate::meta_table::{depth_for, TableRoot};
+use crate::node_table::id_limit;
+
+/// Largest value of a number that grows by one per event (checkpoint
+/// numbers, record sequence numbers, inode generations): at a billion
+/// events a second it takes 292 years to get there, and a reader that
+/// accepts nothing larger can add to any of them without overflow.
+pub const MAX_COUNTER: u64 = 1 << 63;
 
 /// "PGLOG-CP" in ASCII.
 pub const MAGIC: [u8; 8] = *b"PGLOG-CP";
@@ -153,6 +160,130 @@ impl Checkpoint {
     }
 }
 
+impl Checkpoint {
+    /// Checks every count and bound against the filesystem's geometry
+    /// before anything sizes a loop or an allocation by it: a valid
+    /// checksum proves the page is what was written, not that what was
+    /// written makes sense. The error names the first field that does not
+    /// fit. (`addr` is where the page was read, for the message.)
+    pub fn check_bounds(&self, geo: &Geometry, addr: PageAddr) -> Result<()> {
+        self.bounds(geo)
+            .map_err(|detail| Error::corrupt(format!("checkpoint {}", self.no), addr, detail))
+    }
+
+    fn bounds(&self, geo: &Geometry) -> std::result::Result<(), String> {
+        let area = geo.segment_area_pages();
+        let segments = geo.segment_count;
+        let limit = id_limit(geo).0;
+        let w = self.nat_watermark.0;
+        let counters = [
+            ("no", self.no.0),
+            ("next_seq", self.next_seq),
+            ("next_generation", self.next_generation),
+        ];
+        for (field, v) in counters {
+            at_most(field, v, MAX_COUNTER, "2^63")?;
+        }
+        if self.record_seq.checked_add(1) != Some(self.next_seq) {
+            return Err(format!(
+                "next_seq {} does not follow record_seq {}",
+                self.next_seq, self.record_seq
+            ));
+        }
+        below(
+            "head_segment",
+            self.head_segment.0,
+            segments,
+            "the segment count",
+        )?;
+        below(
+            "next_segment",
+            self.next_segment.0,
+            segments,
+            "the segment count",
+        )?;
+        let start = geo.segment_start(self.head_segment).0;
+        let end = start + u64::from(geo.pages_per_segment);
+        if self.head.0 < start || self.head.0 > end {
+            return Err(format!(
+                "head {} lies outside head_segment {} (pages {start} to {end})",
+                self.head, self.head_segment
+            ));
+        }
+        for (field, a) in [
+            ("nat_root", self.nat_root.addr),
+            ("sut_root", self.sut_root.addr),
+            ("previous", self.previous),
+        ] {
+            if !a.is_none() && !geo.contains(a) {
+                return Err(format!("{field} page {a} is outside the segment area"));
+            }
+        }
+        if w < Nid::FIRST_FREE.0 || w > limit {
+            return Err(format!(
+                "nat_watermark {w} is not between {} and {limit} (one node id per page of the segment area)",
+                Nid::FIRST_FREE.0
+            ));
+        }
+        below("nat_free_head", self.nat_free_head.0, w, "nat_watermark")?;
+        let need = depth_for(w);
+        if self.nat_root.depth != need {
+            return Err(format!(
+                "node address table depth {} does not match nat_watermark {w} (which needs depth {need})",
+                self.nat_root.depth
+            ));
+        }
+        let most = depth_for(segments);
+        if self.sut_root.depth > most {
+            return Err(format!(
+                "segment usage table depth {} is deeper than {segments} segments need ({most})",
+                self.sut_root.depth
+            ));
+        }
+        let inodes = (w - 1).saturating_mul(PACK_SLOTS);
+        at_most(
+            "inode_count",
+            self.inode_count,
+            inodes,
+            "16 per node id below nat_watermark",
+        )?;
+        at_most(
+            "live_pages",
+            self.live_pages,
+            area,
+            "the pages of the segment area",
+        )?;
+        at_most(
+            "reserved_pages",
+            self.reserved_pages,
+            area,
+            "the pages of the segment area",
+        )?;
+        at_most(
+            "empty_segments",
+            self.empty_segments,
+            segments,
+            "the segment count",
+        )
+    }
+}
+
+fn at_most(field: &str, v: u64, max: u64, what: &str) -> std::result::Result<(), String> {
+    if v <= max {
+        Ok(())
+    } else {
+        Err(format!("{field} {v} is over {what} ({max})"))
+    }
+}
+
+fn below(field: &str, v: u64, bound: u64, what: &str) -> std::result::Result<(), String> {
+    if v < bound {
+        Ok(())
+    } else {
+        Err(format!("{field} {v} is not below {what} ({bound})"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -217,6 +348,40 @@ mod tests {
         assert_eq!(&p[272..280], &700u64.to_le_bytes());
         assert_eq!(&p[280..288], &3u64.to_le_bytes());
         assert_eq!(&p[288..296], &0x5EEDu64.to_le_bytes());
+    }
+
+    #[test]
+    fn counts_out_of_the_geometry_are_refused_by_name() {
+        let geo = Geometry {
+            pages_per_segment: 512,
+            segment_count: 100,
+            first_segment_page: 256,
+        };
+        let mut cp = sample();
+        cp.nat_root.depth = 0;
+        cp.check_bounds(&geo, PageAddr(3)).expect("sample fits");
+        let area = geo.segment_area_pages();
+        type Break = fn(&mut Checkpoint, u64);
+        let cases: [(&str, Break); 12] = [
+            ("nat_watermark", |c, _| c.nat_watermark = Nid(1 << 32)),
+            ("nat_watermark", |c, a| c.nat_watermark = Nid(a + 3)),
+            ("nat_free_head", |c, _| c.nat_free_head = c.nat_watermark),
+            ("depth", |c, _| c.nat_root.depth = 1),
+            ("inode_count", |c, _| c.inode_count = 16 * 49 + 1),
+            ("live_pages", |c, a| c.live_pages = a + 1),
+            ("empty_segments", |c, _| c.empty_segments = 101),
+            ("reserved_pages", |c, _| c.reserved_pages = u64::MAX),
+            ("head_segment", |c, _| c.head_segment = SegmentNo(100)),
+            ("head", |c, _| c.head = PageAddr(256 + 512 * 2 + 1)),
+            ("next_seq", |c, _| c.next_seq = c.record_seq + 2),
+            ("no", |c, _| c.no = CheckpointNo(u64::MAX)),
+        ];
+        for (field, f) in cases {
+            let mut bad = cp.clone();
+            f(&mut bad, area);
+            let err = bad.check_bounds(&geo, PageAddr(3)).expect_err(field);
+            assert!(err.to_string().contains(field), "{field}: {err}");
+        }
     }
 
     #[test]

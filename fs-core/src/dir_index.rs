@@ -6,6 +6,8 @@
 //! leaf, and separators between nodes are bases, so a lookup reads one leaf.
 //! Keys double as readdir offsets: they never move while the entry exists.
 
+use rustc_hash::FxHashSet;
+
 use crate::device::BlockDevice;
 use crate::dir_node::{DirEntry, DirInternal, DirLeaf, Name, MAX_CHILDREN, SPACE};
 use crate::error::{Error, Result};
@@ -387,7 +389,19 @@ pub fn for_each_after(
     if root.is_none() {
         return Ok(());
     }
-    visit(cache, dev, root, after, 0, f).map(|_| ())
+    let mut seen = FxHashSet::default();
+    visit(cache, dev, root, after, 0, &mut seen, f).map(|_| ())
+}
+
+/// Fails on a node reached a second time: an index is a tree, and one
+/// whose interior nodes share children (a damaged one) would otherwise
+/// be walked once per path, exponentially in its depth.
+fn first_visit(seen: &mut FxHashSet<Nid>, nid: Nid) -> Result<()> {
+    if seen.insert(nid) {
+        Ok(())
+    } else {
+        Err(bad(nid, "node reached twice (the index is not a tree)"))
+    }
 }
 
 /// Returns false once `f` asked to stop.
@@ -397,11 +411,13 @@ fn visit(
     nid: Nid,
     after: u64,
     depth: u8,
+    seen: &mut FxHashSet<Nid>,
     f: &mut dyn FnMut(&DirEntry) -> bool,
 ) -> Result<bool> {
     if depth > MAX_LEVEL {
         return Err(bad(nid, "index deeper than possible (a cycle?)"));
     }
+    first_visit(seen, nid)?;
     let children = match &cache.get(dev, nid)?.body {
         NodeBody::DirLeaf(l) => {
             for e in l.entries.iter().filter(|e| e.key > after) {
@@ -421,7 +437,7 @@ fn visit(
         _ => return Err(bad(nid, "not a directory index node")),
     };
     for c in children {
-        if !visit(cache, dev, c, after, depth + 1, f)? {
+        if !visit(cache, dev, c, after, depth + 1, seen, f)? {
             return Ok(false);
         }
     }
@@ -436,10 +452,12 @@ pub fn nodes(cache: &mut NodeCache, dev: &dyn BlockDevice, dir: Ino) -> Result<V
         return Ok(out);
     }
     let mut stack = vec![(root, 0u8)];
+    let mut seen = FxHashSet::default();
     while let Some((nid, depth)) = stack.pop() {
         if depth > MAX_LEVEL {
             return Err(bad(nid, "index deeper than possible (a cycle?)"));
         }
+        first_visit(&mut seen, nid)?;
         out.push(nid);
         if let NodeBody::DirInternal(int) = &cache.get(dev, nid)?.body {
             stack.extend(int.children.iter().map(|(_, c)| (*c, depth + 1)));

@@ -28,7 +28,7 @@ pub enum Error {
         detail: String,
     },
     /// The device holds no pagelog filesystem.
-    #[error("not a pagelog filesystem: {0}")]
+    #[error("not a pagelog filesystem ({0})")]
     NotPagelog(String),
     /// The image needs features this build does not know.
     #[error("image needs features this build does not support: {0}")]

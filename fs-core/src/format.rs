@@ -161,6 +161,7 @@ pub fn format(dev: Arc<dyn BlockDevice>, opts: &FormatOptions) -> Result<Superbl
         records_walked: 0,
         pages_walked: 0,
         notes: Vec::new(),
+        rejected: Vec::new(),
     };
     let mut store = Store::open(dev.clone(), rec, false);
     store.sut.set_active(SegmentNo(0), true);

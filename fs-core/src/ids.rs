@@ -47,6 +47,9 @@ id_type!(
 impl PageAddr {
     /// The "no page" address (page 0 holds a superblock, never data).
     pub const NONE: PageAddr = PageAddr(0);
+    /// Pages are counted in 64-bit byte offsets: no address read from
+    /// disk is above this, so arithmetic on one near it cannot overflow.
+    pub const MAX: PageAddr = PageAddr(u64::MAX / crate::layout::PAGE_SIZE as u64);
 
     /// True when this is the "no page" address.
     pub fn is_none(self) -> bool {

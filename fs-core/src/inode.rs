@@ -267,9 +267,18 @@ impl Inode {
         r.check(inode.size < (1u64 << 63), || {
             format!("size {} out of range", inode.size)
         })?;
+        // No file holds more pages than its map reaches (a directory's
+        // index, counted here too, holds far fewer): a bound that makes
+        // every later count and multiple of it safe.
+        r.check(inode.blocks <= crate::file_map::max_pages(), || {
+            format!("blocks {} is more than a file map reaches", inode.blocks)
+        })?;
         if inode.is_dir() {
             inode.dir_root = Nid(r.u64(off::DIR_ROOT)?);
             inode.dir_entries = r.u64(off::DIR_ENTRIES)?;
+            r.check(inode.dir_entries <= crate::checkpoint::MAX_COUNTER, || {
+                format!("dir_entries {} out of range", inode.dir_entries)
+            })?;
         } else if inode.has_inline() {
             let n = usize::from(r.u16(off::INLINE_LEN)?);
             r.check(n <= INLINE_MAX, || {

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use crate::codec::{crc32, Reader, Writer};
 use crate::device::BlockDevice;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::ids::PageAddr;
 use crate::layout::{zero_page, Page, PAGE_SIZE};
 use crate::segment_summary::{Entry, PageKind};
@@ -96,6 +96,16 @@ fn capacity(depth: u8) -> u64 {
     FANOUT.saturating_pow(u32::from(depth) + 1)
 }
 
+/// The depth a table holding entries `0..entries` has: the smallest whose
+/// leaves reach that far. (A table grows only when an entry past its
+/// reach is set, so a table's depth is exactly this for the largest entry
+/// it ever held.)
+pub fn depth_for(entries: u64) -> u8 {
+    (0..MAX_DEPTH)
+        .find(|&d| capacity(d) >= entries)
+        .unwrap_or(MAX_DEPTH)
+}
+
 impl MetaTable {
     /// A table starting at `root`, caching at most `max_clean` clean pages.
     pub fn new(id: TableId, root: TableRoot, max_clean: usize) -> MetaTable {
@@ -135,6 +145,13 @@ impl MetaTable {
         level: u8,
         index: u64,
     ) -> Result<Box<Page>> {
+        if addr.0 < 2 || addr.0 >= dev.len_pages() {
+            // A pointer read from disk: damage, not an I/O failure.
+            let msg = format!(
+                "level {level} index {index} is said to be at page {addr}, outside the device"
+            );
+            return Err(Error::corrupt(self.what(), addr, msg));
+        }
         let mut data = zero_page();
         dev.read(addr, &mut data[..])?;
         let r = Reader::new(&data[..], self.what(), addr);
@@ -167,7 +184,7 @@ impl MetaTable {
         }
         let (addr, crc) = if level == self.depth {
             if index != 0 {
-                return Err(crate::error::Error::corrupt(
+                return Err(Error::corrupt(
                     self.what(),
                     PageAddr(0),
                     "root index out of range",
@@ -241,9 +258,10 @@ impl MetaTable {
         }
         let page_index = idx / FANOUT;
         self.load(dev, 0, page_index)?;
-        let page = self.pages.get_mut(&(0, page_index)).ok_or_else(|| {
-            crate::error::Error::corrupt("table", PageAddr::NONE, "page vanished from cache")
-        })?;
+        let page = self
+            .pages
+            .get_mut(&(0, page_index))
+            .ok_or_else(|| Error::corrupt("table", PageAddr::NONE, "page vanished from cache"))?;
         let slot = PAGE_HEADER + (idx % FANOUT) as usize * ENTRY_SIZE;
         page.data[slot..slot + ENTRY_SIZE].copy_from_slice(entry);
         page.dirty = true;
@@ -253,7 +271,7 @@ impl MetaTable {
     /// Adds a level on top: the old root becomes child 0 of a new root.
     fn grow(&mut self, dev: &dyn BlockDevice) -> Result<()> {
         if self.depth >= MAX_DEPTH {
-            return Err(crate::error::Error::NoSpace);
+            return Err(Error::NoSpace);
         }
         // The old root becomes child 0. It is marked dirty so that the write
         // fills the new root's slot with its (possibly unchanged) address and
@@ -363,7 +381,7 @@ impl MetaTable {
             .collect();
         keys.sort_unstable();
         if keys.len() != addrs.len() {
-            return Err(crate::error::Error::corrupt(
+            return Err(Error::corrupt(
                 self.what(),
                 PageAddr::NONE,
                 format!("{} dirty pages but {} addresses", keys.len(), addrs.len()),
@@ -373,7 +391,7 @@ impl MetaTable {
             let page = self
                 .pages
                 .get_mut(key)
-                .ok_or_else(|| crate::error::Error::corrupt("table", addr, "page vanished"))?;
+                .ok_or_else(|| Error::corrupt("table", addr, "page vanished"))?;
             let crc = crc32(&page.data[..]);
             let mut entry = Entry::raw(
                 PageKind::Table,
@@ -395,7 +413,7 @@ impl MetaTable {
                 let parent_key = (key.0 + 1, key.1 / FANOUT);
                 let slot = PAGE_HEADER + (key.1 % FANOUT) as usize * ENTRY_SIZE;
                 let parent = self.pages.get_mut(&parent_key).ok_or_else(|| {
-                    crate::error::Error::corrupt("table", addr, "parent of a dirty page not loaded")
+                    Error::corrupt("table", addr, "parent of a dirty page not loaded")
                 })?;
                 let mut w = Writer::new(&mut parent.data[..]);
                 w.addr(slot, addr);
@@ -406,35 +424,37 @@ impl MetaTable {
     }
 
     /// Every page address of the tree as of the root, for checkers: calls
-    /// `visit(level, index, addr)` for each stored page.
+    /// `visit(level, index, addr, page)` for each stored page, and
+    /// `damaged(level, index, addr, error)` for each page that cannot be
+    /// read or fails its checks (whose subtree is then not walked: the
+    /// rest of the table still is).
     pub fn walk(
         &self,
         dev: &dyn BlockDevice,
         visit: &mut dyn FnMut(u8, u64, PageAddr, &Page) -> Result<()>,
+        damaged: &mut dyn FnMut(u8, u64, PageAddr, Error),
     ) -> Result<()> {
         if self.root.addr.is_none() {
             return Ok(());
         }
-        self.walk_page(
-            dev,
-            self.root.depth,
-            0,
-            self.root.addr,
-            self.root.crc,
-            visit,
-        )
+        let root = (self.root.depth, 0, self.root.addr, self.root.crc);
+        self.walk_page(dev, root, visit, damaged)
     }
 
     fn walk_page(
         &self,
         dev: &dyn BlockDevice,
-        level: u8,
-        index: u64,
-        addr: PageAddr,
-        crc: u32,
+        (level, index, addr, crc): (u8, u64, PageAddr, u32),
         visit: &mut dyn FnMut(u8, u64, PageAddr, &Page) -> Result<()>,
+        damaged: &mut dyn FnMut(u8, u64, PageAddr, Error),
     ) -> Result<()> {
-        let data = self.read_page(dev, addr, crc, level, index)?;
+        let data = match self.read_page(dev, addr, crc, level, index) {
+            Ok(d) => d,
+            Err(e) => {
+                damaged(level, index, addr, e);
+                return Ok(());
+            }
+        };
         visit(level, index, addr, &data)?;
         if level == 0 {
             return Ok(());
@@ -444,11 +464,17 @@ impl MetaTable {
             let off = PAGE_HEADER + slot as usize * ENTRY_SIZE;
             let child = r.addr(off)?;
             if !child.is_none() {
-                let child_index = index * FANOUT + slot;
-                self.walk_page(dev, level - 1, child_index, child, r.u32(off + 8)?, visit)?;
+                let at = (level - 1, index * FANOUT + slot, child, r.u32(off + 8)?);
+                self.walk_page(dev, at, visit, damaged)?;
             }
         }
         Ok(())
+    }
+
+    /// The entries a page at (`level`, `index`) covers.
+    pub fn entries_under(level: u8, index: u64) -> std::ops::Range<u64> {
+        let span = capacity(level);
+        index.saturating_mul(span)..index.saturating_add(1).saturating_mul(span)
     }
 }
 
@@ -511,10 +537,14 @@ mod tests {
         );
         let mut seen = 0;
         third
-            .walk(&dev, &mut |_, _, _, _| {
-                seen += 1;
-                Ok(())
-            })
+            .walk(
+                &dev,
+                &mut |_, _, _, _| {
+                    seen += 1;
+                    Ok(())
+                },
+                &mut |_, _, a, e| panic!("page {a} damaged: {e}"),
+            )
             .expect("walk");
         assert!(seen >= 5);
     }
@@ -532,9 +562,6 @@ mod tests {
         page[100] ^= 1;
         dev.write(root.addr, &page).expect("write");
         let mut t2 = MetaTable::new(TableId::SegmentUsage, root, 8);
-        assert!(matches!(
-            t2.get(&dev, 3),
-            Err(crate::error::Error::Corrupt { .. })
-        ));
+        assert!(matches!(t2.get(&dev, 3), Err(Error::Corrupt { .. })));
     }
 }

@@ -9,7 +9,17 @@ use crate::codec::{Reader, Writer};
 use crate::device::BlockDevice;
 use crate::error::{Error, Result};
 use crate::ids::{Nid, PageAddr};
+use crate::layout::Geometry;
 use crate::meta_table::{MetaTable, RawEntry, TableId, TableRoot, ENTRY_SIZE};
+
+/// One past the largest node id a filesystem of `geo` can use. Every node
+/// in use takes a page of the segment area when it is committed, and a
+/// freed id is reused before a new one is taken, so the ids ever handed
+/// out never outnumber those pages: the allocator refuses to pass this,
+/// and a checkpoint whose watermark does is corrupt.
+pub fn id_limit(geo: &Geometry) -> Nid {
+    Nid(geo.segment_area_pages().saturating_add(Nid::FIRST_FREE.0))
+}
 
 /// Where a node is stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,15 +77,27 @@ pub struct NodeTable {
     pub free_head: Nid,
     /// Node ids at or above this were never used.
     pub watermark: Nid,
+    /// Where the segments are: every node lies inside them.
+    geo: Geometry,
+    /// The watermark never passes this ([`id_limit`]).
+    limit: Nid,
 }
 
 impl NodeTable {
-    /// Opens the table at `root`.
-    pub fn new(root: TableRoot, free_head: Nid, watermark: Nid, cache_pages: usize) -> NodeTable {
+    /// Opens the table at `root`, for a filesystem of `geo`.
+    pub fn new(
+        root: TableRoot,
+        free_head: Nid,
+        watermark: Nid,
+        geo: &Geometry,
+        cache_pages: usize,
+    ) -> NodeTable {
         NodeTable {
             table: MetaTable::new(TableId::NodeAddress, root, cache_pages),
             free_head,
             watermark,
+            geo: *geo,
+            limit: id_limit(geo),
         }
     }
 
@@ -95,6 +117,11 @@ impl NodeTable {
             return Ok(None);
         }
         match decode(&self.table.get(dev, nid.0)?, nid)? {
+            Slot::Used(e) if !self.geo.contains(e.addr) => Err(Error::corrupt(
+                format!("node {nid}"),
+                e.addr,
+                "the node address table puts it outside the segment area",
+            )),
             Slot::Used(e) => Ok(Some(e)),
             Slot::Free(_) => Ok(None),
         }
@@ -108,9 +135,7 @@ impl NodeTable {
     /// Takes a free node id.
     pub fn alloc(&mut self, dev: &dyn BlockDevice) -> Result<Nid> {
         if self.free_head.is_none() {
-            let nid = self.watermark;
-            self.watermark = Nid(nid.0 + 1);
-            return Ok(nid);
+            return self.raise_watermark(dev);
         }
         let nid = self.free_head;
         match decode(&self.table.get(dev, nid.0)?, nid)? {
@@ -124,6 +149,25 @@ impl NodeTable {
                 format!("free list names node {nid}, which is in use"),
             )),
         }
+    }
+
+    /// Takes the id at the watermark: ids are never more than pages, and
+    /// an id never used has an all-zero entry (one that is not means the
+    /// watermark is wrong, and handing the id out would overwrite a node).
+    fn raise_watermark(&mut self, dev: &dyn BlockDevice) -> Result<Nid> {
+        let nid = self.watermark;
+        if nid >= self.limit {
+            return Err(Error::NoSpace);
+        }
+        if self.table.get(dev, nid.0)? != [0; ENTRY_SIZE] {
+            return Err(Error::corrupt(
+                "node address table",
+                PageAddr::NONE,
+                format!("node id {nid}, at the watermark, is already in use or listed free"),
+            ));
+        }
+        self.watermark = Nid(nid.0 + 1);
+        Ok(nid)
     }
 
     /// Returns `nid` to the free list. Its old page is dead from now on.
@@ -144,6 +188,14 @@ mod tests {
     use super::*;
     use crate::device::MemDevice;
 
+    fn geo() -> Geometry {
+        Geometry {
+            pages_per_segment: 16,
+            segment_count: 16,
+            first_segment_page: 2,
+        }
+    }
+
     #[test]
     fn entry_codec() {
         let e = NatEntry {
@@ -162,7 +214,7 @@ mod tests {
     #[test]
     fn alloc_reuses_released_ids_last_in_first_out() {
         let dev = MemDevice::new(16);
-        let mut nat = NodeTable::new(TableRoot::default(), Nid::NONE, Nid::FIRST_FREE, 16);
+        let mut nat = NodeTable::new(TableRoot::default(), Nid::NONE, Nid::FIRST_FREE, &geo(), 16);
         let a = nat.alloc(&dev).expect("a");
         let b = nat.alloc(&dev).expect("b");
         assert_eq!((a, b), (Nid(2), Nid(3)));
@@ -193,9 +245,38 @@ mod tests {
     }
 
     #[test]
+    fn ids_never_outnumber_the_pages_of_the_segment_area() {
+        let dev = MemDevice::new(16);
+        let limit = id_limit(&geo());
+        assert_eq!(limit, Nid(16 * 16 + 2));
+        let mut nat = NodeTable::new(
+            TableRoot::default(),
+            Nid::NONE,
+            Nid(limit.0 - 1),
+            &geo(),
+            16,
+        );
+        assert_eq!(nat.alloc(&dev).expect("last id"), Nid(limit.0 - 1));
+        assert!(matches!(nat.alloc(&dev), Err(Error::NoSpace)));
+    }
+
+    #[test]
+    fn watermark_below_a_used_id_is_corruption_not_an_overwrite() {
+        let dev = MemDevice::new(16);
+        let mut nat = NodeTable::new(TableRoot::default(), Nid::NONE, Nid(10), &geo(), 16);
+        let e = NatEntry {
+            addr: PageAddr(9),
+            crc: 0,
+        };
+        nat.set(&dev, Nid(10), e).expect("set");
+        assert!(matches!(nat.alloc(&dev), Err(Error::Corrupt { .. })));
+        assert_eq!(nat.watermark, Nid(10), "nothing handed out");
+    }
+
+    #[test]
     fn free_list_pointing_at_used_entry_is_corruption() {
         let dev = MemDevice::new(16);
-        let mut nat = NodeTable::new(TableRoot::default(), Nid::NONE, Nid(10), 16);
+        let mut nat = NodeTable::new(TableRoot::default(), Nid::NONE, Nid(10), &geo(), 16);
         nat.set(
             &dev,
             Nid(4),

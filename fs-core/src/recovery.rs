@@ -8,7 +8,7 @@ use crate::codec::crc32;
 use crate::device::BlockDevice;
 use crate::error::{Error, Result};
 use crate::ids::{PageAddr, SegmentNo};
-use crate::layout::{zero_page, PAGE_SIZE};
+use crate::layout::{zero_page, Geometry, PAGE_SIZE};
 use crate::segment_summary::{PageKind, Summary};
 use crate::segment_writer::record_fits;
 use crate::superblock::{Superblock, COPIES};
@@ -31,29 +31,45 @@ pub struct Recovery {
     /// Problems met on the way that recovery worked around (a bad
     /// superblock copy, say): for the mount log and for fsck.
     pub notes: Vec<String>,
+    /// Checkpoints recovery refused and fell back past: one a superblock
+    /// names that fails its checks (the other copy's was used), or one in
+    /// the log whose checksum is valid but whose counts do not fit the
+    /// geometry (the walk ended before it). Each is damage a crash cannot
+    /// leave, so fsck reports it as an error.
+    pub rejected: Vec<String>,
 }
 
 /// Reads both superblock copies; returns the valid ones, newest first, and
-/// a description of each invalid one.
+/// a description of each invalid one. A device too small to hold them, or
+/// with the pagelog magic in neither, is not a pagelog filesystem.
 pub fn read_superblocks(dev: &dyn BlockDevice) -> Result<(Vec<Superblock>, Vec<String>)> {
-    if dev.len_pages() < 2 {
+    if dev.len_pages() < COPIES.len() as u64 {
         return Err(Error::NotPagelog(format!(
-            "device holds {} bytes, too small for a superblock",
-            dev.len_pages() * PAGE_SIZE as u64
+            "too small for the two {} KiB superblock pages",
+            PAGE_SIZE / 1024
         )));
     }
     let mut good = Vec::new();
     let mut bad = Vec::new();
+    let mut magic = false;
     for addr in COPIES {
         let mut page = zero_page();
         dev.read(addr, &mut page[..])?;
         match Superblock::decode(&page[..], addr) {
             Ok(sb) => good.push(sb),
+            Err(Error::NotPagelog(detail)) => bad.push(format!("copy at page {addr}: {detail}")),
             Err(Error::Corrupt { detail, .. }) => {
+                magic = true;
                 bad.push(format!("copy at page {addr}: {detail}"))
             }
-            Err(e) => bad.push(format!("copy at page {addr}: {e}")),
+            Err(e) => {
+                magic = true;
+                bad.push(format!("copy at page {addr}: {e}"))
+            }
         }
+    }
+    if good.is_empty() && !magic {
+        return Err(Error::NotPagelog("no superblock magic".into()));
     }
     good.sort_by_key(|sb| std::cmp::Reverse(sb.generation));
     Ok((good, bad))
@@ -66,23 +82,50 @@ pub fn read_checkpoint(dev: &dyn BlockDevice, addr: PageAddr) -> Result<Checkpoi
     Checkpoint::decode(&page[..], addr)
 }
 
-/// Finds the newest consistent state of the filesystem on `dev`.
-pub fn recover(dev: &dyn BlockDevice, writable: bool) -> Result<Recovery> {
-    let (sbs, mut notes) = read_superblocks(dev)?;
-    if sbs.is_empty() {
-        let no_magic = notes.iter().all(|n| n.contains("no pagelog magic"));
-        return Err(if no_magic {
-            Error::NotPagelog(
-                "neither superblock copy (pages 0 and 1) has the pagelog magic".into(),
-            )
-        } else {
-            Error::corrupt(
-                "superblock",
-                PageAddr(0),
-                format!("both copies are damaged ({})", notes.join("; ")),
-            )
-        });
+/// The checkpoint `sb` names, if it is that checkpoint, of this
+/// filesystem, and fits the geometry.
+fn named_checkpoint(dev: &dyn BlockDevice, sb: &Superblock) -> Result<Checkpoint> {
+    let addr = sb.checkpoint_addr;
+    let cp = read_checkpoint(dev, addr)?;
+    if cp.no != sb.checkpoint_no || cp.fs_id != sb.hash_seed {
+        return Err(Error::corrupt(
+            "checkpoint",
+            addr,
+            format!(
+                "superblock generation {} names checkpoint {} but the page holds checkpoint {}{}",
+                sb.generation,
+                sb.checkpoint_no,
+                cp.no,
+                if cp.fs_id == sb.hash_seed {
+                    ""
+                } else {
+                    " of another filesystem"
+                }
+            ),
+        ));
     }
+    cp.check_bounds(&sb.geometry, addr)?;
+    Ok(cp)
+}
+
+/// Finds the newest consistent state of the filesystem on `dev`.
+///
+/// A checkpoint that fails its checks (checksum, or counts that do not fit
+/// the geometry) is treated alike wherever it is met: one a superblock
+/// names gives way to the other copy's, as a torn superblock would; one
+/// met in the log ends the walk, as a torn commit would. Either way the
+/// state used is one a complete, checked checkpoint names, and the refusal
+/// is kept in [`Recovery::rejected`]. With no usable checkpoint at all,
+/// the error names what is wrong with the newest.
+pub fn recover(dev: &dyn BlockDevice, writable: bool) -> Result<Recovery> {
+    let (sbs, notes) = read_superblocks(dev)?;
+    let Some(newest) = sbs.first() else {
+        return Err(Error::corrupt(
+            "superblock",
+            PageAddr(0),
+            format!("both copies are damaged ({})", notes.join("; ")),
+        ));
+    };
     for sb in &sbs {
         sb.check_features(writable)?;
         if sb.device_pages > dev.len_pages() {
@@ -93,22 +136,43 @@ pub fn recover(dev: &dyn BlockDevice, writable: bool) -> Result<Recovery> {
             )));
         }
     }
+    let mut failed: Vec<(&Superblock, Error)> = Vec::new();
     for sb in &sbs {
-        match read_checkpoint(dev, sb.checkpoint_addr) {
-            Ok(cp) if cp.no == sb.checkpoint_no && cp.fs_id == sb.hash_seed => {
-                return walk(dev, sb.clone(), cp, notes);
+        match named_checkpoint(dev, sb) {
+            Ok(cp) => {
+                let rejected = failed
+                    .iter()
+                    .map(|(bad, e)| {
+                        format!(
+                            "superblock generation {}: {e}; recovery starts from generation {} (checkpoint {}) instead",
+                            bad.generation, sb.generation, sb.checkpoint_no
+                        )
+                    })
+                    .collect();
+                return walk(dev, sb.clone(), cp, notes, rejected);
             }
-            Ok(cp) => notes.push(format!(
-                "superblock generation {} names checkpoint {} but page {} holds checkpoint {}",
-                sb.generation, sb.checkpoint_no, sb.checkpoint_addr, cp.no
-            )),
-            Err(e) => notes.push(format!("superblock generation {}: {e}", sb.generation)),
+            Err(e) => failed.push((sb, e)),
         }
     }
+    // Both copies naming the same page (the usual case after a clean
+    // unmount) failed the same way: that error says it all.
+    if failed
+        .iter()
+        .all(|(sb, _)| sb.checkpoint_addr == newest.checkpoint_addr)
+    {
+        failed.truncate(1);
+        if let Some((_, e)) = failed.pop() {
+            return Err(e);
+        }
+    }
+    let why: Vec<String> = failed
+        .iter()
+        .map(|(sb, e)| format!("superblock generation {}: {e}", sb.generation))
+        .collect();
     Err(Error::corrupt(
         "checkpoint",
-        sbs[0].checkpoint_addr,
-        notes.join("; "),
+        newest.checkpoint_addr,
+        why.join("; "),
     ))
 }
 
@@ -118,6 +182,7 @@ fn walk(
     sb: Superblock,
     cp: Checkpoint,
     notes: Vec<String>,
+    mut rejected: Vec<String>,
 ) -> Result<Recovery> {
     let geo = sb.geometry;
     let pps = u64::from(geo.pages_per_segment);
@@ -133,7 +198,7 @@ fn walk(
     let mut expect = cp.next_seq;
     let mut max_seq = cp.record_seq;
     let (mut records, mut pages) = (0u64, 0u64);
-    let mut buf = vec![0u8; PAGE_SIZE * pps as usize];
+    let mut buf = Vec::new();
     loop {
         if off > pps || seg.0 >= geo.segment_count {
             break;
@@ -158,7 +223,8 @@ fn walk(
         if n == 0 || off + 1 + n > pps || summary.next_segment.0 >= geo.segment_count {
             break;
         }
-        let payload = &mut buf[..n as usize * PAGE_SIZE];
+        buf.resize(n as usize * PAGE_SIZE, 0);
+        let payload = &mut buf[..];
         dev.read(addr.offset(1), payload)?;
         pages += 1 + n;
         let body = &payload[usize::from(summary.tag_pages) * PAGE_SIZE..];
@@ -171,9 +237,16 @@ fn walk(
             break;
         }
         if summary.is_checkpoint() {
-            if let Some(found) = checkpoint_in(&summary, body, addr, &best)? {
-                best = found.0;
-                best_addr = found.1;
+            match checkpoint_in(&summary, body, addr, &best, &geo)? {
+                Found::Next(cp, at) => (best, best_addr) = (cp, at),
+                Found::Refused(e) => {
+                    rejected.push(format!(
+                        "{e}; recovery stops at checkpoint {} before it",
+                        best.no
+                    ));
+                    break;
+                }
+                Found::Nothing => {}
             }
         }
         records += 1;
@@ -190,7 +263,19 @@ fn walk(
         records_walked: records,
         pages_walked: pages,
         notes,
+        rejected,
     })
+}
+
+/// What a record's checkpoint page holds for the walk.
+enum Found {
+    /// No checkpoint, or not the successor of the walk's newest.
+    Nothing,
+    /// The successor, and the page it is on.
+    Next(Checkpoint, PageAddr),
+    /// The successor by number, with a valid checksum, but with counts
+    /// that do not fit the geometry.
+    Refused(Error),
 }
 
 /// The checkpoint carried by a record, if it is the successor of `best`.
@@ -199,26 +284,29 @@ fn checkpoint_in(
     body: &[u8],
     rec: PageAddr,
     best: &Checkpoint,
-) -> Result<Option<(Checkpoint, PageAddr)>> {
+    geo: &Geometry,
+) -> Result<Found> {
     let Some(i) = summary
         .entries
         .iter()
         .position(|e| e.kind == PageKind::Checkpoint)
     else {
-        return Ok(None);
+        return Ok(Found::Nothing);
     };
     let addr = rec.offset(1 + u64::from(summary.tag_pages) + i as u64);
     let page = body
         .get(i * PAGE_SIZE..(i + 1) * PAGE_SIZE)
         .ok_or_else(|| Error::corrupt("log record", rec, "short payload"))?;
     let Ok(cp) = Checkpoint::decode(page, addr) else {
-        return Ok(None);
+        return Ok(Found::Nothing);
     };
-    if cp.no.0 == best.no.0 + 1 && cp.record_seq == summary.seq && cp.fs_id == best.fs_id {
-        Ok(Some((cp, addr)))
-    } else {
-        Ok(None)
+    if cp.no.0 != best.no.0 + 1 || cp.record_seq != summary.seq || cp.fs_id != best.fs_id {
+        return Ok(Found::Nothing);
     }
+    Ok(match cp.check_bounds(geo, addr) {
+        Ok(()) => Found::Next(cp, addr),
+        Err(e) => Found::Refused(e),
+    })
 }
 
 /// Segment helper for tools: the segment and offset of `addr`.

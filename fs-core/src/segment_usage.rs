@@ -96,7 +96,16 @@ impl SegmentUsage {
 
     /// Usage of `seg`.
     pub fn get(&mut self, dev: &dyn BlockDevice, seg: SegmentNo) -> Result<Usage> {
-        Usage::decode(&self.table.get(dev, seg.0)?, seg)
+        let u = Usage::decode(&self.table.get(dev, seg.0)?, seg)?;
+        // A count read from disk bounds every later add and subtract.
+        if u.live > self.geometry.pages_per_segment {
+            let msg = format!(
+                "segment {seg} counts {} live pages, more than it has",
+                u.live
+            );
+            return Err(Error::corrupt("segment usage table", PageAddr::NONE, msg));
+        }
+        Ok(u)
     }
 
     /// Counts `addr` as referenced (a page written at time `now`).

@@ -122,6 +122,7 @@ impl Store {
             cp.nat_root,
             cp.nat_free_head,
             cp.nat_watermark,
+            &geo,
             NAT_CACHE_PAGES,
         );
         let sut = SegmentUsage::new(cp.sut_root, geo, cp.live_pages, cp.empty_segments);

@@ -1,8 +1,10 @@
 //! The superblock: two copies at pages 0 and 1 that say what the device holds
 //! and name the checkpoint to start from.
 
+use crate::checkpoint::MAX_COUNTER;
 use crate::codec::{crc32_skipping, Reader, Writer};
 use crate::error::{Error, Result};
+use crate::format::MIN_SEGMENTS;
 use crate::ids::{CheckpointNo, PageAddr, TransformId};
 use crate::layout::{zero_page, Geometry, Page, FORMAT_VERSION, PAGE_SIZE};
 
@@ -165,10 +167,14 @@ impl Superblock {
             first_segment_page: r.u64(off::FIRST_SEGMENT_PAGE)?,
         };
         let device_pages = r.u64(off::DEVICE_PAGES)?;
-        r.check(geometry.pages_per_segment >= 16, || {
+        let pps = geometry.pages_per_segment;
+        r.check(pps.is_power_of_two() && (16..=65536).contains(&pps), || {
+            format!("pages_per_segment {pps} is not a power of two from 16 to 65536")
+        })?;
+        r.check(geometry.segment_count >= MIN_SEGMENTS, || {
             format!(
-                "segment of {} pages is too small",
-                geometry.pages_per_segment
+                "segment_count {} is below {MIN_SEGMENTS}",
+                geometry.segment_count
             )
         })?;
         r.check(geometry.first_segment_page >= 2, || {
@@ -187,6 +193,14 @@ impl Superblock {
                 device_pages
             )
         })?;
+        let checkpoint_addr = r.addr(off::CHECKPOINT_ADDR)?;
+        r.check(geometry.contains(checkpoint_addr), || {
+            format!("checkpoint_addr {checkpoint_addr} is outside the segment area")
+        })?;
+        let (generation, checkpoint_no) = (r.u64(off::GENERATION)?, r.u64(off::CHECKPOINT_NO)?);
+        for (field, v) in [("generation", generation), ("checkpoint_no", checkpoint_no)] {
+            r.check(v <= MAX_COUNTER, || format!("{field} {v} is over 2^63"))?;
+        }
         Ok(Superblock {
             compat: r.u64(off::COMPAT)?,
             ro_compat: r.u64(off::RO_COMPAT)?,
@@ -197,9 +211,9 @@ impl Superblock {
             device_pages,
             created_ns: r.i64(off::CREATED_NS)?,
             hash_seed: r.u64(off::HASH_SEED)?,
-            generation: r.u64(off::GENERATION)?,
-            checkpoint_addr: r.addr(off::CHECKPOINT_ADDR)?,
-            checkpoint_no: CheckpointNo(r.u64(off::CHECKPOINT_NO)?),
+            generation,
+            checkpoint_addr,
+            checkpoint_no: CheckpointNo(checkpoint_no),
             written_ns: r.i64(off::WRITTEN_NS)?,
             state: if r.u32(off::STATE)? == 1 {
                 State::Clean

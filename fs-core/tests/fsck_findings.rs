@@ -96,7 +96,7 @@ fn healthy_image_has_no_findings_at_any_level() {
             "{level:?}: {:?}",
             r.findings
         );
-        assert!(r.clean);
+        assert_eq!(r.cleanly_unmounted, Some(true));
     }
     let r = run(&img.dev, Level::VerifyData);
     assert_eq!(
@@ -122,11 +122,28 @@ fn damaged_superblock_copy_is_a_warning() {
 #[test]
 fn no_superblock_is_fatal() {
     let img = image();
-    flip(&img.dev, PageAddr(0), 0);
-    flip(&img.dev, PageAddr(1), 0);
+    flip(&img.dev, PageAddr(0), 100);
+    flip(&img.dev, PageAddr(1), 100);
     let r = run(&img.dev, Level::Fast);
     assert_eq!(r.worst(), Some(Severity::Fatal));
     assert_finds(&r, Kind::NoSuperblock);
+    assert_eq!(r.checkpoint, None);
+    assert_eq!(r.cleanly_unmounted, None);
+}
+
+#[test]
+fn no_magic_is_not_pagelog() {
+    let img = image();
+    flip(&img.dev, PageAddr(0), 0);
+    flip(&img.dev, PageAddr(1), 0);
+    let r = run(&img.dev, Level::Full);
+    assert_eq!(kinds(&r, Severity::Info), vec![Kind::NotPagelog]);
+    assert_eq!(r.worst(), Some(Severity::Fatal));
+    let small = Arc::new(MemDevice::new(1));
+    assert_eq!(
+        kinds(&run(&small, Level::Full), Severity::Info),
+        vec![Kind::NotPagelog]
+    );
 }
 
 #[test]
@@ -148,7 +165,17 @@ fn damaged_table_page_is_found_even_by_fast() {
         .addr;
     flip(&img.dev, root, 200);
     assert_finds(&run(&img.dev, Level::Fast), Kind::TableDamaged);
-    assert_finds(&run(&img.dev, Level::Full), Kind::TableDamaged);
+    // A finding naming the page, not the end of the check: the rest is
+    // still checked, and nothing is fatal.
+    let full = run(&img.dev, Level::Full);
+    assert_eq!(full.worst(), Some(Severity::Error), "{:?}", full.findings);
+    assert!(
+        full.findings
+            .iter()
+            .any(|f| f.kind == Kind::TableDamaged && f.addr == Some(root)),
+        "{:?}",
+        full.findings
+    );
 }
 
 #[test]

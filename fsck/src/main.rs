@@ -15,6 +15,7 @@ use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use pagelog_core::fsck::{self, Level, Phase, Report, Severity};
 use pagelog_core::{BlockDevice, FileDevice};
+use pagelog_tools::{print_and_exit, say};
 
 /// fsck(8) exit codes.
 const EXIT_OK: u8 = 0;
@@ -119,9 +120,9 @@ impl Timings {
 
     fn print(&self, total: Duration) {
         for (p, d) in &self.phases {
-            eprintln!("{:>18}: {:.3} s", phase_name(*p), d.as_secs_f64());
+            say(&format!("{:>18}: {:.3} s", phase_name(*p), d.as_secs_f64()));
         }
-        eprintln!("{:>18}: {:.3} s", "total", total.as_secs_f64());
+        say(&format!("{:>18}: {:.3} s", "total", total.as_secs_f64()));
     }
 }
 
@@ -204,12 +205,12 @@ fn main() -> ExitCode {
     };
     let (report, level) = match run(&args) {
         Ok(r) => r,
+        Err(msg) if args.json => {
+            let out = output::json_error(&args.image, &msg) + "\n";
+            return print_and_exit(&out, EXIT_OPERATIONAL, EXIT_OPERATIONAL);
+        }
         Err(msg) => {
-            if args.json {
-                println!("{}", output::json_error(&args.image, &msg));
-            } else {
-                eprintln!("pagelog-fsck: {msg}");
-            }
+            say(&format!("pagelog-fsck: {msg}"));
             return ExitCode::from(EXIT_OPERATIONAL);
         }
     };
@@ -218,16 +219,11 @@ fn main() -> ExitCode {
         Some(Severity::Error) => EXIT_UNCORRECTED,
         _ => EXIT_OK,
     };
-    if args.json {
-        println!("{}", output::json(&args.image, level, &report, code));
+    let out = if args.json {
+        output::json(&args.image, level, &report, code) + "\n"
     } else {
-        output::text(
-            &args.image,
-            level,
-            &report,
-            args.quiet,
-            args.yes || args.auto || args.preen,
-        );
-    }
-    ExitCode::from(code)
+        let repair_asked = args.yes || args.auto || args.preen;
+        output::text(&args.image, level, &report, args.quiet, repair_asked)
+    };
+    print_and_exit(&out, code, EXIT_OPERATIONAL)
 }

@@ -1,8 +1,9 @@
 //! The report, for people (text) and for scripts (JSON).
 
+use std::fmt::Write as _;
 use std::path::Path;
 
-use pagelog_core::fsck::{Finding, Level, Report, Severity};
+use pagelog_core::fsck::{Finding, Kind, Level, Report, Severity};
 use serde::Serialize;
 
 #[derive(Serialize)]
@@ -16,15 +17,31 @@ struct JsonFinding {
     segment: Option<u64>,
 }
 
+/// The JSON report. Every field says one thing: `verdict` and `problems`
+/// are what the check found (and `exit_code` the fsck(8) status for it);
+/// `cleanly_unmounted` is only the superblock's state, whatever the check
+/// found; `checkpoint`, `cleanly_unmounted` and `stats` are null when the
+/// check could not get that far.
 #[derive(Serialize)]
 struct JsonReport<'a> {
     image: String,
     level: &'a str,
-    checkpoint: u64,
-    clean: bool,
+    verdict: &'static str,
+    problems: usize,
     exit_code: u8,
-    stats: JsonStats,
+    checkpoint: Option<u64>,
+    cleanly_unmounted: Option<bool>,
+    stats: Option<JsonStats>,
     findings: Vec<JsonFinding>,
+}
+
+/// What the check found, in words (as `verdict` in JSON).
+fn verdict(r: &Report) -> &'static str {
+    match r.worst() {
+        Some(Severity::Fatal) => "could not check",
+        _ if r.problems() > 0 => "problems found",
+        _ => "no problems",
+    }
 }
 
 #[derive(Serialize)]
@@ -71,17 +88,20 @@ pub fn json(image: &Path, level: Level, r: &Report, exit_code: u8) -> String {
     let out = JsonReport {
         image: image.display().to_string(),
         level: level_name(level),
-        checkpoint: r.checkpoint.0,
-        clean: r.clean,
+        verdict: verdict(r),
+        problems: r.problems(),
         exit_code,
-        stats: JsonStats {
+        checkpoint: r.checkpoint.map(|c| c.0),
+        cleanly_unmounted: r.cleanly_unmounted,
+        // Nothing was counted when the check could not run.
+        stats: r.checkpoint.map(|_| JsonStats {
             inodes: r.stats.inodes,
             directories: r.stats.directories,
             nodes: r.stats.nodes,
             data_pages: r.stats.data_pages,
             records_walked: r.stats.records_walked,
             bytes_read: r.stats.bytes_read,
-        },
+        }),
         findings: r.findings.iter().map(finding).collect(),
     };
     serde_json::to_string_pretty(&out).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
@@ -89,44 +109,72 @@ pub fn json(image: &Path, level: Level, r: &Report, exit_code: u8) -> String {
 
 /// An operational error as JSON.
 pub fn json_error(image: &Path, msg: &str) -> String {
-    serde_json::json!({ "image": image.display().to_string(), "exit_code": 8, "error": msg })
-        .to_string()
+    serde_json::json!({
+        "image": image.display().to_string(),
+        "verdict": "could not check",
+        "exit_code": 8,
+        "error": msg,
+    })
+    .to_string()
 }
 
-/// The report as text.
-pub fn text(image: &Path, level: Level, r: &Report, quiet: bool, repair_asked: bool) {
-    for f in r
+/// A finding that stopped the check, as one line naming the image.
+fn fatal_line(image: &Path, f: &Finding) -> String {
+    match f.kind {
+        Kind::NotPagelog => format!("{} is {}", image.display(), f.message),
+        _ => format!("{}: {f}", image.display()),
+    }
+}
+
+/// The report as text: the findings, then one line with the verdict (or,
+/// when the check could not run, the reason instead of a verdict).
+pub fn text(image: &Path, level: Level, r: &Report, quiet: bool, repair_asked: bool) -> String {
+    let mut out = String::new();
+    let shown = r
         .findings
         .iter()
-        .filter(|f| !quiet || f.severity >= Severity::Warning)
-    {
-        println!("{f}");
+        .filter(|f| !quiet || f.severity >= Severity::Warning);
+    for f in shown {
+        let line = match f.severity {
+            Severity::Fatal => fatal_line(image, f),
+            _ => f.to_string(),
+        };
+        let _ = writeln!(out, "{line}");
+    }
+    if r.worst() == Some(Severity::Fatal) {
+        return out;
     }
     if repair_asked && r.problems() > 0 {
-        println!("note: repair is not available yet; nothing was changed");
+        let _ = writeln!(
+            out,
+            "note: repair is not available yet; nothing was changed"
+        );
     }
     if quiet {
-        return;
+        return out;
     }
     let s = &r.stats;
+    let cp = r.checkpoint.map_or(0, |c| c.0);
     let what = match level {
         Level::Fast => format!(
-            "checkpoint {}, {} log records after the superblock's",
-            r.checkpoint, s.records_walked
+            "checkpoint {cp}, {} log records after the superblock's",
+            s.records_walked
         ),
         _ => format!(
-            "checkpoint {}: {} inodes ({} directories), {} metadata pages, {} data pages",
-            r.checkpoint, s.inodes, s.directories, s.nodes, s.data_pages
+            "checkpoint {cp}: {} inodes ({} directories), {} metadata pages, {} data pages",
+            s.inodes, s.directories, s.nodes, s.data_pages
         ),
     };
     let verdict = match r.problems() {
         0 => "clean".to_string(),
         n => format!("{n} problems"),
     };
-    println!(
+    let _ = writeln!(
+        out,
         "{}: {} check: {verdict}; {what}; {} MiB read",
         image.display(),
         level_name(level),
         s.bytes_read >> 20
     );
+    out
 }

@@ -5,8 +5,12 @@
 use std::fs::{self, OpenOptions};
 use std::os::unix::fs::symlink;
 use std::os::unix::fs::FileExt;
-use std::process::Command;
+use std::process::{Command, Stdio};
 
+use pagelog_core::layout::PAGE_SIZE;
+use pagelog_core::meta_table::{MetaTable, TableId};
+use pagelog_core::recovery::recover;
+use pagelog_core::{BlockDevice, FileDevice};
 use pagelog_tests::{bin, run, Mount, Scratch};
 
 fn fsck(args: &[&str]) -> (i32, String, String) {
@@ -98,6 +102,11 @@ fn damaged_data_is_reported_with_its_place_and_exit_four() {
         out.contains("\"kind\": \"DataDamaged\"") && out.contains("\"exit_code\": 4"),
         "{out}"
     );
+    // "Cleanly unmounted" is the superblock's state, named so: beside exit
+    // code 4 nothing may read as "the filesystem is clean".
+    assert!(out.contains("\"cleanly_unmounted\": true"), "{out}");
+    assert!(out.contains("\"verdict\": \"problems found\""), "{out}");
+    assert!(!out.contains("\"clean\""), "{out}");
     let (code, out, _) = fsck(&["-y", "--verify-data", &img_s]);
     assert_eq!(code, 4);
     assert!(out.contains("repair is not available yet"), "{out}");
@@ -116,13 +125,136 @@ fn operational_errors_exit_eight_and_usage_sixteen() {
     let (code, _, err) = fsck(&[&s.path("missing.img").to_string_lossy()]);
     assert_eq!(code, 8);
     assert!(err.contains("cannot open"), "{err}");
-    let zeros = s.path("zeros.img");
-    fs::write(&zeros, vec![0u8; 1 << 20]).expect("write");
-    let (code, out, _) = fsck(&[&zeros.to_string_lossy()]);
-    assert_eq!(code, 8);
-    assert!(out.contains("not a pagelog filesystem"), "{out}");
     let (code, _, _) = fsck(&["--bogus"]);
     assert_eq!(code, 16);
+}
+
+/// A file that holds no pagelog filesystem gets one plain sentence and
+/// exit 8: no fatal line followed by a "1 problems" summary, no "device
+/// holds 0 bytes" for a file of a few KiB.
+#[test]
+fn a_file_that_is_not_pagelog_is_said_so_plainly() {
+    let s = Scratch::new();
+    let mut random = vec![0u8; 1 << 20];
+    for (i, b) in random.iter_mut().enumerate() {
+        *b = (i * 7919 % 251) as u8;
+    }
+    let cases = [
+        ("zeros.img", vec![0u8; 1 << 20], "(no superblock magic)"),
+        ("random.img", random, "(no superblock magic)"),
+        (
+            "empty.img",
+            Vec::new(),
+            "(too small for the two 4 KiB superblock pages)",
+        ),
+        (
+            "small.img",
+            vec![1u8; 5000],
+            "(too small for the two 4 KiB superblock pages)",
+        ),
+    ];
+    for (name, bytes, why) in cases {
+        let img = s.path(name);
+        fs::write(&img, bytes).expect("write");
+        let img = img.to_string_lossy().into_owned();
+        let (code, out, err) = fsck(&[&img]);
+        assert_eq!(code, 8, "{name}: {out}{err}");
+        assert_eq!(
+            out,
+            format!("{img} is not a pagelog filesystem {why}\n"),
+            "{name}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+        let (code, out, _) = fsck(&["--json", &img]);
+        assert_eq!(code, 8);
+        for want in [
+            "\"verdict\": \"could not check\"",
+            "\"checkpoint\": null",
+            "\"cleanly_unmounted\": null",
+            "\"stats\": null",
+            "\"kind\": \"NotPagelog\"",
+        ] {
+            assert!(out.contains(want), "{name}: {want} missing from {out}");
+        }
+    }
+}
+
+/// With its reader gone (`pagelog-fsck -n IMG | head -1`), the check
+/// still exits with its own status and prints no panic.
+#[test]
+fn a_closed_stdout_is_not_a_crash() {
+    let s = Scratch::new();
+    let img = populated(&s);
+    let img = img.to_string_lossy().into_owned();
+    for args in [vec!["-n", img.as_str()], vec!["--json", img.as_str()]] {
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        drop(reader);
+        let out = run(Command::new(bin("pagelog-fsck"))
+            .args(&args)
+            .stdout(writer)
+            .stderr(Stdio::piped()));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+        assert!(err.is_empty(), "{args:?}: {err}");
+    }
+}
+
+/// A damaged page of the node address table (not its root) is a finding
+/// naming the page, exit 4, while the image still mounts: not "the check
+/// could not run".
+#[test]
+fn a_damaged_table_page_is_a_finding_and_exit_four() {
+    let s = Scratch::new();
+    let m = s.mounted("128M", "");
+    // Over 255 nodes, so that the table has more than one leaf page.
+    for i in 0..300 {
+        fs::write(m.path(&format!("f{i}")), vec![i as u8; 24 << 10]).expect("write");
+    }
+    let img = m.image.clone();
+    assert!(m.unmount().success());
+    let dev = FileDevice::open(&img, true).expect("open");
+    let root = recover(&dev, false).expect("recover").checkpoint.nat_root;
+    let mut leaf = None;
+    MetaTable::new(TableId::NodeAddress, root, 0)
+        .walk(
+            &dev,
+            &mut |level, index, addr, _| {
+                if level == 0 && index == 1 {
+                    leaf = Some(addr);
+                }
+                Ok(())
+            },
+            &mut |_, _, addr, e| panic!("page {addr}: {e}"),
+        )
+        .expect("walk");
+    let leaf = leaf.expect("a second leaf page");
+    let mut page = vec![0u8; PAGE_SIZE];
+    dev.read(leaf, &mut page).expect("read");
+    page[2000] ^= 0x40;
+    dev.write(leaf, &page).expect("write");
+    drop(dev);
+    let img_s = img.to_string_lossy().into_owned();
+    let (code, out, err) = fsck(&[&img_s]);
+    assert_eq!(code, 4, "{out}{err}");
+    let named = "node address table page (level 0, index 1";
+    assert!(
+        out.lines()
+            .any(|l| l.contains(named) && l.contains(&format!("page {leaf}"))),
+        "{out}"
+    );
+    assert!(
+        out.contains("full check:") && out.contains("problems"),
+        "{out}"
+    );
+    let (code, out, _) = fsck(&["--json", &img_s]);
+    assert_eq!(code, 4);
+    assert!(out.contains("\"verdict\": \"problems found\""), "{out}");
+    let m = Mount::start(&img, &s.path("mnt"), "").expect("the image still mounts");
+    assert_eq!(
+        fs::read(m.path("f0")).expect("read f0"),
+        vec![0u8; 24 << 10]
+    );
+    assert!(m.unmount().success());
 }
 
 #[test]

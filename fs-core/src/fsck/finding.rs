@@ -26,7 +26,11 @@ pub enum Kind {
     OrphansPending,
     /// One superblock copy is damaged; the other is used.
     SuperblockCopyDamaged,
-    /// No usable superblock.
+    /// The device holds no pagelog filesystem (no superblock magic, or
+    /// too small for the superblocks).
+    NotPagelog,
+    /// No usable superblock (both copies damaged, or asking for what this
+    /// build cannot do).
     NoSuperblock,
     /// The checkpoint named by the superblock is unusable.
     CheckpointDamaged,

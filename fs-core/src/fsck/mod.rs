@@ -77,10 +77,13 @@ pub struct Report {
     pub findings: Vec<Finding>,
     /// What was checked.
     pub stats: Stats,
-    /// The checkpoint checked (the one a mount would use).
-    pub checkpoint: CheckpointNo,
-    /// Cleanly unmounted?
-    pub clean: bool,
+    /// The checkpoint checked (the one a mount would use); none when the
+    /// check could not get that far.
+    pub checkpoint: Option<CheckpointNo>,
+    /// Was the filesystem cleanly unmounted (and nothing logged since)?
+    /// None when no superblock could be read. This says nothing about
+    /// what the check found: see [`Report::problems`].
+    pub cleanly_unmounted: Option<bool>,
 }
 
 impl Report {
@@ -108,45 +111,36 @@ pub fn check(
     let mut report = Report::default();
     let dev: &dyn BlockDevice = &*dev;
     progress(Phase::Log, 0, 1);
-    match read_superblocks(dev) {
-        Ok((good, bad)) => {
-            if !good.is_empty() {
-                for b in bad {
-                    report.findings.push(Finding::new(
-                        Severity::Warning,
-                        Kind::SuperblockCopyDamaged,
-                        format!("superblock {b}"),
-                    ));
-                }
-            }
+    let rec = match read_superblocks(dev).and_then(|(good, bad)| {
+        for b in bad.into_iter().filter(|_| !good.is_empty()) {
+            let f = Finding::new(
+                Severity::Warning,
+                Kind::SuperblockCopyDamaged,
+                format!("superblock {b}"),
+            );
+            report.findings.push(f);
         }
-        Err(e) => {
-            report.findings.push(Finding::new(
-                Severity::Fatal,
-                Kind::NoSuperblock,
-                e.to_string(),
-            ));
-            return report;
-        }
-    }
-    let rec = match recovery::recover(dev, false) {
+        recovery::recover(dev, false)
+    }) {
         Ok(r) => r,
         Err(e) => {
-            let kind = match e {
-                Error::NotPagelog(_) => Kind::NoSuperblock,
-                Error::Corrupt { ref what, .. } if what == "superblock" => Kind::NoSuperblock,
-                _ => Kind::CheckpointDamaged,
-            };
             report
                 .findings
-                .push(Finding::new(Severity::Fatal, kind, e.to_string()));
+                .push(Finding::new(Severity::Fatal, fatal_kind(&e), e.to_string()));
             return report;
         }
     };
-    report.checkpoint = rec.checkpoint.no;
-    report.clean = rec.sb.state == State::Clean && rec.records_walked == 0;
+    report.checkpoint = Some(rec.checkpoint.no);
+    report.cleanly_unmounted = Some(rec.sb.state == State::Clean && rec.records_walked == 0);
     report.stats.records_walked = rec.records_walked;
     report.stats.bytes_read = (rec.pages_walked + 3) * crate::layout::PAGE_SIZE as u64;
+    for r in &rec.rejected {
+        report.findings.push(Finding::new(
+            Severity::Error,
+            Kind::CheckpointDamaged,
+            r.clone(),
+        ));
+    }
     if rec.sb.state != State::Clean {
         let msg = format!(
             "not cleanly unmounted; a mount recovers checkpoint {} after {} log records",
@@ -164,24 +158,20 @@ pub fn check(
             (TableId::SegmentUsage, cp.sut_root),
         ] {
             if let Err(e) = MetaTable::new(id, root, 4).get(dev, 0) {
-                report.findings.push(Finding::new(
-                    Severity::Error,
-                    Kind::TableDamaged,
-                    format!("{id:?} table root: {e}"),
-                ));
+                let msg = format!("{} root: {e}", scan::table_name(id));
+                let f = Finding::new(Severity::Error, Kind::TableDamaged, msg);
+                report.findings.push(f.addr(root.addr));
             }
         }
         progress(Phase::Log, 1, 1);
         return report;
     }
     progress(Phase::Tables, 0, 1);
-    let Some(mut scan) = scan::tables(dev, cp.nat_root, cp.sut_root, &mut report.findings) else {
-        return report;
-    };
+    let mut scan = scan::tables(dev, cp.nat_root, cp.sut_root, &mut report.findings);
     let live: Vec<SegmentNo> = scan
         .usage
         .iter()
-        .filter(|(_, u)| u.live > 0)
+        .filter(|(s, u)| u.live > 0 && s.0 < geo.segment_count)
         .map(|(s, _)| *s)
         .collect();
     let segs = summaries::Segments {
@@ -257,6 +247,16 @@ pub fn check(
             });
     }
     report
+}
+
+/// The kind of a finding that stops the check before it starts.
+fn fatal_kind(e: &Error) -> Kind {
+    match e {
+        Error::NotPagelog(_) => Kind::NotPagelog,
+        Error::Corrupt { what, .. } if what == "superblock" => Kind::NoSuperblock,
+        Error::Unsupported(_) | Error::BadGeometry(_) => Kind::NoSuperblock,
+        _ => Kind::CheckpointDamaged,
+    }
 }
 
 /// Names the owners of every page used twice, and each page of a suspect

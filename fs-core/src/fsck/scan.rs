@@ -2,12 +2,14 @@
 //! in address order, in large reads.
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 
 use rustc_hash::FxHashMap;
 
 use super::finding::{Finding, Kind, Severity};
 use crate::codec::crc32;
 use crate::device::BlockDevice;
+use crate::error::Error;
 use crate::ids::{Nid, PageAddr, SegmentNo};
 use crate::layout::{Geometry, PAGE_SIZE};
 use crate::meta_table::{MetaTable, TableId, TableRoot, ENTRY_SIZE, FANOUT, PAGE_HEADER};
@@ -27,6 +29,9 @@ pub struct Scan {
     pub usage: BTreeMap<SegmentNo, Usage>,
     /// Pages of both tables.
     pub table_pages: Vec<PageAddr>,
+    /// Node ids whose table entries are on damaged pages: unknown, so not
+    /// reported again as missing.
+    pub lost_nids: Vec<Range<u64>>,
     /// Decoded nodes.
     pub nodes: Nodes,
     /// Bytes read.
@@ -42,6 +47,13 @@ pub struct Scan {
 pub struct Nodes {
     dense: Vec<Option<Node>>,
     sparse: FxHashMap<Nid, Node>,
+}
+
+impl Scan {
+    /// Is the table entry of `nid` on a damaged page?
+    pub fn nid_lost(&self, nid: Nid) -> bool {
+        self.lost_nids.iter().any(|r| r.contains(&nid.0))
+    }
 }
 
 impl Nodes {
@@ -97,7 +109,9 @@ fn leaf_entries(page: &[u8], index: u64) -> impl Iterator<Item = (u64, [u8; ENTR
     })
 }
 
-/// Walks a table, calling `leaf` on every non-zero entry.
+/// Walks a table, calling `leaf` on every non-zero entry. A damaged page
+/// is a finding naming it; the rest of the table is still walked, and the
+/// entries the page covered are returned.
 fn walk_table(
     dev: &dyn BlockDevice,
     id: TableId,
@@ -105,30 +119,63 @@ fn walk_table(
     scan: &mut Scan,
     findings: &mut Vec<Finding>,
     leaf: &mut dyn FnMut(u64, [u8; ENTRY_SIZE]),
-) -> bool {
+) -> Vec<Range<u64>> {
     let table = MetaTable::new(id, root, 0);
     let mut pages = Vec::new();
-    let r = table.walk(dev, &mut |level, index, addr, page| {
-        pages.push(addr);
-        if level == 0 {
-            for (i, e) in leaf_entries(&page[..], index) {
-                leaf(i, e);
+    let mut broken = Vec::new();
+    let r = table.walk(
+        dev,
+        &mut |level, index, addr, page| {
+            pages.push(addr);
+            if level == 0 {
+                for (i, e) in leaf_entries(&page[..], index) {
+                    leaf(i, e);
+                }
             }
-        }
-        Ok(())
-    });
+            Ok(())
+        },
+        &mut |level, index, addr, e| broken.push((level, index, addr, e)),
+    );
+    let mut lost = Vec::new();
+    for (level, index, addr, e) in broken {
+        // Referenced all the same: its place is counted as used.
+        pages.push(addr);
+        let entries = MetaTable::entries_under(level, index);
+        let msg = format!(
+            "{} page (level {level}, index {index}, entries {} to {}) is damaged: {}",
+            table_name(id),
+            entries.start,
+            entries.end - 1,
+            what_failed(&e)
+        );
+        findings.push(Finding::new(Severity::Error, Kind::TableDamaged, msg).addr(addr));
+        lost.push(entries);
+    }
     scan.bytes_read += pages.len() as u64 * PAGE_SIZE as u64;
     scan.table_pages.extend(pages);
-    match r {
-        Ok(()) => true,
-        Err(e) => {
-            findings.push(Finding::new(
-                Severity::Fatal,
-                Kind::TableDamaged,
-                format!("{id:?} table: {e}"),
-            ));
-            false
-        }
+    if let Err(e) = r {
+        findings.push(Finding::new(
+            Severity::Error,
+            Kind::TableDamaged,
+            format!("{}: {e}", table_name(id)),
+        ));
+    }
+    lost
+}
+
+/// What a page failed (the place is named by the finding).
+fn what_failed(e: &Error) -> String {
+    match e {
+        Error::Corrupt { detail, .. } => detail.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The table's name, for findings.
+pub fn table_name(id: TableId) -> &'static str {
+    match id {
+        TableId::NodeAddress => "node address table",
+        TableId::SegmentUsage => "segment usage table",
     }
 }
 
@@ -138,12 +185,12 @@ pub fn tables(
     nat_root: TableRoot,
     sut_root: TableRoot,
     findings: &mut Vec<Finding>,
-) -> Option<Scan> {
+) -> Scan {
     let mut scan = Scan::default();
     let mut nat = BTreeMap::new();
     let mut free = FxHashMap::default();
     let mut bad = Vec::new();
-    let ok = walk_table(
+    scan.lost_nids = walk_table(
         dev,
         TableId::NodeAddress,
         nat_root,
@@ -159,9 +206,6 @@ pub fn tables(
             Err(err) => bad.push(err.to_string()),
         },
     );
-    if !ok {
-        return None;
-    }
     for b in bad {
         findings.push(Finding::new(
             Severity::Error,
@@ -172,7 +216,7 @@ pub fn tables(
     scan.nat = nat;
     scan.free = free;
     let mut usage = BTreeMap::new();
-    let ok = walk_table(
+    walk_table(
         dev,
         TableId::SegmentUsage,
         sut_root,
@@ -184,11 +228,8 @@ pub fn tables(
             }
         },
     );
-    if !ok {
-        return None;
-    }
     scan.usage = usage;
-    Some(scan)
+    scan
 }
 
 /// Reads every used node, in address order and in runs of consecutive

@@ -186,6 +186,14 @@ pub fn check(
         }
         total += recorded;
     }
+    let past = SegmentNo(ledger.geo.segment_count);
+    for (&seg, u) in scan.usage.range(past..).filter(|(_, u)| u.live > 0) {
+        let msg = format!(
+            "usage table counts {} live pages past the last segment",
+            u.live
+        );
+        findings.push(Finding::new(Severity::Error, Kind::SegmentUsageWrong, msg).segment(seg));
+    }
     let counters = [
         ("live pages", cp.live_pages, total),
         ("empty segments", cp.empty_segments, empty),
@@ -218,21 +226,57 @@ pub fn twice(geo: &Geometry, pages: &[(PageAddr, Use)], findings: &mut Vec<Findi
 }
 
 /// The free node ids form one list, covering every unused id below the
-/// watermark.
+/// watermark; no id at or above the watermark is in use. (Counted, not
+/// enumerated: the watermark is bounded by the geometry, but a check
+/// should cost what the table holds, not what its counters say.)
 fn free_list(scan: &Scan, cp: &Checkpoint, findings: &mut Vec<Finding>) {
+    let w = cp.nat_watermark;
+    if let Some((&nid, _)) = scan.nat.range(w..).next() {
+        let msg = format!("checkpoint says node ids from {w} were never used, but this one is");
+        findings.push(Finding::new(Severity::Error, Kind::CounterWrong, msg).nid(nid));
+    }
+    let Some(seen) = follow_free_list(scan, cp, findings) else {
+        return;
+    };
+    let below = |n: &Nid| Nid::FIRST_FREE <= *n && *n < w && !scan.nid_lost(*n);
+    let lost: u64 = scan
+        .lost_nids
+        .iter()
+        .map(|r| {
+            w.0.min(r.end)
+                .saturating_sub(Nid::FIRST_FREE.0.max(r.start))
+        })
+        .sum();
+    let ids = w.0.saturating_sub(Nid::FIRST_FREE.0).saturating_sub(lost);
+    let used = scan.nat.range(Nid::FIRST_FREE..w).count() as u64;
+    let listed = seen.iter().filter(|n| below(n)).count() as u64;
+    let unlisted = ids.saturating_sub(used + listed);
+    if unlisted > 0 {
+        let msg =
+            format!("{unlisted} unused node ids are on no free list (they will never be reused)");
+        findings.push(Finding::new(Severity::Warning, Kind::FreeListBroken, msg));
+    }
+}
+
+/// Follows the free list from its head; returns the ids on it, or `None`
+/// when it is broken (reported).
+fn follow_free_list(
+    scan: &Scan,
+    cp: &Checkpoint,
+    findings: &mut Vec<Finding>,
+) -> Option<HashSet<Nid>> {
     let mut seen = HashSet::new();
     let mut cur = cp.nat_free_head;
     while !cur.is_none() {
+        if scan.nid_lost(cur) {
+            // Its entry is on a damaged page (reported): the rest of the
+            // list cannot be known.
+            return None;
+        }
         if !seen.insert(cur) {
-            findings.push(
-                Finding::new(
-                    Severity::Error,
-                    Kind::FreeListBroken,
-                    "the free list of node ids loops",
-                )
-                .nid(cur),
-            );
-            return;
+            let msg = "the free list of node ids loops";
+            findings.push(Finding::new(Severity::Error, Kind::FreeListBroken, msg).nid(cur));
+            return None;
         }
         match scan.free.get(&cur) {
             Some(&next) => cur = next,
@@ -245,17 +289,9 @@ fn free_list(scan: &Scan, cp: &Checkpoint, findings: &mut Vec<Finding>) {
                     "the free list names an id above the watermark"
                 };
                 findings.push(Finding::new(Severity::Error, Kind::FreeListBroken, msg).nid(cur));
-                return;
+                return None;
             }
         }
     }
-    let unlisted = (Nid::FIRST_FREE.0..cp.nat_watermark.0)
-        .map(Nid)
-        .filter(|n| !scan.nat.contains_key(n) && !seen.contains(n))
-        .count();
-    if unlisted > 0 {
-        let msg =
-            format!("{unlisted} unused node ids are on no free list (they will never be reused)");
-        findings.push(Finding::new(Severity::Warning, Kind::FreeListBroken, msg));
-    }
+    Some(seen)
 }

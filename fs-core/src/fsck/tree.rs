@@ -65,6 +65,9 @@ struct Walker<'a, 's> {
     pages: &'s mut dyn PageSink,
     reached: FxHashSet<Nid>,
     tree: Tree,
+    /// The walk met a node it could not read (reported): the counts of
+    /// the inode being walked cannot be checked.
+    unreadable: bool,
 }
 
 fn inode_of(scan: &Scan, ino: Ino) -> Option<&Inode> {
@@ -96,9 +99,12 @@ impl<'a> Walker<'a, '_> {
         let Some(node) = scan.nodes.get(nid) else {
             let msg = if scan.nat.contains_key(&nid) {
                 "refers to a damaged node"
+            } else if scan.nid_lost(nid) {
+                "refers to a node whose table entry is on a damaged page"
             } else {
                 "refers to a node that is not allocated"
             };
+            self.unreadable |= scan.nat.contains_key(&nid) || scan.nid_lost(nid);
             self.findings.push(
                 Finding::new(Severity::Error, Kind::NodeMisplaced, msg)
                     .ino(ino)
@@ -311,6 +317,7 @@ impl<'a, 's> Walker<'a, 's> {
             pages,
             reached,
             tree: Tree::default(),
+            unreadable: false,
         }
     }
 
@@ -327,9 +334,15 @@ impl<'a, 's> Walker<'a, 's> {
             if inode.is_dir() {
                 self.tree.directories += 1;
                 entries_of.insert(ino, self.directory(ino, inode));
-            } else if !inode.has_inline() {
-                let count = self.file_map(ino, inode);
-                if count != inode.blocks {
+            } else {
+                // An inode holding its bytes inline has no map, and no pages.
+                self.unreadable = false;
+                let count = if inode.has_inline() {
+                    0
+                } else {
+                    self.file_map(ino, inode)
+                };
+                if count != inode.blocks && !self.unreadable {
                     let msg = format!("inode says {} pages, its map holds {count}", inode.blocks);
                     self.findings
                         .push(Finding::new(Severity::Error, Kind::BlockCountWrong, msg).ino(ino));
@@ -340,29 +353,38 @@ impl<'a, 's> Walker<'a, 's> {
     }
 
     fn xattr(&mut self, ino: Ino, nid: Nid) {
-        if let Some(node) = self.reach(ino, nid) {
-            if !matches!(node.body, NodeBody::Xattr(_)) {
-                self.findings.push(
-                    Finding::new(
-                        Severity::Error,
-                        Kind::NodeMisplaced,
-                        "not an attribute node",
-                    )
-                    .ino(ino)
-                    .nid(nid),
-                );
-            }
-        }
+        let Some(node) = self.reach(ino, nid) else {
+            return;
+        };
+        let found = match &node.body {
+            NodeBody::Xattr(x) if !x.entries.is_empty() => return,
+            // The last attribute removed frees the node at once.
+            NodeBody::Xattr(_) => Finding::new(
+                Severity::Error,
+                Kind::NodeLeaked,
+                "attribute node holds no attribute",
+            ),
+            _ => Finding::new(
+                Severity::Error,
+                Kind::NodeMisplaced,
+                "not an attribute node",
+            ),
+        };
+        self.findings.push(found.ino(ino).nid(nid));
     }
 
     /// Walks a directory's index and checks its counts; returns its
     /// entries in key order.
     fn directory(&mut self, ino: Ino, inode: &Inode) -> Vec<&'a DirEntry> {
+        self.unreadable = false;
         let (entries, nodes) = if inode.dir_root.is_none() {
             (Vec::new(), 0)
         } else {
             self.dir_index(ino, inode.dir_root)
         };
+        if self.unreadable {
+            return entries;
+        }
         if entries.len() as u64 != inode.dir_entries {
             let msg = format!(
                 "directory says {} entries, its index holds {}",

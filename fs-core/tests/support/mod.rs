@@ -1,5 +1,7 @@
 //! Shared test support.
 
+#[allow(dead_code)]
+pub mod edit;
 pub mod model;
 
 use std::sync::Arc;
