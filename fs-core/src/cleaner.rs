@@ -140,6 +140,8 @@ pub struct Cleaner {
     /// Segments whose live pages a pass without a commit has moved or
     /// marked dirty: the next commit empties them.
     pub(crate) emptying: HashSet<SegmentNo>,
+    /// Pages the cleaner's heads closed this mount had written.
+    closed_cold_pages: u64,
 }
 
 /// A victim's score: higher is cleaned first.
@@ -181,40 +183,33 @@ impl Store {
         self.settle()?;
         if self.fits(need, tier) {
             if tier == Tier::Data && self.pending_segments() < self.low_water() {
-                self.cleaner.stats.foreground_passes += 1;
-                self.clean(Pass {
-                    policy: Policy::CostBenefit,
-                    batch: self.cleaner_options.batch,
-                    max_live_percent: 100,
-                    commit: false,
-                    urgent: false,
-                })?;
+                self.foreground_pass(Policy::CostBenefit, false)?;
             }
             return Ok(());
         }
-        self.close_cold()?;
+        // Short: commit, then clean a little past the need (four segments,
+        // or the low-water mark if smaller), so that the next writes do
+        // not each wait for a pass.
+        let margin = self.low_water().min(4);
         for _ in 0..64 {
-            if self.fits(need, tier) {
+            if self.fits_with(need, tier, margin) {
                 return Ok(());
             }
             let before = self.sut.writable_segments();
             if self.needs_commit() || self.pending_segments() > 0 {
                 self.changed = true;
                 self.commit_checked(crate::store::DataScope::All, true)?;
+                continue;
             }
-            if self.fits(need, tier) {
-                return Ok(());
-            }
-            self.cleaner.stats.foreground_passes += 1;
-            let pass = Pass {
-                policy: Policy::Greedy,
-                batch: self.cleaner_options.batch,
-                max_live_percent: 100,
-                commit: true,
-                urgent: true,
-            };
-            if self.clean(pass)? == 0 && self.sut.writable_segments() <= before {
-                break;
+            if self.foreground_pass(Policy::Greedy, true)? == 0
+                && self.sut.writable_segments() <= before
+            {
+                // The last resort: the segment the cleaner's head holds
+                // next comes back.
+                if self.cold.is_none() {
+                    break;
+                }
+                self.close_cold()?;
             }
         }
         if self.fits(need, tier) {
@@ -227,6 +222,24 @@ impl Store {
             );
             Err(Error::NoSpace)
         }
+    }
+
+    /// A pass run by a writer: cost-benefit without a commit when running
+    /// low, or urgent greedy with a commit when short. Returns the
+    /// segments it freed.
+    fn foreground_pass(&mut self, policy: Policy, urgent: bool) -> Result<usize> {
+        let passes = self.cleaner.stats.passes;
+        let freed = self.clean(Pass {
+            policy,
+            batch: self.cleaner_options.batch,
+            max_live_percent: 100,
+            commit: urgent,
+            urgent,
+        })?;
+        if self.cleaner.stats.passes > passes {
+            self.cleaner.stats.foreground_passes += 1;
+        }
+        Ok(freed)
     }
 
     /// Segments already emptied that the next durable commit makes
@@ -403,6 +416,7 @@ impl Store {
         let pos = cold.position();
         self.sut.set_active(pos.segment, false);
         self.sut.set_active(pos.next_segment, false);
+        self.cleaner.closed_cold_pages += cold.pages_written;
         Ok(())
     }
 
@@ -637,7 +651,8 @@ impl Store {
 
     /// Pages written to the device by both log heads since mount.
     pub fn pages_written(&self) -> u64 {
-        self.log.pages_written + self.cold.as_ref().map_or(0, |c| c.pages_written)
+        let cold = self.cold.as_ref().map_or(0, |c| c.pages_written);
+        self.log.pages_written + cold + self.cleaner.closed_cold_pages
     }
 }
 
