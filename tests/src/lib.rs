@@ -301,3 +301,39 @@ pub fn parse_stats(text: &str) -> std::collections::BTreeMap<String, String> {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
 }
+
+/// A tmpfs mounted for a test (a small host filesystem to fill up under
+/// an image), unmounted when dropped.
+#[derive(Debug)]
+pub struct Tmpfs {
+    /// Where it is mounted.
+    pub dir: PathBuf,
+}
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `size` (like "24m") on `dir`, creating `dir`.
+    pub fn mount(dir: &Path, size: &str) -> Tmpfs {
+        fs::create_dir_all(dir).expect("mkdir");
+        sh(&format!(
+            "mount -t tmpfs -o size={size} pagelog-test '{}'",
+            dir.display()
+        ));
+        Tmpfs {
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    /// Gives it `size` in all (the host disk has room again).
+    pub fn resize(&self, size: &str) {
+        sh(&format!(
+            "mount -o remount,size={size} '{}'",
+            self.dir.display()
+        ));
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.dir).output();
+    }
+}

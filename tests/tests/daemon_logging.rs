@@ -10,7 +10,7 @@ use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::process::Command;
 
-use pagelog_tests::{bin, is_mounted, run, sh, Mount, Scratch};
+use pagelog_tests::{bin, is_mounted, run, sh, Mount, Scratch, Tmpfs};
 
 fn log_option(path: &Path) -> String {
     format!("log={}", path.display())
@@ -43,25 +43,10 @@ fn terminal_queries_and_unmounts_leave_no_warnings() {
     }
 }
 
-/// A tmpfs of `size` mounted at `dir`, unmounted on drop.
-struct SmallHost<'a>(&'a Path);
-
-impl Drop for SmallHost<'_> {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(self.0).output();
-    }
-}
-
 #[test]
 fn the_reason_writes_fail_is_in_the_log() {
     let s = Scratch::new();
-    let host = s.path("host");
-    fs::create_dir(&host).expect("mkdir");
-    sh(&format!(
-        "mount -t tmpfs -o size=24m tmpfs '{}'",
-        host.display()
-    ));
-    let _host = SmallHost(&host);
+    let _host = Tmpfs::mount(&s.path("host"), "24m");
     // A 64 MiB (sparse) image on a 24 MiB host filesystem.
     let img = s.mkfs("host/fs.img", "64M", &[]);
     let mnt = s.path("mnt");

@@ -8,7 +8,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Write};
 use std::process::Command;
 
-use pagelog_tests::{bin, parse_stats, run, sh, Mount, Scratch};
+use pagelog_tests::{bin, parse_stats, run, sh, Mount, Scratch, Tmpfs};
 
 const MIB: usize = 1 << 20;
 
@@ -117,14 +117,8 @@ fn six_cycles_then_full_then_delete_everything() {
 #[test]
 fn host_disk_full_degrades_to_read_only_and_loses_nothing_synced() {
     let s = Scratch::new();
-    let host = s.path("host");
-    fs::create_dir_all(&host).expect("mkdir");
-    sh(&format!(
-        "mount -t tmpfs -o size=48M pagelog-test '{}'",
-        host.display()
-    ));
-    let _unmount_host = Guard(host.clone());
-    let image = host.join("fs.img");
+    let host = Tmpfs::mount(&s.path("host"), "48m");
+    let image = host.dir.join("fs.img");
     let out = run(Command::new(bin("pagelog-mkfs"))
         .arg(&image)
         .args(["--size", "512M", "-q"]));
@@ -164,18 +158,9 @@ fn host_disk_full_degrades_to_read_only_and_loses_nothing_synced() {
         "the daemon of a read-only mount exits cleanly"
     );
     // The host has room again.
-    sh(&format!("mount -o remount,size=600M '{}'", host.display()));
+    host.resize("600m");
     fsck_clean(&image);
     let m = Mount::start(&image, &mnt, "").expect("mount again");
     assert!(fs::read(m.path("kept")).expect("read kept") == kept);
     assert!(m.unmount().success());
-}
-
-/// Unmounts the host tmpfs at the end of a test, whatever happened.
-struct Guard(std::path::PathBuf);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
 }
