@@ -7,43 +7,28 @@
 
 #![deny(unsafe_code)]
 
-pub mod block_ptr;
-pub mod checkpoint;
-pub mod cleaner;
-pub mod codec;
-pub mod device;
-pub mod dir_index;
-pub mod dir_node;
 pub mod error;
-pub mod file_map;
-pub mod format;
 pub mod fs;
 pub mod fsck;
-pub mod ids;
-pub mod index_node;
-pub mod info;
-pub mod inode;
-pub mod inode_pack;
-pub mod label;
-pub mod layout;
-pub mod meta_table;
-pub mod node;
-pub mod node_cache;
-pub mod node_table;
-pub mod page_cache;
-pub(crate) mod parallel;
-pub mod perm;
-pub mod recovery;
-pub mod room;
-pub mod segment_summary;
-pub mod segment_usage;
-pub mod segment_writer;
+pub mod ondisk;
+pub mod root;
 pub mod size;
-pub mod store;
-pub mod superblock;
 #[cfg(feature = "testing")]
 pub mod testing;
-pub mod xattr;
+pub mod volume;
+
+// Each module also by its short name: the paths tools and tests use.
+pub use fs::perm;
+pub use ondisk::{
+    block_ptr, checkpoint, codec, dir_node, ids, index_node, inode, inode_pack, layout, node,
+    segment_summary, superblock, xattr,
+};
+pub use root::{dir_index, file_map, node_cache, node_table, page_cache};
+pub(crate) use volume::parallel;
+pub use volume::{
+    cleaner, device, format, info, label, meta_table, recovery, room, segment_usage,
+    segment_writer, store,
+};
 
 pub use device::{BlockDevice, FileDevice, MemDevice};
 pub use error::{Error, Result};

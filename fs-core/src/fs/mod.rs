@@ -6,6 +6,7 @@ mod attr;
 mod cleaning;
 mod data;
 mod namespace;
+pub mod perm;
 mod read;
 #[cfg(feature = "testing")]
 mod tamper;

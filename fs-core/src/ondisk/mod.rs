@@ -1,0 +1,17 @@
+//! On-disk codecs: one module per structure on the device, named after it,
+//! each a pair of encode and decode functions over named offsets (FORMAT.md
+//! says what every byte is; `tests/format_doc.rs` holds the two together).
+
+pub mod block_ptr;
+pub mod checkpoint;
+pub mod codec;
+pub mod dir_node;
+pub mod ids;
+pub mod index_node;
+pub mod inode;
+pub mod inode_pack;
+pub mod layout;
+pub mod node;
+pub mod segment_summary;
+pub mod superblock;
+pub mod xattr;

@@ -1,0 +1,17 @@
+//! The volume: the device, the log and its heads, segment usage, the
+//! tables written at each commit, room for the next commit, the cleaner,
+//! commits and recovery, and the tools' operations on a whole image
+//! (making one, reading its state, relabelling it).
+
+pub mod cleaner;
+pub mod device;
+pub mod format;
+pub mod info;
+pub mod label;
+pub mod meta_table;
+pub(crate) mod parallel;
+pub mod recovery;
+pub mod room;
+pub mod segment_usage;
+pub mod segment_writer;
+pub mod store;
