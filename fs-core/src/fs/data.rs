@@ -54,9 +54,9 @@ impl Filesystem {
     /// caller overwrites all of it), counting it in the inode's blocks if it
     /// was a hole.
     fn dirty_page(&mut self, ino: Ino, idx: u64, whole: bool) -> Result<&mut Page> {
-        if !self.store.dirty.contains(ino, idx) {
+        if !self.store.root.dirty.contains(ino, idx) {
             let dev = self.dev();
-            let ptr = file_map::get(&mut self.store.cache, &*dev, ino, idx)?;
+            let ptr = file_map::get(&mut self.store.root.cache, &*dev, ino, idx)?;
             let page = if !whole && ptr.is_stored() {
                 self.read_stored(ino, idx, ptr)?
             } else {
@@ -64,9 +64,13 @@ impl Filesystem {
             };
             // The inode's block count grows when the page is written back;
             // until then the page counts as fresh in the dirty cache.
-            self.store.dirty.insert(ino, idx, page, !ptr.is_allocated());
+            self.store
+                .root
+                .dirty
+                .insert(ino, idx, page, !ptr.is_allocated());
         }
         self.store
+            .root
             .dirty
             .get_mut(ino, idx)
             .ok_or_else(|| Error::corrupt("page cache", PageAddr::NONE, "dirty page vanished"))
@@ -93,7 +97,7 @@ impl Filesystem {
         }
         let (first, last) = (offset / PS, (end - 1) / PS);
         let new_pages = (first..=last)
-            .filter(|&i| !self.store.dirty.contains(ino, i))
+            .filter(|&i| !self.store.root.dirty.contains(ino, i))
             .count() as u64;
         self.ensure_space(Demand::write(first, last, new_pages))?;
         for idx in first..=last {
@@ -129,7 +133,7 @@ impl Filesystem {
     /// poisons the mount fails it; one that leaves it usable (no room yet)
     /// has changed nothing, and the next commit tries again.
     fn write_back_if_due(&mut self) -> Result<()> {
-        if self.store.dirty.count() as u64 * PS <= self.opts.dirty_limit {
+        if self.store.root.dirty.count() as u64 * PS <= self.opts.dirty_limit {
             return Ok(());
         }
         let r = self.store.write_back_data().and_then(|()| {
@@ -150,7 +154,7 @@ impl Filesystem {
 
     /// Drops file pages `from..` (pointers and dirty copies).
     fn drop_pages_from(&mut self, ino: Ino, from: u64) -> Result<()> {
-        self.store.dirty.remove_range(ino, from, u64::MAX);
+        self.store.root.dirty.remove_range(ino, from, u64::MAX);
         let freed = self.store.drop_file_pages(ino, from)?;
         let i = self.inode_mut(ino)?;
         i.blocks = i.blocks.saturating_sub(freed);
@@ -160,8 +164,8 @@ impl Filesystem {
     /// Zeroes bytes `lo..hi` of page `idx` if it holds data.
     fn zero_in_page(&mut self, ino: Ino, idx: u64, lo: usize, hi: usize) -> Result<()> {
         let dev = self.dev();
-        let has_data = self.store.dirty.contains(ino, idx)
-            || file_map::get(&mut self.store.cache, &*dev, ino, idx)?.is_stored();
+        let has_data = self.store.root.dirty.contains(ino, idx)
+            || file_map::get(&mut self.store.root.cache, &*dev, ino, idx)?.is_stored();
         if has_data && lo < hi {
             self.dirty_page(ino, idx, false)?[lo..hi].fill(0);
         }
@@ -236,12 +240,13 @@ impl Filesystem {
         let mut idx = first;
         while idx <= last {
             // Skip stored runs quickly; look at each non-stored page.
-            let Some(h) = file_map::find(&mut self.store.cache, dev, ino, idx, last + 1, false)?
+            let Some(h) =
+                file_map::find(&mut self.store.root.cache, dev, ino, idx, last + 1, false)?
             else {
                 break;
             };
-            if !self.store.dirty.contains(ino, h)
-                && file_map::get(&mut self.store.cache, dev, ino, h)?.is_hole()
+            if !self.store.root.dirty.contains(ino, h)
+                && file_map::get(&mut self.store.root.cache, dev, ino, h)?.is_hole()
             {
                 holes.push(h);
             }
@@ -256,7 +261,7 @@ impl Filesystem {
         for &h in &holes {
             let s = &mut self.store;
             file_map::set(
-                &mut s.cache,
+                &mut s.root.cache,
                 dev,
                 &mut s.sut,
                 building,
@@ -265,7 +270,7 @@ impl Filesystem {
                 BlockPtr::UNWRITTEN,
             )?;
         }
-        self.store.reserved_pages += holes.len() as u64;
+        self.store.root.reserved_pages += holes.len() as u64;
         self.inode_mut(ino)?.blocks += holes.len() as u64;
         Ok(())
     }
@@ -287,10 +292,10 @@ impl Filesystem {
                 self.zero_in_page(ino, idx, lo as usize, hi as usize)?;
                 continue;
             }
-            self.store.dirty.remove_range(ino, idx, idx + 1);
+            self.store.root.dirty.remove_range(ino, idx, idx + 1);
             let s = &mut self.store;
             let old = file_map::set(
-                &mut s.cache,
+                &mut s.root.cache,
                 dev,
                 &mut s.sut,
                 building,
@@ -301,7 +306,7 @@ impl Filesystem {
             if old.is_stored() {
                 s.sut.remove_live(dev, old.addr, building)?;
             } else if old.is_unwritten() {
-                s.reserved_pages = s.reserved_pages.saturating_sub(1);
+                s.root.reserved_pages = s.root.reserved_pages.saturating_sub(1);
             }
             if old.is_allocated() {
                 freed += 1;
@@ -324,9 +329,11 @@ impl Filesystem {
         let idx0 = offset / PS;
         match whence {
             Whence::Data => {
-                let stored = file_map::find(&mut self.store.cache, dev, ino, idx0, pages, true)?;
+                let stored =
+                    file_map::find(&mut self.store.root.cache, dev, ino, idx0, pages, true)?;
                 let dirty = self
                     .store
+                    .root
                     .dirty
                     .next_dirty(ino, idx0)
                     .filter(|&i| i < pages);
@@ -339,8 +346,8 @@ impl Filesystem {
             Whence::Hole => {
                 let mut j = idx0;
                 let hole = loop {
-                    match file_map::find(&mut self.store.cache, dev, ino, j, pages, false)? {
-                        Some(h) if self.store.dirty.contains(ino, h) => j = h + 1,
+                    match file_map::find(&mut self.store.root.cache, dev, ino, j, pages, false)? {
+                        Some(h) if self.store.root.dirty.contains(ino, h) => j = h + 1,
                         Some(h) => break h * PS,
                         None => break size,
                     }

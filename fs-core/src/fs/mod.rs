@@ -221,7 +221,7 @@ impl Filesystem {
         if !fs.opts.read_only {
             fs.store.start_writing(max_seq)?;
             fs.purge_graveyard()?;
-            fs.store.changed = true;
+            fs.store.root.changed = true;
             fs.store.commit(true)?;
         }
         Ok(fs)
@@ -402,7 +402,7 @@ impl Filesystem {
             return Ok(false);
         }
         let dev = self.dev();
-        self.store.cache.inode_exists(&*dev, ino)
+        self.store.root.cache.inode_exists(&*dev, ino)
     }
 
     fn inode(&mut self, ino: Ino) -> Result<&Inode> {
@@ -410,7 +410,7 @@ impl Filesystem {
             return Err(Error::NotFound);
         }
         let dev = self.dev();
-        self.store.cache.inode(&*dev, ino)
+        self.store.root.cache.inode(&*dev, ino)
     }
 
     fn inode_mut(&mut self, ino: Ino) -> Result<&mut Inode> {
@@ -418,8 +418,8 @@ impl Filesystem {
             return Err(Error::NotFound);
         }
         let dev = self.dev();
-        self.store.changed = true;
-        self.store.cache.inode_mut(&*dev, ino)
+        self.store.root.changed = true;
+        self.store.root.cache.inode_mut(&*dev, ino)
     }
 
     /// A directory inode, or `NotDir`.
@@ -437,7 +437,7 @@ impl Filesystem {
         let inode = self.inode(ino)?.clone();
         let mut a = attr_of(ino, &inode);
         // Pages written but not yet given an address count already.
-        a.blocks += self.store.dirty.fresh(ino) * 8;
+        a.blocks += self.store.root.dirty.fresh(ino) * 8;
         Ok(a)
     }
 
@@ -454,7 +454,7 @@ impl Filesystem {
             bfree: free,
             bavail: free,
             // Every free page can take an inode pack of sixteen inodes.
-            files: self.store.inode_count.saturating_sub(1) + free * PACK_SLOTS,
+            files: self.store.root.inode_count.saturating_sub(1) + free * PACK_SLOTS,
             ffree: free * PACK_SLOTS,
             namelen: NAME_MAX as u32,
         }
@@ -482,8 +482,8 @@ impl Filesystem {
             mode &= !S_ISGID;
         }
         let now = Timespec::now();
-        let generation = self.store.next_generation;
-        self.store.next_generation += 1;
+        let generation = self.store.root.next_generation;
+        self.store.root.next_generation += 1;
         let inode = Inode {
             mode,
             uid: cred.uid,
@@ -499,9 +499,9 @@ impl Filesystem {
             ..Inode::default()
         };
         let dev = self.dev();
-        let ino = self.store.cache.create_inode(&*dev, parent, inode)?;
-        self.store.inode_count += 1;
-        self.store.changed = true;
+        let ino = self.store.root.cache.create_inode(&*dev, parent, inode)?;
+        self.store.root.inode_count += 1;
+        self.store.root.changed = true;
         Ok(ino)
     }
 
@@ -563,7 +563,7 @@ impl Filesystem {
                 let dev = self.dev();
                 let seed = self.store.sb.hash_seed;
                 dir_index::insert(
-                    &mut self.store.cache,
+                    &mut self.store.root.cache,
                     &*dev,
                     Ino::GRAVEYARD,
                     &name,
@@ -580,7 +580,7 @@ impl Filesystem {
                     let (seed, building) = (self.store.sb.hash_seed, self.store.building());
                     let s = &mut self.store;
                     dir_index::remove(
-                        &mut s.cache,
+                        &mut s.root.cache,
                         &*dev,
                         &mut s.sut,
                         building,
@@ -601,21 +601,21 @@ impl Filesystem {
         let building = self.store.building();
         let s = &mut self.store;
         s.drop_file_pages(ino, 0)?;
-        s.dirty.remove_range(ino, 0, u64::MAX);
-        let inode = s.cache.inode(dev, ino)?;
+        s.root.dirty.remove_range(ino, 0, u64::MAX);
+        let inode = s.root.cache.inode(dev, ino)?;
         let xattr = inode.xattr_nid;
         let is_dir = inode.is_dir();
         if !xattr.is_none() {
-            s.cache.remove(dev, &mut s.sut, building, xattr)?;
+            s.root.cache.remove(dev, &mut s.sut, building, xattr)?;
         }
         if is_dir {
-            for nid in dir_index::nodes(&mut s.cache, dev, ino)? {
-                s.cache.remove(dev, &mut s.sut, building, nid)?;
+            for nid in dir_index::nodes(&mut s.root.cache, dev, ino)? {
+                s.root.cache.remove(dev, &mut s.sut, building, nid)?;
             }
         }
-        s.cache.remove_inode(dev, &mut s.sut, building, ino)?;
-        s.inode_count = s.inode_count.saturating_sub(1);
-        s.changed = true;
+        s.root.cache.remove_inode(dev, &mut s.sut, building, ino)?;
+        s.root.inode_count = s.root.inode_count.saturating_sub(1);
+        s.root.changed = true;
         self.opens.remove(&ino);
         self.lookups.remove(&ino);
         Ok(())
@@ -625,10 +625,16 @@ impl Filesystem {
     fn purge_graveyard(&mut self) -> Result<()> {
         let dev = self.dev();
         let mut parked = Vec::new();
-        dir_index::for_each_after(&mut self.store.cache, &*dev, Ino::GRAVEYARD, 0, &mut |e| {
-            parked.push(e.ino);
-            true
-        })?;
+        dir_index::for_each_after(
+            &mut self.store.root.cache,
+            &*dev,
+            Ino::GRAVEYARD,
+            0,
+            &mut |e| {
+                parked.push(e.ino);
+                true
+            },
+        )?;
         for ino in parked {
             self.reap_orphan(ino)?;
         }

@@ -42,7 +42,7 @@ impl Filesystem {
         let dev = self.dev();
         let seed = self.store.sb.hash_seed;
         Ok(
-            dir_index::lookup(&mut self.store.cache, &*dev, dir, name, seed)?.map(|e| {
+            dir_index::lookup(&mut self.store.root.cache, &*dev, dir, name, seed)?.map(|e| {
                 dir_index::DirEntryRef {
                     ino: e.ino,
                     dtype: e.dtype,
@@ -95,7 +95,7 @@ impl Filesystem {
         let dev = self.dev();
         let seed = self.store.sb.hash_seed;
         dir_index::insert(
-            &mut self.store.cache,
+            &mut self.store.root.cache,
             &*dev,
             parent,
             name,
@@ -202,8 +202,8 @@ impl Filesystem {
         } else {
             let mut page = zero_page();
             page[..target.len()].copy_from_slice(target);
-            self.store.dirty.insert(ino, 0, page, true);
-            self.store.data_is_metadata.insert(ino);
+            self.store.root.dirty.insert(ino, 0, page, true);
+            self.store.root.data_is_metadata.insert(ino);
         }
         self.link_new(parent, name, ino, S_IFLNK)?;
         let a = self.getattr(ino)?;
@@ -269,7 +269,7 @@ impl Filesystem {
         let (seed, building) = (self.store.sb.hash_seed, self.store.building());
         let s = &mut self.store;
         dir_index::remove(
-            &mut s.cache,
+            &mut s.root.cache,
             &*dev,
             &mut s.sut,
             building,
@@ -442,9 +442,17 @@ impl Filesystem {
         let now = Timespec::now();
         match (dst, exchange) {
             (Some(d), true) => {
-                dir_index::retarget(&mut self.store.cache, &*dev, p1, n1, d.ino, d.dtype, seed)?;
                 dir_index::retarget(
-                    &mut self.store.cache,
+                    &mut self.store.root.cache,
+                    &*dev,
+                    p1,
+                    n1,
+                    d.ino,
+                    d.dtype,
+                    seed,
+                )?;
+                dir_index::retarget(
+                    &mut self.store.root.cache,
                     &*dev,
                     p2,
                     n2,
@@ -461,7 +469,7 @@ impl Filesystem {
             }
             (Some(d), false) => {
                 dir_index::retarget(
-                    &mut self.store.cache,
+                    &mut self.store.root.cache,
                     &*dev,
                     p2,
                     n2,
@@ -470,7 +478,7 @@ impl Filesystem {
                     seed,
                 )?;
                 let s = &mut self.store;
-                dir_index::remove(&mut s.cache, &*dev, &mut s.sut, building, p1, n1, seed)?;
+                dir_index::remove(&mut s.root.cache, &*dev, &mut s.sut, building, p1, n1, seed)?;
                 let was_dir = d_inode.as_ref().is_some_and(Inode::is_dir);
                 let victim = self.inode_mut(d.ino)?;
                 victim.nlink = if was_dir {
@@ -487,7 +495,7 @@ impl Filesystem {
             }
             (None, _) => {
                 dir_index::insert(
-                    &mut self.store.cache,
+                    &mut self.store.root.cache,
                     &*dev,
                     p2,
                     n2,
@@ -496,7 +504,7 @@ impl Filesystem {
                     seed,
                 )?;
                 let s = &mut self.store;
-                dir_index::remove(&mut s.cache, &*dev, &mut s.sut, building, p1, n1, seed)?;
+                dir_index::remove(&mut s.root.cache, &*dev, &mut s.sut, building, p1, n1, seed)?;
                 self.move_dir(src.ino, s_inode.is_dir(), p1, p2)?;
             }
         }
@@ -566,14 +574,20 @@ impl Filesystem {
             return Ok(());
         }
         let dev = self.dev();
-        dir_index::for_each_after(&mut self.store.cache, &*dev, dir, offset.max(2), &mut |e| {
-            f(DirItem {
-                ino: e.ino,
-                offset: e.key,
-                dtype: e.dtype,
-                name: e.name.to_vec(),
-            })
-        })
+        dir_index::for_each_after(
+            &mut self.store.root.cache,
+            &*dev,
+            dir,
+            offset.max(2),
+            &mut |e| {
+                f(DirItem {
+                    ino: e.ino,
+                    offset: e.key,
+                    dtype: e.dtype,
+                    name: e.name.to_vec(),
+                })
+            },
+        )
     }
 
     /// Attributes of a directory entry's inode (for readdirplus).

@@ -128,11 +128,11 @@ impl Filesystem {
         plan.out = vec![0u8; (end - offset) as usize];
         let dev = self.dev();
         for idx in offset / PS..=(end - 1) / PS {
-            if let Some(p) = self.store.dirty.get(ino, idx) {
+            if let Some(p) = self.store.root.dirty.get(ino, idx) {
                 plan.copy(idx, &p[..]);
                 continue;
             }
-            let ptr = file_map::get(&mut self.store.cache, &*dev, ino, idx)?;
+            let ptr = file_map::get(&mut self.store.root.cache, &*dev, ino, idx)?;
             if ptr.is_stored() {
                 if ptr.transform.0 != 0 {
                     return Err(unsupported(ino, idx, &ptr));
@@ -171,11 +171,11 @@ impl Filesystem {
 
     /// Page `idx` of `ino` as it reads now (dirty copy, stored copy or zeros).
     pub(super) fn read_page(&mut self, ino: Ino, idx: u64) -> Result<Box<Page>> {
-        if let Some(p) = self.store.dirty.get(ino, idx) {
+        if let Some(p) = self.store.root.dirty.get(ino, idx) {
             return Ok(Box::new(*p));
         }
         let dev = self.dev();
-        let ptr = file_map::get(&mut self.store.cache, &*dev, ino, idx)?;
+        let ptr = file_map::get(&mut self.store.root.cache, &*dev, ino, idx)?;
         if ptr.is_stored() {
             self.read_stored(ino, idx, ptr)
         } else {

@@ -36,8 +36,16 @@ impl Tamper<'_> {
         let dev = self.fs.dev();
         let s = &mut self.fs.store;
         let (seed, building) = (s.sb.hash_seed, s.building());
-        dir_index::remove(&mut s.cache, &*dev, &mut s.sut, building, dir, name, seed)?;
-        s.changed = true;
+        dir_index::remove(
+            &mut s.root.cache,
+            &*dev,
+            &mut s.sut,
+            building,
+            dir,
+            name,
+            seed,
+        )?;
+        s.root.changed = true;
         Ok(())
     }
 
@@ -46,43 +54,59 @@ impl Tamper<'_> {
         let dev = self.fs.dev();
         let s = &mut self.fs.store;
         let building = s.building();
-        s.changed = true;
-        file_map::set(&mut s.cache, &*dev, &mut s.sut, building, ino, idx, ptr)
+        s.root.changed = true;
+        file_map::set(
+            &mut s.root.cache,
+            &*dev,
+            &mut s.sut,
+            building,
+            ino,
+            idx,
+            ptr,
+        )
     }
 
     /// The pointer of page `idx` of `ino`.
     pub fn get_pointer(&mut self, ino: Ino, idx: u64) -> Result<BlockPtr> {
         let dev = self.fs.dev();
-        file_map::get(&mut self.fs.store.cache, &*dev, ino, idx)
+        file_map::get(&mut self.fs.store.root.cache, &*dev, ino, idx)
     }
 
     /// Where the node address table says node `nid` is.
     pub fn node_addr(&mut self, nid: Nid) -> Result<Option<PageAddr>> {
         let dev = self.fs.dev();
-        Ok(self.fs.store.cache.nat.lookup(&*dev, nid)?.map(|e| e.addr))
+        Ok(self
+            .fs
+            .store
+            .root
+            .cache
+            .nat
+            .lookup(&*dev, nid)?
+            .map(|e| e.addr))
     }
 
     /// Counts one more live page in `addr`'s segment than there is.
     pub fn phantom_live(&mut self, addr: PageAddr) -> Result<()> {
         let dev = self.fs.dev();
         let now = crate::store::now_ns() / 1_000_000_000;
-        self.fs.store.changed = true;
+        self.fs.store.root.changed = true;
         self.fs.store.sut.add_live(&*dev, addr, now)
     }
 
     /// Shifts the inode counter the checkpoint records.
     pub fn miscount_inodes(&mut self, delta: i64) {
         let s = &mut self.fs.store;
-        s.inode_count = s.inode_count.saturating_add_signed(delta);
-        s.changed = true;
+        s.root.inode_count = s.root.inode_count.saturating_add_signed(delta);
+        s.root.changed = true;
     }
 
     /// Allocates a node that nothing refers to.
     pub fn leak_node(&mut self, owner: Ino) -> Result<Nid> {
         let dev = self.fs.dev();
-        self.fs.store.changed = true;
+        self.fs.store.root.changed = true;
         self.fs
             .store
+            .root
             .cache
             .create(&*dev, owner, 0, NodeBody::Xattr(Box::default()))
     }

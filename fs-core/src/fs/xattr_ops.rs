@@ -22,7 +22,7 @@ impl Filesystem {
             return Ok(XattrNode::default());
         }
         let dev = self.dev();
-        match &self.store.cache.get(&*dev, nid)?.body {
+        match &self.store.root.cache.get(&*dev, nid)?.body {
             NodeBody::Xattr(x) => Ok((**x).clone()),
             _ => Err(Error::corrupt(
                 format!("node {nid}"),
@@ -39,7 +39,7 @@ impl Filesystem {
             if !nid.is_none() {
                 let building = self.store.building();
                 let s = &mut self.store;
-                s.cache.remove(&*dev, &mut s.sut, building, nid)?;
+                s.root.cache.remove(&*dev, &mut s.sut, building, nid)?;
                 self.inode_mut(ino)?.xattr_nid = Nid::NONE;
             }
             return Ok(());
@@ -47,13 +47,14 @@ impl Filesystem {
         if nid.is_none() {
             let nid = self
                 .store
+                .root
                 .cache
                 .create(&*dev, ino, 0, NodeBody::Xattr(Box::new(x)))?;
             self.inode_mut(ino)?.xattr_nid = nid;
-        } else if let NodeBody::Xattr(old) = &mut self.store.cache.get_mut(&*dev, nid)?.body {
+        } else if let NodeBody::Xattr(old) = &mut self.store.root.cache.get_mut(&*dev, nid)?.body {
             **old = x;
         }
-        self.store.changed = true;
+        self.store.root.changed = true;
         Ok(())
     }
 

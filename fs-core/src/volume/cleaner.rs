@@ -197,7 +197,7 @@ impl Store {
             }
             let before = self.sut.writable_segments();
             if self.needs_commit() || self.pending_segments() > 0 {
-                self.changed = true;
+                self.root.changed = true;
                 self.commit_checked(crate::store::DataScope::All, true)?;
                 continue;
             }
@@ -306,7 +306,7 @@ impl Store {
                 Err(e) => self.refuse(seg, &e.to_string()),
             }
         }
-        self.changed = true;
+        self.root.changed = true;
         let building = self.building();
         let r = self.write_moves(&*dev, building, moves, pass.urgent);
         self.poison_on(r)?;
@@ -488,10 +488,14 @@ impl Store {
         for (_, u) in &f.uses {
             match *u {
                 LiveUse::Node(nid) => {
-                    self.cache.get_mut(&*dev, nid)?;
+                    self.root.cache.get_mut(&*dev, nid)?;
                 }
                 LiveUse::Table(TableId::NodeAddress, level, index) => {
-                    self.cache.nat.table().mark_dirty(&*dev, level, index)?;
+                    self.root
+                        .cache
+                        .nat
+                        .table()
+                        .mark_dirty(&*dev, level, index)?;
                 }
                 LiveUse::Table(TableId::SegmentUsage, level, index) => {
                     self.sut.table().mark_dirty(&*dev, level, index)?;
@@ -515,19 +519,19 @@ impl Store {
         Ok(match e.kind {
             PageKind::Data => {
                 let ino = Ino(e.owner);
-                if !self.cache.inode_exists(dev, ino)? {
+                if !self.root.cache.inode_exists(dev, ino)? {
                     return Ok(None);
                 }
-                let inode = self.cache.inode(dev, ino)?;
+                let inode = self.root.cache.inode(dev, ino)?;
                 if inode.is_dir() || (inode.is_symlink() && inode.has_inline()) {
                     return Ok(None);
                 }
-                let ptr = file_map::get(&mut self.cache, dev, ino, e.index)?;
+                let ptr = file_map::get(&mut self.root.cache, dev, ino, e.index)?;
                 (ptr.addr == addr).then_some(LiveUse::Data(ino, e.index, ptr))
             }
             PageKind::Node => {
                 let nid = Nid(e.index);
-                let here = self.cache.nat.lookup(dev, nid)?;
+                let here = self.root.cache.nat.lookup(dev, nid)?;
                 here.is_some_and(|n| n.addr == addr)
                     .then_some(LiveUse::Node(nid))
             }
@@ -539,7 +543,7 @@ impl Store {
                     _ => return Ok(None),
                 };
                 let table = match id {
-                    TableId::NodeAddress => self.cache.nat.table(),
+                    TableId::NodeAddress => self.root.cache.nat.table(),
                     TableId::SegmentUsage => self.sut.table(),
                 };
                 table
@@ -568,7 +572,7 @@ impl Store {
         mut moves: Vec<Move>,
         main_head: bool,
     ) -> Result<()> {
-        moves.retain(|m| !self.dirty.contains(m.ino, m.idx));
+        moves.retain(|m| !self.root.dirty.contains(m.ino, m.idx));
         if moves.is_empty() {
             return Ok(());
         }
@@ -579,7 +583,7 @@ impl Store {
         let now = crate::store::now_ns();
         let mut written = 0;
         for m in moves {
-            if file_map::get(&mut self.cache, dev, m.ino, m.idx)? != m.ptr {
+            if file_map::get(&mut self.root.cache, dev, m.ino, m.idx)? != m.ptr {
                 continue;
             }
             let head = match (main_head, self.cold.as_mut()) {
@@ -598,7 +602,7 @@ impl Store {
             let crc = head.fill(addr, entry, &m.page)?;
             let new = BlockPtr { addr, crc, ..m.ptr };
             file_map::set(
-                &mut self.cache,
+                &mut self.root.cache,
                 dev,
                 &mut self.sut,
                 building,

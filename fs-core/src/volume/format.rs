@@ -175,13 +175,13 @@ pub fn format(dev: Arc<dyn BlockDevice>, opts: &FormatOptions) -> Result<Superbl
         now,
     ));
     pack.slots[Ino::GRAVEYARD.slot()] = Some(directory(0o700, 0, 0, Ino::GRAVEYARD, now));
-    store.cache.insert_at(
+    store.root.cache.insert_at(
         Nid::FIRST_PACK,
         Ino::NONE,
         0,
         NodeBody::InodePack(Box::new(pack)),
     );
-    store.inode_count = 2;
+    store.root.inode_count = 2;
     store.commit(true)?;
     store.write_superblock(State::Clean, true)?;
     store.flush_superblock()?;

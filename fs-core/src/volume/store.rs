@@ -14,9 +14,9 @@ use crate::inode::Timespec;
 use crate::meta_table::MetaTable;
 use crate::node_cache::NodeCache;
 use crate::node_table::NodeTable;
-use crate::page_cache::DirtyPages;
 use crate::recovery::Recovery;
 use crate::room::{self, Demand, Tier};
+use crate::root::Root;
 use crate::segment_summary::{Entry, PageKind};
 use crate::segment_usage::SegmentUsage;
 use crate::segment_writer::{LogPosition, SegmentWriter};
@@ -54,8 +54,8 @@ pub struct Store {
     pub dev: Arc<dyn BlockDevice>,
     /// The superblock as last written.
     pub sb: Superblock,
-    /// Nodes.
-    pub cache: NodeCache,
+    /// The root: its trees, dirty pages and counters.
+    pub root: Root,
     /// Segment usage.
     pub sut: SegmentUsage,
     /// Log head.
@@ -65,28 +65,15 @@ pub struct Store {
     pub cold: Option<SegmentWriter>,
     /// The cleaner's head wrote pages not yet flushed.
     pub cold_unflushed: bool,
-    /// Dirty file pages.
-    pub dirty: DirtyPages,
-    /// Inodes whose dirty data is metadata (long symbolic link targets):
-    /// written even by metadata-only commits.
-    pub data_is_metadata: std::collections::HashSet<crate::ids::Ino>,
     /// The last checkpoint written (or recovered).
     pub cp: Checkpoint,
     /// Its page.
     pub cp_addr: PageAddr,
-    /// Generation for the next inode.
-    pub next_generation: u64,
-    /// Inodes in use.
-    pub inode_count: u64,
-    /// Pages promised by fallocate and not yet written.
-    pub reserved_pages: u64,
     /// Mounted read-only: nothing is ever written.
     pub read_only: bool,
     /// Read-only because a write to the device failed (why), rather than
     /// mounted so.
     pub degraded: Option<String>,
-    /// Something changed since the last commit.
-    pub changed: bool,
     /// Counters.
     pub stats: Stats,
     /// The segment cleaner's state.
@@ -139,23 +126,17 @@ impl Store {
         Store {
             dev,
             sb: rec.sb,
-            cache: NodeCache::new(nat, NODE_CACHE),
+            root: Root::open(&cp, NodeCache::new(nat, NODE_CACHE)),
             sut,
             log,
             cold: None,
             cold_unflushed: false,
             logged_at_commit: 0,
-            dirty: DirtyPages::default(),
-            data_is_metadata: std::collections::HashSet::new(),
-            next_generation: cp.next_generation,
-            inode_count: cp.inode_count,
-            reserved_pages: cp.reserved_pages,
             durable_sb: cp.no,
             cp,
             cp_addr: rec.checkpoint_addr,
             read_only,
             degraded: None,
-            changed: false,
             stats: Stats::default(),
             cleaner: crate::cleaner::Cleaner::default(),
             cleaner_options: crate::cleaner::CleanerOptions::default(),
@@ -171,7 +152,7 @@ impl Store {
 
     /// Any metadata to commit (data aside)?
     pub fn needs_metadata_commit(&self) -> bool {
-        self.changed || self.cache.dirty_count() > 0
+        self.root.needs_metadata_commit()
     }
 
     /// Pages the main log head wrote since the last commit: what a
@@ -182,7 +163,7 @@ impl Store {
 
     /// Anything to commit?
     pub fn needs_commit(&self) -> bool {
-        self.changed || self.dirty.count() > 0 || self.cache.dirty_count() > 0
+        self.root.needs_commit()
     }
 
     /// Writes all dirty state and a checkpoint naming it, then flushes.
@@ -237,9 +218,9 @@ impl Store {
     /// nodes have ids; every page of the segment usage table; and the
     /// checkpoint.
     pub fn commit_payload(&self, extra: Demand) -> u64 {
-        let data = self.dirty.count() as u64 + extra.pages;
-        let map = self.dirty.files() as u64 + 4 * self.dirty.groups() as u64;
-        let nodes = self.cache.dirty_count() as u64 + map + extra.nodes;
+        let data = self.root.dirty.count() as u64 + extra.pages;
+        let map = self.root.dirty.files() as u64 + 4 * self.root.dirty.groups() as u64;
+        let nodes = self.root.cache.dirty_count() as u64 + map + extra.nodes;
         data + nodes + self.table_pages(nodes) + 1
     }
 
@@ -247,8 +228,8 @@ impl Store {
     /// are in use: at most what one commit writes of them.
     fn table_pages(&self, new_nodes: u64) -> u64 {
         let nat = room::table_pages(
-            self.cache.nat.watermark.0.saturating_add(new_nodes),
-            self.cache.nat.depth(),
+            self.root.cache.nat.watermark.0.saturating_add(new_nodes),
+            self.root.cache.nat.depth(),
         );
         nat + room::table_pages(self.sb.geometry.segment_count, self.sut.depth())
     }
@@ -350,8 +331,10 @@ impl Store {
             self.cold_unflushed = false;
         }
         self.write_data(dev, building, scope)?;
-        self.cache.write_dirty(dev, &mut self.sut, &mut self.log)?;
-        let nat = self.cache.nat.table();
+        self.root
+            .cache
+            .write_dirty(dev, &mut self.sut, &mut self.log)?;
+        let nat = self.root.cache.nat.table();
         write_table(dev, nat, &mut self.sut, &mut self.log, building)?;
         if !self.cp_addr.is_none() {
             self.sut.remove_live(dev, self.cp_addr, building)?;
@@ -367,16 +350,16 @@ impl Store {
             head_segment: pos.segment,
             next_segment: pos.next_segment,
             next_seq: pos.next_seq,
-            nat_root: self.cache.nat.root(),
+            nat_root: self.root.cache.nat.root(),
             sut_root: self.sut.table().root(),
-            nat_free_head: self.cache.nat.free_head,
-            nat_watermark: self.cache.nat.watermark,
-            next_generation: self.next_generation,
-            inode_count: self.inode_count,
+            nat_free_head: self.root.cache.nat.free_head,
+            nat_watermark: self.root.cache.nat.watermark,
+            next_generation: self.root.next_generation,
+            inode_count: self.root.inode_count,
             live_pages: self.sut.live_pages,
             empty_segments: self.sut.empty_segments(),
             previous: self.cp_addr,
-            reserved_pages: self.reserved_pages,
+            reserved_pages: self.root.reserved_pages,
             fs_id: self.sb.hash_seed,
             ..Checkpoint::default()
         };
@@ -410,7 +393,7 @@ impl Store {
         self.cp_addr = cp_slot;
         self.log.set_building(CheckpointNo(building.0 + 1));
         self.stats.commits += 1;
-        self.changed = false;
+        self.root.changed = false;
         self.logged_at_commit = self.log.pages_written;
         self.write_superblock(State::InUse, false)?;
         if sync_superblock {
@@ -427,7 +410,7 @@ impl Store {
         let building = self.building();
         let (mut dead, mut unwritten, mut freed) = (Vec::new(), 0u64, 0u64);
         file_map::truncate(
-            &mut self.cache,
+            &mut self.root.cache,
             dev,
             &mut self.sut,
             building,
@@ -445,7 +428,7 @@ impl Store {
         for a in dead {
             self.sut.remove_live(dev, a, building)?;
         }
-        self.reserved_pages = self.reserved_pages.saturating_sub(unwritten);
+        self.root.reserved_pages = self.root.reserved_pages.saturating_sub(unwritten);
         Ok(freed)
     }
 
@@ -484,20 +467,24 @@ impl Store {
         scope: DataScope,
     ) -> Result<()> {
         let mut batches = match scope {
-            DataScope::All => self.dirty.take_all(),
+            DataScope::All => self.root.dirty.take_all(),
             DataScope::None => Vec::new(),
-            DataScope::Inode(ino) => vec![(ino, self.dirty.take(ino))],
+            DataScope::Inode(ino) => vec![(ino, self.root.dirty.take(ino))],
         };
-        let mut pinned: Vec<_> = self.data_is_metadata.drain().collect();
+        let mut pinned: Vec<_> = self.root.data_is_metadata.drain().collect();
         pinned.sort_unstable();
-        batches.extend(pinned.into_iter().map(|ino| (ino, self.dirty.take(ino))));
+        batches.extend(
+            pinned
+                .into_iter()
+                .map(|ino| (ino, self.root.dirty.take(ino))),
+        );
         for (ino, pages) in batches {
             for (idx, page) in pages {
                 let entry = Entry::raw(PageKind::Data, ino.0, idx);
                 let addr = self.log.alloc(dev, &mut self.sut, None)?;
                 let crc = self.log.fill(addr, entry, &page)?;
                 let old = file_map::set(
-                    &mut self.cache,
+                    &mut self.root.cache,
                     dev,
                     &mut self.sut,
                     building,
@@ -508,9 +495,9 @@ impl Store {
                 if old.is_stored() {
                     self.sut.remove_live(dev, old.addr, building)?;
                 } else if old.is_unwritten() {
-                    self.reserved_pages = self.reserved_pages.saturating_sub(1);
+                    self.root.reserved_pages = self.root.reserved_pages.saturating_sub(1);
                 } else {
-                    self.cache.inode_mut(dev, ino)?.blocks += 1;
+                    self.root.cache.inode_mut(dev, ino)?.blocks += 1;
                 }
                 self.stats.data_pages_written += 1;
             }
@@ -628,14 +615,14 @@ impl Store {
         self.capacity_pages()
             .saturating_sub(self.sut.live_pages)
             .saturating_sub(self.pending_live())
-            .saturating_sub(self.reserved_pages)
+            .saturating_sub(self.root.reserved_pages)
     }
 
     /// Pages the next commit will add to what is live, at most: the dirty
     /// data, the nodes created since the last commit, and a direct map
     /// node for each group of dirty pages that may not have one yet.
     pub fn pending_live(&self) -> u64 {
-        (self.dirty.count() + self.cache.fresh_count() + self.dirty.groups()) as u64
+        (self.root.dirty.count() + self.root.cache.fresh_count() + self.root.dirty.groups()) as u64
     }
 
     /// Pages a user can fill in all: the segment area less the reserve.
