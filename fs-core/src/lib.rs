@@ -26,7 +26,7 @@ pub use ondisk::{
 pub use root::{dir_index, file_map, node_cache, node_table, page_cache};
 pub(crate) use volume::parallel;
 pub use volume::{
-    cleaner, device, format, info, label, meta_table, recovery, room, segment_usage,
+    cleaner, device, format, info, label, meta_table, page_life, recovery, room, segment_usage,
     segment_writer, store,
 };
 

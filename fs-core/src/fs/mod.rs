@@ -33,6 +33,7 @@ use crate::inode::{
     Inode, Timespec, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK,
 };
 use crate::layout::{NAME_MAX, PAGE_SIZE};
+use crate::page_life::PageLife;
 use crate::perm::{Cred, S_ISGID, S_IXGRP};
 use crate::recovery;
 use crate::room::{Demand, Tier};
@@ -582,8 +583,7 @@ impl Filesystem {
                     dir_index::remove(
                         &mut s.root.cache,
                         &*dev,
-                        &mut s.sut,
-                        building,
+                        &mut PageLife::new(&mut s.sut, &*dev, building),
                         Ino::GRAVEYARD,
                         &graveyard_name(ino),
                         seed,
@@ -606,14 +606,20 @@ impl Filesystem {
         let xattr = inode.xattr_nid;
         let is_dir = inode.is_dir();
         if !xattr.is_none() {
-            s.root.cache.remove(dev, &mut s.sut, building, xattr)?;
+            s.root
+                .cache
+                .remove(dev, &mut PageLife::new(&mut s.sut, dev, building), xattr)?;
         }
         if is_dir {
             for nid in dir_index::nodes(&mut s.root.cache, dev, ino)? {
-                s.root.cache.remove(dev, &mut s.sut, building, nid)?;
+                s.root
+                    .cache
+                    .remove(dev, &mut PageLife::new(&mut s.sut, dev, building), nid)?;
             }
         }
-        s.root.cache.remove_inode(dev, &mut s.sut, building, ino)?;
+        s.root
+            .cache
+            .remove_inode(dev, &mut PageLife::new(&mut s.sut, dev, building), ino)?;
         s.root.inode_count = s.root.inode_count.saturating_sub(1);
         s.root.changed = true;
         self.opens.remove(&ino);

@@ -9,6 +9,7 @@ use crate::inode::{
     S_IFREG, S_IFSOCK,
 };
 use crate::layout::{zero_page, SYMLINK_MAX};
+use crate::page_life::PageLife;
 use crate::perm::{self, Cred, MAY_EXEC, MAY_WRITE};
 
 /// One directory entry as readdir hands it out.
@@ -271,8 +272,7 @@ impl Filesystem {
         dir_index::remove(
             &mut s.root.cache,
             &*dev,
-            &mut s.sut,
-            building,
+            &mut PageLife::new(&mut s.sut, &*dev, building),
             parent,
             name,
             seed,
@@ -478,7 +478,14 @@ impl Filesystem {
                     seed,
                 )?;
                 let s = &mut self.store;
-                dir_index::remove(&mut s.root.cache, &*dev, &mut s.sut, building, p1, n1, seed)?;
+                dir_index::remove(
+                    &mut s.root.cache,
+                    &*dev,
+                    &mut PageLife::new(&mut s.sut, &*dev, building),
+                    p1,
+                    n1,
+                    seed,
+                )?;
                 let was_dir = d_inode.as_ref().is_some_and(Inode::is_dir);
                 let victim = self.inode_mut(d.ino)?;
                 victim.nlink = if was_dir {
@@ -504,7 +511,14 @@ impl Filesystem {
                     seed,
                 )?;
                 let s = &mut self.store;
-                dir_index::remove(&mut s.root.cache, &*dev, &mut s.sut, building, p1, n1, seed)?;
+                dir_index::remove(
+                    &mut s.root.cache,
+                    &*dev,
+                    &mut PageLife::new(&mut s.sut, &*dev, building),
+                    p1,
+                    n1,
+                    seed,
+                )?;
                 self.move_dir(src.ino, s_inode.is_dir(), p1, p2)?;
             }
         }

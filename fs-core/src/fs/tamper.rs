@@ -10,6 +10,7 @@ use crate::file_map;
 use crate::ids::{Ino, Nid, PageAddr};
 use crate::inode::Inode;
 use crate::node::NodeBody;
+use crate::page_life::PageLife;
 
 /// A handle for breaking things on purpose.
 #[derive(Debug)]
@@ -39,8 +40,7 @@ impl Tamper<'_> {
         dir_index::remove(
             &mut s.root.cache,
             &*dev,
-            &mut s.sut,
-            building,
+            &mut PageLife::new(&mut s.sut, &*dev, building),
             dir,
             name,
             seed,
@@ -58,8 +58,7 @@ impl Tamper<'_> {
         file_map::set(
             &mut s.root.cache,
             &*dev,
-            &mut s.sut,
-            building,
+            &mut PageLife::new(&mut s.sut, &*dev, building),
             ino,
             idx,
             ptr,

@@ -11,10 +11,10 @@ use rustc_hash::FxHashSet;
 use crate::device::BlockDevice;
 use crate::dir_node::{DirEntry, DirInternal, DirLeaf, Name, MAX_CHILDREN, SPACE};
 use crate::error::{Error, Result};
-use crate::ids::{CheckpointNo, Ino, Nid, PageAddr};
+use crate::ids::{Ino, Nid, PageAddr};
 use crate::node::NodeBody;
 use crate::node_cache::NodeCache;
-use crate::segment_usage::SegmentUsage;
+use crate::page_life::PageLife;
 
 /// Readdir offsets 1 and 2 are "." and ".."; real keys start here.
 pub const FIRST_KEY: u64 = 0x100;
@@ -273,8 +273,7 @@ fn push_up(
 pub fn remove(
     cache: &mut NodeCache,
     dev: &dyn BlockDevice,
-    sut: &mut SegmentUsage,
-    building: CheckpointNo,
+    life: &mut PageLife<'_>,
     dir: Ino,
     name: &[u8],
     seed: u64,
@@ -301,7 +300,7 @@ pub fn remove(
         let mut gone = leaf_nid;
         // Free empty nodes bottom-up.
         loop {
-            cache.remove(dev, sut, building, gone)?;
+            cache.remove(dev, life, gone)?;
             let inode = cache.inode_mut(dev, dir)?;
             inode.blocks = inode.blocks.saturating_sub(1);
             let Some((parent, idx)) = path.pop() else {
@@ -320,7 +319,7 @@ pub fn remove(
             }
             gone = parent;
         }
-        collapse_root(cache, dev, sut, building, dir)?;
+        collapse_root(cache, dev, life, dir)?;
     }
     Ok(removed)
 }
@@ -329,8 +328,7 @@ pub fn remove(
 fn collapse_root(
     cache: &mut NodeCache,
     dev: &dyn BlockDevice,
-    sut: &mut SegmentUsage,
-    building: CheckpointNo,
+    life: &mut PageLife<'_>,
     dir: Ino,
 ) -> Result<()> {
     loop {
@@ -342,7 +340,7 @@ fn collapse_root(
             NodeBody::DirInternal(int) if int.children.len() == 1 => int.children[0].1,
             _ => return Ok(()),
         };
-        cache.remove(dev, sut, building, root)?;
+        cache.remove(dev, life, root)?;
         let inode = cache.inode_mut(dev, dir)?;
         inode.dir_root = only;
         inode.blocks = inode.blocks.saturating_sub(1);

@@ -14,12 +14,12 @@
 use crate::block_ptr::BlockPtr;
 use crate::device::BlockDevice;
 use crate::error::{Error, Result};
-use crate::ids::{CheckpointNo, Ino, Nid, PageAddr};
+use crate::ids::{Ino, Nid, PageAddr};
 use crate::index_node::{IndirectNode, NIDS_PER_INDIRECT, PTRS_PER_DIRECT};
 use crate::inode::INLINE_PTRS;
 use crate::node::NodeBody;
 use crate::node_cache::NodeCache;
-use crate::segment_usage::SegmentUsage;
+use crate::page_life::PageLife;
 
 const D: u64 = PTRS_PER_DIRECT as u64;
 const I: u64 = NIDS_PER_INDIRECT as u64;
@@ -103,8 +103,7 @@ pub fn get(cache: &mut NodeCache, dev: &dyn BlockDevice, ino: Ino, idx: u64) -> 
 pub fn set(
     cache: &mut NodeCache,
     dev: &dyn BlockDevice,
-    sut: &mut SegmentUsage,
-    building: CheckpointNo,
+    life: &mut PageLife<'_>,
     ino: Ino,
     idx: u64,
     ptr: BlockPtr,
@@ -137,9 +136,9 @@ pub fn set(
         }
         t => t,
     };
-    let (old, empty) = set_in(cache, dev, sut, building, ino, top, level, rel, ptr)?;
+    let (old, empty) = set_in(cache, dev, life, ino, top, level, rel, ptr)?;
     if empty {
-        cache.remove(dev, sut, building, top)?;
+        cache.remove(dev, life, top)?;
         cache.inode_mut(dev, ino)?.map_nids[slot] = Nid::NONE;
     }
     Ok(old)
@@ -160,8 +159,7 @@ fn new_map_node(cache: &mut NodeCache, dev: &dyn BlockDevice, ino: Ino, level: u
 fn set_in(
     cache: &mut NodeCache,
     dev: &dyn BlockDevice,
-    sut: &mut SegmentUsage,
-    building: CheckpointNo,
+    life: &mut PageLife<'_>,
     ino: Ino,
     nid: Nid,
     level: u8,
@@ -191,19 +189,9 @@ fn set_in(
     } else {
         child
     };
-    let (old, child_empty) = set_in(
-        cache,
-        dev,
-        sut,
-        building,
-        ino,
-        child,
-        level - 1,
-        child_rel,
-        ptr,
-    )?;
+    let (old, child_empty) = set_in(cache, dev, life, ino, child, level - 1, child_rel, ptr)?;
     if child_empty {
-        cache.remove(dev, sut, building, child)?;
+        cache.remove(dev, life, child)?;
         let ind = indirect_mut(cache, dev, nid)?;
         ind.set(child_idx, Nid::NONE);
         return Ok((old, ind.is_empty()));
@@ -227,8 +215,7 @@ fn indirect_mut<'a>(
 pub fn truncate(
     cache: &mut NodeCache,
     dev: &dyn BlockDevice,
-    sut: &mut SegmentUsage,
-    building: CheckpointNo,
+    life: &mut PageLife<'_>,
     ino: Ino,
     from: u64,
     freed: &mut dyn FnMut(u64, BlockPtr),
@@ -255,8 +242,8 @@ pub fn truncate(
             continue;
         }
         let rel_from = from.saturating_sub(base);
-        if truncate_in(cache, dev, sut, building, top, level, base, rel_from, freed)? {
-            cache.remove(dev, sut, building, top)?;
+        if truncate_in(cache, dev, life, top, level, base, rel_from, freed)? {
+            cache.remove(dev, life, top)?;
             cache.inode_mut(dev, ino)?.map_nids[slot] = Nid::NONE;
         }
     }
@@ -268,8 +255,7 @@ pub fn truncate(
 fn truncate_in(
     cache: &mut NodeCache,
     dev: &dyn BlockDevice,
-    sut: &mut SegmentUsage,
-    building: CheckpointNo,
+    life: &mut PageLife<'_>,
     nid: Nid,
     level: u8,
     base: u64,
@@ -314,15 +300,14 @@ fn truncate_in(
         if truncate_in(
             cache,
             dev,
-            sut,
-            building,
+            life,
             child,
             level - 1,
             base + child_base,
             child_from,
             freed,
         )? {
-            cache.remove(dev, sut, building, child)?;
+            cache.remove(dev, life, child)?;
             indirect_mut(cache, dev, nid)?.set(i, Nid::NONE);
         }
     }

@@ -6,14 +6,14 @@ use std::collections::{BTreeSet, HashMap};
 use crate::codec::crc32;
 use crate::device::BlockDevice;
 use crate::error::{Error, Result};
-use crate::ids::{CheckpointNo, Ino, Nid, PageAddr};
+use crate::ids::{Ino, Nid, PageAddr};
 use crate::inode::Inode;
 use crate::inode_pack::InodePack;
 use crate::layout::zero_page;
 use crate::node::{Node, NodeBody};
 use crate::node_table::{NatEntry, NodeTable};
+use crate::page_life::PageLife;
 use crate::segment_summary::{Entry, PageKind};
-use crate::segment_usage::SegmentUsage;
 use crate::segment_writer::SegmentWriter;
 
 #[derive(Debug)]
@@ -253,8 +253,7 @@ impl NodeCache {
     pub fn remove_inode(
         &mut self,
         dev: &dyn BlockDevice,
-        sut: &mut SegmentUsage,
-        building: CheckpointNo,
+        life: &mut PageLife<'_>,
         ino: Ino,
     ) -> Result<()> {
         let p = self.pack_mut(dev, ino)?;
@@ -271,7 +270,7 @@ impl NodeCache {
             if self.current == pack {
                 self.current = Nid::NONE;
             }
-            self.remove(dev, sut, building, pack)
+            self.remove(dev, life, pack)
         } else {
             self.partial.insert(pack);
             Ok(())
@@ -320,8 +319,7 @@ impl NodeCache {
     pub fn remove(
         &mut self,
         dev: &dyn BlockDevice,
-        sut: &mut SegmentUsage,
-        building: CheckpointNo,
+        life: &mut PageLife<'_>,
         nid: Nid,
     ) -> Result<()> {
         if let Some(c) = self.nodes.remove(&nid) {
@@ -333,7 +331,7 @@ impl NodeCache {
             }
         }
         if let Some(e) = self.nat.lookup(dev, nid)? {
-            sut.remove_live(dev, e.addr, building)?;
+            life.died(e.addr)?;
         }
         self.nat.release(dev, nid)
     }
@@ -343,7 +341,7 @@ impl NodeCache {
     pub fn write_dirty(
         &mut self,
         dev: &dyn BlockDevice,
-        sut: &mut SegmentUsage,
+        life: &mut PageLife<'_>,
         log: &mut SegmentWriter,
     ) -> Result<()> {
         let mut dirty: Vec<(Ino, Nid)> = self
@@ -360,7 +358,7 @@ impl NodeCache {
             };
             let page = c.node.encode(building);
             let entry = Entry::raw(PageKind::Node, ino.0, nid.0);
-            let addr = log.alloc(dev, sut, Some((entry, &page)))?;
+            let addr = log.alloc(dev, life.usage(), Some((entry, &page)))?;
             c.dirty = false;
             self.dirty -= 1;
             if std::mem::take(&mut c.fresh) {
@@ -376,7 +374,7 @@ impl NodeCache {
                 },
             )?;
             if let Some(old) = old {
-                sut.remove_live(dev, old.addr, building)?;
+                life.died(old.addr)?;
             }
         }
         self.evict();

@@ -17,9 +17,11 @@
 //! new ones, both whole.
 //!
 //! Liveness is decided against the root being built, the one root there
-//! is today. Snapshots will add roots that pin pages; the question "does
-//! any root still reference this page" is asked in one place,
-//! [`Store::live_use`], so that is where they will answer too.
+//! is today, and a page's death is counted in one place (`page_life.rs`).
+//! Asking owners does not scale to many retained roots (an old root's
+//! pages cannot be moved without rewriting its past): with snapshots, the
+//! cleaner will instead keep what a page address table still points at
+//! (docs/design-v3.md).
 
 use std::collections::HashSet;
 
@@ -31,6 +33,7 @@ use crate::file_map;
 use crate::ids::{CheckpointNo, Ino, Nid, PageAddr, SegmentNo};
 use crate::layout::{Page, PAGE_SIZE};
 use crate::meta_table::TableId;
+use crate::page_life::PageLife;
 use crate::room::{self, Demand, Tier};
 use crate::segment_summary::{Entry, PageKind};
 use crate::store::Store;
@@ -604,13 +607,12 @@ impl Store {
             file_map::set(
                 &mut self.root.cache,
                 dev,
-                &mut self.sut,
-                building,
+                &mut PageLife::new(&mut self.sut, dev, building),
                 m.ino,
                 m.idx,
                 new,
             )?;
-            self.sut.remove_live(dev, m.ptr.addr, building)?;
+            PageLife::new(&mut self.sut, dev, building).died(m.ptr.addr)?;
             written += 1;
         }
         self.log.set_age(None);

@@ -9,6 +9,7 @@ pub mod format;
 pub mod info;
 pub mod label;
 pub mod meta_table;
+pub mod page_life;
 pub(crate) mod parallel;
 pub mod recovery;
 pub mod room;

@@ -109,7 +109,12 @@ impl SegmentUsage {
     }
 
     /// Counts `addr` as referenced (a page written at time `now`).
-    pub fn add_live(&mut self, dev: &dyn BlockDevice, addr: PageAddr, now: i64) -> Result<()> {
+    pub(crate) fn add_live(
+        &mut self,
+        dev: &dyn BlockDevice,
+        addr: PageAddr,
+        now: i64,
+    ) -> Result<()> {
         let seg = self.segment(addr)?;
         let mut u = self.get(dev, seg)?;
         if u.live == 0 {
@@ -126,7 +131,7 @@ impl SegmentUsage {
 
     /// Counts `addr` as no longer referenced by the root being built
     /// (checkpoint `building`).
-    pub fn remove_live(
+    pub(crate) fn remove_live(
         &mut self,
         dev: &dyn BlockDevice,
         addr: PageAddr,

@@ -14,6 +14,7 @@ use crate::inode::Timespec;
 use crate::meta_table::MetaTable;
 use crate::node_cache::NodeCache;
 use crate::node_table::NodeTable;
+use crate::page_life::PageLife;
 use crate::recovery::Recovery;
 use crate::room::{self, Demand, Tier};
 use crate::root::Root;
@@ -331,13 +332,15 @@ impl Store {
             self.cold_unflushed = false;
         }
         self.write_data(dev, building, scope)?;
-        self.root
-            .cache
-            .write_dirty(dev, &mut self.sut, &mut self.log)?;
+        self.root.cache.write_dirty(
+            dev,
+            &mut PageLife::new(&mut self.sut, dev, building),
+            &mut self.log,
+        )?;
         let nat = self.root.cache.nat.table();
         write_table(dev, nat, &mut self.sut, &mut self.log, building)?;
         if !self.cp_addr.is_none() {
-            self.sut.remove_live(dev, self.cp_addr, building)?;
+            PageLife::new(&mut self.sut, dev, building).died(self.cp_addr)?;
         }
         let cp_slot = self.write_usage_table(dev, building)?;
         let pos = self.log.position();
@@ -412,8 +415,7 @@ impl Store {
         file_map::truncate(
             &mut self.root.cache,
             dev,
-            &mut self.sut,
-            building,
+            &mut PageLife::new(&mut self.sut, dev, building),
             ino,
             from,
             &mut |_, p| {
@@ -426,7 +428,7 @@ impl Store {
             },
         )?;
         for a in dead {
-            self.sut.remove_live(dev, a, building)?;
+            PageLife::new(&mut self.sut, dev, building).died(a)?;
         }
         self.root.reserved_pages = self.root.reserved_pages.saturating_sub(unwritten);
         Ok(freed)
@@ -486,14 +488,13 @@ impl Store {
                 let old = file_map::set(
                     &mut self.root.cache,
                     dev,
-                    &mut self.sut,
-                    building,
+                    &mut PageLife::new(&mut self.sut, dev, building),
                     ino,
                     idx,
                     BlockPtr::stored(addr, crc),
                 )?;
                 if old.is_stored() {
-                    self.sut.remove_live(dev, old.addr, building)?;
+                    PageLife::new(&mut self.sut, dev, building).died(old.addr)?;
                 } else if old.is_unwritten() {
                     self.root.reserved_pages = self.root.reserved_pages.saturating_sub(1);
                 } else {
@@ -520,7 +521,7 @@ impl Store {
             let released = self.sut.table().take_released();
             let had_release = !released.is_empty();
             for a in released {
-                self.sut.remove_live(dev, a, building)?;
+                PageLife::new(&mut self.sut, dev, building).died(a)?;
             }
             let need = self.sut.table().dirty_count() + 1;
             if !had_release && slots.len() == need {
@@ -661,7 +662,7 @@ fn write_table(
 ) -> Result<()> {
     table.close_dirty(dev)?;
     for a in table.take_released() {
-        sut.remove_live(dev, a, building)?;
+        PageLife::new(sut, dev, building).died(a)?;
     }
     let n = table.dirty_count();
     let mut addrs = Vec::with_capacity(n);
