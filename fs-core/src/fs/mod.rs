@@ -577,21 +577,21 @@ impl Filesystem {
             }
             (false, orphan) => {
                 if orphan {
-                    let dev = self.dev();
-                    let (seed, building) = (self.store.sb.hash_seed, self.store.building());
-                    let s = &mut self.store;
-                    dir_index::remove(
-                        &mut s.root.cache,
-                        &*dev,
-                        &mut PageLife::new(&mut s.sut, &*dev, building),
-                        Ino::GRAVEYARD,
-                        &graveyard_name(ino),
-                        seed,
-                    )?;
+                    self.drop_name(Ino::GRAVEYARD, &graveyard_name(ino))?;
                 }
                 self.free_inode(ino)
             }
         }
+    }
+
+    /// Takes `name` out of directory `dir`'s index (nothing else: times
+    /// and link counts are the caller's).
+    fn drop_name(&mut self, dir: Ino, name: &[u8]) -> Result<()> {
+        let dev = self.dev();
+        let (seed, building) = (self.store.sb.hash_seed, self.store.building());
+        let s = &mut self.store;
+        let mut life = PageLife::new(&mut s.sut, &*dev, building);
+        dir_index::remove(&mut s.root.cache, &*dev, &mut life, dir, name, seed).map(|_| ())
     }
 
     /// Frees an inode and everything it owns.

@@ -9,7 +9,6 @@ use crate::inode::{
     S_IFREG, S_IFSOCK,
 };
 use crate::layout::{zero_page, SYMLINK_MAX};
-use crate::page_life::PageLife;
 use crate::perm::{self, Cred, MAY_EXEC, MAY_WRITE};
 
 /// One directory entry as readdir hands it out.
@@ -266,17 +265,7 @@ impl Filesystem {
 
     /// Removes the entry and touches the parent.
     fn remove_entry(&mut self, parent: Ino, name: &[u8], was_dir: bool) -> Result<()> {
-        let dev = self.dev();
-        let (seed, building) = (self.store.sb.hash_seed, self.store.building());
-        let s = &mut self.store;
-        dir_index::remove(
-            &mut s.root.cache,
-            &*dev,
-            &mut PageLife::new(&mut s.sut, &*dev, building),
-            parent,
-            name,
-            seed,
-        )?;
+        self.drop_name(parent, name)?;
         let now = Timespec::now();
         let p = self.inode_mut(parent)?;
         p.mtime = now;
@@ -438,7 +427,7 @@ impl Filesystem {
             return Err(Error::TooManyLinks);
         }
         let dev = self.dev();
-        let (seed, building) = (self.store.sb.hash_seed, self.store.building());
+        let seed = self.store.sb.hash_seed;
         let now = Timespec::now();
         match (dst, exchange) {
             (Some(d), true) => {
@@ -477,15 +466,7 @@ impl Filesystem {
                     src.dtype,
                     seed,
                 )?;
-                let s = &mut self.store;
-                dir_index::remove(
-                    &mut s.root.cache,
-                    &*dev,
-                    &mut PageLife::new(&mut s.sut, &*dev, building),
-                    p1,
-                    n1,
-                    seed,
-                )?;
+                self.drop_name(p1, n1)?;
                 let was_dir = d_inode.as_ref().is_some_and(Inode::is_dir);
                 let victim = self.inode_mut(d.ino)?;
                 victim.nlink = if was_dir {
@@ -510,15 +491,7 @@ impl Filesystem {
                     src.dtype,
                     seed,
                 )?;
-                let s = &mut self.store;
-                dir_index::remove(
-                    &mut s.root.cache,
-                    &*dev,
-                    &mut PageLife::new(&mut s.sut, &*dev, building),
-                    p1,
-                    n1,
-                    seed,
-                )?;
+                self.drop_name(p1, n1)?;
                 self.move_dir(src.ino, s_inode.is_dir(), p1, p2)?;
             }
         }
