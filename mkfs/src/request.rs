@@ -92,27 +92,16 @@ impl Request {
 /// SIZE of mkfs(8) (bare numbers count 1 KiB blocks, as mke2fs reads them).
 fn size(option: Option<&str>, trailing: Option<&str>) -> Result<Option<Size>> {
     let option = option
-        .map(|s| {
-            parse_size(s, 1)
-                .map(|bytes| Size {
-                    bytes,
-                    given: format!("--size {s}"),
-                })
-                .ok_or_else(|| Error::Argument(format!("--size {s}: not a size (like 512M or 4G)")))
-        })
+        .map(|s| given_size(s, 1, "--size ", "like 512M or 4G"))
         .transpose()?;
     let trailing = trailing
         .map(|s| {
-            parse_size(s, 1024)
-                .map(|bytes| Size {
-                    bytes,
-                    given: format!("size {s}"),
-                })
-                .ok_or_else(|| {
-                    Error::Argument(format!(
-                        "size {s}: not a size (a count of 1 KiB blocks, or like 512M or 4G)"
-                    ))
-                })
+            given_size(
+                s,
+                1024,
+                "size ",
+                "a count of 1 KiB blocks, or like 512M or 4G",
+            )
         })
         .transpose()?;
     match (option, trailing) {
@@ -122,6 +111,18 @@ fn size(option: Option<&str>, trailing: Option<&str>) -> Result<Option<Size>> {
         ))),
         (a, b) => Ok(a.or(b)),
     }
+}
+
+/// `s` as a size whose bare numbers count `unit` bytes, remembered as
+/// given (`label` then `s`) for messages; `hint` says what a size looks
+/// like.
+fn given_size(s: &str, unit: u64, label: &str, hint: &str) -> Result<Size> {
+    let bytes = parse_size(s, unit)
+        .ok_or_else(|| Error::Argument(format!("{label}{s}: not a size ({hint})")))?;
+    Ok(Size {
+        bytes,
+        given: format!("{label}{s}"),
+    })
 }
 
 /// Pages per segment from `--segment-size`; fs-core's geometry rule

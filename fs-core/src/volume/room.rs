@@ -102,14 +102,6 @@ impl Demand {
             nodes: 4 * direct + 1,
         }
     }
-
-    /// Both demands together.
-    pub fn plus(self, other: Demand) -> Demand {
-        Demand {
-            pages: self.pages + other.pages,
-            nodes: self.nodes + other.nodes,
-        }
-    }
 }
 
 /// Pages of a copy-on-write table tree holding entries `0..entries` with
@@ -194,6 +186,6 @@ mod tests {
         assert_eq!(w, Demand { pages: 1, nodes: 9 });
         let big = Demand::write(0, 253 * 10, 2531);
         assert_eq!(big.nodes, 4 * 11 + 1);
-        assert_eq!(w.plus(big).pages, 2532);
+        assert_eq!(big.pages, 2531);
     }
 }
