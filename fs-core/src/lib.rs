@@ -26,8 +26,8 @@ pub use ondisk::{
 pub use root::{dir_index, file_map, node_cache, node_table, page_cache};
 pub(crate) use volume::parallel;
 pub use volume::{
-    cleaner, device, format, info, label, meta_table, page_life, recovery, room, segment_usage,
-    segment_writer, store,
+    cleaner, device, format, id_table, info, label, meta_table, page_life, page_table, recovery,
+    room, segment_usage, segment_writer, store,
 };
 
 pub use device::{BlockDevice, FileDevice, MemDevice};
@@ -37,5 +37,5 @@ pub use fs::{
     AtimeMode, Attr, DirItem, Filesystem, MountOptions, RenameFlags, SetAttr, StatFs, TimeSet,
     Whence,
 };
-pub use ids::{Ino, Nid, PageAddr};
+pub use ids::{Ino, Nid, PageAddr, Vpn};
 pub use perm::Cred;

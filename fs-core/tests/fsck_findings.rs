@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use pagelog_core::block_ptr::BlockPtr;
 use pagelog_core::fsck::{Kind, Level, Report, Severity};
 use pagelog_core::recovery::recover;
 use pagelog_core::segment_summary::Summary;
@@ -229,8 +228,8 @@ fn wrong_segment_usage_is_found() {
     let img = image();
     let r = tampered(&img, Level::Full, |fs| {
         let mut t = fs.tamper();
-        let a = t.get_pointer(img.file, 0).expect("pointer");
-        t.phantom_live(a.addr).expect("tamper");
+        let a = t.data_addr(img.file, 0).expect("pointer").expect("stored");
+        t.phantom_live(a).expect("tamper");
     });
     assert_eq!(kinds(&r, Severity::Error), vec![Kind::SegmentUsageWrong]);
 }
@@ -281,14 +280,15 @@ fn wrong_counter_is_found() {
 fn damaged_data_page_is_found_by_verify_data_only() {
     let img = image();
     let mut fs = mount(&img.dev);
-    let ptr: BlockPtr = fs.tamper().get_pointer(img.file, 2).expect("pointer");
+    let addr = fs.tamper().data_addr(img.file, 2).expect("pointer");
+    let addr = addr.expect("stored");
     fs.unmount().expect("unmount");
-    flip(&img.dev, ptr.addr, 10);
+    flip(&img.dev, addr, 10);
     assert!(kinds(&run(&img.dev, Level::Full), Severity::Error).is_empty());
     let r = run(&img.dev, Level::VerifyData);
     assert_eq!(kinds(&r, Severity::Error), vec![Kind::DataDamaged]);
     let f = &r.findings[0];
-    assert_eq!((f.ino, f.addr), (Some(img.file), Some(ptr.addr)));
+    assert_eq!((f.ino, f.addr), (Some(img.file), Some(addr)));
 }
 
 #[test]
@@ -318,14 +318,15 @@ fn crash_leaves_info_only() {
 /// nearest summary page before it.
 fn first_page_and_its_summary(img: &Image) -> (PageAddr, PageAddr, Summary) {
     let mut fs = mount(&img.dev);
-    let ptr = fs.tamper().get_pointer(img.file, 0).expect("pointer");
+    let first = fs.tamper().data_addr(img.file, 0).expect("pointer");
+    let first = first.expect("stored");
     fs.unmount().expect("unmount");
-    let mut addr = ptr.addr;
+    let mut addr = first;
     loop {
         let mut page = vec![0u8; 4096];
         img.dev.read(addr, &mut page).expect("read");
         if let Ok(Some(s)) = Summary::decode(&page, addr) {
-            return (ptr.addr, addr, s);
+            return (first, addr, s);
         }
         addr = PageAddr(addr.0 - 1);
     }

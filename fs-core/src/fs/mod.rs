@@ -590,7 +590,7 @@ impl Filesystem {
         let dev = self.dev();
         let (seed, building) = (self.store.sb.hash_seed, self.store.building());
         let s = &mut self.store;
-        let mut life = PageLife::new(&mut s.sut, &*dev, building);
+        let mut life = PageLife::new(&mut s.sut, &s.pat, &*dev, building);
         dir_index::remove(&mut s.root.cache, &*dev, &mut life, dir, name, seed).map(|_| ())
     }
 
@@ -606,20 +606,26 @@ impl Filesystem {
         let xattr = inode.xattr_nid;
         let is_dir = inode.is_dir();
         if !xattr.is_none() {
-            s.root
-                .cache
-                .remove(dev, &mut PageLife::new(&mut s.sut, dev, building), xattr)?;
+            s.root.cache.remove(
+                dev,
+                &mut PageLife::new(&mut s.sut, &s.pat, dev, building),
+                xattr,
+            )?;
         }
         if is_dir {
             for nid in dir_index::nodes(&mut s.root.cache, dev, ino)? {
-                s.root
-                    .cache
-                    .remove(dev, &mut PageLife::new(&mut s.sut, dev, building), nid)?;
+                s.root.cache.remove(
+                    dev,
+                    &mut PageLife::new(&mut s.sut, &s.pat, dev, building),
+                    nid,
+                )?;
             }
         }
-        s.root
-            .cache
-            .remove_inode(dev, &mut PageLife::new(&mut s.sut, dev, building), ino)?;
+        s.root.cache.remove_inode(
+            dev,
+            &mut PageLife::new(&mut s.sut, &s.pat, dev, building),
+            ino,
+        )?;
         s.root.inode_count = s.root.inode_count.saturating_sub(1);
         s.root.changed = true;
         self.opens.remove(&ino);

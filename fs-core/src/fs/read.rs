@@ -65,18 +65,18 @@ impl ReadPlan {
         self.out[(lo - self.offset) as usize..(hi - self.offset) as usize].copy_from_slice(src);
     }
 
-    fn add_stored(&mut self, idx: u64, ptr: BlockPtr) {
+    fn add_stored(&mut self, idx: u64, addr: PageAddr, crc: u32) {
         match self.runs.last_mut() {
             Some(r)
-                if ptr.addr.0 >= r.start.0 + r.span()
-                    && ptr.addr.0 <= r.start.0 + r.span() + 1
+                if addr.0 >= r.start.0 + r.span()
+                    && addr.0 <= r.start.0 + r.span() + 1
                     && r.span() < 1024 =>
             {
-                r.pages.push((idx, ptr.addr.0 - r.start.0, ptr.crc));
+                r.pages.push((idx, addr.0 - r.start.0, crc));
             }
             _ => self.runs.push(Run {
-                start: ptr.addr,
-                pages: vec![(idx, 0, ptr.crc)],
+                start: addr,
+                pages: vec![(idx, 0, crc)],
             }),
         }
     }
@@ -137,7 +137,8 @@ impl Filesystem {
                 if ptr.transform.0 != 0 {
                     return Err(unsupported(ino, idx, &ptr));
                 }
-                plan.add_stored(idx, ptr);
+                let addr = self.store.pat.resolve_unit(&*dev, ptr.vpn)?;
+                plan.add_stored(idx, addr, ptr.crc);
             }
         }
         self.touch_atime(ino)?;
@@ -160,11 +161,12 @@ impl Filesystem {
         if ptr.transform.0 != 0 {
             return Err(unsupported(ino, idx, &ptr));
         }
+        let addr = self.store.pat.resolve_unit(&*self.store.dev, ptr.vpn)?;
         let mut page = zero_page();
-        self.store.dev.read(ptr.addr, &mut page[..])?;
+        self.store.dev.read(addr, &mut page[..])?;
         let found = crc32(&page[..]);
         if found != ptr.crc {
-            return Err(corrupt_data(ino, idx, ptr.addr, ptr.crc, found));
+            return Err(corrupt_data(ino, idx, addr, ptr.crc, found));
         }
         Ok(page)
     }

@@ -40,7 +40,7 @@ impl Tamper<'_> {
         dir_index::remove(
             &mut s.root.cache,
             &*dev,
-            &mut PageLife::new(&mut s.sut, &*dev, building),
+            &mut PageLife::new(&mut s.sut, &s.pat, &*dev, building),
             dir,
             name,
             seed,
@@ -58,7 +58,7 @@ impl Tamper<'_> {
         file_map::set(
             &mut s.root.cache,
             &*dev,
-            &mut PageLife::new(&mut s.sut, &*dev, building),
+            &mut PageLife::new(&mut s.sut, &s.pat, &*dev, building),
             ino,
             idx,
             ptr,
@@ -71,17 +71,26 @@ impl Tamper<'_> {
         file_map::get(&mut self.fs.store.root.cache, &*dev, ino, idx)
     }
 
-    /// Where the node address table says node `nid` is.
+    /// Where the tables say node `nid` is.
     pub fn node_addr(&mut self, nid: Nid) -> Result<Option<PageAddr>> {
         let dev = self.fs.dev();
-        Ok(self
-            .fs
-            .store
-            .root
-            .cache
-            .nat
-            .lookup(&*dev, nid)?
-            .map(|e| e.addr))
+        let found = self.fs.store.root.cache.nat.locate(&*dev, nid)?;
+        Ok(found.map(|(addr, _)| addr))
+    }
+
+    /// Where page `idx` of `ino` is stored, if it is.
+    pub fn data_addr(&mut self, ino: Ino, idx: u64) -> Result<Option<PageAddr>> {
+        let p = self.get_pointer(ino, idx)?;
+        if !p.is_stored() {
+            return Ok(None);
+        }
+        self.unit_addr(p.vpn)
+    }
+
+    /// Where the page address table says unit `vpn` is.
+    pub fn unit_addr(&mut self, vpn: crate::ids::Vpn) -> Result<Option<PageAddr>> {
+        let dev = self.fs.dev();
+        Ok(self.fs.store.pat.lookup(&*dev, vpn)?.map(|e| e.addr))
     }
 
     /// Counts one more live page in `addr`'s segment than there is.

@@ -40,9 +40,11 @@ impl Filesystem {
             if !nid.is_none() {
                 let building = self.store.building();
                 let s = &mut self.store;
-                s.root
-                    .cache
-                    .remove(&*dev, &mut PageLife::new(&mut s.sut, &*dev, building), nid)?;
+                s.root.cache.remove(
+                    &*dev,
+                    &mut PageLife::new(&mut s.sut, &s.pat, &*dev, building),
+                    nid,
+                )?;
                 self.inode_mut(ino)?.xattr_nid = Nid::NONE;
             }
             return Ok(());

@@ -49,6 +49,10 @@ pub enum Kind {
     NodeLeaked,
     /// A page address is outside the segment area.
     AddressOutOfRange,
+    /// A pointer names a unit (vpn) the page address table says is free.
+    UnitMissing,
+    /// A unit in use in the page address table is reached by nothing.
+    UnitLeaked,
     /// A page is used twice.
     PageUsedTwice,
     /// A directory entry names an inode that does not exist.

@@ -153,21 +153,32 @@ pub fn check(
     let cp = rec.checkpoint.clone();
     let geo = rec.sb.geometry;
     if level == Level::Fast {
-        for (id, root) in [
-            (TableId::NodeAddress, cp.nat_root),
-            (TableId::SegmentUsage, cp.sut_root),
-        ] {
-            if let Err(e) = MetaTable::new(id, root, 4).get(dev, 0) {
-                let msg = format!("{} root: {e}", scan::table_name(id));
+        let pat_state = crate::id_table::IdState {
+            root: cp.pat_root,
+            free_head: cp.pat_free_head.0,
+            watermark: cp.pat_watermark.0,
+        };
+        let pat = crate::page_table::PageTable::open(pat_state, &geo, 4);
+        let tables = [
+            MetaTable::new(TableId::PageAddress, cp.pat_root, 4),
+            MetaTable::new(TableId::SegmentUsage, cp.sut_root, 4),
+            MetaTable::new_virtual(TableId::NodeAddress, cp.nat_root, 4, pat),
+        ];
+        for mut table in tables {
+            if let Err(e) = table.get(dev, 0) {
+                let msg = format!("{} root: {e}", scan::table_name(table.id()));
                 let f = Finding::new(Severity::Error, Kind::TableDamaged, msg);
-                report.findings.push(f.addr(root.addr));
+                report.findings.push(match table.is_virtual() {
+                    true => f,
+                    false => f.addr(table.root().addr),
+                });
             }
         }
         progress(Phase::Log, 1, 1);
         return report;
     }
     progress(Phase::Tables, 0, 1);
-    let mut scan = scan::tables(dev, cp.nat_root, cp.sut_root, &mut report.findings);
+    let mut scan = scan::tables(dev, &cp, &mut report.findings);
     let live: Vec<SegmentNo> = scan
         .usage
         .iter()
@@ -199,6 +210,7 @@ pub fn check(
         progress(Phase::Space, 0, 1);
         space::metadata_pages(&scan, rec.checkpoint_addr, &mut ledger);
         report.findings.extend(ledger.take_findings());
+        space::leaked_units(&scan, &ledger, &mut report.findings);
         space::check(&scan, &ledger, &tree, &cp, &mut report.findings);
         progress(Phase::Summaries, 0, 1);
         let mut chains = chains.join().unwrap_or_default();

@@ -1,20 +1,23 @@
-//! Reading what a full check needs: both metadata tables and every node,
+//! Reading what a full check needs: the metadata tables and every node,
 //! in address order, in large reads.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
+use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 
 use super::finding::{Finding, Kind, Severity};
+use crate::checkpoint::Checkpoint;
 use crate::codec::crc32;
 use crate::device::BlockDevice;
 use crate::error::Error;
-use crate::ids::{Nid, PageAddr, SegmentNo};
+use crate::ids::{Nid, PageAddr, SegmentNo, Vpn};
 use crate::layout::{Geometry, PAGE_SIZE};
-use crate::meta_table::{MetaTable, TableId, TableRoot, ENTRY_SIZE, FANOUT, PAGE_HEADER};
+use crate::meta_table::{MetaTable, PageNames, TableId, ENTRY_SIZE, FANOUT, PAGE_HEADER};
 use crate::node::Node;
 use crate::node_table::{decode as decode_nat, NatEntry, Slot};
+use crate::page_table::PatEntry;
 use crate::parallel;
 use crate::segment_usage::Usage;
 
@@ -27,7 +30,9 @@ pub struct Scan {
     pub free: FxHashMap<Nid, Nid>,
     /// Usage per segment, as the table says.
     pub usage: BTreeMap<SegmentNo, Usage>,
-    /// Pages of both tables.
+    /// Where each unit in use is, by vpn (0: free).
+    pub units: Units,
+    /// Pages of the tables.
     pub table_pages: Vec<PageAddr>,
     /// Node ids whose table entries are on damaged pages: unknown, so not
     /// reported again as missing.
@@ -47,6 +52,45 @@ pub struct Scan {
 pub struct Nodes {
     dense: Vec<Option<Node>>,
     sparse: FxHashMap<Nid, Node>,
+}
+
+/// Unit addresses by vpn, as the page address table holds them (vpns are
+/// dense and bounded by the checkpoint's watermark, itself bounded by the
+/// geometry).
+#[derive(Debug, Default, Clone)]
+pub struct Units {
+    addrs: Vec<PageAddr>,
+}
+
+impl Units {
+    /// Where unit `vpn` is, if it is in use.
+    pub fn get(&self, vpn: Vpn) -> Option<PageAddr> {
+        self.addrs
+            .get(vpn.0 as usize)
+            .copied()
+            .filter(|a| !a.is_none())
+    }
+
+    /// Every unit in use, by vpn.
+    pub fn iter(&self) -> impl Iterator<Item = (Vpn, PageAddr)> + '_ {
+        self.addrs
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| !a.is_none())
+            .map(|(v, a)| (Vpn(v as u64), *a))
+    }
+}
+
+impl PageNames for Units {
+    fn resolve(&self, _dev: &dyn BlockDevice, name: u64) -> crate::error::Result<PageAddr> {
+        self.get(Vpn(name)).ok_or_else(|| {
+            Error::corrupt(
+                format!("unit {name}"),
+                PageAddr::NONE,
+                "free in the page address table",
+            )
+        })
+    }
 }
 
 impl Scan {
@@ -114,18 +158,17 @@ fn leaf_entries(page: &[u8], index: u64) -> impl Iterator<Item = (u64, [u8; ENTR
 /// entries the page covered are returned.
 fn walk_table(
     dev: &dyn BlockDevice,
+    table: MetaTable,
     id: TableId,
-    root: TableRoot,
     scan: &mut Scan,
     findings: &mut Vec<Finding>,
     leaf: &mut dyn FnMut(u64, [u8; ENTRY_SIZE]),
 ) -> Vec<Range<u64>> {
-    let table = MetaTable::new(id, root, 0);
     let mut pages = Vec::new();
     let mut broken = Vec::new();
     let r = table.walk(
         dev,
-        &mut |level, index, addr, page| {
+        &mut |level, index, _, addr, page| {
             pages.push(addr);
             if level == 0 {
                 for (i, e) in leaf_entries(&page[..], index) {
@@ -134,12 +177,19 @@ fn walk_table(
             }
             Ok(())
         },
-        &mut |level, index, addr, e| broken.push((level, index, addr, e)),
+        &mut |level, index, name, e| broken.push((level, index, name, e)),
     );
     let mut lost = Vec::new();
-    for (level, index, addr, e) in broken {
+    for (level, index, name, e) in broken {
         // Referenced all the same: its place is counted as used.
-        pages.push(addr);
+        let addr = if table.is_virtual() {
+            scan.units.get(Vpn(name)).unwrap_or(PageAddr::NONE)
+        } else {
+            PageAddr(name)
+        };
+        if !addr.is_none() {
+            pages.push(addr);
+        }
         let entries = MetaTable::entries_under(level, index);
         let msg = format!(
             "{} page (level {level}, index {index}, entries {} to {}) is damaged: {}",
@@ -176,24 +226,54 @@ pub fn table_name(id: TableId) -> &'static str {
     match id {
         TableId::NodeAddress => "node address table",
         TableId::SegmentUsage => "segment usage table",
+        TableId::PageAddress => "page address table",
     }
 }
 
-/// Reads both tables.
-pub fn tables(
-    dev: &dyn BlockDevice,
-    nat_root: TableRoot,
-    sut_root: TableRoot,
-    findings: &mut Vec<Finding>,
-) -> Scan {
+/// Reads the page address table: where each unit in use is.
+fn units(dev: &dyn BlockDevice, cp: &Checkpoint, scan: &mut Scan, findings: &mut Vec<Finding>) {
+    let watermark = cp.pat_watermark.0;
+    let mut addrs = vec![PageAddr::NONE; watermark as usize];
+    let mut above = 0u64;
+    let table = MetaTable::new(TableId::PageAddress, cp.pat_root, 0);
+    walk_table(
+        dev,
+        table,
+        TableId::PageAddress,
+        scan,
+        findings,
+        &mut |i, e| {
+            if !crate::id_table::is_used(&e) {
+                return;
+            }
+            match addrs.get_mut(i as usize) {
+                Some(a) => *a = PatEntry::decode(&e).addr,
+                None => above += 1,
+            }
+        },
+    );
+    if above > 0 {
+        let msg =
+            format!("{above} units in use at or above the checkpoint's pat_watermark {watermark}");
+        findings.push(Finding::new(Severity::Error, Kind::CounterWrong, msg));
+    }
+    scan.units = Units { addrs };
+}
+
+/// Reads the tables: page addresses first (the node address table's pages
+/// are found through it), then segment usage and node addresses.
+pub fn tables(dev: &dyn BlockDevice, cp: &Checkpoint, findings: &mut Vec<Finding>) -> Scan {
     let mut scan = Scan::default();
+    units(dev, cp, &mut scan, findings);
     let mut nat = BTreeMap::new();
     let mut free = FxHashMap::default();
     let mut bad = Vec::new();
+    let names: Arc<dyn PageNames> = Arc::new(scan.units.clone());
+    let table = MetaTable::new_virtual(TableId::NodeAddress, cp.nat_root, 0, names);
     scan.lost_nids = walk_table(
         dev,
+        table,
         TableId::NodeAddress,
-        nat_root,
         &mut scan,
         findings,
         &mut |i, e| match decode_nat(&e, Nid(i)) {
@@ -216,10 +296,11 @@ pub fn tables(
     scan.nat = nat;
     scan.free = free;
     let mut usage = BTreeMap::new();
+    let table = MetaTable::new(TableId::SegmentUsage, cp.sut_root, 0);
     walk_table(
         dev,
+        table,
         TableId::SegmentUsage,
-        sut_root,
         &mut scan,
         findings,
         &mut |i, e| {
@@ -243,18 +324,25 @@ pub fn nodes(
 ) {
     let mut by_addr: Vec<(PageAddr, Nid, u32)> = Vec::with_capacity(scan.nat.len());
     for (&nid, e) in &scan.nat {
-        if geo.contains(e.addr) {
-            by_addr.push((e.addr, nid, e.crc));
-        } else {
-            findings.push(
+        match scan.units.get(e.vpn) {
+            Some(addr) if geo.contains(addr) => by_addr.push((addr, nid, e.crc)),
+            Some(addr) => findings.push(
                 Finding::new(
                     Severity::Error,
                     Kind::AddressOutOfRange,
-                    "node address outside the segment area",
+                    format!("node's unit {} is outside the segment area", e.vpn),
                 )
                 .nid(nid)
-                .addr(e.addr),
-            );
+                .addr(addr),
+            ),
+            None => findings.push(
+                Finding::new(
+                    Severity::Error,
+                    Kind::UnitMissing,
+                    format!("node's unit {} is free in the page address table", e.vpn),
+                )
+                .nid(nid),
+            ),
         }
     }
     by_addr.sort_unstable();

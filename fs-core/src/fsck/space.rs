@@ -150,16 +150,34 @@ impl<F: FnMut(PageAddr) -> bool> PageSink for Collect<F> {
     }
 }
 
-/// Hands the pages of nodes, both tables and the checkpoint to `sink`
-/// (the tree walk hands it the data pages).
+/// Hands the pages of nodes, the tables and the checkpoint to `sink`
+/// (the tree walk hands it the data pages). A node whose unit is free was
+/// reported when the nodes were read.
 pub fn metadata_pages(scan: &Scan, cp_addr: PageAddr, sink: &mut dyn PageSink) {
     for (&nid, e) in &scan.nat {
-        sink.page(e.addr, Use::Node(nid));
+        if let Some(addr) = scan.units.get(e.vpn) {
+            sink.page(addr, Use::Node(nid));
+        }
     }
     for &a in &scan.table_pages {
         sink.page(a, Use::Table);
     }
     sink.page(cp_addr, Use::Checkpoint);
+}
+
+/// Names every unit in use that no walk reached (its page is counted live
+/// by the usage table, but nothing can ever free it).
+pub fn leaked_units(scan: &Scan, ledger: &Ledger<'_>, findings: &mut Vec<Finding>) {
+    let geo = ledger.geo;
+    for (vpn, addr) in scan.units.iter() {
+        let reached = geo
+            .segment_of(addr)
+            .is_some_and(|seg| ledger.is_used(seg, geo.offset_in_segment(addr)));
+        if !reached {
+            let msg = format!("unit {vpn} is in use but nothing points at it");
+            findings.push(Finding::new(Severity::Error, Kind::UnitLeaked, msg).addr(addr));
+        }
+    }
 }
 
 /// Compares the recount with the usage table and the checkpoint's

@@ -146,7 +146,20 @@ impl<'a> Walker<'a, '_> {
             self.tree.unwritten += 1;
         } else if p.is_stored() {
             self.tree.data_pages += 1;
-            self.pages.page(p.addr, Use::Data(ino, idx, p.crc));
+            match self.scan.units.get(p.vpn) {
+                Some(addr) => self.pages.page(addr, Use::Data(ino, idx, p.crc)),
+                None => self.findings.push(
+                    Finding::new(
+                        Severity::Error,
+                        Kind::UnitMissing,
+                        format!(
+                            "page {idx} points at unit {}, free in the page address table",
+                            p.vpn
+                        ),
+                    )
+                    .ino(ino),
+                ),
+            }
         }
     }
 

@@ -1,8 +1,9 @@
-//! A block pointer: where one page of file data is stored and how to check it.
+//! A block pointer: which unit holds one page of file data (its virtual
+//! page number, resolved through the page address table) and how to check it.
 
 use crate::codec::{Reader, Writer};
 use crate::error::Result;
-use crate::ids::{PageAddr, TransformId};
+use crate::ids::{TransformId, Vpn};
 
 /// Bytes of one encoded pointer.
 pub const SIZE: usize = 16;
@@ -14,8 +15,8 @@ pub const FLAG_UNWRITTEN: u16 = 1;
 /// Where one logical page of a file lives.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct BlockPtr {
-    /// Page address; 0 for a hole or an unwritten page.
-    pub addr: PageAddr,
+    /// The unit holding the page; 0 for a hole or an unwritten page.
+    pub vpn: Vpn,
     /// CRC-32 of the stored page, checked on every read.
     pub crc: u32,
     /// Transform chain of the stored bytes (0 = raw).
@@ -27,7 +28,7 @@ pub struct BlockPtr {
 impl BlockPtr {
     /// A hole.
     pub const HOLE: BlockPtr = BlockPtr {
-        addr: PageAddr(0),
+        vpn: Vpn(0),
         crc: 0,
         transform: TransformId(0),
         flags: 0,
@@ -35,16 +36,16 @@ impl BlockPtr {
 
     /// An allocated page that reads as zeros.
     pub const UNWRITTEN: BlockPtr = BlockPtr {
-        addr: PageAddr(0),
+        vpn: Vpn(0),
         crc: 0,
         transform: TransformId(0),
         flags: FLAG_UNWRITTEN,
     };
 
     /// A raw stored page.
-    pub fn stored(addr: PageAddr, crc: u32) -> BlockPtr {
+    pub fn stored(vpn: Vpn, crc: u32) -> BlockPtr {
         BlockPtr {
-            addr,
+            vpn,
             crc,
             transform: TransformId(0),
             flags: 0,
@@ -53,17 +54,17 @@ impl BlockPtr {
 
     /// Neither stored nor allocated.
     pub fn is_hole(&self) -> bool {
-        self.addr.is_none() && self.flags & FLAG_UNWRITTEN == 0
+        self.vpn.is_none() && self.flags & FLAG_UNWRITTEN == 0
     }
 
     /// Allocated but never written.
     pub fn is_unwritten(&self) -> bool {
-        self.addr.is_none() && self.flags & FLAG_UNWRITTEN != 0
+        self.vpn.is_none() && self.flags & FLAG_UNWRITTEN != 0
     }
 
     /// Has a stored page.
     pub fn is_stored(&self) -> bool {
-        !self.addr.is_none()
+        !self.vpn.is_none()
     }
 
     /// Counts toward the file's allocated pages.
@@ -73,7 +74,7 @@ impl BlockPtr {
 
     /// Encodes at `off`.
     pub fn encode(&self, w: &mut Writer<'_>, off: usize) {
-        w.addr(off, self.addr);
+        w.u64(off, self.vpn.0);
         w.u32(off + 8, self.crc);
         w.u16(off + 12, self.transform.0);
         w.u16(off + 14, self.flags);
@@ -82,7 +83,7 @@ impl BlockPtr {
     /// Decodes at `off`.
     pub fn decode(r: &Reader<'_>, off: usize) -> Result<BlockPtr> {
         BlockPtr {
-            addr: r.addr(off)?,
+            vpn: Vpn(r.u64(off)?),
             crc: r.u32(off + 8)?,
             transform: TransformId(r.u16(off + 12)?),
             flags: r.u16(off + 14)?,
@@ -90,10 +91,11 @@ impl BlockPtr {
         .checked(r)
     }
 
-    /// Refuses an address no device has (readers add run lengths to it).
+    /// Refuses a unit number no table has (the page address table's
+    /// entries hold 6-byte addresses; no volume has more units).
     fn checked(self, r: &Reader<'_>) -> Result<BlockPtr> {
-        r.check(self.addr <= PageAddr::MAX, || {
-            format!("block pointer to page {}, past any device", self.addr)
+        r.check(self.vpn.0 <= crate::page_table::MAX_ADDR, || {
+            format!("block pointer to unit {}, past any table", self.vpn)
         })?;
         Ok(self)
     }
@@ -127,7 +129,7 @@ impl BlockPtr {
     fn from_slot(s: &[u8; SIZE]) -> BlockPtr {
         let [a0, a1, a2, a3, a4, a5, a6, a7, c0, c1, c2, c3, t0, t1, f0, f1] = *s;
         BlockPtr {
-            addr: PageAddr(u64::from_le_bytes([a0, a1, a2, a3, a4, a5, a6, a7])),
+            vpn: Vpn(u64::from_le_bytes([a0, a1, a2, a3, a4, a5, a6, a7])),
             crc: u32::from_le_bytes([c0, c1, c2, c3]),
             transform: TransformId(u16::from_le_bytes([t0, t1])),
             flags: u16::from_le_bytes([f0, f1]),
@@ -142,7 +144,7 @@ mod tests {
     #[test]
     fn round_trip_and_golden() {
         let p = BlockPtr {
-            addr: PageAddr(0x0102_0304),
+            vpn: Vpn(0x0102_0304),
             crc: 0xAABB_CCDD,
             transform: TransformId(3),
             flags: FLAG_UNWRITTEN,
@@ -153,7 +155,7 @@ mod tests {
         assert_eq!(&buf[24..28], &0xAABB_CCDDu32.to_le_bytes());
         assert_eq!(&buf[28..30], &3u16.to_le_bytes());
         assert_eq!(&buf[30..32], &1u16.to_le_bytes());
-        let r = Reader::new(&buf, "test", PageAddr(0));
+        let r = Reader::new(&buf, "test", crate::ids::PageAddr(0));
         assert_eq!(BlockPtr::decode(&r, 16).expect("decode"), p);
     }
 
@@ -163,6 +165,6 @@ mod tests {
         assert!(!BlockPtr::HOLE.is_allocated());
         assert!(BlockPtr::UNWRITTEN.is_unwritten());
         assert!(BlockPtr::UNWRITTEN.is_allocated());
-        assert!(BlockPtr::stored(PageAddr(5), 1).is_stored());
+        assert!(BlockPtr::stored(Vpn(5), 1).is_stored());
     }
 }

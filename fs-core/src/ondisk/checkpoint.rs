@@ -4,10 +4,11 @@
 
 use crate::codec::{crc32_skipping, Reader, Writer};
 use crate::error::{Error, Result};
-use crate::ids::{CheckpointNo, Nid, PageAddr, SegmentNo, PACK_SLOTS};
+use crate::ids::{CheckpointNo, Nid, PageAddr, SegmentNo, Vpn, PACK_SLOTS};
 use crate::layout::{zero_page, Geometry, Page};
 use crate::meta_table::{depth_for, TableRoot};
 use crate::node_table::id_limit;
+use crate::page_table::vpn_limit;
 
 /// Largest value of a number that grows by one per event (checkpoint
 /// numbers, record sequence numbers, inode generations): at a billion
@@ -42,6 +43,9 @@ pub mod off {
     pub const PREVIOUS: usize = 272;
     pub const RESERVED_PAGES: usize = 280;
     pub const FS_ID: usize = 288;
+    pub const PAT_ROOT: usize = 296;
+    pub const PAT_FREE_HEAD: usize = 328;
+    pub const PAT_WATERMARK: usize = 336;
     pub const CRC: usize = 4092;
 }
 
@@ -62,7 +66,8 @@ pub struct Checkpoint {
     pub next_segment: SegmentNo,
     /// Sequence number of the next record.
     pub next_seq: u64,
-    /// Node address table.
+    /// Node address table (its pages, and so its root, are named by
+    /// virtual page numbers).
     pub nat_root: TableRoot,
     /// Segment usage table.
     pub sut_root: TableRoot,
@@ -90,6 +95,12 @@ pub struct Checkpoint {
     pub reserved_pages: u64,
     /// The filesystem's identity (the superblock's hash seed).
     pub fs_id: u64,
+    /// Page address table.
+    pub pat_root: TableRoot,
+    /// Head of the free vpn list.
+    pub pat_free_head: Vpn,
+    /// Vpns at or above this were never used.
+    pub pat_watermark: Vpn,
 }
 
 impl Checkpoint {
@@ -120,6 +131,9 @@ impl Checkpoint {
         w.addr(off::PREVIOUS, self.previous);
         w.u64(off::RESERVED_PAGES, self.reserved_pages);
         w.u64(off::FS_ID, self.fs_id);
+        self.pat_root.encode(&mut w, off::PAT_ROOT);
+        w.u64(off::PAT_FREE_HEAD, self.pat_free_head.0);
+        w.u64(off::PAT_WATERMARK, self.pat_watermark.0);
         let crc = crc32_skipping(&page[..], off::CRC);
         Writer::new(&mut page[..]).u32(off::CRC, crc);
         page
@@ -156,6 +170,9 @@ impl Checkpoint {
             previous: r.addr(off::PREVIOUS)?,
             reserved_pages: r.u64(off::RESERVED_PAGES)?,
             fs_id: r.u64(off::FS_ID)?,
+            pat_root: TableRoot::decode(&r, off::PAT_ROOT)?,
+            pat_free_head: Vpn(r.u64(off::PAT_FREE_HEAD)?),
+            pat_watermark: Vpn(r.u64(off::PAT_WATERMARK)?),
         })
     }
 }
@@ -211,13 +228,35 @@ impl Checkpoint {
             ));
         }
         for (field, a) in [
-            ("nat_root", self.nat_root.addr),
             ("sut_root", self.sut_root.addr),
+            ("pat_root", self.pat_root.addr),
             ("previous", self.previous),
         ] {
             if !a.is_none() && !geo.contains(a) {
                 return Err(format!("{field} page {a} is outside the segment area"));
             }
+        }
+        let units = self.pat_watermark.0;
+        let most_units = vpn_limit(geo).0;
+        if units < Vpn::FIRST.0 || units > most_units {
+            return Err(format!(
+                "pat_watermark {units} is not between {} and {most_units} (one unit per page of the segment area)",
+                Vpn::FIRST.0
+            ));
+        }
+        below(
+            "pat_free_head",
+            self.pat_free_head.0,
+            units,
+            "pat_watermark",
+        )?;
+        below("nat_root", self.nat_root.addr.0, units, "pat_watermark")?;
+        let need = depth_for(units);
+        if self.pat_root.depth != need {
+            return Err(format!(
+                "page address table depth {} does not match pat_watermark {units} (which needs depth {need})",
+                self.pat_root.depth
+            ));
         }
         if w < Nid::FIRST_FREE.0 || w > limit {
             return Err(format!(
@@ -299,7 +338,7 @@ mod tests {
             next_segment: SegmentNo(2),
             next_seq: 78,
             nat_root: TableRoot {
-                addr: PageAddr(900),
+                addr: PageAddr(9),
                 crc: 0xAA,
                 depth: 1,
             },
@@ -317,6 +356,13 @@ mod tests {
             previous: PageAddr(700),
             reserved_pages: 3,
             fs_id: 0x5EED,
+            pat_root: TableRoot {
+                addr: PageAddr(902),
+                crc: 0xCC,
+                depth: 0,
+            },
+            pat_free_head: Vpn(60),
+            pat_watermark: Vpn(70),
             ..Checkpoint::default()
         }
     }
@@ -338,7 +384,7 @@ mod tests {
         assert_eq!(&p[24..32], &77u64.to_le_bytes());
         assert_eq!(&p[32..40], &1000u64.to_le_bytes());
         assert_eq!(&p[56..64], &78u64.to_le_bytes());
-        assert_eq!(&p[64..72], &900u64.to_le_bytes());
+        assert_eq!(&p[64..72], &9u64.to_le_bytes());
         assert_eq!(&p[72..76], &0xAAu32.to_le_bytes());
         assert_eq!(p[76], 1);
         assert_eq!(&p[96..104], &901u64.to_le_bytes());
@@ -348,6 +394,9 @@ mod tests {
         assert_eq!(&p[272..280], &700u64.to_le_bytes());
         assert_eq!(&p[280..288], &3u64.to_le_bytes());
         assert_eq!(&p[288..296], &0x5EEDu64.to_le_bytes());
+        assert_eq!(&p[296..304], &902u64.to_le_bytes());
+        assert_eq!(&p[328..336], &60u64.to_le_bytes());
+        assert_eq!(&p[336..344], &70u64.to_le_bytes());
     }
 
     #[test]
@@ -362,7 +411,13 @@ mod tests {
         cp.check_bounds(&geo, PageAddr(3)).expect("sample fits");
         let area = geo.segment_area_pages();
         type Break = fn(&mut Checkpoint, u64);
-        let cases: [(&str, Break); 12] = [
+        let cases: [(&str, Break); 16] = [
+            ("pat_watermark", |c, a| c.pat_watermark = Vpn(a + 2)),
+            ("pat_free_head", |c, _| c.pat_free_head = c.pat_watermark),
+            ("nat_root", |c, _| {
+                c.nat_root.addr = PageAddr(c.pat_watermark.0)
+            }),
+            ("pat_root", |c, _| c.pat_root.addr = PageAddr(3)),
             ("nat_watermark", |c, _| c.nat_watermark = Nid(1 << 32)),
             ("nat_watermark", |c, a| c.nat_watermark = Nid(a + 3)),
             ("nat_free_head", |c, _| c.nat_free_head = c.nat_watermark),

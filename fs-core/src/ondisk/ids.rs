@@ -40,6 +40,13 @@ id_type!(
     CheckpointNo(u64)
 );
 id_type!(
+    /// A virtual page number: the name of a stored unit (file data, a
+    /// node, a page of a root's node address table) that stays the same
+    /// when the cleaner moves the unit. The page address table says where
+    /// it is now; 0 means "none".
+    Vpn(u64)
+);
+id_type!(
     /// A transform chain (compression, encryption, ...); 0 is "stored raw".
     TransformId(u16)
 );
@@ -59,6 +66,18 @@ impl PageAddr {
     /// The address `n` pages further on.
     pub fn offset(self, n: u64) -> PageAddr {
         PageAddr(self.0 + n)
+    }
+}
+
+impl Vpn {
+    /// "No unit".
+    pub const NONE: Vpn = Vpn(0);
+    /// First number handed out (0 is "none").
+    pub const FIRST: Vpn = Vpn(1);
+
+    /// True when this is the "no unit" number.
+    pub fn is_none(self) -> bool {
+        self.0 == 0
     }
 }
 

@@ -130,7 +130,7 @@ mod tests {
     #[test]
     fn direct_round_trip_and_golden() {
         let mut d = DirectNode::default();
-        d.set(253, BlockPtr::stored(PageAddr(9), 3));
+        d.set(253, BlockPtr::stored(crate::ids::Vpn(9), 3));
         d.set(0, BlockPtr::UNWRITTEN);
         let node = Node {
             nid: Nid(8),
@@ -145,7 +145,10 @@ mod tests {
             Node::decode(&page[..], PageAddr(1), Nid(8)).expect("decode"),
             node
         );
-        assert_eq!(d.set(253, BlockPtr::HOLE), BlockPtr::stored(PageAddr(9), 3));
+        assert_eq!(
+            d.set(253, BlockPtr::HOLE),
+            BlockPtr::stored(crate::ids::Vpn(9), 3)
+        );
         assert_eq!(d.ptrs.len(), 1);
     }
 

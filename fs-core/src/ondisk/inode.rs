@@ -319,7 +319,7 @@ mod tests {
             project: 3,
             xattr_nid: Nid(50),
             ptrs: smallvec::smallvec![
-                BlockPtr::stored(PageAddr(600), 1),
+                BlockPtr::stored(crate::ids::Vpn(600), 1),
                 BlockPtr::HOLE,
                 BlockPtr::UNWRITTEN,
             ],

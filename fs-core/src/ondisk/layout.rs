@@ -15,10 +15,12 @@ pub fn zero_page() -> Box<Page> {
     Box::new([0u8; PAGE_SIZE])
 }
 
-/// Format version written by this build. Version 2 packs sixteen inodes
-/// into a node page; version 1 (one inode per page) was never released and
-/// is refused.
-pub const FORMAT_VERSION: u32 = 2;
+/// Format version written by this build. Version 3 names every unit a
+/// root reaches by a virtual page number, resolved through the page
+/// address table (so that retained checkpoints survive cleaning); version
+/// 2 (physical addresses in block pointers and the node address table)
+/// and version 1 (one inode per page) are refused by name.
+pub const FORMAT_VERSION: u32 = 3;
 
 /// Longest file name, in bytes (as Linux's NAME_MAX).
 pub const NAME_MAX: usize = 255;

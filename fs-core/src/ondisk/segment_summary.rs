@@ -4,7 +4,7 @@
 
 use crate::codec::{crc32_skipping, Reader, Writer};
 use crate::error::Result;
-use crate::ids::{CheckpointNo, PageAddr, SegmentNo, TransformId};
+use crate::ids::{CheckpointNo, PageAddr, SegmentNo, TransformId, Vpn};
 use crate::layout::{zero_page, Page, PAGE_SIZE};
 
 /// "PGLOG-LR" in ASCII.
@@ -12,7 +12,7 @@ pub const MAGIC: [u8; 8] = *b"PGLOG-LR";
 /// Bytes of the header at the start of the summary page.
 pub const HEADER_SIZE: usize = 64;
 /// Bytes of one entry.
-pub const ENTRY_SIZE: usize = 32;
+pub const ENTRY_SIZE: usize = 40;
 /// Payload pages one summary page can describe.
 pub const MAX_ENTRIES: usize = (PAGE_SIZE - HEADER_SIZE) / ENTRY_SIZE;
 
@@ -42,6 +42,7 @@ pub mod entry_off {
     pub const INDEX: usize = 16;
     pub const CRC: usize = 24;
     pub const RESERVED: usize = 28;
+    pub const VPN: usize = 32;
 }
 
 /// Record flag: the last payload page is a checkpoint.
@@ -98,6 +99,10 @@ pub struct Entry {
     pub index: u64,
     /// CRC-32 of the stored page.
     pub crc: u32,
+    /// The unit's virtual page number (data, nodes and node address table
+    /// pages); 0 for pages addressed physically (the current-only tables,
+    /// the checkpoint).
+    pub vpn: Vpn,
 }
 
 impl Entry {
@@ -111,6 +116,15 @@ impl Entry {
             owner,
             index,
             crc: 0,
+            vpn: Vpn::NONE,
+        }
+    }
+
+    /// A raw page of unit `vpn`.
+    pub fn unit(kind: PageKind, owner: u64, index: u64, vpn: Vpn) -> Entry {
+        Entry {
+            vpn,
+            ..Entry::raw(kind, owner, index)
         }
     }
 }
@@ -171,6 +185,7 @@ impl Summary {
             w.u64(base + entry_off::OWNER, e.owner);
             w.u64(base + entry_off::INDEX, e.index);
             w.u32(base + entry_off::CRC, e.crc);
+            w.u64(base + entry_off::VPN, e.vpn.0);
         }
         let crc = crc32_skipping(&page[..], off::CRC);
         Writer::new(&mut page[..]).u32(off::CRC, crc);
@@ -207,6 +222,7 @@ impl Summary {
                 owner: r.u64(base + entry_off::OWNER)?,
                 index: r.u64(base + entry_off::INDEX)?,
                 crc: r.u32(base + entry_off::CRC)?,
+                vpn: Vpn(r.u64(base + entry_off::VPN)?),
             });
         }
         Ok(Some(Summary {
@@ -292,7 +308,7 @@ mod tests {
     use crate::codec::crc32;
 
     fn sample() -> Summary {
-        let mut e = Entry::raw(PageKind::Data, 42, 7);
+        let mut e = Entry::unit(PageKind::Data, 42, 7, Vpn(0xABCD));
         e.crc = 0x1234_5678;
         Summary {
             seq: 99,
@@ -337,12 +353,13 @@ mod tests {
         assert_eq!(&page[72..80], &42u64.to_le_bytes());
         assert_eq!(&page[80..88], &7u64.to_le_bytes());
         assert_eq!(&page[88..92], &0x1234_5678u32.to_le_bytes());
-        // second entry starts 32 bytes on
-        assert_eq!(page[96], 2);
+        assert_eq!(&page[96..104], &0xABCDu64.to_le_bytes());
+        // second entry starts 40 bytes on
+        assert_eq!(page[104], 2);
         let mut zeroed = page.clone();
         zeroed[60..64].fill(0);
         assert_eq!(&page[60..64], &crc32(&zeroed[..]).to_le_bytes());
-        assert_eq!(MAX_ENTRIES, 126);
+        assert_eq!(MAX_ENTRIES, 100);
     }
 
     #[test]

@@ -101,6 +101,20 @@ pub struct Superblock {
     pub default_transform: TransformId,
 }
 
+/// Why an image of another format version is refused, and what to do.
+fn version_refused(version: u32) -> String {
+    let what = match version {
+        1 => " (one inode per page, never released)",
+        2 => " (physical block pointers, before the page address table)",
+        v if v > FORMAT_VERSION => " (made by a newer pagelog)",
+        _ => "",
+    };
+    format!(
+        "format version {version}{what}: this build reads version {FORMAT_VERSION} only; \
+         mount it with a pagelog that reads version {version} and copy the files to a new filesystem"
+    )
+}
+
 impl Superblock {
     /// Encodes this superblock as copy `copy` (0 or 1).
     pub fn encode(&self, copy: u32) -> Box<Page> {
@@ -149,9 +163,7 @@ impl Superblock {
         })?;
         let version = r.u32(off::VERSION)?;
         if version != FORMAT_VERSION {
-            return Err(Error::Unsupported(format!(
-                "format version {version} (this build reads version {FORMAT_VERSION})"
-            )));
+            return Err(Error::Unsupported(version_refused(version)));
         }
         let page_size = r.u32(off::PAGE_SIZE)?;
         r.check(page_size as usize == PAGE_SIZE, || {
@@ -327,7 +339,7 @@ mod tests {
     fn golden_offsets() {
         let page = sample().encode(1);
         assert_eq!(&page[0..8], b"PGLOG-SB");
-        assert_eq!(&page[8..12], &2u32.to_le_bytes());
+        assert_eq!(&page[8..12], &3u32.to_le_bytes());
         assert_eq!(&page[12..16], &4096u32.to_le_bytes());
         assert_eq!(&page[40..56], &[0x11; 16]);
         assert_eq!(&page[56..61], b"web01");

@@ -13,7 +13,7 @@ use crate::layout::zero_page;
 use crate::node::{Node, NodeBody};
 use crate::node_table::{NatEntry, NodeTable};
 use crate::page_life::PageLife;
-use crate::segment_summary::{Entry, PageKind};
+use crate::segment_summary::PageKind;
 use crate::segment_writer::SegmentWriter;
 
 #[derive(Debug)]
@@ -90,14 +90,14 @@ impl NodeCache {
             c.last_use = self.clock;
             return Ok(());
         }
-        let e = self.nat.lookup(dev, nid)?.ok_or_else(|| {
+        let (addr, e) = self.nat.locate(dev, nid)?.ok_or_else(|| {
             Error::corrupt(
                 format!("node {nid}"),
                 PageAddr::NONE,
                 "referenced but not allocated",
             )
         })?;
-        let node = read_node(dev, nid, e)?;
+        let node = read_node(dev, nid, addr, e)?;
         // Free slots in packs written by earlier mounts are found as their
         // packs are read (a parent's pack always is, before a create).
         if matches!(&node.body, NodeBody::InodePack(p) if p.free_slot().is_some()) {
@@ -331,7 +331,7 @@ impl NodeCache {
             }
         }
         if let Some(e) = self.nat.lookup(dev, nid)? {
-            life.died(e.addr)?;
+            life.died(e.vpn)?;
         }
         self.nat.release(dev, nid)
     }
@@ -357,24 +357,16 @@ impl NodeCache {
                 continue;
             };
             let page = c.node.encode(building);
-            let entry = Entry::raw(PageKind::Node, ino.0, nid.0);
-            let addr = log.alloc(dev, life.usage(), Some((entry, &page)))?;
+            let (vpn, crc) = life.write_unit(log, (PageKind::Node, ino.0, nid.0), &page)?;
             c.dirty = false;
             self.dirty -= 1;
             if std::mem::take(&mut c.fresh) {
                 self.fresh -= 1;
             }
             let old = self.nat.lookup(dev, nid)?;
-            self.nat.set(
-                dev,
-                nid,
-                NatEntry {
-                    addr,
-                    crc: crc32(&page[..]),
-                },
-            )?;
+            self.nat.set(dev, nid, NatEntry { vpn, crc })?;
             if let Some(old) = old {
-                life.died(old.addr)?;
+                life.died(old.vpn)?;
             }
         }
         self.evict();
@@ -382,20 +374,21 @@ impl NodeCache {
     }
 }
 
-/// Reads node `nid` from where the table says it is, checking the checksum.
-pub fn read_node(dev: &dyn BlockDevice, nid: Nid, e: NatEntry) -> Result<Node> {
+/// Reads node `nid` from `addr`, where the tables say it is, checking the
+/// checksum its entry `e` records.
+pub fn read_node(dev: &dyn BlockDevice, nid: Nid, addr: PageAddr, e: NatEntry) -> Result<Node> {
     let mut page = zero_page();
-    dev.read(e.addr, &mut page[..])?;
+    dev.read(addr, &mut page[..])?;
     let actual = crc32(&page[..]);
     if actual != e.crc {
         return Err(Error::corrupt(
             format!("node {nid}"),
-            e.addr,
+            addr,
             format!(
                 "checksum mismatch (expected {:#010x}, found {actual:#010x})",
                 e.crc
             ),
         ));
     }
-    Node::decode(&page[..], e.addr, nid)
+    Node::decode(&page[..], addr, nid)
 }

@@ -1,16 +1,21 @@
-//! The node address table (NAT): node id -> page address and checksum.
+//! The node address table (NAT): node id -> the unit (vpn) holding the
+//! node, and its checksum. One per root.
 //!
-//! Nodes never point at each other's pages, only at node ids, so moving a node
-//! (a rewrite, or the cleaner) changes one NAT entry and nothing above it.
-//! Free entries form a list threaded through the table, so allocation never
-//! scans.
+//! Nodes never point at each other's pages, only at node ids, so
+//! rewriting a node changes one NAT entry and nothing above it. The
+//! table's own pages are named by vpns too, so a retained checkpoint's
+//! table stays readable wherever the cleaner moves its pages.
+
+use std::sync::Arc;
 
 use crate::codec::{Reader, Writer};
 use crate::device::BlockDevice;
 use crate::error::{Error, Result};
-use crate::ids::{Nid, PageAddr};
+use crate::id_table::{IdState, IdTable};
+use crate::ids::{Nid, PageAddr, Vpn};
 use crate::layout::Geometry;
 use crate::meta_table::{MetaTable, RawEntry, TableId, TableRoot, ENTRY_SIZE};
+use crate::page_table::PageTable;
 
 /// One past the largest node id a filesystem of `geo` can use. Every node
 /// in use takes a page of the segment area when it is committed, and a
@@ -24,37 +29,35 @@ pub fn id_limit(geo: &Geometry) -> Nid {
 /// Where a node is stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NatEntry {
-    /// Page of the node.
-    pub addr: PageAddr,
+    /// The unit holding the node.
+    pub vpn: Vpn,
     /// CRC-32 of that page.
     pub crc: u32,
 }
 
-/// Encodes a used entry: address, then checksum.
+/// Encodes a used entry: vpn, then checksum.
 pub fn encode_used(e: NatEntry) -> RawEntry {
     let mut raw = [0u8; ENTRY_SIZE];
     let mut w = Writer::new(&mut raw);
-    w.addr(0, e.addr);
+    w.u64(0, e.vpn.0);
     w.u32(8, e.crc);
     raw
 }
 
-/// Encodes a free entry: address 0, then the next free node id (0 ends the list).
+/// Encodes a free entry: vpn 0, then the next free node id (0 ends the list).
 pub fn encode_free(next: Nid) -> RawEntry {
-    let mut raw = [0u8; ENTRY_SIZE];
-    Writer::new(&mut raw).u64(8, next.0);
-    raw
+    crate::id_table::encode_free(next.0)
 }
 
 /// Decodes an entry: `Ok(Used)` or `Ok(Free(next))`.
 pub fn decode(raw: &RawEntry, nid: Nid) -> Result<Slot> {
     let r = Reader::new(raw, "node address table entry", PageAddr(nid.0));
-    let addr = r.addr(0)?;
-    if addr.is_none() {
+    let vpn = Vpn(r.u64(0)?);
+    if vpn.is_none() {
         Ok(Slot::Free(Nid(r.u64(8)?)))
     } else {
         Ok(Slot::Used(NatEntry {
-            addr,
+            vpn,
             crc: r.u32(8)?,
         }))
     }
@@ -72,114 +75,114 @@ pub enum Slot {
 /// The node address table with its free list.
 #[derive(Debug)]
 pub struct NodeTable {
-    table: MetaTable,
-    /// First free node id below the watermark (0 = none).
-    pub free_head: Nid,
-    /// Node ids at or above this were never used.
-    pub watermark: Nid,
-    /// Where the segments are: every node lies inside them.
-    geo: Geometry,
-    /// The watermark never passes this ([`id_limit`]).
-    limit: Nid,
+    ids: IdTable,
+    /// Where its units are.
+    pat: Arc<PageTable>,
 }
 
 impl NodeTable {
-    /// Opens the table at `root`, for a filesystem of `geo`.
+    /// Opens the table at `root`, for a filesystem of `geo`, its pages
+    /// found through `pat`.
     pub fn new(
         root: TableRoot,
         free_head: Nid,
         watermark: Nid,
         geo: &Geometry,
         cache_pages: usize,
+        pat: Arc<PageTable>,
     ) -> NodeTable {
+        let table = MetaTable::new_virtual(TableId::NodeAddress, root, cache_pages, pat.clone());
+        let state = IdState {
+            root,
+            free_head: free_head.0,
+            watermark: watermark.0,
+        };
         NodeTable {
-            table: MetaTable::new(TableId::NodeAddress, root, cache_pages),
-            free_head,
-            watermark,
-            geo: *geo,
-            limit: id_limit(geo),
+            ids: IdTable::new(table, "node address table", state, id_limit(geo).0),
+            pat,
         }
+    }
+
+    /// The page address table its units are found through.
+    pub fn pat(&self) -> &Arc<PageTable> {
+        &self.pat
     }
 
     /// The underlying table, for checkpoint writes and checkers.
     pub fn table(&mut self) -> &mut MetaTable {
-        &mut self.table
+        self.ids.table()
+    }
+
+    /// The underlying table, read-only.
+    pub fn table_ref(&self) -> &MetaTable {
+        self.ids.table_ref()
     }
 
     /// Levels of the table above its leaves now.
     pub fn depth(&self) -> u8 {
-        self.table.depth()
+        self.ids.table_ref().depth()
+    }
+
+    /// First free node id below the watermark (0 = none).
+    pub fn free_head(&self) -> Nid {
+        Nid(self.ids.free_head)
+    }
+
+    /// Node ids at or above this were never used.
+    pub fn watermark(&self) -> Nid {
+        Nid(self.ids.watermark)
     }
 
     /// Where `nid` is stored, or `None` if it is free.
     pub fn lookup(&mut self, dev: &dyn BlockDevice, nid: Nid) -> Result<Option<NatEntry>> {
-        if nid.is_none() || nid >= self.watermark {
+        match self.ids.get(dev, nid.0)? {
+            None => Ok(None),
+            Some(raw) => match decode(&raw, nid)? {
+                Slot::Used(e) => Ok(Some(e)),
+                Slot::Free(_) => Ok(None),
+            },
+        }
+    }
+
+    /// Where the node `nid` is stored, resolved to a page, or `None` if
+    /// the id is free.
+    pub fn locate(
+        &mut self,
+        dev: &dyn BlockDevice,
+        nid: Nid,
+    ) -> Result<Option<(PageAddr, NatEntry)>> {
+        let Some(e) = self.lookup(dev, nid)? else {
             return Ok(None);
-        }
-        match decode(&self.table.get(dev, nid.0)?, nid)? {
-            Slot::Used(e) if !self.geo.contains(e.addr) => Err(Error::corrupt(
+        };
+        let addr = self.pat.resolve_unit(dev, e.vpn).map_err(|err| match err {
+            Error::Corrupt { .. } => Error::corrupt(
                 format!("node {nid}"),
-                e.addr,
-                "the node address table puts it outside the segment area",
-            )),
-            Slot::Used(e) => Ok(Some(e)),
-            Slot::Free(_) => Ok(None),
-        }
+                PageAddr::NONE,
+                format!("its unit {} is not in the page address table", e.vpn),
+            ),
+            other => other,
+        })?;
+        Ok(Some((addr, e)))
     }
 
     /// Records that `nid` is now stored at `e`.
     pub fn set(&mut self, dev: &dyn BlockDevice, nid: Nid, e: NatEntry) -> Result<()> {
-        self.table.set(dev, nid.0, &encode_used(e))
+        self.ids.set(dev, nid.0, &encode_used(e))
     }
 
     /// Takes a free node id.
     pub fn alloc(&mut self, dev: &dyn BlockDevice) -> Result<Nid> {
-        if self.free_head.is_none() {
-            return self.raise_watermark(dev);
-        }
-        let nid = self.free_head;
-        match decode(&self.table.get(dev, nid.0)?, nid)? {
-            Slot::Free(next) => {
-                self.free_head = next;
-                Ok(nid)
-            }
-            Slot::Used(_) => Err(Error::corrupt(
-                "node address table",
-                PageAddr::NONE,
-                format!("free list names node {nid}, which is in use"),
-            )),
-        }
+        self.ids.alloc(dev).map(Nid)
     }
 
-    /// Takes the id at the watermark: ids are never more than pages, and
-    /// an id never used has an all-zero entry (one that is not means the
-    /// watermark is wrong, and handing the id out would overwrite a node).
-    fn raise_watermark(&mut self, dev: &dyn BlockDevice) -> Result<Nid> {
-        let nid = self.watermark;
-        if nid >= self.limit {
-            return Err(Error::NoSpace);
-        }
-        if self.table.get(dev, nid.0)? != [0; ENTRY_SIZE] {
-            return Err(Error::corrupt(
-                "node address table",
-                PageAddr::NONE,
-                format!("node id {nid}, at the watermark, is already in use or listed free"),
-            ));
-        }
-        self.watermark = Nid(nid.0 + 1);
-        Ok(nid)
-    }
-
-    /// Returns `nid` to the free list. Its old page is dead from now on.
+    /// Returns `nid` to the free list.
     pub fn release(&mut self, dev: &dyn BlockDevice, nid: Nid) -> Result<()> {
-        self.table.set(dev, nid.0, &encode_free(self.free_head))?;
-        self.free_head = nid;
-        Ok(())
+        self.ids.release(dev, nid.0)
     }
 
     /// The root as last written.
     pub fn root(&self) -> TableRoot {
-        self.table.root()
+        self.ids.table_ref().root()
     }
 }
 
@@ -187,6 +190,15 @@ impl NodeTable {
 mod tests {
     use super::*;
     use crate::device::MemDevice;
+
+    fn pat() -> Arc<PageTable> {
+        let state = IdState {
+            root: TableRoot::default(),
+            free_head: 0,
+            watermark: Vpn::FIRST.0,
+        };
+        PageTable::open(state, &geo(), 8)
+    }
 
     fn geo() -> Geometry {
         Geometry {
@@ -199,7 +211,7 @@ mod tests {
     #[test]
     fn entry_codec() {
         let e = NatEntry {
-            addr: PageAddr(77),
+            vpn: Vpn(77),
             crc: 0xABCD,
         };
         let raw = encode_used(e);
@@ -214,7 +226,14 @@ mod tests {
     #[test]
     fn alloc_reuses_released_ids_last_in_first_out() {
         let dev = MemDevice::new(16);
-        let mut nat = NodeTable::new(TableRoot::default(), Nid::NONE, Nid::FIRST_FREE, &geo(), 16);
+        let mut nat = NodeTable::new(
+            TableRoot::default(),
+            Nid::NONE,
+            Nid::FIRST_FREE,
+            &geo(),
+            16,
+            pat(),
+        );
         let a = nat.alloc(&dev).expect("a");
         let b = nat.alloc(&dev).expect("b");
         assert_eq!((a, b), (Nid(2), Nid(3)));
@@ -222,7 +241,7 @@ mod tests {
             &dev,
             a,
             NatEntry {
-                addr: PageAddr(100),
+                vpn: Vpn(100),
                 crc: 1,
             },
         )
@@ -231,7 +250,7 @@ mod tests {
             &dev,
             b,
             NatEntry {
-                addr: PageAddr(101),
+                vpn: Vpn(101),
                 crc: 2,
             },
         )
@@ -255,6 +274,7 @@ mod tests {
             Nid(limit.0 - 1),
             &geo(),
             16,
+            pat(),
         );
         assert_eq!(nat.alloc(&dev).expect("last id"), Nid(limit.0 - 1));
         assert!(matches!(nat.alloc(&dev), Err(Error::NoSpace)));
@@ -263,30 +283,30 @@ mod tests {
     #[test]
     fn watermark_below_a_used_id_is_corruption_not_an_overwrite() {
         let dev = MemDevice::new(16);
-        let mut nat = NodeTable::new(TableRoot::default(), Nid::NONE, Nid(10), &geo(), 16);
+        let mut nat = NodeTable::new(TableRoot::default(), Nid::NONE, Nid(10), &geo(), 16, pat());
         let e = NatEntry {
-            addr: PageAddr(9),
+            vpn: Vpn(9),
             crc: 0,
         };
         nat.set(&dev, Nid(10), e).expect("set");
         assert!(matches!(nat.alloc(&dev), Err(Error::Corrupt { .. })));
-        assert_eq!(nat.watermark, Nid(10), "nothing handed out");
+        assert_eq!(nat.watermark(), Nid(10), "nothing handed out");
     }
 
     #[test]
     fn free_list_pointing_at_used_entry_is_corruption() {
         let dev = MemDevice::new(16);
-        let mut nat = NodeTable::new(TableRoot::default(), Nid::NONE, Nid(10), &geo(), 16);
+        let mut nat = NodeTable::new(TableRoot::default(), Nid::NONE, Nid(10), &geo(), 16, pat());
         nat.set(
             &dev,
             Nid(4),
             NatEntry {
-                addr: PageAddr(9),
+                vpn: Vpn(9),
                 crc: 0,
             },
         )
         .expect("set");
-        nat.free_head = Nid(4);
+        nat.ids.free_head = 4;
         assert!(matches!(nat.alloc(&dev), Err(Error::Corrupt { .. })));
     }
 }

@@ -1,39 +1,34 @@
 //! The segment cleaner: turns segments full of dead pages back into free
 //! segments by moving their live pages to the head of the log.
 //!
-//! A page is live when the root being built still points at it. The
-//! cleaner never keeps its own map of owners: it reads a victim's record
-//! summaries, which name each page's owner, and asks that owner where its
-//! page is now (the file map for data, the node address table for nodes,
-//! the table itself for table pages, the store for the checkpoint). Pages
-//! whose owner points elsewhere are dead and simply left behind.
+//! A unit (file data, a node, a page of a node address table) is live
+//! exactly when the page address table still points at it: the cleaner
+//! reads a victim's record summaries, which name each unit's vpn, and
+//! keeps what the table points at. It never asks who owns a unit, so a
+//! unit that only a retained checkpoint needs is moved like any other,
+//! and moving it changes one table entry, never the trees that point at
+//! it. Pages of the current-only tables (page addresses, segment usage)
+//! and the checkpoint are live when the table or store still keeps them
+//! there; they are marked dirty, and the next commit moves them.
 //!
-//! Live data pages are copied (in file order, keeping their age) to the
-//! cleaner's own log head; nodes and table pages are marked dirty, and the
-//! next commit moves them like any other. The victim then holds no live page;
-//! it becomes free once a durable superblock names that commit, exactly
-//! like a segment emptied by deletes (see "segment reuse" in DESIGN.md),
-//! so a crash at any moment of cleaning finds either the old copies or the
-//! new ones, both whole.
-//!
-//! Liveness is decided against the root being built, the one root there
-//! is today, and a page's death is counted in one place (`page_life.rs`).
-//! Asking owners does not scale to many retained roots (an old root's
-//! pages cannot be moved without rewriting its past): with snapshots, the
-//! cleaner will instead keep what a page address table still points at
-//! (docs/design-v3.md).
+//! Live units are copied (in owner order, keeping their age) to the
+//! cleaner's own log head, apart from the user's new (hot) data. The
+//! victim then holds no live unit; it becomes free once a durable
+//! superblock names the commit that records the moves, exactly like a
+//! segment emptied by deletes (see "segment reuse" in DESIGN.md), so a
+//! crash at any moment of cleaning finds either the old copies or the new
+//! ones, both whole.
 
 use std::collections::HashSet;
 
-use crate::block_ptr::BlockPtr;
 use crate::codec::crc32;
 use crate::device::BlockDevice;
 use crate::error::{Error, Result};
-use crate::file_map;
-use crate::ids::{CheckpointNo, Ino, Nid, PageAddr, SegmentNo};
+use crate::ids::{CheckpointNo, PageAddr, SegmentNo, Vpn};
 use crate::layout::{Page, PAGE_SIZE};
 use crate::meta_table::TableId;
 use crate::page_life::PageLife;
+use crate::page_table::PatEntry;
 use crate::room::{self, Demand, Tier};
 use crate::segment_summary::{Entry, PageKind};
 use crate::store::Store;
@@ -107,29 +102,33 @@ pub struct CleanerStats {
     pub foreground_passes: u64,
     /// Segments emptied.
     pub segments_cleaned: u64,
-    /// Live pages copied (data) or rewritten (nodes, table pages).
+    /// Live pages copied (units) or rewritten (table pages).
     pub pages_moved: u64,
     /// Segments that did not empty (a page the summaries do not explain;
     /// left alone for the rest of the mount, and logged).
     pub segments_refused: u64,
 }
 
-/// A data page on its way to the cleaner's log head.
+/// A unit on its way to the cleaner's log head.
 #[derive(Debug)]
 struct Move {
-    ino: Ino,
-    idx: u64,
-    ptr: BlockPtr,
+    vpn: Vpn,
+    /// Where it is now.
+    from: PatEntry,
+    /// Its summary entry (kind, owner, index, transform).
+    entry: Entry,
     page: Box<Page>,
     /// Age of the segment it comes from (seconds since the epoch).
     age: i64,
 }
 
-/// Who holds a live page, and so what moving it takes.
+/// What a live page is, and so what moving it takes.
 enum LiveUse {
-    Data(Ino, u64, BlockPtr),
-    Node(Nid),
+    /// A unit the page address table points at: copied.
+    Unit(Vpn, PatEntry, Entry),
+    /// A page of a current-only table: rewritten by the next commit.
     Table(TableId, u8, u64),
+    /// The last checkpoint: replaced by the next commit.
     Checkpoint,
 }
 
@@ -379,18 +378,18 @@ impl Store {
         Ok(out)
     }
 
-    /// Can a pass move `live` live pages, and then commit? Each may be a
-    /// data page, written again, whose owner (a direct node or an inode
-    /// pack) is then written too, or a node, written again: at most one
-    /// page and one node each. An urgent pass writes through the main head
-    /// and may use the cleaner's reserve; any other writes through the
-    /// cleaner's head (opening it takes two free segments) and leaves every
-    /// reserve an operation that takes space must leave.
+    /// Can a pass move `live` live pages, and then commit? Each is a unit,
+    /// copied once (what points at it does not change), or a table page,
+    /// which the commit's bound already counts. An urgent pass writes
+    /// through the main head and may use the cleaner's reserve; any other
+    /// writes through the cleaner's head (opening it takes two free
+    /// segments) and leaves every reserve an operation that takes space
+    /// must leave.
     fn pass_fits(&self, live: u64, urgent: bool) -> bool {
         if urgent {
             let need = Demand {
                 pages: live,
-                nodes: live,
+                nodes: 0,
             };
             return self.fits(need, Tier::Cleaner);
         }
@@ -399,11 +398,7 @@ impl Store {
             Some(c) => room::segments_for(live, c.remaining_in_segment(), pps),
             None => 2 + room::segments_for(live, u64::from(pps), pps),
         };
-        let need = Demand {
-            pages: 0,
-            nodes: live,
-        };
-        cold + self.segments_needed(need, Tier::Data) <= self.sut.writable_segments()
+        cold + self.segments_needed(Demand::default(), Tier::Data) <= self.sut.writable_segments()
     }
 
     /// Lets the cleaner's head go: its current segment becomes an ordinary
@@ -449,120 +444,109 @@ impl Store {
         Ok(Found { seg, age, uses })
     }
 
-    /// Arranges for every live page of a victim to move: marks its nodes
-    /// and table pages dirty, and returns copies of its data pages (`runs`:
-    /// them as read). Fails, moving nothing, when a data page cannot be
-    /// read or fails its checksum: a copy would carry the damage to a place
-    /// where the pointer's checksum no longer flags it.
+    /// Arranges for every live page of a victim to move: marks its table
+    /// pages dirty, and returns copies of its units (`runs`: them as read).
+    /// Fails, moving nothing, when a unit cannot be read or fails its
+    /// checksum: a copy would carry the damage to a place where the
+    /// pointer's checksum no longer flags it.
     fn take(&mut self, f: Found, runs: &[RunRead<'_>]) -> Result<Vec<Move>> {
         let dev = self.dev.clone();
         let mut moves = Vec::new();
         for (off, u) in &f.uses {
-            let LiveUse::Data(ino, idx, ptr) = *u else {
+            let LiveUse::Unit(vpn, from, entry) = *u else {
                 continue;
+            };
+            let what = || {
+                format!(
+                    "unit {vpn} ({:?} {} {})",
+                    entry.kind, entry.owner, entry.index
+                )
             };
             // Runs are in offset order.
             let (run, buf) = runs
                 .get(runs.partition_point(|(r, _)| r.off + r.len <= *off))
                 .filter(|(r, _)| r.off <= *off)
-                .ok_or_else(|| Error::corrupt("cleaner", ptr.addr, "live page not read"))?;
-            let buf = buf.as_ref().map_err(|e| {
-                Error::corrupt(format!("inode {ino} page {idx}"), ptr.addr, e.to_string())
-            })?;
+                .ok_or_else(|| Error::corrupt(what(), from.addr, "live page not read"))?;
+            let buf = buf
+                .as_ref()
+                .map_err(|e| Error::corrupt(what(), from.addr, e.to_string()))?;
             let at = (off - run.off) as usize * PAGE_SIZE;
             let bytes = &buf[at..at + PAGE_SIZE];
-            if crc32(bytes) != ptr.crc {
+            if crc32(bytes) != entry.crc {
                 return Err(Error::corrupt(
-                    format!("inode {ino} page {idx}"),
-                    ptr.addr,
+                    what(),
+                    from.addr,
                     "checksum mismatch; the page is not moved",
                 ));
             }
             let mut page = crate::layout::zero_page();
             page.copy_from_slice(bytes);
             moves.push(Move {
-                ino,
-                idx,
-                ptr,
+                vpn,
+                from,
+                entry,
                 page,
                 age: f.age,
             });
         }
         for (_, u) in &f.uses {
             match *u {
-                LiveUse::Node(nid) => {
-                    self.root.cache.get_mut(&*dev, nid)?;
-                }
-                LiveUse::Table(TableId::NodeAddress, level, index) => {
-                    self.root
-                        .cache
-                        .nat
-                        .table()
-                        .mark_dirty(&*dev, level, index)?;
-                }
                 LiveUse::Table(TableId::SegmentUsage, level, index) => {
                     self.sut.table().mark_dirty(&*dev, level, index)?;
                 }
+                LiveUse::Table(TableId::PageAddress, level, index) => {
+                    self.pat.lock().table().mark_dirty(&*dev, level, index)?;
+                }
                 // The commit writes a new checkpoint and lets this one go;
-                // copied data was collected above.
-                LiveUse::Checkpoint | LiveUse::Data(..) => {}
+                // units were collected above (a node address table page
+                // is a unit, never a `Table` use).
+                LiveUse::Table(TableId::NodeAddress, ..)
+                | LiveUse::Checkpoint
+                | LiveUse::Unit(..) => {}
             }
         }
         Ok(moves)
     }
 
-    /// Does the root being built still use the page at `addr`, which the
-    /// summary describes as `e`? Says who does.
+    /// Is the page at `addr`, which the summary describes as `e`, live?
+    /// Says what it is.
     fn live_use(
         &mut self,
         dev: &dyn BlockDevice,
         addr: PageAddr,
         e: &Entry,
     ) -> Result<Option<LiveUse>> {
+        if !e.vpn.is_none() {
+            let here = self.pat.lookup(dev, e.vpn)?;
+            return Ok(here
+                .filter(|p| p.addr == addr)
+                .map(|p| LiveUse::Unit(e.vpn, p, *e)));
+        }
         Ok(match e.kind {
-            PageKind::Data => {
-                let ino = Ino(e.owner);
-                if !self.root.cache.inode_exists(dev, ino)? {
-                    return Ok(None);
-                }
-                let inode = self.root.cache.inode(dev, ino)?;
-                if inode.is_dir() || (inode.is_symlink() && inode.has_inline()) {
-                    return Ok(None);
-                }
-                let ptr = file_map::get(&mut self.root.cache, dev, ino, e.index)?;
-                (ptr.addr == addr).then_some(LiveUse::Data(ino, e.index, ptr))
-            }
-            PageKind::Node => {
-                let nid = Nid(e.index);
-                let here = self.root.cache.nat.lookup(dev, nid)?;
-                here.is_some_and(|n| n.addr == addr)
-                    .then_some(LiveUse::Node(nid))
-            }
             PageKind::Table => {
                 let (level, index) = ((e.index >> 56) as u8, e.index & ((1 << 56) - 1));
-                let id = match e.owner {
-                    x if x == TableId::NodeAddress as u64 => TableId::NodeAddress,
-                    x if x == TableId::SegmentUsage as u64 => TableId::SegmentUsage,
-                    _ => return Ok(None),
+                let live = match TableId::from_code(e.owner) {
+                    Some(TableId::SegmentUsage) => {
+                        self.sut.table().stored_at(dev, level, index, addr)?
+                    }
+                    Some(TableId::PageAddress) => {
+                        self.pat.lock().table().stored_at(dev, level, index, addr)?
+                    }
+                    _ => false,
                 };
-                let table = match id {
-                    TableId::NodeAddress => self.root.cache.nat.table(),
-                    TableId::SegmentUsage => self.sut.table(),
-                };
-                table
-                    .stored_at(dev, level, index, addr)?
-                    .then_some(LiveUse::Table(id, level, index))
+                let id = TableId::from_code(e.owner).unwrap_or(TableId::SegmentUsage);
+                live.then_some(LiveUse::Table(id, level, index))
             }
             PageKind::Checkpoint => (addr == self.cp_addr).then_some(LiveUse::Checkpoint),
+            PageKind::Data | PageKind::Node => None,
         })
     }
 
-    /// Writes the data pages a pass gathered, in file order, to the
-    /// cleaner's own log head, so that moved (cold) data fills segments of
-    /// its own, apart from the user's new (hot) data; each page keeps the
-    /// age of the segment it came from, and its file map points at the new
-    /// copy. A page the user rewrote meanwhile is not moved: its new copy
-    /// goes with the next commit or writeback.
+    /// Writes the units a pass gathered, in owner order, to the cleaner's
+    /// own log head, so that moved (cold) data fills segments of its own,
+    /// apart from the user's new (hot) data; each keeps its vpn, its birth
+    /// and the age of the segment it came from, and the page address table
+    /// points at the new copy.
     ///
     /// Recovery's walk checks the main log's records, not these, so they
     /// are made durable (flushed) before the commit that points at them
@@ -575,18 +559,19 @@ impl Store {
         mut moves: Vec<Move>,
         main_head: bool,
     ) -> Result<()> {
-        moves.retain(|m| !self.root.dirty.contains(m.ino, m.idx));
         if moves.is_empty() {
             return Ok(());
         }
-        moves.sort_unstable_by_key(|m| (m.ino, m.idx));
+        moves.sort_unstable_by_key(|m| {
+            (m.entry.kind == PageKind::Data, m.entry.owner, m.entry.index)
+        });
         if !main_head {
             self.open_cold(dev)?;
         }
         let now = crate::store::now_ns();
         let mut written = 0;
         for m in moves {
-            if file_map::get(&mut self.root.cache, dev, m.ino, m.idx)? != m.ptr {
+            if self.pat.lookup(dev, m.vpn)? != Some(m.from) {
                 continue;
             }
             let head = match (main_head, self.cold.as_mut()) {
@@ -597,22 +582,9 @@ impl Store {
             head.set_building(building);
             head.set_time(now);
             head.set_age(Some(m.age));
-            let entry = Entry {
-                transform: m.ptr.transform,
-                ..Entry::raw(PageKind::Data, m.ino.0, m.idx)
-            };
             let addr = head.alloc(dev, &mut self.sut, None)?;
-            let crc = head.fill(addr, entry, &m.page)?;
-            let new = BlockPtr { addr, crc, ..m.ptr };
-            file_map::set(
-                &mut self.root.cache,
-                dev,
-                &mut PageLife::new(&mut self.sut, dev, building),
-                m.ino,
-                m.idx,
-                new,
-            )?;
-            PageLife::new(&mut self.sut, dev, building).died(m.ptr.addr)?;
+            head.fill(addr, m.entry, &m.page)?;
+            PageLife::new(&mut self.sut, &self.pat, dev, building).moved(m.vpn, m.from, addr)?;
             written += 1;
         }
         self.log.set_age(None);
@@ -686,7 +658,7 @@ struct Run {
 /// A run and what reading it gave.
 type RunRead<'a> = (&'a Run, std::io::Result<Vec<u8>>);
 
-/// The reads that fetch every live data page of the victims: one run per
+/// The reads that fetch every live unit of the victims: one run per
 /// stretch of live pages, through gaps of up to [`MAX_GAP`] dead pages.
 fn data_runs(found: &[Found]) -> Vec<Run> {
     let mut runs: Vec<Run> = Vec::new();
@@ -694,7 +666,7 @@ fn data_runs(found: &[Found]) -> Vec<Run> {
         let mut offs: Vec<u64> = f
             .uses
             .iter()
-            .filter(|(_, u)| matches!(u, LiveUse::Data(..)))
+            .filter(|(_, u)| matches!(u, LiveUse::Unit(..)))
             .map(|(off, _)| *off)
             .collect();
         offs.sort_unstable();

@@ -148,6 +148,7 @@ pub fn format(dev: Arc<dyn BlockDevice>, opts: &FormatOptions) -> Result<Superbl
         sut_root: TableRoot::default(),
         nat_free_head: Nid::NONE,
         nat_watermark: Nid::FIRST_FREE,
+        pat_watermark: crate::ids::Vpn::FIRST,
         next_generation: 2,
         empty_segments: geo.segment_count,
         fs_id: opts.hash_seed,

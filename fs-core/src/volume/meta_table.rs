@@ -4,8 +4,15 @@
 //!
 //! Tables are written only at checkpoints, all at once, so a changed leaf
 //! costs its path to the root once per checkpoint, not once per change.
+//!
+//! A table's pages are named in their parents (and its root) either by
+//! their physical address (current-only tables: segment usage, page
+//! addresses) or by a virtual page number resolved through the page
+//! address table (a root's node address table, which retained
+//! checkpoints share and the cleaner moves without rewriting parents).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use crate::codec::{crc32, Reader, Writer};
 use crate::device::BlockDevice;
@@ -37,12 +44,35 @@ pub enum TableId {
     NodeAddress = 1,
     /// Segment usage table: segment -> live pages, age.
     SegmentUsage = 2,
+    /// Page address table: virtual page number -> stored unit.
+    PageAddress = 3,
+}
+
+impl TableId {
+    /// The table with this code, if any.
+    pub fn from_code(code: u64) -> Option<TableId> {
+        Some(match code {
+            1 => TableId::NodeAddress,
+            2 => TableId::SegmentUsage,
+            3 => TableId::PageAddress,
+            _ => return None,
+        })
+    }
+}
+
+/// Resolves the names a virtual table gives its pages (virtual page
+/// numbers) to where those pages are now.
+pub trait PageNames: Send + Sync + std::fmt::Debug {
+    /// Where the page named `name` is now.
+    fn resolve(&self, dev: &dyn BlockDevice, name: u64) -> Result<PageAddr>;
 }
 
 /// Where a table's tree starts: kept in the checkpoint.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TableRoot {
-    /// Root page; 0 for an empty table.
+    /// Root page; 0 for an empty table. For a table whose pages are named
+    /// by virtual page numbers, the root's number (stored in the same 8
+    /// bytes).
     pub addr: PageAddr,
     /// CRC-32 of the root page.
     pub crc: u32,
@@ -75,8 +105,9 @@ impl TableRoot {
 #[derive(Debug)]
 struct CachedPage {
     data: Box<Page>,
-    /// Where the page is on disk now (0 if never written).
-    old: PageAddr,
+    /// The name of the page on disk now (0 if never written): its address,
+    /// or its virtual page number in a virtual table.
+    old: u64,
     dirty: bool,
     /// The old address has been reported dead by [`MetaTable::take_released`].
     released: bool,
@@ -90,6 +121,8 @@ pub struct MetaTable {
     depth: u8,
     pages: HashMap<(u8, u64), CachedPage>,
     max_clean: usize,
+    /// How page names resolve: `None` for physical addresses.
+    names: Option<Arc<dyn PageNames>>,
 }
 
 fn capacity(depth: u8) -> u64 {
@@ -115,6 +148,39 @@ impl MetaTable {
             depth: root.depth,
             pages: HashMap::new(),
             max_clean,
+            names: None,
+        }
+    }
+
+    /// A table whose pages are named by virtual page numbers, resolved by
+    /// `names`.
+    pub fn new_virtual(
+        id: TableId,
+        root: TableRoot,
+        max_clean: usize,
+        names: Arc<dyn PageNames>,
+    ) -> MetaTable {
+        MetaTable {
+            names: Some(names),
+            ..MetaTable::new(id, root, max_clean)
+        }
+    }
+
+    /// Which table this is.
+    pub fn id(&self) -> TableId {
+        self.id
+    }
+
+    /// Are this table's pages named by virtual page numbers?
+    pub fn is_virtual(&self) -> bool {
+        self.names.is_some()
+    }
+
+    /// Where the page named `name` is now.
+    fn resolve(&self, dev: &dyn BlockDevice, name: u64) -> Result<PageAddr> {
+        match &self.names {
+            None => Ok(PageAddr(name)),
+            Some(n) => n.resolve(dev, name),
         }
     }
 
@@ -133,6 +199,7 @@ impl MetaTable {
         match self.id {
             TableId::NodeAddress => "node address table page",
             TableId::SegmentUsage => "segment usage table page",
+            TableId::PageAddress => "page address table page",
         }
     }
 
@@ -205,14 +272,15 @@ impl MetaTable {
         let data = if addr.is_none() {
             self.fresh_page(level, index)
         } else {
-            self.read_page(dev, addr, crc, level, index)?
+            let at = self.resolve(dev, addr.0)?;
+            self.read_page(dev, at, crc, level, index)?
         };
         self.evict_clean();
         self.pages.insert(
             (level, index),
             CachedPage {
                 data,
-                old: addr,
+                old: addr.0,
                 dirty: false,
                 released: false,
             },
@@ -286,7 +354,7 @@ impl MetaTable {
             (self.depth, 0),
             CachedPage {
                 data,
-                old: PageAddr::NONE,
+                old: 0,
                 dirty: true,
                 released: true,
             },
@@ -295,7 +363,8 @@ impl MetaTable {
     }
 
     /// Does the tree as it stands keep page (`level`, `index`) at `addr`?
-    /// (The cleaner asks this of every table page in a segment it empties.)
+    /// (The cleaner asks this of every page of a physical table in a
+    /// segment it empties.)
     pub fn stored_at(
         &mut self,
         dev: &dyn BlockDevice,
@@ -311,7 +380,7 @@ impl MetaTable {
         Ok(self
             .pages
             .get(&(level, index))
-            .is_some_and(|p| p.old == addr))
+            .is_some_and(|p| !self.is_virtual() && p.old == addr.0))
     }
 
     /// Marks page (`level`, `index`) dirty, so that the next write moves it
@@ -350,13 +419,14 @@ impl MetaTable {
         self.pages.values().filter(|p| p.dirty).count()
     }
 
-    /// Old addresses of dirty pages that have not been reported yet: those
-    /// pages die when the table is written.
-    pub fn take_released(&mut self) -> Vec<PageAddr> {
+    /// Old names (addresses, or virtual page numbers) of dirty pages that
+    /// have not been reported yet: those pages die when the table is
+    /// written.
+    pub fn take_released(&mut self) -> Vec<u64> {
         let mut out = Vec::new();
         for p in self.pages.values_mut().filter(|p| p.dirty && !p.released) {
             p.released = true;
-            if !p.old.is_none() {
+            if p.old != 0 {
                 out.push(p.old);
             }
         }
@@ -365,13 +435,13 @@ impl MetaTable {
         out
     }
 
-    /// Writes every dirty page to the addresses in `addrs` (one per dirty
-    /// page, from [`MetaTable::dirty_count`]), children before parents, by
-    /// handing each encoded page to `emit`. Updates the root.
+    /// Writes every dirty page, children before parents, by handing each
+    /// encoded page and its summary entry to `place`, which stores it and
+    /// returns the name the parent records (its address, or its virtual
+    /// page number). Updates the root.
     pub fn write_dirty(
         &mut self,
-        addrs: &[PageAddr],
-        emit: &mut dyn FnMut(PageAddr, &Page, Entry),
+        place: &mut dyn FnMut(&Page, Entry) -> Result<u64>,
     ) -> Result<()> {
         let mut keys: Vec<(u8, u64)> = self
             .pages
@@ -380,18 +450,11 @@ impl MetaTable {
             .map(|(k, _)| *k)
             .collect();
         keys.sort_unstable();
-        if keys.len() != addrs.len() {
-            return Err(Error::corrupt(
-                self.what(),
-                PageAddr::NONE,
-                format!("{} dirty pages but {} addresses", keys.len(), addrs.len()),
-            ));
-        }
-        for (key, &addr) in keys.iter().zip(addrs) {
+        for key in keys {
             let page = self
                 .pages
-                .get_mut(key)
-                .ok_or_else(|| Error::corrupt("table", addr, "page vanished"))?;
+                .get_mut(&key)
+                .ok_or_else(|| Error::corrupt("table", PageAddr::NONE, "page vanished"))?;
             let crc = crc32(&page.data[..]);
             let mut entry = Entry::raw(
                 PageKind::Table,
@@ -399,13 +462,13 @@ impl MetaTable {
                 (u64::from(key.0) << 56) | key.1,
             );
             entry.crc = crc;
-            emit(addr, &page.data, entry);
-            page.old = addr;
+            let name = place(&page.data, entry)?;
+            page.old = name;
             page.dirty = false;
             page.released = false;
             if key.0 == self.depth {
                 self.root = TableRoot {
-                    addr,
+                    addr: PageAddr(name),
                     crc,
                     depth: self.depth,
                 };
@@ -413,57 +476,61 @@ impl MetaTable {
                 let parent_key = (key.0 + 1, key.1 / FANOUT);
                 let slot = PAGE_HEADER + (key.1 % FANOUT) as usize * ENTRY_SIZE;
                 let parent = self.pages.get_mut(&parent_key).ok_or_else(|| {
-                    Error::corrupt("table", addr, "parent of a dirty page not loaded")
+                    Error::corrupt("table", PageAddr(name), "parent of a dirty page not loaded")
                 })?;
                 let mut w = Writer::new(&mut parent.data[..]);
-                w.addr(slot, addr);
+                w.u64(slot, name);
                 w.u32(slot + 8, crc);
             }
         }
         Ok(())
     }
 
-    /// Every page address of the tree as of the root, for checkers: calls
-    /// `visit(level, index, addr, page)` for each stored page, and
-    /// `damaged(level, index, addr, error)` for each page that cannot be
-    /// read or fails its checks (whose subtree is then not walked: the
-    /// rest of the table still is).
+    /// Every page of the tree as of the root, for checkers: calls
+    /// `visit(level, index, name, addr, page)` for each stored page (its
+    /// name is its address in a physical table, its virtual page number in
+    /// a virtual one), and `damaged(level, index, name, error)` for each
+    /// page that cannot be found, read or checked (whose subtree is then
+    /// not walked: the rest of the table still is).
     pub fn walk(
         &self,
         dev: &dyn BlockDevice,
-        visit: &mut dyn FnMut(u8, u64, PageAddr, &Page) -> Result<()>,
-        damaged: &mut dyn FnMut(u8, u64, PageAddr, Error),
+        visit: &mut dyn FnMut(u8, u64, u64, PageAddr, &Page) -> Result<()>,
+        damaged: &mut dyn FnMut(u8, u64, u64, Error),
     ) -> Result<()> {
         if self.root.addr.is_none() {
             return Ok(());
         }
-        let root = (self.root.depth, 0, self.root.addr, self.root.crc);
+        let root = (self.root.depth, 0, self.root.addr.0, self.root.crc);
         self.walk_page(dev, root, visit, damaged)
     }
 
     fn walk_page(
         &self,
         dev: &dyn BlockDevice,
-        (level, index, addr, crc): (u8, u64, PageAddr, u32),
-        visit: &mut dyn FnMut(u8, u64, PageAddr, &Page) -> Result<()>,
-        damaged: &mut dyn FnMut(u8, u64, PageAddr, Error),
+        (level, index, name, crc): (u8, u64, u64, u32),
+        visit: &mut dyn FnMut(u8, u64, u64, PageAddr, &Page) -> Result<()>,
+        damaged: &mut dyn FnMut(u8, u64, u64, Error),
     ) -> Result<()> {
-        let data = match self.read_page(dev, addr, crc, level, index) {
+        let read = self
+            .resolve(dev, name)
+            .and_then(|addr| Ok((addr, self.read_page(dev, addr, crc, level, index)?)));
+        let (addr, data) = match read {
             Ok(d) => d,
             Err(e) => {
-                damaged(level, index, addr, e);
+                damaged(level, index, name, e);
                 return Ok(());
             }
         };
-        visit(level, index, addr, &data)?;
+        visit(level, index, name, addr, &data)?;
         if level == 0 {
             return Ok(());
         }
         let r = Reader::new(&data[..], self.what(), addr);
         for slot in 0..FANOUT {
             let off = PAGE_HEADER + slot as usize * ENTRY_SIZE;
-            let child = r.addr(off)?;
-            if !child.is_none() {
+            let child = r.u64(off)?;
+            if child != 0 {
                 let at = (level - 1, index * FANOUT + slot, child, r.u32(off + 8)?);
                 self.walk_page(dev, at, visit, damaged)?;
             }
@@ -484,14 +551,16 @@ mod tests {
     use crate::device::MemDevice;
 
     /// Writes a table's dirty pages to consecutive addresses from `next`.
-    fn flush(t: &mut MetaTable, dev: &MemDevice, next: &mut u64) -> Vec<PageAddr> {
+    fn flush(t: &mut MetaTable, dev: &MemDevice, next: &mut u64) -> Vec<u64> {
         t.close_dirty(dev).expect("close");
         let released = t.take_released();
-        let n = t.dirty_count();
-        let addrs: Vec<PageAddr> = (0..n as u64).map(|i| PageAddr(*next + i)).collect();
-        *next += n as u64;
-        t.write_dirty(&addrs, &mut |a, p, _| dev.write(a, &p[..]).expect("write"))
-            .expect("write_dirty");
+        t.write_dirty(&mut |p, _| {
+            let a = PageAddr(*next);
+            *next += 1;
+            dev.write(a, &p[..]).expect("write");
+            Ok(a.0)
+        })
+        .expect("write_dirty");
         released
     }
 
@@ -539,7 +608,7 @@ mod tests {
         third
             .walk(
                 &dev,
-                &mut |_, _, _, _| {
+                &mut |_, _, _, _, _| {
                     seen += 1;
                     Ok(())
                 },

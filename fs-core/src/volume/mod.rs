@@ -6,10 +6,12 @@
 pub mod cleaner;
 pub mod device;
 pub mod format;
+pub mod id_table;
 pub mod info;
 pub mod label;
 pub mod meta_table;
 pub mod page_life;
+pub mod page_table;
 pub(crate) mod parallel;
 pub mod recovery;
 pub mod room;

@@ -161,11 +161,11 @@ mod tests {
     fn segments_for_counts_summaries_and_boundaries() {
         // Fits in what is left of the current segment.
         assert_eq!(segments_for(100, 200, 512), 0);
-        // 126 payload pages take a summary, and one page is kept for an
-        // early-closed record: 128 pages.
-        assert_eq!(segments_for(126, 128, 512), 0);
-        assert_eq!(segments_for(126, 127, 512), 1);
-        // Nothing left: 1000 payload pages are 1000 + 8 + 1 = 1009 pages,
+        // 100 payload pages take a summary, and one page is kept for an
+        // early-closed record: 102 pages.
+        assert_eq!(segments_for(100, 102, 512), 0);
+        assert_eq!(segments_for(100, 101, 512), 1);
+        // Nothing left: 1000 payload pages are 1000 + 10 + 1 = 1011 pages,
         // two segments of 510 usable pages.
         assert_eq!(segments_for(1000, 0, 512), 2);
         assert_eq!(segments_for(0, 0, 16), 1);

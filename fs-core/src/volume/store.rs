@@ -9,12 +9,14 @@ use crate::checkpoint::Checkpoint;
 use crate::device::BlockDevice;
 use crate::error::{Error, Result};
 use crate::file_map;
+use crate::id_table::IdState;
 use crate::ids::{CheckpointNo, PageAddr};
 use crate::inode::Timespec;
 use crate::meta_table::MetaTable;
 use crate::node_cache::NodeCache;
 use crate::node_table::NodeTable;
 use crate::page_life::PageLife;
+use crate::page_table::PageTable;
 use crate::recovery::Recovery;
 use crate::room::{self, Demand, Tier};
 use crate::root::Root;
@@ -27,6 +29,9 @@ use crate::superblock::{State, Superblock, COPIES};
 const NAT_CACHE_PAGES: usize = 4096;
 /// Clean nodes kept in memory.
 const NODE_CACHE: usize = 16384;
+/// Clean page address table pages kept in memory (each maps 255 units,
+/// about a mebibyte of data).
+const PAT_CACHE_PAGES: usize = 8192;
 
 /// Which dirty file data a commit writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,6 +64,8 @@ pub struct Store {
     pub root: Root,
     /// Segment usage.
     pub sut: SegmentUsage,
+    /// Where every unit is (shared with the roots, which read through it).
+    pub pat: Arc<PageTable>,
     /// Log head.
     pub log: SegmentWriter,
     /// The cleaner's log head: moved (cold) data is written apart from new
@@ -106,12 +113,19 @@ impl Store {
     pub fn open(dev: Arc<dyn BlockDevice>, rec: Recovery, read_only: bool) -> Store {
         let cp = rec.checkpoint;
         let geo = rec.sb.geometry;
+        let pat_state = IdState {
+            root: cp.pat_root,
+            free_head: cp.pat_free_head.0,
+            watermark: cp.pat_watermark.0,
+        };
+        let pat = PageTable::open(pat_state, &geo, PAT_CACHE_PAGES);
         let nat = NodeTable::new(
             cp.nat_root,
             cp.nat_free_head,
             cp.nat_watermark,
             &geo,
             NAT_CACHE_PAGES,
+            pat.clone(),
         );
         let sut = SegmentUsage::new(cp.sut_root, geo, cp.live_pages, cp.empty_segments);
         let pos = LogPosition {
@@ -129,6 +143,7 @@ impl Store {
             sb: rec.sb,
             root: Root::open(&cp, NodeCache::new(nat, NODE_CACHE)),
             sut,
+            pat,
             log,
             cold: None,
             cold_unflushed: false,
@@ -222,17 +237,24 @@ impl Store {
         let data = self.root.dirty.count() as u64 + extra.pages;
         let map = self.root.dirty.files() as u64 + 4 * self.root.dirty.groups() as u64;
         let nodes = self.root.cache.dirty_count() as u64 + map + extra.nodes;
-        data + nodes + self.table_pages(nodes) + 1
+        data + nodes + self.table_pages(nodes, data) + 1
     }
 
-    /// Every page the two tables can have once `new_nodes` more node ids
-    /// are in use: at most what one commit writes of them.
-    fn table_pages(&self, new_nodes: u64) -> u64 {
+    /// Every page the three tables can have once `new_nodes` more node
+    /// ids and `new_nodes + new_data` more units are in use (each node,
+    /// data page and node address table page written takes one): at most
+    /// what one commit writes of them.
+    fn table_pages(&self, new_nodes: u64, new_data: u64) -> u64 {
         let nat = room::table_pages(
-            self.root.cache.nat.watermark.0.saturating_add(new_nodes),
+            self.root.cache.nat.watermark().0.saturating_add(new_nodes),
             self.root.cache.nat.depth(),
         );
-        nat + room::table_pages(self.sb.geometry.segment_count, self.sut.depth())
+        let units = new_nodes + new_data + nat;
+        let pat = room::table_pages(
+            self.pat.state().watermark.saturating_add(units),
+            self.pat.depth(),
+        );
+        nat + pat + room::table_pages(self.sb.geometry.segment_count, self.sut.depth())
     }
 
     /// Free segments the next commit, with `extra` added, takes at most,
@@ -253,7 +275,7 @@ impl Store {
     /// renames and truncations) below operations that take space.
     pub fn reserve_segments(&self, tier: Tier) -> u64 {
         let pps = self.sb.geometry.pages_per_segment;
-        let cleaner = room::cleaner_reserve(pps, self.table_pages(0));
+        let cleaner = room::cleaner_reserve(pps, self.table_pages(0, 0));
         let metadata = room::segments_for(room::metadata_reserve(self.metadata_op()), 0, pps);
         match tier {
             Tier::Commit | Tier::Cleaner => 0,
@@ -334,17 +356,21 @@ impl Store {
         self.write_data(dev, building, scope)?;
         self.root.cache.write_dirty(
             dev,
-            &mut PageLife::new(&mut self.sut, dev, building),
+            &mut PageLife::new(&mut self.sut, &self.pat, dev, building),
             &mut self.log,
         )?;
-        let nat = self.root.cache.nat.table();
-        write_table(dev, nat, &mut self.sut, &mut self.log, building)?;
+        write_nat(
+            self.root.cache.nat.table(),
+            &mut PageLife::new(&mut self.sut, &self.pat, dev, building),
+            &mut self.log,
+        )?;
         if !self.cp_addr.is_none() {
-            PageLife::new(&mut self.sut, dev, building).died(self.cp_addr)?;
+            PageLife::new(&mut self.sut, &self.pat, dev, building).died_at(self.cp_addr)?;
         }
-        let cp_slot = self.write_usage_table(dev, building)?;
+        let cp_slot = self.write_current_tables(dev, building)?;
         let pos = self.log.position();
         let geo = self.sb.geometry;
+        let pat = self.pat.state();
         let cp = Checkpoint {
             no: building,
             time_ns,
@@ -355,8 +381,11 @@ impl Store {
             next_seq: pos.next_seq,
             nat_root: self.root.cache.nat.root(),
             sut_root: self.sut.table().root(),
-            nat_free_head: self.root.cache.nat.free_head,
-            nat_watermark: self.root.cache.nat.watermark,
+            nat_free_head: self.root.cache.nat.free_head(),
+            nat_watermark: self.root.cache.nat.watermark(),
+            pat_root: pat.root,
+            pat_free_head: crate::ids::Vpn(pat.free_head),
+            pat_watermark: crate::ids::Vpn(pat.watermark),
             next_generation: self.root.next_generation,
             inode_count: self.root.inode_count,
             live_pages: self.sut.live_pages,
@@ -415,20 +444,20 @@ impl Store {
         file_map::truncate(
             &mut self.root.cache,
             dev,
-            &mut PageLife::new(&mut self.sut, dev, building),
+            &mut PageLife::new(&mut self.sut, &self.pat, dev, building),
             ino,
             from,
             &mut |_, p| {
                 freed += 1;
                 if p.is_stored() {
-                    dead.push(p.addr);
+                    dead.push(p.vpn);
                 } else {
                     unwritten += 1;
                 }
             },
         )?;
         for a in dead {
-            PageLife::new(&mut self.sut, dev, building).died(a)?;
+            PageLife::new(&mut self.sut, &self.pat, dev, building).died(a)?;
         }
         self.root.reserved_pages = self.root.reserved_pages.saturating_sub(unwritten);
         Ok(freed)
@@ -482,19 +511,19 @@ impl Store {
         );
         for (ino, pages) in batches {
             for (idx, page) in pages {
-                let entry = Entry::raw(PageKind::Data, ino.0, idx);
-                let addr = self.log.alloc(dev, &mut self.sut, None)?;
-                let crc = self.log.fill(addr, entry, &page)?;
+                let mut life = PageLife::new(&mut self.sut, &self.pat, dev, building);
+                let (vpn, crc) =
+                    life.write_unit(&mut self.log, (PageKind::Data, ino.0, idx), &page)?;
                 let old = file_map::set(
                     &mut self.root.cache,
                     dev,
-                    &mut PageLife::new(&mut self.sut, dev, building),
+                    &mut life,
                     ino,
                     idx,
-                    BlockPtr::stored(addr, crc),
+                    BlockPtr::stored(vpn, crc),
                 )?;
                 if old.is_stored() {
-                    PageLife::new(&mut self.sut, dev, building).died(old.addr)?;
+                    life.died(old.vpn)?;
                 } else if old.is_unwritten() {
                     self.root.reserved_pages = self.root.reserved_pages.saturating_sub(1);
                 } else {
@@ -506,24 +535,33 @@ impl Store {
         Ok(())
     }
 
-    /// Writes the segment usage table and reserves the checkpoint page last.
-    /// Writing the table changes the table (the pages it lands in gain live
-    /// pages, the pages it replaces lose them), so the reservation repeats
-    /// until it covers every dirty page. Returns the checkpoint slot.
-    fn write_usage_table(
+    /// Writes the current-only tables (page addresses, segment usage) and
+    /// reserves the checkpoint page last. Writing them changes the usage
+    /// table (the pages they land in gain live pages, the pages they
+    /// replace lose them), so the reservation repeats until it covers
+    /// every dirty page; nothing written here changes the page address
+    /// table, which every unit of this commit has already updated. Returns
+    /// the checkpoint slot.
+    fn write_current_tables(
         &mut self,
         dev: &dyn BlockDevice,
         building: CheckpointNo,
     ) -> Result<PageAddr> {
         let mut slots: Vec<PageAddr> = Vec::new();
         loop {
+            let (released, pat_dirty) = {
+                let mut pat = self.pat.lock();
+                pat.table().close_dirty(dev)?;
+                (pat.table().take_released(), pat.table().dirty_count())
+            };
             self.sut.table().close_dirty(dev)?;
-            let released = self.sut.table().take_released();
+            let mut released = released;
+            released.extend(self.sut.table().take_released());
             let had_release = !released.is_empty();
             for a in released {
-                PageLife::new(&mut self.sut, dev, building).died(a)?;
+                PageLife::new(&mut self.sut, &self.pat, dev, building).died_at(PageAddr(a))?;
             }
-            let need = self.sut.table().dirty_count() + 1;
+            let need = pat_dirty + self.sut.table().dirty_count() + 1;
             if !had_release && slots.len() == need {
                 break;
             }
@@ -534,14 +572,17 @@ impl Store {
         let cp_slot = slots
             .pop()
             .ok_or_else(|| Error::corrupt("log", PageAddr::NONE, "no checkpoint slot"))?;
+        let mut slots = slots.into_iter();
         let log = &mut self.log;
-        let mut result = Ok(0);
-        self.sut.table().write_dirty(&slots, &mut |a, p, e| {
-            if result.is_ok() {
-                result = log.fill(a, e, p);
-            }
-        })?;
-        result?;
+        let mut place = |p: &crate::layout::Page, e: Entry| -> Result<u64> {
+            let a = slots
+                .next()
+                .ok_or_else(|| Error::corrupt("log", PageAddr::NONE, "too few table slots"))?;
+            log.fill(a, e, p)?;
+            Ok(a.0)
+        };
+        self.pat.lock().table().write_dirty(&mut place)?;
+        self.sut.table().write_dirty(&mut place)?;
         Ok(cp_slot)
     }
 
@@ -652,28 +693,20 @@ impl Store {
     }
 }
 
-/// Writes a metadata table's dirty pages into the log.
-fn write_table(
-    dev: &dyn BlockDevice,
+/// Writes the dirty pages of a root's node address table into the log,
+/// each a unit of its own; the pages they replace die.
+fn write_nat(
     table: &mut MetaTable,
-    sut: &mut SegmentUsage,
+    life: &mut PageLife<'_>,
     log: &mut SegmentWriter,
-    building: CheckpointNo,
 ) -> Result<()> {
+    let dev = life.dev();
     table.close_dirty(dev)?;
-    for a in table.take_released() {
-        PageLife::new(sut, dev, building).died(a)?;
+    for vpn in table.take_released() {
+        life.died(crate::ids::Vpn(vpn))?;
     }
-    let n = table.dirty_count();
-    let mut addrs = Vec::with_capacity(n);
-    for _ in 0..n {
-        addrs.push(log.alloc(dev, sut, None)?);
-    }
-    let mut result = Ok(0);
-    table.write_dirty(&addrs, &mut |a, p, e| {
-        if result.is_ok() {
-            result = log.fill(a, e, p);
-        }
-    })?;
-    result.map(|_| ())
+    table.write_dirty(&mut |p, e| {
+        let (vpn, _) = life.write_unit(log, (e.kind, e.owner, e.index), p)?;
+        Ok(vpn.0)
+    })
 }

@@ -3,7 +3,8 @@
 //! every checksum that covers them (the page's own, its record summary's
 //! entry and the summary's own, the node address table entry, each table
 //! page up to the root, the root's in the checkpoint), so that only the
-//! hostile value itself is wrong.
+//! hostile value itself is wrong. Units (nodes, node address table pages)
+//! are found through the page address table, as the filesystem finds them.
 
 use std::sync::Arc;
 
@@ -27,6 +28,8 @@ pub enum Place {
     NatEntry(u64),
     /// The segment usage table entry of a segment.
     SutEntry(u64),
+    /// The page address table entry of a unit (vpn).
+    PatEntry(u64),
     /// A node's page.
     Node(u64),
 }
@@ -106,6 +109,9 @@ impl Editor {
             Place::SutEntry(seg) => self.table_entry(TableId::SegmentUsage, seg, &mut |e| {
                 put(e, edit.offset, edit.width, edit.value)
             }),
+            Place::PatEntry(vpn) => self.table_entry(TableId::PageAddress, vpn, &mut |e| {
+                put(e, edit.offset, edit.width, edit.value)
+            }),
             Place::Node(nid) => {
                 let addr = self.node_addr(nid);
                 let mut page = read(&self.dev, addr);
@@ -122,25 +128,57 @@ impl Editor {
 
     /// Where node `nid` is stored.
     pub fn node_addr(&self, nid: u64) -> PageAddr {
-        let (leaf, _) = *self.path(self.cp.nat_root, nid).last().expect("path");
-        let page = read(&self.dev, leaf);
-        let at = PAGE_HEADER + (nid % FANOUT) as usize * ENTRY_SIZE;
-        PageAddr(u64::from_le_bytes(page[at..at + 8].try_into().expect("8")))
+        let vpn = self.entry(TableId::NodeAddress, nid);
+        self.unit_addr(vpn)
     }
 
-    /// The pages from the root of `root` down to the leaf holding entry
-    /// `idx`, each with the slot of the next one in it (the leaf's is the
-    /// entry's).
-    fn path(&self, root: TableRoot, idx: u64) -> Vec<(PageAddr, usize)> {
+    /// Where unit `vpn` is stored, as the page address table says.
+    pub fn unit_addr(&self, vpn: u64) -> PageAddr {
+        let e = self.entry(TableId::PageAddress, vpn);
+        PageAddr(e & ((1 << 48) - 1))
+    }
+
+    /// The first eight bytes of entry `idx` of table `id`.
+    fn entry(&self, id: TableId, idx: u64) -> u64 {
+        let (leaf, _) = *self.path(id, idx).last().expect("path");
+        let page = read(&self.dev, leaf);
+        let at = PAGE_HEADER + (idx % FANOUT) as usize * ENTRY_SIZE;
+        u64::from_le_bytes(page[at..at + 8].try_into().expect("8"))
+    }
+
+    /// The root of table `id`.
+    fn root(&self, id: TableId) -> TableRoot {
+        match id {
+            TableId::NodeAddress => self.cp.nat_root,
+            TableId::SegmentUsage => self.cp.sut_root,
+            TableId::PageAddress => self.cp.pat_root,
+        }
+    }
+
+    /// Where the page named `name` in table `id` is (the node address
+    /// table names its pages by vpn).
+    fn page_at(&self, id: TableId, name: u64) -> PageAddr {
+        match id {
+            TableId::NodeAddress => self.unit_addr(name),
+            _ => PageAddr(name),
+        }
+    }
+
+    /// The pages from the root of table `id` down to the leaf holding
+    /// entry `idx`, each with the slot of the next one in it (the leaf's
+    /// is the entry's).
+    fn path(&self, id: TableId, idx: u64) -> Vec<(PageAddr, usize)> {
+        let root = self.root(id);
         let mut out = Vec::new();
-        let mut addr = root.addr;
+        let mut addr = self.page_at(id, root.addr.0);
         for level in (0..=root.depth).rev() {
             let slot = ((idx / FANOUT.pow(u32::from(level))) % FANOUT) as usize;
             out.push((addr, slot));
             if level > 0 {
                 let page = read(&self.dev, addr);
                 let at = PAGE_HEADER + slot * ENTRY_SIZE;
-                addr = PageAddr(u64::from_le_bytes(page[at..at + 8].try_into().expect("8")));
+                let name = u64::from_le_bytes(page[at..at + 8].try_into().expect("8"));
+                addr = self.page_at(id, name);
             }
         }
         out
@@ -149,11 +187,7 @@ impl Editor {
     /// Changes entry `idx` of a table through `f`, then the checksum of
     /// each page up to the root and the root's in the checkpoint.
     fn table_entry(&mut self, id: TableId, idx: u64, f: &mut dyn FnMut(&mut [u8])) {
-        let root = match id {
-            TableId::NodeAddress => self.cp.nat_root,
-            TableId::SegmentUsage => self.cp.sut_root,
-        };
-        let path = self.path(root, idx);
+        let path = self.path(id, idx);
         let mut crc = 0;
         for (i, &(addr, slot)) in path.iter().enumerate().rev() {
             let mut page = read(&self.dev, addr);
@@ -171,6 +205,7 @@ impl Editor {
         let off = match id {
             TableId::NodeAddress => checkpoint::off::NAT_ROOT,
             TableId::SegmentUsage => checkpoint::off::SUT_ROOT,
+            TableId::PageAddress => checkpoint::off::PAT_ROOT,
         };
         put(&mut page, off + 8, 4, u64::from(crc));
         self.write_checkpoint_page(page);
@@ -213,12 +248,7 @@ impl Editor {
 /// The ids of the nodes in use, from the node address table.
 pub fn used_nids(ed: &Editor) -> Vec<u64> {
     (1..ed.cp.nat_watermark.0)
-        .filter(|&n| {
-            let (leaf, _) = *ed.path(ed.cp.nat_root, n).last().expect("path");
-            let page = read(&ed.dev, leaf);
-            let at = PAGE_HEADER + (n % FANOUT) as usize * ENTRY_SIZE;
-            page[at..at + 8] != [0; 8]
-        })
+        .filter(|&n| ed.entry(TableId::NodeAddress, n) != 0)
         .collect()
 }
 

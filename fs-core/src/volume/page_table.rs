@@ -1,0 +1,244 @@
+//! The page address table (PAT): virtual page number -> where the stored
+//! unit is now, the checkpoint that wrote it, and how it is stored.
+//!
+//! Everything a root reaches (file data, nodes, the pages of its node
+//! address table) is named by a virtual page number (vpn), never by its
+//! address. Moving a unit (the cleaner) changes its entry here and nothing
+//! that points at it, in any root. A unit is live exactly when its entry
+//! is in use and points at it: that is the cleaner's whole liveness test.
+//!
+//! The table is current-only, like the segment usage table: its pages are
+//! named by their physical addresses and rewritten at each commit. It is
+//! shared by every root of the volume, so it sits behind a lock and is
+//! handed around as an `Arc`.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::device::BlockDevice;
+use crate::error::{Error, Result};
+use crate::id_table::{IdState, IdTable};
+use crate::ids::{CheckpointNo, PageAddr, TransformId, Vpn};
+use crate::layout::Geometry;
+use crate::meta_table::{MetaTable, PageNames, RawEntry, TableId, ENTRY_SIZE};
+
+/// Largest page address an entry can hold (6 bytes).
+pub const MAX_ADDR: u64 = (1 << 48) - 1;
+/// Largest birth an entry can hold (5 bytes).
+pub const MAX_BIRTH: u64 = (1 << 40) - 1;
+
+/// One past the largest vpn a filesystem of `geo` can use: every vpn in
+/// use names a stored page of the segment area, and a freed vpn is reused
+/// before a new one is taken.
+pub fn vpn_limit(geo: &Geometry) -> Vpn {
+    Vpn(geo.segment_area_pages().saturating_add(Vpn::FIRST.0))
+}
+
+/// Where a stored unit is and what it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PatEntry {
+    /// First page of the unit.
+    pub addr: PageAddr,
+    /// The checkpoint that wrote it (moving it keeps its birth).
+    pub birth: CheckpointNo,
+    /// Pages the unit takes (1 in this version).
+    pub pages: u8,
+    /// Transform chain of the stored bytes (0 = raw).
+    pub transform: TransformId,
+    /// Entry flags (none defined yet).
+    pub flags: u16,
+}
+
+impl PatEntry {
+    /// A raw one-page unit at `addr`, written by checkpoint `birth`.
+    pub fn raw(addr: PageAddr, birth: CheckpointNo) -> PatEntry {
+        PatEntry {
+            addr,
+            birth,
+            pages: 1,
+            transform: TransformId(0),
+            flags: 0,
+        }
+    }
+
+    /// Encodes: address (6 bytes), birth (5), pages (1), transform (2),
+    /// flags (2).
+    pub fn encode(&self) -> RawEntry {
+        let mut raw = [0u8; ENTRY_SIZE];
+        raw[0..6].copy_from_slice(&self.addr.0.to_le_bytes()[..6]);
+        raw[6..11].copy_from_slice(&self.birth.0.to_le_bytes()[..5]);
+        raw[11] = self.pages;
+        raw[12..14].copy_from_slice(&self.transform.0.to_le_bytes());
+        raw[14..16].copy_from_slice(&self.flags.to_le_bytes());
+        raw
+    }
+
+    /// Decodes an entry in use.
+    pub fn decode(raw: &RawEntry) -> PatEntry {
+        let mut addr = [0u8; 8];
+        addr[..6].copy_from_slice(&raw[0..6]);
+        let mut birth = [0u8; 8];
+        birth[..5].copy_from_slice(&raw[6..11]);
+        PatEntry {
+            addr: PageAddr(u64::from_le_bytes(addr)),
+            birth: CheckpointNo(u64::from_le_bytes(birth)),
+            pages: raw[11],
+            transform: TransformId(u16::from_le_bytes([raw[12], raw[13]])),
+            flags: u16::from_le_bytes([raw[14], raw[15]]),
+        }
+    }
+}
+
+/// The page address table, shared by the volume and its roots.
+#[derive(Debug)]
+pub struct PageTable {
+    inner: Mutex<IdTable>,
+    geo: Geometry,
+}
+
+impl PageTable {
+    /// The table of a filesystem of `geo`, continuing from `state`.
+    pub fn open(state: IdState, geo: &Geometry, cache_pages: usize) -> Arc<PageTable> {
+        let table = MetaTable::new(TableId::PageAddress, state.root, cache_pages);
+        let ids = IdTable::new(table, "page address table", state, vpn_limit(geo).0);
+        Arc::new(PageTable {
+            inner: Mutex::new(ids),
+            geo: *geo,
+        })
+    }
+
+    /// The table, locked. (A panic while it was held cannot leave it half
+    /// changed in a way a later reader would trust: every commit path
+    /// poisons the store on error, so the lock's poison is ignored.)
+    pub fn lock(&self) -> MutexGuard<'_, IdTable> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Levels above the leaves now.
+    pub fn depth(&self) -> u8 {
+        self.lock().table_ref().depth()
+    }
+
+    /// The state a checkpoint records.
+    pub fn state(&self) -> IdState {
+        self.lock().state()
+    }
+
+    /// The entry of `vpn`, if it is in use.
+    pub fn lookup(&self, dev: &dyn BlockDevice, vpn: Vpn) -> Result<Option<PatEntry>> {
+        let raw = self.lock().get(dev, vpn.0)?;
+        let Some(raw) = raw else { return Ok(None) };
+        let e = PatEntry::decode(&raw);
+        if !self.geo.contains(e.addr) {
+            return Err(Error::corrupt(
+                format!("unit {vpn}"),
+                e.addr,
+                "the page address table puts it outside the segment area",
+            ));
+        }
+        Ok(Some(e))
+    }
+
+    /// Where unit `vpn` is now; an error naming `what` if it is not in use
+    /// (a pointer to a freed unit is damage).
+    pub fn resolve_unit(&self, dev: &dyn BlockDevice, vpn: Vpn) -> Result<PageAddr> {
+        self.lookup(dev, vpn)?.map(|e| e.addr).ok_or_else(|| {
+            Error::corrupt(
+                format!("unit {vpn}"),
+                PageAddr::NONE,
+                "pointed at, but free in the page address table",
+            )
+        })
+    }
+
+    /// Takes a free vpn (its entry is set by [`PageTable::set`]).
+    pub fn alloc(&self, dev: &dyn BlockDevice) -> Result<Vpn> {
+        self.lock().alloc(dev).map(Vpn)
+    }
+
+    /// Records where unit `vpn` is.
+    pub fn set(&self, dev: &dyn BlockDevice, vpn: Vpn, e: PatEntry) -> Result<()> {
+        if e.addr.0 > MAX_ADDR || e.addr.is_none() || e.birth.0 > MAX_BIRTH {
+            return Err(Error::corrupt(
+                "page address table",
+                e.addr,
+                format!("unit {vpn}: address or birth {} out of range", e.birth),
+            ));
+        }
+        self.lock().set(dev, vpn.0, &e.encode())
+    }
+
+    /// Frees `vpn`: the unit it named is gone.
+    pub fn release(&self, dev: &dyn BlockDevice, vpn: Vpn) -> Result<()> {
+        self.lock().release(dev, vpn.0)
+    }
+}
+
+impl PageNames for PageTable {
+    fn resolve(&self, dev: &dyn BlockDevice, name: u64) -> Result<PageAddr> {
+        self.resolve_unit(dev, Vpn(name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::MemDevice;
+    use crate::meta_table::TableRoot;
+
+    fn geo() -> Geometry {
+        Geometry {
+            pages_per_segment: 16,
+            segment_count: 16,
+            first_segment_page: 2,
+        }
+    }
+
+    #[test]
+    fn entry_codec_round_trips_at_field_limits() {
+        let e = PatEntry {
+            addr: PageAddr(MAX_ADDR),
+            birth: CheckpointNo(MAX_BIRTH),
+            pages: 16,
+            transform: TransformId(0x1234),
+            flags: 0xBEEF,
+        };
+        let raw = e.encode();
+        assert_eq!(&raw[0..6], &[0xFF; 6]);
+        assert_eq!(PatEntry::decode(&raw), e);
+        assert!(crate::id_table::is_used(&raw));
+    }
+
+    #[test]
+    fn units_are_found_moved_and_freed() {
+        let dev = MemDevice::new(300);
+        let state = IdState {
+            root: TableRoot::default(),
+            free_head: 0,
+            watermark: Vpn::FIRST.0,
+        };
+        let pat = PageTable::open(state, &geo(), 8);
+        let a = pat.alloc(&dev).expect("alloc");
+        assert_eq!(a, Vpn::FIRST);
+        pat.set(&dev, a, PatEntry::raw(PageAddr(40), CheckpointNo(3)))
+            .expect("set");
+        assert_eq!(pat.resolve_unit(&dev, a).expect("resolve"), PageAddr(40));
+        pat.set(&dev, a, PatEntry::raw(PageAddr(41), CheckpointNo(3)))
+            .expect("move");
+        assert_eq!(
+            pat.lookup(&dev, a).expect("lookup"),
+            Some(PatEntry::raw(PageAddr(41), CheckpointNo(3)))
+        );
+        pat.release(&dev, a).expect("release");
+        assert!(matches!(
+            pat.resolve_unit(&dev, a),
+            Err(Error::Corrupt { .. })
+        ));
+        assert_eq!(pat.alloc(&dev).expect("again"), a, "freed vpns are reused");
+        pat.set(&dev, a, PatEntry::raw(PageAddr(1), CheckpointNo(3)))
+            .expect("set");
+        assert!(
+            matches!(pat.lookup(&dev, a), Err(Error::Corrupt { .. })),
+            "an address outside the segment area is damage"
+        );
+    }
+}
