@@ -1,9 +1,12 @@
-//! An image made by format version 2 (committed as a fixture) still mounts
+//! An image made by format version 3 (committed as a fixture) still mounts
 //! and reads back exactly: the on-disk format cannot change by accident.
+//! An image of version 2 (the previous one, also committed) is refused by
+//! name, with what to do, and nothing is written to it.
 //!
 //! To regenerate after a deliberate format change (with a version bump and
 //! a FORMAT.md history line): `PAGELOG_WRITE_FIXTURE=1 cargo test -p
-//! pagelog-core --test format_fixture`.
+//! pagelog-core --test format_fixture`, and keep the previous version's
+//! fixture for the refusal test.
 
 use std::io::{Read, Write};
 use std::sync::Arc;
@@ -14,7 +17,8 @@ use pagelog_core::{
     TimeSet,
 };
 
-const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/v2.img.gz");
+const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/v3.img.gz");
+const PREVIOUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/v2.img.gz");
 
 /// `i * 1000 + 7` bytes: f40 (40 KiB) needs a direct map node.
 fn contents(i: u32) -> Vec<u8> {
@@ -25,7 +29,7 @@ fn make() -> Vec<u8> {
     let dev = Arc::new(MemDevice::new(258));
     let opts = FormatOptions {
         pages_per_segment: 16,
-        label: b"fixture-v2".to_vec(),
+        label: b"fixture-v3".to_vec(),
         ..FormatOptions::default()
     };
     format(dev.clone(), &opts).expect("format");
@@ -70,7 +74,7 @@ fn make() -> Vec<u8> {
 
 fn check(fs: &mut Filesystem) {
     let root = Cred::root();
-    assert_eq!(fs.superblock().label, b"fixture-v2");
+    assert_eq!(fs.superblock().label, b"fixture-v3");
     let d = fs.lookup(&root, Ino::ROOT, b"dir").expect("dir");
     assert_eq!(d.mode & 0o7777, 0o750);
     assert_eq!(
@@ -107,8 +111,36 @@ fn long_target() -> Vec<u8> {
     (0..300).map(|i| b'a' + (i % 26) as u8).collect()
 }
 
+fn gunzip(path: &str) -> Vec<u8> {
+    let mut image = Vec::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(path).expect("fixture present"))
+        .read_to_end(&mut image)
+        .expect("gunzip");
+    image
+}
+
 #[test]
-fn version_2_fixture_mounts_and_reads_back() {
+fn version_2_image_is_refused_by_name_and_left_alone() {
+    let image = gunzip(PREVIOUS);
+    let dev = Arc::new(MemDevice::from_bytes(&image));
+    for read_only in [true, false] {
+        let opts = MountOptions {
+            read_only,
+            ..MountOptions::default()
+        };
+        let err = Filesystem::mount(dev.clone() as Arc<dyn BlockDevice>, opts)
+            .expect_err("version 2 must not mount");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("format version 2") && msg.contains("reads version 3"),
+            "{msg}"
+        );
+    }
+    assert!(dev.snapshot() == image, "a refused image is not written");
+}
+
+#[test]
+fn version_3_fixture_mounts_and_reads_back() {
     if std::env::var_os("PAGELOG_WRITE_FIXTURE").is_some() {
         let image = make();
         let mut gz = flate2::write::GzEncoder::new(
@@ -118,10 +150,7 @@ fn version_2_fixture_mounts_and_reads_back() {
         gz.write_all(&image).expect("write");
         gz.finish().expect("finish");
     }
-    let mut image = Vec::new();
-    flate2::read::GzDecoder::new(std::fs::File::open(FIXTURE).expect("fixture present"))
-        .read_to_end(&mut image)
-        .expect("gunzip");
+    let image = gunzip(FIXTURE);
     let ro = MountOptions {
         read_only: true,
         ..MountOptions::default()

@@ -156,25 +156,45 @@ fn damaged_checkpoint_is_fatal() {
 
 #[test]
 fn damaged_table_page_is_found_even_by_fast() {
-    let img = image();
-    let root = recover(&*img.dev, false)
-        .expect("recover")
-        .checkpoint
-        .nat_root
-        .addr;
-    flip(&img.dev, root, 200);
-    assert_finds(&run(&img.dev, Level::Fast), Kind::TableDamaged);
-    // A finding naming the page, not the end of the check: the rest is
-    // still checked, and nothing is fatal.
-    let full = run(&img.dev, Level::Full);
-    assert_eq!(full.worst(), Some(Severity::Error), "{:?}", full.findings);
-    assert!(
-        full.findings
-            .iter()
-            .any(|f| f.kind == Kind::TableDamaged && f.addr == Some(root)),
-        "{:?}",
-        full.findings
-    );
+    // The root of the page address table (addressed physically) and of
+    // the node address table (a unit, found through the first).
+    for table in ["page address", "node address"] {
+        let img = image();
+        let rec = recover(&*img.dev, false).expect("recover");
+        let cp = rec.checkpoint;
+        let root = match table {
+            "page address" => cp.pat_root.addr,
+            _ => {
+                let state = pagelog_core::id_table::IdState {
+                    root: cp.pat_root,
+                    free_head: cp.pat_free_head.0,
+                    watermark: cp.pat_watermark.0,
+                };
+                let pat = pagelog_core::page_table::PageTable::open(state, &rec.sb.geometry, 4);
+                let vpn = pagelog_core::Vpn(cp.nat_root.addr.0);
+                let unit = pat.lookup(&*img.dev, vpn).expect("lookup");
+                unit.expect("the root is a unit in use").addr
+            }
+        };
+        flip(&img.dev, root, 200);
+        assert_finds(&run(&img.dev, Level::Fast), Kind::TableDamaged);
+        // A finding naming the page, not the end of the check: the rest is
+        // still checked, and nothing is fatal.
+        let full = run(&img.dev, Level::Full);
+        assert_eq!(
+            full.worst(),
+            Some(Severity::Error),
+            "{table}: {:?}",
+            full.findings
+        );
+        assert!(
+            full.findings
+                .iter()
+                .any(|f| f.kind == Kind::TableDamaged && f.addr == Some(root)),
+            "{table}: {:?}",
+            full.findings
+        );
+    }
 }
 
 #[test]

@@ -52,11 +52,17 @@ pub fn read_superblocks(dev: &dyn BlockDevice) -> Result<(Vec<Superblock>, Vec<S
     let mut good = Vec::new();
     let mut bad = Vec::new();
     let mut magic = false;
+    let mut unsupported = None;
     for addr in COPIES {
         let mut page = zero_page();
         dev.read(addr, &mut page[..])?;
         match Superblock::decode(&page[..], addr) {
             Ok(sb) => good.push(sb),
+            Err(Error::Unsupported(why)) => {
+                magic = true;
+                bad.push(format!("copy at page {addr}: {why}"));
+                unsupported = Some(why);
+            }
             Err(Error::NotPagelog(detail)) => bad.push(format!("copy at page {addr}: {detail}")),
             Err(Error::Corrupt { detail, .. }) => {
                 magic = true;
@@ -70,6 +76,10 @@ pub fn read_superblocks(dev: &dyn BlockDevice) -> Result<(Vec<Superblock>, Vec<S
     }
     if good.is_empty() && !magic {
         return Err(Error::NotPagelog("no superblock magic".into()));
+    }
+    if let (true, Some(why)) = (good.is_empty(), unsupported) {
+        // A whole superblock of another version: not damage, a refusal.
+        return Err(Error::Unsupported(why));
     }
     good.sort_by_key(|sb| std::cmp::Reverse(sb.generation));
     Ok((good, bad))

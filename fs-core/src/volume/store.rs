@@ -257,6 +257,20 @@ impl Store {
         nat + pat + room::table_pages(self.sb.geometry.segment_count, self.sut.depth())
     }
 
+    /// Every page the tables can have on this filesystem, the page address
+    /// table counted full (one entry per page of the segment area): the
+    /// reserves are sized by this, so that what users can fill does not
+    /// shrink as the table grows.
+    fn table_pages_at_most(&self) -> u64 {
+        let units = crate::page_table::vpn_limit(&self.sb.geometry).0;
+        let pat = room::table_pages(units, 0);
+        let nat = room::table_pages(
+            self.root.cache.nat.watermark().0,
+            self.root.cache.nat.depth(),
+        );
+        nat + pat + room::table_pages(self.sb.geometry.segment_count, self.sut.depth())
+    }
+
     /// Free segments the next commit, with `extra` added, takes at most,
     /// plus the reserves `tier` must leave.
     pub fn segments_needed(&self, extra: Demand, tier: Tier) -> u64 {
@@ -275,7 +289,7 @@ impl Store {
     /// renames and truncations) below operations that take space.
     pub fn reserve_segments(&self, tier: Tier) -> u64 {
         let pps = self.sb.geometry.pages_per_segment;
-        let cleaner = room::cleaner_reserve(pps, self.table_pages(0, 0));
+        let cleaner = room::cleaner_reserve(pps, self.table_pages_at_most());
         let metadata = room::segments_for(room::metadata_reserve(self.metadata_op()), 0, pps);
         match tier {
             Tier::Commit | Tier::Cleaner => 0,
@@ -654,8 +668,13 @@ impl Store {
     /// what the next commit adds to it, and what fallocate promised. Dead
     /// pages count as free: the cleaner brings them back.
     pub fn free_pages(&self) -> u64 {
+        // The page address table's own pages are held back in full by the
+        // reserve (it grows with what was ever stored, and does not shrink
+        // when files are deleted), so they are not counted again here.
+        let pat = self.pat.state();
+        let pat_pages = room::table_pages(pat.watermark, pat.root.depth);
         self.capacity_pages()
-            .saturating_sub(self.sut.live_pages)
+            .saturating_sub(self.sut.live_pages.saturating_sub(pat_pages))
             .saturating_sub(self.pending_live())
             .saturating_sub(self.root.reserved_pages)
     }
@@ -678,7 +697,8 @@ impl Store {
     /// Pages held back from users (see DESIGN.md, "Room for the next
     /// commit"): the record summaries and the page a record may leave
     /// unused at a segment's end; the two segments the log head holds; the
-    /// cleaner's and the metadata reserves; and a slack of 5% of the
+    /// cleaner's and the metadata reserves; the page address table, full;
+    /// and a slack of 5% of the
     /// segment area, which is what guarantees the cleaner dead pages to
     /// reclaim (at least 5% of the best victim) once users have filled all
     /// they see. At most half the area (tiny filesystems).
@@ -689,7 +709,8 @@ impl Store {
         let overhead =
             area.div_ceil(crate::segment_summary::MAX_ENTRIES as u64 + 1) + geo.segment_count;
         let held = (2 + self.reserve_segments(Tier::Data)) * pps;
-        (overhead + held + area / 20).min(area / 2)
+        let pat = room::table_pages(crate::page_table::vpn_limit(geo).0, 0);
+        (overhead + held + pat + area / 20).min(area / 2)
     }
 }
 
