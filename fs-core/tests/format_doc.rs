@@ -6,10 +6,15 @@ use std::collections::BTreeMap;
 
 use pagelog_core::{checkpoint, inode, inode_pack, node, segment_summary as summary, superblock};
 
+/// The text of docs/FORMAT.md.
+fn doc() -> String {
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/FORMAT.md"))
+        .expect("read FORMAT.md")
+}
+
 /// (field, offset, size) rows of each `<!-- layout: NAME -->` table.
 fn tables() -> BTreeMap<String, Vec<(String, usize, Option<usize>)>> {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/FORMAT.md"))
-        .expect("read FORMAT.md");
+    let text = doc();
     let mut out = BTreeMap::new();
     let mut current: Option<String> = None;
     for line in text.lines() {
@@ -79,6 +84,22 @@ fn check(table: &str, expected: &[(&str, usize)], end: usize) {
 }
 
 #[test]
+fn version_and_record_size() {
+    let version = pagelog_core::layout::FORMAT_VERSION;
+    let title = format!("# pagelog on-disk format, version {version}");
+    assert_eq!(
+        doc().lines().next(),
+        Some(title.as_str()),
+        "FORMAT.md's title names another version than the code writes"
+    );
+    assert_eq!(
+        summary::MAX_ENTRIES,
+        100,
+        "FORMAT.md: at most 100 payload pages per record"
+    );
+}
+
+#[test]
 fn superblock_layout() {
     use superblock::off::*;
     check(
@@ -143,6 +164,7 @@ fn summary_layout() {
             ("owner", e::OWNER),
             ("index", e::INDEX),
             ("crc", e::CRC),
+            ("vpn", e::VPN),
         ],
         summary::ENTRY_SIZE,
     );
@@ -176,6 +198,9 @@ fn checkpoint_layout() {
             ("previous", PREVIOUS),
             ("reserved_pages", RESERVED_PAGES),
             ("fs_id", FS_ID),
+            ("pat_root", PAT_ROOT),
+            ("pat_free_head", PAT_FREE_HEAD),
+            ("pat_watermark", PAT_WATERMARK),
             ("crc", CRC),
         ],
         4096,
@@ -201,11 +226,34 @@ fn table_layouts() {
         ],
         4096,
     );
-    check("nat_entry", &[("addr", 0), ("crc", 8)], ENTRY_SIZE);
+    check("nat_entry", &[("vpn", 0), ("crc", 8)], ENTRY_SIZE);
     check(
         "sut_entry",
         &[("live", 0), ("flags", 4), ("mtime", 8)],
         ENTRY_SIZE,
+    );
+    use pagelog_core::page_table::off as p;
+    check(
+        "pat_entry",
+        &[
+            ("addr", p::ADDR),
+            ("birth", p::BIRTH),
+            ("pages", p::PAGES),
+            ("transform", p::TRANSFORM),
+            ("flags", p::FLAGS),
+        ],
+        ENTRY_SIZE,
+    );
+    use pagelog_core::meta_table::TableId;
+    assert_eq!(
+        [
+            TableId::NodeAddress,
+            TableId::SegmentUsage,
+            TableId::PageAddress
+        ]
+        .map(|t| t as u8),
+        [1, 2, 3],
+        "FORMAT.md: table ids 1 node address, 2 segment usage, 3 page address"
     );
 }
 
@@ -273,7 +321,7 @@ fn node_layouts() {
     );
     check(
         "block_ptr",
-        &[("addr", 0), ("crc", 8), ("transform", 12), ("flags", 14)],
+        &[("vpn", 0), ("crc", 8), ("transform", 12), ("flags", 14)],
         pagelog_core::block_ptr::SIZE,
     );
     use pagelog_core::dir_node::{COUNT, ENTRIES};

@@ -7,8 +7,10 @@ use std::os::unix::fs::symlink;
 use std::os::unix::fs::FileExt;
 use std::process::{Command, Stdio};
 
+use pagelog_core::id_table::IdState;
 use pagelog_core::layout::PAGE_SIZE;
 use pagelog_core::meta_table::{MetaTable, TableId};
+use pagelog_core::page_table::PageTable;
 use pagelog_core::recovery::recover;
 use pagelog_core::{BlockDevice, FileDevice};
 use pagelog_tests::{bin, run, Mount, Scratch};
@@ -213,18 +215,27 @@ fn a_damaged_table_page_is_a_finding_and_exit_four() {
     let img = m.image.clone();
     assert!(m.unmount().success());
     let dev = FileDevice::open(&img, true).expect("open");
-    let root = recover(&dev, false).expect("recover").checkpoint.nat_root;
+    let rec = recover(&dev, false).expect("recover");
+    let cp = &rec.checkpoint;
+    // The node address table's pages are units, found through the page
+    // address table.
+    let units = IdState {
+        root: cp.pat_root,
+        free_head: cp.pat_free_head.0,
+        watermark: cp.pat_watermark.0,
+    };
+    let pat = PageTable::open(units, &rec.sb.geometry, 0);
     let mut leaf = None;
-    MetaTable::new(TableId::NodeAddress, root, 0)
+    MetaTable::new_virtual(TableId::NodeAddress, cp.nat_root, 0, pat)
         .walk(
             &dev,
-            &mut |level, index, addr, _| {
+            &mut |level, index, _, addr, _| {
                 if level == 0 && index == 1 {
                     leaf = Some(addr);
                 }
                 Ok(())
             },
-            &mut |_, _, addr, e| panic!("page {addr}: {e}"),
+            &mut |_, _, vpn, e| panic!("unit {vpn}: {e}"),
         )
         .expect("walk");
     let leaf = leaf.expect("a second leaf page");

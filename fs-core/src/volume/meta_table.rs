@@ -67,6 +67,10 @@ pub trait PageNames: Send + Sync + std::fmt::Debug {
     fn resolve(&self, dev: &dyn BlockDevice, name: u64) -> Result<PageAddr>;
 }
 
+/// What [`MetaTable::walk`] calls for each stored page: level, index,
+/// name (address or vpn), address, and the page.
+pub type VisitPage<'a> = dyn FnMut(u8, u64, u64, PageAddr, &Page) -> Result<()> + 'a;
+
 /// Where a table's tree starts: kept in the checkpoint.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TableRoot {
@@ -495,7 +499,7 @@ impl MetaTable {
     pub fn walk(
         &self,
         dev: &dyn BlockDevice,
-        visit: &mut dyn FnMut(u8, u64, u64, PageAddr, &Page) -> Result<()>,
+        visit: &mut VisitPage<'_>,
         damaged: &mut dyn FnMut(u8, u64, u64, Error),
     ) -> Result<()> {
         if self.root.addr.is_none() {
@@ -509,7 +513,7 @@ impl MetaTable {
         &self,
         dev: &dyn BlockDevice,
         (level, index, name, crc): (u8, u64, u64, u32),
-        visit: &mut dyn FnMut(u8, u64, u64, PageAddr, &Page) -> Result<()>,
+        visit: &mut VisitPage<'_>,
         damaged: &mut dyn FnMut(u8, u64, u64, Error),
     ) -> Result<()> {
         let read = self

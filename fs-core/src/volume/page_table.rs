@@ -21,10 +21,24 @@ use crate::ids::{CheckpointNo, PageAddr, TransformId, Vpn};
 use crate::layout::Geometry;
 use crate::meta_table::{MetaTable, PageNames, RawEntry, TableId, ENTRY_SIZE};
 
+/// Byte offsets of an entry's fields (docs/FORMAT.md, `layout: pat_entry`).
+pub mod off {
+    pub const ADDR: usize = 0;
+    pub const BIRTH: usize = 6;
+    pub const PAGES: usize = 11;
+    pub const TRANSFORM: usize = 12;
+    pub const FLAGS: usize = 14;
+}
+
+/// Bytes of the address field.
+const ADDR_BYTES: usize = off::BIRTH - off::ADDR;
+/// Bytes of the birth field.
+const BIRTH_BYTES: usize = off::PAGES - off::BIRTH;
+
 /// Largest page address an entry can hold (6 bytes).
-pub const MAX_ADDR: u64 = (1 << 48) - 1;
+pub const MAX_ADDR: u64 = (1 << (8 * ADDR_BYTES)) - 1;
 /// Largest birth an entry can hold (5 bytes).
-pub const MAX_BIRTH: u64 = (1 << 40) - 1;
+pub const MAX_BIRTH: u64 = (1 << (8 * BIRTH_BYTES)) - 1;
 
 /// One past the largest vpn a filesystem of `geo` can use: every vpn in
 /// use names a stored page of the segment area, and a freed vpn is reused
@@ -64,26 +78,28 @@ impl PatEntry {
     /// flags (2).
     pub fn encode(&self) -> RawEntry {
         let mut raw = [0u8; ENTRY_SIZE];
-        raw[0..6].copy_from_slice(&self.addr.0.to_le_bytes()[..6]);
-        raw[6..11].copy_from_slice(&self.birth.0.to_le_bytes()[..5]);
-        raw[11] = self.pages;
-        raw[12..14].copy_from_slice(&self.transform.0.to_le_bytes());
-        raw[14..16].copy_from_slice(&self.flags.to_le_bytes());
+        raw[off::ADDR..off::BIRTH].copy_from_slice(&self.addr.0.to_le_bytes()[..ADDR_BYTES]);
+        raw[off::BIRTH..off::PAGES].copy_from_slice(&self.birth.0.to_le_bytes()[..BIRTH_BYTES]);
+        raw[off::PAGES] = self.pages;
+        raw[off::TRANSFORM..off::FLAGS].copy_from_slice(&self.transform.0.to_le_bytes());
+        raw[off::FLAGS..ENTRY_SIZE].copy_from_slice(&self.flags.to_le_bytes());
         raw
     }
 
     /// Decodes an entry in use.
     pub fn decode(raw: &RawEntry) -> PatEntry {
         let mut addr = [0u8; 8];
-        addr[..6].copy_from_slice(&raw[0..6]);
+        addr[..ADDR_BYTES].copy_from_slice(&raw[off::ADDR..off::BIRTH]);
         let mut birth = [0u8; 8];
-        birth[..5].copy_from_slice(&raw[6..11]);
+        birth[..BIRTH_BYTES].copy_from_slice(&raw[off::BIRTH..off::PAGES]);
+        let t = off::TRANSFORM;
+        let f = off::FLAGS;
         PatEntry {
             addr: PageAddr(u64::from_le_bytes(addr)),
             birth: CheckpointNo(u64::from_le_bytes(birth)),
-            pages: raw[11],
-            transform: TransformId(u16::from_le_bytes([raw[12], raw[13]])),
-            flags: u16::from_le_bytes([raw[14], raw[15]]),
+            pages: raw[off::PAGES],
+            transform: TransformId(u16::from_le_bytes([raw[t], raw[t + 1]])),
+            flags: u16::from_le_bytes([raw[f], raw[f + 1]]),
         }
     }
 }

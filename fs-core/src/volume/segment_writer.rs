@@ -1,5 +1,5 @@
 //! The segment writer: hands out page addresses at the head of the log and
-//! packs pages into log records (a summary page, then up to 126 payload
+//! packs pages into log records (a summary page, then up to 100 payload
 //! pages), written once every slot is filled.
 //!
 //! Addresses are handed out strictly in order, so a file written in one go
