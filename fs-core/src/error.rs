@@ -96,6 +96,11 @@ pub enum Error {
     /// EBADF (a handle that is not open for the access asked)
     #[error("bad file descriptor")]
     BadHandle,
+    /// A request refused, with why and what to do (EINVAL): a snapshot
+    /// that does not exist, a bad snapshot name, a mount of the past that
+    /// is not possible.
+    #[error("{0}")]
+    Refused(String),
 }
 
 impl Error {

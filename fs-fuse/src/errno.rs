@@ -15,7 +15,7 @@ pub fn errno(e: &Error) -> Errno {
         Error::NotDir => libc::ENOTDIR,
         Error::IsDir => libc::EISDIR,
         Error::NotEmpty => libc::ENOTEMPTY,
-        Error::Invalid => libc::EINVAL,
+        Error::Invalid | Error::Refused(_) => libc::EINVAL,
         Error::NameTooLong => libc::ENAMETOOLONG,
         Error::TooManyLinks => libc::EMLINK,
         Error::Access => libc::EACCES,

@@ -24,6 +24,15 @@ pub struct CleanerReport {
     /// Pages written to the device since mount (summaries, metadata,
     /// cleaning included).
     pub device_pages_written: u64,
+    /// Retained checkpoints (snapshots included).
+    pub checkpoints: u64,
+    /// Of those, snapshots.
+    pub snapshots: u64,
+    /// Pages only snapshots hold (what deleting them all would free, at
+    /// least).
+    pub snapshot_pages: u64,
+    /// Pages only plain checkpoints hold (given back when room is short).
+    pub checkpoint_pages: u64,
     /// Counters.
     pub stats: CleanerStats,
 }
@@ -47,7 +56,8 @@ impl CleanerReport {
              user_written_mib: {}\ndevice_written_mib: {}\nwrite_cost: {:.2}\n\
              cleaner_passes: {}\ncleaner_foreground_passes: {}\n\
              cleaner_segments_cleaned: {}\ncleaner_pages_moved: {}\n\
-             cleaner_segments_refused: {}\n",
+             cleaner_segments_refused: {}\n\
+             checkpoints: {}\nsnapshots: {}\nsnapshot_held_mib: {}\ncheckpoint_held_mib: {}\n",
             self.state,
             self.segments,
             self.free_segments,
@@ -61,6 +71,10 @@ impl CleanerReport {
             s.segments_cleaned,
             s.pages_moved,
             s.segments_refused,
+            self.checkpoints,
+            self.snapshots,
+            mib(self.snapshot_pages),
+            mib(self.checkpoint_pages),
         )
     }
 }
@@ -128,6 +142,10 @@ impl Filesystem {
             capacity_pages: s.capacity_pages(),
             user_pages_written: s.stats.data_pages_written,
             device_pages_written: s.pages_written(),
+            checkpoints: s.cplist.len() as u64,
+            snapshots: s.cplist.records().filter(|r| r.is_snapshot()).count() as u64,
+            snapshot_pages: s.held_by_snapshots(),
+            checkpoint_pages: s.held_by_plain(),
             stats: s.cleaner.stats,
         }
     }

@@ -264,7 +264,7 @@ impl Filesystem {
             file_map::set(
                 &mut s.root.cache,
                 dev,
-                &mut PageLife::new(&mut s.sut, &s.pat, dev, building),
+                &mut PageLife::new(&mut s.sut, &s.pat, &mut s.root.history, dev, building),
                 ino,
                 h,
                 BlockPtr::UNWRITTEN,
@@ -297,13 +297,13 @@ impl Filesystem {
             let old = file_map::set(
                 &mut s.root.cache,
                 dev,
-                &mut PageLife::new(&mut s.sut, &s.pat, dev, building),
+                &mut PageLife::new(&mut s.sut, &s.pat, &mut s.root.history, dev, building),
                 ino,
                 idx,
                 BlockPtr::HOLE,
             )?;
             if old.is_stored() {
-                PageLife::new(&mut s.sut, &s.pat, dev, building).died(old.vpn)?;
+                PageLife::new(&mut s.sut, &s.pat, &mut s.root.history, dev, building).died(old.vpn)?;
             } else if old.is_unwritten() {
                 s.root.reserved_pages = s.root.reserved_pages.saturating_sub(1);
             }

@@ -8,6 +8,7 @@ mod data;
 mod namespace;
 pub mod perm;
 mod read;
+mod snapshots;
 #[cfg(feature = "testing")]
 mod tamper;
 mod xattr_ops;
@@ -22,6 +23,7 @@ pub use cleaning::CleanerReport;
 pub use data::Whence;
 pub use namespace::{DirItem, RenameFlags};
 pub use read::ReadPlan;
+pub use snapshots::CheckpointInfo;
 #[cfg(feature = "testing")]
 pub use tamper::Tamper;
 
@@ -90,6 +92,10 @@ pub struct MountOptions {
     pub commit_interval: Duration,
     /// The segment cleaner's tunables.
     pub cleaner: crate::cleaner::CleanerOptions,
+    /// How long checkpoints are kept.
+    pub retention: crate::checkpoints::RetentionOptions,
+    /// Serve this retained checkpoint (read-only) instead of the live root.
+    pub at: Option<crate::checkpoints::At>,
 }
 
 impl Default for MountOptions {
@@ -102,6 +108,8 @@ impl Default for MountOptions {
             atime: AtimeMode::Relative,
             commit_interval: Duration::from_secs(5),
             cleaner: crate::cleaner::CleanerOptions::default(),
+            retention: crate::checkpoints::RetentionOptions::default(),
+            at: None,
         }
     }
 }
@@ -207,8 +215,13 @@ impl Filesystem {
             log::warn!("recovery: {note}");
         }
         let max_seq = rec.max_seq;
-        let mut store = Store::open(dev, rec, opts.read_only);
+        let mut store = Store::open(dev, rec, opts.read_only)?;
         store.cleaner_options = opts.cleaner;
+        store.retention = opts.retention;
+        if let Some(at) = &opts.at {
+            let no = store.view_past(at)?;
+            log::info!("serving retained checkpoint {no}, read-only");
+        }
         let mut fs = Filesystem {
             store,
             opts,
@@ -240,7 +253,7 @@ impl Filesystem {
         };
         let dev = self.dev();
         let rec = recovery::recover(&*dev, false)?;
-        let mut store = Store::open(dev, rec, true);
+        let mut store = Store::open(dev, rec, true)?;
         store.cleaner_options = self.opts.cleaner;
         store.degraded = Some(why);
         self.store = store;
@@ -590,7 +603,7 @@ impl Filesystem {
         let dev = self.dev();
         let (seed, building) = (self.store.sb.hash_seed, self.store.building());
         let s = &mut self.store;
-        let mut life = PageLife::new(&mut s.sut, &s.pat, &*dev, building);
+        let mut life = PageLife::new(&mut s.sut, &s.pat, &mut s.root.history, &*dev, building);
         dir_index::remove(&mut s.root.cache, &*dev, &mut life, dir, name, seed).map(|_| ())
     }
 
@@ -608,7 +621,7 @@ impl Filesystem {
         if !xattr.is_none() {
             s.root.cache.remove(
                 dev,
-                &mut PageLife::new(&mut s.sut, &s.pat, dev, building),
+                &mut PageLife::new(&mut s.sut, &s.pat, &mut s.root.history, dev, building),
                 xattr,
             )?;
         }
@@ -616,14 +629,14 @@ impl Filesystem {
             for nid in dir_index::nodes(&mut s.root.cache, dev, ino)? {
                 s.root.cache.remove(
                     dev,
-                    &mut PageLife::new(&mut s.sut, &s.pat, dev, building),
+                    &mut PageLife::new(&mut s.sut, &s.pat, &mut s.root.history, dev, building),
                     nid,
                 )?;
             }
         }
         s.root.cache.remove_inode(
             dev,
-            &mut PageLife::new(&mut s.sut, &s.pat, dev, building),
+            &mut PageLife::new(&mut s.sut, &s.pat, &mut s.root.history, dev, building),
             ino,
         )?;
         s.root.inode_count = s.root.inode_count.saturating_sub(1);

@@ -40,7 +40,7 @@ impl Tamper<'_> {
         dir_index::remove(
             &mut s.root.cache,
             &*dev,
-            &mut PageLife::new(&mut s.sut, &s.pat, &*dev, building),
+            &mut PageLife::new(&mut s.sut, &s.pat, &mut s.root.history, &*dev, building),
             dir,
             name,
             seed,
@@ -58,7 +58,7 @@ impl Tamper<'_> {
         file_map::set(
             &mut s.root.cache,
             &*dev,
-            &mut PageLife::new(&mut s.sut, &s.pat, &*dev, building),
+            &mut PageLife::new(&mut s.sut, &s.pat, &mut s.root.history, &*dev, building),
             ino,
             idx,
             ptr,

@@ -42,7 +42,7 @@ impl Filesystem {
                 let s = &mut self.store;
                 s.root.cache.remove(
                     &*dev,
-                    &mut PageLife::new(&mut s.sut, &s.pat, &*dev, building),
+                    &mut PageLife::new(&mut s.sut, &s.pat, &mut s.root.history, &*dev, building),
                     nid,
                 )?;
                 self.inode_mut(ino)?.xattr_nid = Nid::NONE;

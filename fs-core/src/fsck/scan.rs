@@ -9,12 +9,14 @@ use rustc_hash::FxHashMap;
 
 use super::finding::{Finding, Kind, Severity};
 use crate::checkpoint::Checkpoint;
+use crate::checkpoint_list::CheckpointList;
+use crate::deadlist_page::DeadlistPage;
 use crate::codec::crc32;
 use crate::device::BlockDevice;
 use crate::error::Error;
 use crate::ids::{Nid, PageAddr, SegmentNo, Vpn};
 use crate::layout::{Geometry, PAGE_SIZE};
-use crate::meta_table::{MetaTable, PageNames, TableId, ENTRY_SIZE, FANOUT, PAGE_HEADER};
+use crate::meta_table::{leaf_entries, MetaTable, PageNames, TableId, ENTRY_SIZE};
 use crate::node::Node;
 use crate::node_table::{decode as decode_nat, NatEntry, Slot};
 use crate::page_table::PatEntry;
@@ -34,6 +36,13 @@ pub struct Scan {
     pub units: Units,
     /// Pages of the tables.
     pub table_pages: Vec<PageAddr>,
+    /// Units retained checkpoints hold that the live root does not (the
+    /// deadlists' entries).
+    pub held: Vec<Vpn>,
+    /// Deadlist pages, with the checkpoint each belongs to.
+    pub deadlist_pages: Vec<(PageAddr, crate::ids::CheckpointNo)>,
+    /// Retained checkpoints.
+    pub retained: u64,
     /// Node ids whose table entries are on damaged pages: unknown, so not
     /// reported again as missing.
     pub lost_nids: Vec<Range<u64>>,
@@ -144,15 +153,6 @@ impl Nodes {
     }
 }
 
-fn leaf_entries(page: &[u8], index: u64) -> impl Iterator<Item = (u64, [u8; ENTRY_SIZE])> + '_ {
-    (0..FANOUT).filter_map(move |slot| {
-        let off = PAGE_HEADER + slot as usize * ENTRY_SIZE;
-        let mut e = [0u8; ENTRY_SIZE];
-        e.copy_from_slice(page.get(off..off + ENTRY_SIZE)?);
-        (e != [0u8; ENTRY_SIZE]).then_some((index * FANOUT + slot, e))
-    })
-}
-
 /// Walks a table, calling `leaf` on every non-zero entry. A damaged page
 /// is a finding naming it; the rest of the table is still walked, and the
 /// entries the page covered are returned.
@@ -227,6 +227,7 @@ pub fn table_name(id: TableId) -> &'static str {
         TableId::NodeAddress => "node address table",
         TableId::SegmentUsage => "segment usage table",
         TableId::PageAddress => "page address table",
+        TableId::CheckpointList => "checkpoint list",
     }
 }
 
@@ -310,7 +311,72 @@ pub fn tables(dev: &dyn BlockDevice, cp: &Checkpoint, findings: &mut Vec<Finding
         },
     );
     scan.usage = usage;
+    let table = MetaTable::new(TableId::CheckpointList, cp.checkpoint_list_root, 0);
+    walk_table(dev, table, TableId::CheckpointList, &mut scan, findings, &mut |_, _| {});
+    history(dev, cp, &mut scan, findings);
     scan
+}
+
+/// Reads the checkpoint list and every deadlist: the units retained
+/// checkpoints hold that the live root does not, and the deadlists' own
+/// pages. Damage is a finding naming the checkpoint; its list is then
+/// not followed further.
+fn history(dev: &dyn BlockDevice, cp: &Checkpoint, scan: &mut Scan, findings: &mut Vec<Finding>) {
+    let list = match CheckpointList::open(dev, cp.checkpoint_list_root, cp.list_next_slot) {
+        Ok(l) => l,
+        Err(e) => {
+            let msg = format!("checkpoint list: {e}");
+            findings.push(Finding::new(Severity::Error, Kind::TableDamaged, msg));
+            return;
+        }
+    };
+    for rec in list.records() {
+        if scan.units.get(Vpn(rec.nat_root.addr.0)).is_none() {
+            let msg = format!(
+                "retained checkpoint {}: its node address table (unit {}) is free",
+                rec.no, rec.nat_root.addr.0
+            );
+            findings.push(Finding::new(Severity::Error, Kind::UnitMissing, msg));
+        }
+        let (mut head, mut crc) = (rec.dead_head, rec.dead_crc);
+        let mut seen = 0u64;
+        while !head.is_none() {
+            let Some(addr) = scan.units.get(head) else {
+                let msg = format!(
+                    "retained checkpoint {}: its deadlist names unit {head}, which is free",
+                    rec.no
+                );
+                findings.push(Finding::new(Severity::Error, Kind::UnitMissing, msg));
+                break;
+            };
+            let mut page = crate::layout::zero_page();
+            let page = dev
+                .read(addr, &mut page[..])
+                .map_err(Error::from)
+                .and_then(|()| DeadlistPage::decode(&page[..], addr, crc));
+            let page = match page {
+                Ok(p) => p,
+                Err(e) => {
+                    let msg = format!("retained checkpoint {}: deadlist page: {e}", rec.no);
+                    findings.push(Finding::new(Severity::Error, Kind::TableDamaged, msg).addr(addr));
+                    break;
+                }
+            };
+            scan.bytes_read += PAGE_SIZE as u64;
+            scan.deadlist_pages.push((addr, rec.no));
+            seen += page.entries.len() as u64;
+            scan.held.extend(page.entries.iter().map(|(v, _)| *v));
+            (head, crc) = page.next;
+        }
+        if head.is_none() && seen != rec.dead_entries {
+            let msg = format!(
+                "retained checkpoint {}: record counts {} deadlist entries, the list holds {seen}",
+                rec.no, rec.dead_entries
+            );
+            findings.push(Finding::new(Severity::Error, Kind::CounterWrong, msg));
+        }
+    }
+    scan.retained = list.len() as u64;
 }
 
 /// Reads every used node, in address order and in runs of consecutive

@@ -162,6 +162,14 @@ pub fn metadata_pages(scan: &Scan, cp_addr: PageAddr, sink: &mut dyn PageSink) {
     for &a in &scan.table_pages {
         sink.page(a, Use::Table);
     }
+    for &vpn in &scan.held {
+        if let Some(addr) = scan.units.get(vpn) {
+            sink.page(addr, Use::Held(vpn));
+        }
+    }
+    for &(a, no) in &scan.deadlist_pages {
+        sink.page(a, Use::Deadlist(no));
+    }
     sink.page(cp_addr, Use::Checkpoint);
 }
 

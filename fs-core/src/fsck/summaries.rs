@@ -64,6 +64,10 @@ pub fn expected(scan: &Scan, off: u64, used: Use) -> Option<u64> {
         }
         Use::Table => digest(off, PageKind::Table, 0, 0, 0),
         Use::Checkpoint => digest(off, PageKind::Checkpoint, 0, 0, 0),
+        Use::Deadlist(_) => digest(off, PageKind::Deadlist, 0, 0, 0),
+        // What a held unit was (data, a node) is not known without walking
+        // the checkpoint that holds it.
+        Use::Held(_) => return None,
     })
 }
 

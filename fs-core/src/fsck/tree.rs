@@ -15,7 +15,7 @@ use crate::dir_index::base_key;
 use crate::dir_node::DirEntry;
 use crate::file_map::{slot_base, span, SLOT_LEVELS};
 use crate::fs::{dtype_of, FLAG_ORPHAN};
-use crate::ids::{Ino, Nid};
+use crate::ids::{CheckpointNo, Ino, Nid, Vpn};
 use crate::inode::Inode;
 use crate::node::{Node, NodeBody};
 
@@ -26,10 +26,14 @@ pub enum Use {
     Data(Ino, u64, u32),
     /// A node.
     Node(Nid),
-    /// A page of the node address or segment usage table.
+    /// A page of a table.
     Table,
     /// The checkpoint.
     Checkpoint,
+    /// A unit only retained checkpoints hold (on a deadlist).
+    Held(Vpn),
+    /// A deadlist page of a retained checkpoint.
+    Deadlist(CheckpointNo),
 }
 
 impl std::fmt::Display for Use {
@@ -39,6 +43,8 @@ impl std::fmt::Display for Use {
             Use::Node(nid) => write!(f, "node {nid}"),
             Use::Table => write!(f, "a table page"),
             Use::Checkpoint => write!(f, "the checkpoint"),
+            Use::Held(vpn) => write!(f, "unit {vpn}, held by a retained checkpoint"),
+            Use::Deadlist(no) => write!(f, "a deadlist page of checkpoint {no}"),
         }
     }
 }

@@ -46,6 +46,8 @@ pub mod off {
     pub const PAT_ROOT: usize = 296;
     pub const PAT_FREE_HEAD: usize = 328;
     pub const PAT_WATERMARK: usize = 336;
+    pub const LIST_NEXT_SLOT: usize = 344;
+    pub const PROTECT_SECS: usize = 352;
     pub const CRC: usize = 4092;
 }
 
@@ -71,7 +73,7 @@ pub struct Checkpoint {
     pub nat_root: TableRoot,
     /// Segment usage table.
     pub sut_root: TableRoot,
-    /// Checkpoint list (reserved for snapshots; empty in version 2).
+    /// Checkpoint list: the retained checkpoints of the live root.
     pub checkpoint_list_root: TableRoot,
     /// Snapshot and clone roots (reserved; empty in version 2).
     pub snapshot_root: TableRoot,
@@ -101,6 +103,11 @@ pub struct Checkpoint {
     pub pat_free_head: Vpn,
     /// Vpns at or above this were never used.
     pub pat_watermark: Vpn,
+    /// The slot the checkpoint list's next record takes.
+    pub list_next_slot: u64,
+    /// The protection window: retained checkpoints younger than this are
+    /// kept unless the filesystem is short of room (seconds).
+    pub protect_secs: u64,
 }
 
 impl Checkpoint {
@@ -134,6 +141,8 @@ impl Checkpoint {
         self.pat_root.encode(&mut w, off::PAT_ROOT);
         w.u64(off::PAT_FREE_HEAD, self.pat_free_head.0);
         w.u64(off::PAT_WATERMARK, self.pat_watermark.0);
+        w.u64(off::LIST_NEXT_SLOT, self.list_next_slot);
+        w.u64(off::PROTECT_SECS, self.protect_secs);
         let crc = crc32_skipping(&page[..], off::CRC);
         Writer::new(&mut page[..]).u32(off::CRC, crc);
         page
@@ -173,6 +182,8 @@ impl Checkpoint {
             pat_root: TableRoot::decode(&r, off::PAT_ROOT)?,
             pat_free_head: Vpn(r.u64(off::PAT_FREE_HEAD)?),
             pat_watermark: Vpn(r.u64(off::PAT_WATERMARK)?),
+            list_next_slot: r.u64(off::LIST_NEXT_SLOT)?,
+            protect_secs: r.u64(off::PROTECT_SECS)?,
         })
     }
 }
@@ -227,9 +238,11 @@ impl Checkpoint {
                 self.head, self.head_segment
             ));
         }
+        at_most("list_next_slot", self.list_next_slot, MAX_COUNTER, "2^63")?;
         for (field, a) in [
             ("sut_root", self.sut_root.addr),
             ("pat_root", self.pat_root.addr),
+            ("checkpoint_list_root", self.checkpoint_list_root.addr),
             ("previous", self.previous),
         ] {
             if !a.is_none() && !geo.contains(a) {

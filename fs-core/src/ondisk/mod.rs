@@ -4,7 +4,9 @@
 
 pub mod block_ptr;
 pub mod checkpoint;
+pub mod checkpoint_record;
 pub mod codec;
+pub mod deadlist_page;
 pub mod dir_node;
 pub mod ids;
 pub mod index_node;

@@ -59,6 +59,9 @@ pub enum PageKind {
     Table,
     /// A checkpoint page: owner = 0, index = checkpoint number.
     Checkpoint,
+    /// A page of a deadlist: owner = the retained checkpoint it belongs
+    /// to when written, index = 0.
+    Deadlist,
 }
 
 impl PageKind {
@@ -68,6 +71,7 @@ impl PageKind {
             PageKind::Node => 2,
             PageKind::Table => 3,
             PageKind::Checkpoint => 4,
+            PageKind::Deadlist => 5,
         }
     }
 
@@ -77,6 +81,7 @@ impl PageKind {
             2 => PageKind::Node,
             3 => PageKind::Table,
             4 => PageKind::Checkpoint,
+            5 => PageKind::Deadlist,
             _ => return None,
         })
     }

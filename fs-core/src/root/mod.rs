@@ -3,6 +3,7 @@
 
 pub mod dir_index;
 pub mod file_map;
+pub mod history;
 pub mod node_cache;
 pub mod node_table;
 pub mod page_cache;
@@ -11,6 +12,7 @@ use std::collections::HashSet;
 
 use crate::ids::Ino;
 use crate::ondisk::checkpoint::Checkpoint;
+use history::History;
 use node_cache::NodeCache;
 use page_cache::DirtyPages;
 
@@ -35,6 +37,8 @@ pub struct Root {
     pub reserved_pages: u64,
     /// Something changed since the last commit.
     pub changed: bool,
+    /// What its retained checkpoints still hold.
+    pub history: History,
 }
 
 impl Root {
@@ -48,12 +52,13 @@ impl Root {
             inode_count: cp.inode_count,
             reserved_pages: cp.reserved_pages,
             changed: false,
+            history: History::default(),
         }
     }
 
     /// Any metadata to commit (data aside)?
     pub fn needs_metadata_commit(&self) -> bool {
-        self.changed || self.cache.dirty_count() > 0
+        self.changed || self.cache.dirty_count() > 0 || !self.history.pending.is_empty()
     }
 
     /// Anything to commit?

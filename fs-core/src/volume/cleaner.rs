@@ -203,9 +203,18 @@ impl Store {
                 self.commit_checked(crate::store::DataScope::All, true)?;
                 continue;
             }
-            if self.foreground_pass(Policy::Greedy, true)? == 0
-                && self.sut.writable_segments() <= before
-            {
+            let freed = self.foreground_pass(Policy::Greedy, true)?;
+            if self.sut.writable_segments() <= before {
+                // Cleaning gains nothing (what is not live is held by
+                // retained checkpoints): the protection window gives way,
+                // and the oldest plain checkpoint's pages come back with
+                // the next commit.
+                let r = self.give_way();
+                if self.poison_on(r)? {
+                    continue;
+                }
+            }
+            if freed == 0 && self.sut.writable_segments() <= before {
                 // The last resort: the segment the cleaner's head holds
                 // next comes back.
                 if self.cold.is_none() {
@@ -217,6 +226,13 @@ impl Store {
         if self.fits(need, tier) {
             Ok(())
         } else {
+            let held = self.held_by_snapshots();
+            if held > 0 {
+                log::warn!(
+                    "no space left: snapshots hold {} MiB that nothing else does; `pagelog-snapshot list` shows them, `pagelog-snapshot delete NAME` gives one back",
+                    held * crate::layout::PAGE_SIZE as u64 >> 20
+                );
+            }
             log::debug!(
                 "no room for {need:?} ({tier:?}): {} segments needed, {} writable",
                 self.segments_needed(need, tier),
@@ -497,6 +513,9 @@ impl Store {
                 LiveUse::Table(TableId::PageAddress, level, index) => {
                     self.pat.lock().table().mark_dirty(&*dev, level, index)?;
                 }
+                LiveUse::Table(TableId::CheckpointList, level, index) => {
+                    self.cplist.table().mark_dirty(&*dev, level, index)?;
+                }
                 // The commit writes a new checkpoint and lets this one go;
                 // units were collected above (a node address table page
                 // is a unit, never a `Table` use).
@@ -532,13 +551,16 @@ impl Store {
                     Some(TableId::PageAddress) => {
                         self.pat.lock().table().stored_at(dev, level, index, addr)?
                     }
+                    Some(TableId::CheckpointList) => {
+                        self.cplist.table().stored_at(dev, level, index, addr)?
+                    }
                     _ => false,
                 };
                 let id = TableId::from_code(e.owner).unwrap_or(TableId::SegmentUsage);
                 live.then_some(LiveUse::Table(id, level, index))
             }
             PageKind::Checkpoint => (addr == self.cp_addr).then_some(LiveUse::Checkpoint),
-            PageKind::Data | PageKind::Node => None,
+            PageKind::Data | PageKind::Node | PageKind::Deadlist => None,
         })
     }
 
@@ -584,7 +606,7 @@ impl Store {
             head.set_age(Some(m.age));
             let addr = head.alloc(dev, &mut self.sut, None)?;
             head.fill(addr, m.entry, &m.page)?;
-            PageLife::new(&mut self.sut, &self.pat, dev, building).moved(m.vpn, m.from, addr)?;
+            PageLife::new(&mut self.sut, &self.pat, &mut self.root.history, dev, building).moved(m.vpn, m.from, addr)?;
             written += 1;
         }
         self.log.set_age(None);

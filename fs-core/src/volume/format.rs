@@ -40,6 +40,9 @@ pub struct FormatOptions {
     pub root_mode: u32,
     /// Seed of the directory hash and identity of the log (random by default).
     pub hash_seed: u64,
+    /// The protection window: plain checkpoints younger than this stay
+    /// mountable while there is room (seconds).
+    pub protect_secs: u64,
 }
 
 impl Default for FormatOptions {
@@ -53,6 +56,7 @@ impl Default for FormatOptions {
             root_mode: 0o755,
             // Zero would make an all-zero page look like a record of ours.
             hash_seed: rand::random::<u64>() | 1,
+            protect_secs: crate::checkpoints::DEFAULT_PROTECT_SECS,
         }
     }
 }
@@ -149,6 +153,7 @@ pub fn format(dev: Arc<dyn BlockDevice>, opts: &FormatOptions) -> Result<Superbl
         nat_free_head: Nid::NONE,
         nat_watermark: Nid::FIRST_FREE,
         pat_watermark: crate::ids::Vpn::FIRST,
+        protect_secs: opts.protect_secs,
         next_generation: 2,
         empty_segments: geo.segment_count,
         fs_id: opts.hash_seed,
@@ -164,7 +169,7 @@ pub fn format(dev: Arc<dyn BlockDevice>, opts: &FormatOptions) -> Result<Superbl
         notes: Vec::new(),
         rejected: Vec::new(),
     };
-    let mut store = Store::open(dev.clone(), rec, false);
+    let mut store = Store::open(dev.clone(), rec, false)?;
     store.sut.set_active(SegmentNo(0), true);
     store.sut.set_active(SegmentNo(1), true);
     let mut pack = InodePack::default();

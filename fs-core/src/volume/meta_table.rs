@@ -46,6 +46,8 @@ pub enum TableId {
     SegmentUsage = 2,
     /// Page address table: virtual page number -> stored unit.
     PageAddress = 3,
+    /// Checkpoint list: retained checkpoints, sixteen entries each.
+    CheckpointList = 4,
 }
 
 impl TableId {
@@ -55,6 +57,7 @@ impl TableId {
             1 => TableId::NodeAddress,
             2 => TableId::SegmentUsage,
             3 => TableId::PageAddress,
+            4 => TableId::CheckpointList,
             _ => return None,
         })
     }
@@ -127,6 +130,20 @@ pub struct MetaTable {
     max_clean: usize,
     /// How page names resolve: `None` for physical addresses.
     names: Option<Arc<dyn PageNames>>,
+    /// Names of pages dropped from the tree (all their entries cleared),
+    /// not yet reported by [`MetaTable::take_released`].
+    dropped: Vec<u64>,
+}
+
+/// The entries of the leaf page at `index` that are not all zero, with
+/// their numbers (for readers that walk a whole table).
+pub fn leaf_entries(page: &[u8], index: u64) -> impl Iterator<Item = (u64, RawEntry)> + '_ {
+    (0..FANOUT).filter_map(move |slot| {
+        let off = PAGE_HEADER + slot as usize * ENTRY_SIZE;
+        let mut e = [0u8; ENTRY_SIZE];
+        e.copy_from_slice(page.get(off..off + ENTRY_SIZE)?);
+        (e != [0u8; ENTRY_SIZE]).then_some((index * FANOUT + slot, e))
+    })
 }
 
 fn capacity(depth: u8) -> u64 {
@@ -153,6 +170,7 @@ impl MetaTable {
             pages: HashMap::new(),
             max_clean,
             names: None,
+            dropped: Vec::new(),
         }
     }
 
@@ -204,6 +222,7 @@ impl MetaTable {
             TableId::NodeAddress => "node address table page",
             TableId::SegmentUsage => "segment usage table page",
             TableId::PageAddress => "page address table page",
+            TableId::CheckpointList => "checkpoint list page",
         }
     }
 
@@ -387,6 +406,41 @@ impl MetaTable {
             .is_some_and(|p| !self.is_virtual() && p.old == addr.0))
     }
 
+    /// Drops the leaf holding entry `idx` from the tree if every entry it
+    /// holds is zero (and then its parent, if that leaves the parent
+    /// empty): a table whose entries are cleared in order (the checkpoint
+    /// list, pruned oldest first) does not keep pages of nothing. The root
+    /// is never dropped.
+    pub fn drop_if_empty(&mut self, dev: &dyn BlockDevice, idx: u64) -> Result<()> {
+        if idx >= capacity(self.depth) {
+            return Ok(());
+        }
+        let (mut level, mut index) = (0u8, idx / FANOUT);
+        while level < self.depth {
+            self.load(dev, level, index)?;
+            let empty = self.pages[&(level, index)].data[PAGE_HEADER..]
+                .iter()
+                .all(|&b| b == 0);
+            if !empty {
+                return Ok(());
+            }
+            if let Some(p) = self.pages.remove(&(level, index)) {
+                if p.old != 0 && !p.released {
+                    self.dropped.push(p.old);
+                }
+            }
+            let parent = (level + 1, index / FANOUT);
+            self.load(dev, parent.0, parent.1)?;
+            let slot = PAGE_HEADER + (index % FANOUT) as usize * ENTRY_SIZE;
+            if let Some(p) = self.pages.get_mut(&parent) {
+                p.data[slot..slot + ENTRY_SIZE].fill(0);
+                p.dirty = true;
+            }
+            (level, index) = parent;
+        }
+        Ok(())
+    }
+
     /// Marks page (`level`, `index`) dirty, so that the next write moves it
     /// (and releases its old copy).
     pub fn mark_dirty(&mut self, dev: &dyn BlockDevice, level: u8, index: u64) -> Result<()> {
@@ -436,6 +490,7 @@ impl MetaTable {
         }
         // A replaced root that is no longer cached as dirty (after a grow)
         // was released when it was marked dirty above.
+        out.append(&mut self.dropped);
         out
     }
 

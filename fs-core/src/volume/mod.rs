@@ -3,6 +3,8 @@
 //! commits and recovery, and the tools' operations on a whole image
 //! (making one, reading its state, relabelling it).
 
+pub mod checkpoint_list;
+pub mod checkpoints;
 pub mod cleaner;
 pub mod device;
 pub mod format;

@@ -6,18 +6,20 @@
 //! current-only tables, the checkpoint) are born when the log writes them
 //! and die through [`PageLife::died_at`].
 //!
-//! With one root and no retained checkpoint, a unit that dies is freed at
-//! once: its vpn is free again and its page is free once the commit that
-//! let it go is durable (the segment usage table's pre-free rule; the last
+//! When a unit dies, its birth decides (ZFS's rule): born after the
+//! root's newest retained checkpoint, nothing retained can need it, and it
+//! is freed at once (its vpn is free again, and its page once the commit
+//! that let it go is durable: the usage table's pre-free rule; the last
 //! durable checkpoint's own page address table still names the page, so a
-//! crash finds it intact). Snapshots will decide here, from the unit's
-//! birth and the retained checkpoints, whether one of them still needs it
-//! (docs/design-v3.md, "Deadlists").
+//! crash finds it intact); born at or before it, that checkpoint still
+//! needs it, and it goes on that checkpoint's deadlist, still allocated,
+//! until the checkpoint is pruned (`checkpoints.rs`).
 
 use crate::device::BlockDevice;
 use crate::error::{Error, Result};
 use crate::ids::{CheckpointNo, PageAddr, Vpn};
 use crate::layout::Page;
+use crate::history::History;
 use crate::page_table::{PageTable, PatEntry};
 use crate::segment_summary::{Entry, PageKind};
 use crate::segment_usage::SegmentUsage;
@@ -29,21 +31,25 @@ use crate::segment_writer::SegmentWriter;
 pub struct PageLife<'a> {
     sut: &'a mut SegmentUsage,
     pat: &'a PageTable,
+    history: &'a mut History,
     dev: &'a dyn BlockDevice,
     building: CheckpointNo,
 }
 
 impl<'a> PageLife<'a> {
-    /// Lives counted in `sut` and `pat`, for the checkpoint `building`.
+    /// Lives counted in `sut` and `pat`, deaths judged against a root's
+    /// `history`, for the checkpoint `building`.
     pub fn new(
         sut: &'a mut SegmentUsage,
         pat: &'a PageTable,
+        history: &'a mut History,
         dev: &'a dyn BlockDevice,
         building: CheckpointNo,
     ) -> PageLife<'a> {
         PageLife {
             sut,
             pat,
+            history,
             dev,
             building,
         }
@@ -66,17 +72,47 @@ impl<'a> PageLife<'a> {
         Ok((vpn, crc))
     }
 
-    /// The unit `vpn` is no longer used by the root being built.
+    /// The unit `vpn` is no longer used by the root being built: freed,
+    /// or kept for the newest retained checkpoint (see the module).
     pub fn died(&mut self, vpn: Vpn) -> Result<()> {
-        let e = self.pat.lookup(self.dev, vpn)?.ok_or_else(|| {
+        let e = self.entry(vpn)?;
+        let last = self.history.last;
+        if e.birth > last {
+            return self.free_entry(vpn, e);
+        }
+        self.history
+            .pending
+            .entry(last)
+            .or_default()
+            .push((vpn, e.birth));
+        Ok(())
+    }
+
+    /// Frees unit `vpn`, which nothing needs any more (a deadlist's entry
+    /// when its checkpoint is pruned, or a deadlist's own page).
+    pub fn free(&mut self, vpn: Vpn) -> Result<()> {
+        let e = self.entry(vpn)?;
+        self.free_entry(vpn, e)
+    }
+
+    fn entry(&self, vpn: Vpn) -> Result<PatEntry> {
+        self.pat.lookup(self.dev, vpn)?.ok_or_else(|| {
             Error::corrupt(
                 format!("unit {vpn}"),
                 PageAddr::NONE,
                 "freed twice: already free in the page address table",
             )
-        })?;
+        })
+    }
+
+    fn free_entry(&mut self, vpn: Vpn, e: PatEntry) -> Result<()> {
         self.pat.release(self.dev, vpn)?;
         self.sut.remove_live(self.dev, e.addr, self.building)
+    }
+
+    /// The root's retained past.
+    pub fn history(&mut self) -> &mut History {
+        self.history
     }
 
     /// The cleaner copied unit `vpn` from `from` to `to` (a page the log

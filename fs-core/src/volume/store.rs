@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use crate::block_ptr::BlockPtr;
 use crate::checkpoint::Checkpoint;
+use crate::checkpoint_list::CheckpointList;
+use crate::checkpoints::{At, RetentionOptions};
 use crate::device::BlockDevice;
 use crate::error::{Error, Result};
 use crate::file_map;
@@ -66,6 +68,15 @@ pub struct Store {
     pub sut: SegmentUsage,
     /// Where every unit is (shared with the roots, which read through it).
     pub pat: Arc<PageTable>,
+    /// The retained checkpoints.
+    pub cplist: CheckpointList,
+    /// How long checkpoints are kept.
+    pub retention: RetentionOptions,
+    /// Retain the next commit (as a snapshot of this name, if not empty).
+    pub(crate) retain_as: Option<Vec<u8>>,
+    /// The root served is this retained checkpoint's (read-only), not the
+    /// live one.
+    pub at: Option<CheckpointNo>,
     /// Log head.
     pub log: SegmentWriter,
     /// The cleaner's log head: moved (cold) data is written apart from new
@@ -110,7 +121,7 @@ pub fn now_ns() -> i64 {
 
 impl Store {
     /// A store continuing from a recovered checkpoint.
-    pub fn open(dev: Arc<dyn BlockDevice>, rec: Recovery, read_only: bool) -> Store {
+    pub fn open(dev: Arc<dyn BlockDevice>, rec: Recovery, read_only: bool) -> Result<Store> {
         let cp = rec.checkpoint;
         let geo = rec.sb.geometry;
         let pat_state = IdState {
@@ -138,12 +149,19 @@ impl Store {
             next_seq: cp.next_seq,
         };
         let log = SegmentWriter::new(geo, pos, CheckpointNo(cp.no.0 + 1), rec.sb.hash_seed);
-        Store {
+        let cplist = CheckpointList::open(&*dev, cp.checkpoint_list_root, cp.list_next_slot)?;
+        let mut root = Root::open(&cp, NodeCache::new(nat, NODE_CACHE));
+        root.history.last = cplist.newest().map_or(CheckpointNo(0), |r| r.no);
+        Ok(Store {
             dev,
             sb: rec.sb,
-            root: Root::open(&cp, NodeCache::new(nat, NODE_CACHE)),
+            root,
             sut,
             pat,
+            cplist,
+            retention: RetentionOptions::default(),
+            retain_as: None,
+            at: None,
             log,
             cold: None,
             cold_unflushed: false,
@@ -158,7 +176,33 @@ impl Store {
             cleaner_options: crate::cleaner::CleanerOptions::default(),
             sb_pending: None,
             failed: None,
+        })
+    }
+
+    /// Serves the root of the retained checkpoint `at` names instead of
+    /// the live one (read-only: writing to the past makes a branch).
+    pub fn view_past(&mut self, at: &At) -> Result<CheckpointNo> {
+        if !self.read_only {
+            return Err(Error::Refused(
+                "a past checkpoint mounts read-only (read-write branches are not built yet)".into(),
+            ));
         }
+        let rec = self.find_checkpoint(at)?.clone();
+        let nat = NodeTable::new(
+            rec.nat_root,
+            rec.nat_free_head,
+            rec.nat_watermark,
+            &self.sb.geometry,
+            NAT_CACHE_PAGES,
+            self.pat.clone(),
+        );
+        let mut root = Root::open(&self.cp, NodeCache::new(nat, NODE_CACHE));
+        root.inode_count = rec.inode_count;
+        root.next_generation = rec.next_generation;
+        root.reserved_pages = rec.reserved_pages;
+        self.root = root;
+        self.at = Some(rec.no);
+        Ok(rec.no)
     }
 
     /// The checkpoint being built.
@@ -195,6 +239,8 @@ impl Store {
         if self.read_only {
             return Err(Error::ReadOnly);
         }
+        let r = self.expire(now_ns());
+        self.poison_on(r)?;
         self.restore_reserves()?;
         self.commit_checked(scope, sync_superblock)
     }
@@ -237,7 +283,18 @@ impl Store {
         let data = self.root.dirty.count() as u64 + extra.pages;
         let map = self.root.dirty.files() as u64 + 4 * self.root.dirty.groups() as u64;
         let nodes = self.root.cache.dirty_count() as u64 + map + extra.nodes;
-        data + nodes + self.table_pages(nodes, data) + 1
+        let dead = self.deadlist_pages(data + nodes + self.table_pages(nodes, data));
+        data + nodes + dead + self.table_pages(nodes, data + dead) + 1
+    }
+
+    /// Deadlist pages the next commit writes, at most, if `killing` more
+    /// units die in it (each unit it writes may replace one): the entries
+    /// waiting, and those, one page per 254 plus one per checkpoint whose
+    /// list grows.
+    fn deadlist_pages(&self, killing: u64) -> u64 {
+        let h = &self.root.history;
+        let entries = h.pending_count() as u64 + killing;
+        entries / crate::deadlist_page::CAPACITY as u64 + h.pending.len() as u64 + 1
     }
 
     /// Every page the three tables can have once `new_nodes` more node
@@ -254,7 +311,14 @@ impl Store {
             self.pat.state().watermark.saturating_add(units),
             self.pat.depth(),
         );
-        nat + pat + room::table_pages(self.sb.geometry.segment_count, self.sut.depth())
+        nat + pat + self.list_pages() + room::table_pages(self.sb.geometry.segment_count, self.sut.depth())
+    }
+
+    /// Every page the checkpoint list can have once the next commit adds
+    /// a record.
+    fn list_pages(&self) -> u64 {
+        let entries = (self.cplist.next_slot() + 1) * crate::checkpoint_record::ENTRIES;
+        room::table_pages(entries, 0)
     }
 
     /// Every page the tables can have on this filesystem, the page address
@@ -268,7 +332,7 @@ impl Store {
             self.root.cache.nat.watermark().0,
             self.root.cache.nat.depth(),
         );
-        nat + pat + room::table_pages(self.sb.geometry.segment_count, self.sut.depth())
+        nat + pat + self.list_pages() + room::table_pages(self.sb.geometry.segment_count, self.sut.depth())
     }
 
     /// Free segments the next commit, with `extra` added, takes at most,
@@ -370,16 +434,22 @@ impl Store {
         self.write_data(dev, building, scope)?;
         self.root.cache.write_dirty(
             dev,
-            &mut PageLife::new(&mut self.sut, &self.pat, dev, building),
+            &mut PageLife::new(&mut self.sut, &self.pat, &mut self.root.history, dev, building),
             &mut self.log,
         )?;
         write_nat(
             self.root.cache.nat.table(),
-            &mut PageLife::new(&mut self.sut, &self.pat, dev, building),
+            &mut PageLife::new(&mut self.sut, &self.pat, &mut self.root.history, dev, building),
             &mut self.log,
         )?;
+        self.flush_deadlists(dev, building)?;
+        let retained = self.should_retain(time_ns);
+        if retained {
+            let rec = self.live_record(building, time_ns);
+            self.cplist.append(dev, rec)?;
+        }
         if !self.cp_addr.is_none() {
-            PageLife::new(&mut self.sut, &self.pat, dev, building).died_at(self.cp_addr)?;
+            PageLife::new(&mut self.sut, &self.pat, &mut self.root.history, dev, building).died_at(self.cp_addr)?;
         }
         let cp_slot = self.write_current_tables(dev, building)?;
         let pos = self.log.position();
@@ -400,6 +470,9 @@ impl Store {
             pat_root: pat.root,
             pat_free_head: crate::ids::Vpn(pat.free_head),
             pat_watermark: crate::ids::Vpn(pat.watermark),
+            checkpoint_list_root: self.cplist.table().root(),
+            list_next_slot: self.cplist.next_slot(),
+            protect_secs: self.protect_secs(),
             next_generation: self.root.next_generation,
             inode_count: self.root.inode_count,
             live_pages: self.sut.live_pages,
@@ -437,6 +510,9 @@ impl Store {
         self.sut.release_prefree(self.durable_sb);
         self.cp = cp;
         self.cp_addr = cp_slot;
+        if retained {
+            self.root.history.last = building;
+        }
         self.log.set_building(CheckpointNo(building.0 + 1));
         self.stats.commits += 1;
         self.root.changed = false;
@@ -458,7 +534,7 @@ impl Store {
         file_map::truncate(
             &mut self.root.cache,
             dev,
-            &mut PageLife::new(&mut self.sut, &self.pat, dev, building),
+            &mut PageLife::new(&mut self.sut, &self.pat, &mut self.root.history, dev, building),
             ino,
             from,
             &mut |_, p| {
@@ -471,7 +547,7 @@ impl Store {
             },
         )?;
         for a in dead {
-            PageLife::new(&mut self.sut, &self.pat, dev, building).died(a)?;
+            PageLife::new(&mut self.sut, &self.pat, &mut self.root.history, dev, building).died(a)?;
         }
         self.root.reserved_pages = self.root.reserved_pages.saturating_sub(unwritten);
         Ok(freed)
@@ -525,7 +601,7 @@ impl Store {
         );
         for (ino, pages) in batches {
             for (idx, page) in pages {
-                let mut life = PageLife::new(&mut self.sut, &self.pat, dev, building);
+                let mut life = PageLife::new(&mut self.sut, &self.pat, &mut self.root.history, dev, building);
                 let (vpn, crc) =
                     life.write_unit(&mut self.log, (PageKind::Data, ino.0, idx), &page)?;
                 let old = file_map::set(
@@ -569,13 +645,18 @@ impl Store {
                 (pat.table().take_released(), pat.table().dirty_count())
             };
             self.sut.table().close_dirty(dev)?;
+            self.cplist.table().close_dirty(dev)?;
             let mut released = released;
             released.extend(self.sut.table().take_released());
+            released.extend(self.cplist.table().take_released());
             let had_release = !released.is_empty();
             for a in released {
-                PageLife::new(&mut self.sut, &self.pat, dev, building).died_at(PageAddr(a))?;
+                PageLife::new(&mut self.sut, &self.pat, &mut self.root.history, dev, building).died_at(PageAddr(a))?;
             }
-            let need = pat_dirty + self.sut.table().dirty_count() + 1;
+            let need = pat_dirty
+                + self.sut.table().dirty_count()
+                + self.cplist.table().dirty_count()
+                + 1;
             if !had_release && slots.len() == need {
                 break;
             }
@@ -597,6 +678,7 @@ impl Store {
         };
         self.pat.lock().table().write_dirty(&mut place)?;
         self.sut.table().write_dirty(&mut place)?;
+        self.cplist.table().write_dirty(&mut place)?;
         Ok(cp_slot)
     }
 
@@ -673,8 +755,13 @@ impl Store {
         // when files are deleted), so they are not counted again here.
         let pat = self.pat.state();
         let pat_pages = room::table_pages(pat.watermark, pat.root.depth);
+        let counted = self
+            .sut
+            .live_pages
+            .saturating_sub(pat_pages)
+            .saturating_sub(self.held_by_plain());
         self.capacity_pages()
-            .saturating_sub(self.sut.live_pages.saturating_sub(pat_pages))
+            .saturating_sub(counted)
             .saturating_sub(self.pending_live())
             .saturating_sub(self.root.reserved_pages)
     }

@@ -152,6 +152,7 @@ impl Editor {
             TableId::NodeAddress => self.cp.nat_root,
             TableId::SegmentUsage => self.cp.sut_root,
             TableId::PageAddress => self.cp.pat_root,
+            TableId::CheckpointList => self.cp.checkpoint_list_root,
         }
     }
 
@@ -206,6 +207,7 @@ impl Editor {
             TableId::NodeAddress => checkpoint::off::NAT_ROOT,
             TableId::SegmentUsage => checkpoint::off::SUT_ROOT,
             TableId::PageAddress => checkpoint::off::PAT_ROOT,
+            TableId::CheckpointList => checkpoint::off::CHECKPOINT_LIST_ROOT,
         };
         put(&mut page, off + 8, 4, u64::from(crc));
         self.write_checkpoint_page(page);

@@ -1,0 +1,81 @@
+//! Retained checkpoints and snapshots as the filesystem offers them: list,
+//! mark, delete (the work is in `volume/checkpoints.rs`).
+
+use super::Filesystem;
+use crate::checkpoint_record::Record;
+use crate::error::{Error, Result};
+use crate::ids::CheckpointNo;
+use crate::store::now_ns;
+
+/// A retained checkpoint as a listing shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckpointInfo {
+    /// Its number.
+    pub no: CheckpointNo,
+    /// When it was taken (ns since the epoch).
+    pub time_ns: i64,
+    /// The snapshot's name, if it is one.
+    pub snapshot: Option<Vec<u8>>,
+    /// Pages only it holds: what deleting it frees.
+    pub exclusive_pages: u64,
+    /// Pages its deadlist names (held by it and possibly older ones).
+    pub held_pages: u64,
+    /// Inside the protection window (a plain checkpoint outside it is
+    /// pruned at the next commit).
+    pub protected: bool,
+    /// The checkpoint the live root was mounted from is this one.
+    pub mounted: bool,
+}
+
+impl Filesystem {
+    /// The retained checkpoints, oldest first.
+    pub fn checkpoints(&self) -> Vec<CheckpointInfo> {
+        let s = &self.store;
+        let window = i64::try_from(s.protect_secs())
+            .unwrap_or(i64::MAX)
+            .saturating_mul(1_000_000_000);
+        let now = now_ns();
+        s.cplist
+            .records()
+            .map(|r: &Record| CheckpointInfo {
+                no: r.no,
+                time_ns: r.time_ns,
+                snapshot: r.is_snapshot().then(|| r.name.clone()),
+                exclusive_pages: r.exclusive,
+                held_pages: r.dead_entries,
+                protected: now.saturating_sub(r.time_ns) <= window,
+                mounted: s.at == Some(r.no),
+            })
+            .collect()
+    }
+
+    /// The protection window in force (seconds).
+    pub fn protect_secs(&self) -> u64 {
+        self.store.protect_secs()
+    }
+
+    /// Marks the current state (`at` None) or retained checkpoint `at` as
+    /// snapshot `name`; durable on return. Returns the checkpoint.
+    pub fn create_snapshot(&mut self, name: &[u8], at: Option<CheckpointNo>) -> Result<CheckpointNo> {
+        self.degrade_if_failed()?;
+        self.writable()?;
+        self.store.create_snapshot(name, at)
+    }
+
+    /// Deletes snapshot `name`, giving back what only it held (once the
+    /// cleaner has run); durable on return. A snapshot this mount serves
+    /// cannot be deleted.
+    pub fn delete_snapshot(&mut self, name: &[u8]) -> Result<()> {
+        self.degrade_if_failed()?;
+        if self.store.at.is_some() {
+            return Err(Error::ReadOnly);
+        }
+        self.writable()?;
+        self.store.delete_snapshot(name)
+    }
+
+    /// The retained checkpoint this mount serves, if not the live root.
+    pub fn mounted_checkpoint(&self) -> Option<CheckpointNo> {
+        self.store.at
+    }
+}

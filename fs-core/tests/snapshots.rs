@@ -1,0 +1,222 @@
+//! Retained checkpoints and snapshots, driven through the library: a
+//! snapshot reads as the filesystem was; a checkpoint never marked is
+//! mountable while the window keeps it; deleting a snapshot gives its
+//! space back; the window gives way when room is short; the checker
+//! accounts for every unit the past holds.
+
+mod support;
+
+use std::sync::Arc;
+
+use pagelog_core::checkpoints::{At, RetentionOptions};
+use pagelog_core::fsck::Level;
+use pagelog_core::{BlockDevice, Cred, Error, Filesystem, Ino, MemDevice, MountOptions};
+
+/// Retains every commit (no interval), window one hour.
+fn every_commit() -> MountOptions {
+    MountOptions {
+        retention: RetentionOptions {
+            protect_secs: None,
+            interval_ns: 0,
+        },
+        ..MountOptions::default()
+    }
+}
+
+fn mount_with(dev: &Arc<MemDevice>, opts: MountOptions) -> Filesystem {
+    Filesystem::mount(dev.clone() as Arc<dyn BlockDevice>, opts).expect("mount")
+}
+
+fn mount_at(dev: &Arc<MemDevice>, at: At) -> pagelog_core::Result<Filesystem> {
+    let opts = MountOptions {
+        read_only: true,
+        at: Some(at),
+        ..MountOptions::default()
+    };
+    Filesystem::mount(dev.clone() as Arc<dyn BlockDevice>, opts)
+}
+
+fn write_file(fs: &mut Filesystem, name: &[u8], data: &[u8]) -> Ino {
+    let root = Cred::root();
+    let ino = match fs.lookup(&root, Ino::ROOT, name) {
+        Ok(a) => a.ino,
+        Err(_) => fs.mknod(&root, Ino::ROOT, name, 0o644, 0).expect("create").ino,
+    };
+    fs.setattr(
+        &root,
+        ino,
+        &pagelog_core::SetAttr {
+            size: Some(0),
+            ..Default::default()
+        },
+    )
+    .expect("truncate");
+    fs.write(&root, ino, 0, data).expect("write");
+    ino
+}
+
+fn read_file(fs: &mut Filesystem, name: &[u8]) -> Option<Vec<u8>> {
+    let a = fs.lookup(&Cred::root(), Ino::ROOT, name).ok()?;
+    Some(fs.read(a.ino, 0, 1 << 26).expect("read"))
+}
+
+fn pattern(seed: u8, len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i as u8).wrapping_mul(31) ^ seed).collect()
+}
+
+fn assert_clean(dev: &Arc<MemDevice>) {
+    let r = support::fsck(dev, Level::Full);
+    assert!(r.problems() == 0, "{:?}", r.findings);
+}
+
+#[test]
+fn snapshot_reads_as_it_was_while_the_live_root_moves_on() {
+    let dev = support::formatted(8192, 64);
+    let mut fs = mount_with(&dev, every_commit());
+    write_file(&mut fs, b"a", &pattern(1, 100_000));
+    write_file(&mut fs, b"b", &pattern(2, 5_000));
+    let no = fs.create_snapshot(b"before", None).expect("snapshot");
+    write_file(&mut fs, b"a", &pattern(3, 70_000));
+    fs.unlink(&Cred::root(), Ino::ROOT, b"b").expect("unlink");
+    write_file(&mut fs, b"c", &pattern(4, 9_000));
+    fs.unmount().expect("unmount");
+    assert_clean(&dev);
+
+    let mut past = mount_at(&dev, At::Snapshot(b"before".to_vec())).expect("mount snapshot");
+    assert_eq!(past.mounted_checkpoint(), Some(no));
+    assert_eq!(read_file(&mut past, b"a"), Some(pattern(1, 100_000)));
+    assert_eq!(read_file(&mut past, b"b"), Some(pattern(2, 5_000)));
+    assert_eq!(read_file(&mut past, b"c"), None);
+    assert!(matches!(
+        past.mknod(&Cred::root(), Ino::ROOT, b"x", 0o644, 0),
+        Err(Error::ReadOnly)
+    ));
+    drop(past);
+    let mut live = support::mount(&dev);
+    assert_eq!(read_file(&mut live, b"a"), Some(pattern(3, 70_000)));
+    assert_eq!(read_file(&mut live, b"b"), None);
+    assert_eq!(read_file(&mut live, b"c"), Some(pattern(4, 9_000)));
+    live.unmount().expect("unmount");
+}
+
+#[test]
+fn a_checkpoint_never_marked_mounts_by_number_and_by_time() {
+    let dev = support::formatted(8192, 64);
+    let mut fs = mount_with(&dev, every_commit());
+    write_file(&mut fs, b"f", &pattern(1, 20_000));
+    fs.sync().expect("sync");
+    let listed = fs.checkpoints();
+    let then = listed.last().expect("a retained checkpoint").clone();
+    assert!(then.snapshot.is_none() && then.protected);
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    write_file(&mut fs, b"f", &pattern(2, 30_000));
+    fs.sync().expect("sync");
+    fs.unmount().expect("unmount");
+
+    let mut by_no = mount_at(&dev, At::Checkpoint(then.no)).expect("by number");
+    assert_eq!(read_file(&mut by_no, b"f"), Some(pattern(1, 20_000)));
+    let mut by_time = mount_at(&dev, At::Time(then.time_ns + 1)).expect("by time");
+    assert_eq!(read_file(&mut by_time, b"f"), Some(pattern(1, 20_000)));
+    let err = mount_at(&dev, At::Snapshot(b"nope".to_vec())).expect_err("no such snapshot");
+    assert!(err.to_string().contains("no snapshot is named 'nope'"), "{err}");
+    let opts = MountOptions {
+        at: Some(At::Checkpoint(then.no)),
+        ..MountOptions::default()
+    };
+    let err = Filesystem::mount(dev.clone() as Arc<dyn BlockDevice>, opts).expect_err("rw past");
+    assert!(err.to_string().contains("read-only"), "{err}");
+    assert_clean(&dev);
+}
+
+#[test]
+fn snapshots_of_the_past_are_kept_and_deleting_them_gives_space_back() {
+    let dev = support::formatted(16384, 64);
+    let mut fs = mount_with(&dev, every_commit());
+    let empty = fs.statfs().bfree;
+    let data = pattern(7, 8 << 20);
+    write_file(&mut fs, b"big", &data);
+    fs.sync().expect("sync");
+    let cp = fs.checkpoints().last().expect("retained").no;
+    write_file(&mut fs, b"big", &pattern(8, 8 << 20));
+    fs.sync().expect("sync");
+    // Mark the past (not the present) and delete everything.
+    fs.create_snapshot(b"old", Some(cp)).expect("snapshot of the past");
+    assert!(matches!(
+        fs.create_snapshot(b"old", None),
+        Err(Error::Exists)
+    ));
+    fs.unlink(&Cred::root(), Ino::ROOT, b"big").expect("unlink");
+    fs.sync().expect("sync");
+    let held = fs.cleaner_report().snapshot_pages;
+    assert!(held >= 2048, "the snapshot holds the old 8 MiB alone: {held} pages");
+    assert!(
+        fs.statfs().bfree + 2048 <= empty,
+        "df counts what the snapshot holds as used"
+    );
+    fs.unmount().expect("unmount");
+    assert_clean(&dev);
+    let mut past = mount_at(&dev, At::Snapshot(b"old".to_vec())).expect("mount");
+    assert_eq!(read_file(&mut past, b"big"), Some(data));
+    drop(past);
+
+    let mut fs = mount_with(&dev, every_commit());
+    fs.delete_snapshot(b"old").expect("delete");
+    assert!(fs.checkpoints().iter().all(|c| c.snapshot.is_none()));
+    assert!(matches!(
+        fs.delete_snapshot(b"old"),
+        Err(Error::Refused(_))
+    ));
+    // Plain checkpoints still hold the rest, but they give way: df says so.
+    assert!(
+        fs.statfs().bfree + 64 >= empty,
+        "{} pages free after deleting the snapshot, {empty} when new",
+        fs.statfs().bfree
+    );
+    fs.unmount().expect("unmount");
+    assert_clean(&dev);
+}
+
+#[test]
+fn the_window_gives_way_when_room_is_short() {
+    // 32 MiB: fill most of it, rewrite it all twice; every commit is
+    // retained and the window is an hour, so only pruning inside the
+    // window makes room.
+    let dev = support::formatted(8192, 64);
+    let mut fs = mount_with(&dev, every_commit());
+    let bytes = fs.statfs().bavail * 4096 * 6 / 10;
+    for round in 0..3u8 {
+        write_file(&mut fs, b"f", &pattern(round, bytes as usize));
+        fs.sync().expect("sync");
+    }
+    assert_eq!(read_file(&mut fs, b"f"), Some(pattern(2, bytes as usize)));
+    // A snapshot is a promise: it stays; the next rewrite cannot fit
+    // beside it and fails cleanly, naming no damage.
+    fs.create_snapshot(b"keep", None).expect("snapshot");
+    let r = fs.lookup(&Cred::root(), Ino::ROOT, b"f").expect("f");
+    let err = fs
+        .write(&Cred::root(), r.ino, 0, &pattern(9, bytes as usize))
+        .and_then(|_| fs.sync());
+    assert!(matches!(err, Err(Error::NoSpace)), "{err:?}");
+    fs.delete_snapshot(b"keep").expect("delete");
+    write_file(&mut fs, b"f", &pattern(5, bytes as usize));
+    fs.unmount().expect("unmount");
+    assert_clean(&dev);
+    let mut fs = support::mount(&dev);
+    assert_eq!(read_file(&mut fs, b"f"), Some(pattern(5, bytes as usize)));
+    fs.unmount().expect("unmount");
+}
+
+#[test]
+fn snapshot_names_are_checked() {
+    let dev = support::formatted(4096, 64);
+    let mut fs = support::mount(&dev);
+    for bad in [&b""[..], b"a/b", &[b'x'; 128][..], b"nul\0"] {
+        assert!(matches!(
+            fs.create_snapshot(bad, None),
+            Err(Error::Refused(_))
+        ));
+    }
+    fs.create_snapshot(&[b'x'; 127], None).expect("127 bytes");
+    fs.unmount().expect("unmount");
+    assert_clean(&dev);
+}
