@@ -16,6 +16,7 @@ pub mod size;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod volume;
+pub mod when;
 
 // Each module also by its short name: the paths tools and tests use.
 pub use fs::perm;

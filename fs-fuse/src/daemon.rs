@@ -94,6 +94,11 @@ fn open_image(image: &Path, cfg: &MountConfig) -> Result<Filesystem, String> {
         atime: cfg.atime,
         commit_interval: cfg.commit,
         cleaner: cfg.cleaner,
+        retention: pagelog_core::checkpoints::RetentionOptions {
+            protect_secs: cfg.protect_secs,
+            interval_ns: i64::try_from(cfg.checkpoint_interval.as_nanos()).unwrap_or(i64::MAX),
+        },
+        at: cfg.at.clone(),
         ..MountOptions::default()
     };
     let dev: Arc<dyn BlockDevice> = Arc::new(dev);

@@ -38,6 +38,14 @@ Mount options (-o, comma-separated; mount(8) and /etc/fstab pass them the same w
   clean_stop=PCT          ... and stops at PCT% (default 20)
   clean_max_live=PCT      background cleaning skips segments more than PCT% live (default 90)
   clean_batch=N           segments one cleaning pass empties at most (default 8)
+  protect=SPAN            keep every checkpoint younger than SPAN mountable (1h, 90m, 0;
+                          default: what mkfs recorded, 1h); older ones are pruned, and
+                          younger ones too, oldest first, when the filesystem is short of room
+  checkpoint_interval=SPAN  retain a commit when SPAN has passed since the last retained
+                          one (default 5s; 0 retains every commit)
+  snapshot=NAME | cp=N | at=TIME   with ro: serve that snapshot, retained checkpoint, or the
+                          newest checkpoint taken at or before TIME (@SECONDS, 2026-12-02T10:00Z,
+                          '2026-12-02 10:00' local, or back from now: 10m, '2 hours ago')
   nosuid,nodev,noexec,... passed to the kernel
   fsname=NAME             source name shown in /proc/mounts (default: the image's full path)
   log=PATH                append the daemon's messages to PATH. Default: with -f, stderr;
@@ -47,6 +55,7 @@ Mount options (-o, comma-separated; mount(8) and /etc/fstab pass them the same w
 Examples:
   pagelog-mount /srv/web.img /srv/web
   pagelog-mount -o ro,noatime /srv/web.img /mnt/inspect
+  pagelog-mount -o ro,at=10m /srv/web.img /mnt/ten-minutes-ago
   umount /srv/web          (writes everything back and closes the image)
   findmnt -t fuse.pagelog  (every pagelog mount, with its image)
 

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use pagelog_core::checkpoints::At;
 use pagelog_core::cleaner::CleanerOptions;
 use pagelog_core::fs::{AtimeMode, JournalMode};
 
@@ -41,6 +42,14 @@ pub struct MountConfig {
     /// Log file (None: stderr in the foreground, else syslog if present,
     /// else the default file; see `logging`).
     pub log: Option<PathBuf>,
+    /// Serve a retained checkpoint or snapshot (read-only) instead of the
+    /// live root.
+    pub at: Option<At>,
+    /// The protection window, in seconds (None: what the image records).
+    pub protect_secs: Option<u64>,
+    /// Retain a commit when this long has passed since the last retained
+    /// one.
+    pub checkpoint_interval: Duration,
 }
 
 impl Default for MountConfig {
@@ -61,6 +70,9 @@ impl Default for MountConfig {
             readahead: None,
             cleaner: CleanerOptions::default(),
             log: None,
+            at: None,
+            protect_secs: None,
+            checkpoint_interval: Duration::from_secs(5),
         }
     }
 }
@@ -185,6 +197,28 @@ pub fn apply(cfg: &mut MountConfig, list: &str) -> Result<(), String> {
                 }
                 cfg.readahead = Some(bytes);
             }
+            ("snapshot", Some(v)) => cfg.at = Some(At::Snapshot(v.as_bytes().to_vec())),
+            ("cp", Some(v)) => {
+                let no: u64 = v
+                    .parse()
+                    .map_err(|_| format!("cp={v}: not a checkpoint number"))?;
+                cfg.at = Some(At::Checkpoint(pagelog_core::ids::CheckpointNo(no)));
+            }
+            ("at", Some(v)) => {
+                let now = pagelog_core::store::now_ns();
+                let t = pagelog_core::when::parse_time(v, now).map_err(|e| format!("at={e}"))?;
+                cfg.at = Some(At::Time(t));
+            }
+            ("protect", Some(v)) => {
+                let secs =
+                    pagelog_core::when::parse_span_secs(v).map_err(|e| format!("protect={e}"))?;
+                cfg.protect_secs = Some(secs);
+            }
+            ("checkpoint_interval", Some(v)) => {
+                let secs = pagelog_core::when::parse_span_secs(v)
+                    .map_err(|e| format!("checkpoint_interval={e}"))?;
+                cfg.checkpoint_interval = Duration::from_secs(secs);
+            }
             _ if is_userspace_only(opt) => {}
             _ => {
                 return Err(format!(
@@ -192,6 +226,12 @@ pub fn apply(cfg: &mut MountConfig, list: &str) -> Result<(), String> {
                 ))
             }
         }
+    }
+    if cfg.at.is_some() && !cfg.read_only {
+        return Err(
+            "snapshot=, cp= and at= mount the past read-only: add -o ro (read-write branches are not built yet)"
+                .to_string(),
+        );
     }
     let c = &cfg.cleaner;
     if c.stop_percent < c.start_percent {

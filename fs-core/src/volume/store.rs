@@ -739,8 +739,16 @@ impl Store {
         if self.read_only {
             return Ok(());
         }
-        if self.needs_commit() {
-            self.commit(false)?;
+        // The state at unmount is always retained (whatever the interval
+        // since the last retained commit): it is the one an administrator
+        // names "before I unmounted".
+        let retained = self.cplist.newest().map(|r| r.no) == Some(self.cp.no);
+        if self.needs_commit() || !retained {
+            self.retain_as = Some(Vec::new());
+            self.root.changed = true;
+            let r = self.commit(false);
+            self.retain_as = None;
+            r?;
         }
         self.write_superblock(State::Clean, true)?;
         self.flush_superblock()

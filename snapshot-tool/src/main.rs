@@ -1,0 +1,372 @@
+//! pagelog-snapshot: the retained checkpoints and snapshots of a pagelog
+//! image: list them, mark one as a snapshot, delete one, read a file as it
+//! was, mount one read-only. One verb each; the work is in `pagelog_core`
+//! (`checkpoints.rs`, `fs/snapshots.rs`).
+//!
+//! This version works on an image that is not mounted (IMAGE); commands
+//! on a running mount reach its daemon through a control socket, which
+//! comes next.
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use pagelog_core::checkpoints::At;
+use pagelog_core::ids::CheckpointNo;
+use pagelog_core::layout::PAGE_SIZE;
+use pagelog_core::{BlockDevice, CheckpointInfo, Cred, FileDevice, Filesystem, Ino, MountOptions};
+use serde::Serialize;
+
+const EXIT_OK: u8 = 0;
+const EXIT_FAILED: u8 = 1;
+
+const AFTER_HELP: &str = "\
+Every commit of a pagelog filesystem can stay mountable: a commit is retained when
+checkpoint_interval (5s) has passed since the last retained one, and plain checkpoints
+younger than the protection window (protect=, 1h by default) are kept. They are given
+back, oldest first, when the filesystem is short of room: a plain checkpoint is a
+convenience. A snapshot is a promise: it stays until you delete it, and when snapshots
+hold the space, writes get ENOSPC (pagelog.stats says how much they hold).
+
+Examples:
+  pagelog-snapshot list /srv/web.img                  checkpoints and snapshots, oldest first
+  pagelog-snapshot create /srv/web.img before-upgrade the current state, as a snapshot
+  pagelog-snapshot create /srv/web.img at-nine --at '2026-12-02 09:00'
+  pagelog-snapshot cat /srv/web.img before-upgrade etc/app.conf > app.conf.old
+  pagelog-snapshot mount /srv/web.img before-upgrade /mnt/old   (read-only)
+  pagelog-snapshot delete /srv/web.img before-upgrade  gives back what only it held
+
+NAME in cat and mount may also be a checkpoint number (cp=N) or a time (at=TIME).
+TIME: @SECONDS, 2026-12-02T10:00:00Z, '2026-12-02 10:00' (local), or back from now: 10m,
+'2 hours ago'.
+
+This version works on an image that is not mounted; a mounted one answers that it is.
+Exit status: 0 done, 1 failed (the message says why), 2 bad usage.";
+
+/// List, create, delete and read snapshots and retained checkpoints.
+#[derive(Parser, Debug)]
+#[command(name = "pagelog-snapshot", version, after_help = AFTER_HELP)]
+struct Args {
+    #[command(subcommand)]
+    verb: Verb,
+    /// Print as JSON
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum Verb {
+    /// Retained checkpoints and snapshots, oldest first, with what each holds
+    List {
+        /// Image file or block device
+        image: PathBuf,
+    },
+    /// Mark the current state, or a retained checkpoint, as snapshot NAME
+    Create {
+        /// Image file or block device
+        image: PathBuf,
+        /// The snapshot's name (1 to 127 bytes, no '/')
+        name: OsString,
+        /// Mark retained checkpoint N instead of the current state
+        #[arg(long, value_name = "N", conflicts_with = "at")]
+        cp: Option<u64>,
+        /// Mark the newest checkpoint taken at or before TIME
+        #[arg(long, value_name = "TIME")]
+        at: Option<String>,
+    },
+    /// Delete snapshot NAME; what only it held comes back
+    Delete {
+        /// Image file or block device
+        image: PathBuf,
+        /// The snapshot's name
+        name: OsString,
+    },
+    /// Write one file as it was in a snapshot or checkpoint to standard output
+    Cat {
+        /// Image file or block device
+        image: PathBuf,
+        /// Snapshot name, cp=N or at=TIME
+        name: OsString,
+        /// Path of the file inside the filesystem
+        path: OsString,
+    },
+    /// Mount a snapshot or checkpoint read-only (runs pagelog-mount)
+    Mount {
+        /// Image file or block device
+        image: PathBuf,
+        /// Snapshot name, cp=N or at=TIME
+        name: OsString,
+        /// Mount point
+        dir: PathBuf,
+    },
+}
+
+/// A failure, said on standard error.
+type Failure = String;
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let json = args.json;
+    match run(args) {
+        Ok(out) => {
+            let mut stdout = std::io::stdout().lock();
+            match stdout.write_all(&out).and_then(|()| stdout.flush()) {
+                Ok(()) => ExitCode::from(EXIT_OK),
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::from(EXIT_OK),
+                Err(e) => fail(&format!("cannot write the output: {e}"), json),
+            }
+        }
+        Err(msg) => fail(&msg, json),
+    }
+}
+
+fn fail(msg: &str, json: bool) -> ExitCode {
+    let line = match json {
+        true => serde_json::json!({ "error": msg }).to_string(),
+        false => format!("pagelog-snapshot: {msg}"),
+    };
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+    ExitCode::from(EXIT_FAILED)
+}
+
+fn run(args: Args) -> Result<Vec<u8>, Failure> {
+    match args.verb {
+        Verb::List { image } => list(&image, args.json),
+        Verb::Create { image, name, cp, at } => {
+            let at = match (cp, at) {
+                (Some(n), _) => Some(At::Checkpoint(CheckpointNo(n))),
+                (None, Some(t)) => Some(At::Time(time(&t)?)),
+                (None, None) => None,
+            };
+            create(&image, name.as_bytes(), at, args.json)
+        }
+        Verb::Delete { image, name } => delete(&image, name.as_bytes(), args.json),
+        Verb::Cat { image, name, path } => cat(&image, &selector(name.as_bytes())?, path.as_bytes()),
+        Verb::Mount { image, name, dir } => mount(&image, name.as_bytes(), &dir),
+    }
+}
+
+fn time(s: &str) -> Result<i64, Failure> {
+    pagelog_core::when::parse_time(s, pagelog_core::store::now_ns())
+}
+
+/// A snapshot name, `cp=N` or `at=TIME`.
+fn selector(name: &[u8]) -> Result<At, Failure> {
+    let text = String::from_utf8_lossy(name);
+    if let Some(n) = text.strip_prefix("cp=") {
+        let n = n.parse().map_err(|_| format!("cp={n}: not a checkpoint number"))?;
+        return Ok(At::Checkpoint(CheckpointNo(n)));
+    }
+    if let Some(t) = text.strip_prefix("at=") {
+        return Ok(At::Time(time(t)?));
+    }
+    Ok(At::Snapshot(name.to_vec()))
+}
+
+/// Opens and mounts the image; writable ones are locked, and a mounted
+/// image says so.
+fn open(image: &Path, opts: MountOptions) -> Result<Filesystem, Failure> {
+    let writable = !opts.read_only;
+    let dev = FileDevice::open(image, writable)
+        .map_err(|e| format!("cannot open {}: {e}", image.display()))?;
+    dev.lock(writable).map_err(|e| match e.kind() {
+        std::io::ErrorKind::WouldBlock => format!(
+            "{} is mounted or in use: this version works on an image that is not mounted \
+             (unmount it first; commands on a running mount come with its control socket)",
+            image.display()
+        ),
+        _ => format!("cannot lock {}: {e}", image.display()),
+    })?;
+    let dev: Arc<dyn BlockDevice> = Arc::new(dev);
+    Filesystem::mount(dev, opts).map_err(|e| format!("{}: {e}", image.display()))
+}
+
+fn read_only(at: Option<At>) -> MountOptions {
+    MountOptions {
+        read_only: true,
+        at,
+        ..MountOptions::default()
+    }
+}
+
+#[derive(Serialize)]
+struct Listed {
+    checkpoint: u64,
+    time: String,
+    time_ns: i64,
+    kind: &'static str,
+    name: Option<String>,
+    exclusive_bytes: u64,
+    held_bytes: u64,
+    protected: bool,
+}
+
+#[derive(Serialize)]
+struct Listing {
+    protect_secs: u64,
+    checkpoints: Vec<Listed>,
+}
+
+fn utc(ns: i64) -> String {
+    jiff::Timestamp::from_nanosecond(i128::from(ns))
+        .map(|t| t.strftime("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_else(|_| format!("{ns} ns"))
+}
+
+fn listed(c: &CheckpointInfo) -> Listed {
+    Listed {
+        checkpoint: c.no.0,
+        time: utc(c.time_ns),
+        time_ns: c.time_ns,
+        kind: if c.snapshot.is_some() { "snapshot" } else { "checkpoint" },
+        name: c
+            .snapshot
+            .as_ref()
+            .map(|n| String::from_utf8_lossy(n).into_owned()),
+        exclusive_bytes: c.exclusive_pages * PAGE_SIZE as u64,
+        held_bytes: c.held_pages * PAGE_SIZE as u64,
+        protected: c.protected,
+    }
+}
+
+fn list(image: &Path, json: bool) -> Result<Vec<u8>, Failure> {
+    let fs = open(image, read_only(None))?;
+    let listing = Listing {
+        protect_secs: fs.protect_secs(),
+        checkpoints: fs.checkpoints().iter().map(listed).collect(),
+    };
+    if json {
+        let mut out = serde_json::to_vec_pretty(&listing).map_err(|e| e.to_string())?;
+        out.push(b'\n');
+        return Ok(out);
+    }
+    let mut out = format!(
+        "{:>8}  {:<19}  {:<10}  {:>10}  {:>10}  NAME\n",
+        "CP", "TIME (UTC)", "KIND", "EXCLUSIVE", "HELD"
+    );
+    let mib = |b: u64| format!("{:.1}M", b as f64 / f64::from(1 << 20));
+    for c in &listing.checkpoints {
+        out += &format!(
+            "{:>8}  {:<19}  {:<10}  {:>10}  {:>10}  {}\n",
+            c.checkpoint,
+            c.time,
+            c.kind,
+            mib(c.exclusive_bytes),
+            mib(c.held_bytes),
+            c.name.as_deref().unwrap_or(""),
+        );
+    }
+    let oldest = listing
+        .checkpoints
+        .iter()
+        .find(|c| c.kind == "checkpoint" && c.protected);
+    out += &format!(
+        "protection window: {}s; plain checkpoints reach back to {}\n",
+        listing.protect_secs,
+        oldest.map_or("(none retained)".to_string(), |c| format!("{} UTC", c.time))
+    );
+    Ok(out.into_bytes())
+}
+
+fn create(image: &Path, name: &[u8], at: Option<At>, json: bool) -> Result<Vec<u8>, Failure> {
+    let mut fs = open(image, MountOptions::default())?;
+    let cp = match at {
+        None => None,
+        Some(at) => Some(
+            fs.checkpoints()
+                .iter()
+                .rev()
+                .find(|c| match &at {
+                    At::Checkpoint(n) => c.no == *n,
+                    At::Time(t) => c.time_ns <= *t,
+                    At::Snapshot(_) => false,
+                })
+                .map(|c| c.no)
+                .ok_or("no retained checkpoint matches; `pagelog-snapshot list` shows them")?,
+        ),
+    };
+    let no = fs
+        .create_snapshot(name, cp)
+        .map_err(|e| format!("cannot create snapshot: {e}"))?;
+    fs.unmount().map_err(|e| format!("unmount: {e}"))?;
+    Ok(report(json, "created", name, no))
+}
+
+fn delete(image: &Path, name: &[u8], json: bool) -> Result<Vec<u8>, Failure> {
+    let mut fs = open(image, MountOptions::default())?;
+    let no = fs
+        .checkpoints()
+        .iter()
+        .find(|c| c.snapshot.as_deref() == Some(name))
+        .map(|c| c.no);
+    fs.delete_snapshot(name)
+        .map_err(|e| format!("cannot delete snapshot: {e}"))?;
+    fs.unmount().map_err(|e| format!("unmount: {e}"))?;
+    Ok(report(json, "deleted", name, no.unwrap_or_default()))
+}
+
+fn report(json: bool, what: &str, name: &[u8], no: CheckpointNo) -> Vec<u8> {
+    let name = String::from_utf8_lossy(name);
+    let line = match json {
+        true => serde_json::json!({ what: name, "checkpoint": no.0 }).to_string(),
+        false => format!("{what} snapshot '{name}' (checkpoint {no})"),
+    };
+    format!("{line}\n").into_bytes()
+}
+
+fn cat(image: &Path, at: &At, path: &[u8]) -> Result<Vec<u8>, Failure> {
+    let mut fs = open(image, read_only(Some(at.clone())))?;
+    let shown = String::from_utf8_lossy(path).into_owned();
+    let root = Cred::root();
+    let mut ino = Ino::ROOT;
+    for part in path.split(|&b| b == b'/').filter(|p| !p.is_empty()) {
+        ino = fs
+            .lookup(&root, ino, part)
+            .map_err(|e| format!("{shown}: {e}"))?
+            .ino;
+    }
+    let size = fs.getattr(ino).map_err(|e| format!("{shown}: {e}"))?.size;
+    let mut out = Vec::new();
+    let mut off = 0u64;
+    while off < size {
+        let chunk = fs
+            .read(ino, off, 1 << 20)
+            .map_err(|e| format!("{shown}: {e}"))?;
+        if chunk.is_empty() {
+            break;
+        }
+        off += chunk.len() as u64;
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
+fn mount(image: &Path, name: &[u8], dir: &Path) -> Result<Vec<u8>, Failure> {
+    let opt = match selector(name)? {
+        At::Snapshot(n) => format!("snapshot={}", String::from_utf8_lossy(&n)),
+        At::Checkpoint(n) => format!("cp={n}"),
+        At::Time(t) => format!("at=@{}", t.div_euclid(1_000_000_000)),
+    };
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mounter = exe.with_file_name("pagelog-mount");
+    let mounter = if mounter.exists() {
+        mounter
+    } else {
+        PathBuf::from("pagelog-mount")
+    };
+    let status = std::process::Command::new(&mounter)
+        .arg("-o")
+        .arg(format!("ro,{opt}"))
+        .arg(image)
+        .arg(dir)
+        .status()
+        .map_err(|e| format!("cannot run {}: {e}", mounter.display()))?;
+    if !status.success() {
+        return Err(format!("{} failed ({status})", mounter.display()));
+    }
+    Ok(Vec::new())
+}
