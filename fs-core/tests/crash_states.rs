@@ -57,11 +57,13 @@ fn opts(read_only: bool, journal: JournalMode) -> MountOptions {
 }
 
 /// A committed state: the event index of its flush, the tree, and whether
-/// file data may lag behind it (a `writeback` metadata-only commit).
+/// file data may lag behind it (a `writeback` metadata-only commit); and
+/// the snapshots that exist once it is durable, with the tree each holds.
 struct Commit {
     flush: usize,
     model: Model,
     relaxed: bool,
+    snapshots: BTreeMap<Vec<u8>, Model>,
 }
 
 /// Runs `ops` on a recording device in `mode`; returns the device and the
@@ -73,10 +75,12 @@ fn record(ops: &[Op], mode: JournalMode) -> (Arc<RecordingDevice>, Vec<Commit>) 
     let mut fs =
         Filesystem::mount(dev.clone() as Arc<dyn BlockDevice>, opts(false, mode)).expect("mount");
     let mut model = Model::new();
+    let mut snapshots: BTreeMap<Vec<u8>, Model> = BTreeMap::new();
     let mut commits = vec![Commit {
         flush: 0,
         model: model.clone(),
         relaxed: false,
+        snapshots: snapshots.clone(),
     }];
     for op in ops {
         let before = dev.len();
@@ -97,6 +101,27 @@ fn record(ops: &[Op], mode: JournalMode) -> (Arc<RecordingDevice>, Vec<Commit>) 
                 CLEANED.with(|c| c.set(c.get() + freed));
                 false
             }
+            // Acknowledged (durable) when it returns, like an fsync.
+            Op::Snapshot { slot } => {
+                let name = snapshot_name(*slot);
+                match fs.create_snapshot(&name, None) {
+                    Ok(_) => {
+                        snapshots.insert(name, model.clone());
+                    }
+                    Err(Error::Exists) => assert!(snapshots.contains_key(&name)),
+                    Err(e) => panic!("snapshot: {e}"),
+                }
+                false
+            }
+            Op::DeleteSnapshot { slot } => {
+                let name = snapshot_name(*slot);
+                match fs.delete_snapshot(&name) {
+                    Ok(()) => assert!(snapshots.remove(&name).is_some()),
+                    Err(Error::Refused(_)) => assert!(!snapshots.contains_key(&name)),
+                    Err(e) => panic!("delete snapshot: {e}"),
+                }
+                false
+            }
             _ => {
                 apply_op(&mut fs, &mut model, op);
                 false
@@ -107,6 +132,7 @@ fn record(ops: &[Op], mode: JournalMode) -> (Arc<RecordingDevice>, Vec<Commit>) 
                 flush: f,
                 model: model.clone(),
                 relaxed,
+                snapshots: snapshots.clone(),
             });
         }
     }
@@ -160,7 +186,57 @@ fn check_state(
             first.err().unwrap_or_default()
         ));
     }
-    fs.unmount().map_err(|e| format!("{state:?}: unmount: {e}"))
+    fs.unmount()
+        .map_err(|e| format!("{state:?}: unmount: {e}"))?;
+    check_snapshots(&image, commits, a, b, state)
+}
+
+/// Every snapshot acknowledged by the durable commit `a` (and not deleted
+/// by then) is intact; one created or deleted since may or may not be
+/// there (commit `b` may have landed), but if it is, it is whole.
+fn check_snapshots(
+    image: &[u8],
+    commits: &[Commit],
+    a: usize,
+    b: Option<usize>,
+    state: &CrashState,
+) -> Result<(), String> {
+    let later = b.map(|b| &commits[b].snapshots);
+    let names = commits[a]
+        .snapshots
+        .keys()
+        .chain(later.into_iter().flat_map(|s| s.keys()));
+    for name in names {
+        let device = Arc::new(MemDevice::from_bytes(image)) as Arc<dyn BlockDevice>;
+        let opts = MountOptions {
+            at: Some(pagelog_core::checkpoints::At::Snapshot(name.clone())),
+            ..opts(true, JournalMode::Ordered)
+        };
+        let must = commits[a].snapshots.get(name).filter(|_| {
+            // Deleted by the next commit, which may have landed.
+            later.is_none_or(|l| l.contains_key(name))
+        });
+        let may = later.and_then(|l| l.get(name));
+        match Filesystem::mount(device, opts) {
+            Ok(mut fs) => {
+                let fits = |m: Option<&Model>, fs: &mut Filesystem| {
+                    m.is_some_and(|m| diff_data(fs, m, false).is_ok())
+                };
+                if !fits(commits[a].snapshots.get(name), &mut fs) && !fits(may, &mut fs) {
+                    return Err(format!(
+                        "{state:?}: snapshot {name:?} does not read as it was"
+                    ));
+                }
+            }
+            Err(e) if must.is_some() => {
+                return Err(format!(
+                    "{state:?}: acknowledged snapshot {name:?} is gone: {e}"
+                ))
+            }
+            Err(_) => {}
+        }
+    }
+    Ok(())
 }
 
 /// Every crash state of one recorded run; returns how many were checked.

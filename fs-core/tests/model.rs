@@ -4,9 +4,13 @@
 //! match after every commit and remount, and an image cut at any point
 //! (as a crash would leave it) must mount and show the last committed state.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use pagelog_core::{format, BlockDevice, Filesystem, FormatOptions, MemDevice, MountOptions};
+use pagelog_core::checkpoints::At;
+use pagelog_core::{
+    format, BlockDevice, Error, Filesystem, FormatOptions, MemDevice, MountOptions,
+};
 use proptest::prelude::*;
 
 mod support;
@@ -17,6 +21,8 @@ struct Harness {
     fs: Option<Filesystem>,
     model: Model,
     committed: Model,
+    /// Each snapshot that exists, with the model at its point.
+    snapshots: BTreeMap<Vec<u8>, Model>,
 }
 
 fn opts() -> MountOptions {
@@ -44,6 +50,7 @@ impl Harness {
             fs: Some(fs),
             model: Model::new(),
             committed: Model::new(),
+            snapshots: BTreeMap::new(),
         }
     }
 
@@ -88,8 +95,62 @@ impl Harness {
                 compare(&mut fs, &committed);
                 fs.unmount().expect("unmount the crash copy");
             }
+            Op::Snapshot { slot } => {
+                let name = snapshot_name(slot);
+                match self.fs().create_snapshot(&name, None) {
+                    // A snapshot of the present is a commit.
+                    Ok(_) => {
+                        assert!(!self.snapshots.contains_key(&name), "created twice");
+                        self.snapshots.insert(name, self.model.clone());
+                        self.committed = self.model.clone();
+                        self.check(&self.model.clone());
+                    }
+                    Err(Error::Exists) => assert!(self.snapshots.contains_key(&name)),
+                    Err(e) => panic!("snapshot: {e}"),
+                }
+            }
+            Op::DeleteSnapshot { slot } => {
+                let name = snapshot_name(slot);
+                match self.fs().delete_snapshot(&name) {
+                    Ok(()) => {
+                        assert!(self.snapshots.remove(&name).is_some(), "deleted a ghost");
+                        self.committed = self.model.clone();
+                        self.check(&self.model.clone());
+                    }
+                    Err(Error::Refused(_)) => assert!(!self.snapshots.contains_key(&name)),
+                    Err(e) => panic!("delete snapshot: {e}"),
+                }
+            }
             _ => apply_op(self.fs.as_mut().expect("fs"), &mut self.model, op),
         }
+    }
+
+    /// Every snapshot reads as the model did at its point, and no other
+    /// snapshot exists.
+    fn check_snapshots(&self) {
+        let image = self.dev.snapshot();
+        for (name, model) in &self.snapshots {
+            let copy = Arc::new(MemDevice::from_bytes(&image));
+            let opts = MountOptions {
+                read_only: true,
+                at: Some(At::Snapshot(name.clone())),
+                ..opts()
+            };
+            let mut fs = Filesystem::mount(copy as Arc<dyn BlockDevice>, opts)
+                .unwrap_or_else(|e| panic!("mount snapshot {name:?}: {e}"));
+            compare(&mut fs, model);
+        }
+        let mut listed: Vec<Vec<u8>> = self
+            .fs
+            .as_ref()
+            .expect("fs")
+            .checkpoints()
+            .into_iter()
+            .filter_map(|c| c.snapshot)
+            .collect();
+        listed.sort();
+        let expected: Vec<Vec<u8>> = self.snapshots.keys().cloned().collect();
+        assert_eq!(listed, expected, "the snapshots listed");
     }
 
     fn check(&mut self, model: &Model) {
@@ -108,6 +169,7 @@ impl Harness {
             "the checker finds {:?}",
             report.findings
         );
+        self.check_snapshots();
     }
 }
 

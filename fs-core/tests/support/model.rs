@@ -97,6 +97,20 @@ pub enum Op {
         commit: bool,
         urgent: bool,
     },
+    /// Snapshot `snapshot_name(slot)` of the present (handled by the
+    /// harness: it records the model at that point).
+    Snapshot {
+        slot: u8,
+    },
+    /// Deletes snapshot `snapshot_name(slot)`.
+    DeleteSnapshot {
+        slot: u8,
+    },
+}
+
+/// The name of snapshot `slot` (four slots).
+pub fn snapshot_name(slot: u8) -> Vec<u8> {
+    format!("snap{}", slot % 4).into_bytes()
 }
 
 /// The cleaning pass `Op::Clean` stands for.
@@ -130,6 +144,8 @@ pub fn op_strategy() -> impl Strategy<Value = Op> {
         1 => Just(Op::Remount),
         1 => Just(Op::CrashCut),
         1 => (any::<bool>(), any::<bool>()).prop_map(|(commit, urgent)| Op::Clean { commit, urgent }),
+        1 => (0u8..4).prop_map(|slot| Op::Snapshot { slot }),
+        1 => (0u8..4).prop_map(|slot| Op::DeleteSnapshot { slot }),
     ]
 }
 
@@ -650,6 +666,11 @@ pub fn apply_op(fs: &mut Filesystem, model: &mut Model, op: &Op) {
                 assert!(matches!(real, Err(Error::NoAttr)), "{op:?}: {real:?}");
             }
         }
-        Op::Sync | Op::Remount | Op::CrashCut | Op::Clean { .. } => {}
+        Op::Sync
+        | Op::Remount
+        | Op::CrashCut
+        | Op::Clean { .. }
+        | Op::Snapshot { .. }
+        | Op::DeleteSnapshot { .. } => {}
     }
 }
