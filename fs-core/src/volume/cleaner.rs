@@ -24,7 +24,7 @@ use std::collections::HashSet;
 use crate::codec::crc32;
 use crate::device::BlockDevice;
 use crate::error::{Error, Result};
-use crate::ids::{CheckpointNo, PageAddr, SegmentNo, Vpn};
+use crate::ids::{CheckpointNo, Nid, PageAddr, SegmentNo, Vpn};
 use crate::layout::{Page, PAGE_SIZE};
 use crate::meta_table::TableId;
 use crate::page_life::PageLife;
@@ -126,6 +126,13 @@ struct Move {
 enum LiveUse {
     /// A unit the page address table points at: copied.
     Unit(Vpn, PatEntry, Entry),
+    /// A node of the live root that no retained checkpoint needs: marked
+    /// dirty, and the next commit writes it elsewhere (its old copy is
+    /// then freed), as any change to it would. Copying it would open the
+    /// cleaner's head for a page the commit may rewrite anyway.
+    Node(Nid),
+    /// A page of the live root's node address table, likewise.
+    NatPage(u8, u64),
     /// A page of a current-only table: rewritten by the next commit.
     Table(TableId, u8, u64),
     /// The last checkpoint: replaced by the next commit.
@@ -394,18 +401,18 @@ impl Store {
         Ok(out)
     }
 
-    /// Can a pass move `live` live pages, and then commit? Each is a unit,
-    /// copied once (what points at it does not change), or a table page,
-    /// which the commit's bound already counts. An urgent pass writes
-    /// through the main head and may use the cleaner's reserve; any other
-    /// writes through the cleaner's head (opening it takes two free
-    /// segments) and leaves every reserve an operation that takes space
-    /// must leave.
+    /// Can a pass move `live` live pages, and then commit? Each may be a
+    /// unit, copied, or a node or node address table page of the live
+    /// root, written again by the commit: at most one page and one node
+    /// each. An urgent pass writes through the main head and may use the
+    /// cleaner's reserve; any other writes through the cleaner's head
+    /// (opening it takes two free segments) and leaves every reserve an
+    /// operation that takes space must leave.
     fn pass_fits(&self, live: u64, urgent: bool) -> bool {
         if urgent {
             let need = Demand {
                 pages: live,
-                nodes: 0,
+                nodes: live,
             };
             return self.fits(need, Tier::Cleaner);
         }
@@ -414,7 +421,11 @@ impl Store {
             Some(c) => room::segments_for(live, c.remaining_in_segment(), pps),
             None => 2 + room::segments_for(live, u64::from(pps), pps),
         };
-        cold + self.segments_needed(Demand::default(), Tier::Data) <= self.sut.writable_segments()
+        let need = Demand {
+            pages: 0,
+            nodes: live,
+        };
+        cold + self.segments_needed(need, Tier::Data) <= self.sut.writable_segments()
     }
 
     /// Lets the cleaner's head go: its current segment becomes an ordinary
@@ -507,6 +518,12 @@ impl Store {
         }
         for (_, u) in &f.uses {
             match *u {
+                LiveUse::Node(nid) => {
+                    self.root.cache.get_mut(&*dev, nid)?;
+                }
+                LiveUse::NatPage(level, index) => {
+                    self.root.cache.nat.table().mark_dirty(&*dev, level, index)?;
+                }
                 LiveUse::Table(TableId::SegmentUsage, level, index) => {
                     self.sut.table().mark_dirty(&*dev, level, index)?;
                 }
@@ -536,10 +553,15 @@ impl Store {
         e: &Entry,
     ) -> Result<Option<LiveUse>> {
         if !e.vpn.is_none() {
-            let here = self.pat.lookup(dev, e.vpn)?;
-            return Ok(here
-                .filter(|p| p.addr == addr)
-                .map(|p| LiveUse::Unit(e.vpn, p, *e)));
+            let Some(here) = self.pat.lookup(dev, e.vpn)?.filter(|p| p.addr == addr) else {
+                return Ok(None);
+            };
+            if here.birth > self.root.history.last {
+                if let Some(u) = self.rewritable(dev, e)? {
+                    return Ok(Some(u));
+                }
+            }
+            return Ok(Some(LiveUse::Unit(e.vpn, here, *e)));
         }
         Ok(match e.kind {
             PageKind::Table => {
@@ -561,6 +583,27 @@ impl Store {
             }
             PageKind::Checkpoint => (addr == self.cp_addr).then_some(LiveUse::Checkpoint),
             PageKind::Data | PageKind::Node | PageKind::Deadlist => None,
+        })
+    }
+
+    /// Is unit `e` a node, or a page of the node address table, that the
+    /// live root still uses at this vpn?
+    fn rewritable(&mut self, dev: &dyn BlockDevice, e: &Entry) -> Result<Option<LiveUse>> {
+        let nat = &mut self.root.cache.nat;
+        Ok(match e.kind {
+            PageKind::Node => {
+                let nid = Nid(e.index);
+                nat.lookup(dev, nid)?
+                    .is_some_and(|n| n.vpn == e.vpn)
+                    .then_some(LiveUse::Node(nid))
+            }
+            PageKind::Table if e.owner == TableId::NodeAddress as u64 => {
+                let (level, index) = ((e.index >> 56) as u8, e.index & ((1 << 56) - 1));
+                nat.table()
+                    .holds(dev, level, index, e.vpn.0)?
+                    .then_some(LiveUse::NatPage(level, index))
+            }
+            _ => None,
         })
     }
 
@@ -587,19 +630,24 @@ impl Store {
         moves.sort_unstable_by_key(|m| {
             (m.entry.kind == PageKind::Data, m.entry.owner, m.entry.index)
         });
-        if !main_head {
+        // Only file data is cold enough to deserve segments of its own:
+        // the few nodes and table pages retained checkpoints hold go
+        // through the main head, as the commit would write them.
+        let cold_data = !main_head && moves.iter().any(|m| m.entry.kind == PageKind::Data);
+        if cold_data {
             self.open_cold(dev)?;
         }
         let now = crate::store::now_ns();
-        let mut written = 0;
+        let (mut cold_written, mut main_written) = (0, 0);
         for m in moves {
             if self.pat.lookup(dev, m.vpn)? != Some(m.from) {
                 continue;
             }
-            let head = match (main_head, self.cold.as_mut()) {
-                (true, _) => &mut self.log,
-                (false, Some(cold)) => cold,
-                (false, None) => continue,
+            let to_cold = cold_data && m.entry.kind == PageKind::Data;
+            let head = match (to_cold, self.cold.as_mut()) {
+                (false, _) => &mut self.log,
+                (true, Some(cold)) => cold,
+                (true, None) => continue,
             };
             head.set_building(building);
             head.set_time(now);
@@ -614,18 +662,23 @@ impl Store {
                 building,
             )
             .moved(m.vpn, m.from, addr)?;
-            written += 1;
+            match to_cold {
+                true => cold_written += 1,
+                false => main_written += 1,
+            }
         }
         self.log.set_age(None);
-        if main_head {
+        if main_written > 0 {
             // The commit that follows writes the rest of its records;
             // recovery walks these like any other.
-            return self.log.finish(dev);
+            self.log.finish(dev)?;
         }
-        if let Some(cold) = self.cold.as_mut() {
-            cold.finish(dev)?;
+        if cold_written > 0 {
+            if let Some(cold) = self.cold.as_mut() {
+                cold.finish(dev)?;
+            }
+            self.cold_unflushed = true;
         }
-        self.cold_unflushed |= written > 0;
         Ok(())
     }
 

@@ -395,6 +395,12 @@ impl MetaTable {
         index: u64,
         addr: PageAddr,
     ) -> Result<bool> {
+        Ok(!self.is_virtual() && self.holds(dev, level, index, addr.0)?)
+    }
+
+    /// Does the tree as it stands name page (`level`, `index`) `name` (its
+    /// address, or its vpn in a virtual table)?
+    pub fn holds(&mut self, dev: &dyn BlockDevice, level: u8, index: u64, name: u64) -> Result<bool> {
         let levels_above = u32::from(self.depth.saturating_sub(level));
         if level > self.depth || index >= FANOUT.saturating_pow(levels_above) {
             return Ok(false);
@@ -403,7 +409,7 @@ impl MetaTable {
         Ok(self
             .pages
             .get(&(level, index))
-            .is_some_and(|p| !self.is_virtual() && p.old == addr.0))
+            .is_some_and(|p| p.old == name))
     }
 
     /// Drops the leaf holding entry `idx` from the tree if every entry it
