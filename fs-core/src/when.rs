@@ -24,7 +24,9 @@ pub fn parse_time(s: &str, now_ns: i64) -> Result<i64, String> {
         return i64::try_from(t.as_nanosecond()).map_err(|_| bad());
     }
     if let Ok(dt) = s.parse::<DateTime>() {
-        let z = dt.to_zoned_datetime(TimeZone::system()).map_err(|_| bad())?;
+        let z = dt
+            .to_zoned_datetime(TimeZone::system())
+            .map_err(|_| bad())?;
         return i64::try_from(z.timestamp().as_nanosecond()).map_err(|_| bad());
     }
     let span = s.trim_start_matches('-').trim();
@@ -69,7 +71,10 @@ mod tests {
 
     #[test]
     fn forms() {
-        assert_eq!(parse_time("@1700000000", NOW), Ok(1_700_000_000_000_000_000));
+        assert_eq!(
+            parse_time("@1700000000", NOW),
+            Ok(1_700_000_000_000_000_000)
+        );
         assert_eq!(
             parse_time("2023-11-14T22:13:20Z", NOW),
             Ok(1_700_000_000_000_000_000)

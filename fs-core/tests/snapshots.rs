@@ -40,7 +40,11 @@ fn write_file(fs: &mut Filesystem, name: &[u8], data: &[u8]) -> Ino {
     let root = Cred::root();
     let ino = match fs.lookup(&root, Ino::ROOT, name) {
         Ok(a) => a.ino,
-        Err(_) => fs.mknod(&root, Ino::ROOT, name, 0o644, 0).expect("create").ino,
+        Err(_) => {
+            fs.mknod(&root, Ino::ROOT, name, 0o644, 0)
+                .expect("create")
+                .ino
+        }
     };
     fs.setattr(
         &root,
@@ -61,7 +65,9 @@ fn read_file(fs: &mut Filesystem, name: &[u8]) -> Option<Vec<u8>> {
 }
 
 fn pattern(seed: u8, len: usize) -> Vec<u8> {
-    (0..len).map(|i| (i as u8).wrapping_mul(31) ^ seed).collect()
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31) ^ seed)
+        .collect()
 }
 
 fn assert_clean(dev: &Arc<MemDevice>) {
@@ -118,7 +124,10 @@ fn a_checkpoint_never_marked_mounts_by_number_and_by_time() {
     let mut by_time = mount_at(&dev, At::Time(then.time_ns + 1)).expect("by time");
     assert_eq!(read_file(&mut by_time, b"f"), Some(pattern(1, 20_000)));
     let err = mount_at(&dev, At::Snapshot(b"nope".to_vec())).expect_err("no such snapshot");
-    assert!(err.to_string().contains("no snapshot is named 'nope'"), "{err}");
+    assert!(
+        err.to_string().contains("no snapshot is named 'nope'"),
+        "{err}"
+    );
     let opts = MountOptions {
         at: Some(At::Checkpoint(then.no)),
         ..MountOptions::default()
@@ -140,7 +149,8 @@ fn snapshots_of_the_past_are_kept_and_deleting_them_gives_space_back() {
     write_file(&mut fs, b"big", &pattern(8, 8 << 20));
     fs.sync().expect("sync");
     // Mark the past (not the present) and delete everything.
-    fs.create_snapshot(b"old", Some(cp)).expect("snapshot of the past");
+    fs.create_snapshot(b"old", Some(cp))
+        .expect("snapshot of the past");
     assert!(matches!(
         fs.create_snapshot(b"old", None),
         Err(Error::Exists)
@@ -148,7 +158,10 @@ fn snapshots_of_the_past_are_kept_and_deleting_them_gives_space_back() {
     fs.unlink(&Cred::root(), Ino::ROOT, b"big").expect("unlink");
     fs.sync().expect("sync");
     let held = fs.cleaner_report().snapshot_pages;
-    assert!(held >= 2048, "the snapshot holds the old 8 MiB alone: {held} pages");
+    assert!(
+        held >= 2048,
+        "the snapshot holds the old 8 MiB alone: {held} pages"
+    );
     assert!(
         fs.statfs().bfree + 2048 <= empty,
         "df counts what the snapshot holds as used"
@@ -162,10 +175,7 @@ fn snapshots_of_the_past_are_kept_and_deleting_them_gives_space_back() {
     let mut fs = mount_with(&dev, every_commit());
     fs.delete_snapshot(b"old").expect("delete");
     assert!(fs.checkpoints().iter().all(|c| c.snapshot.is_none()));
-    assert!(matches!(
-        fs.delete_snapshot(b"old"),
-        Err(Error::Refused(_))
-    ));
+    assert!(matches!(fs.delete_snapshot(b"old"), Err(Error::Refused(_))));
     // Plain checkpoints still hold the rest, but they give way: df says so.
     assert!(
         fs.statfs().bfree + 64 >= empty,

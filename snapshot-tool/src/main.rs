@@ -136,7 +136,12 @@ fn fail(msg: &str, json: bool) -> ExitCode {
 fn run(args: Args) -> Result<Vec<u8>, Failure> {
     match args.verb {
         Verb::List { image } => list(&image, args.json),
-        Verb::Create { image, name, cp, at } => {
+        Verb::Create {
+            image,
+            name,
+            cp,
+            at,
+        } => {
             let at = match (cp, at) {
                 (Some(n), _) => Some(At::Checkpoint(CheckpointNo(n))),
                 (None, Some(t)) => Some(At::Time(time(&t)?)),
@@ -145,7 +150,9 @@ fn run(args: Args) -> Result<Vec<u8>, Failure> {
             create(&image, name.as_bytes(), at, args.json)
         }
         Verb::Delete { image, name } => delete(&image, name.as_bytes(), args.json),
-        Verb::Cat { image, name, path } => cat(&image, &selector(name.as_bytes())?, path.as_bytes()),
+        Verb::Cat { image, name, path } => {
+            cat(&image, &selector(name.as_bytes())?, path.as_bytes())
+        }
         Verb::Mount { image, name, dir } => mount(&image, name.as_bytes(), &dir),
     }
 }
@@ -158,7 +165,9 @@ fn time(s: &str) -> Result<i64, Failure> {
 fn selector(name: &[u8]) -> Result<At, Failure> {
     let text = String::from_utf8_lossy(name);
     if let Some(n) = text.strip_prefix("cp=") {
-        let n = n.parse().map_err(|_| format!("cp={n}: not a checkpoint number"))?;
+        let n = n
+            .parse()
+            .map_err(|_| format!("cp={n}: not a checkpoint number"))?;
         return Ok(At::Checkpoint(CheckpointNo(n)));
     }
     if let Some(t) = text.strip_prefix("at=") {
@@ -222,7 +231,11 @@ fn listed(c: &CheckpointInfo) -> Listed {
         checkpoint: c.no.0,
         time: utc(c.time_ns),
         time_ns: c.time_ns,
-        kind: if c.snapshot.is_some() { "snapshot" } else { "checkpoint" },
+        kind: if c.snapshot.is_some() {
+            "snapshot"
+        } else {
+            "checkpoint"
+        },
         name: c
             .snapshot
             .as_ref()

@@ -79,7 +79,10 @@ fn backup_of_a_snapshot_and_mounts_of_the_past() {
         snap.dir.display(),
         tarball.display()
     ));
-    assert!(!snap.path("new").exists(), "the snapshot does not see later files");
+    assert!(
+        !snap.path("new").exists(),
+        "the snapshot does not see later files"
+    );
     drop(snap);
     let restored = s.path("restored");
     fs::create_dir_all(&restored).expect("mkdir");
@@ -88,7 +91,10 @@ fn backup_of_a_snapshot_and_mounts_of_the_past() {
         restored.display(),
         tarball.display()
     ));
-    assert_eq!(fs::read(restored.join("blob")).expect("restored blob"), original);
+    assert_eq!(
+        fs::read(restored.join("blob")).expect("restored blob"),
+        original
+    );
 
     // A checkpoint never marked: the one before the snapshot's, by number.
     let l = list(img_s);
@@ -115,7 +121,10 @@ fn backup_of_a_snapshot_and_mounts_of_the_past() {
     let err = Mount::start(&img, &cpdir, "cp=1").expect_err("rw past");
     assert!(err.to_string().contains("read-only"), "{err}");
     let err = Mount::start(&img, &cpdir, "ro,snapshot=nope").expect_err("missing");
-    assert!(err.to_string().contains("no snapshot is named 'nope'"), "{err}");
+    assert!(
+        err.to_string().contains("no snapshot is named 'nope'"),
+        "{err}"
+    );
 
     // Delete: the snapshot is gone, and its space comes back to df.
     ok(&snapshot_tool(&["delete", img_s, "before-upgrade"]));

@@ -303,7 +303,8 @@ impl Filesystem {
                 BlockPtr::HOLE,
             )?;
             if old.is_stored() {
-                PageLife::new(&mut s.sut, &s.pat, &mut s.root.history, dev, building).died(old.vpn)?;
+                PageLife::new(&mut s.sut, &s.pat, &mut s.root.history, dev, building)
+                    .died(old.vpn)?;
             } else if old.is_unwritten() {
                 s.root.reserved_pages = s.root.reserved_pages.saturating_sub(1);
             }

@@ -56,7 +56,11 @@ impl Filesystem {
 
     /// Marks the current state (`at` None) or retained checkpoint `at` as
     /// snapshot `name`; durable on return. Returns the checkpoint.
-    pub fn create_snapshot(&mut self, name: &[u8], at: Option<CheckpointNo>) -> Result<CheckpointNo> {
+    pub fn create_snapshot(
+        &mut self,
+        name: &[u8],
+        at: Option<CheckpointNo>,
+    ) -> Result<CheckpointNo> {
         self.degrade_if_failed()?;
         self.writable()?;
         self.store.create_snapshot(name, at)

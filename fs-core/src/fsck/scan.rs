@@ -10,8 +10,8 @@ use rustc_hash::FxHashMap;
 use super::finding::{Finding, Kind, Severity};
 use crate::checkpoint::Checkpoint;
 use crate::checkpoint_list::CheckpointList;
-use crate::deadlist_page::DeadlistPage;
 use crate::codec::crc32;
+use crate::deadlist_page::DeadlistPage;
 use crate::device::BlockDevice;
 use crate::error::Error;
 use crate::ids::{Nid, PageAddr, SegmentNo, Vpn};
@@ -312,7 +312,14 @@ pub fn tables(dev: &dyn BlockDevice, cp: &Checkpoint, findings: &mut Vec<Finding
     );
     scan.usage = usage;
     let table = MetaTable::new(TableId::CheckpointList, cp.checkpoint_list_root, 0);
-    walk_table(dev, table, TableId::CheckpointList, &mut scan, findings, &mut |_, _| {});
+    walk_table(
+        dev,
+        table,
+        TableId::CheckpointList,
+        &mut scan,
+        findings,
+        &mut |_, _| {},
+    );
     history(dev, cp, &mut scan, findings);
     scan
 }
@@ -358,7 +365,8 @@ fn history(dev: &dyn BlockDevice, cp: &Checkpoint, scan: &mut Scan, findings: &m
                 Ok(p) => p,
                 Err(e) => {
                     let msg = format!("retained checkpoint {}: deadlist page: {e}", rec.no);
-                    findings.push(Finding::new(Severity::Error, Kind::TableDamaged, msg).addr(addr));
+                    findings
+                        .push(Finding::new(Severity::Error, Kind::TableDamaged, msg).addr(addr));
                     break;
                 }
             };

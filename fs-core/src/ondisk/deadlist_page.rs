@@ -98,7 +98,10 @@ mod tests {
         };
         let (page, crc) = p.encode();
         assert_eq!(CAPACITY, 254);
-        assert_eq!(DeadlistPage::decode(&page[..], PageAddr(5), crc).expect("decode"), p);
+        assert_eq!(
+            DeadlistPage::decode(&page[..], PageAddr(5), crc).expect("decode"),
+            p
+        );
         let mut bad = page.clone();
         bad[100] ^= 1;
         assert!(DeadlistPage::decode(&bad[..], PageAddr(5), crc).is_err());

@@ -171,7 +171,8 @@ impl CheckpointList {
             self.table.set(dev, slot * ENTRIES + k, &[0; ENTRY_SIZE])?;
         }
         self.table.drop_if_empty(dev, slot * ENTRIES)?;
-        self.table.drop_if_empty(dev, slot * ENTRIES + ENTRIES - 1)?;
+        self.table
+            .drop_if_empty(dev, slot * ENTRIES + ENTRIES - 1)?;
         Ok(rec)
     }
 
@@ -238,7 +239,10 @@ mod tests {
         let mut again = CheckpointList::open(&dev, root, list.next_slot()).expect("reopen");
         assert_eq!(again.len(), 100);
         assert_eq!(again.get(CheckpointNo(40)), Some(&rec(40)));
-        assert_eq!(again.before(CheckpointNo(40)).map(|r| r.no), Some(CheckpointNo(39)));
+        assert_eq!(
+            again.before(CheckpointNo(40)).map(|r| r.no),
+            Some(CheckpointNo(39))
+        );
         assert_eq!(again.after(CheckpointNo(100)), None);
         // A leaf holds 255 entries: about sixteen records. Pruning the
         // first forty empties at least two leaves, which leave the tree.
@@ -246,7 +250,10 @@ mod tests {
             again.remove(&dev, CheckpointNo(no)).expect("remove");
         }
         let released = flush(&mut again, &dev, &mut next);
-        assert!(released.len() >= 3, "two empty leaves and the old path: {released:?}");
+        assert!(
+            released.len() >= 3,
+            "two empty leaves and the old path: {released:?}"
+        );
         let third =
             CheckpointList::open(&dev, again.table().root(), again.next_slot()).expect("third");
         assert_eq!(third.len(), 60);

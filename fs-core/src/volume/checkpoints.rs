@@ -198,7 +198,12 @@ impl Store {
         );
         for (vpn, birth) in units {
             match prev {
-                Some(p) if birth <= p => life.history().pending.entry(p).or_default().push((vpn, birth)),
+                Some(p) if birth <= p => life
+                    .history()
+                    .pending
+                    .entry(p)
+                    .or_default()
+                    .push((vpn, birth)),
                 _ => life.free(vpn)?,
             }
         }
@@ -305,7 +310,11 @@ impl Store {
     /// Marks the live state now (`at` None: a commit retained for it) or a
     /// retained checkpoint as snapshot `name`, durably. Returns the
     /// checkpoint.
-    pub fn create_snapshot(&mut self, name: &[u8], at: Option<CheckpointNo>) -> Result<CheckpointNo> {
+    pub fn create_snapshot(
+        &mut self,
+        name: &[u8],
+        at: Option<CheckpointNo>,
+    ) -> Result<CheckpointNo> {
         check_name(name)?;
         if self.read_only {
             return Err(Error::ReadOnly);
@@ -358,7 +367,11 @@ pub fn read_deadlist(
     let (mut units, mut pages) = (Vec::new(), Vec::new());
     while !head.is_none() {
         if pages.len() as u64 > pat.state().watermark {
-            return Err(Error::corrupt("deadlist", PageAddr::NONE, "the chain loops"));
+            return Err(Error::corrupt(
+                "deadlist",
+                PageAddr::NONE,
+                "the chain loops",
+            ));
         }
         let addr = pat.resolve_unit(dev, head)?;
         let mut page = zero_page();

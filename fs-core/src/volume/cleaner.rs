@@ -606,7 +606,14 @@ impl Store {
             head.set_age(Some(m.age));
             let addr = head.alloc(dev, &mut self.sut, None)?;
             head.fill(addr, m.entry, &m.page)?;
-            PageLife::new(&mut self.sut, &self.pat, &mut self.root.history, dev, building).moved(m.vpn, m.from, addr)?;
+            PageLife::new(
+                &mut self.sut,
+                &self.pat,
+                &mut self.root.history,
+                dev,
+                building,
+            )
+            .moved(m.vpn, m.from, addr)?;
             written += 1;
         }
         self.log.set_age(None);

@@ -17,9 +17,9 @@
 
 use crate::device::BlockDevice;
 use crate::error::{Error, Result};
+use crate::history::History;
 use crate::ids::{CheckpointNo, PageAddr, Vpn};
 use crate::layout::Page;
-use crate::history::History;
 use crate::page_table::{PageTable, PatEntry};
 use crate::segment_summary::{Entry, PageKind};
 use crate::segment_usage::SegmentUsage;

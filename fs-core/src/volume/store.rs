@@ -311,7 +311,9 @@ impl Store {
             self.pat.state().watermark.saturating_add(units),
             self.pat.depth(),
         );
-        nat + pat + self.list_pages() + room::table_pages(self.sb.geometry.segment_count, self.sut.depth())
+        nat + pat
+            + self.list_pages()
+            + room::table_pages(self.sb.geometry.segment_count, self.sut.depth())
     }
 
     /// Every page the checkpoint list can have once the next commit adds
@@ -332,7 +334,9 @@ impl Store {
             self.root.cache.nat.watermark().0,
             self.root.cache.nat.depth(),
         );
-        nat + pat + self.list_pages() + room::table_pages(self.sb.geometry.segment_count, self.sut.depth())
+        nat + pat
+            + self.list_pages()
+            + room::table_pages(self.sb.geometry.segment_count, self.sut.depth())
     }
 
     /// Free segments the next commit, with `extra` added, takes at most,
@@ -434,12 +438,24 @@ impl Store {
         self.write_data(dev, building, scope)?;
         self.root.cache.write_dirty(
             dev,
-            &mut PageLife::new(&mut self.sut, &self.pat, &mut self.root.history, dev, building),
+            &mut PageLife::new(
+                &mut self.sut,
+                &self.pat,
+                &mut self.root.history,
+                dev,
+                building,
+            ),
             &mut self.log,
         )?;
         write_nat(
             self.root.cache.nat.table(),
-            &mut PageLife::new(&mut self.sut, &self.pat, &mut self.root.history, dev, building),
+            &mut PageLife::new(
+                &mut self.sut,
+                &self.pat,
+                &mut self.root.history,
+                dev,
+                building,
+            ),
             &mut self.log,
         )?;
         self.flush_deadlists(dev, building)?;
@@ -449,7 +465,14 @@ impl Store {
             self.cplist.append(dev, rec)?;
         }
         if !self.cp_addr.is_none() {
-            PageLife::new(&mut self.sut, &self.pat, &mut self.root.history, dev, building).died_at(self.cp_addr)?;
+            PageLife::new(
+                &mut self.sut,
+                &self.pat,
+                &mut self.root.history,
+                dev,
+                building,
+            )
+            .died_at(self.cp_addr)?;
         }
         let cp_slot = self.write_current_tables(dev, building)?;
         let pos = self.log.position();
@@ -534,7 +557,13 @@ impl Store {
         file_map::truncate(
             &mut self.root.cache,
             dev,
-            &mut PageLife::new(&mut self.sut, &self.pat, &mut self.root.history, dev, building),
+            &mut PageLife::new(
+                &mut self.sut,
+                &self.pat,
+                &mut self.root.history,
+                dev,
+                building,
+            ),
             ino,
             from,
             &mut |_, p| {
@@ -547,7 +576,14 @@ impl Store {
             },
         )?;
         for a in dead {
-            PageLife::new(&mut self.sut, &self.pat, &mut self.root.history, dev, building).died(a)?;
+            PageLife::new(
+                &mut self.sut,
+                &self.pat,
+                &mut self.root.history,
+                dev,
+                building,
+            )
+            .died(a)?;
         }
         self.root.reserved_pages = self.root.reserved_pages.saturating_sub(unwritten);
         Ok(freed)
@@ -601,7 +637,13 @@ impl Store {
         );
         for (ino, pages) in batches {
             for (idx, page) in pages {
-                let mut life = PageLife::new(&mut self.sut, &self.pat, &mut self.root.history, dev, building);
+                let mut life = PageLife::new(
+                    &mut self.sut,
+                    &self.pat,
+                    &mut self.root.history,
+                    dev,
+                    building,
+                );
                 let (vpn, crc) =
                     life.write_unit(&mut self.log, (PageKind::Data, ino.0, idx), &page)?;
                 let old = file_map::set(
@@ -651,12 +693,17 @@ impl Store {
             released.extend(self.cplist.table().take_released());
             let had_release = !released.is_empty();
             for a in released {
-                PageLife::new(&mut self.sut, &self.pat, &mut self.root.history, dev, building).died_at(PageAddr(a))?;
+                PageLife::new(
+                    &mut self.sut,
+                    &self.pat,
+                    &mut self.root.history,
+                    dev,
+                    building,
+                )
+                .died_at(PageAddr(a))?;
             }
-            let need = pat_dirty
-                + self.sut.table().dirty_count()
-                + self.cplist.table().dirty_count()
-                + 1;
+            let need =
+                pat_dirty + self.sut.table().dirty_count() + self.cplist.table().dirty_count() + 1;
             if !had_release && slots.len() == need {
                 break;
             }
