@@ -4,7 +4,10 @@
 
 use std::collections::BTreeMap;
 
-use pagelog_core::{checkpoint, inode, inode_pack, node, segment_summary as summary, superblock};
+use pagelog_core::{
+    checkpoint, checkpoint_record, deadlist_page, inode, inode_pack, node,
+    segment_summary as summary, superblock,
+};
 
 /// The text of docs/FORMAT.md.
 fn doc() -> String {
@@ -201,9 +204,96 @@ fn checkpoint_layout() {
             ("pat_root", PAT_ROOT),
             ("pat_free_head", PAT_FREE_HEAD),
             ("pat_watermark", PAT_WATERMARK),
+            ("list_next_slot", LIST_NEXT_SLOT),
+            ("protect_secs", PROTECT_SECS),
             ("crc", CRC),
         ],
         4096,
+    );
+}
+
+#[test]
+fn checkpoint_record_layout() {
+    use checkpoint_record::off::*;
+    check(
+        "checkpoint_record",
+        &[
+            ("no", NO),
+            ("time_ns", TIME_NS),
+            ("nat_root", NAT_ROOT),
+            ("flags", FLAGS),
+            ("nat_free_head", NAT_FREE_HEAD),
+            ("nat_watermark", NAT_WATERMARK),
+            ("inode_count", INODE_COUNT),
+            ("next_generation", NEXT_GENERATION),
+            ("dead_head", DEAD_HEAD),
+            ("dead_crc", DEAD_CRC),
+            ("dead_entries", DEAD_ENTRIES),
+            ("exclusive", EXCLUSIVE),
+            ("reserved_pages", RESERVED_PAGES),
+            ("dead_pages", DEAD_PAGES),
+            ("name_len", NAME_LEN),
+            ("name", NAME),
+        ],
+        checkpoint_record::SIZE,
+    );
+    // The table root in a record takes addr, crc and depth: 13 bytes.
+    assert_eq!(FLAGS - NAT_ROOT, 13, "FORMAT.md: nat_root is 13 bytes");
+    assert_eq!(
+        checkpoint_record::NAME_MAX,
+        checkpoint_record::SIZE - NAME,
+        "FORMAT.md: the name fills the record's last 127 bytes"
+    );
+    assert_eq!(
+        checkpoint_record::ENTRIES,
+        16,
+        "FORMAT.md: a record is sixteen table entries"
+    );
+    assert_eq!(
+        checkpoint_record::FLAG_SNAPSHOT,
+        1,
+        "FORMAT.md: flag bit 0 marks a snapshot"
+    );
+}
+
+#[test]
+fn deadlist_page_layout() {
+    use deadlist_page::off::*;
+    check(
+        "deadlist_page",
+        &[
+            ("magic", MAGIC),
+            ("count", COUNT),
+            ("next", NEXT),
+            ("next_crc", NEXT_CRC),
+            ("checkpoint_no", CHECKPOINT_NO),
+            ("entries", deadlist_page::HEADER),
+        ],
+        4096,
+    );
+    assert_eq!(&deadlist_page::MAGIC, b"PGDL", "FORMAT.md: magic PGDL");
+    assert_eq!(
+        (deadlist_page::CAPACITY, deadlist_page::ENTRY_SIZE),
+        (254, 16),
+        "FORMAT.md: 254 entries of 16 bytes"
+    );
+    // The kind a summary entry stores for a deadlist page.
+    let entry = summary::Entry::unit(summary::PageKind::Deadlist, 7, 0, pagelog_core::Vpn(9));
+    let page = summary::Summary {
+        seq: 1,
+        checkpoint_no: pagelog_core::ids::CheckpointNo(7),
+        next_segment: pagelog_core::ids::SegmentNo(0),
+        time_ns: 0,
+        tag_pages: 0,
+        flags: 0,
+        fs_id: 1,
+        entries: vec![entry],
+    }
+    .encode();
+    assert_eq!(
+        page[summary::HEADER_SIZE + summary::entry_off::KIND],
+        5,
+        "FORMAT.md: a deadlist page's summary kind is 5"
     );
 }
 
@@ -249,11 +339,12 @@ fn table_layouts() {
         [
             TableId::NodeAddress,
             TableId::SegmentUsage,
-            TableId::PageAddress
+            TableId::PageAddress,
+            TableId::CheckpointList,
         ]
         .map(|t| t as u8),
-        [1, 2, 3],
-        "FORMAT.md: table ids 1 node address, 2 segment usage, 3 page address"
+        [1, 2, 3, 4],
+        "FORMAT.md: table ids 1 node address, 2 segment usage, 3 page address, 4 checkpoint list"
     );
 }
 
