@@ -237,7 +237,7 @@ impl Store {
             if held > 0 {
                 log::warn!(
                     "no space left: snapshots hold {} MiB that nothing else does; `pagelog-snapshot list` shows them, `pagelog-snapshot delete NAME` gives one back",
-                    held * crate::layout::PAGE_SIZE as u64 >> 20
+                    (held * crate::layout::PAGE_SIZE as u64) >> 20
                 );
             }
             log::debug!(
@@ -522,7 +522,11 @@ impl Store {
                     self.root.cache.get_mut(&*dev, nid)?;
                 }
                 LiveUse::NatPage(level, index) => {
-                    self.root.cache.nat.table().mark_dirty(&*dev, level, index)?;
+                    self.root
+                        .cache
+                        .nat
+                        .table()
+                        .mark_dirty(&*dev, level, index)?;
                 }
                 LiveUse::Table(TableId::SegmentUsage, level, index) => {
                     self.sut.table().mark_dirty(&*dev, level, index)?;

@@ -400,7 +400,13 @@ impl MetaTable {
 
     /// Does the tree as it stands name page (`level`, `index`) `name` (its
     /// address, or its vpn in a virtual table)?
-    pub fn holds(&mut self, dev: &dyn BlockDevice, level: u8, index: u64, name: u64) -> Result<bool> {
+    pub fn holds(
+        &mut self,
+        dev: &dyn BlockDevice,
+        level: u8,
+        index: u64,
+        name: u64,
+    ) -> Result<bool> {
         let levels_above = u32::from(self.depth.saturating_sub(level));
         if level > self.depth || index >= FANOUT.saturating_pow(levels_above) {
             return Ok(false);

@@ -248,7 +248,7 @@ fn walk(
         }
         if summary.is_checkpoint() {
             match checkpoint_in(&summary, body, addr, &best, &geo)? {
-                Found::Next(cp, at) => (best, best_addr) = (cp, at),
+                Found::Next(cp, at) => (best, best_addr) = (*cp, at),
                 Found::Refused(e) => {
                     rejected.push(format!(
                         "{e}; recovery stops at checkpoint {} before it",
@@ -281,8 +281,9 @@ fn walk(
 enum Found {
     /// No checkpoint, or not the successor of the walk's newest.
     Nothing,
-    /// The successor, and the page it is on.
-    Next(Checkpoint, PageAddr),
+    /// The successor, and the page it is on (boxed: a checkpoint is large,
+    /// and most records carry none).
+    Next(Box<Checkpoint>, PageAddr),
     /// The successor by number, with a valid checksum, but with counts
     /// that do not fit the geometry.
     Refused(Error),
@@ -314,7 +315,7 @@ fn checkpoint_in(
         return Ok(Found::Nothing);
     }
     Ok(match cp.check_bounds(geo, addr) {
-        Ok(()) => Found::Next(cp, addr),
+        Ok(()) => Found::Next(Box::new(cp), addr),
         Err(e) => Found::Refused(e),
     })
 }
