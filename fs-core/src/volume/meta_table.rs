@@ -130,9 +130,11 @@ pub struct MetaTable {
     max_clean: usize,
     /// How page names resolve: `None` for physical addresses.
     names: Option<Arc<dyn PageNames>>,
-    /// Names of pages dropped from the tree (all their entries cleared),
-    /// not yet reported by [`MetaTable::take_released`].
-    dropped: Vec<u64>,
+    /// Pages dropped from the tree (all their entries cleared), as
+    /// (level, index, name), not yet reported by
+    /// [`MetaTable::take_released`]: until then their old copies still
+    /// count as stored (the usage table counts them until the commit).
+    dropped: Vec<(u8, u64, u64)>,
 }
 
 /// The entries of the leaf page at `index` that are not all zero, with
@@ -407,6 +409,9 @@ impl MetaTable {
         index: u64,
         name: u64,
     ) -> Result<bool> {
+        if self.dropped.contains(&(level, index, name)) {
+            return Ok(true);
+        }
         let levels_above = u32::from(self.depth.saturating_sub(level));
         if level > self.depth || index >= FANOUT.saturating_pow(levels_above) {
             return Ok(false);
@@ -438,7 +443,7 @@ impl MetaTable {
             }
             if let Some(p) = self.pages.remove(&(level, index)) {
                 if p.old != 0 && !p.released {
-                    self.dropped.push(p.old);
+                    self.dropped.push((level, index, p.old));
                 }
             }
             let parent = (level + 1, index / FANOUT);
@@ -456,6 +461,10 @@ impl MetaTable {
     /// Marks page (`level`, `index`) dirty, so that the next write moves it
     /// (and releases its old copy).
     pub fn mark_dirty(&mut self, dev: &dyn BlockDevice, level: u8, index: u64) -> Result<()> {
+        if self.dropped.iter().any(|d| (d.0, d.1) == (level, index)) {
+            // Dropped: it dies with the next write, nothing to move.
+            return Ok(());
+        }
         self.load(dev, level, index)?;
         if let Some(p) = self.pages.get_mut(&(level, index)) {
             p.dirty = true;
@@ -502,7 +511,7 @@ impl MetaTable {
         }
         // A replaced root that is no longer cached as dirty (after a grow)
         // was released when it was marked dirty above.
-        out.append(&mut self.dropped);
+        out.extend(self.dropped.drain(..).map(|(_, _, name)| name));
         out
     }
 
