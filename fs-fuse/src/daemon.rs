@@ -187,6 +187,19 @@ pub fn serve(
     if let Some(bytes) = cfg.readahead {
         set_readahead(mountpoint, bytes);
     }
+    let uuid = shared
+        .with(|fs| Ok(fs.superblock().uuid))
+        .unwrap_or_default();
+    let synced = shared.clone();
+    let at = mountpoint.to_path_buf();
+    let syncfs: Arc<dyn Fn() + Send + Sync> = Arc::new(move || syncfs_mount(&synced, &at));
+    let _control = match crate::control::start(&uuid, shared.clone(), syncfs) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            log::warn!("no control socket ({e}): pagelog-snapshot cannot reach this mount");
+            None
+        }
+    };
     let stop = Arc::new(AtomicBool::new(false));
     let unmounter = Arc::new(Mutex::new(unmounter));
     spawn_signal_thread(shared.clone(), unmounter.clone(), mountpoint.to_path_buf());
@@ -237,16 +250,23 @@ fn exit_status(run: std::io::Result<()>, shared: &Shared, image: &Path) -> u8 {
 /// before it. With the kernel's writeback cache, syncfs first pushes the
 /// kernel's dirty pages to this daemon.
 fn commit_everything(shared: &Shared, mountpoint: &Path) {
+    syncfs_mount(shared, mountpoint);
+    match shared.with(Filesystem::sync) {
+        Ok(()) => log::info!("everything written so far is committed"),
+        Err(e) => log::error!("commit failed: {e}"),
+    }
+}
+
+/// With the kernel's writeback cache, pushes the kernel's dirty pages of
+/// the mount to this daemon (syncfs), so that what follows sees every
+/// write made before it.
+fn syncfs_mount(shared: &Shared, mountpoint: &Path) {
     if shared.kernel_caches_writes.load(Ordering::Relaxed) {
         use std::os::fd::AsRawFd;
         if let Ok(dir) = File::open(mountpoint) {
             // SAFETY: syncfs on a descriptor this function owns.
             unsafe { libc::syncfs(dir.as_raw_fd()) };
         }
-    }
-    match shared.with(Filesystem::sync) {
-        Ok(()) => log::info!("everything written so far is committed"),
-        Err(e) => log::error!("commit failed: {e}"),
     }
 }
 

@@ -1,6 +1,7 @@
 //! pagelog-mount: mounts a pagelog image through FUSE.
 
 mod adapter;
+mod control;
 mod daemon;
 mod errno;
 mod kernel_mount;

@@ -3,9 +3,10 @@
 //! was, mount one read-only. One verb each; the work is in `pagelog_core`
 //! (`checkpoints.rs`, `fs/snapshots.rs`).
 //!
-//! This version works on an image that is not mounted (IMAGE); commands
-//! on a running mount reach its daemon through a control socket, which
-//! comes next.
+//! On a running mount (named by its mountpoint or its image), list,
+//! create and delete go to the daemon through its control socket
+//! (`/run/pagelog/UUID.sock`, see fs-fuse's `control.rs`); on an image
+//! that is not mounted, the tool opens it itself.
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -44,7 +45,8 @@ NAME in cat and mount may also be a checkpoint number (cp=N) or a time (at=TIME)
 TIME: @SECONDS, 2026-12-02T10:00:00Z, '2026-12-02 10:00' (local), or back from now: 10m,
 '2 hours ago'.
 
-This version works on an image that is not mounted; a mounted one answers that it is.
+TARGET is an image, or the mountpoint of a running mount: list, create and delete then
+go to the daemon (root or the user who mounted); cat and mount need the image unmounted.
 Exit status: 0 done, 1 failed (the message says why), 2 bad usage.";
 
 /// List, create, delete and read snapshots and retained checkpoints.
@@ -62,12 +64,12 @@ struct Args {
 enum Verb {
     /// Retained checkpoints and snapshots, oldest first, with what each holds
     List {
-        /// Image file or block device
+        /// Image file, block device, or the mountpoint of a running mount
         image: PathBuf,
     },
     /// Mark the current state, or a retained checkpoint, as snapshot NAME
     Create {
-        /// Image file or block device
+        /// Image file, block device, or the mountpoint of a running mount
         image: PathBuf,
         /// The snapshot's name (1 to 127 bytes, no '/')
         name: OsString,
@@ -80,7 +82,7 @@ enum Verb {
     },
     /// Delete snapshot NAME; what only it held comes back
     Delete {
-        /// Image file or block device
+        /// Image file, block device, or the mountpoint of a running mount
         image: PathBuf,
         /// The snapshot's name
         name: OsString,
@@ -134,8 +136,15 @@ fn fail(msg: &str, json: bool) -> ExitCode {
 }
 
 fn run(args: Args) -> Result<Vec<u8>, Failure> {
+    let json = args.json;
     match args.verb {
-        Verb::List { image } => list(&image, args.json),
+        Verb::List { image } => match daemon(&image)? {
+            Some(sock) => {
+                let v = ask(&sock, &serde_json::json!({ "verb": "list" }))?;
+                show_listing(listing_of(&v)?, json)
+            }
+            None => list(&image, json),
+        },
         Verb::Create {
             image,
             name,
@@ -147,9 +156,23 @@ fn run(args: Args) -> Result<Vec<u8>, Failure> {
                 (None, Some(t)) => Some(At::Time(time(&t)?)),
                 (None, None) => None,
             };
-            create(&image, name.as_bytes(), at, args.json)
+            match daemon(&image)? {
+                Some(sock) => create_online(&sock, name.as_bytes(), at, json),
+                None => create(&image, name.as_bytes(), at, json),
+            }
         }
-        Verb::Delete { image, name } => delete(&image, name.as_bytes(), args.json),
+        Verb::Delete { image, name } => match daemon(&image)? {
+            Some(sock) => {
+                let name = String::from_utf8_lossy(name.as_bytes()).into_owned();
+                let v = ask(
+                    &sock,
+                    &serde_json::json!({ "verb": "delete", "name": name }),
+                )?;
+                let no = CheckpointNo(v["checkpoint"].as_u64().unwrap_or(0));
+                Ok(report(json, "deleted", name.as_bytes(), no))
+            }
+            None => delete(&image, name.as_bytes(), json),
+        },
         Verb::Cat { image, name, path } => {
             cat(&image, &selector(name.as_bytes())?, path.as_bytes())
         }
@@ -184,8 +207,9 @@ fn open(image: &Path, opts: MountOptions) -> Result<Filesystem, Failure> {
         .map_err(|e| format!("cannot open {}: {e}", image.display()))?;
     dev.lock(writable).map_err(|e| match e.kind() {
         std::io::ErrorKind::WouldBlock => format!(
-            "{} is mounted or in use: this version works on an image that is not mounted \
-             (unmount it first; commands on a running mount come with its control socket)",
+            "{} is mounted or in use, and no daemon answers on its control socket: list, \
+             create and delete reach a running mount only through it; cat and mount need the \
+             image unmounted",
             image.display()
         ),
         _ => format!("cannot lock {}: {e}", image.display()),
@@ -252,6 +276,36 @@ fn list(image: &Path, json: bool) -> Result<Vec<u8>, Failure> {
         protect_secs: fs.protect_secs(),
         checkpoints: fs.checkpoints().iter().map(listed).collect(),
     };
+    show_listing(listing, json)
+}
+
+/// A listing as the daemon sends it.
+fn listing_of(v: &serde_json::Value) -> Result<Listing, Failure> {
+    let bad = || format!("the daemon's listing makes no sense: {v}");
+    let cps = v["checkpoints"].as_array().ok_or_else(bad)?;
+    let checkpoints = cps
+        .iter()
+        .map(|c| {
+            let no = c["checkpoint"].as_u64().ok_or_else(bad)?;
+            let time_ns = c["time_ns"].as_i64().ok_or_else(bad)?;
+            Ok(listed(&CheckpointInfo {
+                no: CheckpointNo(no),
+                time_ns,
+                snapshot: c["snapshot"].as_str().map(|n| n.as_bytes().to_vec()),
+                exclusive_pages: c["exclusive_pages"].as_u64().unwrap_or(0),
+                held_pages: c["held_pages"].as_u64().unwrap_or(0),
+                protected: c["protected"].as_bool().unwrap_or(false),
+                mounted: false,
+            }))
+        })
+        .collect::<Result<Vec<_>, Failure>>()?;
+    Ok(Listing {
+        protect_secs: v["protect_secs"].as_u64().unwrap_or(0),
+        checkpoints,
+    })
+}
+
+fn show_listing(listing: Listing, json: bool) -> Result<Vec<u8>, Failure> {
     if json {
         let mut out = serde_json::to_vec_pretty(&listing).map_err(|e| e.to_string())?;
         out.push(b'\n');
@@ -283,6 +337,97 @@ fn list(image: &Path, json: bool) -> Result<Vec<u8>, Failure> {
         oldest.map_or("(none retained)".to_string(), |c| format!("{} UTC", c.time))
     );
     Ok(out.into_bytes())
+}
+
+/// The control socket of the daemon serving `target` (a mountpoint, or an
+/// image), if one answers.
+fn daemon(target: &Path) -> Result<Option<PathBuf>, Failure> {
+    let image = match mounted_image(target) {
+        Some(image) => image,
+        None if target.is_dir() => {
+            return Err(format!(
+                "{} is not the mountpoint of a pagelog filesystem",
+                target.display()
+            ))
+        }
+        None => target.to_path_buf(),
+    };
+    let dev = FileDevice::open(&image, false)
+        .map_err(|e| format!("cannot open {}: {e}", image.display()))?;
+    let uuid = pagelog_core::info::uuid(&dev).map_err(|e| format!("{}: {e}", image.display()))?;
+    let sock = pagelog_core::info::control_socket(&uuid);
+    Ok(std::os::unix::net::UnixStream::connect(&sock)
+        .is_ok()
+        .then_some(sock))
+}
+
+/// The image mounted at `dir` (`fuse.pagelog` in /proc/self/mountinfo,
+/// whose source is the image path unless `fsname=` changed it).
+fn mounted_image(dir: &Path) -> Option<PathBuf> {
+    let dir = dir.canonicalize().ok()?;
+    let table = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    table.lines().find_map(|line| {
+        let (left, right) = line.split_once(" - ")?;
+        let point = left.split(' ').nth(4)?;
+        let mut rest = right.split(' ');
+        let (fstype, source) = (rest.next()?, rest.next()?);
+        let point = point.replace("\\040", " ");
+        (fstype == "fuse.pagelog" && Path::new(&point) == dir)
+            .then(|| PathBuf::from(source.replace("\\040", " ")))
+    })
+}
+
+/// Sends one request to the daemon and returns its answer, or its error.
+fn ask(sock: &Path, req: &serde_json::Value) -> Result<serde_json::Value, Failure> {
+    use std::io::BufRead;
+    let mut stream = std::os::unix::net::UnixStream::connect(sock)
+        .map_err(|e| format!("cannot reach the daemon at {}: {e}", sock.display()))?;
+    writeln!(stream, "{req}").map_err(|e| format!("{}: {e}", sock.display()))?;
+    let mut line = String::new();
+    std::io::BufReader::new(&stream)
+        .read_line(&mut line)
+        .map_err(|e| format!("{}: {e}", sock.display()))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&line).map_err(|e| format!("the daemon's answer: {e}"))?;
+    if v["ok"].as_bool() == Some(true) {
+        Ok(v)
+    } else {
+        Err(v["error"]
+            .as_str()
+            .unwrap_or("the daemon refused without a reason")
+            .to_string())
+    }
+}
+
+fn create_online(sock: &Path, name: &[u8], at: Option<At>, json: bool) -> Result<Vec<u8>, Failure> {
+    let cp = match at {
+        None => None,
+        Some(At::Checkpoint(n)) => Some(n.0),
+        Some(at) => {
+            let v = ask(sock, &serde_json::json!({ "verb": "list" }))?;
+            let At::Time(t) = at else {
+                return Err("a snapshot name is not a time".into());
+            };
+            let found = listing_of(&v)?
+                .checkpoints
+                .iter()
+                .rev()
+                .find(|c| c.time_ns <= t)
+                .map(|c| c.checkpoint);
+            Some(
+                found
+                    .ok_or("no retained checkpoint matches; `pagelog-snapshot list` shows them")?,
+            )
+        }
+    };
+    let name_s = String::from_utf8_lossy(name).into_owned();
+    let mut req = serde_json::json!({ "verb": "create", "name": name_s });
+    if let Some(n) = cp {
+        req["cp"] = serde_json::json!(n);
+    }
+    let v = ask(sock, &req)?;
+    let no = CheckpointNo(v["checkpoint"].as_u64().unwrap_or(0));
+    Ok(report(json, "created", name, no))
 }
 
 fn create(image: &Path, name: &[u8], at: Option<At>, json: bool) -> Result<Vec<u8>, Failure> {

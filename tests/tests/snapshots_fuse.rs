@@ -139,13 +139,75 @@ fn backup_of_a_snapshot_and_mounts_of_the_past() {
 }
 
 #[test]
-fn a_mounted_image_is_refused_with_what_to_do() {
+fn a_running_mount_takes_snapshots_through_its_control_socket() {
     let s = Scratch::new();
     let m = s.mounted("64M", "");
+    let dir = m.dir.to_str().expect("utf-8").to_string();
     let img = m.image.to_str().expect("utf-8").to_string();
-    let out = snapshot_tool(&["create", &img, "x"]);
+    // Written without fsync: the kernel may still hold it; the snapshot
+    // of the present must see it all the same.
+    fs::write(m.path("f"), b"first").expect("write");
+    ok(&snapshot_tool(&["create", &dir, "one"]));
+    fs::write(m.path("f"), b"second").expect("write");
+    ok(&snapshot_tool(&["create", &img, "two"]));
+    let l = list(&dir);
+    let names: Vec<&str> = l["checkpoints"]
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert_eq!(names, ["one", "two"], "{l}");
+    ok(&snapshot_tool(&["delete", &dir, "one"]));
+    let err = snapshot_tool(&["delete", &dir, "one"]);
+    assert!(!err.status.success());
+    assert!(String::from_utf8_lossy(&err.stderr).contains("no snapshot is named 'one'"));
+    // Reading the past needs the image to itself, and says so.
+    let out = snapshot_tool(&["cat", &img, "two", "f"]);
     assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("is mounted or in use"), "{err}");
-    drop(m);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is mounted or in use"));
+    // Only root or the mounter may use the socket.
+    let other = pagelog_tests::sh_as(
+        65534,
+        65534,
+        &[],
+        &format!("'{}' list '{dir}'", bin("pagelog-snapshot").display()),
+    );
+    assert!(!other.status.success());
+    fs::write(m.path("f"), b"third").expect("write");
+    assert!(m.unmount().success());
+    let out = ok(&snapshot_tool(&["cat", &img, "two", "f"]));
+    assert_eq!(out, "second");
+    let sock_dir = std::path::Path::new("/run/pagelog");
+    let left: Vec<_> = fs::read_dir(sock_dir)
+        .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    let out = run(Command::new(bin("pagelog-info")).arg(&img).arg("--json"));
+    let uuid = serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("info json")["uuid"]
+        .as_str()
+        .unwrap_or_default()
+        .replace('-', "");
+    assert!(
+        !left.iter().any(|p| p.to_string_lossy().contains(&uuid)),
+        "the socket goes with the mount: {left:?}"
+    );
+}
+
+#[test]
+fn a_socket_left_by_a_killed_daemon_is_replaced() {
+    let s = Scratch::new();
+    let mut m = s.mounted("64M", "");
+    let (img, dir) = (m.image.clone(), m.dir.clone());
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(m.pid() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill");
+    m.wait();
+    let _ = Command::new("umount").arg("-l").arg(&dir).output();
+    let m = Mount::start(&img, &dir, "").expect("mount again");
+    let d = dir.to_str().expect("utf-8");
+    ok(&snapshot_tool(&["create", d, "after-crash"]));
+    assert!(list(d)["checkpoints"].to_string().contains("after-crash"));
+    assert!(m.unmount().success());
 }

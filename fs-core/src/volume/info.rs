@@ -3,6 +3,7 @@
 //! only, and without the image lock, so that it answers for a mounted
 //! filesystem too (as of its last commit).
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::checkpoint::Checkpoint;
@@ -31,6 +32,25 @@ pub struct Info {
     pub free_pages: u64,
     /// What recovery met and worked around.
     pub notes: Vec<String>,
+}
+
+/// Where control sockets live.
+pub const CONTROL_DIR: &str = "/run/pagelog";
+
+/// The control socket of the daemon serving the filesystem with `uuid`
+/// (`pagelog-mount` binds it; `pagelog-snapshot` connects to it).
+pub fn control_socket(uuid: &[u8; 16]) -> PathBuf {
+    let hex: String = uuid.iter().map(|b| format!("{b:02x}")).collect();
+    Path::new(CONTROL_DIR).join(format!("{hex}.sock"))
+}
+
+/// The UUID of the filesystem on `dev`, from its newest valid superblock
+/// (no lock, no recovery: it never changes).
+pub fn uuid(dev: &dyn BlockDevice) -> Result<[u8; 16]> {
+    let (good, bad) = crate::recovery::read_superblocks(dev)?;
+    good.first()
+        .map(|sb| sb.uuid)
+        .ok_or_else(|| crate::error::Error::corrupt("superblock", PageAddr::NONE, bad.join("; ")))
 }
 
 /// Describes the filesystem on `dev`, writing nothing.

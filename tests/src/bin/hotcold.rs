@@ -55,6 +55,31 @@ struct Args {
     /// Random seed
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Take a snapshot (pagelog-snapshot create, through the mount's
+    /// control socket) every this many MiB overwritten (0: none)
+    #[arg(long, default_value_t = 0)]
+    snapshot_every_mib: u64,
+    /// Keep this many snapshots, deleting the oldest beyond
+    #[arg(long, default_value_t = 5)]
+    keep_snapshots: usize,
+}
+
+/// Runs `pagelog-snapshot ARGS` (next to this binary).
+fn snapshot_tool(args: &[&str]) -> Result<(), String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let tool = exe.with_file_name("pagelog-snapshot");
+    let out = std::process::Command::new(&tool)
+        .args(args)
+        .output()
+        .map_err(|e| format!("{}: {e}", tool.display()))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "pagelog-snapshot {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
 }
 
 /// The bytes of page `page` (global index) at version `v`.
@@ -207,6 +232,9 @@ fn run(a: &Args) -> Result<(), String> {
     let cold = hot_files.min(files - 1)..files;
     let writes = (a.multiple * total as f64) as u64 / PAGE;
     let interval = (a.interval_mib << 20) / PAGE;
+    let snap_every = (a.snapshot_every_mib << 20) / PAGE;
+    let mut snaps: std::collections::VecDeque<String> = std::collections::VecDeque::new();
+    let dir = a.dir.to_string_lossy().into_owned();
     let (mut worst, mut worst_at) = (Duration::ZERO, 0u64);
     let (mut min_ratio, mut t_int) = (f64::MAX, Instant::now());
     let start = Instant::now();
@@ -229,6 +257,15 @@ fn run(a: &Args) -> Result<(), String> {
             (worst, worst_at) = (took, i);
         }
         d.versions[global as usize] = v;
+        if snap_every > 0 && (i + 1) % snap_every == 0 {
+            let name = format!("hotcold-{}", (i + 1) / snap_every);
+            snapshot_tool(&["create", &dir, &name])?;
+            snaps.push_back(name);
+            while snaps.len() > a.keep_snapshots {
+                let old = snaps.pop_front().unwrap_or_default();
+                snapshot_tool(&["delete", &dir, &old])?;
+            }
+        }
         if (i + 1) % interval == 0 {
             let rate = mib(interval * PAGE) / t_int.elapsed().as_secs_f64();
             min_ratio = min_ratio.min(rate / base);
@@ -280,6 +317,24 @@ fn run(a: &Args) -> Result<(), String> {
         mib((files * a.file_mib) << 20),
         t.elapsed().as_secs_f64()
     );
+    if !snaps.is_empty() {
+        let held = stats(&a.dir)?
+            .get("snapshot_held_mib")
+            .copied()
+            .unwrap_or(0.0);
+        let (_, avail_before) = capacity(&a.dir)?;
+        for name in snaps.drain(..) {
+            snapshot_tool(&["delete", &dir, &name])?;
+        }
+        let (_, avail_after) = capacity(&a.dir)?;
+        println!(
+            "deleting the last {} snapshots (holding {held:.0} MiB alone) gave back {:.0} MiB: {:.0} MiB available before, {:.0} MiB after",
+            a.keep_snapshots,
+            mib(avail_after.saturating_sub(avail_before)),
+            mib(avail_before),
+            mib(avail_after)
+        );
+    }
     Ok(())
 }
 

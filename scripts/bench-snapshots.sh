@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Snapshot timings (issue 10): `pagelog-snapshot create` on a running mount
+# holding 1 GiB and then 10 GiB of data (target: under 10 ms, flat);
+# `list` of 10,000 retained checkpoints (target: under 100 ms); mounting a
+# snapshot (target: under 1 s). Medians of RUNS (default 5).
+#   scripts/bench-snapshots.sh [RUNS]
+# The image (12 GiB, sparse) lives in /var/tmp and is removed afterwards.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=${1:-5}
+scripts/deps.sh
+cargo build --release --workspace --exclude pagelog-tests --bins
+BIN=$PWD/target/release
+WORK=$(mktemp -d /var/tmp/pagelog-snapbench.XXXXXX)
+IMG=$WORK/bench.img
+MNT=$WORK/mnt
+SNAP=$WORK/snap
+cleanup() {
+    mountpoint -q "$SNAP" && umount "$SNAP"
+    mountpoint -q "$MNT" && umount "$MNT"
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+mkdir -p "$MNT" "$SNAP"
+ms() { echo $(( ($2 - $1) / 1000000 )); }
+now() { date +%s%N; }
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+"$BIN/pagelog-mkfs" "$IMG" --size 12G -q
+# Every commit retained: the 10,000 checkpoints below come from 10,000 fsyncs.
+"$BIN/pagelog-mount" -o checkpoint_interval=0 "$IMG" "$MNT"
+
+fill_to() { # GiB
+    local have
+    have=$(find "$MNT" -maxdepth 1 -name 'fill-*' | wc -l)
+    for i in $(seq "$have" $(($1 - 1))); do
+        dd if=/dev/zero of="$MNT/fill-$i" bs=1M count=1024 conv=fsync status=none
+    done
+}
+create_times() { # label
+    for i in $(seq "$RUNS"); do
+        echo "change $i" > "$MNT/changing"
+        local t0 t1
+        t0=$(now)
+        "$BIN/pagelog-snapshot" create "$MNT" "$1-$i" > /dev/null
+        t1=$(now)
+        ms "$t0" "$t1"
+    done | median
+}
+
+fill_to 1
+echo "create at 1 GiB: $(create_times one) ms (median of $RUNS)"
+fill_to 10
+echo "create at 10 GiB: $(create_times ten) ms (median of $RUNS)"
+
+echo "making 10,000 retained checkpoints (one fsync each)..."
+python3 - "$MNT/tick" <<'EOF'
+import os, sys
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT, 0o644)
+for i in range(10000):
+    os.pwrite(fd, str(i).encode(), 0)
+    os.fsync(fd)
+os.close(fd)
+EOF
+COUNT=$("$BIN/pagelog-snapshot" list "$MNT" --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["checkpoints"]))')
+for i in $(seq "$RUNS"); do
+    t0=$(now); "$BIN/pagelog-snapshot" list "$MNT" --json > /dev/null; t1=$(now); ms "$t0" "$t1"
+done | median | xargs -I{} echo "list of $COUNT checkpoints, online: {} ms (median of $RUNS)"
+
+umount "$MNT"
+sleep 1
+for i in $(seq "$RUNS"); do
+    t0=$(now); "$BIN/pagelog-snapshot" list "$IMG" --json > /dev/null; t1=$(now); ms "$t0" "$t1"
+done | median | xargs -I{} echo "list of $COUNT checkpoints, offline (opens the image): {} ms (median of $RUNS)"
+for i in $(seq "$RUNS"); do
+    t0=$(now); "$BIN/pagelog-mount" -o ro,snapshot=ten-1 "$IMG" "$SNAP"; t1=$(now)
+    ms "$t0" "$t1"
+    umount "$SNAP"
+    sleep 0.2
+done | median | xargs -I{} echo "mount of a snapshot (10 GiB, $COUNT checkpoints): {} ms (median of $RUNS)"
+"$BIN/pagelog-fsck" -n "$IMG" > /dev/null && echo "fsck: clean"
