@@ -278,7 +278,8 @@ impl Store {
     }
 
     /// Pages held by plain checkpoints alone: given back whenever room is
-    /// short, so counted as free. Exact while no snapshot is older than a
+    /// short, so counted as free (units killed since the last commit, not
+    /// yet on a deadlist, included). Exact while no snapshot is older than a
     /// plain checkpoint (then every unit on its deadlist is held by plain
     /// checkpoints only); past the oldest snapshot, what each holds alone
     /// (an underestimate: free space is never overstated).
@@ -288,11 +289,18 @@ impl Store {
             .records()
             .find(|r| r.is_snapshot())
             .map_or(CheckpointNo(u64::MAX), |r| r.no);
+        let pending = |no| {
+            self.root
+                .history
+                .pending
+                .get(&no)
+                .map_or(0, |v: &Vec<DeadUnit>| v.len() as u64)
+        };
         self.cplist
             .records()
             .filter(|r| !r.is_snapshot())
             .map(|r| match r.no < first_snapshot {
-                true => r.dead_entries + r.dead_pages,
+                true => r.dead_entries + r.dead_pages + pending(r.no),
                 false => r.exclusive,
             })
             .sum()
