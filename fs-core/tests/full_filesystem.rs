@@ -392,3 +392,143 @@ fn near_full_never_poisons() {
     // The workload does reach full (otherwise the test proves nothing).
     assert!(refused.get() > 24, "only {} writes refused", refused.get());
 }
+
+/// Regression (found by `near_full_never_poisons` once checkpoints were
+/// retained): a rename over an existing file near full must not fail.
+#[test]
+fn rename_near_full_with_retained_checkpoints() {
+    use Op::*;
+    let ops = [
+        Write {
+            file: 8,
+            at: 17,
+            pages: 74,
+        },
+        Write {
+            file: 2,
+            at: 29,
+            pages: 96,
+        },
+        Write {
+            file: 10,
+            at: 145,
+            pages: 158,
+        },
+        Remount,
+        Write {
+            file: 11,
+            at: 41,
+            pages: 84,
+        },
+        Write {
+            file: 8,
+            at: 192,
+            pages: 23,
+        },
+        Write {
+            file: 2,
+            at: 187,
+            pages: 33,
+        },
+        Truncate {
+            file: 2,
+            pages: 109,
+        },
+        Truncate {
+            file: 11,
+            pages: 21,
+        },
+        Write {
+            file: 8,
+            at: 60,
+            pages: 151,
+        },
+        Write {
+            file: 2,
+            at: 235,
+            pages: 42,
+        },
+        Sync,
+        Write {
+            file: 1,
+            at: 137,
+            pages: 123,
+        },
+        Remount,
+        Write {
+            file: 10,
+            at: 255,
+            pages: 129,
+        },
+        Rename { from: 10, to: 2 },
+        Fsync { file: 0 },
+        Write {
+            file: 8,
+            at: 179,
+            pages: 124,
+        },
+        Sync,
+        Write {
+            file: 8,
+            at: 29,
+            pages: 3,
+        },
+        Write {
+            file: 2,
+            at: 176,
+            pages: 125,
+        },
+        Delete { file: 8 },
+        Delete { file: 0 },
+        Write {
+            file: 0,
+            at: 4,
+            pages: 29,
+        },
+        Truncate { file: 5, pages: 19 },
+        Write {
+            file: 5,
+            at: 35,
+            pages: 75,
+        },
+        Delete { file: 11 },
+        Write {
+            file: 1,
+            at: 76,
+            pages: 27,
+        },
+        Write {
+            file: 3,
+            at: 102,
+            pages: 46,
+        },
+        Delete { file: 11 },
+        Rename { from: 1, to: 6 },
+        Write {
+            file: 11,
+            at: 226,
+            pages: 73,
+        },
+        Write {
+            file: 11,
+            at: 67,
+            pages: 140,
+        },
+        Write {
+            file: 7,
+            at: 10,
+            pages: 3,
+        },
+        Delete { file: 10 },
+        Rename { from: 6, to: 1 },
+        Write {
+            file: 8,
+            at: 100,
+            pages: 145,
+        },
+        Delete { file: 9 },
+        Delete { file: 6 },
+        Sync,
+    ];
+    near_full_case(&ops, 64, 325);
+}

@@ -92,11 +92,13 @@ impl Store {
 
     /// Should the commit being built at `time_ns` be retained?
     pub(crate) fn should_retain(&self, time_ns: i64) -> bool {
-        self.retain_as.is_some()
-            || self
-                .cplist
-                .newest()
-                .is_none_or(|r| time_ns.saturating_sub(r.time_ns) >= self.retention.interval_ns)
+        // Measured from the last commit retained, even if it has been
+        // pruned since: a filesystem short of room that gave its
+        // checkpoints back does not retain the very next commit.
+        let last = self.cplist.newest().map_or(self.last_retained_ns, |r| {
+            r.time_ns.max(self.last_retained_ns)
+        });
+        self.retain_as.is_some() || time_ns.saturating_sub(last) >= self.retention.interval_ns
     }
 
     /// The record of the live root as the commit `no` leaves it.

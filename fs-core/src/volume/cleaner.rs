@@ -211,23 +211,24 @@ impl Store {
                 continue;
             }
             let freed = self.foreground_pass(Policy::Greedy, true)?;
-            if self.sut.writable_segments() <= before {
-                // Cleaning gains nothing (what is not live is held by
-                // retained checkpoints): the protection window gives way,
-                // and the oldest plain checkpoint's pages come back with
-                // the next commit.
-                let r = self.give_way();
-                if self.poison_on(r)? {
-                    continue;
-                }
+            if self.sut.writable_segments() > before {
+                continue;
             }
-            if freed == 0 && self.sut.writable_segments() <= before {
-                // The last resort: the segment the cleaner's head holds
-                // next comes back.
-                if self.cold.is_none() {
-                    break;
-                }
+            // Cleaning gained nothing. First the segment the cleaner's
+            // head holds next comes back (it costs nothing kept).
+            if freed == 0 && self.cold.is_some() {
                 self.close_cold()?;
+                continue;
+            }
+            // Then what is not live is held by retained checkpoints: the
+            // protection window gives way, and the oldest plain
+            // checkpoint's pages come back with the next commit.
+            let r = self.give_way();
+            if self.poison_on(r)? {
+                continue;
+            }
+            if freed == 0 {
+                break;
             }
         }
         if self.fits(need, tier) {

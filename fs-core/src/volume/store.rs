@@ -74,6 +74,8 @@ pub struct Store {
     pub retention: RetentionOptions,
     /// Retain the next commit (as a snapshot of this name, if not empty).
     pub(crate) retain_as: Option<Vec<u8>>,
+    /// When the last commit retained this mount was taken (0: none yet).
+    pub(crate) last_retained_ns: i64,
     /// The root served is this retained checkpoint's (read-only), not the
     /// live one.
     pub at: Option<CheckpointNo>,
@@ -161,6 +163,7 @@ impl Store {
             cplist,
             retention: RetentionOptions::default(),
             retain_as: None,
+            last_retained_ns: 0,
             at: None,
             log,
             cold: None,
@@ -535,6 +538,7 @@ impl Store {
         self.cp_addr = cp_slot;
         if retained {
             self.root.history.last = building;
+            self.last_retained_ns = time_ns;
         }
         self.log.set_building(CheckpointNo(building.0 + 1));
         self.stats.commits += 1;
