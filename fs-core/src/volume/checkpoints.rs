@@ -253,25 +253,24 @@ impl Store {
         Ok(())
     }
 
-    /// Prunes plain checkpoints, oldest first, even inside the window (the
-    /// filesystem is short of room: a plain checkpoint is a convenience, a
-    /// snapshot is a promise), until one that held something has gone.
-    /// Returns whether any did.
+    /// Prunes every plain checkpoint, oldest first, even inside the window
+    /// (the filesystem is short of room, and cleaning gains nothing: a
+    /// plain checkpoint is a convenience, a snapshot is a promise). With
+    /// none left, units the live root lets go are freed at once again, as
+    /// they would be without retention. Returns whether any held something.
     pub(crate) fn give_way(&mut self) -> Result<bool> {
+        let mut held = false;
         loop {
             let oldest = self.cplist.records().find(|r| !r.is_snapshot()).cloned();
             let Some(rec) = oldest else { break };
-            let held = rec.dead_entries > 0 || self.root.history.pending.contains_key(&rec.no);
+            held |= rec.dead_entries > 0 || self.root.history.pending.contains_key(&rec.no);
             log::info!(
                 "short of room: pruning checkpoint {} inside the protection window",
                 rec.no
             );
             self.prune(rec.no)?;
-            if held {
-                return Ok(true);
-            }
         }
-        Ok(false)
+        Ok(held)
     }
 
     /// The protection window in force (seconds).
