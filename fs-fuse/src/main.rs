@@ -41,7 +41,7 @@ Mount options (-o, comma-separated; mount(8) and /etc/fstab pass them the same w
   clean_batch=N           segments one cleaning pass empties at most (default 8)
   protect=SPAN            keep every checkpoint younger than SPAN mountable (1h, 90m, 0;
                           default: what mkfs recorded, 1h); older ones are pruned, and
-                          younger ones too, oldest first, when the filesystem is short of room
+                          younger ones too when the filesystem is short of room
   checkpoint_interval=SPAN  retain a commit when SPAN has passed since the last retained
                           one (default 5s; 0 retains every commit)
   snapshot=NAME | cp=N | at=TIME   with ro: serve that snapshot, retained checkpoint, or the

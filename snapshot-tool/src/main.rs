@@ -29,7 +29,7 @@ const AFTER_HELP: &str = "\
 Every commit of a pagelog filesystem can stay mountable: a commit is retained when
 checkpoint_interval (5s) has passed since the last retained one, and plain checkpoints
 younger than the protection window (protect=, 1h by default) are kept. They are given
-back, oldest first, when the filesystem is short of room: a plain checkpoint is a
+back when the filesystem is short of room: a plain checkpoint is a
 convenience. A snapshot is a promise: it stays until you delete it, and when snapshots
 hold the space, writes get ENOSPC (pagelog.stats says how much they hold).
 
