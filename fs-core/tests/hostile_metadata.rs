@@ -290,7 +290,12 @@ fn superblock_targets(ed: &Editor, out: &mut Vec<Target>) {
     let end = geo.first_segment_page + geo.segment_area_pages();
     let s = Place::Superblocks;
     let fields = [
-        ("version", sb_off::VERSION, 4, Rule::Not(2)),
+        (
+            "version",
+            sb_off::VERSION,
+            4,
+            Rule::Not(u64::from(pagelog_core::layout::FORMAT_VERSION)),
+        ),
         ("page_size", sb_off::PAGE_SIZE, 4, Rule::Not(4096)),
         ("incompat", sb_off::INCOMPAT, 8, Rule::Not(0)),
         (
