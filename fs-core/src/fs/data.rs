@@ -7,7 +7,7 @@ use crate::file_map;
 use crate::ids::{Ino, PageAddr};
 use crate::inode::Timespec;
 use crate::layout::{zero_page, Page, PAGE_SIZE};
-use crate::page_life::PageLife;
+use crate::page_life::life;
 use crate::perm::{Cred, S_ISGID, S_ISUID, S_IXGRP};
 use crate::room::{Demand, Tier};
 
@@ -264,7 +264,7 @@ impl Filesystem {
             file_map::set(
                 &mut s.root.cache,
                 dev,
-                &mut PageLife::new(&mut s.sut, &s.pat, &mut s.root.history, dev, building),
+                &mut life!(s, dev, building),
                 ino,
                 h,
                 BlockPtr::UNWRITTEN,
@@ -297,14 +297,13 @@ impl Filesystem {
             let old = file_map::set(
                 &mut s.root.cache,
                 dev,
-                &mut PageLife::new(&mut s.sut, &s.pat, &mut s.root.history, dev, building),
+                &mut life!(s, dev, building),
                 ino,
                 idx,
                 BlockPtr::HOLE,
             )?;
             if old.is_stored() {
-                PageLife::new(&mut s.sut, &s.pat, &mut s.root.history, dev, building)
-                    .died(old.vpn)?;
+                life!(s, dev, building).died(old.vpn)?;
             } else if old.is_unwritten() {
                 s.root.reserved_pages = s.root.reserved_pages.saturating_sub(1);
             }

@@ -35,7 +35,7 @@ use crate::inode::{
     Inode, Timespec, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK,
 };
 use crate::layout::{NAME_MAX, PAGE_SIZE};
-use crate::page_life::PageLife;
+use crate::page_life::life;
 use crate::perm::{Cred, S_ISGID, S_IXGRP};
 use crate::recovery;
 use crate::room::{Demand, Tier};
@@ -603,7 +603,7 @@ impl Filesystem {
         let dev = self.dev();
         let (seed, building) = (self.store.sb.hash_seed, self.store.building());
         let s = &mut self.store;
-        let mut life = PageLife::new(&mut s.sut, &s.pat, &mut s.root.history, &*dev, building);
+        let mut life = life!(s, &*dev, building);
         dir_index::remove(&mut s.root.cache, &*dev, &mut life, dir, name, seed).map(|_| ())
     }
 
@@ -619,26 +619,20 @@ impl Filesystem {
         let xattr = inode.xattr_nid;
         let is_dir = inode.is_dir();
         if !xattr.is_none() {
-            s.root.cache.remove(
-                dev,
-                &mut PageLife::new(&mut s.sut, &s.pat, &mut s.root.history, dev, building),
-                xattr,
-            )?;
+            s.root
+                .cache
+                .remove(dev, &mut life!(s, dev, building), xattr)?;
         }
         if is_dir {
             for nid in dir_index::nodes(&mut s.root.cache, dev, ino)? {
-                s.root.cache.remove(
-                    dev,
-                    &mut PageLife::new(&mut s.sut, &s.pat, &mut s.root.history, dev, building),
-                    nid,
-                )?;
+                s.root
+                    .cache
+                    .remove(dev, &mut life!(s, dev, building), nid)?;
             }
         }
-        s.root.cache.remove_inode(
-            dev,
-            &mut PageLife::new(&mut s.sut, &s.pat, &mut s.root.history, dev, building),
-            ino,
-        )?;
+        s.root
+            .cache
+            .remove_inode(dev, &mut life!(s, dev, building), ino)?;
         s.root.inode_count = s.root.inode_count.saturating_sub(1);
         s.root.changed = true;
         self.opens.remove(&ino);

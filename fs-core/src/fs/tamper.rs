@@ -10,7 +10,7 @@ use crate::file_map;
 use crate::ids::{Ino, Nid, PageAddr};
 use crate::inode::Inode;
 use crate::node::NodeBody;
-use crate::page_life::PageLife;
+use crate::page_life::life;
 
 /// A handle for breaking things on purpose.
 #[derive(Debug)]
@@ -40,7 +40,7 @@ impl Tamper<'_> {
         dir_index::remove(
             &mut s.root.cache,
             &*dev,
-            &mut PageLife::new(&mut s.sut, &s.pat, &mut s.root.history, &*dev, building),
+            &mut life!(s, &*dev, building),
             dir,
             name,
             seed,
@@ -58,7 +58,7 @@ impl Tamper<'_> {
         file_map::set(
             &mut s.root.cache,
             &*dev,
-            &mut PageLife::new(&mut s.sut, &s.pat, &mut s.root.history, &*dev, building),
+            &mut life!(s, &*dev, building),
             ino,
             idx,
             ptr,

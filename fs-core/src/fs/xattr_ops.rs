@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::ids::{Ino, Nid};
 use crate::inode::{Inode, Timespec};
 use crate::node::NodeBody;
-use crate::page_life::PageLife;
+use crate::page_life::life;
 use crate::perm::{self, Cred, MAY_READ, MAY_WRITE, S_ISVTX};
 use crate::xattr::{Namespace, SetMode, XattrNode};
 
@@ -40,11 +40,9 @@ impl Filesystem {
             if !nid.is_none() {
                 let building = self.store.building();
                 let s = &mut self.store;
-                s.root.cache.remove(
-                    &*dev,
-                    &mut PageLife::new(&mut s.sut, &s.pat, &mut s.root.history, &*dev, building),
-                    nid,
-                )?;
+                s.root
+                    .cache
+                    .remove(&*dev, &mut life!(s, &*dev, building), nid)?;
                 self.inode_mut(ino)?.xattr_nid = Nid::NONE;
             }
             return Ok(());

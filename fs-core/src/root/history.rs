@@ -25,13 +25,4 @@ impl History {
     pub fn pending_count(&self) -> usize {
         self.pending.values().map(Vec::len).sum()
     }
-
-    /// Deadlist pages the next commit writes for them, at most.
-    pub fn pending_pages(&self) -> u64 {
-        let cap = crate::deadlist_page::CAPACITY;
-        self.pending
-            .values()
-            .map(|v| v.len().div_ceil(cap) as u64)
-            .sum()
-    }
 }

@@ -103,19 +103,9 @@ impl NodeTable {
         }
     }
 
-    /// The page address table its units are found through.
-    pub fn pat(&self) -> &Arc<PageTable> {
-        &self.pat
-    }
-
     /// The underlying table, for checkpoint writes and checkers.
     pub fn table(&mut self) -> &mut MetaTable {
         self.ids.table()
-    }
-
-    /// The underlying table, read-only.
-    pub fn table_ref(&self) -> &MetaTable {
-        self.ids.table_ref()
     }
 
     /// Levels of the table above its leaves now.

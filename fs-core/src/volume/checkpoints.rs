@@ -19,7 +19,7 @@ use crate::device::BlockDevice;
 use crate::error::{Error, Result};
 use crate::ids::{CheckpointNo, PageAddr, Vpn};
 use crate::layout::zero_page;
-use crate::page_life::PageLife;
+use crate::page_life::life;
 use crate::segment_summary::PageKind;
 use crate::store::{DataScope, Store};
 
@@ -148,13 +148,7 @@ impl Store {
                     entries: chunk.to_vec(),
                 };
                 let (bytes, _) = page.encode();
-                let mut life = PageLife::new(
-                    &mut self.sut,
-                    &self.pat,
-                    &mut self.root.history,
-                    dev,
-                    building,
-                );
+                let mut life = life!(self, dev, building);
                 let (vpn, crc) =
                     life.write_unit(&mut self.log, (PageKind::Deadlist, no.0, 0), &bytes)?;
                 rec.dead_head = vpn;
@@ -191,13 +185,7 @@ impl Store {
         let (mut units, pages) = self.read_deadlist(rec.dead_head, rec.dead_crc)?;
         units.extend(self.root.history.pending.remove(&no).unwrap_or_default());
         let building = self.building();
-        let mut life = PageLife::new(
-            &mut self.sut,
-            &self.pat,
-            &mut self.root.history,
-            dev,
-            building,
-        );
+        let mut life = life!(self, dev, building);
         for (vpn, birth) in units {
             match prev {
                 Some(p) if birth <= p => life

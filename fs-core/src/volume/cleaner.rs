@@ -27,7 +27,7 @@ use crate::error::{Error, Result};
 use crate::ids::{CheckpointNo, Nid, PageAddr, SegmentNo, Vpn};
 use crate::layout::{Page, PAGE_SIZE};
 use crate::meta_table::TableId;
-use crate::page_life::PageLife;
+use crate::page_life::life;
 use crate::page_table::PatEntry;
 use crate::room::{self, Demand, Tier};
 use crate::segment_summary::{Entry, PageKind};
@@ -659,14 +659,7 @@ impl Store {
             head.set_age(Some(m.age));
             let addr = head.alloc(dev, &mut self.sut, None)?;
             head.fill(addr, m.entry, &m.page)?;
-            PageLife::new(
-                &mut self.sut,
-                &self.pat,
-                &mut self.root.history,
-                dev,
-                building,
-            )
-            .moved(m.vpn, m.from, addr)?;
+            life!(self, dev, building).moved(m.vpn, m.from, addr)?;
             match to_cold {
                 true => cold_written += 1,
                 false => main_written += 1,

@@ -25,6 +25,22 @@ use crate::segment_summary::{Entry, PageKind};
 use crate::segment_usage::SegmentUsage;
 use crate::segment_writer::SegmentWriter;
 
+/// The [`PageLife`] of store `$s` (its usage table, page address table and
+/// live root's history; the fields are named, so the root's node cache may
+/// be borrowed beside it), on `$dev`, for checkpoint `$building`.
+macro_rules! life {
+    ($s:expr, $dev:expr, $building:expr) => {
+        $crate::page_life::PageLife::new(
+            &mut $s.sut,
+            &$s.pat,
+            &mut $s.root.history,
+            $dev,
+            $building,
+        )
+    };
+}
+pub(crate) use life;
+
 /// The births, moves and deaths of units during one change to the root
 /// being built.
 #[derive(Debug)]
@@ -131,15 +147,5 @@ impl<'a> PageLife<'a> {
     /// The device.
     pub fn dev(&self) -> &'a dyn BlockDevice {
         self.dev
-    }
-
-    /// The usage table, for the log writer that counts pages as written.
-    pub fn usage(&mut self) -> &mut SegmentUsage {
-        self.sut
-    }
-
-    /// The page address table.
-    pub fn pat(&self) -> &PageTable {
-        self.pat
     }
 }

@@ -17,7 +17,7 @@ use crate::inode::Timespec;
 use crate::meta_table::MetaTable;
 use crate::node_cache::NodeCache;
 use crate::node_table::NodeTable;
-use crate::page_life::PageLife;
+use crate::page_life::{life, PageLife};
 use crate::page_table::PageTable;
 use crate::recovery::Recovery;
 use crate::room::{self, Demand, Tier};
@@ -439,26 +439,12 @@ impl Store {
             self.cold_unflushed = false;
         }
         self.write_data(dev, building, scope)?;
-        self.root.cache.write_dirty(
-            dev,
-            &mut PageLife::new(
-                &mut self.sut,
-                &self.pat,
-                &mut self.root.history,
-                dev,
-                building,
-            ),
-            &mut self.log,
-        )?;
+        self.root
+            .cache
+            .write_dirty(dev, &mut life!(self, dev, building), &mut self.log)?;
         write_nat(
             self.root.cache.nat.table(),
-            &mut PageLife::new(
-                &mut self.sut,
-                &self.pat,
-                &mut self.root.history,
-                dev,
-                building,
-            ),
+            &mut life!(self, dev, building),
             &mut self.log,
         )?;
         self.flush_deadlists(dev, building)?;
@@ -468,14 +454,7 @@ impl Store {
             self.cplist.append(dev, rec)?;
         }
         if !self.cp_addr.is_none() {
-            PageLife::new(
-                &mut self.sut,
-                &self.pat,
-                &mut self.root.history,
-                dev,
-                building,
-            )
-            .died_at(self.cp_addr)?;
+            life!(self, dev, building).died_at(self.cp_addr)?;
         }
         let cp_slot = self.write_current_tables(dev, building)?;
         let pos = self.log.position();
@@ -561,13 +540,7 @@ impl Store {
         file_map::truncate(
             &mut self.root.cache,
             dev,
-            &mut PageLife::new(
-                &mut self.sut,
-                &self.pat,
-                &mut self.root.history,
-                dev,
-                building,
-            ),
+            &mut life!(self, dev, building),
             ino,
             from,
             &mut |_, p| {
@@ -580,14 +553,7 @@ impl Store {
             },
         )?;
         for a in dead {
-            PageLife::new(
-                &mut self.sut,
-                &self.pat,
-                &mut self.root.history,
-                dev,
-                building,
-            )
-            .died(a)?;
+            life!(self, dev, building).died(a)?;
         }
         self.root.reserved_pages = self.root.reserved_pages.saturating_sub(unwritten);
         Ok(freed)
@@ -641,13 +607,7 @@ impl Store {
         );
         for (ino, pages) in batches {
             for (idx, page) in pages {
-                let mut life = PageLife::new(
-                    &mut self.sut,
-                    &self.pat,
-                    &mut self.root.history,
-                    dev,
-                    building,
-                );
+                let mut life = life!(self, dev, building);
                 let (vpn, crc) =
                     life.write_unit(&mut self.log, (PageKind::Data, ino.0, idx), &page)?;
                 let old = file_map::set(
@@ -697,14 +657,7 @@ impl Store {
             released.extend(self.cplist.table().take_released());
             let had_release = !released.is_empty();
             for a in released {
-                PageLife::new(
-                    &mut self.sut,
-                    &self.pat,
-                    &mut self.root.history,
-                    dev,
-                    building,
-                )
-                .died_at(PageAddr(a))?;
+                life!(self, dev, building).died_at(PageAddr(a))?;
             }
             let need =
                 pat_dirty + self.sut.table().dirty_count() + self.cplist.table().dirty_count() + 1;
