@@ -36,7 +36,7 @@ pub use error::{Error, Result};
 pub use format::{format, FormatOptions};
 pub use fs::{
     AtimeMode, Attr, CheckpointInfo, DirItem, Filesystem, MountOptions, RenameFlags, SetAttr,
-    StatFs, TimeSet, Whence,
+    StatFs, TimeSet, ViewId, Whence,
 };
 pub use ids::{Ino, Nid, PageAddr, Vpn};
 pub use perm::Cred;

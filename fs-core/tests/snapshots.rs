@@ -230,3 +230,87 @@ fn snapshot_names_are_checked() {
     fs.unmount().expect("unmount");
     assert_clean(&dev);
 }
+
+/// Reads `name` in view `id` of `fs`.
+fn read_in_view(fs: &mut Filesystem, id: pagelog_core::ViewId, name: &[u8]) -> Option<Vec<u8>> {
+    fs.in_view(id, |v| Ok(read_file(v, name)))
+        .expect("view open")
+}
+
+#[test]
+fn a_view_serves_a_snapshot_beside_the_live_root_while_it_moves_on_and_is_cleaned() {
+    let dev = support::formatted(8192, 64);
+    let mut fs = mount_with(&dev, every_commit());
+    write_file(&mut fs, b"a", &pattern(1, 300_000));
+    write_file(&mut fs, b"b", &pattern(2, 5_000));
+    let no = fs.create_snapshot(b"backup", None).expect("snapshot");
+    let (id, at) = fs
+        .open_view(&At::Snapshot(b"backup".to_vec()))
+        .expect("view");
+    assert_eq!(at, no);
+    // The live root moves on: overwrites, an unlink, a new file, commits
+    // and cleaning passes that move what the snapshot holds.
+    for round in 0..6u8 {
+        write_file(&mut fs, b"a", &pattern(10 + round, 200_000));
+        write_file(&mut fs, b"c", &pattern(20 + round, 50_000));
+        fs.sync().expect("sync");
+        fs.clean(support::model::clean_pass(true, false))
+            .expect("clean");
+    }
+    fs.unlink(&Cred::root(), Ino::ROOT, b"b").expect("unlink");
+    fs.sync().expect("sync");
+    let moved = fs.cleaner_report().stats.pages_moved;
+    assert!(moved > 0, "the cleaner moved nothing");
+    assert_eq!(read_in_view(&mut fs, id, b"a"), Some(pattern(1, 300_000)));
+    assert_eq!(read_in_view(&mut fs, id, b"b"), Some(pattern(2, 5_000)));
+    assert_eq!(read_in_view(&mut fs, id, b"c"), None);
+    assert_eq!(read_file(&mut fs, b"a"), Some(pattern(15, 200_000)));
+    assert_eq!(read_file(&mut fs, b"b"), None);
+    // The view cannot write, and the live root still can.
+    let denied = fs.in_view(id, |v| v.mknod(&Cred::root(), Ino::ROOT, b"x", 0o644, 0));
+    assert!(matches!(denied, Err(Error::ReadOnly)), "{denied:?}");
+    write_file(&mut fs, b"d", &pattern(30, 1000));
+    assert!(fs.checkpoints().iter().any(|c| c.no == no && c.mounted));
+    // A mounted snapshot is not deleted; closed, it is.
+    let err = fs.delete_snapshot(b"backup").expect_err("mounted");
+    assert!(err.to_string().contains("is mounted"), "{err}");
+    fs.close_view(id);
+    assert!(fs.in_view(id, |_| Ok(())).is_err());
+    fs.delete_snapshot(b"backup").expect("delete");
+    fs.unmount().expect("unmount");
+    assert_clean(&dev);
+}
+
+#[test]
+fn a_view_keeps_a_plain_checkpoint_past_its_window() {
+    // A window of 0 s: every plain checkpoint is pruned at the commit
+    // after it, except the one a view serves.
+    let dev = support::formatted(8192, 64);
+    let opts = MountOptions {
+        retention: RetentionOptions {
+            protect_secs: Some(0),
+            interval_ns: 0,
+        },
+        ..MountOptions::default()
+    };
+    let mut fs = mount_with(&dev, opts);
+    write_file(&mut fs, b"f", &pattern(1, 40_000));
+    fs.sync().expect("sync");
+    let then = fs.checkpoints().last().expect("retained").no;
+    let (id, _) = fs.open_view(&At::Checkpoint(then)).expect("view");
+    for round in 2..6u8 {
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        write_file(&mut fs, b"f", &pattern(round, 40_000));
+        fs.sync().expect("sync");
+    }
+    let listed: Vec<_> = fs.checkpoints().iter().map(|c| c.no).collect();
+    assert!(listed.contains(&then), "{listed:?}");
+    assert_eq!(read_in_view(&mut fs, id, b"f"), Some(pattern(1, 40_000)));
+    fs.close_view(id);
+    std::thread::sleep(std::time::Duration::from_millis(2));
+    write_file(&mut fs, b"f", &pattern(9, 40_000));
+    fs.sync().expect("sync");
+    assert!(!fs.checkpoints().iter().any(|c| c.no == then));
+    fs.unmount().expect("unmount");
+    assert_clean(&dev);
+}

@@ -11,6 +11,7 @@ mod read;
 mod snapshots;
 #[cfg(feature = "testing")]
 mod tamper;
+mod views;
 mod xattr_ops;
 
 use std::collections::HashMap;
@@ -26,6 +27,7 @@ pub use read::ReadPlan;
 pub use snapshots::CheckpointInfo;
 #[cfg(feature = "testing")]
 pub use tamper::Tamper;
+pub use views::ViewId;
 
 use crate::device::BlockDevice;
 use crate::dir_index;
@@ -179,6 +181,10 @@ pub struct Filesystem {
     cleaning: bool,
     /// The commit count when a background pass last found nothing to move.
     nothing_to_clean_at: Option<u64>,
+    /// Retained checkpoints served beside the live root.
+    views: std::collections::BTreeMap<ViewId, views::View>,
+    /// The last view id handed out.
+    next_view: u64,
 }
 
 /// Linux `DT_*` type of a mode.
@@ -231,6 +237,8 @@ impl Filesystem {
             kernel_owns_cmtime: false,
             cleaning: false,
             nothing_to_clean_at: None,
+            views: std::collections::BTreeMap::new(),
+            next_view: 0,
         };
         if !fs.opts.read_only {
             fs.store.start_writing(max_seq)?;
@@ -259,6 +267,7 @@ impl Filesystem {
         self.store = store;
         self.opts.read_only = true;
         self.opens.clear();
+        self.reopen_views();
         Ok(())
     }
 

@@ -23,7 +23,8 @@ pub struct CheckpointInfo {
     /// Inside the protection window (a plain checkpoint outside it is
     /// pruned at the next commit).
     pub protected: bool,
-    /// The checkpoint the live root was mounted from is this one.
+    /// This checkpoint is mounted (the mount serves it, or a view of it is
+    /// open).
     pub mounted: bool,
 }
 
@@ -44,7 +45,7 @@ impl Filesystem {
                 exclusive_pages: r.exclusive,
                 held_pages: r.dead_entries,
                 protected: now.saturating_sub(r.time_ns) <= window,
-                mounted: s.at == Some(r.no),
+                mounted: s.at == Some(r.no) || s.pinned.contains_key(&r.no),
             })
             .collect()
     }

@@ -233,6 +233,7 @@ impl Store {
             .cplist
             .records()
             .filter(|r| !r.is_snapshot() && now_ns.saturating_sub(r.time_ns) > window)
+            .filter(|r| !self.pinned.contains_key(&r.no))
             .map(|r| r.no)
             .collect();
         for no in old {
@@ -243,13 +244,18 @@ impl Store {
 
     /// Prunes every plain checkpoint, oldest first, even inside the window
     /// (the filesystem is short of room, and cleaning gains nothing: a
-    /// plain checkpoint is a convenience, a snapshot is a promise). With
+    /// plain checkpoint is a convenience, a snapshot is a promise), except
+    /// those a view serves. With
     /// none left, units the live root lets go are freed at once again, as
     /// they would be without retention. Returns whether any held something.
     pub(crate) fn give_way(&mut self) -> Result<bool> {
         let mut held = false;
         loop {
-            let oldest = self.cplist.records().find(|r| !r.is_snapshot()).cloned();
+            let oldest = self
+                .cplist
+                .records()
+                .find(|r| !r.is_snapshot() && !self.pinned.contains_key(&r.no))
+                .cloned();
             let Some(rec) = oldest else { break };
             held |= rec.dead_entries > 0 || self.root.history.pending.contains_key(&rec.no);
             log::info!(
@@ -348,6 +354,12 @@ impl Store {
             return Err(Error::ReadOnly);
         }
         let no = self.find_checkpoint(&At::Snapshot(name.to_vec()))?.no;
+        if self.pinned.contains_key(&no) || self.at == Some(no) {
+            return Err(Error::Refused(format!(
+                "snapshot '{}' is mounted; unmount it first",
+                String::from_utf8_lossy(name)
+            )));
+        }
         self.prune(no)?;
         self.commit_scope(DataScope::All, true)
     }

@@ -79,6 +79,10 @@ pub struct Store {
     /// The root served is this retained checkpoint's (read-only), not the
     /// live one.
     pub at: Option<CheckpointNo>,
+    /// Retained checkpoints served beside the live root (how many views of
+    /// each): kept until the last view closes, whatever the window or room
+    /// say, and refused to `delete`.
+    pub(crate) pinned: std::collections::BTreeMap<CheckpointNo, usize>,
     /// Log head.
     pub log: SegmentWriter,
     /// The cleaner's log head: moved (cold) data is written apart from new
@@ -165,6 +169,7 @@ impl Store {
             retain_as: None,
             last_retained_ns: 0,
             at: None,
+            pinned: std::collections::BTreeMap::new(),
             log,
             cold: None,
             cold_unflushed: false,
@@ -190,7 +195,17 @@ impl Store {
                 "a past checkpoint mounts read-only (read-write branches are not built yet)".into(),
             ));
         }
-        let rec = self.find_checkpoint(at)?.clone();
+        let (no, root) = self.past_root(at)?;
+        self.root = root;
+        self.at = Some(no);
+        Ok(no)
+    }
+
+    /// The root of the retained checkpoint `at` names, over a node cache
+    /// of its own (its units are reached through the shared page address
+    /// table, so they are found wherever the cleaner moves them).
+    pub fn past_root(&self, at: &At) -> Result<(CheckpointNo, Root)> {
+        let rec = self.find_checkpoint(at)?;
         let nat = NodeTable::new(
             rec.nat_root,
             rec.nat_free_head,
@@ -203,9 +218,22 @@ impl Store {
         root.inode_count = rec.inode_count;
         root.next_generation = rec.next_generation;
         root.reserved_pages = rec.reserved_pages;
-        self.root = root;
-        self.at = Some(rec.no);
-        Ok(rec.no)
+        Ok((rec.no, root))
+    }
+
+    /// Holds retained checkpoint `no` while a view serves it.
+    pub(crate) fn pin(&mut self, no: CheckpointNo) {
+        *self.pinned.entry(no).or_default() += 1;
+    }
+
+    /// Lets go of one view's hold on `no`.
+    pub(crate) fn unpin(&mut self, no: CheckpointNo) {
+        if let std::collections::btree_map::Entry::Occupied(mut e) = self.pinned.entry(no) {
+            *e.get_mut() -= 1;
+            if *e.get() == 0 {
+                e.remove();
+            }
+        }
     }
 
     /// The checkpoint being built.
