@@ -18,7 +18,7 @@ use pagelog_core::fs::{Attr, DirItem, SetAttr, TimeSet, Whence};
 use pagelog_core::inode::{
     Timespec, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFSOCK,
 };
-use pagelog_core::{Cred, Error, Filesystem, Ino, Result};
+use pagelog_core::{Cred, Error, Filesystem, Ino, Result, ViewId};
 
 use crate::errno::errno;
 use crate::options::MountConfig;
@@ -88,6 +88,9 @@ impl Shared {
 pub struct Adapter {
     shared: Arc<Shared>,
     cfg: MountConfig,
+    /// The retained checkpoint this session serves (read-only), if not
+    /// the live root.
+    view: Option<ViewId>,
 }
 
 fn to_system_time(t: Timespec) -> SystemTime {
@@ -200,7 +203,31 @@ fn protected_hardlinks() -> bool {
 impl Adapter {
     /// An adapter over `shared`.
     pub fn new(shared: Arc<Shared>, cfg: MountConfig) -> Adapter {
-        Adapter { shared, cfg }
+        Adapter {
+            shared,
+            cfg,
+            view: None,
+        }
+    }
+
+    /// An adapter serving view `id` of the filesystem in `shared` (opened
+    /// by the caller; closed when the session ends). `cfg` is the live
+    /// mount's, made read-only.
+    pub fn for_view(shared: Arc<Shared>, mut cfg: MountConfig, id: ViewId) -> Adapter {
+        cfg.read_only = true;
+        Adapter {
+            shared,
+            cfg,
+            view: Some(id),
+        }
+    }
+
+    /// Runs `f` on the root this session serves.
+    fn with<T>(&self, f: impl FnOnce(&mut Filesystem) -> Result<T>) -> Result<T> {
+        match self.view {
+            None => self.shared.with(f),
+            Some(id) => self.shared.with(|fs| fs.in_view(id, f)),
+        }
     }
 
     fn cred(&self, req: &Request) -> Cred {
@@ -232,7 +259,7 @@ impl Adapter {
     /// counting the kernel's new reference.
     fn entry(&self, reply: ReplyEntry, result: Result<Attr>) {
         let result = result.and_then(|a| {
-            self.shared.with(|fs| {
+            self.with(|fs| {
                 fs.remember(a.ino);
                 Ok(a)
             })
@@ -294,6 +321,10 @@ impl fuser::Filesystem for Adapter {
         }
         let supported = config.capabilities();
         let _ = config.add_capabilities(wanted & supported);
+        if self.view.is_some() {
+            // The kernel's write cache is the live session's business.
+            return Ok(());
+        }
         let kernel_times = (wanted & supported).contains(InitFlags::FUSE_WRITEBACK_CACHE);
         self.shared
             .kernel_caches_writes
@@ -305,25 +336,30 @@ impl fuser::Filesystem for Adapter {
     }
 
     fn destroy(&mut self) {
-        self.shared.shut_down();
+        match self.view {
+            None => self.shared.shut_down(),
+            Some(id) => {
+                if let Some(fs) = self.shared.lock().as_mut() {
+                    fs.close_view(id);
+                }
+            }
+        }
     }
 
     fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let cred = self.cred(req);
-        let r = self
-            .shared
-            .with(|fs| fs.lookup(&cred, ino(parent), name.as_bytes()));
+        let r = self.with(|fs| fs.lookup(&cred, ino(parent), name.as_bytes()));
         self.entry(reply, r);
     }
 
     fn forget(&self, _req: &Request, i: INodeNo, nlookup: u64) {
-        if let Err(e) = self.shared.with(|fs| fs.forget(ino(i), nlookup)) {
+        if let Err(e) = self.with(|fs| fs.forget(ino(i), nlookup)) {
             log::warn!("forget of inode {}: {e}", i.0);
         }
     }
 
     fn getattr(&self, _req: &Request, i: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        let r = self.shared.with(|fs| fs.getattr(ino(i)));
+        let r = self.with(|fs| fs.getattr(ino(i)));
         self.attr(reply, r);
     }
 
@@ -356,12 +392,12 @@ impl fuser::Filesystem for Adapter {
             ctime: ctime.map(request_time),
             via_handle: fh.is_some(),
         };
-        let r = self.shared.with(|fs| fs.setattr(&cred, ino(i), &set));
+        let r = self.with(|fs| fs.setattr(&cred, ino(i), &set));
         self.attr(reply, r);
     }
 
     fn readlink(&self, _req: &Request, i: INodeNo, reply: ReplyData) {
-        match self.shared.with(|fs| fs.readlink(ino(i))) {
+        match self.with(|fs| fs.readlink(ino(i))) {
             Ok(t) => reply.data(&t),
             Err(e) => reply.error(errno(&e)),
         }
@@ -378,9 +414,8 @@ impl fuser::Filesystem for Adapter {
         reply: ReplyEntry,
     ) {
         let cred = self.cred(req);
-        let r = self
-            .shared
-            .with(|fs| fs.mknod(&cred, ino(parent), name.as_bytes(), mode, u64::from(rdev)));
+        let r =
+            self.with(|fs| fs.mknod(&cred, ino(parent), name.as_bytes(), mode, u64::from(rdev)));
         self.entry(reply, r);
     }
 
@@ -394,9 +429,7 @@ impl fuser::Filesystem for Adapter {
         reply: ReplyEntry,
     ) {
         let cred = self.cred(req);
-        let r = self
-            .shared
-            .with(|fs| fs.mkdir(&cred, ino(parent), name.as_bytes(), mode));
+        let r = self.with(|fs| fs.mkdir(&cred, ino(parent), name.as_bytes(), mode));
         self.entry(reply, r);
     }
 
@@ -404,8 +437,7 @@ impl fuser::Filesystem for Adapter {
         let cred = self.cred(req);
         Self::empty(
             reply,
-            self.shared
-                .with(|fs| fs.unlink(&cred, ino(parent), name.as_bytes())),
+            self.with(|fs| fs.unlink(&cred, ino(parent), name.as_bytes())),
         );
     }
 
@@ -413,8 +445,7 @@ impl fuser::Filesystem for Adapter {
         let cred = self.cred(req);
         Self::empty(
             reply,
-            self.shared
-                .with(|fs| fs.rmdir(&cred, ino(parent), name.as_bytes())),
+            self.with(|fs| fs.rmdir(&cred, ino(parent), name.as_bytes())),
         );
     }
 
@@ -427,7 +458,7 @@ impl fuser::Filesystem for Adapter {
         reply: ReplyEntry,
     ) {
         let cred = self.cred(req);
-        let r = self.shared.with(|fs| {
+        let r = self.with(|fs| {
             fs.symlink(
                 &cred,
                 ino(parent),
@@ -450,7 +481,7 @@ impl fuser::Filesystem for Adapter {
     ) {
         let cred = self.cred(req);
         let f = pagelog_core::RenameFlags(flags.bits());
-        let r = self.shared.with(|fs| {
+        let r = self.with(|fs| {
             fs.rename(
                 &cred,
                 ino(parent),
@@ -475,15 +506,13 @@ impl fuser::Filesystem for Adapter {
         // With default_permissions the kernel has applied the rule already
         // (its permission hook answers for real); without, it cannot.
         cred.protected_hardlinks = !cred.checked && protected_hardlinks();
-        let r = self
-            .shared
-            .with(|fs| fs.link(&cred, ino(i), ino(newparent), newname.as_bytes()));
+        let r = self.with(|fs| fs.link(&cred, ino(i), ino(newparent), newname.as_bytes()));
         self.entry(reply, r);
     }
 
     fn open(&self, req: &Request, i: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let cred = self.cred(req);
-        match self.shared.with(|fs| fs.open(&cred, ino(i), flags.0)) {
+        match self.with(|fs| fs.open(&cred, ino(i), flags.0)) {
             Ok(()) => reply.opened(FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE),
             Err(e) => reply.error(errno(&e)),
         }
@@ -503,11 +532,9 @@ impl fuser::Filesystem for Adapter {
         // Plan under the lock, read the device without it, so that reads
         // (and other requests) overlap the disk. A page that moved in
         // between fails its checksum; the retry under the lock is exact.
-        let planned = self
-            .shared
-            .with(|fs| Ok((fs.plan_read(ino(i), offset, size)?, fs.device())));
+        let planned = self.with(|fs| Ok((fs.plan_read(ino(i), offset, size)?, fs.device())));
         let result = planned.and_then(|(plan, dev)| match plan.execute(&*dev) {
-            Err(Error::Corrupt { .. }) => self.shared.with(|fs| fs.read(ino(i), offset, size)),
+            Err(Error::Corrupt { .. }) => self.with(|fs| fs.read(ino(i), offset, size)),
             other => other,
         });
         match result {
@@ -529,7 +556,7 @@ impl fuser::Filesystem for Adapter {
         reply: ReplyWrite,
     ) {
         let cred = self.cred(req);
-        match self.shared.with(|fs| fs.write(&cred, ino(i), offset, data)) {
+        match self.with(|fs| fs.write(&cred, ino(i), offset, data)) {
             Ok(n) => reply.written(n as u32),
             Err(e) => reply.error(errno(&e)),
         }
@@ -559,7 +586,7 @@ impl fuser::Filesystem for Adapter {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        Self::empty(reply, self.shared.with(|fs| fs.release(ino(i))));
+        Self::empty(reply, self.with(|fs| fs.release(ino(i))));
     }
 
     fn fsync(
@@ -570,12 +597,12 @@ impl fuser::Filesystem for Adapter {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        Self::empty(reply, self.shared.with(|fs| fs.fsync(ino(i))));
+        Self::empty(reply, self.with(|fs| fs.fsync(ino(i))));
     }
 
     fn opendir(&self, req: &Request, i: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         let cred = self.cred(req);
-        match self.shared.with(|fs| fs.opendir(&cred, ino(i))) {
+        match self.with(|fs| fs.opendir(&cred, ino(i))) {
             Ok(()) => reply.opened(
                 FileHandle(0),
                 FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_CACHE_DIR,
@@ -592,7 +619,7 @@ impl fuser::Filesystem for Adapter {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        let r = self.shared.with(|fs| {
+        let r = self.with(|fs| {
             fs.readdir(ino(i), offset, &mut |e: DirItem| {
                 !reply.add(
                     INodeNo(e.ino.0),
@@ -617,7 +644,7 @@ impl fuser::Filesystem for Adapter {
         mut reply: ReplyDirectoryPlus,
     ) {
         let ttl = self.ttl();
-        let r = self.shared.with(|fs| {
+        let r = self.with(|fs| {
             // Collect a batch, then look up attributes (readdir holds the
             // directory while it walks).
             let mut items = Vec::new();
@@ -658,7 +685,7 @@ impl fuser::Filesystem for Adapter {
         _flags: OpenFlags,
         reply: ReplyEmpty,
     ) {
-        Self::empty(reply, self.shared.with(|fs| fs.release(ino(i))));
+        Self::empty(reply, self.with(|fs| fs.release(ino(i))));
     }
 
     fn fsyncdir(
@@ -669,11 +696,11 @@ impl fuser::Filesystem for Adapter {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        Self::empty(reply, self.shared.with(Filesystem::sync));
+        Self::empty(reply, self.with(Filesystem::sync));
     }
 
     fn statfs(&self, _req: &Request, _i: INodeNo, reply: ReplyStatfs) {
-        match self.shared.with(|fs| Ok(fs.statfs())) {
+        match self.with(|fs| Ok(fs.statfs())) {
             Ok(s) => reply.statfs(
                 s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, s.namelen, s.bsize,
             ),
@@ -694,40 +721,33 @@ impl fuser::Filesystem for Adapter {
         let cred = self.cred(req);
         Self::empty(
             reply,
-            self.shared
-                .with(|fs| fs.setxattr(&cred, ino(i), name.as_bytes(), value, flags)),
+            self.with(|fs| fs.setxattr(&cred, ino(i), name.as_bytes(), value, flags)),
         );
     }
 
     fn getxattr(&self, req: &Request, i: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
         if ino(i) == Ino::ROOT && name.as_bytes() == STATS_XATTR {
-            let text = self.shared.with(|fs| Ok(fs.cleaner_report().to_text()));
+            let text = self.with(|fs| Ok(fs.cleaner_report().to_text()));
             return Self::xattr(reply, size, text.map(String::into_bytes));
         }
         let cred = self.cred(req);
         Self::xattr(
             reply,
             size,
-            self.shared
-                .with(|fs| fs.getxattr(&cred, ino(i), name.as_bytes())),
+            self.with(|fs| fs.getxattr(&cred, ino(i), name.as_bytes())),
         );
     }
 
     fn listxattr(&self, req: &Request, i: INodeNo, size: u32, reply: ReplyXattr) {
         let cred = self.cred(req);
-        Self::xattr(
-            reply,
-            size,
-            self.shared.with(|fs| fs.listxattr(&cred, ino(i))),
-        );
+        Self::xattr(reply, size, self.with(|fs| fs.listxattr(&cred, ino(i))));
     }
 
     fn removexattr(&self, req: &Request, i: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let cred = self.cred(req);
         Self::empty(
             reply,
-            self.shared
-                .with(|fs| fs.removexattr(&cred, ino(i), name.as_bytes())),
+            self.with(|fs| fs.removexattr(&cred, ino(i), name.as_bytes())),
         );
     }
 
@@ -735,8 +755,7 @@ impl fuser::Filesystem for Adapter {
         let cred = self.cred(req);
         Self::empty(
             reply,
-            self.shared
-                .with(|fs| fs.access(&cred, ino(i), mask.bits() as u32)),
+            self.with(|fs| fs.access(&cred, ino(i), mask.bits() as u32)),
         );
     }
 
@@ -751,7 +770,7 @@ impl fuser::Filesystem for Adapter {
         reply: ReplyCreate,
     ) {
         let cred = self.cred(req);
-        let r = self.shared.with(|fs| {
+        let r = self.with(|fs| {
             let a = fs.create(&cred, ino(parent), name.as_bytes(), mode, flags)?;
             fs.remember(a.ino);
             Ok(a)
@@ -780,8 +799,7 @@ impl fuser::Filesystem for Adapter {
     ) {
         Self::empty(
             reply,
-            self.shared
-                .with(|fs| fs.fallocate(ino(i), offset, length, mode as u32)),
+            self.with(|fs| fs.fallocate(ino(i), offset, length, mode as u32)),
         );
     }
 
@@ -849,7 +867,7 @@ impl fuser::Filesystem for Adapter {
         let Ok(offset) = u64::try_from(offset) else {
             return reply.error(Errno::from_i32(libc::ENXIO));
         };
-        match self.shared.with(|fs| fs.seek(ino(i), offset, whence)) {
+        match self.with(|fs| fs.seek(ino(i), offset, whence)) {
             Ok(o) => reply.offset(o as i64),
             Err(e) => reply.error(errno(&e)),
         }

@@ -10,8 +10,16 @@
 //! {"verb":"create","name":"n","cp":7}     {"ok":true,"checkpoint":7}
 //! {"verb":"delete","name":"n"}            {"ok":true,"checkpoint":7}
 //! {"verb":"stats"}                        {"ok":true,"stats":"state: ...\n..."}
+//! {"verb":"mount","snapshot":"n","dir":D} {"ok":true,"checkpoint":7,"dir":D}
+//! {"verb":"mounts"}                       {"ok":true,"mounts":[{"dir":D,"checkpoint":7}]}
+//! {"verb":"cat","cp":7,"path":"etc/x"}    {"ok":true,"size":N} then N raw bytes
 //! anything wrong                          {"ok":false,"error":"why"}
 //! ```
+//!
+//! `mount` and `cat` name a retained checkpoint by `"snapshot"` (a name),
+//! `"cp"` (a number) or `"at_ns"` (the newest taken at or before that
+//! time, in ns since the epoch). `mount` serves it read-only on `"dir"`
+//! beside the live mount (see `views.rs`).
 //!
 //! A socket left by a daemon that died is found stale (nothing answers)
 //! and replaced.
@@ -24,11 +32,24 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
 
+use pagelog_core::checkpoints::At;
 use pagelog_core::ids::CheckpointNo;
-use pagelog_core::Filesystem;
+use pagelog_core::{Cred, Filesystem, Ino};
 use serde_json::{json, Value};
 
 use crate::adapter::Shared;
+use crate::views::ViewMounts;
+
+/// What the control socket serves.
+pub struct Context {
+    /// The mounted filesystem.
+    pub shared: Arc<Shared>,
+    /// Flushes the kernel's cached writes to the daemon (run before a
+    /// snapshot of the present).
+    pub syncfs: Box<dyn Fn() + Send + Sync>,
+    /// Checkpoints mounted beside the live mount.
+    pub views: ViewMounts,
+}
 
 /// A bound control socket; the file goes when this is dropped.
 #[derive(Debug)]
@@ -46,14 +67,8 @@ impl Drop for Control {
     }
 }
 
-/// Binds the control socket of `uuid` and serves it on a thread.
-/// `syncfs` flushes the kernel's cached writes to the daemon first (run
-/// before a snapshot of the present).
-pub fn start(
-    uuid: &[u8; 16],
-    shared: Arc<Shared>,
-    syncfs: Arc<dyn Fn() + Send + Sync>,
-) -> std::io::Result<Control> {
+/// Binds the control socket of `uuid` and serves `ctx` on a thread.
+pub fn start(uuid: &[u8; 16], ctx: Arc<Context>) -> std::io::Result<Control> {
     std::fs::create_dir_all(pagelog_core::info::CONTROL_DIR)?;
     let path = pagelog_core::info::control_socket(uuid);
     if path.exists() {
@@ -79,7 +94,7 @@ pub fn start(
                 return;
             }
             match conn {
-                Ok(stream) => serve(stream, owner, &shared, &*syncfs),
+                Ok(stream) => serve(stream, owner, &ctx),
                 Err(e) => log::warn!("control socket: {e}"),
             }
         }
@@ -94,41 +109,63 @@ fn peer_uid(stream: &UnixStream) -> Option<u32> {
         .map(|c| c.uid())
 }
 
-fn serve(stream: UnixStream, owner: u32, shared: &Shared, syncfs: &dyn Fn()) {
+fn serve(stream: UnixStream, owner: u32, ctx: &Context) {
     let allowed = peer_uid(&stream).is_some_and(|uid| uid == 0 || uid == owner);
     let mut reader = BufReader::new(&stream);
     let mut line = String::new();
-    let answer = if !allowed {
-        refuse("only root or the user who mounted may use the control socket")
+    let (answer, payload) = if !allowed {
+        (
+            refuse("only root or the user who mounted may use the control socket"),
+            Vec::new(),
+        )
     } else {
         match reader.read_line(&mut line) {
             Ok(_) => match serde_json::from_str::<Value>(&line) {
-                Ok(req) => answer(&req, shared, syncfs),
-                Err(e) => refuse(&format!("not a JSON request: {e}")),
+                Ok(req) => answer(&req, ctx),
+                Err(e) => (refuse(&format!("not a JSON request: {e}")), Vec::new()),
             },
-            Err(e) => refuse(&format!("cannot read the request: {e}")),
+            Err(e) => (refuse(&format!("cannot read the request: {e}")), Vec::new()),
         }
     };
     let mut out = &stream;
-    let _ = writeln!(out, "{answer}");
+    let _ = writeln!(out, "{answer}").and_then(|()| out.write_all(&payload));
 }
 
 fn refuse(why: &str) -> Value {
     json!({ "ok": false, "error": why })
 }
 
-fn answer(req: &Value, shared: &Shared, syncfs: &dyn Fn()) -> Value {
+/// The retained checkpoint a request names (see the module's comment).
+fn selected(req: &Value) -> Result<At, pagelog_core::Error> {
+    if let Some(name) = req["snapshot"].as_str() {
+        return Ok(At::Snapshot(name.as_bytes().to_vec()));
+    }
+    if let Some(no) = req["cp"].as_u64() {
+        return Ok(At::Checkpoint(CheckpointNo(no)));
+    }
+    if let Some(t) = req["at_ns"].as_i64() {
+        return Ok(At::Time(t));
+    }
+    Err(pagelog_core::Error::Refused(
+        "name a checkpoint: \"snapshot\", \"cp\" or \"at_ns\"".into(),
+    ))
+}
+
+/// The answer to one request, and the raw bytes that follow it (`cat`).
+fn answer(req: &Value, ctx: &Context) -> (Value, Vec<u8>) {
     let verb = req["verb"].as_str().unwrap_or("");
     let name = req["name"].as_str().map(|n| n.as_bytes().to_vec());
+    let shared = &ctx.shared;
+    let mut payload = Vec::new();
     let result = match (verb, name) {
-        ("list", _) => shared.with(|fs| Ok(list(fs))),
+        ("list", _) => shared.with(|fs| Ok(list(fs, ctx))),
         ("stats", _) => shared.with(|fs| Ok(json!({ "stats": fs.cleaner_report().to_text() }))),
         ("create", Some(name)) => {
             let at = req["cp"].as_u64().map(CheckpointNo);
             if at.is_none() {
                 // A snapshot of the present holds what was written before
                 // the command, the kernel's cached writes included.
-                syncfs();
+                (ctx.syncfs)();
             }
             shared.with(|fs| {
                 let no = fs.create_snapshot(&name, at)?;
@@ -144,23 +181,72 @@ fn answer(req: &Value, shared: &Shared, syncfs: &dyn Fn()) -> Value {
             fs.delete_snapshot(&name)?;
             Ok(json!({ "checkpoint": no }))
         }),
-        ("create" | "delete", None) => return refuse("this verb needs a \"name\""),
+        ("create" | "delete", None) => return (refuse("this verb needs a \"name\""), payload),
+        ("mount", _) => {
+            let Some(dir) = req["dir"].as_str() else {
+                return (refuse("mount needs a \"dir\""), payload);
+            };
+            selected(req).and_then(|at| {
+                let no = ctx
+                    .views
+                    .mount(&at, std::path::Path::new(dir))
+                    .map_err(pagelog_core::Error::Refused)?;
+                Ok(json!({ "checkpoint": no.0, "dir": dir }))
+            })
+        }
+        ("mounts", _) => Ok(json!({ "mounts": mounts(ctx) })),
+        ("cat", _) => selected(req).and_then(|at| {
+            let path = req["path"].as_str().unwrap_or("");
+            payload = shared.with(|fs| read_past(fs, &at, path.as_bytes()))?;
+            Ok(json!({ "size": payload.len() }))
+        }),
         _ => {
-            return refuse(&format!(
-                "unknown verb '{verb}' (list, create, delete, stats)"
-            ))
+            return (
+                refuse(&format!(
+                    "unknown verb '{verb}' (list, create, delete, mount, mounts, cat, stats)"
+                )),
+                payload,
+            )
         }
     };
     match result {
         Ok(mut v) => {
             v["ok"] = json!(true);
-            v
+            (v, payload)
         }
-        Err(e) => refuse(&e.to_string()),
+        Err(e) => (refuse(&e.to_string()), Vec::new()),
     }
 }
 
-fn list(fs: &Filesystem) -> Value {
+/// The views mounted now.
+fn mounts(ctx: &Context) -> Vec<Value> {
+    ctx.views
+        .list()
+        .iter()
+        .map(|m| json!({ "dir": m.dir.to_string_lossy(), "checkpoint": m.checkpoint.0 }))
+        .collect()
+}
+
+/// File `path` as the retained checkpoint `at` holds it, read through a
+/// view opened for the purpose.
+fn read_past(fs: &mut Filesystem, at: &At, path: &[u8]) -> pagelog_core::Result<Vec<u8>> {
+    let (id, _) = fs.open_view(at)?;
+    let read = fs.in_view(id, |fs| {
+        let root = Cred::root();
+        let mut ino = Ino::ROOT;
+        for part in path.split(|&b| b == b'/').filter(|p| !p.is_empty()) {
+            ino = fs.lookup(&root, ino, part)?.ino;
+        }
+        let size = fs.getattr(ino)?.size;
+        let size = u32::try_from(size).map_err(|_| pagelog_core::Error::FileTooBig)?;
+        fs.read(ino, 0, size)
+    });
+    fs.close_view(id);
+    read
+}
+
+fn list(fs: &Filesystem, ctx: &Context) -> Value {
+    let views = ctx.views.list();
     let cps: Vec<Value> = fs
         .checkpoints()
         .iter()
@@ -172,6 +258,8 @@ fn list(fs: &Filesystem) -> Value {
                 "exclusive_pages": c.exclusive_pages,
                 "held_pages": c.held_pages,
                 "protected": c.protected,
+                "mounted_at": views.iter().find(|m| m.checkpoint == c.no)
+                    .map(|m| m.dir.to_string_lossy().into_owned()),
             })
         })
         .collect();

@@ -14,10 +14,12 @@ use std::time::Duration;
 use pagelog_core::{BlockDevice, FileDevice, Filesystem, MountOptions};
 
 use crate::adapter::{Adapter, Shared};
+use crate::control::Context;
 use crate::kernel_mount::{self, Unmounter};
 use crate::logging;
 use crate::mountinfo;
 use crate::options::MountConfig;
+use crate::views::ViewMounts;
 
 /// mount(8) helper exit code for a failed mount.
 pub const EXIT_MOUNT_FAILED: u8 = 32;
@@ -34,7 +36,9 @@ fn set_readahead(mountpoint: &Path, bytes: u64) {
     }
 }
 
-fn check_mountpoint(path: &Path) -> Result<(), String> {
+/// Refuses a mount point that is missing, not a directory, or already
+/// mounted on.
+pub(crate) fn check_mountpoint(path: &Path) -> Result<(), String> {
     let md = std::fs::metadata(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => format!("mount point {} does not exist", path.display()),
         _ => format!("mount point {}: {e}", path.display()),
@@ -192,8 +196,13 @@ pub fn serve(
         .unwrap_or_default();
     let synced = shared.clone();
     let at = mountpoint.to_path_buf();
-    let syncfs: Arc<dyn Fn() + Send + Sync> = Arc::new(move || syncfs_mount(&synced, &at));
-    let _control = match crate::control::start(&uuid, shared.clone(), syncfs) {
+    let views = ViewMounts::new(shared.clone(), image, cfg);
+    let ctx = Arc::new(Context {
+        shared: shared.clone(),
+        syncfs: Box::new(move || syncfs_mount(&synced, &at)),
+        views,
+    });
+    let _control = match crate::control::start(&uuid, ctx.clone()) {
         Ok(c) => Some(c),
         Err(e) => {
             log::warn!("no control socket ({e}): pagelog-snapshot cannot reach this mount");
@@ -215,6 +224,7 @@ pub fn serve(
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .detach_leftover();
+    ctx.views.unmount_all();
     stop.store(true, Ordering::SeqCst);
     shared.shut_down();
     let _ = committer.join();

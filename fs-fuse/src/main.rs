@@ -9,6 +9,7 @@ mod logging;
 mod mountinfo;
 mod options;
 mod syslog;
+mod views;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -3,10 +3,11 @@
 //! was, mount one read-only. One verb each; the work is in `pagelog_core`
 //! (`checkpoints.rs`, `fs/snapshots.rs`).
 //!
-//! On a running mount (named by its mountpoint or its image), list,
-//! create and delete go to the daemon through its control socket
-//! (`/run/pagelog/UUID.sock`, see fs-fuse's `control.rs`); on an image
-//! that is not mounted, the tool opens it itself.
+//! On a running mount (named by its mountpoint or its image), every verb
+//! goes to the daemon through its control socket (`/run/pagelog/UUID.sock`,
+//! see fs-fuse's `control.rs`): `mount` then serves the checkpoint beside
+//! the live mount from the same daemon. On an image that is not mounted,
+//! the tool opens it itself.
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -45,8 +46,9 @@ NAME in cat and mount may also be a checkpoint number (cp=N) or a time (at=TIME)
 TIME: @SECONDS, 2026-12-02T10:00:00Z, '2026-12-02 10:00' (local), or back from now: 10m,
 '2 hours ago'.
 
-TARGET is an image, or the mountpoint of a running mount: list, create and delete then
-go to the daemon (root or the user who mounted); cat and mount need the image unmounted.
+IMAGE is an image, or the mountpoint of a running mount: every verb then goes to the
+daemon (root or the user who mounted), and mount serves the checkpoint read-only beside
+the live mount (umount DIR ends it; a mounted snapshot cannot be deleted).
 Exit status: 0 done, 1 failed (the message says why), 2 bad usage.";
 
 /// List, create, delete and read snapshots and retained checkpoints.
@@ -89,16 +91,17 @@ enum Verb {
     },
     /// Write one file as it was in a snapshot or checkpoint to standard output
     Cat {
-        /// Image file or block device
+        /// Image file, block device, or the mountpoint of a running mount
         image: PathBuf,
         /// Snapshot name, cp=N or at=TIME
         name: OsString,
         /// Path of the file inside the filesystem
         path: OsString,
     },
-    /// Mount a snapshot or checkpoint read-only (runs pagelog-mount)
+    /// Mount a snapshot or checkpoint read-only (beside a running mount, or
+    /// by running pagelog-mount)
     Mount {
-        /// Image file or block device
+        /// Image file, block device, or the mountpoint of a running mount
         image: PathBuf,
         /// Snapshot name, cp=N or at=TIME
         name: OsString,
@@ -174,9 +177,35 @@ fn run(args: Args) -> Result<Vec<u8>, Failure> {
             None => delete(&image, name.as_bytes(), json),
         },
         Verb::Cat { image, name, path } => {
-            cat(&image, &selector(name.as_bytes())?, path.as_bytes())
+            let at = selector(name.as_bytes())?;
+            match daemon(&image)? {
+                Some(sock) => {
+                    let mut req = selecting(&at);
+                    req["verb"] = "cat".into();
+                    req["path"] = String::from_utf8_lossy(path.as_bytes()).into();
+                    Ok(ask_raw(&sock, &req)?.1)
+                }
+                None => cat(&image, &at, path.as_bytes()),
+            }
         }
-        Verb::Mount { image, name, dir } => mount(&image, name.as_bytes(), &dir),
+        Verb::Mount { image, name, dir } => match daemon(&image)? {
+            Some(sock) => {
+                let mut req = selecting(&selector(name.as_bytes())?);
+                req["verb"] = "mount".into();
+                let dir = dir
+                    .canonicalize()
+                    .map_err(|e| format!("{}: {e}", dir.display()))?;
+                req["dir"] = dir.to_string_lossy().into();
+                let v = ask(&sock, &req)?;
+                let no = v["checkpoint"].as_u64().unwrap_or(0);
+                Ok(match json {
+                    true => format!("{v}\n"),
+                    false => format!("mounted checkpoint {no} read-only at {}\n", dir.display()),
+                }
+                .into_bytes())
+            }
+            None => mount(&image, name.as_bytes(), &dir),
+        },
     }
 }
 
@@ -197,6 +226,15 @@ fn selector(name: &[u8]) -> Result<At, Failure> {
         return Ok(At::Time(time(t)?));
     }
     Ok(At::Snapshot(name.to_vec()))
+}
+
+/// The fields of a control request that name `at`.
+fn selecting(at: &At) -> serde_json::Value {
+    match at {
+        At::Snapshot(n) => serde_json::json!({ "snapshot": String::from_utf8_lossy(n) }),
+        At::Checkpoint(n) => serde_json::json!({ "cp": n.0 }),
+        At::Time(t) => serde_json::json!({ "at_ns": t }),
+    }
 }
 
 /// Opens and mounts the image; writable ones are locked, and a mounted
@@ -236,6 +274,8 @@ struct Listed {
     exclusive_bytes: u64,
     held_bytes: u64,
     protected: bool,
+    /// Where a running daemon serves it beside the live mount.
+    mounted_at: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -267,6 +307,7 @@ fn listed(c: &CheckpointInfo) -> Listed {
         exclusive_bytes: c.exclusive_pages * PAGE_SIZE as u64,
         held_bytes: c.held_pages * PAGE_SIZE as u64,
         protected: c.protected,
+        mounted_at: None,
     }
 }
 
@@ -288,7 +329,7 @@ fn listing_of(v: &serde_json::Value) -> Result<Listing, Failure> {
         .map(|c| {
             let no = c["checkpoint"].as_u64().ok_or_else(bad)?;
             let time_ns = c["time_ns"].as_i64().ok_or_else(bad)?;
-            Ok(listed(&CheckpointInfo {
+            let mut l = listed(&CheckpointInfo {
                 no: CheckpointNo(no),
                 time_ns,
                 snapshot: c["snapshot"].as_str().map(|n| n.as_bytes().to_vec()),
@@ -296,7 +337,9 @@ fn listing_of(v: &serde_json::Value) -> Result<Listing, Failure> {
                 held_pages: c["held_pages"].as_u64().unwrap_or(0),
                 protected: c["protected"].as_bool().unwrap_or(false),
                 mounted: false,
-            }))
+            });
+            l.mounted_at = c["mounted_at"].as_str().map(str::to_string);
+            Ok(l)
         })
         .collect::<Result<Vec<_>, Failure>>()?;
     Ok(Listing {
@@ -318,13 +361,16 @@ fn show_listing(listing: Listing, json: bool) -> Result<Vec<u8>, Failure> {
     let mib = |b: u64| format!("{:.1}M", b as f64 / f64::from(1 << 20));
     for c in &listing.checkpoints {
         out += &format!(
-            "{:>8}  {:<19}  {:<10}  {:>10}  {:>10}  {}\n",
+            "{:>8}  {:<19}  {:<10}  {:>10}  {:>10}  {}{}\n",
             c.checkpoint,
             c.time,
             c.kind,
             mib(c.exclusive_bytes),
             mib(c.held_bytes),
             c.name.as_deref().unwrap_or(""),
+            c.mounted_at
+                .as_ref()
+                .map_or(String::new(), |d| format!(" (mounted at {d})")),
         );
     }
     let oldest = listing
@@ -379,18 +425,33 @@ fn mounted_image(dir: &Path) -> Option<PathBuf> {
 
 /// Sends one request to the daemon and returns its answer, or its error.
 fn ask(sock: &Path, req: &serde_json::Value) -> Result<serde_json::Value, Failure> {
-    use std::io::BufRead;
+    ask_raw(sock, req).map(|(v, _)| v)
+}
+
+/// Sends one request to the daemon and returns its answer and the bytes
+/// that follow it (`cat`), or its error.
+fn ask_raw(sock: &Path, req: &serde_json::Value) -> Result<(serde_json::Value, Vec<u8>), Failure> {
+    use std::io::{BufRead, Read};
     let mut stream = std::os::unix::net::UnixStream::connect(sock)
         .map_err(|e| format!("cannot reach the daemon at {}: {e}", sock.display()))?;
     writeln!(stream, "{req}").map_err(|e| format!("{}: {e}", sock.display()))?;
     let mut line = String::new();
-    std::io::BufReader::new(&stream)
+    let mut reader = std::io::BufReader::new(&stream);
+    reader
         .read_line(&mut line)
         .map_err(|e| format!("{}: {e}", sock.display()))?;
     let v: serde_json::Value =
         serde_json::from_str(&line).map_err(|e| format!("the daemon's answer: {e}"))?;
     if v["ok"].as_bool() == Some(true) {
-        Ok(v)
+        let mut rest = Vec::new();
+        reader
+            .read_to_end(&mut rest)
+            .map_err(|e| format!("{}: {e}", sock.display()))?;
+        let size = v["size"].as_u64().unwrap_or(rest.len() as u64);
+        if rest.len() as u64 != size {
+            return Err(format!("the daemon sent {} bytes of {size}", rest.len()));
+        }
+        Ok((v, rest))
     } else {
         Err(v["error"]
             .as_str()

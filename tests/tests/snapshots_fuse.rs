@@ -2,7 +2,9 @@
 //! made with `pagelog-snapshot create`, backed up with tar from a
 //! read-only mount of it; a checkpoint never marked, mounted with
 //! `-o ro,cp=N` and `-o ro,at=TIME`; `cat` from the past without
-//! mounting; `list --json`; delete; refusals said clearly.
+//! mounting; `list --json`; delete; refusals said clearly; a snapshot
+//! mounted beside the live mount by its daemon and backed up while
+//! writers run.
 
 use std::fs;
 use std::process::Command;
@@ -162,10 +164,9 @@ fn a_running_mount_takes_snapshots_through_its_control_socket() {
     let err = snapshot_tool(&["delete", &dir, "one"]);
     assert!(!err.status.success());
     assert!(String::from_utf8_lossy(&err.stderr).contains("no snapshot is named 'one'"));
-    // Reading the past needs the image to itself, and says so.
-    let out = snapshot_tool(&["cat", &img, "two", "f"]);
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("is mounted or in use"));
+    // Reading the past goes through the daemon too.
+    let out = ok(&snapshot_tool(&["cat", &dir, "two", "f"]));
+    assert_eq!(out, "second");
     // Only root or the mounter may use the socket.
     let other = pagelog_tests::sh_as(
         65534,
@@ -210,4 +211,160 @@ fn a_socket_left_by_a_killed_daemon_is_replaced() {
     ok(&snapshot_tool(&["create", d, "after-crash"]));
     assert!(list(d)["checkpoints"].to_string().contains("after-crash"));
     assert!(m.unmount().success());
+}
+
+/// Every file under `root`, by relative path, with its bytes.
+fn tree(root: &std::path::Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut todo = vec![root.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in fs::read_dir(&d)
+            .expect("readdir")
+            .map(|e| e.expect("entry"))
+        {
+            let p = e.path();
+            if e.file_type().expect("type").is_dir() {
+                todo.push(p);
+            } else {
+                let rel = p.strip_prefix(root).expect("under root");
+                out.insert(
+                    rel.to_string_lossy().into_owned(),
+                    fs::read(&p).expect("read"),
+                );
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn a_backup_of_a_snapshot_mounted_beside_the_live_mount_while_writers_run() {
+    let s = Scratch::new();
+    let m = s.mounted("256M", "");
+    let dir = m.dir.to_str().expect("utf-8").to_string();
+    sh(&format!(
+        "cd '{dir}' && mkdir -p a/b c && for i in $(seq 1 200); do seq $i 3000 > a/f$i; done \
+         && head -c 4000000 /dev/urandom > c/blob && seq 1 100000 > a/b/deep && sync"
+    ));
+    let expected = tree(&m.dir);
+    ok(&snapshot_tool(&["create", &dir, "backup"]));
+
+    // Writers: rewrite, delete and create, until told to stop.
+    let stop = s.path("stop");
+    let writer = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "n=0; while [ ! -e '{stop}' ]; do n=$((n+1)); \
+             head -c 1000000 /dev/urandom > '{dir}/c/blob'; rm -f '{dir}/a/f'$((n % 200 + 1)); \
+             seq $n 5000 > '{dir}/new'$((n % 50)); mv '{dir}/a/b/deep' '{dir}/deep' 2>/dev/null \
+             || mv '{dir}/deep' '{dir}/a/b/deep'; done",
+            stop = stop.display()
+        ))
+        .spawn()
+        .expect("writer");
+
+    let snapdir = s.path("snap");
+    fs::create_dir_all(&snapdir).expect("mkdir");
+    let snap_s = snapdir.to_str().expect("utf-8");
+    let said = ok(&snapshot_tool(&["mount", &dir, "backup", snap_s]));
+    assert!(said.contains("read-only"), "{said}");
+    assert!(pagelog_tests::is_mounted(&snapdir));
+    let l = list(&dir);
+    let entry = l["checkpoints"]
+        .as_array()
+        .expect("array")
+        .iter()
+        .find(|c| c["name"] == "backup")
+        .expect("listed")
+        .clone();
+    assert_eq!(
+        entry["mounted_at"].as_str(),
+        Some(
+            snapdir
+                .canonicalize()
+                .expect("canon")
+                .to_str()
+                .expect("utf-8")
+        ),
+        "{l}"
+    );
+    // Mounted, it is not deleted, and it cannot be written.
+    let err = snapshot_tool(&["delete", &dir, "backup"]);
+    assert!(!err.status.success());
+    assert!(
+        String::from_utf8_lossy(&err.stderr).contains("is mounted"),
+        "{}",
+        String::from_utf8_lossy(&err.stderr)
+    );
+    let denied = fs::write(snapdir.join("x"), b"no");
+    assert_eq!(denied.map_err(|e| e.raw_os_error()), Err(Some(libc::EROFS)));
+
+    // The backup, twice, while the writers run and the live tree changes.
+    let tarball = s.path("backup.tar");
+    for _ in 0..2 {
+        sh(&format!("tar -C '{snap_s}' -cf '{}' .", tarball.display()));
+    }
+    fs::write(&stop, b"").expect("stop");
+    let status = { writer }.wait().expect("writer");
+    assert!(status.success());
+    assert_ne!(tree(&m.dir), expected, "the writers changed the live tree");
+    assert!(m.path("new1").exists());
+
+    sh(&format!("umount '{snap_s}'"));
+    let restored = s.path("restored");
+    fs::create_dir_all(&restored).expect("mkdir");
+    sh(&format!(
+        "tar -C '{}' -xf '{}'",
+        restored.display(),
+        tarball.display()
+    ));
+    assert!(tree(&restored) == expected, "the backup is the snapshot");
+
+    // Unmounted, the snapshot can go; the filesystem checks clean.
+    let mut deleted = false;
+    for _ in 0..50 {
+        if snapshot_tool(&["delete", &dir, "backup"]).status.success() {
+            deleted = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(deleted, "the snapshot is deletable once its mount is gone");
+    let img = m.image.clone();
+    assert!(m.unmount().success());
+    let out = run(Command::new(bin("pagelog-fsck")).arg("-n").arg(&img));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[test]
+fn the_live_mount_ending_takes_its_snapshot_mounts_with_it() {
+    let s = Scratch::new();
+    let m = s.mounted("64M", "");
+    let dir = m.dir.to_str().expect("utf-8").to_string();
+    fs::write(m.path("f"), b"then").expect("write");
+    ok(&snapshot_tool(&["create", &dir, "s"]));
+    fs::write(m.path("f"), b"now").expect("write");
+    let snapdir = s.path("snap");
+    fs::create_dir_all(&snapdir).expect("mkdir");
+    ok(&snapshot_tool(&[
+        "mount",
+        &dir,
+        "s",
+        snapdir.to_str().expect("utf-8"),
+    ]));
+    assert_eq!(fs::read(snapdir.join("f")).expect("read"), b"then");
+    assert_eq!(fs::read(m.path("f")).expect("read"), b"now");
+    // A second mount of the same directory is refused by name.
+    let again = snapshot_tool(&["mount", &dir, "s", snapdir.to_str().expect("utf-8")]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already a mount point"));
+    assert!(m.unmount().success());
+    assert!(
+        !pagelog_tests::is_mounted(&snapdir),
+        "the view went with the live mount"
+    );
 }
