@@ -24,18 +24,18 @@ pub use ondisk::{
     block_ptr, checkpoint, checkpoint_record, codec, deadlist_page, dir_node, ids, index_node,
     inode, inode_pack, layout, node, segment_summary, superblock, xattr,
 };
-pub use root::{dir_index, file_map, history, node_cache, node_table, page_cache};
+pub use root::{dir_index, file_map, history, node_cache, node_table, page_cache, units};
 pub(crate) use volume::parallel;
 pub use volume::{
     checkpoint_list, checkpoints, cleaner, device, format, id_table, info, label, meta_table,
-    page_life, page_table, recovery, room, segment_usage, segment_writer, store,
+    page_life, page_table, recovery, room, roots, segment_usage, segment_writer, store,
 };
 
 pub use device::{BlockDevice, FileDevice, MemDevice};
 pub use error::{Error, Result};
 pub use format::{format, FormatOptions};
 pub use fs::{
-    AtimeMode, Attr, CheckpointInfo, DirItem, Filesystem, MountOptions, RenameFlags, SetAttr,
+    AtimeMode, Attr, BranchInfo, CheckpointInfo, DirItem, Filesystem, MountOptions, RenameFlags, SetAttr,
     StatFs, TimeSet, ViewId, Whence,
 };
 pub use ids::{Ino, Nid, PageAddr, Vpn};

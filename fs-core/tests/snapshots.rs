@@ -314,3 +314,77 @@ fn a_view_keeps_a_plain_checkpoint_past_its_window() {
     fs.unmount().expect("unmount");
     assert_clean(&dev);
 }
+
+#[test]
+fn a_branch_from_a_checkpoint_never_marked_diverges_without_touching_the_live_root() {
+    let dev = support::formatted(8192, 64);
+    let mut fs = mount_with(&dev, every_commit());
+    write_file(&mut fs, b"a", &pattern(1, 100_000));
+    write_file(&mut fs, b"b", &pattern(2, 5_000));
+    fs.sync().expect("sync");
+    let then = fs.checkpoints().last().expect("retained").no;
+    write_file(&mut fs, b"a", &pattern(3, 60_000));
+    write_file(&mut fs, b"c", &pattern(4, 7_000));
+    fs.sync().expect("sync");
+
+    let origin = fs
+        .create_branch(b"exp", &At::Checkpoint(then))
+        .expect("branch");
+    assert_eq!(origin, then);
+    assert!(matches!(
+        fs.create_branch(b"exp", &At::Checkpoint(then)),
+        Err(Error::Exists)
+    ));
+    let id = fs.open_branch(b"exp").expect("open");
+    assert_eq!(read_in_view(&mut fs, id, b"a"), Some(pattern(1, 100_000)));
+    assert_eq!(read_in_view(&mut fs, id, b"c"), None);
+    fs.in_view(id, |b| {
+        write_file(b, b"a", &pattern(7, 200_000));
+        write_file(b, b"d", &pattern(8, 30_000));
+        b.unlink(&Cred::root(), Ino::ROOT, b"b")
+    })
+    .expect("diverge");
+    // The live root did not move; commits and cleaning run with both.
+    for round in 0..4u8 {
+        write_file(&mut fs, b"c", &pattern(20 + round, 40_000));
+        fs.sync().expect("sync");
+        fs.clean(support::model::clean_pass(true, false))
+            .expect("clean");
+    }
+    assert_eq!(read_file(&mut fs, b"a"), Some(pattern(3, 60_000)));
+    assert_eq!(read_file(&mut fs, b"b"), Some(pattern(2, 5_000)));
+    assert_eq!(read_file(&mut fs, b"d"), None);
+    assert_eq!(read_in_view(&mut fs, id, b"a"), Some(pattern(7, 200_000)));
+    assert!(fs.branches().iter().any(|b| b.name == b"exp" && b.mounted));
+    let err = fs.delete_branch(b"exp").expect_err("mounted");
+    assert!(err.to_string().contains("is mounted"), "{err}");
+    fs.close_view(id).expect("close");
+    fs.unmount().expect("unmount");
+    assert_clean(&dev);
+
+    // Mounted again later: the branch is as it was left; its origin is
+    // kept for it whatever the window says.
+    let mut fs = mount_with(&dev, every_commit());
+    let id = fs.open_branch(b"exp").expect("reopen");
+    assert_eq!(read_in_view(&mut fs, id, b"a"), Some(pattern(7, 200_000)));
+    assert_eq!(read_in_view(&mut fs, id, b"d"), Some(pattern(8, 30_000)));
+    assert_eq!(read_in_view(&mut fs, id, b"b"), None);
+    let err = fs.open_branch(b"exp").expect_err("twice");
+    assert!(err.to_string().contains("already mounted"), "{err}");
+    fs.close_view(id).expect("close");
+    assert!(fs.checkpoints().iter().any(|c| c.no == then));
+
+    // Deleting it gives back what only it held.
+    let before = fs.statfs().bfree;
+    fs.delete_branch(b"exp").expect("delete");
+    fs.sync().expect("sync");
+    let after = fs.statfs().bfree;
+    assert!(
+        after >= before + 50 + 7,
+        "free pages {before} -> {after}: the branch's own 57 data pages come back"
+    );
+    assert!(fs.branches().is_empty());
+    assert_eq!(read_file(&mut fs, b"a"), Some(pattern(3, 60_000)));
+    fs.unmount().expect("unmount");
+    assert_clean(&dev);
+}

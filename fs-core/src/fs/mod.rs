@@ -24,7 +24,7 @@ pub use cleaning::CleanerReport;
 pub use data::Whence;
 pub use namespace::{DirItem, RenameFlags};
 pub use read::ReadPlan;
-pub use snapshots::CheckpointInfo;
+pub use snapshots::{BranchInfo, CheckpointInfo};
 #[cfg(feature = "testing")]
 pub use tamper::Tamper;
 pub use views::ViewId;
@@ -183,8 +183,6 @@ pub struct Filesystem {
     nothing_to_clean_at: Option<u64>,
     /// Retained checkpoints served beside the live root.
     views: std::collections::BTreeMap<ViewId, views::View>,
-    /// The last view id handed out.
-    next_view: u64,
 }
 
 /// Linux `DT_*` type of a mode.
@@ -238,7 +236,6 @@ impl Filesystem {
             cleaning: false,
             nothing_to_clean_at: None,
             views: std::collections::BTreeMap::new(),
-            next_view: 0,
         };
         if !fs.opts.read_only {
             fs.store.start_writing(max_seq)?;
@@ -264,10 +261,10 @@ impl Filesystem {
         let mut store = Store::open(dev, rec, true)?;
         store.cleaner_options = self.opts.cleaner;
         store.degraded = Some(why);
+        store.adopt_roots(&self.store);
         self.store = store;
         self.opts.read_only = true;
         self.opens.clear();
-        self.reopen_views();
         Ok(())
     }
 

@@ -3,6 +3,7 @@
 
 use super::Filesystem;
 use crate::checkpoint_record::Record;
+use crate::checkpoints::At;
 use crate::error::{Error, Result};
 use crate::ids::CheckpointNo;
 use crate::store::now_ns;
@@ -28,6 +29,19 @@ pub struct CheckpointInfo {
     pub mounted: bool,
 }
 
+/// A read-write branch as a listing shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BranchInfo {
+    /// Its name.
+    pub name: Vec<u8>,
+    /// The retained checkpoint it started from (kept while it lives).
+    pub origin: CheckpointNo,
+    /// When it was made (ns since the epoch).
+    pub time_ns: i64,
+    /// Open now (mounted).
+    pub mounted: bool,
+}
+
 impl Filesystem {
     /// The retained checkpoints, oldest first.
     pub fn checkpoints(&self) -> Vec<CheckpointInfo> {
@@ -45,7 +59,7 @@ impl Filesystem {
                 exclusive_pages: r.exclusive,
                 held_pages: r.dead_entries,
                 protected: now.saturating_sub(r.time_ns) <= window,
-                mounted: s.at == Some(r.no) || s.pinned.contains_key(&r.no),
+                mounted: s.mount_at == Some(r.no) || s.pinned.contains_key(&r.no),
             })
             .collect()
     }
@@ -77,6 +91,42 @@ impl Filesystem {
         }
         self.writable()?;
         self.store.delete_snapshot(name)
+    }
+
+    /// The read-write branches, by name.
+    pub fn branches(&self) -> Vec<BranchInfo> {
+        let s = &self.store;
+        let open = |name: &[u8]| {
+            std::iter::once(&s.serving.1)
+                .chain(s.parked.values().map(|p| &p.what))
+                .any(|w| matches!(w, crate::roots::Serve::Branch(n) if n == name))
+        };
+        s.cplist
+            .branches()
+            .map(|r| BranchInfo {
+                name: r.name.clone(),
+                origin: r.no,
+                time_ns: r.time_ns,
+                mounted: open(&r.name),
+            })
+            .collect()
+    }
+
+    /// Makes branch `name`, a writable root that starts as the retained
+    /// checkpoint `at` names and shares every unchanged page with it;
+    /// durable on return. Returns its origin.
+    pub fn create_branch(&mut self, name: &[u8], at: &At) -> Result<CheckpointNo> {
+        self.degrade_if_failed()?;
+        self.writable()?;
+        self.store.create_branch(name, at)
+    }
+
+    /// Deletes branch `name` (not mounted), giving back what only it held
+    /// (once the cleaner has run); durable on return.
+    pub fn delete_branch(&mut self, name: &[u8]) -> Result<()> {
+        self.degrade_if_failed()?;
+        self.writable()?;
+        self.store.delete_branch(name)
     }
 
     /// The retained checkpoint this mount serves, if not the live root.

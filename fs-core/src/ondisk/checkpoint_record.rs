@@ -1,6 +1,6 @@
 //! A record of the checkpoint list: one retained checkpoint of the live
 //! root (a consistent past state a user can list, mount or keep as a
-//! snapshot), 256 bytes, stored as sixteen entries of the checkpoint list
+//! snapshot), or one read-write branch, 256 bytes, stored as sixteen entries of the checkpoint list
 //! table.
 
 use crate::codec::{Reader, Writer};
@@ -17,6 +17,11 @@ pub const NAME_MAX: usize = 127;
 
 /// Record flag: the checkpoint is a snapshot (kept until deleted).
 pub const FLAG_SNAPSHOT: u8 = 1;
+/// Record flag: the record is a read-write branch, not a checkpoint: `no`
+/// is its origin (the retained checkpoint it started from, kept while the
+/// branch lives), the root fields are the branch's state at the last
+/// commit, `time_ns` is when it was made, and the deadlist fields are 0.
+pub const FLAG_BRANCH: u8 = 2;
 
 /// Byte offsets of the fields.
 pub mod off {
@@ -80,6 +85,16 @@ impl Record {
     /// Is this a snapshot?
     pub fn is_snapshot(&self) -> bool {
         self.flags & FLAG_SNAPSHOT != 0
+    }
+
+    /// Is this a branch?
+    pub fn is_branch(&self) -> bool {
+        self.flags & FLAG_BRANCH != 0
+    }
+
+    /// The name, for messages.
+    pub fn shown_name(&self) -> std::borrow::Cow<'_, str> {
+        String::from_utf8_lossy(&self.name)
     }
 
     /// Encodes the record.

@@ -18,9 +18,23 @@ pub struct History {
     /// commit: those killed since `last` (under `last`), and those a
     /// pruned checkpoint passed on to the one before it.
     pub pending: BTreeMap<CheckpointNo, Vec<DeadUnit>>,
+    /// The root is a branch and `last` its origin: a unit born at or
+    /// before it belongs to the origin's line (the live root's retained
+    /// checkpoints), which frees it in its own time, so the branch letting
+    /// go of it changes nothing.
+    pub origin_held: bool,
 }
 
 impl History {
+    /// The history of a branch made from retained checkpoint `origin`.
+    pub fn branch(origin: CheckpointNo) -> History {
+        History {
+            last: origin,
+            pending: BTreeMap::new(),
+            origin_held: true,
+        }
+    }
+
     /// Deadlist entries waiting for the next commit.
     pub fn pending_count(&self) -> usize {
         self.pending.values().map(Vec::len).sum()

@@ -7,6 +7,7 @@ pub mod history;
 pub mod node_cache;
 pub mod node_table;
 pub mod page_cache;
+pub mod units;
 
 use std::collections::HashSet;
 

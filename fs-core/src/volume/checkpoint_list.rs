@@ -25,8 +25,10 @@ const CACHE_PAGES: usize = 64;
 #[derive(Debug)]
 pub struct CheckpointList {
     table: MetaTable,
-    /// Every record, by checkpoint, with its slot.
+    /// Every record of a retained checkpoint, by checkpoint, with its slot.
     records: BTreeMap<CheckpointNo, (u64, Record)>,
+    /// Every branch record, by name, with its slot.
+    branches: BTreeMap<Vec<u8>, (u64, Record)>,
     /// The slot the next record takes.
     next_slot: u64,
 }
@@ -59,6 +61,7 @@ impl CheckpointList {
             });
         }
         let mut records = BTreeMap::new();
+        let mut branches = BTreeMap::new();
         let slots: std::collections::BTreeSet<u64> = entries.keys().map(|i| i / ENTRIES).collect();
         for slot in slots {
             let mut bytes = [0u8; SIZE];
@@ -76,6 +79,16 @@ impl CheckpointList {
                 ));
             }
             if let Some(rec) = Record::decode(&bytes, slot)? {
+                if rec.is_branch() {
+                    if branches.insert(rec.name.clone(), (slot, rec.clone())).is_some() {
+                        return Err(Error::corrupt(
+                            "checkpoint list",
+                            PageAddr::NONE,
+                            format!("branch '{}' is listed twice", rec.shown_name()),
+                        ));
+                    }
+                    continue;
+                }
                 if records.insert(rec.no, (slot, rec.clone())).is_some() {
                     return Err(Error::corrupt(
                         "checkpoint list",
@@ -88,6 +101,7 @@ impl CheckpointList {
         Ok(CheckpointList {
             table,
             records,
+            branches,
             next_slot,
         })
     }
@@ -143,6 +157,48 @@ impl CheckpointList {
         self.records().find(|r| r.is_snapshot() && r.name == name)
     }
 
+    /// The branches, by name.
+    pub fn branches(&self) -> impl Iterator<Item = &Record> {
+        self.branches.values().map(|(_, r)| r)
+    }
+
+    /// The branch named `name`.
+    pub fn branch(&self, name: &[u8]) -> Option<&Record> {
+        self.branches.get(name).map(|(_, r)| r)
+    }
+
+    /// Is retained checkpoint `no` the origin of a branch?
+    pub fn is_origin(&self, no: CheckpointNo) -> bool {
+        self.branches().any(|b| b.no == no)
+    }
+
+    /// Adds a branch record, or replaces the one of the same name.
+    pub fn put_branch(&mut self, dev: &dyn BlockDevice, rec: Record) -> Result<()> {
+        let slot = match self.branches.get(&rec.name) {
+            Some((slot, _)) => *slot,
+            None => {
+                self.next_slot += 1;
+                self.next_slot - 1
+            }
+        };
+        self.store(dev, slot, &rec)?;
+        self.branches.insert(rec.name.clone(), (slot, rec));
+        Ok(())
+    }
+
+    /// Removes the branch record `name`.
+    pub fn remove_branch(&mut self, dev: &dyn BlockDevice, name: &[u8]) -> Result<Record> {
+        let (slot, rec) = self.branches.remove(name).ok_or_else(|| {
+            Error::corrupt(
+                "checkpoint list",
+                PageAddr::NONE,
+                format!("branch '{}' is not listed", String::from_utf8_lossy(name)),
+            )
+        })?;
+        self.clear_slot(dev, slot)?;
+        Ok(rec)
+    }
+
     /// Adds the record of a newly retained checkpoint (the newest).
     pub fn append(&mut self, dev: &dyn BlockDevice, rec: Record) -> Result<()> {
         let slot = self.next_slot;
@@ -167,13 +223,19 @@ impl CheckpointList {
     /// Removes the record of `no`; a leaf left empty leaves the tree.
     pub fn remove(&mut self, dev: &dyn BlockDevice, no: CheckpointNo) -> Result<Record> {
         let (slot, rec) = self.records.remove(&no).ok_or_else(|| not_listed(no))?;
+        self.clear_slot(dev, slot)?;
+        Ok(rec)
+    }
+
+    /// Clears slot `slot`; a leaf left empty leaves the tree.
+    fn clear_slot(&mut self, dev: &dyn BlockDevice, slot: u64) -> Result<()> {
         for k in 0..ENTRIES {
             self.table.set(dev, slot * ENTRIES + k, &[0; ENTRY_SIZE])?;
         }
         self.table.drop_if_empty(dev, slot * ENTRIES)?;
         self.table
             .drop_if_empty(dev, slot * ENTRIES + ENTRIES - 1)?;
-        Ok(rec)
+        Ok(())
     }
 
     fn store(&mut self, dev: &dyn BlockDevice, slot: u64, rec: &Record) -> Result<()> {

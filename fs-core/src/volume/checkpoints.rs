@@ -233,7 +233,7 @@ impl Store {
             .cplist
             .records()
             .filter(|r| !r.is_snapshot() && now_ns.saturating_sub(r.time_ns) > window)
-            .filter(|r| !self.pinned.contains_key(&r.no))
+            .filter(|r| !self.kept_open(r.no))
             .map(|r| r.no)
             .collect();
         for no in old {
@@ -254,7 +254,7 @@ impl Store {
             let oldest = self
                 .cplist
                 .records()
-                .find(|r| !r.is_snapshot() && !self.pinned.contains_key(&r.no))
+                .find(|r| !r.is_snapshot() && !self.kept_open(r.no))
                 .cloned();
             let Some(rec) = oldest else { break };
             held |= rec.dead_entries > 0 || self.root.history.pending.contains_key(&rec.no);
@@ -265,6 +265,12 @@ impl Store {
             self.prune(rec.no)?;
         }
         Ok(held)
+    }
+
+    /// Is retained checkpoint `no` kept whatever the window says: open
+    /// beside the live root, or the origin of a branch?
+    pub(crate) fn kept_open(&self, no: CheckpointNo) -> bool {
+        self.pinned.contains_key(&no) || self.cplist.is_origin(no)
     }
 
     /// The protection window in force (seconds).
@@ -322,9 +328,17 @@ impl Store {
         if self.read_only {
             return Err(Error::ReadOnly);
         }
-        if self.cplist.snapshot(name).is_some() {
+        if self.cplist.snapshot(name).is_some() || self.cplist.branch(name).is_some() {
             return Err(Error::Exists);
         }
+        self.with_live(|s| s.create_snapshot_live(name, at))
+    }
+
+    fn create_snapshot_live(
+        &mut self,
+        name: &[u8],
+        at: Option<CheckpointNo>,
+    ) -> Result<CheckpointNo> {
         let no = match at {
             None => {
                 self.retain_as = Some(name.to_vec());
@@ -354,14 +368,22 @@ impl Store {
             return Err(Error::ReadOnly);
         }
         let no = self.find_checkpoint(&At::Snapshot(name.to_vec()))?.no;
-        if self.pinned.contains_key(&no) || self.at == Some(no) {
+        let shown = String::from_utf8_lossy(name);
+        if self.pinned.contains_key(&no) || self.mount_at == Some(no) {
             return Err(Error::Refused(format!(
-                "snapshot '{}' is mounted; unmount it first",
-                String::from_utf8_lossy(name)
+                "snapshot '{shown}' is mounted; unmount it first"
             )));
         }
-        self.prune(no)?;
-        self.commit_scope(DataScope::All, true)
+        if let Some(b) = self.cplist.branches().find(|b| b.no == no) {
+            return Err(Error::Refused(format!(
+                "branch '{}' was made from snapshot '{shown}'; delete the branch first",
+                b.shown_name()
+            )));
+        }
+        self.with_live(|s| {
+            s.prune(no)?;
+            s.commit_scope(DataScope::All, true)
+        })
     }
 }
 

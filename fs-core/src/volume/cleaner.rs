@@ -185,6 +185,14 @@ impl Store {
         if self.read_only {
             return Ok(());
         }
+        self.with_live(|s| s.admit_live(need, tier))
+    }
+
+    /// [`Store::admit`] with the live root in place.
+    fn admit_live(&mut self, need: Demand, tier: Tier) -> Result<()> {
+        if self.read_only {
+            return Ok(());
+        }
         if self.fits_with(need, tier, self.low_water()) {
             return Ok(());
         }
@@ -281,6 +289,11 @@ impl Store {
     /// the work this way without a commit each). Returns the segments
     /// emptied.
     pub fn clean(&mut self, pass: Pass) -> Result<usize> {
+        self.with_live(|s| s.clean_live(pass))
+    }
+
+    /// [`Store::clean`] with the live root in place.
+    fn clean_live(&mut self, pass: Pass) -> Result<usize> {
         self.check_health()?;
         if self.read_only {
             return Err(Error::ReadOnly);

@@ -17,6 +17,7 @@ pub mod page_table;
 pub(crate) mod parallel;
 pub mod recovery;
 pub mod room;
+pub mod roots;
 pub mod segment_usage;
 pub mod segment_writer;
 pub mod store;

@@ -13,7 +13,10 @@
 //! durable checkpoint's own page address table still names the page, so a
 //! crash finds it intact); born at or before it, that checkpoint still
 //! needs it, and it goes on that checkpoint's deadlist, still allocated,
-//! until the checkpoint is pruned (`checkpoints.rs`).
+//! until the checkpoint is pruned (`checkpoints.rs`). A branch's history
+//! starts at its origin, and a unit born at or before the origin belongs to
+//! the origin's line, which frees it when its own retained checkpoints let
+//! go: the branch letting go of it changes nothing (ZFS clones, likewise).
 
 use crate::device::BlockDevice;
 use crate::error::{Error, Result};
@@ -95,6 +98,9 @@ impl<'a> PageLife<'a> {
         let last = self.history.last;
         if e.birth > last {
             return self.free_entry(vpn, e);
+        }
+        if self.history.origin_held {
+            return Ok(());
         }
         self.history
             .pending

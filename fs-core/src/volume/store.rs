@@ -28,9 +28,9 @@ use crate::segment_writer::{LogPosition, SegmentWriter};
 use crate::superblock::{State, Superblock, COPIES};
 
 /// Clean node address table pages kept in memory.
-const NAT_CACHE_PAGES: usize = 4096;
+pub(crate) const NAT_CACHE_PAGES: usize = 4096;
 /// Clean nodes kept in memory.
-const NODE_CACHE: usize = 16384;
+pub(crate) const NODE_CACHE: usize = 16384;
 /// Clean page address table pages kept in memory (each maps 255 units,
 /// about a mebibyte of data).
 const PAT_CACHE_PAGES: usize = 8192;
@@ -83,6 +83,16 @@ pub struct Store {
     /// each): kept until the last view closes, whatever the window or room
     /// say, and refused to `delete`.
     pub(crate) pinned: std::collections::BTreeMap<CheckpointNo, usize>,
+    /// The slot of the root in place, and what it is (`roots.rs`).
+    pub(crate) serving: (u64, crate::roots::Serve),
+    /// The other open roots, by slot.
+    pub(crate) parked: std::collections::BTreeMap<u64, crate::roots::Parked>,
+    /// The last slot handed out.
+    pub(crate) next_root_slot: u64,
+    /// Mounted read-only (`read_only` says whether the root served is).
+    pub(crate) mount_read_only: bool,
+    /// The retained checkpoint the mount serves as its live root, if any.
+    pub(crate) mount_at: Option<CheckpointNo>,
     /// Log head.
     pub log: SegmentWriter,
     /// The cleaner's log head: moved (cold) data is written apart from new
@@ -170,6 +180,11 @@ impl Store {
             last_retained_ns: 0,
             at: None,
             pinned: std::collections::BTreeMap::new(),
+            serving: (crate::roots::LIVE, crate::roots::Serve::Live),
+            parked: std::collections::BTreeMap::new(),
+            next_root_slot: 0,
+            mount_read_only: read_only,
+            mount_at: None,
             log,
             cold: None,
             cold_unflushed: false,
@@ -198,6 +213,7 @@ impl Store {
         let (no, root) = self.past_root(at)?;
         self.root = root;
         self.at = Some(no);
+        self.mount_at = Some(no);
         Ok(no)
     }
 
@@ -206,19 +222,7 @@ impl Store {
     /// table, so they are found wherever the cleaner moves them).
     pub fn past_root(&self, at: &At) -> Result<(CheckpointNo, Root)> {
         let rec = self.find_checkpoint(at)?;
-        let nat = NodeTable::new(
-            rec.nat_root,
-            rec.nat_free_head,
-            rec.nat_watermark,
-            &self.sb.geometry,
-            NAT_CACHE_PAGES,
-            self.pat.clone(),
-        );
-        let mut root = Root::open(&self.cp, NodeCache::new(nat, NODE_CACHE));
-        root.inode_count = rec.inode_count;
-        root.next_generation = rec.next_generation;
-        root.reserved_pages = rec.reserved_pages;
-        Ok((rec.no, root))
+        Ok((rec.no, self.root_of(rec)))
     }
 
     /// Holds retained checkpoint `no` while a view serves it.
@@ -243,7 +247,12 @@ impl Store {
 
     /// Any metadata to commit (data aside)?
     pub fn needs_metadata_commit(&self) -> bool {
-        self.root.needs_metadata_commit()
+        self.roots().any(Root::needs_metadata_commit)
+    }
+
+    /// Every open root: the one in place, then the parked ones.
+    fn roots(&self) -> impl Iterator<Item = &Root> {
+        std::iter::once(&self.root).chain(self.parked.values().map(|p| &p.root))
     }
 
     /// Pages the main log head wrote since the last commit: what a
@@ -254,7 +263,7 @@ impl Store {
 
     /// Anything to commit?
     pub fn needs_commit(&self) -> bool {
-        self.root.needs_commit()
+        self.roots().any(Root::needs_commit)
     }
 
     /// Writes all dirty state and a checkpoint naming it, then flushes.
@@ -265,15 +274,19 @@ impl Store {
     }
 
     /// A commit writing the dirty data of `scope` and all metadata.
+    /// Every open root's changes are written, the live root's last.
     pub fn commit_scope(&mut self, scope: DataScope, sync_superblock: bool) -> Result<()> {
         self.check_health()?;
         if self.read_only {
             return Err(Error::ReadOnly);
         }
-        let r = self.expire(now_ns());
-        self.poison_on(r)?;
-        self.restore_reserves()?;
-        self.commit_checked(scope, sync_superblock)
+        let serving = self.serving.0;
+        self.with_live(|s| {
+            let r = s.expire(now_ns());
+            s.poison_on(r)?;
+            s.restore_reserves()?;
+            s.commit_fitting(scope, serving, sync_superblock)
+        })
     }
 
     /// Cleans, if needed and if it can, until the reserves below metadata
@@ -290,6 +303,18 @@ impl Store {
     /// does while the invariant of `room.rs` holds); if it would not, fails
     /// with `NoSpace` before writing anything, leaving the mount usable.
     pub(crate) fn commit_checked(&mut self, scope: DataScope, sync_superblock: bool) -> Result<()> {
+        let serving = self.serving.0;
+        self.with_live(|s| s.commit_fitting(scope, serving, sync_superblock))
+    }
+
+    /// [`Store::commit_checked`] with the live root in place; `scope` is
+    /// for the root in slot `serving`.
+    fn commit_fitting(
+        &mut self,
+        scope: DataScope,
+        serving: u64,
+        sync_superblock: bool,
+    ) -> Result<()> {
         if !self.fits(Demand::default(), Tier::Commit) {
             log::error!(
                 "commit refused: it may need {} segments, {} are writable",
@@ -298,7 +323,7 @@ impl Store {
             );
             return Err(Error::NoSpace);
         }
-        let r = self.commit_inner(scope, sync_superblock);
+        let r = self.commit_inner(scope, serving, sync_superblock);
         self.poison_on(r)
     }
 
@@ -311,9 +336,13 @@ impl Store {
     /// nodes have ids; every page of the segment usage table; and the
     /// checkpoint.
     pub fn commit_payload(&self, extra: Demand) -> u64 {
-        let data = self.root.dirty.count() as u64 + extra.pages;
-        let map = self.root.dirty.files() as u64 + 4 * self.root.dirty.groups() as u64;
-        let nodes = self.root.cache.dirty_count() as u64 + map + extra.nodes;
+        let (mut data, mut map, mut nodes) = (extra.pages, 0, extra.nodes);
+        for r in self.roots() {
+            data += r.dirty.count() as u64;
+            map += r.dirty.files() as u64 + 4 * r.dirty.groups() as u64;
+            nodes += r.cache.dirty_count() as u64;
+        }
+        let nodes = nodes + map;
         let dead = self.deadlist_pages(data + nodes + self.table_pages(nodes, data));
         data + nodes + dead + self.table_pages(nodes, data + dead) + 1
     }
@@ -333,10 +362,7 @@ impl Store {
     /// data page and node address table page written takes one): at most
     /// what one commit writes of them.
     fn table_pages(&self, new_nodes: u64, new_data: u64) -> u64 {
-        let nat = room::table_pages(
-            self.root.cache.nat.watermark().0.saturating_add(new_nodes),
-            self.root.cache.nat.depth(),
-        );
+        let nat = self.nat_pages(new_nodes);
         let units = new_nodes + new_data + nat;
         let pat = room::table_pages(
             self.pat.state().watermark.saturating_add(units),
@@ -345,6 +371,17 @@ impl Store {
         nat + pat
             + self.list_pages()
             + room::table_pages(self.sb.geometry.segment_count, self.sut.depth())
+    }
+
+    /// Every page the node address tables of the open roots can have
+    /// with `new_nodes` more ids in each (a commit writes each root's own).
+    fn nat_pages(&self, new_nodes: u64) -> u64 {
+        self.roots()
+            .map(|r| {
+                let nat = &r.cache.nat;
+                room::table_pages(nat.watermark().0.saturating_add(new_nodes), nat.depth())
+            })
+            .sum()
     }
 
     /// Every page the checkpoint list can have once the next commit adds
@@ -361,10 +398,7 @@ impl Store {
     fn table_pages_at_most(&self) -> u64 {
         let units = crate::page_table::vpn_limit(&self.sb.geometry).0;
         let pat = room::table_pages(units, 0);
-        let nat = room::table_pages(
-            self.root.cache.nat.watermark().0,
-            self.root.cache.nat.depth(),
-        );
+        let nat = self.nat_pages(0);
         nat + pat
             + self.list_pages()
             + room::table_pages(self.sb.geometry.segment_count, self.sut.depth())
@@ -449,7 +483,33 @@ impl Store {
         self.failed.as_deref()
     }
 
-    pub(crate) fn commit_inner(&mut self, scope: DataScope, sync_superblock: bool) -> Result<()> {
+    /// Writes every root's changes: the data, nodes and node address
+    /// table pages of the root in place.
+    pub(crate) fn write_root(
+        &mut self,
+        dev: &dyn BlockDevice,
+        building: CheckpointNo,
+        scope: DataScope,
+    ) -> Result<()> {
+        self.write_data(dev, building, scope)?;
+        self.root
+            .cache
+            .write_dirty(dev, &mut life!(self, dev, building), &mut self.log)?;
+        write_nat(
+            self.root.cache.nat.table(),
+            &mut life!(self, dev, building),
+            &mut self.log,
+        )
+    }
+
+    /// A commit, with the live root in place; `scope` is for the root in
+    /// slot `serving`.
+    pub(crate) fn commit_inner(
+        &mut self,
+        scope: DataScope,
+        serving: u64,
+        sync_superblock: bool,
+    ) -> Result<()> {
         let dev_arc = self.dev.clone();
         let dev: &dyn BlockDevice = &*dev_arc;
         let building = self.building();
@@ -466,15 +526,12 @@ impl Store {
             dev.flush()?;
             self.cold_unflushed = false;
         }
-        self.write_data(dev, building, scope)?;
-        self.root
-            .cache
-            .write_dirty(dev, &mut life!(self, dev, building), &mut self.log)?;
-        write_nat(
-            self.root.cache.nat.table(),
-            &mut life!(self, dev, building),
-            &mut self.log,
-        )?;
+        self.commit_branches(dev, building, scope, serving)?;
+        let live_scope = match scope {
+            DataScope::Inode(_) if serving != crate::roots::LIVE => DataScope::None,
+            s => s,
+        };
+        self.write_root(dev, building, live_scope)?;
         self.flush_deadlists(dev, building)?;
         let retained = self.should_retain(time_ns);
         if retained {
