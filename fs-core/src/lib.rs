@@ -35,8 +35,8 @@ pub use device::{BlockDevice, FileDevice, MemDevice};
 pub use error::{Error, Result};
 pub use format::{format, FormatOptions};
 pub use fs::{
-    AtimeMode, Attr, BranchInfo, CheckpointInfo, DirItem, Filesystem, MountOptions, RenameFlags, SetAttr,
-    StatFs, TimeSet, ViewId, Whence,
+    AtimeMode, Attr, BranchInfo, CheckpointInfo, DirItem, Filesystem, MountOptions, RenameFlags,
+    SetAttr, StatFs, TimeSet, ViewId, Whence,
 };
 pub use ids::{Ino, Nid, PageAddr, Vpn};
 pub use perm::Cred;

@@ -4,6 +4,7 @@
 //! checks every reference and count; `--verify-data` also reads every
 //! live data page. Nothing here ever writes.
 
+mod branches;
 pub mod finding;
 mod scan;
 mod scrub;
@@ -209,6 +210,8 @@ pub fn check(
         report.stats.data_pages = tree.data_pages;
         progress(Phase::Space, 0, 1);
         space::metadata_pages(&scan, rec.checkpoint_addr, &mut ledger);
+        report.stats.bytes_read +=
+            branches::check(dev, &geo, seed, &scan, &mut ledger, &mut report.findings);
         report.findings.extend(ledger.take_findings());
         space::leaked_units(&scan, &ledger, &mut report.findings);
         space::check(&scan, &ledger, &tree, &cp, &mut report.findings);

@@ -43,6 +43,8 @@ pub struct Scan {
     pub deadlist_pages: Vec<(PageAddr, crate::ids::CheckpointNo)>,
     /// Retained checkpoints.
     pub retained: u64,
+    /// The records of the read-write branches.
+    pub branches: Vec<crate::checkpoint_record::Record>,
     /// Node ids whose table entries are on damaged pages: unknown, so not
     /// reported again as missing.
     pub lost_nids: Vec<Range<u64>>,
@@ -261,21 +263,24 @@ fn units(dev: &dyn BlockDevice, cp: &Checkpoint, scan: &mut Scan, findings: &mut
     scan.units = Units { addrs };
 }
 
-/// Reads the tables: page addresses first (the node address table's pages
-/// are found through it), then segment usage and node addresses.
-pub fn tables(dev: &dyn BlockDevice, cp: &Checkpoint, findings: &mut Vec<Finding>) -> Scan {
-    let mut scan = Scan::default();
-    units(dev, cp, &mut scan, findings);
+/// Reads a root's node address table (rooted at `nat_root`, its pages
+/// found through `scan.units`) into `scan`.
+pub fn node_table(
+    dev: &dyn BlockDevice,
+    nat_root: crate::meta_table::TableRoot,
+    scan: &mut Scan,
+    findings: &mut Vec<Finding>,
+) {
     let mut nat = BTreeMap::new();
     let mut free = FxHashMap::default();
     let mut bad = Vec::new();
     let names: Arc<dyn PageNames> = Arc::new(scan.units.clone());
-    let table = MetaTable::new_virtual(TableId::NodeAddress, cp.nat_root, 0, names);
+    let table = MetaTable::new_virtual(TableId::NodeAddress, nat_root, 0, names);
     scan.lost_nids = walk_table(
         dev,
         table,
         TableId::NodeAddress,
-        &mut scan,
+        scan,
         findings,
         &mut |i, e| match decode_nat(&e, Nid(i)) {
             Ok(Slot::Used(entry)) => {
@@ -296,6 +301,14 @@ pub fn tables(dev: &dyn BlockDevice, cp: &Checkpoint, findings: &mut Vec<Finding
     }
     scan.nat = nat;
     scan.free = free;
+}
+
+/// Reads the tables: page addresses first (the node address table's pages
+/// are found through it), then segment usage and node addresses.
+pub fn tables(dev: &dyn BlockDevice, cp: &Checkpoint, findings: &mut Vec<Finding>) -> Scan {
+    let mut scan = Scan::default();
+    units(dev, cp, &mut scan, findings);
+    node_table(dev, cp.nat_root, &mut scan, findings);
     let mut usage = BTreeMap::new();
     let table = MetaTable::new(TableId::SegmentUsage, cp.sut_root, 0);
     walk_table(
@@ -385,6 +398,17 @@ fn history(dev: &dyn BlockDevice, cp: &Checkpoint, scan: &mut Scan, findings: &m
         }
     }
     scan.retained = list.len() as u64;
+    scan.branches = list.branches().cloned().collect();
+    for b in &scan.branches {
+        if list.get(b.no).is_none() {
+            let msg = format!(
+                "branch '{}': its origin, checkpoint {}, is not retained",
+                b.shown_name(),
+                b.no
+            );
+            findings.push(Finding::new(Severity::Error, Kind::UnitMissing, msg));
+        }
+    }
 }
 
 /// Reads every used node, in address order and in runs of consecutive

@@ -98,8 +98,17 @@ impl<'a> Ledger<'a> {
     }
 }
 
-impl PageSink for Ledger<'_> {
-    fn page(&mut self, addr: PageAddr, used: Use) {
+impl Ledger<'_> {
+    /// Is the page at `addr` counted already?
+    pub fn is_counted(&self, addr: PageAddr) -> bool {
+        self.geo
+            .segment_of(addr)
+            .is_some_and(|seg| self.is_used(seg, self.geo.offset_in_segment(addr)))
+    }
+
+    /// Counts the page at `addr`, used for `used`, whose summary entry
+    /// should have `digest` (`None`: not known).
+    pub fn count(&mut self, addr: PageAddr, used: Use, digest: Option<u64>) {
         let Some(seg) = self.geo.segment_of(addr) else {
             // A node out of range was reported when the nodes were read.
             if !matches!(used, Use::Node(_)) {
@@ -122,8 +131,6 @@ impl PageSink for Ledger<'_> {
             }
             *w |= bit;
         }
-        let off = self.geo.offset_in_segment(addr);
-        let digest = summaries::expected(self.scan, off, used);
         if let Some(t) = self.tallies.get_mut(seg.0 as usize) {
             t.pages += 1;
             match digest {
@@ -131,6 +138,16 @@ impl PageSink for Ledger<'_> {
                 None => t.opaque = true,
             }
         }
+    }
+}
+
+impl PageSink for Ledger<'_> {
+    fn page(&mut self, addr: PageAddr, used: Use) {
+        let digest = self
+            .geo
+            .segment_of(addr)
+            .and_then(|_| summaries::expected(self.scan, self.geo.offset_in_segment(addr), used));
+        self.count(addr, used, digest);
     }
 }
 

@@ -80,7 +80,10 @@ impl CheckpointList {
             }
             if let Some(rec) = Record::decode(&bytes, slot)? {
                 if rec.is_branch() {
-                    if branches.insert(rec.name.clone(), (slot, rec.clone())).is_some() {
+                    if branches
+                        .insert(rec.name.clone(), (slot, rec.clone()))
+                        .is_some()
+                    {
                         return Err(Error::corrupt(
                             "checkpoint list",
                             PageAddr::NONE,
