@@ -54,6 +54,13 @@ pub fn parse_span_secs(s: &str) -> Result<u64, String> {
     u64::try_from(d.as_secs()).map_err(|_| format!("'{s}' is negative"))
 }
 
+/// `time_ns` as a compact UTC stamp for names: `20261202-101500`.
+pub fn stamp(time_ns: i64) -> String {
+    jiff::Timestamp::from_nanosecond(i128::from(time_ns))
+        .map(|t| t.strftime("%Y%m%d-%H%M%S").to_string())
+        .unwrap_or_else(|_| time_ns.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

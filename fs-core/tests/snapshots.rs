@@ -274,7 +274,7 @@ fn a_view_serves_a_snapshot_beside_the_live_root_while_it_moves_on_and_is_cleane
     // A mounted snapshot is not deleted; closed, it is.
     let err = fs.delete_snapshot(b"backup").expect_err("mounted");
     assert!(err.to_string().contains("is mounted"), "{err}");
-    fs.close_view(id);
+    fs.close_view(id).expect("close");
     assert!(fs.in_view(id, |_| Ok(())).is_err());
     fs.delete_snapshot(b"backup").expect("delete");
     fs.unmount().expect("unmount");
@@ -306,7 +306,7 @@ fn a_view_keeps_a_plain_checkpoint_past_its_window() {
     let listed: Vec<_> = fs.checkpoints().iter().map(|c| c.no).collect();
     assert!(listed.contains(&then), "{listed:?}");
     assert_eq!(read_in_view(&mut fs, id, b"f"), Some(pattern(1, 40_000)));
-    fs.close_view(id);
+    fs.close_view(id).expect("close");
     std::thread::sleep(std::time::Duration::from_millis(2));
     write_file(&mut fs, b"f", &pattern(9, 40_000));
     fs.sync().expect("sync");

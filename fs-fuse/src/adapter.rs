@@ -88,9 +88,12 @@ impl Shared {
 pub struct Adapter {
     shared: Arc<Shared>,
     cfg: MountConfig,
-    /// The retained checkpoint this session serves (read-only), if not
-    /// the live root.
+    /// The root this session serves, if not the live one: a retained
+    /// checkpoint (read-only) or a branch.
     view: Option<ViewId>,
+    /// This session is the mount's own (its end unmounts the filesystem),
+    /// not one serving a view beside it.
+    primary: bool,
 }
 
 fn to_system_time(t: Timespec) -> SystemTime {
@@ -201,24 +204,26 @@ fn protected_hardlinks() -> bool {
 }
 
 impl Adapter {
-    /// An adapter over `shared`.
-    pub fn new(shared: Arc<Shared>, cfg: MountConfig) -> Adapter {
+    /// The mount's own adapter over `shared`, serving the live root or
+    /// (`view`) a branch opened by the caller.
+    pub fn new(shared: Arc<Shared>, cfg: MountConfig, view: Option<ViewId>) -> Adapter {
         Adapter {
             shared,
             cfg,
-            view: None,
+            view,
+            primary: true,
         }
     }
 
-    /// An adapter serving view `id` of the filesystem in `shared` (opened
-    /// by the caller; closed when the session ends). `cfg` is the live
-    /// mount's, made read-only.
-    pub fn for_view(shared: Arc<Shared>, mut cfg: MountConfig, id: ViewId) -> Adapter {
-        cfg.read_only = true;
+    /// An adapter serving view `id` of the filesystem in `shared` beside
+    /// the mount's own session (opened by the caller; closed when the
+    /// session ends).
+    pub fn for_view(shared: Arc<Shared>, cfg: MountConfig, id: ViewId) -> Adapter {
         Adapter {
             shared,
             cfg,
             view: Some(id),
+            primary: false,
         }
     }
 
@@ -321,8 +326,8 @@ impl fuser::Filesystem for Adapter {
         }
         let supported = config.capabilities();
         let _ = config.add_capabilities(wanted & supported);
-        if self.view.is_some() {
-            // The kernel's write cache is the live session's business.
+        if !self.primary {
+            // The kernel's write cache is the mount's own session's business.
             return Ok(());
         }
         let kernel_times = (wanted & supported).contains(InitFlags::FUSE_WRITEBACK_CACHE);
@@ -336,13 +341,15 @@ impl fuser::Filesystem for Adapter {
     }
 
     fn destroy(&mut self) {
-        match self.view {
-            None => self.shared.shut_down(),
-            Some(id) => {
-                if let Some(fs) = self.shared.lock().as_mut() {
-                    fs.close_view(id);
+        if let Some(id) = self.view {
+            if let Some(fs) = self.shared.lock().as_mut() {
+                if let Err(e) = fs.close_view(id) {
+                    log::error!("closing the root this mount served: {e}");
                 }
             }
+        }
+        if self.primary {
+            self.shared.shut_down();
         }
     }
 

@@ -11,15 +11,19 @@
 //! {"verb":"delete","name":"n"}            {"ok":true,"checkpoint":7}
 //! {"verb":"stats"}                        {"ok":true,"stats":"state: ...\n..."}
 //! {"verb":"mount","snapshot":"n","dir":D} {"ok":true,"checkpoint":7,"dir":D}
+//! {"verb":"mount","branch":"b","dir":D}   {"ok":true,"checkpoint":7,"dir":D}
+//! {"verb":"clone","cp":7,"name":"b"}      {"ok":true,"checkpoint":7}
 //! {"verb":"mounts"}                       {"ok":true,"mounts":[{"dir":D,"checkpoint":7}]}
 //! {"verb":"cat","cp":7,"path":"etc/x"}    {"ok":true,"size":N} then N raw bytes
 //! anything wrong                          {"ok":false,"error":"why"}
 //! ```
 //!
-//! `mount` and `cat` name a retained checkpoint by `"snapshot"` (a name),
-//! `"cp"` (a number) or `"at_ns"` (the newest taken at or before that
-//! time, in ns since the epoch). `mount` serves it read-only on `"dir"`
-//! beside the live mount (see `views.rs`).
+//! `mount`, `clone` and `cat` name a retained checkpoint by `"snapshot"`
+//! (a name), `"cp"` (a number) or `"at_ns"` (the newest taken at or before
+//! that time, in ns since the epoch). `mount` serves it read-only on
+//! `"dir"` beside the live mount, or a branch (`"branch"`) read-write (see
+//! `views.rs`); `clone` makes branch `"name"` from it; `delete` deletes a
+//! snapshot or a branch.
 //!
 //! A socket left by a daemon that died is found stale (nothing answers)
 //! and replaced.
@@ -38,7 +42,7 @@ use pagelog_core::{Cred, Filesystem, Ino};
 use serde_json::{json, Value};
 
 use crate::adapter::Shared;
-use crate::views::ViewMounts;
+use crate::views::{Target, ViewMounts};
 
 /// What the control socket serves.
 pub struct Context {
@@ -172,24 +176,28 @@ fn answer(req: &Value, ctx: &Context) -> (Value, Vec<u8>) {
                 Ok(json!({ "checkpoint": no.0 }))
             })
         }
-        ("delete", Some(name)) => shared.with(|fs| {
-            let no = fs
-                .checkpoints()
-                .iter()
-                .find(|c| c.snapshot.as_deref() == Some(&name[..]))
-                .map_or(0, |c| c.no.0);
-            fs.delete_snapshot(&name)?;
-            Ok(json!({ "checkpoint": no }))
+        ("delete", Some(name)) => shared.with(|fs| delete(fs, &name)),
+        ("clone", Some(name)) => selected(req).and_then(|at| {
+            shared.with(|fs| {
+                let no = fs.create_branch(&name, &at)?;
+                Ok(json!({ "checkpoint": no.0 }))
+            })
         }),
-        ("create" | "delete", None) => return (refuse("this verb needs a \"name\""), payload),
+        ("create" | "delete" | "clone", None) => {
+            return (refuse("this verb needs a \"name\""), payload)
+        }
         ("mount", _) => {
             let Some(dir) = req["dir"].as_str() else {
                 return (refuse("mount needs a \"dir\""), payload);
             };
-            selected(req).and_then(|at| {
+            let target = match req["branch"].as_str() {
+                Some(b) => Ok(Target::Branch(b.to_string())),
+                None => selected(req).map(Target::Past),
+            };
+            target.and_then(|t| {
                 let no = ctx
                     .views
-                    .mount(&at, std::path::Path::new(dir))
+                    .mount(&t, std::path::Path::new(dir))
                     .map_err(pagelog_core::Error::Refused)?;
                 Ok(json!({ "checkpoint": no.0, "dir": dir }))
             })
@@ -203,7 +211,7 @@ fn answer(req: &Value, ctx: &Context) -> (Value, Vec<u8>) {
         _ => {
             return (
                 refuse(&format!(
-                    "unknown verb '{verb}' (list, create, delete, mount, mounts, cat, stats)"
+                    "unknown verb '{verb}' (list, create, clone, delete, mount, mounts, cat, stats)"
                 )),
                 payload,
             )
@@ -218,12 +226,30 @@ fn answer(req: &Value, ctx: &Context) -> (Value, Vec<u8>) {
     }
 }
 
+/// Deletes snapshot or branch `name`; answers the checkpoint it was (a
+/// branch's origin).
+fn delete(fs: &mut Filesystem, name: &[u8]) -> pagelog_core::Result<Value> {
+    if let Some(b) = fs.branches().into_iter().find(|b| b.name == name) {
+        fs.delete_branch(name)?;
+        return Ok(json!({ "checkpoint": b.origin.0, "branch": true }));
+    }
+    let no = fs
+        .checkpoints()
+        .iter()
+        .find(|c| c.snapshot.as_deref() == Some(name))
+        .map_or(0, |c| c.no.0);
+    fs.delete_snapshot(name)?;
+    Ok(json!({ "checkpoint": no }))
+}
+
 /// The views mounted now.
 fn mounts(ctx: &Context) -> Vec<Value> {
     ctx.views
         .list()
         .iter()
-        .map(|m| json!({ "dir": m.dir.to_string_lossy(), "checkpoint": m.checkpoint.0 }))
+        .map(|m| {
+            json!({ "dir": m.dir.to_string_lossy(), "checkpoint": m.checkpoint.0, "branch": m.branch })
+        })
         .collect()
 }
 
@@ -241,8 +267,8 @@ fn read_past(fs: &mut Filesystem, at: &At, path: &[u8]) -> pagelog_core::Result<
         let size = u32::try_from(size).map_err(|_| pagelog_core::Error::FileTooBig)?;
         fs.read(ino, 0, size)
     });
-    fs.close_view(id);
-    read
+    let closed = fs.close_view(id);
+    read.and_then(|bytes| closed.map(|()| bytes))
 }
 
 fn list(fs: &Filesystem, ctx: &Context) -> Value {
@@ -258,10 +284,24 @@ fn list(fs: &Filesystem, ctx: &Context) -> Value {
                 "exclusive_pages": c.exclusive_pages,
                 "held_pages": c.held_pages,
                 "protected": c.protected,
-                "mounted_at": views.iter().find(|m| m.checkpoint == c.no)
+                "mounted_at": views.iter().find(|m| m.checkpoint == c.no && m.branch.is_none())
                     .map(|m| m.dir.to_string_lossy().into_owned()),
             })
         })
         .collect();
-    json!({ "protect_secs": fs.protect_secs(), "checkpoints": cps })
+    let branches: Vec<Value> = fs
+        .branches()
+        .iter()
+        .map(|b| {
+            let name = String::from_utf8_lossy(&b.name).into_owned();
+            json!({
+                "name": name,
+                "origin": b.origin.0,
+                "time_ns": b.time_ns,
+                "mounted_at": views.iter().find(|m| m.branch.as_deref() == Some(name.as_str()))
+                    .map(|m| m.dir.to_string_lossy().into_owned()),
+            })
+        })
+        .collect();
+    json!({ "protect_secs": fs.protect_secs(), "checkpoints": cps, "branches": branches })
 }

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use pagelog_core::{BlockDevice, FileDevice, Filesystem, MountOptions};
+use pagelog_core::{BlockDevice, FileDevice, Filesystem, MountOptions, ViewId};
 
 use crate::adapter::{Adapter, Shared};
 use crate::control::Context;
@@ -102,11 +102,38 @@ fn open_image(image: &Path, cfg: &MountConfig) -> Result<Filesystem, String> {
             protect_secs: cfg.protect_secs,
             interval_ns: i64::try_from(cfg.checkpoint_interval.as_nanos()).unwrap_or(i64::MAX),
         },
-        at: cfg.at.clone(),
+        // Read-write, the past is served through a branch (see `branch`).
+        at: cfg.at.clone().filter(|_| cfg.read_only),
         ..MountOptions::default()
     };
     let dev: Arc<dyn BlockDevice> = Arc::new(dev);
     Filesystem::mount(dev, opts).map_err(|e| format!("{}: {e}", image.display()))
+}
+
+/// The branch the mount serves instead of the live root, if `cfg` asks
+/// for one: `branch=NAME`, made first from `snapshot=`, `cp=` or `at=` if
+/// given read-write (named `cpN-DATE` without `branch=`).
+fn open_branch(fs: &mut Filesystem, cfg: &MountConfig) -> Result<Option<ViewId>, String> {
+    let name = match (&cfg.at, &cfg.branch) {
+        (Some(at), name) if !cfg.read_only => {
+            let no = fs.find_checkpoint(at).map_err(|e| e.to_string())?;
+            let name = name.clone().unwrap_or_else(|| {
+                let now = pagelog_core::store::now_ns();
+                format!("cp{no}-{}", pagelog_core::when::stamp(now))
+            });
+            fs.create_branch(name.as_bytes(), at)
+                .map_err(|e| format!("cannot make branch '{name}': {e}"))?;
+            log::info!("made branch '{name}' from checkpoint {no}");
+            name
+        }
+        (None, Some(name)) => name.clone(),
+        _ => return Ok(None),
+    };
+    let id = fs
+        .open_branch(name.as_bytes())
+        .map_err(|e| format!("branch '{name}': {e}"))?;
+    log::info!("serving branch '{name}'");
+    Ok(Some(id))
 }
 
 /// Reports to the waiting parent (or the terminal in the foreground).
@@ -175,12 +202,19 @@ pub fn serve(
     let mountpoint = &mountpoint
         .canonicalize()
         .unwrap_or_else(|_| mountpoint.to_path_buf());
-    let fs = match open_image(image, cfg) {
+    let mut fs = match open_image(image, cfg) {
         Ok(fs) => fs,
         Err(m) => return report.fail(&m),
     };
+    let branch = match open_branch(&mut fs, cfg) {
+        Ok(b) => b,
+        Err(m) => {
+            let _ = fs.unmount();
+            return report.fail(&m);
+        }
+    };
     let shared = Arc::new(Shared::new(fs));
-    let adapter = Adapter::new(shared.clone(), cfg.clone());
+    let adapter = Adapter::new(shared.clone(), cfg.clone(), branch);
     let (session, unmounter) = match kernel_mount::mount(adapter, image, mountpoint, cfg) {
         Ok(s) => s,
         Err(e) => {

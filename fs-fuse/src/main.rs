@@ -45,9 +45,13 @@ Mount options (-o, comma-separated; mount(8) and /etc/fstab pass them the same w
                           younger ones too when the filesystem is short of room
   checkpoint_interval=SPAN  retain a commit when SPAN has passed since the last retained
                           one (default 5s; 0 retains every commit)
-  snapshot=NAME | cp=N | at=TIME   with ro: serve that snapshot, retained checkpoint, or the
-                          newest checkpoint taken at or before TIME (@SECONDS, 2026-12-02T10:00Z,
-                          '2026-12-02 10:00' local, or back from now: 10m, '2 hours ago')
+  snapshot=NAME | cp=N | at=TIME   serve that snapshot, retained checkpoint, or the newest
+                          checkpoint taken at or before TIME (@SECONDS, 2026-12-02T10:00Z,
+                          '2026-12-02 10:00' local, or back from now: 10m, '2 hours ago'):
+                          with ro, as it was; read-write, through a new branch made from it
+                          (named by branch=, else cpN-DATE), leaving the live tree untouched
+  branch=NAME             serve read-write branch NAME (made from snapshot=, cp= or at= if
+                          given); pagelog-snapshot list shows branches
   nosuid,nodev,noexec,... passed to the kernel
   fsname=NAME             source name shown in /proc/mounts (default: the image's full path)
   log=PATH                append the daemon's messages to PATH. Default: with -f, stderr;
@@ -58,6 +62,7 @@ Examples:
   pagelog-mount /srv/web.img /srv/web
   pagelog-mount -o ro,noatime /srv/web.img /mnt/inspect
   pagelog-mount -o ro,at=10m /srv/web.img /mnt/ten-minutes-ago
+  pagelog-mount -o at=10m,branch=retry /srv/web.img /mnt/retry   (read-write, from 10 min ago)
   umount /srv/web          (writes everything back and closes the image)
   findmnt -t fuse.pagelog  (every pagelog mount, with its image)
 

@@ -42,9 +42,12 @@ pub struct MountConfig {
     /// Log file (None: stderr in the foreground, else syslog if present,
     /// else the default file; see `logging`).
     pub log: Option<PathBuf>,
-    /// Serve a retained checkpoint or snapshot (read-only) instead of the
-    /// live root.
+    /// Serve a retained checkpoint or snapshot instead of the live root:
+    /// read-only as it is, or (read-write) through a new branch made from
+    /// it.
     pub at: Option<At>,
+    /// Serve this read-write branch (made from `at` first, if given).
+    pub branch: Option<String>,
     /// The protection window, in seconds (None: what the image records).
     pub protect_secs: Option<u64>,
     /// Retain a commit when this long has passed since the last retained
@@ -71,6 +74,7 @@ impl Default for MountConfig {
             cleaner: CleanerOptions::default(),
             log: None,
             at: None,
+            branch: None,
             protect_secs: None,
             checkpoint_interval: Duration::from_secs(5),
         }
@@ -197,6 +201,7 @@ pub fn apply(cfg: &mut MountConfig, list: &str) -> Result<(), String> {
                 }
                 cfg.readahead = Some(bytes);
             }
+            ("branch", Some(v)) if !v.is_empty() => cfg.branch = Some(v.to_string()),
             ("snapshot", Some(v)) => cfg.at = Some(At::Snapshot(v.as_bytes().to_vec())),
             ("cp", Some(v)) => {
                 let no: u64 = v
@@ -227,10 +232,9 @@ pub fn apply(cfg: &mut MountConfig, list: &str) -> Result<(), String> {
             }
         }
     }
-    if cfg.at.is_some() && !cfg.read_only {
+    if cfg.at.is_some() && cfg.branch.is_some() && cfg.read_only {
         return Err(
-            "snapshot=, cp= and at= mount the past read-only: add -o ro (read-write branches are not built yet)"
-                .to_string(),
+            "branch= with snapshot=, cp= or at= makes a read-write branch: drop -o ro".to_string(),
         );
     }
     let c = &cfg.cleaner;

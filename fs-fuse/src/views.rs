@@ -1,6 +1,6 @@
-//! Retained checkpoints mounted beside the live mount by the same daemon:
-//! each is a FUSE session of its own, read-only, on a directory of its own,
-//! serving a view of the one mounted filesystem (`pagelog_core`'s
+//! Retained checkpoints (read-only) and read-write branches mounted beside
+//! the live mount by the same daemon: each is a FUSE session of its own,
+//! on a directory of its own, serving a view of the one mounted filesystem (`pagelog_core`'s
 //! `fs/views.rs`). One image, one lock, one daemon: a second process could
 //! not open the image while the daemon holds it, and must not read pages
 //! the daemon's cleaner is moving.
@@ -21,12 +21,22 @@ use crate::adapter::{Adapter, Shared};
 use crate::kernel_mount::{self, Unmounter};
 use crate::options::MountConfig;
 
+/// What to mount beside the live mount.
+#[derive(Clone, Debug)]
+pub enum Target {
+    /// A retained checkpoint, read-only.
+    Past(At),
+    /// A branch, read-write unless the mount is read-only.
+    Branch(String),
+}
+
 /// One view mounted.
 #[derive(Debug)]
 struct Mounted {
     dir: PathBuf,
     id: ViewId,
     checkpoint: CheckpointNo,
+    branch: Option<String>,
     unmounter: Arc<Mutex<Unmounter>>,
 }
 
@@ -44,16 +54,18 @@ pub struct ViewMounts {
 pub struct ViewMount {
     /// Where.
     pub dir: PathBuf,
-    /// Which checkpoint.
+    /// Which checkpoint (a branch's origin).
     pub checkpoint: CheckpointNo,
+    /// The branch, if it is one.
+    pub branch: Option<String>,
 }
 
 impl ViewMounts {
     /// No views yet, for the live mount of `image` (mounted with `cfg`).
     pub fn new(shared: Arc<Shared>, image: &Path, cfg: &MountConfig) -> ViewMounts {
         let mut cfg = cfg.clone();
-        cfg.read_only = true;
         cfg.at = None;
+        cfg.branch = None;
         ViewMounts {
             shared,
             image: image.canonicalize().unwrap_or_else(|_| image.to_path_buf()),
@@ -62,19 +74,32 @@ impl ViewMounts {
         }
     }
 
-    /// Mounts the retained checkpoint `at` names on `dir`, read-only.
-    pub fn mount(&self, at: &At, dir: &Path) -> Result<CheckpointNo, String> {
+    /// Mounts `target` on `dir`. Returns the checkpoint it serves (a
+    /// branch's origin).
+    pub fn mount(&self, target: &Target, dir: &Path) -> Result<CheckpointNo, String> {
         crate::daemon::check_mountpoint(dir)?;
         let dir = dir
             .canonicalize()
             .map_err(|e| format!("{}: {e}", dir.display()))?;
-        let (id, no) = self
-            .shared
-            .with(|fs| fs.open_view(at))
-            .map_err(|e| e.to_string())?;
-        let adapter = Adapter::for_view(self.shared.clone(), self.cfg.clone(), id);
-        let (session, unmounter) = match kernel_mount::mount(adapter, &self.image, &dir, &self.cfg)
-        {
+        let mut cfg = self.cfg.clone();
+        let opened = self.shared.with(|fs| match target {
+            Target::Past(at) => fs.open_view(at),
+            Target::Branch(name) => {
+                let id = fs.open_branch(name.as_bytes())?;
+                let no = fs.view_checkpoint(id).unwrap_or_default();
+                Ok((id, no))
+            }
+        });
+        let (id, no) = opened.map_err(|e| e.to_string())?;
+        let branch = match target {
+            Target::Past(_) => {
+                cfg.read_only = true;
+                None
+            }
+            Target::Branch(name) => Some(name.clone()),
+        };
+        let adapter = Adapter::for_view(self.shared.clone(), cfg.clone(), id);
+        let (session, unmounter) = match kernel_mount::mount(adapter, &self.image, &dir, &cfg) {
             Ok(s) => s,
             Err(e) => {
                 self.close(id);
@@ -86,9 +111,13 @@ impl ViewMounts {
             dir: dir.clone(),
             id,
             checkpoint: no,
+            branch: branch.clone(),
             unmounter: unmounter.clone(),
         });
-        log::info!("mounted checkpoint {no} read-only at {}", dir.display());
+        match &branch {
+            Some(name) => log::info!("mounted branch '{name}' at {}", dir.display()),
+            None => log::info!("mounted checkpoint {no} read-only at {}", dir.display()),
+        }
         let (shared, mounted) = (self.shared.clone(), self.mounted.clone());
         thread::spawn(move || {
             if let Err(e) = session.run() {
@@ -101,7 +130,9 @@ impl ViewMounts {
             // The session's end closed the view; if it ended otherwise,
             // close it here (closing twice does nothing).
             if let Some(fs) = shared.lock().as_mut() {
-                fs.close_view(id);
+                if let Err(e) = fs.close_view(id) {
+                    log::error!("closing the view at {}: {e}", dir.display());
+                }
             }
             let mut list = mounted.lock().unwrap_or_else(|e| e.into_inner());
             list.retain(|m| m.id != id);
@@ -117,6 +148,7 @@ impl ViewMounts {
             .map(|m| ViewMount {
                 dir: m.dir.clone(),
                 checkpoint: m.checkpoint,
+                branch: m.branch.clone(),
             })
             .collect()
     }
@@ -140,7 +172,9 @@ impl ViewMounts {
 
     fn close(&self, id: ViewId) {
         if let Some(fs) = self.shared.lock().as_mut() {
-            fs.close_view(id);
+            if let Err(e) = fs.close_view(id) {
+                log::error!("closing a view: {e}");
+            }
         }
     }
 

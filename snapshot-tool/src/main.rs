@@ -41,8 +41,14 @@ Examples:
   pagelog-snapshot cat /srv/web.img before-upgrade etc/app.conf > app.conf.old
   pagelog-snapshot mount /srv/web.img before-upgrade /mnt/old   (read-only)
   pagelog-snapshot delete /srv/web.img before-upgrade  gives back what only it held
+  pagelog-snapshot clone /srv/web.img at=10m retry          a branch from 10 minutes ago
+  pagelog-snapshot mount /srv/web retry /mnt/retry --rw       beside the live mount
 
-NAME in cat and mount may also be a checkpoint number (cp=N) or a time (at=TIME).
+A branch is a read-write root made from a snapshot or checkpoint: it shares every unchanged
+page with it and leaves the live tree untouched; its origin is kept while it lives.
+
+NAME in cat and mount (and SOURCE in clone) may also be a checkpoint number (cp=N) or a
+time (at=TIME).
 TIME: @SECONDS, 2026-12-02T10:00:00Z, '2026-12-02 10:00' (local), or back from now: 10m,
 '2 hours ago'.
 
@@ -82,7 +88,17 @@ enum Verb {
         #[arg(long, value_name = "TIME")]
         at: Option<String>,
     },
-    /// Delete snapshot NAME; what only it held comes back
+    /// Make read-write branch NAME from a snapshot or checkpoint (shares
+    /// every unchanged page with it; the live tree is not touched)
+    Clone {
+        /// Image file, block device, or the mountpoint of a running mount
+        image: PathBuf,
+        /// Snapshot name, cp=N or at=TIME
+        source: OsString,
+        /// The branch's name (1 to 127 bytes, no '/')
+        name: OsString,
+    },
+    /// Delete snapshot or branch NAME; what only it held comes back
     Delete {
         /// Image file, block device, or the mountpoint of a running mount
         image: PathBuf,
@@ -107,6 +123,9 @@ enum Verb {
         name: OsString,
         /// Mount point
         dir: PathBuf,
+        /// NAME is a branch: mount it read-write
+        #[arg(long)]
+        rw: bool,
     },
 }
 
@@ -188,9 +207,37 @@ fn run(args: Args) -> Result<Vec<u8>, Failure> {
                 None => cat(&image, &at, path.as_bytes()),
             }
         }
-        Verb::Mount { image, name, dir } => match daemon(&image)? {
+        Verb::Clone {
+            image,
+            source,
+            name,
+        } => {
+            let at = selector(source.as_bytes())?;
+            match daemon(&image)? {
+                Some(sock) => {
+                    let mut req = selecting(&at);
+                    req["verb"] = "clone".into();
+                    req["name"] = String::from_utf8_lossy(name.as_bytes()).into();
+                    let v = ask(&sock, &req)?;
+                    let no = CheckpointNo(v["checkpoint"].as_u64().unwrap_or(0));
+                    Ok(report_branch(json, name.as_bytes(), no))
+                }
+                None => clone(&image, &at, name.as_bytes(), json),
+            }
+        }
+        Verb::Mount {
+            image,
+            name,
+            dir,
+            rw,
+        } => match daemon(&image)? {
             Some(sock) => {
-                let mut req = selecting(&selector(name.as_bytes())?);
+                let mut req = match rw {
+                    true => {
+                        serde_json::json!({ "branch": String::from_utf8_lossy(name.as_bytes()) })
+                    }
+                    false => selecting(&selector(name.as_bytes())?),
+                };
                 req["verb"] = "mount".into();
                 let dir = dir
                     .canonicalize()
@@ -198,13 +245,20 @@ fn run(args: Args) -> Result<Vec<u8>, Failure> {
                 req["dir"] = dir.to_string_lossy().into();
                 let v = ask(&sock, &req)?;
                 let no = v["checkpoint"].as_u64().unwrap_or(0);
-                Ok(match json {
-                    true => format!("{v}\n"),
-                    false => format!("mounted checkpoint {no} read-only at {}\n", dir.display()),
+                Ok(match (json, rw) {
+                    (true, _) => format!("{v}\n"),
+                    (false, true) => format!(
+                        "mounted branch '{}' read-write at {}\n",
+                        String::from_utf8_lossy(name.as_bytes()),
+                        dir.display()
+                    ),
+                    (false, false) => {
+                        format!("mounted checkpoint {no} read-only at {}\n", dir.display())
+                    }
                 }
                 .into_bytes())
             }
-            None => mount(&image, name.as_bytes(), &dir),
+            None => mount(&image, name.as_bytes(), &dir, rw),
         },
     }
 }
@@ -279,9 +333,30 @@ struct Listed {
 }
 
 #[derive(Serialize)]
+struct ListedBranch {
+    name: String,
+    /// The checkpoint it was made from.
+    origin: u64,
+    time: String,
+    time_ns: i64,
+    mounted_at: Option<String>,
+}
+
+#[derive(Serialize)]
 struct Listing {
     protect_secs: u64,
     checkpoints: Vec<Listed>,
+    branches: Vec<ListedBranch>,
+}
+
+fn listed_branch(b: &pagelog_core::BranchInfo) -> ListedBranch {
+    ListedBranch {
+        name: String::from_utf8_lossy(&b.name).into_owned(),
+        origin: b.origin.0,
+        time: utc(b.time_ns),
+        time_ns: b.time_ns,
+        mounted_at: None,
+    }
 }
 
 fn utc(ns: i64) -> String {
@@ -316,6 +391,7 @@ fn list(image: &Path, json: bool) -> Result<Vec<u8>, Failure> {
     let listing = Listing {
         protect_secs: fs.protect_secs(),
         checkpoints: fs.checkpoints().iter().map(listed).collect(),
+        branches: fs.branches().iter().map(listed_branch).collect(),
     };
     show_listing(listing, json)
 }
@@ -342,9 +418,23 @@ fn listing_of(v: &serde_json::Value) -> Result<Listing, Failure> {
             Ok(l)
         })
         .collect::<Result<Vec<_>, Failure>>()?;
+    let branches = v["branches"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(|b| ListedBranch {
+            name: b["name"].as_str().unwrap_or_default().to_string(),
+            origin: b["origin"].as_u64().unwrap_or(0),
+            time: utc(b["time_ns"].as_i64().unwrap_or(0)),
+            time_ns: b["time_ns"].as_i64().unwrap_or(0),
+            mounted_at: b["mounted_at"].as_str().map(str::to_string),
+        })
+        .collect();
     Ok(Listing {
         protect_secs: v["protect_secs"].as_u64().unwrap_or(0),
         checkpoints,
+        branches,
     })
 }
 
@@ -369,6 +459,20 @@ fn show_listing(listing: Listing, json: bool) -> Result<Vec<u8>, Failure> {
             mib(c.held_bytes),
             c.name.as_deref().unwrap_or(""),
             c.mounted_at
+                .as_ref()
+                .map_or(String::new(), |d| format!(" (mounted at {d})")),
+        );
+    }
+    for b in &listing.branches {
+        out += &format!(
+            "{:>8}  {:<19}  {:<10}  {:>10}  {:>10}  {}{}\n",
+            b.origin,
+            b.time,
+            "branch",
+            "-",
+            "-",
+            b.name,
+            b.mounted_at
                 .as_ref()
                 .map_or(String::new(), |d| format!(" (mounted at {d})")),
         );
@@ -517,6 +621,23 @@ fn create(image: &Path, name: &[u8], at: Option<At>, json: bool) -> Result<Vec<u
 
 fn delete(image: &Path, name: &[u8], json: bool) -> Result<Vec<u8>, Failure> {
     let mut fs = open(image, MountOptions::default())?;
+    if let Some(b) = fs.branches().into_iter().find(|b| b.name == name) {
+        fs.delete_branch(name)
+            .map_err(|e| format!("cannot delete branch: {e}"))?;
+        fs.unmount().map_err(|e| format!("unmount: {e}"))?;
+        let shown = String::from_utf8_lossy(name);
+        let line = match json {
+            true => {
+                serde_json::json!({ "deleted": shown, "branch": true, "checkpoint": b.origin.0 })
+                    .to_string()
+            }
+            false => format!(
+                "deleted branch '{shown}' (made from checkpoint {})",
+                b.origin
+            ),
+        };
+        return Ok(format!("{line}\n").into_bytes());
+    }
     let no = fs
         .checkpoints()
         .iter()
@@ -526,6 +647,24 @@ fn delete(image: &Path, name: &[u8], json: bool) -> Result<Vec<u8>, Failure> {
         .map_err(|e| format!("cannot delete snapshot: {e}"))?;
     fs.unmount().map_err(|e| format!("unmount: {e}"))?;
     Ok(report(json, "deleted", name, no.unwrap_or_default()))
+}
+
+fn clone(image: &Path, at: &At, name: &[u8], json: bool) -> Result<Vec<u8>, Failure> {
+    let mut fs = open(image, MountOptions::default())?;
+    let no = fs
+        .create_branch(name, at)
+        .map_err(|e| format!("cannot make branch: {e}"))?;
+    fs.unmount().map_err(|e| format!("unmount: {e}"))?;
+    Ok(report_branch(json, name, no))
+}
+
+fn report_branch(json: bool, name: &[u8], origin: CheckpointNo) -> Vec<u8> {
+    let name = String::from_utf8_lossy(name);
+    let line = match json {
+        true => serde_json::json!({ "branch": name, "checkpoint": origin.0 }).to_string(),
+        false => format!("made branch '{name}' from checkpoint {origin}"),
+    };
+    format!("{line}\n").into_bytes()
 }
 
 fn report(json: bool, what: &str, name: &[u8], no: CheckpointNo) -> Vec<u8> {
@@ -564,11 +703,12 @@ fn cat(image: &Path, at: &At, path: &[u8]) -> Result<Vec<u8>, Failure> {
     Ok(out)
 }
 
-fn mount(image: &Path, name: &[u8], dir: &Path) -> Result<Vec<u8>, Failure> {
+fn mount(image: &Path, name: &[u8], dir: &Path, rw: bool) -> Result<Vec<u8>, Failure> {
     let opt = match selector(name)? {
-        At::Snapshot(n) => format!("snapshot={}", String::from_utf8_lossy(&n)),
-        At::Checkpoint(n) => format!("cp={n}"),
-        At::Time(t) => format!("at=@{}", t.div_euclid(1_000_000_000)),
+        _ if rw => format!("rw,branch={}", String::from_utf8_lossy(name)),
+        At::Snapshot(n) => format!("ro,snapshot={}", String::from_utf8_lossy(&n)),
+        At::Checkpoint(n) => format!("ro,cp={n}"),
+        At::Time(t) => format!("ro,at=@{}", t.div_euclid(1_000_000_000)),
     };
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let mounter = exe.with_file_name("pagelog-mount");
@@ -579,7 +719,7 @@ fn mount(image: &Path, name: &[u8], dir: &Path) -> Result<Vec<u8>, Failure> {
     };
     let status = std::process::Command::new(&mounter)
         .arg("-o")
-        .arg(format!("ro,{opt}"))
+        .arg(opt)
         .arg(image)
         .arg(dir)
         .status()

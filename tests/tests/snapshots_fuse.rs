@@ -4,7 +4,8 @@
 //! `-o ro,cp=N` and `-o ro,at=TIME`; `cat` from the past without
 //! mounting; `list --json`; delete; refusals said clearly; a snapshot
 //! mounted beside the live mount by its daemon and backed up while
-//! writers run.
+//! writers run; read-write branches from a checkpoint never marked,
+//! mounted alone and beside the live mount, diverging without touching it.
 
 use std::fs;
 use std::process::Command;
@@ -118,10 +119,16 @@ fn backup_of_a_snapshot_and_mounts_of_the_past() {
     );
     drop(past);
 
-    // Read-write mounts of the past are refused by name, as is a missing
-    // snapshot.
-    let err = Mount::start(&img, &cpdir, "cp=1").expect_err("rw past");
-    assert!(err.to_string().contains("read-only"), "{err}");
+    // A checkpoint that is not retained, and a missing snapshot, are
+    // refused by name; so is a read-only branch made from the past.
+    let err = Mount::start(&img, &cpdir, "cp=999999").expect_err("not retained");
+    assert!(
+        err.to_string()
+            .contains("checkpoint 999999 is not retained"),
+        "{err}"
+    );
+    let err = Mount::start(&img, &cpdir, "ro,cp=1,branch=x").expect_err("ro branch");
+    assert!(err.to_string().contains("drop -o ro"), "{err}");
     let err = Mount::start(&img, &cpdir, "ro,snapshot=nope").expect_err("missing");
     assert!(
         err.to_string().contains("no snapshot is named 'nope'"),
@@ -366,5 +373,120 @@ fn the_live_mount_ending_takes_its_snapshot_mounts_with_it() {
     assert!(
         !pagelog_tests::is_mounted(&snapdir),
         "the view went with the live mount"
+    );
+}
+
+fn branches(target: &str) -> Vec<serde_json::Value> {
+    list(target)["branches"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_branch_from_a_checkpoint_never_marked_mounts_read_write_and_diverges() {
+    let s = Scratch::new();
+    let m = s.mounted("128M", "");
+    sh(&format!(
+        "cd '{}' && mkdir d && seq 1 5000 > d/list && echo one > a && sync",
+        m.dir.display()
+    ));
+    let img = m.image.clone();
+    let live_dir = m.dir.clone();
+    assert!(m.unmount().success());
+    let img_s = img.to_str().expect("utf-8").to_string();
+    // The newest plain checkpoint: the unmount's, never marked.
+    let then = list(&img_s)["checkpoints"]
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter(|c| c["kind"] == "checkpoint")
+        .map(|c| c["checkpoint"].as_u64().expect("number"))
+        .max()
+        .expect("a retained checkpoint");
+    // The live tree moves on.
+    let m = Mount::start(&img, &live_dir, "").expect("mount");
+    sh(&format!(
+        "cd '{}' && echo two > a && rm d/list && echo later > later && sync",
+        m.dir.display()
+    ));
+    assert!(m.unmount().success());
+
+    // Mounted read-write from that checkpoint: a branch, named.
+    let brdir = s.path("branch");
+    fs::create_dir_all(&brdir).expect("mkdir");
+    let br = Mount::start(&img, &brdir, &format!("cp={then},branch=retry")).expect("branch");
+    assert_eq!(fs::read_to_string(br.path("a")).expect("a"), "one\n");
+    assert!(br.path("d/list").exists() && !br.path("later").exists());
+    sh(&format!(
+        "cd '{}' && echo three > a && head -c 2000000 /dev/urandom > big && mkdir e && sync",
+        br.dir.display()
+    ));
+    let big = fs::read(br.path("big")).expect("big");
+    assert!(br.unmount().success());
+
+    // The live tree did not move; the branch is listed.
+    let m = Mount::start(&img, &live_dir, "").expect("mount");
+    assert_eq!(fs::read_to_string(m.path("a")).expect("a"), "two\n");
+    assert!(!m.path("big").exists() && m.path("later").exists());
+    let dir = m.dir.to_str().expect("utf-8").to_string();
+    let b = branches(&dir);
+    assert_eq!(b.len(), 1, "{b:?}");
+    assert_eq!(
+        (b[0]["name"].as_str(), b[0]["origin"].as_u64()),
+        (Some("retry"), Some(then))
+    );
+
+    // Beside the live mount, through the daemon, read-write.
+    let brs = brdir.to_str().expect("utf-8");
+    let said = ok(&snapshot_tool(&["mount", &dir, "retry", brs, "--rw"]));
+    assert!(said.contains("read-write"), "{said}");
+    assert_eq!(fs::read(brdir.join("big")).expect("big"), big);
+    fs::write(brdir.join("beside"), b"written beside").expect("write in branch");
+    fs::write(m.path("live-only"), b"live").expect("write in live");
+    assert!(!brdir.join("live-only").exists() && !m.path("beside").exists());
+    let b = branches(&dir);
+    assert!(b[0]["mounted_at"].as_str().is_some(), "{b:?}");
+    let err = snapshot_tool(&["delete", &dir, "retry"]);
+    assert!(!err.status.success());
+    assert!(String::from_utf8_lossy(&err.stderr).contains("is mounted"));
+    // A second branch from a snapshot, through the tool.
+    ok(&snapshot_tool(&["create", &dir, "base"]));
+    ok(&snapshot_tool(&["clone", &dir, "base", "second"]));
+    let err = snapshot_tool(&["delete", &dir, "base"]);
+    assert!(String::from_utf8_lossy(&err.stderr).contains("delete the branch first"));
+    sh(&format!("umount '{brs}'"));
+    let mut gone = false;
+    for _ in 0..50 {
+        if snapshot_tool(&["delete", &dir, "retry"]).status.success() {
+            gone = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(gone, "the branch is deletable once unmounted");
+    ok(&snapshot_tool(&["delete", &dir, "second"]));
+    ok(&snapshot_tool(&["delete", &dir, "base"]));
+    assert!(branches(&dir).is_empty());
+    assert!(m.unmount().success());
+
+    // Without branch=, a read-write mount of the past makes one named
+    // after its checkpoint.
+    let auto = Mount::start(&img, &brdir, &format!("cp={then}")).expect("auto branch");
+    assert_eq!(fs::read_to_string(auto.path("a")).expect("a"), "one\n");
+    assert!(auto.unmount().success());
+    let b = branches(&img_s);
+    assert!(
+        b.len() == 1
+            && b[0]["name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with(&format!("cp{then}-"))),
+        "{b:?}"
+    );
+    let out = run(Command::new(bin("pagelog-fsck")).arg("-n").arg(&img));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
     );
 }

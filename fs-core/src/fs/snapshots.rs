@@ -93,6 +93,11 @@ impl Filesystem {
         self.store.delete_snapshot(name)
     }
 
+    /// The retained checkpoint `at` names.
+    pub fn find_checkpoint(&self, at: &At) -> Result<CheckpointNo> {
+        self.store.find_checkpoint(at).map(|r| r.no)
+    }
+
     /// The read-write branches, by name.
     pub fn branches(&self) -> Vec<BranchInfo> {
         let s = &self.store;
