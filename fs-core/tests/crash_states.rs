@@ -64,6 +64,7 @@ struct Commit {
     model: Model,
     relaxed: bool,
     snapshots: BTreeMap<Vec<u8>, Model>,
+    branches: BTreeMap<Vec<u8>, Model>,
 }
 
 /// Runs `ops` on a recording device in `mode`; returns the device and the
@@ -76,11 +77,19 @@ fn record(ops: &[Op], mode: JournalMode) -> (Arc<RecordingDevice>, Vec<Commit>) 
         Filesystem::mount(dev.clone() as Arc<dyn BlockDevice>, opts(false, mode)).expect("mount");
     let mut model = Model::new();
     let mut snapshots: BTreeMap<Vec<u8>, Model> = BTreeMap::new();
+    let mut branches = Branches::default();
+    let trees = |b: &Branches| -> BTreeMap<Vec<u8>, Model> {
+        b.models
+            .iter()
+            .map(|(k, (m, _))| (k.clone(), m.clone()))
+            .collect()
+    };
     let mut commits = vec![Commit {
         flush: 0,
         model: model.clone(),
         relaxed: false,
         snapshots: snapshots.clone(),
+        branches: BTreeMap::new(),
     }];
     for op in ops {
         let before = dev.len();
@@ -116,10 +125,15 @@ fn record(ops: &[Op], mode: JournalMode) -> (Arc<RecordingDevice>, Vec<Commit>) 
             Op::DeleteSnapshot { slot } => {
                 let name = snapshot_name(*slot);
                 match fs.delete_snapshot(&name) {
+                    Err(Error::Refused(_)) if branches.made_from(&name) => {}
                     Ok(()) => assert!(snapshots.remove(&name).is_some()),
                     Err(Error::Refused(_)) => assert!(!snapshots.contains_key(&name)),
                     Err(e) => panic!("delete snapshot: {e}"),
                 }
+                false
+            }
+            Op::Clone { .. } | Op::InBranch { .. } | Op::DeleteBranch { .. } => {
+                branches.apply(&mut fs, &snapshots, op);
                 false
             }
             _ => {
@@ -133,6 +147,7 @@ fn record(ops: &[Op], mode: JournalMode) -> (Arc<RecordingDevice>, Vec<Commit>) 
                 model: model.clone(),
                 relaxed,
                 snapshots: snapshots.clone(),
+                branches: trees(&branches),
             });
         }
     }
@@ -186,9 +201,56 @@ fn check_state(
             first.err().unwrap_or_default()
         ));
     }
+    check_branches(&mut fs, commits, a, b, state)?;
     fs.unmount()
         .map_err(|e| format!("{state:?}: unmount: {e}"))?;
     check_snapshots(&image, commits, a, b, state)
+}
+
+/// Every branch that the durable commit `a` holds reads as it did then,
+/// or as at commit `b`; one made or deleted since may or may not be there.
+fn check_branches(
+    fs: &mut Filesystem,
+    commits: &[Commit],
+    a: usize,
+    b: Option<usize>,
+    state: &CrashState,
+) -> Result<(), String> {
+    let later = b.map(|b| &commits[b].branches);
+    let names: std::collections::BTreeSet<&Vec<u8>> = commits[a]
+        .branches
+        .keys()
+        .chain(later.into_iter().flat_map(|l| l.keys()))
+        .collect();
+    for name in names {
+        let must =
+            commits[a].branches.contains_key(name) && later.is_none_or(|l| l.contains_key(name));
+        let id = match fs.open_branch(name) {
+            Ok(id) => id,
+            Err(e) if must => {
+                return Err(format!(
+                    "{state:?}: acknowledged branch {name:?} is gone: {e}"
+                ))
+            }
+            Err(_) => continue,
+        };
+        let fits = |m: Option<&Model>, fs: &mut Filesystem| {
+            m.is_some_and(|m| {
+                fs.in_view(id, |v| Ok(diff_data(v, m, false).is_ok()))
+                    .unwrap_or(false)
+            })
+        };
+        let ok =
+            fits(commits[a].branches.get(name), fs) || fits(later.and_then(|l| l.get(name)), fs);
+        fs.close_view(id)
+            .map_err(|e| format!("{state:?}: close branch: {e}"))?;
+        if !ok {
+            return Err(format!(
+                "{state:?}: branch {name:?} does not read as it was"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Every snapshot acknowledged by the durable commit `a` (and not deleted

@@ -23,6 +23,10 @@ struct Harness {
     committed: Model,
     /// Each snapshot that exists, with the model at its point.
     snapshots: BTreeMap<Vec<u8>, Model>,
+    /// The branches.
+    branches: Branches,
+    /// The branches as of the last commit.
+    committed_branches: Branches,
 }
 
 fn opts() -> MountOptions {
@@ -51,7 +55,18 @@ impl Harness {
             model: Model::new(),
             committed: Model::new(),
             snapshots: BTreeMap::new(),
+            branches: Branches::default(),
+            committed_branches: Branches::default(),
         }
+    }
+
+    /// What is in memory is committed now (every root's).
+    fn mark_committed(&mut self) {
+        self.committed = self.model.clone();
+        self.committed_branches = Branches {
+            models: self.branches.models.clone(),
+            open: BTreeMap::new(),
+        };
     }
 
     fn fs(&mut self) -> &mut Filesystem {
@@ -63,7 +78,7 @@ impl Harness {
         match *op {
             Op::Sync => {
                 self.fs().sync().expect("sync");
-                self.committed = self.model.clone();
+                self.mark_committed();
                 self.check(&self.model.clone());
             }
             Op::Clean { commit, urgent } => {
@@ -72,16 +87,17 @@ impl Harness {
                 // point certain.
                 self.fs().clean(clean_pass(commit, urgent)).expect("clean");
                 self.fs().sync().expect("sync");
-                self.committed = self.model.clone();
+                self.mark_committed();
                 self.check(&self.model.clone());
             }
             Op::Remount => {
+                self.branches.forget_open();
                 self.fs.take().expect("fs").unmount().expect("unmount");
                 self.fs = Some(
                     Filesystem::mount(self.dev.clone() as Arc<dyn BlockDevice>, opts())
                         .expect("remount"),
                 );
-                self.committed = self.model.clone();
+                self.mark_committed();
                 self.check(&self.model.clone());
             }
             Op::CrashCut => {
@@ -93,6 +109,9 @@ impl Harness {
                     .expect("mount after a crash");
                 let committed = self.committed.clone();
                 compare(&mut fs, &committed);
+                if let Err(e) = self.committed_branches.check(&mut fs, false) {
+                    panic!("after a crash: {e}");
+                }
                 fs.unmount().expect("unmount the crash copy");
             }
             Op::Snapshot { slot } => {
@@ -102,7 +121,7 @@ impl Harness {
                     Ok(_) => {
                         assert!(!self.snapshots.contains_key(&name), "created twice");
                         self.snapshots.insert(name, self.model.clone());
-                        self.committed = self.model.clone();
+                        self.mark_committed();
                         self.check(&self.model.clone());
                     }
                     Err(Error::Exists) => assert!(self.snapshots.contains_key(&name)),
@@ -111,14 +130,24 @@ impl Harness {
             }
             Op::DeleteSnapshot { slot } => {
                 let name = snapshot_name(slot);
+                let origin = self.branches.made_from(&name);
                 match self.fs().delete_snapshot(&name) {
+                    Err(Error::Refused(_)) if origin => {}
                     Ok(()) => {
+                        assert!(!origin, "deleted a branch's origin");
                         assert!(self.snapshots.remove(&name).is_some(), "deleted a ghost");
-                        self.committed = self.model.clone();
+                        self.mark_committed();
                         self.check(&self.model.clone());
                     }
                     Err(Error::Refused(_)) => assert!(!self.snapshots.contains_key(&name)),
                     Err(e) => panic!("delete snapshot: {e}"),
+                }
+            }
+            Op::Clone { .. } | Op::InBranch { .. } | Op::DeleteBranch { .. } => {
+                let fs = self.fs.as_mut().expect("fs");
+                if self.branches.apply(fs, &self.snapshots, op) {
+                    self.mark_committed();
+                    self.check(&self.model.clone());
                 }
             }
             _ => apply_op(self.fs.as_mut().expect("fs"), &mut self.model, op),
@@ -170,6 +199,10 @@ impl Harness {
             report.findings
         );
         self.check_snapshots();
+        let fs = self.fs.as_mut().expect("fs");
+        if let Err(e) = self.branches.check(fs, false) {
+            panic!("{e}");
+        }
     }
 }
 
@@ -210,4 +243,46 @@ fn moved_directory_keeps_parent_links() {
     ] {
         h.apply(&op);
     }
+}
+
+/// A branch made from a snapshot diverges, survives a remount and a crash
+/// cut, keeps its origin from deletion, and goes when deleted.
+#[test]
+fn branch_life() {
+    let mut h = Harness::new();
+    let write = |file, seed| Op::Write {
+        file,
+        offset: 0,
+        len: 9000,
+        seed,
+    };
+    let in_branch = |op: Op| Op::InBranch {
+        slot: 0,
+        op: Box::new(op),
+    };
+    for op in [
+        Op::Create { dir: 0, name: 0 },
+        write(0, 1),
+        Op::Snapshot { slot: 0 },
+        write(0, 2),
+        Op::Clone { slot: 0, from: 0 },
+        Op::Clone { slot: 0, from: 0 },
+        in_branch(write(0, 3)),
+        in_branch(Op::Create { dir: 0, name: 1 }),
+        Op::Sync,
+        Op::CrashCut,
+        Op::Remount,
+        in_branch(Op::Unlink { dir: 0, name: 0 }),
+        Op::DeleteSnapshot { slot: 0 },
+        Op::Clean {
+            commit: true,
+            urgent: false,
+        },
+        Op::DeleteBranch { slot: 0 },
+        Op::DeleteSnapshot { slot: 0 },
+        Op::Remount,
+    ] {
+        h.apply(&op);
+    }
+    assert!(h.branches.models.is_empty() && h.snapshots.is_empty());
 }

@@ -106,6 +106,39 @@ pub enum Op {
     DeleteSnapshot {
         slot: u8,
     },
+    /// Makes branch `branch_name(slot)` from snapshot `snapshot_name(from)`.
+    Clone {
+        slot: u8,
+        from: u8,
+    },
+    /// Runs `op` (a namespace or data operation) in branch
+    /// `branch_name(slot)`.
+    InBranch {
+        slot: u8,
+        op: Box<Op>,
+    },
+    /// Deletes branch `branch_name(slot)`.
+    DeleteBranch {
+        slot: u8,
+    },
+}
+
+/// The name of branch `slot` (two slots).
+pub fn branch_name(slot: u8) -> Vec<u8> {
+    format!("branch{}", slot % 2).into_bytes()
+}
+
+/// Operations run inside a branch.
+fn branch_op_strategy() -> impl Strategy<Value = Op> {
+    let n = 0u8..6;
+    prop_oneof![
+        2 => (any::<u8>(), n.clone()).prop_map(|(dir, name)| Op::Create { dir, name }),
+        1 => (any::<u8>(), n.clone()).prop_map(|(dir, name)| Op::Mkdir { dir, name }),
+        3 => (any::<u8>(), 0..MAX_OFFSET, 1u16..20000, any::<u8>()).prop_map(|(file, offset, len, seed)| Op::Write { file, offset, len, seed }),
+        1 => (any::<u8>(), 0..MAX_OFFSET + 100_000).prop_map(|(file, size)| Op::Truncate { file, size }),
+        2 => (any::<u8>(), n.clone()).prop_map(|(dir, name)| Op::Unlink { dir, name }),
+        1 => (any::<u8>(), n.clone(), any::<u8>(), n).prop_map(|(fdir, fname, tdir, tname)| Op::Rename { fdir, fname, tdir, tname }),
+    ]
 }
 
 /// The name of snapshot `slot` (four slots).
@@ -146,7 +179,129 @@ pub fn op_strategy() -> impl Strategy<Value = Op> {
         1 => (any::<bool>(), any::<bool>()).prop_map(|(commit, urgent)| Op::Clean { commit, urgent }),
         1 => (0u8..4).prop_map(|slot| Op::Snapshot { slot }),
         1 => (0u8..4).prop_map(|slot| Op::DeleteSnapshot { slot }),
+        1 => (0u8..2, 0u8..4).prop_map(|(slot, from)| Op::Clone { slot, from }),
+        3 => (0u8..2, branch_op_strategy()).prop_map(|(slot, op)| Op::InBranch { slot, op: Box::new(op) }),
+        1 => (0u8..2).prop_map(|slot| Op::DeleteBranch { slot }),
     ]
+}
+
+/// The branches of a harness: each with the model of its tree and, while
+/// it is open, its view.
+#[derive(Default)]
+pub struct Branches {
+    /// Each branch that exists: its tree, and the snapshot it was made from.
+    pub models: BTreeMap<Vec<u8>, (Model, Vec<u8>)>,
+    /// The open ones.
+    pub open: BTreeMap<Vec<u8>, pagelog_core::ViewId>,
+}
+
+impl Branches {
+    /// Runs a branch operation (`Clone`, `InBranch`, `DeleteBranch`) on
+    /// `fs`, whose snapshots are `snapshots`, and on the models. Returns
+    /// whether it committed.
+    pub fn apply(
+        &mut self,
+        fs: &mut Filesystem,
+        snapshots: &BTreeMap<Vec<u8>, Model>,
+        op: &Op,
+    ) -> bool {
+        match op {
+            Op::Clone { slot, from } => {
+                let (name, src) = (branch_name(*slot), snapshot_name(*from));
+                let at = pagelog_core::checkpoints::At::Snapshot(src.clone());
+                match fs.create_branch(&name, &at) {
+                    Ok(_) => {
+                        assert!(!self.models.contains_key(&name), "made twice");
+                        let model = snapshots.get(&src).expect("made from a snapshot").clone();
+                        self.models.insert(name, (model, src));
+                        true
+                    }
+                    Err(Error::Exists) => {
+                        assert!(self.models.contains_key(&name));
+                        false
+                    }
+                    Err(Error::Refused(_)) => {
+                        assert!(!snapshots.contains_key(&src));
+                        false
+                    }
+                    Err(e) => panic!("clone: {e}"),
+                }
+            }
+            Op::InBranch { slot, op } => {
+                let name = branch_name(*slot);
+                let Some((model, _)) = self.models.get_mut(&name) else {
+                    return false;
+                };
+                let id = match self.open.get(&name) {
+                    Some(id) => *id,
+                    None => {
+                        let id = fs.open_branch(&name).expect("open branch");
+                        self.open.insert(name.clone(), id);
+                        id
+                    }
+                };
+                fs.in_view(id, |b| {
+                    apply_op(b, model, op);
+                    Ok(())
+                })
+                .expect("in branch");
+                false
+            }
+            Op::DeleteBranch { slot } => {
+                let name = branch_name(*slot);
+                if let Some(id) = self.open.remove(&name) {
+                    fs.close_view(id).expect("close branch");
+                }
+                match fs.delete_branch(&name) {
+                    Ok(()) => {
+                        assert!(self.models.remove(&name).is_some(), "deleted a ghost");
+                        true
+                    }
+                    Err(Error::Refused(_)) => {
+                        assert!(!self.models.contains_key(&name));
+                        false
+                    }
+                    Err(e) => panic!("delete branch: {e}"),
+                }
+            }
+            _ => false,
+        }
+    }
+
+    /// Is snapshot `name` the origin of a branch?
+    pub fn made_from(&self, name: &[u8]) -> bool {
+        self.models.values().any(|(_, src)| src == name)
+    }
+
+    /// The mount is gone: no branch is open.
+    pub fn forget_open(&mut self) {
+        self.open.clear();
+    }
+
+    /// Each branch of `fs` reads as its model (opened for the check if it
+    /// is not open).
+    pub fn check(&self, fs: &mut Filesystem, relaxed: bool) -> Result<(), String> {
+        let names: Vec<Vec<u8>> = fs.branches().into_iter().map(|b| b.name).collect();
+        let expected: Vec<Vec<u8>> = self.models.keys().cloned().collect();
+        if names != expected {
+            return Err(format!("branches {names:?}, expected {expected:?}"));
+        }
+        for (name, (model, _)) in &self.models {
+            let (id, opened) = match self.open.get(name) {
+                Some(id) => (*id, false),
+                None => (fs.open_branch(name).map_err(|e| e.to_string())?, true),
+            };
+            let r = fs
+                .in_view(id, |b| Ok(diff_data(b, model, relaxed)))
+                .map_err(|e| e.to_string())
+                .and_then(|r| r);
+            if opened {
+                fs.close_view(id).map_err(|e| e.to_string())?;
+            }
+            r.map_err(|e| format!("branch {:?}: {e}", String::from_utf8_lossy(name)))?;
+        }
+        Ok(())
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -671,6 +826,9 @@ pub fn apply_op(fs: &mut Filesystem, model: &mut Model, op: &Op) {
         | Op::CrashCut
         | Op::Clean { .. }
         | Op::Snapshot { .. }
-        | Op::DeleteSnapshot { .. } => {}
+        | Op::DeleteSnapshot { .. }
+        | Op::Clone { .. }
+        | Op::InBranch { .. }
+        | Op::DeleteBranch { .. } => {}
     }
 }
