@@ -28,7 +28,7 @@ pub use root::{dir_index, file_map, history, node_cache, node_table, page_cache,
 pub(crate) use volume::parallel;
 pub use volume::{
     checkpoint_list, checkpoints, cleaner, device, format, id_table, info, label, meta_table,
-    page_life, page_table, recovery, room, roots, segment_usage, segment_writer, store,
+    page_life, page_table, recovery, rollback, room, roots, segment_usage, segment_writer, store,
 };
 
 pub use device::{BlockDevice, FileDevice, MemDevice};

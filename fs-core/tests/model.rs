@@ -143,6 +143,14 @@ impl Harness {
                     Err(e) => panic!("delete snapshot: {e}"),
                 }
             }
+            Op::Rollback { slot, keep } => {
+                let fs = self.fs.as_mut().expect("fs");
+                self.branches.close_all(fs);
+                if rollback(fs, &mut self.model, &mut self.snapshots, slot, keep) {
+                    self.mark_committed();
+                    self.check(&self.model.clone());
+                }
+            }
             Op::Clone { .. } | Op::InBranch { .. } | Op::DeleteBranch { .. } => {
                 let fs = self.fs.as_mut().expect("fs");
                 if self.branches.apply(fs, &self.snapshots, op) {
@@ -279,10 +287,28 @@ fn branch_life() {
             urgent: false,
         },
         Op::DeleteBranch { slot: 0 },
+        Op::Snapshot { slot: 1 },
+        write(0, 5),
+        Op::Snapshot { slot: 2 },
+        Op::Create { dir: 0, name: 2 },
+        // Back to snapshot 1; the present is kept as snapshot 3, and the
+        // newer snapshot 2 stays.
+        Op::Rollback { slot: 1, keep: 3 },
+        Op::Rollback { slot: 1, keep: 3 },
+        write(0, 6),
+        Op::Clean {
+            commit: true,
+            urgent: true,
+        },
+        Op::Rollback { slot: 3, keep: 0 },
+        Op::DeleteSnapshot { slot: 1 },
+        Op::DeleteSnapshot { slot: 2 },
+        Op::DeleteSnapshot { slot: 3 },
         Op::DeleteSnapshot { slot: 0 },
         Op::Remount,
     ] {
         h.apply(&op);
     }
     assert!(h.branches.models.is_empty() && h.snapshots.is_empty());
+    assert!(h.fs().checkpoints().iter().all(|c| c.snapshot.is_none()));
 }

@@ -388,3 +388,81 @@ fn a_branch_from_a_checkpoint_never_marked_diverges_without_touching_the_live_ro
     fs.unmount().expect("unmount");
     assert_clean(&dev);
 }
+
+#[test]
+fn rollback_keeps_the_present_and_every_newer_snapshot() {
+    use pagelog_core::rollback::Source;
+    let dev = support::formatted(8192, 64);
+    let mut fs = mount_with(&dev, every_commit());
+    write_file(&mut fs, b"a", &pattern(1, 50_000));
+    fs.create_snapshot(b"s1", None).expect("s1");
+    write_file(&mut fs, b"a", &pattern(2, 80_000));
+    write_file(&mut fs, b"b", &pattern(3, 20_000));
+    fs.create_snapshot(b"s2", None).expect("s2");
+    write_file(&mut fs, b"a", &pattern(4, 30_000));
+    write_file(&mut fs, b"c", &pattern(5, 10_000));
+
+    let (from, kept, _) = fs
+        .rollback(&Source::Past(At::Snapshot(b"s1".to_vec())), None)
+        .expect("rollback");
+    assert!(kept.starts_with(b"pre-rollback-"), "{kept:?}");
+    assert_eq!(read_file(&mut fs, b"a"), Some(pattern(1, 50_000)));
+    assert_eq!(read_file(&mut fs, b"b"), None);
+    assert_eq!(read_file(&mut fs, b"c"), None);
+    let names: Vec<Vec<u8>> = fs
+        .checkpoints()
+        .into_iter()
+        .filter_map(|c| c.snapshot)
+        .collect();
+    assert_eq!(names, [b"s1".to_vec(), b"s2".to_vec(), kept.clone()]);
+    assert!(fs.checkpoints().iter().any(|c| c.no == from));
+    // The live root moves on from there; the past reads as it was.
+    write_file(&mut fs, b"d", &pattern(6, 40_000));
+    fs.unmount().expect("unmount");
+    assert_clean(&dev);
+    let mut s2 = mount_at(&dev, At::Snapshot(b"s2".to_vec())).expect("s2");
+    assert_eq!(read_file(&mut s2, b"a"), Some(pattern(2, 80_000)));
+    assert_eq!(read_file(&mut s2, b"b"), Some(pattern(3, 20_000)));
+    drop(s2);
+    let mut pre = mount_at(&dev, At::Snapshot(kept.clone())).expect("kept");
+    assert_eq!(read_file(&mut pre, b"a"), Some(pattern(4, 30_000)));
+    assert_eq!(read_file(&mut pre, b"c"), Some(pattern(5, 10_000)));
+    drop(pre);
+
+    // Back to the kept present through a branch of it, written first.
+    let mut fs = mount_with(&dev, every_commit());
+    fs.create_branch(b"fix", &At::Snapshot(kept.clone()))
+        .expect("branch");
+    let id = fs.open_branch(b"fix").expect("open");
+    fs.in_view(id, |b| {
+        write_file(b, b"c", &pattern(7, 12_000));
+        Ok(())
+    })
+    .expect("write in branch");
+    let err = fs
+        .rollback(&Source::Branch(b"fix".to_vec()), Some(b"before-fix"))
+        .expect_err("a view is open");
+    assert!(matches!(err, Error::Refused(_)), "{err}");
+    fs.close_view(id).expect("close");
+    fs.rollback(&Source::Branch(b"fix".to_vec()), Some(b"before-fix"))
+        .expect("rollback to a branch");
+    assert!(fs.branches().is_empty(), "the branch became the live root");
+    assert_eq!(read_file(&mut fs, b"a"), Some(pattern(4, 30_000)));
+    assert_eq!(read_file(&mut fs, b"c"), Some(pattern(7, 12_000)));
+    assert_eq!(read_file(&mut fs, b"d"), None);
+    fs.unmount().expect("unmount");
+    assert_clean(&dev);
+
+    // Deleting every snapshot gives the space back, and what remains
+    // checks clean.
+    let mut fs = support::mount(&dev);
+    let before = fs.statfs().bfree;
+    for name in [&b"s1"[..], b"s2", &kept, b"before-fix"] {
+        fs.delete_snapshot(name).expect("delete");
+    }
+    let after = fs.statfs().bfree;
+    assert!(after > before + 40, "free pages {before} -> {after}");
+    assert_eq!(read_file(&mut fs, b"c"), Some(pattern(7, 12_000)));
+    fs.unmount().expect("unmount");
+    assert_clean(&dev);
+}

@@ -134,6 +134,62 @@ impl Filesystem {
         self.store.delete_branch(name)
     }
 
+    /// Rolls the live root back to `source` (a retained checkpoint, a
+    /// snapshot or a branch), keeping the present as snapshot `keep_as`
+    /// (default `pre-rollback-DATE`); no snapshot is destroyed. Durable
+    /// on return. Needs no file of the live root in use (the kernel's
+    /// caches would outlive the tree they came from). Returns the source's
+    /// checkpoint (a branch's origin), and the snapshot's name and
+    /// checkpoint.
+    pub fn rollback(
+        &mut self,
+        source: &crate::rollback::Source,
+        keep_as: Option<&[u8]>,
+    ) -> Result<(CheckpointNo, Vec<u8>, CheckpointNo)> {
+        self.degrade_if_failed()?;
+        self.check_rollback()?;
+        self.writable()?;
+        let keep = match keep_as {
+            Some(k) => k.to_vec(),
+            None => format!("pre-rollback-{}", crate::when::stamp(now_ns())).into_bytes(),
+        };
+        let (from, kept) = self.store.rollback(source, &keep)?;
+        self.after_rollback()?;
+        Ok((from, keep, kept))
+    }
+
+    /// [`Filesystem::rollback`] when the present was just kept as
+    /// snapshot `kept_as` (the newest, with nothing changed since) by the
+    /// caller. Returns the source's checkpoint.
+    pub fn rollback_onto(
+        &mut self,
+        source: &crate::rollback::Source,
+        kept_as: &[u8],
+    ) -> Result<CheckpointNo> {
+        self.degrade_if_failed()?;
+        self.check_rollback()?;
+        self.writable()?;
+        let from = self.store.rollback_onto(source, kept_as)?;
+        self.after_rollback()?;
+        Ok(from)
+    }
+
+    fn check_rollback(&self) -> Result<()> {
+        if !self.opens.is_empty() || !self.lookups.is_empty() || !self.views.is_empty() {
+            return Err(Error::Refused(
+                "a rollback needs the live tree unmounted (files in use) and no view open".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Files the source left unlinked but open are freed, as a mount
+    /// frees them.
+    fn after_rollback(&mut self) -> Result<()> {
+        self.purge_graveyard()?;
+        self.sync()
+    }
+
     /// The retained checkpoint this mount serves, if not the live root.
     pub fn mounted_checkpoint(&self) -> Option<CheckpointNo> {
         self.store.at
