@@ -43,6 +43,8 @@ Examples:
   pagelog-snapshot delete /srv/web.img before-upgrade  gives back what only it held
   pagelog-snapshot clone /srv/web.img at=10m retry          a branch from 10 minutes ago
   pagelog-snapshot mount /srv/web retry /mnt/retry --rw       beside the live mount
+  pagelog-snapshot rollback /srv/web.img before-upgrade   the live tree as it was then;
+                                                       the present is kept as a snapshot
 
 A branch is a read-write root made from a snapshot or checkpoint: it shares every unchanged
 page with it and leaves the live tree untouched; its origin is kept while it lives.
@@ -97,6 +99,18 @@ enum Verb {
         source: OsString,
         /// The branch's name (1 to 127 bytes, no '/')
         name: OsString,
+    },
+    /// Make a snapshot, checkpoint or branch the live tree; the present is
+    /// kept as a snapshot first, and no snapshot is destroyed (needs the
+    /// image unmounted)
+    Rollback {
+        /// Image file or block device
+        image: PathBuf,
+        /// Snapshot name, cp=N, at=TIME, or a branch's name
+        name: OsString,
+        /// Keep the present as this snapshot (default pre-rollback-DATE)
+        #[arg(long, value_name = "NAME")]
+        keep_as: Option<OsString>,
     },
     /// Delete snapshot or branch NAME; what only it held comes back
     Delete {
@@ -224,6 +238,24 @@ fn run(args: Args) -> Result<Vec<u8>, Failure> {
                 }
                 None => clone(&image, &at, name.as_bytes(), json),
             }
+        }
+        Verb::Rollback {
+            image,
+            name,
+            keep_as,
+        } => {
+            if daemon(&image)?.is_some() {
+                return Err(format!(
+                    "{} is mounted: a rollback changes the live tree under the kernel's caches,                      so it needs the filesystem unmounted (to work on the past beside the live                      tree, clone it into a branch and mount that)",
+                    image.display()
+                ));
+            }
+            rollback(
+                &image,
+                name.as_bytes(),
+                keep_as.as_ref().map(|k| k.as_bytes()),
+                json,
+            )
         }
         Verb::Mount {
             image,
@@ -647,6 +679,39 @@ fn delete(image: &Path, name: &[u8], json: bool) -> Result<Vec<u8>, Failure> {
         .map_err(|e| format!("cannot delete snapshot: {e}"))?;
     fs.unmount().map_err(|e| format!("unmount: {e}"))?;
     Ok(report(json, "deleted", name, no.unwrap_or_default()))
+}
+
+fn rollback(
+    image: &Path,
+    name: &[u8],
+    keep_as: Option<&[u8]>,
+    json: bool,
+) -> Result<Vec<u8>, Failure> {
+    use pagelog_core::rollback::Source;
+    let mut fs = open(image, MountOptions::default())?;
+    let source = match fs.branches().iter().any(|b| b.name == name) {
+        true => Source::Branch(name.to_vec()),
+        false => Source::Past(selector(name)?),
+    };
+    let (from, keep, kept) = fs
+        .rollback(&source, keep_as)
+        .map_err(|e| format!("cannot roll back: {e}"))?;
+    fs.unmount().map_err(|e| format!("unmount: {e}"))?;
+    let (shown, keep) = (
+        String::from_utf8_lossy(name),
+        String::from_utf8_lossy(&keep),
+    );
+    let line = match json {
+        true => serde_json::json!({
+            "rolled_back_to": shown, "checkpoint": from.0, "kept_as": keep, "kept_checkpoint": kept.0
+        })
+        .to_string(),
+        false => format!(
+            "rolled back to '{shown}' (checkpoint {from}); the present is kept as snapshot \
+             '{keep}' (checkpoint {kept})"
+        ),
+    };
+    Ok(format!("{line}\n").into_bytes())
 }
 
 fn clone(image: &Path, at: &At, name: &[u8], json: bool) -> Result<Vec<u8>, Failure> {

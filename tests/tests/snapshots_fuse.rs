@@ -490,3 +490,57 @@ fn a_branch_from_a_checkpoint_never_marked_mounts_read_write_and_diverges() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+#[test]
+fn rollback_keeps_history() {
+    let s = Scratch::new();
+    let m = s.mounted("64M", "");
+    let dir = m.dir.to_str().expect("utf-8").to_string();
+    sh(&format!(
+        "cd '{dir}' && echo v1 > conf && mkdir data && seq 1 1000 > data/x && sync"
+    ));
+    ok(&snapshot_tool(&["create", &dir, "before-upgrade"]));
+    sh(&format!(
+        "cd '{dir}' && echo v2 > conf && rm data/x && echo new > added && sync"
+    ));
+    ok(&snapshot_tool(&["create", &dir, "after-upgrade"]));
+    sh(&format!("cd '{dir}' && echo v3 > conf && sync"));
+    // Not while mounted: the kernel's caches would outlive the tree.
+    let img = m.image.clone();
+    let img_s = img.to_str().expect("utf-8").to_string();
+    let err = snapshot_tool(&["rollback", &img_s, "before-upgrade"]);
+    assert!(!err.status.success());
+    assert!(String::from_utf8_lossy(&err.stderr).contains("needs the filesystem unmounted"));
+    let live_dir = m.dir.clone();
+    assert!(m.unmount().success());
+
+    let said = ok(&snapshot_tool(&["rollback", &img_s, "before-upgrade"]));
+    assert!(said.contains("kept as snapshot 'pre-rollback-"), "{said}");
+    let m = Mount::start(&img, &live_dir, "").expect("mount");
+    assert_eq!(fs::read_to_string(m.path("conf")).expect("conf"), "v1\n");
+    assert!(m.path("data/x").exists() && !m.path("added").exists());
+    let l = list(&dir);
+    let names: Vec<&str> = l["checkpoints"]
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert_eq!(names.len(), 3, "{l}");
+    assert_eq!(&names[..2], ["before-upgrade", "after-upgrade"]);
+    assert!(names[2].starts_with("pre-rollback-"));
+    // The newer snapshot and the kept present read as they were.
+    let out = ok(&snapshot_tool(&["cat", &dir, "after-upgrade", "added"]));
+    assert_eq!(out, "new\n");
+    let out = ok(&snapshot_tool(&["cat", &dir, names[2], "conf"]));
+    assert_eq!(out, "v3\n");
+    // The live tree moves on from the rolled-back state.
+    fs::write(m.path("conf"), b"v4\n").expect("write");
+    assert!(m.unmount().success());
+    let out = run(Command::new(bin("pagelog-fsck")).arg("-n").arg(&img));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
