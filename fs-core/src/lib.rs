@@ -24,7 +24,7 @@ pub use ondisk::{
     block_ptr, checkpoint, checkpoint_record, codec, deadlist_page, dir_node, ids, index_node,
     inode, inode_pack, layout, node, segment_summary, superblock, xattr,
 };
-pub use root::{dir_index, file_map, history, node_cache, node_table, page_cache, units};
+pub use root::{diff, dir_index, file_map, history, node_cache, node_table, page_cache, units};
 pub(crate) use volume::parallel;
 pub use volume::{
     checkpoint_list, checkpoints, cleaner, device, format, id_table, info, label, meta_table,

@@ -152,7 +152,7 @@ fn record(ops: &[Op], mode: JournalMode) -> (Arc<RecordingDevice>, Vec<Commit>) 
                         snapshots: snapshots.clone(),
                         branches: trees(&branches),
                     });
-                    let source = pagelog_core::rollback::Source::Past(
+                    let source = pagelog_core::roots::RootName::Past(
                         pagelog_core::checkpoints::At::Snapshot(from.clone()),
                     );
                     fs.rollback_onto(&source, &keep).expect("rollback");

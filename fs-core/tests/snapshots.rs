@@ -391,7 +391,7 @@ fn a_branch_from_a_checkpoint_never_marked_diverges_without_touching_the_live_ro
 
 #[test]
 fn rollback_keeps_the_present_and_every_newer_snapshot() {
-    use pagelog_core::rollback::Source;
+    use pagelog_core::roots::RootName as Source;
     let dev = support::formatted(8192, 64);
     let mut fs = mount_with(&dev, every_commit());
     write_file(&mut fs, b"a", &pattern(1, 50_000));
@@ -463,6 +463,96 @@ fn rollback_keeps_the_present_and_every_newer_snapshot() {
     let after = fs.statfs().bfree;
     assert!(after > before + 40, "free pages {before} -> {after}");
     assert_eq!(read_file(&mut fs, b"c"), Some(pattern(7, 12_000)));
+    fs.unmount().expect("unmount");
+    assert_clean(&dev);
+}
+
+#[test]
+fn diff_names_what_changed_between_two_snapshots() {
+    use pagelog_core::diff::ChangeKind::{Created, Deleted, Modified, Renamed};
+    use pagelog_core::roots::RootName;
+    let dev = support::formatted(16384, 64);
+    let mut fs = support::mount(&dev);
+    let root = Cred::root();
+    let d1 = fs.mkdir(&root, Ino::ROOT, b"d1", 0o755).expect("d1").ino;
+    let d2 = fs.mkdir(&root, Ino::ROOT, b"d2", 0o755).expect("d2").ino;
+    let mut files = Vec::new();
+    for i in 0..300u32 {
+        let dir = if i % 2 == 0 { d1 } else { d2 };
+        let name = format!("f{i}");
+        let ino = fs
+            .mknod(&root, dir, name.as_bytes(), 0o644, 0)
+            .expect("create")
+            .ino;
+        fs.write(&root, ino, 0, &pattern(i as u8, 3000))
+            .expect("write");
+        files.push((dir, name, ino));
+    }
+    fs.create_snapshot(b"a", None).expect("a");
+    let (_, _, f4) = &files[4];
+    fs.write(&root, *f4, 100, b"changed").expect("modify");
+    let new = fs.mknod(&root, d2, b"new", 0o644, 0).expect("new").ino;
+    fs.write(&root, new, 0, b"hello").expect("write");
+    fs.unlink(&root, d1, b"f6").expect("unlink");
+    fs.rename(&root, d1, b"f8", d2, b"moved", pagelog_core::RenameFlags(0))
+        .expect("rename");
+    fs.mkdir(&root, Ino::ROOT, b"d3", 0o755).expect("d3");
+    let (_, _, f10) = &files[10];
+    fs.setattr(
+        &root,
+        *f10,
+        &pagelog_core::SetAttr {
+            mode: Some(0o600),
+            ..Default::default()
+        },
+    )
+    .expect("chmod");
+    let (_, _, f12) = &files[12];
+    fs.link(&root, *f12, d2, b"link12").expect("link");
+    fs.create_snapshot(b"b", None).expect("b");
+
+    let a = RootName::Past(At::Snapshot(b"a".to_vec()));
+    let b = RootName::Past(At::Snapshot(b"b".to_vec()));
+    let changes = fs.diff(&a, &b).expect("diff");
+    let got: Vec<(char, String, Option<String>)> = changes
+        .iter()
+        .map(|c| {
+            (
+                c.kind.mark(),
+                String::from_utf8_lossy(&c.path).into_owned(),
+                c.to.as_ref()
+                    .map(|t| String::from_utf8_lossy(t).into_owned()),
+            )
+        })
+        .collect();
+    let want = |k: pagelog_core::diff::ChangeKind, p: &str, to: Option<&str>| {
+        (k.mark(), p.to_string(), to.map(str::to_string))
+    };
+    for w in [
+        want(Modified, "/", None),
+        want(Modified, "/d1", None),
+        want(Modified, "/d2", None),
+        want(Modified, "/d1/f4", None),
+        want(Modified, "/d1/f10", None),
+        want(Created, "/d2/new", None),
+        want(Created, "/d3", None),
+        want(Created, "/d2/link12", None),
+        want(Deleted, "/d1/f6", None),
+        want(Renamed, "/d1/f8", Some("/d2/moved")),
+    ] {
+        assert!(got.contains(&w), "{w:?} missing from {got:?}");
+    }
+    assert_eq!(got.len(), 10, "nothing else changed: {got:?}");
+    // The other way round: the opposite marks.
+    let back = fs.diff(&b, &a).expect("diff back");
+    assert!(back
+        .iter()
+        .any(|c| c.kind == Deleted && c.path == b"/d2/new"));
+    assert!(back
+        .iter()
+        .any(|c| c.kind == Created && c.path == b"/d1/f6"));
+    // Against itself: nothing.
+    assert!(fs.diff(&a, &a).expect("same").is_empty());
     fs.unmount().expect("unmount");
     assert_clean(&dev);
 }

@@ -13,6 +13,8 @@
 //! {"verb":"mount","snapshot":"n","dir":D} {"ok":true,"checkpoint":7,"dir":D}
 //! {"verb":"mount","branch":"b","dir":D}   {"ok":true,"checkpoint":7,"dir":D}
 //! {"verb":"clone","cp":7,"name":"b"}      {"ok":true,"checkpoint":7}
+//! {"verb":"diff","older":{"snapshot":"a"},"newer":{"branch":"b"}}
+//!                                         {"ok":true,"changes":[{"mark":"M","path":"/x"}]}
 //! {"verb":"mounts"}                       {"ok":true,"mounts":[{"dir":D,"checkpoint":7}]}
 //! {"verb":"cat","cp":7,"path":"etc/x"}    {"ok":true,"size":N} then N raw bytes
 //! anything wrong                          {"ok":false,"error":"why"}
@@ -38,6 +40,7 @@ use std::thread;
 
 use pagelog_core::checkpoints::At;
 use pagelog_core::ids::CheckpointNo;
+use pagelog_core::roots::RootName;
 use pagelog_core::{Cred, Filesystem, Ino};
 use serde_json::{json, Value};
 
@@ -203,6 +206,12 @@ fn answer(req: &Value, ctx: &Context) -> (Value, Vec<u8>) {
             })
         }
         ("mounts", _) => Ok(json!({ "mounts": mounts(ctx) })),
+        ("diff", _) => shared.with(|fs| {
+            let older = root_name(fs, &req["older"])?;
+            let newer = root_name(fs, &req["newer"])?;
+            let changes = fs.diff(&older, &newer)?;
+            Ok(json!({ "changes": changes.iter().map(change).collect::<Vec<_>>() }))
+        }),
         ("cat", _) => selected(req).and_then(|at| {
             let path = req["path"].as_str().unwrap_or("");
             payload = shared.with(|fs| read_past(fs, &at, path.as_bytes()))?;
@@ -211,7 +220,7 @@ fn answer(req: &Value, ctx: &Context) -> (Value, Vec<u8>) {
         _ => {
             return (
                 refuse(&format!(
-                    "unknown verb '{verb}' (list, create, clone, delete, mount, mounts, cat, stats)"
+                    "unknown verb '{verb}' (list, create, clone, delete, mount, mounts, cat, diff, stats)"
                 )),
                 payload,
             )
@@ -224,6 +233,32 @@ fn answer(req: &Value, ctx: &Context) -> (Value, Vec<u8>) {
         }
         Err(e) => (refuse(&e.to_string()), Vec::new()),
     }
+}
+
+/// The root a request's object names: `"branch"`, or a checkpoint (a
+/// `"snapshot"` name that is a branch's names the branch: snapshots and
+/// branches share one namespace).
+fn root_name(fs: &Filesystem, v: &Value) -> Result<RootName, pagelog_core::Error> {
+    let branch = v["branch"].as_str().or_else(|| {
+        v["snapshot"]
+            .as_str()
+            .filter(|n| fs.branches().iter().any(|b| b.name == n.as_bytes()))
+    });
+    match branch {
+        Some(b) => Ok(RootName::Branch(b.as_bytes().to_vec())),
+        None => selected(v).map(RootName::Past),
+    }
+}
+
+/// A change as the socket sends it.
+fn change(c: &pagelog_core::diff::Change) -> Value {
+    let text = |p: &[u8]| String::from_utf8_lossy(p).into_owned();
+    json!({
+        "mark": c.kind.mark().to_string(),
+        "path": text(&c.path),
+        "to": c.to.as_deref().map(text),
+        "dir": c.is_dir,
+    })
 }
 
 /// Deletes snapshot or branch `name`; answers the checkpoint it was (a

@@ -112,6 +112,16 @@ enum Verb {
         #[arg(long, value_name = "NAME")]
         keep_as: Option<OsString>,
     },
+    /// What changed from OLDER to NEWER: + created, - deleted, M modified,
+    /// R renamed (as zfs diff shows it)
+    Diff {
+        /// Image file, block device, or the mountpoint of a running mount
+        image: PathBuf,
+        /// Snapshot name, cp=N, at=TIME, or a branch's name
+        older: OsString,
+        /// Snapshot name, cp=N, at=TIME, or a branch's name
+        newer: OsString,
+    },
     /// Delete snapshot or branch NAME; what only it held comes back
     Delete {
         /// Image file, block device, or the mountpoint of a running mount
@@ -239,6 +249,33 @@ fn run(args: Args) -> Result<Vec<u8>, Failure> {
                 None => clone(&image, &at, name.as_bytes(), json),
             }
         }
+        Verb::Diff {
+            image,
+            older,
+            newer,
+        } => match daemon(&image)? {
+            Some(sock) => {
+                let (o, n) = (selector(older.as_bytes())?, selector(newer.as_bytes())?);
+                let req = serde_json::json!({
+                    "verb": "diff", "older": selecting(&o), "newer": selecting(&n)
+                });
+                let v = ask(&sock, &req)?;
+                let changes = v["changes"].as_array().cloned().unwrap_or_default();
+                show_changes(
+                    changes
+                        .iter()
+                        .map(|c| Shown {
+                            mark: c["mark"].as_str().unwrap_or("?").to_string(),
+                            path: c["path"].as_str().unwrap_or("").to_string(),
+                            to: c["to"].as_str().map(str::to_string),
+                            dir: c["dir"].as_bool().unwrap_or(false),
+                        })
+                        .collect(),
+                    json,
+                )
+            }
+            None => diff(&image, older.as_bytes(), newer.as_bytes(), json),
+        },
         Verb::Rollback {
             image,
             name,
@@ -681,18 +718,66 @@ fn delete(image: &Path, name: &[u8], json: bool) -> Result<Vec<u8>, Failure> {
     Ok(report(json, "deleted", name, no.unwrap_or_default()))
 }
 
+/// A change as printed.
+#[derive(Serialize)]
+struct Shown {
+    mark: String,
+    path: String,
+    to: Option<String>,
+    dir: bool,
+}
+
+fn show_changes(changes: Vec<Shown>, json: bool) -> Result<Vec<u8>, Failure> {
+    if json {
+        let mut out = serde_json::to_vec_pretty(&changes).map_err(|e| e.to_string())?;
+        out.push(b'\n');
+        return Ok(out);
+    }
+    let mut out = String::new();
+    for c in changes {
+        match c.to {
+            Some(to) => out += &format!("{}\t{} -> {}\n", c.mark, c.path, to),
+            None => out += &format!("{}\t{}\n", c.mark, c.path),
+        }
+    }
+    Ok(out.into_bytes())
+}
+
+/// The root `name` names in `fs`: a branch's name, else a checkpoint.
+fn root_name(fs: &Filesystem, name: &[u8]) -> Result<pagelog_core::roots::RootName, Failure> {
+    use pagelog_core::roots::RootName;
+    Ok(match fs.branches().iter().any(|b| b.name == name) {
+        true => RootName::Branch(name.to_vec()),
+        false => RootName::Past(selector(name)?),
+    })
+}
+
+fn diff(image: &Path, older: &[u8], newer: &[u8], json: bool) -> Result<Vec<u8>, Failure> {
+    let mut fs = open(image, read_only(None))?;
+    let (o, n) = (root_name(&fs, older)?, root_name(&fs, newer)?);
+    let changes = fs.diff(&o, &n).map_err(|e| format!("cannot diff: {e}"))?;
+    let text = |p: &[u8]| String::from_utf8_lossy(p).into_owned();
+    let shown = changes
+        .iter()
+        .map(|c| Shown {
+            mark: c.kind.mark().to_string(),
+            path: text(&c.path),
+            to: c.to.as_deref().map(text),
+            dir: c.is_dir,
+        })
+        .collect();
+    show_changes(shown, json)
+}
+
 fn rollback(
     image: &Path,
     name: &[u8],
     keep_as: Option<&[u8]>,
     json: bool,
 ) -> Result<Vec<u8>, Failure> {
-    use pagelog_core::rollback::Source;
+    use pagelog_core::roots::RootName as Source;
     let mut fs = open(image, MountOptions::default())?;
-    let source = match fs.branches().iter().any(|b| b.name == name) {
-        true => Source::Branch(name.to_vec()),
-        false => Source::Past(selector(name)?),
-    };
+    let source: Source = root_name(&fs, name)?;
     let (from, keep, kept) = fs
         .rollback(&source, keep_as)
         .map_err(|e| format!("cannot roll back: {e}"))?;

@@ -504,6 +504,17 @@ fn rollback_keeps_history() {
         "cd '{dir}' && echo v2 > conf && rm data/x && echo new > added && sync"
     ));
     ok(&snapshot_tool(&["create", &dir, "after-upgrade"]));
+    // What the upgrade changed, zfs diff style, through the daemon.
+    let d = ok(&snapshot_tool(&[
+        "diff",
+        &dir,
+        "before-upgrade",
+        "after-upgrade",
+    ]));
+    for line in ["M\t/conf", "-\t/data/x", "+\t/added", "M\t/data", "M\t/"] {
+        assert!(d.lines().any(|l| l == line), "{line:?} missing from {d}");
+    }
+    assert_eq!(d.lines().count(), 5, "{d}");
     sh(&format!("cd '{dir}' && echo v3 > conf && sync"));
     // Not while mounted: the kernel's caches would outlive the tree.
     let img = m.image.clone();
@@ -514,6 +525,20 @@ fn rollback_keeps_history() {
     let live_dir = m.dir.clone();
     assert!(m.unmount().success());
 
+    // The same offline, as JSON.
+    let d = ok(&snapshot_tool(&[
+        "diff",
+        &img_s,
+        "before-upgrade",
+        "after-upgrade",
+        "--json",
+    ]));
+    let d: serde_json::Value = serde_json::from_str(&d).expect("json");
+    assert!(d
+        .as_array()
+        .expect("array")
+        .iter()
+        .any(|c| c["mark"] == "+" && c["path"] == "/added"));
     let said = ok(&snapshot_tool(&["rollback", &img_s, "before-upgrade"]));
     assert!(said.contains("kept as snapshot 'pre-rollback-"), "{said}");
     let m = Mount::start(&img, &live_dir, "").expect("mount");

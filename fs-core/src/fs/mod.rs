@@ -515,7 +515,9 @@ impl Filesystem {
             btime: now,
             generation,
             rdev,
-            parent: if is_dir { parent } else { Ino::NONE },
+            // A directory's `..`; for other inodes a hint of where they
+            // are (the directory of their latest name), for `diff`.
+            parent,
             ..Inode::default()
         };
         let dev = self.dev();

@@ -244,6 +244,7 @@ impl Filesystem {
         let i = self.inode_mut(ino)?;
         i.nlink += 1;
         i.ctime = Timespec::now();
+        i.parent = newparent;
         let a = self.getattr(ino)?;
         self.changed()?;
         Ok(a)
@@ -510,10 +511,14 @@ impl Filesystem {
         Ok(())
     }
 
-    /// Moves directory `ino` from parent `from` to `to`: its `..` and both
-    /// parents' link counts.
+    /// Moves `ino` from parent `from` to `to`: a directory's `..` and both
+    /// parents' link counts; another inode's parent hint.
     fn move_dir(&mut self, ino: Ino, is_dir: bool, from: Ino, to: Ino) -> Result<()> {
-        if !is_dir || from == to {
+        if from == to {
+            return Ok(());
+        }
+        if !is_dir {
+            self.inode_mut(ino)?.parent = to;
             return Ok(());
         }
         self.inode_mut(ino)?.parent = to;

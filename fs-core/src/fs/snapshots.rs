@@ -143,7 +143,7 @@ impl Filesystem {
     /// checkpoint.
     pub fn rollback(
         &mut self,
-        source: &crate::rollback::Source,
+        source: &crate::roots::RootName,
         keep_as: Option<&[u8]>,
     ) -> Result<(CheckpointNo, Vec<u8>, CheckpointNo)> {
         self.degrade_if_failed()?;
@@ -163,7 +163,7 @@ impl Filesystem {
     /// caller. Returns the source's checkpoint.
     pub fn rollback_onto(
         &mut self,
-        source: &crate::rollback::Source,
+        source: &crate::roots::RootName,
         kept_as: &[u8],
     ) -> Result<CheckpointNo> {
         self.degrade_if_failed()?;
@@ -188,6 +188,17 @@ impl Filesystem {
     fn after_rollback(&mut self) -> Result<()> {
         self.purge_graveyard()?;
         self.sync()
+    }
+
+    /// What changed from root `older` to root `newer` (retained
+    /// checkpoints, snapshots or branches, as committed), sorted by path.
+    pub fn diff(
+        &mut self,
+        older: &crate::roots::RootName,
+        newer: &crate::roots::RootName,
+    ) -> Result<Vec<crate::diff::Change>> {
+        self.degrade_if_failed()?;
+        self.store.diff(older, newer)
     }
 
     /// The retained checkpoint this mount serves, if not the live root.

@@ -1,6 +1,7 @@
 //! A root and its trees: the node cache over the node address table, file
 //! maps, directory indexes, and the file pages waiting for writeback.
 
+pub mod diff;
 pub mod dir_index;
 pub mod file_map;
 pub mod history;

@@ -618,6 +618,97 @@ impl MetaTable {
         Ok(())
     }
 
+    /// Calls `differ(entry, here, there)` for every entry in which this
+    /// table's stored tree and `other`'s differ (`None`: all zero). Only
+    /// pages whose names differ are read: two tables naming the same page
+    /// share it and everything below it (unchanged subtrees are skipped
+    /// by identity, as `diff` of two snapshots needs). In-memory changes
+    /// not yet written are not seen.
+    pub fn diff(
+        &self,
+        other: &MetaTable,
+        dev: &dyn BlockDevice,
+        differ: &mut dyn FnMut(u64, Option<RawEntry>, Option<RawEntry>),
+    ) -> Result<()> {
+        if self.root.depth != other.root.depth {
+            // Grown in between: compare every entry.
+            let mut all = std::collections::BTreeMap::new();
+            for (side, t) in [(0usize, self), (1, other)] {
+                t.walk(
+                    dev,
+                    &mut |level, index, _, _, page| {
+                        if level == 0 {
+                            for (i, e) in leaf_entries(page, index) {
+                                all.entry(i).or_insert([None, None])[side] = Some(e);
+                            }
+                        }
+                        Ok(())
+                    },
+                    &mut |_, _, name, e| {
+                        log::warn!("diff: page {name} unreadable: {e}");
+                    },
+                )?;
+            }
+            for (i, [a, b]) in all {
+                if a != b {
+                    differ(i, a, b);
+                }
+            }
+            return Ok(());
+        }
+        let named = |r: &TableRoot| (!r.addr.is_none()).then_some((r.addr.0, r.crc));
+        let start = (named(&self.root), named(&other.root));
+        self.diff_page(other, dev, (self.root.depth, 0), start, differ)
+    }
+
+    fn diff_page(
+        &self,
+        other: &MetaTable,
+        dev: &dyn BlockDevice,
+        (level, index): (u8, u64),
+        (a, b): (Option<(u64, u32)>, Option<(u64, u32)>),
+        differ: &mut dyn FnMut(u64, Option<RawEntry>, Option<RawEntry>),
+    ) -> Result<()> {
+        if a == b {
+            return Ok(());
+        }
+        let read = |t: &MetaTable, n: Option<(u64, u32)>| -> Result<Option<Box<Page>>> {
+            n.map(|(name, crc)| {
+                let addr = t.resolve(dev, name)?;
+                t.read_page(dev, addr, crc, level, index)
+            })
+            .transpose()
+        };
+        let (pa, pb) = (read(self, a)?, read(other, b)?);
+        let slot = |p: &Option<Box<Page>>, k: u64| -> RawEntry {
+            let mut e = [0u8; ENTRY_SIZE];
+            if let Some(p) = p {
+                let off = PAGE_HEADER + k as usize * ENTRY_SIZE;
+                e.copy_from_slice(&p[off..off + ENTRY_SIZE]);
+            }
+            e
+        };
+        for k in 0..FANOUT {
+            let (ea, eb) = (slot(&pa, k), slot(&pb, k));
+            if ea == eb {
+                continue;
+            }
+            let some = |e: RawEntry| (e != [0u8; ENTRY_SIZE]).then_some(e);
+            if level == 0 {
+                differ(index * FANOUT + k, some(ea), some(eb));
+                continue;
+            }
+            let child = |e: RawEntry| {
+                let name = u64::from_le_bytes(e[..8].try_into().unwrap_or_default());
+                let crc = u32::from_le_bytes(e[8..12].try_into().unwrap_or_default());
+                (name != 0).then_some((name, crc))
+            };
+            let at = (level - 1, index * FANOUT + k);
+            self.diff_page(other, dev, at, (child(ea), child(eb)), differ)?;
+        }
+        Ok(())
+    }
+
     /// The entries a page at (`level`, `index`) covers.
     pub fn entries_under(level: u8, index: u64) -> std::ops::Range<u64> {
         let span = capacity(level);

@@ -22,22 +22,13 @@
 
 use std::collections::HashSet;
 
-use crate::checkpoints::At;
 use crate::device::BlockDevice;
 use crate::error::{Error, Result};
 use crate::history::History;
 use crate::ids::{CheckpointNo, Vpn};
 use crate::page_life::life;
+use crate::roots::RootName as Source;
 use crate::store::{DataScope, Store};
-
-/// What a rollback takes its tree from.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Source {
-    /// A retained checkpoint or snapshot.
-    Past(At),
-    /// A branch (which becomes the live root, and is no longer a branch).
-    Branch(Vec<u8>),
-}
 
 impl Store {
     /// Rolls the live root back to `source`, keeping the present as
@@ -56,18 +47,10 @@ impl Store {
                 "a rollback needs every snapshot and branch view closed".into(),
             ));
         }
-        self.source_record(source)?;
+        self.record_of(source)?;
         let kept = self.create_snapshot(keep_as, None)?;
         let from = self.rollback_onto(source, keep_as)?;
         Ok((from, kept))
-    }
-
-    /// The record `source` names.
-    fn source_record(&self, source: &Source) -> Result<crate::checkpoint_record::Record> {
-        Ok(match source {
-            Source::Past(at) => self.find_checkpoint(at)?.clone(),
-            Source::Branch(name) => self.find_branch(name)?.clone(),
-        })
     }
 
     /// Rolls the live root back to `source`, the present having just been
@@ -92,7 +75,7 @@ impl Store {
                 "a rollback needs every snapshot and branch view closed".into(),
             ));
         }
-        let rec = self.source_record(source)?;
+        let rec = self.record_of(source)?;
         let dev = self.dev.clone();
         let dev: &dyn BlockDevice = &*dev;
         let mut source_root = self.root_of(&rec);

@@ -43,6 +43,15 @@ pub enum Serve {
     Branch(Vec<u8>),
 }
 
+/// A root by its name: a retained checkpoint (or snapshot), or a branch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RootName {
+    /// A retained checkpoint or snapshot.
+    Past(At),
+    /// A branch.
+    Branch(Vec<u8>),
+}
+
 /// A root out of place.
 #[derive(Debug)]
 pub struct Parked {
@@ -182,6 +191,21 @@ impl Store {
             }
         }
         Ok(())
+    }
+
+    /// The record `name` names.
+    pub fn record_of(&self, name: &RootName) -> Result<Record> {
+        Ok(match name {
+            RootName::Past(at) => self.find_checkpoint(at)?.clone(),
+            RootName::Branch(b) => self.find_branch(b)?.clone(),
+        })
+    }
+
+    /// What changed from root `older` to root `newer` (as committed).
+    pub fn diff(&self, older: &RootName, newer: &RootName) -> Result<Vec<crate::diff::Change>> {
+        let mut a = self.root_of(&self.record_of(older)?);
+        let mut b = self.root_of(&self.record_of(newer)?);
+        crate::diff::diff(&mut a, &mut b, &*self.dev)
     }
 
     /// Reopens, in the same slots, the roots `old` had open besides the

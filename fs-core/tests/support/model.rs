@@ -203,7 +203,7 @@ pub fn rollback(
 ) -> bool {
     let (from, keep) = (snapshot_name(slot), snapshot_name(keep));
     let source =
-        pagelog_core::rollback::Source::Past(pagelog_core::checkpoints::At::Snapshot(from.clone()));
+        pagelog_core::roots::RootName::Past(pagelog_core::checkpoints::At::Snapshot(from.clone()));
     match fs.rollback(&source, Some(&keep)) {
         Ok(_) => {
             let then = snapshots
