@@ -137,6 +137,9 @@ pub struct MetaTable {
     dropped: Vec<(u8, u64, u64)>,
 }
 
+/// A page as its parent names it: (name, checksum).
+type Named = (u64, u32);
+
 /// The entries of the leaf page at `index` that are not all zero, with
 /// their numbers (for readers that walk a whole table).
 pub fn leaf_entries(page: &[u8], index: u64) -> impl Iterator<Item = (u64, RawEntry)> + '_ {
@@ -666,13 +669,13 @@ impl MetaTable {
         other: &MetaTable,
         dev: &dyn BlockDevice,
         (level, index): (u8, u64),
-        (a, b): (Option<(u64, u32)>, Option<(u64, u32)>),
+        (a, b): (Option<Named>, Option<Named>),
         differ: &mut dyn FnMut(u64, Option<RawEntry>, Option<RawEntry>),
     ) -> Result<()> {
         if a == b {
             return Ok(());
         }
-        let read = |t: &MetaTable, n: Option<(u64, u32)>| -> Result<Option<Box<Page>>> {
+        let read = |t: &MetaTable, n: Option<Named>| -> Result<Option<Box<Page>>> {
             n.map(|(name, crc)| {
                 let addr = t.resolve(dev, name)?;
                 t.read_page(dev, addr, crc, level, index)
