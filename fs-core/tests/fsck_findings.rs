@@ -384,3 +384,51 @@ fn summary_entry_that_lies_is_named() {
     assert_eq!(f.addr, Some(page));
     assert!(f.message.contains("index 7"), "{}", f.message);
 }
+
+/// A node only a snapshot still reaches is damaged: the check walks the
+/// snapshot's tree too and names it.
+#[test]
+fn damage_only_a_snapshot_holds_is_found_and_named() {
+    let dev = support::formatted(4096, 32);
+    let mut fs = mount(&dev);
+    let root = Cred::root();
+    let gone = fs
+        .mkdir(&root, Ino::ROOT, b"gone", 0o755)
+        .expect("mkdir")
+        .ino;
+    for i in 0..20u32 {
+        fs.mknod(&root, gone, format!("f{i}").as_bytes(), 0o644, 0)
+            .expect("create");
+    }
+    let no = fs.create_snapshot(b"kept", None).expect("snapshot");
+    for i in 0..20u32 {
+        fs.unlink(&root, gone, format!("f{i}").as_bytes())
+            .expect("unlink");
+    }
+    fs.rmdir(&root, Ino::ROOT, b"gone").expect("rmdir");
+    fs.sync().expect("sync");
+    let at = pagelog_core::checkpoints::At::Snapshot(b"kept".to_vec());
+    let (id, _) = fs.open_view(&at).expect("view");
+    let addr = fs
+        .in_view(id, |v| v.tamper().node_addr(gone.pack()))
+        .expect("node address")
+        .expect("stored");
+    fs.close_view(id).expect("close");
+    fs.unmount().expect("unmount");
+    assert_eq!(
+        support::fsck(&dev, Level::Full).problems(),
+        0,
+        "healthy first"
+    );
+    dev.write(addr, &[0xA5; 4096]).expect("damage");
+    let report = support::fsck(&dev, Level::Full);
+    let named = format!("snapshot 'kept' (checkpoint {no}):");
+    assert!(
+        report
+            .findings
+            .iter()
+            .any(|f| f.severity >= Severity::Error && f.message.starts_with(&named)),
+        "{:?}",
+        report.findings
+    );
+}

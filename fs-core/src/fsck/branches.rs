@@ -1,8 +1,10 @@
-//! The read-write branches: each is checked as the live root is (its node
-//! address table, its nodes, its namespace), and its findings name it. The
-//! pages a branch shares with the live root or the past are counted
-//! already; those only the branch reaches are counted here, so that none
-//! is taken for leaked.
+//! The other roots: each read-write branch and each snapshot is checked as
+//! the live root is (its node address table, its nodes, its namespace),
+//! and its findings name it. The pages a root shares with the live root or
+//! the past are counted already; those only a branch reaches are counted
+//! here, so that none is taken for leaked. (Plain checkpoints are not
+//! walked: there can be thousands, and what they hold is accounted by
+//! their deadlists.)
 
 use super::finding::Finding;
 use super::scan::{self, Scan};
@@ -33,7 +35,7 @@ impl PageSink for Beside<'_, '_> {
     }
 }
 
-/// Checks every branch `scan` lists; returns the bytes read.
+/// Checks every branch and snapshot `scan` lists; returns the bytes read.
 pub fn check(
     dev: &dyn BlockDevice,
     geo: &Geometry,
@@ -43,7 +45,7 @@ pub fn check(
     findings: &mut Vec<Finding>,
 ) -> u64 {
     let mut bytes = 0;
-    for rec in &scan.branches {
+    for rec in scan.branches.iter().chain(&scan.snapshots) {
         let mut own = Vec::new();
         let mut branch = Scan {
             units: scan.units.clone(),
@@ -59,9 +61,12 @@ pub fn check(
         space::metadata_pages(&branch, PageAddr::NONE, &mut sink);
         tree::check(&branch, seed, &mut own, &mut sink);
         bytes += branch.bytes_read;
-        let name = rec.shown_name();
+        let root = match rec.is_branch() {
+            true => format!("branch '{}'", rec.shown_name()),
+            false => format!("snapshot '{}' (checkpoint {})", rec.shown_name(), rec.no),
+        };
         findings.extend(own.into_iter().map(|mut f| {
-            f.message = format!("branch '{name}': {}", f.message);
+            f.message = format!("{root}: {}", f.message);
             f
         }));
     }

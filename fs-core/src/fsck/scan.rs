@@ -45,6 +45,8 @@ pub struct Scan {
     pub retained: u64,
     /// The records of the read-write branches.
     pub branches: Vec<crate::checkpoint_record::Record>,
+    /// The records of the snapshots.
+    pub snapshots: Vec<crate::checkpoint_record::Record>,
     /// Node ids whose table entries are on damaged pages: unknown, so not
     /// reported again as missing.
     pub lost_nids: Vec<Range<u64>>,
@@ -399,6 +401,11 @@ fn history(dev: &dyn BlockDevice, cp: &Checkpoint, scan: &mut Scan, findings: &m
     }
     scan.retained = list.len() as u64;
     scan.branches = list.branches().cloned().collect();
+    scan.snapshots = list
+        .records()
+        .filter(|r| r.is_snapshot())
+        .cloned()
+        .collect();
     for b in &scan.branches {
         if list.get(b.no).is_none() {
             let msg = format!(
