@@ -2,7 +2,10 @@
 # Snapshot timings (issue 10): `pagelog-snapshot create` on a running mount
 # holding 1 GiB and then 10 GiB of data (target: under 10 ms, flat);
 # `list` of 10,000 retained checkpoints (target: under 100 ms); mounting a
-# snapshot (target: under 1 s). Medians of RUNS (default 5).
+# snapshot, offline and beside the live mount (target: under 1 s); `diff`
+# of two snapshots of the 100,000-file fill-tree.sh tree that differ in
+# 100 files (target: under 1 s). Medians of RUNS (default 5). Each time is
+# the whole command (process start, socket, commit and flush included).
 #   scripts/bench-snapshots.sh [RUNS]
 # The image (12 GiB, sparse) lives in /var/tmp and is removed afterwards.
 set -euo pipefail
@@ -62,6 +65,13 @@ for i in range(10000):
     os.fsync(fd)
 os.close(fd)
 EOF
+for i in $(seq "$RUNS"); do
+    t0=$(now); "$BIN/pagelog-snapshot" mount "$MNT" ten-1 "$SNAP" > /dev/null; t1=$(now)
+    ms "$t0" "$t1"
+    umount "$SNAP"
+    sleep 0.2
+done | median | xargs -I{} echo "mount of a snapshot beside the live mount (10 GiB): {} ms (median of $RUNS)"
+
 COUNT=$("$BIN/pagelog-snapshot" list "$MNT" --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["checkpoints"]))')
 for i in $(seq "$RUNS"); do
     t0=$(now); "$BIN/pagelog-snapshot" list "$MNT" --json > /dev/null; t1=$(now); ms "$t0" "$t1"
@@ -79,3 +89,19 @@ for i in $(seq "$RUNS"); do
     sleep 0.2
 done | median | xargs -I{} echo "mount of a snapshot (10 GiB, $COUNT checkpoints): {} ms (median of $RUNS)"
 "$BIN/pagelog-fsck" -n "$IMG" > /dev/null && echo "fsck: clean"
+
+# diff: a second image with the 100,000-file tree, two snapshots 100
+# changed files apart.
+IMG2=$WORK/tree.img
+"$BIN/pagelog-mkfs" "$IMG2" --size 4G -q
+"$BIN/pagelog-mount" "$IMG2" "$MNT"
+FILL_LARGE_TOTAL=$((64 << 20)) ../shared/bench/fill-tree.sh "$MNT" 100000 1 > /dev/null
+"$BIN/pagelog-snapshot" create "$MNT" tree-a > /dev/null
+find "$MNT" -type f -name '*' | head -n 100 | while read -r f; do echo changed >> "$f"; done
+"$BIN/pagelog-snapshot" create "$MNT" tree-b > /dev/null
+LINES=$("$BIN/pagelog-snapshot" diff "$MNT" tree-a tree-b | grep -c '^M')
+for i in $(seq "$RUNS"); do
+    t0=$(now); "$BIN/pagelog-snapshot" diff "$MNT" tree-a tree-b > /dev/null; t1=$(now)
+    ms "$t0" "$t1"
+done | median | xargs -I{} echo "diff of two snapshots of 100,000 files, 100 changed ($LINES M lines): {} ms (median of $RUNS)"
+umount "$MNT"
