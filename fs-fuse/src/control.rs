@@ -56,6 +56,8 @@ pub struct Context {
     pub syncfs: Box<dyn Fn() + Send + Sync>,
     /// Checkpoints mounted beside the live mount.
     pub views: ViewMounts,
+    /// The branch the mount itself serves, if not the live root.
+    pub serves_branch: Option<String>,
 }
 
 /// A bound control socket; the file goes when this is dropped.
@@ -167,6 +169,16 @@ fn answer(req: &Value, ctx: &Context) -> (Value, Vec<u8>) {
     let result = match (verb, name) {
         ("list", _) => shared.with(|fs| Ok(list(fs, ctx))),
         ("stats", _) => shared.with(|fs| Ok(json!({ "stats": fs.cleaner_report().to_text() }))),
+        ("create", Some(_)) if req["cp"].is_null() && ctx.serves_branch.is_some() => {
+            return (
+                refuse(&format!(
+                    "this mount serves branch '{}', and a snapshot of a branch is not supported \
+                     yet (a snapshot of the present is of the live tree)",
+                    ctx.serves_branch.as_deref().unwrap_or_default()
+                )),
+                payload,
+            );
+        }
         ("create", Some(name)) => {
             let at = req["cp"].as_u64().map(CheckpointNo);
             if at.is_none() {

@@ -231,10 +231,13 @@ pub fn serve(
     let synced = shared.clone();
     let at = mountpoint.to_path_buf();
     let views = ViewMounts::new(shared.clone(), image, cfg);
+    let serves_branch =
+        branch.and_then(|id| shared.with(|fs| Ok(fs.view_branch(id))).ok().flatten());
     let ctx = Arc::new(Context {
         shared: shared.clone(),
         syncfs: Box::new(move || syncfs_mount(&synced, &at)),
         views,
+        serves_branch,
     });
     let _control = match crate::control::start(&uuid, ctx.clone()) {
         Ok(c) => Some(c),

@@ -423,6 +423,15 @@ fn a_branch_from_a_checkpoint_never_marked_mounts_read_write_and_diverges() {
         br.dir.display()
     ));
     let big = fs::read(br.path("big")).expect("big");
+    // A snapshot of the present would be of the live tree, not of what
+    // this mount shows: refused, by name.
+    let err = snapshot_tool(&["create", br.dir.to_str().expect("utf-8"), "x"]);
+    assert!(!err.status.success());
+    assert!(
+        String::from_utf8_lossy(&err.stderr).contains("serves branch 'retry'"),
+        "{}",
+        String::from_utf8_lossy(&err.stderr)
+    );
     assert!(br.unmount().success());
 
     // The live tree did not move; the branch is listed.

@@ -76,6 +76,14 @@ impl Filesystem {
         }
     }
 
+    /// The name of the branch view `id` serves, if it serves one.
+    pub fn view_branch(&self, id: ViewId) -> Option<String> {
+        match self.store.parked.get(&id.0).map(|p| &p.what) {
+            Some(Serve::Branch(name)) => Some(String::from_utf8_lossy(name).into_owned()),
+            _ => None,
+        }
+    }
+
     /// Runs `f` on view `id`: a retained checkpoint (read-only) or a
     /// branch.
     pub fn in_view<T>(
