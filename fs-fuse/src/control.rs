@@ -345,6 +345,7 @@ fn list(fs: &Filesystem, ctx: &Context) -> Value {
                 "name": name,
                 "origin": b.origin.0,
                 "time_ns": b.time_ns,
+                "exclusive_pages": b.exclusive_pages,
                 "mounted_at": views.iter().find(|m| m.branch.as_deref() == Some(name.as_str()))
                     .map(|m| m.dir.to_string_lossy().into_owned()),
             })

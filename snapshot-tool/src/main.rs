@@ -408,6 +408,8 @@ struct ListedBranch {
     origin: u64,
     time: String,
     time_ns: i64,
+    /// What deleting it gives back.
+    exclusive_bytes: u64,
     mounted_at: Option<String>,
 }
 
@@ -424,6 +426,7 @@ fn listed_branch(b: &pagelog_core::BranchInfo) -> ListedBranch {
         origin: b.origin.0,
         time: utc(b.time_ns),
         time_ns: b.time_ns,
+        exclusive_bytes: b.exclusive_pages * PAGE_SIZE as u64,
         mounted_at: None,
     }
 }
@@ -497,6 +500,7 @@ fn listing_of(v: &serde_json::Value) -> Result<Listing, Failure> {
             origin: b["origin"].as_u64().unwrap_or(0),
             time: utc(b["time_ns"].as_i64().unwrap_or(0)),
             time_ns: b["time_ns"].as_i64().unwrap_or(0),
+            exclusive_bytes: b["exclusive_pages"].as_u64().unwrap_or(0) * PAGE_SIZE as u64,
             mounted_at: b["mounted_at"].as_str().map(str::to_string),
         })
         .collect();
@@ -538,7 +542,7 @@ fn show_listing(listing: Listing, json: bool) -> Result<Vec<u8>, Failure> {
             b.origin,
             b.time,
             "branch",
-            "-",
+            mib(b.exclusive_bytes),
             "-",
             b.name,
             b.mounted_at

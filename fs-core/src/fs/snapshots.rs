@@ -40,6 +40,9 @@ pub struct BranchInfo {
     pub time_ns: i64,
     /// Open now (mounted).
     pub mounted: bool,
+    /// Pages only it reaches (written since its origin): what deleting it
+    /// gives back.
+    pub exclusive_pages: u64,
 }
 
 impl Filesystem {
@@ -101,10 +104,12 @@ impl Filesystem {
     /// The read-write branches, by name.
     pub fn branches(&self) -> Vec<BranchInfo> {
         let s = &self.store;
+        // An open branch's count is in memory, ahead of its record.
         let open = |name: &[u8]| {
-            std::iter::once(&s.serving.1)
-                .chain(s.parked.values().map(|p| &p.what))
-                .any(|w| matches!(w, crate::roots::Serve::Branch(n) if n == name))
+            std::iter::once((&s.serving.1, &s.root))
+                .chain(s.parked.values().map(|p| (&p.what, &p.root)))
+                .find(|(w, _)| matches!(w, crate::roots::Serve::Branch(n) if n == name))
+                .map(|(_, root)| root.history.own)
         };
         s.cplist
             .branches()
@@ -112,7 +117,8 @@ impl Filesystem {
                 name: r.name.clone(),
                 origin: r.no,
                 time_ns: r.time_ns,
-                mounted: open(&r.name),
+                mounted: open(&r.name).is_some(),
+                exclusive_pages: open(&r.name).unwrap_or(r.exclusive),
             })
             .collect()
     }

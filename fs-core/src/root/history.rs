@@ -23,15 +23,19 @@ pub struct History {
     /// checkpoints), which frees it in its own time, so the branch letting
     /// go of it changes nothing.
     pub origin_held: bool,
+    /// For a branch: the units born after its origin that it reaches (what
+    /// deleting it gives back), kept as they are written and die.
+    pub own: u64,
 }
 
 impl History {
     /// The history of a branch made from retained checkpoint `origin`.
-    pub fn branch(origin: CheckpointNo) -> History {
+    pub fn branch(origin: CheckpointNo, own: u64) -> History {
         History {
             last: origin,
             pending: BTreeMap::new(),
             origin_held: true,
+            own,
         }
     }
 

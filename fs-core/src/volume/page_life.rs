@@ -88,6 +88,9 @@ impl<'a> PageLife<'a> {
         let crc = log.fill(addr, Entry::unit(kind, owner, index, vpn), page)?;
         self.pat
             .set(self.dev, vpn, PatEntry::raw(addr, self.building))?;
+        if self.history.origin_held {
+            self.history.own += 1;
+        }
         Ok((vpn, crc))
     }
 
@@ -97,6 +100,9 @@ impl<'a> PageLife<'a> {
         let e = self.entry(vpn)?;
         let last = self.history.last;
         if e.birth > last {
+            if self.history.origin_held {
+                self.history.own = self.history.own.saturating_sub(1);
+            }
             return self.free_entry(vpn, e);
         }
         if self.history.origin_held {

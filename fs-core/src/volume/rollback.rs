@@ -119,6 +119,7 @@ impl Store {
             last: kept,
             pending,
             origin_held: false,
+            own: 0,
         };
         self.root = source_root;
         for vpn in now.difference(&from) {

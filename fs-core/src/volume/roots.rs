@@ -157,7 +157,7 @@ impl Store {
             )));
         }
         let mut root = self.root_of(&rec);
-        root.history = History::branch(rec.no);
+        root.history = History::branch(rec.no, rec.exclusive);
         Ok(self.park(Serve::Branch(name.to_vec()), root))
     }
 
@@ -226,7 +226,7 @@ impl Store {
                 }),
                 Serve::Branch(name) => self.find_branch(name).map(|rec| {
                     let mut root = self.root_of(rec);
-                    root.history = History::branch(rec.no);
+                    root.history = History::branch(rec.no, rec.exclusive);
                     root
                 }),
             };
@@ -349,6 +349,7 @@ impl Store {
                     inode_count: p.root.inode_count,
                     next_generation: p.root.next_generation,
                     reserved_pages: p.root.reserved_pages,
+                    exclusive: p.root.history.own,
                     ..rec
                 };
                 self.cplist.put_branch(dev, rec)?;
