@@ -41,7 +41,7 @@ use std::thread;
 use pagelog_core::checkpoints::At;
 use pagelog_core::ids::CheckpointNo;
 use pagelog_core::roots::RootName;
-use pagelog_core::{Cred, Filesystem, Ino};
+use pagelog_core::{Cred, Filesystem, Ino, ViewId};
 use serde_json::{json, Value};
 
 use crate::adapter::Shared;
@@ -122,22 +122,61 @@ fn serve(stream: UnixStream, owner: u32, ctx: &Context) {
     let allowed = peer_uid(&stream).is_some_and(|uid| uid == 0 || uid == owner);
     let mut reader = BufReader::new(&stream);
     let mut line = String::new();
-    let (answer, payload) = if !allowed {
+    let (answer, file) = if !allowed {
         (
             refuse("only root or the user who mounted may use the control socket"),
-            Vec::new(),
+            None,
         )
     } else {
         match reader.read_line(&mut line) {
             Ok(_) => match serde_json::from_str::<Value>(&line) {
                 Ok(req) => answer(&req, ctx),
-                Err(e) => (refuse(&format!("not a JSON request: {e}")), Vec::new()),
+                Err(e) => (refuse(&format!("not a JSON request: {e}")), None),
             },
-            Err(e) => (refuse(&format!("cannot read the request: {e}")), Vec::new()),
+            Err(e) => (refuse(&format!("cannot read the request: {e}")), None),
         }
     };
     let mut out = &stream;
-    let _ = writeln!(out, "{answer}").and_then(|()| out.write_all(&payload));
+    let sent = writeln!(out, "{answer}");
+    if let Some(file) = file {
+        if sent.is_ok() {
+            send_file(&mut out, &ctx.shared, &file);
+        }
+        if let Some(fs) = ctx.shared.lock().as_mut() {
+            if let Err(e) = fs.close_view(file.view) {
+                log::warn!("control socket: closing a view: {e}");
+            }
+        }
+    }
+}
+
+/// A file of the past being sent (`cat`): the view it is read through
+/// stays open until it is sent.
+struct PastFile {
+    view: ViewId,
+    ino: Ino,
+    size: u64,
+}
+
+/// Sends `file` a MiB at a time, the filesystem locked for each read only;
+/// stops short (the tool sees fewer bytes than announced) on an error.
+fn send_file(out: &mut &UnixStream, shared: &Shared, file: &PastFile) {
+    let mut off = 0u64;
+    while off < file.size {
+        let chunk = shared.with(|fs| fs.in_view(file.view, |v| v.read(file.ino, off, 1 << 20)));
+        let chunk = match chunk {
+            Ok(c) if !c.is_empty() => c,
+            Ok(_) => return,
+            Err(e) => {
+                log::warn!("control socket: cat: {e}");
+                return;
+            }
+        };
+        if out.write_all(&chunk).is_err() {
+            return;
+        }
+        off += chunk.len() as u64;
+    }
 }
 
 fn refuse(why: &str) -> Value {
@@ -160,12 +199,12 @@ fn selected(req: &Value) -> Result<At, pagelog_core::Error> {
     ))
 }
 
-/// The answer to one request, and the raw bytes that follow it (`cat`).
-fn answer(req: &Value, ctx: &Context) -> (Value, Vec<u8>) {
+/// The answer to one request, and the file whose bytes follow it (`cat`).
+fn answer(req: &Value, ctx: &Context) -> (Value, Option<PastFile>) {
     let verb = req["verb"].as_str().unwrap_or("");
     let name = req["name"].as_str().map(|n| n.as_bytes().to_vec());
     let shared = &ctx.shared;
-    let mut payload = Vec::new();
+    let mut payload = None;
     let result = match (verb, name) {
         ("list", _) => shared.with(|fs| Ok(list(fs, ctx))),
         ("stats", _) => shared.with(|fs| Ok(json!({ "stats": fs.cleaner_report().to_text() }))),
@@ -226,8 +265,10 @@ fn answer(req: &Value, ctx: &Context) -> (Value, Vec<u8>) {
         }),
         ("cat", _) => selected(req).and_then(|at| {
             let path = req["path"].as_str().unwrap_or("");
-            payload = shared.with(|fs| read_past(fs, &at, path.as_bytes()))?;
-            Ok(json!({ "size": payload.len() }))
+            let file = shared.with(|fs| open_past_file(fs, &at, path.as_bytes()))?;
+            let size = file.size;
+            payload = Some(file);
+            Ok(json!({ "size": size }))
         }),
         _ => {
             return (
@@ -243,7 +284,7 @@ fn answer(req: &Value, ctx: &Context) -> (Value, Vec<u8>) {
             v["ok"] = json!(true);
             (v, payload)
         }
-        Err(e) => (refuse(&e.to_string()), Vec::new()),
+        Err(e) => (refuse(&e.to_string()), payload),
     }
 }
 
@@ -300,22 +341,29 @@ fn mounts(ctx: &Context) -> Vec<Value> {
         .collect()
 }
 
-/// File `path` as the retained checkpoint `at` holds it, read through a
-/// view opened for the purpose.
-fn read_past(fs: &mut Filesystem, at: &At, path: &[u8]) -> pagelog_core::Result<Vec<u8>> {
-    let (id, _) = fs.open_view(at)?;
-    let read = fs.in_view(id, |fs| {
+/// File `path` as the retained checkpoint `at` holds it, through a view
+/// opened for the purpose (closed once the file is sent).
+fn open_past_file(fs: &mut Filesystem, at: &At, path: &[u8]) -> pagelog_core::Result<PastFile> {
+    let (view, _) = fs.open_view(at)?;
+    let found = fs.in_view(view, |fs| {
         let root = Cred::root();
         let mut ino = Ino::ROOT;
         for part in path.split(|&b| b == b'/').filter(|p| !p.is_empty()) {
             ino = fs.lookup(&root, ino, part)?.ino;
         }
-        let size = fs.getattr(ino)?.size;
-        let size = u32::try_from(size).map_err(|_| pagelog_core::Error::FileTooBig)?;
-        fs.read(ino, 0, size)
+        let a = fs.getattr(ino)?;
+        if a.mode & pagelog_core::inode::S_IFMT != pagelog_core::inode::S_IFREG {
+            return Err(pagelog_core::Error::Invalid);
+        }
+        Ok((ino, a.size))
     });
-    let closed = fs.close_view(id);
-    read.and_then(|bytes| closed.map(|()| bytes))
+    match found {
+        Ok((ino, size)) => Ok(PastFile { view, ino, size }),
+        Err(e) => {
+            fs.close_view(view)?;
+            Err(e)
+        }
+    }
 }
 
 fn list(fs: &Filesystem, ctx: &Context) -> Value {

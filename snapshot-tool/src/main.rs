@@ -226,7 +226,8 @@ fn run(args: Args) -> Result<Vec<u8>, Failure> {
                     let mut req = selecting(&at);
                     req["verb"] = "cat".into();
                     req["path"] = String::from_utf8_lossy(path.as_bytes()).into();
-                    Ok(ask_raw(&sock, &req)?.1)
+                    cat_online(&sock, &req)?;
+                    Ok(Vec::new())
                 }
                 None => cat(&image, &at, path.as_bytes()),
             }
@@ -602,13 +603,38 @@ fn mounted_image(dir: &Path) -> Option<PathBuf> {
 
 /// Sends one request to the daemon and returns its answer, or its error.
 fn ask(sock: &Path, req: &serde_json::Value) -> Result<serde_json::Value, Failure> {
-    ask_raw(sock, req).map(|(v, _)| v)
+    ask_then(sock, req, |_, _| Ok(()))
 }
 
-/// Sends one request to the daemon and returns its answer and the bytes
-/// that follow it (`cat`), or its error.
-fn ask_raw(sock: &Path, req: &serde_json::Value) -> Result<(serde_json::Value, Vec<u8>), Failure> {
-    use std::io::{BufRead, Read};
+/// `cat` through the daemon: the file's bytes follow the answer, copied
+/// to standard output as they come.
+fn cat_online(sock: &Path, req: &serde_json::Value) -> Result<(), Failure> {
+    ask_then(sock, req, |v, rest| {
+        let size = v["size"].as_u64().unwrap_or(0);
+        let mut out = std::io::stdout().lock();
+        let copied = std::io::copy(&mut std::io::Read::take(rest, size), &mut out)
+            .map_err(|e| format!("cannot write the output: {e}"))?;
+        out.flush()
+            .map_err(|e| format!("cannot write the output: {e}"))?;
+        match copied == size {
+            true => Ok(()),
+            false => Err(format!(
+                "the daemon sent {copied} bytes of {size} (its log says why)"
+            )),
+        }
+    })
+    .map(|_| ())
+}
+
+/// Sends one request to the daemon; on success hands `rest` the answer
+/// and the stream of what follows it, and returns the answer; else the
+/// daemon's error.
+fn ask_then(
+    sock: &Path,
+    req: &serde_json::Value,
+    rest: impl FnOnce(&serde_json::Value, &mut dyn std::io::BufRead) -> Result<(), Failure>,
+) -> Result<serde_json::Value, Failure> {
+    use std::io::BufRead;
     let mut stream = std::os::unix::net::UnixStream::connect(sock)
         .map_err(|e| format!("cannot reach the daemon at {}: {e}", sock.display()))?;
     writeln!(stream, "{req}").map_err(|e| format!("{}: {e}", sock.display()))?;
@@ -620,15 +646,8 @@ fn ask_raw(sock: &Path, req: &serde_json::Value) -> Result<(serde_json::Value, V
     let v: serde_json::Value =
         serde_json::from_str(&line).map_err(|e| format!("the daemon's answer: {e}"))?;
     if v["ok"].as_bool() == Some(true) {
-        let mut rest = Vec::new();
-        reader
-            .read_to_end(&mut rest)
-            .map_err(|e| format!("{}: {e}", sock.display()))?;
-        let size = v["size"].as_u64().unwrap_or(rest.len() as u64);
-        if rest.len() as u64 != size {
-            return Err(format!("the daemon sent {} bytes of {size}", rest.len()));
-        }
-        Ok((v, rest))
+        rest(&v, &mut reader)?;
+        Ok(v)
     } else {
         Err(v["error"]
             .as_str()

@@ -171,9 +171,18 @@ fn a_running_mount_takes_snapshots_through_its_control_socket() {
     let err = snapshot_tool(&["delete", &dir, "one"]);
     assert!(!err.status.success());
     assert!(String::from_utf8_lossy(&err.stderr).contains("no snapshot is named 'one'"));
-    // Reading the past goes through the daemon too.
+    // Reading the past goes through the daemon too, streamed.
     let out = ok(&snapshot_tool(&["cat", &dir, "two", "f"]));
     assert_eq!(out, "second");
+    let big: Vec<u8> = (0..5_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    fs::write(m.path("big"), &big).expect("write big");
+    ok(&snapshot_tool(&["create", &dir, "three"]));
+    fs::write(m.path("big"), b"gone").expect("overwrite");
+    let out = snapshot_tool(&["cat", &dir, "three", "big"]);
+    assert!(out.status.success());
+    assert!(out.stdout == big, "5 MB read back as it was");
+    let err = snapshot_tool(&["cat", &dir, "three", "nothing"]);
+    assert!(!err.status.success());
     // Only root or the mounter may use the socket.
     let other = pagelog_tests::sh_as(
         65534,
