@@ -27,8 +27,10 @@ use crate::options::MountConfig;
 /// state and counters, as `key: value` lines (see the README).
 pub const STATS_XATTR: &[u8] = b"pagelog.stats";
 
+/// Run before the final writeback.
+pub type ShutDownHook = Box<dyn FnOnce() + Send>;
+
 /// Shared between the FUSE threads, the commit thread and `main`.
-#[derive(Debug)]
 pub struct Shared {
     /// The filesystem; `None` once unmounted.
     pub fs: Mutex<Option<Filesystem>>,
@@ -39,6 +41,19 @@ pub struct Shared {
     /// The kernel's writeback cache is on: written data may sit in the
     /// kernel until it writes it back (or a syncfs).
     pub kernel_caches_writes: std::sync::atomic::AtomicBool,
+    /// Run once before the final writeback (the daemon unmounts the
+    /// views it serves beside the mount there, while they can still be
+    /// served).
+    pub before_shut_down: Mutex<Option<ShutDownHook>>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("fs", &self.fs)
+            .field("final_error", &self.final_error)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Shared {
@@ -49,6 +64,7 @@ impl Shared {
             final_error: Mutex::new(None),
             requests: std::sync::atomic::AtomicU64::new(0),
             kernel_caches_writes: std::sync::atomic::AtomicBool::new(false),
+            before_shut_down: Mutex::new(None),
         }
     }
 
@@ -73,6 +89,14 @@ impl Shared {
 
     /// Writes everything back and closes the image (once).
     pub fn shut_down(&self) {
+        let hook = self
+            .before_shut_down
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(hook) = hook {
+            hook();
+        }
         let fs = self.lock().take();
         if let Some(fs) = fs {
             if let Err(e) = fs.unmount() {

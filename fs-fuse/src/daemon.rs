@@ -239,6 +239,13 @@ pub fn serve(
         views,
         serves_branch,
     });
+    // The views end before the filesystem does (the mount's own session
+    // shuts it down when it ends).
+    let ending = ctx.clone();
+    *shared
+        .before_shut_down
+        .lock()
+        .unwrap_or_else(|e| e.into_inner()) = Some(Box::new(move || ending.views.unmount_all()));
     let _control = match crate::control::start(&uuid, ctx.clone()) {
         Ok(c) => Some(c),
         Err(e) => {
@@ -248,7 +255,7 @@ pub fn serve(
     };
     let stop = Arc::new(AtomicBool::new(false));
     let unmounter = Arc::new(Mutex::new(unmounter));
-    spawn_signal_thread(shared.clone(), unmounter.clone(), mountpoint.to_path_buf());
+    spawn_signal_thread(ctx.clone(), unmounter.clone(), mountpoint.to_path_buf());
     let committer = spawn_commit_thread(shared.clone(), stop.clone());
     report.ready();
     if background {
@@ -261,7 +268,6 @@ pub fn serve(
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .detach_leftover();
-    ctx.views.unmount_all();
     stop.store(true, Ordering::SeqCst);
     shared.shut_down();
     let _ = committer.join();
@@ -296,7 +302,9 @@ fn exit_status(run: std::io::Result<()>, shared: &Shared, image: &Path) -> u8 {
 /// (an unmount, or a SIGKILL after a busy unmount) loses nothing written
 /// before it. With the kernel's writeback cache, syncfs first pushes the
 /// kernel's dirty pages to this daemon.
-fn commit_everything(shared: &Shared, mountpoint: &Path) {
+fn commit_everything(ctx: &Context, mountpoint: &Path) {
+    let shared = &*ctx.shared;
+    ctx.views.sync_all();
     syncfs_mount(shared, mountpoint);
     match shared.with(Filesystem::sync) {
         Ok(()) => log::info!("everything written so far is committed"),
@@ -320,7 +328,7 @@ fn syncfs_mount(shared: &Shared, mountpoint: &Path) {
 /// On SIGTERM, SIGINT or SIGHUP: commit, then unmount. If the mount is
 /// busy (files open on it), keep serving, everything committed; the next
 /// signal tries again.
-fn spawn_signal_thread(shared: Arc<Shared>, unmounter: Arc<Mutex<Unmounter>>, mountpoint: PathBuf) {
+fn spawn_signal_thread(ctx: Arc<Context>, unmounter: Arc<Mutex<Unmounter>>, mountpoint: PathBuf) {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP]) else {
         log::warn!("cannot install signal handlers; use umount to stop");
@@ -331,7 +339,7 @@ fn spawn_signal_thread(shared: Arc<Shared>, unmounter: Arc<Mutex<Unmounter>>, mo
             let name = nix::sys::signal::Signal::try_from(sig).map_or("signal", |s| s.as_str());
             let dir = mountpoint.display();
             log::info!("{name}: committing, then unmounting {dir}");
-            commit_everything(&shared, &mountpoint);
+            commit_everything(&ctx, &mountpoint);
             let result = unmounter
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())

@@ -153,9 +153,24 @@ impl ViewMounts {
             .collect()
     }
 
-    /// Unmounts every view (the live mount is ending); a busy one is
-    /// detached, and its open files fail from then on.
+    /// Pushes the kernel's cached writes of every view to the daemon
+    /// (syncfs on each view's directory).
+    pub fn sync_all(&self) {
+        use std::os::fd::AsRawFd;
+        let dirs: Vec<PathBuf> = self.lock().iter().map(|m| m.dir.clone()).collect();
+        for dir in dirs {
+            if let Ok(d) = std::fs::File::open(&dir) {
+                // SAFETY: syncfs on a descriptor this function owns.
+                unsafe { libc::syncfs(d.as_raw_fd()) };
+            }
+        }
+    }
+
+    /// Unmounts every view (the live mount is ending), its cached writes
+    /// pushed first; a busy one is detached, and its open files fail from
+    /// then on.
     pub fn unmount_all(&self) {
+        self.sync_all();
         let all: Vec<(PathBuf, Arc<Mutex<Unmounter>>)> = self
             .lock()
             .iter()

@@ -587,3 +587,37 @@ fn rollback_keeps_history() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+#[test]
+fn a_branch_beside_the_live_mount_keeps_its_writes_when_the_live_mount_ends() {
+    let s = Scratch::new();
+    // Ending the live mount unmounts the branch mounted beside it first,
+    // then commits: the branch's writes are in that commit (in the
+    // writeback mode too, where the kernel caches writes).
+    let m = s.mounted("64M", "journal=writeback");
+    let dir = m.dir.to_str().expect("utf-8").to_string();
+    fs::write(m.path("f"), b"then").expect("write");
+    ok(&snapshot_tool(&["create", &dir, "s"]));
+    ok(&snapshot_tool(&["clone", &dir, "s", "b"]));
+    let brdir = s.path("branch");
+    fs::create_dir_all(&brdir).expect("mkdir");
+    ok(&snapshot_tool(&[
+        "mount",
+        &dir,
+        "b",
+        brdir.to_str().expect("utf-8"),
+        "--rw",
+    ]));
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
+    fs::write(brdir.join("new"), &data).expect("write in the branch");
+    let img = m.image.clone();
+    assert!(m.unmount().success());
+    assert!(!pagelog_tests::is_mounted(&brdir));
+    let br = Mount::start(&img, &brdir, "branch=b").expect("branch again");
+    assert!(
+        fs::read(br.path("new")).expect("read") == data,
+        "the branch's write survived"
+    );
+    assert_eq!(fs::read(br.path("f")).expect("read"), b"then");
+    assert!(br.unmount().success());
+}

@@ -60,11 +60,17 @@ impl Filesystem {
     /// Closes a view: a branch's changes are committed, a checkpoint is
     /// no longer pinned by it.
     pub fn close_view(&mut self, id: ViewId) -> Result<()> {
-        if self.views.remove(&id).is_some() {
-            self.degrade_if_failed()?;
+        if self.views.remove(&id).is_none() {
+            return Ok(());
+        }
+        let closed = self.store.close_root(id.0);
+        // A store replaced after a failed write reopens the roots it had
+        // open: this one goes from the new store too.
+        let degraded = self.degrade_if_failed();
+        if self.store.parked.contains_key(&id.0) {
             self.store.close_root(id.0)?;
         }
-        Ok(())
+        closed.and(degraded)
     }
 
     /// The checkpoint view `id` serves (a branch's origin).

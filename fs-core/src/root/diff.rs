@@ -187,6 +187,8 @@ fn modified(a: &Inode, b: &Inode) -> bool {
         || a.mode != b.mode
         || a.uid != b.uid
         || a.gid != b.gid
+        || a.rdev != b.rdev
+        || a.flags != b.flags
         || a.ptrs != b.ptrs
         || a.map_nids != b.map_nids
 }
@@ -262,7 +264,11 @@ pub fn diff(older: &mut Root, newer: &mut Root, dev: &dyn BlockDevice) -> Result
         .collect();
     for ino in inos {
         let (ia, ib) = (a.inode(dev, ino)?, b.inode(dev, ino)?);
-        let same = matches!((&ia, &ib), (Some(x), Some(y)) if x.generation == y.generation);
+        // The same inode: a branch and the line it came from hand out
+        // numbers and generations alike, so the creation time tells
+        // apart two inodes born apart.
+        let same = matches!((&ia, &ib), (Some(x), Some(y))
+            if x.generation == y.generation && x.btime == y.btime);
         let is_dir = ib.as_ref().or(ia.as_ref()).is_some_and(Inode::is_dir);
         let mut old_names = gone.remove(&ino).unwrap_or_default();
         let mut new_names = came.remove(&ino).unwrap_or_default();

@@ -90,14 +90,20 @@ impl Store {
         let from = reached(&mut source_root)?;
         let now = reached(&mut self.root)?;
         let revived: HashSet<Vpn> = from.difference(&now).copied().collect();
+        // Every deadlist is read before anything changes.
+        let mut affected = Vec::new();
+        for r in self.cplist.records() {
+            let (units, pages) = self.read_deadlist(r.dead_head, r.dead_crc)?;
+            if units.iter().any(|(v, _)| revived.contains(v)) {
+                affected.push((r.clone(), units, pages));
+            }
+        }
+        if let Source::Branch(name) = source {
+            self.find_branch(name)?;
+        }
         let mut pending = std::collections::BTreeMap::new();
         let building = self.building();
-        let records: Vec<_> = self.cplist.records().cloned().collect();
-        for mut r in records {
-            let (units, pages) = self.read_deadlist(r.dead_head, r.dead_crc)?;
-            if !units.iter().any(|(v, _)| revived.contains(v)) {
-                continue;
-            }
+        for (mut r, units, pages) in affected {
             for vpn in pages {
                 life!(self, dev, building).free(vpn)?;
             }

@@ -182,15 +182,18 @@ impl Store {
             .parked
             .get(&slot)
             .is_some_and(|p| matches!(p.what, Serve::Branch(_)) && p.root.needs_commit());
-        if dirty && !self.read_only {
-            self.commit(false)?;
-        }
+        let committed = match dirty && !self.read_only {
+            true => self.commit(false),
+            false => Ok(()),
+        };
+        // Closed whatever the commit did: a failed one degrades the store,
+        // and what the branch had not committed is lost with it.
         if let Some(p) = self.parked.remove(&slot) {
             if let Serve::Past(no) = p.what {
                 self.unpin(no);
             }
         }
-        Ok(())
+        committed
     }
 
     /// The record `name` names.
@@ -338,25 +341,35 @@ impl Store {
             };
             let r = self.write_root(dev, building, scope);
             std::mem::swap(&mut self.root, &mut p.root);
-            r?;
-            if let Serve::Branch(name) = &p.what {
-                let rec = self.find_branch(name)?.clone();
-                let nat = &p.root.cache.nat;
-                let rec = Record {
-                    nat_root: nat.root(),
-                    nat_free_head: nat.free_head(),
-                    nat_watermark: nat.watermark(),
-                    inode_count: p.root.inode_count,
-                    next_generation: p.root.next_generation,
-                    reserved_pages: p.root.reserved_pages,
-                    exclusive: p.root.history.own,
-                    ..rec
-                };
-                self.cplist.put_branch(dev, rec)?;
+            // Back in its place whatever happened: a failed commit
+            // degrades the store, which reopens every parked root.
+            let r = r.and_then(|()| self.update_branch_record(dev, &p));
+            if r.is_ok() {
+                p.root.changed = false;
             }
-            p.root.changed = false;
             self.parked.insert(slot, p);
+            r?;
         }
         Ok(())
+    }
+
+    /// Writes a parked branch's state into its record.
+    fn update_branch_record(&mut self, dev: &dyn BlockDevice, p: &Parked) -> Result<()> {
+        let Serve::Branch(name) = &p.what else {
+            return Ok(());
+        };
+        let rec = self.find_branch(name)?.clone();
+        let nat = &p.root.cache.nat;
+        let rec = Record {
+            nat_root: nat.root(),
+            nat_free_head: nat.free_head(),
+            nat_watermark: nat.watermark(),
+            inode_count: p.root.inode_count,
+            next_generation: p.root.next_generation,
+            reserved_pages: p.root.reserved_pages,
+            exclusive: p.root.history.own,
+            ..rec
+        };
+        self.cplist.put_branch(dev, rec)
     }
 }

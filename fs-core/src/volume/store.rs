@@ -373,13 +373,20 @@ impl Store {
             + room::table_pages(self.sb.geometry.segment_count, self.sut.depth())
     }
 
-    /// Every page the node address tables of the open roots can have
-    /// with `new_nodes` more ids in each (a commit writes each root's own).
+    /// Every page the node address tables of the writable roots (the live
+    /// one and the open branches; a commit writes each one's own) can have,
+    /// with `new_nodes` more ids in all.
     fn nat_pages(&self, new_nodes: u64) -> u64 {
-        self.roots()
-            .map(|r| {
+        let writable = |w: &crate::roots::Serve| !matches!(w, crate::roots::Serve::Past(_));
+        let here = std::iter::once((&self.serving.1, &self.root));
+        let parked = self.parked.values().map(|p| (&p.what, &p.root));
+        let mut extra = new_nodes;
+        here.chain(parked)
+            .filter(|(w, _)| writable(w))
+            .map(|(_, r)| {
                 let nat = &r.cache.nat;
-                room::table_pages(nat.watermark().0.saturating_add(new_nodes), nat.depth())
+                let ids = nat.watermark().0.saturating_add(std::mem::take(&mut extra));
+                room::table_pages(ids, nat.depth())
             })
             .sum()
     }
@@ -860,14 +867,16 @@ impl Store {
         self.capacity_pages()
             .saturating_sub(counted)
             .saturating_sub(self.pending_live())
-            .saturating_sub(self.root.reserved_pages)
+            .saturating_sub(self.roots().map(|r| r.reserved_pages).sum())
     }
 
     /// Pages the next commit will add to what is live, at most: the dirty
     /// data, the nodes created since the last commit, and a direct map
     /// node for each group of dirty pages that may not have one yet.
     pub fn pending_live(&self) -> u64 {
-        (self.root.dirty.count() + self.root.cache.fresh_count() + self.root.dirty.groups()) as u64
+        self.roots()
+            .map(|r| (r.dirty.count() + r.cache.fresh_count() + r.dirty.groups()) as u64)
+            .sum()
     }
 
     /// Pages a user can fill in all: the segment area less the reserve.
