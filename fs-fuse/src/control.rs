@@ -137,7 +137,9 @@ fn serve(stream: UnixStream, owner: u32, ctx: &Context) {
         }
     };
     let mut out = &stream;
-    let sent = writeln!(out, "{answer}");
+    // One write: a listing of thousands of checkpoints written through
+    // `Display` straight into the socket would be a write per token.
+    let sent = out.write_all(format!("{answer}\n").as_bytes());
     if let Some(file) = file {
         if sent.is_ok() {
             send_file(&mut out, &ctx.shared, &file);
