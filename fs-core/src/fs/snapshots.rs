@@ -105,12 +105,7 @@ impl Filesystem {
     pub fn branches(&self) -> Vec<BranchInfo> {
         let s = &self.store;
         // An open branch's count is in memory, ahead of its record.
-        let open = |name: &[u8]| {
-            std::iter::once((&s.serving.1, &s.root))
-                .chain(s.parked.values().map(|p| (&p.what, &p.root)))
-                .find(|(w, _)| matches!(w, crate::roots::Serve::Branch(n) if n == name))
-                .map(|(_, root)| root.history.own)
-        };
+        let open = |name: &[u8]| s.open_branch_root(name).map(|r| r.history.own);
         s.cplist
             .branches()
             .map(|r| BranchInfo {

@@ -72,7 +72,10 @@ pub struct Nodes {
 /// geometry).
 #[derive(Debug, Default, Clone)]
 pub struct Units {
-    addrs: Vec<PageAddr>,
+    /// Shared: every root's scan reads units through the same table, so
+    /// a clone (for a root's node table, or another root's scan) costs
+    /// nothing.
+    addrs: Arc<Vec<PageAddr>>,
 }
 
 impl Units {
@@ -262,7 +265,9 @@ fn units(dev: &dyn BlockDevice, cp: &Checkpoint, scan: &mut Scan, findings: &mut
             format!("{above} units in use at or above the checkpoint's pat_watermark {watermark}");
         findings.push(Finding::new(Severity::Error, Kind::CounterWrong, msg));
     }
-    scan.units = Units { addrs };
+    scan.units = Units {
+        addrs: Arc::new(addrs),
+    };
 }
 
 /// Reads a root's node address table (rooted at `nat_root`, its pages

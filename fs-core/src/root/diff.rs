@@ -284,23 +284,20 @@ pub fn diff(older: &mut Root, newer: &mut Root, dev: &dyn BlockDevice) -> Result
                 });
             }
         }
-        for (d, n) in old_names {
-            let path = a.path_of(dev, d, &n)?;
-            out.push(Change {
-                path,
-                kind: ChangeKind::Deleted,
-                to: None,
-                is_dir,
-            });
-        }
-        for (d, n) in new_names {
-            let path = b.path_of(dev, d, &n)?;
-            out.push(Change {
-                path,
-                kind: ChangeKind::Created,
-                to: None,
-                is_dir,
-            });
+        let names = [
+            (&mut a, old_names, ChangeKind::Deleted),
+            (&mut b, new_names, ChangeKind::Created),
+        ];
+        for (side, list, kind) in names {
+            for (d, n) in list {
+                let path = side.path_of(dev, d, &n)?;
+                out.push(Change {
+                    path,
+                    kind,
+                    to: None,
+                    is_dir,
+                });
+            }
         }
         if let (true, Some(x), Some(y)) = (same, &ia, &ib) {
             if modified(x, y) || touched.contains(&ino) {

@@ -61,6 +61,16 @@ pub struct Parked {
     pub root: Root,
 }
 
+/// The data scope root `slot` gets in a commit asked for `scope` on the
+/// root in slot `serving`: all or none as asked, but one inode's data only
+/// in the root it belongs to.
+pub(crate) fn scope_in(scope: DataScope, slot: u64, serving: u64) -> DataScope {
+    match scope {
+        DataScope::Inode(_) if slot != serving => DataScope::None,
+        s => s,
+    }
+}
+
 fn closed(slot: u64) -> Error {
     Error::Io(std::io::Error::other(format!(
         "root {slot} is not open (its mount has ended)"
@@ -140,10 +150,29 @@ impl Store {
         Ok((self.park(Serve::Past(no), root), no))
     }
 
+    /// Every open root, the one in place first: slot, what it is, root.
+    pub fn open_roots(&self) -> impl Iterator<Item = (u64, &Serve, &Root)> {
+        let here = std::iter::once((self.serving.0, &self.serving.1, &self.root));
+        here.chain(self.parked.iter().map(|(s, p)| (*s, &p.what, &p.root)))
+    }
+
+    /// The root of branch `name`, if it is open.
+    pub fn open_branch_root(&self, name: &[u8]) -> Option<&Root> {
+        self.open_roots()
+            .find(|(_, w, _)| matches!(w, Serve::Branch(n) if n == name))
+            .map(|(_, _, r)| r)
+    }
+
     /// Is branch `name` open?
     fn branch_open(&self, name: &[u8]) -> bool {
-        let open = |w: &Serve| matches!(w, Serve::Branch(n) if n == name);
-        open(&self.serving.1) || self.parked.values().any(|p| open(&p.what))
+        self.open_branch_root(name).is_some()
+    }
+
+    /// The root of branch record `rec`, with its history.
+    fn branch_root(&self, rec: &Record) -> Root {
+        let mut root = self.root_of(rec);
+        root.history = History::branch(rec.no, rec.exclusive);
+        root
     }
 
     /// Opens branch `name` beside the live root (read-write if the mount
@@ -156,8 +185,7 @@ impl Store {
                 rec.shown_name()
             )));
         }
-        let mut root = self.root_of(&rec);
-        root.history = History::branch(rec.no, rec.exclusive);
+        let root = self.branch_root(&rec);
         Ok(self.park(Serve::Branch(name.to_vec()), root))
     }
 
@@ -227,11 +255,7 @@ impl Store {
                     self.pin(no);
                     root
                 }),
-                Serve::Branch(name) => self.find_branch(name).map(|rec| {
-                    let mut root = self.root_of(rec);
-                    root.history = History::branch(rec.no, rec.exclusive);
-                    root
-                }),
+                Serve::Branch(name) => self.find_branch(name).map(|rec| self.branch_root(rec)),
             };
             match root {
                 Ok(root) => {
@@ -335,11 +359,7 @@ impl Store {
                 continue;
             };
             std::mem::swap(&mut self.root, &mut p.root);
-            let scope = match scope {
-                DataScope::Inode(_) if slot != serving => DataScope::None,
-                s => s,
-            };
-            let r = self.write_root(dev, building, scope);
+            let r = self.write_root(dev, building, scope_in(scope, slot, serving));
             std::mem::swap(&mut self.root, &mut p.root);
             // Back in its place whatever happened: a failed commit
             // degrades the store, which reopens every parked root.

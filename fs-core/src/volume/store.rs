@@ -252,7 +252,7 @@ impl Store {
 
     /// Every open root: the one in place, then the parked ones.
     fn roots(&self) -> impl Iterator<Item = &Root> {
-        std::iter::once(&self.root).chain(self.parked.values().map(|p| &p.root))
+        self.open_roots().map(|(_, _, r)| r)
     }
 
     /// Pages the main log head wrote since the last commit: what a
@@ -377,13 +377,10 @@ impl Store {
     /// one and the open branches; a commit writes each one's own) can have,
     /// with `new_nodes` more ids in all.
     fn nat_pages(&self, new_nodes: u64) -> u64 {
-        let writable = |w: &crate::roots::Serve| !matches!(w, crate::roots::Serve::Past(_));
-        let here = std::iter::once((&self.serving.1, &self.root));
-        let parked = self.parked.values().map(|p| (&p.what, &p.root));
         let mut extra = new_nodes;
-        here.chain(parked)
-            .filter(|(w, _)| writable(w))
-            .map(|(_, r)| {
+        self.open_roots()
+            .filter(|(_, w, _)| !matches!(w, crate::roots::Serve::Past(_)))
+            .map(|(_, _, r)| {
                 let nat = &r.cache.nat;
                 let ids = nat.watermark().0.saturating_add(std::mem::take(&mut extra));
                 room::table_pages(ids, nat.depth())
@@ -534,10 +531,7 @@ impl Store {
             self.cold_unflushed = false;
         }
         self.commit_branches(dev, building, scope, serving)?;
-        let live_scope = match scope {
-            DataScope::Inode(_) if serving != crate::roots::LIVE => DataScope::None,
-            s => s,
-        };
+        let live_scope = crate::roots::scope_in(scope, crate::roots::LIVE, serving);
         self.write_root(dev, building, live_scope)?;
         self.flush_deadlists(dev, building)?;
         let retained = self.should_retain(time_ns);
