@@ -26,6 +26,29 @@ fn ok(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// `pagelog-fsck -n` finds the image clean.
+fn assert_checks_clean(img: &std::path::Path) {
+    let out = run(Command::new(bin("pagelog-fsck")).arg("-n").arg(img));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+/// Deletes `name` on the mount at `dir`, retrying for up to 5 s while its
+/// own mount is still going away (an unmount closes the view a moment
+/// after umount returns). Returns whether it was deleted.
+fn deleted_once_unmounted(dir: &str, name: &str) -> bool {
+    for _ in 0..50 {
+        if snapshot_tool(&["delete", dir, name]).status.success() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    false
+}
+
 fn list(img: &str) -> serde_json::Value {
     let out = ok(&snapshot_tool(&["list", img, "--json"]));
     serde_json::from_str(&out).expect("json")
@@ -337,23 +360,13 @@ fn a_backup_of_a_snapshot_mounted_beside_the_live_mount_while_writers_run() {
     assert!(tree(&restored) == expected, "the backup is the snapshot");
 
     // Unmounted, the snapshot can go; the filesystem checks clean.
-    let mut deleted = false;
-    for _ in 0..50 {
-        if snapshot_tool(&["delete", &dir, "backup"]).status.success() {
-            deleted = true;
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    assert!(deleted, "the snapshot is deletable once its mount is gone");
+    assert!(
+        deleted_once_unmounted(&dir, "backup"),
+        "the snapshot is deletable once its mount is gone"
+    );
     let img = m.image.clone();
     assert!(m.unmount().success());
-    let out = run(Command::new(bin("pagelog-fsck")).arg("-n").arg(&img));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    assert_checks_clean(&img);
 }
 
 #[test]
@@ -474,15 +487,10 @@ fn a_branch_from_a_checkpoint_never_marked_mounts_read_write_and_diverges() {
     let err = snapshot_tool(&["delete", &dir, "base"]);
     assert!(String::from_utf8_lossy(&err.stderr).contains("delete the branch first"));
     sh(&format!("umount '{brs}'"));
-    let mut gone = false;
-    for _ in 0..50 {
-        if snapshot_tool(&["delete", &dir, "retry"]).status.success() {
-            gone = true;
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    assert!(gone, "the branch is deletable once unmounted");
+    assert!(
+        deleted_once_unmounted(&dir, "retry"),
+        "the branch is deletable once unmounted"
+    );
     ok(&snapshot_tool(&["delete", &dir, "second"]));
     ok(&snapshot_tool(&["delete", &dir, "base"]));
     assert!(branches(&dir).is_empty());
@@ -501,12 +509,7 @@ fn a_branch_from_a_checkpoint_never_marked_mounts_read_write_and_diverges() {
                 .is_some_and(|n| n.starts_with(&format!("cp{then}-"))),
         "{b:?}"
     );
-    let out = run(Command::new(bin("pagelog-fsck")).arg("-n").arg(&img));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    assert_checks_clean(&img);
 }
 
 #[test]
@@ -580,12 +583,7 @@ fn rollback_keeps_history() {
     // The live tree moves on from the rolled-back state.
     fs::write(m.path("conf"), b"v4\n").expect("write");
     assert!(m.unmount().success());
-    let out = run(Command::new(bin("pagelog-fsck")).arg("-n").arg(&img));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    assert_checks_clean(&img);
 }
 
 #[test]
