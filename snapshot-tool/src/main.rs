@@ -223,8 +223,7 @@ fn run(args: Args) -> Result<Vec<u8>, Failure> {
             let at = selector(name.as_bytes())?;
             match daemon(&image)? {
                 Some(sock) => {
-                    let mut req = selecting(&at);
-                    req["verb"] = "cat".into();
+                    let mut req = request("cat", selecting(&at));
                     req["path"] = String::from_utf8_lossy(path.as_bytes()).into();
                     cat_online(&sock, &req)?;
                     Ok(Vec::new())
@@ -240,8 +239,7 @@ fn run(args: Args) -> Result<Vec<u8>, Failure> {
             let at = selector(source.as_bytes())?;
             match daemon(&image)? {
                 Some(sock) => {
-                    let mut req = selecting(&at);
-                    req["verb"] = "clone".into();
+                    let mut req = request("clone", selecting(&at));
                     req["name"] = String::from_utf8_lossy(name.as_bytes()).into();
                     let v = ask(&sock, &req)?;
                     let no = CheckpointNo(v["checkpoint"].as_u64().unwrap_or(0));
@@ -302,13 +300,13 @@ fn run(args: Args) -> Result<Vec<u8>, Failure> {
             rw,
         } => match daemon(&image)? {
             Some(sock) => {
-                let mut req = match rw {
+                let named = match rw {
                     true => {
                         serde_json::json!({ "branch": String::from_utf8_lossy(name.as_bytes()) })
                     }
                     false => selecting(&selector(name.as_bytes())?),
                 };
-                req["verb"] = "mount".into();
+                let mut req = request("mount", named);
                 let dir = dir
                     .canonicalize()
                     .map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -350,6 +348,12 @@ fn selector(name: &[u8]) -> Result<At, Failure> {
         return Ok(At::Time(time(t)?));
     }
     Ok(At::Snapshot(name.to_vec()))
+}
+
+/// `fields` as a control request for `verb`.
+fn request(verb: &str, mut fields: serde_json::Value) -> serde_json::Value {
+    fields["verb"] = verb.into();
+    fields
 }
 
 /// The fields of a control request that name `at`.
