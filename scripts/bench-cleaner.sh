@@ -5,6 +5,7 @@
 # time against the empty filesystem, and the longest single write.
 #   scripts/bench-cleaner.sh [SIZE] [-- pagelog-hotcold options]
 # Default size 2G; the image lives in /var/tmp and is removed afterwards.
+# MOUNT_OPTS (e.g. MOUNT_OPTS=protect=0) is passed to pagelog-mount -o.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZE=2G
@@ -27,7 +28,7 @@ cleanup() {
 trap cleanup EXIT
 mkdir -p "$MNT"
 "$BIN/pagelog-mkfs" "$IMG" --size "$SIZE" -q
-"$BIN/pagelog-mount" "$IMG" "$MNT"
+"$BIN/pagelog-mount" ${MOUNT_OPTS:+-o "$MOUNT_OPTS"} "$IMG" "$MNT"
 "$BIN/pagelog-hotcold" --dir "$MNT" "$@"
 umount "$MNT"
 sleep 1

@@ -18,6 +18,7 @@ fn every_commit() -> MountOptions {
         retention: RetentionOptions {
             protect_secs: None,
             interval_ns: 0,
+            ..RetentionOptions::default()
         },
         ..MountOptions::default()
     }
@@ -216,6 +217,57 @@ fn the_window_gives_way_when_room_is_short() {
     fs.unmount().expect("unmount");
 }
 
+/// Rewrites a 2 MiB file eight times on a 32 MiB filesystem that retains
+/// every commit for an hour, plain checkpoints allowed `share`% of the free
+/// room, a snapshot taken after the first write. Returns the plain
+/// checkpoints left and the pages they hold, with the free pages.
+fn churn_with_history_share(share: u8) -> (usize, u64, u64) {
+    let dev = support::formatted(8192, 64);
+    let mut opts = every_commit();
+    opts.retention.history_percent = share;
+    let mut fs = mount_with(&dev, opts);
+    let len = 2 << 20;
+    write_file(&mut fs, b"f", &pattern(0, len));
+    fs.create_snapshot(b"first", None).expect("snapshot");
+    for round in 1..=8u8 {
+        write_file(&mut fs, b"f", &pattern(round, len));
+        fs.sync().expect("sync");
+    }
+    let plain = fs
+        .checkpoints()
+        .iter()
+        .filter(|c| c.snapshot.is_none())
+        .count();
+    let held = fs.cleaner_report().checkpoint_pages;
+    let free = fs.statfs().bfree;
+    fs.unmount().expect("unmount");
+    assert_clean(&dev);
+    // The snapshot is a promise whatever the share.
+    let mut past = mount_at(&dev, At::Snapshot(b"first".to_vec())).expect("mount snapshot");
+    assert_eq!(read_file(&mut past, b"f"), Some(pattern(0, len)));
+    (plain, held, free)
+}
+
+#[test]
+fn plain_checkpoints_keep_to_their_share_of_the_free_room() {
+    // Each rewrite leaves 512 pages of history; the last commit's deaths
+    // are not yet weighed (the share is applied as a commit starts).
+    let one_rewrite = 512 + 64;
+    let (none, held, _) = churn_with_history_share(0);
+    assert!(none <= 2, "share 0 keeps at most the newest: {none} kept");
+    assert!(held <= one_rewrite, "{held} pages held with share 0");
+
+    let (some, held, free) = churn_with_history_share(25);
+    assert!(some > none, "share 25 keeps more than share 0: {some}");
+    assert!(
+        held <= free / 4 + one_rewrite,
+        "{held} pages held, {free} free"
+    );
+
+    let (all, _, _) = churn_with_history_share(100);
+    assert!(all > some, "share 100 keeps more than 25: {all} vs {some}");
+}
+
 #[test]
 fn snapshot_names_are_checked() {
     let dev = support::formatted(4096, 64);
@@ -290,6 +342,7 @@ fn a_view_keeps_a_plain_checkpoint_past_its_window() {
         retention: RetentionOptions {
             protect_secs: Some(0),
             interval_ns: 0,
+            ..RetentionOptions::default()
         },
         ..MountOptions::default()
     };

@@ -101,6 +101,7 @@ fn open_image(image: &Path, cfg: &MountConfig) -> Result<Filesystem, String> {
         retention: pagelog_core::checkpoints::RetentionOptions {
             protect_secs: cfg.protect_secs,
             interval_ns: i64::try_from(cfg.checkpoint_interval.as_nanos()).unwrap_or(i64::MAX),
+            history_percent: cfg.history_percent,
         },
         // Read-write, the past is served through a branch (see `branch`).
         at: cfg.at.clone().filter(|_| cfg.read_only),

@@ -43,6 +43,8 @@ Mount options (-o, comma-separated; mount(8) and /etc/fstab pass them the same w
   protect=SPAN            keep every checkpoint younger than SPAN mountable (1h, 90m, 0;
                           default: what mkfs recorded, 1h); older ones are pruned, and
                           younger ones too when the filesystem is short of room
+  history=PCT             plain checkpoints may hold at most PCT% of the free room; past
+                          it the oldest are pruned, inside the window too (default 25)
   checkpoint_interval=SPAN  retain a commit when SPAN has passed since the last retained
                           one (default 5s; 0 retains every commit)
   snapshot=NAME | cp=N | at=TIME   serve that snapshot, retained checkpoint, or the newest

@@ -53,6 +53,8 @@ pub struct MountConfig {
     /// Retain a commit when this long has passed since the last retained
     /// one.
     pub checkpoint_interval: Duration,
+    /// The share of the free room plain checkpoints may hold (percent).
+    pub history_percent: u8,
 }
 
 impl Default for MountConfig {
@@ -77,6 +79,7 @@ impl Default for MountConfig {
             branch: None,
             protect_secs: None,
             checkpoint_interval: Duration::from_secs(5),
+            history_percent: pagelog_core::checkpoints::DEFAULT_HISTORY_PERCENT,
         }
     }
 }
@@ -218,6 +221,12 @@ pub fn apply(cfg: &mut MountConfig, list: &str) -> Result<(), String> {
                 let secs =
                     pagelog_core::when::parse_span_secs(v).map_err(|e| format!("protect={e}"))?;
                 cfg.protect_secs = Some(secs);
+            }
+            ("history", Some(v)) => {
+                cfg.history_percent = match v.strip_suffix('%').unwrap_or(v).parse::<u8>() {
+                    Ok(p) if p <= 100 => p,
+                    _ => return Err(format!("history={v}: a percentage from 0 to 100")),
+                };
             }
             ("checkpoint_interval", Some(v)) => {
                 let secs = pagelog_core::when::parse_span_secs(v)

@@ -34,6 +34,12 @@ pub struct RetentionOptions {
     /// retained checkpoint (fsync storms would otherwise retain every
     /// commit, and with it every version of every page they rewrite).
     pub interval_ns: i64,
+    /// Plain checkpoints may hold at most this percentage of the free room
+    /// (what neither the present nor a snapshot needs); past it, the oldest
+    /// give way. History the cleaner would otherwise copy again and again
+    /// costs writes; this keeps the cleaner's view of the disk close to the
+    /// present's.
+    pub history_percent: u8,
 }
 
 impl Default for RetentionOptions {
@@ -41,9 +47,13 @@ impl Default for RetentionOptions {
         RetentionOptions {
             protect_secs: None,
             interval_ns: 5_000_000_000,
+            history_percent: DEFAULT_HISTORY_PERCENT,
         }
     }
 }
+
+/// The share of the free room plain checkpoints may hold by default.
+pub const DEFAULT_HISTORY_PERCENT: u8 = 25;
 
 /// The protection window mkfs records.
 pub const DEFAULT_PROTECT_SECS: u64 = 3600;
@@ -239,7 +249,33 @@ impl Store {
         for no in old {
             self.prune(no)?;
         }
+        self.keep_history_share()
+    }
+
+    /// Prunes plain checkpoints, oldest first, while they hold more than
+    /// their share of the free room (`history_percent`). Under churn, every
+    /// retained checkpoint holds a version of each page rewritten since, and
+    /// a window full of them would leave the cleaner copying history it
+    /// is about to give back; this keeps the window to what the room
+    /// affords.
+    fn keep_history_share(&mut self) -> Result<()> {
+        let share = u64::from(self.retention.history_percent.min(100));
+        // Pruning moves pages from "held" to "dead"; both count as free.
+        let budget = self.free_pages() / 100 * share;
+        while self.held_by_plain() > budget {
+            let Some(no) = self.oldest_plain() else { break };
+            log::debug!("plain checkpoints hold more than {share}% of the free room: pruning {no}");
+            self.prune(no)?;
+        }
         Ok(())
+    }
+
+    /// The oldest plain checkpoint nothing keeps open.
+    fn oldest_plain(&self) -> Option<CheckpointNo> {
+        self.cplist
+            .records()
+            .find(|r| !r.is_snapshot() && !self.kept_open(r.no))
+            .map(|r| r.no)
     }
 
     /// Prunes every plain checkpoint, oldest first, even inside the window
@@ -250,13 +286,10 @@ impl Store {
     /// they would be without retention. Returns whether any held something.
     pub(crate) fn give_way(&mut self) -> Result<bool> {
         let mut held = false;
-        loop {
-            let oldest = self
-                .cplist
-                .records()
-                .find(|r| !r.is_snapshot() && !self.kept_open(r.no))
-                .cloned();
-            let Some(rec) = oldest else { break };
+        while let Some(rec) = self
+            .oldest_plain()
+            .and_then(|no| self.cplist.get(no).cloned())
+        {
             held |= rec.dead_entries > 0 || self.root.history.pending.contains_key(&rec.no);
             log::info!(
                 "short of room: pruning checkpoint {} inside the protection window",
