@@ -288,6 +288,19 @@ mod tests {
     }
 
     #[test]
+    fn history_share() {
+        let mut c = MountConfig::default();
+        assert_eq!(c.history_percent, 25);
+        apply(&mut c, "history=10%").expect("apply");
+        assert_eq!(c.history_percent, 10);
+        apply(&mut c, "history=100").expect("apply");
+        assert_eq!(c.history_percent, 100);
+        let err = apply(&mut c, "history=101").expect_err("over 100");
+        assert!(err.contains("history=101"), "{err}");
+        assert!(apply(&mut c, "history=x").is_err());
+    }
+
+    #[test]
     fn sizes() {
         assert_eq!(parse_size("512M"), Some(512 << 20));
         assert_eq!(parse_size("4g"), Some(4 << 30));
