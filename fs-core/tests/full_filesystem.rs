@@ -532,3 +532,53 @@ fn rename_near_full_with_retained_checkpoints() {
     ];
     near_full_case(&ops, 64, 325);
 }
+
+/// A big file a snapshot holds, unlinked on a full filesystem: each of its
+/// units goes on a deadlist, which the next commit must write (a page per
+/// 254 units: 155 pages here, ten 16-page segments, more than the
+/// reserves). The commit still fits: what is live, held units included,
+/// stays below 95% of the area, so the cleaning a commit does first to
+/// restore its reserves always finds the dead pages it needs. Deleting the
+/// snapshot then gives the space back.
+#[test]
+fn unlinking_a_big_file_a_snapshot_holds_when_full() {
+    let dev = support::formatted(65536, 16);
+    let mut fs = mount(&dev);
+    let root = Cred::root();
+    let big = fs.statfs().bavail * 4096 * 7 / 10;
+    let a = fs
+        .create(&root, Ino::ROOT, b"big", 0o644, 0)
+        .expect("create");
+    let chunk = vec![0xa5u8; MIB];
+    for i in 0..big / MIB as u64 {
+        fs.write(&root, a.ino, i * MIB as u64, &chunk)
+            .expect("write");
+    }
+    fs.fsync(a.ino).expect("fsync");
+    fs.release(a.ino).expect("release");
+    let names = vec!["big".to_string()];
+    fs.create_snapshot(b"held", None).expect("snapshot");
+    let (rest, full) = fill(&mut fs, "rest", u64::MAX);
+    assert!(full, "the second fill ends on ENOSPC");
+    for name in &names {
+        match fs.unlink(&root, Ino::ROOT, name.as_bytes()) {
+            Ok(()) | Err(Error::NoSpace) => {}
+            Err(e) => panic!("unlink {name}: {e}"),
+        }
+        fs.sync()
+            .unwrap_or_else(|e| panic!("sync after unlinking {name}: {e}"));
+    }
+    fs.delete_snapshot(b"held").expect("delete the snapshot");
+    let after = fs.statfs().bavail;
+    delete_all(&mut fs, &rest);
+    for name in &names {
+        match fs.unlink(&root, Ino::ROOT, name.as_bytes()) {
+            Ok(()) | Err(Error::NotFound) => {}
+            Err(e) => panic!("unlink {name} after deleting the snapshot: {e}"),
+        }
+    }
+    fs.sync().expect("sync");
+    assert!(fs.statfs().bavail > after, "deleting gives space back");
+    fs.unmount().expect("unmount");
+    check_clean(&dev);
+}
