@@ -103,7 +103,13 @@ pub fn start(uuid: &[u8; 16], ctx: Arc<Context>) -> std::io::Result<Control> {
                 return;
             }
             match conn {
-                Ok(stream) => serve(stream, owner, &ctx),
+                // A connection each its own thread: a slow `cat` reader
+                // must not hold up a `list` or a `create` (requests still
+                // take the filesystem's lock one at a time).
+                Ok(stream) => {
+                    let ctx = ctx.clone();
+                    thread::spawn(move || serve(stream, owner, &ctx));
+                }
                 Err(e) => log::warn!("control socket: {e}"),
             }
         }
@@ -120,6 +126,8 @@ fn peer_uid(stream: &UnixStream) -> Option<u32> {
 
 fn serve(stream: UnixStream, owner: u32, ctx: &Context) {
     let allowed = peer_uid(&stream).is_some_and(|uid| uid == 0 || uid == owner);
+    // A client that connects and says nothing does not keep a thread.
+    let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(30)));
     let mut reader = BufReader::new(&stream);
     let mut line = String::new();
     let (answer, file) = if !allowed {
