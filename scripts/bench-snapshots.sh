@@ -4,7 +4,8 @@
 # `list` of 10,000 retained checkpoints (target: under 100 ms); mounting a
 # snapshot, offline and beside the live mount (target: under 1 s); `diff`
 # of two snapshots of the 100,000-file fill-tree.sh tree that differ in
-# 100 files (target: under 1 s). Medians of RUNS (default 5). Each time is
+# 100 files (target: under 1 s); fsck --fast and the full check with the
+# 10,000 checkpoints. Medians of RUNS (default 5). Each time is
 # the whole command (process start, socket, commit and flush included).
 #   scripts/bench-snapshots.sh [RUNS]
 # The image (12 GiB, sparse) lives in /var/tmp and is removed afterwards.
@@ -88,7 +89,13 @@ for i in $(seq "$RUNS"); do
     umount "$SNAP"
     sleep 0.2
 done | median | xargs -I{} echo "mount of a snapshot (10 GiB, $COUNT checkpoints): {} ms (median of $RUNS)"
-"$BIN/pagelog-fsck" -n "$IMG" > /dev/null && echo "fsck: clean"
+for i in $(seq "$RUNS"); do
+    t0=$(now); "$BIN/pagelog-fsck" --fast -q "$IMG"; t1=$(now); ms "$t0" "$t1"
+done | median | xargs -I{} echo "fsck --fast (10 GiB, $COUNT checkpoints): {} ms (median of $RUNS)"
+t0=$(now)
+"$BIN/pagelog-fsck" -q "$IMG"
+t1=$(now)
+echo "fsck, full check, clean (10 GiB, $COUNT checkpoints, each snapshot's tree walked): $(ms "$t0" "$t1") ms"
 
 # diff: a second image with the 100,000-file tree, two snapshots 100
 # changed files apart.
