@@ -171,7 +171,7 @@ pub struct StatFs {
 /// A mounted filesystem.
 #[derive(Debug)]
 pub struct Filesystem {
-    store: Store,
+    pub(crate) store: Store,
     opts: MountOptions,
     opens: HashMap<Ino, u32>,
     lookups: HashMap<Ino, u64>,

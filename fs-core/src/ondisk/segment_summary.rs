@@ -16,6 +16,10 @@ pub const ENTRY_SIZE: usize = 40;
 /// Payload pages one summary page can describe.
 pub const MAX_ENTRIES: usize = (PAGE_SIZE - HEADER_SIZE) / ENTRY_SIZE;
 
+/// Pages one stored unit may take: a compressed cluster of at most 16
+/// pages is never stored in more.
+pub const MAX_UNIT_PAGES: u64 = 16;
+
 /// Byte offsets of the header fields.
 pub mod off {
     pub const MAGIC: usize = 0;
@@ -96,7 +100,8 @@ pub struct Entry {
     pub flags: u8,
     /// Transform chain that produced the stored bytes.
     pub transform: TransformId,
-    /// Stored bytes (4096 for a raw page).
+    /// Stored bytes (4096 for a raw page): the unit takes as many whole
+    /// pages as they need, and the rest of its last page is zero.
     pub stored_len: u32,
     /// Owner (inode, table id), see [`PageKind`].
     pub owner: u64,
@@ -111,6 +116,11 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// Pages the unit takes.
+    pub fn pages(&self) -> u64 {
+        unit_pages(self.stored_len as usize)
+    }
+
     /// A raw (untransformed) page.
     pub fn raw(kind: PageKind, owner: u64, index: u64) -> Entry {
         Entry {
@@ -132,6 +142,11 @@ impl Entry {
             ..Entry::raw(kind, owner, index)
         }
     }
+}
+
+/// Pages a unit of `len` stored bytes takes.
+pub fn unit_pages(len: usize) -> u64 {
+    (len.div_ceil(PAGE_SIZE) as u64).max(1)
 }
 
 /// The decoded summary of one record.
@@ -159,7 +174,25 @@ pub struct Summary {
 impl Summary {
     /// Pages the record occupies: summary, tag pages and payload.
     pub fn record_pages(&self) -> u64 {
-        1 + u64::from(self.tag_pages) + self.entries.len() as u64
+        1 + u64::from(self.tag_pages) + self.payload_pages()
+    }
+
+    /// Payload pages: every unit's, in entry order.
+    pub fn payload_pages(&self) -> u64 {
+        self.entries.iter().map(Entry::pages).sum()
+    }
+
+    /// Each entry with the offset of its unit's first page from the start
+    /// of the record (the summary page is offset 0). The one place that
+    /// says where a unit is in its record: recovery, the cleaner and the
+    /// checker all read records through it.
+    pub fn units(&self) -> impl Iterator<Item = (u64, &Entry)> {
+        let mut at = 1 + u64::from(self.tag_pages);
+        self.entries.iter().map(move |e| {
+            let off = at;
+            at += e.pages();
+            (off, e)
+        })
     }
 
     /// True when the record ends with a checkpoint page.
@@ -223,7 +256,14 @@ impl Summary {
                 kind,
                 flags: r.u8(base + entry_off::FLAGS)?,
                 transform: TransformId(r.u16(base + entry_off::TRANSFORM)?),
-                stored_len: r.u32(base + entry_off::STORED_LEN)?,
+                stored_len: {
+                    let len = r.u32(base + entry_off::STORED_LEN)?;
+                    r.check(
+                        len > 0 && unit_pages(len as usize) <= MAX_UNIT_PAGES,
+                        || format!("entry {i} stores {len} bytes (1 to {MAX_UNIT_PAGES} pages)"),
+                    )?;
+                    len
+                },
                 owner: r.u64(base + entry_off::OWNER)?,
                 index: r.u64(base + entry_off::INDEX)?,
                 crc: r.u32(base + entry_off::CRC)?,
@@ -245,7 +285,7 @@ impl Summary {
 
 /// Walks the record chain of one segment of `pps` pages from its first page:
 /// `summary_at(offset)` reads the page at a record start and says what
-/// summary, if any, it holds; `each(offset, entry)` sees every payload page
+/// summary, if any, it holds; `each(offset, entry)` sees every unit (at its first page)
 /// described. The chain ends at the first page that is not a valid summary
 /// of this filesystem (`fs_id`), at a record that would overrun the
 /// segment, or where sequence numbers stop growing or checkpoint numbers
@@ -267,13 +307,12 @@ pub fn walk_segment(
         if s.fs_id != fs_id || stale {
             break;
         }
-        let first = off + 1 + u64::from(s.tag_pages);
-        let next = first + s.entries.len() as u64;
+        let next = off + s.record_pages();
         if next > u64::from(pps) {
             break;
         }
-        for (i, e) in s.entries.iter().enumerate() {
-            each(first + i as u64, e);
+        for (at, e) in s.units() {
+            each(off + at, e);
         }
         last = Some((s.seq, s.checkpoint_no));
         off = next;

@@ -357,7 +357,7 @@ impl NodeCache {
                 continue;
             };
             let page = c.node.encode(building);
-            let (vpn, crc) = life.write_unit(log, (PageKind::Node, ino.0, nid.0), &page)?;
+            let (vpn, crc) = life.write_unit(log, (PageKind::Node, ino.0, nid.0), &page[..])?;
             c.dirty = false;
             self.dirty -= 1;
             if std::mem::take(&mut c.fresh) {

@@ -160,7 +160,7 @@ impl Store {
                 let (bytes, _) = page.encode();
                 let mut life = life!(self, dev, building);
                 let (vpn, crc) =
-                    life.write_unit(&mut self.log, (PageKind::Deadlist, no.0, 0), &bytes)?;
+                    life.write_unit(&mut self.log, (PageKind::Deadlist, no.0, 0), &bytes[..])?;
                 rec.dead_head = vpn;
                 rec.dead_crc = crc;
                 rec.dead_entries += chunk.len() as u64;

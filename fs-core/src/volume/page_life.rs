@@ -22,9 +22,8 @@ use crate::device::BlockDevice;
 use crate::error::{Error, Result};
 use crate::history::History;
 use crate::ids::{CheckpointNo, PageAddr, Vpn};
-use crate::layout::Page;
 use crate::page_table::{PageTable, PatEntry};
-use crate::segment_summary::{Entry, PageKind};
+use crate::segment_summary::{unit_pages, Entry, PageKind};
 use crate::segment_usage::SegmentUsage;
 use crate::segment_writer::SegmentWriter;
 
@@ -74,20 +73,25 @@ impl<'a> PageLife<'a> {
         }
     }
 
-    /// Writes `page` as a new unit through `log`, described by (`kind`,
+    /// Writes `bytes` as a new unit through `log`, described by (`kind`,
     /// `owner`, `index`) in its record's summary: the unit takes a vpn,
-    /// born now. Returns the vpn and the page's checksum.
+    /// born now, and as many pages as the bytes need. Returns the vpn and
+    /// the stored bytes' checksum.
     pub fn write_unit(
         &mut self,
         log: &mut SegmentWriter,
         (kind, owner, index): (PageKind, u64, u64),
-        page: &Page,
+        bytes: &[u8],
     ) -> Result<(Vpn, u32)> {
         let vpn = self.pat.alloc(self.dev)?;
-        let addr = log.alloc(self.dev, self.sut, None)?;
-        let crc = log.fill(addr, Entry::unit(kind, owner, index, vpn), page)?;
-        self.pat
-            .set(self.dev, vpn, PatEntry::raw(addr, self.building))?;
+        let pages = unit_pages(bytes.len());
+        let addr = log.alloc(self.dev, self.sut, pages, None)?;
+        let crc = log.fill(addr, Entry::unit(kind, owner, index, vpn), bytes)?;
+        let entry = PatEntry {
+            pages: pages as u8,
+            ..PatEntry::raw(addr, self.building)
+        };
+        self.pat.set(self.dev, vpn, entry)?;
         if self.history.origin_held {
             self.history.own += 1;
         }
@@ -135,7 +139,16 @@ impl<'a> PageLife<'a> {
 
     fn free_entry(&mut self, vpn: Vpn, e: PatEntry) -> Result<()> {
         self.pat.release(self.dev, vpn)?;
-        self.sut.remove_live(self.dev, e.addr, self.building)
+        self.let_go(e)
+    }
+
+    /// Every page of the unit `e` describes is dead (where it was).
+    fn let_go(&mut self, e: PatEntry) -> Result<()> {
+        for i in 0..u64::from(e.pages) {
+            self.sut
+                .remove_live(self.dev, e.addr.offset(i), self.building)?;
+        }
+        Ok(())
     }
 
     /// The root's retained past.
@@ -143,11 +156,12 @@ impl<'a> PageLife<'a> {
         self.history
     }
 
-    /// The cleaner copied unit `vpn` from `from` to `to` (a page the log
-    /// writer has counted): the unit keeps its vpn and birth.
+    /// The cleaner copied unit `vpn` from `from` to `to` (pages the log
+    /// writer has counted): the unit keeps its vpn, birth and everything
+    /// else its entry says.
     pub fn moved(&mut self, vpn: Vpn, from: PatEntry, to: PageAddr) -> Result<()> {
         self.pat.set(self.dev, vpn, PatEntry { addr: to, ..from })?;
-        self.sut.remove_live(self.dev, from.addr, self.building)
+        self.let_go(from)
     }
 
     /// The physically addressed page at `addr` (a page of a current-only

@@ -144,11 +144,24 @@ impl PageTable {
         let raw = self.lock().get(dev, vpn.0)?;
         let Some(raw) = raw else { return Ok(None) };
         let e = PatEntry::decode(&raw);
-        if !self.geo.contains(e.addr) {
+        let last = e.addr.offset(u64::from(e.pages).saturating_sub(1));
+        if !self.geo.contains(e.addr) || !self.geo.contains(last) {
             return Err(Error::corrupt(
                 format!("unit {vpn}"),
                 e.addr,
                 "the page address table puts it outside the segment area",
+            ));
+        }
+        let max = crate::segment_summary::MAX_UNIT_PAGES;
+        let split = self.geo.segment_of(e.addr) != self.geo.segment_of(last);
+        if e.pages == 0 || u64::from(e.pages) > max || split {
+            return Err(Error::corrupt(
+                format!("unit {vpn}"),
+                e.addr,
+                format!(
+                    "the page address table gives it {} pages (1 to {max}, in one segment)",
+                    e.pages
+                ),
             ));
         }
         Ok(Some(e))

@@ -9,7 +9,7 @@ use crate::device::BlockDevice;
 use crate::error::{Error, Result};
 use crate::ids::{PageAddr, SegmentNo};
 use crate::layout::{zero_page, Geometry, PAGE_SIZE};
-use crate::segment_summary::{PageKind, Summary};
+use crate::segment_summary::{Entry, PageKind, Summary};
 use crate::segment_writer::record_fits;
 use crate::superblock::{Superblock, COPIES};
 
@@ -229,7 +229,7 @@ fn walk(
         if summary.seq != expect || summary.fs_id != sb.hash_seed {
             break;
         }
-        let n = summary.entries.len() as u64 + u64::from(summary.tag_pages);
+        let n = summary.record_pages() - 1;
         if n == 0 || off + 1 + n > pps || summary.next_segment.0 >= geo.segment_count {
             break;
         }
@@ -237,17 +237,14 @@ fn walk(
         let payload = &mut buf[..];
         dev.read(addr.offset(1), payload)?;
         pages += 1 + n;
-        let body = &payload[usize::from(summary.tag_pages) * PAGE_SIZE..];
         let intact = summary
-            .entries
-            .iter()
-            .zip(body.chunks_exact(PAGE_SIZE))
-            .all(|(e, p)| crc32(p) == e.crc);
+            .units()
+            .all(|(at, e)| crc32(stored(payload, at, e)) == e.crc);
         if !intact {
             break;
         }
         if summary.is_checkpoint() {
-            match checkpoint_in(&summary, body, addr, &best, &geo)? {
+            match checkpoint_in(&summary, payload, addr, &best, &geo)? {
                 Found::Next(cp, at) => (best, best_addr) = (*cp, at),
                 Found::Refused(e) => {
                     rejected.push(format!(
@@ -289,26 +286,29 @@ enum Found {
     Refused(Error),
 }
 
+/// The stored bytes of the unit at offset `at` of a record whose pages
+/// after the summary are `payload` (the caller read `record_pages() - 1`).
+fn stored<'p>(payload: &'p [u8], at: u64, e: &Entry) -> &'p [u8] {
+    let from = (at as usize - 1) * PAGE_SIZE;
+    &payload[from..from + e.stored_len as usize]
+}
+
 /// The checkpoint carried by a record, if it is the successor of `best`.
 fn checkpoint_in(
     summary: &Summary,
-    body: &[u8],
+    payload: &[u8],
     rec: PageAddr,
     best: &Checkpoint,
     geo: &Geometry,
 ) -> Result<Found> {
-    let Some(i) = summary
-        .entries
-        .iter()
-        .position(|e| e.kind == PageKind::Checkpoint)
+    let Some((at, e)) = summary
+        .units()
+        .find(|(_, e)| e.kind == PageKind::Checkpoint)
     else {
         return Ok(Found::Nothing);
     };
-    let addr = rec.offset(1 + u64::from(summary.tag_pages) + i as u64);
-    let page = body
-        .get(i * PAGE_SIZE..(i + 1) * PAGE_SIZE)
-        .ok_or_else(|| Error::corrupt("log record", rec, "short payload"))?;
-    let Ok(cp) = Checkpoint::decode(page, addr) else {
+    let addr = rec.offset(at);
+    let Ok(cp) = Checkpoint::decode(stored(payload, at, e), addr) else {
         return Ok(Found::Nothing);
     };
     if cp.no.0 != best.no.0 + 1 || cp.record_seq != summary.seq || cp.fs_id != best.fs_id {

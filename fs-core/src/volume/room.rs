@@ -133,7 +133,10 @@ pub fn log_pages(payload: u64) -> u64 {
 /// pages, when `remaining` pages are left in its current segment. A record
 /// never spans two segments, so each segment boundary may cost a summary
 /// page more and leave one page unused at the end of the segment it left:
-/// each new segment is counted as `pps - 2` pages. (The head already holds
+/// each new segment is counted as `pps - 2` pages. (Every unit written
+/// today is one page; a unit of `n` pages, which a record closes early
+/// for, may leave `n` pages unused instead of one, and the bound must grow
+/// with the largest unit before compressed clusters are written.) (The head already holds
 /// the segment after its current one; each move on takes one free segment
 /// to hold next, so the count of free segments taken equals the moves.)
 pub fn segments_for(payload: u64, remaining: u64, pps: u32) -> u64 {

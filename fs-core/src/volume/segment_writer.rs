@@ -1,6 +1,7 @@
-//! The segment writer: hands out page addresses at the head of the log and
-//! packs pages into log records (a summary page, then up to 100 payload
-//! pages), written once every slot is filled.
+//! The segment writer: hands out room for stored units at the head of the
+//! log and packs them into log records (a summary page, then up to 100
+//! units of 1 to 16 pages each), written once every slot is filled. A
+//! unit never spans a record or a segment: a record closes early instead.
 //!
 //! Addresses are handed out strictly in order, so a file written in one go
 //! lands contiguously (delayed allocation chooses the order). Slots can be
@@ -10,8 +11,10 @@
 use crate::device::BlockDevice;
 use crate::error::{Error, Result};
 use crate::ids::{CheckpointNo, PageAddr, SegmentNo};
-use crate::layout::{Geometry, Page, PAGE_SIZE};
-use crate::segment_summary::{Entry, Summary, FLAG_CHECKPOINT, MAX_ENTRIES};
+use crate::layout::{Geometry, PAGE_SIZE};
+use crate::segment_summary::{
+    unit_pages, Entry, Summary, FLAG_CHECKPOINT, MAX_ENTRIES, MAX_UNIT_PAGES,
+};
 use crate::segment_usage::SegmentUsage;
 
 /// A record being assembled.
@@ -21,6 +24,8 @@ struct Record {
     seq: u64,
     next_segment: SegmentNo,
     entries: Vec<Option<Entry>>,
+    /// Each slot's first page (offset from `start`) and its pages.
+    slots: Vec<(u64, u64)>,
     /// Summary page followed by the payload pages.
     buf: Vec<u8>,
     flags: u16,
@@ -29,6 +34,12 @@ struct Record {
 impl Record {
     fn is_complete(&self) -> bool {
         self.entries.iter().all(Option::is_some)
+    }
+
+    /// The slot whose unit starts at `addr`.
+    fn slot_at(&self, addr: PageAddr) -> Option<usize> {
+        let off = addr.0.checked_sub(self.start.0)?;
+        self.slots.binary_search_by_key(&off, |s| s.0).ok()
     }
 }
 
@@ -127,69 +138,109 @@ impl SegmentWriter {
         u64::from(self.geo.pages_per_segment).saturating_sub(self.pos.offset)
     }
 
-    /// Hands out the next payload page address and counts it live. The slot
-    /// is filled now when `fill` is given, or later with [`SegmentWriter::fill`].
+    /// Hands out room for the next unit, `pages` pages, and counts them
+    /// live; returns its first page's address. The slot is filled now when
+    /// `fill` is given, or later with [`SegmentWriter::fill`].
     pub fn alloc(
         &mut self,
         dev: &dyn BlockDevice,
         sut: &mut SegmentUsage,
-        fill: Option<(Entry, &Page)>,
+        pages: u64,
+        fill: Option<(Entry, &[u8])>,
     ) -> Result<PageAddr> {
+        if !(1..=MAX_UNIT_PAGES).contains(&pages) {
+            return Err(Error::corrupt(
+                "log",
+                PageAddr::NONE,
+                format!("a unit of {pages} pages (1 to {MAX_UNIT_PAGES})"),
+            ));
+        }
+        let pps = u64::from(self.geo.pages_per_segment);
         if self
             .open
             .as_ref()
-            .is_some_and(|r| r.entries.len() >= MAX_ENTRIES)
+            .is_some_and(|r| r.entries.len() >= MAX_ENTRIES || self.pos.offset + pages > pps)
         {
             self.close_open(dev)?;
         }
         if self.open.is_none() {
-            self.open_record(dev, sut)?;
+            self.open_record(dev, sut, pages)?;
         }
         let rec = self
             .open
             .as_mut()
             .ok_or_else(|| Error::corrupt("log", PageAddr::NONE, "no open record"))?;
-        let slot = rec.entries.len();
-        let addr = rec.start.offset(1 + slot as u64);
+        let off = (rec.buf.len() / PAGE_SIZE) as u64;
+        let addr = rec.start.offset(off);
         rec.entries.push(None);
-        rec.buf.resize((2 + slot) * PAGE_SIZE, 0);
-        self.pos.offset += 1;
-        self.allocated += 1;
+        rec.slots.push((off, pages));
+        rec.buf.resize((off + pages) as usize * PAGE_SIZE, 0);
+        self.pos.offset += pages;
+        self.allocated += pages;
         let age = self.age.unwrap_or(self.time_ns / 1_000_000_000);
-        sut.add_live(dev, addr, age)?;
-        if let Some((entry, page)) = fill {
-            self.fill(addr, entry, page)?;
+        for i in 0..pages {
+            sut.add_live(dev, addr.offset(i), age)?;
         }
-        if self.pos.offset >= u64::from(self.geo.pages_per_segment) {
+        if let Some((entry, bytes)) = fill {
+            self.fill(addr, entry, bytes)?;
+        }
+        if self.pos.offset >= pps {
             // The segment is full: close so that the next alloc moves on.
             self.close_open(dev)?;
         }
         Ok(addr)
     }
 
-    /// Fills a slot handed out by [`SegmentWriter::alloc`]; returns the
-    /// page's checksum.
-    pub fn fill(&mut self, addr: PageAddr, mut entry: Entry, page: &Page) -> Result<u32> {
-        entry.crc = crate::codec::crc32(page);
-        let crc = entry.crc;
+    /// Fills a slot handed out by [`SegmentWriter::alloc`] with the unit's
+    /// stored bytes (at most the pages handed out; the rest of the last
+    /// page stays zero), recording their length and checksum in `entry`;
+    /// returns the checksum.
+    pub fn fill(&mut self, addr: PageAddr, mut entry: Entry, bytes: &[u8]) -> Result<u32> {
         let rec = self
             .open
             .iter_mut()
             .chain(self.closed.iter_mut())
-            .find(|r| addr > r.start && addr.0 <= r.start.0 + r.entries.len() as u64)
+            .find(|r| addr > r.start && addr.0 < r.start.0 + (r.buf.len() / PAGE_SIZE) as u64)
             .ok_or_else(|| Error::corrupt("log", addr, "fill of a slot that was not handed out"))?;
-        let slot = (addr.0 - rec.start.0 - 1) as usize;
+        let slot = rec
+            .slot_at(addr)
+            .ok_or_else(|| Error::corrupt("log", addr, "fill inside a unit, not at its start"))?;
+        let (off, pages) = rec.slots[slot];
+        if bytes.is_empty() || unit_pages(bytes.len()) > pages {
+            return Err(Error::corrupt(
+                "log",
+                addr,
+                format!("{} bytes do not fit a slot of {pages} pages", bytes.len()),
+            ));
+        }
+        entry.stored_len = bytes.len() as u32;
+        entry.crc = crate::codec::crc32(bytes);
         if entry.kind == crate::segment_summary::PageKind::Checkpoint {
             rec.flags |= FLAG_CHECKPOINT;
         }
         rec.entries[slot] = Some(entry);
-        let at = (1 + slot) * PAGE_SIZE;
-        rec.buf[at..at + PAGE_SIZE].copy_from_slice(page);
-        Ok(crc)
+        let at = off as usize * PAGE_SIZE;
+        rec.buf[at..at + bytes.len()].copy_from_slice(bytes);
+        Ok(entry.crc)
     }
 
-    fn open_record(&mut self, dev: &dyn BlockDevice, sut: &mut SegmentUsage) -> Result<()> {
-        if !record_fits(self.pos.offset, self.geo.pages_per_segment) {
+    /// Opens a record whose first unit takes `pages` pages, in the next
+    /// segment if this one has no room for the summary and that unit.
+    fn open_record(
+        &mut self,
+        dev: &dyn BlockDevice,
+        sut: &mut SegmentUsage,
+        pages: u64,
+    ) -> Result<()> {
+        let pps = u64::from(self.geo.pages_per_segment);
+        if self.pos.offset + 1 + pages > pps {
+            if 1 + pages > pps {
+                return Err(Error::corrupt(
+                    "log",
+                    PageAddr::NONE,
+                    format!("a unit of {pages} pages does not fit a segment of {pps}"),
+                ));
+            }
             self.advance_segment(dev, sut)?;
         }
         let start = self
@@ -201,7 +252,9 @@ impl SegmentWriter {
             seq: self.pos.next_seq,
             next_segment: self.pos.next_segment,
             entries: Vec::with_capacity(MAX_ENTRIES),
-            buf: Vec::with_capacity(PAGE_SIZE * (MAX_ENTRIES + 1)),
+            slots: Vec::with_capacity(MAX_ENTRIES),
+            // The summary page, encoded when the record is written.
+            buf: vec![0u8; PAGE_SIZE],
             flags: 0,
         });
         self.pos.next_seq += 1;

@@ -576,7 +576,7 @@ impl Store {
         self.log.fill(
             cp_slot,
             Entry::raw(PageKind::Checkpoint, 0, building.0),
-            &cp.encode(),
+            &cp.encode()[..],
         )?;
         self.log.finish(dev)?;
         // The bound of `room.rs` is what keeps every commit possible:
@@ -695,7 +695,7 @@ impl Store {
             for (idx, page) in pages {
                 let mut life = life!(self, dev, building);
                 let (vpn, crc) =
-                    life.write_unit(&mut self.log, (PageKind::Data, ino.0, idx), &page)?;
+                    life.write_unit(&mut self.log, (PageKind::Data, ino.0, idx), &page[..])?;
                 let old = file_map::set(
                     &mut self.root.cache,
                     dev,
@@ -751,7 +751,7 @@ impl Store {
                 break;
             }
             while slots.len() < need {
-                slots.push(self.log.alloc(dev, &mut self.sut, None)?);
+                slots.push(self.log.alloc(dev, &mut self.sut, 1, None)?);
             }
         }
         let cp_slot = slots
