@@ -76,6 +76,9 @@ pub struct Units {
     /// a clone (for a root's node table, or another root's scan) costs
     /// nothing.
     addrs: Arc<Vec<PageAddr>>,
+    /// Pages of each unit that takes more than one, by vpn (few: only
+    /// compressed clusters do).
+    long: Arc<FxHashMap<Vpn, u64>>,
 }
 
 impl Units {
@@ -85,6 +88,12 @@ impl Units {
             .get(vpn.0 as usize)
             .copied()
             .filter(|a| !a.is_none())
+    }
+
+    /// Where unit `vpn` is and how many pages it takes, if it is in use.
+    pub fn unit(&self, vpn: Vpn) -> Option<(PageAddr, u64)> {
+        let pages = self.long.get(&vpn).copied().unwrap_or(1);
+        self.get(vpn).map(|a| (a, pages))
     }
 
     /// Every unit in use, by vpn.
@@ -242,6 +251,7 @@ pub fn table_name(id: TableId) -> &'static str {
 fn units(dev: &dyn BlockDevice, cp: &Checkpoint, scan: &mut Scan, findings: &mut Vec<Finding>) {
     let watermark = cp.pat_watermark.0;
     let mut addrs = vec![PageAddr::NONE; watermark as usize];
+    let mut long = FxHashMap::default();
     let mut above = 0u64;
     let table = MetaTable::new(TableId::PageAddress, cp.pat_root, 0);
     walk_table(
@@ -254,9 +264,13 @@ fn units(dev: &dyn BlockDevice, cp: &Checkpoint, scan: &mut Scan, findings: &mut
             if !crate::id_table::is_used(&e) {
                 return;
             }
+            let e = PatEntry::decode(&e);
             match addrs.get_mut(i as usize) {
-                Some(a) => *a = PatEntry::decode(&e).addr,
+                Some(a) => *a = e.addr,
                 None => above += 1,
+            }
+            if e.pages > 1 {
+                long.insert(Vpn(i), u64::from(e.pages));
             }
         },
     );
@@ -267,6 +281,7 @@ fn units(dev: &dyn BlockDevice, cp: &Checkpoint, scan: &mut Scan, findings: &mut
     }
     scan.units = Units {
         addrs: Arc::new(addrs),
+        long: Arc::new(long),
     };
 }
 

@@ -24,6 +24,21 @@ use crate::layout::Geometry;
 pub trait PageSink {
     /// `addr` is used for `used`.
     fn page(&mut self, addr: PageAddr, used: Use);
+
+    /// The unit of `pages` pages at `addr` is used for `used`: its first
+    /// page, and each page after it as part of it.
+    fn unit(&mut self, addr: PageAddr, pages: u64, used: Use) {
+        self.page(addr, used);
+        for i in 1..pages {
+            self.page(
+                addr.offset(i),
+                Use::Rest {
+                    first: addr,
+                    nth: i,
+                },
+            );
+        }
+    }
 }
 
 /// What one segment holds, as the references say.
@@ -180,8 +195,8 @@ pub fn metadata_pages(scan: &Scan, cp_addr: PageAddr, sink: &mut dyn PageSink) {
         sink.page(a, Use::Table);
     }
     for &vpn in &scan.held {
-        if let Some(addr) = scan.units.get(vpn) {
-            sink.page(addr, Use::Held(vpn));
+        if let Some((addr, pages)) = scan.units.unit(vpn) {
+            sink.unit(addr, pages, Use::Held(vpn));
         }
     }
     for &(a, no) in &scan.deadlist_pages {

@@ -52,6 +52,16 @@ fn entry_digest(off: u64, e: &Entry) -> u64 {
     digest(off, e.kind, e.owner, e.index, e.crc)
 }
 
+/// The digest of the page at `off`, a later page of the unit whose first
+/// page is at `first` (same segment).
+fn rest_digest(off: u64, first: u64) -> u64 {
+    let mut b = [0u8; 17];
+    b[0] = 0xff;
+    b[1..9].copy_from_slice(&off.to_le_bytes());
+    b[9..17].copy_from_slice(&first.to_le_bytes());
+    xxh3_64(&b) | 1
+}
+
 /// The digest a right entry for `used` at `off` has; `None` when it cannot
 /// be known (a node that failed to decode, reported already).
 pub fn expected(scan: &Scan, off: u64, used: Use) -> Option<u64> {
@@ -65,6 +75,7 @@ pub fn expected(scan: &Scan, off: u64, used: Use) -> Option<u64> {
         Use::Table => digest(off, PageKind::Table, 0, 0, 0),
         Use::Checkpoint => digest(off, PageKind::Checkpoint, 0, 0, 0),
         Use::Deadlist(_) => digest(off, PageKind::Deadlist, 0, 0, 0),
+        Use::Rest { nth, .. } => rest_digest(off, off.checked_sub(nth)?),
         // What a held unit was (data, a node) is not known without walking
         // the checkpoint that holds it.
         Use::Held(_) => return None,
@@ -111,6 +122,11 @@ fn read_chain(dev: &dyn BlockDevice, log: &Segments, seg: SegmentNo) -> Chain {
     walk(dev, log, seg, &mut chain, &mut |off, e| {
         if let Some(d) = digests.get_mut(off as usize) {
             *d = entry_digest(off, e);
+        }
+        for rest in off + 1..off + e.pages() {
+            if let Some(d) = digests.get_mut(rest as usize) {
+                *d = rest_digest(rest, off);
+            }
         }
     });
     chain.digests = digests;

@@ -15,7 +15,7 @@ use crate::dir_index::base_key;
 use crate::dir_node::DirEntry;
 use crate::file_map::{slot_base, span, SLOT_LEVELS};
 use crate::fs::{dtype_of, FLAG_ORPHAN};
-use crate::ids::{CheckpointNo, Ino, Nid, Vpn};
+use crate::ids::{CheckpointNo, Ino, Nid, PageAddr, Vpn};
 use crate::inode::Inode;
 use crate::node::{Node, NodeBody};
 
@@ -34,6 +34,8 @@ pub enum Use {
     Held(Vpn),
     /// A deadlist page of a retained checkpoint.
     Deadlist(CheckpointNo),
+    /// Page `nth` (from 1) of the unit whose first page is at `first`.
+    Rest { first: PageAddr, nth: u64 },
 }
 
 impl std::fmt::Display for Use {
@@ -45,6 +47,7 @@ impl std::fmt::Display for Use {
             Use::Checkpoint => write!(f, "the checkpoint"),
             Use::Held(vpn) => write!(f, "unit {vpn}, held by a retained checkpoint"),
             Use::Deadlist(no) => write!(f, "a deadlist page of checkpoint {no}"),
+            Use::Rest { first, nth } => write!(f, "page {nth} of the unit at {first}"),
         }
     }
 }
@@ -152,8 +155,8 @@ impl<'a> Walker<'a, '_> {
             self.tree.unwritten += 1;
         } else if p.is_stored() {
             self.tree.data_pages += 1;
-            match self.scan.units.get(p.vpn) {
-                Some(addr) => self.pages.page(addr, Use::Data(ino, idx, p.crc)),
+            match self.scan.units.unit(p.vpn) {
+                Some((addr, pages)) => self.pages.unit(addr, pages, Use::Data(ino, idx, p.crc)),
                 None => self.findings.push(
                     Finding::new(
                         Severity::Error,
