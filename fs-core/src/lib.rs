@@ -15,6 +15,7 @@ pub mod root;
 pub mod size;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod transform;
 pub mod volume;
 pub mod when;
 

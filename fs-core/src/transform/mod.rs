@@ -1,0 +1,192 @@
+//! The transform pipeline: stages that turn a unit's bytes into what is
+//! stored and back (compression today; see `docs/design-v4.md` for
+//! sealing and modules from outside).
+//!
+//! A [`Transform`] has a stable id, recorded in every chain that uses it,
+//! and a name; [`Registry`] builds one from its name and parameters
+//! (`zstd:3`) or from what an image records (id and parameter bytes). A
+//! [`Chain`] applies its stages in order on write and undoes them in
+//! reverse on read. Every stage fails with an error, never a panic, on
+//! any input: stored bytes come from the disk.
+
+mod zstd;
+
+use crate::error::{Error, Result};
+use crate::ids::PageAddr;
+
+pub use self::zstd::Zstd;
+
+/// A transform's stable id: recorded on disk, never reused for another
+/// transform. 1 to 127 are built in, 128 and up are modules'.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct StageId(pub u16);
+
+/// One stage of a chain.
+pub trait Transform: Send + Sync + std::fmt::Debug {
+    /// Its stable id.
+    fn id(&self) -> StageId;
+    /// Its name and parameters as an option spells them (`zstd:3`).
+    fn spec(&self) -> String;
+    /// Its parameters as the image records them.
+    fn params(&self) -> Vec<u8>;
+    /// Transforms `input`, appending to `out`.
+    fn apply(&self, input: &[u8], out: &mut Vec<u8>) -> Result<()>;
+    /// Undoes [`Transform::apply`]: appends to `out` what `stored` was made
+    /// from, which is at most `max_len` bytes; anything else is an error.
+    fn undo(&self, stored: &[u8], max_len: usize, out: &mut Vec<u8>) -> Result<()>;
+}
+
+/// Stages applied in order: what a unit's chain number stands for.
+#[derive(Debug, Default)]
+pub struct Chain {
+    stages: Vec<Box<dyn Transform>>,
+}
+
+impl Chain {
+    /// A chain of `stages`, applied in that order.
+    pub fn new(stages: Vec<Box<dyn Transform>>) -> Chain {
+        Chain { stages }
+    }
+
+    /// No stage: bytes are stored as they are.
+    pub fn is_raw(&self) -> bool {
+        self.stages.is_empty()
+    }
+
+    /// The stages, in the order they are applied.
+    pub fn stages(&self) -> &[Box<dyn Transform>] {
+        &self.stages
+    }
+
+    /// What the chain stores for `input`.
+    pub fn apply(&self, input: &[u8]) -> Result<Vec<u8>> {
+        let mut cur = input.to_vec();
+        for t in &self.stages {
+            let mut out = Vec::new();
+            t.apply(&cur, &mut out)?;
+            cur = out;
+        }
+        Ok(cur)
+    }
+
+    /// The `len` bytes `stored` was made from; an error naming `what` when
+    /// any stage fails or the result is not exactly `len` bytes long.
+    pub fn undo(&self, stored: &[u8], len: usize, what: &str) -> Result<Vec<u8>> {
+        let mut cur = stored.to_vec();
+        for t in self.stages.iter().rev() {
+            let mut out = Vec::new();
+            t.undo(&cur, len, &mut out)
+                .map_err(|e| undo_failed(what, t.as_ref(), e))?;
+            cur = out;
+        }
+        if cur.len() != len {
+            return Err(Error::corrupt(
+                what,
+                PageAddr::NONE,
+                format!(
+                    "undoing its transforms gives {} bytes, not {len}",
+                    cur.len()
+                ),
+            ));
+        }
+        Ok(cur)
+    }
+
+    /// The chain as an option spells it (`zstd:3`, stages joined by `+`;
+    /// `none` for the raw chain).
+    pub fn spec(&self) -> String {
+        if self.stages.is_empty() {
+            return "none".into();
+        }
+        let specs: Vec<String> = self.stages.iter().map(|t| t.spec()).collect();
+        specs.join("+")
+    }
+}
+
+fn undo_failed(what: &str, t: &dyn Transform, e: Error) -> Error {
+    let detail = match e {
+        Error::Corrupt { detail, .. } => detail,
+        other => other.to_string(),
+    };
+    Error::corrupt(what, PageAddr::NONE, format!("{}: {detail}", t.spec()))
+}
+
+/// The transforms this build knows, by name and by id.
+#[derive(Debug, Default)]
+pub struct Registry {}
+
+impl Registry {
+    /// The built-in transforms.
+    pub fn builtin() -> Registry {
+        Registry {}
+    }
+
+    /// The transform an option names (`zstd` or `zstd:LEVEL`).
+    pub fn parse(&self, spec: &str) -> Result<Box<dyn Transform>> {
+        let (name, arg) = spec.split_once(':').unwrap_or((spec, ""));
+        match name {
+            "zstd" => Ok(Box::new(Zstd::from_arg(arg)?)),
+            _ => Err(Error::Refused(format!(
+                "unknown transform '{name}' (built in: zstd)"
+            ))),
+        }
+    }
+
+    /// A chain an option names: stages joined by `+`, or `none`.
+    pub fn parse_chain(&self, spec: &str) -> Result<Chain> {
+        if spec == "none" || spec.is_empty() {
+            return Ok(Chain::default());
+        }
+        let stages = spec
+            .split('+')
+            .map(|s| self.parse(s))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Chain::new(stages))
+    }
+
+    /// The transform an image records: its id and parameter bytes. A
+    /// transform this build does not have is refused by id.
+    pub fn build(&self, id: StageId, params: &[u8]) -> Result<Box<dyn Transform>> {
+        match id {
+            Zstd::ID => Ok(Box::new(Zstd::from_params(params)?)),
+            StageId(n) => Err(Error::Unsupported(format!(
+                "transform id {n}, which this build does not have"
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chains_parse_apply_and_undo() {
+        let reg = Registry::builtin();
+        let chain = reg.parse_chain("zstd:3").expect("chain");
+        assert_eq!(chain.spec(), "zstd:3");
+        let data: Vec<u8> = b"pagelog ".iter().copied().cycle().take(16384).collect();
+        let stored = chain.apply(&data).expect("apply");
+        assert!(stored.len() < data.len() / 10, "{} bytes", stored.len());
+        assert_eq!(chain.undo(&stored, data.len(), "test").expect("undo"), data);
+        // The length the reader expects is checked.
+        assert!(chain.undo(&stored, data.len() - 1, "test").is_err());
+        assert!(chain.undo(&stored, data.len() + 1, "test").is_err());
+        // The raw chain stores what it is given.
+        let raw = reg.parse_chain("none").expect("none");
+        assert!(raw.is_raw());
+        assert_eq!(raw.apply(&data).expect("apply"), data);
+    }
+
+    #[test]
+    fn what_an_image_records_builds_the_same_transform() {
+        let reg = Registry::builtin();
+        let t = reg.parse("zstd:7").expect("zstd:7");
+        let again = reg.build(t.id(), &t.params()).expect("build");
+        assert_eq!(again.spec(), "zstd:7");
+        let err = reg.build(StageId(130), &[]).expect_err("unknown id");
+        assert!(err.to_string().contains("transform id 130"), "{err}");
+        let err = reg.parse("lz4").expect_err("unknown name");
+        assert!(err.to_string().contains("unknown transform 'lz4'"), "{err}");
+    }
+}
