@@ -128,6 +128,9 @@ fn serve(stream: UnixStream, owner: u32, ctx: &Context) {
     let allowed = peer_uid(&stream).is_some_and(|uid| uid == 0 || uid == owner);
     // A client that connects and says nothing does not keep a thread.
     let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(30)));
+    // Nor does one that stops reading a `cat` keep its view (and so its
+    // checkpoint) open.
+    let _ = stream.set_write_timeout(Some(std::time::Duration::from_secs(30)));
     let mut reader = BufReader::new(&stream);
     let mut line = String::new();
     let (answer, file) = if !allowed {

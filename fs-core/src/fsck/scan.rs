@@ -252,7 +252,7 @@ fn units(dev: &dyn BlockDevice, cp: &Checkpoint, scan: &mut Scan, findings: &mut
     let watermark = cp.pat_watermark.0;
     let mut addrs = vec![PageAddr::NONE; watermark as usize];
     let mut long = FxHashMap::default();
-    let mut above = 0u64;
+    let (mut above, mut misshapen) = (0u64, Vec::new());
     let table = MetaTable::new(TableId::PageAddress, cp.pat_root, 0);
     walk_table(
         dev,
@@ -269,11 +269,22 @@ fn units(dev: &dyn BlockDevice, cp: &Checkpoint, scan: &mut Scan, findings: &mut
                 Some(a) => *a = e.addr,
                 None => above += 1,
             }
-            if e.pages > 1 {
+            // (A unit past its segment's end is found by the recount: its
+            // later pages land in another segment's tally.)
+            if e.pages == 0 || u64::from(e.pages) > crate::segment_summary::MAX_UNIT_PAGES {
+                misshapen.push((Vpn(i), e));
+            } else if e.pages > 1 {
                 long.insert(Vpn(i), u64::from(e.pages));
             }
         },
     );
+    for (vpn, e) in misshapen {
+        let msg = format!(
+            "unit {vpn} takes {} pages from {} (1 to 16)",
+            e.pages, e.addr
+        );
+        findings.push(Finding::new(Severity::Error, Kind::AddressOutOfRange, msg).addr(e.addr));
+    }
     if above > 0 {
         let msg =
             format!("{above} units in use at or above the checkpoint's pat_watermark {watermark}");

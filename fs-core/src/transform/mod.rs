@@ -16,6 +16,11 @@ use crate::ids::PageAddr;
 
 pub use self::zstd::Zstd;
 
+/// What a stage inside a chain may undo to at most: twice the largest
+/// unit, room for any stage's overhead on what it could not shrink.
+pub const INNER_MAX: usize =
+    2 * crate::segment_summary::MAX_UNIT_PAGES as usize * crate::layout::PAGE_SIZE;
+
 /// A transform's stable id: recorded on disk, never reused for another
 /// transform. 1 to 127 are built in, 128 and up are modules'.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -70,12 +75,16 @@ impl Chain {
     }
 
     /// The `len` bytes `stored` was made from; an error naming `what` when
-    /// any stage fails or the result is not exactly `len` bytes long.
+    /// any stage fails or the result is not exactly `len` bytes long. A
+    /// stage inside the chain may have made more than `len` bytes (zstd
+    /// over what does not compress), so only the first stage applied is
+    /// held to `len`; the others to [`INNER_MAX`].
     pub fn undo(&self, stored: &[u8], len: usize, what: &str) -> Result<Vec<u8>> {
         let mut cur = stored.to_vec();
-        for t in self.stages.iter().rev() {
+        for (i, t) in self.stages.iter().enumerate().rev() {
+            let bound = if i == 0 { len } else { INNER_MAX.max(len) };
             let mut out = Vec::new();
-            t.undo(&cur, len, &mut out)
+            t.undo(&cur, bound, &mut out)
                 .map_err(|e| undo_failed(what, t.as_ref(), e))?;
             cur = out;
         }
@@ -172,6 +181,16 @@ mod tests {
         // The length the reader expects is checked.
         assert!(chain.undo(&stored, data.len() - 1, "test").is_err());
         assert!(chain.undo(&stored, data.len() + 1, "test").is_err());
+        // Two stages: the inner one grew what it could not shrink.
+        let noise: Vec<u8> = (0..16384u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        let twice = reg.parse_chain("zstd:1+zstd:1").expect("two stages");
+        let stored = twice.apply(&noise).expect("apply");
+        assert_eq!(
+            twice.undo(&stored, noise.len(), "test").expect("undo"),
+            noise
+        );
         // The raw chain stores what it is given.
         let raw = reg.parse_chain("none").expect("none");
         assert!(raw.is_raw());

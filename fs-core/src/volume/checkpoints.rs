@@ -261,7 +261,7 @@ impl Store {
     fn keep_history_share(&mut self) -> Result<()> {
         let share = u64::from(self.retention.history_percent.min(100));
         // Pruning moves pages from "held" to "dead"; both count as free.
-        let budget = self.free_pages() / 100 * share;
+        let budget = self.free_pages().saturating_mul(share) / 100;
         while self.held_by_plain() > budget {
             let Some(no) = self.oldest_plain() else { break };
             log::debug!("plain checkpoints hold more than {share}% of the free room: pruning {no}");

@@ -579,6 +579,18 @@ impl Store {
             let Some(here) = self.pat.lookup(dev, e.vpn)?.filter(|p| p.addr == addr) else {
                 return Ok(None);
             };
+            if u64::from(here.pages) != e.pages() {
+                // Moving it would copy one length and free another.
+                return Err(Error::corrupt(
+                    format!("unit {}", e.vpn),
+                    addr,
+                    format!(
+                        "the page address table gives it {} pages, its summary {}",
+                        here.pages,
+                        e.pages()
+                    ),
+                ));
+            }
             if here.birth > self.root.history.last {
                 if let Some(u) = self.rewritable(dev, e)? {
                     return Ok(Some(u));
@@ -839,6 +851,27 @@ mod tests {
         at
     }
 
+    /// Writes a unit of `n` pages (its last page partly used when `n` is not
+    /// a multiple of 3) for each `n` in `sizes`, born in `building`.
+    fn write_units(
+        s: &mut Store,
+        sizes: &[usize],
+        building: CheckpointNo,
+    ) -> Vec<(Vpn, u32, Vec<u8>)> {
+        let d = s.dev.clone();
+        let mut units = Vec::new();
+        for (i, &n) in sizes.iter().enumerate() {
+            let len = n * PAGE_SIZE - 100 * (n % 3);
+            let bytes: Vec<u8> = (0..len).map(|b| (b * 7 + n + i) as u8).collect();
+            let mut life = life!(s, &*d, building);
+            let (vpn, crc) = life
+                .write_unit(&mut s.log, (PageKind::Deadlist, 0, n as u64), &bytes)
+                .expect("write");
+            units.push((vpn, crc, bytes));
+        }
+        units
+    }
+
     /// Units of 1 to 16 pages (a last page partly used, or whole): written
     /// in one go, then held by a snapshot alone (so that nothing but the
     /// deadlist reaches them), found again by recovery after a crash, and
@@ -856,31 +889,37 @@ mod tests {
         let s = &mut fs.store;
         let building = s.building();
         let d = s.dev.clone();
-        let mut units = Vec::new();
-        for n in 1..=16usize {
-            let len = n * PAGE_SIZE - 100 * (n % 3);
-            let bytes: Vec<u8> = (0..len).map(|i| (i * 7 + n) as u8).collect();
-            let mut life = life!(s, &*d, building);
-            let (vpn, crc) = life
-                .write_unit(&mut s.log, (PageKind::Deadlist, 0, n as u64), &bytes)
-                .expect("write");
-            units.push((vpn, crc, bytes));
-        }
+        let sizes: Vec<usize> = (1..=16).collect();
+        let units = write_units(s, &sizes, building);
         s.create_snapshot(b"held", None).expect("snapshot");
         let building = s.building();
         for (vpn, _, _) in &units {
             life!(s, &*d, building).died(*vpn).expect("died");
         }
-        // Committed without the superblock naming it: only recovery's walk
-        // over the records, multi-page units and all, finds the commit
-        // after a crash (forgetting the mount is the crash).
+        // After the checkpoint the superblocks name: units of 16 pages,
+        // which leave pages unwritten at segment ends (a record closes
+        // early when the next unit does not fit), then a commit. The crash
+        // (forgetting the mount) comes before the superblocks naming that
+        // commit are durable (they are put back as they were): only
+        // recovery's walk over those records and gaps finds the commit.
+        let mut superblocks = vec![0u8; 2 * PAGE_SIZE];
+        d.read(PageAddr(0), &mut superblocks)
+            .expect("read superblocks");
+        let late = write_units(s, &[16; 12], building);
         s.root.changed = true;
         s.commit(false).expect("commit");
         let committed = s.cp.no;
         std::mem::forget(fs);
+        d.write(PageAddr(0), &superblocks)
+            .expect("put superblocks back");
         let mut fs = open(&dev);
         assert!(fs.store.cp.no > committed, "recovery found the commit");
         let s = &mut fs.store;
+        check(s, &late);
+        let building = s.building();
+        for (vpn, _, _) in &late {
+            life!(s, &*d, building).died(*vpn).expect("died");
+        }
         let before = check(s, &units);
         let freed = s
             .clean(Pass {

@@ -54,7 +54,7 @@ pub struct PatEntry {
     pub addr: PageAddr,
     /// The checkpoint that wrote it (moving it keeps its birth).
     pub birth: CheckpointNo,
-    /// Pages the unit takes (1 in this version).
+    /// Pages the unit takes, 1 to 16 (every unit written today is 1).
     pub pages: u8,
     /// Transform chain of the stored bytes (0 = raw).
     pub transform: TransformId,

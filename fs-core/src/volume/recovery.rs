@@ -9,7 +9,7 @@ use crate::device::BlockDevice;
 use crate::error::{Error, Result};
 use crate::ids::{PageAddr, SegmentNo};
 use crate::layout::{zero_page, Geometry, PAGE_SIZE};
-use crate::segment_summary::{Entry, PageKind, Summary};
+use crate::segment_summary::{Entry, PageKind, Summary, MAX_UNIT_PAGES};
 use crate::segment_writer::record_fits;
 use crate::superblock::{Superblock, COPIES};
 
@@ -220,15 +220,24 @@ fn walk(
             seg = next;
             off = 0;
         }
-        let addr = geo.segment_start(seg).offset(off);
-        let mut page = zero_page();
-        dev.read(addr, &mut page[..])?;
-        let Ok(Some(summary)) = Summary::decode(&page[..], addr) else {
+        let found = match record_at(dev, &geo, sb.hash_seed, seg, off, expect)? {
+            // A record closed early for a unit that did not fit leaves up
+            // to `MAX_UNIT_PAGES` pages unwritten at the end of a segment;
+            // the log then goes on at the start of the next one. (A record
+            // there with the expected sequence number can be nothing else:
+            // each number is written once.)
+            None if off + 1 + MAX_UNIT_PAGES > pps && next.0 < geo.segment_count => {
+                let r = record_at(dev, &geo, sb.hash_seed, next, 0, expect)?;
+                if r.is_some() {
+                    (seg, off) = (next, 0);
+                }
+                r
+            }
+            r => r,
+        };
+        let Some((addr, summary)) = found else {
             break;
         };
-        if summary.seq != expect || summary.fs_id != sb.hash_seed {
-            break;
-        }
         let n = summary.record_pages() - 1;
         if n == 0 || off + 1 + n > pps || summary.next_segment.0 >= geo.segment_count {
             break;
@@ -284,6 +293,26 @@ enum Found {
     /// The successor by number, with a valid checksum, but with counts
     /// that do not fit the geometry.
     Refused(Error),
+}
+
+/// The record at page `off` of segment `seg`, if it is the one the walk
+/// expects: a valid summary of this filesystem (`fs_id`) with sequence
+/// number `expect`.
+fn record_at(
+    dev: &dyn BlockDevice,
+    geo: &Geometry,
+    fs_id: u64,
+    seg: SegmentNo,
+    off: u64,
+    expect: u64,
+) -> Result<Option<(PageAddr, Summary)>> {
+    let addr = geo.segment_start(seg).offset(off);
+    let mut page = zero_page();
+    dev.read(addr, &mut page[..])?;
+    Ok(match Summary::decode(&page[..], addr) {
+        Ok(Some(s)) if s.seq == expect && s.fs_id == fs_id => Some((addr, s)),
+        _ => None,
+    })
 }
 
 /// The stored bytes of the unit at offset `at` of a record whose pages

@@ -192,9 +192,9 @@ impl SegmentWriter {
     }
 
     /// Fills a slot handed out by [`SegmentWriter::alloc`] with the unit's
-    /// stored bytes (at most the pages handed out; the rest of the last
-    /// page stays zero), recording their length and checksum in `entry`;
-    /// returns the checksum.
+    /// stored bytes (exactly as many pages as handed out; the rest of the
+    /// last page stays zero), recording their length and checksum in
+    /// `entry`; returns the checksum.
     pub fn fill(&mut self, addr: PageAddr, mut entry: Entry, bytes: &[u8]) -> Result<u32> {
         let rec = self
             .open
@@ -206,11 +206,13 @@ impl SegmentWriter {
             .slot_at(addr)
             .ok_or_else(|| Error::corrupt("log", addr, "fill inside a unit, not at its start"))?;
         let (off, pages) = rec.slots[slot];
-        if bytes.is_empty() || unit_pages(bytes.len()) > pages {
+        // The summary records only the stored length, from which every
+        // reader works out the unit's pages: they must be the slot's.
+        if bytes.is_empty() || unit_pages(bytes.len()) != pages {
             return Err(Error::corrupt(
                 "log",
                 addr,
-                format!("{} bytes do not fit a slot of {pages} pages", bytes.len()),
+                format!("{} bytes are not a unit of {pages} pages", bytes.len()),
             ));
         }
         entry.stored_len = bytes.len() as u32;
