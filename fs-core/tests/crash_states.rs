@@ -232,6 +232,35 @@ fn check_state(
     check_snapshots(&image, commits, a, b, state)
 }
 
+/// What a crash state may hold of the named roots (snapshots or branches)
+/// that the durable commit `a` holds (`at_a`) and the commit after it
+/// (`later`, which may have landed) holds: each name, whether it must be
+/// there (acknowledged by `a` and not deleted by the next commit), and the
+/// states it may read as.
+struct Expected<'c> {
+    name: &'c Vec<u8>,
+    must: bool,
+    states: [Option<&'c Model>; 2],
+}
+
+fn expected<'c>(
+    at_a: &'c BTreeMap<Vec<u8>, Model>,
+    later: Option<&'c BTreeMap<Vec<u8>, Model>>,
+) -> Vec<Expected<'c>> {
+    let names: std::collections::BTreeSet<&Vec<u8>> = at_a
+        .keys()
+        .chain(later.into_iter().flat_map(|l| l.keys()))
+        .collect();
+    names
+        .into_iter()
+        .map(|name| Expected {
+            name,
+            must: at_a.contains_key(name) && later.is_none_or(|l| l.contains_key(name)),
+            states: [at_a.get(name), later.and_then(|l| l.get(name))],
+        })
+        .collect()
+}
+
 /// Every branch that the durable commit `a` holds reads as it did then,
 /// or as at commit `b`; one made or deleted since may or may not be there.
 fn check_branches(
@@ -242,14 +271,7 @@ fn check_branches(
     state: &CrashState,
 ) -> Result<(), String> {
     let later = b.map(|b| &commits[b].branches);
-    let names: std::collections::BTreeSet<&Vec<u8>> = commits[a]
-        .branches
-        .keys()
-        .chain(later.into_iter().flat_map(|l| l.keys()))
-        .collect();
-    for name in names {
-        let must =
-            commits[a].branches.contains_key(name) && later.is_none_or(|l| l.contains_key(name));
+    for Expected { name, must, states } in expected(&commits[a].branches, later) {
         let id = match fs.open_branch(name) {
             Ok(id) => id,
             Err(e) if must => {
@@ -259,14 +281,10 @@ fn check_branches(
             }
             Err(_) => continue,
         };
-        let fits = |m: Option<&Model>, fs: &mut Filesystem| {
-            m.is_some_and(|m| {
-                fs.in_view(id, |v| Ok(diff_data(v, m, false).is_ok()))
-                    .unwrap_or(false)
-            })
-        };
-        let ok =
-            fits(commits[a].branches.get(name), fs) || fits(later.and_then(|l| l.get(name)), fs);
+        let ok = states.iter().flatten().any(|m| {
+            fs.in_view(id, |v| Ok(diff_data(v, m, false).is_ok()))
+                .unwrap_or(false)
+        });
         fs.close_view(id)
             .map_err(|e| format!("{state:?}: close branch: {e}"))?;
         if !ok {
@@ -289,33 +307,25 @@ fn check_snapshots(
     state: &CrashState,
 ) -> Result<(), String> {
     let later = b.map(|b| &commits[b].snapshots);
-    let names = commits[a]
-        .snapshots
-        .keys()
-        .chain(later.into_iter().flat_map(|s| s.keys()));
-    for name in names {
+    for Expected { name, must, states } in expected(&commits[a].snapshots, later) {
         let device = Arc::new(MemDevice::from_bytes(image)) as Arc<dyn BlockDevice>;
         let opts = MountOptions {
             at: Some(pagelog_core::checkpoints::At::Snapshot(name.clone())),
             ..opts(true, JournalMode::Ordered)
         };
-        let must = commits[a].snapshots.get(name).filter(|_| {
-            // Deleted by the next commit, which may have landed.
-            later.is_none_or(|l| l.contains_key(name))
-        });
-        let may = later.and_then(|l| l.get(name));
         match Filesystem::mount(device, opts) {
             Ok(mut fs) => {
-                let fits = |m: Option<&Model>, fs: &mut Filesystem| {
-                    m.is_some_and(|m| diff_data(fs, m, false).is_ok())
-                };
-                if !fits(commits[a].snapshots.get(name), &mut fs) && !fits(may, &mut fs) {
+                if !states
+                    .iter()
+                    .flatten()
+                    .any(|m| diff_data(&mut fs, m, false).is_ok())
+                {
                     return Err(format!(
                         "{state:?}: snapshot {name:?} does not read as it was"
                     ));
                 }
             }
-            Err(e) if must.is_some() => {
+            Err(e) if must => {
                 return Err(format!(
                     "{state:?}: acknowledged snapshot {name:?} is gone: {e}"
                 ))

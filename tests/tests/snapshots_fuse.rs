@@ -382,16 +382,12 @@ fn the_live_mount_ending_takes_its_snapshot_mounts_with_it() {
     fs::write(m.path("f"), b"now").expect("write");
     let snapdir = s.path("snap");
     fs::create_dir_all(&snapdir).expect("mkdir");
-    ok(&snapshot_tool(&[
-        "mount",
-        &dir,
-        "s",
-        snapdir.to_str().expect("utf-8"),
-    ]));
+    let snap_s = snapdir.to_str().expect("utf-8");
+    ok(&snapshot_tool(&["mount", &dir, "s", snap_s]));
     assert_eq!(fs::read(snapdir.join("f")).expect("read"), b"then");
     assert_eq!(fs::read(m.path("f")).expect("read"), b"now");
     // A second mount of the same directory is refused by name.
-    let again = snapshot_tool(&["mount", &dir, "s", snapdir.to_str().expect("utf-8")]);
+    let again = snapshot_tool(&["mount", &dir, "s", snap_s]);
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("already a mount point"));
     assert!(m.unmount().success());
@@ -602,13 +598,8 @@ fn a_branch_beside_the_live_mount_keeps_its_writes_when_the_live_mount_ends() {
     ok(&snapshot_tool(&["clone", &dir, "s", "b"]));
     let brdir = s.path("branch");
     fs::create_dir_all(&brdir).expect("mkdir");
-    ok(&snapshot_tool(&[
-        "mount",
-        &dir,
-        "b",
-        brdir.to_str().expect("utf-8"),
-        "--rw",
-    ]));
+    let br_s = brdir.to_str().expect("utf-8");
+    ok(&snapshot_tool(&["mount", &dir, "b", br_s, "--rw"]));
     let data: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
     fs::write(brdir.join("new"), &data).expect("write in the branch");
     let img = m.image.clone();

@@ -242,8 +242,7 @@ impl Store {
         let old: Vec<CheckpointNo> = self
             .cplist
             .records()
-            .filter(|r| !r.is_snapshot() && now_ns.saturating_sub(r.time_ns) > window)
-            .filter(|r| !self.kept_open(r.no))
+            .filter(|r| self.prunable(r) && now_ns.saturating_sub(r.time_ns) > window)
             .map(|r| r.no)
             .collect();
         for no in old {
@@ -274,8 +273,14 @@ impl Store {
     fn oldest_plain(&self) -> Option<CheckpointNo> {
         self.cplist
             .records()
-            .find(|r| !r.is_snapshot() && !self.kept_open(r.no))
+            .find(|r| self.prunable(r))
             .map(|r| r.no)
+    }
+
+    /// May `r` be pruned without being asked for by name: a plain
+    /// checkpoint nothing keeps open.
+    fn prunable(&self, r: &Record) -> bool {
+        !r.is_snapshot() && !self.kept_open(r.no)
     }
 
     /// Prunes every plain checkpoint, oldest first, even inside the window
