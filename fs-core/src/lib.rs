@@ -22,8 +22,8 @@ pub mod when;
 // Each module also by its short name: the paths tools and tests use.
 pub use fs::perm;
 pub use ondisk::{
-    block_ptr, checkpoint, checkpoint_record, codec, deadlist_page, dir_node, ids, index_node,
-    inode, inode_pack, layout, node, segment_summary, superblock, xattr,
+    block_ptr, chain_table, checkpoint, checkpoint_record, codec, deadlist_page, dir_node, ids,
+    index_node, inode, inode_pack, layout, node, segment_summary, superblock, xattr,
 };
 pub use root::{diff, dir_index, file_map, history, node_cache, node_table, page_cache, units};
 pub(crate) use volume::parallel;
@@ -37,7 +37,7 @@ pub use error::{Error, Result};
 pub use format::{format, FormatOptions};
 pub use fs::{
     AtimeMode, Attr, BranchInfo, CheckpointInfo, DirItem, Filesystem, MountOptions, RenameFlags,
-    SetAttr, StatFs, TimeSet, ViewId, Whence,
+    Savings, SetAttr, StatFs, TimeSet, ViewId, Whence, COMPRESS_XATTR, REPORT_XATTR,
 };
 pub use ids::{Ino, Nid, PageAddr, Vpn};
 pub use perm::Cred;

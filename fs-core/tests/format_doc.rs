@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use pagelog_core::{
-    checkpoint, checkpoint_record, deadlist_page, inode, inode_pack, node,
+    chain_table, checkpoint, checkpoint_record, deadlist_page, inode, inode_pack, node,
     segment_summary as summary, superblock,
 };
 
@@ -129,9 +129,40 @@ fn superblock_layout() {
             ("state", STATE),
             ("copy", COPY),
             ("default_transform", DEFAULT_TRANSFORM),
+            ("cluster_pages", chain_table::off::CLUSTER_PAGES),
+            ("chain_count", chain_table::off::COUNT),
+            ("chains", chain_table::off::CHAINS),
             ("crc", CRC),
         ],
         4096,
+    );
+}
+
+#[test]
+fn chain_table_layout() {
+    use chain_table::off::*;
+    check(
+        "chain_entry",
+        &[("stages", 0), ("stage", STAGES)],
+        CHAIN_SIZE,
+    );
+    check(
+        "chain_stage",
+        &[
+            ("id", 0),
+            ("name", STAGE_NAME),
+            ("params_len", STAGE_PARAMS_LEN),
+            ("params", STAGE_PARAMS),
+        ],
+        STAGE_SIZE,
+    );
+    assert_eq!(
+        (
+            chain_table::MAX_CHAINS * CHAIN_SIZE,
+            chain_table::MAX_STAGES
+        ),
+        (2048, 3),
+        "FORMAT.md: 16 entries of 128 bytes, 3 stages"
     );
 }
 
@@ -330,7 +361,7 @@ fn table_layouts() {
             ("birth", p::BIRTH),
             ("pages", p::PAGES),
             ("transform", p::TRANSFORM),
-            ("flags", p::FLAGS),
+            ("tail", p::TAIL),
         ],
         ENTRY_SIZE,
     );
@@ -412,7 +443,13 @@ fn node_layouts() {
     );
     check(
         "block_ptr",
-        &[("vpn", 0), ("crc", 8), ("transform", 12), ("flags", 14)],
+        &[
+            ("vpn", 0),
+            ("crc", 8),
+            ("slot", 12),
+            ("count", 13),
+            ("flags", 14),
+        ],
         pagelog_core::block_ptr::SIZE,
     );
     use pagelog_core::dir_node::{COUNT, ENTRIES};

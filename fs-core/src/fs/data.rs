@@ -58,23 +58,66 @@ impl Filesystem {
         if !self.store.root.dirty.contains(ino, idx) {
             let dev = self.dev();
             let ptr = file_map::get(&mut self.store.root.cache, &*dev, ino, idx)?;
-            let page = if !whole && ptr.is_stored() {
-                self.read_stored(ino, idx, ptr)?
+            if ptr.is_packed() {
+                self.dirty_unit(ino, idx, ptr)?;
             } else {
-                zero_page()
-            };
-            // The inode's block count grows when the page is written back;
-            // until then the page counts as fresh in the dirty cache.
-            self.store
-                .root
-                .dirty
-                .insert(ino, idx, page, !ptr.is_allocated());
+                let page = if !whole && ptr.is_stored() {
+                    self.read_stored(ino, idx, ptr)?
+                } else {
+                    zero_page()
+                };
+                // The inode's block count grows when the page is written
+                // back; until then the page counts as fresh in the dirty
+                // cache.
+                self.store
+                    .root
+                    .dirty
+                    .insert(ino, idx, page, !ptr.is_allocated());
+            }
         }
         self.store
             .root
             .dirty
             .get_mut(ino, idx)
             .ok_or_else(|| Error::corrupt("page cache", PageAddr::NONE, "dirty page vanished"))
+    }
+
+    /// Makes every page of the packed unit `ptr` (pointed at from page
+    /// `idx`) dirty, reading the unit once: its cluster is written again
+    /// whole at writeback, so the old unit dies in that commit, all at once
+    /// (read-modify-write; delayed allocation makes it once per cluster per
+    /// commit, however many writes change it).
+    fn dirty_unit(&mut self, ino: Ino, idx: u64, ptr: BlockPtr) -> Result<()> {
+        let dev = self.dev();
+        let base = ptr.unit_base(idx);
+        let entry = self.store.pat.resolve(&*dev, ptr.vpn)?;
+        let what = format!("data unit {} (pages from {base} of inode {ino})", ptr.vpn);
+        let pages = self
+            .store
+            .chains
+            .read_unit(&*dev, &entry, ptr.count.into(), &what)?;
+        for i in base..base + u64::from(ptr.count) {
+            let p = file_map::get(&mut self.store.root.cache, &*dev, ino, i)?;
+            if p.vpn != ptr.vpn || self.store.root.dirty.contains(ino, i) {
+                continue;
+            }
+            let at = usize::from(p.slot) * PAGE_SIZE;
+            let mut page = zero_page();
+            page.copy_from_slice(&pages[at..at + PAGE_SIZE]);
+            let found = crate::codec::crc32(&page[..]);
+            if found != p.crc {
+                return Err(Error::corrupt(
+                    format!("data page {i} of inode {ino}"),
+                    entry.addr,
+                    format!(
+                        "checksum mismatch (expected {:#010x}, found {found:#010x})",
+                        p.crc
+                    ),
+                ));
+            }
+            self.store.root.dirty.insert(ino, i, page, false);
+        }
+        Ok(())
     }
 
     /// Writes `data` at `offset`; returns the bytes written.
@@ -87,6 +130,7 @@ impl Filesystem {
         if !inode.is_reg() {
             return Err(Error::Invalid);
         }
+        let chained = inode.transform.0 != 0;
         if data.is_empty() {
             return Ok(0);
         }
@@ -97,9 +141,13 @@ impl Filesystem {
             return Err(Error::FileTooBig);
         }
         let (first, last) = (offset / PS, (end - 1) / PS);
-        let new_pages = (first..=last)
+        let mut new_pages = (first..=last)
             .filter(|&i| !self.store.root.dirty.contains(ino, i))
             .count() as u64;
+        if chained {
+            // The clusters at either end may be read and made dirty whole.
+            new_pages += 2 * (self.store.chains.cluster_pages() - 1);
+        }
         self.ensure_space(Demand::write(first, last, new_pages))?;
         for idx in first..=last {
             let lo = (idx * PS).max(offset);
@@ -284,7 +332,7 @@ impl Filesystem {
         let dev = self.dev();
         let dev = &*dev;
         let building = self.store.building();
-        let mut freed = 0u64;
+        let mut removed = Vec::new();
         for idx in start / PS..=(end - 1) / PS {
             let lo = start.max(idx * PS) - idx * PS;
             let hi = end.min(idx * PS + PS) - idx * PS;
@@ -302,17 +350,11 @@ impl Filesystem {
                 idx,
                 BlockPtr::HOLE,
             )?;
-            if old.is_stored() {
-                life!(s, dev, building).died(old.vpn)?;
-            } else if old.is_unwritten() {
-                s.root.reserved_pages = s.root.reserved_pages.saturating_sub(1);
-            }
-            if old.is_allocated() {
-                freed += 1;
-            }
+            removed.push((idx, old));
         }
+        let gone = self.store.unpointed(ino, &removed)?;
         let i = self.inode_mut(ino)?;
-        i.blocks = i.blocks.saturating_sub(freed);
+        i.blocks = i.blocks.saturating_sub(gone);
         Ok(())
     }
 

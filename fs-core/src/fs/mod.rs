@@ -4,6 +4,7 @@
 
 mod attr;
 mod cleaning;
+mod compression;
 mod data;
 mod namespace;
 pub mod perm;
@@ -21,6 +22,7 @@ use std::time::{Duration, Instant};
 pub use crate::store::DataScope;
 pub use attr::{SetAttr, TimeSet};
 pub use cleaning::CleanerReport;
+pub use compression::{Savings, COMPRESS_XATTR, REPORT_XATTR};
 pub use data::Whence;
 pub use namespace::{DirItem, RenameFlags};
 pub use read::ReadPlan;
@@ -487,7 +489,7 @@ impl Filesystem {
             ..self.store.metadata_op()
         })?;
         let p = self.inode(parent)?;
-        let (p_mode, p_gid) = (p.mode, p.gid);
+        let (p_mode, p_gid, transform) = (p.mode, p.gid, p.transform);
         let is_dir = mode & S_IFMT == S_IFDIR;
         let mut mode = mode;
         let gid = if p_mode & S_ISGID != 0 {
@@ -518,6 +520,9 @@ impl Filesystem {
             // A directory's `..`; for other inodes a hint of where they
             // are (the directory of their latest name), for `diff`.
             parent,
+            // New files and directories store their data as their
+            // directory does (`pagelog.compress`).
+            transform,
             ..Inode::default()
         };
         let dev = self.dev();

@@ -11,8 +11,10 @@ use crate::codec::crc32;
 use crate::device::BlockDevice;
 use crate::error::{Error, Result};
 use crate::file_map;
-use crate::ids::{Ino, PageAddr};
+use crate::ids::{Ino, PageAddr, Vpn};
 use crate::layout::{zero_page, Page, PAGE_SIZE};
+use crate::page_table::PatEntry;
+use crate::transform::ChainSet;
 
 const PS: u64 = PAGE_SIZE as u64;
 
@@ -31,8 +33,20 @@ impl Run {
     }
 }
 
+/// A unit a chain made (a compressed cluster), read whole and undone
+/// once for every page of it the read wants.
+#[derive(Debug)]
+struct Packed {
+    vpn: Vpn,
+    entry: PatEntry,
+    /// Logical pages the unit holds.
+    count: u8,
+    /// (file page index, slot in the unit, checksum).
+    pages: Vec<(u64, u8, u32)>,
+}
+
 /// A read, planned: what is already known (dirty pages, holes) is in the
-/// buffer; the runs say what to fetch from the device.
+/// buffer; the runs and packed units say what to fetch from the device.
 #[derive(Debug)]
 pub struct ReadPlan {
     ino: Ino,
@@ -40,6 +54,8 @@ pub struct ReadPlan {
     end: u64,
     out: Vec<u8>,
     runs: Vec<Run>,
+    packed: Vec<Packed>,
+    chains: Arc<ChainSet>,
 }
 
 fn corrupt_data(ino: Ino, idx: u64, addr: PageAddr, expected: u32, found: u32) -> Error {
@@ -50,11 +66,17 @@ fn corrupt_data(ino: Ino, idx: u64, addr: PageAddr, expected: u32, found: u32) -
     )
 }
 
-fn unsupported(ino: Ino, idx: u64, ptr: &BlockPtr) -> Error {
-    Error::Unsupported(format!(
-        "transform {} (page {idx} of inode {ino})",
-        ptr.transform.0
-    ))
+fn check_page(ino: Ino, idx: u64, addr: PageAddr, crc: u32, page: &[u8]) -> Result<()> {
+    let found = crc32(page);
+    if found != crc {
+        return Err(corrupt_data(ino, idx, addr, crc, found));
+    }
+    Ok(())
+}
+
+/// The name a packed unit goes by in errors.
+fn unit_name(ino: Ino, base: u64, vpn: Vpn) -> String {
+    format!("data unit {vpn} (pages from {base} of inode {ino})")
 }
 
 impl ReadPlan {
@@ -81,9 +103,23 @@ impl ReadPlan {
         }
     }
 
-    /// Reads the runs and checks every page. A checksum mismatch is a
-    /// `Corrupt` error (the caller may retry with the filesystem locked:
-    /// a page moved after planning also fails the check).
+    fn add_packed(&mut self, idx: u64, vpn: Vpn, entry: PatEntry, ptr: &BlockPtr) {
+        let page = (idx, ptr.slot, ptr.crc);
+        match self.packed.last_mut() {
+            Some(p) if p.vpn == vpn => p.pages.push(page),
+            _ => self.packed.push(Packed {
+                vpn,
+                entry,
+                count: ptr.count,
+                pages: vec![page],
+            }),
+        }
+    }
+
+    /// Reads the runs and packed units and checks every page. A checksum
+    /// mismatch is a `Corrupt` error (the caller may retry with the
+    /// filesystem locked: a page moved after planning also fails the
+    /// check).
     pub fn execute(mut self, dev: &dyn BlockDevice) -> Result<Vec<u8>> {
         let mut buf = Vec::new();
         let runs = std::mem::take(&mut self.runs);
@@ -92,10 +128,20 @@ impl ReadPlan {
             dev.read(r.start, &mut buf)?;
             for &(idx, at, crc) in &r.pages {
                 let page = &buf[at as usize * PAGE_SIZE..(at as usize + 1) * PAGE_SIZE];
-                let found = crc32(page);
-                if found != crc {
-                    return Err(corrupt_data(self.ino, idx, r.start.offset(at), crc, found));
-                }
+                check_page(self.ino, idx, r.start.offset(at), crc, page)?;
+                self.copy(idx, page);
+            }
+        }
+        for p in std::mem::take(&mut self.packed) {
+            let base = p.pages[0].0 - u64::from(p.pages[0].1);
+            let what = unit_name(self.ino, base, p.vpn);
+            let pages = self
+                .chains
+                .read_unit(dev, &p.entry, p.count.into(), &what)?;
+            for &(idx, slot, crc) in &p.pages {
+                let at = usize::from(slot) * PAGE_SIZE;
+                let page = &pages[at..at + PAGE_SIZE];
+                check_page(self.ino, idx, p.entry.addr, crc, page)?;
                 self.copy(idx, page);
             }
         }
@@ -121,6 +167,8 @@ impl Filesystem {
             end,
             out: Vec::new(),
             runs: Vec::new(),
+            packed: Vec::new(),
+            chains: self.store.chains.clone(),
         };
         if offset >= end {
             return Ok(plan);
@@ -133,10 +181,10 @@ impl Filesystem {
                 continue;
             }
             let ptr = file_map::get(&mut self.store.root.cache, &*dev, ino, idx)?;
-            if ptr.is_stored() {
-                if ptr.transform.0 != 0 {
-                    return Err(unsupported(ino, idx, &ptr));
-                }
+            if ptr.is_packed() {
+                let entry = self.store.pat.resolve(&*dev, ptr.vpn)?;
+                plan.add_packed(idx, ptr.vpn, entry, &ptr);
+            } else if ptr.is_stored() {
                 let addr = self.store.pat.resolve_unit(&*dev, ptr.vpn)?;
                 plan.add_stored(idx, addr, ptr.crc);
             }
@@ -158,16 +206,23 @@ impl Filesystem {
 
     /// Reads one stored page and checks it.
     pub(super) fn read_stored(&self, ino: Ino, idx: u64, ptr: BlockPtr) -> Result<Box<Page>> {
-        if ptr.transform.0 != 0 {
-            return Err(unsupported(ino, idx, &ptr));
-        }
-        let addr = self.store.pat.resolve_unit(&*self.store.dev, ptr.vpn)?;
+        let dev = &*self.store.dev;
         let mut page = zero_page();
-        self.store.dev.read(addr, &mut page[..])?;
-        let found = crc32(&page[..]);
-        if found != ptr.crc {
-            return Err(corrupt_data(ino, idx, addr, ptr.crc, found));
+        if ptr.is_packed() {
+            let entry = self.store.pat.resolve(dev, ptr.vpn)?;
+            let what = unit_name(ino, ptr.unit_base(idx), ptr.vpn);
+            let pages = self
+                .store
+                .chains
+                .read_unit(dev, &entry, ptr.count.into(), &what)?;
+            let at = usize::from(ptr.slot) * PAGE_SIZE;
+            page.copy_from_slice(&pages[at..at + PAGE_SIZE]);
+            check_page(ino, idx, entry.addr, ptr.crc, &page[..])?;
+            return Ok(page);
         }
+        let addr = self.store.pat.resolve_unit(dev, ptr.vpn)?;
+        dev.read(addr, &mut page[..])?;
+        check_page(ino, idx, addr, ptr.crc, &page[..])?;
         Ok(page)
     }
 

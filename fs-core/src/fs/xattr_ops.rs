@@ -3,6 +3,7 @@
 //! fall back to the mode bits; names in other namespaces read as absent
 //! (ENODATA) and cannot be set (EOPNOTSUPP).
 
+use super::compression::{COMPRESS_XATTR, REPORT_XATTR};
 use super::Filesystem;
 use crate::error::{Error, Result};
 use crate::ids::{Ino, Nid};
@@ -87,6 +88,11 @@ impl Filesystem {
     /// not store is simply absent (ENODATA, as ext4 answers for a name it
     /// does not have); only setting one is "not supported".
     pub fn getxattr(&mut self, cred: &Cred, ino: Ino, name: &[u8]) -> Result<Vec<u8>> {
+        match name {
+            COMPRESS_XATTR => return self.compression(ino).map(String::into_bytes),
+            REPORT_XATTR => return self.savings_report(ino),
+            _ => {}
+        }
         let inode = self.inode(ino)?.clone();
         let (ns, suffix) = match Namespace::parse(name) {
             Err(Error::NotSupported) => return Err(Error::NoAttr),
@@ -109,6 +115,14 @@ impl Filesystem {
         flags: i32,
     ) -> Result<()> {
         self.writable()?;
+        match name {
+            COMPRESS_XATTR => {
+                let spec = std::str::from_utf8(value).map_err(|_| Error::Invalid)?;
+                return self.set_compression(cred, ino, spec);
+            }
+            REPORT_XATTR => return Err(Error::Perm),
+            _ => {}
+        }
         let (ns, suffix) = Namespace::parse(name)?;
         let inode = self.inode(ino)?.clone();
         Self::xattr_allowed(&inode, cred, ns, true)?;
@@ -144,6 +158,11 @@ impl Filesystem {
     /// Removes attribute `name`.
     pub fn removexattr(&mut self, cred: &Cred, ino: Ino, name: &[u8]) -> Result<()> {
         self.writable()?;
+        match name {
+            COMPRESS_XATTR => return self.set_compression(cred, ino, "none"),
+            REPORT_XATTR => return Err(Error::Perm),
+            _ => {}
+        }
         let (ns, suffix) = Namespace::parse(name)?;
         let inode = self.inode(ino)?.clone();
         Self::xattr_allowed(&inode, cred, ns, true)?;

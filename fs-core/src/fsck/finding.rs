@@ -53,6 +53,9 @@ pub enum Kind {
     UnitMissing,
     /// A unit in use in the page address table is reached by nothing.
     UnitLeaked,
+    /// The pointers into a compressed cluster disagree with each other or
+    /// with its unit.
+    UnitMisshapen,
     /// A page is used twice.
     PageUsedTwice,
     /// A directory entry names an inode that does not exist.

@@ -23,6 +23,7 @@ use crate::layout::Geometry;
 use crate::meta_table::{MetaTable, TableId};
 use crate::recovery::{self, read_superblocks};
 use crate::superblock::State;
+use crate::transform::{ChainSet, Registry};
 
 /// How deep to look.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -260,6 +261,26 @@ pub fn check(
                 done += n;
                 progress(Phase::Data, done, total);
             });
+        match ChainSet::build(&rec.sb.chains, &Registry::builtin()) {
+            Ok(chains) => {
+                report.stats.bytes_read += scrub::verify_packed(
+                    dev,
+                    &chains,
+                    &tree.packed,
+                    &mut report.findings,
+                    &mut |n| {
+                        done += n;
+                        progress(Phase::Data, done, total);
+                    },
+                )
+            }
+            Err(e) if !tree.packed.is_empty() => report.findings.push(Finding::new(
+                Severity::Warning,
+                Kind::DataDamaged,
+                format!("compressed clusters left unverified: {e}"),
+            )),
+            Err(_) => {}
+        }
     }
     report
 }

@@ -76,9 +76,9 @@ pub struct Units {
     /// a clone (for a root's node table, or another root's scan) costs
     /// nothing.
     addrs: Arc<Vec<PageAddr>>,
-    /// Pages of each unit that takes more than one, by vpn (few: only
-    /// compressed clusters do).
-    long: Arc<FxHashMap<Vpn, u64>>,
+    /// The entry of each unit that is not one raw page, by vpn (few:
+    /// only compressed clusters are not).
+    long: Arc<FxHashMap<Vpn, PatEntry>>,
 }
 
 impl Units {
@@ -92,8 +92,14 @@ impl Units {
 
     /// Where unit `vpn` is and how many pages it takes, if it is in use.
     pub fn unit(&self, vpn: Vpn) -> Option<(PageAddr, u64)> {
-        let pages = self.long.get(&vpn).copied().unwrap_or(1);
+        let pages = self.long.get(&vpn).map_or(1, |e| u64::from(e.pages));
         self.get(vpn).map(|a| (a, pages))
+    }
+
+    /// The entry of unit `vpn` when it is not one raw page (a compressed
+    /// cluster).
+    pub fn shaped(&self, vpn: Vpn) -> Option<PatEntry> {
+        self.long.get(&vpn).copied()
     }
 
     /// Every unit in use, by vpn.
@@ -271,17 +277,20 @@ fn units(dev: &dyn BlockDevice, cp: &Checkpoint, scan: &mut Scan, findings: &mut
             }
             // (A unit past its segment's end is found by the recount: its
             // later pages land in another segment's tally.)
-            if e.pages == 0 || u64::from(e.pages) > crate::segment_summary::MAX_UNIT_PAGES {
+            if e.pages == 0
+                || u64::from(e.pages) > crate::segment_summary::MAX_UNIT_PAGES
+                || usize::from(e.tail) >= crate::layout::PAGE_SIZE
+            {
                 misshapen.push((Vpn(i), e));
-            } else if e.pages > 1 {
-                long.insert(Vpn(i), u64::from(e.pages));
+            } else if e.pages > 1 || e.transform.0 != 0 || e.tail != 0 {
+                long.insert(Vpn(i), e);
             }
         },
     );
     for (vpn, e) in misshapen {
         let msg = format!(
-            "unit {vpn} takes {} pages from {} (1 to 16)",
-            e.pages, e.addr
+            "unit {vpn} takes {} pages from {} (1 to 16), {} bytes in the last (0 to 4095)",
+            e.pages, e.addr, e.tail
         );
         findings.push(Finding::new(Severity::Error, Kind::AddressOutOfRange, msg).addr(e.addr));
     }

@@ -18,6 +18,7 @@ use crate::fs::{dtype_of, FLAG_ORPHAN};
 use crate::ids::{CheckpointNo, Ino, Nid, PageAddr, Vpn};
 use crate::inode::Inode;
 use crate::node::{Node, NodeBody};
+use crate::page_table::PatEntry;
 
 /// What a page is used for (for the space and summary checks).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,6 +37,8 @@ pub enum Use {
     Deadlist(CheckpointNo),
     /// Page `nth` (from 1) of the unit whose first page is at `first`.
     Rest { first: PageAddr, nth: u64 },
+    /// A compressed cluster of inode `ino`, its first page at `base`.
+    Packed(Ino, u64),
 }
 
 impl std::fmt::Display for Use {
@@ -48,13 +51,31 @@ impl std::fmt::Display for Use {
             Use::Held(vpn) => write!(f, "unit {vpn}, held by a retained checkpoint"),
             Use::Deadlist(no) => write!(f, "a deadlist page of checkpoint {no}"),
             Use::Rest { first, nth } => write!(f, "page {nth} of the unit at {first}"),
+            Use::Packed(ino, base) => write!(f, "the cluster at page {base} of inode {ino}"),
         }
     }
+}
+
+/// A unit a chain made, as the pointers of its pages describe it.
+#[derive(Debug)]
+pub struct PackedUnit {
+    /// Its file.
+    pub ino: Ino,
+    /// The file page its first logical page is.
+    pub base: u64,
+    /// Its page address table entry.
+    pub entry: PatEntry,
+    /// Logical pages it holds.
+    pub count: u8,
+    /// (slot, checksum of the logical page) of every page pointing at it.
+    pub slots: Vec<(u8, u32)>,
 }
 
 /// Results the later checks need.
 #[derive(Debug, Default)]
 pub struct Tree {
+    /// Compressed clusters (each handed to the page sink once).
+    pub packed: Vec<PackedUnit>,
     /// Stored data pages (each handed to the page sink).
     pub data_pages: u64,
     /// Unwritten (fallocated) pages.
@@ -77,6 +98,9 @@ struct Walker<'a, 's> {
     /// The walk met a node it could not read (reported): the counts of
     /// the inode being walked cannot be checked.
     unreadable: bool,
+    /// The packed units of the file being walked, by vpn: where each is
+    /// in `tree.packed`.
+    file_units: FxHashMap<Vpn, usize>,
 }
 
 fn inode_of(scan: &Scan, ino: Ino) -> Option<&Inode> {
@@ -148,6 +172,9 @@ impl<'a> Walker<'a, '_> {
     }
 
     fn pointer(&mut self, ino: Ino, idx: u64, p: &BlockPtr, count: &mut u64) {
+        if p.is_packed() {
+            return self.packed_pointer(ino, idx, p, count);
+        }
         if p.is_allocated() {
             *count += 1;
         }
@@ -157,19 +184,67 @@ impl<'a> Walker<'a, '_> {
             self.tree.data_pages += 1;
             match self.scan.units.unit(p.vpn) {
                 Some((addr, pages)) => self.pages.unit(addr, pages, Use::Data(ino, idx, p.crc)),
-                None => self.findings.push(
-                    Finding::new(
-                        Severity::Error,
-                        Kind::UnitMissing,
-                        format!(
-                            "page {idx} points at unit {}, free in the page address table",
-                            p.vpn
-                        ),
-                    )
-                    .ino(ino),
-                ),
+                None => self.unit_missing(ino, idx, p),
             }
         }
+    }
+
+    fn unit_missing(&mut self, ino: Ino, idx: u64, p: &BlockPtr) {
+        self.findings.push(
+            Finding::new(
+                Severity::Error,
+                Kind::UnitMissing,
+                format!(
+                    "page {idx} points at unit {}, free in the page address table",
+                    p.vpn
+                ),
+            )
+            .ino(ino),
+        );
+    }
+
+    /// A page of a compressed cluster: the first pointer met to its unit
+    /// counts the unit's stored pages; every one must agree on where the
+    /// unit starts and how many pages it holds.
+    fn packed_pointer(&mut self, ino: Ino, idx: u64, p: &BlockPtr, count: &mut u64) {
+        let base = p.unit_base(idx);
+        if let Some(&i) = self.file_units.get(&p.vpn) {
+            let u = &mut self.tree.packed[i];
+            if u.base == base && u.count == p.count {
+                u.slots.push((p.slot, p.crc));
+                return;
+            }
+            let msg = format!(
+                "page {idx} says unit {} holds {} pages from {base}; an earlier page, {} from {}",
+                p.vpn, p.count, u.count, u.base
+            );
+            self.findings
+                .push(Finding::new(Severity::Error, Kind::UnitMisshapen, msg).ino(ino));
+            return;
+        }
+        let Some((addr, pages)) = self.scan.units.unit(p.vpn) else {
+            return self.unit_missing(ino, idx, p);
+        };
+        let Some(entry) = self.scan.units.shaped(p.vpn).filter(|e| e.transform.0 != 0) else {
+            let msg = format!(
+                "page {idx} points into unit {} as a compressed cluster, but it is stored raw",
+                p.vpn
+            );
+            self.findings
+                .push(Finding::new(Severity::Error, Kind::UnitMisshapen, msg).ino(ino));
+            return;
+        };
+        *count += pages;
+        self.tree.data_pages += pages;
+        self.pages.unit(addr, pages, Use::Packed(ino, base));
+        self.file_units.insert(p.vpn, self.tree.packed.len());
+        self.tree.packed.push(PackedUnit {
+            ino,
+            base,
+            entry,
+            count: p.count,
+            slots: vec![(p.slot, p.crc)],
+        });
     }
 
     /// Walks a file map node expected at `level`; counts allocated pages.
@@ -203,6 +278,7 @@ impl<'a> Walker<'a, '_> {
     }
 
     fn file_map(&mut self, ino: Ino, inode: &Inode) -> u64 {
+        self.file_units.clear();
         let mut count = 0;
         for (i, p) in inode.ptrs.iter().enumerate() {
             self.pointer(ino, i as u64, p, &mut count);
@@ -340,6 +416,7 @@ impl<'a, 's> Walker<'a, 's> {
             reached,
             tree: Tree::default(),
             unreadable: false,
+            file_units: FxHashMap::default(),
         }
     }
 

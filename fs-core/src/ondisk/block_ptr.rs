@@ -1,9 +1,15 @@
 //! A block pointer: which unit holds one page of file data (its virtual
-//! page number, resolved through the page address table) and how to check it.
+//! page number, resolved through the page address table), where in the
+//! unit, and how to check it.
+//!
+//! A raw page is a unit of its own (`count` 0). A compressed cluster is
+//! one unit that `count` consecutive pages of the file point at, page
+//! `slot` of what undoing the unit's chain gives; the checksum is always
+//! of the logical page, so it also catches a transform that lies.
 
 use crate::codec::{Reader, Writer};
 use crate::error::Result;
-use crate::ids::{TransformId, Vpn};
+use crate::ids::Vpn;
 
 /// Bytes of one encoded pointer.
 pub const SIZE: usize = 16;
@@ -17,10 +23,13 @@ pub const FLAG_UNWRITTEN: u16 = 1;
 pub struct BlockPtr {
     /// The unit holding the page; 0 for a hole or an unwritten page.
     pub vpn: Vpn,
-    /// CRC-32 of the stored page, checked on every read.
+    /// CRC-32 of the logical page, checked on every read.
     pub crc: u32,
-    /// Transform chain of the stored bytes (0 = raw).
-    pub transform: TransformId,
+    /// Which of the unit's logical pages this is (0 for a raw page).
+    pub slot: u8,
+    /// Logical pages the unit holds: 0 for a raw page (a unit of its own,
+    /// stored as it is), 1 to 16 for a unit a chain made.
+    pub count: u8,
     /// Pointer flags.
     pub flags: u16,
 }
@@ -30,7 +39,8 @@ impl BlockPtr {
     pub const HOLE: BlockPtr = BlockPtr {
         vpn: Vpn(0),
         crc: 0,
-        transform: TransformId(0),
+        slot: 0,
+        count: 0,
         flags: 0,
     };
 
@@ -38,7 +48,8 @@ impl BlockPtr {
     pub const UNWRITTEN: BlockPtr = BlockPtr {
         vpn: Vpn(0),
         crc: 0,
-        transform: TransformId(0),
+        slot: 0,
+        count: 0,
         flags: FLAG_UNWRITTEN,
     };
 
@@ -47,9 +58,33 @@ impl BlockPtr {
         BlockPtr {
             vpn,
             crc,
-            transform: TransformId(0),
+            slot: 0,
+            count: 0,
             flags: 0,
         }
+    }
+
+    /// Page `slot` of the `count` pages unit `vpn` holds.
+    pub fn packed(vpn: Vpn, crc: u32, slot: u8, count: u8) -> BlockPtr {
+        BlockPtr {
+            vpn,
+            crc,
+            slot,
+            count,
+            flags: 0,
+        }
+    }
+
+    /// Shares its unit with other pages (a compressed cluster): the unit
+    /// dies when the last pointer to it goes.
+    pub fn is_packed(&self) -> bool {
+        self.count != 0
+    }
+
+    /// The file page the unit's first logical page is, for this pointer
+    /// at page `idx`.
+    pub fn unit_base(&self, idx: u64) -> u64 {
+        idx.saturating_sub(u64::from(self.slot))
     }
 
     /// Neither stored nor allocated.
@@ -76,7 +111,8 @@ impl BlockPtr {
     pub fn encode(&self, w: &mut Writer<'_>, off: usize) {
         w.u64(off, self.vpn.0);
         w.u32(off + 8, self.crc);
-        w.u16(off + 12, self.transform.0);
+        w.u8(off + 12, self.slot);
+        w.u8(off + 13, self.count);
         w.u16(off + 14, self.flags);
     }
 
@@ -85,17 +121,30 @@ impl BlockPtr {
         BlockPtr {
             vpn: Vpn(r.u64(off)?),
             crc: r.u32(off + 8)?,
-            transform: TransformId(r.u16(off + 12)?),
+            slot: r.u8(off + 12)?,
+            count: r.u8(off + 13)?,
             flags: r.u16(off + 14)?,
         }
         .checked(r)
     }
 
     /// Refuses a unit number no table has (the page address table's
-    /// entries hold 6-byte addresses; no volume has more units).
+    /// entries hold 6-byte addresses; no volume has more units), and a
+    /// slot outside its unit.
     fn checked(self, r: &Reader<'_>) -> Result<BlockPtr> {
         r.check(self.vpn.0 <= crate::page_table::MAX_ADDR, || {
             format!("block pointer to unit {}, past any table", self.vpn)
+        })?;
+        let max = crate::segment_summary::MAX_UNIT_PAGES as u8;
+        let fits = match self.count {
+            0 => self.slot == 0,
+            n => n <= max && self.slot < n && !self.vpn.is_none(),
+        };
+        r.check(fits, || {
+            format!(
+                "block pointer to page {} of a unit of {} pages",
+                self.slot, self.count
+            )
         })?;
         Ok(self)
     }
@@ -127,11 +176,12 @@ pub fn decode_array<C: FromIterator<BlockPtr>>(
 impl BlockPtr {
     /// Decodes one 16-byte slot (the layout of [`BlockPtr::encode`]).
     fn from_slot(s: &[u8; SIZE]) -> BlockPtr {
-        let [a0, a1, a2, a3, a4, a5, a6, a7, c0, c1, c2, c3, t0, t1, f0, f1] = *s;
+        let [a0, a1, a2, a3, a4, a5, a6, a7, c0, c1, c2, c3, slot, count, f0, f1] = *s;
         BlockPtr {
             vpn: Vpn(u64::from_le_bytes([a0, a1, a2, a3, a4, a5, a6, a7])),
             crc: u32::from_le_bytes([c0, c1, c2, c3]),
-            transform: TransformId(u16::from_le_bytes([t0, t1])),
+            slot,
+            count,
             flags: u16::from_le_bytes([f0, f1]),
         }
     }
@@ -146,14 +196,15 @@ mod tests {
         let p = BlockPtr {
             vpn: Vpn(0x0102_0304),
             crc: 0xAABB_CCDD,
-            transform: TransformId(3),
+            slot: 2,
+            count: 3,
             flags: FLAG_UNWRITTEN,
         };
         let mut buf = [0u8; 32];
         p.encode(&mut Writer::new(&mut buf), 16);
         assert_eq!(&buf[16..24], &0x0102_0304u64.to_le_bytes());
         assert_eq!(&buf[24..28], &0xAABB_CCDDu32.to_le_bytes());
-        assert_eq!(&buf[28..30], &3u16.to_le_bytes());
+        assert_eq!(&buf[28..30], &[2, 3]);
         assert_eq!(&buf[30..32], &1u16.to_le_bytes());
         let r = Reader::new(&buf, "test", crate::ids::PageAddr(0));
         assert_eq!(BlockPtr::decode(&r, 16).expect("decode"), p);
@@ -166,5 +217,18 @@ mod tests {
         assert!(BlockPtr::UNWRITTEN.is_unwritten());
         assert!(BlockPtr::UNWRITTEN.is_allocated());
         assert!(BlockPtr::stored(Vpn(5), 1).is_stored());
+        assert!(!BlockPtr::stored(Vpn(5), 1).is_packed());
+        assert!(BlockPtr::packed(Vpn(5), 1, 2, 4).is_packed());
+        assert_eq!(BlockPtr::packed(Vpn(5), 1, 2, 4).unit_base(10), 8);
+    }
+
+    #[test]
+    fn a_slot_outside_its_unit_is_damage() {
+        for (slot, count) in [(1, 0), (4, 4), (0, 17)] {
+            let mut buf = [0u8; 16];
+            BlockPtr::packed(Vpn(7), 0, slot, count).encode(&mut Writer::new(&mut buf), 0);
+            let r = Reader::new(&buf, "test", crate::ids::PageAddr(0));
+            assert!(BlockPtr::decode(&r, 0).is_err(), "slot {slot} of {count}");
+        }
     }
 }

@@ -3,6 +3,7 @@
 //! says what every byte is; `tests/format_doc.rs` holds the two together).
 
 pub mod block_ptr;
+pub mod chain_table;
 pub mod checkpoint;
 pub mod checkpoint_record;
 pub mod codec;

@@ -1,6 +1,7 @@
 //! The superblock: two copies at pages 0 and 1 that say what the device holds
 //! and name the checkpoint to start from.
 
+use crate::chain_table::ChainTable;
 use crate::checkpoint::MAX_COUNTER;
 use crate::codec::{crc32_skipping, Reader, Writer};
 use crate::error::{Error, Result};
@@ -44,16 +45,22 @@ pub mod off {
 /// Feature bits. An unknown `incompat` bit refuses the mount; an unknown
 /// `ro_compat` bit allows a read-only mount only; `compat` bits are advisory.
 pub mod features {
-    /// Compatible features this build knows (none yet in version 2).
+    /// Compatible features this build knows (none yet in version 3).
     pub const COMPAT_KNOWN: u64 = 0;
     /// Read-only-compatible features this build knows.
     pub const RO_COMPAT_KNOWN: u64 = 0;
+    /// Units may be stored through a chain of transforms (compression):
+    /// the chain table numbers at least one chain.
+    pub const INCOMPAT_TRANSFORMS: u64 = 1;
     /// Incompatible features this build knows.
-    pub const INCOMPAT_KNOWN: u64 = 0;
+    pub const INCOMPAT_KNOWN: u64 = INCOMPAT_TRANSFORMS;
 
-    /// Names for bits, for error messages (none defined yet).
-    pub fn name(_kind: &str, bit: u32) -> String {
-        format!("bit {bit}")
+    /// Names for bits, for error messages.
+    pub fn name(kind: &str, bit: u32) -> String {
+        match (kind, 1u64 << bit) {
+            ("incompatible", INCOMPAT_TRANSFORMS) => "transforms".into(),
+            _ => format!("bit {bit}"),
+        }
     }
 }
 
@@ -99,6 +106,8 @@ pub struct Superblock {
     pub state: State,
     /// Transform chain for new data when nothing else says (0 = raw).
     pub default_transform: TransformId,
+    /// The chains units may record, and the compression cluster size.
+    pub chains: ChainTable,
 }
 
 /// Why an image of another format version is refused, and what to do.
@@ -142,6 +151,7 @@ impl Superblock {
         w.u32(off::STATE, matches!(self.state, State::Clean) as u32);
         w.u32(off::COPY, copy);
         w.u16(off::DEFAULT_TRANSFORM, self.default_transform.0);
+        self.chains.encode(&mut w);
         let crc = crc32_skipping(&page[..], off::CRC);
         Writer::new(&mut page[..]).u32(off::CRC, crc);
         page
@@ -213,6 +223,14 @@ impl Superblock {
         for (field, v) in [("generation", generation), ("checkpoint_no", checkpoint_no)] {
             r.check(v <= MAX_COUNTER, || format!("{field} {v} is over 2^63"))?;
         }
+        let chains = ChainTable::decode(&r)?;
+        let default_transform = TransformId(r.u16(off::DEFAULT_TRANSFORM)?);
+        r.check(chains.get(default_transform).is_some(), || {
+            format!(
+                "default chain {} is not in the chain table",
+                default_transform.0
+            )
+        })?;
         Ok(Superblock {
             compat: r.u64(off::COMPAT)?,
             ro_compat: r.u64(off::RO_COMPAT)?,
@@ -232,7 +250,8 @@ impl Superblock {
             } else {
                 State::InUse
             },
-            default_transform: TransformId(r.u16(off::DEFAULT_TRANSFORM)?),
+            default_transform,
+            chains,
         })
     }
 
@@ -324,6 +343,7 @@ mod tests {
             written_ns: 1_700_000_000_500_000_000,
             state: State::Clean,
             default_transform: TransformId(0),
+            chains: ChainTable::default(),
         }
     }
 

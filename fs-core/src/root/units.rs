@@ -3,6 +3,7 @@
 //! from the device (the root must have nothing dirty): what deleting a
 //! branch walks to give back what only the branch held.
 
+use crate::block_ptr::BlockPtr;
 use crate::device::BlockDevice;
 use crate::error::Result;
 use crate::ids::{Nid, Vpn};
@@ -33,31 +34,30 @@ pub fn for_each(
     for vpn in table_pages {
         unit(vpn)?;
     }
+    let mut packed = std::collections::HashSet::new();
     for n in 1..cache.nat.watermark().0 {
         let nid = Nid(n);
         let Some(e) = cache.nat.lookup(dev, nid)? else {
             continue;
         };
         unit(e.vpn)?;
-        let pointers: Vec<Vpn> = match &cache.get(dev, nid)?.body {
+        let pointers: Vec<BlockPtr> = match &cache.get(dev, nid)?.body {
             NodeBody::InodePack(pack) => pack
                 .slots
                 .iter()
                 .flatten()
                 .flat_map(|inode| inode.ptrs.iter())
                 .filter(|p| p.is_stored())
-                .map(|p| p.vpn)
+                .copied()
                 .collect(),
-            NodeBody::Direct(d) => d
-                .ptrs
-                .iter()
-                .filter(|p| p.is_stored())
-                .map(|p| p.vpn)
-                .collect(),
+            NodeBody::Direct(d) => d.ptrs.iter().filter(|p| p.is_stored()).copied().collect(),
             _ => Vec::new(),
         };
-        for vpn in pointers {
-            unit(vpn)?;
+        for p in pointers {
+            // The pages of a compressed cluster share one unit.
+            if !p.is_packed() || packed.insert(p.vpn) {
+                unit(p.vpn)?;
+            }
         }
     }
     Ok(())

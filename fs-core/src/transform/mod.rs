@@ -9,11 +9,14 @@
 //! reverse on read. Every stage fails with an error, never a panic, on
 //! any input: stored bytes come from the disk.
 
+mod chain_set;
 mod zstd;
 
+use crate::chain_table::StageRecord;
 use crate::error::{Error, Result};
 use crate::ids::PageAddr;
 
+pub use self::chain_set::ChainSet;
 pub use self::zstd::Zstd;
 
 /// What a stage inside a chain may undo to at most: twice the largest
@@ -30,6 +33,9 @@ pub struct StageId(pub u16);
 pub trait Transform: Send + Sync + std::fmt::Debug {
     /// Its stable id.
     fn id(&self) -> StageId;
+    /// Its name (`zstd`), recorded beside the id so that a build without
+    /// it can say what an image needs.
+    fn name(&self) -> &str;
     /// Its name and parameters as an option spells them (`zstd:3`).
     fn spec(&self) -> String;
     /// Its parameters as the image records them.
@@ -61,6 +67,18 @@ impl Chain {
     /// The stages, in the order they are applied.
     pub fn stages(&self) -> &[Box<dyn Transform>] {
         &self.stages
+    }
+
+    /// The stages as the image's chain table records them.
+    pub fn records(&self) -> Vec<StageRecord> {
+        self.stages
+            .iter()
+            .map(|t| StageRecord {
+                id: t.id().0,
+                name: t.name().to_string(),
+                params: t.params(),
+            })
+            .collect()
     }
 
     /// What the chain stores for `input`.
@@ -162,6 +180,24 @@ impl Registry {
                 "transform id {n}, which this build does not have"
             ))),
         }
+    }
+
+    /// The chain an image's table records, refused by the name of the
+    /// first stage this build does not have.
+    pub fn build_chain(&self, stages: &[StageRecord]) -> Result<Chain> {
+        let built = stages
+            .iter()
+            .map(|s| {
+                self.build(StageId(s.id), &s.params).map_err(|e| match e {
+                    Error::Unsupported(_) => Error::Unsupported(format!(
+                        "the filesystem needs transform '{}' (id {}), which this build does not have",
+                        s.name, s.id
+                    )),
+                    other => other,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Chain::new(built))
     }
 }
 

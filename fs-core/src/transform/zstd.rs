@@ -58,6 +58,10 @@ impl Transform for Zstd {
         Self::ID
     }
 
+    fn name(&self) -> &str {
+        "zstd"
+    }
+
     fn spec(&self) -> String {
         format!("zstd:{}", self.level)
     }

@@ -579,15 +579,17 @@ impl Store {
             let Some(here) = self.pat.lookup(dev, e.vpn)?.filter(|p| p.addr == addr) else {
                 return Ok(None);
             };
-            if u64::from(here.pages) != e.pages() {
+            if here.stored_len() != e.stored_len as usize || here.transform != e.transform {
                 // Moving it would copy one length and free another.
                 return Err(Error::corrupt(
                     format!("unit {}", e.vpn),
                     addr,
                     format!(
-                        "the page address table gives it {} pages, its summary {}",
-                        here.pages,
-                        e.pages()
+                        "the page address table gives it {} bytes of chain {}, its summary {} of chain {}",
+                        here.stored_len(),
+                        here.transform.0,
+                        e.stored_len,
+                        e.transform.0
                     ),
                 ));
             }

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use crate::chain_table::{ChainTable, MAX_CLUSTER_PAGES};
 use crate::checkpoint::Checkpoint;
 use crate::device::BlockDevice;
 use crate::error::{Error, Result};
@@ -15,6 +16,7 @@ use crate::node::NodeBody;
 use crate::recovery::Recovery;
 use crate::store::Store;
 use crate::superblock::{State, Superblock, COPIES};
+use crate::transform::Registry;
 
 /// Fewest segments a filesystem may have.
 pub const MIN_SEGMENTS: u64 = 16;
@@ -43,6 +45,11 @@ pub struct FormatOptions {
     /// The protection window: plain checkpoints younger than this stay
     /// mountable while there is room (seconds).
     pub protect_secs: u64,
+    /// How new data is stored unless a directory says otherwise: a chain
+    /// (`zstd:3`) or `none`.
+    pub compress: String,
+    /// Logical pages in a compression cluster (1 to 16).
+    pub cluster_pages: u16,
 }
 
 impl Default for FormatOptions {
@@ -57,6 +64,8 @@ impl Default for FormatOptions {
             // Zero would make an all-zero page look like a record of ours.
             hash_seed: rand::random::<u64>() | 1,
             protect_secs: crate::checkpoints::DEFAULT_PROTECT_SECS,
+            compress: "none".into(),
+            cluster_pages: crate::chain_table::DEFAULT_CLUSTER_PAGES,
         }
     }
 }
@@ -108,6 +117,26 @@ fn directory(mode: u32, uid: u32, gid: u32, parent: Ino, now: Timespec) -> Inode
     }
 }
 
+/// The chain table `opts` asks for, and the number of its default chain.
+fn chain_table(opts: &FormatOptions) -> Result<(ChainTable, TransformId)> {
+    if !(1..=MAX_CLUSTER_PAGES).contains(&opts.cluster_pages) {
+        return Err(Error::Refused(format!(
+            "a cluster of {} pages: from 1 to {MAX_CLUSTER_PAGES} ({} KiB)",
+            opts.cluster_pages,
+            MAX_CLUSTER_PAGES as usize * PAGE_SIZE / 1024
+        )));
+    }
+    let mut table = ChainTable {
+        cluster_pages: opts.cluster_pages,
+        ..ChainTable::default()
+    };
+    let chain = Registry::builtin().parse_chain(&opts.compress)?;
+    let id = table
+        .number(&chain.records())
+        .ok_or_else(|| Error::Refused(format!("chain {} does not fit the table", opts.compress)))?;
+    Ok((table, id))
+}
+
 /// Writes a new, empty filesystem to `dev`.
 pub fn format(dev: Arc<dyn BlockDevice>, opts: &FormatOptions) -> Result<Superblock> {
     if opts.label.len() > crate::superblock::LABEL_MAX {
@@ -118,6 +147,7 @@ pub fn format(dev: Arc<dyn BlockDevice>, opts: &FormatOptions) -> Result<Superbl
     }
     let device_pages = dev.len_pages();
     let geo = geometry(device_pages, opts.pages_per_segment)?;
+    let (chains, default_transform) = chain_table(opts)?;
     // Invalidate any old superblock first: a half-made filesystem must not
     // mount as whatever was there before.
     for addr in COPIES {
@@ -128,7 +158,11 @@ pub fn format(dev: Arc<dyn BlockDevice>, opts: &FormatOptions) -> Result<Superbl
     let sb = Superblock {
         compat: 0,
         ro_compat: 0,
-        incompat: 0,
+        incompat: if chains.chains.is_empty() {
+            0
+        } else {
+            crate::superblock::features::INCOMPAT_TRANSFORMS
+        },
         uuid: opts.uuid,
         label: opts.label.clone(),
         geometry: geo,
@@ -140,7 +174,8 @@ pub fn format(dev: Arc<dyn BlockDevice>, opts: &FormatOptions) -> Result<Superbl
         checkpoint_no: CheckpointNo(0),
         written_ns: now.as_nanos(),
         state: State::Clean,
-        default_transform: TransformId(0),
+        default_transform,
+        chains,
     };
     let empty = Checkpoint {
         no: CheckpointNo(0),
@@ -173,13 +208,16 @@ pub fn format(dev: Arc<dyn BlockDevice>, opts: &FormatOptions) -> Result<Superbl
     store.sut.set_active(SegmentNo(0), true);
     store.sut.set_active(SegmentNo(1), true);
     let mut pack = InodePack::default();
-    pack.slots[Ino::ROOT.slot()] = Some(directory(
-        opts.root_mode & 0o7777,
-        opts.root_uid,
-        opts.root_gid,
-        Ino::ROOT,
-        now,
-    ));
+    pack.slots[Ino::ROOT.slot()] = Some(Inode {
+        transform: default_transform,
+        ..directory(
+            opts.root_mode & 0o7777,
+            opts.root_uid,
+            opts.root_gid,
+            Ino::ROOT,
+            now,
+        )
+    });
     pack.slots[Ino::GRAVEYARD.slot()] = Some(directory(0o700, 0, 0, Ino::GRAVEYARD, now));
     store.root.cache.insert_at(
         Nid::FIRST_PACK,

@@ -21,7 +21,7 @@
 use crate::device::BlockDevice;
 use crate::error::{Error, Result};
 use crate::history::History;
-use crate::ids::{CheckpointNo, PageAddr, Vpn};
+use crate::ids::{CheckpointNo, PageAddr, TransformId, Vpn};
 use crate::page_table::{PageTable, PatEntry};
 use crate::segment_summary::{unit_pages, Entry, PageKind};
 use crate::segment_usage::SegmentUsage;
@@ -80,17 +80,29 @@ impl<'a> PageLife<'a> {
     pub fn write_unit(
         &mut self,
         log: &mut SegmentWriter,
+        id: (PageKind, u64, u64),
+        bytes: &[u8],
+    ) -> Result<(Vpn, u32)> {
+        self.write_chained(log, id, bytes, TransformId(0))
+    }
+
+    /// [`PageLife::write_unit`] for `bytes` that chain `chain` made.
+    pub fn write_chained(
+        &mut self,
+        log: &mut SegmentWriter,
         (kind, owner, index): (PageKind, u64, u64),
         bytes: &[u8],
+        chain: TransformId,
     ) -> Result<(Vpn, u32)> {
         let vpn = self.pat.alloc(self.dev)?;
         let pages = unit_pages(bytes.len());
         let addr = log.alloc(self.dev, self.sut, pages, None)?;
-        let crc = log.fill(addr, Entry::unit(kind, owner, index, vpn), bytes)?;
-        let entry = PatEntry {
-            pages: pages as u8,
-            ..PatEntry::raw(addr, self.building)
+        let entry = Entry {
+            transform: chain,
+            ..Entry::unit(kind, owner, index, vpn)
         };
+        let crc = log.fill(addr, entry, bytes)?;
+        let entry = PatEntry::stored(addr, self.building, bytes.len(), chain);
         self.pat.set(self.dev, vpn, entry)?;
         if self.history.origin_held {
             self.history.own += 1;

@@ -27,7 +27,7 @@ pub mod off {
     pub const BIRTH: usize = 6;
     pub const PAGES: usize = 11;
     pub const TRANSFORM: usize = 12;
-    pub const FLAGS: usize = 14;
+    pub const TAIL: usize = 14;
 }
 
 /// Bytes of the address field.
@@ -54,12 +54,13 @@ pub struct PatEntry {
     pub addr: PageAddr,
     /// The checkpoint that wrote it (moving it keeps its birth).
     pub birth: CheckpointNo,
-    /// Pages the unit takes, 1 to 16 (every unit written today is 1).
+    /// Pages the unit takes, 1 to 16.
     pub pages: u8,
     /// Transform chain of the stored bytes (0 = raw).
     pub transform: TransformId,
-    /// Entry flags (none defined yet).
-    pub flags: u16,
+    /// Stored bytes in the unit's last page, 1 to 4095; 0 when the last
+    /// page is full (every raw unit, and every entry version 3 wrote).
+    pub tail: u16,
 }
 
 impl PatEntry {
@@ -70,19 +71,45 @@ impl PatEntry {
             birth,
             pages: 1,
             transform: TransformId(0),
-            flags: 0,
+            tail: 0,
+        }
+    }
+
+    /// A unit of `len` stored bytes made by chain `transform`, at `addr`,
+    /// written by checkpoint `birth`.
+    pub fn stored(
+        addr: PageAddr,
+        birth: CheckpointNo,
+        len: usize,
+        transform: TransformId,
+    ) -> PatEntry {
+        PatEntry {
+            addr,
+            birth,
+            pages: crate::segment_summary::unit_pages(len) as u8,
+            transform,
+            tail: (len % crate::layout::PAGE_SIZE) as u16,
+        }
+    }
+
+    /// The unit's stored bytes.
+    pub fn stored_len(&self) -> usize {
+        let full = usize::from(self.pages) * crate::layout::PAGE_SIZE;
+        match self.tail {
+            0 => full,
+            t => full - crate::layout::PAGE_SIZE + usize::from(t),
         }
     }
 
     /// Encodes: address (6 bytes), birth (5), pages (1), transform (2),
-    /// flags (2).
+    /// tail (2).
     pub fn encode(&self) -> RawEntry {
         let mut raw = [0u8; ENTRY_SIZE];
         raw[off::ADDR..off::BIRTH].copy_from_slice(&self.addr.0.to_le_bytes()[..ADDR_BYTES]);
         raw[off::BIRTH..off::PAGES].copy_from_slice(&self.birth.0.to_le_bytes()[..BIRTH_BYTES]);
         raw[off::PAGES] = self.pages;
-        raw[off::TRANSFORM..off::FLAGS].copy_from_slice(&self.transform.0.to_le_bytes());
-        raw[off::FLAGS..ENTRY_SIZE].copy_from_slice(&self.flags.to_le_bytes());
+        raw[off::TRANSFORM..off::TAIL].copy_from_slice(&self.transform.0.to_le_bytes());
+        raw[off::TAIL..ENTRY_SIZE].copy_from_slice(&self.tail.to_le_bytes());
         raw
     }
 
@@ -93,13 +120,13 @@ impl PatEntry {
         let mut birth = [0u8; 8];
         birth[..BIRTH_BYTES].copy_from_slice(&raw[off::BIRTH..off::PAGES]);
         let t = off::TRANSFORM;
-        let f = off::FLAGS;
+        let f = off::TAIL;
         PatEntry {
             addr: PageAddr(u64::from_le_bytes(addr)),
             birth: CheckpointNo(u64::from_le_bytes(birth)),
             pages: raw[off::PAGES],
             transform: TransformId(u16::from_le_bytes([raw[t], raw[t + 1]])),
-            flags: u16::from_le_bytes([raw[f], raw[f + 1]]),
+            tail: u16::from_le_bytes([raw[f], raw[f + 1]]),
         }
     }
 }
@@ -154,23 +181,33 @@ impl PageTable {
         }
         let max = crate::segment_summary::MAX_UNIT_PAGES;
         let split = self.geo.segment_of(e.addr) != self.geo.segment_of(last);
-        if e.pages == 0 || u64::from(e.pages) > max || split {
+        if e.pages == 0
+            || u64::from(e.pages) > max
+            || split
+            || usize::from(e.tail) >= crate::layout::PAGE_SIZE
+        {
             return Err(Error::corrupt(
                 format!("unit {vpn}"),
                 e.addr,
                 format!(
-                    "the page address table gives it {} pages (1 to {max}, in one segment)",
-                    e.pages
+                    "the page address table gives it {} pages (1 to {max}, in one segment) \
+                     and {} bytes in the last (0 to 4095)",
+                    e.pages, e.tail
                 ),
             ));
         }
         Ok(Some(e))
     }
 
-    /// Where unit `vpn` is now; an error naming `what` if it is not in use
-    /// (a pointer to a freed unit is damage).
+    /// Where unit `vpn` is now; an error if it is not in use (a pointer
+    /// to a freed unit is damage).
     pub fn resolve_unit(&self, dev: &dyn BlockDevice, vpn: Vpn) -> Result<PageAddr> {
-        self.lookup(dev, vpn)?.map(|e| e.addr).ok_or_else(|| {
+        self.resolve(dev, vpn).map(|e| e.addr)
+    }
+
+    /// Unit `vpn`'s entry; an error if it is not in use.
+    pub fn resolve(&self, dev: &dyn BlockDevice, vpn: Vpn) -> Result<PatEntry> {
+        self.lookup(dev, vpn)?.ok_or_else(|| {
             Error::corrupt(
                 format!("unit {vpn}"),
                 PageAddr::NONE,
@@ -229,7 +266,7 @@ mod tests {
             birth: CheckpointNo(MAX_BIRTH),
             pages: 16,
             transform: TransformId(0x1234),
-            flags: 0xBEEF,
+            tail: 0xBEEF,
         };
         let raw = e.encode();
         assert_eq!(&raw[0..6], &[0xFF; 6]);

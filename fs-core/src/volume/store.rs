@@ -12,7 +12,7 @@ use crate::device::BlockDevice;
 use crate::error::{Error, Result};
 use crate::file_map;
 use crate::id_table::IdState;
-use crate::ids::{CheckpointNo, PageAddr};
+use crate::ids::{CheckpointNo, PageAddr, TransformId};
 use crate::inode::Timespec;
 use crate::meta_table::MetaTable;
 use crate::node_cache::NodeCache;
@@ -26,6 +26,7 @@ use crate::segment_summary::{Entry, PageKind};
 use crate::segment_usage::SegmentUsage;
 use crate::segment_writer::{LogPosition, SegmentWriter};
 use crate::superblock::{State, Superblock, COPIES};
+use crate::transform::{ChainSet, Registry};
 
 /// Clean node address table pages kept in memory.
 pub(crate) const NAT_CACHE_PAGES: usize = 4096;
@@ -62,6 +63,9 @@ pub struct Store {
     pub dev: Arc<dyn BlockDevice>,
     /// The superblock as last written.
     pub sb: Superblock,
+    /// The chains its table numbers, built (replaced whole when one is
+    /// added, so a read planned earlier keeps the set it started with).
+    pub chains: Arc<ChainSet>,
     /// The root: its trees, dirty pages and counters.
     pub root: Root,
     /// Segment usage.
@@ -168,8 +172,10 @@ impl Store {
         let cplist = CheckpointList::open(&*dev, cp.checkpoint_list_root, cp.list_next_slot)?;
         let mut root = Root::open(&cp, NodeCache::new(nat, NODE_CACHE));
         root.history.last = cplist.newest().map_or(CheckpointNo(0), |r| r.no);
+        let chains = Arc::new(ChainSet::build(&rec.sb.chains, &Registry::builtin())?);
         Ok(Store {
             dev,
+            chains,
             sb: rec.sb,
             root,
             sut,
@@ -617,32 +623,76 @@ impl Store {
     }
 
     /// Removes the pointers of pages `from..` of `ino`: stored pages die,
-    /// reservations are returned. Returns how many allocated pages went.
+    /// reservations are returned. Returns how many pages the file's block
+    /// count loses.
     pub fn drop_file_pages(&mut self, ino: crate::ids::Ino, from: u64) -> Result<u64> {
         let dev_arc = self.dev.clone();
         let dev: &dyn BlockDevice = &*dev_arc;
         let building = self.building();
-        let (mut dead, mut unwritten, mut freed) = (Vec::new(), 0u64, 0u64);
+        let mut removed = Vec::new();
         file_map::truncate(
             &mut self.root.cache,
             dev,
             &mut life!(self, dev, building),
             ino,
             from,
-            &mut |_, p| {
-                freed += 1;
-                if p.is_stored() {
-                    dead.push(p.vpn);
-                } else {
-                    unwritten += 1;
-                }
-            },
+            &mut |idx, p| removed.push((idx, p)),
         )?;
-        for a in dead {
-            life!(self, dev, building).died(a)?;
+        self.unpointed(ino, &removed)
+    }
+
+    /// The pointers `removed` (page index, old pointer) of `ino` were
+    /// replaced or cleared: a raw page dies, a reservation is returned, and
+    /// a packed unit dies when no pointer of its pages refers to it any
+    /// more (so call this once every pointer of the change is set). Returns
+    /// how many pages the file's block count loses.
+    pub(crate) fn unpointed(
+        &mut self,
+        ino: crate::ids::Ino,
+        removed: &[(u64, BlockPtr)],
+    ) -> Result<u64> {
+        let dev_arc = self.dev.clone();
+        let dev: &dyn BlockDevice = &*dev_arc;
+        let building = self.building();
+        let mut gone = 0u64;
+        let mut packed: Vec<crate::ids::Vpn> = Vec::new();
+        for &(idx, p) in removed {
+            if p.is_packed() {
+                if packed.contains(&p.vpn) || self.still_pointed(dev, ino, idx, p)? {
+                    continue;
+                }
+                packed.push(p.vpn);
+                let pages = self.pat.resolve(dev, p.vpn)?.pages;
+                life!(self, dev, building).died(p.vpn)?;
+                gone += u64::from(pages);
+            } else if p.is_stored() {
+                life!(self, dev, building).died(p.vpn)?;
+                gone += 1;
+            } else if p.is_unwritten() {
+                self.root.reserved_pages = self.root.reserved_pages.saturating_sub(1);
+                gone += 1;
+            }
         }
-        self.root.reserved_pages = self.root.reserved_pages.saturating_sub(unwritten);
-        Ok(freed)
+        Ok(gone)
+    }
+
+    /// Does a page of the packed unit `p` (pointed at from page `idx`)
+    /// still point at it? Its pages are the `count` from its base: a unit
+    /// never reaches past them.
+    fn still_pointed(
+        &mut self,
+        dev: &dyn BlockDevice,
+        ino: crate::ids::Ino,
+        idx: u64,
+        p: BlockPtr,
+    ) -> Result<bool> {
+        let base = p.unit_base(idx);
+        for i in base..base + u64::from(p.count) {
+            if file_map::get(&mut self.root.cache, dev, ino, i)?.vpn == p.vpn {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// Writes dirty file data to the log without a checkpoint (memory
@@ -692,29 +742,101 @@ impl Store {
                 .map(|ino| (ino, self.root.dirty.take(ino))),
         );
         for (ino, pages) in batches {
-            for (idx, page) in pages {
+            self.write_file_data(dev, building, ino, pages.into_iter().collect())?;
+        }
+        Ok(())
+    }
+
+    /// Writes dirty pages of `ino` (in page order): through the file's
+    /// chain, a cluster's consecutive dirty pages as one unit when that
+    /// saves a page, every other page raw.
+    fn write_file_data(
+        &mut self,
+        dev: &dyn BlockDevice,
+        building: CheckpointNo,
+        ino: crate::ids::Ino,
+        pages: Vec<(u64, Box<crate::layout::Page>)>,
+    ) -> Result<()> {
+        if pages.is_empty() {
+            // (A pinned inode may have none, or be gone.)
+            return Ok(());
+        }
+        let chain_id = self.root.cache.inode(dev, ino)?.transform;
+        let chains = self.chains.clone();
+        let chain = chains.get(chain_id)?;
+        let cluster = chains.cluster_pages();
+        let mut removed = Vec::new();
+        let mut i = 0;
+        while i < pages.len() {
+            let run = if chain.is_raw() {
+                1
+            } else {
+                cluster_run(&pages[i..], cluster)
+            };
+            let group = &pages[i..i + run];
+            i += run;
+            if run > 1
+                && self.write_packed(dev, building, ino, group, chain, chain_id, &mut removed)?
+            {
+                continue;
+            }
+            for (idx, page) in group {
                 let mut life = life!(self, dev, building);
                 let (vpn, crc) =
-                    life.write_unit(&mut self.log, (PageKind::Data, ino.0, idx), &page[..])?;
-                let old = file_map::set(
-                    &mut self.root.cache,
-                    dev,
-                    &mut life,
-                    ino,
-                    idx,
-                    BlockPtr::stored(vpn, crc),
-                )?;
-                if old.is_stored() {
-                    life.died(old.vpn)?;
-                } else if old.is_unwritten() {
-                    self.root.reserved_pages = self.root.reserved_pages.saturating_sub(1);
-                } else {
-                    self.root.cache.inode_mut(dev, ino)?.blocks += 1;
-                }
+                    life.write_unit(&mut self.log, (PageKind::Data, ino.0, *idx), &page[..])?;
+                let new = BlockPtr::stored(vpn, crc);
+                let old = file_map::set(&mut self.root.cache, dev, &mut life, ino, *idx, new)?;
+                removed.push((*idx, old));
+                self.root.cache.inode_mut(dev, ino)?.blocks += 1;
                 self.stats.data_pages_written += 1;
             }
         }
+        let gone = self.unpointed(ino, &removed)?;
+        let inode = self.root.cache.inode_mut(dev, ino)?;
+        inode.blocks = inode.blocks.saturating_sub(gone);
         Ok(())
+    }
+
+    /// Writes `group` (consecutive pages of one cluster) as one unit through
+    /// `chain`, if what the chain makes takes fewer pages than the group;
+    /// false (nothing written) when it does not.
+    #[allow(clippy::too_many_arguments)]
+    fn write_packed(
+        &mut self,
+        dev: &dyn BlockDevice,
+        building: CheckpointNo,
+        ino: crate::ids::Ino,
+        group: &[(u64, Box<crate::layout::Page>)],
+        chain: &crate::transform::Chain,
+        chain_id: TransformId,
+        removed: &mut Vec<(u64, BlockPtr)>,
+    ) -> Result<bool> {
+        let mut logical = Vec::with_capacity(group.len() * crate::layout::PAGE_SIZE);
+        for (_, page) in group {
+            logical.extend_from_slice(&page[..]);
+        }
+        let stored = chain.apply(&logical)?;
+        let pages = crate::segment_summary::unit_pages(stored.len());
+        if pages >= group.len() as u64 {
+            return Ok(false);
+        }
+        let base = group[0].0;
+        let mut life = life!(self, dev, building);
+        let (vpn, _) = life.write_chained(
+            &mut self.log,
+            (PageKind::Data, ino.0, base),
+            &stored,
+            chain_id,
+        )?;
+        let count = group.len() as u8;
+        for (slot, (idx, page)) in group.iter().enumerate() {
+            let new = BlockPtr::packed(vpn, crate::codec::crc32(&page[..]), slot as u8, count);
+            let old = file_map::set(&mut self.root.cache, dev, &mut life, ino, *idx, new)?;
+            removed.push((*idx, old));
+        }
+        self.root.cache.inode_mut(dev, ino)?.blocks += pages;
+        self.stats.data_pages_written += pages;
+        Ok(true)
     }
 
     /// Writes the current-only tables (page addresses, segment usage) and
@@ -770,6 +892,38 @@ impl Store {
         self.sut.table().write_dirty(&mut place)?;
         self.cplist.table().write_dirty(&mut place)?;
         Ok(cp_slot)
+    }
+
+    /// The number of the chain `spec` names (`zstd:3`, `none`), numbering
+    /// it in the superblock's table if it is new. A new chain is durable
+    /// (both superblock copies written and flushed) before this returns, so
+    /// no unit can record a chain a crash would forget.
+    pub fn chain_for(&mut self, spec: &str) -> Result<TransformId> {
+        let chain = Registry::builtin().parse_chain(spec)?;
+        let records = chain.records();
+        if let Some(i) = self.sb.chains.chains.iter().position(|c| *c == records) {
+            return Ok(TransformId(i as u16 + 1));
+        }
+        if records.is_empty() {
+            return Ok(TransformId(0));
+        }
+        if self.read_only {
+            return Err(Error::ReadOnly);
+        }
+        let mut sb = self.sb.clone();
+        let id = sb.chains.number(&records).ok_or_else(|| {
+            Error::Refused(format!(
+                "the chain table is full ({} chains): {spec} cannot be added",
+                crate::chain_table::MAX_CHAINS
+            ))
+        })?;
+        sb.incompat |= crate::superblock::features::INCOMPAT_TRANSFORMS;
+        let chains = Arc::new(ChainSet::build(&sb.chains, &Registry::builtin())?);
+        self.sb = sb;
+        self.chains = chains;
+        self.write_superblock(State::InUse, true)?;
+        self.flush_superblock()?;
+        Ok(id)
     }
 
     /// Writes one superblock copy (alternating) naming the last checkpoint.
@@ -899,6 +1053,18 @@ impl Store {
         let pat = room::table_pages(crate::page_table::vpn_limit(geo).0, 0);
         (overhead + held + pat + area / 20).min(area / 2)
     }
+}
+
+/// How many of `pages` (in page order) from the first are consecutive and
+/// in the first one's cluster of `cluster` pages.
+fn cluster_run(pages: &[(u64, Box<crate::layout::Page>)], cluster: u64) -> usize {
+    let first = pages[0].0;
+    let end = (first / cluster + 1) * cluster;
+    pages
+        .iter()
+        .enumerate()
+        .take_while(|(n, (idx, _))| *idx == first + *n as u64 && *idx < end)
+        .count()
 }
 
 /// Writes the dirty pages of a root's node address table into the log,

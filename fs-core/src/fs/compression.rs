@@ -1,0 +1,134 @@
+//! Compression as a user sees it: the chain a file or directory stores new
+//! data through (the attribute `pagelog.compress`, inherited by what is
+//! created in a directory) and what it saves (the read-only attribute
+//! `pagelog.compression`, for a file, a directory's whole tree, or, on the
+//! root, the filesystem).
+
+use std::collections::HashSet;
+
+use super::Filesystem;
+use crate::dir_index;
+use crate::error::{Error, Result};
+use crate::file_map;
+use crate::ids::Ino;
+use crate::inode::Timespec;
+use crate::layout::PAGE_SIZE;
+use crate::perm::Cred;
+
+/// The attribute that names the chain new data is stored through.
+pub const COMPRESS_XATTR: &[u8] = b"pagelog.compress";
+/// The read-only attribute that reports what compression saves.
+pub const REPORT_XATTR: &[u8] = b"pagelog.compression";
+
+/// What the data of a file, or of a tree, takes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Savings {
+    /// Regular files counted.
+    pub files: u64,
+    /// Bytes of their pages that hold data (holes excluded).
+    pub logical: u64,
+    /// Bytes of the pages that data takes on the device.
+    pub stored: u64,
+}
+
+impl Savings {
+    /// `key: value` lines, as the report attribute gives them.
+    pub fn to_text(&self, chain: &str) -> String {
+        let ratio = if self.stored == 0 {
+            1.0
+        } else {
+            self.logical as f64 / self.stored as f64
+        };
+        format!(
+            "chain: {chain}\nfiles: {}\nlogical_bytes: {}\nstored_bytes: {}\nratio: {ratio:.2}\n",
+            self.files, self.logical, self.stored
+        )
+    }
+}
+
+impl Filesystem {
+    /// The chain new data of `ino` is stored through (`zstd:3`, `none`).
+    pub fn compression(&mut self, ino: Ino) -> Result<String> {
+        let id = self.inode(ino)?.transform;
+        Ok(self.store.chains.get(id)?.spec())
+    }
+
+    /// Stores new data of `ino` through the chain `spec` names (`zstd`,
+    /// `zstd:9`, `none`); what is created in a directory takes the
+    /// directory's. Data already written stays as it is until rewritten.
+    /// Only the owner (or root) may, as for `chattr`.
+    pub fn set_compression(&mut self, cred: &Cred, ino: Ino, spec: &str) -> Result<()> {
+        self.writable()?;
+        let inode = self.inode(ino)?;
+        if !inode.is_reg() && !inode.is_dir() {
+            return Err(Error::NotSupported);
+        }
+        if !cred.is_root() && !cred.owns(inode) {
+            return Err(Error::Perm);
+        }
+        let id = self.store.chain_for(spec.trim())?;
+        let i = self.inode_mut(ino)?;
+        i.transform = id;
+        i.ctime = Timespec::now();
+        self.changed()
+    }
+
+    /// What the data of `ino` takes (for a directory, of every file in its
+    /// tree, each counted once however many names it has). Dirty data is
+    /// written back first, so the figures are what is stored.
+    pub fn savings(&mut self, ino: Ino) -> Result<Savings> {
+        if !self.store.read_only {
+            self.store.write_back_data()?;
+        }
+        let mut total = Savings::default();
+        let mut seen = HashSet::new();
+        let mut dirs = vec![ino];
+        while let Some(d) = dirs.pop() {
+            let inode = self.inode(d)?;
+            if inode.is_reg() {
+                if seen.insert(d) {
+                    self.add_file(d, &mut total)?;
+                }
+                continue;
+            }
+            if !inode.is_dir() {
+                continue;
+            }
+            let dev = self.dev();
+            let mut kids = Vec::new();
+            dir_index::for_each_after(&mut self.store.root.cache, &*dev, d, 2, &mut |e| {
+                kids.push(e.ino);
+                true
+            })?;
+            dirs.extend(kids);
+        }
+        Ok(total)
+    }
+
+    fn add_file(&mut self, ino: Ino, total: &mut Savings) -> Result<()> {
+        let dev = self.dev();
+        let mut logical = 0u64;
+        file_map::walk(
+            &mut self.store.root.cache,
+            &*dev,
+            ino,
+            &mut |_, p| {
+                if p.is_stored() {
+                    logical += 1;
+                }
+            },
+            &mut |_| {},
+        )?;
+        let inode = self.inode(ino)?;
+        total.files += 1;
+        total.logical += logical * PAGE_SIZE as u64;
+        total.stored += inode.blocks * PAGE_SIZE as u64;
+        Ok(())
+    }
+
+    /// The report attribute's text for `ino`.
+    pub(super) fn savings_report(&mut self, ino: Ino) -> Result<Vec<u8>> {
+        let chain = self.compression(ino)?;
+        Ok(self.savings(ino)?.to_text(&chain).into_bytes())
+    }
+}
