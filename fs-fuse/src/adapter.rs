@@ -27,6 +27,16 @@ use crate::options::MountConfig;
 /// state and counters, as `key: value` lines (see the README).
 pub const STATS_XATTR: &[u8] = b"pagelog.stats";
 
+/// `FS_IOC_GETFLAGS`, `FS_IOC_SETFLAGS` and their 32-bit forms.
+const FS_IOC_GETFLAGS: u32 = 0x8008_6601;
+const FS_IOC_SETFLAGS: u32 = 0x4008_6602;
+const FS_IOC32_GETFLAGS: u32 = 0x8004_6601;
+const FS_IOC32_SETFLAGS: u32 = 0x4004_6602;
+/// `FS_IOC_FSGETXATTR` and `FS_IOC_FSSETXATTR` (`struct fsxattr`).
+const FS_IOC_FSGETXATTR: u32 = 0x801C_581F;
+const FS_IOC_FSSETXATTR: u32 = 0x401C_5820;
+const FSXATTR_SIZE: usize = 28;
+
 /// Run before the final writeback.
 pub type ShutDownHook = Box<dyn FnOnce() + Send>;
 
@@ -41,6 +51,9 @@ pub struct Shared {
     /// The kernel's writeback cache is on: written data may sit in the
     /// kernel until it writes it back (or a syncfs).
     pub kernel_caches_writes: std::sync::atomic::AtomicBool,
+    /// Tells the kernel what changed behind its back (set once the
+    /// session exists).
+    pub notifier: std::sync::OnceLock<fuser::Notifier>,
     /// Run once before the final writeback (the daemon unmounts the
     /// views it serves beside the mount there, while they can still be
     /// served).
@@ -65,6 +78,7 @@ impl Shared {
             requests: std::sync::atomic::AtomicU64::new(0),
             kernel_caches_writes: std::sync::atomic::AtomicBool::new(false),
             before_shut_down: Mutex::new(None),
+            notifier: std::sync::OnceLock::new(),
         }
     }
 
@@ -73,11 +87,31 @@ impl Shared {
         self.requests
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut guard = self.lock();
-        match guard.as_mut() {
-            Some(fs) => f(fs),
-            None => Err(Error::Io(std::io::Error::from(
-                std::io::ErrorKind::NotConnected,
-            ))),
+        let (r, reshaped) = match guard.as_mut() {
+            Some(fs) => (f(fs), fs.take_reshaped()),
+            None => (
+                Err(Error::Io(std::io::Error::from(
+                    std::io::ErrorKind::NotConnected,
+                ))),
+                Vec::new(),
+            ),
+        };
+        drop(guard);
+        self.reshaped(reshaped);
+        r
+    }
+
+    /// Tells the kernel to ask again for the attributes of `inos`, whose
+    /// block counts writeback changed (compressed data takes fewer pages
+    /// than the kernel was told while it was dirty), so that `du` sees
+    /// what is stored without waiting out the attribute cache.
+    pub fn reshaped(&self, inos: Vec<Ino>) {
+        let Some(n) = self.notifier.get() else { return };
+        for i in inos {
+            // Offset -1: the attributes only, never cached pages.
+            if let Err(e) = n.inval_inode(INodeNo(i.0), -1, 0) {
+                log::debug!("attributes of inode {i} not invalidated: {e}");
+            }
         }
     }
 
@@ -836,18 +870,48 @@ impl fuser::Filesystem for Adapter {
 
     fn ioctl(
         &self,
-        _req: &Request,
-        _i: INodeNo,
+        req: &Request,
+        i: INodeNo,
         _fh: FileHandle,
         _flags: IoctlFlags,
-        _cmd: u32,
-        _in_data: &[u8],
+        cmd: u32,
+        in_data: &[u8],
         _out_size: u32,
         reply: ReplyIoctl,
     ) {
-        // No ioctls: what a terminal query (TCGETS) on a file gets
-        // everywhere, without fuser's warning for each one.
-        reply.error(Errno::from_i32(libc::ENOTTY));
+        // `lsattr` and `chattr` (the kernel asks with the 4-byte form
+        // whatever the caller's `long`); nothing else: what a terminal
+        // query (TCGETS) on a file gets everywhere.
+        match cmd {
+            FS_IOC_GETFLAGS | FS_IOC32_GETFLAGS => match self.with(|fs| fs.file_flags(ino(i))) {
+                Ok(f) => reply.ioctl(0, &f.to_ne_bytes()),
+                Err(e) => reply.error(errno(&e)),
+            },
+            FS_IOC_SETFLAGS | FS_IOC32_SETFLAGS => {
+                let Some(bytes) = in_data.get(..4) else {
+                    return reply.error(Errno::from_i32(libc::EINVAL));
+                };
+                let flags = u32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+                let cred = self.cred(req);
+                match self.with(|fs| fs.set_file_flags(&cred, ino(i), flags)) {
+                    Ok(()) => reply.ioctl(0, &[]),
+                    Err(e) => reply.error(errno(&e)),
+                }
+            }
+            // The kernel reads the extended form before it sets flags:
+            // no extended flag or project id is kept (yet), so all zero;
+            // setting them to anything else is "not supported".
+            FS_IOC_FSGETXATTR => match self.with(|fs| fs.getattr(ino(i))) {
+                Ok(_) => reply.ioctl(0, &[0u8; FSXATTR_SIZE]),
+                Err(e) => reply.error(errno(&e)),
+            },
+            FS_IOC_FSSETXATTR => match in_data.get(..FSXATTR_SIZE) {
+                Some(fsx) if fsx.iter().all(|&b| b == 0) => reply.ioctl(0, &[]),
+                Some(_) => reply.error(Errno::from_i32(libc::EOPNOTSUPP)),
+                None => reply.error(Errno::from_i32(libc::EINVAL)),
+            },
+            _ => reply.error(Errno::from_i32(libc::ENOTTY)),
+        }
     }
 
     fn poll(

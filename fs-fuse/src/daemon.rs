@@ -226,6 +226,7 @@ pub fn serve(
     if let Some(bytes) = cfg.readahead {
         set_readahead(mountpoint, bytes);
     }
+    let _ = shared.notifier.set(session.notifier());
     let uuid = shared
         .with(|fs| Ok(fs.superblock().uuid))
         .unwrap_or_default();
@@ -385,6 +386,9 @@ fn spawn_commit_thread(shared: Arc<Shared>, stop: Arc<AtomicBool>) -> thread::Jo
                     log::error!("background cleaning failed: {e}");
                 }
             }
+            let reshaped = fs.take_reshaped();
+            drop(guard);
+            shared.reshaped(reshaped);
         }
     })
 }

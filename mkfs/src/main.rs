@@ -31,6 +31,7 @@ const AFTER_HELP: &str = "\
 Examples:
   pagelog-mkfs /srv/web.img --size 4G              a sparse 4 GiB image file (mode 0600)
   pagelog-mkfs /dev/vdb --label mail                a whole block device
+  pagelog-mkfs /srv/logs.img --size 4G --compress zstd   new data compressed (zstd level 3)
   pagelog-mkfs /srv/web.img --size 4G --force       overwrite an existing filesystem
 
 Installed as mkfs.pagelog, it also serves mkfs(8): `mkfs -t pagelog [OPTIONS]
@@ -78,6 +79,14 @@ pub struct Args {
     /// UUID (default: random)
     #[arg(short = 'U', long)]
     pub uuid: Option<String>,
+    /// Store new data compressed: `zstd`, `zstd:LEVEL` (1 to 19), or `none`
+    /// (default). Directories can choose their own later (`pagelog.compress`).
+    #[arg(long, value_name = "CHAIN")]
+    pub compress: Option<String>,
+    /// Compression cluster: the logical size compressed as one unit, 4K to
+    /// 64K in whole pages (default 16K)
+    #[arg(long, value_name = "SIZE")]
+    pub cluster: Option<String>,
     /// Overwrite an existing filesystem or signature (never one in use)
     #[arg(short = 'f', long, visible_short_alias = 'F')]
     pub force: bool,
@@ -117,8 +126,15 @@ fn run(args: &Args) -> Result<String> {
     })?;
     target.keep();
     let geo = sb.geometry;
+    let compress = match req.format.compress.as_str() {
+        "none" => String::new(),
+        chain => format!(
+            ", compressed with {chain} in clusters of {}",
+            show_size(u64::from(sb.chains.cluster_pages) * PAGE_SIZE as u64)
+        ),
+    };
     Ok(format!(
-        "{what}: pagelog filesystem of {}: {} segments of {}, label '{}', UUID {}",
+        "{what}: pagelog filesystem of {}: {} segments of {}, label '{}', UUID {}{compress}",
         show_size(pages * PAGE_SIZE as u64),
         geo.segment_count,
         show_size(u64::from(geo.pages_per_segment) * PAGE_SIZE as u64),

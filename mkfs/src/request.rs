@@ -4,10 +4,12 @@
 
 use std::os::unix::ffi::OsStrExt;
 
+use pagelog_core::chain_table::MAX_CLUSTER_PAGES;
 use pagelog_core::format::{geometry, FormatOptions, DEFAULT_SEGMENT_PAGES};
 use pagelog_core::layout::PAGE_SIZE;
 use pagelog_core::size::parse_size;
 use pagelog_core::superblock::{parse_uuid, LABEL_MAX};
+use pagelog_core::transform::Registry;
 
 use crate::error::{Error, Result};
 use crate::Args;
@@ -54,6 +56,16 @@ impl Request {
             label,
             ..FormatOptions::default()
         };
+        if let Some(c) = &args.compress {
+            // Refused here, by name, before any file is touched.
+            let chain = Registry::builtin()
+                .parse_chain(c)
+                .map_err(|e| Error::Argument(format!("--compress {c}: {}", reason(e))))?;
+            format.compress = chain.spec();
+        }
+        if let Some(c) = &args.cluster {
+            format.cluster_pages = cluster_pages(c)?;
+        }
         if let Some(u) = &args.uuid {
             format.uuid = parse_uuid(u).ok_or_else(|| {
                 Error::Argument(format!("--uuid {u}: not a UUID (32 hex digits)"))
@@ -86,6 +98,25 @@ impl Request {
         };
         Ok(bytes / PAGE_SIZE as u64)
     }
+}
+
+/// What a library error says, without its kind.
+fn reason(e: pagelog_core::Error) -> String {
+    match e {
+        pagelog_core::Error::Refused(m) => m,
+        other => other.to_string(),
+    }
+}
+
+/// `--cluster SIZE` in pages: a whole number of pages from 4K to 64K.
+fn cluster_pages(s: &str) -> Result<u16> {
+    let hint = "a size from 4K to 64K in whole pages, like 16K";
+    let size = given_size(s, 1, "--cluster ", hint)?;
+    let max = u64::from(MAX_CLUSTER_PAGES) * PAGE_SIZE as u64;
+    if size.bytes == 0 || size.bytes % PAGE_SIZE as u64 != 0 || size.bytes > max {
+        return Err(Error::Argument(format!("--cluster {s}: {hint}")));
+    }
+    Ok((size.bytes / PAGE_SIZE as u64) as u16)
 }
 
 /// The size from `--size` (bare numbers are bytes) or from the trailing

@@ -20,6 +20,9 @@ pub const COMPRESS_XATTR: &[u8] = b"pagelog.compress";
 /// The read-only attribute that reports what compression saves.
 pub const REPORT_XATTR: &[u8] = b"pagelog.compression";
 
+/// `FS_COMPR_FL` of `chattr`/`lsattr` (`c`): new data is compressed.
+pub const FS_COMPR_FL: u32 = 0x0000_0004;
+
 /// What the data of a file, or of a tree, takes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Savings {
@@ -73,6 +76,41 @@ impl Filesystem {
         self.changed()
     }
 
+    /// The `chattr` flags of `ino` (FS_IOC_GETFLAGS): only `c` is kept.
+    pub fn file_flags(&mut self, ino: Ino) -> Result<u32> {
+        Ok(match self.inode(ino)?.transform.0 {
+            0 => 0,
+            _ => FS_COMPR_FL,
+        })
+    }
+
+    /// Sets the `chattr` flags of `ino` (FS_IOC_SETFLAGS): `c` stores new
+    /// data through the filesystem's default chain (zstd at its default
+    /// level if that is none), clearing it stores new data raw; asking for
+    /// any other flag is "not supported", changing nothing.
+    pub fn set_file_flags(&mut self, cred: &Cred, ino: Ino, flags: u32) -> Result<()> {
+        if flags & !FS_COMPR_FL != 0 {
+            return Err(Error::NotSupported);
+        }
+        let now = self.file_flags(ino)?;
+        if now == flags {
+            return Ok(());
+        }
+        let spec = if flags & FS_COMPR_FL == 0 {
+            "none".to_string()
+        } else {
+            match self.store.sb.default_transform.0 {
+                0 => "zstd".to_string(),
+                _ => self
+                    .store
+                    .chains
+                    .get(self.store.sb.default_transform)?
+                    .spec(),
+            }
+        };
+        self.set_compression(cred, ino, &spec)
+    }
+
     /// What the data of `ino` takes (for a directory, of every file in its
     /// tree, each counted once however many names it has). Dirty data is
     /// written back first, so the figures are what is stored.
@@ -124,6 +162,15 @@ impl Filesystem {
         total.logical += logical * PAGE_SIZE as u64;
         total.stored += inode.blocks * PAGE_SIZE as u64;
         Ok(())
+    }
+
+    /// Files whose block count writeback changed from what `getattr` said
+    /// while their data was dirty (compressed), since the last call.
+    pub fn take_reshaped(&mut self) -> Vec<Ino> {
+        let mut inos = std::mem::take(&mut self.store.reshaped);
+        inos.sort_unstable();
+        inos.dedup();
+        inos
     }
 
     /// The report attribute's text for `ino`.

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 pub use crate::store::DataScope;
 pub use attr::{SetAttr, TimeSet};
 pub use cleaning::CleanerReport;
-pub use compression::{Savings, COMPRESS_XATTR, REPORT_XATTR};
+pub use compression::{Savings, COMPRESS_XATTR, FS_COMPR_FL, REPORT_XATTR};
 pub use data::Whence;
 pub use namespace::{DirItem, RenameFlags};
 pub use read::ReadPlan;

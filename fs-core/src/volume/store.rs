@@ -63,6 +63,10 @@ pub struct Store {
     pub dev: Arc<dyn BlockDevice>,
     /// The superblock as last written.
     pub sb: Superblock,
+    /// Files whose block count writeback changed from what was reported
+    /// while their data was dirty (compressed clusters), for whoever caches
+    /// attributes (the kernel, through FUSE).
+    pub reshaped: Vec<crate::ids::Ino>,
     /// The chains its table numbers, built (replaced whole when one is
     /// added, so a read planned earlier keeps the set it started with).
     pub chains: Arc<ChainSet>,
@@ -176,6 +180,7 @@ impl Store {
         Ok(Store {
             dev,
             chains,
+            reshaped: Vec::new(),
             sb: rec.sb,
             root,
             sut,
@@ -836,6 +841,13 @@ impl Store {
         }
         self.root.cache.inode_mut(dev, ino)?.blocks += pages;
         self.stats.data_pages_written += pages;
+        if self.reshaped.last() != Some(&ino) {
+            // (Bounded: without a reader, only a stale attribute is lost.)
+            if self.reshaped.len() >= 1 << 16 {
+                self.reshaped.clear();
+            }
+            self.reshaped.push(ino);
+        }
         Ok(true)
     }
 
