@@ -32,12 +32,14 @@ thread_local! {
     static CLEANED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
-fn base_image() -> Vec<u8> {
+/// A fresh image whose files store their data through `chain`.
+fn base_image(chain: &str) -> Vec<u8> {
     let dev = Arc::new(MemDevice::new(PAGES));
     format(
         dev.clone(),
         &FormatOptions {
             pages_per_segment: 16,
+            compress: chain.into(),
             ..FormatOptions::default()
         },
     )
@@ -71,8 +73,8 @@ struct Commit {
 /// commits. `Op::Sync` is syncfs (a full commit); `Op::CrashCut` stands for
 /// the commit timer (metadata only in the `writeback` mode); in the `full`
 /// mode every operation commits by itself.
-fn record(ops: &[Op], mode: JournalMode) -> (Arc<RecordingDevice>, Vec<Commit>) {
-    let dev = Arc::new(RecordingDevice::new(&base_image()));
+fn record(ops: &[Op], mode: JournalMode, chain: &str) -> (Arc<RecordingDevice>, Vec<Commit>) {
+    let dev = Arc::new(RecordingDevice::new(&base_image(chain)));
     let mut fs =
         Filesystem::mount(dev.clone() as Arc<dyn BlockDevice>, opts(false, mode)).expect("mount");
     let mut model = Model::new();
@@ -337,8 +339,8 @@ fn check_snapshots(
 }
 
 /// Every crash state of one recorded run; returns how many were checked.
-fn check_run(ops: &[Op], seed: u64, mode: JournalMode) -> Result<usize, String> {
-    let (dev, commits) = record(ops, mode);
+fn check_run(ops: &[Op], seed: u64, mode: JournalMode, chain: &str) -> Result<usize, String> {
+    let (dev, commits) = record(ops, mode, chain);
     let n = dev.len();
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut checked = 0;
@@ -416,6 +418,12 @@ fn crash_op() -> impl Strategy<Value = Op> {
 /// shrink to a minimal workload. PAGELOG_CRASH_SCALE multiplies the number
 /// of workloads (the long run). Returns the states checked.
 fn crash_states_in(mode: JournalMode, cases: u32) -> usize {
+    crash_states_storing(mode, cases, "none")
+}
+
+/// [`crash_states_in`] on a filesystem whose files store their data
+/// through `chain`.
+fn crash_states_storing(mode: JournalMode, cases: u32, chain: &str) -> usize {
     use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
     let scale: u32 = std::env::var("PAGELOG_CRASH_SCALE")
         .ok()
@@ -439,7 +447,7 @@ fn crash_states_in(mode: JournalMode, cases: u32) -> usize {
     let states = std::sync::atomic::AtomicUsize::new(0);
     let strategy = (proptest::collection::vec(crash_op(), 10..60), any::<u64>());
     let result = runner.run(&strategy, |(ops, seed)| {
-        let checked = check_run(&ops, seed, mode).map_err(TestCaseError::fail)?;
+        let checked = check_run(&ops, seed, mode, chain).map_err(TestCaseError::fail)?;
         prop_assert!(checked > 10, "only {checked} crash states");
         states.fetch_add(checked, std::sync::atomic::Ordering::Relaxed);
         Ok(())
@@ -461,6 +469,14 @@ fn crash_states_in(mode: JournalMode, cases: u32) -> usize {
 #[test]
 fn ordered_crash_states_are_commit_points() {
     assert!(crash_states_in(JournalMode::Ordered, 150) >= 4000);
+}
+
+/// `ordered` with every file compressed (zstd, clusters of 4 pages):
+/// clusters rewritten whole, partly overwritten, truncated and punched,
+/// moved by the cleaner, in every crash state.
+#[test]
+fn compressed_crash_states_are_commit_points() {
+    assert!(crash_states_storing(JournalMode::Ordered, 60, "zstd:1") >= 1500);
 }
 
 /// `full`: every crash state is the state after the last operation that
@@ -558,7 +574,7 @@ fn contents(fs: &mut Filesystem) -> BTreeMap<String, Vec<u8>> {
 
 #[test]
 fn failing_the_nth_io_is_reported_and_leaves_a_commit_point() {
-    let base = base_image();
+    let base = base_image("none");
     // Count the I/Os of a clean run.
     let clean = Arc::new(FaultyDevice::new(&base, u64::MAX));
     let mut fs = Filesystem::mount(
@@ -646,7 +662,7 @@ fn writeback_truncate_after_metadata_commits() {
         },
         Op::CrashCut,
     ];
-    if let Err(e) = check_run(&ops, 3074032695928682627, JournalMode::Writeback) {
+    if let Err(e) = check_run(&ops, 3074032695928682627, JournalMode::Writeback, "none") {
         panic!("{e}");
     }
 }
