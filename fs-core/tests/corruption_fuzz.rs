@@ -29,6 +29,8 @@ proptest! {
         let _ = Summary::decode(&p, PageAddr(0));
         let _ = Checkpoint::decode(&p, PageAddr(0));
         let _ = Node::decode(&p, PageAddr(0), Nid(nid));
+        let r = pagelog_core::codec::Reader::new(&p, "fuzz", PageAddr(0));
+        let _ = pagelog_core::chain_table::ChainTable::decode(&r);
     }
 
     #[test]
@@ -47,8 +49,8 @@ proptest! {
 type Expected = (Vec<u8>, Vec<u8>);
 
 /// A small filesystem with known contents, and its expected files.
-fn populated() -> (Vec<u8>, Vec<Expected>) {
-    let dev = support::formatted(4096, 32);
+fn populated(chain: &str) -> (Vec<u8>, Vec<Expected>) {
+    let dev = support::formatted_storing(4096, 32, chain);
     let mut fs = support::mount(&dev);
     let root = Cred::root();
     let mut files = Vec::new();
@@ -69,8 +71,8 @@ fn populated() -> (Vec<u8>, Vec<Expected>) {
 
 /// The populated image with the bytes at the given positions flipped (each
 /// by a non-zero mask), and its expected files.
-fn damaged(flips: &[(usize, u8)]) -> (Arc<MemDevice>, Vec<Expected>) {
-    let (mut image, files) = populated();
+fn damaged(flips: &[(usize, u8)], chain: &str) -> (Arc<MemDevice>, Vec<Expected>) {
+    let (mut image, files) = populated(chain);
     for (pos, x) in flips {
         image[*pos] ^= x | 1;
     }
@@ -106,22 +108,18 @@ fn mount_checked_clean(
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
 
     #[test]
     fn damaged_images_fail_cleanly(flips in flips()) {
-        let (dev, files) = damaged(&flips);
-        let ro = MountOptions { read_only: true, ..MountOptions::default() };
-        let Ok(mut fs) = Filesystem::mount(dev as Arc<dyn BlockDevice>, ro) else { return Ok(()) };
-        let root = Cred::root();
-        for (name, data) in &files {
-            let Ok(a) = fs.lookup(&root, Ino::ROOT, name) else { continue };
-            if let Ok(got) = fs.read(a.ino, 0, data.len() as u32) {
-                prop_assert!(&got == data, "wrong bytes returned for {}", String::from_utf8_lossy(name));
-            }
-            let _ = fs.getxattr(&root, a.ino, b"user.i");
-        }
-        let _ = fs.readdir(Ino::ROOT, 0, &mut |_| true);
+        fails_cleanly(&flips, "none")?;
+    }
+
+    /// The same on an image whose files are compressed clusters: damage
+    /// in a cluster fails its chain or the checksums of its pages.
+    #[test]
+    fn damaged_compressed_images_fail_cleanly(flips in flips()) {
+        fails_cleanly(&flips, "zstd:1")?;
     }
 
     /// The checker never panics on a damaged image, and its verdict can be
@@ -131,19 +129,64 @@ proptest! {
     /// written.
     #[test]
     fn a_clean_verdict_means_an_intact_filesystem(flips in flips()) {
-        use pagelog_core::fsck::Level;
-        let (dev, files) = damaged(&flips);
-        if support::fsck(&dev, Level::Full).problems() == 0 {
-            mount_checked_clean(&dev, &files)?;
-        }
-        if support::fsck(&dev, Level::VerifyData).problems() > 0 {
-            return Ok(());
-        }
-        let mut fs = mount_checked_clean(&dev, &files)?;
-        for (name, data) in &files {
-            let Ok(a) = fs.lookup(&Cred::root(), Ino::ROOT, name) else { continue };
-            let got = fs.read(a.ino, 0, data.len() as u32 + 1);
-            prop_assert!(got.as_ref().ok() == Some(data), "checked clean but {} reads wrong: {:?}", String::from_utf8_lossy(name), got.err());
-        }
+        clean_verdict_holds(&flips, "none")?;
     }
+
+    /// The same with compressed clusters, which `--verify-data` undoes.
+    #[test]
+    fn a_clean_verdict_means_an_intact_compressed_filesystem(flips in flips()) {
+        clean_verdict_holds(&flips, "zstd:1")?;
+    }
+}
+
+fn fails_cleanly(flips: &[(usize, u8)], chain: &str) -> Result<(), TestCaseError> {
+    let (dev, files) = damaged(flips, chain);
+    let ro = MountOptions {
+        read_only: true,
+        ..MountOptions::default()
+    };
+    let Ok(mut fs) = Filesystem::mount(dev as Arc<dyn BlockDevice>, ro) else {
+        return Ok(());
+    };
+    let root = Cred::root();
+    for (name, data) in &files {
+        let Ok(a) = fs.lookup(&root, Ino::ROOT, name) else {
+            continue;
+        };
+        if let Ok(got) = fs.read(a.ino, 0, data.len() as u32) {
+            prop_assert!(
+                &got == data,
+                "wrong bytes returned for {}",
+                String::from_utf8_lossy(name)
+            );
+        }
+        let _ = fs.getxattr(&root, a.ino, b"user.i");
+    }
+    let _ = fs.readdir(Ino::ROOT, 0, &mut |_| true);
+    Ok(())
+}
+
+fn clean_verdict_holds(flips: &[(usize, u8)], chain: &str) -> Result<(), TestCaseError> {
+    use pagelog_core::fsck::Level;
+    let (dev, files) = damaged(flips, chain);
+    if support::fsck(&dev, Level::Full).problems() == 0 {
+        mount_checked_clean(&dev, &files)?;
+    }
+    if support::fsck(&dev, Level::VerifyData).problems() > 0 {
+        return Ok(());
+    }
+    let mut fs = mount_checked_clean(&dev, &files)?;
+    for (name, data) in &files {
+        let Ok(a) = fs.lookup(&Cred::root(), Ino::ROOT, name) else {
+            continue;
+        };
+        let got = fs.read(a.ino, 0, data.len() as u32 + 1);
+        prop_assert!(
+            got.as_ref().ok() == Some(data),
+            "checked clean but {} reads wrong: {:?}",
+            String::from_utf8_lossy(name),
+            got.err()
+        );
+    }
+    Ok(())
 }

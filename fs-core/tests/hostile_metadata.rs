@@ -297,7 +297,8 @@ fn superblock_targets(ed: &Editor, out: &mut Vec<Target>) {
             Rule::Not(u64::from(pagelog_core::layout::FORMAT_VERSION)),
         ),
         ("page_size", sb_off::PAGE_SIZE, 4, Rule::Not(4096)),
-        ("incompat", sb_off::INCOMPAT, 8, Rule::Not(0)),
+        // Bit 0 (transforms) is known; any value with another bit is not.
+        ("incompat", sb_off::INCOMPAT, 8, Rule::AtLeast(2)),
         (
             "pages_per_segment",
             sb_off::PAGES_PER_SEGMENT,

@@ -37,6 +37,19 @@ const FS_IOC_FSGETXATTR: u32 = 0x801C_581F;
 const FS_IOC_FSSETXATTR: u32 = 0x401C_5820;
 const FSXATTR_SIZE: usize = 28;
 
+/// An ioctl's integer as the kernel lays it out: in the host's byte order
+/// (it is the caller's memory, copied).
+#[allow(clippy::host_endian_bytes)]
+fn kernel_int(v: u32) -> [u8; 4] {
+    v.to_ne_bytes()
+}
+
+/// [`kernel_int`] read back.
+#[allow(clippy::host_endian_bytes)]
+fn from_kernel_int(b: [u8; 4]) -> u32 {
+    u32::from_ne_bytes(b)
+}
+
 /// Run before the final writeback.
 pub type ShutDownHook = Box<dyn FnOnce() + Send>;
 
@@ -884,14 +897,14 @@ impl fuser::Filesystem for Adapter {
         // query (TCGETS) on a file gets everywhere.
         match cmd {
             FS_IOC_GETFLAGS | FS_IOC32_GETFLAGS => match self.with(|fs| fs.file_flags(ino(i))) {
-                Ok(f) => reply.ioctl(0, &f.to_ne_bytes()),
+                Ok(f) => reply.ioctl(0, &kernel_int(f)),
                 Err(e) => reply.error(errno(&e)),
             },
             FS_IOC_SETFLAGS | FS_IOC32_SETFLAGS => {
                 let Some(bytes) = in_data.get(..4) else {
                     return reply.error(Errno::from_i32(libc::EINVAL));
                 };
-                let flags = u32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+                let flags = from_kernel_int([bytes[0], bytes[1], bytes[2], bytes[3]]);
                 let cred = self.cred(req);
                 match self.with(|fs| fs.set_file_flags(&cred, ino(i), flags)) {
                     Ok(()) => reply.ioctl(0, &[]),

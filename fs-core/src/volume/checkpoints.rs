@@ -165,11 +165,24 @@ impl Store {
                 rec.dead_crc = crc;
                 rec.dead_entries += chunk.len() as u64;
                 rec.dead_pages += 1;
-                rec.exclusive += chunk.iter().filter(|(_, b)| *b > prev).count() as u64;
+                rec.exclusive += self.pages_born_after(chunk, prev)?;
             }
             self.cplist.update(dev, rec)?;
         }
         Ok(())
+    }
+
+    /// The pages the units of `units` born after `prev` take (a deadlist's
+    /// units are still allocated, so the page address table knows).
+    fn pages_born_after(&self, units: &[DeadUnit], prev: CheckpointNo) -> Result<u64> {
+        let mut pages = 0;
+        for &(vpn, _) in units.iter().filter(|(_, b)| *b > prev) {
+            pages += self
+                .pat
+                .lookup(&*self.dev, vpn)?
+                .map_or(1, |e| u64::from(e.pages));
+        }
+        Ok(pages)
     }
 
     /// The entries of the deadlist starting at `head` (checksum `crc`),
@@ -229,7 +242,7 @@ impl Store {
         };
         let prev = self.cplist.before(no).map_or(CheckpointNo(0), |r| r.no);
         let (units, _) = self.read_deadlist(rec.dead_head, rec.dead_crc)?;
-        rec.exclusive = units.iter().filter(|(_, b)| *b > prev).count() as u64;
+        rec.exclusive = self.pages_born_after(&units, prev)?;
         let dev = self.dev.clone();
         self.cplist.update(&*dev, rec)
     }

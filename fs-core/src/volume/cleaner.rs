@@ -433,9 +433,10 @@ impl Store {
             return self.fits(need, Tier::Cleaner);
         }
         let pps = self.sb.geometry.pages_per_segment;
+        let unit = self.largest_unit();
         let cold = match &self.cold {
-            Some(c) => room::segments_for(live, c.remaining_in_segment(), pps),
-            None => 2 + room::segments_for(live, u64::from(pps), pps),
+            Some(c) => room::segments_for(live, c.remaining_in_segment(), pps, unit),
+            None => 2 + room::segments_for(live, u64::from(pps), pps, unit),
         };
         let need = Demand {
             pages: 0,

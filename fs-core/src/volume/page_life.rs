@@ -105,7 +105,7 @@ impl<'a> PageLife<'a> {
         let entry = PatEntry::stored(addr, self.building, bytes.len(), chain);
         self.pat.set(self.dev, vpn, entry)?;
         if self.history.origin_held {
-            self.history.own += 1;
+            self.history.own += pages;
         }
         Ok((vpn, crc))
     }
@@ -117,7 +117,7 @@ impl<'a> PageLife<'a> {
         let last = self.history.last;
         if e.birth > last {
             if self.history.origin_held {
-                self.history.own = self.history.own.saturating_sub(1);
+                self.history.own = self.history.own.saturating_sub(u64::from(e.pages));
             }
             return self.free_entry(vpn, e);
         }

@@ -21,8 +21,8 @@ use crate::segment_summary::MAX_ENTRIES;
 /// urgent pass to empty one victim whatever it holds (fewer than a
 /// segment of live pages, each of which may cost its owner node too) and
 /// to commit (every table page, and the checkpoint).
-pub fn cleaner_reserve(pps: u32, table_pages: u64) -> u64 {
-    segments_for(2 * u64::from(pps) + table_pages + 1, 0, pps)
+pub fn cleaner_reserve(pps: u32, table_pages: u64, unit: u64) -> u64 {
+    segments_for(2 * u64::from(pps) + table_pages + 1, 0, pps, unit)
 }
 
 /// Payload pages kept for metadata operations below operations that take
@@ -130,18 +130,17 @@ pub fn log_pages(payload: u64) -> u64 {
 }
 
 /// Segments the head must take from the free ones to write `payload`
-/// pages, when `remaining` pages are left in its current segment. A record
-/// never spans two segments, so each segment boundary may cost a summary
-/// page more and leave one page unused at the end of the segment it left:
-/// each new segment is counted as `pps - 2` pages. (Every unit written
-/// today is one page; a unit of `n` pages, which a record closes early
-/// for, may leave `n` pages unused instead of one, and the bound must grow
-/// with the largest unit before compressed clusters are written.) (The head already holds
-/// the segment after its current one; each move on takes one free segment
-/// to hold next, so the count of free segments taken equals the moves.)
-pub fn segments_for(payload: u64, remaining: u64, pps: u32) -> u64 {
+/// pages, when `remaining` pages are left in its current segment, with
+/// units of at most `unit` pages. A record and a unit never span two
+/// segments, so each segment boundary may cost a summary page more and
+/// leave up to `unit` pages unused at the end of the segment it left (the
+/// room a unit did not fit in): each new segment is counted as
+/// `pps - 1 - unit` pages. (The head already holds the segment after its
+/// current one; each move on takes one free segment to hold next, so the
+/// count of free segments taken equals the moves.)
+pub fn segments_for(payload: u64, remaining: u64, pps: u32, unit: u64) -> u64 {
     let pages = log_pages(payload);
-    let per = u64::from(pps).saturating_sub(2).max(1);
+    let per = u64::from(pps).saturating_sub(1 + unit).max(1);
     pages.saturating_sub(remaining).div_ceil(per)
 }
 
@@ -163,15 +162,20 @@ mod tests {
     #[test]
     fn segments_for_counts_summaries_and_boundaries() {
         // Fits in what is left of the current segment.
-        assert_eq!(segments_for(100, 200, 512), 0);
+        assert_eq!(segments_for(100, 200, 512, 1), 0);
         // 100 payload pages take a summary, and one page is kept for an
         // early-closed record: 102 pages.
-        assert_eq!(segments_for(100, 102, 512), 0);
-        assert_eq!(segments_for(100, 101, 512), 1);
+        assert_eq!(segments_for(100, 102, 512, 1), 0);
+        assert_eq!(segments_for(100, 101, 512, 1), 1);
         // Nothing left: 1000 payload pages are 1000 + 10 + 1 = 1011 pages,
         // two segments of 510 usable pages.
-        assert_eq!(segments_for(1000, 0, 512), 2);
-        assert_eq!(segments_for(0, 0, 16), 1);
+        assert_eq!(segments_for(1000, 0, 512, 1), 2);
+        assert_eq!(segments_for(0, 0, 16, 1), 1);
+        // 40 payload pages are 42 pages: three 16-page segments of 14
+        // usable pages; with units of up to 3 pages, which may leave 3
+        // pages unused at each segment's end, four of 12.
+        assert_eq!(segments_for(40, 0, 16, 1), 3);
+        assert_eq!(segments_for(40, 0, 16, 3), 4);
     }
 
     #[test]

@@ -427,8 +427,19 @@ impl Store {
             self.commit_payload(extra),
             self.log.remaining_in_segment(),
             pps,
+            self.largest_unit(),
         );
         commit + self.reserve_segments(tier)
+    }
+
+    /// The most pages one unit of this volume takes: one, unless chains
+    /// are numbered; then a compressed cluster, which is stored as one unit
+    /// only when that saves a page, takes at most a cluster less one.
+    pub fn largest_unit(&self) -> u64 {
+        match self.sb.chains.chains.is_empty() {
+            true => 1,
+            false => (self.chains.cluster_pages() - 1).max(1),
+        }
     }
 
     /// Segments `tier` leaves untouched: the cleaner's reserve (room to
@@ -437,8 +448,9 @@ impl Store {
     /// renames and truncations) below operations that take space.
     pub fn reserve_segments(&self, tier: Tier) -> u64 {
         let pps = self.sb.geometry.pages_per_segment;
-        let cleaner = room::cleaner_reserve(pps, self.table_pages_at_most());
-        let metadata = room::segments_for(room::metadata_reserve(self.metadata_op()), 0, pps);
+        let unit = self.largest_unit();
+        let cleaner = room::cleaner_reserve(pps, self.table_pages_at_most(), unit);
+        let metadata = room::segments_for(room::metadata_reserve(self.metadata_op()), 0, pps, unit);
         match tier {
             Tier::Commit | Tier::Cleaner => 0,
             Tier::Metadata => cleaner,

@@ -12,9 +12,16 @@ use pagelog_core::{format, BlockDevice, Filesystem, FormatOptions, MemDevice, Mo
 /// A memory device of `pages` pages, formatted with `pps`-page segments.
 #[allow(dead_code)]
 pub fn formatted(pages: u64, pps: u32) -> Arc<MemDevice> {
+    formatted_storing(pages, pps, "none")
+}
+
+/// [`formatted`], new data stored through `chain` (`zstd:1`).
+#[allow(dead_code)]
+pub fn formatted_storing(pages: u64, pps: u32, chain: &str) -> Arc<MemDevice> {
     let dev = Arc::new(MemDevice::new(pages));
     let opts = FormatOptions {
         pages_per_segment: pps,
+        compress: chain.into(),
         ..FormatOptions::default()
     };
     format(dev.clone(), &opts).expect("format");
