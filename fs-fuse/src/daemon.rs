@@ -81,6 +81,14 @@ fn warn_if_exposed(image: &Path) {
 }
 
 fn open_image(image: &Path, cfg: &MountConfig) -> Result<Filesystem, String> {
+    if let Some(dir) = &cfg.modules {
+        let names = pagelog_core::transform::Registry::load(dir).map_err(|e| e.to_string())?;
+        log::info!(
+            "transform modules loaded from {}: {}",
+            dir.display(),
+            names.join(", ")
+        );
+    }
     let dev = FileDevice::open(image, !cfg.read_only)
         .map_err(|e| format!("cannot open {}: {e}", image.display()))?;
     dev.lock(!cfg.read_only).map_err(|e| match e.kind() {

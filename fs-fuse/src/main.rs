@@ -56,6 +56,7 @@ Mount options (-o, comma-separated; mount(8) and /etc/fstab pass them the same w
                           given); pagelog-snapshot list shows branches
   nosuid,nodev,noexec,... passed to the kernel
   fsname=NAME             source name shown in /proc/mounts (default: the image's full path)
+  modules=DIR             load the transform modules (*.so) in DIR, besides /usr/lib/pagelog/transforms
   log=PATH                append the daemon's messages to PATH. Default: with -f, stderr;
                           in the background, syslog (the journal) if it listens on /dev/log,
                           else /var/log/pagelog/IMAGE-FILE-NAME.log

@@ -34,6 +34,8 @@ pub struct MountConfig {
     pub kernel_flags: Vec<String>,
     /// Source name shown in /proc/mounts.
     pub fsname: Option<String>,
+    /// A directory of transform modules to load (besides the system one).
+    pub modules: Option<PathBuf>,
     /// Kernel readahead window for the mount, in bytes (None: the
     /// kernel's default).
     pub readahead: Option<u64>,
@@ -72,6 +74,7 @@ impl Default for MountConfig {
             attr_timeout: Duration::from_secs(10),
             kernel_flags: Vec::new(),
             fsname: None,
+            modules: None,
             readahead: None,
             cleaner: CleanerOptions::default(),
             log: None,
@@ -181,6 +184,11 @@ pub fn apply(cfg: &mut MountConfig, list: &str) -> Result<(), String> {
                 cfg.kernel_flags.push(key.to_string());
             }
             ("fsname", Some(v)) => cfg.fsname = Some(v.to_string()),
+            ("modules", Some(v)) => {
+                let path = std::path::absolute(v)
+                    .map_err(|e| format!("modules={v}: not a usable path ({e})"))?;
+                cfg.modules = Some(path);
+            }
             ("log", Some(v)) => {
                 let path = std::path::absolute(v)
                     .map_err(|e| format!("log={v}: not a usable path ({e})"))?;

@@ -80,6 +80,10 @@ struct Args {
     /// Print the time each phase took (as e2fsck -t)
     #[arg(short = 't', long)]
     timings: bool,
+    /// Load the transform modules (*.so) in DIR, to verify data stored
+    /// through them (besides /usr/lib/pagelog/transforms)
+    #[arg(long, value_name = "DIR")]
+    modules: Option<PathBuf>,
 }
 
 fn phase_name(phase: Phase) -> &'static str {
@@ -157,6 +161,9 @@ fn progress_bar(enabled: bool) -> Option<ProgressBar> {
 }
 
 fn run(args: &Args) -> Result<(Report, Level), String> {
+    if let Some(dir) = &args.modules {
+        pagelog_core::transform::Registry::load(dir).map_err(|e| e.to_string())?;
+    }
     let dev = FileDevice::open(&args.image, false)
         .map_err(|e| format!("cannot open {}: {e}", args.image.display()))?;
     dev.lock(false).map_err(|_| {

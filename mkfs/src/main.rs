@@ -87,6 +87,10 @@ pub struct Args {
     /// 64K in whole pages (default 16K)
     #[arg(long, value_name = "SIZE")]
     pub cluster: Option<String>,
+    /// Load the transform modules (*.so) in DIR, so that --compress may
+    /// name them (besides /usr/lib/pagelog/transforms)
+    #[arg(long, value_name = "DIR")]
+    pub modules: Option<PathBuf>,
     /// Overwrite an existing filesystem or signature (never one in use)
     #[arg(short = 'f', long, visible_short_alias = 'F')]
     pub force: bool,

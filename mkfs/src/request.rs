@@ -56,9 +56,13 @@ impl Request {
             label,
             ..FormatOptions::default()
         };
+        if let Some(dir) = &args.modules {
+            Registry::load(dir)
+                .map_err(|e| Error::Argument(format!("--modules: {}", reason(e))))?;
+        }
         if let Some(c) = &args.compress {
             // Refused here, by name, before any file is touched.
-            let chain = Registry::builtin()
+            let chain = Registry::global()
                 .parse_chain(c)
                 .map_err(|e| Error::Argument(format!("--compress {c}: {}", reason(e))))?;
             format.compress = chain.spec();

@@ -261,7 +261,7 @@ pub fn check(
                 done += n;
                 progress(Phase::Data, done, total);
             });
-        match ChainSet::build(&rec.sb.chains, &Registry::builtin()) {
+        match ChainSet::build(&rec.sb.chains, &Registry::global()) {
             Ok(chains) => {
                 report.stats.bytes_read += scrub::verify_packed(
                     dev,

@@ -10,13 +10,17 @@
 //! any input: stored bytes come from the disk.
 
 mod chain_set;
+pub mod module;
 mod zstd;
+
+use std::sync::{Arc, RwLock};
 
 use crate::chain_table::StageRecord;
 use crate::error::{Error, Result};
 use crate::ids::PageAddr;
 
 pub use self::chain_set::ChainSet;
+pub use self::module::{Module, ModuleStage};
 pub use self::zstd::Zstd;
 
 /// What a stage inside a chain may undo to at most: twice the largest
@@ -138,24 +142,119 @@ fn undo_failed(what: &str, t: &dyn Transform, e: Error) -> Error {
     Error::corrupt(what, PageAddr::NONE, format!("{}: {detail}", t.spec()))
 }
 
-/// The transforms this build knows, by name and by id.
-#[derive(Debug, Default)]
-pub struct Registry {}
+/// The transforms a process knows, by name and by id: the built-in ones
+/// and the modules it loaded.
+#[derive(Debug, Default, Clone)]
+pub struct Registry {
+    modules: Vec<Arc<Module>>,
+}
+
+/// The process's registry (modules are loaded into it once, at start).
+static GLOBAL: RwLock<Option<Arc<Registry>>> = RwLock::new(None);
+
+/// How a user loads a module, for messages.
+const LOAD_HINT: &str = "load it with -o modules=DIR (mount) or --modules DIR (mkfs, fsck), \
+     or put it in /usr/lib/pagelog/transforms";
 
 impl Registry {
-    /// The built-in transforms.
+    /// The built-in transforms alone.
     pub fn builtin() -> Registry {
-        Registry {}
+        Registry::default()
     }
 
-    /// The transform an option names (`zstd` or `zstd:LEVEL`).
+    /// The process's transforms: the built-in ones, the modules of
+    /// [`module::SYSTEM_DIR`] (if it exists) and those [`Registry::load`]
+    /// added.
+    pub fn global() -> Arc<Registry> {
+        let mut g = GLOBAL.write().unwrap_or_else(|e| e.into_inner());
+        g.get_or_insert_with(|| {
+            let mut r = Registry::builtin();
+            let dir = std::path::Path::new(module::SYSTEM_DIR);
+            if dir.is_dir() {
+                if let Err(e) = r.add_dir(dir) {
+                    log::warn!("{e}");
+                }
+            }
+            Arc::new(r)
+        })
+        .clone()
+    }
+
+    /// Loads every module in `dir` into the process's registry; returns
+    /// their names.
+    pub fn load(dir: &std::path::Path) -> Result<Vec<String>> {
+        let mut r = (*Registry::global()).clone();
+        let names = r.add_dir(dir)?;
+        *GLOBAL.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(r));
+        Ok(names)
+    }
+
+    /// Adds the modules of `dir`; refuses one whose id or name another
+    /// transform has.
+    fn add_dir(&mut self, dir: &std::path::Path) -> Result<Vec<String>> {
+        let mut names = Vec::new();
+        for m in Module::load_dir(dir)? {
+            let clash = m.id == Zstd::ID
+                || m.name == "zstd"
+                || m.name == "none"
+                || self
+                    .modules
+                    .iter()
+                    .any(|o| o.id == m.id || o.name == m.name);
+            if clash {
+                // The same module loaded twice (from two places) is fine.
+                if self
+                    .modules
+                    .iter()
+                    .any(|o| o.id == m.id && o.name == m.name)
+                {
+                    continue;
+                }
+                return Err(Error::Refused(format!(
+                    "transform module {}: id {} or name '{}' is taken",
+                    m.path.display(),
+                    m.id.0,
+                    m.name
+                )));
+            }
+            names.push(m.name.clone());
+            self.modules.push(Arc::new(m));
+        }
+        Ok(names)
+    }
+
+    /// The transform an option names (`zstd`, `zstd:LEVEL`, a module's
+    /// `NAME:ARG`, or `NAME#HEX` with its parameter bytes as they are).
     pub fn parse(&self, spec: &str) -> Result<Box<dyn Transform>> {
+        if let Some((name, hex)) = spec.split_once('#') {
+            let params = unhex(hex).ok_or_else(|| {
+                Error::Refused(format!("{spec}: parameters after '#' are hex bytes"))
+            })?;
+            return match self.modules.iter().find(|m| m.name == name) {
+                Some(m) => Ok(Box::new(ModuleStage::new(m.clone(), params))),
+                None => self.build(self.id_of(name)?, &params),
+            };
+        }
         let (name, arg) = spec.split_once(':').unwrap_or((spec, ""));
-        match name {
-            "zstd" => Ok(Box::new(Zstd::from_arg(arg)?)),
-            _ => Err(Error::Refused(format!(
-                "unknown transform '{name}' (built in: zstd)"
+        if name == "zstd" {
+            return Ok(Box::new(Zstd::from_arg(arg)?));
+        }
+        match self.modules.iter().find(|m| m.name == name) {
+            Some(m) => Ok(Box::new(ModuleStage::new(m.clone(), m.parse_arg(arg)?))),
+            None => Err(Error::Refused(format!(
+                "unknown transform '{name}' (built in: zstd{}); a module's: {LOAD_HINT}",
+                self.modules
+                    .iter()
+                    .map(|m| format!(", {}", m.name))
+                    .collect::<String>()
             ))),
+        }
+    }
+
+    fn id_of(&self, name: &str) -> Result<StageId> {
+        match name {
+            "zstd" => Ok(Zstd::ID),
+            _ => Err(Error::Refused(format!("unknown transform '{name}'"))),
         }
     }
 
@@ -172,25 +271,29 @@ impl Registry {
     }
 
     /// The transform an image records: its id and parameter bytes. A
-    /// transform this build does not have is refused by id.
+    /// transform this process does not have is refused by id.
     pub fn build(&self, id: StageId, params: &[u8]) -> Result<Box<dyn Transform>> {
-        match id {
-            Zstd::ID => Ok(Box::new(Zstd::from_params(params)?)),
-            StageId(n) => Err(Error::Unsupported(format!(
-                "transform id {n}, which this build does not have"
+        if id == Zstd::ID {
+            return Ok(Box::new(Zstd::from_params(params)?));
+        }
+        match self.modules.iter().find(|m| m.id == id) {
+            Some(m) => Ok(Box::new(ModuleStage::new(m.clone(), params.to_vec()))),
+            None => Err(Error::Unsupported(format!(
+                "transform id {}, which this build does not have",
+                id.0
             ))),
         }
     }
 
     /// The chain an image's table records, refused by the name of the
-    /// first stage this build does not have.
+    /// first stage this process does not have.
     pub fn build_chain(&self, stages: &[StageRecord]) -> Result<Chain> {
         let built = stages
             .iter()
             .map(|s| {
                 self.build(StageId(s.id), &s.params).map_err(|e| match e {
                     Error::Unsupported(_) => Error::Unsupported(format!(
-                        "the filesystem needs transform '{}' (id {}), which this build does not have",
+                        "the filesystem needs transform '{}' (id {}), which is not loaded; {LOAD_HINT}",
                         s.name, s.id
                     )),
                     other => other,
@@ -199,6 +302,16 @@ impl Registry {
             .collect::<Result<Vec<_>>>()?;
         Ok(Chain::new(built))
     }
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 #[cfg(test)]
@@ -243,5 +356,21 @@ mod tests {
         assert!(err.to_string().contains("transform id 130"), "{err}");
         let err = reg.parse("lz4").expect_err("unknown name");
         assert!(err.to_string().contains("unknown transform 'lz4'"), "{err}");
+        assert!(err.to_string().contains("modules=DIR"), "{err}");
+        // Parameter bytes as they are: what a module's chain shows.
+        assert_eq!(reg.parse("zstd#07").expect("zstd#07").spec(), "zstd:7");
+        assert!(reg.parse("zstd#7").is_err());
+        assert!(reg.parse("zstd#zz").is_err());
+        let err = reg
+            .build_chain(&[StageRecord {
+                id: 130,
+                name: "lz4".into(),
+                params: Vec::new(),
+            }])
+            .expect_err("not loaded");
+        assert!(
+            err.to_string().contains("needs transform 'lz4' (id 130)"),
+            "{err}"
+        );
     }
 }

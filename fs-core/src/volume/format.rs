@@ -130,7 +130,7 @@ fn chain_table(opts: &FormatOptions) -> Result<(ChainTable, TransformId)> {
         cluster_pages: opts.cluster_pages,
         ..ChainTable::default()
     };
-    let chain = Registry::builtin().parse_chain(&opts.compress)?;
+    let chain = Registry::global().parse_chain(&opts.compress)?;
     let id = table
         .number(&chain.records())
         .ok_or_else(|| Error::Refused(format!("chain {} does not fit the table", opts.compress)))?;

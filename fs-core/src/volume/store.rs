@@ -176,7 +176,7 @@ impl Store {
         let cplist = CheckpointList::open(&*dev, cp.checkpoint_list_root, cp.list_next_slot)?;
         let mut root = Root::open(&cp, NodeCache::new(nat, NODE_CACHE));
         root.history.last = cplist.newest().map_or(CheckpointNo(0), |r| r.no);
-        let chains = Arc::new(ChainSet::build(&rec.sb.chains, &Registry::builtin())?);
+        let chains = Arc::new(ChainSet::build(&rec.sb.chains, &Registry::global())?);
         Ok(Store {
             dev,
             chains,
@@ -923,7 +923,7 @@ impl Store {
     /// (both superblock copies written and flushed) before this returns, so
     /// no unit can record a chain a crash would forget.
     pub fn chain_for(&mut self, spec: &str) -> Result<TransformId> {
-        let chain = Registry::builtin().parse_chain(spec)?;
+        let chain = Registry::global().parse_chain(spec)?;
         let records = chain.records();
         if let Some(i) = self.sb.chains.chains.iter().position(|c| *c == records) {
             return Ok(TransformId(i as u16 + 1));
@@ -942,7 +942,7 @@ impl Store {
             ))
         })?;
         sb.incompat |= crate::superblock::features::INCOMPAT_TRANSFORMS;
-        let chains = Arc::new(ChainSet::build(&sb.chains, &Registry::builtin())?);
+        let chains = Arc::new(ChainSet::build(&sb.chains, &Registry::global())?);
         self.sb = sb;
         self.chains = chains;
         self.write_superblock(State::InUse, true)?;
