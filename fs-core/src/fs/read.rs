@@ -116,6 +116,21 @@ impl ReadPlan {
         }
     }
 
+    /// Undoes the chain of packed unit `p` over its `stored` bytes and
+    /// copies out the pages the read wants, each checked.
+    fn unpack(&mut self, p: &Packed, stored: &[u8]) -> Result<()> {
+        let base = p.pages[0].0 - u64::from(p.pages[0].1);
+        let what = unit_name(self.ino, base, p.vpn);
+        let pages = self.chains.undo(&p.entry, stored, p.count.into(), &what)?;
+        for &(idx, slot, crc) in &p.pages {
+            let at = usize::from(slot) * PAGE_SIZE;
+            let page = &pages[at..at + PAGE_SIZE];
+            check_page(self.ino, idx, p.entry.addr, crc, page)?;
+            self.copy(idx, page);
+        }
+        Ok(())
+    }
+
     /// Reads the runs and packed units and checks every page. A checksum
     /// mismatch is a `Corrupt` error (the caller may retry with the
     /// filesystem locked: a page moved after planning also fails the
@@ -132,18 +147,30 @@ impl ReadPlan {
                 self.copy(idx, page);
             }
         }
-        for p in std::mem::take(&mut self.packed) {
-            let base = p.pages[0].0 - u64::from(p.pages[0].1);
-            let what = unit_name(self.ino, base, p.vpn);
-            let pages = self
-                .chains
-                .read_unit(dev, &p.entry, p.count.into(), &what)?;
-            for &(idx, slot, crc) in &p.pages {
-                let at = usize::from(slot) * PAGE_SIZE;
-                let page = &pages[at..at + PAGE_SIZE];
-                check_page(self.ino, idx, p.entry.addr, crc, page)?;
-                self.copy(idx, page);
+        let packed = std::mem::take(&mut self.packed);
+        let mut i = 0;
+        while i < packed.len() {
+            // Units next to each other on the device (a file written in
+            // one go) are read in one go, as raw pages are.
+            let start = packed[i].entry.addr;
+            let mut end = start.0 + u64::from(packed[i].entry.pages);
+            let mut j = i + 1;
+            while let Some(p) = packed.get(j) {
+                let next = p.entry.addr.0;
+                if next < end || next > end + 1 || next - start.0 >= 1024 {
+                    break;
+                }
+                end = next + u64::from(p.entry.pages);
+                j += 1;
             }
+            buf.resize((end - start.0) as usize * PAGE_SIZE, 0);
+            dev.read(start, &mut buf)?;
+            for p in &packed[i..j] {
+                let at = (p.entry.addr.0 - start.0) as usize * PAGE_SIZE;
+                let stored = &buf[at..at + p.entry.stored_len()];
+                self.unpack(p, stored)?;
+            }
+            i = j;
         }
         Ok(self.out)
     }

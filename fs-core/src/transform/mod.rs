@@ -13,6 +13,7 @@ mod chain_set;
 pub mod module;
 mod zstd;
 
+use std::borrow::Cow;
 use std::sync::{Arc, RwLock};
 
 use crate::chain_table::StageRecord;
@@ -21,7 +22,7 @@ use crate::ids::PageAddr;
 
 pub use self::chain_set::ChainSet;
 pub use self::module::{Module, ModuleStage};
-pub use self::zstd::Zstd;
+pub use self::zstd::{looks_incompressible, Zstd};
 
 /// What a stage inside a chain may undo to at most: twice the largest
 /// unit, room for any stage's overhead on what it could not shrink.
@@ -87,13 +88,13 @@ impl Chain {
 
     /// What the chain stores for `input`.
     pub fn apply(&self, input: &[u8]) -> Result<Vec<u8>> {
-        let mut cur = input.to_vec();
+        let mut cur = Cow::Borrowed(input);
         for t in &self.stages {
             let mut out = Vec::new();
             t.apply(&cur, &mut out)?;
-            cur = out;
+            cur = Cow::Owned(out);
         }
-        Ok(cur)
+        Ok(cur.into_owned())
     }
 
     /// The `len` bytes `stored` was made from; an error naming `what` when
@@ -102,14 +103,15 @@ impl Chain {
     /// over what does not compress), so only the first stage applied is
     /// held to `len`; the others to [`INNER_MAX`].
     pub fn undo(&self, stored: &[u8], len: usize, what: &str) -> Result<Vec<u8>> {
-        let mut cur = stored.to_vec();
+        let mut cur = Cow::Borrowed(stored);
         for (i, t) in self.stages.iter().enumerate().rev() {
             let bound = if i == 0 { len } else { INNER_MAX.max(len) };
             let mut out = Vec::new();
             t.undo(&cur, bound, &mut out)
                 .map_err(|e| undo_failed(what, t.as_ref(), e))?;
-            cur = out;
+            cur = Cow::Owned(out);
         }
+        let cur = cur.into_owned();
         if cur.len() != len {
             return Err(Error::corrupt(
                 what,

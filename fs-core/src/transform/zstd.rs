@@ -1,5 +1,9 @@
 //! zstd compression (the `zstd` crate, one frame per unit).
 
+use std::cell::RefCell;
+
+use ::zstd::bulk::{Compressor, Decompressor};
+
 use super::{StageId, Transform};
 use crate::error::{Error, Result};
 use crate::ids::PageAddr;
@@ -49,6 +53,44 @@ impl Zstd {
     }
 }
 
+thread_local! {
+    /// Each thread's compression context, and the level it is set to:
+    /// making one costs more than compressing a cluster.
+    static COMPRESSOR: RefCell<Option<(i32, Compressor<'static>)>> = const { RefCell::new(None) };
+    /// Each thread's context for [`looks_incompressible`] (level 1).
+    static PROBE: RefCell<Option<Compressor<'static>>> = const { RefCell::new(None) };
+    /// Each thread's decompression context.
+    static DECOMPRESSOR: RefCell<Option<Decompressor<'static>>> = const { RefCell::new(None) };
+}
+
+/// Does `sample` (a page) look like data no compressor will shrink by a
+/// page in its cluster? zstd's fastest level, on the sample alone, saves
+/// less than a sixteenth of it: what is already compressed or encrypted.
+/// Costs a small part of compressing the cluster, so that a cluster that
+/// saves no page is stored raw cheaply.
+pub fn looks_incompressible(sample: &[u8]) -> bool {
+    let mut probe = Vec::with_capacity(::zstd::zstd_safe::compress_bound(sample.len()));
+    let len = PROBE.with(|c| {
+        let mut c = c.borrow_mut();
+        let ctx = match &mut *c {
+            Some(ctx) => ctx,
+            none => none.insert(Compressor::new(1)?),
+        };
+        ctx.compress_to_buffer(sample, &mut probe)
+    });
+    // A probe that fails says nothing: compress and see.
+    len.is_ok_and(|n| n > sample.len() - sample.len() / 16)
+}
+
+/// `bytes` after what `out` holds (no copy when it holds nothing).
+fn append(out: &mut Vec<u8>, bytes: Vec<u8>) {
+    if out.is_empty() {
+        *out = bytes;
+    } else {
+        out.extend_from_slice(&bytes);
+    }
+}
+
 fn failed(what: &str, e: std::io::Error) -> Error {
     Error::corrupt("zstd frame", PageAddr::NONE, format!("{what}: {e}"))
 }
@@ -72,8 +114,22 @@ impl Transform for Zstd {
     }
 
     fn apply(&self, input: &[u8], out: &mut Vec<u8>) -> Result<()> {
-        let frame = ::zstd::bulk::compress(input, self.level).map_err(|e| failed("compress", e))?;
-        out.extend_from_slice(&frame);
+        let mut frame = Vec::with_capacity(::zstd::zstd_safe::compress_bound(input.len()));
+        COMPRESSOR
+            .with(|c| {
+                let mut c = c.borrow_mut();
+                let (level, ctx) = match &mut *c {
+                    Some(pair) => pair,
+                    none => none.insert((self.level, Compressor::new(self.level)?)),
+                };
+                if *level != self.level {
+                    ctx.set_compression_level(self.level)?;
+                    *level = self.level;
+                }
+                ctx.compress_to_buffer(input, &mut frame)
+            })
+            .map_err(|e| failed("compress", e))?;
+        append(out, frame);
         Ok(())
     }
 
@@ -82,9 +138,18 @@ impl Transform for Zstd {
             // Even the frame of nothing has a header.
             return Err(failed("decompress", std::io::Error::other("no frame")));
         }
-        let data =
-            ::zstd::bulk::decompress(stored, max_len).map_err(|e| failed("decompress", e))?;
-        out.extend_from_slice(&data);
+        let mut data = Vec::with_capacity(max_len);
+        DECOMPRESSOR
+            .with(|d| {
+                let mut d = d.borrow_mut();
+                let ctx = match &mut *d {
+                    Some(ctx) => ctx,
+                    none => none.insert(Decompressor::new()?),
+                };
+                ctx.decompress_to_buffer(stored, &mut data)
+            })
+            .map_err(|e| failed("decompress", e))?;
+        append(out, data);
         Ok(())
     }
 }
@@ -93,6 +158,27 @@ impl Transform for Zstd {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn noise_looks_incompressible_and_text_does_not() {
+        let mut x = 0x1234_5678_9ABC_DEF1u64;
+        let noise: Vec<u8> = (0..4096)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        assert!(looks_incompressible(&noise));
+        let text: Vec<u8> = b"a log of pages "
+            .iter()
+            .copied()
+            .cycle()
+            .take(4096)
+            .collect();
+        assert!(!looks_incompressible(&text));
+    }
 
     #[test]
     fn levels_are_checked() {

@@ -22,3 +22,4 @@ pub mod roots;
 pub mod segment_usage;
 pub mod segment_writer;
 pub mod store;
+pub(crate) mod writeback;
