@@ -84,7 +84,7 @@ pub struct Args {
     #[arg(long, value_name = "CHAIN")]
     pub compress: Option<String>,
     /// Compression cluster: the logical size compressed as one unit, 4K to
-    /// 64K in whole pages (default 16K)
+    /// 64K in whole pages, at most a quarter of a segment (default 64K)
     #[arg(long, value_name = "SIZE")]
     pub cluster: Option<String>,
     /// Load the transform modules (*.so) in DIR, so that --compress may

@@ -68,7 +68,7 @@ impl Request {
             format.compress = chain.spec();
         }
         if let Some(c) = &args.cluster {
-            format.cluster_pages = cluster_pages(c)?;
+            format.cluster_pages = Some(cluster_pages(c)?);
         }
         if let Some(u) = &args.uuid {
             format.uuid = parse_uuid(u).ok_or_else(|| {

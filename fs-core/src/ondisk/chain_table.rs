@@ -42,7 +42,8 @@ pub const NAME_MAX: usize = 16;
 pub const PARAMS_MAX: usize = off::STAGE_SIZE - off::STAGE_PARAMS;
 /// Largest compression cluster, in pages (a unit's most pages).
 pub const MAX_CLUSTER_PAGES: u16 = crate::segment_summary::MAX_UNIT_PAGES as u16;
-/// The cluster size when mkfs is not told.
+/// The cluster size of an image that does not record one (made before the
+/// table, so numbering no chain until one is set on a directory).
 pub const DEFAULT_CLUSTER_PAGES: u16 = 4;
 
 /// One stage of a chain, as the image records it.

@@ -63,12 +63,13 @@ thread_local! {
     static DECOMPRESSOR: RefCell<Option<Decompressor<'static>>> = const { RefCell::new(None) };
 }
 
-/// Does `sample` (a page) look like data no compressor will shrink by a
-/// page in its cluster? zstd's fastest level, on the sample alone, saves
-/// less than a sixteenth of it: what is already compressed or encrypted.
+/// Does `page` look like data no compressor will shrink by a page in its
+/// cluster? zstd's fastest level, on its first kilobyte alone, saves less
+/// than a sixteenth of it: what is already compressed or encrypted.
 /// Costs a small part of compressing the cluster, so that a cluster that
 /// saves no page is stored raw cheaply.
-pub fn looks_incompressible(sample: &[u8]) -> bool {
+pub fn looks_incompressible(page: &[u8]) -> bool {
+    let sample = &page[..page.len().min(1024)];
     let mut probe = Vec::with_capacity(::zstd::zstd_safe::compress_bound(sample.len()));
     let len = PROBE.with(|c| {
         let mut c = c.borrow_mut();

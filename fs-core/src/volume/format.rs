@@ -48,8 +48,10 @@ pub struct FormatOptions {
     /// How new data is stored unless a directory says otherwise: a chain
     /// (`zstd:3`) or `none`.
     pub compress: String,
-    /// Logical pages in a compression cluster (1 to 16).
-    pub cluster_pages: u16,
+    /// Logical pages in a compression cluster (1 to 16, at most a quarter
+    /// of a segment); `None`: 16 (64 KiB), or a quarter of a smaller
+    /// segment.
+    pub cluster_pages: Option<u16>,
 }
 
 impl Default for FormatOptions {
@@ -65,7 +67,7 @@ impl Default for FormatOptions {
             hash_seed: rand::random::<u64>() | 1,
             protect_secs: crate::checkpoints::DEFAULT_PROTECT_SECS,
             compress: "none".into(),
-            cluster_pages: crate::chain_table::DEFAULT_CLUSTER_PAGES,
+            cluster_pages: None,
         }
     }
 }
@@ -119,15 +121,20 @@ fn directory(mode: u32, uid: u32, gid: u32, parent: Ino, now: Timespec) -> Inode
 
 /// The chain table `opts` asks for, and the number of its default chain.
 fn chain_table(opts: &FormatOptions) -> Result<(ChainTable, TransformId)> {
-    if !(1..=MAX_CLUSTER_PAGES).contains(&opts.cluster_pages) {
+    // A compressed unit takes up to a cluster less one page, and may leave
+    // that much unused at a segment's end: a quarter of a segment at most
+    // keeps the log's room bound (room.rs) near the truth.
+    let most = (opts.pages_per_segment / 4).clamp(1, u32::from(MAX_CLUSTER_PAGES)) as u16;
+    let cluster_pages = opts.cluster_pages.unwrap_or(most);
+    if !(1..=most).contains(&cluster_pages) {
         return Err(Error::Refused(format!(
-            "a cluster of {} pages: from 1 to {MAX_CLUSTER_PAGES} ({} KiB)",
-            opts.cluster_pages,
-            MAX_CLUSTER_PAGES as usize * PAGE_SIZE / 1024
+            "a cluster of {} KiB: from 4 KiB to {} KiB (a quarter of a segment, at most 64 KiB)",
+            usize::from(cluster_pages) * PAGE_SIZE / 1024,
+            usize::from(most) * PAGE_SIZE / 1024
         )));
     }
     let mut table = ChainTable {
-        cluster_pages: opts.cluster_pages,
+        cluster_pages,
         ..ChainTable::default()
     };
     let chain = Registry::global().parse_chain(&opts.compress)?;
