@@ -144,6 +144,15 @@ fn partial_changes_inside_clusters_keep_the_rest() {
     model[9 * PS..10 * PS].copy_from_slice(&page);
     fs.sync().expect("sync");
     check(&mut fs, &model);
+    // One write over a whole cluster (pages 16 to 31) and part of the
+    // next: the first is not read back, the second is.
+    let over = text(20 * PS, 8);
+    fs.write(&root, f.ino, 16 * PS as u64, &over)
+        .expect("write");
+    model[16 * PS..36 * PS].copy_from_slice(&over);
+    check(&mut fs, &model);
+    fs.sync().expect("sync");
+    check(&mut fs, &model);
     // A hole punched in a cluster, and truncation into one.
     fs.fallocate(f.ino, 13 * PS as u64, PS as u64, 3)
         .expect("punch");

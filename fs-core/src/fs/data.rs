@@ -1,5 +1,7 @@
 //! File contents: read, write, truncate, fallocate, SEEK_DATA/SEEK_HOLE.
 
+use std::ops::Range;
+
 use super::Filesystem;
 use crate::block_ptr::BlockPtr;
 use crate::error::{Error, Result};
@@ -52,15 +54,19 @@ impl Filesystem {
     }
 
     /// Makes page `idx` dirty (reading its current contents unless the
-    /// caller overwrites all of it), counting it in the inode's blocks if it
-    /// was a hole.
-    fn dirty_page(&mut self, ino: Ino, idx: u64, whole: bool) -> Result<&mut Page> {
+    /// caller overwrites all of it: all the pages of `whole`), counting it
+    /// in the inode's blocks if it was a hole.
+    fn dirty_page(&mut self, ino: Ino, idx: u64, whole: Range<u64>) -> Result<&mut Page> {
         if !self.store.root.dirty.contains(ino, idx) {
             let dev = self.dev();
             let ptr = file_map::get(&mut self.store.root.cache, &*dev, ino, idx)?;
-            if ptr.is_packed() {
+            let base = ptr.unit_base(idx);
+            let unit = base..base + u64::from(ptr.count);
+            // A compressed cluster the caller overwrites whole is not read.
+            if ptr.is_packed() && !(whole.contains(&unit.start) && unit.end <= whole.end) {
                 self.dirty_unit(ino, idx, ptr)?;
             } else {
+                let whole = whole.contains(&idx);
                 let page = if !whole && ptr.is_stored() {
                     self.read_stored(ino, idx, ptr)?
                 } else {
@@ -152,7 +158,7 @@ impl Filesystem {
         for idx in first..=last {
             let lo = (idx * PS).max(offset);
             let hi = (idx * PS + PS).min(end);
-            let page = self.dirty_page(ino, idx, hi - lo == PS)?;
+            let page = self.dirty_page(ino, idx, offset.div_ceil(PS)..end / PS)?;
             page[(lo - idx * PS) as usize..(hi - idx * PS) as usize]
                 .copy_from_slice(&data[(lo - offset) as usize..(hi - offset) as usize]);
         }
@@ -216,7 +222,7 @@ impl Filesystem {
         let has_data = self.store.root.dirty.contains(ino, idx)
             || file_map::get(&mut self.store.root.cache, &*dev, ino, idx)?.is_stored();
         if has_data && lo < hi {
-            self.dirty_page(ino, idx, false)?[lo..hi].fill(0);
+            self.dirty_page(ino, idx, 0..0)?[lo..hi].fill(0);
         }
         Ok(())
     }
