@@ -109,6 +109,13 @@ fn an_outside_module_stores_reads_checks_and_is_asked_for_by_name() {
     let err = mount_fails(&img, &mnt, "");
     assert!(err.contains("needs transform 'rle' (id 200)"), "{err}");
     assert!(err.contains("modules=DIR"), "{err}");
+    // pagelog-info reads the tables alone, and names the chain.
+    let out = run(Command::new(bin("pagelog-info")).arg(&img));
+    let info = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && info.contains("chains 1 rle#03"),
+        "{info}"
+    );
 
     // A module others may write is not loaded.
     let so = modules.join("rle.so");

@@ -57,6 +57,33 @@ pub struct StageRecord {
     pub params: Vec<u8>,
 }
 
+impl StageRecord {
+    /// How an option spells it: `zstd:3` for the built-in zstd (id 1,
+    /// whose one byte is its level), `NAME#HEX` for any other.
+    pub fn spec(&self) -> String {
+        match (self.id, self.params.as_slice()) {
+            (1, [level]) => format!("zstd:{level}"),
+            (_, []) => self.name.clone(),
+            (_, p) => {
+                let hex: String = p.iter().map(|b| format!("{b:02x}")).collect();
+                format!("{}#{hex}", self.name)
+            }
+        }
+    }
+}
+
+/// A chain's stages as an option spells them, joined by `+`.
+pub fn chain_spec(stages: &[StageRecord]) -> String {
+    match stages.is_empty() {
+        true => "none".into(),
+        false => stages
+            .iter()
+            .map(StageRecord::spec)
+            .collect::<Vec<_>>()
+            .join("+"),
+    }
+}
+
 /// The chains an image numbers, and its cluster size.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ChainTable {
@@ -197,6 +224,14 @@ mod tests {
         let r = Reader::new(&page, "superblock", PageAddr(0));
         assert_eq!(ChainTable::decode(&r).expect("decode"), t);
         assert_eq!(t.get(TransformId(2)), Some(&zstd(9)[..]));
+        assert_eq!(chain_spec(&zstd(9)), "zstd:9");
+        let module = StageRecord {
+            id: 200,
+            name: "rle".into(),
+            params: vec![3, 255],
+        };
+        assert_eq!(chain_spec(&[module, zstd(1).remove(0)]), "rle#03ff+zstd:1");
+        assert_eq!(chain_spec(&[]), "none");
         assert_eq!(t.get(TransformId(3)), None);
     }
 

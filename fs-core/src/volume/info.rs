@@ -61,7 +61,7 @@ pub fn read(dev: Arc<dyn BlockDevice>) -> Result<Info> {
     let (sb, checkpoint) = (rec.sb.clone(), rec.checkpoint.clone());
     let (checkpoint_addr, records_walked) = (rec.checkpoint_addr, rec.records_walked);
     // The space as the daemon counts it, from the same code.
-    let store = Store::open(dev, rec, true)?;
+    let store = Store::open_tables(dev, rec)?;
     Ok(Info {
         sb,
         checkpoint,

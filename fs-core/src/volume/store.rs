@@ -146,6 +146,24 @@ pub fn now_ns() -> i64 {
 impl Store {
     /// A store continuing from a recovered checkpoint.
     pub fn open(dev: Arc<dyn BlockDevice>, rec: Recovery, read_only: bool) -> Result<Store> {
+        let chains = ChainSet::build(&rec.sb.chains, &Registry::global())?;
+        Store::open_with(dev, rec, read_only, chains)
+    }
+
+    /// A read-only store for reading the tables alone (`pagelog-info`):
+    /// a chain whose transform is not loaded is no obstacle, since no
+    /// data is read.
+    pub fn open_tables(dev: Arc<dyn BlockDevice>, rec: Recovery) -> Result<Store> {
+        let chains = ChainSet::build(&rec.sb.chains, &Registry::global()).unwrap_or_default();
+        Store::open_with(dev, rec, true, chains)
+    }
+
+    fn open_with(
+        dev: Arc<dyn BlockDevice>,
+        rec: Recovery,
+        read_only: bool,
+        chains: ChainSet,
+    ) -> Result<Store> {
         let cp = rec.checkpoint;
         let geo = rec.sb.geometry;
         let pat_state = IdState {
@@ -176,7 +194,7 @@ impl Store {
         let cplist = CheckpointList::open(&*dev, cp.checkpoint_list_root, cp.list_next_slot)?;
         let mut root = Root::open(&cp, NodeCache::new(nat, NODE_CACHE));
         root.history.last = cplist.newest().map_or(CheckpointNo(0), |r| r.no);
-        let chains = Arc::new(ChainSet::build(&rec.sb.chains, &Registry::global())?);
+        let chains = Arc::new(chains);
         Ok(Store {
             dev,
             chains,

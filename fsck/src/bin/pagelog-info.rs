@@ -12,9 +12,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
+use pagelog_core::chain_table::chain_spec;
 use pagelog_core::info::{self, Info};
 use pagelog_core::label::set_label;
 use pagelog_core::layout::PAGE_SIZE;
+use pagelog_core::superblock::features::INCOMPAT_TRANSFORMS;
 use pagelog_core::superblock::{State, LABEL_MAX};
 use pagelog_core::FileDevice;
 use pagelog_tools::{print_and_exit, say};
@@ -88,10 +90,17 @@ fn text(image: &Path, info: &Info) -> String {
         (
             "Features",
             format!(
-                "compat {:#x}, ro_compat {:#x}, incompat {:#x}",
-                sb.compat, sb.ro_compat, sb.incompat
+                "compat {:#x}, ro_compat {:#x}, incompat {:#x}{}",
+                sb.compat,
+                sb.ro_compat,
+                sb.incompat,
+                match sb.incompat & INCOMPAT_TRANSFORMS {
+                    0 => "",
+                    _ => " (transforms)",
+                }
             ),
         ),
+        ("Compression", compression(sb)),
         ("Page size", format!("{PAGE_SIZE} bytes")),
         ("Segment size", mib(u64::from(g.pages_per_segment))),
         (
@@ -141,6 +150,10 @@ struct JsonInfo {
     uuid: String,
     version: u32,
     features: JsonFeatures,
+    /// The chains the image numbers, chain 1 first.
+    chains: Vec<String>,
+    /// Bytes of a compression cluster.
+    cluster_bytes: usize,
     page_size: usize,
     pages_per_segment: u32,
     segment_count: u64,
@@ -180,6 +193,26 @@ struct JsonUsage {
     inodes: u64,
 }
 
+/// The chains the image numbers, its cluster size, and the root's chain.
+fn compression(sb: &pagelog_core::superblock::Superblock) -> String {
+    let t = &sb.chains;
+    if t.chains.is_empty() {
+        return "none".into();
+    }
+    let chains: Vec<String> = t
+        .chains
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!("{} {}", i + 1, chain_spec(c)))
+        .collect();
+    let root = t.get(sb.default_transform).map_or("?".into(), chain_spec);
+    format!(
+        "chains {}; clusters of {} KiB; at mkfs, new data: {root}",
+        chains.join(", "),
+        usize::from(t.cluster_pages) * PAGE_SIZE / 1024
+    )
+}
+
 fn json(image: &Path, info: &Info) -> String {
     let sb = &info.sb;
     let cp = &info.checkpoint;
@@ -193,6 +226,8 @@ fn json(image: &Path, info: &Info) -> String {
             ro_compat: sb.ro_compat,
             incompat: sb.incompat,
         },
+        chains: sb.chains.chains.iter().map(|c| chain_spec(c)).collect(),
+        cluster_bytes: usize::from(sb.chains.cluster_pages) * PAGE_SIZE,
         page_size: PAGE_SIZE,
         pages_per_segment: sb.geometry.pages_per_segment,
         segment_count: sb.geometry.segment_count,
