@@ -93,6 +93,20 @@ impl Tamper<'_> {
         Ok(self.fs.store.pat.lookup(&*dev, vpn)?.map(|e| e.addr))
     }
 
+    /// Changes the page address table's entry of unit `vpn` through `f`.
+    pub fn unit_entry(
+        &mut self,
+        vpn: crate::ids::Vpn,
+        f: impl FnOnce(&mut crate::page_table::PatEntry),
+    ) -> Result<()> {
+        let dev = self.fs.dev();
+        let pat = &self.fs.store.pat;
+        let mut e = pat.resolve(&*dev, vpn)?;
+        f(&mut e);
+        self.fs.store.root.changed = true;
+        pat.set(&*dev, vpn, e)
+    }
+
     /// Counts one more live page in `addr`'s segment than there is.
     pub fn phantom_live(&mut self, addr: PageAddr) -> Result<()> {
         let dev = self.fs.dev();

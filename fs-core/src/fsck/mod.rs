@@ -181,6 +181,7 @@ pub fn check(
     }
     progress(Phase::Tables, 0, 1);
     let mut scan = scan::tables(dev, &cp, &mut report.findings);
+    unknown_chains(&scan, rec.sb.chains.chains.len(), &mut report.findings);
     let live: Vec<SegmentNo> = scan
         .usage
         .iter()
@@ -283,6 +284,24 @@ pub fn check(
         }
     }
     report
+}
+
+/// Units that record a chain the superblock's table does not number: no
+/// reader can undo them.
+fn unknown_chains(scan: &scan::Scan, chains: usize, findings: &mut Vec<Finding>) {
+    let mut bad: Vec<_> = scan
+        .units
+        .shaped_units()
+        .filter(|(_, e)| usize::from(e.transform.0) > chains)
+        .collect();
+    bad.sort_unstable_by_key(|(v, _)| *v);
+    for (vpn, e) in bad {
+        let msg = format!(
+            "unit {vpn} records chain {}, which the superblock's table does not number ({chains} chains)",
+            e.transform.0
+        );
+        findings.push(Finding::new(Severity::Error, Kind::UnitMisshapen, msg).addr(e.addr));
+    }
 }
 
 /// The kind of a finding that stops the check before it starts.

@@ -102,6 +102,11 @@ impl Units {
         self.long.get(&vpn).copied()
     }
 
+    /// Every unit in use that is not one raw page, with its entry.
+    pub fn shaped_units(&self) -> impl Iterator<Item = (Vpn, PatEntry)> + '_ {
+        self.long.iter().map(|(v, e)| (*v, *e))
+    }
+
     /// Every unit in use, by vpn.
     pub fn iter(&self) -> impl Iterator<Item = (Vpn, PageAddr)> + '_ {
         self.addrs

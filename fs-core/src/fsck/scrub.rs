@@ -107,18 +107,26 @@ pub fn verify_packed(
                 continue;
             }
         };
-        for &(slot, crc) in &u.slots {
-            let at = usize::from(slot) * PAGE_SIZE;
-            let found = crc32(&pages[at..at + PAGE_SIZE]);
-            if found != crc {
-                let idx = u.base + u64::from(slot);
-                let msg = format!("data page {idx} fails its checksum once {what} is undone (expected {crc:#010x}, found {found:#010x})");
-                findings.push(
-                    Finding::new(Severity::Error, Kind::DataDamaged, msg)
-                        .ino(u.ino)
-                        .addr(u.entry.addr),
-                );
-            }
+        let bad: Vec<String> = u
+            .slots
+            .iter()
+            .filter(|&&(slot, crc)| {
+                let at = usize::from(slot) * PAGE_SIZE;
+                crc32(&pages[at..at + PAGE_SIZE]) != crc
+            })
+            .map(|&(slot, _)| (u.base + u64::from(slot)).to_string())
+            .collect();
+        if !bad.is_empty() {
+            // One finding per cluster: its pages fail together.
+            let msg = format!(
+                "data pages {} fail their checksums once {what} is undone",
+                bad.join(", ")
+            );
+            findings.push(
+                Finding::new(Severity::Error, Kind::DataDamaged, msg)
+                    .ino(u.ino)
+                    .addr(u.entry.addr),
+            );
         }
     }
     read
