@@ -88,6 +88,30 @@ impl Filesystem {
             .ok_or_else(|| Error::corrupt("page cache", PageAddr::NONE, "dirty page vanished"))
     }
 
+    /// The pages a write covering pages `whole` entirely, and the `edges`
+    /// in part, makes dirty besides its own: the other pages of a
+    /// compressed cluster at either edge that it does not overwrite whole
+    /// (read back, see [`Filesystem::dirty_unit`]). Clusters inside the
+    /// write are overwritten whole and read from nowhere.
+    fn read_back_pages(&mut self, ino: Ino, edges: [u64; 2], whole: Range<u64>) -> Result<u64> {
+        let dev = self.dev();
+        let mut extra = 0;
+        let mut seen = None;
+        for idx in edges {
+            if self.store.root.dirty.contains(ino, idx) {
+                continue;
+            }
+            let p = file_map::get(&mut self.store.root.cache, &*dev, ino, idx)?;
+            let base = p.unit_base(idx);
+            let covered = whole.contains(&base) && base + u64::from(p.count) <= whole.end;
+            if p.is_packed() && !covered && seen != Some(p.vpn) {
+                seen = Some(p.vpn);
+                extra += u64::from(p.count) - 1;
+            }
+        }
+        Ok(extra)
+    }
+
     /// Makes every page of the packed unit `ptr` (pointed at from page
     /// `idx`) dirty, reading the unit once: its cluster is written again
     /// whole at writeback, so the old unit dies in that commit, all at once
@@ -136,7 +160,6 @@ impl Filesystem {
         if !inode.is_reg() {
             return Err(Error::Invalid);
         }
-        let chained = inode.transform.0 != 0;
         if data.is_empty() {
             return Ok(0);
         }
@@ -150,10 +173,7 @@ impl Filesystem {
         let mut new_pages = (first..=last)
             .filter(|&i| !self.store.root.dirty.contains(ino, i))
             .count() as u64;
-        if chained {
-            // The clusters at either end may be read and made dirty whole.
-            new_pages += 2 * (self.store.chains.cluster_pages() - 1);
-        }
+        new_pages += self.read_back_pages(ino, [first, last], offset.div_ceil(PS)..end / PS)?;
         self.ensure_space(Demand::write(first, last, new_pages))?;
         for idx in first..=last {
             let lo = (idx * PS).max(offset);
