@@ -118,33 +118,15 @@ impl Filesystem {
     /// (read-modify-write; delayed allocation makes it once per cluster per
     /// commit, however many writes change it).
     fn dirty_unit(&mut self, ino: Ino, idx: u64, ptr: BlockPtr) -> Result<()> {
+        let (addr, pages) = self.read_cluster(ino, idx, ptr)?;
         let dev = self.dev();
         let base = ptr.unit_base(idx);
-        let entry = self.store.pat.resolve(&*dev, ptr.vpn)?;
-        let what = format!("data unit {} (pages from {base} of inode {ino})", ptr.vpn);
-        let pages = self
-            .store
-            .chains
-            .read_unit(&*dev, &entry, ptr.count.into(), &what)?;
         for i in base..base + u64::from(ptr.count) {
             let p = file_map::get(&mut self.store.root.cache, &*dev, ino, i)?;
             if p.vpn != ptr.vpn || self.store.root.dirty.contains(ino, i) {
                 continue;
             }
-            let at = usize::from(p.slot) * PAGE_SIZE;
-            let mut page = zero_page();
-            page.copy_from_slice(&pages[at..at + PAGE_SIZE]);
-            let found = crate::codec::crc32(&page[..]);
-            if found != p.crc {
-                return Err(Error::corrupt(
-                    format!("data page {i} of inode {ino}"),
-                    entry.addr,
-                    format!(
-                        "checksum mismatch (expected {:#010x}, found {found:#010x})",
-                        p.crc
-                    ),
-                ));
-            }
+            let page = super::read::cluster_page(ino, i, addr, &p, &pages)?;
             self.store.root.dirty.insert(ino, i, page, false);
         }
         Ok(())

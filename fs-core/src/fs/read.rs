@@ -74,6 +74,22 @@ fn check_page(ino: Ino, idx: u64, addr: PageAddr, crc: u32, page: &[u8]) -> Resu
     Ok(())
 }
 
+/// Page `idx` of `ino`, which `ptr` says is in the undone cluster `pages`
+/// (its unit at `addr`), checked.
+pub(super) fn cluster_page(
+    ino: Ino,
+    idx: u64,
+    addr: PageAddr,
+    ptr: &BlockPtr,
+    pages: &[u8],
+) -> Result<Box<Page>> {
+    let at = usize::from(ptr.slot) * PAGE_SIZE;
+    let mut page = zero_page();
+    page.copy_from_slice(&pages[at..at + PAGE_SIZE]);
+    check_page(ino, idx, addr, ptr.crc, &page[..])?;
+    Ok(page)
+}
+
 /// The name a packed unit goes by in errors.
 fn unit_name(ino: Ino, base: u64, vpn: Vpn) -> String {
     format!("data unit {vpn} (pages from {base} of inode {ino})")
@@ -233,24 +249,34 @@ impl Filesystem {
 
     /// Reads one stored page and checks it.
     pub(super) fn read_stored(&self, ino: Ino, idx: u64, ptr: BlockPtr) -> Result<Box<Page>> {
+        if ptr.is_packed() {
+            let (addr, pages) = self.read_cluster(ino, idx, ptr)?;
+            return cluster_page(ino, idx, addr, &ptr, &pages);
+        }
         let dev = &*self.store.dev;
         let mut page = zero_page();
-        if ptr.is_packed() {
-            let entry = self.store.pat.resolve(dev, ptr.vpn)?;
-            let what = unit_name(ino, ptr.unit_base(idx), ptr.vpn);
-            let pages = self
-                .store
-                .chains
-                .read_unit(dev, &entry, ptr.count.into(), &what)?;
-            let at = usize::from(ptr.slot) * PAGE_SIZE;
-            page.copy_from_slice(&pages[at..at + PAGE_SIZE]);
-            check_page(ino, idx, entry.addr, ptr.crc, &page[..])?;
-            return Ok(page);
-        }
         let addr = self.store.pat.resolve_unit(dev, ptr.vpn)?;
         dev.read(addr, &mut page[..])?;
         check_page(ino, idx, addr, ptr.crc, &page[..])?;
         Ok(page)
+    }
+
+    /// The logical pages of the compressed cluster `ptr` (pointed at from
+    /// page `idx` of `ino`) points into, and where its unit is.
+    pub(super) fn read_cluster(
+        &self,
+        ino: Ino,
+        idx: u64,
+        ptr: BlockPtr,
+    ) -> Result<(PageAddr, Vec<u8>)> {
+        let dev = &*self.store.dev;
+        let entry = self.store.pat.resolve(dev, ptr.vpn)?;
+        let what = unit_name(ino, ptr.unit_base(idx), ptr.vpn);
+        let pages = self
+            .store
+            .chains
+            .read_unit(dev, &entry, ptr.count.into(), &what)?;
+        Ok((entry.addr, pages))
     }
 
     /// Page `idx` of `ino` as it reads now (dirty copy, stored copy or zeros).

@@ -128,11 +128,7 @@ impl Chain {
     /// The chain as an option spells it (`zstd:3`, stages joined by `+`;
     /// `none` for the raw chain).
     pub fn spec(&self) -> String {
-        if self.stages.is_empty() {
-            return "none".into();
-        }
-        let specs: Vec<String> = self.stages.iter().map(|t| t.spec()).collect();
-        specs.join("+")
+        crate::chain_table::chain_spec(&self.records())
     }
 }
 
@@ -168,6 +164,9 @@ impl Registry {
     /// [`module::SYSTEM_DIR`] (if it exists) and those [`Registry::load`]
     /// added.
     pub fn global() -> Arc<Registry> {
+        if let Some(r) = GLOBAL.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            return r.clone();
+        }
         let mut g = GLOBAL.write().unwrap_or_else(|e| e.into_inner());
         g.get_or_insert_with(|| {
             let mut r = Registry::builtin();

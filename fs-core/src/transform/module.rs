@@ -264,11 +264,12 @@ impl Transform for ModuleStage {
 
     fn spec(&self) -> String {
         // Parameters are the module's own bytes: shown in hex.
-        let hex: String = self.params.iter().map(|b| format!("{b:02x}")).collect();
-        match hex.is_empty() {
-            true => self.module.name.clone(),
-            false => format!("{}#{hex}", self.module.name),
+        crate::chain_table::StageRecord {
+            id: self.module.id.0,
+            name: self.module.name.clone(),
+            params: self.params.clone(),
         }
+        .spec()
     }
 
     fn params(&self) -> Vec<u8> {

@@ -816,17 +816,7 @@ impl Store {
     /// (both superblock copies written and flushed) before this returns, so
     /// no unit can record a chain a crash would forget.
     pub fn chain_for(&mut self, spec: &str) -> Result<TransformId> {
-        let chain = Registry::global().parse_chain(spec)?;
-        let records = chain.records();
-        if let Some(i) = self.sb.chains.chains.iter().position(|c| *c == records) {
-            return Ok(TransformId(i as u16 + 1));
-        }
-        if records.is_empty() {
-            return Ok(TransformId(0));
-        }
-        if self.read_only {
-            return Err(Error::ReadOnly);
-        }
+        let records = Registry::global().parse_chain(spec)?.records();
         let mut sb = self.sb.clone();
         let id = sb.chains.number(&records).ok_or_else(|| {
             Error::Refused(format!(
@@ -834,6 +824,13 @@ impl Store {
                 crate::chain_table::MAX_CHAINS
             ))
         })?;
+        if sb.chains == self.sb.chains {
+            // Numbered already (or the raw chain, which is not recorded).
+            return Ok(id);
+        }
+        if self.read_only {
+            return Err(Error::ReadOnly);
+        }
         sb.incompat |= crate::superblock::features::INCOMPAT_TRANSFORMS;
         let chains = Arc::new(ChainSet::build(&sb.chains, &Registry::global())?);
         self.sb = sb;

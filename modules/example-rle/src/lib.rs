@@ -65,6 +65,57 @@ unsafe fn slices<'a>(p: *const u8, n: usize, o: *mut u8, cap: usize) -> (&'a [u8
     (input, out)
 }
 
+/// Runs `f` over the buffers of one ABI call and stores the length it
+/// wrote, or returns its status.
+///
+/// # Safety
+/// The pointers and lengths describe valid buffers (pagelog's ABI).
+unsafe fn call(
+    (params, pn): (*const u8, usize),
+    (input, n): (*const u8, usize),
+    (out, cap, len): (*mut u8, usize, *mut usize),
+    f: impl FnOnce(&[u8], &[u8], &mut Out<'_>) -> Result<(), i32>,
+) -> i32 {
+    let (params, _) = unsafe { slices(params, pn, std::ptr::null_mut(), 0) };
+    let (input, out) = unsafe { slices(input, n, out, cap) };
+    let mut out = Out { buf: out, at: 0 };
+    match f(params, input, &mut out) {
+        Ok(()) => {
+            unsafe { *len = out.at };
+            OK
+        }
+        Err(status) => status,
+    }
+}
+
+/// The caller's output buffer, filled from the front.
+struct Out<'a> {
+    buf: &'a mut [u8],
+    at: usize,
+}
+
+impl Out<'_> {
+    fn put(&mut self, bytes: &[u8]) -> Result<(), i32> {
+        let dst = self
+            .buf
+            .get_mut(self.at..self.at + bytes.len())
+            .ok_or(OUT_TOO_SMALL)?;
+        dst.copy_from_slice(bytes);
+        self.at += bytes.len();
+        Ok(())
+    }
+
+    fn fill(&mut self, byte: u8, n: usize) -> Result<(), i32> {
+        let dst = self
+            .buf
+            .get_mut(self.at..self.at + n)
+            .ok_or(OUT_TOO_SMALL)?;
+        dst.fill(byte);
+        self.at += n;
+        Ok(())
+    }
+}
+
 unsafe extern "C" fn parse(
     arg: *const u8,
     n: usize,
@@ -72,25 +123,23 @@ unsafe extern "C" fn parse(
     cap: usize,
     len: *mut usize,
 ) -> i32 {
-    let (arg, out) = unsafe { slices(arg, n, params, cap) };
-    let min = match arg {
-        b"" => 3,
-        a => match std::str::from_utf8(a)
-            .ok()
-            .and_then(|s| s.parse::<u8>().ok())
-        {
-            Some(m) if (3..=16).contains(&m) => m,
-            _ => return BAD_ARGUMENT,
-        },
-    };
-    let Some(slot) = out.first_mut() else {
-        return OUT_TOO_SMALL;
-    };
-    *slot = min;
-    unsafe { *len = 1 };
-    OK
+    let none = (std::ptr::null(), 0);
+    unsafe {
+        call(none, (arg, n), (params, cap, len), |_, arg, out| {
+            let min = match arg {
+                b"" => 3,
+                a => std::str::from_utf8(a)
+                    .ok()
+                    .and_then(|s| s.parse::<u8>().ok())
+                    .ok_or(BAD_ARGUMENT)?,
+            };
+            min_run(&[min]).ok_or(BAD_ARGUMENT)?;
+            out.put(&[min])
+        })
+    }
 }
 
+/// The shortest run the parameters say is worth encoding.
 fn min_run(params: &[u8]) -> Option<usize> {
     match params {
         [m] if (3..=16).contains(m) => Some(usize::from(*m)),
@@ -107,59 +156,14 @@ unsafe extern "C" fn apply(
     cap: usize,
     len: *mut usize,
 ) -> i32 {
-    let (params, _) = unsafe { slices(params, pn, std::ptr::null_mut(), 0) };
-    let (input, out) = unsafe { slices(input, n, out, cap) };
-    let Some(min) = min_run(params) else {
-        return BAD_ARGUMENT;
-    };
-    let mut w = 0;
-    let mut push = |b: u8| -> bool {
-        match out.get_mut(w) {
-            Some(slot) => {
-                *slot = b;
-                w += 1;
-                true
-            }
-            None => false,
-        }
-    };
-    let mut i = 0;
-    let mut lit_start = 0;
-    let flush_literals = |from: usize, to: usize, push: &mut dyn FnMut(u8) -> bool| -> bool {
-        let mut at = from;
-        while at < to {
-            let k = (to - at).min(128);
-            if !push((k - 1) as u8) {
-                return false;
-            }
-            for &b in &input[at..at + k] {
-                if !push(b) {
-                    return false;
-                }
-            }
-            at += k;
-        }
-        true
-    };
-    while i < input.len() {
-        let b = input[i];
-        let run = input[i..].iter().take(130).take_while(|&&x| x == b).count();
-        if run >= min {
-            if !flush_literals(lit_start, i, &mut push) || !push(0x80 | (run - 3) as u8) || !push(b)
-            {
-                return OUT_TOO_SMALL;
-            }
-            i += run;
-            lit_start = i;
-        } else {
-            i += 1;
-        }
+    unsafe {
+        call(
+            (params, pn),
+            (input, n),
+            (out, cap, len),
+            |params, input, out| encode(min_run(params).ok_or(BAD_ARGUMENT)?, input, out),
+        )
     }
-    if !flush_literals(lit_start, input.len(), &mut push) {
-        return OUT_TOO_SMALL;
-    }
-    unsafe { *len = w };
-    OK
 }
 
 unsafe extern "C" fn undo(
@@ -171,39 +175,59 @@ unsafe extern "C" fn undo(
     cap: usize,
     len: *mut usize,
 ) -> i32 {
-    let (params, _) = unsafe { slices(params, pn, std::ptr::null_mut(), 0) };
-    if min_run(params).is_none() {
-        return BAD_ARGUMENT;
+    unsafe {
+        call(
+            (params, pn),
+            (input, n),
+            (out, cap, len),
+            |params, input, out| {
+                min_run(params).ok_or(BAD_ARGUMENT)?;
+                decode(input, out)
+            },
+        )
     }
-    let (input, out) = unsafe { slices(input, n, out, cap) };
-    let (mut r, mut w) = (0, 0);
-    while r < input.len() {
-        let head = input[r];
-        r += 1;
-        if head & 0x80 != 0 {
-            let k = usize::from(head & 0x7F) + 3;
-            let Some(&b) = input.get(r) else {
-                return BAD_INPUT;
-            };
-            r += 1;
-            let Some(dst) = out.get_mut(w..w + k) else {
-                return OUT_TOO_SMALL;
-            };
-            dst.fill(b);
-            w += k;
+}
+
+/// Runs of `min` to 130 equal bytes as (0x80 | n - 3, byte); everything
+/// else in literal blocks of up to 128 bytes, (n - 1, bytes).
+fn encode(min: usize, input: &[u8], out: &mut Out<'_>) -> Result<(), i32> {
+    let literals = |from: usize, to: usize, out: &mut Out<'_>| -> Result<(), i32> {
+        for block in input[from..to].chunks(128) {
+            out.put(&[(block.len() - 1) as u8])?;
+            out.put(block)?;
+        }
+        Ok(())
+    };
+    let (mut i, mut lit_start) = (0, 0);
+    while i < input.len() {
+        let b = input[i];
+        let run = input[i..].iter().take(130).take_while(|&&x| x == b).count();
+        if run >= min {
+            literals(lit_start, i, out)?;
+            out.put(&[0x80 | (run - 3) as u8, b])?;
+            i += run;
+            lit_start = i;
         } else {
-            let k = usize::from(head) + 1;
-            let Some(src) = input.get(r..r + k) else {
-                return BAD_INPUT;
-            };
-            let Some(dst) = out.get_mut(w..w + k) else {
-                return OUT_TOO_SMALL;
-            };
-            dst.copy_from_slice(src);
-            r += k;
-            w += k;
+            i += 1;
         }
     }
-    unsafe { *len = w };
-    OK
+    literals(lit_start, input.len(), out)
+}
+
+/// Undoes [`encode`]; input it cannot have made is `BAD_INPUT`.
+fn decode(input: &[u8], out: &mut Out<'_>) -> Result<(), i32> {
+    let mut r = 0;
+    while let Some(&head) = input.get(r) {
+        r += 1;
+        if head & 0x80 != 0 {
+            let &b = input.get(r).ok_or(BAD_INPUT)?;
+            out.fill(b, usize::from(head & 0x7F) + 3)?;
+            r += 1;
+        } else {
+            let k = usize::from(head) + 1;
+            out.put(input.get(r..r + k).ok_or(BAD_INPUT)?)?;
+            r += k;
+        }
+    }
+    Ok(())
 }
