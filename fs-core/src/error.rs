@@ -96,6 +96,9 @@ pub enum Error {
     /// EBADF (a handle that is not open for the access asked)
     #[error("bad file descriptor")]
     BadHandle,
+    /// The passphrase does not open the volume's key slot.
+    #[error("wrong passphrase: it does not open this filesystem's key")]
+    WrongPassphrase,
     /// A request refused, with why and what to do (EINVAL): a snapshot
     /// that does not exist, a bad snapshot name, a mount of the past that
     /// is not possible.

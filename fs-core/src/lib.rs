@@ -12,6 +12,7 @@ pub mod fs;
 pub mod fsck;
 pub mod ondisk;
 pub mod root;
+pub mod seal;
 pub mod size;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -23,7 +24,8 @@ pub mod when;
 pub use fs::perm;
 pub use ondisk::{
     block_ptr, chain_table, checkpoint, checkpoint_record, codec, deadlist_page, dir_node, ids,
-    index_node, inode, inode_pack, layout, node, segment_summary, superblock, xattr,
+    index_node, inode, inode_pack, key_slot, layout, node, seal_info, segment_summary, superblock,
+    xattr,
 };
 pub use root::{diff, dir_index, file_map, history, node_cache, node_table, page_cache, units};
 pub(crate) use volume::parallel;
