@@ -18,7 +18,7 @@ pub fn errno(e: &Error) -> Errno {
         Error::Invalid | Error::Refused(_) => libc::EINVAL,
         Error::NameTooLong => libc::ENAMETOOLONG,
         Error::TooManyLinks => libc::EMLINK,
-        Error::Access => libc::EACCES,
+        Error::Access | Error::WrongPassphrase => libc::EACCES,
         Error::Perm => libc::EPERM,
         Error::NoSpace => libc::ENOSPC,
         Error::NoAttr => libc::ENODATA,
