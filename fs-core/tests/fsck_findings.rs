@@ -148,7 +148,9 @@ fn no_magic_is_not_pagelog() {
 #[test]
 fn damaged_checkpoint_is_fatal() {
     let img = image();
-    let cp = recover(&*img.dev, false).expect("recover").checkpoint_addr;
+    let cp = recover(&*img.dev, false, None)
+        .expect("recover")
+        .checkpoint_addr;
     flip(&img.dev, cp, 300);
     let r = run(&img.dev, Level::Fast);
     assert_finds(&r, Kind::CheckpointDamaged);
@@ -160,7 +162,7 @@ fn damaged_table_page_is_found_even_by_fast() {
     // the node address table (a unit, found through the first).
     for table in ["page address", "node address"] {
         let img = image();
-        let rec = recover(&*img.dev, false).expect("recover");
+        let rec = recover(&*img.dev, false, None).expect("recover");
         let cp = rec.checkpoint;
         let root = match table {
             "page address" => cp.pat_root.addr,

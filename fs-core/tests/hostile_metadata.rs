@@ -421,7 +421,7 @@ fn table_targets(ed: &Editor, out: &mut Vec<Target>) {
 
 fn live_of(ed: &Editor, seg: u64) -> u64 {
     let dev = ed.dev.clone() as Arc<dyn BlockDevice>;
-    let rec = recover(&*dev, false).expect("recover");
+    let rec = recover(&*dev, false, None).expect("recover");
     let mut sut = pagelog_core::segment_usage::SegmentUsage::new(
         rec.checkpoint.sut_root,
         rec.sb.geometry,
@@ -864,7 +864,7 @@ fn hostile_checkpoint_named_by_a_superblock_falls_back() {
     let mut ed = two_commits_then_a_crash();
     let newest = ed.cp.no;
     poison_newest(&mut ed);
-    let rec = recover(&*ed.dev, false).expect("recovery falls back");
+    let rec = recover(&*ed.dev, false, None).expect("recovery falls back");
     assert_eq!(rec.checkpoint.no.0, newest.0 - 1);
     assert_eq!(rec.rejected.len(), 2, "{:?}", rec.rejected);
     assert!(
@@ -902,11 +902,15 @@ fn hostile_checkpoint_in_the_log_ends_the_walk() {
     let newest = ed.cp.no;
     poison_newest(&mut ed);
     // Recovery used the older copy; copies alternate by generation.
-    let older = recover(&*ed.dev, false).expect("recover").sb.generation % 2;
+    let older = recover(&*ed.dev, false, None)
+        .expect("recover")
+        .sb
+        .generation
+        % 2;
     ed.dev
         .write(PageAddr(older ^ 1), &[0u8; 4096])
         .expect("lose the newer copy");
-    let rec = recover(&*ed.dev, false).expect("recover");
+    let rec = recover(&*ed.dev, false, None).expect("recover");
     assert_eq!(rec.checkpoint.no.0, newest.0 - 1);
     assert_eq!(rec.rejected.len(), 1, "{:?}", rec.rejected);
     assert!(

@@ -44,7 +44,7 @@ fn image(clean: bool) -> Vec<u8> {
 
 fn label_of(image: &[u8]) -> Result<Vec<u8>, String> {
     let dev = MemDevice::from_bytes(image);
-    recover(&dev, false)
+    recover(&dev, false, None)
         .map(|r| r.sb.label)
         .map_err(|e| e.to_string())
 }

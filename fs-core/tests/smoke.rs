@@ -280,7 +280,7 @@ fn log_left_after_a_stream_of_writes(log_limit: u64) -> u64 {
             .expect("write");
     }
     drop(fs); // a crash
-    let rec = pagelog_core::recovery::recover(&*dev, false).expect("recover");
+    let rec = pagelog_core::recovery::recover(&*dev, false, None).expect("recover");
     rec.pages_walked
 }
 

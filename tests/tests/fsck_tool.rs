@@ -215,7 +215,7 @@ fn a_damaged_table_page_is_a_finding_and_exit_four() {
     let img = m.image.clone();
     assert!(m.unmount().success());
     let dev = FileDevice::open(&img, true).expect("open");
-    let rec = recover(&dev, false).expect("recover");
+    let rec = recover(&dev, false, None).expect("recover");
     let cp = &rec.checkpoint;
     // The node address table's pages are units, found through the page
     // address table.

@@ -50,7 +50,7 @@ fn image_with_watermark(s: &Scratch, watermark: u64) -> std::path::PathBuf {
     let img = m.image.clone();
     assert!(m.unmount().success());
     let dev = FileDevice::open(&img, true).expect("open");
-    let rec = recover(&dev, false).expect("recover");
+    let rec = recover(&dev, false, None).expect("recover");
     let mut cp = rec.checkpoint;
     cp.nat_watermark = Nid(watermark);
     dev.write(rec.checkpoint_addr, &cp.encode()[..])

@@ -100,6 +100,8 @@ pub struct MountOptions {
     pub retention: crate::checkpoints::RetentionOptions,
     /// Serve this retained checkpoint (read-only) instead of the live root.
     pub at: Option<crate::checkpoints::At>,
+    /// The master key of a sealed volume ([`crate::seal::unlock`]).
+    pub key: Option<crate::seal::MasterKey>,
 }
 
 impl Default for MountOptions {
@@ -114,6 +116,7 @@ impl Default for MountOptions {
             cleaner: crate::cleaner::CleanerOptions::default(),
             retention: crate::checkpoints::RetentionOptions::default(),
             at: None,
+            key: None,
         }
     }
 }
@@ -216,7 +219,7 @@ impl Filesystem {
     /// Mounts the filesystem on `dev`: recovers the newest consistent state
     /// and, read-write, frees what the graveyard holds and commits.
     pub fn mount(dev: Arc<dyn BlockDevice>, opts: MountOptions) -> Result<Filesystem> {
-        let rec = recovery::recover(&*dev, !opts.read_only)?;
+        let rec = recovery::recover(&*dev, !opts.read_only, opts.key.as_ref())?;
         for note in &rec.notes {
             log::warn!("recovery: {note}");
         }
@@ -259,7 +262,7 @@ impl Filesystem {
             return Ok(());
         };
         let dev = self.dev();
-        let rec = recovery::recover(&*dev, false)?;
+        let rec = recovery::recover(&*dev, false, self.opts.key.as_ref())?;
         let mut store = Store::open(dev, rec, true)?;
         store.cleaner_options = self.opts.cleaner;
         store.degraded = Some(why);

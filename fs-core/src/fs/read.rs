@@ -119,6 +119,8 @@ impl ReadPlan {
         }
     }
 
+    /// A page of a unit that must be undone (a compressed cluster), or
+    /// opened (every unit of a sealed volume: a raw page is a unit of one).
     fn add_packed(&mut self, idx: u64, vpn: Vpn, entry: PatEntry, ptr: &BlockPtr) {
         let page = (idx, ptr.slot, ptr.crc);
         match self.packed.last_mut() {
@@ -126,7 +128,7 @@ impl ReadPlan {
             _ => self.packed.push(Packed {
                 vpn,
                 entry,
-                count: ptr.count,
+                count: ptr.count.max(1),
                 pages: vec![page],
             }),
         }
@@ -134,10 +136,12 @@ impl ReadPlan {
 
     /// Undoes the chain of packed unit `p` over its `stored` bytes and
     /// copies out the pages the read wants, each checked.
-    fn unpack(&mut self, p: &Packed, stored: &[u8]) -> Result<()> {
+    fn unpack(&mut self, p: &Packed, stored: &mut [u8]) -> Result<()> {
         let base = p.pages[0].0 - u64::from(p.pages[0].1);
         let what = unit_name(self.ino, base, p.vpn);
-        let pages = self.chains.undo(&p.entry, stored, p.count.into(), &what)?;
+        let pages = self
+            .chains
+            .undo((p.vpn, &p.entry), stored, p.count.into(), &what)?;
         for &(idx, slot, crc) in &p.pages {
             let at = usize::from(slot) * PAGE_SIZE;
             let page = &pages[at..at + PAGE_SIZE];
@@ -183,7 +187,7 @@ impl ReadPlan {
             dev.read(start, &mut buf)?;
             for p in &packed[i..j] {
                 let at = (p.entry.addr.0 - start.0) as usize * PAGE_SIZE;
-                let stored = &buf[at..at + p.entry.stored_len()];
+                let stored = &mut buf[at..at + p.entry.stored_len()];
                 self.unpack(p, stored)?;
             }
             i = j;
@@ -224,7 +228,7 @@ impl Filesystem {
                 continue;
             }
             let ptr = file_map::get(&mut self.store.root.cache, &*dev, ino, idx)?;
-            if ptr.is_packed() {
+            if ptr.is_packed() || (ptr.is_stored() && self.store.sealer.is_some()) {
                 let entry = self.store.pat.resolve(&*dev, ptr.vpn)?;
                 plan.add_packed(idx, ptr.vpn, entry, &ptr);
             } else if ptr.is_stored() {
@@ -249,7 +253,7 @@ impl Filesystem {
 
     /// Reads one stored page and checks it.
     pub(super) fn read_stored(&self, ino: Ino, idx: u64, ptr: BlockPtr) -> Result<Box<Page>> {
-        if ptr.is_packed() {
+        if ptr.is_packed() || self.store.sealer.is_some() {
             let (addr, pages) = self.read_cluster(ino, idx, ptr)?;
             return cluster_page(ino, idx, addr, &ptr, &pages);
         }
@@ -272,10 +276,10 @@ impl Filesystem {
         let dev = &*self.store.dev;
         let entry = self.store.pat.resolve(dev, ptr.vpn)?;
         let what = unit_name(ino, ptr.unit_base(idx), ptr.vpn);
-        let pages = self
-            .store
-            .chains
-            .read_unit(dev, &entry, ptr.count.into(), &what)?;
+        let pages =
+            self.store
+                .chains
+                .read_unit(dev, (ptr.vpn, &entry), ptr.count.max(1).into(), &what)?;
         Ok((entry.addr, pages))
     }
 

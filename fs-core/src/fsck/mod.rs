@@ -107,6 +107,7 @@ impl Report {
 /// (phase, done, total).
 pub fn check(
     dev: Arc<dyn BlockDevice>,
+    key: Option<&crate::seal::MasterKey>,
     level: Level,
     progress: &mut dyn FnMut(Phase, u64, u64),
 ) -> Report {
@@ -122,7 +123,7 @@ pub fn check(
             );
             report.findings.push(f);
         }
-        recovery::recover(dev, false)
+        recovery::recover(dev, false, key)
     }) {
         Ok(r) => r,
         Err(e) => {
@@ -160,11 +161,13 @@ pub fn check(
             free_head: cp.pat_free_head.0,
             watermark: cp.pat_watermark.0,
         };
-        let pat = crate::page_table::PageTable::open(pat_state, &geo, 4);
+        let sealer = rec.sealer.clone();
+        let pat = crate::page_table::PageTable::open_sealed(pat_state, &geo, 4, sealer.clone());
+        let sealed = sealer.is_some();
         let tables = [
-            MetaTable::new(TableId::PageAddress, cp.pat_root, 4),
-            MetaTable::new(TableId::SegmentUsage, cp.sut_root, 4),
-            MetaTable::new_virtual(TableId::NodeAddress, cp.nat_root, 4, pat),
+            MetaTable::new(TableId::PageAddress, cp.pat_root, 4, sealer.clone()),
+            MetaTable::new(TableId::SegmentUsage, cp.sut_root, 4, sealer),
+            MetaTable::new_virtual(TableId::NodeAddress, cp.nat_root, 4, pat, sealed),
         ];
         for mut table in tables {
             if let Err(e) = table.get(dev, 0) {
@@ -180,7 +183,7 @@ pub fn check(
         return report;
     }
     progress(Phase::Tables, 0, 1);
-    let mut scan = scan::tables(dev, &cp, &mut report.findings);
+    let mut scan = scan::tables(dev, &cp, rec.sealer.as_ref(), &mut report.findings);
     unknown_chains(&scan, rec.sb.chains.chains.len(), &mut report.findings);
     let live: Vec<SegmentNo> = scan
         .usage
@@ -191,6 +194,7 @@ pub fn check(
     let segs = summaries::Segments {
         geo,
         fs_id: rec.sb.hash_seed,
+        sealer: rec.sealer.clone(),
     };
     let seed = rec.sb.hash_seed;
     let (tree, chains, suspects, twice) = std::thread::scope(|scope| {
@@ -262,7 +266,7 @@ pub fn check(
                 done += n;
                 progress(Phase::Data, done, total);
             });
-        match ChainSet::build(&rec.sb.chains, &Registry::global()) {
+        match ChainSet::build(&rec.sb.chains, &Registry::global(), rec.sealer.clone()) {
             Ok(chains) => {
                 report.stats.bytes_read += scrub::verify_packed(
                     dev,

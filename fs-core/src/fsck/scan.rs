@@ -16,7 +16,7 @@ use crate::device::BlockDevice;
 use crate::error::Error;
 use crate::ids::{Nid, PageAddr, SegmentNo, Vpn};
 use crate::layout::{Geometry, PAGE_SIZE};
-use crate::meta_table::{leaf_entries, MetaTable, PageNames, TableId, ENTRY_SIZE};
+use crate::meta_table::{leaf_entries, MetaTable, PageNames, RawEntry, TableId};
 use crate::node::Node;
 use crate::node_table::{decode as decode_nat, NatEntry, Slot};
 use crate::page_table::PatEntry;
@@ -77,8 +77,11 @@ pub struct Units {
     /// nothing.
     addrs: Arc<Vec<PageAddr>>,
     /// The entry of each unit that is not one raw page, by vpn (few:
-    /// only compressed clusters are not).
+    /// only compressed clusters are not), and of every unit on a sealed
+    /// volume (the seal is needed to open it).
     long: Arc<FxHashMap<Vpn, PatEntry>>,
+    /// On a sealed volume, what opens units.
+    sealer: Option<Arc<crate::seal::Sealer>>,
 }
 
 impl Units {
@@ -104,7 +107,43 @@ impl Units {
 
     /// Every unit in use that is not one raw page, with its entry.
     pub fn shaped_units(&self) -> impl Iterator<Item = (Vpn, PatEntry)> + '_ {
-        self.long.iter().map(|(v, e)| (*v, *e))
+        self.long
+            .iter()
+            .filter(|(_, e)| e.pages > 1 || e.transform.0 != 0 || e.tail != 0)
+            .map(|(v, e)| (*v, *e))
+    }
+
+    /// The whole entry of unit `vpn`, if it is in use.
+    pub fn entry(&self, vpn: Vpn) -> Option<PatEntry> {
+        match self.long.get(&vpn) {
+            Some(e) => Some(*e),
+            None => self
+                .get(vpn)
+                .map(|a| PatEntry::raw(a, crate::ids::CheckpointNo(0))),
+        }
+    }
+
+    /// What opens units, on a sealed volume.
+    pub fn sealer(&self) -> Option<&Arc<crate::seal::Sealer>> {
+        self.sealer.as_ref()
+    }
+
+    /// Opens the one-page unit `vpn` of `kind`, read into `page`, in
+    /// place (nothing to do on a volume that is not sealed).
+    pub fn open(
+        &self,
+        vpn: Vpn,
+        kind: crate::segment_summary::PageKind,
+        page: &mut [u8],
+    ) -> crate::error::Result<()> {
+        let Some(s) = self.sealer.as_deref() else {
+            return Ok(());
+        };
+        let what = || format!("unit {vpn}");
+        let e = self.entry(vpn).ok_or_else(|| {
+            Error::corrupt(what(), PageAddr::NONE, "free in the page address table")
+        })?;
+        crate::page_table::open_unit(Some(s), vpn, &e, kind, page, &what)
     }
 
     /// Every unit in use, by vpn.
@@ -118,14 +157,26 @@ impl Units {
 }
 
 impl PageNames for Units {
-    fn resolve(&self, _dev: &dyn BlockDevice, name: u64) -> crate::error::Result<PageAddr> {
-        self.get(Vpn(name)).ok_or_else(|| {
+    fn read_page(
+        &self,
+        dev: &dyn BlockDevice,
+        name: u64,
+        page: &mut crate::layout::Page,
+    ) -> crate::error::Result<PageAddr> {
+        let addr = self.get(Vpn(name)).ok_or_else(|| {
             Error::corrupt(
                 format!("unit {name}"),
                 PageAddr::NONE,
                 "free in the page address table",
             )
-        })
+        })?;
+        dev.read(addr, &mut page[..])?;
+        self.open(
+            Vpn(name),
+            crate::segment_summary::PageKind::Table,
+            &mut page[..],
+        )?;
+        Ok(addr)
     }
 }
 
@@ -189,8 +240,9 @@ fn walk_table(
     id: TableId,
     scan: &mut Scan,
     findings: &mut Vec<Finding>,
-    leaf: &mut dyn FnMut(u64, [u8; ENTRY_SIZE]),
+    leaf: &mut dyn FnMut(u64, RawEntry),
 ) -> Vec<Range<u64>> {
+    let shape = table.shape();
     let mut pages = Vec::new();
     let mut broken = Vec::new();
     let r = table.walk(
@@ -198,7 +250,7 @@ fn walk_table(
         &mut |level, index, _, addr, page| {
             pages.push(addr);
             if level == 0 {
-                for (i, e) in leaf_entries(&page[..], index) {
+                for (i, e) in leaf_entries(shape, &page[..], index) {
                     leaf(i, e);
                 }
             }
@@ -217,7 +269,7 @@ fn walk_table(
         if !addr.is_none() {
             pages.push(addr);
         }
-        let entries = MetaTable::entries_under(level, index);
+        let entries = table.entries_under(level, index);
         let msg = format!(
             "{} page (level {level}, index {index}, entries {} to {}) is damaged: {}",
             table_name(id),
@@ -259,12 +311,17 @@ pub fn table_name(id: TableId) -> &'static str {
 }
 
 /// Reads the page address table: where each unit in use is.
-fn units(dev: &dyn BlockDevice, cp: &Checkpoint, scan: &mut Scan, findings: &mut Vec<Finding>) {
+fn units(
+    dev: &dyn BlockDevice,
+    (cp, sealer): (&Checkpoint, Option<&Arc<crate::seal::Sealer>>),
+    scan: &mut Scan,
+    findings: &mut Vec<Finding>,
+) {
     let watermark = cp.pat_watermark.0;
     let mut addrs = vec![PageAddr::NONE; watermark as usize];
     let mut long = FxHashMap::default();
     let (mut above, mut misshapen) = (0u64, Vec::new());
-    let table = MetaTable::new(TableId::PageAddress, cp.pat_root, 0);
+    let table = MetaTable::new(TableId::PageAddress, cp.pat_root, 0, sealer.cloned());
     walk_table(
         dev,
         table,
@@ -287,7 +344,7 @@ fn units(dev: &dyn BlockDevice, cp: &Checkpoint, scan: &mut Scan, findings: &mut
                 || usize::from(e.tail) >= crate::layout::PAGE_SIZE
             {
                 misshapen.push((Vpn(i), e));
-            } else if e.pages > 1 || e.transform.0 != 0 || e.tail != 0 {
+            } else if e.pages > 1 || e.transform.0 != 0 || e.tail != 0 || sealer.is_some() {
                 long.insert(Vpn(i), e);
             }
         },
@@ -307,6 +364,7 @@ fn units(dev: &dyn BlockDevice, cp: &Checkpoint, scan: &mut Scan, findings: &mut
     scan.units = Units {
         addrs: Arc::new(addrs),
         long: Arc::new(long),
+        sealer: sealer.cloned(),
     };
 }
 
@@ -321,8 +379,9 @@ pub fn node_table(
     let mut nat = BTreeMap::new();
     let mut free = FxHashMap::default();
     let mut bad = Vec::new();
+    let sealed = scan.units.sealer.is_some();
     let names: Arc<dyn PageNames> = Arc::new(scan.units.clone());
-    let table = MetaTable::new_virtual(TableId::NodeAddress, nat_root, 0, names);
+    let table = MetaTable::new_virtual(TableId::NodeAddress, nat_root, 0, names, sealed);
     scan.lost_nids = walk_table(
         dev,
         table,
@@ -352,12 +411,19 @@ pub fn node_table(
 
 /// Reads the tables: page addresses first (the node address table's pages
 /// are found through it), then segment usage and node addresses.
-pub fn tables(dev: &dyn BlockDevice, cp: &Checkpoint, findings: &mut Vec<Finding>) -> Scan {
+///
+/// A sealed volume's tables and units are opened with `sealer`.
+pub fn tables(
+    dev: &dyn BlockDevice,
+    cp: &Checkpoint,
+    sealer: Option<&Arc<crate::seal::Sealer>>,
+    findings: &mut Vec<Finding>,
+) -> Scan {
     let mut scan = Scan::default();
-    units(dev, cp, &mut scan, findings);
+    units(dev, (cp, sealer), &mut scan, findings);
     node_table(dev, cp.nat_root, &mut scan, findings);
     let mut usage = BTreeMap::new();
-    let table = MetaTable::new(TableId::SegmentUsage, cp.sut_root, 0);
+    let table = MetaTable::new(TableId::SegmentUsage, cp.sut_root, 0, sealer.cloned());
     walk_table(
         dev,
         table,
@@ -371,7 +437,12 @@ pub fn tables(dev: &dyn BlockDevice, cp: &Checkpoint, findings: &mut Vec<Finding
         },
     );
     scan.usage = usage;
-    let table = MetaTable::new(TableId::CheckpointList, cp.checkpoint_list_root, 0);
+    let table = MetaTable::new(
+        TableId::CheckpointList,
+        cp.checkpoint_list_root,
+        0,
+        sealer.cloned(),
+    );
     walk_table(
         dev,
         table,
@@ -389,7 +460,9 @@ pub fn tables(dev: &dyn BlockDevice, cp: &Checkpoint, findings: &mut Vec<Finding
 /// pages. Damage is a finding naming the checkpoint; its list is then
 /// not followed further.
 fn history(dev: &dyn BlockDevice, cp: &Checkpoint, scan: &mut Scan, findings: &mut Vec<Finding>) {
-    let list = match CheckpointList::open(dev, cp.checkpoint_list_root, cp.list_next_slot) {
+    let root = cp.checkpoint_list_root;
+    let sealer = scan.units.sealer.clone();
+    let list = match CheckpointList::open_sealed(dev, root, cp.list_next_slot, sealer) {
         Ok(l) => l,
         Err(e) => {
             let msg = format!("checkpoint list: {e}");
@@ -417,9 +490,11 @@ fn history(dev: &dyn BlockDevice, cp: &Checkpoint, scan: &mut Scan, findings: &m
                 break;
             };
             let mut page = crate::layout::zero_page();
+            let kind = crate::segment_summary::PageKind::Deadlist;
             let page = dev
                 .read(addr, &mut page[..])
                 .map_err(Error::from)
+                .and_then(|()| scan.units.open(head, kind, &mut page[..]))
                 .and_then(|()| DeadlistPage::decode(&page[..], addr, crc));
             let page = match page {
                 Ok(p) => p,
@@ -472,10 +547,10 @@ pub fn nodes(
     findings: &mut Vec<Finding>,
     progress: &mut dyn FnMut(u64),
 ) {
-    let mut by_addr: Vec<(PageAddr, Nid, u32)> = Vec::with_capacity(scan.nat.len());
+    let mut by_addr: Vec<Located> = Vec::with_capacity(scan.nat.len());
     for (&nid, e) in &scan.nat {
         match scan.units.get(e.vpn) {
-            Some(addr) if geo.contains(addr) => by_addr.push((addr, nid, e.crc)),
+            Some(addr) if geo.contains(addr) => by_addr.push((addr, nid, e.crc, e.vpn)),
             Some(addr) => findings.push(
                 Finding::new(
                     Severity::Error,
@@ -502,7 +577,8 @@ pub fn nodes(
     // In batches, so that progress moves and at most one batch of decoded
     // nodes waits to be merged.
     for batch in runs.chunks(256) {
-        let read = parallel::map(batch, |run| read_run(dev, run));
+        let units = &scan.units;
+        let read = parallel::map(batch, |run| read_run(dev, units, run));
         for (nodes, found, bytes) in read {
             progress(nodes.len() as u64);
             scan.bytes_read += bytes;
@@ -514,11 +590,14 @@ pub fn nodes(
     }
 }
 
+/// A node to read: where, which, its checksum and its unit.
+type Located = (PageAddr, Nid, u32, Vpn);
+
 /// Splits address-ordered nodes into runs of consecutive pages.
-fn runs(by_addr: &[(PageAddr, Nid, u32)]) -> Vec<&[(PageAddr, Nid, u32)]> {
+fn runs(by_addr: &[Located]) -> Vec<&[Located]> {
     let mut out = Vec::new();
     let mut rest = by_addr;
-    while let Some(&(start, _, _)) = rest.first() {
+    while let Some(&(start, ..)) = rest.first() {
         let mut n = 1;
         while n < rest.len() && n < 256 && rest[n].0 .0 == start.0 + n as u64 {
             n += 1;
@@ -533,11 +612,12 @@ fn runs(by_addr: &[(PageAddr, Nid, u32)]) -> Vec<&[(PageAddr, Nid, u32)]> {
 /// Reads and decodes one run: the nodes, the findings, the bytes read.
 fn read_run(
     dev: &dyn BlockDevice,
-    run: &[(PageAddr, Nid, u32)],
+    units: &Units,
+    run: &[Located],
 ) -> (Vec<(Nid, Node)>, Vec<Finding>, u64) {
     let mut nodes = Vec::with_capacity(run.len());
     let mut findings = Vec::new();
-    let Some(&(start, _, _)) = run.first() else {
+    let Some(&(start, ..)) = run.first() else {
         return (nodes, findings, 0);
     };
     let mut buf = vec![0u8; run.len() * PAGE_SIZE];
@@ -552,7 +632,15 @@ fn read_run(
         );
         return (nodes, findings, 0);
     }
-    for (&(addr, nid, crc), page) in run.iter().zip(buf.chunks_exact(PAGE_SIZE)) {
+    for (&(addr, nid, crc, vpn), page) in run.iter().zip(buf.chunks_exact_mut(PAGE_SIZE)) {
+        if let Err(e) = units.open(vpn, crate::segment_summary::PageKind::Node, page) {
+            findings.push(
+                Finding::new(Severity::Error, Kind::NodeDamaged, what_failed(&e))
+                    .nid(nid)
+                    .addr(addr),
+            );
+            continue;
+        }
         let found = crc32(page);
         if found != crc {
             findings.push(

@@ -96,7 +96,7 @@ pub fn verify_packed(
         let what = format!("the cluster at page {} of inode {}", u.base, u.ino);
         read += u64::from(u.entry.pages) * PAGE_SIZE as u64;
         progress(u64::from(u.entry.pages));
-        let pages = match chains.read_unit(dev, &u.entry, u.count.into(), &what) {
+        let pages = match chains.read_unit(dev, (u.vpn, &u.entry), u.count.into(), &what) {
             Ok(p) => p,
             Err(e) => {
                 findings.push(

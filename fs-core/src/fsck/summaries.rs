@@ -24,12 +24,14 @@ use crate::parallel;
 use crate::segment_summary::{self, Entry, PageKind};
 
 /// What walking a segment's record chain needs to know of the filesystem.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Segments {
     /// Where the segments lie.
     pub geo: Geometry,
     /// The filesystem's identity, which its record summaries carry.
     pub fs_id: u64,
+    /// On a sealed volume, what opens the summaries.
+    pub sealer: Option<std::sync::Arc<crate::seal::Sealer>>,
 }
 
 /// The digest of what the check compares of the page at `off` of a
@@ -48,10 +50,12 @@ fn digest(off: u64, kind: PageKind, owner: u64, index: u64, crc: u32) -> u64 {
     xxh3_64(&b) | 1
 }
 
-fn entry_digest(off: u64, e: &Entry) -> u64 {
+fn entry_digest(off: u64, e: &Entry, sealed: bool) -> u64 {
     // A compressed cluster's pointers hold the checksums of its logical
-    // pages, not of what is stored: its digest leaves the checksum out.
-    let crc = if e.kind == PageKind::Data && e.transform.0 != 0 {
+    // pages, not of what is stored, and on a sealed volume every pointer
+    // holds the checksum of what a unit opens to: the digest leaves the
+    // checksum out (the unit's tag or chain checks the stored bytes).
+    let crc = if (e.kind == PageKind::Data && e.transform.0 != 0) || sealed {
         0
     } else {
         e.crc
@@ -77,7 +81,10 @@ pub fn expected(scan: &Scan, off: u64, used: Use) -> Option<u64> {
         Use::Packed(ino, base) => digest(off, PageKind::Data, ino.0, base, 0),
         Use::Node(nid) => {
             let ino = scan.nodes.get(nid)?.ino;
-            let crc = scan.nat.get(&nid)?.crc;
+            let crc = match scan.units.sealer() {
+                Some(_) => 0,
+                None => scan.nat.get(&nid)?.crc,
+            };
             digest(off, PageKind::Node, ino.0, nid.0, crc)
         }
         Use::Table => digest(off, PageKind::Table, 0, 0, 0),
@@ -116,7 +123,8 @@ fn walk(
     chain: &mut Chain,
     each: &mut dyn FnMut(u64, &Entry),
 ) {
-    let (pages, failed) = segment_summary::read_chain(dev, &log.geo, log.fs_id, seg, each);
+    let (pages, failed) =
+        segment_summary::read_chain(dev, &log.geo, (log.fs_id, log.sealer.as_deref()), seg, each);
     chain.bytes += pages * PAGE_SIZE as u64;
     if let Some((addr, e)) = failed {
         let msg = format!("cannot read a summary page: {e}");
@@ -127,9 +135,10 @@ fn walk(
 fn read_chain(dev: &dyn BlockDevice, log: &Segments, seg: SegmentNo) -> Chain {
     let mut chain = Chain::default();
     let mut digests = vec![0; log.geo.pages_per_segment as usize];
+    let sealed = log.sealer.is_some();
     walk(dev, log, seg, &mut chain, &mut |off, e| {
         if let Some(d) = digests.get_mut(off as usize) {
-            *d = entry_digest(off, e);
+            *d = entry_digest(off, e, sealed);
         }
         for rest in off + 1..off + e.pages() {
             if let Some(d) = digests.get_mut(rest as usize) {

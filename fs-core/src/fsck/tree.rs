@@ -61,6 +61,8 @@ impl std::fmt::Display for Use {
 pub struct PackedUnit {
     /// Its file.
     pub ino: Ino,
+    /// Its vpn.
+    pub vpn: crate::ids::Vpn,
     /// The file page its first logical page is.
     pub base: u64,
     /// Its page address table entry.
@@ -175,6 +177,12 @@ impl<'a> Walker<'a, '_> {
         if p.is_packed() {
             return self.packed_pointer(ino, idx, p, count);
         }
+        if p.is_stored() && self.scan.units.sealer().is_some() {
+            // Sealed: every data unit is opened before it is checked, as a
+            // compressed cluster is undone.
+            *count += 1;
+            return self.sealed_pointer(ino, idx, p);
+        }
         if p.is_allocated() {
             *count += 1;
         }
@@ -240,10 +248,30 @@ impl<'a> Walker<'a, '_> {
         self.file_units.insert(p.vpn, self.tree.packed.len());
         self.tree.packed.push(PackedUnit {
             ino,
+            vpn: p.vpn,
             base,
             entry,
             count: p.count,
             slots: vec![(p.slot, p.crc)],
+        });
+    }
+
+    /// A raw data page of a sealed volume: a unit of one page, verified
+    /// (with --verify-data) by opening it.
+    fn sealed_pointer(&mut self, ino: Ino, idx: u64, p: &BlockPtr) {
+        self.tree.data_pages += 1;
+        let Some(entry) = self.scan.units.entry(p.vpn) else {
+            return self.unit_missing(ino, idx, p);
+        };
+        self.pages
+            .unit(entry.addr, u64::from(entry.pages), Use::Packed(ino, idx));
+        self.tree.packed.push(PackedUnit {
+            ino,
+            vpn: p.vpn,
+            base: idx,
+            entry,
+            count: 1,
+            slots: vec![(0, p.crc)],
         });
     }
 

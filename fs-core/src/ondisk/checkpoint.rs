@@ -6,7 +6,7 @@ use crate::codec::{crc32_skipping, Reader, Writer};
 use crate::error::{Error, Result};
 use crate::ids::{CheckpointNo, Nid, PageAddr, SegmentNo, Vpn, PACK_SLOTS};
 use crate::layout::{zero_page, Geometry, Page};
-use crate::meta_table::{depth_for, TableRoot};
+use crate::meta_table::{Shape, TableRoot};
 use crate::node_table::id_limit;
 use crate::page_table::vpn_limit;
 
@@ -18,6 +18,16 @@ pub const MAX_COUNTER: u64 = 1 << 63;
 
 /// "PGLOG-CP" in ASCII.
 pub const MAGIC: [u8; 8] = *b"PGLOG-CP";
+
+/// How a sealed volume seals a checkpoint: everything after its magic and
+/// number, up to its seal (the CRC covers the stored page).
+pub fn sealing() -> crate::seal::PageSeal {
+    crate::seal::PageSeal {
+        domain: crate::seal::Domain::Checkpoint,
+        region: off::TIME_NS..off::SEAL,
+        at: off::SEAL,
+    }
+}
 
 /// Byte offsets of the fields.
 pub mod off {
@@ -38,6 +48,8 @@ pub mod off {
     pub const NAT_WATERMARK: usize = 232;
     pub const NEXT_GENERATION: usize = 240;
     pub const INODE_COUNT: usize = 248;
+    /// On a sealed volume: the seal of bytes 16 to 4056.
+    pub const SEAL: usize = 4056;
     pub const LIVE_PAGES: usize = 256;
     pub const EMPTY_SEGMENTS: usize = 264;
     pub const PREVIOUS: usize = 272;
@@ -111,7 +123,45 @@ pub struct Checkpoint {
 }
 
 impl Checkpoint {
-    /// Encodes the page.
+    /// Encodes the page, sealed with `sealer` on a sealed volume.
+    pub fn encode_sealed(&self, sealer: Option<&crate::seal::Sealer>) -> Result<Box<Page>> {
+        let mut page = self.encode();
+        if let Some(s) = sealer {
+            s.seal_page(&sealing(), &[self.no.0], &mut page[..])?;
+            let crc = crc32_skipping(&page[..], off::CRC);
+            Writer::new(&mut page[..]).u32(off::CRC, crc);
+        }
+        Ok(page)
+    }
+
+    /// Decodes the page read at `addr`, opening it with `sealer` on a
+    /// sealed volume.
+    pub fn decode_sealed(
+        page: &[u8],
+        addr: PageAddr,
+        sealer: Option<&crate::seal::Sealer>,
+    ) -> Result<Checkpoint> {
+        let Some(s) = sealer else {
+            return Checkpoint::decode(page, addr);
+        };
+        let r = Reader::new(page, "checkpoint", addr);
+        r.check(r.bytes(off::MAGIC, 8)? == MAGIC, || "bad magic".into())?;
+        let stored = r.u32(off::CRC)?;
+        let computed = crc32_skipping(page, off::CRC);
+        r.check(stored == computed, || {
+            format!("checksum mismatch (stored {stored:#010x}, computed {computed:#010x})")
+        })?;
+        let no = r.u64(off::CHECKPOINT_NO)?;
+        let mut open = zero_page();
+        open.copy_from_slice(page);
+        let what = || format!("checkpoint {no}");
+        s.open_page(&sealing(), &[no], &mut open[..], (&what, addr))?;
+        let crc = crc32_skipping(&open[..], off::CRC);
+        Writer::new(&mut open[..]).u32(off::CRC, crc);
+        Checkpoint::decode(&open[..], addr)
+    }
+
+    /// Encodes the page (in the clear).
     pub fn encode(&self) -> Box<Page> {
         let mut page = zero_page();
         let mut w = Writer::new(&mut page[..]);
@@ -193,13 +243,14 @@ impl Checkpoint {
     /// before anything sizes a loop or an allocation by it: a valid
     /// checksum proves the page is what was written, not that what was
     /// written makes sense. The error names the first field that does not
-    /// fit. (`addr` is where the page was read, for the message.)
-    pub fn check_bounds(&self, geo: &Geometry, addr: PageAddr) -> Result<()> {
-        self.bounds(geo)
+    /// fit. (`addr` is where the page was read, for the message; the
+    /// tables of a `sealed` volume have their own fanouts.)
+    pub fn check_bounds(&self, geo: &Geometry, sealed: bool, addr: PageAddr) -> Result<()> {
+        self.bounds(geo, sealed)
             .map_err(|detail| Error::corrupt(format!("checkpoint {}", self.no), addr, detail))
     }
 
-    fn bounds(&self, geo: &Geometry) -> std::result::Result<(), String> {
+    fn bounds(&self, geo: &Geometry, sealed: bool) -> std::result::Result<(), String> {
         let area = geo.segment_area_pages();
         let segments = geo.segment_count;
         let limit = id_limit(geo).0;
@@ -264,7 +315,7 @@ impl Checkpoint {
             "pat_watermark",
         )?;
         below("nat_root", self.nat_root.addr.0, units, "pat_watermark")?;
-        let need = depth_for(units);
+        let need = Shape::of(sealed, true).depth_for(units);
         if self.pat_root.depth != need {
             return Err(format!(
                 "page address table depth {} does not match pat_watermark {units} (which needs depth {need})",
@@ -278,14 +329,14 @@ impl Checkpoint {
             ));
         }
         below("nat_free_head", self.nat_free_head.0, w, "nat_watermark")?;
-        let need = depth_for(w);
+        let need = Shape::of(sealed, false).depth_for(w);
         if self.nat_root.depth != need {
             return Err(format!(
                 "node address table depth {} does not match nat_watermark {w} (which needs depth {need})",
                 self.nat_root.depth
             ));
         }
-        let most = depth_for(segments);
+        let most = Shape::of(sealed, false).depth_for(segments);
         if self.sut_root.depth > most {
             return Err(format!(
                 "segment usage table depth {} is deeper than {segments} segments need ({most})",
@@ -421,7 +472,8 @@ mod tests {
         };
         let mut cp = sample();
         cp.nat_root.depth = 0;
-        cp.check_bounds(&geo, PageAddr(3)).expect("sample fits");
+        cp.check_bounds(&geo, false, PageAddr(3))
+            .expect("sample fits");
         let area = geo.segment_area_pages();
         type Break = fn(&mut Checkpoint, u64);
         let cases: [(&str, Break); 16] = [
@@ -447,7 +499,7 @@ mod tests {
         for (field, f) in cases {
             let mut bad = cp.clone();
             f(&mut bad, area);
-            let err = bad.check_bounds(&geo, PageAddr(3)).expect_err(field);
+            let err = bad.check_bounds(&geo, false, PageAddr(3)).expect_err(field);
             assert!(err.to_string().contains(field), "{field}: {err}");
         }
     }

@@ -3,7 +3,7 @@
 //! sequence number so that recovery can tell a valid tail from garbage.
 
 use crate::codec::{crc32_skipping, Reader, Writer};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::ids::{CheckpointNo, PageAddr, SegmentNo, TransformId, Vpn};
 use crate::layout::{zero_page, Page, PAGE_SIZE};
 
@@ -15,6 +15,32 @@ pub const HEADER_SIZE: usize = 64;
 pub const ENTRY_SIZE: usize = 40;
 /// Payload pages one summary page can describe.
 pub const MAX_ENTRIES: usize = (PAGE_SIZE - HEADER_SIZE) / ENTRY_SIZE;
+/// On a sealed volume the first entry's place holds the seal (32 bytes,
+/// then 8 reserved), and the entries after it are sealed.
+pub const SEAL_AT: usize = HEADER_SIZE;
+/// Where a sealed summary's entries start.
+pub const SEALED_ENTRIES_AT: usize = HEADER_SIZE + ENTRY_SIZE;
+/// Payload units one summary page of a sealed volume can describe.
+pub const MAX_SEALED_ENTRIES: usize = MAX_ENTRIES - 1;
+
+/// Entries a summary page holds on a volume sealed or not.
+pub fn max_entries(sealed: bool) -> usize {
+    if sealed {
+        MAX_SEALED_ENTRIES
+    } else {
+        MAX_ENTRIES
+    }
+}
+
+/// How a sealed volume seals a summary: its entries; the header stays in
+/// the clear (recovery reads it to walk the log) and is bound to them.
+fn sealing() -> crate::seal::PageSeal {
+    crate::seal::PageSeal {
+        domain: crate::seal::Domain::Summary,
+        region: SEALED_ENTRIES_AT..PAGE_SIZE,
+        at: SEAL_AT,
+    }
+}
 
 /// Pages one stored unit may take: a compressed cluster of at most 16
 /// pages is never stored in more.
@@ -69,7 +95,8 @@ pub enum PageKind {
 }
 
 impl PageKind {
-    fn code(self) -> u8 {
+    /// The kind's code in a summary entry.
+    pub fn code(self) -> u8 {
         match self {
             PageKind::Data => 1,
             PageKind::Node => 2,
@@ -200,8 +227,79 @@ impl Summary {
         self.flags & FLAG_CHECKPOINT != 0
     }
 
-    /// Encodes the summary page.
+    /// The header fields a sealed summary binds its entries to.
+    fn bound(&self) -> [u64; 8] {
+        [
+            self.seq,
+            self.checkpoint_no.0,
+            self.next_segment.0,
+            self.time_ns as u64,
+            u64::from(self.tag_pages),
+            self.entries.len() as u64,
+            u64::from(self.flags),
+            self.fs_id,
+        ]
+    }
+
+    /// Encodes the summary page, sealed with `sealer` on a sealed volume.
+    pub fn encode_sealed(&self, sealer: Option<&crate::seal::Sealer>) -> Result<Box<Page>> {
+        let Some(s) = sealer else {
+            return Ok(self.encode());
+        };
+        let mut page = self.encode_at(SEALED_ENTRIES_AT);
+        s.seal_page(&sealing(), &self.bound(), &mut page[..])?;
+        let crc = crc32_skipping(&page[..], off::CRC);
+        Writer::new(&mut page[..]).u32(off::CRC, crc);
+        Ok(page)
+    }
+
+    /// Decodes a summary page as [`Summary::decode`] does, opening it with
+    /// `sealer` on a sealed volume. A page that does not authenticate is
+    /// "no valid record here" too: after a crash the log's tail may hold
+    /// anything, and only a record that opens is one of ours.
+    pub fn decode_sealed(
+        page: &[u8],
+        addr: PageAddr,
+        sealer: Option<&crate::seal::Sealer>,
+    ) -> Result<Option<Summary>> {
+        let Some(s) = sealer else {
+            return Summary::decode(page, addr);
+        };
+        let Some(mut head) = Summary::decode_at(page, addr, 0)? else {
+            return Ok(None);
+        };
+        let count = usize::from(Reader::new(page, "segment summary", addr).u16(off::ENTRY_COUNT)?);
+        if count > MAX_SEALED_ENTRIES {
+            return Err(Error::corrupt(
+                "segment summary",
+                addr,
+                format!("{count} entries, at most {MAX_SEALED_ENTRIES} fit a sealed summary"),
+            ));
+        }
+        let mut bound = head.bound();
+        bound[5] = count as u64;
+        let mut open = zero_page();
+        open.copy_from_slice(page);
+        let what = || format!("segment summary (record {})", head.seq);
+        if s.open_page(&sealing(), &bound, &mut open[..], (&what, addr))
+            .is_err()
+        {
+            return Ok(None);
+        }
+        head.entries = Summary::entries_at(
+            &Reader::new(&open[..], "segment summary", addr),
+            SEALED_ENTRIES_AT,
+            count,
+        )?;
+        Ok(Some(head))
+    }
+
+    /// Encodes the summary page (in the clear).
     pub fn encode(&self) -> Box<Page> {
+        self.encode_at(HEADER_SIZE)
+    }
+
+    fn encode_at(&self, first: usize) -> Box<Page> {
         let mut page = zero_page();
         let mut w = Writer::new(&mut page[..]);
         w.bytes(off::MAGIC, &MAGIC);
@@ -215,7 +313,7 @@ impl Summary {
         w.u16(off::FLAGS, self.flags);
         w.u64(off::FS_ID, self.fs_id);
         for (i, e) in self.entries.iter().enumerate() {
-            let base = HEADER_SIZE + i * ENTRY_SIZE;
+            let base = first + i * ENTRY_SIZE;
             w.u8(base + entry_off::KIND, e.kind.code());
             w.u8(base + entry_off::FLAGS, e.flags);
             w.u16(base + entry_off::TRANSFORM, e.transform.0);
@@ -234,6 +332,12 @@ impl Summary {
     /// record here" (wrong magic or checksum: the end of the log, or a torn
     /// write); `Err` is a record with a valid checksum that makes no sense.
     pub fn decode(page: &[u8], addr: PageAddr) -> Result<Option<Summary>> {
+        let count = usize::from(Reader::new(page, "segment summary", addr).u16(off::ENTRY_COUNT)?);
+        Summary::decode_at(page, addr, count)
+    }
+
+    /// The header, and the first `count` entries (from [`HEADER_SIZE`]).
+    fn decode_at(page: &[u8], addr: PageAddr, count: usize) -> Result<Option<Summary>> {
         let r = Reader::new(page, "segment summary", addr);
         if r.bytes(off::MAGIC, 8)? != MAGIC || r.u32(off::CRC)? != crc32_skipping(page, off::CRC) {
             return Ok(None);
@@ -242,13 +346,28 @@ impl Summary {
         r.check(summary_pages == 1, || {
             format!("{summary_pages} summary pages (version 2 has 1)")
         })?;
-        let count = usize::from(r.u16(off::ENTRY_COUNT)?);
-        r.check(count <= MAX_ENTRIES, || {
-            format!("{count} entries, at most {MAX_ENTRIES} fit")
+        let all = usize::from(r.u16(off::ENTRY_COUNT)?);
+        r.check(all <= MAX_ENTRIES, || {
+            format!("{all} entries, at most {MAX_ENTRIES} fit")
         })?;
+        let entries = Summary::entries_at(&r, HEADER_SIZE, count)?;
+        Ok(Some(Summary {
+            seq: r.u64(off::SEQ)?,
+            checkpoint_no: CheckpointNo(r.u64(off::CHECKPOINT_NO)?),
+            next_segment: SegmentNo(r.u64(off::NEXT_SEGMENT)?),
+            time_ns: r.i64(off::TIME_NS)?,
+            tag_pages: r.u16(off::TAG_PAGES)?,
+            flags: r.u16(off::FLAGS)?,
+            fs_id: r.u64(off::FS_ID)?,
+            entries,
+        }))
+    }
+
+    /// The `count` entries from offset `first`.
+    fn entries_at(r: &Reader<'_>, first: usize, count: usize) -> Result<Vec<Entry>> {
         let mut entries = Vec::with_capacity(count);
         for i in 0..count {
-            let base = HEADER_SIZE + i * ENTRY_SIZE;
+            let base = first + i * ENTRY_SIZE;
             let code = r.u8(base + entry_off::KIND)?;
             let kind = PageKind::from_code(code)
                 .ok_or_else(|| r.corrupt(format!("entry {i} has unknown page kind {code}")))?;
@@ -270,16 +389,7 @@ impl Summary {
                 vpn: Vpn(r.u64(base + entry_off::VPN)?),
             });
         }
-        Ok(Some(Summary {
-            seq: r.u64(off::SEQ)?,
-            checkpoint_no: CheckpointNo(r.u64(off::CHECKPOINT_NO)?),
-            next_segment: SegmentNo(r.u64(off::NEXT_SEGMENT)?),
-            time_ns: r.i64(off::TIME_NS)?,
-            tag_pages: r.u16(off::TAG_PAGES)?,
-            flags: r.u16(off::FLAGS)?,
-            fs_id: r.u64(off::FS_ID)?,
-            entries,
-        }))
+        Ok(entries)
     }
 }
 
@@ -326,7 +436,7 @@ pub fn walk_segment(
 pub fn read_chain(
     dev: &dyn crate::device::BlockDevice,
     geo: &crate::layout::Geometry,
-    fs_id: u64,
+    (fs_id, sealer): (u64, Option<&crate::seal::Sealer>),
     seg: SegmentNo,
     each: &mut dyn FnMut(u64, &Entry),
 ) -> (u64, Option<(PageAddr, std::io::Error)>) {
@@ -340,7 +450,9 @@ pub fn read_chain(
             return None;
         }
         pages += 1;
-        Summary::decode(&page[..], addr).ok().flatten()
+        Summary::decode_sealed(&page[..], addr, sealer)
+            .ok()
+            .flatten()
     };
     walk_segment(geo.pages_per_segment, fs_id, &mut summary_at, each);
     (pages, failed)

@@ -7,6 +7,7 @@ use crate::codec::{crc32_skipping, Reader, Writer};
 use crate::error::{Error, Result};
 use crate::format::MIN_SEGMENTS;
 use crate::ids::{CheckpointNo, PageAddr, TransformId};
+use crate::key_slot::KeySlot;
 use crate::layout::{zero_page, Geometry, Page, FORMAT_VERSION, PAGE_SIZE};
 
 /// "PGLOG-SB" in ASCII.
@@ -39,6 +40,8 @@ pub mod off {
     pub const STATE: usize = 200;
     pub const COPY: usize = 204;
     pub const DEFAULT_TRANSFORM: usize = 208;
+    pub const SEAL_LEASE: usize = 3072;
+    pub const KEY_SLOT: usize = 3080;
     pub const CRC: usize = 4092;
 }
 
@@ -52,13 +55,18 @@ pub mod features {
     /// Units may be stored through a chain of transforms (compression):
     /// the chain table numbers at least one chain.
     pub const INCOMPAT_TRANSFORMS: u64 = 1;
+    /// Everything but the superblock is sealed (authenticated encryption):
+    /// the seal lease and key slot are in use, page address table entries
+    /// are 48 bytes and table pages have a 64-byte head.
+    pub const INCOMPAT_SEALED: u64 = 2;
     /// Incompatible features this build knows.
-    pub const INCOMPAT_KNOWN: u64 = INCOMPAT_TRANSFORMS;
+    pub const INCOMPAT_KNOWN: u64 = INCOMPAT_TRANSFORMS | INCOMPAT_SEALED;
 
     /// Names for bits, for error messages.
     pub fn name(kind: &str, bit: u32) -> String {
         match (kind, 1u64 << bit) {
             ("incompatible", INCOMPAT_TRANSFORMS) => "transforms".into(),
+            ("incompatible", INCOMPAT_SEALED) => "sealed".into(),
             _ => format!("bit {bit}"),
         }
     }
@@ -108,6 +116,18 @@ pub struct Superblock {
     pub default_transform: TransformId,
     /// The chains units may record, and the compression cluster size.
     pub chains: ChainTable,
+    /// A sealed volume's seal lease and key slot (`None`: not sealed).
+    pub sealing: Option<Sealing>,
+}
+
+/// What the superblock of a sealed volume holds besides the rest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sealing {
+    /// Seal numbers below this may have been used: a read-write mount
+    /// starts here and raises it by its lease, durably, before it seals.
+    pub lease: u64,
+    /// The wrapped master key.
+    pub slot: KeySlot,
 }
 
 /// Why an image of another format version is refused, and what to do.
@@ -152,6 +172,10 @@ impl Superblock {
         w.u32(off::COPY, copy);
         w.u16(off::DEFAULT_TRANSFORM, self.default_transform.0);
         self.chains.encode(&mut w);
+        if let Some(sealing) = &self.sealing {
+            w.u64(off::SEAL_LEASE, sealing.lease);
+            sealing.slot.encode(&mut w, off::KEY_SLOT);
+        }
         let crc = crc32_skipping(&page[..], off::CRC);
         Writer::new(&mut page[..]).u32(off::CRC, crc);
         page
@@ -231,10 +255,19 @@ impl Superblock {
                 default_transform.0
             )
         })?;
+        let incompat = r.u64(off::INCOMPAT)?;
+        let sealing = if incompat & features::INCOMPAT_SEALED != 0 {
+            Some(Sealing {
+                lease: r.u64(off::SEAL_LEASE)?,
+                slot: KeySlot::decode(&r, off::KEY_SLOT)?,
+            })
+        } else {
+            None
+        };
         Ok(Superblock {
             compat: r.u64(off::COMPAT)?,
             ro_compat: r.u64(off::RO_COMPAT)?,
-            incompat: r.u64(off::INCOMPAT)?,
+            incompat,
             uuid,
             label: label_raw[..label_len].to_vec(),
             geometry,
@@ -252,6 +285,7 @@ impl Superblock {
             },
             default_transform,
             chains,
+            sealing,
         })
     }
 
@@ -344,6 +378,7 @@ mod tests {
             state: State::Clean,
             default_transform: TransformId(0),
             chains: ChainTable::default(),
+            sealing: None,
         }
     }
 

@@ -9,7 +9,6 @@ use crate::error::{Error, Result};
 use crate::ids::{Ino, Nid, PageAddr};
 use crate::inode::Inode;
 use crate::inode_pack::InodePack;
-use crate::layout::zero_page;
 use crate::node::{Node, NodeBody};
 use crate::node_table::{NatEntry, NodeTable};
 use crate::page_life::PageLife;
@@ -90,14 +89,7 @@ impl NodeCache {
             c.last_use = self.clock;
             return Ok(());
         }
-        let (addr, e) = self.nat.locate(dev, nid)?.ok_or_else(|| {
-            Error::corrupt(
-                format!("node {nid}"),
-                PageAddr::NONE,
-                "referenced but not allocated",
-            )
-        })?;
-        let node = read_node(dev, nid, addr, e)?;
+        let node = self.nat.read_node(dev, nid)?;
         // Free slots in packs written by earlier mounts are found as their
         // packs are read (a parent's pack always is, before a create).
         if matches!(&node.body, NodeBody::InodePack(p) if p.free_slot().is_some()) {
@@ -376,10 +368,10 @@ impl NodeCache {
 
 /// Reads node `nid` from `addr`, where the tables say it is, checking the
 /// checksum its entry `e` records.
-pub fn read_node(dev: &dyn BlockDevice, nid: Nid, addr: PageAddr, e: NatEntry) -> Result<Node> {
-    let mut page = zero_page();
-    dev.read(addr, &mut page[..])?;
-    let actual = crc32(&page[..]);
+/// Checks node `nid`'s `page`, read (and opened) from `addr`, against its
+/// table entry `e`, and decodes it.
+pub fn check_node(page: &[u8], nid: Nid, addr: PageAddr, e: NatEntry) -> Result<Node> {
+    let actual = crc32(page);
     if actual != e.crc {
         return Err(Error::corrupt(
             format!("node {nid}"),
@@ -390,5 +382,5 @@ pub fn read_node(dev: &dyn BlockDevice, nid: Nid, addr: PageAddr, e: NatEntry) -
             ),
         ));
     }
-    Node::decode(&page[..], addr, nid)
+    Node::decode(page, addr, nid)
 }

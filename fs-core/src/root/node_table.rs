@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::id_table::{IdState, IdTable};
 use crate::ids::{Nid, PageAddr, Vpn};
 use crate::layout::Geometry;
-use crate::meta_table::{MetaTable, RawEntry, TableId, TableRoot, ENTRY_SIZE};
+use crate::meta_table::{MetaTable, RawEntry, TableId, TableRoot};
 use crate::page_table::PageTable;
 
 /// One past the largest node id a filesystem of `geo` can use. Every node
@@ -37,7 +37,7 @@ pub struct NatEntry {
 
 /// Encodes a used entry: vpn, then checksum.
 pub fn encode_used(e: NatEntry) -> RawEntry {
-    let mut raw = [0u8; ENTRY_SIZE];
+    let mut raw = crate::meta_table::ZERO_ENTRY;
     let mut w = Writer::new(&mut raw);
     w.u64(0, e.vpn.0);
     w.u32(8, e.crc);
@@ -91,7 +91,9 @@ impl NodeTable {
         cache_pages: usize,
         pat: Arc<PageTable>,
     ) -> NodeTable {
-        let table = MetaTable::new_virtual(TableId::NodeAddress, root, cache_pages, pat.clone());
+        let sealed = pat.sealer().is_some();
+        let table =
+            MetaTable::new_virtual(TableId::NodeAddress, root, cache_pages, pat.clone(), sealed);
         let state = IdState {
             root,
             free_head: free_head.0,
@@ -153,6 +155,32 @@ impl NodeTable {
             other => other,
         })?;
         Ok(Some((addr, e)))
+    }
+
+    /// Reads node `nid` (opening it, on a sealed volume) and checks it.
+    pub fn read_node(&mut self, dev: &dyn BlockDevice, nid: Nid) -> Result<crate::node::Node> {
+        let e = self.lookup(dev, nid)?.ok_or_else(|| {
+            Error::corrupt(
+                format!("node {nid}"),
+                PageAddr::NONE,
+                "referenced but not allocated",
+            )
+        })?;
+        let what = || format!("node {nid}");
+        let mut page = crate::layout::zero_page();
+        let kind = crate::segment_summary::PageKind::Node;
+        let addr = self
+            .pat
+            .read_page_unit(dev, e.vpn, kind, &mut page, &what)
+            .map_err(|err| match err {
+                Error::Corrupt { detail, addr, .. } if addr.is_none() => Error::corrupt(
+                    format!("node {nid}"),
+                    PageAddr::NONE,
+                    format!("its unit {}: {detail}", e.vpn),
+                ),
+                other => other,
+            })?;
+        crate::node_cache::check_node(&page[..], nid, addr, e)
     }
 
     /// Records that `nid` is now stored at `e`.

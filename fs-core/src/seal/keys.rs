@@ -134,6 +134,23 @@ pub fn wrap(
     })
 }
 
+/// A new master key and its slot: what mkfs needs to seal a volume.
+#[derive(Clone, Debug)]
+pub struct KeySetup {
+    /// The key.
+    pub key: MasterKey,
+    /// The key wrapped under the passphrase.
+    pub slot: KeySlot,
+}
+
+/// Draws a master key for filesystem `uuid` and wraps it under
+/// `passphrase` with Argon2id costs `cost` (memory KiB, passes, lanes).
+pub fn setup(passphrase: &[u8], cost: (u32, u32, u32), uuid: &[u8; 16]) -> Result<KeySetup> {
+    let key = MasterKey::generate()?;
+    let slot = wrap(&key, passphrase, kdf_params(cost)?, uuid)?;
+    Ok(KeySetup { key, slot })
+}
+
 /// Unwraps the master key from `slot` with `passphrase`: a wrong
 /// passphrase (or a damaged slot) fails the tag, and is
 /// [`Error::WrongPassphrase`].

@@ -80,14 +80,7 @@ impl Sealer {
     /// superblock's lease, which the caller has raised to `start + LEASE`
     /// durably before anything is sealed) and a fresh mount salt.
     pub fn writer(key: &MasterKey, uuid: [u8; 16], start: u64) -> Result<Sealer> {
-        let mut salt = [0u8; 8];
-        keys::random_bytes(&mut salt)?;
-        Ok(Sealer {
-            salt,
-            next: AtomicU64::new(start),
-            end: start.saturating_add(LEASE),
-            ..Sealer::reader(key, uuid)
-        })
+        Sealer::reader(key, uuid).for_writing(start)
     }
 
     /// The lease end a writer needs durable before it seals.
@@ -167,6 +160,103 @@ impl Sealer {
                     "does not authenticate: changed, moved or replayed from elsewhere (or the wrong key)",
                 )
             })
+    }
+}
+
+/// The master key of the filesystem on `dev`, if it is sealed: the
+/// passphrase is read from `source` (only then), and unwraps the key slot
+/// of the newest valid superblock copy (or, after a passphrase change cut
+/// short by a crash, the other's). Nothing is written. A passphrase that
+/// opens no slot is [`Error::WrongPassphrase`].
+pub fn unlock(
+    dev: &dyn crate::device::BlockDevice,
+    source: &passphrase::Source,
+) -> Result<Option<MasterKey>> {
+    let (copies, _) = crate::recovery::read_superblocks(dev)?;
+    let sealed: Vec<_> = copies.iter().filter(|sb| sb.sealing.is_some()).collect();
+    let Some(newest) = sealed.first() else {
+        return Ok(None);
+    };
+    let label = match newest.label_text() {
+        l if l.is_empty() => newest.uuid_text(),
+        l => format!("{l} ({})", newest.uuid_text()),
+    };
+    let pass = source.read(&format!("Passphrase for {label}: "), false)?;
+    unlock_with(&sealed, &pass).map(Some)
+}
+
+/// The master key that `pass` unwraps from one of the slots of `copies`.
+fn unlock_with(copies: &[&crate::superblock::Superblock], pass: &[u8]) -> Result<MasterKey> {
+    let mut tried = Vec::new();
+    for sb in copies {
+        let Some(sealing) = &sb.sealing else { continue };
+        if tried.contains(&&sealing.slot) {
+            continue;
+        }
+        tried.push(&sealing.slot);
+        match keys::unwrap(&sealing.slot, pass, &sb.uuid) {
+            Err(Error::WrongPassphrase) => continue,
+            other => return other,
+        }
+    }
+    Err(Error::WrongPassphrase)
+}
+
+/// Where a sealed page keeps what is sealed and its seal: the bytes of
+/// `region` are sealed, the seal is at `at` (outside the region), and the
+/// rest of the page stays in the clear (and is bound by the caller through
+/// `bound` where it matters).
+#[derive(Clone, Debug)]
+pub struct PageSeal {
+    /// What the seal protects (part of the nonce).
+    pub domain: Domain,
+    /// The sealed bytes.
+    pub region: std::ops::Range<usize>,
+    /// Offset of the 32-byte seal.
+    pub at: usize,
+}
+
+impl Sealer {
+    /// Seals `page` as `how` says, bound to `bound`.
+    pub fn seal_page(&self, how: &PageSeal, bound: &[u64], page: &mut [u8]) -> Result<()> {
+        let info = self.seal(how.domain, bound, &mut page[how.region.clone()])?;
+        page[how.at..how.at + crate::seal_info::SIZE].copy_from_slice(&info.to_bytes());
+        Ok(())
+    }
+
+    /// Opens `page`, sealed as `how` says and bound to `bound`; `what` and
+    /// `addr` name it in the error when it does not authenticate.
+    pub fn open_page(
+        &self,
+        how: &PageSeal,
+        bound: &[u64],
+        page: &mut [u8],
+        (what, addr): (&dyn Fn() -> String, PageAddr),
+    ) -> Result<()> {
+        let info = SealInfo::from_bytes(&page[how.at..how.at + crate::seal_info::SIZE])?;
+        self.open(
+            how.domain,
+            bound,
+            &info,
+            &mut page[how.region.clone()],
+            (what, addr),
+        )?;
+        page[how.at..how.at + crate::seal_info::SIZE].fill(0);
+        Ok(())
+    }
+
+    /// The same key for a read-write mount: seal numbers from `start`,
+    /// and a fresh mount salt.
+    pub fn for_writing(&self, start: u64) -> Result<Sealer> {
+        let mut salt = [0u8; 8];
+        keys::random_bytes(&mut salt)?;
+        Ok(Sealer {
+            cipher: self.cipher.clone(),
+            uuid: self.uuid,
+            salt,
+            next: AtomicU64::new(start),
+            end: start.saturating_add(LEASE),
+        })
     }
 }
 

@@ -13,12 +13,19 @@ use crate::ids::{PageAddr, TransformId};
 pub struct ChainSet {
     chains: Vec<Arc<Chain>>,
     cluster_pages: u16,
+    /// On a sealed volume, what opens a unit before its chain is undone.
+    sealer: Option<Arc<crate::seal::Sealer>>,
 }
 
 impl ChainSet {
     /// Builds every chain `table` numbers; refuses, by name, a table with
     /// a transform `reg` does not have.
-    pub fn build(table: &ChainTable, reg: &Registry) -> Result<ChainSet> {
+    /// On a sealed volume, units are opened with `sealer` first.
+    pub fn build(
+        table: &ChainTable,
+        reg: &Registry,
+        sealer: Option<Arc<crate::seal::Sealer>>,
+    ) -> Result<ChainSet> {
         let mut chains = vec![Arc::new(Chain::default())];
         for stages in &table.chains {
             chains.push(Arc::new(reg.build_chain(stages)?));
@@ -26,7 +33,13 @@ impl ChainSet {
         Ok(ChainSet {
             chains,
             cluster_pages: table.cluster_pages,
+            sealer,
         })
+    }
+
+    /// What opens units, on a sealed volume.
+    pub fn sealer(&self) -> Option<&Arc<crate::seal::Sealer>> {
+        self.sealer.as_ref()
     }
 
     /// Chain `id`; damage when the table does not number it.
@@ -50,30 +63,41 @@ impl ChainSet {
 }
 
 impl ChainSet {
-    /// Reads the unit `e` describes and undoes its chain: the `pages`
-    /// logical pages it holds. `what` names it in errors.
+    /// Reads the data unit `vpn`, which `e` describes, opens it (on a
+    /// sealed volume) and undoes its chain: the `pages` logical pages it
+    /// holds. `what` names it in errors.
     pub fn read_unit(
         &self,
         dev: &dyn crate::device::BlockDevice,
-        e: &crate::page_table::PatEntry,
+        (vpn, e): (crate::ids::Vpn, &crate::page_table::PatEntry),
         pages: u64,
         what: &str,
     ) -> Result<Vec<u8>> {
         let mut stored = vec![0u8; usize::from(e.pages) * crate::layout::PAGE_SIZE];
         dev.read(e.addr, &mut stored)?;
         stored.truncate(e.stored_len());
-        self.undo(e, &stored, pages, what)
+        self.undo((vpn, e), &mut stored, pages, what)
     }
 
-    /// Undoes the chain of unit `e` over its `stored` bytes, giving `pages`
+    /// Opens (on a sealed volume) the `stored` bytes of data unit `vpn`,
+    /// which `e` describes, in place, and undoes its chain, giving `pages`
     /// logical pages.
     pub fn undo(
         &self,
-        e: &crate::page_table::PatEntry,
-        stored: &[u8],
+        (vpn, e): (crate::ids::Vpn, &crate::page_table::PatEntry),
+        stored: &mut [u8],
         pages: u64,
         what: &str,
     ) -> Result<Vec<u8>> {
+        let named = || what.to_string();
+        crate::page_table::open_unit(
+            self.sealer.as_deref(),
+            vpn,
+            e,
+            crate::segment_summary::PageKind::Data,
+            stored,
+            &named,
+        )?;
         let len = pages as usize * crate::layout::PAGE_SIZE;
         self.get(e.transform)?
             .undo(stored, len, what)

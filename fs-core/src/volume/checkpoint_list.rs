@@ -16,7 +16,7 @@ use crate::checkpoint_record::{Record, ENTRIES, SIZE};
 use crate::device::BlockDevice;
 use crate::error::{Error, Result};
 use crate::ids::{CheckpointNo, PageAddr};
-use crate::meta_table::{MetaTable, TableId, TableRoot, ENTRY_SIZE};
+use crate::meta_table::{MetaTable, RawEntry, TableId, TableRoot, ENTRY_SIZE, ZERO_ENTRY};
 
 /// Clean pages of the list kept in memory.
 const CACHE_PAGES: usize = 64;
@@ -37,14 +37,25 @@ impl CheckpointList {
     /// The list rooted at `root`, read whole; `next_slot` from the
     /// checkpoint.
     pub fn open(dev: &dyn BlockDevice, root: TableRoot, next_slot: u64) -> Result<CheckpointList> {
-        let table = MetaTable::new(TableId::CheckpointList, root, CACHE_PAGES);
-        let mut entries: BTreeMap<u64, [u8; ENTRY_SIZE]> = BTreeMap::new();
+        CheckpointList::open_sealed(dev, root, next_slot, None)
+    }
+
+    /// [`CheckpointList::open`] on a volume sealed with `sealer`.
+    pub fn open_sealed(
+        dev: &dyn BlockDevice,
+        root: TableRoot,
+        next_slot: u64,
+        sealer: Option<std::sync::Arc<crate::seal::Sealer>>,
+    ) -> Result<CheckpointList> {
+        let table = MetaTable::new(TableId::CheckpointList, root, CACHE_PAGES, sealer);
+        let shape = table.shape();
+        let mut entries: BTreeMap<u64, RawEntry> = BTreeMap::new();
         let mut damage = None;
         table.walk(
             dev,
             &mut |level, index, _, _, page| {
                 if level == 0 {
-                    for (i, e) in crate::meta_table::leaf_entries(page, index) {
+                    for (i, e) in crate::meta_table::leaf_entries(shape, page, index) {
                         entries.insert(i, e);
                     }
                 }
@@ -68,7 +79,7 @@ impl CheckpointList {
             for k in 0..ENTRIES {
                 if let Some(e) = entries.get(&(slot * ENTRIES + k)) {
                     let at = k as usize * ENTRY_SIZE;
-                    bytes[at..at + ENTRY_SIZE].copy_from_slice(e);
+                    bytes[at..at + ENTRY_SIZE].copy_from_slice(&e[..ENTRY_SIZE]);
                 }
             }
             if slot >= next_slot {
@@ -233,7 +244,7 @@ impl CheckpointList {
     /// Clears slot `slot`; a leaf left empty leaves the tree.
     fn clear_slot(&mut self, dev: &dyn BlockDevice, slot: u64) -> Result<()> {
         for k in 0..ENTRIES {
-            self.table.set(dev, slot * ENTRIES + k, &[0; ENTRY_SIZE])?;
+            self.table.set(dev, slot * ENTRIES + k, &ZERO_ENTRY)?;
         }
         self.table.drop_if_empty(dev, slot * ENTRIES)?;
         self.table
@@ -245,8 +256,8 @@ impl CheckpointList {
         let bytes = rec.encode();
         for k in 0..ENTRIES {
             let at = k as usize * ENTRY_SIZE;
-            let mut e = [0u8; ENTRY_SIZE];
-            e.copy_from_slice(&bytes[at..at + ENTRY_SIZE]);
+            let mut e = ZERO_ENTRY;
+            e[..ENTRY_SIZE].copy_from_slice(&bytes[at..at + ENTRY_SIZE]);
             self.table.set(dev, slot * ENTRIES + k, &e)?;
         }
         Ok(())

@@ -455,9 +455,10 @@ pub fn read_deadlist(
                 "the chain loops",
             ));
         }
-        let addr = pat.resolve_unit(dev, head)?;
         let mut page = zero_page();
-        dev.read(addr, &mut page[..])?;
+        let what = || format!("deadlist page (unit {head})");
+        let kind = crate::segment_summary::PageKind::Deadlist;
+        let addr = pat.read_page_unit(dev, head, kind, &mut page, &what)?;
         let p = DeadlistPage::decode(&page[..], addr, crc)?;
         units.extend(p.entries);
         pages.push(head);

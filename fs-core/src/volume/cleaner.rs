@@ -309,9 +309,8 @@ impl Store {
         // the summary pages, then the runs of live data pages.
         let dev = self.dev.clone();
         let geo = self.sb.geometry;
-        let fs_id = self.sb.hash_seed;
-        let chains =
-            crate::parallel::map(&victims, |(seg, _)| read_chain(&*dev, &geo, fs_id, *seg));
+        let log = (self.sb.hash_seed, self.sealer.as_deref());
+        let chains = crate::parallel::map(&victims, |(seg, _)| read_chain(&*dev, &geo, log, *seg));
         let mut found = Vec::new();
         for ((seg, age), chain) in victims.into_iter().zip(chains) {
             match chain
@@ -735,7 +734,8 @@ impl Store {
             pos,
             self.building(),
             self.sb.hash_seed,
-        );
+        )
+        .sealed_by(self.sealer.clone());
         self.cold = Some(w);
         Ok(())
     }
@@ -807,12 +807,12 @@ fn data_runs(found: &[Found]) -> Vec<Run> {
 fn read_chain(
     dev: &dyn BlockDevice,
     geo: &crate::layout::Geometry,
-    fs_id: u64,
+    log: (u64, Option<&crate::seal::Sealer>),
     seg: SegmentNo,
 ) -> std::io::Result<Vec<(u64, Entry)>> {
     let mut entries = Vec::new();
     let each = &mut |off, e: &Entry| entries.push((off, *e));
-    match crate::segment_summary::read_chain(dev, geo, fs_id, seg, each) {
+    match crate::segment_summary::read_chain(dev, geo, log, seg, each) {
         (_, Some((_, e))) => Err(e),
         (_, None) => Ok(entries),
     }
@@ -943,7 +943,7 @@ mod tests {
         check(&fs.store, &units);
         fs.unmount().expect("unmount");
         let dev: Arc<dyn BlockDevice> = dev;
-        let report = crate::fsck::check(dev, crate::fsck::Level::Full, &mut |_, _, _| {});
+        let report = crate::fsck::check(dev, None, crate::fsck::Level::Full, &mut |_, _, _| {});
         assert_eq!(report.problems(), 0, "{:?}", report.findings);
     }
 }

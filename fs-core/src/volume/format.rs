@@ -52,6 +52,9 @@ pub struct FormatOptions {
     /// of a segment); `None`: 16 (64 KiB), or a quarter of a smaller
     /// segment.
     pub cluster_pages: Option<u16>,
+    /// Seal the volume (authenticated encryption) with this master key,
+    /// wrapped as the slot says ([`crate::seal::keys::setup`]).
+    pub seal: Option<crate::seal::keys::KeySetup>,
 }
 
 impl Default for FormatOptions {
@@ -68,6 +71,7 @@ impl Default for FormatOptions {
             protect_secs: crate::checkpoints::DEFAULT_PROTECT_SECS,
             compress: "none".into(),
             cluster_pages: None,
+            seal: None,
         }
     }
 }
@@ -169,6 +173,10 @@ pub fn format(dev: Arc<dyn BlockDevice>, opts: &FormatOptions) -> Result<Superbl
             0
         } else {
             crate::superblock::features::INCOMPAT_TRANSFORMS
+        } | if opts.seal.is_some() {
+            crate::superblock::features::INCOMPAT_SEALED
+        } else {
+            0
         },
         uuid: opts.uuid,
         label: opts.label.clone(),
@@ -183,6 +191,10 @@ pub fn format(dev: Arc<dyn BlockDevice>, opts: &FormatOptions) -> Result<Superbl
         state: State::Clean,
         default_transform,
         chains,
+        sealing: opts.seal.as_ref().map(|k| crate::superblock::Sealing {
+            lease: 0,
+            slot: k.slot.clone(),
+        }),
     };
     let empty = Checkpoint {
         no: CheckpointNo(0),
@@ -201,7 +213,12 @@ pub fn format(dev: Arc<dyn BlockDevice>, opts: &FormatOptions) -> Result<Superbl
         fs_id: opts.hash_seed,
         ..Checkpoint::default()
     };
+    let sealer = opts
+        .seal
+        .as_ref()
+        .map(|k| Arc::new(crate::seal::Sealer::reader(&k.key, opts.uuid)));
     let rec = Recovery {
+        sealer,
         sb,
         checkpoint: empty,
         checkpoint_addr: PageAddr::NONE,

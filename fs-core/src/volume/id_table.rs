@@ -11,7 +11,7 @@ use crate::codec::{Reader, Writer};
 use crate::device::BlockDevice;
 use crate::error::{Error, Result};
 use crate::ids::PageAddr;
-use crate::meta_table::{MetaTable, RawEntry, TableRoot, ENTRY_SIZE};
+use crate::meta_table::{MetaTable, RawEntry, TableRoot, ZERO_ENTRY};
 
 /// Is this raw entry in use?
 pub fn is_used(raw: &RawEntry) -> bool {
@@ -27,7 +27,7 @@ pub fn next_free(raw: &RawEntry) -> u64 {
 
 /// Encodes a free entry naming `next` as the next free number.
 pub fn encode_free(next: u64) -> RawEntry {
-    let mut raw = [0u8; ENTRY_SIZE];
+    let mut raw = ZERO_ENTRY;
     Writer::new(&mut raw).u64(8, next);
     raw
 }
@@ -130,7 +130,7 @@ impl IdTable {
         if n >= self.limit {
             return Err(Error::NoSpace);
         }
-        if self.table.get(dev, n)? != [0; ENTRY_SIZE] {
+        if self.table.get(dev, n)? != ZERO_ENTRY {
             return Err(Error::corrupt(
                 self.what,
                 PageAddr::NONE,

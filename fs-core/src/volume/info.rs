@@ -53,9 +53,10 @@ pub fn uuid(dev: &dyn BlockDevice) -> Result<[u8; 16]> {
         .ok_or_else(|| crate::error::Error::corrupt("superblock", PageAddr::NONE, bad.join("; ")))
 }
 
-/// Describes the filesystem on `dev`, writing nothing.
-pub fn read(dev: Arc<dyn BlockDevice>) -> Result<Info> {
-    let rec = recover(&*dev, false)?;
+/// Describes the filesystem on `dev`, writing nothing (a sealed volume
+/// needs its `key`).
+pub fn read(dev: Arc<dyn BlockDevice>, key: Option<&crate::seal::MasterKey>) -> Result<Info> {
+    let rec = recover(&*dev, false, key)?;
     let mut notes = rec.notes.clone();
     notes.extend(rec.rejected.iter().cloned());
     let (sb, checkpoint) = (rec.sb.clone(), rec.checkpoint.clone());

@@ -25,7 +25,7 @@ pub fn set_label(dev: &dyn BlockDevice, label: &[u8]) -> Result<Superblock> {
         )));
     }
     // The state a mount would start from: its superblock is the one kept.
-    let rec = recover(dev, true)?;
+    let rec = recover(dev, true, None)?;
     let copies = read_copies(dev)?;
     let keep = copies
         .iter()

@@ -25,17 +25,117 @@ use crate::segment_summary::{Entry, PageKind};
 pub const PAGE_MAGIC: [u8; 4] = *b"PGTB";
 /// Header bytes at the start of a table page.
 pub const PAGE_HEADER: usize = 16;
-/// Bytes of one entry (leaf entries and child pointers alike).
+/// Bytes of one entry (leaf entries and child pointers alike), but for the
+/// page address table of a sealed volume.
 pub const ENTRY_SIZE: usize = 16;
-/// Entries per page.
-pub const FANOUT: u64 = ((PAGE_SIZE - PAGE_HEADER) / ENTRY_SIZE) as u64;
-/// Deepest tree: 255^6 leaf pages is far beyond any device.
+/// Entries per page of an unsealed volume.
+pub const FANOUT: u64 = Shape::PLAIN.fanout();
+/// Deepest tree: 255^6 leaf pages is far beyond any device (and 84^6
+/// still is).
 pub const MAX_DEPTH: u8 = 6;
 /// Bytes of an encoded [`TableRoot`].
 pub const ROOT_SIZE: usize = 32;
+/// Bytes of the largest entry (a sealed volume's page address table entry).
+pub const MAX_ENTRY: usize = 48;
+/// Where a sealed table page keeps its seal (after the clear header).
+pub const SEAL_AT: usize = PAGE_HEADER;
 
-/// An entry's raw bytes.
-pub type RawEntry = [u8; ENTRY_SIZE];
+/// An entry's raw bytes: the table's entry size, then zeros.
+pub type RawEntry = [u8; MAX_ENTRY];
+
+/// An all-zero entry.
+pub const ZERO_ENTRY: RawEntry = [0; MAX_ENTRY];
+
+/// The shape of a table's pages: where the slots start and how large
+/// they are (leaf entries and child pointers take the same slots, a child
+/// pointer using the first 16 bytes of its slot).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shape {
+    /// Bytes before the first slot.
+    pub head: usize,
+    /// Bytes of a slot.
+    pub entry: usize,
+}
+
+impl Shape {
+    /// Every table of an unsealed volume: 255 slots of 16 bytes.
+    pub const PLAIN: Shape = Shape {
+        head: PAGE_HEADER,
+        entry: ENTRY_SIZE,
+    };
+    /// A table of a sealed volume: the 16-byte header, the page's seal
+    /// (32 bytes) and 16 reserved, then 252 slots of 16 bytes.
+    pub const SEALED: Shape = Shape {
+        head: 64,
+        entry: ENTRY_SIZE,
+    };
+    /// The page address table of a sealed volume: 84 slots of 48 bytes.
+    pub const SEALED_WIDE: Shape = Shape {
+        head: 64,
+        entry: MAX_ENTRY,
+    };
+
+    /// The shape of a volume's tables, sealed or not; `wide` for the page
+    /// address table.
+    pub fn of(sealed: bool, wide: bool) -> Shape {
+        match (sealed, wide) {
+            (false, _) => Shape::PLAIN,
+            (true, false) => Shape::SEALED,
+            (true, true) => Shape::SEALED_WIDE,
+        }
+    }
+
+    /// Slots per page.
+    pub const fn fanout(self) -> u64 {
+        ((PAGE_SIZE - self.head) / self.entry) as u64
+    }
+
+    /// Offset of slot `k`.
+    pub fn slot(self, k: u64) -> usize {
+        self.head + k as usize * self.entry
+    }
+
+    /// Entries a tree of `depth` reaches.
+    pub fn capacity(self, depth: u8) -> u64 {
+        self.fanout().saturating_pow(u32::from(depth) + 1)
+    }
+
+    /// The depth a table holding entries `0..entries` has: the smallest
+    /// whose leaves reach that far. (A table grows only when an entry past
+    /// its reach is set, so a table's depth is exactly this for the
+    /// largest entry it ever held.)
+    pub fn depth_for(self, entries: u64) -> u8 {
+        (0..MAX_DEPTH)
+            .find(|&d| self.capacity(d) >= entries)
+            .unwrap_or(MAX_DEPTH)
+    }
+
+    /// The entries a page at (`level`, `index`) covers.
+    pub fn entries_under(self, level: u8, index: u64) -> std::ops::Range<u64> {
+        let span = self.capacity(level);
+        index.saturating_mul(span)..index.saturating_add(1).saturating_mul(span)
+    }
+
+    /// Entry `k` of `page`.
+    fn get(self, page: &[u8], k: u64) -> RawEntry {
+        let mut e = ZERO_ENTRY;
+        let at = self.slot(k);
+        if let Some(src) = page.get(at..at + self.entry) {
+            e[..self.entry].copy_from_slice(src);
+        }
+        e
+    }
+}
+
+/// How a sealed volume seals a page of a current-only table: everything
+/// after its header and seal; the header stays in the clear and is bound.
+fn page_sealing() -> crate::seal::PageSeal {
+    crate::seal::PageSeal {
+        domain: crate::seal::Domain::TablePage,
+        region: 64..PAGE_SIZE,
+        at: SEAL_AT,
+    }
+}
 
 /// Which table a page belongs to (stored in every table page).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -66,8 +166,9 @@ impl TableId {
 /// Resolves the names a virtual table gives its pages (virtual page
 /// numbers) to where those pages are now.
 pub trait PageNames: Send + Sync + std::fmt::Debug {
-    /// Where the page named `name` is now.
-    fn resolve(&self, dev: &dyn BlockDevice, name: u64) -> Result<PageAddr>;
+    /// Reads the page named `name` into `page` (opened, on a sealed
+    /// volume) and says where it is now.
+    fn read_page(&self, dev: &dyn BlockDevice, name: u64, page: &mut Page) -> Result<PageAddr>;
 }
 
 /// What [`MetaTable::walk`] calls for each stored page: level, index,
@@ -120,10 +221,14 @@ struct CachedPage {
     released: bool,
 }
 
-/// A table of 16-byte entries with a page cache.
+/// A table of fixed-size entries with a page cache.
 #[derive(Debug)]
 pub struct MetaTable {
     id: TableId,
+    shape: Shape,
+    /// On a sealed volume, what seals and opens the pages of a table named
+    /// by address (a virtual table's pages are units, sealed as such).
+    sealer: Option<Arc<crate::seal::Sealer>>,
     root: TableRoot,
     depth: u8,
     pages: HashMap<(u8, u64), CachedPage>,
@@ -142,34 +247,31 @@ type Named = (u64, u32);
 
 /// The entries of the leaf page at `index` that are not all zero, with
 /// their numbers (for readers that walk a whole table).
-pub fn leaf_entries(page: &[u8], index: u64) -> impl Iterator<Item = (u64, RawEntry)> + '_ {
-    (0..FANOUT).filter_map(move |slot| {
-        let off = PAGE_HEADER + slot as usize * ENTRY_SIZE;
-        let mut e = [0u8; ENTRY_SIZE];
-        e.copy_from_slice(page.get(off..off + ENTRY_SIZE)?);
-        (e != [0u8; ENTRY_SIZE]).then_some((index * FANOUT + slot, e))
+pub fn leaf_entries(
+    shape: Shape,
+    page: &[u8],
+    index: u64,
+) -> impl Iterator<Item = (u64, RawEntry)> + '_ {
+    let fanout = shape.fanout();
+    (0..fanout).filter_map(move |slot| {
+        let e = shape.get(page, slot);
+        (e != ZERO_ENTRY).then_some((index * fanout + slot, e))
     })
 }
 
-fn capacity(depth: u8) -> u64 {
-    FANOUT.saturating_pow(u32::from(depth) + 1)
-}
-
-/// The depth a table holding entries `0..entries` has: the smallest whose
-/// leaves reach that far. (A table grows only when an entry past its
-/// reach is set, so a table's depth is exactly this for the largest entry
-/// it ever held.)
-pub fn depth_for(entries: u64) -> u8 {
-    (0..MAX_DEPTH)
-        .find(|&d| capacity(d) >= entries)
-        .unwrap_or(MAX_DEPTH)
-}
-
 impl MetaTable {
-    /// A table starting at `root`, caching at most `max_clean` clean pages.
-    pub fn new(id: TableId, root: TableRoot, max_clean: usize) -> MetaTable {
+    /// A table starting at `root`, caching at most `max_clean` clean
+    /// pages; on a sealed volume, its pages sealed and opened by `sealer`.
+    pub fn new(
+        id: TableId,
+        root: TableRoot,
+        max_clean: usize,
+        sealer: Option<Arc<crate::seal::Sealer>>,
+    ) -> MetaTable {
         MetaTable {
             id,
+            shape: Shape::of(sealer.is_some(), id == TableId::PageAddress),
+            sealer,
             root,
             depth: root.depth,
             pages: HashMap::new(),
@@ -180,17 +282,32 @@ impl MetaTable {
     }
 
     /// A table whose pages are named by virtual page numbers, resolved by
-    /// `names`.
+    /// `names` (which opens them, on a `sealed` volume: they are units).
     pub fn new_virtual(
         id: TableId,
         root: TableRoot,
         max_clean: usize,
         names: Arc<dyn PageNames>,
+        sealed: bool,
     ) -> MetaTable {
         MetaTable {
             names: Some(names),
-            ..MetaTable::new(id, root, max_clean)
+            shape: Shape::of(sealed, false),
+            ..MetaTable::new(id, root, max_clean, None)
         }
+    }
+
+    /// The shape of its pages.
+    pub fn shape(&self) -> Shape {
+        self.shape
+    }
+
+    fn fanout(&self) -> u64 {
+        self.shape.fanout()
+    }
+
+    fn capacity(&self, depth: u8) -> u64 {
+        self.shape.capacity(depth)
     }
 
     /// Which table this is.
@@ -203,12 +320,61 @@ impl MetaTable {
         self.names.is_some()
     }
 
-    /// Where the page named `name` is now.
-    fn resolve(&self, dev: &dyn BlockDevice, name: u64) -> Result<PageAddr> {
-        match &self.names {
-            None => Ok(PageAddr(name)),
-            Some(n) => n.resolve(dev, name),
+    /// Reads the page named `name` (opened, on a sealed volume), expected
+    /// to be (`level`, `index`) with checksum `crc`; says where it was.
+    fn fetch(
+        &self,
+        dev: &dyn BlockDevice,
+        (name, crc): Named,
+        level: u8,
+        index: u64,
+    ) -> Result<(PageAddr, Box<Page>)> {
+        let mut data = zero_page();
+        let addr = match &self.names {
+            Some(n) => n.read_page(dev, name, &mut data)?,
+            None => {
+                let addr = PageAddr(name);
+                self.read_physical(dev, addr, level, index, &mut data)?;
+                addr
+            }
+        };
+        self.check_page(&data, addr, crc, level, index)?;
+        Ok((addr, data))
+    }
+
+    /// Reads the page at `addr` of a table named by address, and opens it
+    /// on a sealed volume.
+    fn read_physical(
+        &self,
+        dev: &dyn BlockDevice,
+        addr: PageAddr,
+        level: u8,
+        index: u64,
+        data: &mut Page,
+    ) -> Result<()> {
+        if addr.0 < 2 || addr.0 >= dev.len_pages() {
+            // A pointer read from disk: damage, not an I/O failure.
+            let msg = format!(
+                "level {level} index {index} is said to be at page {addr}, outside the device"
+            );
+            return Err(Error::corrupt(self.what(), addr, msg));
         }
+        dev.read(addr, &mut data[..])?;
+        if let Some(s) = &self.sealer {
+            let what = || format!("{} (level {level}, index {index})", self.what());
+            s.open_page(
+                &page_sealing(),
+                &self.bound(level, index),
+                &mut data[..],
+                (&what, addr),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// What a sealed page of this table is bound to.
+    fn bound(&self, level: u8, index: u64) -> [u64; 3] {
+        [self.id as u64, u64::from(level), index]
     }
 
     /// Levels above the leaves now (a table grows a level when an entry
@@ -231,24 +397,16 @@ impl MetaTable {
         }
     }
 
-    /// Reads and checks the page at `addr`, expected to be (`level`, `index`).
-    fn read_page(
+    /// Checks the page read from `addr` (opened), expected to be
+    /// (`level`, `index`) with checksum `crc`.
+    fn check_page(
         &self,
-        dev: &dyn BlockDevice,
+        data: &Page,
         addr: PageAddr,
         crc: u32,
         level: u8,
         index: u64,
-    ) -> Result<Box<Page>> {
-        if addr.0 < 2 || addr.0 >= dev.len_pages() {
-            // A pointer read from disk: damage, not an I/O failure.
-            let msg = format!(
-                "level {level} index {index} is said to be at page {addr}, outside the device"
-            );
-            return Err(Error::corrupt(self.what(), addr, msg));
-        }
-        let mut data = zero_page();
-        dev.read(addr, &mut data[..])?;
+    ) -> Result<()> {
         let r = Reader::new(&data[..], self.what(), addr);
         let actual = crc32(&data[..]);
         r.check(actual == crc, || {
@@ -259,7 +417,7 @@ impl MetaTable {
         r.check(id == self.id as u8 && lvl == level && idx == index, || {
             format!("page says table {id} level {lvl} index {idx}, expected table {} level {level} index {index}", self.id as u8)
         })?;
-        Ok(data)
+        Ok(())
     }
 
     fn fresh_page(&self, level: u8, index: u64) -> Box<Page> {
@@ -291,17 +449,17 @@ impl MetaTable {
                 (PageAddr::NONE, 0)
             }
         } else {
-            self.load(dev, level + 1, index / FANOUT)?;
-            let parent = &self.pages[&(level + 1, index / FANOUT)].data;
-            let slot = PAGE_HEADER + (index % FANOUT) as usize * ENTRY_SIZE;
+            let f = self.fanout();
+            self.load(dev, level + 1, index / f)?;
+            let parent = &self.pages[&(level + 1, index / f)].data;
+            let slot = self.shape.slot(index % f);
             let r = Reader::new(&parent[..], self.what(), PageAddr::NONE);
             (r.addr(slot)?, r.u32(slot + 8)?)
         };
         let data = if addr.is_none() {
             self.fresh_page(level, index)
         } else {
-            let at = self.resolve(dev, addr.0)?;
-            self.read_page(dev, at, crc, level, index)?
+            self.fetch(dev, (addr.0, crc), level, index)?.1
         };
         self.evict_clean();
         self.pages.insert(
@@ -335,31 +493,28 @@ impl MetaTable {
 
     /// Reads entry `idx` (all zeros if never set).
     pub fn get(&mut self, dev: &dyn BlockDevice, idx: u64) -> Result<RawEntry> {
-        if idx >= capacity(self.depth) {
-            return Ok([0; ENTRY_SIZE]);
+        if idx >= self.capacity(self.depth) {
+            return Ok(ZERO_ENTRY);
         }
-        let page_index = idx / FANOUT;
+        let page_index = idx / self.fanout();
         self.load(dev, 0, page_index)?;
         let data = &self.pages[&(0, page_index)].data;
-        let slot = PAGE_HEADER + (idx % FANOUT) as usize * ENTRY_SIZE;
-        let mut out = [0u8; ENTRY_SIZE];
-        out.copy_from_slice(&data[slot..slot + ENTRY_SIZE]);
-        Ok(out)
+        Ok(self.shape.get(&data[..], idx % self.fanout()))
     }
 
     /// Writes entry `idx`, growing the tree if needed.
     pub fn set(&mut self, dev: &dyn BlockDevice, idx: u64, entry: &RawEntry) -> Result<()> {
-        while idx >= capacity(self.depth) {
+        while idx >= self.capacity(self.depth) {
             self.grow(dev)?;
         }
-        let page_index = idx / FANOUT;
+        let page_index = idx / self.fanout();
         self.load(dev, 0, page_index)?;
         let page = self
             .pages
             .get_mut(&(0, page_index))
             .ok_or_else(|| Error::corrupt("table", PageAddr::NONE, "page vanished from cache"))?;
-        let slot = PAGE_HEADER + (idx % FANOUT) as usize * ENTRY_SIZE;
-        page.data[slot..slot + ENTRY_SIZE].copy_from_slice(entry);
+        let (slot, size) = (self.shape.slot(idx % self.shape.fanout()), self.shape.entry);
+        page.data[slot..slot + size].copy_from_slice(&entry[..size]);
         page.dirty = true;
         Ok(())
     }
@@ -416,7 +571,7 @@ impl MetaTable {
             return Ok(true);
         }
         let levels_above = u32::from(self.depth.saturating_sub(level));
-        if level > self.depth || index >= FANOUT.saturating_pow(levels_above) {
+        if level > self.depth || index >= self.fanout().saturating_pow(levels_above) {
             return Ok(false);
         }
         self.load(dev, level, index)?;
@@ -432,13 +587,14 @@ impl MetaTable {
     /// list, pruned oldest first) does not keep pages of nothing. The root
     /// is never dropped.
     pub fn drop_if_empty(&mut self, dev: &dyn BlockDevice, idx: u64) -> Result<()> {
-        if idx >= capacity(self.depth) {
+        if idx >= self.capacity(self.depth) {
             return Ok(());
         }
-        let (mut level, mut index) = (0u8, idx / FANOUT);
+        let f = self.fanout();
+        let (mut level, mut index) = (0u8, idx / f);
         while level < self.depth {
             self.load(dev, level, index)?;
-            let empty = self.pages[&(level, index)].data[PAGE_HEADER..]
+            let empty = self.pages[&(level, index)].data[self.shape.head..]
                 .iter()
                 .all(|&b| b == 0);
             if !empty {
@@ -449,11 +605,11 @@ impl MetaTable {
                     self.dropped.push((level, index, p.old));
                 }
             }
-            let parent = (level + 1, index / FANOUT);
+            let parent = (level + 1, index / f);
             self.load(dev, parent.0, parent.1)?;
-            let slot = PAGE_HEADER + (index % FANOUT) as usize * ENTRY_SIZE;
+            let slot = self.shape.slot(index % f);
             if let Some(p) = self.pages.get_mut(&parent) {
-                p.data[slot..slot + ENTRY_SIZE].fill(0);
+                p.data[slot..slot + self.shape.entry].fill(0);
                 p.dirty = true;
             }
             (level, index) = parent;
@@ -486,7 +642,7 @@ impl MetaTable {
                 .map(|(k, _)| k.1)
                 .collect();
             for index in dirty {
-                let parent = (level + 1, index / FANOUT);
+                let parent = (level + 1, index / self.fanout());
                 self.load(dev, parent.0, parent.1)?;
                 if let Some(p) = self.pages.get_mut(&parent) {
                     p.dirty = true;
@@ -545,7 +701,18 @@ impl MetaTable {
                 (u64::from(key.0) << 56) | key.1,
             );
             entry.crc = crc;
-            let name = place(&page.data, entry)?;
+            let name = match (&self.sealer, &self.names) {
+                (Some(s), None) => {
+                    let mut stored = page.data.clone();
+                    s.seal_page(
+                        &page_sealing(),
+                        &[self.id as u64, u64::from(key.0), key.1],
+                        &mut stored[..],
+                    )?;
+                    place(&stored, entry)?
+                }
+                _ => place(&page.data, entry)?,
+            };
             page.old = name;
             page.dirty = false;
             page.released = false;
@@ -556,8 +723,9 @@ impl MetaTable {
                     depth: self.depth,
                 };
             } else {
-                let parent_key = (key.0 + 1, key.1 / FANOUT);
-                let slot = PAGE_HEADER + (key.1 % FANOUT) as usize * ENTRY_SIZE;
+                let f = self.shape.fanout();
+                let parent_key = (key.0 + 1, key.1 / f);
+                let slot = self.shape.slot(key.1 % f);
                 let parent = self.pages.get_mut(&parent_key).ok_or_else(|| {
                     Error::corrupt("table", PageAddr(name), "parent of a dirty page not loaded")
                 })?;
@@ -595,10 +763,7 @@ impl MetaTable {
         visit: &mut VisitPage<'_>,
         damaged: &mut dyn FnMut(u8, u64, u64, Error),
     ) -> Result<()> {
-        let read = self
-            .resolve(dev, name)
-            .and_then(|addr| Ok((addr, self.read_page(dev, addr, crc, level, index)?)));
-        let (addr, data) = match read {
+        let (addr, data) = match self.fetch(dev, (name, crc), level, index) {
             Ok(d) => d,
             Err(e) => {
                 damaged(level, index, name, e);
@@ -610,11 +775,12 @@ impl MetaTable {
             return Ok(());
         }
         let r = Reader::new(&data[..], self.what(), addr);
-        for slot in 0..FANOUT {
-            let off = PAGE_HEADER + slot as usize * ENTRY_SIZE;
+        let f = self.fanout();
+        for slot in 0..f {
+            let off = self.shape.slot(slot);
             let child = r.u64(off)?;
             if child != 0 {
-                let at = (level - 1, index * FANOUT + slot, child, r.u32(off + 8)?);
+                let at = (level - 1, index * f + slot, child, r.u32(off + 8)?);
                 self.walk_page(dev, at, visit, damaged)?;
             }
         }
@@ -641,7 +807,7 @@ impl MetaTable {
                     dev,
                     &mut |level, index, _, _, page| {
                         if level == 0 {
-                            for (i, e) in leaf_entries(page, index) {
+                            for (i, e) in leaf_entries(t.shape, page, index) {
                                 all.entry(i).or_insert([None, None])[side] = Some(e);
                             }
                         }
@@ -676,29 +842,23 @@ impl MetaTable {
             return Ok(());
         }
         let read = |t: &MetaTable, n: Option<Named>| -> Result<Option<Box<Page>>> {
-            n.map(|(name, crc)| {
-                let addr = t.resolve(dev, name)?;
-                t.read_page(dev, addr, crc, level, index)
-            })
-            .transpose()
+            n.map(|named| Ok(t.fetch(dev, named, level, index)?.1))
+                .transpose()
         };
         let (pa, pb) = (read(self, a)?, read(other, b)?);
+        let shape = self.shape;
         let slot = |p: &Option<Box<Page>>, k: u64| -> RawEntry {
-            let mut e = [0u8; ENTRY_SIZE];
-            if let Some(p) = p {
-                let off = PAGE_HEADER + k as usize * ENTRY_SIZE;
-                e.copy_from_slice(&p[off..off + ENTRY_SIZE]);
-            }
-            e
+            p.as_ref().map_or(ZERO_ENTRY, |p| shape.get(&p[..], k))
         };
-        for k in 0..FANOUT {
+        let f = shape.fanout();
+        for k in 0..f {
             let (ea, eb) = (slot(&pa, k), slot(&pb, k));
             if ea == eb {
                 continue;
             }
-            let some = |e: RawEntry| (e != [0u8; ENTRY_SIZE]).then_some(e);
+            let some = |e: RawEntry| (e != ZERO_ENTRY).then_some(e);
             if level == 0 {
-                differ(index * FANOUT + k, some(ea), some(eb));
+                differ(index * f + k, some(ea), some(eb));
                 continue;
             }
             let child = |e: RawEntry| {
@@ -706,16 +866,15 @@ impl MetaTable {
                 let crc = u32::from_le_bytes(e[8..12].try_into().unwrap_or_default());
                 (name != 0).then_some((name, crc))
             };
-            let at = (level - 1, index * FANOUT + k);
+            let at = (level - 1, index * f + k);
             self.diff_page(other, dev, at, (child(ea), child(eb)), differ)?;
         }
         Ok(())
     }
 
     /// The entries a page at (`level`, `index`) covers.
-    pub fn entries_under(level: u8, index: u64) -> std::ops::Range<u64> {
-        let span = capacity(level);
-        index.saturating_mul(span)..index.saturating_add(1).saturating_mul(span)
+    pub fn entries_under(&self, level: u8, index: u64) -> std::ops::Range<u64> {
+        self.shape.entries_under(level, index)
     }
 }
 
@@ -741,18 +900,18 @@ mod tests {
     #[test]
     fn entries_survive_flush_and_reload_across_growth() {
         let dev = MemDevice::new(4096);
-        let mut t = MetaTable::new(TableId::NodeAddress, TableRoot::default(), 4);
+        let mut t = MetaTable::new(TableId::NodeAddress, TableRoot::default(), 4, None);
         let mut next = 10;
         let idxs = [0u64, 1, 254, 255, 300, 70_000, 65_025 * 3];
         for &i in &idxs {
-            let mut e = [0u8; ENTRY_SIZE];
+            let mut e = ZERO_ENTRY;
             e[..8].copy_from_slice(&(i + 1).to_le_bytes());
             t.set(&dev, i, &e).expect("set");
         }
         flush(&mut t, &dev, &mut next);
         let root = t.root();
         assert_eq!(root.depth, 2);
-        let mut again = MetaTable::new(TableId::NodeAddress, root, 4);
+        let mut again = MetaTable::new(TableId::NodeAddress, root, 4, None);
         for &i in &idxs {
             let e = again.get(&dev, i).expect("get");
             assert_eq!(
@@ -761,14 +920,14 @@ mod tests {
                 "entry {i}"
             );
         }
-        assert_eq!(again.get(&dev, 5).expect("get"), [0u8; ENTRY_SIZE]);
+        assert_eq!(again.get(&dev, 5).expect("get"), ZERO_ENTRY);
         // Change one entry: only its path is rewritten, and the old path dies.
-        let mut e = [0u8; ENTRY_SIZE];
+        let mut e = ZERO_ENTRY;
         e[0] = 0xEE;
         again.set(&dev, 300, &e).expect("set");
         let released = flush(&mut again, &dev, &mut next);
         assert_eq!(released.len(), 3, "leaf, interior and root are replaced");
-        let mut third = MetaTable::new(TableId::NodeAddress, again.root(), 4);
+        let mut third = MetaTable::new(TableId::NodeAddress, again.root(), 4, None);
         assert_eq!(third.get(&dev, 300).expect("get")[0], 0xEE);
         assert_eq!(
             u64::from_le_bytes(
@@ -795,8 +954,8 @@ mod tests {
     #[test]
     fn corrupt_page_is_an_error_not_a_panic() {
         let dev = MemDevice::new(64);
-        let mut t = MetaTable::new(TableId::SegmentUsage, TableRoot::default(), 8);
-        t.set(&dev, 3, &[7u8; ENTRY_SIZE]).expect("set");
+        let mut t = MetaTable::new(TableId::SegmentUsage, TableRoot::default(), 8, None);
+        t.set(&dev, 3, &[7u8; MAX_ENTRY]).expect("set");
         let mut next = 5;
         flush(&mut t, &dev, &mut next);
         let root = t.root();
@@ -804,7 +963,7 @@ mod tests {
         dev.read(root.addr, &mut page).expect("read");
         page[100] ^= 1;
         dev.write(root.addr, &page).expect("write");
-        let mut t2 = MetaTable::new(TableId::SegmentUsage, root, 8);
+        let mut t2 = MetaTable::new(TableId::SegmentUsage, root, 8, None);
         assert!(matches!(t2.get(&dev, 3), Err(Error::Corrupt { .. })));
     }
 }

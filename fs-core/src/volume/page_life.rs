@@ -22,7 +22,7 @@ use crate::device::BlockDevice;
 use crate::error::{Error, Result};
 use crate::history::History;
 use crate::ids::{CheckpointNo, PageAddr, TransformId, Vpn};
-use crate::page_table::{PageTable, PatEntry};
+use crate::page_table::{seal_unit, PageTable, PatEntry};
 use crate::segment_summary::{unit_pages, Entry, PageKind};
 use crate::segment_usage::SegmentUsage;
 use crate::segment_writer::SegmentWriter;
@@ -75,8 +75,9 @@ impl<'a> PageLife<'a> {
 
     /// Writes `bytes` as a new unit through `log`, described by (`kind`,
     /// `owner`, `index`) in its record's summary: the unit takes a vpn,
-    /// born now, and as many pages as the bytes need. Returns the vpn and
-    /// the stored bytes' checksum.
+    /// born now, and as many pages as the bytes need; on a sealed volume,
+    /// sealed. Returns the vpn and the checksum of `bytes` (what a reader
+    /// finds once it has opened the unit).
     pub fn write_unit(
         &mut self,
         log: &mut SegmentWriter,
@@ -101,9 +102,17 @@ impl<'a> PageLife<'a> {
             transform: chain,
             ..Entry::unit(kind, owner, index, vpn)
         };
-        let crc = log.fill(addr, entry, bytes)?;
-        let entry = PatEntry::stored(addr, self.building, bytes.len(), chain);
-        self.pat.set(self.dev, vpn, entry)?;
+        let mut pat_entry = PatEntry::stored(addr, self.building, bytes.len(), chain);
+        let crc = match self.pat.sealer() {
+            Some(s) => {
+                let mut sealed = bytes.to_vec();
+                seal_unit(s, vpn, &mut pat_entry, kind, &mut sealed)?;
+                log.fill(addr, entry, &sealed)?;
+                crate::codec::crc32(bytes)
+            }
+            None => log.fill(addr, entry, bytes)?,
+        };
+        self.pat.set(self.dev, vpn, pat_entry)?;
         if self.history.origin_held {
             self.history.own += pages;
         }

@@ -19,7 +19,10 @@ use crate::error::{Error, Result};
 use crate::id_table::{IdState, IdTable};
 use crate::ids::{CheckpointNo, PageAddr, TransformId, Vpn};
 use crate::layout::Geometry;
-use crate::meta_table::{MetaTable, PageNames, RawEntry, TableId, ENTRY_SIZE};
+use crate::layout::{Page, PAGE_SIZE};
+use crate::meta_table::{MetaTable, PageNames, RawEntry, TableId, ENTRY_SIZE, ZERO_ENTRY};
+use crate::seal::{Domain, SealInfo, Sealer};
+use crate::segment_summary::PageKind;
 
 /// Byte offsets of an entry's fields (docs/FORMAT.md, `layout: pat_entry`).
 pub mod off {
@@ -28,6 +31,8 @@ pub mod off {
     pub const PAGES: usize = 11;
     pub const TRANSFORM: usize = 12;
     pub const TAIL: usize = 14;
+    /// On a sealed volume: the unit's seal (seal number, salt, tag).
+    pub const SEAL: usize = 16;
 }
 
 /// Bytes of the address field.
@@ -61,6 +66,8 @@ pub struct PatEntry {
     /// Stored bytes in the unit's last page, 1 to 4095; 0 when the last
     /// page is full (every raw unit, and every entry version 3 wrote).
     pub tail: u16,
+    /// On a sealed volume, the unit's seal.
+    pub seal: Option<SealInfo>,
 }
 
 impl PatEntry {
@@ -72,6 +79,7 @@ impl PatEntry {
             pages: 1,
             transform: TransformId(0),
             tail: 0,
+            seal: None,
         }
     }
 
@@ -89,6 +97,7 @@ impl PatEntry {
             pages: crate::segment_summary::unit_pages(len) as u8,
             transform,
             tail: (len % crate::layout::PAGE_SIZE) as u16,
+            seal: None,
         }
     }
 
@@ -104,12 +113,15 @@ impl PatEntry {
     /// Encodes: address (6 bytes), birth (5), pages (1), transform (2),
     /// tail (2).
     pub fn encode(&self) -> RawEntry {
-        let mut raw = [0u8; ENTRY_SIZE];
+        let mut raw = ZERO_ENTRY;
         raw[off::ADDR..off::BIRTH].copy_from_slice(&self.addr.0.to_le_bytes()[..ADDR_BYTES]);
         raw[off::BIRTH..off::PAGES].copy_from_slice(&self.birth.0.to_le_bytes()[..BIRTH_BYTES]);
         raw[off::PAGES] = self.pages;
         raw[off::TRANSFORM..off::TAIL].copy_from_slice(&self.transform.0.to_le_bytes());
         raw[off::TAIL..ENTRY_SIZE].copy_from_slice(&self.tail.to_le_bytes());
+        if let Some(seal) = &self.seal {
+            raw[off::SEAL..off::SEAL + crate::seal_info::SIZE].copy_from_slice(&seal.to_bytes());
+        }
         raw
     }
 
@@ -127,8 +139,70 @@ impl PatEntry {
             pages: raw[off::PAGES],
             transform: TransformId(u16::from_le_bytes([raw[t], raw[t + 1]])),
             tail: u16::from_le_bytes([raw[f], raw[f + 1]]),
+            seal: {
+                let bytes = &raw[off::SEAL..off::SEAL + crate::seal_info::SIZE];
+                bytes
+                    .iter()
+                    .any(|&b| b != 0)
+                    .then(|| SealInfo::from_bytes(bytes).ok())
+                    .flatten()
+            },
         }
     }
+}
+
+/// What a unit's seal binds it to: its vpn, birth, kind, chain and stored
+/// length (a unit read as another vpn, an older version of the same vpn,
+/// or as another kind fails its tag).
+fn unit_bound(vpn: Vpn, e: &PatEntry, kind: PageKind) -> [u64; 5] {
+    [
+        vpn.0,
+        e.birth.0,
+        u64::from(kind.code()),
+        u64::from(e.transform.0),
+        e.stored_len() as u64,
+    ]
+}
+
+/// Seals the `stored` bytes of unit `vpn`, of `kind`, whose entry is `e`
+/// (without its seal yet), and records the seal in `e`.
+pub fn seal_unit(
+    sealer: &Sealer,
+    vpn: Vpn,
+    e: &mut PatEntry,
+    kind: PageKind,
+    stored: &mut [u8],
+) -> Result<()> {
+    e.seal = Some(sealer.seal(Domain::Unit, &unit_bound(vpn, e, kind), stored)?);
+    Ok(())
+}
+
+/// Opens the `stored` bytes of unit `vpn` of `kind`, which `e` describes,
+/// in place, on a sealed volume (`sealer`); `what` names it in errors. On
+/// a volume that is not sealed, nothing to do.
+pub fn open_unit(
+    sealer: Option<&Sealer>,
+    vpn: Vpn,
+    e: &PatEntry,
+    kind: PageKind,
+    stored: &mut [u8],
+    what: &dyn Fn() -> String,
+) -> Result<()> {
+    let Some(s) = sealer else { return Ok(()) };
+    let info = e.seal.ok_or_else(|| {
+        Error::corrupt(
+            what(),
+            e.addr,
+            "its page address table entry has no seal, on a sealed volume",
+        )
+    })?;
+    s.open(
+        Domain::Unit,
+        &unit_bound(vpn, e, kind),
+        &info,
+        stored,
+        (what, e.addr),
+    )
 }
 
 /// The page address table, shared by the volume and its roots.
@@ -136,17 +210,81 @@ impl PatEntry {
 pub struct PageTable {
     inner: Mutex<IdTable>,
     geo: Geometry,
+    sealer: Option<Arc<Sealer>>,
 }
 
 impl PageTable {
     /// The table of a filesystem of `geo`, continuing from `state`.
     pub fn open(state: IdState, geo: &Geometry, cache_pages: usize) -> Arc<PageTable> {
-        let table = MetaTable::new(TableId::PageAddress, state.root, cache_pages);
+        PageTable::open_sealed(state, geo, cache_pages, None)
+    }
+
+    /// The table of a volume sealed with `sealer` (`None`: not sealed).
+    pub fn open_sealed(
+        state: IdState,
+        geo: &Geometry,
+        cache_pages: usize,
+        sealer: Option<Arc<Sealer>>,
+    ) -> Arc<PageTable> {
+        let table = MetaTable::new(
+            TableId::PageAddress,
+            state.root,
+            cache_pages,
+            sealer.clone(),
+        );
         let ids = IdTable::new(table, "page address table", state, vpn_limit(geo).0);
         Arc::new(PageTable {
             inner: Mutex::new(ids),
             geo: *geo,
+            sealer,
         })
+    }
+
+    /// What seals and opens units, on a sealed volume.
+    pub fn sealer(&self) -> Option<&Arc<Sealer>> {
+        self.sealer.as_ref()
+    }
+
+    /// Reads unit `vpn`, of `kind`, and opens it (on a sealed volume):
+    /// its entry and stored bytes. `what` names it in errors.
+    pub fn read_unit(
+        &self,
+        dev: &dyn BlockDevice,
+        vpn: Vpn,
+        kind: PageKind,
+        what: &dyn Fn() -> String,
+    ) -> Result<(PatEntry, Vec<u8>)> {
+        let e = self.resolve(dev, vpn)?;
+        let mut stored = vec![0u8; usize::from(e.pages) * PAGE_SIZE];
+        dev.read(e.addr, &mut stored)?;
+        stored.truncate(e.stored_len());
+        open_unit(self.sealer.as_deref(), vpn, &e, kind, &mut stored, what)?;
+        Ok((e, stored))
+    }
+
+    /// Reads unit `vpn`, one page of `kind`, into `page`; says where it is.
+    pub fn read_page_unit(
+        &self,
+        dev: &dyn BlockDevice,
+        vpn: Vpn,
+        kind: PageKind,
+        page: &mut Page,
+        what: &dyn Fn() -> String,
+    ) -> Result<PageAddr> {
+        let e = self.resolve(dev, vpn)?;
+        if e.pages != 1 || e.tail != 0 {
+            return Err(Error::corrupt(
+                what(),
+                e.addr,
+                format!(
+                    "a unit of {} stored bytes where one page was expected",
+                    e.stored_len()
+                ),
+            ));
+        }
+        dev.read(e.addr, &mut page[..])?;
+        open_unit(self.sealer.as_deref(), vpn, &e, kind, &mut page[..], what)?;
+        Ok(e.addr)
     }
 
     /// The table, locked. (A panic while it was held cannot leave it half
@@ -240,8 +378,9 @@ impl PageTable {
 }
 
 impl PageNames for PageTable {
-    fn resolve(&self, dev: &dyn BlockDevice, name: u64) -> Result<PageAddr> {
-        self.resolve_unit(dev, Vpn(name))
+    fn read_page(&self, dev: &dyn BlockDevice, name: u64, page: &mut Page) -> Result<PageAddr> {
+        let what = || format!("node address table page (unit {name})");
+        self.read_page_unit(dev, Vpn(name), PageKind::Table, page, &what)
     }
 }
 
@@ -267,6 +406,11 @@ mod tests {
             pages: 16,
             transform: TransformId(0x1234),
             tail: 0xBEEF,
+            seal: Some(SealInfo {
+                seal: 7,
+                salt: [1; 8],
+                tag: [2; 16],
+            }),
         };
         let raw = e.encode();
         assert_eq!(&raw[0..6], &[0xFF; 6]);

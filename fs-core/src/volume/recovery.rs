@@ -3,12 +3,15 @@
 //! and every checksum checked), to the newest complete checkpoint. A torn or
 //! stale tail ends the walk; nothing is repaired because nothing needs to be.
 
+use std::sync::Arc;
+
 use crate::checkpoint::Checkpoint;
 use crate::codec::crc32;
 use crate::device::BlockDevice;
 use crate::error::{Error, Result};
 use crate::ids::{PageAddr, SegmentNo};
 use crate::layout::{zero_page, Geometry, PAGE_SIZE};
+use crate::seal::{MasterKey, Sealer};
 use crate::segment_summary::{Entry, PageKind, Summary, MAX_UNIT_PAGES};
 use crate::segment_writer::record_fits;
 use crate::superblock::{Superblock, COPIES};
@@ -16,6 +19,9 @@ use crate::superblock::{Superblock, COPIES};
 /// What recovery found.
 #[derive(Clone, Debug)]
 pub struct Recovery {
+    /// On a sealed volume, what opens it (the mount makes a sealer that
+    /// also seals from it).
+    pub sealer: Option<std::sync::Arc<crate::seal::Sealer>>,
     /// The superblock copy used.
     pub sb: Superblock,
     /// The newest complete checkpoint.
@@ -85,18 +91,41 @@ pub fn read_superblocks(dev: &dyn BlockDevice) -> Result<(Vec<Superblock>, Vec<S
     Ok((good, bad))
 }
 
-/// Reads and checks the checkpoint page at `addr`.
-pub fn read_checkpoint(dev: &dyn BlockDevice, addr: PageAddr) -> Result<Checkpoint> {
+/// Reads and checks the checkpoint page at `addr` (opening it with
+/// `sealer` on a sealed volume).
+pub fn read_checkpoint(
+    dev: &dyn BlockDevice,
+    addr: PageAddr,
+    sealer: Option<&Sealer>,
+) -> Result<Checkpoint> {
     let mut page = zero_page();
     dev.read(addr, &mut page[..])?;
-    Checkpoint::decode(&page[..], addr)
+    Checkpoint::decode_sealed(&page[..], addr, sealer)
+}
+
+/// What opens the volume `sb` describes: nothing if it is not sealed; if
+/// it is, a sealer from `key`, which must then be given.
+pub fn sealer_for(sb: &Superblock, key: Option<&MasterKey>) -> Result<Option<Arc<Sealer>>> {
+    match (&sb.sealing, key) {
+        (None, _) => Ok(None),
+        (Some(_), Some(k)) => Ok(Some(Arc::new(Sealer::reader(k, sb.uuid)))),
+        (Some(_), None) => Err(Error::Refused(format!(
+            "filesystem {} is sealed (encrypted): it opens only with its passphrase \
+             (at the prompt, or --passphrase-file / --passphrase-cmd)",
+            sb.uuid_text()
+        ))),
+    }
 }
 
 /// The checkpoint `sb` names, if it is that checkpoint, of this
 /// filesystem, and fits the geometry.
-fn named_checkpoint(dev: &dyn BlockDevice, sb: &Superblock) -> Result<Checkpoint> {
+fn named_checkpoint(
+    dev: &dyn BlockDevice,
+    sb: &Superblock,
+    sealer: Option<&Sealer>,
+) -> Result<Checkpoint> {
     let addr = sb.checkpoint_addr;
-    let cp = read_checkpoint(dev, addr)?;
+    let cp = read_checkpoint(dev, addr, sealer)?;
     if cp.no != sb.checkpoint_no || cp.fs_id != sb.hash_seed {
         return Err(Error::corrupt(
             "checkpoint",
@@ -114,7 +143,7 @@ fn named_checkpoint(dev: &dyn BlockDevice, sb: &Superblock) -> Result<Checkpoint
             ),
         ));
     }
-    cp.check_bounds(&sb.geometry, addr)?;
+    cp.check_bounds(&sb.geometry, sealer.is_some(), addr)?;
     Ok(cp)
 }
 
@@ -127,7 +156,10 @@ fn named_checkpoint(dev: &dyn BlockDevice, sb: &Superblock) -> Result<Checkpoint
 /// state used is one a complete, checked checkpoint names, and the refusal
 /// is kept in [`Recovery::rejected`]. With no usable checkpoint at all,
 /// the error names what is wrong with the newest.
-pub fn recover(dev: &dyn BlockDevice, writable: bool) -> Result<Recovery> {
+///
+/// A sealed volume opens only with its master `key` (see
+/// [`crate::seal::unlock`]).
+pub fn recover(dev: &dyn BlockDevice, writable: bool, key: Option<&MasterKey>) -> Result<Recovery> {
     let (sbs, notes) = read_superblocks(dev)?;
     let Some(newest) = sbs.first() else {
         return Err(Error::corrupt(
@@ -146,9 +178,10 @@ pub fn recover(dev: &dyn BlockDevice, writable: bool) -> Result<Recovery> {
             )));
         }
     }
+    let sealer = sealer_for(newest, key)?;
     let mut failed: Vec<(&Superblock, Error)> = Vec::new();
     for sb in &sbs {
-        match named_checkpoint(dev, sb) {
+        match named_checkpoint(dev, sb, sealer.as_deref()) {
             Ok(cp) => {
                 let rejected = failed
                     .iter()
@@ -159,7 +192,8 @@ pub fn recover(dev: &dyn BlockDevice, writable: bool) -> Result<Recovery> {
                         )
                     })
                     .collect();
-                return walk(dev, sb.clone(), cp, notes, rejected);
+                let found = walk(dev, sb.clone(), cp, sealer.as_deref(), (notes, rejected))?;
+                return Ok(Recovery { sealer, ..found });
             }
             Err(e) => failed.push((sb, e)),
         }
@@ -191,8 +225,8 @@ fn walk(
     dev: &dyn BlockDevice,
     sb: Superblock,
     cp: Checkpoint,
-    notes: Vec<String>,
-    mut rejected: Vec<String>,
+    sealer: Option<&Sealer>,
+    (notes, mut rejected): (Vec<String>, Vec<String>),
 ) -> Result<Recovery> {
     let geo = sb.geometry;
     let pps = u64::from(geo.pages_per_segment);
@@ -220,14 +254,15 @@ fn walk(
             seg = next;
             off = 0;
         }
-        let found = match record_at(dev, &geo, sb.hash_seed, seg, off, expect)? {
+        let log = (sb.hash_seed, sealer);
+        let found = match record_at(dev, &geo, log, seg, off, expect)? {
             // A record closed early for a unit that did not fit leaves up
             // to `MAX_UNIT_PAGES` pages unwritten at the end of a segment;
             // the log then goes on at the start of the next one. (A record
             // there with the expected sequence number can be nothing else:
             // each number is written once.)
             None if off + 1 + MAX_UNIT_PAGES > pps && next.0 < geo.segment_count => {
-                let r = record_at(dev, &geo, sb.hash_seed, next, 0, expect)?;
+                let r = record_at(dev, &geo, log, next, 0, expect)?;
                 if r.is_some() {
                     (seg, off) = (next, 0);
                 }
@@ -253,7 +288,7 @@ fn walk(
             break;
         }
         if summary.is_checkpoint() {
-            match checkpoint_in(&summary, payload, addr, &best, &geo)? {
+            match checkpoint_in(&summary, (payload, addr), &best, &geo, sealer)? {
                 Found::Next(cp, at) => (best, best_addr) = (*cp, at),
                 Found::Refused(e) => {
                     rejected.push(format!(
@@ -272,6 +307,7 @@ fn walk(
         next = summary.next_segment;
     }
     Ok(Recovery {
+        sealer: None,
         sb,
         checkpoint: best,
         checkpoint_addr: best_addr,
@@ -301,7 +337,7 @@ enum Found {
 fn record_at(
     dev: &dyn BlockDevice,
     geo: &Geometry,
-    fs_id: u64,
+    (fs_id, sealer): (u64, Option<&Sealer>),
     seg: SegmentNo,
     off: u64,
     expect: u64,
@@ -309,7 +345,7 @@ fn record_at(
     let addr = geo.segment_start(seg).offset(off);
     let mut page = zero_page();
     dev.read(addr, &mut page[..])?;
-    Ok(match Summary::decode(&page[..], addr) {
+    Ok(match Summary::decode_sealed(&page[..], addr, sealer) {
         Ok(Some(s)) if s.seq == expect && s.fs_id == fs_id => Some((addr, s)),
         _ => None,
     })
@@ -325,10 +361,10 @@ fn stored<'p>(payload: &'p [u8], at: u64, e: &Entry) -> &'p [u8] {
 /// The checkpoint carried by a record, if it is the successor of `best`.
 fn checkpoint_in(
     summary: &Summary,
-    payload: &[u8],
-    rec: PageAddr,
+    (payload, rec): (&[u8], PageAddr),
     best: &Checkpoint,
     geo: &Geometry,
+    sealer: Option<&Sealer>,
 ) -> Result<Found> {
     let Some((at, e)) = summary
         .units()
@@ -337,13 +373,13 @@ fn checkpoint_in(
         return Ok(Found::Nothing);
     };
     let addr = rec.offset(at);
-    let Ok(cp) = Checkpoint::decode(stored(payload, at, e), addr) else {
+    let Ok(cp) = Checkpoint::decode_sealed(stored(payload, at, e), addr, sealer) else {
         return Ok(Found::Nothing);
     };
     if cp.no.0 != best.no.0 + 1 || cp.record_seq != summary.seq || cp.fs_id != best.fs_id {
         return Ok(Found::Nothing);
     }
-    Ok(match cp.check_bounds(geo, addr) {
+    Ok(match cp.check_bounds(geo, sealer.is_some(), addr) {
         Ok(()) => Found::Next(Box::new(cp), addr),
         Err(e) => Found::Refused(e),
     })

@@ -13,8 +13,8 @@
 //! of its tier, below). This module holds the arithmetic; the argument is
 //! in DESIGN.md ("Room for the next commit").
 
-use crate::meta_table::FANOUT;
-use crate::segment_summary::MAX_ENTRIES;
+use crate::meta_table::Shape;
+use crate::segment_summary::MAX_SEALED_ENTRIES;
 
 /// Free segments kept for the cleaner below every operation, on a
 /// filesystem whose tables can have `table_pages` pages: room for an
@@ -104,29 +104,32 @@ impl Demand {
     }
 }
 
-/// Pages of a copy-on-write table tree holding entries `0..entries` with
-/// at least `depth` levels above its leaves: every page the tree can have,
-/// so at most what one commit writes of it.
-pub fn table_pages(entries: u64, depth: u8) -> u64 {
+/// Pages of a copy-on-write table tree of pages shaped `shape` holding
+/// entries `0..entries` with at least `depth` levels above its leaves:
+/// every page the tree can have, so at most what one commit writes of it.
+pub fn table_pages(shape: Shape, entries: u64, depth: u8) -> u64 {
+    let fanout = shape.fanout();
     let mut depth = depth;
-    while FANOUT.saturating_pow(u32::from(depth) + 1) < entries {
+    while fanout.saturating_pow(u32::from(depth) + 1) < entries {
         depth += 1;
     }
     let mut pages = 0;
-    let mut reach = FANOUT;
+    let mut reach = fanout;
     for _ in 0..depth {
         pages += entries.div_ceil(reach).max(1);
-        reach = reach.saturating_mul(FANOUT);
+        reach = reach.saturating_mul(fanout);
     }
     pages + 1
 }
 
 /// Pages the log uses to write `payload` pages: one summary page per
-/// record of at most [`MAX_ENTRIES`] payload pages, one more because the
-/// previous record may have been closed early (a writeback between two
-/// commits), and the checkpoint's own page is in `payload`.
+/// record of at most [`MAX_SEALED_ENTRIES`] payload pages (the fewer a
+/// summary holds, sealed or not, so that the bound holds for both), one
+/// more because the previous record may have been closed early (a
+/// writeback between two commits), and the checkpoint's own page is in
+/// `payload`.
 pub fn log_pages(payload: u64) -> u64 {
-    payload + payload.div_ceil(MAX_ENTRIES as u64) + 1
+    payload + payload.div_ceil(MAX_SEALED_ENTRIES as u64) + 1
 }
 
 /// Segments the head must take from the free ones to write `payload`
@@ -150,13 +153,13 @@ mod tests {
 
     #[test]
     fn table_pages_count_every_level() {
-        assert_eq!(table_pages(0, 0), 1);
-        assert_eq!(table_pages(255, 0), 1);
+        assert_eq!(table_pages(Shape::PLAIN, 0, 0), 1);
+        assert_eq!(table_pages(Shape::PLAIN, 255, 0), 1);
         // 256 entries need two leaves and a root.
-        assert_eq!(table_pages(256, 0), 3);
+        assert_eq!(table_pages(Shape::PLAIN, 256, 0), 3);
         // A deeper tree than needed still has its upper pages.
-        assert_eq!(table_pages(10, 2), 3);
-        assert_eq!(table_pages(255 * 255 + 1, 0), 256 + 2 + 1);
+        assert_eq!(table_pages(Shape::PLAIN, 10, 2), 3);
+        assert_eq!(table_pages(Shape::PLAIN, 255 * 255 + 1, 0), 256 + 2 + 1);
     }
 
     #[test]

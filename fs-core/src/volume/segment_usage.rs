@@ -9,7 +9,7 @@ use crate::device::BlockDevice;
 use crate::error::{Error, Result};
 use crate::ids::{CheckpointNo, PageAddr, SegmentNo};
 use crate::layout::Geometry;
-use crate::meta_table::{MetaTable, RawEntry, TableId, TableRoot, ENTRY_SIZE};
+use crate::meta_table::{MetaTable, RawEntry, TableId, TableRoot};
 
 /// One segment's usage.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -27,7 +27,7 @@ pub struct Usage {
 impl Usage {
     /// Encodes the 16-byte entry.
     pub fn encode(&self) -> RawEntry {
-        let mut raw = [0u8; ENTRY_SIZE];
+        let mut raw = crate::meta_table::ZERO_ENTRY;
         let mut w = Writer::new(&mut raw);
         w.u32(0, self.live);
         w.u32(4, self.flags);
@@ -72,9 +72,20 @@ impl SegmentUsage {
         live_pages: u64,
         empty_segments: u64,
     ) -> SegmentUsage {
+        SegmentUsage::open(root, geometry, (live_pages, empty_segments), None)
+    }
+
+    /// Opens the table at `root` of a volume sealed with `sealer` (if
+    /// any), with the checkpoint's counts (live pages, empty segments).
+    pub fn open(
+        root: TableRoot,
+        geometry: Geometry,
+        (live_pages, empty_segments): (u64, u64),
+        sealer: Option<std::sync::Arc<crate::seal::Sealer>>,
+    ) -> SegmentUsage {
         SegmentUsage {
             // The table is small (16 bytes a segment): keep it all cached.
-            table: MetaTable::new(TableId::SegmentUsage, root, usize::MAX),
+            table: MetaTable::new(TableId::SegmentUsage, root, usize::MAX, sealer),
             geometry,
             live_pages,
             empty_segments,

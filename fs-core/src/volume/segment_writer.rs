@@ -75,6 +75,10 @@ pub struct SegmentWriter {
     /// not now: the cleaner keeps the age of the data it moves.
     age: Option<i64>,
     fs_id: u64,
+    /// On a sealed volume, what seals the summaries.
+    sealer: Option<std::sync::Arc<crate::seal::Sealer>>,
+    /// Units a record's summary holds.
+    max_entries: usize,
 }
 
 /// Does a record starting at `offset` fit in a segment of `pps` pages? It
@@ -104,6 +108,18 @@ impl SegmentWriter {
             time_ns: 0,
             age: None,
             fs_id,
+            sealer: None,
+            max_entries: MAX_ENTRIES,
+        }
+    }
+
+    /// The same writer on a volume sealed with `sealer` (if any): its
+    /// summaries sealed, and one entry fewer in each.
+    pub fn sealed_by(self, sealer: Option<std::sync::Arc<crate::seal::Sealer>>) -> SegmentWriter {
+        SegmentWriter {
+            max_entries: crate::segment_summary::max_entries(sealer.is_some()),
+            sealer,
+            ..self
         }
     }
 
@@ -159,7 +175,7 @@ impl SegmentWriter {
         if self
             .open
             .as_ref()
-            .is_some_and(|r| r.entries.len() >= MAX_ENTRIES || self.pos.offset + pages > pps)
+            .is_some_and(|r| r.entries.len() >= self.max_entries || self.pos.offset + pages > pps)
         {
             self.close_open(dev)?;
         }
@@ -298,7 +314,8 @@ impl SegmentWriter {
                 fs_id: self.fs_id,
                 entries: rec.entries.iter().flatten().copied().collect(),
             };
-            rec.buf[..PAGE_SIZE].copy_from_slice(&summary.encode()[..]);
+            let page = summary.encode_sealed(self.sealer.as_deref())?;
+            rec.buf[..PAGE_SIZE].copy_from_slice(&page[..]);
             dev.write(rec.start, &rec.buf)?;
             self.pages_written += rec.buf.len() as u64 / PAGE_SIZE as u64;
         }

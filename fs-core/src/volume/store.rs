@@ -126,6 +126,9 @@ pub struct Store {
     sb_pending: Option<CheckpointNo>,
     durable_sb: CheckpointNo,
     failed: Option<String>,
+    /// On a sealed volume, what seals and opens (read-write: with this
+    /// mount's lease and salt).
+    pub sealer: Option<Arc<crate::seal::Sealer>>,
     /// The main head's `pages_written` at the last commit.
     logged_at_commit: u64,
 }
@@ -146,7 +149,7 @@ pub fn now_ns() -> i64 {
 impl Store {
     /// A store continuing from a recovered checkpoint.
     pub fn open(dev: Arc<dyn BlockDevice>, rec: Recovery, read_only: bool) -> Result<Store> {
-        let chains = ChainSet::build(&rec.sb.chains, &Registry::global())?;
+        let chains = ChainSet::build(&rec.sb.chains, &Registry::global(), rec.sealer.clone())?;
         Store::open_with(dev, rec, read_only, chains)
     }
 
@@ -154,8 +157,24 @@ impl Store {
     /// a chain whose transform is not loaded is no obstacle, since no
     /// data is read.
     pub fn open_tables(dev: Arc<dyn BlockDevice>, rec: Recovery) -> Result<Store> {
-        let chains = ChainSet::build(&rec.sb.chains, &Registry::global()).unwrap_or_default();
+        let chains = ChainSet::build(&rec.sb.chains, &Registry::global(), rec.sealer.clone())
+            .unwrap_or_default();
         Store::open_with(dev, rec, true, chains)
+    }
+
+    /// What seals and opens for this mount: on a sealed volume read-write,
+    /// a sealer with a new lease, which the superblock records (the mount
+    /// writes and flushes it before anything is sealed).
+    fn sealer_for(rec: &mut Recovery, read_only: bool) -> Result<Option<Arc<crate::seal::Sealer>>> {
+        let (Some(opener), Some(sealing)) = (&rec.sealer, &mut rec.sb.sealing) else {
+            return Ok(None);
+        };
+        if read_only {
+            return Ok(Some(opener.clone()));
+        }
+        let writer = opener.for_writing(sealing.lease)?;
+        sealing.lease = writer.lease_end();
+        Ok(Some(Arc::new(writer)))
     }
 
     fn open_with(
@@ -164,6 +183,8 @@ impl Store {
         read_only: bool,
         chains: ChainSet,
     ) -> Result<Store> {
+        let mut rec = rec;
+        let sealer = Store::sealer_for(&mut rec, read_only)?;
         let cp = rec.checkpoint;
         let geo = rec.sb.geometry;
         let pat_state = IdState {
@@ -171,7 +192,7 @@ impl Store {
             free_head: cp.pat_free_head.0,
             watermark: cp.pat_watermark.0,
         };
-        let pat = PageTable::open(pat_state, &geo, PAT_CACHE_PAGES);
+        let pat = PageTable::open_sealed(pat_state, &geo, PAT_CACHE_PAGES, sealer.clone());
         let nat = NodeTable::new(
             cp.nat_root,
             cp.nat_free_head,
@@ -180,7 +201,8 @@ impl Store {
             NAT_CACHE_PAGES,
             pat.clone(),
         );
-        let sut = SegmentUsage::new(cp.sut_root, geo, cp.live_pages, cp.empty_segments);
+        let counts = (cp.live_pages, cp.empty_segments);
+        let sut = SegmentUsage::open(cp.sut_root, geo, counts, sealer.clone());
         let pos = LogPosition {
             segment: cp.head_segment,
             offset: cp
@@ -190,8 +212,14 @@ impl Store {
             next_segment: cp.next_segment,
             next_seq: cp.next_seq,
         };
-        let log = SegmentWriter::new(geo, pos, CheckpointNo(cp.no.0 + 1), rec.sb.hash_seed);
-        let cplist = CheckpointList::open(&*dev, cp.checkpoint_list_root, cp.list_next_slot)?;
+        let log = SegmentWriter::new(geo, pos, CheckpointNo(cp.no.0 + 1), rec.sb.hash_seed)
+            .sealed_by(sealer.clone());
+        let cplist = CheckpointList::open_sealed(
+            &*dev,
+            cp.checkpoint_list_root,
+            cp.list_next_slot,
+            sealer.clone(),
+        )?;
         let mut root = Root::open(&cp, NodeCache::new(nat, NODE_CACHE));
         root.history.last = cplist.newest().map_or(CheckpointNo(0), |r| r.no);
         let chains = Arc::new(chains);
@@ -228,6 +256,7 @@ impl Store {
             cleaner_options: crate::cleaner::CleanerOptions::default(),
             sb_pending: None,
             failed: None,
+            sealer,
         })
     }
 
@@ -394,12 +423,23 @@ impl Store {
         let nat = self.nat_pages(new_nodes);
         let units = new_nodes + new_data + nat;
         let pat = room::table_pages(
+            self.shape(true),
             self.pat.state().watermark.saturating_add(units),
             self.pat.depth(),
         );
-        nat + pat
-            + self.list_pages()
-            + room::table_pages(self.sb.geometry.segment_count, self.sut.depth())
+        nat + pat + self.list_pages() + self.sut_pages()
+    }
+
+    /// The shape of this volume's table pages (`wide`: the page address
+    /// table's).
+    fn shape(&self, wide: bool) -> crate::meta_table::Shape {
+        crate::meta_table::Shape::of(self.sealer.is_some(), wide)
+    }
+
+    /// Every page the segment usage table can have.
+    fn sut_pages(&self) -> u64 {
+        let segments = self.sb.geometry.segment_count;
+        room::table_pages(self.shape(false), segments, self.sut.depth())
     }
 
     /// Every page the node address tables of the writable roots (the live
@@ -412,7 +452,7 @@ impl Store {
             .map(|(_, _, r)| {
                 let nat = &r.cache.nat;
                 let ids = nat.watermark().0.saturating_add(std::mem::take(&mut extra));
-                room::table_pages(ids, nat.depth())
+                room::table_pages(self.shape(false), ids, nat.depth())
             })
             .sum()
     }
@@ -421,7 +461,7 @@ impl Store {
     /// a record.
     fn list_pages(&self) -> u64 {
         let entries = (self.cplist.next_slot() + 1) * crate::checkpoint_record::ENTRIES;
-        room::table_pages(entries, 0)
+        room::table_pages(self.shape(false), entries, 0)
     }
 
     /// Every page the tables can have on this filesystem, the page address
@@ -430,11 +470,9 @@ impl Store {
     /// shrink as the table grows.
     fn table_pages_at_most(&self) -> u64 {
         let units = crate::page_table::vpn_limit(&self.sb.geometry).0;
-        let pat = room::table_pages(units, 0);
+        let pat = room::table_pages(self.shape(true), units, 0);
         let nat = self.nat_pages(0);
-        nat + pat
-            + self.list_pages()
-            + room::table_pages(self.sb.geometry.segment_count, self.sut.depth())
+        nat + pat + self.list_pages() + self.sut_pages()
     }
 
     /// Free segments the next commit, with `extra` added, takes at most,
@@ -617,7 +655,7 @@ impl Store {
         self.log.fill(
             cp_slot,
             Entry::raw(PageKind::Checkpoint, 0, building.0),
-            &cp.encode()[..],
+            &cp.encode_sealed(self.sealer.as_deref())?[..],
         )?;
         self.log.finish(dev)?;
         // The bound of `room.rs` is what keeps every commit possible:
@@ -832,7 +870,11 @@ impl Store {
             return Err(Error::ReadOnly);
         }
         sb.incompat |= crate::superblock::features::INCOMPAT_TRANSFORMS;
-        let chains = Arc::new(ChainSet::build(&sb.chains, &Registry::global())?);
+        let chains = Arc::new(ChainSet::build(
+            &sb.chains,
+            &Registry::global(),
+            self.sealer.clone(),
+        )?);
         self.sb = sb;
         self.chains = chains;
         self.write_superblock(State::InUse, true)?;
@@ -920,7 +962,7 @@ impl Store {
         // reserve (it grows with what was ever stored, and does not shrink
         // when files are deleted), so they are not counted again here.
         let pat = self.pat.state();
-        let pat_pages = room::table_pages(pat.watermark, pat.root.depth);
+        let pat_pages = room::table_pages(self.shape(true), pat.watermark, pat.root.depth);
         let counted = self
             .sut
             .live_pages
@@ -961,10 +1003,10 @@ impl Store {
         let geo = &self.sb.geometry;
         let pps = u64::from(geo.pages_per_segment);
         let area = geo.segment_area_pages();
-        let overhead =
-            area.div_ceil(crate::segment_summary::MAX_ENTRIES as u64 + 1) + geo.segment_count;
+        let per_record = crate::segment_summary::max_entries(self.sealer.is_some()) as u64;
+        let overhead = area.div_ceil(per_record + 1) + geo.segment_count;
         let held = (2 + self.reserve_segments(Tier::Data)) * pps;
-        let pat = room::table_pages(crate::page_table::vpn_limit(geo).0, 0);
+        let pat = room::table_pages(self.shape(true), crate::page_table::vpn_limit(geo).0, 0);
         (overhead + held + pat + area / 20).min(area / 2)
     }
 }

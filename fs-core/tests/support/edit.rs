@@ -76,7 +76,7 @@ impl Editor {
     /// name the checkpoint recovery uses).
     pub fn new(bytes: &[u8]) -> Editor {
         let dev = Arc::new(MemDevice::from_bytes(bytes));
-        let rec = recover(&*dev, false).expect("recover");
+        let rec = recover(&*dev, false, None).expect("recover");
         Editor {
             geo: rec.sb.geometry,
             fs_id: rec.sb.hash_seed,

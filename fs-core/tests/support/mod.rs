@@ -9,6 +9,41 @@ use std::sync::Arc;
 use pagelog_core::fsck::{self, Level, Report};
 use pagelog_core::{format, BlockDevice, Filesystem, FormatOptions, MemDevice, MountOptions};
 
+/// The passphrase the tests seal with.
+#[allow(dead_code)]
+pub const PASSPHRASE: &[u8] = b"correct horse battery staple";
+
+/// A key setup for a sealed filesystem `uuid`: a fixed master key,
+/// wrapped with cheap Argon2id costs (8 MiB, one pass) so tests stay fast.
+#[allow(dead_code)]
+pub fn key_setup(uuid: &[u8; 16]) -> pagelog_core::seal::keys::KeySetup {
+    use pagelog_core::seal::keys;
+    let key = pagelog_core::seal::MasterKey::from_bytes([0x5e; 32]);
+    let kdf = keys::kdf_params((8 * 1024, 1, 1)).expect("kdf");
+    let slot = keys::wrap(&key, PASSPHRASE, kdf, uuid).expect("wrap");
+    keys::KeySetup { key, slot }
+}
+
+/// How the tests store data: a chain (`zstd:1`, `none`), and `+sealed`
+/// to seal the volume. Returns the format options and the key to mount
+/// with.
+#[allow(dead_code)]
+pub fn storing(spec: &str, pps: u32) -> (FormatOptions, Option<pagelog_core::seal::MasterKey>) {
+    let (chain, sealed) = match spec.strip_suffix("+sealed") {
+        Some(c) => (c, true),
+        None => (spec, false),
+    };
+    let mut opts = FormatOptions {
+        pages_per_segment: pps,
+        compress: chain.into(),
+        ..FormatOptions::default()
+    };
+    let key = sealed.then(|| key_setup(&opts.uuid));
+    let master = key.as_ref().map(|k| k.key.clone());
+    opts.seal = key;
+    (opts, master)
+}
+
 /// A memory device of `pages` pages, formatted with `pps`-page segments.
 #[allow(dead_code)]
 pub fn formatted(pages: u64, pps: u32) -> Arc<MemDevice> {
@@ -39,6 +74,7 @@ pub fn mount(dev: &Arc<MemDevice>) -> Filesystem {
 pub fn fsck(dev: &Arc<MemDevice>, level: Level) -> Report {
     fsck::check(
         dev.clone() as Arc<dyn BlockDevice>,
+        None,
         level,
         &mut |_, _, _| {},
     )
