@@ -15,10 +15,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use pagelog_core::fs::JournalMode;
+use pagelog_core::seal::MasterKey;
 use pagelog_core::testing::{CrashState, FaultyDevice, RecordingDevice};
-use pagelog_core::{
-    format, BlockDevice, Cred, Error, Filesystem, FormatOptions, Ino, MemDevice, MountOptions,
-};
+use pagelog_core::{format, BlockDevice, Cred, Error, Filesystem, Ino, MemDevice, MountOptions};
 use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
 
@@ -32,18 +31,22 @@ thread_local! {
     static CLEANED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
-/// A fresh image whose files store their data through `chain`.
+thread_local! {
+    /// The key of this thread's workloads' filesystems, when they are sealed.
+    static KEY: std::cell::RefCell<Option<MasterKey>> = const { std::cell::RefCell::new(None) };
+}
+
+fn key() -> Option<MasterKey> {
+    KEY.with(|k| k.borrow().clone())
+}
+
+/// A fresh image whose files store their data as `chain` says (a chain,
+/// `+sealed` to seal the volume; the key is this thread's from then on).
 fn base_image(chain: &str) -> Vec<u8> {
     let dev = Arc::new(MemDevice::new(PAGES));
-    format(
-        dev.clone(),
-        &FormatOptions {
-            pages_per_segment: 16,
-            compress: chain.into(),
-            ..FormatOptions::default()
-        },
-    )
-    .expect("format");
+    let (fopts, key) = support::storing(chain, 16);
+    KEY.with(|k| *k.borrow_mut() = key);
+    format(dev.clone(), &fopts).expect("format");
     dev.snapshot()
 }
 
@@ -54,6 +57,7 @@ fn opts(read_only: bool, journal: JournalMode) -> MountOptions {
         dirty_limit: 16 << 10,
         // Small, so that workloads also commit because of the log's length.
         log_limit: 24 << 10,
+        key: key(),
         ..MountOptions::default()
     }
 }
@@ -204,8 +208,9 @@ fn check_state(
     writable: bool,
 ) -> Result<(), String> {
     let image = dev.crash_image(state);
-    let report = support::fsck(
+    let report = support::fsck_with(
         &Arc::new(MemDevice::from_bytes(&image)),
+        key().as_ref(),
         pagelog_core::fsck::Level::Full,
     );
     if report.problems() > 0 {
@@ -477,6 +482,14 @@ fn ordered_crash_states_are_commit_points() {
 #[test]
 fn compressed_crash_states_are_commit_points() {
     assert!(crash_states_storing(JournalMode::Ordered, 60, "zstd:1") >= 1500);
+}
+
+/// `ordered` on a sealed volume with compression: every crash state
+/// opens with the key (summaries, checkpoints, table pages and units
+/// sealed), checks clean and is a commit point.
+#[test]
+fn sealed_crash_states_are_commit_points() {
+    assert!(crash_states_storing(JournalMode::Ordered, 40, "zstd:1+sealed") >= 1000);
 }
 
 /// `full`: every crash state is the state after the last operation that

@@ -132,6 +132,8 @@ fn superblock_layout() {
             ("cluster_pages", chain_table::off::CLUSTER_PAGES),
             ("chain_count", chain_table::off::COUNT),
             ("chains", chain_table::off::CHAINS),
+            ("seal_lease", SEAL_LEASE),
+            ("key_slot", KEY_SLOT),
             ("crc", CRC),
         ],
         4096,
@@ -237,9 +239,35 @@ fn checkpoint_layout() {
             ("pat_watermark", PAT_WATERMARK),
             ("list_next_slot", LIST_NEXT_SLOT),
             ("protect_secs", PROTECT_SECS),
+            ("seal", SEAL),
             ("crc", CRC),
         ],
         4096,
+    );
+}
+
+#[test]
+fn sealing_layouts() {
+    use pagelog_core::key_slot::{off as k, SIZE};
+    check(
+        "key_slot",
+        &[
+            ("kdf", k::KDF),
+            ("kdf_version", k::KDF_VERSION),
+            ("mem_kib", k::MEM_KIB),
+            ("passes", k::PASSES),
+            ("lanes", k::LANES),
+            ("salt", k::SALT),
+            ("nonce", k::NONCE),
+            ("wrapped", k::WRAPPED),
+        ],
+        SIZE,
+    );
+    use pagelog_core::seal_info::off as s;
+    check(
+        "seal",
+        &[("seal", s::SEAL), ("salt", s::SALT), ("tag", s::TAG)],
+        pagelog_core::seal_info::SIZE,
     );
 }
 
@@ -362,8 +390,9 @@ fn table_layouts() {
             ("pages", p::PAGES),
             ("transform", p::TRANSFORM),
             ("tail", p::TAIL),
+            ("seal", p::SEAL),
         ],
-        ENTRY_SIZE,
+        pagelog_core::meta_table::MAX_ENTRY,
     );
     use pagelog_core::meta_table::TableId;
     assert_eq!(

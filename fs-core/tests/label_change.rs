@@ -110,7 +110,7 @@ fn tear_all(dev: &RecordingDevice, events: &[Event], prefix: usize) -> usize {
 
 fn every_crash_state(clean: bool) -> usize {
     let dev = RecordingDevice::new(&image(clean));
-    set_label(&dev, NEW).expect("set label");
+    set_label(&dev, None, NEW).expect("set label");
     let events = dev.events();
     assert_eq!(
         events.iter().filter(|e| matches!(e, Event::Flush)).count(),
@@ -172,10 +172,13 @@ fn a_label_change_after_a_crash_keeps_the_log() {
 fn a_label_over_64_bytes_is_refused_and_nothing_written() {
     let dev = RecordingDevice::new(&image(true));
     let long = vec![b'x'; LABEL_MAX + 1];
-    assert!(matches!(set_label(&dev, &long), Err(Error::BadGeometry(_))));
+    assert!(matches!(
+        set_label(&dev, None, &long),
+        Err(Error::BadGeometry(_))
+    ));
     assert!(dev.is_empty());
-    set_label(&dev, &long[..LABEL_MAX]).expect("64 bytes fit");
+    set_label(&dev, None, &long[..LABEL_MAX]).expect("64 bytes fit");
     assert_eq!(label_of(&dev.snapshot()), Ok(long[..LABEL_MAX].to_vec()));
-    set_label(&dev, b"").expect("empty clears");
+    set_label(&dev, None, b"").expect("empty clears");
     assert_eq!(label_of(&dev.snapshot()), Ok(Vec::new()));
 }

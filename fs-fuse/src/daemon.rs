@@ -1,6 +1,7 @@
 //! Running the daemon: checks, mount, readiness report to the parent
 //! process, signal handling, the commit timer, and the final writeback.
 
+use pagelog_core::seal::MasterKey;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
@@ -80,7 +81,11 @@ fn warn_if_exposed(image: &Path) {
     log::warn!("{msg}");
 }
 
-fn open_image(image: &Path, cfg: &MountConfig) -> Result<Filesystem, String> {
+fn open_image(
+    image: &Path,
+    cfg: &MountConfig,
+    key: Option<MasterKey>,
+) -> Result<Filesystem, String> {
     if let Some(dir) = &cfg.modules {
         let names = pagelog_core::transform::Registry::load(dir).map_err(|e| e.to_string())?;
         log::info!(
@@ -113,6 +118,7 @@ fn open_image(image: &Path, cfg: &MountConfig) -> Result<Filesystem, String> {
         },
         // Read-write, the past is served through a branch (see `branch`).
         at: cfg.at.clone().filter(|_| cfg.read_only),
+        key,
         ..MountOptions::default()
     };
     let dev: Arc<dyn BlockDevice> = Arc::new(dev);
@@ -190,9 +196,9 @@ fn start_logging(
 /// Mounts and serves until unmounted. `ready` is the pipe to the parent
 /// when running in the background.
 pub fn serve(
-    image: &Path,
-    mountpoint: &Path,
+    (image, mountpoint): (&Path, &Path),
     cfg: &MountConfig,
+    key: Option<MasterKey>,
     ready: Option<OwnedFd>,
     level: log::LevelFilter,
 ) -> u8 {
@@ -211,7 +217,7 @@ pub fn serve(
     let mountpoint = &mountpoint
         .canonicalize()
         .unwrap_or_else(|_| mountpoint.to_path_buf());
-    let mut fs = match open_image(image, cfg) {
+    let mut fs = match open_image(image, cfg, key) {
         Ok(fs) => fs,
         Err(m) => return report.fail(&m),
     };
@@ -420,7 +426,12 @@ fn detach_stdio() {
 
 /// Forks: the child mounts and serves; the parent waits until the mount is
 /// ready (or failed) and returns the exit code for the caller.
-pub fn run_in_background(image: &Path, mountpoint: &Path, cfg: &MountConfig) -> ExitCode {
+pub fn run_in_background(
+    image: &Path,
+    mountpoint: &Path,
+    cfg: &MountConfig,
+    key: Option<MasterKey>,
+) -> ExitCode {
     let (read_end, write_end) = match nix::unistd::pipe() {
         Ok(p) => p,
         Err(e) => {
@@ -453,9 +464,9 @@ pub fn run_in_background(image: &Path, mountpoint: &Path, cfg: &MountConfig) -> 
             drop(read_end);
             let _ = nix::unistd::setsid();
             let code = serve(
-                image,
-                mountpoint,
+                (image, mountpoint),
                 cfg,
+                key,
                 Some(write_end),
                 log::LevelFilter::Info,
             );

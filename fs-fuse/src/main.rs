@@ -57,6 +57,8 @@ Mount options (-o, comma-separated; mount(8) and /etc/fstab pass them the same w
   nosuid,nodev,noexec,... passed to the kernel
   fsname=NAME             source name shown in /proc/mounts (default: the image's full path)
   modules=DIR             load the transform modules (*.so) in DIR, besides /usr/lib/pagelog/transforms
+  passphrase_file=PATH    a sealed (encrypted) filesystem's passphrase: the first line of PATH
+                          (else --passphrase-file, --passphrase-cmd, or asked on the terminal)
   log=PATH                append the daemon's messages to PATH. Default: with -f, stderr;
                           in the background, syslog (the journal) if it listens on /dev/log,
                           else /var/log/pagelog/IMAGE-FILE-NAME.log
@@ -85,7 +87,7 @@ fuse.pagelog), it answers `mount -o remount` with a clear refusal.";
 ///
 /// By default the daemon goes to the background and this command returns
 /// once the mount is ready; errors are reported here and in the exit status
-/// (0 mounted, 1 bad usage, 32 mount failed).
+/// (0 mounted, 1 bad usage, 32 mount failed, 77 wrong passphrase).
 #[derive(Parser, Debug)]
 #[command(name = "pagelog-mount", version, after_help = AFTER_HELP)]
 struct Args {
@@ -102,6 +104,13 @@ struct Args {
     /// Log debugging detail (with -f)
     #[arg(short = 'd', long)]
     debug: bool,
+    /// A sealed filesystem's passphrase: the first line of FILE (else asked
+    /// on the terminal, without echo)
+    #[arg(long, value_name = "FILE")]
+    passphrase_file: Option<PathBuf>,
+    /// A sealed filesystem's passphrase: the first line CMD prints (run by /bin/sh)
+    #[arg(long, value_name = "CMD", conflicts_with = "passphrase_file")]
+    passphrase_cmd: Option<String>,
     /// Accepted from mount(8): sloppy options
     #[arg(short = 's', hide = true)]
     sloppy: bool,
@@ -140,6 +149,15 @@ fn main() -> ExitCode {
         // mount -f: "fake" the mount; nothing to do.
         return ExitCode::SUCCESS;
     }
+    // A passphrase is asked here, on the terminal, before the daemon
+    // leaves it; a wrong one ends the mount before anything is written.
+    let key = match unlock(&args, &cfg) {
+        Ok(k) => k,
+        Err((code, m)) => {
+            eprintln!("pagelog-mount: {m}");
+            return ExitCode::from(code);
+        }
+    };
     if args.foreground {
         let level = if args.debug {
             log::LevelFilter::Debug
@@ -147,13 +165,37 @@ fn main() -> ExitCode {
             log::LevelFilter::Info
         };
         ExitCode::from(daemon::serve(
-            &args.image,
-            &args.mountpoint,
+            (&args.image, &args.mountpoint),
             &cfg,
+            key,
             None,
             level,
         ))
     } else {
-        daemon::run_in_background(&args.image, &args.mountpoint, &cfg)
+        daemon::run_in_background(&args.image, &args.mountpoint, &cfg, key)
     }
+}
+
+/// The master key, if the image is sealed: the passphrase from the
+/// options, or asked. An error carries the exit status.
+fn unlock(
+    args: &Args,
+    cfg: &options::MountConfig,
+) -> Result<Option<pagelog_core::seal::MasterKey>, (u8, String)> {
+    use pagelog_core::seal::passphrase::Source;
+    let dev = pagelog_core::FileDevice::open(&args.image, false).map_err(|e| {
+        (
+            daemon::EXIT_MOUNT_FAILED,
+            format!("cannot open {}: {e}", args.image.display()),
+        )
+    })?;
+    let file = args.passphrase_file.clone().or(cfg.passphrase_file.clone());
+    let source = Source::from_options(file, args.passphrase_cmd.clone());
+    pagelog_core::seal::unlock(&dev, &source).map_err(|e| {
+        let code = match e {
+            pagelog_core::Error::WrongPassphrase => pagelog_core::seal::EXIT_WRONG_PASSPHRASE,
+            _ => daemon::EXIT_MOUNT_FAILED,
+        };
+        (code, format!("{}: {e}", args.image.display()))
+    })
 }

@@ -36,6 +36,8 @@ pub struct MountConfig {
     pub fsname: Option<String>,
     /// A directory of transform modules to load (besides the system one).
     pub modules: Option<PathBuf>,
+    /// A file whose first line is the passphrase of a sealed filesystem.
+    pub passphrase_file: Option<PathBuf>,
     /// Kernel readahead window for the mount, in bytes (None: the
     /// kernel's default).
     pub readahead: Option<u64>,
@@ -75,6 +77,7 @@ impl Default for MountConfig {
             kernel_flags: Vec::new(),
             fsname: None,
             modules: None,
+            passphrase_file: None,
             readahead: None,
             cleaner: CleanerOptions::default(),
             log: None,
@@ -188,6 +191,11 @@ pub fn apply(cfg: &mut MountConfig, list: &str) -> Result<(), String> {
                 let path = std::path::absolute(v)
                     .map_err(|e| format!("modules={v}: not a usable path ({e})"))?;
                 cfg.modules = Some(path);
+            }
+            ("passphrase_file", Some(v)) => {
+                let path = std::path::absolute(v)
+                    .map_err(|e| format!("passphrase_file={v}: not a usable path ({e})"))?;
+                cfg.passphrase_file = Some(path);
             }
             ("log", Some(v)) => {
                 let path = std::path::absolute(v)

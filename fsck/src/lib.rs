@@ -26,3 +26,47 @@ pub fn print_and_exit(text: &str, code: u8, failed: u8) -> ExitCode {
 pub fn say(line: &str) {
     let _ = writeln!(io::stderr().lock(), "{line}");
 }
+
+/// Where a sealed filesystem's passphrase comes from (the terminal, if
+/// neither option is given).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct PassphraseArgs {
+    /// A sealed filesystem's passphrase: the first line of FILE
+    #[arg(long, value_name = "FILE")]
+    pub passphrase_file: Option<std::path::PathBuf>,
+    /// A sealed filesystem's passphrase: the first line CMD prints (run by /bin/sh)
+    #[arg(long, value_name = "CMD", conflicts_with = "passphrase_file")]
+    pub passphrase_cmd: Option<String>,
+}
+
+/// A failure and the exit status it gives.
+pub type Failure = (u8, String);
+
+impl PassphraseArgs {
+    /// The source these options name.
+    pub fn source(&self) -> pagelog_core::seal::passphrase::Source {
+        pagelog_core::seal::passphrase::Source::from_options(
+            self.passphrase_file.clone(),
+            self.passphrase_cmd.clone(),
+        )
+    }
+
+    /// The master key of the filesystem on `dev` if it is sealed (the
+    /// passphrase asked for only then); a wrong passphrase exits with
+    /// [`pagelog_core::seal::EXIT_WRONG_PASSPHRASE`], any other failure
+    /// with `failed`. `what` names the image in messages.
+    pub fn unlock(
+        &self,
+        dev: &dyn pagelog_core::BlockDevice,
+        what: &std::path::Path,
+        failed: u8,
+    ) -> Result<Option<pagelog_core::seal::MasterKey>, Failure> {
+        pagelog_core::seal::unlock(dev, &self.source()).map_err(|e| {
+            let code = match e {
+                pagelog_core::Error::WrongPassphrase => pagelog_core::seal::EXIT_WRONG_PASSPHRASE,
+                _ => failed,
+            };
+            (code, format!("{}: {e}", what.display()))
+        })
+    }
+}

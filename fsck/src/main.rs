@@ -15,7 +15,7 @@ use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use pagelog_core::fsck::{self, Level, Phase, Report, Severity};
 use pagelog_core::{BlockDevice, FileDevice};
-use pagelog_tools::{print_and_exit, say};
+use pagelog_tools::{print_and_exit, say, Failure, PassphraseArgs};
 
 /// fsck(8) exit codes.
 const EXIT_OK: u8 = 0;
@@ -36,7 +36,12 @@ pagelog-fsck never writes. Repair (-y, -a, -p) is not available yet: the check r
 the exit status says what it found.
 
 Exit status (as fsck(8)): 0 no problems, 4 problems found and left, 8 the check could not
-run (unreadable device, no filesystem, mounted), 16 bad usage.
+run (unreadable device, no filesystem, mounted), 16 bad usage; and 77 for a sealed
+filesystem's wrong passphrase (nothing was checked).
+
+A sealed (encrypted) filesystem is checked with its passphrase: asked on the terminal,
+or given by --passphrase-file or --passphrase-cmd. The check opens every sealed page it
+reads, and names each one that does not authenticate.
 
 Installed as fsck.pagelog, it serves `fsck -t pagelog` and boot-time checks: with -a or -p
 and without -f, a cleanly unmounted filesystem gets the fast check only.";
@@ -84,6 +89,8 @@ struct Args {
     /// through them (besides /usr/lib/pagelog/transforms)
     #[arg(long, value_name = "DIR")]
     modules: Option<PathBuf>,
+    #[command(flatten)]
+    passphrase: PassphraseArgs,
 }
 
 fn phase_name(phase: Phase) -> &'static str {
@@ -160,18 +167,22 @@ fn progress_bar(enabled: bool) -> Option<ProgressBar> {
     Some(bar)
 }
 
-fn run(args: &Args) -> Result<(Report, Level), String> {
+fn run(args: &Args) -> Result<(Report, Level), Failure> {
+    let failed = |m: String| (EXIT_OPERATIONAL, m);
     if let Some(dir) = &args.modules {
-        pagelog_core::transform::Registry::load(dir).map_err(|e| e.to_string())?;
+        pagelog_core::transform::Registry::load(dir).map_err(|e| failed(e.to_string()))?;
     }
     let dev = FileDevice::open(&args.image, false)
-        .map_err(|e| format!("cannot open {}: {e}", args.image.display()))?;
+        .map_err(|e| failed(format!("cannot open {}: {e}", args.image.display())))?;
     dev.lock(false).map_err(|_| {
-        format!(
+        failed(format!(
             "{} is mounted read-write (unmount it first)",
             args.image.display()
-        )
+        ))
     })?;
+    let key = args
+        .passphrase
+        .unlock(&dev, &args.image, EXIT_OPERATIONAL)?;
     let level = level_for(args, looks_clean(&dev));
     // The full check reads exactly the pages it needs, many of them single
     // summary pages: readahead would multiply the bytes read. `--fast`
@@ -184,14 +195,19 @@ fn run(args: &Args) -> Result<(Report, Level), String> {
     let bar = progress_bar(!args.json && !args.quiet && std::io::stderr().is_terminal());
     let start = Instant::now();
     let mut timings = Timings::default();
-    let report = fsck::check(Arc::new(dev), level, &mut |phase, done, total| {
-        timings.enter(phase);
-        if let Some(b) = &bar {
-            b.set_message(phase_name(phase));
-            b.set_length(total.max(1));
-            b.set_position(done);
-        }
-    });
+    let report = fsck::check(
+        Arc::new(dev),
+        key.as_ref(),
+        level,
+        &mut |phase, done, total| {
+            timings.enter(phase);
+            if let Some(b) = &bar {
+                b.set_message(phase_name(phase));
+                b.set_length(total.max(1));
+                b.set_position(done);
+            }
+        },
+    );
     timings.finish();
     if let Some(b) = bar {
         b.finish_and_clear();
@@ -212,13 +228,13 @@ fn main() -> ExitCode {
     };
     let (report, level) = match run(&args) {
         Ok(r) => r,
-        Err(msg) if args.json => {
+        Err((code, msg)) if args.json => {
             let out = output::json_error(&args.image, &msg) + "\n";
-            return print_and_exit(&out, EXIT_OPERATIONAL, EXIT_OPERATIONAL);
+            return print_and_exit(&out, code, EXIT_OPERATIONAL);
         }
-        Err(msg) => {
+        Err((code, msg)) => {
             say(&format!("pagelog-fsck: {msg}"));
-            return ExitCode::from(EXIT_OPERATIONAL);
+            return ExitCode::from(code);
         }
     };
     let code = match report.worst() {

@@ -78,6 +78,30 @@ impl Request {
         Ok(Request { size, format })
     }
 
+    /// Reads the passphrase `args` name (asking twice on a terminal) and
+    /// makes the master key and its slot (Argon2id: about a second).
+    pub fn seal(&mut self, args: &Args) -> Result<()> {
+        use pagelog_core::seal::{keys, passphrase::Source};
+        let (mem, passes, lanes) = keys::DEFAULT_KDF;
+        let mem = match &args.kdf_memory {
+            Some(s) => {
+                let size = given_size(s, 1, "--kdf-memory ", "like 256M")?;
+                u32::try_from(size.bytes / 1024).unwrap_or(u32::MAX)
+            }
+            None => mem,
+        };
+        let cost = (mem, args.kdf_passes.unwrap_or(passes), lanes);
+        let source =
+            Source::from_options(args.passphrase_file.clone(), args.passphrase_cmd.clone());
+        let pass = source
+            .read("Passphrase for the new filesystem: ", true)
+            .map_err(|e| Error::Argument(reason(e)))?;
+        let setup =
+            keys::setup(&pass, cost, &self.format.uuid).map_err(|e| Error::Argument(reason(e)))?;
+        self.format.seal = Some(setup);
+        Ok(())
+    }
+
     /// The number of pages to format on a target of `device_bytes` (0 for
     /// a new or empty file); `what` names the target in messages.
     pub fn pages(&self, device_bytes: u64, is_block: bool, what: &str) -> Result<u64> {

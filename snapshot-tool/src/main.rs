@@ -9,6 +9,7 @@
 //! the live mount from the same daemon. On an image that is not mounted,
 //! the tool opens it itself.
 
+use pagelog_core::seal::passphrase::Source;
 use std::ffi::OsString;
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
@@ -57,7 +58,9 @@ TIME: @SECONDS, 2026-12-02T10:00:00Z, '2026-12-02 10:00' (local), or back from n
 IMAGE is an image, or the mountpoint of a running mount: every verb then goes to the
 daemon (root or the user who mounted), and mount serves the checkpoint read-only beside
 the live mount (umount DIR ends it; a mounted snapshot cannot be deleted).
-Exit status: 0 done, 1 failed (the message says why), 2 bad usage.";
+A sealed (encrypted) image opened offline needs its passphrase: asked on the terminal, or
+given by --passphrase-file or --passphrase-cmd (a running mount needs none).
+Exit status: 0 done, 1 failed (the message says why), 2 bad usage, 77 wrong passphrase.";
 
 /// List, create, delete and read snapshots and retained checkpoints.
 #[derive(Parser, Debug)]
@@ -68,7 +71,22 @@ struct Args {
     /// Print as JSON
     #[arg(long, global = true)]
     json: bool,
+    /// A sealed image's passphrase: the first line of FILE
+    #[arg(long, value_name = "FILE", global = true)]
+    passphrase_file: Option<PathBuf>,
+    /// A sealed image's passphrase: the first line CMD prints (run by /bin/sh)
+    #[arg(
+        long,
+        value_name = "CMD",
+        global = true,
+        conflicts_with = "passphrase_file"
+    )]
+    passphrase_cmd: Option<String>,
 }
+
+/// Where the passphrase of a sealed image comes from, as the command line
+/// says: set once in `main`, read when an image is opened offline.
+static PASSPHRASE: std::sync::OnceLock<Source> = std::sync::OnceLock::new();
 
 #[derive(Subcommand, Debug)]
 enum Verb {
@@ -159,6 +177,8 @@ type Failure = String;
 fn main() -> ExitCode {
     let args = Args::parse();
     let json = args.json;
+    let source = Source::from_options(args.passphrase_file.clone(), args.passphrase_cmd.clone());
+    let _ = PASSPHRASE.set(source);
     match run(args) {
         Ok(out) => {
             let mut stdout = std::io::stdout().lock();
@@ -380,7 +400,22 @@ fn open(image: &Path, opts: MountOptions) -> Result<Filesystem, Failure> {
         ),
         _ => format!("cannot lock {}: {e}", image.display()),
     })?;
+    let source = PASSPHRASE.get().cloned().unwrap_or_default();
+    let key = match pagelog_core::seal::unlock(&dev, &source) {
+        Ok(k) => k,
+        Err(e @ pagelog_core::Error::WrongPassphrase) => {
+            // Its own status, so that a script can ask again.
+            let _ = writeln!(
+                std::io::stderr().lock(),
+                "pagelog-snapshot: {}: {e}",
+                image.display()
+            );
+            std::process::exit(i32::from(pagelog_core::seal::EXIT_WRONG_PASSPHRASE));
+        }
+        Err(e) => return Err(format!("{}: {e}", image.display())),
+    };
     let dev: Arc<dyn BlockDevice> = Arc::new(dev);
+    let opts = MountOptions { key, ..opts };
     Filesystem::mount(dev, opts).map_err(|e| format!("{}: {e}", image.display()))
 }
 
@@ -894,7 +929,17 @@ fn mount(image: &Path, name: &[u8], dir: &Path, rw: bool) -> Result<Vec<u8>, Fai
     } else {
         PathBuf::from("pagelog-mount")
     };
-    let status = std::process::Command::new(&mounter)
+    let mut cmd = std::process::Command::new(&mounter);
+    match PASSPHRASE.get() {
+        Some(Source::File(f)) => {
+            cmd.arg("--passphrase-file").arg(f);
+        }
+        Some(Source::Command(c)) => {
+            cmd.arg("--passphrase-cmd").arg(c);
+        }
+        _ => {}
+    }
+    let status = cmd
         .arg("-o")
         .arg(opt)
         .arg(image)

@@ -226,7 +226,7 @@ fn a_damaged_table_page_is_a_finding_and_exit_four() {
     };
     let pat = PageTable::open(units, &rec.sb.geometry, 0);
     let mut leaf = None;
-    MetaTable::new_virtual(TableId::NodeAddress, cp.nat_root, 0, pat)
+    MetaTable::new_virtual(TableId::NodeAddress, cp.nat_root, 0, pat, false)
         .walk(
             &dev,
             &mut |level, index, _, addr, _| {

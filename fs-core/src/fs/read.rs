@@ -283,6 +283,18 @@ impl Filesystem {
         Ok((entry.addr, pages))
     }
 
+    /// Where page `idx` of `ino` is stored now (the first page of its
+    /// unit), if it is: for tools that show layout, and tests that damage
+    /// a page on purpose.
+    pub fn stored_at(&mut self, ino: Ino, idx: u64) -> Result<Option<PageAddr>> {
+        let dev = self.dev();
+        let ptr = file_map::get(&mut self.store.root.cache, &*dev, ino, idx)?;
+        if !ptr.is_stored() {
+            return Ok(None);
+        }
+        Ok(self.store.pat.lookup(&*dev, ptr.vpn)?.map(|e| e.addr))
+    }
+
     /// Page `idx` of `ino` as it reads now (dirty copy, stored copy or zeros).
     pub(super) fn read_page(&mut self, ino: Ino, idx: u64) -> Result<Box<Page>> {
         if let Some(p) = self.store.root.dirty.get(ino, idx) {

@@ -80,11 +80,7 @@ impl Tamper<'_> {
 
     /// Where page `idx` of `ino` is stored, if it is.
     pub fn data_addr(&mut self, ino: Ino, idx: u64) -> Result<Option<PageAddr>> {
-        let p = self.get_pointer(ino, idx)?;
-        if !p.is_stored() {
-            return Ok(None);
-        }
-        self.unit_addr(p.vpn)
+        self.fs.stored_at(ino, idx)
     }
 
     /// Where the page address table says unit `vpn` is.

@@ -23,6 +23,11 @@ use crate::ids::PageAddr;
 pub use crate::seal_info::SealInfo;
 pub use keys::MasterKey;
 
+/// Exit status of every pagelog tool when the passphrase is wrong
+/// (sysexits' EX_NOPERM): distinct from every other failure, so that a
+/// script can ask again.
+pub const EXIT_WRONG_PASSPHRASE: u8 = 77;
+
 /// Seal numbers a read-write mount takes for itself: its lease. At one
 /// seal per 4 KiB this is 4 EiB of writing per mount; a mount that uses it
 /// up refuses further writes rather than repeat a number.

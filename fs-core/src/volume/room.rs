@@ -166,11 +166,12 @@ mod tests {
     fn segments_for_counts_summaries_and_boundaries() {
         // Fits in what is left of the current segment.
         assert_eq!(segments_for(100, 200, 512, 1), 0);
-        // 100 payload pages take a summary, and one page is kept for an
-        // early-closed record: 102 pages.
-        assert_eq!(segments_for(100, 102, 512, 1), 0);
-        assert_eq!(segments_for(100, 101, 512, 1), 1);
-        // Nothing left: 1000 payload pages are 1000 + 10 + 1 = 1011 pages,
+        // 100 payload pages take two summaries (a sealed one holds 99
+        // entries), and one page is kept for an early-closed record: 103
+        // pages.
+        assert_eq!(segments_for(100, 103, 512, 1), 0);
+        assert_eq!(segments_for(100, 102, 512, 1), 1);
+        // Nothing left: 1000 payload pages are 1000 + 11 + 1 = 1012 pages,
         // two segments of 510 usable pages.
         assert_eq!(segments_for(1000, 0, 512, 1), 2);
         assert_eq!(segments_for(0, 0, 16, 1), 1);

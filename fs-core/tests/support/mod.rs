@@ -18,10 +18,31 @@ pub const PASSPHRASE: &[u8] = b"correct horse battery staple";
 #[allow(dead_code)]
 pub fn key_setup(uuid: &[u8; 16]) -> pagelog_core::seal::keys::KeySetup {
     use pagelog_core::seal::keys;
-    let key = pagelog_core::seal::MasterKey::from_bytes([0x5e; 32]);
+    let key = test_key();
     let kdf = keys::kdf_params((8 * 1024, 1, 1)).expect("kdf");
     let slot = keys::wrap(&key, PASSPHRASE, kdf, uuid).expect("wrap");
     keys::KeySetup { key, slot }
+}
+
+/// The master key every sealed test filesystem has.
+#[allow(dead_code)]
+pub fn test_key() -> pagelog_core::seal::MasterKey {
+    pagelog_core::seal::MasterKey::from_bytes([0x5e; 32])
+}
+
+/// The checker's report on `dev` at `level`, opened with `key`.
+#[allow(dead_code)]
+pub fn fsck_with(
+    dev: &Arc<MemDevice>,
+    key: Option<&pagelog_core::seal::MasterKey>,
+    level: Level,
+) -> Report {
+    fsck::check(
+        dev.clone() as Arc<dyn BlockDevice>,
+        key,
+        level,
+        &mut |_, _, _| {},
+    )
 }
 
 /// How the tests store data: a chain (`zstd:1`, `none`), and `+sealed`
@@ -50,23 +71,36 @@ pub fn formatted(pages: u64, pps: u32) -> Arc<MemDevice> {
     formatted_storing(pages, pps, "none")
 }
 
-/// [`formatted`], new data stored through `chain` (`zstd:1`).
+/// [`formatted`], new data stored as `spec` says (`zstd:1`, `none+sealed`:
+/// see [`storing`]).
 #[allow(dead_code)]
-pub fn formatted_storing(pages: u64, pps: u32, chain: &str) -> Arc<MemDevice> {
+pub fn formatted_storing(pages: u64, pps: u32, spec: &str) -> Arc<MemDevice> {
     let dev = Arc::new(MemDevice::new(pages));
-    let opts = FormatOptions {
-        pages_per_segment: pps,
-        compress: chain.into(),
-        ..FormatOptions::default()
-    };
+    let (opts, _) = storing(spec, pps);
     format(dev.clone(), &opts).expect("format");
     dev
+}
+
+/// The key a filesystem made by [`storing`] with `spec` mounts with.
+#[allow(dead_code)]
+pub fn key_for(spec: &str) -> Option<pagelog_core::seal::MasterKey> {
+    spec.ends_with("+sealed").then(test_key)
 }
 
 /// `dev` mounted read-write with the default options.
 #[allow(dead_code)]
 pub fn mount(dev: &Arc<MemDevice>) -> Filesystem {
-    Filesystem::mount(dev.clone() as Arc<dyn BlockDevice>, MountOptions::default()).expect("mount")
+    mount_keyed(dev, None)
+}
+
+/// `dev` mounted read-write with the default options and `key`.
+#[allow(dead_code)]
+pub fn mount_keyed(dev: &Arc<MemDevice>, key: Option<pagelog_core::seal::MasterKey>) -> Filesystem {
+    let opts = MountOptions {
+        key,
+        ..MountOptions::default()
+    };
+    Filesystem::mount(dev.clone() as Arc<dyn BlockDevice>, opts).expect("mount")
 }
 
 /// The checker's report on `dev` at `level`.

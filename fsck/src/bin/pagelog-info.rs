@@ -1,7 +1,8 @@
 //! pagelog-info: what a pagelog filesystem is (label, UUID, format,
 //! geometry, state, last checkpoint, usage), as `dumpe2fs -h` says it of
-//! ext4; and `--set-label` to change its label. Reading takes no lock and
-//! writes nothing, so it also works on a mounted image. The work is in
+//! ext4; `--set-label` to change its label, and `--change-passphrase` to
+//! rewrap a sealed filesystem's key. Reading takes no lock and writes
+//! nothing, so it also works on a mounted image. The work is in
 //! `pagelog_core::info` and `pagelog_core::label`.
 
 use std::ffi::OsString;
@@ -14,12 +15,12 @@ use std::sync::Arc;
 use clap::Parser;
 use pagelog_core::chain_table::chain_spec;
 use pagelog_core::info::{self, Info};
-use pagelog_core::label::set_label;
+use pagelog_core::label::{change_passphrase, set_label};
 use pagelog_core::layout::PAGE_SIZE;
 use pagelog_core::superblock::features::INCOMPAT_TRANSFORMS;
 use pagelog_core::superblock::{State, LABEL_MAX};
 use pagelog_core::FileDevice;
-use pagelog_tools::{print_and_exit, say};
+use pagelog_tools::{print_and_exit, say, Failure, PassphraseArgs};
 use serde::Serialize;
 
 const EXIT_OK: u8 = 0;
@@ -30,13 +31,22 @@ Examples:
   pagelog-info /srv/web.img                       label, UUID, geometry, state, usage
   pagelog-info /srv/web.img --json                the same for scripts
   pagelog-info /srv/web.img --set-label mail      change the label (not while mounted)
+  pagelog-info /srv/vault.img --change-passphrase asks the old passphrase, then the new
+                                                  one twice (not while mounted)
 
 Usage is as of the newest checkpoint on the device: on a mounted filesystem, as of its
 last commit (at most commit= seconds ago). Reading takes no lock and writes nothing.
 --set-label needs the image unmounted; it rewrites only the two superblock copies, one
 after the other, so that a crash leaves the old label or the new one.
+--change-passphrase (unmounted only) rewraps the master key under the new passphrase: only
+the two superblock copies are written, one after the other with a flush between, so a
+crash leaves the old passphrase or the new one working; no data is re-encrypted.
 
-Exit status: 0 done, 1 the image cannot be read (or the label cannot be set), 2 bad usage.";
+A sealed filesystem is read with its passphrase (asked on the terminal, or given by
+--passphrase-file / --passphrase-cmd).
+
+Exit status: 0 done, 1 the image cannot be read (or the label or passphrase cannot be
+set), 2 bad usage, 77 wrong passphrase.";
 
 /// Show what a pagelog filesystem is, or change its label.
 #[derive(Parser, Debug)]
@@ -48,8 +58,24 @@ struct Args {
     #[arg(long)]
     json: bool,
     /// Set the label (at most 64 bytes; an empty one clears it)
-    #[arg(long, value_name = "LABEL")]
+    #[arg(long, value_name = "LABEL", conflicts_with = "change_passphrase")]
     set_label: Option<OsString>,
+    /// Change a sealed filesystem's passphrase (the master key is rewrapped)
+    #[arg(long)]
+    change_passphrase: bool,
+    /// With --change-passphrase: the new passphrase is the first line of FILE
+    #[arg(long, value_name = "FILE", requires = "change_passphrase")]
+    new_passphrase_file: Option<PathBuf>,
+    /// With --change-passphrase: the new passphrase is the first line CMD prints
+    #[arg(
+        long,
+        value_name = "CMD",
+        requires = "change_passphrase",
+        conflicts_with = "new_passphrase_file"
+    )]
+    new_passphrase_cmd: Option<String>,
+    #[command(flatten)]
+    passphrase: PassphraseArgs,
 }
 
 fn mib(pages: u64) -> String {
@@ -101,6 +127,7 @@ fn text(image: &Path, info: &Info) -> String {
             ),
         ),
         ("Compression", compression(sb)),
+        ("Sealing", sealing(sb)),
         ("Page size", format!("{PAGE_SIZE} bytes")),
         ("Segment size", mib(u64::from(g.pages_per_segment))),
         (
@@ -154,6 +181,9 @@ struct JsonInfo {
     chains: Vec<String>,
     /// Bytes of a compression cluster.
     cluster_bytes: usize,
+    /// How a sealed filesystem's key is wrapped (absent: not sealed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sealed: Option<JsonSealing>,
     page_size: usize,
     pages_per_segment: u32,
     segment_count: u64,
@@ -166,6 +196,16 @@ struct JsonInfo {
     last_checkpoint: JsonCheckpoint,
     usage: JsonUsage,
     notes: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct JsonSealing {
+    cipher: &'static str,
+    kdf: &'static str,
+    kdf_memory_kib: u32,
+    kdf_passes: u32,
+    kdf_lanes: u32,
+    seal_lease: u64,
 }
 
 #[derive(Serialize)]
@@ -213,6 +253,23 @@ fn compression(sb: &pagelog_core::superblock::Superblock) -> String {
     )
 }
 
+/// Whether the filesystem is sealed, and how its key is wrapped.
+fn sealing(sb: &pagelog_core::superblock::Superblock) -> String {
+    match &sb.sealing {
+        None => "none".into(),
+        Some(s) => {
+            let k = &s.slot.kdf;
+            format!(
+                "XChaCha20-Poly1305 over everything but the superblock; key wrapped with Argon2id ({} MiB, {} passes, {} lanes); seal lease {}",
+                k.mem_kib / 1024,
+                k.passes,
+                k.lanes,
+                s.lease
+            )
+        }
+    }
+}
+
 fn json(image: &Path, info: &Info) -> String {
     let sb = &info.sb;
     let cp = &info.checkpoint;
@@ -228,6 +285,14 @@ fn json(image: &Path, info: &Info) -> String {
         },
         chains: sb.chains.chains.iter().map(|c| chain_spec(c)).collect(),
         cluster_bytes: usize::from(sb.chains.cluster_pages) * PAGE_SIZE,
+        sealed: sb.sealing.as_ref().map(|s| JsonSealing {
+            cipher: "xchacha20poly1305",
+            kdf: "argon2id",
+            kdf_memory_kib: s.slot.kdf.mem_kib,
+            kdf_passes: s.slot.kdf.passes,
+            kdf_lanes: s.slot.kdf.lanes,
+            seal_lease: s.lease,
+        }),
         page_size: PAGE_SIZE,
         pages_per_segment: sb.geometry.pages_per_segment,
         segment_count: sb.geometry.segment_count,
@@ -255,10 +320,16 @@ fn json(image: &Path, info: &Info) -> String {
     serde_json::to_string_pretty(&out).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}")) + "\n"
 }
 
-fn show(args: &Args) -> Result<String, String> {
-    let dev = FileDevice::open(&args.image, false)
-        .map_err(|e| format!("cannot open {}: {e}", args.image.display()))?;
-    let info = info::read(Arc::new(dev)).map_err(|e| format!("{}: {e}", args.image.display()))?;
+fn show(args: &Args) -> Result<String, Failure> {
+    let dev = FileDevice::open(&args.image, false).map_err(|e| {
+        (
+            EXIT_FAILED,
+            format!("cannot open {}: {e}", args.image.display()),
+        )
+    })?;
+    let key = args.passphrase.unlock(&dev, &args.image, EXIT_FAILED)?;
+    let info = info::read(Arc::new(dev), key.as_ref())
+        .map_err(|e| (EXIT_FAILED, format!("{}: {e}", args.image.display())))?;
     Ok(if args.json {
         json(&args.image, &info)
     } else {
@@ -266,26 +337,40 @@ fn show(args: &Args) -> Result<String, String> {
     })
 }
 
-fn relabel(image: &Path, label: &[u8]) -> Result<String, String> {
+/// The image opened for a change of its superblocks, locked: the daemon
+/// holds this lock (shared when read-only) while mounted, and rewrites the
+/// superblocks from its own copy, so a change made under it would be lost.
+fn open_unmounted(image: &Path, what: &str) -> Result<FileDevice, Failure> {
+    let dev = FileDevice::open(image, true)
+        .map_err(|e| (EXIT_FAILED, format!("cannot open {}: {e}", image.display())))?;
+    dev.lock(true).map_err(|e| {
+        let msg = match e.kind() {
+            std::io::ErrorKind::WouldBlock => format!(
+                "{} is mounted or in use by another process: unmount it to change {what}",
+                image.display()
+            ),
+            _ => format!("cannot lock {}: {e}", image.display()),
+        };
+        (EXIT_FAILED, msg)
+    })?;
+    Ok(dev)
+}
+
+fn relabel(args: &Args, label: &[u8]) -> Result<String, Failure> {
+    let image = &args.image;
     if label.len() > LABEL_MAX {
-        return Err(format!(
-            "a label holds at most {LABEL_MAX} bytes; this one has {}",
-            label.len()
+        return Err((
+            EXIT_FAILED,
+            format!(
+                "a label holds at most {LABEL_MAX} bytes; this one has {}",
+                label.len()
+            ),
         ));
     }
-    let dev = FileDevice::open(image, true)
-        .map_err(|e| format!("cannot open {}: {e}", image.display()))?;
-    // The daemon holds this lock (shared when read-only) while mounted, and
-    // rewrites the superblocks from its own copy: a label set under it
-    // would be lost.
-    dev.lock(true).map_err(|e| match e.kind() {
-        std::io::ErrorKind::WouldBlock => format!(
-            "{} is mounted or in use by another process: unmount it to change the label",
-            image.display()
-        ),
-        _ => format!("cannot lock {}: {e}", image.display()),
-    })?;
-    let sb = set_label(&dev, label).map_err(|e| format!("{}: {e}", image.display()))?;
+    let dev = open_unmounted(image, "the label")?;
+    let key = args.passphrase.unlock(&dev, image, EXIT_FAILED)?;
+    let sb = set_label(&dev, key.as_ref(), label)
+        .map_err(|e| (EXIT_FAILED, format!("{}: {e}", image.display())))?;
     Ok(format!(
         "{}: label set to \"{}\"\n",
         image.display(),
@@ -293,17 +378,42 @@ fn relabel(image: &Path, label: &[u8]) -> Result<String, String> {
     ))
 }
 
+fn rewrap(args: &Args) -> Result<String, Failure> {
+    use pagelog_core::seal::passphrase::Source;
+    let image = &args.image;
+    let failed = |e: pagelog_core::Error| (EXIT_FAILED, format!("{}: {e}", image.display()));
+    let dev = open_unmounted(image, "the passphrase")?;
+    let key = args
+        .passphrase
+        .unlock(&dev, image, EXIT_FAILED)?
+        .ok_or_else(|| {
+            (
+                EXIT_FAILED,
+                format!("{}: not sealed: it has no passphrase", image.display()),
+            )
+        })?;
+    let new = Source::from_options(
+        args.new_passphrase_file.clone(),
+        args.new_passphrase_cmd.clone(),
+    )
+    .read("New passphrase: ", true)
+    .map_err(failed)?;
+    change_passphrase(&dev, &key, &new).map_err(failed)?;
+    Ok(format!("{}: passphrase changed\n", image.display()))
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     let result = match &args.set_label {
-        Some(label) => relabel(&args.image, label.as_bytes()),
+        Some(label) => relabel(&args, label.as_bytes()),
+        None if args.change_passphrase => rewrap(&args),
         None => show(&args),
     };
     match result {
         Ok(out) => print_and_exit(&out, EXIT_OK, EXIT_FAILED),
-        Err(msg) => {
+        Err((code, msg)) => {
             say(&format!("pagelog-info: {msg}"));
-            ExitCode::from(EXIT_FAILED)
+            ExitCode::from(code)
         }
     }
 }
