@@ -33,6 +33,25 @@ proptest! {
         let _ = pagelog_core::chain_table::ChainTable::decode(&r);
     }
 
+    /// Sealed pages with a valid magic and checksum but bytes that were
+    /// never sealed: the sealed decoders open nothing, never panic.
+    #[test]
+    fn sealed_decoders_open_nothing_that_was_not_sealed(mut p in page()) {
+        use pagelog_core::codec::crc32_skipping;
+        let sealer = pagelog_core::seal::Sealer::reader(&support::test_key(), [7; 16]);
+        let _ = pagelog_core::key_slot::from_bytes(&p[..pagelog_core::key_slot::SIZE]);
+        p[..8].copy_from_slice(&pagelog_core::segment_summary::MAGIC);
+        let crc = crc32_skipping(&p, pagelog_core::segment_summary::off::CRC);
+        p[60..64].copy_from_slice(&crc.to_le_bytes());
+        let s = Summary::decode_sealed(&p, PageAddr(0), Some(&sealer));
+        prop_assert!(matches!(s, Ok(None) | Err(_)), "a summary opened: {s:?}");
+        p[..8].copy_from_slice(&pagelog_core::checkpoint::MAGIC);
+        let crc = crc32_skipping(&p, pagelog_core::checkpoint::off::CRC);
+        p[4092..].copy_from_slice(&crc.to_le_bytes());
+        let c = Checkpoint::decode_sealed(&p, PageAddr(0), Some(&sealer));
+        prop_assert!(c.is_err(), "a checkpoint opened: {c:?}");
+    }
+
     #[test]
     fn node_decoder_never_panics_on_plausible_headers(mut p in page(), kind in 0u8..8, count in any::<u16>()) {
         // Random bodies behind a valid-looking header reach deeper code.
