@@ -192,6 +192,9 @@ fn populate_again(fs: &mut Filesystem) {
     fs.sync().expect("sync");
 }
 
+/// Damage done to a device.
+type Damage = Box<dyn Fn(&MemDevice)>;
+
 /// Changing, swapping or replaying a stored unit is an error on read and a
 /// finding of the checker, never other bytes.
 #[test]
@@ -223,7 +226,7 @@ fn tampered_units_read_as_errors_and_the_checker_names_them() {
     };
     fs.unmount().expect("unmount");
     let pristine = dev.snapshot();
-    let attempts: Vec<(&str, Box<dyn Fn(&MemDevice)>)> = vec![
+    let attempts: Vec<(&str, Damage)> = vec![
         (
             "a flipped bit",
             Box::new(move |d: &MemDevice| {
