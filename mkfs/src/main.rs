@@ -113,7 +113,7 @@ pub struct Args {
     /// With --encrypt: Argon2id memory, 8M to 4G (default 256M)
     #[arg(long, value_name = "SIZE", requires = "encrypt")]
     pub kdf_memory: Option<String>,
-    /// With --encrypt: Argon2id passes, 1 to 64 (default 3)
+    /// With --encrypt: Argon2id passes, 1 to 64 (default 4)
     #[arg(long, value_name = "N", requires = "encrypt")]
     pub kdf_passes: Option<u32>,
     /// Overwrite an existing filesystem or signature (never one in use)

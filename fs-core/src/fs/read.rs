@@ -134,14 +134,18 @@ impl ReadPlan {
         }
     }
 
-    /// Undoes the chain of packed unit `p` over its `stored` bytes and
-    /// copies out the pages the read wants, each checked.
-    fn unpack(&mut self, p: &Packed, stored: &mut [u8]) -> Result<()> {
+    /// Undoes (opens, on a sealed volume) packed unit `p`'s `stored`
+    /// bytes: its logical pages.
+    fn undo(&self, p: &Packed, stored: &[u8]) -> Result<Vec<u8>> {
         let base = p.pages[0].0 - u64::from(p.pages[0].1);
         let what = unit_name(self.ino, base, p.vpn);
-        let pages = self
-            .chains
-            .undo((p.vpn, &p.entry), stored, p.count.into(), &what)?;
+        self.chains
+            .undo((p.vpn, &p.entry), stored, p.count.into(), &what)
+    }
+
+    /// Copies out the pages of packed unit `p` (undone: `pages`) that the
+    /// read wants, each checked.
+    fn unpack(&mut self, p: &Packed, pages: &[u8]) -> Result<()> {
         for &(idx, slot, crc) in &p.pages {
             let at = usize::from(slot) * PAGE_SIZE;
             let page = &pages[at..at + PAGE_SIZE];
@@ -168,10 +172,11 @@ impl ReadPlan {
             }
         }
         let packed = std::mem::take(&mut self.packed);
+        // Units next to each other on the device (a file written in one
+        // go) are read in one go, as raw pages are.
+        let mut reads = Vec::new();
         let mut i = 0;
         while i < packed.len() {
-            // Units next to each other on the device (a file written in
-            // one go) are read in one go, as raw pages are.
             let start = packed[i].entry.addr;
             let mut end = start.0 + u64::from(packed[i].entry.pages);
             let mut j = i + 1;
@@ -183,14 +188,26 @@ impl ReadPlan {
                 end = next + u64::from(p.entry.pages);
                 j += 1;
             }
-            buf.resize((end - start.0) as usize * PAGE_SIZE, 0);
+            let mut buf = vec![0u8; (end - start.0) as usize * PAGE_SIZE];
             dev.read(start, &mut buf)?;
-            for p in &packed[i..j] {
-                let at = (p.entry.addr.0 - start.0) as usize * PAGE_SIZE;
-                let stored = &mut buf[at..at + p.entry.stored_len()];
-                self.unpack(p, stored)?;
-            }
+            reads.push((i..j, start, buf));
             i = j;
+        }
+        let units: Vec<(&Packed, &[u8])> = reads
+            .iter()
+            .flat_map(|(range, start, buf)| {
+                packed[range.clone()].iter().map(move |p| {
+                    let at = (p.entry.addr.0 - start.0) as usize * PAGE_SIZE;
+                    (p, &buf[at..at + p.entry.stored_len()])
+                })
+            })
+            .collect();
+        // (Undoing on several threads per read was tried, and lost: the
+        // kernel already keeps both FUSE threads busy with readahead, and
+        // thread starts per request cost more than they saved.)
+        for (p, stored) in units {
+            let pages = self.undo(p, stored)?;
+            self.unpack(p, &pages)?;
         }
         Ok(self.out)
     }

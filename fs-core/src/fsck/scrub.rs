@@ -79,9 +79,11 @@ pub fn verify(
     read
 }
 
-/// Reads every compressed cluster of `packed` (in address order), undoes
-/// its chain with `chains` and checks the logical pages its pointers name;
-/// returns bytes read.
+/// Reads every unit of `packed` (compressed clusters; on a sealed volume,
+/// every data unit), undoes it with `chains` (opening it, on a sealed
+/// volume: its tag is checked) and checks the logical pages its pointers
+/// name; returns bytes read. Units next to each other are read together,
+/// and runs are read and undone on several threads (undoing is the cost).
 pub fn verify_packed(
     dev: &dyn BlockDevice,
     chains: &ChainSet,
@@ -91,43 +93,100 @@ pub fn verify_packed(
 ) -> u64 {
     let mut order: Vec<&PackedUnit> = packed.iter().collect();
     order.sort_unstable_by_key(|u| u.entry.addr);
+    let runs = unit_runs(&order);
     let mut read = 0;
-    for u in order {
-        let what = format!("the cluster at page {} of inode {}", u.base, u.ino);
-        read += u64::from(u.entry.pages) * PAGE_SIZE as u64;
-        progress(u64::from(u.entry.pages));
-        let pages = match chains.read_unit(dev, (u.vpn, &u.entry), u.count.into(), &what) {
-            Ok(p) => p,
-            Err(e) => {
-                findings.push(
-                    Finding::new(Severity::Error, Kind::DataDamaged, format!("{e}"))
-                        .ino(u.ino)
-                        .addr(u.entry.addr),
-                );
-                continue;
-            }
-        };
-        let bad: Vec<String> = u
-            .slots
-            .iter()
-            .filter(|&&(slot, crc)| {
-                let at = usize::from(slot) * PAGE_SIZE;
-                crc32(&pages[at..at + PAGE_SIZE]) != crc
-            })
-            .map(|&(slot, _)| (u.base + u64::from(slot)).to_string())
-            .collect();
-        if !bad.is_empty() {
-            // One finding per cluster: its pages fail together.
-            let msg = format!(
-                "data pages {} fail their checksums once {what} is undone",
-                bad.join(", ")
-            );
-            findings.push(
-                Finding::new(Severity::Error, Kind::DataDamaged, msg)
-                    .ino(u.ino)
-                    .addr(u.entry.addr),
-            );
+    for batch in runs.chunks(64) {
+        let done = crate::parallel::map(batch, |run| verify_run(dev, chains, run));
+        for (found, bytes, pages) in done {
+            findings.extend(found);
+            read += bytes;
+            progress(pages);
         }
     }
     read
+}
+
+/// Address-ordered units in runs read with one request: each unit at most
+/// a page after the previous one's end, at most [`MAX_RUN`] pages.
+fn unit_runs<'u>(order: &[&'u PackedUnit]) -> Vec<Vec<&'u PackedUnit>> {
+    let mut runs: Vec<Vec<&PackedUnit>> = Vec::new();
+    for &u in order {
+        let joins = runs
+            .last()
+            .and_then(|r| Some((r.first()?, r.last()?)))
+            .is_some_and(|(first, last)| {
+                let end = last.entry.addr.0 + u64::from(last.entry.pages);
+                let at = u.entry.addr.0;
+                at >= end
+                    && at <= end + 1
+                    && at + u64::from(u.entry.pages) - first.entry.addr.0 <= MAX_RUN
+            });
+        match (joins, runs.last_mut()) {
+            (true, Some(r)) => r.push(u),
+            _ => runs.push(vec![u]),
+        }
+    }
+    runs
+}
+
+/// Reads one run and checks its units: the findings, bytes read, pages.
+fn verify_run(
+    dev: &dyn BlockDevice,
+    chains: &ChainSet,
+    run: &[&PackedUnit],
+) -> (Vec<Finding>, u64, u64) {
+    let mut findings = Vec::new();
+    let (Some(first), Some(last)) = (run.first(), run.last()) else {
+        return (findings, 0, 0);
+    };
+    let start = first.entry.addr;
+    let span = last.entry.addr.0 + u64::from(last.entry.pages) - start.0;
+    let mut buf = vec![0u8; span as usize * PAGE_SIZE];
+    if let Err(e) = dev.read(start, &mut buf) {
+        let msg = format!("cannot read: {e}");
+        findings.push(Finding::new(Severity::Error, Kind::DataDamaged, msg).addr(start));
+        return (findings, 0, span);
+    }
+    for u in run {
+        let at = (u.entry.addr.0 - start.0) as usize * PAGE_SIZE;
+        let stored = &buf[at..at + u.entry.stored_len()];
+        if let Some(f) = verify_unit(chains, u, stored) {
+            findings.push(f);
+        }
+    }
+    (findings, buf.len() as u64, span)
+}
+
+/// Undoes unit `u` from its `stored` bytes and checks the pages its
+/// pointers name: a finding if anything fails (one per unit: its pages
+/// fail together).
+fn verify_unit(chains: &ChainSet, u: &PackedUnit, stored: &[u8]) -> Option<Finding> {
+    let what = match u.count {
+        1 => format!("data page {} of inode {}", u.base, u.ino),
+        _ => format!("the cluster at page {} of inode {}", u.base, u.ino),
+    };
+    let finding = |msg: String| {
+        Finding::new(Severity::Error, Kind::DataDamaged, msg)
+            .ino(u.ino)
+            .addr(u.entry.addr)
+    };
+    let pages = match chains.undo((u.vpn, &u.entry), stored, u.count.into(), &what) {
+        Ok(p) => p,
+        Err(e) => return Some(finding(e.to_string())),
+    };
+    let bad: Vec<String> = u
+        .slots
+        .iter()
+        .filter(|&&(slot, crc)| {
+            let at = usize::from(slot) * PAGE_SIZE;
+            crc32(&pages[at..at + PAGE_SIZE]) != crc
+        })
+        .map(|&(slot, _)| (u.base + u64::from(slot)).to_string())
+        .collect();
+    (!bad.is_empty()).then(|| {
+        finding(format!(
+            "data pages {} fail their checksums once {what} is undone",
+            bad.join(", ")
+        ))
+    })
 }

@@ -14,10 +14,10 @@ use crate::key_slot::{KdfParams, KeySlot, WRAPPED};
 /// Bytes of every key.
 pub const KEY_BYTES: usize = 32;
 
-/// Argon2id costs used when nothing else is asked: 256 MiB, 3 passes, 2
+/// Argon2id costs used when nothing else is asked: 256 MiB, 4 passes, 2
 /// lanes, about one second on the 2-core machine this was tuned on
 /// (README, "Encryption", gives the measurement and how to redo it).
-pub const DEFAULT_KDF: (u32, u32, u32) = (256 * 1024, 3, 2);
+pub const DEFAULT_KDF: (u32, u32, u32) = (256 * 1024, 4, 2);
 
 /// The volume's master key.
 #[derive(Clone)]

@@ -29,8 +29,9 @@ pub use keys::MasterKey;
 pub const EXIT_WRONG_PASSPHRASE: u8 = 77;
 
 /// Seal numbers a read-write mount takes for itself: its lease. At one
-/// seal per 4 KiB this is 4 EiB of writing per mount; a mount that uses it
-/// up refuses further writes rather than repeat a number.
+/// seal per 4 KiB this is 4 PiB of writing per mount, and 2^24 read-write
+/// mounts exhaust the 64-bit counter; a mount that uses its lease up
+/// refuses further writes rather than repeat a number.
 pub const LEASE: u64 = 1 << 40;
 
 /// What a seal protects: part of the nonce, so that two kinds of thing

@@ -76,29 +76,43 @@ impl ChainSet {
         let mut stored = vec![0u8; usize::from(e.pages) * crate::layout::PAGE_SIZE];
         dev.read(e.addr, &mut stored)?;
         stored.truncate(e.stored_len());
-        self.undo((vpn, e), &mut stored, pages, what)
+        self.undo((vpn, e), &stored, pages, what)
     }
 
     /// Opens (on a sealed volume) the `stored` bytes of data unit `vpn`,
-    /// which `e` describes, in place, and undoes its chain, giving `pages`
-    /// logical pages.
+    /// which `e` describes, and undoes its chain, giving `pages` logical
+    /// pages.
     pub fn undo(
         &self,
         (vpn, e): (crate::ids::Vpn, &crate::page_table::PatEntry),
-        stored: &mut [u8],
+        stored: &[u8],
         pages: u64,
         what: &str,
     ) -> Result<Vec<u8>> {
-        let named = || what.to_string();
-        crate::page_table::open_unit(
-            self.sealer.as_deref(),
-            vpn,
-            e,
-            crate::segment_summary::PageKind::Data,
-            stored,
-            &named,
-        )?;
         let len = pages as usize * crate::layout::PAGE_SIZE;
+        let Some(sealer) = self.sealer.as_deref() else {
+            return self.undo_chain(e, stored, len, what);
+        };
+        let mut open = stored.to_vec();
+        let named = || what.to_string();
+        let kind = crate::segment_summary::PageKind::Data;
+        crate::page_table::open_unit(Some(sealer), vpn, e, kind, &mut open, &named)?;
+        if e.transform.0 == 0 && open.len() == len {
+            // Raw: what opened is the page (no copy more).
+            return Ok(open);
+        }
+        self.undo_chain(e, &open, len, what)
+    }
+
+    /// Undoes the chain of unit `e` over `stored` (opened), giving `len`
+    /// bytes.
+    fn undo_chain(
+        &self,
+        e: &crate::page_table::PatEntry,
+        stored: &[u8],
+        len: usize,
+        what: &str,
+    ) -> Result<Vec<u8>> {
         self.get(e.transform)?
             .undo(stored, len, what)
             .map_err(|err| match err {

@@ -25,8 +25,8 @@ use crate::segment_summary::{Entry, PageKind};
 pub const PAGE_MAGIC: [u8; 4] = *b"PGTB";
 /// Header bytes at the start of a table page.
 pub const PAGE_HEADER: usize = 16;
-/// Bytes of one entry (leaf entries and child pointers alike), but for the
-/// page address table of a sealed volume.
+/// Bytes of one entry (leaf entries and child pointers alike) in every
+/// table but a sealed volume's page address table (48).
 pub const ENTRY_SIZE: usize = 16;
 /// Entries per page of an unsealed volume.
 pub const FANOUT: u64 = Shape::PLAIN.fanout();
@@ -132,7 +132,7 @@ impl Shape {
 fn page_sealing() -> crate::seal::PageSeal {
     crate::seal::PageSeal {
         domain: crate::seal::Domain::TablePage,
-        region: 64..PAGE_SIZE,
+        region: Shape::SEALED.head..PAGE_SIZE,
         at: SEAL_AT,
     }
 }
