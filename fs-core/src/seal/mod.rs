@@ -173,13 +173,15 @@ impl Sealer {
 /// passphrase is read from `source` (only then), and unwraps the key slot
 /// of the newest valid superblock copy (or, after a passphrase change cut
 /// short by a crash, the other's). Nothing is written. A passphrase that
-/// opens no slot is [`Error::WrongPassphrase`].
+/// opens no slot is [`Error::WrongPassphrase`]. A device whose
+/// superblocks cannot be read gives no key: what reads it next (recovery,
+/// the checker) says what is wrong with it.
 pub fn unlock(
     dev: &dyn crate::device::BlockDevice,
     source: &passphrase::Source,
 ) -> Result<Option<MasterKey>> {
-    let (copies, _) = crate::recovery::read_superblocks(dev)?;
-    let sealed: Vec<_> = copies.iter().filter(|sb| sb.sealing.is_some()).collect();
+    let copies = sealed_copies(dev);
+    let sealed: Vec<_> = copies.iter().collect();
     let Some(newest) = sealed.first() else {
         return Ok(None);
     };
@@ -188,11 +190,34 @@ pub fn unlock(
         l => format!("{l} ({})", newest.uuid_text()),
     };
     let pass = source.read(&format!("Passphrase for {label}: "), false)?;
-    unlock_with(&sealed, &pass).map(Some)
+    unwrap_any(&sealed, &pass).map(Some)
+}
+
+/// [`unlock`] with the passphrase given.
+pub fn unlock_with(dev: &dyn crate::device::BlockDevice, pass: &[u8]) -> Result<Option<MasterKey>> {
+    let copies = sealed_copies(dev);
+    let sealed: Vec<_> = copies.iter().collect();
+    if sealed.is_empty() {
+        return Ok(None);
+    }
+    unwrap_any(&sealed, pass).map(Some)
+}
+
+/// The valid superblock copies of `dev` that are sealed, newest first
+/// (none when they cannot be read).
+fn sealed_copies(dev: &dyn crate::device::BlockDevice) -> Vec<crate::superblock::Superblock> {
+    crate::recovery::read_superblocks(dev)
+        .map(|(copies, _)| {
+            copies
+                .into_iter()
+                .filter(|sb| sb.sealing.is_some())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The master key that `pass` unwraps from one of the slots of `copies`.
-fn unlock_with(copies: &[&crate::superblock::Superblock], pass: &[u8]) -> Result<MasterKey> {
+fn unwrap_any(copies: &[&crate::superblock::Superblock], pass: &[u8]) -> Result<MasterKey> {
     let mut tried = Vec::new();
     for sb in copies {
         let Some(sealing) = &sb.sealing else { continue };
@@ -298,6 +323,18 @@ mod tests {
         flipped[0] ^= 1;
         assert!(s
             .open(Domain::Unit, &[1, 2], &info, &mut flipped, at)
+            .is_err());
+        let mut truncated = buf[..buf.len() - 1].to_vec();
+        assert!(s
+            .open(Domain::Unit, &[1, 2], &info, &mut truncated, at)
+            .is_err());
+        let mut other_tag = buf.clone();
+        let forged = SealInfo {
+            tag: [0; 16],
+            ..info
+        };
+        assert!(s
+            .open(Domain::Unit, &[1, 2], &forged, &mut other_tag, at)
             .is_err());
         s.open(Domain::Unit, &[1, 2], &info, &mut buf, at)
             .expect("open");
