@@ -54,8 +54,17 @@ fn populate(fs: &mut Filesystem) -> Ino {
     fs.write(&root, f.ino, 0, &content()).expect("write");
     fs.setxattr(&root, f.ino, b"user.note", XATTR_VALUE, 0)
         .expect("setxattr");
+    // Enough at once to be sealed on every core.
+    let big = fs.mknod(&root, d.ino, b"big", 0o644, 0).expect("create");
+    fs.write(&root, big.ino, 0, &big_content()).expect("write");
     fs.sync().expect("sync");
     f.ino
+}
+
+fn big_content() -> Vec<u8> {
+    (0..(1u32 << 20))
+        .map(|i| (i % 251) as u8 ^ (i >> 12) as u8)
+        .collect()
 }
 
 fn check(dev: &Arc<MemDevice>, key: &MasterKey, level: Level) -> pagelog_core::fsck::Report {
@@ -108,6 +117,8 @@ fn nothing_is_in_the_clear_and_everything_reads_back_with_the_key() {
         assert_eq!(f.ino, ino);
         assert_eq!(f.size, size);
         assert_eq!(fs.read(ino, 0, 1 << 20).expect("read"), content());
+        let big = fs.lookup(&Cred::root(), d.ino, b"big").expect("lookup big");
+        assert_eq!(fs.read(big.ino, 0, 2 << 20).expect("read"), big_content());
         fs.unmount().expect("unmount");
         for level in [Level::Fast, Level::Full, Level::VerifyData] {
             let report = check(&dev, &key, level);
