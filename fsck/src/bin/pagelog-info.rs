@@ -17,7 +17,7 @@ use pagelog_core::chain_table::chain_spec;
 use pagelog_core::info::{self, Info};
 use pagelog_core::label::{change_passphrase, set_label};
 use pagelog_core::layout::PAGE_SIZE;
-use pagelog_core::superblock::features::INCOMPAT_TRANSFORMS;
+use pagelog_core::superblock::features::{INCOMPAT_SEALED, INCOMPAT_TRANSFORMS};
 use pagelog_core::superblock::{State, LABEL_MAX};
 use pagelog_core::FileDevice;
 use pagelog_tools::{print_and_exit, say, Failure, PassphraseArgs};
@@ -120,10 +120,7 @@ fn text(image: &Path, info: &Info) -> String {
                 sb.compat,
                 sb.ro_compat,
                 sb.incompat,
-                match sb.incompat & INCOMPAT_TRANSFORMS {
-                    0 => "",
-                    _ => " (transforms)",
-                }
+                feature_names(sb.incompat)
             ),
         ),
         ("Compression", compression(sb)),
@@ -251,6 +248,22 @@ fn compression(sb: &pagelog_core::superblock::Superblock) -> String {
         chains.join(", "),
         usize::from(t.cluster_pages) * PAGE_SIZE / 1024
     )
+}
+
+/// The names of the incompatible features `bits` has, in parentheses.
+fn feature_names(bits: u64) -> String {
+    let names: Vec<&str> = [
+        (INCOMPAT_TRANSFORMS, "transforms"),
+        (INCOMPAT_SEALED, "sealed"),
+    ]
+    .into_iter()
+    .filter(|(bit, _)| bits & bit != 0)
+    .map(|(_, name)| name)
+    .collect();
+    match names.is_empty() {
+        true => String::new(),
+        false => format!(" ({})", names.join(", ")),
+    }
 }
 
 /// Whether the filesystem is sealed, and how its key is wrapped.
