@@ -138,7 +138,7 @@ impl ReadPlan {
     /// bytes: its logical pages.
     fn undo(&self, p: &Packed, stored: &[u8]) -> Result<Vec<u8>> {
         let base = p.pages[0].0 - u64::from(p.pages[0].1);
-        let what = unit_name(self.ino, base, p.vpn);
+        let what = || unit_name(self.ino, base, p.vpn);
         self.chains
             .undo((p.vpn, &p.entry), stored, p.count.into(), &what)
     }
@@ -292,7 +292,7 @@ impl Filesystem {
     ) -> Result<(PageAddr, Vec<u8>)> {
         let dev = &*self.store.dev;
         let entry = self.store.pat.resolve(dev, ptr.vpn)?;
-        let what = unit_name(ino, ptr.unit_base(idx), ptr.vpn);
+        let what = || unit_name(ino, ptr.unit_base(idx), ptr.vpn);
         let pages =
             self.store
                 .chains

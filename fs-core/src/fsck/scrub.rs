@@ -161,7 +161,7 @@ fn verify_run(
 /// pointers name: a finding if anything fails (one per unit: its pages
 /// fail together).
 fn verify_unit(chains: &ChainSet, u: &PackedUnit, stored: &[u8]) -> Option<Finding> {
-    let what = match u.count {
+    let what = || match u.count {
         1 => format!("data page {} of inode {}", u.base, u.ino),
         _ => format!("the cluster at page {} of inode {}", u.base, u.ino),
     };
@@ -185,8 +185,9 @@ fn verify_unit(chains: &ChainSet, u: &PackedUnit, stored: &[u8]) -> Option<Findi
         .collect();
     (!bad.is_empty()).then(|| {
         finding(format!(
-            "data pages {} fail their checksums once {what} is undone",
-            bad.join(", ")
+            "data pages {} fail their checksums once {} is undone",
+            bad.join(", "),
+            what()
         ))
     })
 }

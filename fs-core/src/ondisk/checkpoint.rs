@@ -141,24 +141,16 @@ impl Checkpoint {
         addr: PageAddr,
         sealer: Option<&crate::seal::Sealer>,
     ) -> Result<Checkpoint> {
+        let r = Checkpoint::checked(page, addr)?;
         let Some(s) = sealer else {
-            return Checkpoint::decode(page, addr);
+            return Checkpoint::fields(&r);
         };
-        let r = Reader::new(page, "checkpoint", addr);
-        r.check(r.bytes(off::MAGIC, 8)? == MAGIC, || "bad magic".into())?;
-        let stored = r.u32(off::CRC)?;
-        let computed = crc32_skipping(page, off::CRC);
-        r.check(stored == computed, || {
-            format!("checksum mismatch (stored {stored:#010x}, computed {computed:#010x})")
-        })?;
         let no = r.u64(off::CHECKPOINT_NO)?;
         let mut open = zero_page();
         open.copy_from_slice(page);
         let what = || format!("checkpoint {no}");
         s.open_page(&sealing(), &[no], &mut open[..], (&what, addr))?;
-        let crc = crc32_skipping(&open[..], off::CRC);
-        Writer::new(&mut open[..]).u32(off::CRC, crc);
-        Checkpoint::decode(&open[..], addr)
+        Checkpoint::fields(&Reader::new(&open[..], "checkpoint", addr))
     }
 
     /// Encodes the page (in the clear).
@@ -200,6 +192,12 @@ impl Checkpoint {
 
     /// Decodes the checkpoint page read at `addr`.
     pub fn decode(page: &[u8], addr: PageAddr) -> Result<Checkpoint> {
+        Checkpoint::fields(&Checkpoint::checked(page, addr)?)
+    }
+
+    /// The page read at `addr`, its magic and checksum checked (the
+    /// checksum is of the page as stored: sealed, on a sealed volume).
+    fn checked(page: &[u8], addr: PageAddr) -> Result<Reader<'_>> {
         let r = Reader::new(page, "checkpoint", addr);
         r.check(r.bytes(off::MAGIC, 8)? == MAGIC, || "bad magic".into())?;
         let stored = r.u32(off::CRC)?;
@@ -207,6 +205,11 @@ impl Checkpoint {
         r.check(stored == computed, || {
             format!("checksum mismatch (stored {stored:#010x}, computed {computed:#010x})")
         })?;
+        Ok(r)
+    }
+
+    /// The fields of a checked (and opened) page.
+    fn fields(r: &Reader<'_>) -> Result<Checkpoint> {
         Ok(Checkpoint {
             no: CheckpointNo(r.u64(off::CHECKPOINT_NO)?),
             time_ns: r.i64(off::TIME_NS)?,
@@ -215,11 +218,11 @@ impl Checkpoint {
             head_segment: SegmentNo(r.u64(off::HEAD_SEGMENT)?),
             next_segment: SegmentNo(r.u64(off::NEXT_SEGMENT)?),
             next_seq: r.u64(off::NEXT_SEQ)?,
-            nat_root: TableRoot::decode(&r, off::NAT_ROOT)?,
-            sut_root: TableRoot::decode(&r, off::SUT_ROOT)?,
-            checkpoint_list_root: TableRoot::decode(&r, off::CHECKPOINT_LIST_ROOT)?,
-            snapshot_root: TableRoot::decode(&r, off::SNAPSHOT_ROOT)?,
-            quota_root: TableRoot::decode(&r, off::QUOTA_ROOT)?,
+            nat_root: TableRoot::decode(r, off::NAT_ROOT)?,
+            sut_root: TableRoot::decode(r, off::SUT_ROOT)?,
+            checkpoint_list_root: TableRoot::decode(r, off::CHECKPOINT_LIST_ROOT)?,
+            snapshot_root: TableRoot::decode(r, off::SNAPSHOT_ROOT)?,
+            quota_root: TableRoot::decode(r, off::QUOTA_ROOT)?,
             nat_free_head: Nid(r.u64(off::NAT_FREE_HEAD)?),
             nat_watermark: Nid(r.u64(off::NAT_WATERMARK)?),
             next_generation: r.u64(off::NEXT_GENERATION)?,
@@ -229,7 +232,7 @@ impl Checkpoint {
             previous: r.addr(off::PREVIOUS)?,
             reserved_pages: r.u64(off::RESERVED_PAGES)?,
             fs_id: r.u64(off::FS_ID)?,
-            pat_root: TableRoot::decode(&r, off::PAT_ROOT)?,
+            pat_root: TableRoot::decode(r, off::PAT_ROOT)?,
             pat_free_head: Vpn(r.u64(off::PAT_FREE_HEAD)?),
             pat_watermark: Vpn(r.u64(off::PAT_WATERMARK)?),
             list_next_slot: r.u64(off::LIST_NEXT_SLOT)?,

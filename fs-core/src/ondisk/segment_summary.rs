@@ -227,15 +227,15 @@ impl Summary {
         self.flags & FLAG_CHECKPOINT != 0
     }
 
-    /// The header fields a sealed summary binds its entries to.
-    fn bound(&self) -> [u64; 8] {
+    /// The header fields a sealed summary of `count` entries binds them to.
+    fn bound(&self, count: usize) -> [u64; 8] {
         [
             self.seq,
             self.checkpoint_no.0,
             self.next_segment.0,
             self.time_ns as u64,
             u64::from(self.tag_pages),
-            self.entries.len() as u64,
+            count as u64,
             u64::from(self.flags),
             self.fs_id,
         ]
@@ -247,7 +247,7 @@ impl Summary {
             return Ok(self.encode());
         };
         let mut page = self.encode_at(SEALED_ENTRIES_AT);
-        s.seal_page(&sealing(), &self.bound(), &mut page[..])?;
+        s.seal_page(&sealing(), &self.bound(self.entries.len()), &mut page[..])?;
         let crc = crc32_skipping(&page[..], off::CRC);
         Writer::new(&mut page[..]).u32(off::CRC, crc);
         Ok(page)
@@ -276,8 +276,7 @@ impl Summary {
                 format!("{count} entries, at most {MAX_SEALED_ENTRIES} fit a sealed summary"),
             ));
         }
-        let mut bound = head.bound();
-        bound[5] = count as u64;
+        let bound = head.bound(count);
         let mut open = zero_page();
         open.copy_from_slice(page);
         let what = || format!("segment summary (record {})", head.seq);

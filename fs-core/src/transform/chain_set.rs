@@ -65,13 +65,13 @@ impl ChainSet {
 impl ChainSet {
     /// Reads the data unit `vpn`, which `e` describes, opens it (on a
     /// sealed volume) and undoes its chain: the `pages` logical pages it
-    /// holds. `what` names it in errors.
+    /// holds. `what` names it in errors (made only for one).
     pub fn read_unit(
         &self,
         dev: &dyn crate::device::BlockDevice,
         (vpn, e): (crate::ids::Vpn, &crate::page_table::PatEntry),
         pages: u64,
-        what: &str,
+        what: &dyn Fn() -> String,
     ) -> Result<Vec<u8>> {
         let mut stored = vec![0u8; usize::from(e.pages) * crate::layout::PAGE_SIZE];
         dev.read(e.addr, &mut stored)?;
@@ -87,16 +87,15 @@ impl ChainSet {
         (vpn, e): (crate::ids::Vpn, &crate::page_table::PatEntry),
         stored: &[u8],
         pages: u64,
-        what: &str,
+        what: &dyn Fn() -> String,
     ) -> Result<Vec<u8>> {
         let len = pages as usize * crate::layout::PAGE_SIZE;
         let Some(sealer) = self.sealer.as_deref() else {
             return self.undo_chain(e, stored, len, what);
         };
         let mut open = stored.to_vec();
-        let named = || what.to_string();
         let kind = crate::segment_summary::PageKind::Data;
-        crate::page_table::open_unit(Some(sealer), vpn, e, kind, &mut open, &named)?;
+        crate::page_table::open_unit(Some(sealer), vpn, e, kind, &mut open, what)?;
         if e.transform.0 == 0 && open.len() == len {
             // Raw: what opened is the page (no copy more).
             return Ok(open);
@@ -105,19 +104,19 @@ impl ChainSet {
     }
 
     /// Undoes the chain of unit `e` over `stored` (opened), giving `len`
-    /// bytes.
+    /// bytes; an error names the unit `what` and its place.
     fn undo_chain(
         &self,
         e: &crate::page_table::PatEntry,
         stored: &[u8],
         len: usize,
-        what: &str,
+        what: &dyn Fn() -> String,
     ) -> Result<Vec<u8>> {
         self.get(e.transform)?
-            .undo(stored, len, what)
+            .undo(stored, len, "")
             .map_err(|err| match err {
-                Error::Corrupt { what, detail, .. } => Error::Corrupt {
-                    what,
+                Error::Corrupt { detail, .. } => Error::Corrupt {
+                    what: what(),
                     addr: e.addr,
                     detail,
                 },
