@@ -17,19 +17,8 @@ cd "$(dirname "$0")/.."
 RUNS=${1:-3}
 scripts/deps.sh
 command -v zstd > /dev/null || apt-get install -y -q zstd > /dev/null
-cargo build --release --workspace --exclude pagelog-tests --bins
-BIN=$PWD/target/release
-WORK=$(mktemp -d /var/tmp/pagelog-compbench.XXXXXX)
-MNT=$WORK/mnt
-cleanup() {
-    mountpoint -q "$MNT" && umount "$MNT"
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-mkdir -p "$MNT"
-now() { date +%s%N; }
-median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-drop() { sync; echo 3 > /proc/sys/vm/drop_caches; }
+# shellcheck source=scripts/bench-lib.sh
+. scripts/bench-lib.sh compbench
 
 echo "building the corpus..."
 CORPUS=$WORK/corpus
@@ -78,7 +67,6 @@ mkimage() { # kind -> image path
 }
 mnt() { "$BIN/pagelog-mount" "$1" "$MNT"; }
 remount() { umount "$MNT"; drop; mnt "$1"; }
-secs() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", (b - a) / 1e9}'; }
 
 corpus_run() { # kind -> "copy_s read_s du_kib df_kib"
     local img t0 t1 t2 du_k df0 df1
@@ -126,8 +114,6 @@ for i in $(seq "$RUNS"); do
     done
     echo "run $i of $RUNS done"
 done
-col() { printf '%s' "${R[$1]}" | awk -v c="$2" 'NF {print $c}' | median; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
 
 echo
 echo "== the corpus ($FILES files, $((BYTES / 1048576)) MiB; medians of $RUNS) =="

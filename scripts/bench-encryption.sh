@@ -20,23 +20,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-3}
 scripts/deps.sh
-cargo build --release --workspace --exclude pagelog-tests --bins
-BIN=$PWD/target/release
-WORK=$(mktemp -d /var/tmp/pagelog-sealbench.XXXXXX)
-MNT=$WORK/mnt
+# shellcheck source=scripts/bench-lib.sh
+. scripts/bench-lib.sh sealbench
 PASS=$WORK/pass
-cleanup() {
-    mountpoint -q "$MNT" && umount "$MNT"
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-mkdir -p "$MNT"
 echo "a passphrase for the benchmark" > "$PASS"
 chmod 600 "$PASS"
-now() { date +%s%N; }
-median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-drop() { sync; echo 3 > /proc/sys/vm/drop_caches; }
-secs() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", (b - a) / 1e9}'; }
 
 SRC=$WORK/random.src
 head -c 1G /dev/urandom > "$SRC"
@@ -99,8 +87,6 @@ for i in $(seq "$RUNS"); do
     done
     echo "run $i of $RUNS done"
 done
-col() { printf '%s' "${R[$1]}" | awk -v c="$2" 'NF {print $c}' | median; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
 
 echo
 UNLOCK=$(awk -v a="$(col sealed 5)" -v b="$(col plain 5)" 'BEGIN {printf "%.3f", a - b}')

@@ -1,0 +1,22 @@
+# What the side-by-side benchmarks (bench-compression.sh,
+# bench-encryption.sh) share; sourced, not run. Builds the release
+# binaries, makes a work directory in /var/tmp named after NAME with a
+# mount point, removed (unmounted first) on exit, and defines the helpers.
+#   . scripts/bench-lib.sh NAME
+cargo build --release --workspace --exclude pagelog-tests --bins
+BIN=$PWD/target/release
+WORK=$(mktemp -d "/var/tmp/pagelog-$1.XXXXXX")
+MNT=$WORK/mnt
+cleanup() {
+    mountpoint -q "$MNT" && umount "$MNT"
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+mkdir -p "$MNT"
+now() { date +%s%N; }
+median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+drop() { sync; echo 3 > /proc/sys/vm/drop_caches; }
+secs() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", (b - a) / 1e9}'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
+# Column C of the results kept in R[KEY] (one line a run), their median.
+col() { printf '%s' "${R[$1]}" | awk -v c="$2" 'NF {print $c}' | median; }
