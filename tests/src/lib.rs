@@ -29,6 +29,27 @@ pub fn run(cmd: &mut Command) -> Output {
         .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
 }
 
+/// Unmounts `dir` with umount(8) and asserts success. "target is busy" is
+/// retried for a few seconds: a file this test just closed can still be
+/// referenced by a child another test forked in that instant (it holds the
+/// descriptor until its exec closes it), which is not the filesystem's doing.
+pub fn umount(dir: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = run(Command::new("umount").arg(dir));
+        if out.status.success() {
+            return;
+        }
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            err.contains("busy") && Instant::now() < deadline,
+            "umount {} failed: {err}",
+            dir.display()
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Runs a shell command line as root and asserts success.
 pub fn sh(script: &str) -> String {
     let out = run(Command::new("sh").arg("-c").arg(script));
@@ -196,12 +217,7 @@ impl Mount {
     /// Unmounts with umount(8) and waits for the daemon to write back and
     /// exit; returns its exit status.
     pub fn unmount(mut self) -> ExitStatus {
-        let out = run(Command::new("umount").arg(&self.dir));
-        assert!(
-            out.status.success(),
-            "umount failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        umount(&self.dir);
         self.wait()
     }
 

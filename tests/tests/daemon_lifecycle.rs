@@ -9,7 +9,7 @@ use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use pagelog_tests::{bin, is_mounted, run, sh, Mount, Scratch};
+use pagelog_tests::{bin, is_mounted, run, Mount, Scratch};
 
 fn wait_unmounted(dir: &std::path::Path) {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -46,7 +46,7 @@ fn background_mount_returns_when_ready_and_umount_writes_back() {
     );
     assert!(is_mounted(&mnt), "mounted by the time the command returns");
     fs::write(mnt.join("kept"), b"written just before umount").expect("write");
-    sh(&format!("umount '{}'", mnt.display()));
+    pagelog_tests::umount(&mnt);
     wait_released(&img);
     let m = Mount::start(&img, &mnt, "").expect("remount");
     assert_eq!(
@@ -114,7 +114,7 @@ fn mount_helper_convention() {
         .find(|l| l.contains(&*mnt.to_string_lossy()))
         .expect("mount line");
     assert!(line.contains("fuse"), "{line}");
-    sh(&format!("umount '{}'", mnt.display()));
+    pagelog_tests::umount(&mnt);
     wait_released(&img);
     // -f from mount(8) means "fake": nothing is mounted.
     let out = run(Command::new(&helper)

@@ -10,7 +10,7 @@ use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::process::Command;
 
-use pagelog_tests::{bin, is_mounted, run, sh, Mount, Scratch, Tmpfs};
+use pagelog_tests::{bin, is_mounted, run, Mount, Scratch, Tmpfs};
 
 fn log_option(path: &Path) -> String {
     format!("log={}", path.display())
@@ -89,7 +89,7 @@ fn in_the_background_without_syslog_the_log_is_under_var_log_pagelog() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(is_mounted(&mnt));
-    sh(&format!("umount '{}'", mnt.display()));
+    pagelog_tests::umount(&mnt);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     let text = loop {
         let text = fs::read_to_string(&log).unwrap_or_default();

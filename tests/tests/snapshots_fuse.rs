@@ -352,7 +352,7 @@ fn a_backup_of_a_snapshot_mounted_beside_the_live_mount_while_writers_run() {
     assert_ne!(tree(&m.dir), expected, "the writers changed the live tree");
     assert!(m.path("new1").exists());
 
-    sh(&format!("umount '{snap_s}'"));
+    pagelog_tests::umount(std::path::Path::new(&snap_s));
     let restored = s.path("restored");
     fs::create_dir_all(&restored).expect("mkdir");
     sh(&format!(
@@ -485,7 +485,7 @@ fn a_branch_from_a_checkpoint_never_marked_mounts_read_write_and_diverges() {
     ok(&snapshot_tool(&["clone", &dir, "base", "second"]));
     let err = snapshot_tool(&["delete", &dir, "base"]);
     assert!(String::from_utf8_lossy(&err.stderr).contains("delete the branch first"));
-    sh(&format!("umount '{brs}'"));
+    pagelog_tests::umount(std::path::Path::new(&brs));
     assert!(
         deleted_once_unmounted(&dir, "retry"),
         "the branch is deletable once unmounted"
