@@ -33,7 +33,7 @@ fn mount_stderr(img: &Path, mnt: &Path) -> String {
     let out = run(Command::new(bin("pagelog-mount")).arg(img).arg(mnt));
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "mount failed: {err}");
-    pagelog_tests::umount(&mnt);
+    pagelog_tests::umount(mnt);
     wait_released(img);
     err
 }
@@ -54,7 +54,7 @@ fn foreground_log(img: &Path, mnt: &Path) -> String {
         assert!(Instant::now() < deadline, "no mount in 20 s");
         thread::sleep(Duration::from_millis(20));
     }
-    pagelog_tests::umount(&mnt);
+    pagelog_tests::umount(mnt);
     let mut log = String::new();
     if let Some(mut e) = child.stderr.take() {
         e.read_to_string(&mut log).expect("read log");
