@@ -23,9 +23,9 @@ pub mod when;
 // Each module also by its short name: the paths tools and tests use.
 pub use fs::perm;
 pub use ondisk::{
-    block_ptr, chain_table, checkpoint, checkpoint_record, codec, deadlist_page, dir_node, ids,
-    index_node, inode, inode_pack, key_slot, layout, node, seal_info, segment_summary, superblock,
-    xattr,
+    acl, block_ptr, chain_table, checkpoint, checkpoint_record, codec, deadlist_page, dir_node,
+    ids, index_node, inode, inode_pack, key_slot, layout, node, seal_info, segment_summary,
+    superblock, xattr,
 };
 pub use root::{diff, dir_index, file_map, history, node_cache, node_table, page_cache, units};
 pub(crate) use volume::parallel;

@@ -29,15 +29,15 @@ fn unknown_namespaces_read_as_absent_and_refuse_changes() {
             Err(Error::NotSupported)
         ));
     }
-    // Known namespaces are unchanged: a missing name is ENODATA, ACLs are
-    // not supported yet.
+    // Known namespaces: a missing name is ENODATA, an access control list
+    // a file does not have too.
     assert!(matches!(
         fs.getxattr(&root, f.ino, b"user.none"),
         Err(Error::NoAttr)
     ));
     assert!(matches!(
         fs.getxattr(&root, f.ino, b"system.posix_acl_access"),
-        Err(Error::NotSupported)
+        Err(Error::NoAttr)
     ));
     fs.unmount().expect("unmount");
 }

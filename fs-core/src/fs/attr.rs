@@ -5,7 +5,7 @@ use super::{Attr, Filesystem};
 use crate::error::{Error, Result};
 use crate::ids::Ino;
 use crate::inode::{Timespec, S_IFMT};
-use crate::perm::{self, Cred, MAY_READ, MAY_WRITE, S_ISGID, S_ISUID, S_IXGRP};
+use crate::perm::{Cred, MAY_READ, MAY_WRITE, S_ISGID, S_ISUID, S_IXGRP};
 
 /// A time to set.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,7 +73,7 @@ impl Filesystem {
                 return Err(Error::Invalid);
             }
             if !set.via_handle {
-                perm::check(&inode, cred, MAY_WRITE)?;
+                self.permit(&inode, cred, MAY_WRITE)?;
             }
         }
         let explicit =
@@ -84,7 +84,7 @@ impl Filesystem {
             return Err(Error::Perm);
         }
         if to_now && !explicit && !cred.owns(&inode) {
-            perm::check(&inode, cred, MAY_WRITE)?;
+            self.permit(&inode, cred, MAY_WRITE)?;
         }
         let now = Timespec::now();
         if let Some(size) = set.size {
@@ -125,6 +125,9 @@ impl Filesystem {
             i.mtime = pick(t);
         }
         i.ctime = set.ctime.unwrap_or(now);
+        if set.mode.is_some() {
+            self.chmod_acl(ino)?;
+        }
         let a = self.getattr(ino)?;
         self.changed()?;
         Ok(a)
@@ -139,7 +142,7 @@ impl Filesystem {
         if mask & MAY_WRITE != 0 && self.store.read_only {
             return Err(Error::ReadOnly);
         }
-        perm::check(&inode, cred, mask & 7)
+        self.permit(&inode, cred, mask & 7)
     }
 
     /// Opens `ino` with `open(2)` flags; counts the open.
@@ -158,7 +161,7 @@ impl Filesystem {
             }
             self.read_write()?;
         }
-        perm::check(&inode, cred, mask)?;
+        self.permit(&inode, cred, mask)?;
         *self.opens.entry(ino).or_default() += 1;
         Ok(())
     }
@@ -166,7 +169,7 @@ impl Filesystem {
     /// Opens directory `ino` for reading; counts the open.
     pub fn opendir(&mut self, cred: &Cred, ino: Ino) -> Result<()> {
         let inode = self.dir(ino)?.clone();
-        perm::check(&inode, cred, MAY_READ)?;
+        self.permit(&inode, cred, MAY_READ)?;
         *self.opens.entry(ino).or_default() += 1;
         Ok(())
     }

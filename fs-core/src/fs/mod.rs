@@ -2,6 +2,7 @@
 //! the caller's credentials, checks them, changes nodes in the cache and
 //! leaves the writing to the next commit.
 
+mod acl;
 mod attr;
 mod cleaning;
 mod compression;
@@ -487,14 +488,16 @@ impl Filesystem {
 
     /// Makes a new inode for a child of `parent` (not yet linked).
     fn new_inode(&mut self, cred: &Cred, parent: Ino, mode: u32, rdev: u64) -> Result<Ino> {
-        self.ensure_space(Demand {
-            pages: 2,
-            ..self.store.metadata_op()
-        })?;
-        let p = self.inode(parent)?;
+        let p = self.inode(parent)?.clone();
         let (p_mode, p_gid, transform) = (p.mode, p.gid, p.transform);
         let is_dir = mode & S_IFMT == S_IFDIR;
-        let mut mode = mode;
+        let (mut mode, acls) = self.inherit_acls(&p, mode, cred)?;
+        // The inode, its directory entry and any inherited access control
+        // lists' attribute node.
+        self.ensure_space(Demand {
+            pages: if acls.entries.is_empty() { 2 } else { 3 },
+            ..self.store.metadata_op()
+        })?;
         let gid = if p_mode & S_ISGID != 0 {
             if is_dir {
                 mode |= S_ISGID;
@@ -532,6 +535,9 @@ impl Filesystem {
         let ino = self.store.root.cache.create_inode(&*dev, parent, inode)?;
         self.store.root.inode_count += 1;
         self.store.root.changed = true;
+        if !acls.entries.is_empty() {
+            self.save_xattrs(ino, acls)?;
+        }
         Ok(ino)
     }
 

@@ -54,7 +54,7 @@ impl Filesystem {
     /// Looks `name` up in directory `parent`.
     pub fn lookup(&mut self, cred: &Cred, parent: Ino, name: &[u8]) -> Result<Attr> {
         let dir = self.dir(parent)?.clone();
-        perm::check(&dir, cred, MAY_EXEC)?;
+        self.permit(&dir, cred, MAY_EXEC)?;
         if name.len() > crate::layout::NAME_MAX {
             return Err(Error::NameTooLong);
         }
@@ -83,7 +83,7 @@ impl Filesystem {
         if dir.nlink == 0 {
             return Err(Error::NotFound);
         }
-        perm::check(&dir, cred, MAY_WRITE | MAY_EXEC)?;
+        self.permit(&dir, cred, MAY_WRITE | MAY_EXEC)?;
         if name == b"." || name == b".." || self.find(parent, name)?.is_some() {
             return Err(Error::Exists);
         }
@@ -233,7 +233,7 @@ impl Filesystem {
             return Err(Error::Perm);
         }
         self.prepare_create(cred, newparent, newname)?;
-        perm::check_hardlink(&inode, cred)?;
+        self.permit_hardlink(&inode, cred)?;
         if inode.nlink == 0 {
             return Err(Error::NotFound);
         }
@@ -257,10 +257,11 @@ impl Filesystem {
             return Err(Error::NameTooLong);
         }
         let dir = self.dir(parent)?.clone();
-        perm::check(&dir, cred, MAY_EXEC)?;
+        self.permit(&dir, cred, MAY_EXEC)?;
         let entry = self.find(parent, name)?.ok_or(Error::NotFound)?;
         let victim = self.inode(entry.ino)?.clone();
-        perm::check_delete(&dir, &victim, cred)?;
+        self.permit(&dir, cred, MAY_WRITE | MAY_EXEC)?;
+        perm::check_sticky(&dir, &victim, cred)?;
         Ok((entry.ino, victim))
     }
 
@@ -372,8 +373,8 @@ impl Filesystem {
         check_name(n2)?;
         let d1 = self.dir(p1)?.clone();
         let d2 = self.dir(p2)?.clone();
-        perm::check(&d1, cred, MAY_WRITE | MAY_EXEC)?;
-        perm::check(&d2, cred, MAY_WRITE | MAY_EXEC)?;
+        self.permit(&d1, cred, MAY_WRITE | MAY_EXEC)?;
+        self.permit(&d2, cred, MAY_WRITE | MAY_EXEC)?;
         let src = self.find(p1, n1)?.ok_or(Error::NotFound)?;
         let dst = self.find(p2, n2)?;
         if exchange && dst.is_none() {
@@ -386,18 +387,18 @@ impl Filesystem {
             return Ok(());
         }
         let s_inode = self.inode(src.ino)?.clone();
-        perm::check_delete(&d1, &s_inode, cred)?;
+        perm::check_sticky(&d1, &s_inode, cred)?;
         let d_inode = match dst {
             Some(d) => {
                 let i = self.inode(d.ino)?.clone();
-                perm::check_delete(&d2, &i, cred)?;
+                perm::check_sticky(&d2, &i, cred)?;
                 Some(i)
             }
             None => None,
         };
         if s_inode.is_dir() {
             if p1 != p2 {
-                perm::check(&s_inode, cred, MAY_WRITE)?;
+                self.permit(&s_inode, cred, MAY_WRITE)?;
             }
             if self.is_within(p2, src.ino)? {
                 return Err(Error::Invalid);
@@ -407,7 +408,7 @@ impl Filesystem {
             if exchange {
                 if di.is_dir() {
                     if p1 != p2 {
-                        perm::check(di, cred, MAY_WRITE)?;
+                        self.permit(di, cred, MAY_WRITE)?;
                     }
                     if self.is_within(p1, d.ino)? {
                         return Err(Error::Invalid);

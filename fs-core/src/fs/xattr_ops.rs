@@ -1,7 +1,6 @@
-//! Extended attributes: user, trusted and security namespaces. POSIX ACL
-//! names are recognised but not supported yet (EOPNOTSUPP), so that tools
-//! fall back to the mode bits; names in other namespaces read as absent
-//! (ENODATA) and cannot be set (EOPNOTSUPP).
+//! Extended attributes: user, trusted and security namespaces, and the
+//! POSIX access control lists (see [`super::acl`]); names in other
+//! namespaces read as absent (ENODATA) and cannot be set (EOPNOTSUPP).
 
 use super::compression::{COMPRESS_XATTR, REPORT_XATTR};
 use super::Filesystem;
@@ -10,7 +9,7 @@ use crate::ids::{Ino, Nid};
 use crate::inode::{Inode, Timespec};
 use crate::node::NodeBody;
 use crate::page_life::life;
-use crate::perm::{self, Cred, MAY_READ, MAY_WRITE, S_ISVTX};
+use crate::perm::{Cred, MAY_READ, MAY_WRITE, S_ISVTX};
 use crate::xattr::{Namespace, SetMode, XattrNode};
 
 /// `setxattr` flags (Linux values).
@@ -20,21 +19,10 @@ const XATTR_REPLACE: i32 = 2;
 impl Filesystem {
     fn xattrs(&mut self, ino: Ino) -> Result<XattrNode> {
         let nid = self.inode(ino)?.xattr_nid;
-        if nid.is_none() {
-            return Ok(XattrNode::default());
-        }
-        let dev = self.dev();
-        match &self.store.root.cache.get(&*dev, nid)?.body {
-            NodeBody::Xattr(x) => Ok((**x).clone()),
-            _ => Err(Error::corrupt(
-                format!("node {nid}"),
-                crate::ids::PageAddr::NONE,
-                "expected an attribute node",
-            )),
-        }
+        self.xattrs_at(nid)
     }
 
-    fn save_xattrs(&mut self, ino: Ino, x: XattrNode) -> Result<()> {
+    pub(super) fn save_xattrs(&mut self, ino: Ino, x: XattrNode) -> Result<()> {
         let dev = self.dev();
         let nid = self.inode(ino)?.xattr_nid;
         if x.entries.is_empty() {
@@ -63,9 +51,17 @@ impl Filesystem {
     }
 
     /// May `cred` read (`write == false`) or change the attribute class `ns` of `inode`?
-    fn xattr_allowed(inode: &Inode, cred: &Cred, ns: Namespace, write: bool) -> Result<()> {
+    fn xattr_allowed(
+        &mut self,
+        inode: &Inode,
+        cred: &Cred,
+        ns: Namespace,
+        write: bool,
+    ) -> Result<()> {
         match ns {
-            Namespace::PosixAclAccess | Namespace::PosixAclDefault => Err(Error::NotSupported),
+            Namespace::PosixAclAccess | Namespace::PosixAclDefault => {
+                Self::acl_allowed(inode, cred, ns, write)
+            }
             Namespace::Trusted if !cred.is_root() => {
                 Err(if write { Error::Perm } else { Error::NoAttr })
             }
@@ -79,7 +75,7 @@ impl Filesystem {
                 if write && inode.is_dir() && inode.mode & S_ISVTX != 0 && !cred.owns(inode) {
                     return Err(Error::Perm);
                 }
-                perm::check(inode, cred, if write { MAY_WRITE } else { MAY_READ })
+                self.permit(inode, cred, if write { MAY_WRITE } else { MAY_READ })
             }
         }
     }
@@ -98,7 +94,7 @@ impl Filesystem {
             Err(Error::NotSupported) => return Err(Error::NoAttr),
             parsed => parsed?,
         };
-        Self::xattr_allowed(&inode, cred, ns, false)?;
+        self.xattr_allowed(&inode, cred, ns, false)?;
         self.xattrs(ino)?
             .get(ns, suffix)
             .map(<[u8]>::to_vec)
@@ -125,13 +121,16 @@ impl Filesystem {
         }
         let (ns, suffix) = Namespace::parse(name)?;
         let inode = self.inode(ino)?.clone();
-        Self::xattr_allowed(&inode, cred, ns, true)?;
+        self.xattr_allowed(&inode, cred, ns, true)?;
         let mode = match flags & (XATTR_CREATE | XATTR_REPLACE) {
             0 => SetMode::Any,
             XATTR_CREATE => SetMode::Create,
             XATTR_REPLACE => SetMode::Replace,
             _ => return Err(Error::Invalid),
         };
+        if matches!(ns, Namespace::PosixAclAccess | Namespace::PosixAclDefault) {
+            return self.set_acl(cred, ino, ns, Some(value), mode);
+        }
         let mut x = self.xattrs(ino)?;
         x.set(ns, suffix, value, mode)?;
         self.save_xattrs(ino, x)?;
@@ -165,7 +164,10 @@ impl Filesystem {
         }
         let (ns, suffix) = Namespace::parse(name)?;
         let inode = self.inode(ino)?.clone();
-        Self::xattr_allowed(&inode, cred, ns, true)?;
+        self.xattr_allowed(&inode, cred, ns, true)?;
+        if matches!(ns, Namespace::PosixAclAccess | Namespace::PosixAclDefault) {
+            return self.set_acl(cred, ino, ns, None, SetMode::Any);
+        }
         let mut x = self.xattrs(ino)?;
         x.remove(ns, suffix)?;
         self.save_xattrs(ino, x)?;

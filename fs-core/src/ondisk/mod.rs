@@ -2,6 +2,7 @@
 //! each a pair of encode and decode functions over named offsets (FORMAT.md
 //! says what every byte is; `tests/format_doc.rs` holds the two together).
 
+pub mod acl;
 pub mod block_ptr;
 pub mod chain_table;
 pub mod checkpoint;
