@@ -251,21 +251,33 @@ fn time_set(t: TimeOrNow) -> TimeSet {
     }
 }
 
+/// The attribute that holds a file's access control list.
+const ACL_ACCESS: &[u8] = b"system.posix_acl_access";
+
 /// Supplementary groups of process `pid`, from /proc (only needed when the
 /// kernel does not check permissions for us).
 fn groups_of(pid: u32) -> Vec<u32> {
+    process_status(pid).0
+}
+
+/// The supplementary groups and effective capabilities of process `pid`
+/// (none of either if it is gone).
+fn process_status(pid: u32) -> (Vec<u32>, u64) {
     let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
-        return Vec::new();
+        return (Vec::new(), 0);
     };
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Groups:"))
+    let field = |name: &str| status.lines().find_map(|l| l.strip_prefix(name));
+    let groups = field("Groups:")
         .map(|g| {
             g.split_whitespace()
                 .filter_map(|x| x.parse().ok())
                 .collect()
         })
-        .unwrap_or_default()
+        .unwrap_or_default();
+    let caps = field("CapEff:")
+        .and_then(|c| u64::from_str_radix(c.trim(), 16).ok())
+        .unwrap_or(0);
+    (groups, caps)
 }
 
 /// Is Linux's `fs.protected_hardlinks` on? Read on every call, as the
@@ -316,7 +328,32 @@ impl Adapter {
                 groups: groups_of(req.pid()),
                 checked: false,
                 protected_hardlinks: false,
+                caps: 0,
+                umask: 0,
             }
+        }
+    }
+
+    /// The credentials of a call that makes an inode: with the caller's
+    /// umask, which the kernel leaves to us (FUSE_DONT_MASK) because only
+    /// the directory's default access control list says whether it applies.
+    fn creating(&self, req: &Request, umask: u32) -> Cred {
+        Cred {
+            umask,
+            ..self.cred(req)
+        }
+    }
+
+    /// The credentials with the caller's groups and capabilities read in
+    /// full, for the rare call whose outcome depends on them even when the
+    /// kernel has checked access (setting an access control list: the
+    /// set-group-id rule).
+    fn full_cred(&self, req: &Request) -> Cred {
+        let (groups, caps) = process_status(req.pid());
+        Cred {
+            groups,
+            caps,
+            ..self.cred(req)
         }
     }
 
@@ -377,10 +414,19 @@ impl fuser::Filesystem for Adapter {
             let _ = config.set_max_readahead(max);
         }
         let _ = config.set_max_background(64);
+        // The umask is applied here, where the directory's default access
+        // control list is known (FUSE_DONT_MASK); under the kernel's own
+        // permission checks the kernel enforces access control lists too
+        // (FUSE_POSIX_ACL, which implies those checks). FUSE_SETXATTR_EXT
+        // stays off: fuser decodes the older setxattr request.
         let mut wanted = InitFlags::FUSE_DO_READDIRPLUS
             | InitFlags::FUSE_READDIRPLUS_AUTO
             | InitFlags::FUSE_CACHE_SYMLINKS
-            | InitFlags::FUSE_EXPORT_SUPPORT;
+            | InitFlags::FUSE_EXPORT_SUPPORT
+            | InitFlags::FUSE_DONT_MASK;
+        if self.cfg.default_permissions {
+            wanted |= InitFlags::FUSE_POSIX_ACL;
+        }
         // The writeback cache makes the kernel send "now" as an explicit
         // mtime, which only a kernel-side permission check can tell apart.
         // The kernel's writeback cache holds writes back from the daemon,
@@ -397,6 +443,7 @@ impl fuser::Filesystem for Adapter {
         }
         let supported = config.capabilities();
         let _ = config.add_capabilities(wanted & supported);
+        log::debug!("FUSE capabilities asked for: {:?}", wanted & supported);
         if !self.primary {
             // The kernel's write cache is the mount's own session's business.
             return Ok(());
@@ -487,11 +534,11 @@ impl fuser::Filesystem for Adapter {
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
-        _umask: u32,
+        umask: u32,
         rdev: u32,
         reply: ReplyEntry,
     ) {
-        let cred = self.cred(req);
+        let cred = self.creating(req, umask);
         let r =
             self.with(|fs| fs.mknod(&cred, ino(parent), name.as_bytes(), mode, u64::from(rdev)));
         self.entry(reply, r);
@@ -503,10 +550,10 @@ impl fuser::Filesystem for Adapter {
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
-        _umask: u32,
+        umask: u32,
         reply: ReplyEntry,
     ) {
-        let cred = self.cred(req);
+        let cred = self.creating(req, umask);
         let r = self.with(|fs| fs.mkdir(&cred, ino(parent), name.as_bytes(), mode));
         self.entry(reply, r);
     }
@@ -796,7 +843,11 @@ impl fuser::Filesystem for Adapter {
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        let cred = self.cred(req);
+        let cred = if name.as_bytes() == ACL_ACCESS {
+            self.full_cred(req)
+        } else {
+            self.cred(req)
+        };
         Self::empty(
             reply,
             self.with(|fs| fs.setxattr(&cred, ino(i), name.as_bytes(), value, flags)),
@@ -843,11 +894,11 @@ impl fuser::Filesystem for Adapter {
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
-        _umask: u32,
+        umask: u32,
         flags: i32,
         reply: ReplyCreate,
     ) {
-        let cred = self.cred(req);
+        let cred = self.creating(req, umask);
         let r = self.with(|fs| {
             let a = fs.create(&cred, ino(parent), name.as_bytes(), mode, flags)?;
             fs.remember(a.ino);

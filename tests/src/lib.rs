@@ -50,6 +50,18 @@ pub fn umount(dir: &Path) {
     }
 }
 
+/// Asserts that `pagelog-fsck -n` finds `image` clean.
+pub fn assert_checks_clean(image: &Path) {
+    let out = run(Command::new(bin("pagelog-fsck")).arg("-n").arg(image));
+    assert!(
+        out.status.success(),
+        "fsck -n {}: {}{}",
+        image.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Runs a shell command line as root and asserts success.
 pub fn sh(script: &str) -> String {
     let out = run(Command::new("sh").arg("-c").arg(script));

@@ -5,11 +5,10 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use pagelog_tests::{bin, parse_stats, run, sh, Mount, Scratch};
+use pagelog_tests::{parse_stats, sh, Mount, Scratch};
 
 const MIB: u64 = 1 << 20;
 
@@ -123,12 +122,7 @@ fn filled_emptied_and_filled_again_with_honest_df() {
     let sums = checksums(&m);
     let status = m.unmount();
     assert!(status.success());
-    let out = run(Command::new(bin("pagelog-fsck")).arg("-n").arg(&img));
-    assert!(
-        out.status.success(),
-        "fsck after cleaning: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    pagelog_tests::assert_checks_clean(&img);
     let m = Mount::start(&img, &mnt, "ro").expect("mount ro");
     assert_eq!(checksums(&m), sums, "data changed across cleaning");
 }

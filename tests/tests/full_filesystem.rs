@@ -28,16 +28,6 @@ fn stats(m: &Mount) -> std::collections::BTreeMap<String, String> {
     )))
 }
 
-fn fsck_clean(image: &std::path::Path) {
-    let out = run(Command::new(bin("pagelog-fsck")).arg("-n").arg(image));
-    assert!(
-        out.status.success(),
-        "fsck: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// Writes 4 MiB files in 1 MiB appends, each followed by fsync, until
 /// `target` bytes are written or a write or fsync fails with ENOSPC.
 /// Returns the files and whether it ended on ENOSPC.
@@ -107,7 +97,7 @@ fn six_cycles_then_full_then_delete_everything() {
     );
     let image = m.image.clone();
     assert!(m.unmount().success());
-    fsck_clean(&image);
+    pagelog_tests::assert_checks_clean(&image);
 }
 
 /// The host filesystem under the image fills up: the writes and fsyncs
@@ -159,7 +149,7 @@ fn host_disk_full_degrades_to_read_only_and_loses_nothing_synced() {
     );
     // The host has room again.
     host.resize("600m");
-    fsck_clean(&image);
+    pagelog_tests::assert_checks_clean(&image);
     let m = Mount::start(&image, &mnt, "").expect("mount again");
     assert!(fs::read(m.path("kept")).expect("read kept") == kept);
     assert!(m.unmount().success());

@@ -10,7 +10,7 @@
 use std::fs;
 use std::process::Command;
 
-use pagelog_tests::{bin, run, sh, Mount, Scratch};
+use pagelog_tests::{assert_checks_clean, bin, run, sh, Mount, Scratch};
 
 fn snapshot_tool(args: &[&str]) -> std::process::Output {
     run(Command::new(bin("pagelog-snapshot")).args(args))
@@ -24,16 +24,6 @@ fn ok(out: &std::process::Output) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// `pagelog-fsck -n` finds the image clean.
-fn assert_checks_clean(img: &std::path::Path) {
-    let out = run(Command::new(bin("pagelog-fsck")).arg("-n").arg(img));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
 }
 
 /// Deletes `name` on the mount at `dir`, retrying for up to 5 s while its

@@ -80,7 +80,7 @@ impl Acl {
     /// entries out of order, a repeated named id, a missing owner, owning
     /// group or other entry, or named entries without a mask.
     pub fn decode(value: &[u8]) -> Result<Option<Acl>> {
-        if value.len() < HEADER || (value.len() - HEADER) % ENTRY != 0 {
+        if value.len() < HEADER || !(value.len() - HEADER).is_multiple_of(ENTRY) {
             return Err(Error::Invalid);
         }
         let version = u32::from_le_bytes(value[..HEADER].try_into().expect("4 bytes"));
