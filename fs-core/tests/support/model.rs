@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::mem::discriminant;
 
+use pagelog_core::acl::{Acl, Entry, Tag, NO_ID};
 use pagelog_core::fs::RenameFlags;
 use pagelog_core::inode::{S_IFDIR, S_IFLNK, S_IFMT, S_IFREG};
 use pagelog_core::{Cred, Error, Filesystem, Ino};
@@ -74,6 +75,13 @@ pub enum Op {
     RemoveXattr {
         node: u8,
         name: u8,
+    },
+    /// Gives `node` an access control list (or, `default`, a directory a
+    /// default one) naming user `1000 + uid`.
+    SetAcl {
+        node: u8,
+        uid: u8,
+        default: bool,
     },
     Punch {
         file: u8,
@@ -177,6 +185,7 @@ pub fn op_strategy() -> impl Strategy<Value = Op> {
         2 => (any::<u8>(), any::<u8>(), n.clone()).prop_map(|(file, dir, name)| Op::Link { file, dir, name }),
         2 => (any::<u8>(), 0u8..8, 0u16..1500).prop_map(|(node, name, len)| Op::SetXattr { node, name, len }),
         1 => (any::<u8>(), 0u8..8).prop_map(|(node, name)| Op::RemoveXattr { node, name }),
+        1 => (any::<u8>(), 0u8..4, any::<bool>()).prop_map(|(node, uid, default)| Op::SetAcl { node, uid, default }),
         1 => (any::<u8>(), 0..MAX_OFFSET, 1..100_000u32).prop_map(|(file, offset, len)| Op::Punch { file, offset, len }),
         1 => (any::<u8>(), 0..MAX_OFFSET, 1..100_000u32, any::<bool>()).prop_map(|(file, offset, len, keep)| Op::Fallocate { file, offset, len, keep }),
         1 => Just(Op::Sync),
@@ -523,8 +532,58 @@ pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
         .collect()
 }
 
+/// Bytes the attributes take in their node: an access control list's
+/// name is its namespace code alone, other names lose "user.".
 pub fn xattr_size(x: &BTreeMap<Vec<u8>, Vec<u8>>) -> usize {
-    x.iter().map(|(k, v)| 4 + k.len() - 5 + v.len()).sum()
+    x.iter()
+        .map(|(k, v)| {
+            let name = if k.starts_with(ACL_PREFIX) {
+                0
+            } else {
+                k.len() - 5
+            };
+            4 + name + v.len()
+        })
+        .sum()
+}
+
+const ACL_PREFIX: &[u8] = b"system.posix_acl_";
+const ACL_ACCESS: &[u8] = b"system.posix_acl_access";
+const ACL_DEFAULT: &[u8] = b"system.posix_acl_default";
+
+/// u::rwx u:UID:r-x g::r-x m::r-x o::r-x
+fn acl_naming(uid: u32) -> Acl {
+    let e = |tag, perm, id| Entry { tag, perm, id };
+    Acl {
+        entries: vec![
+            e(Tag::UserObj, 7, NO_ID),
+            e(Tag::User, 5, uid),
+            e(Tag::GroupObj, 5, NO_ID),
+            e(Tag::Mask, 5, NO_ID),
+            e(Tag::Other, 5, NO_ID),
+        ],
+    }
+}
+
+/// The lists an inode of `mode` made in a directory with attributes
+/// `parent` gets (the rule of `posix_acl_create`).
+fn inherited(parent: &BTreeMap<Vec<u8>, Vec<u8>>, mode: u32) -> BTreeMap<Vec<u8>, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let Some(default) = parent.get(ACL_DEFAULT) else {
+        return out;
+    };
+    if mode & S_IFMT == S_IFLNK {
+        return out;
+    }
+    if mode & S_IFMT == S_IFDIR {
+        out.insert(ACL_DEFAULT.to_vec(), default.clone());
+    }
+    let mut access = Acl::decode(default).expect("valid").expect("not empty");
+    access.create_masq(mode);
+    if !access.is_minimal() {
+        out.insert(ACL_ACCESS.to_vec(), access.encode());
+    }
+    out
 }
 
 pub fn same_outcome(op: &Op, expect: &Result<(), Error>, real: &Result<(), Error>) {
@@ -696,7 +755,33 @@ pub fn apply_op(fs: &mut Filesystem, model: &mut Model, op: &Op) {
                 );
             } else {
                 let a = real.unwrap_or_else(|e| panic!("{op:?}: {e}"));
-                model.add(d, nm, kind, a.ino);
+                let lists = inherited(&model.inodes[&d].xattrs, a.mode);
+                let id = model.add(d, nm, kind, a.ino);
+                model.inodes.get_mut(&id).expect("new").xattrs = lists;
+            }
+        }
+        Op::SetAcl { node, uid, default } => {
+            let Some(n) = m.pick(node, |k| !matches!(k, Kind::Symlink(_))) else {
+                return;
+            };
+            let ino = m.inodes[&n].ino;
+            let is_dir = matches!(m.inodes[&n].kind, Kind::Dir(_));
+            let (key, value) = (
+                if default { ACL_DEFAULT } else { ACL_ACCESS },
+                acl_naming(1000 + u32::from(uid)).encode(),
+            );
+            let real = fs.setxattr(&root, ino, key, &value, 0);
+            if default && !is_dir {
+                assert!(matches!(real, Err(Error::Access)), "{op:?}: {real:?}");
+                return;
+            }
+            let mut after = m.inodes[&n].xattrs.clone();
+            after.insert(key.to_vec(), value);
+            if xattr_size(&after) <= 4056 {
+                real.unwrap_or_else(|e| panic!("{op:?}: {e}"));
+                model.inodes.get_mut(&n).expect("n").xattrs = after;
+            } else {
+                assert!(matches!(real, Err(Error::NoSpace)), "{op:?}: {real:?}");
             }
         }
         Op::Write {
