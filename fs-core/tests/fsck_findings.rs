@@ -292,6 +292,25 @@ fn wrong_block_count_is_found() {
 }
 
 #[test]
+fn bad_access_control_lists_are_found() {
+    let img = image();
+    let r = tampered(&img, Level::Full, |fs| {
+        let mut t = fs.tamper();
+        t.raw_xattr(img.file, b"system.posix_acl_access", &[2, 0, 0, 0, 1])
+            .expect("tamper");
+        let minimal = pagelog_core::acl::Acl::from_mode(0o644).encode();
+        t.raw_xattr(img.file, b"system.posix_acl_default", &minimal)
+            .expect("tamper");
+    });
+    assert_eq!(
+        kinds(&r, Severity::Error),
+        vec![Kind::AclInvalid, Kind::AclInvalid],
+        "{:?}",
+        r.findings
+    );
+}
+
+#[test]
 fn wrong_counter_is_found() {
     let img = image();
     let r = tampered(&img, Level::Full, |fs| fs.tamper().miscount_inodes(1));

@@ -81,6 +81,9 @@ pub enum Kind {
     SummaryWrong,
     /// A data page fails its checksum (with --verify-data).
     DataDamaged,
+    /// An access control list does not decode, or a file that is not a
+    /// directory has a default list.
+    AclInvalid,
 }
 
 /// One finding.

@@ -10,6 +10,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use super::finding::{Finding, Kind, Severity};
 use super::scan::Scan;
 use super::space::PageSink;
+use crate::acl::Acl;
 use crate::block_ptr::BlockPtr;
 use crate::dir_index::base_key;
 use crate::dir_node::DirEntry;
@@ -19,6 +20,7 @@ use crate::ids::{CheckpointNo, Ino, Nid, PageAddr, Vpn};
 use crate::inode::Inode;
 use crate::node::{Node, NodeBody};
 use crate::page_table::PatEntry;
+use crate::xattr::{Namespace, XattrNode};
 
 /// What a page is used for (for the space and summary checks).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -456,7 +458,7 @@ impl<'a, 's> Walker<'a, 's> {
         for (ino, inode) in all_inodes(scan) {
             self.tree.inodes += 1;
             if !inode.xattr_nid.is_none() {
-                self.xattr(ino, inode.xattr_nid);
+                self.xattr(ino, inode.xattr_nid, inode.is_dir());
             }
             if inode.is_dir() {
                 self.tree.directories += 1;
@@ -479,12 +481,15 @@ impl<'a, 's> Walker<'a, 's> {
         entries_of
     }
 
-    fn xattr(&mut self, ino: Ino, nid: Nid) {
+    fn xattr(&mut self, ino: Ino, nid: Nid, is_dir: bool) {
         let Some(node) = self.reach(ino, nid) else {
             return;
         };
         let found = match &node.body {
-            NodeBody::Xattr(x) if !x.entries.is_empty() => return,
+            NodeBody::Xattr(x) if !x.entries.is_empty() => {
+                self.acls(ino, nid, x, is_dir);
+                return;
+            }
             // The last attribute removed frees the node at once.
             NodeBody::Xattr(_) => Finding::new(
                 Severity::Error,
@@ -498,6 +503,30 @@ impl<'a, 's> Walker<'a, 's> {
             ),
         };
         self.findings.push(found.ino(ino).nid(nid));
+    }
+
+    /// Checks the access control lists among an inode's attributes: each
+    /// decodes (lists are validated when set), and only a directory has a
+    /// default one.
+    fn acls(&mut self, ino: Ino, nid: Nid, x: &XattrNode, is_dir: bool) {
+        for a in &x.entries {
+            let problem = match a.ns {
+                Namespace::PosixAclAccess | Namespace::PosixAclDefault
+                    if Acl::decode(&a.value).is_err() =>
+                {
+                    "does not decode"
+                }
+                Namespace::PosixAclDefault if !is_dir => "is on a file that is not a directory",
+                _ => continue,
+            };
+            let name = String::from_utf8_lossy(&a.full_name()).into_owned();
+            let msg = format!("{name} {problem}");
+            self.findings.push(
+                Finding::new(Severity::Error, Kind::AclInvalid, msg)
+                    .ino(ino)
+                    .nid(nid),
+            );
+        }
     }
 
     /// Walks a directory's index and checks its counts; returns its
