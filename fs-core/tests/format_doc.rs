@@ -409,6 +409,47 @@ fn table_layouts() {
 }
 
 #[test]
+fn acl_layout() {
+    use pagelog_core::acl::{Acl, Entry, Tag, ENTRY, HEADER, NO_ID};
+    let acl = Acl {
+        entries: vec![
+            Entry {
+                tag: Tag::UserObj,
+                perm: 6,
+                id: NO_ID,
+            },
+            Entry {
+                tag: Tag::GroupObj,
+                perm: 4,
+                id: NO_ID,
+            },
+            Entry {
+                tag: Tag::Other,
+                perm: 0,
+                id: NO_ID,
+            },
+        ],
+    };
+    let bytes = acl.encode();
+    assert_eq!(&bytes[..4], &2u32.to_le_bytes(), "version");
+    assert_eq!(bytes.len(), HEADER + 3 * ENTRY);
+    check("acl", &[("version", 0), ("entries", HEADER)], HEADER);
+    let doc = doc();
+    let tags = [
+        (Tag::UserObj, "the owner"),
+        (Tag::User, "a named user"),
+        (Tag::GroupObj, "the owning group"),
+        (Tag::Group, "a named group"),
+        (Tag::Mask, "the mask"),
+        (Tag::Other, "other"),
+    ];
+    for (tag, entry) in tags {
+        let row = format!("| {:#04x} | {entry} ", tag as u16);
+        assert!(doc.contains(&row), "FORMAT.md has no row {row:?}");
+    }
+}
+
+#[test]
 fn node_layouts() {
     use node::off as n;
     check(
