@@ -27,7 +27,9 @@ pub use ondisk::{
     ids, index_node, inode, inode_pack, key_slot, layout, node, seal_info, segment_summary,
     superblock, xattr,
 };
-pub use root::{diff, dir_index, file_map, history, node_cache, node_table, page_cache, units};
+pub use root::{
+    diff, dir_index, file_map, history, node_cache, node_table, page_cache, units, usage,
+};
 pub(crate) use volume::parallel;
 pub use volume::{
     checkpoint_list, checkpoints, cleaner, device, format, id_table, info, label, meta_table,

@@ -93,6 +93,16 @@ impl Filesystem {
             i.mtime = now;
             i.ctime = now;
         }
+        if set.uid.is_some() || set.gid.is_some() {
+            // Through the cache, which moves the usage to the new ids.
+            let (uid, gid) = (set.uid.unwrap_or(inode.uid), set.gid.unwrap_or(inode.gid));
+            self.inode_mut(ino)?;
+            let dev = self.dev();
+            self.store
+                .root
+                .cache
+                .set_ids(&*dev, ino, uid, gid, inode.project)?;
+        }
         let i = self.inode_mut(ino)?;
         if let Some(mode) = set.mode {
             i.mode = (i.mode & S_IFMT) | (mode & 0o7777);
@@ -100,18 +110,10 @@ impl Filesystem {
                 i.mode &= !S_ISGID;
             }
         }
-        if set.uid.is_some() || set.gid.is_some() {
-            if let Some(uid) = set.uid {
-                i.uid = uid;
-            }
-            if let Some(gid) = set.gid {
-                i.gid = gid;
-            }
-            if !i.is_dir() {
-                i.mode &= !S_ISUID;
-                if i.mode & S_IXGRP != 0 || cred.lacks_group(i.gid) {
-                    i.mode &= !S_ISGID;
-                }
+        if (set.uid.is_some() || set.gid.is_some()) && !i.is_dir() {
+            i.mode &= !S_ISUID;
+            if i.mode & S_IXGRP != 0 || cred.lacks_group(i.gid) {
+                i.mode &= !S_ISGID;
             }
         }
         let pick = |t: TimeSet| match t {

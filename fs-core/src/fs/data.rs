@@ -213,9 +213,7 @@ impl Filesystem {
     fn drop_pages_from(&mut self, ino: Ino, from: u64) -> Result<()> {
         self.store.root.dirty.remove_range(ino, from, u64::MAX);
         let freed = self.store.drop_file_pages(ino, from)?;
-        let i = self.inode_mut(ino)?;
-        i.blocks = i.blocks.saturating_sub(freed);
-        Ok(())
+        self.add_blocks(ino, -(freed as i64))
     }
 
     /// Zeroes bytes `lo..hi` of page `idx` if it holds data.
@@ -327,8 +325,7 @@ impl Filesystem {
             )?;
         }
         self.store.root.reserved_pages += holes.len() as u64;
-        self.inode_mut(ino)?.blocks += holes.len() as u64;
-        Ok(())
+        self.add_blocks(ino, holes.len() as i64)
     }
 
     /// Deallocates `start..end`: whole pages become holes, partial ones are
@@ -361,9 +358,7 @@ impl Filesystem {
             removed.push((idx, old));
         }
         let gone = self.store.unpointed(ino, &removed)?;
-        let i = self.inode_mut(ino)?;
-        i.blocks = i.blocks.saturating_sub(gone);
-        Ok(())
+        self.add_blocks(ino, -(gone as i64))
     }
 
     /// `lseek(2)` with SEEK_DATA or SEEK_HOLE.

@@ -9,6 +9,7 @@ mod compression;
 mod data;
 mod namespace;
 pub mod perm;
+mod quota;
 mod read;
 mod snapshots;
 #[cfg(feature = "testing")]
@@ -446,6 +447,13 @@ impl Filesystem {
         let dev = self.dev();
         self.store.root.changed = true;
         self.store.root.cache.inode_mut(&*dev, ino)
+    }
+
+    /// Changes `ino`'s page count by `delta`, charging its ids.
+    fn add_blocks(&mut self, ino: Ino, delta: i64) -> Result<()> {
+        self.inode_mut(ino)?;
+        let dev = self.dev();
+        self.store.root.cache.add_blocks(&*dev, ino, delta)
     }
 
     /// A directory inode, or `NotDir`.

@@ -144,9 +144,8 @@ pub fn insert(
     let mut root = root_of(cache, dev, dir)?;
     if root.is_none() {
         root = cache.create(dev, dir, 0, NodeBody::DirLeaf(Box::default()))?;
-        let inode = cache.inode_mut(dev, dir)?;
-        inode.dir_root = root;
-        inode.blocks += 1;
+        cache.inode_mut(dev, dir)?.dir_root = root;
+        cache.add_blocks(dev, dir, 1)?;
     }
     let base = base_key(name, seed);
     let (path, leaf_nid) = descend(cache, dev, root, base)?;
@@ -216,7 +215,7 @@ fn split_leaf(
         0,
         NodeBody::DirLeaf(Box::new(DirLeaf { entries: right })),
     )?;
-    cache.inode_mut(dev, dir)?.blocks += 1;
+    cache.add_blocks(dev, dir, 1)?;
     push_up(cache, dev, dir, path, sep, new_leaf, 0)
 }
 
@@ -245,9 +244,8 @@ fn push_up(
             child_level + 1,
             NodeBody::DirInternal(Box::new(int)),
         )?;
-        let inode = cache.inode_mut(dev, dir)?;
-        inode.dir_root = new_root;
-        inode.blocks += 1;
+        cache.inode_mut(dev, dir)?.dir_root = new_root;
+        cache.add_blocks(dev, dir, 1)?;
         return Ok(());
     };
     let int = internal_mut(cache, dev, parent)?;
@@ -265,7 +263,7 @@ fn push_up(
         level,
         NodeBody::DirInternal(Box::new(DirInternal { children: right })),
     )?;
-    cache.inode_mut(dev, dir)?.blocks += 1;
+    cache.add_blocks(dev, dir, 1)?;
     push_up(cache, dev, dir, path, right_sep, new_node, level)
 }
 
@@ -301,8 +299,7 @@ pub fn remove(
         // Free empty nodes bottom-up.
         loop {
             cache.remove(dev, life, gone)?;
-            let inode = cache.inode_mut(dev, dir)?;
-            inode.blocks = inode.blocks.saturating_sub(1);
+            cache.add_blocks(dev, dir, -1)?;
             let Some((parent, idx)) = path.pop() else {
                 cache.inode_mut(dev, dir)?.dir_root = Nid::NONE;
                 break;
@@ -341,9 +338,8 @@ fn collapse_root(
             _ => return Ok(()),
         };
         cache.remove(dev, life, root)?;
-        let inode = cache.inode_mut(dev, dir)?;
-        inode.dir_root = only;
-        inode.blocks = inode.blocks.saturating_sub(1);
+        cache.inode_mut(dev, dir)?.dir_root = only;
+        cache.add_blocks(dev, dir, -1)?;
     }
 }
 

@@ -9,6 +9,7 @@ pub mod node_cache;
 pub mod node_table;
 pub mod page_cache;
 pub mod units;
+pub mod usage;
 
 use std::collections::HashSet;
 

@@ -14,6 +14,7 @@ use crate::node_table::{NatEntry, NodeTable};
 use crate::page_life::PageLife;
 use crate::segment_summary::PageKind;
 use crate::segment_writer::SegmentWriter;
+use crate::usage::Ledger;
 
 #[derive(Debug)]
 struct Cached {
@@ -39,6 +40,11 @@ pub struct NodeCache {
     partial: BTreeSet<Nid>,
     /// The pack new inodes went into last.
     current: Nid,
+    /// Usage changes by user, group and project: every change of an
+    /// inode's page count, existence or ids goes through this cache's
+    /// methods ([`NodeCache::add_blocks`], [`NodeCache::set_ids`], inode
+    /// creation and removal), which charge it here.
+    pub usage: Ledger,
 }
 
 fn unallocated(ino: Ino) -> Error {
@@ -69,7 +75,42 @@ impl NodeCache {
             clock: 0,
             partial: BTreeSet::new(),
             current: Nid::NONE,
+            usage: Ledger::default(),
         }
+    }
+
+    /// Changes inode `ino`'s page count by `delta` (never below zero),
+    /// charging the change to its ids.
+    pub fn add_blocks(&mut self, dev: &dyn BlockDevice, ino: Ino, delta: i64) -> Result<()> {
+        let inode = self.inode_mut(dev, ino)?;
+        let old = inode.blocks;
+        inode.blocks = old.saturating_add_signed(delta);
+        let change = inode.blocks as i64 - old as i64;
+        let inode = inode.clone();
+        self.usage.charge(ino, &inode, change, 0);
+        Ok(())
+    }
+
+    /// Gives inode `ino` new owner, group and project ids, moving its
+    /// usage from the old ids to the new.
+    pub fn set_ids(
+        &mut self,
+        dev: &dyn BlockDevice,
+        ino: Ino,
+        uid: u32,
+        gid: u32,
+        project: u32,
+    ) -> Result<()> {
+        let inode = self.inode_mut(dev, ino)?;
+        let old = inode.clone();
+        inode.uid = uid;
+        inode.gid = gid;
+        inode.project = project;
+        let new = inode.clone();
+        let pages = old.blocks as i64;
+        self.usage.charge(ino, &old, -pages, -1);
+        self.usage.charge(ino, &new, pages, 1);
+        Ok(())
     }
 
     /// Nodes waiting to be written.
@@ -229,6 +270,7 @@ impl NodeCache {
             }
         };
         let ino = Ino::new(pack, slot);
+        self.usage.charge(ino, &inode, inode.blocks as i64, 1);
         let p = self.pack_mut(dev, ino)?;
         p.slots[slot] = Some(inode);
         let full = p.free_slot().is_none();
@@ -253,11 +295,13 @@ impl NodeCache {
             .slots
             .get_mut(ino.slot())
             .ok_or_else(|| unallocated(ino))?;
-        if slot.take().is_none() {
+        let Some(gone) = slot.take() else {
             return Err(unallocated(ino));
-        }
+        };
+        let empty = p.used() == 0;
+        self.usage.charge(ino, &gone, -(gone.blocks as i64), -1);
         let pack = ino.pack();
-        if p.used() == 0 {
+        if empty {
             self.partial.remove(&pack);
             if self.current == pack {
                 self.current = Nid::NONE;

@@ -115,8 +115,7 @@ impl Store {
             }
         }
         let gone = self.unpointed(f.ino, &removed)?;
-        let inode = self.root.cache.inode_mut(dev, f.ino)?;
-        inode.blocks = inode.blocks.saturating_sub(gone);
+        self.root.cache.add_blocks(dev, f.ino, -(gone as i64))?;
         Ok(())
     }
 
@@ -136,7 +135,7 @@ impl Store {
             let new = BlockPtr::stored(vpn, crc);
             let old = file_map::set(&mut self.root.cache, dev, &mut life, ino, *idx, new)?;
             removed.push((*idx, old));
-            self.root.cache.inode_mut(dev, ino)?.blocks += 1;
+            self.root.cache.add_blocks(dev, ino, 1)?;
             self.stats.data_pages_written += 1;
         }
         Ok(())
@@ -168,7 +167,7 @@ impl Store {
             removed.push((*idx, old));
         }
         let pages = unit_pages(stored.len());
-        self.root.cache.inode_mut(dev, ino)?.blocks += pages;
+        self.root.cache.add_blocks(dev, ino, pages as i64)?;
         self.stats.data_pages_written += pages;
         if self.reshaped.last() != Some(&ino) {
             // (Bounded: without a reader, only a stale attribute is lost.)

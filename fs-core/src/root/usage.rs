@@ -1,0 +1,111 @@
+//! The usage ledger: how many pages and inodes each user, group and
+//! project gained or lost in a root since it was opened. Every change of
+//! an inode's page count (`blocks`), every inode made or freed and every
+//! change of an inode's owner, group or project is charged here, by the
+//! node cache that owns the inodes, so that usage can be kept exactly (see
+//! docs/design-quota.md). The graveyard directory is not charged.
+
+use std::collections::HashMap;
+
+use crate::ids::Ino;
+use crate::inode::Inode;
+
+/// What an id names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum IdKind {
+    /// A user (the inode's owner).
+    User = 1,
+    /// A group (the inode's group).
+    Group = 2,
+    /// A project (the inode's project id).
+    Project = 3,
+}
+
+/// A user, group or project id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct QuotaId {
+    /// What it names.
+    pub kind: IdKind,
+    /// The number.
+    pub id: u32,
+}
+
+impl QuotaId {
+    /// The three ids `inode` is charged to.
+    pub fn of(inode: &Inode) -> [QuotaId; 3] {
+        [
+            QuotaId {
+                kind: IdKind::User,
+                id: inode.uid,
+            },
+            QuotaId {
+                kind: IdKind::Group,
+                id: inode.gid,
+            },
+            QuotaId {
+                kind: IdKind::Project,
+                id: inode.project,
+            },
+        ]
+    }
+}
+
+/// Pages and inodes (or changes of them).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Pages, as an inode's `blocks` counts them.
+    pub pages: i64,
+    /// Inodes.
+    pub inodes: i64,
+}
+
+/// Usage changes by id.
+#[derive(Debug, Default)]
+pub struct Ledger {
+    deltas: HashMap<QuotaId, Usage>,
+}
+
+impl Ledger {
+    /// Charges `pages` and `inodes` (either may be negative) to the ids of
+    /// inode `ino`.
+    pub fn charge(&mut self, ino: Ino, inode: &Inode, pages: i64, inodes: i64) {
+        if ino == Ino::GRAVEYARD || (pages == 0 && inodes == 0) {
+            return;
+        }
+        for id in QuotaId::of(inode) {
+            let u = self.deltas.entry(id).or_default();
+            u.pages += pages;
+            u.inodes += inodes;
+        }
+    }
+
+    /// The changes so far, by id (ids whose changes cancelled out may be
+    /// present with zeros).
+    pub fn deltas(&self) -> &HashMap<QuotaId, Usage> {
+        &self.deltas
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn charges_go_to_all_three_ids_and_never_to_the_graveyard() {
+        let inode = Inode {
+            uid: 5,
+            gid: 6,
+            project: 7,
+            ..Inode::default()
+        };
+        let mut l = Ledger::default();
+        l.charge(Ino(9), &inode, 3, 1);
+        l.charge(Ino(9), &inode, -1, 0);
+        l.charge(Ino::GRAVEYARD, &inode, 100, 1);
+        for (kind, id) in [(IdKind::User, 5), (IdKind::Group, 6), (IdKind::Project, 7)] {
+            let u = l.deltas()[&QuotaId { kind, id }];
+            assert_eq!((u.pages, u.inodes), (2, 1), "{kind:?}");
+        }
+        assert_eq!(l.deltas().len(), 3);
+    }
+}
