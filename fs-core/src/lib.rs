@@ -24,11 +24,11 @@ pub mod when;
 pub use fs::perm;
 pub use ondisk::{
     acl, block_ptr, chain_table, checkpoint, checkpoint_record, codec, deadlist_page, dir_node,
-    ids, index_node, inode, inode_pack, key_slot, layout, node, seal_info, segment_summary,
-    superblock, xattr,
+    ids, index_node, inode, inode_pack, key_slot, layout, node, quota_file, seal_info,
+    segment_summary, superblock, xattr,
 };
 pub use root::{
-    diff, dir_index, file_map, history, node_cache, node_table, page_cache, units, usage,
+    diff, dir_index, file_map, history, node_cache, node_table, page_cache, quotas, units, usage,
 };
 pub(crate) use volume::parallel;
 pub use volume::{

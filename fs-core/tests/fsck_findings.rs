@@ -98,9 +98,10 @@ fn healthy_image_has_no_findings_at_any_level() {
         assert_eq!(r.cleanly_unmounted, Some(true));
     }
     let r = run(&img.dev, Level::VerifyData);
+    // The test's five, the root, the graveyard and the quota file.
     assert_eq!(
         (r.stats.inodes, r.stats.directories),
-        (7, 4),
+        (8, 4),
         "{:?}",
         r.stats
     );
@@ -288,7 +289,35 @@ fn wrong_block_count_is_found() {
             .inode(img.file, |i| i.blocks += 3)
             .expect("tamper")
     });
-    assert_eq!(kinds(&r, Severity::Error), vec![Kind::BlockCountWrong]);
+    // The usage of the file's user, group and project counts what the
+    // inode says: three more pages than the quota file recorded.
+    let mut found = kinds(&r, Severity::Error);
+    found.dedup();
+    assert_eq!(found, vec![Kind::BlockCountWrong, Kind::QuotaWrong]);
+    assert_eq!(r.findings.len(), 4, "{:?}", r.findings);
+}
+
+#[test]
+fn usage_the_quota_file_miscounts_is_found() {
+    let img = image();
+    let r = tampered(&img, Level::Full, |fs| {
+        fs.tamper().miscount_usage(img.file, 5).expect("tamper")
+    });
+    assert_eq!(
+        kinds(&r, Severity::Error),
+        vec![Kind::QuotaWrong; 3],
+        "{:?}",
+        r.findings
+    );
+    assert!(
+        r.findings[0].message.contains("the tree holds"),
+        "{}",
+        r.findings[0].message
+    );
+    assert!(
+        run(&img.dev, Level::Fast).findings.is_empty(),
+        "--fast does not recount"
+    );
 }
 
 #[test]

@@ -244,6 +244,7 @@ impl Filesystem {
             nothing_to_clean_at: None,
             views: std::collections::BTreeMap::new(),
         };
+        fs.load_quota()?;
         if !fs.opts.read_only {
             fs.store.start_writing(max_seq)?;
             fs.purge_graveyard()?;
@@ -425,7 +426,7 @@ impl Filesystem {
     /// Does inode `ino` exist (and is it a user-visible inode)?
     fn exists(&mut self, ino: Ino) -> Result<bool> {
         self.degrade_if_failed()?;
-        if ino == Ino::GRAVEYARD || ino.is_none() {
+        if self.is_internal(ino) || ino.is_none() {
             return Ok(false);
         }
         let dev = self.dev();

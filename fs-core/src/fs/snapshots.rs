@@ -187,6 +187,7 @@ impl Filesystem {
     /// Files the source left unlinked but open are freed, as a mount
     /// frees them.
     fn after_rollback(&mut self) -> Result<()> {
+        self.load_quota()?;
         self.purge_graveyard()?;
         self.sync()
     }

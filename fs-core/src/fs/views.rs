@@ -110,7 +110,7 @@ impl Filesystem {
             return Err(e);
         }
         self.swap_counts(&mut view);
-        let result = f(self);
+        let result = self.load_quota().and_then(|()| f(self));
         self.swap_counts(&mut view);
         // A failure inside `f` may have left the store to be replaced: the
         // live root goes back in place either way.

@@ -49,6 +49,7 @@ pub fn check(
         let mut own = Vec::new();
         let mut branch = Scan {
             units: scan.units.clone(),
+            quota_ino: scan.quota_ino,
             ..Scan::default()
         };
         scan::node_table(dev, rec.nat_root, &mut branch, &mut own);

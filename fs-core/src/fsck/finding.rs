@@ -84,6 +84,9 @@ pub enum Kind {
     /// An access control list does not decode, or a file that is not a
     /// directory has a default list.
     AclInvalid,
+    /// The usage the quota file records differs from what the tree holds,
+    /// or the quota file cannot be read.
+    QuotaWrong,
 }
 
 /// One finding.

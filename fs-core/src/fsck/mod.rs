@@ -6,6 +6,7 @@
 
 mod branches;
 pub mod finding;
+mod quota;
 mod scan;
 mod scrub;
 mod space;
@@ -112,6 +113,7 @@ pub fn check(
     progress: &mut dyn FnMut(Phase, u64, u64),
 ) -> Report {
     let mut report = Report::default();
+    let dev_arc = dev.clone();
     let dev: &dyn BlockDevice = &*dev;
     progress(Phase::Log, 0, 1);
     let rec = match read_superblocks(dev).and_then(|(good, bad)| {
@@ -184,6 +186,8 @@ pub fn check(
     }
     progress(Phase::Tables, 0, 1);
     let mut scan = scan::tables(dev, &cp, rec.sealer.as_ref(), &mut report.findings);
+    let keeps_quota = rec.sb.ro_compat & crate::superblock::features::RO_COMPAT_QUOTA != 0;
+    scan.quota_ino = keeps_quota.then_some(crate::quota_file::QUOTA_INO);
     unknown_chains(&scan, rec.sb.chains.chains.len(), &mut report.findings);
     let live: Vec<SegmentNo> = scan
         .usage
@@ -286,6 +290,9 @@ pub fn check(
             )),
             Err(_) => {}
         }
+    }
+    if keeps_quota && level != Level::Fast {
+        report.findings.extend(quota::check(dev_arc, key));
     }
     report
 }

@@ -14,7 +14,7 @@ use crate::codec::crc32;
 use crate::deadlist_page::DeadlistPage;
 use crate::device::BlockDevice;
 use crate::error::Error;
-use crate::ids::{Nid, PageAddr, SegmentNo, Vpn};
+use crate::ids::{Ino, Nid, PageAddr, SegmentNo, Vpn};
 use crate::layout::{Geometry, PAGE_SIZE};
 use crate::meta_table::{leaf_entries, MetaTable, PageNames, RawEntry, TableId};
 use crate::node::Node;
@@ -52,6 +52,9 @@ pub struct Scan {
     pub lost_nids: Vec<Range<u64>>,
     /// Decoded nodes.
     pub nodes: Nodes,
+    /// The quota file, on an image that keeps usage: an inode in use that
+    /// no directory names.
+    pub quota_ino: Option<Ino>,
     /// Bytes read.
     pub bytes_read: u64,
 }

@@ -656,6 +656,9 @@ fn namespace(w: &mut Walker<'_, '_>, entries_of: &FxHashMap<Ino, Vec<&DirEntry>>
         }
     }
     for (nid, inode) in all_inodes(scan) {
+        if Some(nid) == scan.quota_ino {
+            continue;
+        }
         if inode.is_dir() || nid == Ino::ROOT || nid == Ino::GRAVEYARD {
             if inode.is_dir()
                 && !seen_dirs.contains(&nid)

@@ -17,6 +17,7 @@ pub mod inode_pack;
 pub mod key_slot;
 pub mod layout;
 pub mod node;
+pub mod quota_file;
 pub mod seal_info;
 pub mod segment_summary;
 pub mod superblock;

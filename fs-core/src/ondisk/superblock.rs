@@ -50,8 +50,12 @@ pub mod off {
 pub mod features {
     /// Compatible features this build knows (none yet in version 3).
     pub const COMPAT_KNOWN: u64 = 0;
+    /// Usage by user, group and project is kept in the quota file (inode
+    /// 3): a build that does not know it could not keep usage in step, so
+    /// it may only read.
+    pub const RO_COMPAT_QUOTA: u64 = 1;
     /// Read-only-compatible features this build knows.
-    pub const RO_COMPAT_KNOWN: u64 = 0;
+    pub const RO_COMPAT_KNOWN: u64 = RO_COMPAT_QUOTA;
     /// Units may be stored through a chain of transforms (compression):
     /// the chain table numbers at least one chain.
     pub const INCOMPAT_TRANSFORMS: u64 = 1;
@@ -67,6 +71,7 @@ pub mod features {
         match (kind, 1u64 << bit) {
             ("incompatible", INCOMPAT_TRANSFORMS) => "transforms".into(),
             ("incompatible", INCOMPAT_SEALED) => "sealed".into(),
+            ("read-only-compatible", RO_COMPAT_QUOTA) => "quota".into(),
             _ => format!("bit {bit}"),
         }
     }

@@ -8,6 +8,7 @@ pub mod history;
 pub mod node_cache;
 pub mod node_table;
 pub mod page_cache;
+pub mod quotas;
 pub mod units;
 pub mod usage;
 
@@ -42,6 +43,8 @@ pub struct Root {
     pub changed: bool,
     /// What its retained checkpoints still hold.
     pub history: History,
+    /// Its quota file, once read (on an image with quotas).
+    pub quota: Option<crate::quotas::QuotaTable>,
 }
 
 impl Root {
@@ -56,6 +59,7 @@ impl Root {
             reserved_pages: cp.reserved_pages,
             changed: false,
             history: History::default(),
+            quota: None,
         }
     }
 

@@ -63,13 +63,16 @@ pub struct Usage {
 #[derive(Debug, Default)]
 pub struct Ledger {
     deltas: HashMap<QuotaId, Usage>,
+    /// An inode never charged besides the graveyard: the quota file, on a
+    /// root that has one.
+    pub skip: Option<Ino>,
 }
 
 impl Ledger {
     /// Charges `pages` and `inodes` (either may be negative) to the ids of
     /// inode `ino`.
     pub fn charge(&mut self, ino: Ino, inode: &Inode, pages: i64, inodes: i64) {
-        if ino == Ino::GRAVEYARD || (pages == 0 && inodes == 0) {
+        if ino == Ino::GRAVEYARD || Some(ino) == self.skip || (pages == 0 && inodes == 0) {
             return;
         }
         for id in QuotaId::of(inode) {
@@ -83,6 +86,11 @@ impl Ledger {
     /// present with zeros).
     pub fn deltas(&self) -> &HashMap<QuotaId, Usage> {
         &self.deltas
+    }
+
+    /// The changes so far, leaving none.
+    pub fn take(&mut self) -> HashMap<QuotaId, Usage> {
+        std::mem::take(&mut self.deltas)
     }
 }
 

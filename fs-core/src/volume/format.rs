@@ -8,15 +8,18 @@ use crate::checkpoint::Checkpoint;
 use crate::device::BlockDevice;
 use crate::error::{Error, Result};
 use crate::ids::{CheckpointNo, Ino, Nid, PageAddr, SegmentNo, TransformId};
-use crate::inode::{Inode, Timespec, S_IFDIR};
+use crate::inode::{Inode, Timespec, S_IFDIR, S_IFREG};
 use crate::inode_pack::InodePack;
 use crate::layout::{zero_page, Geometry, PAGE_SIZE};
 use crate::meta_table::TableRoot;
 use crate::node::NodeBody;
+use crate::quota_file::QUOTA_INO;
+use crate::quotas::QuotaTable;
 use crate::recovery::Recovery;
 use crate::store::Store;
 use crate::superblock::{State, Superblock, COPIES};
 use crate::transform::Registry;
+use crate::usage::QuotaId;
 
 /// Fewest segments a filesystem may have.
 pub const MIN_SEGMENTS: u64 = 16;
@@ -55,6 +58,9 @@ pub struct FormatOptions {
     /// Seal the volume (authenticated encryption) with this master key,
     /// wrapped as the slot says ([`crate::seal::keys::setup`]).
     pub seal: Option<crate::seal::keys::KeySetup>,
+    /// Keep usage by user, group and project (the `quota` feature: inode 3
+    /// holds the quota file).
+    pub quota: bool,
 }
 
 impl Default for FormatOptions {
@@ -72,6 +78,7 @@ impl Default for FormatOptions {
             compress: "none".into(),
             cluster_pages: None,
             seal: None,
+            quota: true,
         }
     }
 }
@@ -168,7 +175,11 @@ pub fn format(dev: Arc<dyn BlockDevice>, opts: &FormatOptions) -> Result<Superbl
     let now = Timespec::now();
     let sb = Superblock {
         compat: 0,
-        ro_compat: 0,
+        ro_compat: if opts.quota {
+            crate::superblock::features::RO_COMPAT_QUOTA
+        } else {
+            0
+        },
         incompat: if chains.chains.is_empty() {
             0
         } else {
@@ -243,13 +254,34 @@ pub fn format(dev: Arc<dyn BlockDevice>, opts: &FormatOptions) -> Result<Superbl
         )
     });
     pack.slots[Ino::GRAVEYARD.slot()] = Some(directory(0o700, 0, 0, Ino::GRAVEYARD, now));
+    if opts.quota {
+        // The quota file, counting the root directory (the graveyard and
+        // the file itself are never counted); the commit writes its pages.
+        pack.slots[QUOTA_INO.slot()] = Some(Inode {
+            mode: S_IFREG | 0o600,
+            nlink: 1,
+            atime: now,
+            mtime: now,
+            ctime: now,
+            btime: now,
+            generation: 1,
+            ..Inode::default()
+        });
+        let mut table = QuotaTable::new();
+        let root = pack.slots[Ino::ROOT.slot()].as_ref().expect("root");
+        for id in QuotaId::of(root) {
+            table.record_mut(id).inodes += 1;
+        }
+        store.root.quota = Some(table);
+        store.root.cache.usage.skip = Some(QUOTA_INO);
+    }
     store.root.cache.insert_at(
         Nid::FIRST_PACK,
         Ino::NONE,
         0,
         NodeBody::InodePack(Box::new(pack)),
     );
-    store.root.inode_count = 2;
+    store.root.inode_count = if opts.quota { 3 } else { 2 };
     store.commit(true)?;
     store.write_superblock(State::Clean, true)?;
     store.flush_superblock()?;

@@ -399,6 +399,15 @@ impl Store {
             data += r.dirty.count() as u64;
             map += r.dirty.files() as u64 + 4 * r.dirty.groups() as u64;
             nodes += r.cache.dirty_count() as u64;
+            if let Some(q) = &r.quota {
+                // The quota file's pages the fold may change: one per id
+                // with a change, three per file whose writeback may
+                // charge one; with its inode pack and map nodes.
+                let ids = r.cache.usage.deltas().len() + 3 * r.dirty.files();
+                let (pages, map_nodes) = q.pages_to_write(ids);
+                data += pages;
+                map += map_nodes;
+            }
         }
         let nodes = nodes + map;
         let dead = self.deadlist_pages(data + nodes + self.table_pages(nodes, data));
@@ -575,6 +584,7 @@ impl Store {
         scope: DataScope,
     ) -> Result<()> {
         self.write_data(dev, building, scope)?;
+        self.fold_quota(dev, building)?;
         self.root
             .cache
             .write_dirty(dev, &mut life!(self, dev, building), &mut self.log)?;

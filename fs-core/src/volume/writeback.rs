@@ -15,6 +15,7 @@ use crate::file_map;
 use crate::ids::{CheckpointNo, Ino, TransformId};
 use crate::layout::{Page, PAGE_SIZE};
 use crate::page_life::life;
+use crate::quota_file::QUOTA_INO;
 use crate::segment_summary::{unit_pages, PageKind};
 use crate::transform::Chain;
 
@@ -66,6 +67,34 @@ impl Store {
             self.write_file_data(dev, building, f, results)?;
         }
         Ok(())
+    }
+
+    /// Folds the usage ledger into the root's quota file and writes the
+    /// file's changed pages: after the data (whose writeback changes
+    /// usage) and before the nodes, so that usage and the inodes it sums
+    /// are in one checkpoint. The pages are written whatever the data
+    /// scope: they are metadata.
+    pub(crate) fn fold_quota(
+        &mut self,
+        dev: &dyn BlockDevice,
+        building: CheckpointNo,
+    ) -> Result<()> {
+        let Some(q) = self.root.quota.as_mut() else {
+            return Ok(());
+        };
+        q.apply(&self.root.cache.usage.take());
+        let pages = q.take_dirty();
+        if pages.is_empty() {
+            return Ok(());
+        }
+        let size = q.file_size();
+        let inode = self.root.cache.inode_mut(dev, QUOTA_INO)?;
+        let known = inode.size.div_ceil(PAGE_SIZE as u64);
+        inode.size = size;
+        for (idx, page) in pages {
+            self.root.dirty.insert(QUOTA_INO, idx, page, idx >= known);
+        }
+        self.write_data(dev, building, DataScope::Inode(QUOTA_INO))
     }
 
     /// `pages` of `ino`, cut into runs by its chain.
