@@ -116,6 +116,11 @@ pub struct Args {
     /// With --encrypt: Argon2id passes, 1 to 64 (default 4)
     #[arg(long, value_name = "N", requires = "encrypt")]
     pub kdf_passes: Option<u32>,
+    /// Keep no usage by user, group and project (the `quota` feature, on by
+    /// default: a hidden file of a few pages, rewritten by each commit
+    /// that changes usage)
+    #[arg(long)]
+    pub no_quota: bool,
     /// Overwrite an existing filesystem or signature (never one in use)
     #[arg(short = 'f', long, visible_short_alias = 'F')]
     pub force: bool,

@@ -54,6 +54,7 @@ impl Request {
         let mut format = FormatOptions {
             pages_per_segment,
             label,
+            quota: !args.no_quota,
             ..FormatOptions::default()
         };
         if let Some(dir) = &args.modules {

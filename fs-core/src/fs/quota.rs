@@ -17,7 +17,7 @@ use crate::usage::{QuotaId, Usage};
 impl Filesystem {
     /// Does this image keep usage (the `quota` feature)?
     pub fn keeps_quota(&self) -> bool {
-        self.store.sb.ro_compat & crate::superblock::features::RO_COMPAT_QUOTA != 0
+        self.store.quota_ino().is_some()
     }
 
     /// Is `ino` one of pagelog's own inodes, never seen by users: the

@@ -657,6 +657,15 @@ fn namespace(w: &mut Walker<'_, '_>, entries_of: &FxHashMap<Ino, Vec<&DirEntry>>
     }
     for (nid, inode) in all_inodes(scan) {
         if Some(nid) == scan.quota_ino {
+            // Named by no directory: a regular file with its one link.
+            if !inode.is_reg() || inode.nlink != 1 {
+                let msg = format!(
+                    "the quota file has mode {:o} and {} links (a regular file, one link)",
+                    inode.mode, inode.nlink
+                );
+                w.findings
+                    .push(Finding::new(Severity::Error, Kind::LinkCountWrong, msg).ino(nid));
+            }
             continue;
         }
         if inode.is_dir() || nid == Ino::ROOT || nid == Ino::GRAVEYARD {

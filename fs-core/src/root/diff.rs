@@ -195,7 +195,15 @@ fn modified(a: &Inode, b: &Inode) -> bool {
 
 /// What changed from `older` to `newer` (two committed roots: nodes not
 /// yet written are not seen), sorted by path.
-pub fn diff(older: &mut Root, newer: &mut Root, dev: &dyn BlockDevice) -> Result<Vec<Change>> {
+///
+/// `quota_file`: the quota file's inode, on an image that keeps one
+/// (pagelog's own, like the graveyard: never a change to report).
+pub fn diff(
+    older: &mut Root,
+    newer: &mut Root,
+    dev: &dyn BlockDevice,
+    quota_file: Option<Ino>,
+) -> Result<Vec<Change>> {
     let mut nids = Vec::new();
     older
         .cache
@@ -260,7 +268,7 @@ pub fn diff(older: &mut Root, newer: &mut Root, dev: &dyn BlockDevice) -> Result
         .chain(gone.keys())
         .chain(came.keys())
         .copied()
-        .filter(|i| *i != Ino::GRAVEYARD)
+        .filter(|i| *i != Ino::GRAVEYARD && Some(*i) != quota_file)
         .collect();
     for ino in inos {
         let (ia, ib) = (a.inode(dev, ino)?, b.inode(dev, ino)?);

@@ -236,7 +236,7 @@ impl Store {
     pub fn diff(&self, older: &RootName, newer: &RootName) -> Result<Vec<crate::diff::Change>> {
         let mut a = self.root_of(&self.record_of(older)?);
         let mut b = self.root_of(&self.record_of(newer)?);
-        crate::diff::diff(&mut a, &mut b, &*self.dev)
+        crate::diff::diff(&mut a, &mut b, &*self.dev, self.quota_ino())
     }
 
     /// Reopens, in the same slots, the roots `old` had open besides the

@@ -385,6 +385,13 @@ impl Store {
         self.poison_on(r)
     }
 
+    /// The quota file's inode, if this image keeps usage (the `quota`
+    /// feature).
+    pub fn quota_ino(&self) -> Option<crate::ids::Ino> {
+        let keeps = self.sb.ro_compat & crate::superblock::features::RO_COMPAT_QUOTA != 0;
+        keeps.then_some(crate::quota_file::QUOTA_INO)
+    }
+
     /// The most payload pages (data, nodes, table pages, the checkpoint)
     /// the next commit writes, with `extra` added: every dirty data page;
     /// every dirty node; for each file with dirty data its inode pack and

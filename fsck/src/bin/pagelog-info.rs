@@ -17,7 +17,7 @@ use pagelog_core::chain_table::chain_spec;
 use pagelog_core::info::{self, Info};
 use pagelog_core::label::{change_passphrase, set_label};
 use pagelog_core::layout::PAGE_SIZE;
-use pagelog_core::superblock::features::{INCOMPAT_SEALED, INCOMPAT_TRANSFORMS};
+use pagelog_core::superblock::features::{INCOMPAT_SEALED, INCOMPAT_TRANSFORMS, RO_COMPAT_QUOTA};
 use pagelog_core::superblock::{State, LABEL_MAX};
 use pagelog_core::FileDevice;
 use pagelog_tools::{print_and_exit, say, Failure, PassphraseArgs};
@@ -120,7 +120,7 @@ fn text(image: &Path, info: &Info) -> String {
                 sb.compat,
                 sb.ro_compat,
                 sb.incompat,
-                feature_names(sb.incompat)
+                feature_names(sb.ro_compat, sb.incompat)
             ),
         ),
         ("Compression", compression(sb)),
@@ -250,16 +250,19 @@ fn compression(sb: &pagelog_core::superblock::Superblock) -> String {
     )
 }
 
-/// The names of the incompatible features `bits` has, in parentheses.
-fn feature_names(bits: u64) -> String {
-    let names: Vec<&str> = [
+/// The names of the read-only-compatible and incompatible features set,
+/// in parentheses.
+fn feature_names(ro_compat: u64, incompat: u64) -> String {
+    let ro = [(RO_COMPAT_QUOTA, "quota")]
+        .into_iter()
+        .filter(|(bit, _)| ro_compat & bit != 0);
+    let inc = [
         (INCOMPAT_TRANSFORMS, "transforms"),
         (INCOMPAT_SEALED, "sealed"),
     ]
     .into_iter()
-    .filter(|(bit, _)| bits & bit != 0)
-    .map(|(_, name)| name)
-    .collect();
+    .filter(|(bit, _)| incompat & bit != 0);
+    let names: Vec<&str> = ro.chain(inc).map(|(_, name)| name).collect();
     match names.is_empty() {
         true => String::new(),
         false => format!(" ({})", names.join(", ")),
