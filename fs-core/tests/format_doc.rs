@@ -409,6 +409,40 @@ fn table_layouts() {
 }
 
 #[test]
+fn quota_file_layouts() {
+    use pagelog_core::quota_file::{head, rec, PER_PAGE, RECORD};
+    check(
+        "quota_header",
+        &[
+            ("magic", head::MAGIC),
+            ("version", head::VERSION),
+            ("grace", head::GRACE),
+        ],
+        4096,
+    );
+    assert_eq!(head::GRACE + 48, head::END);
+    check(
+        "quota_record",
+        &[
+            ("kind", rec::KIND),
+            ("id", rec::ID),
+            ("pages", rec::PAGES),
+            ("inodes", rec::INODES),
+            ("page_soft", rec::PAGE_SOFT),
+            ("page_hard", rec::PAGE_HARD),
+            ("inode_soft", rec::INODE_SOFT),
+            ("inode_hard", rec::INODE_HARD),
+            ("page_grace_end", rec::PAGE_GRACE_END),
+            ("inode_grace_end", rec::INODE_GRACE_END),
+        ],
+        RECORD,
+    );
+    assert_eq!(rec::INODE_GRACE_END + 8, rec::END);
+    assert_eq!(PER_PAGE, 32);
+    assert!(doc().contains("32 a page"));
+}
+
+#[test]
 fn acl_layout() {
     use pagelog_core::acl::{Acl, Entry, Tag, ENTRY, HEADER, NO_ID};
     let acl = Acl {

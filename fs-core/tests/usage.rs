@@ -1,7 +1,8 @@
 //! The usage ledger is exact: after any sequence of namespace, data,
 //! attribute and ownership changes (writeback and cleaning included), what
 //! it charged to each user, group and project is what a recount of the
-//! tree says changed. Quotas (docs/design-quota.md) are built on this.
+//! tree says changed, and the quota file, before and after a remount,
+//! records the recount. Quotas (docs/design-quota.md) are built on this.
 
 use std::collections::BTreeMap;
 
@@ -105,6 +106,17 @@ proptest! {
             .map(|(id, u)| (*id, *u))
             .collect();
         prop_assert_eq!(charged, difference(&before, &after));
+        // What the quota file records, before and after a remount, is the
+        // recount (ids at zero are left out of both).
+        let nonzero = |m: BTreeMap<QuotaId, Usage>| -> BTreeMap<QuotaId, Usage> {
+            m.into_iter().filter(|(_, u)| *u != Usage::default()).collect()
+        };
+        let recorded = fs.recorded_usage().expect("read").expect("quota");
+        prop_assert_eq!(&recorded, &nonzero(after.clone()));
+        fs.unmount().expect("unmount");
+        let mut fs = Filesystem::mount(dev.clone(), MountOptions::default()).expect("mount");
+        let recorded = fs.recorded_usage().expect("read").expect("quota");
+        prop_assert_eq!(recorded, nonzero(fs.recount_usage().expect("recount")));
         fs.unmount().expect("unmount");
     }
 }

@@ -113,7 +113,10 @@ fn du_df_and_the_report_show_the_savings_and_everything_reads_back() {
     );
     let info = String::from_utf8_lossy(&run(Command::new(bin("pagelog-info")).arg(&image)).stdout)
         .into_owned();
-    assert!(info.contains("incompat 0x1 (transforms)"), "{info}");
+    assert!(
+        info.contains("ro_compat 0x1, incompat 0x1 (quota, transforms)"),
+        "{info}"
+    );
     assert!(
         info.contains("chains 1 zstd:3; clusters of 64 KiB; at mkfs, new data: zstd:3"),
         "{info}"

@@ -56,7 +56,8 @@ fn label_and_uuid_are_shown_set_and_kept() {
         v["usage"]["capacity_pages"].as_u64().is_some_and(|c| c > 0),
         "{v}"
     );
-    assert_eq!(v["usage"]["inodes"], 2);
+    // The root directory, the graveyard and the quota file.
+    assert_eq!(v["usage"]["inodes"], 3);
 
     let (code, out, err) = info(&[&img_s, "--set-label", "mail"]);
     assert_eq!(code, 0, "{err}");
@@ -82,7 +83,7 @@ fn label_and_uuid_are_shown_set_and_kept() {
     assert_eq!(v["label"], "mail");
     assert_eq!(v["uuid"], UUID);
     assert_eq!(v["cleanly_unmounted"], true);
-    assert_eq!(v["usage"]["inodes"], 3);
+    assert_eq!(v["usage"]["inodes"], 4, "and the file written");
     let fsck = run(Command::new(bin("pagelog-fsck")).arg(&img));
     assert_eq!(fsck.status.code(), Some(0));
 }
