@@ -12,8 +12,8 @@ use crate::inode::{Inode, Timespec, S_IFDIR, S_IFLNK, S_IFMT};
 use crate::perm::{self, cap, Cred, S_ISGID};
 use crate::xattr::{Namespace, SetMode, XattrNode};
 
-/// Which list.
-fn is_acl(ns: Namespace) -> bool {
+/// Is `ns` one of the two access control lists (access, default)?
+pub(super) fn is_acl(ns: Namespace) -> bool {
     matches!(ns, Namespace::PosixAclAccess | Namespace::PosixAclDefault)
 }
 
@@ -128,7 +128,7 @@ impl Filesystem {
         }
         let mut new_mode = inode.mode;
         let stored = match acl {
-            Some(mut acl) if ns == Namespace::PosixAclAccess => {
+            Some(acl) if ns == Namespace::PosixAclAccess => {
                 new_mode = (new_mode & !0o777) | acl.mode_bits();
                 if !cred.in_group(inode.gid) && !cred.capable(cap::FSETID) {
                     new_mode &= !S_ISGID;

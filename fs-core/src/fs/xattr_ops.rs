@@ -2,6 +2,7 @@
 //! POSIX access control lists (see [`super::acl`]); names in other
 //! namespaces read as absent (ENODATA) and cannot be set (EOPNOTSUPP).
 
+use super::acl::is_acl;
 use super::compression::{COMPRESS_XATTR, REPORT_XATTR};
 use super::Filesystem;
 use crate::error::{Error, Result};
@@ -128,7 +129,7 @@ impl Filesystem {
             XATTR_REPLACE => SetMode::Replace,
             _ => return Err(Error::Invalid),
         };
-        if matches!(ns, Namespace::PosixAclAccess | Namespace::PosixAclDefault) {
+        if is_acl(ns) {
             return self.set_acl(cred, ino, ns, Some(value), mode);
         }
         let mut x = self.xattrs(ino)?;
@@ -165,7 +166,7 @@ impl Filesystem {
         let (ns, suffix) = Namespace::parse(name)?;
         let inode = self.inode(ino)?.clone();
         self.xattr_allowed(&inode, cred, ns, true)?;
-        if matches!(ns, Namespace::PosixAclAccess | Namespace::PosixAclDefault) {
+        if is_acl(ns) {
             return self.set_acl(cred, ino, ns, None, SetMode::Any);
         }
         let mut x = self.xattrs(ino)?;

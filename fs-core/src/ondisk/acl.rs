@@ -183,7 +183,7 @@ impl Acl {
 
     /// The entry that stands for the group class in the mode: the mask if
     /// there is one, else the owning group.
-    fn group_class(&mut self) -> &mut Entry {
+    fn group_class_mut(&mut self) -> &mut Entry {
         let tag = if self.find(Tag::Mask).is_some() {
             Tag::Mask
         } else {
@@ -194,10 +194,11 @@ impl Acl {
 
     /// The permission bits (0o777) this list sets in the mode: owner, group
     /// class (mask or owning group) and other (Linux `posix_acl_equiv_mode`).
-    pub fn mode_bits(&mut self) -> u32 {
-        let get = |acl: &Acl, tag| u32::from(acl.find(tag).map_or(0, |e| e.perm));
-        let group = u32::from(self.group_class().perm);
-        (get(self, Tag::UserObj) << 6) | (group << 3) | get(self, Tag::Other)
+    pub fn mode_bits(&self) -> u32 {
+        let get = |tag| u32::from(self.find(tag).map_or(0, |e| e.perm));
+        let group = self.find(Tag::Mask).or(self.find(Tag::GroupObj));
+        let group = u32::from(group.map_or(0, |e| e.perm));
+        (get(Tag::UserObj) << 6) | (group << 3) | get(Tag::Other)
     }
 
     /// Makes the list agree with a new mode's permission bits (`chmod`):
@@ -211,7 +212,7 @@ impl Acl {
         if let Some(e) = self.find_mut(Tag::Other) {
             e.perm = bits(0);
         }
-        self.group_class().perm = bits(3);
+        self.group_class_mut().perm = bits(3);
     }
 
     /// Narrows an inherited default list by the mode asked for at creation,
@@ -225,7 +226,7 @@ impl Acl {
                 bits = (bits & !(7 << shift)) | (u32::from(e.perm) << shift);
             }
         }
-        let g = self.group_class();
+        let g = self.group_class_mut();
         g.perm &= ((bits >> 3) & 7) as u16;
         bits = (bits & !0o070) | (u32::from(g.perm) << 3);
         (mode & !0o777) | bits
@@ -307,9 +308,9 @@ mod tests {
 
     #[test]
     fn mode_bits_follow_the_mask() {
-        let mut acl = named();
+        let acl = named();
         assert_eq!(acl.mode_bits(), 0o650);
-        let mut min = Acl::from_mode(0o754);
+        let min = Acl::from_mode(0o754);
         assert!(min.is_minimal());
         assert_eq!(min.mode_bits(), 0o754);
         assert!(!named().is_minimal());

@@ -98,7 +98,8 @@ impl QuotaTable {
         self.dirty.insert(0);
     }
 
-    /// Adds the ledger's changes to the records.
+    /// Adds the ledger's changes to the records; a record left with
+    /// nothing used and no limit gives its slot back.
     pub fn apply(&mut self, deltas: &HashMap<QuotaId, Usage>) {
         for (id, d) in deltas {
             if *d == Usage::default() {
@@ -107,6 +108,10 @@ impl QuotaTable {
             let r = self.record_mut(*id);
             r.pages = r.pages.saturating_add_signed(d.pages);
             r.inodes = r.inodes.saturating_add_signed(d.inodes);
+            if r.is_empty() {
+                let slot = self.index.remove(id).expect("just made");
+                self.slots[slot] = None;
+            }
         }
     }
 
@@ -209,10 +214,21 @@ mod tests {
         let mut back = back;
         back.record_mut(user(1)).inodes += 1;
         assert_eq!(back.take_dirty().len(), 1);
+        // Nothing used and no limit: the record goes, its slot is free.
+        let gone = HashMap::from([(
+            user(3),
+            Usage {
+                pages: -3,
+                inodes: -1,
+            },
+        )]);
         assert_eq!(
             back.pages_to_write(1),
             (1, 1),
             "inline pointers: no map node"
         );
+        back.apply(&gone);
+        assert_eq!(back.get(user(3)), None);
+        assert_eq!(back.records().count(), 39);
     }
 }
