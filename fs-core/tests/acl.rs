@@ -39,13 +39,18 @@ fn acl_of(fs: &mut pagelog_core::Filesystem, ino: Ino, name: &[u8]) -> Option<Ac
     }
 }
 
-/// Lets every user make files in the root directory.
-fn open_root(fs: &mut pagelog_core::Filesystem) {
+/// `chmod` as `cred`.
+fn chmod(fs: &mut pagelog_core::Filesystem, cred: &Cred, ino: Ino, mode: u32) {
     let set = pagelog_core::SetAttr {
-        mode: Some(0o777),
+        mode: Some(mode),
         ..Default::default()
     };
-    fs.setattr(&Cred::root(), Ino::ROOT, &set).expect("chmod /");
+    fs.setattr(cred, ino, &set).expect("chmod");
+}
+
+/// Lets every user make files in the root directory.
+fn open_root(fs: &mut pagelog_core::Filesystem) {
+    chmod(fs, &Cred::root(), Ino::ROOT, 0o777);
 }
 
 fn mode(fs: &mut pagelog_core::Filesystem, ino: Ino) -> u32 {
@@ -85,11 +90,7 @@ fn an_access_list_sets_the_mode_and_is_enforced() {
     ));
 
     // chmod moves the mask: g-w takes write from alice too.
-    let set = pagelog_core::SetAttr {
-        mode: Some(0o640),
-        ..Default::default()
-    };
-    fs.setattr(&owner, f.ino, &set).expect("chmod");
+    chmod(&mut fs, &owner, f.ino, 0o640);
     let acl = acl_of(&mut fs, f.ino, ACCESS).expect("still a list");
     assert_eq!(acl.find(Tag::Mask).map(|e| e.perm), Some(4));
     assert_eq!(acl.find(Tag::User).map(|e| e.perm), Some(6), "entry kept");
@@ -230,11 +231,7 @@ fn setting_an_access_list_outside_the_group_drops_setgid() {
     fs.setxattr(&owner, f.ino, ACCESS, &value, 0)
         .expect("in group");
     assert_eq!(mode(&mut fs, f.ino), 0o2660, "the owning group keeps it");
-    let set = pagelog_core::SetAttr {
-        mode: Some(0o2770),
-        ..Default::default()
-    };
-    fs.setattr(&owner, f.ino, &set).expect("chmod");
+    chmod(&mut fs, &owner, f.ino, 0o2770);
     fs.setxattr(&outsider(cap::FSETID), f.ino, ACCESS, &value, 0)
         .expect("CAP_FSETID keeps it");
     assert_eq!(mode(&mut fs, f.ino), 0o2660);

@@ -12,6 +12,14 @@ use crate::inode::{Inode, Timespec, S_IFDIR, S_IFLNK, S_IFMT};
 use crate::perm::{self, cap, Cred, S_ISGID};
 use crate::xattr::{Namespace, SetMode, XattrNode};
 
+fn not_attributes(nid: Nid) -> Error {
+    Error::corrupt(
+        format!("node {nid}"),
+        crate::ids::PageAddr::NONE,
+        "expected an attribute node",
+    )
+}
+
 /// Is `ns` one of the two access control lists (access, default)?
 pub(super) fn is_acl(ns: Namespace) -> bool {
     matches!(ns, Namespace::PosixAclAccess | Namespace::PosixAclDefault)
@@ -26,11 +34,7 @@ impl Filesystem {
         let dev = self.dev();
         match &self.store.root.cache.get(&*dev, nid)?.body {
             crate::node::NodeBody::Xattr(x) => Ok((**x).clone()),
-            _ => Err(Error::corrupt(
-                format!("node {nid}"),
-                crate::ids::PageAddr::NONE,
-                "expected an attribute node",
-            )),
+            _ => Err(not_attributes(nid)),
         }
     }
 
@@ -40,7 +44,10 @@ impl Filesystem {
             return Ok(None);
         }
         let nid = inode.xattr_nid;
-        let x = self.xattrs_at(nid)?;
+        let dev = self.dev();
+        let crate::node::NodeBody::Xattr(x) = &self.store.root.cache.get(&*dev, nid)?.body else {
+            return Err(not_attributes(nid));
+        };
         let Some(value) = x.get(ns, b"") else {
             return Ok(None);
         };

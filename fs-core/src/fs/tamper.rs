@@ -45,8 +45,8 @@ impl Tamper<'_> {
     /// Charges `pages` to the ids of `ino` without changing the inode: the
     /// quota file then records usage the tree does not hold.
     pub fn miscount_usage(&mut self, ino: Ino, pages: i64) -> Result<()> {
-        let inode = self.fs.inode(ino)?.clone();
-        self.fs.store.root.cache.usage.charge(ino, &inode, pages, 0);
+        let ids = crate::usage::QuotaId::of(self.fs.inode(ino)?);
+        self.fs.store.root.cache.usage.charge(ino, ids, pages, 0);
         self.fs.store.root.changed = true;
         Ok(())
     }

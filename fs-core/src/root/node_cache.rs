@@ -14,7 +14,7 @@ use crate::node_table::{NatEntry, NodeTable};
 use crate::page_life::PageLife;
 use crate::segment_summary::PageKind;
 use crate::segment_writer::SegmentWriter;
-use crate::usage::Ledger;
+use crate::usage::{Ledger, QuotaId};
 
 #[derive(Debug)]
 struct Cached {
@@ -85,9 +85,8 @@ impl NodeCache {
         let inode = self.inode_mut(dev, ino)?;
         let old = inode.blocks;
         inode.blocks = old.saturating_add_signed(delta);
-        let change = inode.blocks as i64 - old as i64;
-        let inode = inode.clone();
-        self.usage.charge(ino, &inode, change, 0);
+        let (change, ids) = (inode.blocks as i64 - old as i64, QuotaId::of(inode));
+        self.usage.charge(ino, ids, change, 0);
         Ok(())
     }
 
@@ -102,14 +101,13 @@ impl NodeCache {
         project: u32,
     ) -> Result<()> {
         let inode = self.inode_mut(dev, ino)?;
-        let old = inode.clone();
+        let (old, pages) = (QuotaId::of(inode), inode.blocks as i64);
         inode.uid = uid;
         inode.gid = gid;
         inode.project = project;
-        let new = inode.clone();
-        let pages = old.blocks as i64;
-        self.usage.charge(ino, &old, -pages, -1);
-        self.usage.charge(ino, &new, pages, 1);
+        let new = QuotaId::of(inode);
+        self.usage.charge(ino, old, -pages, -1);
+        self.usage.charge(ino, new, pages, 1);
         Ok(())
     }
 
@@ -270,7 +268,8 @@ impl NodeCache {
             }
         };
         let ino = Ino::new(pack, slot);
-        self.usage.charge(ino, &inode, inode.blocks as i64, 1);
+        self.usage
+            .charge(ino, QuotaId::of(&inode), inode.blocks as i64, 1);
         let p = self.pack_mut(dev, ino)?;
         p.slots[slot] = Some(inode);
         let full = p.free_slot().is_none();
@@ -299,7 +298,8 @@ impl NodeCache {
             return Err(unallocated(ino));
         };
         let empty = p.used() == 0;
-        self.usage.charge(ino, &gone, -(gone.blocks as i64), -1);
+        self.usage
+            .charge(ino, QuotaId::of(&gone), -(gone.blocks as i64), -1);
         let pack = ino.pack();
         if empty {
             self.partial.remove(&pack);

@@ -69,13 +69,13 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    /// Charges `pages` and `inodes` (either may be negative) to the ids of
-    /// inode `ino`.
-    pub fn charge(&mut self, ino: Ino, inode: &Inode, pages: i64, inodes: i64) {
+    /// Charges `pages` and `inodes` (either may be negative) to `ids`, the
+    /// ids of inode `ino` ([`QuotaId::of`]).
+    pub fn charge(&mut self, ino: Ino, ids: [QuotaId; 3], pages: i64, inodes: i64) {
         if ino == Ino::GRAVEYARD || Some(ino) == self.skip || (pages == 0 && inodes == 0) {
             return;
         }
-        for id in QuotaId::of(inode) {
+        for id in ids {
             let u = self.deltas.entry(id).or_default();
             u.pages += pages;
             u.inodes += inodes;
@@ -106,10 +106,11 @@ mod tests {
             project: 7,
             ..Inode::default()
         };
+        let ids = QuotaId::of(&inode);
         let mut l = Ledger::default();
-        l.charge(Ino(9), &inode, 3, 1);
-        l.charge(Ino(9), &inode, -1, 0);
-        l.charge(Ino::GRAVEYARD, &inode, 100, 1);
+        l.charge(Ino(9), ids, 3, 1);
+        l.charge(Ino(9), ids, -1, 0);
+        l.charge(Ino::GRAVEYARD, ids, 100, 1);
         for (kind, id) in [(IdKind::User, 5), (IdKind::Group, 6), (IdKind::Project, 7)] {
             let u = l.deltas()[&QuotaId { kind, id }];
             assert_eq!((u.pages, u.inodes), (2, 1), "{kind:?}");

@@ -267,13 +267,14 @@ pub fn format(dev: Arc<dyn BlockDevice>, opts: &FormatOptions) -> Result<Superbl
             generation: 1,
             ..Inode::default()
         });
-        let mut table = QuotaTable::new();
         let root = pack.slots[Ino::ROOT.slot()].as_ref().expect("root");
-        for id in QuotaId::of(root) {
-            table.record_mut(id).inodes += 1;
-        }
-        store.root.quota = Some(table);
+        store.root.quota = Some(QuotaTable::new());
         store.root.cache.usage.skip = Some(QUOTA_INO);
+        store
+            .root
+            .cache
+            .usage
+            .charge(Ino::ROOT, QuotaId::of(root), 0, 1);
     }
     store.root.cache.insert_at(
         Nid::FIRST_PACK,
