@@ -16,17 +16,10 @@ case ${1:-} in
 esac
 [ "${1:-}" = "--" ] && shift
 scripts/deps.sh
-cargo build --release --workspace
-BIN=$PWD/target/release
-WORK=$(mktemp -d /var/tmp/pagelog-bench.XXXXXX)
+# shellcheck source=scripts/bench-lib.sh
+. scripts/bench-lib.sh bench
+cargo build --release -p pagelog-tests --bin pagelog-hotcold
 IMG=$WORK/bench.img
-MNT=$WORK/mnt
-cleanup() {
-    mountpoint -q "$MNT" && umount "$MNT"
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-mkdir -p "$MNT"
 "$BIN/pagelog-mkfs" "$IMG" --size "$SIZE" -q
 "$BIN/pagelog-mount" ${MOUNT_OPTS:+-o "$MOUNT_OPTS"} "$IMG" "$MNT"
 "$BIN/pagelog-hotcold" --dir "$MNT" "$@"

@@ -1,14 +1,16 @@
-# What the side-by-side benchmarks (bench-compression.sh,
-# bench-encryption.sh) share; sourced, not run. Builds the release
+# What the benchmarks share; sourced, not run. Builds the release
 # binaries, makes a work directory in /var/tmp named after NAME with a
-# mount point, removed (unmounted first) on exit, and defines the helpers.
+# mount point $MNT, removed on exit (every mount point in it unmounted
+# first), and defines the helpers.
 #   . scripts/bench-lib.sh NAME
 cargo build --release --workspace --exclude pagelog-tests --bins
 BIN=$PWD/target/release
 WORK=$(mktemp -d "/var/tmp/pagelog-$1.XXXXXX")
 MNT=$WORK/mnt
 cleanup() {
-    mountpoint -q "$MNT" && umount "$MNT"
+    for m in "$WORK"/*/; do
+        if mountpoint -q "$m"; then umount "$m"; fi
+    done
     rm -rf "$WORK"
 }
 trap cleanup EXIT

@@ -13,22 +13,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-5}
 scripts/deps.sh
-cargo build --release --workspace --exclude pagelog-tests --bins
-BIN=$PWD/target/release
-WORK=$(mktemp -d /var/tmp/pagelog-snapbench.XXXXXX)
+# shellcheck source=scripts/bench-lib.sh
+. scripts/bench-lib.sh snapbench
 IMG=$WORK/bench.img
-MNT=$WORK/mnt
 SNAP=$WORK/snap
-cleanup() {
-    mountpoint -q "$SNAP" && umount "$SNAP"
-    mountpoint -q "$MNT" && umount "$MNT"
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-mkdir -p "$MNT" "$SNAP"
+mkdir -p "$SNAP"
 ms() { echo $(( ($2 - $1) / 1000000 )); }
-now() { date +%s%N; }
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 "$BIN/pagelog-mkfs" "$IMG" --size 12G -q
 # Every commit retained: the 10,000 checkpoints below come from 10,000 fsyncs.
