@@ -96,6 +96,9 @@ pub enum Error {
     /// EBADF (a handle that is not open for the access asked)
     #[error("bad file descriptor")]
     BadHandle,
+    /// EDQUOT (a user's, group's or project's limit would be passed)
+    #[error("disk quota exceeded")]
+    QuotaExceeded,
     /// The passphrase does not open the volume's key slot.
     #[error("wrong passphrase: it does not open this filesystem's key")]
     WrongPassphrase,

@@ -154,7 +154,7 @@ fn partial_changes_inside_clusters_keep_the_rest() {
     fs.sync().expect("sync");
     check(&mut fs, &model);
     // A hole punched in a cluster, and truncation into one.
-    fs.fallocate(f.ino, 13 * PS as u64, PS as u64, 3)
+    fs.fallocate(&root, f.ino, 13 * PS as u64, PS as u64, 3)
         .expect("punch");
     model[13 * PS..14 * PS].fill(0);
     fs.sync().expect("sync");

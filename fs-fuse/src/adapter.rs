@@ -18,6 +18,7 @@ use pagelog_core::fs::{Attr, DirItem, SetAttr, TimeSet, Whence};
 use pagelog_core::inode::{
     Timespec, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFSOCK,
 };
+use pagelog_core::perm::cap;
 use pagelog_core::{Cred, Error, Filesystem, Ino, Result, ViewId};
 
 use crate::errno::errno;
@@ -357,6 +358,39 @@ impl Adapter {
         }
     }
 
+    /// `cred` with the caller's capabilities, if they include
+    /// CAP_SYS_RESOURCE, which exceeds quota limits (as on ext4). Read from
+    /// /proc only for a call that met a limit. A request the kernel sends
+    /// on its own (pid 0: writeback of its cache under journal=writeback)
+    /// always may: the program was told its write succeeded.
+    fn resourceful(&self, req: &Request, cred: &Cred) -> Option<Cred> {
+        let caps = match req.pid() {
+            0 => cap::ALL,
+            pid => process_status(pid).1,
+        };
+        (caps & cap::SYS_RESOURCE != 0).then(|| Cred {
+            caps: cred.caps | caps,
+            ..cred.clone()
+        })
+    }
+
+    /// Runs `f` with `cred`, and once more with the caller's capabilities
+    /// when it failed over a quota limit and they may exceed limits.
+    fn over_quota<T>(
+        &self,
+        req: &Request,
+        cred: &Cred,
+        f: impl Fn(&mut Filesystem, &Cred) -> Result<T>,
+    ) -> Result<T> {
+        match self.with(|fs| f(fs, cred)) {
+            Err(Error::QuotaExceeded) => match self.resourceful(req, cred) {
+                Some(c) => self.with(|fs| f(fs, &c)),
+                None => Err(Error::QuotaExceeded),
+            },
+            r => r,
+        }
+    }
+
     fn ttl(&self) -> Duration {
         // Without default_permissions nothing checks search permission on a
         // cached path walk; a zero timeout makes the kernel ask (lookup) on
@@ -517,7 +551,7 @@ impl fuser::Filesystem for Adapter {
             ctime: ctime.map(request_time),
             via_handle: fh.is_some(),
         };
-        let r = self.with(|fs| fs.setattr(&cred, ino(i), &set));
+        let r = self.over_quota(req, &cred, |fs, c| fs.setattr(c, ino(i), &set));
         self.attr(reply, r);
     }
 
@@ -539,8 +573,9 @@ impl fuser::Filesystem for Adapter {
         reply: ReplyEntry,
     ) {
         let cred = self.creating(req, umask);
-        let r =
-            self.with(|fs| fs.mknod(&cred, ino(parent), name.as_bytes(), mode, u64::from(rdev)));
+        let r = self.over_quota(req, &cred, |fs, c| {
+            fs.mknod(c, ino(parent), name.as_bytes(), mode, u64::from(rdev))
+        });
         self.entry(reply, r);
     }
 
@@ -554,7 +589,9 @@ impl fuser::Filesystem for Adapter {
         reply: ReplyEntry,
     ) {
         let cred = self.creating(req, umask);
-        let r = self.with(|fs| fs.mkdir(&cred, ino(parent), name.as_bytes(), mode));
+        let r = self.over_quota(req, &cred, |fs, c| {
+            fs.mkdir(c, ino(parent), name.as_bytes(), mode)
+        });
         self.entry(reply, r);
     }
 
@@ -583,9 +620,9 @@ impl fuser::Filesystem for Adapter {
         reply: ReplyEntry,
     ) {
         let cred = self.cred(req);
-        let r = self.with(|fs| {
+        let r = self.over_quota(req, &cred, |fs, c| {
             fs.symlink(
-                &cred,
+                c,
                 ino(parent),
                 link_name.as_bytes(),
                 target.as_os_str().as_bytes(),
@@ -631,7 +668,9 @@ impl fuser::Filesystem for Adapter {
         // With default_permissions the kernel has applied the rule already
         // (its permission hook answers for real); without, it cannot.
         cred.protected_hardlinks = !cred.checked && protected_hardlinks();
-        let r = self.with(|fs| fs.link(&cred, ino(i), ino(newparent), newname.as_bytes()));
+        let r = self.over_quota(req, &cred, |fs, c| {
+            fs.link(c, ino(i), ino(newparent), newname.as_bytes())
+        });
         self.entry(reply, r);
     }
 
@@ -681,7 +720,21 @@ impl fuser::Filesystem for Adapter {
         reply: ReplyWrite,
     ) {
         let cred = self.cred(req);
-        match self.with(|fs| fs.write(&cred, ino(i), offset, data)) {
+        let write = |c: &Cred, n: usize| self.with(|fs| fs.write(c, ino(i), offset + n as u64, &data[n..]));
+        // A write over a quota limit is cut short or refused; a caller
+        // that may exceed limits writes the rest.
+        let r = match write(&cred, 0) {
+            Ok(n) if n < data.len() => match self.resourceful(req, &cred) {
+                Some(c) => Ok(write(&c, n).map_or(n, |m| n + m)),
+                None => Ok(n),
+            },
+            Err(Error::QuotaExceeded) => match self.resourceful(req, &cred) {
+                Some(c) => write(&c, 0),
+                None => Err(Error::QuotaExceeded),
+            },
+            r => r,
+        };
+        match r {
             Ok(n) => reply.written(n as u32),
             Err(e) => reply.error(errno(&e)),
         }
@@ -899,8 +952,8 @@ impl fuser::Filesystem for Adapter {
         reply: ReplyCreate,
     ) {
         let cred = self.creating(req, umask);
-        let r = self.with(|fs| {
-            let a = fs.create(&cred, ino(parent), name.as_bytes(), mode, flags)?;
+        let r = self.over_quota(req, &cred, |fs, c| {
+            let a = fs.create(c, ino(parent), name.as_bytes(), mode, flags)?;
             fs.remember(a.ino);
             Ok(a)
         });
@@ -918,7 +971,7 @@ impl fuser::Filesystem for Adapter {
 
     fn fallocate(
         &self,
-        _req: &Request,
+        req: &Request,
         i: INodeNo,
         _fh: FileHandle,
         offset: u64,
@@ -926,9 +979,12 @@ impl fuser::Filesystem for Adapter {
         mode: i32,
         reply: ReplyEmpty,
     ) {
+        let cred = self.cred(req);
         Self::empty(
             reply,
-            self.with(|fs| fs.fallocate(ino(i), offset, length, mode as u32)),
+            self.over_quota(req, &cred, |fs, c| {
+                fs.fallocate(c, ino(i), offset, length, mode as u32)
+            }),
         );
     }
 

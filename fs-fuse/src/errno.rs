@@ -29,6 +29,7 @@ pub fn errno(e: &Error) -> Errno {
         Error::Busy => libc::EBUSY,
         Error::NoSuchAddress => libc::ENXIO,
         Error::BadHandle => libc::EBADF,
+        Error::QuotaExceeded => libc::EDQUOT,
     };
     if code == libc::EIO {
         log::error!("{e}");

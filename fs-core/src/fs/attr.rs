@@ -4,8 +4,9 @@
 use super::{Attr, Filesystem};
 use crate::error::{Error, Result};
 use crate::ids::Ino;
-use crate::inode::{Timespec, S_IFMT};
+use crate::inode::{Inode, Timespec, S_IFMT};
 use crate::perm::{Cred, MAY_READ, MAY_WRITE, S_ISGID, S_ISUID, S_IXGRP};
+use crate::usage::{QuotaId, Usage};
 
 /// A time to set.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,6 +46,33 @@ const O_RDWR: i32 = 2;
 const O_TRUNC: i32 = 0o1000;
 
 impl Filesystem {
+    /// Checks that the owner and group a chown gives `inode` can take its
+    /// pages and the inode within their limits (as ext4's quota transfer).
+    fn admit_new_owner(
+        &mut self,
+        cred: &Cred,
+        ino: Ino,
+        inode: &Inode,
+        set: &SetAttr,
+    ) -> Result<()> {
+        let old = QuotaId::of(inode);
+        let to = Inode {
+            uid: set.uid.unwrap_or(inode.uid),
+            gid: set.gid.unwrap_or(inode.gid),
+            ..Inode::default()
+        };
+        let new: Vec<QuotaId> = QuotaId::of(&to)[..2]
+            .iter()
+            .filter(|id| !old.contains(id))
+            .copied()
+            .collect();
+        let add = Usage {
+            pages: (inode.blocks + self.store.root.dirty.fresh(ino)) as i64,
+            inodes: 1,
+        };
+        self.admit(cred, &new, add)
+    }
+
     /// Changes attributes. Checks everything before changing anything.
     pub fn setattr(&mut self, cred: &Cred, ino: Ino, set: &SetAttr) -> Result<Attr> {
         self.writable()?;
@@ -85,6 +113,9 @@ impl Filesystem {
         }
         if to_now && !explicit && !cred.owns(&inode) {
             self.permit(&inode, cred, MAY_WRITE)?;
+        }
+        if set.uid.is_some() || set.gid.is_some() {
+            self.admit_new_owner(cred, ino, &inode, set)?;
         }
         let now = Timespec::now();
         if let Some(size) = set.size {

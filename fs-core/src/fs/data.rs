@@ -151,6 +151,8 @@ impl Filesystem {
         if end > max_file_size() {
             return Err(Error::FileTooBig);
         }
+        let data = self.within_quota(cred, ino, offset, data)?;
+        let end = offset + data.len() as u64;
         let (first, last) = (offset / PS, (end - 1) / PS);
         let mut new_pages = (first..=last)
             .filter(|&i| !self.store.root.dirty.contains(ino, i))
@@ -182,6 +184,54 @@ impl Filesystem {
         self.write_back_if_due()?;
         self.changed()?;
         Ok(data.len())
+    }
+
+    /// What of `data`, to be written at `offset`, the quotas of `ino`'s
+    /// ids let in: all of it, or the pages up to the first new page (a
+    /// hole not dirty yet) past their room, as ext4 writes short at a
+    /// limit; `QuotaExceeded` when not even one page fits.
+    fn within_quota<'d>(
+        &mut self,
+        cred: &Cred,
+        ino: Ino,
+        offset: u64,
+        data: &'d [u8],
+    ) -> Result<&'d [u8]> {
+        let ids = crate::usage::QuotaId::of(self.inode(ino)?);
+        if !self.has_limits(&ids) {
+            return Ok(data);
+        }
+        let end = offset + data.len() as u64;
+        let dev = self.dev();
+        let mut fresh = Vec::new();
+        for idx in offset / PS..=(end - 1) / PS {
+            if !self.store.root.dirty.contains(ino, idx)
+                && !file_map::get(&mut self.store.root.cache, &*dev, ino, idx)?.is_allocated()
+            {
+                fresh.push(idx);
+            }
+        }
+        let want = crate::usage::Usage {
+            pages: fresh.len() as i64,
+            inodes: 0,
+        };
+        let Some(room) = self.quota_room(cred, &ids, want)? else {
+            return Ok(data);
+        };
+        let fits = room.left.pages.clamp(0, want.pages) as usize;
+        let add = crate::usage::Usage {
+            pages: fits as i64,
+            inodes: 0,
+        };
+        let cut = match fresh.get(fits) {
+            None => data.len(),
+            Some(&idx) => ((idx * PS).max(offset) - offset) as usize,
+        };
+        if cut == 0 {
+            return Err(Error::QuotaExceeded);
+        }
+        self.start_grace(&room, add);
+        Ok(&data[..cut])
     }
 
     /// Past `dirty_limit`, writes the dirty data back, and past
@@ -245,7 +295,14 @@ impl Filesystem {
 
     /// `fallocate(2)`: allocate (mode 0 or KEEP_SIZE) or punch a hole
     /// (PUNCH_HOLE | KEEP_SIZE).
-    pub fn fallocate(&mut self, ino: Ino, offset: u64, len: u64, mode: u32) -> Result<()> {
+    pub fn fallocate(
+        &mut self,
+        cred: &Cred,
+        ino: Ino,
+        offset: u64,
+        len: u64,
+        mode: u32,
+    ) -> Result<()> {
         self.writable()?;
         if mode & !(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE) != 0 {
             return Err(Error::NotSupported);
@@ -276,7 +333,7 @@ impl Filesystem {
             i.ctime = now;
             return self.changed();
         }
-        self.preallocate(ino, offset / PS, (end - 1) / PS)?;
+        self.preallocate(cred, ino, offset / PS, (end - 1) / PS)?;
         let i = self.inode_mut(ino)?;
         if mode & FALLOC_FL_KEEP_SIZE == 0 && end > i.size {
             i.size = end;
@@ -288,7 +345,7 @@ impl Filesystem {
     }
 
     /// Marks the holes in pages `first..=last` allocated (unwritten).
-    fn preallocate(&mut self, ino: Ino, first: u64, last: u64) -> Result<()> {
+    fn preallocate(&mut self, cred: &Cred, ino: Ino, first: u64, last: u64) -> Result<()> {
         let dev = self.dev();
         let dev = &*dev;
         let mut holes = Vec::new();
@@ -307,6 +364,12 @@ impl Filesystem {
             }
             idx = h + 1;
         }
+        let ids = crate::usage::QuotaId::of(self.inode(ino)?);
+        let add = crate::usage::Usage {
+            pages: holes.len() as i64,
+            inodes: 0,
+        };
+        self.admit(cred, &ids, add)?;
         let need = match (holes.first(), holes.last()) {
             (Some(&a), Some(&b)) => Demand::write(a, b, holes.len() as u64),
             _ => Demand::default(),

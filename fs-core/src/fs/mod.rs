@@ -27,6 +27,7 @@ pub use cleaning::CleanerReport;
 pub use compression::{Savings, COMPRESS_XATTR, FS_COMPR_FL, REPORT_XATTR};
 pub use data::Whence;
 pub use namespace::{DirItem, RenameFlags};
+pub use quota::{Limits, QuotaLine};
 pub use read::ReadPlan;
 pub use snapshots::{BranchInfo, CheckpointInfo};
 #[cfg(feature = "testing")]
@@ -46,6 +47,7 @@ use crate::perm::{Cred, S_ISGID, S_IXGRP};
 use crate::recovery;
 use crate::room::{Demand, Tier};
 use crate::store::{Stats, Store};
+use crate::usage::{QuotaId, Usage};
 
 /// Most hard links to one inode (and subdirectories of one directory).
 pub const LINK_MAX: u32 = 65000;
@@ -496,7 +498,14 @@ impl Filesystem {
     }
 
     /// Makes a new inode for a child of `parent` (not yet linked).
-    fn new_inode(&mut self, cred: &Cred, parent: Ino, mode: u32, rdev: u64) -> Result<Ino> {
+    fn new_inode(
+        &mut self,
+        cred: &Cred,
+        parent: Ino,
+        mode: u32,
+        rdev: u64,
+        data_pages: u64,
+    ) -> Result<Ino> {
         let p = self.inode(parent)?.clone();
         let (p_mode, p_gid, transform) = (p.mode, p.gid, p.transform);
         let is_dir = mode & S_IFMT == S_IFDIR;
@@ -518,6 +527,18 @@ impl Filesystem {
         if !is_dir && mode & S_ISGID != 0 && mode & S_IXGRP != 0 && cred.lacks_group(gid) {
             mode &= !S_ISGID;
         }
+        let project = 0;
+        let ids = QuotaId::of(&Inode {
+            uid: cred.uid,
+            gid,
+            project,
+            ..Inode::default()
+        });
+        let add = Usage {
+            pages: data_pages as i64,
+            inodes: 1,
+        };
+        self.admit(cred, &ids, add)?;
         let now = Timespec::now();
         let generation = self.store.root.next_generation;
         self.store.root.next_generation += 1;
@@ -538,6 +559,7 @@ impl Filesystem {
             // New files and directories store their data as their
             // directory does (`pagelog.compress`).
             transform,
+            project,
             ..Inode::default()
         };
         let dev = self.dev();

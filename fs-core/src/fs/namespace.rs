@@ -87,6 +87,7 @@ impl Filesystem {
         if name == b"." || name == b".." || self.find(parent, name)?.is_some() {
             return Err(Error::Exists);
         }
+        self.admit_name(cred, &dir)?;
         Ok(dir)
     }
 
@@ -140,7 +141,7 @@ impl Filesystem {
         } else {
             0
         };
-        let ino = self.new_inode(cred, parent, mode, rdev)?;
+        let ino = self.new_inode(cred, parent, mode, rdev, 0)?;
         self.link_new(parent, name, ino, mode)?;
         let a = self.getattr(ino)?;
         self.changed()?;
@@ -171,7 +172,7 @@ impl Filesystem {
         }
         // As on Linux, mkdir keeps only the permission and sticky bits; the
         // setgid bit comes from the parent.
-        let ino = self.new_inode(cred, parent, S_IFDIR | (mode & 0o1777), 0)?;
+        let ino = self.new_inode(cred, parent, S_IFDIR | (mode & 0o1777), 0, 0)?;
         self.link_new(parent, name, ino, S_IFDIR)?;
         let a = self.getattr(ino)?;
         self.changed()?;
@@ -193,7 +194,8 @@ impl Filesystem {
             return Err(Error::NameTooLong);
         }
         self.prepare_create(cred, parent, name)?;
-        let ino = self.new_inode(cred, parent, S_IFLNK | 0o777, 0)?;
+        let pages = u64::from(target.len() > INLINE_MAX);
+        let ino = self.new_inode(cred, parent, S_IFLNK | 0o777, 0, pages)?;
         let inode = self.inode_mut(ino)?;
         inode.size = target.len() as u64;
         if target.len() <= INLINE_MAX {

@@ -1,18 +1,56 @@
-//! Quotas, as far as they are built: the usage ledger of the root being
-//! served, and a recount of usage from the tree (what the ledger must
-//! agree with, and what fsck and enabling quotas will use). The plan for
-//! the rest is docs/design-quota.md.
+//! Quotas: the usage ledger of the root being served, limits and the
+//! EDQUOT checks made before a call changes anything, the administrator's
+//! view (report, limits, grace periods), and a recount of usage from the
+//! tree (what the ledger must agree with, and what fsck checks). What is
+//! not built yet is in docs/design-quota.md.
 
 use std::collections::{BTreeMap, HashMap};
 
 use super::Filesystem;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::ids::{Ino, Nid, PACK_SLOTS};
+use crate::inode::Inode;
 use crate::layout::PAGE_SIZE;
 use crate::node::NodeBody;
-use crate::quota_file::QUOTA_INO;
-use crate::quotas::QuotaTable;
-use crate::usage::{QuotaId, Usage};
+use crate::perm::{cap, Cred};
+use crate::quota_file::{Record, QUOTA_INO};
+use crate::quotas::{room, QuotaTable};
+use crate::usage::{IdKind, QuotaId, Usage};
+
+/// What the limits of some ids leave room for, and what each id with a
+/// limit uses (for starting grace times once the call is let through).
+#[derive(Debug)]
+pub(super) struct Room {
+    /// The least room of the ids, in pages and inodes (`i64::MAX`: no
+    /// limit; negative: already over).
+    pub left: Usage,
+    used: Vec<(QuotaId, Usage)>,
+}
+
+/// One id's line in a quota report.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QuotaLine {
+    /// The id.
+    pub id: QuotaId,
+    /// What it uses now: recorded, changed since, and fresh dirty pages
+    /// (as `st_blocks` and `du` count them).
+    pub used: Usage,
+    /// Its limits and grace ends (its usage fields are the last commit's).
+    pub record: Record,
+}
+
+/// Limits to set for an id (0: none); `None` keeps the current one.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// Soft page limit.
+    pub page_soft: Option<u64>,
+    /// Hard page limit.
+    pub page_hard: Option<u64>,
+    /// Soft inode limit.
+    pub inode_soft: Option<u64>,
+    /// Hard inode limit.
+    pub inode_hard: Option<u64>,
+}
 
 impl Filesystem {
     /// Does this image keep usage (the `quota` feature)?
@@ -68,6 +106,219 @@ impl Filesystem {
         }
         out.retain(|_, u| *u != Usage::default());
         Ok(Some(out))
+    }
+
+    /// Sets the time quota grace periods are measured by (seconds since
+    /// the epoch), or goes back to the system clock: for tests of grace.
+    pub fn set_clock(&mut self, secs: Option<i64>) {
+        self.store.clock = secs;
+    }
+
+    /// Does any of `ids` have a limit?
+    pub(super) fn has_limits(&self, ids: &[QuotaId]) -> bool {
+        let Some(q) = &self.store.root.quota else {
+            return false;
+        };
+        ids.iter().any(|id| q.get(*id).is_some_and(Record::has_limits))
+    }
+
+    /// Fails with `QuotaExceeded`, having changed nothing but grace times,
+    /// unless `ids` can each take `add` more within their limits (see
+    /// [`Filesystem::quota_room`]).
+    pub(super) fn admit(&mut self, cred: &Cred, ids: &[QuotaId], add: Usage) -> Result<()> {
+        let Some(room) = self.quota_room(cred, ids, add)? else {
+            return Ok(());
+        };
+        // As ext4, only what the call adds to is checked: an empty file
+        // may be made over a page limit.
+        if (add.pages > 0 && add.pages > room.left.pages)
+            || (add.inodes > 0 && add.inodes > room.left.inodes)
+        {
+            return Err(Error::QuotaExceeded);
+        }
+        self.start_grace(&room, add);
+        Ok(())
+    }
+
+    /// Fails with `QuotaExceeded` when the ids of directory `dir` are over
+    /// a page limit: a new name may grow its index, which is charged to
+    /// them, and whether it will is not known before (so a name is refused
+    /// only once they are over, not at the limit).
+    pub(super) fn admit_name(&mut self, cred: &Cred, dir: &Inode) -> Result<()> {
+        let ids = QuotaId::of(dir);
+        match self.quota_room(cred, &ids, Usage::default())? {
+            Some(room) if room.left.pages < 0 => Err(Error::QuotaExceeded),
+            _ => Ok(()),
+        }
+    }
+
+    /// What the limits of `ids` leave room for, or `None` when none of
+    /// them has a limit or the caller may exceed limits
+    /// (CAP_SYS_RESOURCE, as on ext4). Usage counts the fresh dirty pages
+    /// of the ids' inodes too, summed only when `want` might not fit
+    /// without them, so calls far from any limit pay a lookup per id.
+    pub(super) fn quota_room(
+        &mut self,
+        cred: &Cred,
+        ids: &[QuotaId],
+        want: Usage,
+    ) -> Result<Option<Room>> {
+        if cred.capable(cap::SYS_RESOURCE) {
+            return Ok(None);
+        }
+        let Some(q) = &self.store.root.quota else {
+            return Ok(None);
+        };
+        let limited: Vec<(QuotaId, Record)> = ids
+            .iter()
+            .filter_map(|id| q.get(*id).filter(|r| r.has_limits()).map(|r| (*id, *r)))
+            .collect();
+        if limited.is_empty() {
+            return Ok(None);
+        }
+        let now = self.store.now_secs();
+        // Fresh pages are at most the dirty ones.
+        let all_fresh = self.store.root.dirty.count() as i64;
+        let mut out = Room {
+            left: Usage {
+                pages: i64::MAX,
+                inodes: i64::MAX,
+            },
+            used: Vec::with_capacity(limited.len()),
+        };
+        for (id, r) in limited {
+            let d = self.store.root.cache.usage.deltas().get(&id).copied();
+            let d = d.unwrap_or_default();
+            let mut used = Usage {
+                pages: r.pages as i64 + d.pages,
+                inodes: r.inodes as i64 + d.inodes,
+            };
+            // Exact when the fresh pages might take it past a soft or
+            // hard limit (where grace times start, too).
+            let lowest = [r.page_soft, r.page_hard].into_iter().filter(|&l| l != 0).min();
+            if lowest.is_some_and(|l| used.pages + want.pages + all_fresh > l as i64) {
+                used.pages += self.fresh_of(id)?;
+            }
+            let left = room(&r, used, now);
+            out.left.pages = out.left.pages.min(left.pages);
+            out.left.inodes = out.left.inodes.min(left.inodes);
+            out.used.push((id, used));
+        }
+        Ok(Some(out))
+    }
+
+    /// Starts the grace time of each id of `room` that `add` takes past a
+    /// soft limit.
+    pub(super) fn start_grace(&mut self, room: &Room, add: Usage) {
+        let now = self.store.now_secs();
+        let Some(q) = self.store.root.quota.as_mut() else {
+            return;
+        };
+        for (id, used) in &room.used {
+            let after = Usage {
+                pages: used.pages + add.pages,
+                inodes: used.inodes + add.inodes,
+            };
+            q.track_grace(*id, after, now);
+        }
+    }
+
+    /// Fresh dirty pages (not yet in any inode's `blocks`) of `id`'s
+    /// inodes.
+    fn fresh_of(&mut self, id: QuotaId) -> Result<i64> {
+        let files: Vec<(Ino, u64)> = self.store.root.dirty.fresh_files().collect();
+        let dev = self.dev();
+        let mut n = 0;
+        for (ino, fresh) in files {
+            let inode = self.store.root.cache.inode(&*dev, ino)?;
+            if QuotaId::of(inode).contains(&id) {
+                n += fresh as i64;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Every id of `kind` with a record (usage or limits) in the served
+    /// root, with what it uses now.
+    pub fn quota_report(&mut self, kind: IdKind) -> Result<Vec<QuotaLine>> {
+        let used = self.recorded_usage()?.ok_or(Error::NotSupported)?;
+        let mut fresh: BTreeMap<QuotaId, i64> = BTreeMap::new();
+        let files: Vec<(Ino, u64)> = self.store.root.dirty.fresh_files().collect();
+        let dev = self.dev();
+        for (ino, n) in files {
+            for id in QuotaId::of(self.store.root.cache.inode(&*dev, ino)?) {
+                *fresh.entry(id).or_default() += n as i64;
+            }
+        }
+        let q = self.store.root.quota.as_ref().expect("recorded_usage loaded it");
+        let mut ids: Vec<QuotaId> = used.keys().copied().collect();
+        ids.extend(q.records().map(|(id, _)| id));
+        ids.retain(|id| id.kind == kind);
+        ids.sort();
+        ids.dedup();
+        Ok(ids
+            .into_iter()
+            .map(|id| {
+                let mut u = used.get(&id).copied().unwrap_or_default();
+                u.pages += fresh.get(&id).copied().unwrap_or(0);
+                let record = q.get(id).copied().unwrap_or_default();
+                QuotaLine {
+                    id,
+                    used: u,
+                    record,
+                }
+            })
+            .collect())
+    }
+
+    /// Sets `id`'s limits (what `limits` names), starting its grace times
+    /// if it is already over a new soft limit. Saved by the next commit.
+    pub fn set_limits(&mut self, id: QuotaId, limits: Limits) -> Result<QuotaLine> {
+        self.writable()?;
+        self.load_quota()?;
+        let Some(q) = self.store.root.quota.as_mut() else {
+            return Err(Error::NotSupported);
+        };
+        let r = q.record_mut(id);
+        let set = |field: &mut u64, v: Option<u64>| *field = v.unwrap_or(*field);
+        set(&mut r.page_soft, limits.page_soft);
+        set(&mut r.page_hard, limits.page_hard);
+        set(&mut r.inode_soft, limits.inode_soft);
+        set(&mut r.inode_hard, limits.inode_hard);
+        let line = self.quota_line(id)?;
+        let now = self.store.now_secs();
+        let q = self.store.root.quota.as_mut().expect("loaded");
+        q.track_grace(id, line.used, now);
+        self.changed()?;
+        self.quota_line(id)
+    }
+
+    /// The grace periods of `kind` (pages, inodes; seconds).
+    pub fn grace(&mut self, kind: IdKind) -> Result<(u64, u64)> {
+        self.load_quota()?;
+        let q = self.store.root.quota.as_ref().ok_or(Error::NotSupported)?;
+        Ok(q.header.grace[kind as usize - 1])
+    }
+
+    /// Sets the grace periods of `kind` (pages, inodes; seconds), for
+    /// soft limits passed from now on. Saved by the next commit.
+    pub fn set_grace(&mut self, kind: IdKind, pages: u64, inodes: u64) -> Result<()> {
+        self.writable()?;
+        self.load_quota()?;
+        let q = self.store.root.quota.as_mut().ok_or(Error::NotSupported)?;
+        q.header.grace[kind as usize - 1] = (pages, inodes);
+        q.header_changed();
+        self.changed()
+    }
+
+    fn quota_line(&mut self, id: QuotaId) -> Result<QuotaLine> {
+        let lines = self.quota_report(id.kind)?;
+        let line = lines.into_iter().find(|l| l.id == id);
+        Ok(line.unwrap_or(QuotaLine {
+            id,
+            used: Usage::default(),
+            record: Record::default(),
+        }))
     }
 
     /// Usage changes by id since the served root was opened.

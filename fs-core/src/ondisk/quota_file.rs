@@ -121,6 +121,11 @@ impl Record {
     pub fn is_empty(&self) -> bool {
         *self == Record::default()
     }
+
+    /// Does any limit apply?
+    pub fn has_limits(&self) -> bool {
+        self.page_soft | self.page_hard | self.inode_soft | self.inode_hard != 0
+    }
 }
 
 fn kind_code(k: IdKind) -> u8 {

@@ -73,6 +73,11 @@ impl DirtyPages {
         self.fresh.get(&ino).copied().unwrap_or(0)
     }
 
+    /// The inodes with fresh pages, and how many each has.
+    pub fn fresh_files(&self) -> impl Iterator<Item = (Ino, u64)> + '_ {
+        self.fresh.iter().map(|(i, n)| (*i, *n))
+    }
+
     /// The dirty page `idx` of `ino`.
     pub fn get(&self, ino: Ino, idx: u64) -> Option<&Page> {
         self.files.get(&ino)?.get(&idx).map(|d| &*d.page)

@@ -98,9 +98,10 @@ impl QuotaTable {
         self.dirty.insert(0);
     }
 
-    /// Adds the ledger's changes to the records; a record left with
-    /// nothing used and no limit gives its slot back.
-    pub fn apply(&mut self, deltas: &HashMap<QuotaId, Usage>) {
+    /// Adds the ledger's changes to the records, starting or ending grace
+    /// times (at `now`) where usage crossed a soft limit; a record left
+    /// with nothing used and no limit gives its slot back.
+    pub fn apply(&mut self, deltas: &HashMap<QuotaId, Usage>, now: i64) {
         for (id, d) in deltas {
             if *d == Usage::default() {
                 continue;
@@ -111,7 +112,29 @@ impl QuotaTable {
             if r.is_empty() {
                 let slot = self.index.remove(id).expect("just made");
                 self.slots[slot] = None;
+                continue;
             }
+            let used = Usage {
+                pages: r.pages as i64,
+                inodes: r.inodes as i64,
+            };
+            self.track_grace(*id, used, now);
+        }
+    }
+
+    /// Starts the grace time of `id` for each count `used` takes past its
+    /// soft limit (if not started), and ends it for each back within.
+    pub fn track_grace(&mut self, id: QuotaId, used: Usage, now: i64) {
+        let Some(r) = self.get(id) else {
+            return;
+        };
+        let grace = self.header.grace[id.kind as usize - 1];
+        let page_end = grace_end(r.page_soft, r.page_grace_end, used.pages, now, grace.0);
+        let inode_end = grace_end(r.inode_soft, r.inode_grace_end, used.inodes, now, grace.1);
+        if (page_end, inode_end) != (r.page_grace_end, r.inode_grace_end) {
+            let r = self.record_mut(id);
+            r.page_grace_end = page_end;
+            r.inode_grace_end = inode_end;
         }
     }
 
@@ -165,6 +188,37 @@ impl QuotaTable {
     }
 }
 
+/// How much more `r` lets its id add, using `used` at `now` (seconds):
+/// up to the hard limit, and up to the soft limit once its grace time is
+/// over; `i64::MAX` where no limit applies, negative when already over.
+pub fn room(r: &Record, used: Usage, now: i64) -> Usage {
+    Usage {
+        pages: room_in(r.page_soft, r.page_hard, r.page_grace_end, used.pages, now),
+        inodes: room_in(r.inode_soft, r.inode_hard, r.inode_grace_end, used.inodes, now),
+    }
+}
+
+fn room_in(soft: u64, hard: u64, grace_end: i64, used: i64, now: i64) -> i64 {
+    let mut room = i64::MAX;
+    if hard != 0 {
+        room = room.min(hard as i64 - used);
+    }
+    if soft != 0 && grace_end != 0 && now >= grace_end {
+        room = room.min(soft as i64 - used);
+    }
+    room
+}
+
+/// A count's grace end once it is `used`: unchanged while over the soft
+/// limit (started now, `grace` long, if it was not), 0 when within.
+fn grace_end(soft: u64, end: i64, used: i64, now: i64, grace: u64) -> i64 {
+    match soft != 0 && used > soft as i64 {
+        false => 0,
+        true if end != 0 => end,
+        true => now.saturating_add(grace as i64),
+    }
+}
+
 fn bad(msg: impl Into<String>) -> Error {
     Error::corrupt(format!("inode {QUOTA_INO}"), PageAddr::NONE, msg.into())
 }
@@ -195,7 +249,7 @@ mod tests {
                 )
             })
             .collect::<HashMap<_, _>>();
-        t.apply(&deltas);
+        t.apply(&deltas, 0);
         t.record_mut(user(7)).page_hard = 99;
         assert_eq!(t.file_pages(), 3);
         let mut pages: Vec<Box<Page>> = (0..3).map(|_| zero_page()).collect();
@@ -227,8 +281,38 @@ mod tests {
             (1, 1),
             "inline pointers: no map node"
         );
-        back.apply(&gone);
+        back.apply(&gone, 0);
         assert_eq!(back.get(user(3)), None);
         assert_eq!(back.records().count(), 39);
+    }
+
+    #[test]
+    fn room_is_up_to_the_hard_limit_and_the_soft_one_after_grace() {
+        let used = |pages, inodes| Usage { pages, inodes };
+        let r = Record {
+            page_soft: 10,
+            page_hard: 20,
+            inode_hard: 3,
+            ..Record::default()
+        };
+        assert_eq!(room(&r, used(12, 1), 100), used(8, 2), "grace not started");
+        let over = Record {
+            page_grace_end: 150,
+            ..r
+        };
+        assert_eq!(room(&over, used(12, 3), 149).pages, 8, "in grace");
+        assert_eq!(room(&over, used(12, 3), 150).pages, -2, "grace over");
+        assert_eq!(room(&over, used(12, 3), 150).inodes, 0);
+        assert_eq!(room(&Record::default(), used(5, 5), 0), used(i64::MAX, i64::MAX));
+
+        let mut t = QuotaTable::new();
+        t.header.grace[0] = (60, 0);
+        *t.record_mut(user(1)) = r;
+        t.track_grace(user(1), used(11, 0), 1000);
+        assert_eq!(t.get(user(1)).map(|r| r.page_grace_end), Some(1060));
+        t.track_grace(user(1), used(15, 0), 2000);
+        assert_eq!(t.get(user(1)).map(|r| r.page_grace_end), Some(1060), "kept");
+        t.track_grace(user(1), used(10, 0), 3000);
+        assert_eq!(t.get(user(1)).map(|r| r.page_grace_end), Some(0), "back within");
     }
 }

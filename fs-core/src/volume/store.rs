@@ -131,6 +131,9 @@ pub struct Store {
     pub sealer: Option<Arc<crate::seal::Sealer>>,
     /// The main head's `pages_written` at the last commit.
     logged_at_commit: u64,
+    /// The time quota grace periods are measured by, when a test sets it
+    /// (seconds since the epoch); the system clock otherwise.
+    pub clock: Option<i64>,
 }
 
 /// Is `e` a device (or the filesystem under an image file) out of space?
@@ -257,7 +260,13 @@ impl Store {
             sb_pending: None,
             failed: None,
             sealer,
+            clock: None,
         })
+    }
+
+    /// Seconds since the epoch by the filesystem's clock (see `clock`).
+    pub fn now_secs(&self) -> i64 {
+        self.clock.unwrap_or_else(|| now_ns().div_euclid(1_000_000_000))
     }
 
     /// Serves the root of the retained checkpoint `at` names instead of

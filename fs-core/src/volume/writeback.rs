@@ -79,10 +79,11 @@ impl Store {
         dev: &dyn BlockDevice,
         building: CheckpointNo,
     ) -> Result<()> {
+        let now = self.now_secs();
         let Some(q) = self.root.quota.as_mut() else {
             return Ok(());
         };
-        q.apply(&self.root.cache.usage.take());
+        q.apply(&self.root.cache.usage.take(), now);
         let pages = q.take_dirty();
         if pages.is_empty() {
             return Ok(());

@@ -826,7 +826,7 @@ pub fn apply_op(fs: &mut Filesystem, model: &mut Model, op: &Op) {
                 return;
             };
             let ino = m.inodes[&f].ino;
-            fs.fallocate(ino, u64::from(offset), u64::from(len), 3)
+            fs.fallocate(&root, ino, u64::from(offset), u64::from(len), 3)
                 .expect("punch");
             let d = model.data_mut(f);
             let end = (offset as usize + len as usize).min(d.len());
@@ -845,7 +845,7 @@ pub fn apply_op(fs: &mut Filesystem, model: &mut Model, op: &Op) {
                 return;
             };
             let ino = m.inodes[&f].ino;
-            fs.fallocate(ino, u64::from(offset), u64::from(len), u32::from(keep))
+            fs.fallocate(&root, ino, u64::from(offset), u64::from(len), u32::from(keep))
                 .expect("fallocate");
             let d = model.data_mut(f);
             let end = offset as usize + len as usize;

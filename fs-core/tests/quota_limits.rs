@@ -1,0 +1,261 @@
+//! Quota limits in the core, driven directly: a hard limit is met at the
+//! exact page and inode, a write across it is cut short at the last page
+//! that fits, fresh dirty pages count before writeback, a soft limit holds
+//! once its grace time is over (on the filesystem's clock), a chown that
+//! would take an owner or group over is refused, CAP_SYS_RESOURCE exceeds
+//! limits, and limits and grace times survive a remount and check clean.
+
+use std::sync::Arc;
+
+use pagelog_core::fsck::Level;
+use pagelog_core::perm::cap;
+use pagelog_core::usage::{IdKind, QuotaId, Usage};
+use pagelog_core::{Cred, Error, Filesystem, Ino, Limits, MemDevice, SetAttr};
+
+mod support;
+use support::{formatted, mount};
+
+const PS: usize = 4096;
+
+fn user(id: u32) -> QuotaId {
+    QuotaId {
+        kind: IdKind::User,
+        id,
+    }
+}
+
+fn group(id: u32) -> QuotaId {
+    QuotaId {
+        kind: IdKind::Group,
+        id,
+    }
+}
+
+/// A fresh filesystem whose root directory every user may write in.
+fn setup() -> (Arc<MemDevice>, Filesystem) {
+    let dev = formatted(16384, 512);
+    let mut fs = mount(&dev);
+    let set = SetAttr {
+        mode: Some(0o777),
+        ..Default::default()
+    };
+    fs.setattr(&Cred::root(), Ino::ROOT, &set).expect("chmod");
+    (dev, fs)
+}
+
+fn limit(fs: &mut Filesystem, id: QuotaId, limits: Limits) {
+    fs.set_limits(id, limits).expect("set limits");
+}
+
+fn used(fs: &mut Filesystem, id: QuotaId) -> Usage {
+    let lines = fs.quota_report(id.kind).expect("report");
+    lines
+        .iter()
+        .find(|l| l.id == id)
+        .map_or(Usage::default(), |l| l.used)
+}
+
+fn file(fs: &mut Filesystem, cred: &Cred, name: &str) -> Ino {
+    fs.create(cred, Ino::ROOT, name.as_bytes(), 0o644, 0)
+        .expect("create")
+        .ino
+}
+
+fn check_clean(dev: &Arc<MemDevice>) {
+    let report = support::fsck(dev, Level::Full);
+    assert!(report.findings.is_empty(), "{:?}", report.findings);
+}
+
+#[test]
+fn a_hard_page_limit_is_met_at_the_exact_page_and_a_write_across_it_is_cut_short() {
+    let (dev, mut fs) = setup();
+    let alice = Cred::user(1001, 1001);
+    limit(
+        &mut fs,
+        user(1001),
+        Limits {
+            page_hard: Some(10),
+            ..Limits::default()
+        },
+    );
+    let f = file(&mut fs, &alice, "a");
+    // Nine pages, then a write of three pages from page 8: page 8 is
+    // dirty already and page 9 fits, page 10 does not.
+    assert_eq!(fs.write(&alice, f, 0, &[1; 9 * PS]).expect("write"), 9 * PS);
+    let n = fs.write(&alice, f, 8 * PS as u64 + 100, &[2; 3 * PS]).expect("short write");
+    assert_eq!(n, 2 * PS - 100, "up to the end of page 9");
+    assert_eq!(used(&mut fs, user(1001)).pages, 10, "fresh pages count");
+    assert!(matches!(
+        fs.write(&alice, f, 10 * PS as u64, b"x"),
+        Err(Error::QuotaExceeded)
+    ));
+    // Overwriting what is there takes nothing new.
+    fs.write(&alice, f, 0, &[3; 10 * PS]).expect("overwrite");
+    // After writeback the pages are the inode's: still the limit.
+    fs.sync().expect("sync");
+    assert_eq!(used(&mut fs, user(1001)).pages, 10);
+    assert!(matches!(
+        fs.write(&alice, f, 20 * PS as u64, b"x"),
+        Err(Error::QuotaExceeded)
+    ));
+    assert!(matches!(
+        fs.fallocate(&alice, f, 10 * PS as u64, PS as u64, 0),
+        Err(Error::QuotaExceeded)
+    ));
+    assert_eq!(fs.getattr(f).expect("stat").size, 10 * PS as u64, "unchanged");
+    // At the limit an empty directory may still be made (it adds no
+    // page), as on ext4.
+    let d = fs.mkdir(&alice, Ino::ROOT, b"d", 0o755).expect("mkdir").ino;
+    // CAP_SYS_RESOURCE exceeds limits.
+    let mighty = Cred {
+        caps: cap::SYS_RESOURCE,
+        ..alice.clone()
+    };
+    fs.write(&mighty, f, 10 * PS as u64, b"y").expect("with the capability");
+    assert_eq!(used(&mut fs, user(1001)).pages, 11);
+    // Over it, no name is added to a directory charged to alice.
+    assert!(matches!(
+        fs.link(&alice, f, d, b"g"),
+        Err(Error::QuotaExceeded)
+    ));
+    fs.link(&alice, f, Ino::ROOT, b"g").expect("root's directory");
+    // Truncating gives room back.
+    let cut = SetAttr {
+        size: Some(PS as u64),
+        ..Default::default()
+    };
+    fs.setattr(&alice, f, &cut).expect("truncate");
+    fs.write(&alice, f, PS as u64, &[4; 9 * PS]).expect("room again");
+    fs.unmount().expect("unmount");
+    check_clean(&dev);
+}
+
+#[test]
+fn a_hard_inode_limit_is_met_at_the_exact_inode_whatever_makes_it() {
+    let (dev, mut fs) = setup();
+    let bob = Cred::user(1002, 1002);
+    limit(
+        &mut fs,
+        user(1002),
+        Limits {
+            inode_hard: Some(4),
+            ..Limits::default()
+        },
+    );
+    file(&mut fs, &bob, "f");
+    fs.mkdir(&bob, Ino::ROOT, b"d", 0o755).expect("mkdir");
+    fs.symlink(&bob, Ino::ROOT, b"l", b"f").expect("symlink");
+    fs.mknod(&bob, Ino::ROOT, b"p", 0o010644, 0).expect("fifo");
+    assert_eq!(used(&mut fs, user(1002)).inodes, 4);
+    for r in [
+        fs.create(&bob, Ino::ROOT, b"g", 0o644, 0).map(|_| ()),
+        fs.mkdir(&bob, Ino::ROOT, b"e", 0o755).map(|_| ()),
+        fs.symlink(&bob, Ino::ROOT, b"m", b"f").map(|_| ()),
+        fs.mknod(&bob, Ino::ROOT, b"q", 0o010644, 0).map(|_| ()),
+    ] {
+        assert!(matches!(r, Err(Error::QuotaExceeded)), "{r:?}");
+    }
+    assert!(matches!(fs.lookup(&bob, Ino::ROOT, b"g"), Err(Error::NotFound)));
+    // Another user is not limited by bob's quota.
+    file(&mut fs, &Cred::user(1003, 1003), "carol");
+    fs.unlink(&bob, Ino::ROOT, b"p").expect("unlink");
+    file(&mut fs, &bob, "g");
+    fs.unmount().expect("unmount");
+    check_clean(&dev);
+}
+
+#[test]
+fn a_soft_limit_holds_once_its_grace_time_is_over() {
+    let (dev, mut fs) = setup();
+    let alice = Cred::user(1001, 1001);
+    fs.set_grace(IdKind::User, 100, 100).expect("grace");
+    limit(
+        &mut fs,
+        user(1001),
+        Limits {
+            page_soft: Some(4),
+            page_hard: Some(100),
+            ..Limits::default()
+        },
+    );
+    fs.set_clock(Some(1_000_000));
+    let f = file(&mut fs, &alice, "a");
+    fs.write(&alice, f, 0, &[1; 6 * PS]).expect("over soft, in grace");
+    let line = |fs: &mut Filesystem| {
+        let lines = fs.quota_report(IdKind::User).expect("report");
+        lines.into_iter().find(|l| l.id == user(1001)).expect("line")
+    };
+    assert_eq!(line(&mut fs).record.page_grace_end, 1_000_100);
+    fs.set_clock(Some(1_000_099));
+    fs.write(&alice, f, 6 * PS as u64, &[1; PS]).expect("still in grace");
+    fs.sync().expect("sync");
+    fs.set_clock(Some(1_000_100));
+    assert!(matches!(
+        fs.write(&alice, f, 7 * PS as u64, &[1; PS]),
+        Err(Error::QuotaExceeded)
+    ));
+    assert!(matches!(
+        fs.create(&alice, Ino::ROOT, b"b", 0o644, 0),
+        Ok(_)
+    ), "the inode count has no soft limit");
+    // Back within the soft limit, the grace time ends; past it again, a
+    // new one starts.
+    let cut = SetAttr {
+        size: Some(2 * PS as u64),
+        ..Default::default()
+    };
+    fs.setattr(&alice, f, &cut).expect("truncate");
+    fs.sync().expect("sync");
+    assert_eq!(line(&mut fs).record.page_grace_end, 0);
+    fs.write(&alice, f, 2 * PS as u64, &[1; 4 * PS]).expect("grace anew");
+    assert_eq!(line(&mut fs).record.page_grace_end, 1_000_200);
+    fs.unmount().expect("unmount");
+    let mut fs = mount(&dev);
+    let l = line(&mut fs);
+    assert_eq!(
+        (l.record.page_soft, l.record.page_hard, l.record.page_grace_end),
+        (4, 100, 1_000_200),
+        "limits and grace kept"
+    );
+    assert_eq!(fs.grace(IdKind::User).expect("grace"), (100, 100));
+    fs.unmount().expect("unmount");
+    check_clean(&dev);
+}
+
+#[test]
+fn a_chown_that_would_take_a_group_over_its_limit_is_refused() {
+    let (dev, mut fs) = setup();
+    let alice = Cred {
+        groups: vec![2000],
+        ..Cred::user(1001, 1001)
+    };
+    limit(
+        &mut fs,
+        group(2000),
+        Limits {
+            page_hard: Some(3),
+            ..Limits::default()
+        },
+    );
+    let f = file(&mut fs, &alice, "a");
+    fs.write(&alice, f, 0, &[1; 5 * PS]).expect("write");
+    let chgrp = SetAttr {
+        gid: Some(2000),
+        ..Default::default()
+    };
+    assert!(matches!(
+        fs.setattr(&alice, f, &chgrp),
+        Err(Error::QuotaExceeded)
+    ));
+    assert_eq!(fs.getattr(f).expect("stat").gid, 1001, "unchanged");
+    // Root exceeds limits; then the group is over, and a write by anyone
+    // to a file of the group is refused.
+    fs.setattr(&Cred::root(), f, &chgrp).expect("root may");
+    assert_eq!(used(&mut fs, group(2000)).pages, 5);
+    assert!(matches!(
+        fs.write(&alice, f, 5 * PS as u64, b"x"),
+        Err(Error::QuotaExceeded)
+    ));
+    fs.unmount().expect("unmount");
+    check_clean(&dev);
+}
