@@ -82,7 +82,9 @@ fn a_hard_page_limit_is_met_at_the_exact_page_and_a_write_across_it_is_cut_short
     // Nine pages, then a write of three pages from page 8: page 8 is
     // dirty already and page 9 fits, page 10 does not.
     assert_eq!(fs.write(&alice, f, 0, &[1; 9 * PS]).expect("write"), 9 * PS);
-    let n = fs.write(&alice, f, 8 * PS as u64 + 100, &[2; 3 * PS]).expect("short write");
+    let n = fs
+        .write(&alice, f, 8 * PS as u64 + 100, &[2; 3 * PS])
+        .expect("short write");
     assert_eq!(n, 2 * PS - 100, "up to the end of page 9");
     assert_eq!(used(&mut fs, user(1001)).pages, 10, "fresh pages count");
     assert!(matches!(
@@ -102,7 +104,11 @@ fn a_hard_page_limit_is_met_at_the_exact_page_and_a_write_across_it_is_cut_short
         fs.fallocate(&alice, f, 10 * PS as u64, PS as u64, 0),
         Err(Error::QuotaExceeded)
     ));
-    assert_eq!(fs.getattr(f).expect("stat").size, 10 * PS as u64, "unchanged");
+    assert_eq!(
+        fs.getattr(f).expect("stat").size,
+        10 * PS as u64,
+        "unchanged"
+    );
     // At the limit an empty directory may still be made (it adds no
     // page), as on ext4.
     let d = fs.mkdir(&alice, Ino::ROOT, b"d", 0o755).expect("mkdir").ino;
@@ -111,21 +117,24 @@ fn a_hard_page_limit_is_met_at_the_exact_page_and_a_write_across_it_is_cut_short
         caps: cap::SYS_RESOURCE,
         ..alice.clone()
     };
-    fs.write(&mighty, f, 10 * PS as u64, b"y").expect("with the capability");
+    fs.write(&mighty, f, 10 * PS as u64, b"y")
+        .expect("with the capability");
     assert_eq!(used(&mut fs, user(1001)).pages, 11);
     // Over it, no name is added to a directory charged to alice.
     assert!(matches!(
         fs.link(&alice, f, d, b"g"),
         Err(Error::QuotaExceeded)
     ));
-    fs.link(&alice, f, Ino::ROOT, b"g").expect("root's directory");
+    fs.link(&alice, f, Ino::ROOT, b"g")
+        .expect("root's directory");
     // Truncating gives room back.
     let cut = SetAttr {
         size: Some(PS as u64),
         ..Default::default()
     };
     fs.setattr(&alice, f, &cut).expect("truncate");
-    fs.write(&alice, f, PS as u64, &[4; 9 * PS]).expect("room again");
+    fs.write(&alice, f, PS as u64, &[4; 9 * PS])
+        .expect("room again");
     fs.unmount().expect("unmount");
     check_clean(&dev);
 }
@@ -155,7 +164,10 @@ fn a_hard_inode_limit_is_met_at_the_exact_inode_whatever_makes_it() {
     ] {
         assert!(matches!(r, Err(Error::QuotaExceeded)), "{r:?}");
     }
-    assert!(matches!(fs.lookup(&bob, Ino::ROOT, b"g"), Err(Error::NotFound)));
+    assert!(matches!(
+        fs.lookup(&bob, Ino::ROOT, b"g"),
+        Err(Error::NotFound)
+    ));
     // Another user is not limited by bob's quota.
     file(&mut fs, &Cred::user(1003, 1003), "carol");
     fs.unlink(&bob, Ino::ROOT, b"p").expect("unlink");
@@ -180,24 +192,29 @@ fn a_soft_limit_holds_once_its_grace_time_is_over() {
     );
     fs.set_clock(Some(1_000_000));
     let f = file(&mut fs, &alice, "a");
-    fs.write(&alice, f, 0, &[1; 6 * PS]).expect("over soft, in grace");
+    fs.write(&alice, f, 0, &[1; 6 * PS])
+        .expect("over soft, in grace");
     let line = |fs: &mut Filesystem| {
         let lines = fs.quota_report(IdKind::User).expect("report");
-        lines.into_iter().find(|l| l.id == user(1001)).expect("line")
+        lines
+            .into_iter()
+            .find(|l| l.id == user(1001))
+            .expect("line")
     };
     assert_eq!(line(&mut fs).record.page_grace_end, 1_000_100);
     fs.set_clock(Some(1_000_099));
-    fs.write(&alice, f, 6 * PS as u64, &[1; PS]).expect("still in grace");
+    fs.write(&alice, f, 6 * PS as u64, &[1; PS])
+        .expect("still in grace");
     fs.sync().expect("sync");
     fs.set_clock(Some(1_000_100));
     assert!(matches!(
         fs.write(&alice, f, 7 * PS as u64, &[1; PS]),
         Err(Error::QuotaExceeded)
     ));
-    assert!(matches!(
-        fs.create(&alice, Ino::ROOT, b"b", 0o644, 0),
-        Ok(_)
-    ), "the inode count has no soft limit");
+    assert!(
+        matches!(fs.create(&alice, Ino::ROOT, b"b", 0o644, 0), Ok(_)),
+        "the inode count has no soft limit"
+    );
     // Back within the soft limit, the grace time ends; past it again, a
     // new one starts.
     let cut = SetAttr {
@@ -207,13 +224,18 @@ fn a_soft_limit_holds_once_its_grace_time_is_over() {
     fs.setattr(&alice, f, &cut).expect("truncate");
     fs.sync().expect("sync");
     assert_eq!(line(&mut fs).record.page_grace_end, 0);
-    fs.write(&alice, f, 2 * PS as u64, &[1; 4 * PS]).expect("grace anew");
+    fs.write(&alice, f, 2 * PS as u64, &[1; 4 * PS])
+        .expect("grace anew");
     assert_eq!(line(&mut fs).record.page_grace_end, 1_000_200);
     fs.unmount().expect("unmount");
     let mut fs = mount(&dev);
     let l = line(&mut fs);
     assert_eq!(
-        (l.record.page_soft, l.record.page_hard, l.record.page_grace_end),
+        (
+            l.record.page_soft,
+            l.record.page_hard,
+            l.record.page_grace_end
+        ),
         (4, 100, 1_000_200),
         "limits and grace kept"
     );

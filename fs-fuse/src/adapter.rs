@@ -720,7 +720,8 @@ impl fuser::Filesystem for Adapter {
         reply: ReplyWrite,
     ) {
         let cred = self.cred(req);
-        let write = |c: &Cred, n: usize| self.with(|fs| fs.write(c, ino(i), offset + n as u64, &data[n..]));
+        let write =
+            |c: &Cred, n: usize| self.with(|fs| fs.write(c, ino(i), offset + n as u64, &data[n..]));
         // A write over a quota limit is cut short or refused; a caller
         // that may exceed limits writes the rest.
         let r = match write(&cred, 0) {

@@ -1,8 +1,12 @@
-//! What the tools of this crate (`pagelog-fsck`, `pagelog-info`, thin
-//! binaries over `pagelog-core`) share: how they hand their output over.
+//! What pagelog's tools (`pagelog-fsck`, `pagelog-info`, `pagelog-quota`,
+//! `pagelog-snapshot`: thin binaries over `pagelog-core`) share: how they
+//! hand their output over, ask for a passphrase and reach a running
+//! daemon.
 
 use std::io::{self, Write};
 use std::process::ExitCode;
+
+pub mod daemon;
 
 /// Writes `text` to standard output and returns `code` as the exit
 /// status. A reader that went away first (`pagelog-fsck IMG | head -1`)

@@ -22,6 +22,7 @@ use pagelog_core::checkpoints::At;
 use pagelog_core::ids::CheckpointNo;
 use pagelog_core::layout::PAGE_SIZE;
 use pagelog_core::{BlockDevice, CheckpointInfo, Cred, FileDevice, Filesystem, Ino, MountOptions};
+use pagelog_tools::daemon::{ask, ask_then, daemon};
 use serde::Serialize;
 
 const EXIT_OK: u8 = 0;
@@ -602,49 +603,6 @@ fn show_listing(listing: Listing, json: bool) -> Result<Vec<u8>, Failure> {
     Ok(out.into_bytes())
 }
 
-/// The control socket of the daemon serving `target` (a mountpoint, or an
-/// image), if one answers.
-fn daemon(target: &Path) -> Result<Option<PathBuf>, Failure> {
-    let image = match mounted_image(target) {
-        Some(image) => image,
-        None if target.is_dir() => {
-            return Err(format!(
-                "{} is not the mountpoint of a pagelog filesystem",
-                target.display()
-            ))
-        }
-        None => target.to_path_buf(),
-    };
-    let dev = FileDevice::open(&image, false)
-        .map_err(|e| format!("cannot open {}: {e}", image.display()))?;
-    let uuid = pagelog_core::info::uuid(&dev).map_err(|e| format!("{}: {e}", image.display()))?;
-    let sock = pagelog_core::info::control_socket(&uuid);
-    Ok(std::os::unix::net::UnixStream::connect(&sock)
-        .is_ok()
-        .then_some(sock))
-}
-
-/// The image mounted at `dir` (`fuse.pagelog` in /proc/self/mountinfo,
-/// whose source is the image path unless `fsname=` changed it).
-fn mounted_image(dir: &Path) -> Option<PathBuf> {
-    let dir = dir.canonicalize().ok()?;
-    let table = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    table.lines().find_map(|line| {
-        let (left, right) = line.split_once(" - ")?;
-        let point = left.split(' ').nth(4)?;
-        let mut rest = right.split(' ');
-        let (fstype, source) = (rest.next()?, rest.next()?);
-        let point = point.replace("\\040", " ");
-        (fstype == "fuse.pagelog" && Path::new(&point) == dir)
-            .then(|| PathBuf::from(source.replace("\\040", " ")))
-    })
-}
-
-/// Sends one request to the daemon and returns its answer, or its error.
-fn ask(sock: &Path, req: &serde_json::Value) -> Result<serde_json::Value, Failure> {
-    ask_then(sock, req, |_, _| Ok(()))
-}
-
 /// `cat` through the daemon: the file's bytes follow the answer, copied
 /// to standard output as they come.
 fn cat_online(sock: &Path, req: &serde_json::Value) -> Result<(), Failure> {
@@ -663,36 +621,6 @@ fn cat_online(sock: &Path, req: &serde_json::Value) -> Result<(), Failure> {
         }
     })
     .map(|_| ())
-}
-
-/// Sends one request to the daemon; on success hands `rest` the answer
-/// and the stream of what follows it, and returns the answer; else the
-/// daemon's error.
-fn ask_then(
-    sock: &Path,
-    req: &serde_json::Value,
-    rest: impl FnOnce(&serde_json::Value, &mut dyn std::io::BufRead) -> Result<(), Failure>,
-) -> Result<serde_json::Value, Failure> {
-    use std::io::BufRead;
-    let mut stream = std::os::unix::net::UnixStream::connect(sock)
-        .map_err(|e| format!("cannot reach the daemon at {}: {e}", sock.display()))?;
-    writeln!(stream, "{req}").map_err(|e| format!("{}: {e}", sock.display()))?;
-    let mut line = String::new();
-    let mut reader = std::io::BufReader::new(&stream);
-    reader
-        .read_line(&mut line)
-        .map_err(|e| format!("{}: {e}", sock.display()))?;
-    let v: serde_json::Value =
-        serde_json::from_str(&line).map_err(|e| format!("the daemon's answer: {e}"))?;
-    if v["ok"].as_bool() == Some(true) {
-        rest(&v, &mut reader)?;
-        Ok(v)
-    } else {
-        Err(v["error"]
-            .as_str()
-            .unwrap_or("the daemon refused without a reason")
-            .to_string())
-    }
 }
 
 fn create_online(sock: &Path, name: &[u8], at: Option<At>, json: bool) -> Result<Vec<u8>, Failure> {

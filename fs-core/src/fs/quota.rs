@@ -119,7 +119,8 @@ impl Filesystem {
         let Some(q) = &self.store.root.quota else {
             return false;
         };
-        ids.iter().any(|id| q.get(*id).is_some_and(Record::has_limits))
+        ids.iter()
+            .any(|id| q.get(*id).is_some_and(Record::has_limits))
     }
 
     /// Fails with `QuotaExceeded`, having changed nothing but grace times,
@@ -195,7 +196,10 @@ impl Filesystem {
             };
             // Exact when the fresh pages might take it past a soft or
             // hard limit (where grace times start, too).
-            let lowest = [r.page_soft, r.page_hard].into_iter().filter(|&l| l != 0).min();
+            let lowest = [r.page_soft, r.page_hard]
+                .into_iter()
+                .filter(|&l| l != 0)
+                .min();
             if lowest.is_some_and(|l| used.pages + want.pages + all_fresh > l as i64) {
                 used.pages += self.fresh_of(id)?;
             }
@@ -250,7 +254,12 @@ impl Filesystem {
                 *fresh.entry(id).or_default() += n as i64;
             }
         }
-        let q = self.store.root.quota.as_ref().expect("recorded_usage loaded it");
+        let q = self
+            .store
+            .root
+            .quota
+            .as_ref()
+            .expect("recorded_usage loaded it");
         let mut ids: Vec<QuotaId> = used.keys().copied().collect();
         ids.extend(q.records().map(|(id, _)| id));
         ids.retain(|id| id.kind == kind);

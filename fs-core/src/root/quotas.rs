@@ -194,7 +194,13 @@ impl QuotaTable {
 pub fn room(r: &Record, used: Usage, now: i64) -> Usage {
     Usage {
         pages: room_in(r.page_soft, r.page_hard, r.page_grace_end, used.pages, now),
-        inodes: room_in(r.inode_soft, r.inode_hard, r.inode_grace_end, used.inodes, now),
+        inodes: room_in(
+            r.inode_soft,
+            r.inode_hard,
+            r.inode_grace_end,
+            used.inodes,
+            now,
+        ),
     }
 }
 
@@ -303,7 +309,10 @@ mod tests {
         assert_eq!(room(&over, used(12, 3), 149).pages, 8, "in grace");
         assert_eq!(room(&over, used(12, 3), 150).pages, -2, "grace over");
         assert_eq!(room(&over, used(12, 3), 150).inodes, 0);
-        assert_eq!(room(&Record::default(), used(5, 5), 0), used(i64::MAX, i64::MAX));
+        assert_eq!(
+            room(&Record::default(), used(5, 5), 0),
+            used(i64::MAX, i64::MAX)
+        );
 
         let mut t = QuotaTable::new();
         t.header.grace[0] = (60, 0);
@@ -313,6 +322,10 @@ mod tests {
         t.track_grace(user(1), used(15, 0), 2000);
         assert_eq!(t.get(user(1)).map(|r| r.page_grace_end), Some(1060), "kept");
         t.track_grace(user(1), used(10, 0), 3000);
-        assert_eq!(t.get(user(1)).map(|r| r.page_grace_end), Some(0), "back within");
+        assert_eq!(
+            t.get(user(1)).map(|r| r.page_grace_end),
+            Some(0),
+            "back within"
+        );
     }
 }

@@ -266,7 +266,8 @@ impl Store {
 
     /// Seconds since the epoch by the filesystem's clock (see `clock`).
     pub fn now_secs(&self) -> i64 {
-        self.clock.unwrap_or_else(|| now_ns().div_euclid(1_000_000_000))
+        self.clock
+            .unwrap_or_else(|| now_ns().div_euclid(1_000_000_000))
     }
 
     /// Serves the root of the retained checkpoint `at` names instead of

@@ -845,8 +845,14 @@ pub fn apply_op(fs: &mut Filesystem, model: &mut Model, op: &Op) {
                 return;
             };
             let ino = m.inodes[&f].ino;
-            fs.fallocate(&root, ino, u64::from(offset), u64::from(len), u32::from(keep))
-                .expect("fallocate");
+            fs.fallocate(
+                &root,
+                ino,
+                u64::from(offset),
+                u64::from(len),
+                u32::from(keep),
+            )
+            .expect("fallocate");
             let d = model.data_mut(f);
             let end = offset as usize + len as usize;
             if !keep && d.len() < end {
