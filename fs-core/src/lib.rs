@@ -41,8 +41,8 @@ pub use error::{Error, Result};
 pub use format::{format, FormatOptions};
 pub use fs::{
     AtimeMode, Attr, BranchInfo, CheckpointInfo, DirItem, Filesystem, Limits, MountOptions,
-    QuotaLine, RenameFlags, Savings, SetAttr, StatFs, TimeSet, ViewId, Whence, COMPRESS_XATTR,
-    REPORT_XATTR,
+    QuotaLine, QuotaReport, RenameFlags, Savings, SetAttr, StatFs, TimeSet, ViewId, Whence,
+    COMPRESS_XATTR, REPORT_XATTR,
 };
 pub use ids::{Ino, Nid, PageAddr, Vpn};
 pub use perm::Cred;

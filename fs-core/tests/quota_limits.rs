@@ -48,7 +48,7 @@ fn limit(fs: &mut Filesystem, id: QuotaId, limits: Limits) {
 }
 
 fn used(fs: &mut Filesystem, id: QuotaId) -> Usage {
-    let lines = fs.quota_report(id.kind).expect("report");
+    let lines = fs.quota_report(id.kind).expect("report").lines;
     lines
         .iter()
         .find(|l| l.id == id)
@@ -195,7 +195,7 @@ fn a_soft_limit_holds_once_its_grace_time_is_over() {
     fs.write(&alice, f, 0, &[1; 6 * PS])
         .expect("over soft, in grace");
     let line = |fs: &mut Filesystem| {
-        let lines = fs.quota_report(IdKind::User).expect("report");
+        let lines = fs.quota_report(IdKind::User).expect("report").lines;
         lines
             .into_iter()
             .find(|l| l.id == user(1001))

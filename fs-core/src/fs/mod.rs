@@ -27,7 +27,7 @@ pub use cleaning::CleanerReport;
 pub use compression::{Savings, COMPRESS_XATTR, FS_COMPR_FL, REPORT_XATTR};
 pub use data::Whence;
 pub use namespace::{DirItem, RenameFlags};
-pub use quota::{Limits, QuotaLine};
+pub use quota::{Limits, QuotaLine, QuotaReport};
 pub use read::ReadPlan;
 pub use snapshots::{BranchInfo, CheckpointInfo};
 #[cfg(feature = "testing")]

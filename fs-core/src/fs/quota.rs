@@ -28,7 +28,7 @@ pub(super) struct Room {
 }
 
 /// One id's line in a quota report.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct QuotaLine {
     /// The id.
     pub id: QuotaId,
@@ -37,6 +37,21 @@ pub struct QuotaLine {
     pub used: Usage,
     /// Its limits and grace ends (its usage fields are the last commit's).
     pub record: Record,
+}
+
+/// The quotas of one kind of id in the served root, as an administrator
+/// sees them (`pagelog-quota report`; the daemon sends it as JSON).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct QuotaReport {
+    /// Which ids.
+    pub kind: IdKind,
+    /// The filesystem's clock, in seconds since the epoch (grace ends are
+    /// measured by it).
+    pub now: i64,
+    /// Grace periods for pages and inodes, in seconds.
+    pub grace: (u64, u64),
+    /// Every id with usage or limits, by id.
+    pub lines: Vec<QuotaLine>,
 }
 
 /// Limits to set for an id (0: none); `None` keeps the current one.
@@ -242,9 +257,19 @@ impl Filesystem {
         Ok(n)
     }
 
+    /// The quotas of `kind` in the served root.
+    pub fn quota_report(&mut self, kind: IdKind) -> Result<QuotaReport> {
+        Ok(QuotaReport {
+            kind,
+            now: self.store.now_secs(),
+            grace: self.grace(kind)?,
+            lines: self.quota_lines(kind)?,
+        })
+    }
+
     /// Every id of `kind` with a record (usage or limits) in the served
     /// root, with what it uses now.
-    pub fn quota_report(&mut self, kind: IdKind) -> Result<Vec<QuotaLine>> {
+    fn quota_lines(&mut self, kind: IdKind) -> Result<Vec<QuotaLine>> {
         let used = self.recorded_usage()?.ok_or(Error::NotSupported)?;
         let mut fresh: BTreeMap<QuotaId, i64> = BTreeMap::new();
         let files: Vec<(Ino, u64)> = self.store.root.dirty.fresh_files().collect();
@@ -321,7 +346,7 @@ impl Filesystem {
     }
 
     fn quota_line(&mut self, id: QuotaId) -> Result<QuotaLine> {
-        let lines = self.quota_report(id.kind)?;
+        let lines = self.quota_lines(id.kind)?;
         let line = lines.into_iter().find(|l| l.id == id);
         Ok(line.unwrap_or(QuotaLine {
             id,

@@ -95,7 +95,7 @@ impl Header {
 
 /// One id's usage and limits. Pages are 4 KiB; a limit of 0 is none; a
 /// grace end of 0 means "not over the soft limit".
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Record {
     /// Pages used.
     pub pages: u64,

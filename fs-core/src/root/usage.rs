@@ -11,7 +11,10 @@ use crate::ids::Ino;
 use crate::inode::Inode;
 
 /// What an id names.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum IdKind {
     /// A user (the inode's owner).
     User = 1,
@@ -22,7 +25,9 @@ pub enum IdKind {
 }
 
 /// A user, group or project id.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct QuotaId {
     /// What it names.
     pub kind: IdKind,
@@ -51,7 +56,7 @@ impl QuotaId {
 }
 
 /// Pages and inodes (or changes of them).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Usage {
     /// Pages, as an inode's `blocks` counts them.
     pub pages: i64,

@@ -17,6 +17,11 @@
 //!                                         {"ok":true,"changes":[{"mark":"M","path":"/x"}]}
 //! {"verb":"mounts"}                       {"ok":true,"mounts":[{"dir":D,"checkpoint":7}]}
 //! {"verb":"cat","cp":7,"path":"etc/x"}    {"ok":true,"size":N} then N raw bytes
+//! {"verb":"quota","kind":"user"}          {"ok":true,"kind":"user","now":S,"grace_pages":S,
+//!                                          "grace_inodes":S,"lines":[{"id":1001,...}]}
+//! {"verb":"setquota","kind":"user","id":1001,"page_hard":N,...}
+//!                                         {"ok":true,"line":{"id":1001,...}}
+//! {"verb":"setgrace","kind":"user","pages":S,"inodes":S}   {"ok":true}
 //! anything wrong                          {"ok":false,"error":"why"}
 //! ```
 //!
@@ -26,6 +31,9 @@
 //! `"dir"` beside the live mount, or a branch (`"branch"`) read-write (see
 //! `views.rs`); `clone` makes branch `"name"` from it; `delete` deletes a
 //! snapshot or a branch.
+//!
+//! The quota verbs (`quota.rs`) are root's only; `setquota` and `setgrace`
+//! commit before they answer.
 //!
 //! A socket left by a daemon that died is found stale (nothing answers)
 //! and replaced.
@@ -46,6 +54,9 @@ use serde_json::{json, Value};
 
 use crate::adapter::Shared;
 use crate::views::{Target, ViewMounts};
+
+mod quota;
+use quota::is_quota_verb;
 
 /// What the control socket serves.
 pub struct Context {
@@ -125,7 +136,8 @@ fn peer_uid(stream: &UnixStream) -> Option<u32> {
 }
 
 fn serve(stream: UnixStream, owner: u32, ctx: &Context) {
-    let allowed = peer_uid(&stream).is_some_and(|uid| uid == 0 || uid == owner);
+    let peer = peer_uid(&stream);
+    let allowed = peer.is_some_and(|uid| uid == 0 || uid == owner);
     // A client that connects and says nothing does not keep a thread.
     let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(30)));
     // Nor does one that stops reading a `cat` keep its view (and so its
@@ -141,6 +153,7 @@ fn serve(stream: UnixStream, owner: u32, ctx: &Context) {
     } else {
         match reader.read_line(&mut line) {
             Ok(_) => match serde_json::from_str::<Value>(&line) {
+                Ok(req) if is_quota_verb(&req) => (quota::answer(&req, ctx, peer), None),
                 Ok(req) => answer(&req, ctx),
                 Err(e) => (refuse(&format!("not a JSON request: {e}")), None),
             },
@@ -192,7 +205,7 @@ fn send_file(out: &mut &UnixStream, shared: &Shared, file: &PastFile) {
     }
 }
 
-fn refuse(why: &str) -> Value {
+pub(crate) fn refuse(why: &str) -> Value {
     json!({ "ok": false, "error": why })
 }
 
@@ -286,7 +299,7 @@ fn answer(req: &Value, ctx: &Context) -> (Value, Option<PastFile>) {
         _ => {
             return (
                 refuse(&format!(
-                    "unknown verb '{verb}' (list, create, clone, delete, mount, mounts, cat, diff, stats)"
+                    "unknown verb '{verb}' (list, create, clone, delete, mount, mounts, cat, diff, stats, quota, setquota, setgrace)"
                 )),
                 payload,
             )
