@@ -721,8 +721,11 @@ fn graveyard_name(ino: Ino) -> Vec<u8> {
 /// Attributes of `inode`.
 pub fn attr_of(ino: Ino, inode: &Inode) -> Attr {
     let (size, blocks) = if inode.is_dir() {
+        // A size of whole pages, at least one, as tools expect of a
+        // directory; blocks are what it uses (none while its entries fit
+        // in its inode), as quotas count them, so `du` agrees with them.
         let pages = inode.blocks.max(1);
-        (pages * PAGE_SIZE as u64, pages * 8)
+        (pages * PAGE_SIZE as u64, inode.blocks * 8)
     } else if inode.is_symlink() && inode.has_inline() {
         (inode.size, 0)
     } else {

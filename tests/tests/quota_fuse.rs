@@ -1,0 +1,252 @@
+//! Quotas through the mount, as other users (setpriv) with ordinary tools:
+//! limits set with `pagelog-quota` through the daemon hold at the exact
+//! byte and file, a soft limit holds once its grace time is over, root
+//! (CAP_SYS_RESOURCE) exceeds limits, many writers against one limit stop
+//! exactly at it, the report matches `du`, and usage after a SIGKILL of
+//! the daemon checks clean and still matches.
+
+use std::path::Path;
+use std::process::Command;
+
+use pagelog_tests::{assert_checks_clean, bin, run, sh, sh_as, Mount, Scratch};
+
+const ALICE: u32 = 1001;
+const PS: u64 = 4096;
+
+/// Runs `pagelog-quota ARGS` and returns its output, asserting success.
+fn quota(args: &[&str]) -> String {
+    let out = run(Command::new(bin("pagelog-quota")).args(args));
+    assert!(
+        out.status.success(),
+        "pagelog-quota {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The report's line of user `uid`, split into columns.
+fn report_line(target: &Path, uid: u32) -> Vec<String> {
+    // The name repquota would print: the user's, or #UID.
+    let who = sh(&format!("getent passwd {uid} | cut -d: -f1"));
+    let who = match who.trim() {
+        "" => format!("#{uid}"),
+        name => name.to_string(),
+    };
+    let text = quota(&["report", "-u", &target.to_string_lossy()]);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(&format!("{who} ")))
+        .unwrap_or_else(|| panic!("no line for {who} in\n{text}"));
+    line.split_whitespace().map(str::to_string).collect()
+}
+
+/// KiB in use by files of `uid` under `dir`, as du counts them
+/// (st_blocks).
+fn du_kib_of(dir: &Path, uid: u32) -> u64 {
+    let out = sh(&format!(
+        "find '{}' -user {uid} -printf '%b\\n' | awk '{{s += $1}} END {{print s / 2}}'",
+        dir.display()
+    ));
+    out.trim().parse().expect("a number")
+}
+
+fn size_of(path: &Path) -> u64 {
+    std::fs::metadata(path).expect("stat").len()
+}
+
+fn open_to_all(m: &Mount) {
+    sh(&format!("chmod 777 '{}'", m.dir.display()));
+}
+
+#[test]
+fn hard_limits_hold_at_the_exact_byte_and_file_unless_the_caller_may_exceed_them() {
+    let s = Scratch::new();
+    let m = s.mounted("256M", "allow_other");
+    open_to_all(&m);
+    let mnt = m.dir.to_string_lossy().into_owned();
+    quota(&[
+        "set",
+        &mnt,
+        "-u",
+        "1001",
+        "--block-hard",
+        "400K",
+        "--inode-hard",
+        "4",
+    ]);
+
+    // 100 pages: dd stops at exactly 409,600 bytes, whatever its block size.
+    for (name, bs) in [("a", "4096"), ("b", "1M"), ("c", "1000")] {
+        let script = format!("dd if=/dev/zero of={mnt}/{name} bs={bs} count=1000 2>&1");
+        let out = sh_as(ALICE, ALICE, &[], &script);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(!out.status.success(), "dd {bs} went through: {text}");
+        assert!(text.contains("Disk quota exceeded"), "{text}");
+        assert_eq!(size_of(&m.path(name)), 100 * PS, "bs={bs}");
+        sh(&format!("rm {mnt}/{name}"));
+    }
+    // Four files, then no fifth (a directory, a link or a fifo either).
+    let out = sh_as(
+        ALICE,
+        ALICE,
+        &[],
+        &format!("cd {mnt} && touch f1 f2 && mkdir d && ln -s f1 l"),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for cmd in ["touch f5", "mkdir d2", "ln -s f1 l2", "mkfifo p"] {
+        let out = sh_as(ALICE, ALICE, &[], &format!("cd {mnt} && {cmd}"));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{cmd} went through");
+        assert!(err.contains("Disk quota exceeded"), "{cmd}: {err}");
+    }
+    // A caller with CAP_SYS_RESOURCE (root, unless the machine dropped it,
+    // as some containers do) writes alice's file past her limit; one
+    // without meets the limit like anyone (as on ext4).
+    let status = std::fs::read_to_string("/proc/self/status").expect("status");
+    let capeff = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|c| u64::from_str_radix(c.trim(), 16).ok())
+        .expect("CapEff");
+    let resourceful = capeff & (1 << 24) != 0;
+    let out = run(Command::new("sh").arg("-c").arg(format!(
+        "dd if=/dev/zero of={mnt}/f1 bs=4096 count=150 2>&1"
+    )));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let pages = match resourceful {
+        true => {
+            assert!(out.status.success(), "{text}");
+            150
+        }
+        false => {
+            assert!(text.contains("Disk quota exceeded"), "{text}");
+            100
+        }
+    };
+    assert_eq!(size_of(&m.path("f1")), pages * PS);
+    let cols = report_line(&m.dir, ALICE);
+    let over = if resourceful { "+-" } else { "--" };
+    assert_eq!(cols[1], over, "{cols:?}");
+    assert_eq!(cols[2], du_kib_of(&m.dir, ALICE).to_string(), "{cols:?}");
+    assert_eq!(cols[2], (pages * 4).to_string(), "{cols:?}");
+    // Only root may use the quota verbs of the daemon.
+    let out = sh_as(
+        ALICE,
+        ALICE,
+        &[],
+        &format!("{} report {mnt}", bin("pagelog-quota").display()),
+    );
+    assert!(
+        !out.status.success(),
+        "a user read the report through the daemon"
+    );
+
+    let image = m.image.clone();
+    assert!(m.unmount().success());
+    assert_checks_clean(&image);
+    // Offline, the same report.
+    let cols = report_line(&image, ALICE);
+    assert_eq!(cols[2], (pages * 4).to_string(), "{cols:?}");
+    assert_eq!(cols[4], "400", "{cols:?}");
+}
+
+#[test]
+fn a_soft_limit_holds_once_its_grace_time_is_over() {
+    let s = Scratch::new();
+    let m = s.mounted("256M", "allow_other");
+    open_to_all(&m);
+    let mnt = m.dir.to_string_lossy().into_owned();
+    quota(&["grace", &mnt, "-u", "--blocks", "2"]);
+    quota(&[
+        "set",
+        &mnt,
+        "-u",
+        "1001",
+        "--block-soft",
+        "40K",
+        "--block-hard",
+        "4M",
+    ]);
+    let write = |name: &str, pages: u32| {
+        sh_as(
+            ALICE,
+            ALICE,
+            &[],
+            &format!("dd if=/dev/zero of={mnt}/{name} bs=4096 count={pages} 2>&1"),
+        )
+    };
+    assert!(
+        write("a", 20).status.success(),
+        "over the soft limit, in grace"
+    );
+    let cols = report_line(&m.dir, ALICE);
+    assert_eq!(cols[1], "+-", "{cols:?}");
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let out = write("b", 1);
+    assert!(!out.status.success(), "grace is over");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Disk quota exceeded"));
+    let cols = report_line(&m.dir, ALICE);
+    assert_eq!(cols[5], "none", "{cols:?}");
+    // Back under the soft limit, alice writes again.
+    sh(&format!("rm {mnt}/a"));
+    assert!(write("c", 5).status.success());
+    let image = m.image.clone();
+    assert!(m.unmount().success());
+    assert_checks_clean(&image);
+}
+
+#[test]
+fn many_writers_against_one_limit_stop_exactly_at_it() {
+    let s = Scratch::new();
+    let m = s.mounted("256M", "allow_other");
+    open_to_all(&m);
+    let mnt = m.dir.to_string_lossy().into_owned();
+    quota(&["set", &mnt, "-u", "1001", "--block-hard", "8000K"]);
+    // Eight writers of 1,000 pages each against 2,000 pages.
+    let script = format!(
+        "for i in 1 2 3 4 5 6 7 8; do dd if=/dev/zero of={mnt}/w$i bs=4096 count=1000 2>/dev/null & done; wait"
+    );
+    sh_as(ALICE, ALICE, &[], &script);
+    let total: u64 = (1..=8).map(|i| size_of(&m.path(&format!("w{i}")))).sum();
+    assert_eq!(total, 2000 * PS);
+    let cols = report_line(&m.dir, ALICE);
+    assert_eq!(cols[2], "8000", "{cols:?}");
+    assert_eq!(du_kib_of(&m.dir, ALICE), 8000);
+    let image = m.image.clone();
+    assert!(m.unmount().success());
+    assert_checks_clean(&image);
+}
+
+#[test]
+fn usage_after_a_sigkill_of_the_daemon_checks_clean_and_matches_du() {
+    let s = Scratch::new();
+    let m = s.mounted("256M", "allow_other");
+    open_to_all(&m);
+    let mnt = m.dir.to_string_lossy().into_owned();
+    quota(&["set", &mnt, "-u", "1001", "--block-hard", "1G"]);
+    let script = format!(
+        "cd {mnt} && mkdir t && for i in $(seq 1 50); do head -c $((i * 3000)) /dev/zero > t/f$i; done && sync -f t/f1 && rm t/f1* && dd if=/dev/zero of=big bs=64K count=40 2>/dev/null"
+    );
+    let out = sh_as(ALICE, ALICE, &[], &script);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (image, dir) = (m.image.clone(), m.dir.clone());
+    sh(&format!("kill -9 {}", m.pid()));
+    let mut m = m;
+    m.wait();
+    let _ = Command::new("umount").arg("-l").arg(&dir).output();
+    assert_checks_clean(&image);
+    let m = Mount::start(&image, &dir, "allow_other").expect("mount again");
+    let cols = report_line(&m.dir, ALICE);
+    assert_eq!(cols[2], du_kib_of(&m.dir, ALICE).to_string(), "{cols:?}");
+    assert!(m.unmount().success());
+    assert_checks_clean(&image);
+}
