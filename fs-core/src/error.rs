@@ -96,6 +96,9 @@ pub enum Error {
     /// EBADF (a handle that is not open for the access asked)
     #[error("bad file descriptor")]
     BadHandle,
+    /// EXDEV (a name across a project boundary)
+    #[error("invalid cross-device link")]
+    CrossDevice,
     /// EDQUOT (a user's, group's or project's limit would be passed)
     #[error("disk quota exceeded")]
     QuotaExceeded,

@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 
+use pagelog_core::fs::{FsXattr, FS_XFLAG_PROJINHERIT};
 use pagelog_core::fsck::Level;
 use pagelog_core::perm::cap;
 use pagelog_core::usage::{IdKind, QuotaId, Usage};
@@ -278,6 +279,168 @@ fn a_chown_that_would_take_a_group_over_its_limit_is_refused() {
         fs.write(&alice, f, 5 * PS as u64, b"x"),
         Err(Error::QuotaExceeded)
     ));
+    fs.unmount().expect("unmount");
+    check_clean(&dev);
+}
+
+fn project(id: u32) -> QuotaId {
+    QuotaId {
+        kind: IdKind::Project,
+        id,
+    }
+}
+
+#[test]
+fn a_project_is_handed_down_kept_apart_and_limited() {
+    let (dev, mut fs) = setup();
+    let root = Cred::root();
+    let alice = Cred::user(1001, 1001);
+    let p = fs.mkdir(&alice, Ino::ROOT, b"p", 0o777).expect("mkdir").ino;
+    let inherit = FsXattr {
+        xflags: FS_XFLAG_PROJINHERIT,
+        projid: 42,
+    };
+    assert!(
+        matches!(fs.set_fsxattr(&alice, p, inherit), Err(Error::Perm)),
+        "only root changes a project id"
+    );
+    fs.set_fsxattr(&root, p, inherit).expect("chattr +P -p 42");
+    // Handed down through mkdir, with the flag.
+    let sub = fs.mkdir(&alice, p, b"sub", 0o777).expect("mkdir").ino;
+    let f = fs.create(&alice, sub, b"f", 0o644, 0).expect("create").ino;
+    assert_eq!(fs.fsxattr(sub).expect("get"), inherit);
+    assert_eq!(fs.fsxattr(f).expect("get").projid, 42);
+    assert_eq!(
+        fs.fsxattr(f).expect("get").xflags,
+        0,
+        "a file does not hand down"
+    );
+    // A name across the boundary is refused both ways in (EXDEV), not out.
+    let out = fs
+        .create(&alice, Ino::ROOT, b"out", 0o644, 0)
+        .expect("create")
+        .ino;
+    let none = pagelog_core::RenameFlags(0);
+    assert!(matches!(
+        fs.rename(&alice, Ino::ROOT, b"out", sub, b"in", none),
+        Err(Error::CrossDevice)
+    ));
+    assert!(matches!(
+        fs.link(&alice, out, sub, b"in"),
+        Err(Error::CrossDevice)
+    ));
+    fs.rename(&alice, sub, b"f", Ino::ROOT, b"f", none)
+        .expect("out of the project is allowed");
+    assert_eq!(fs.fsxattr(f).expect("get").projid, 42, "keeps its project");
+    fs.rename(&alice, Ino::ROOT, b"f", sub, b"f", none)
+        .expect("back into its own project");
+    // The project's limit holds for everyone writing in it (its
+    // directories' index pages count too).
+    let g = fs.create(&root, sub, b"g", 0o644, 0).expect("create").ino;
+    let base = used(&mut fs, project(42)).pages as u64;
+    limit(
+        &mut fs,
+        project(42),
+        Limits {
+            page_hard: Some(base + 3),
+            ..Limits::default()
+        },
+    );
+    let n = fs.write(&alice, f, 0, &[1; 4 * PS]).expect("short write");
+    assert_eq!(n, 3 * PS, "three pages fit");
+    let bob = Cred::user(1002, 1002);
+    let chown = SetAttr {
+        uid: Some(1002),
+        ..Default::default()
+    };
+    fs.setattr(&root, g, &chown).expect("chown");
+    assert!(matches!(
+        fs.write(&bob, g, 0, b"x"),
+        Err(Error::QuotaExceeded)
+    ));
+    // df of the directory says the project's limit and usage.
+    let st = fs.statfs_at(p).expect("statfs");
+    assert_eq!((st.blocks, st.bfree), (base + 3, 0));
+    assert!(fs.statfs_at(Ino::ROOT).expect("statfs").blocks > base + 3);
+    assert_eq!(used(&mut fs, project(42)).inodes, 4, "p, sub, f, g");
+    // Moving a file to another project moves its usage.
+    let x = FsXattr {
+        xflags: 0,
+        projid: 7,
+    };
+    fs.set_fsxattr(&root, f, x).expect("chattr -p 7");
+    assert_eq!(used(&mut fs, project(42)).pages as u64, base);
+    assert_eq!(used(&mut fs, project(7)).pages, 3);
+    fs.unmount().expect("unmount");
+    check_clean(&dev);
+}
+
+#[test]
+fn a_snapshot_keeps_its_usage_and_a_branch_has_its_own() {
+    use pagelog_core::checkpoints::At;
+    let (dev, mut fs) = setup();
+    let alice = Cred::user(1001, 1001);
+    let f = file(&mut fs, &alice, "a");
+    fs.write(&alice, f, 0, &[1; 8 * PS]).expect("write");
+    fs.release(f).expect("close");
+    fs.create_snapshot(b"before", None).expect("snapshot");
+    fs.unlink(&alice, Ino::ROOT, b"a").expect("unlink");
+    fs.sync().expect("sync");
+    assert_eq!(used(&mut fs, user(1001)), Usage::default(), "live");
+    // The snapshot's usage is frozen with it.
+    let (view, _) = fs
+        .open_view(&At::Snapshot(b"before".to_vec()))
+        .expect("view");
+    let then = fs
+        .in_view(view, |v| v.quota_report(IdKind::User))
+        .expect("report");
+    let then = then
+        .lines
+        .iter()
+        .find(|l| l.id == user(1001))
+        .map(|l| l.used);
+    assert_eq!(
+        then,
+        Some(Usage {
+            pages: 8,
+            inodes: 1
+        })
+    );
+    fs.close_view(view).expect("close");
+    // A branch from it counts its own writes, not the live tree's.
+    fs.create_branch(b"b", &At::Snapshot(b"before".to_vec()))
+        .expect("branch");
+    let b = fs.open_branch(b"b").expect("open branch");
+    fs.in_view(b, |v| {
+        let g = v.create(&alice, Ino::ROOT, b"g", 0o644, 0)?.ino;
+        v.write(&alice, g, 0, &[2; 2 * PS]).map(|_| ())
+    })
+    .expect("write in the branch");
+    let in_branch = fs
+        .in_view(b, |v| v.quota_report(IdKind::User))
+        .expect("report");
+    let in_branch = in_branch
+        .lines
+        .iter()
+        .find(|l| l.id == user(1001))
+        .map(|l| l.used);
+    assert_eq!(
+        in_branch,
+        Some(Usage {
+            pages: 10,
+            inodes: 2
+        })
+    );
+    fs.close_view(b).expect("close");
+    assert_eq!(
+        used(&mut fs, user(1001)),
+        Usage::default(),
+        "live untouched"
+    );
+    // Deleting the branch and the snapshot changes no one's usage.
+    fs.delete_branch(b"b").expect("delete branch");
+    fs.delete_snapshot(b"before").expect("delete");
+    assert_eq!(used(&mut fs, user(1001)), Usage::default());
     fs.unmount().expect("unmount");
     check_clean(&dev);
 }

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 
+use pagelog_core::fs::FsXattr;
 use pagelog_core::usage::{QuotaId, Usage};
 use pagelog_core::{Cred, Filesystem, MountOptions, SetAttr};
 use proptest::prelude::*;
@@ -20,6 +21,11 @@ enum Step {
         node: u8,
         uid: Option<u8>,
         gid: Option<u8>,
+    },
+    /// `chattr -p` (and `+P` on directories) by root.
+    Project {
+        node: u8,
+        id: u8,
     },
 }
 
@@ -43,6 +49,7 @@ fn step() -> impl Strategy<Value = Step> {
         8 => ops.prop_map(Step::Op),
         1 => (any::<u8>(), proptest::option::of(0u8..3), proptest::option::of(0u8..3))
             .prop_map(|(node, uid, gid)| Step::Chown { node, uid, gid }),
+        1 => (any::<u8>(), 0u8..3).prop_map(|(node, id)| Step::Project { node, id }),
     ]
 }
 
@@ -57,6 +64,21 @@ fn chown(fs: &mut Filesystem, model: &Model, node: u8, uid: Option<u8>, gid: Opt
     };
     fs.setattr(&Cred::root(), model.inodes[&n].ino, &set)
         .expect("chown");
+}
+
+/// Puts a node in project `40 + id` (without handing it down, which
+/// would make the model's renames across projects fail with EXDEV:
+/// `quota_limits.rs` tests that).
+fn set_project(fs: &mut Filesystem, model: &Model, node: u8, id: u8) {
+    let Some(n) = model.pick(node, |_| true) else {
+        return;
+    };
+    let x = FsXattr {
+        xflags: 0,
+        projid: 40 + u32::from(id),
+    };
+    fs.set_fsxattr(&Cred::root(), model.inodes[&n].ino, x)
+        .expect("set project");
 }
 
 /// `after - before`, ids with no change left out.
@@ -96,6 +118,7 @@ proptest! {
             match s {
                 Step::Op(op) => apply_op(&mut fs, &mut model, op),
                 Step::Chown { node, uid, gid } => chown(&mut fs, &model, *node, *uid, *gid),
+                Step::Project { node, id } => set_project(&mut fs, &model, *node, *id),
             }
         }
         let after = fs.recount_usage().expect("recount");

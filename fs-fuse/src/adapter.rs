@@ -14,7 +14,7 @@ use fuser::{
     ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyLseek, ReplyOpen, ReplyPoll,
     ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
-use pagelog_core::fs::{Attr, DirItem, SetAttr, TimeSet, Whence};
+use pagelog_core::fs::{Attr, DirItem, FsXattr, SetAttr, TimeSet, Whence};
 use pagelog_core::inode::{
     Timespec, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFSOCK,
 };
@@ -49,6 +49,25 @@ fn kernel_int(v: u32) -> [u8; 4] {
 #[allow(clippy::host_endian_bytes)]
 fn from_kernel_int(b: [u8; 4]) -> u32 {
     u32::from_ne_bytes(b)
+}
+
+/// `struct fsxattr` of `x`: xflags, extsize, nextents, projid,
+/// cowextsize, 8 bytes of padding.
+fn encode_fsxattr(x: FsXattr) -> [u8; FSXATTR_SIZE] {
+    let mut out = [0u8; FSXATTR_SIZE];
+    out[0..4].copy_from_slice(&kernel_int(x.xflags));
+    out[12..16].copy_from_slice(&kernel_int(x.projid));
+    out
+}
+
+/// What a `struct fsxattr` sets, or `None` if it asks for what pagelog
+/// does not keep (an extent size hint).
+fn decode_fsxattr(b: &[u8]) -> Option<FsXattr> {
+    let int = |at: usize| from_kernel_int([b[at], b[at + 1], b[at + 2], b[at + 3]]);
+    (int(4) == 0 && int(16) == 0).then(|| FsXattr {
+        xflags: int(0),
+        projid: int(12),
+    })
 }
 
 /// Run before the final writeback.
@@ -878,8 +897,8 @@ impl fuser::Filesystem for Adapter {
         Self::empty(reply, self.with(Filesystem::sync));
     }
 
-    fn statfs(&self, _req: &Request, _i: INodeNo, reply: ReplyStatfs) {
-        match self.with(|fs| Ok(fs.statfs())) {
+    fn statfs(&self, _req: &Request, i: INodeNo, reply: ReplyStatfs) {
+        match self.with(|fs| fs.statfs_at(ino(i))) {
             Ok(s) => reply.statfs(
                 s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, s.namelen, s.bsize,
             ),
@@ -1019,18 +1038,23 @@ impl fuser::Filesystem for Adapter {
                     Err(e) => reply.error(errno(&e)),
                 }
             }
-            // The kernel reads the extended form before it sets flags:
-            // no extended flag or project id is kept (yet), so all zero;
-            // setting them to anything else is "not supported".
-            FS_IOC_FSGETXATTR => match self.with(|fs| fs.getattr(ino(i))) {
-                Ok(_) => reply.ioctl(0, &[0u8; FSXATTR_SIZE]),
+            // The extended form (`chattr -p`, `lsattr -p`, `xfs_io`; the
+            // kernel also reads it before it sets flags): the project id
+            // and the project-inherit flag.
+            FS_IOC_FSGETXATTR => match self.with(|fs| fs.fsxattr(ino(i))) {
+                Ok(x) => reply.ioctl(0, &encode_fsxattr(x)),
                 Err(e) => reply.error(errno(&e)),
             },
-            FS_IOC_FSSETXATTR => match in_data.get(..FSXATTR_SIZE) {
-                Some(fsx) if fsx.iter().all(|&b| b == 0) => reply.ioctl(0, &[]),
-                Some(_) => reply.error(Errno::from_i32(libc::EOPNOTSUPP)),
-                None => reply.error(Errno::from_i32(libc::EINVAL)),
-            },
+            FS_IOC_FSSETXATTR => {
+                let Some(x) = in_data.get(..FSXATTR_SIZE).and_then(decode_fsxattr) else {
+                    return reply.error(Errno::from_i32(libc::EOPNOTSUPP));
+                };
+                let cred = self.cred(req);
+                match self.over_quota(req, &cred, |fs, c| fs.set_fsxattr(c, ino(i), x)) {
+                    Ok(()) => reply.ioctl(0, &[]),
+                    Err(e) => reply.error(errno(&e)),
+                }
+            }
             _ => reply.error(Errno::from_i32(libc::ENOTTY)),
         }
     }

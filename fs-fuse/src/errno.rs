@@ -30,6 +30,7 @@ pub fn errno(e: &Error) -> Errno {
         Error::NoSuchAddress => libc::ENXIO,
         Error::BadHandle => libc::EBADF,
         Error::QuotaExceeded => libc::EDQUOT,
+        Error::CrossDevice => libc::EXDEV,
     };
     if code == libc::EIO {
         log::error!("{e}");

@@ -250,3 +250,67 @@ fn usage_after_a_sigkill_of_the_daemon_checks_clean_and_matches_du() {
     assert!(m.unmount().success());
     assert_checks_clean(&image);
 }
+
+#[test]
+fn projects_with_chattr_lsattr_and_df() {
+    let s = Scratch::new();
+    let m = s.mounted("256M", "allow_other");
+    open_to_all(&m);
+    let mnt = m.dir.to_string_lossy().into_owned();
+    sh(&format!(
+        "cd {mnt} && mkdir proj && chmod 777 proj && chattr +P -p 42 proj && touch outside"
+    ));
+    let attrs = sh(&format!("lsattr -pd {mnt}/proj"));
+    assert!(attrs.trim_start().starts_with("42 "), "{attrs}");
+    assert!(attrs.contains('P'), "{attrs}");
+    quota(&[
+        "set",
+        &mnt,
+        "-p",
+        "42",
+        "--block-hard",
+        "1M",
+        "--inode-hard",
+        "10",
+    ]);
+    // Handed down through mkdir; the limit holds for alice in it.
+    let out = sh_as(
+        ALICE,
+        ALICE,
+        &[],
+        &format!(
+            "mkdir {mnt}/proj/sub && dd if=/dev/zero of={mnt}/proj/sub/f bs=64K count=32 2>&1"
+        ),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("Disk quota exceeded"), "{text}");
+    assert_eq!(size_of(&m.path("proj/sub/f")), 1 << 20);
+    let attrs = sh(&format!("lsattr -p {mnt}/proj/sub/f"));
+    assert!(attrs.trim_start().starts_with("42 "), "{attrs}");
+    // df of the directory: the project's limit, all used.
+    let df = sh(&format!("df -k --output=size,avail {mnt}/proj | tail -1"));
+    let cols: Vec<&str> = df.split_whitespace().collect();
+    assert_eq!(cols, ["1024", "0"], "{df}");
+    // Across the boundary: ln refuses (EXDEV), mv copies into the project.
+    let out = run(Command::new("ln")
+        .arg(m.path("outside"))
+        .arg(m.path("proj/l")));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Invalid cross-device link"));
+    sh(&format!("mv {mnt}/outside {mnt}/proj/moved"));
+    let attrs = sh(&format!("lsattr -p {mnt}/proj/moved"));
+    assert!(attrs.trim_start().starts_with("42 "), "{attrs}");
+    // Only root changes a project id.
+    let out = sh_as(ALICE, ALICE, &[], &format!("chattr -p 7 {mnt}/proj/sub/f"));
+    assert!(!out.status.success(), "alice changed a project id");
+    // The report agrees with du.
+    let text = quota(&["report", "-p", &mnt]);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("#42 ") || l.split_whitespace().nth(0) == Some("42"))
+        .unwrap_or_else(|| panic!("no project 42 in\n{text}"));
+    let du = sh(&format!("du -sk {mnt}/proj | cut -f1"));
+    assert_eq!(line.split_whitespace().nth(2), Some(du.trim()), "{text}");
+    let image = m.image.clone();
+    assert!(m.unmount().success());
+    assert_checks_clean(&image);
+}

@@ -6,12 +6,13 @@
 
 use std::collections::HashSet;
 
+use super::project::{FS_PROJINHERIT_FL, FS_XFLAG_PROJINHERIT};
 use super::Filesystem;
 use crate::dir_index;
 use crate::error::{Error, Result};
 use crate::file_map;
 use crate::ids::Ino;
-use crate::inode::Timespec;
+use crate::inode::{Timespec, FLAG_PROJINHERIT};
 use crate::layout::PAGE_SIZE;
 use crate::perm::Cred;
 
@@ -76,24 +77,37 @@ impl Filesystem {
         self.changed()
     }
 
-    /// The `chattr` flags of `ino` (FS_IOC_GETFLAGS): only `c` is kept.
+    /// The `chattr` flags of `ino` (FS_IOC_GETFLAGS): `c` and `P` are
+    /// kept.
     pub fn file_flags(&mut self, ino: Ino) -> Result<u32> {
-        Ok(match self.inode(ino)?.transform.0 {
+        let inode = self.inode(ino)?;
+        let compr = match inode.transform.0 {
             0 => 0,
             _ => FS_COMPR_FL,
-        })
+        };
+        let inherit = match inode.flags & FLAG_PROJINHERIT {
+            0 => 0,
+            _ => FS_PROJINHERIT_FL,
+        };
+        Ok(compr | inherit)
     }
 
     /// Sets the `chattr` flags of `ino` (FS_IOC_SETFLAGS): `c` stores new
     /// data through the filesystem's default chain (zstd at its default
-    /// level if that is none), clearing it stores new data raw; asking for
-    /// any other flag is "not supported", changing nothing.
+    /// level if that is none), clearing it stores new data raw; `P` hands
+    /// a directory's project down (see `project.rs`); asking for any other
+    /// flag is "not supported", changing nothing.
     pub fn set_file_flags(&mut self, cred: &Cred, ino: Ino, flags: u32) -> Result<()> {
-        if flags & !FS_COMPR_FL != 0 {
+        if flags & !(FS_COMPR_FL | FS_PROJINHERIT_FL) != 0 {
             return Err(Error::NotSupported);
         }
         let now = self.file_flags(ino)?;
-        if now == flags {
+        if (now ^ flags) & FS_PROJINHERIT_FL != 0 {
+            let mut x = self.fsxattr(ino)?;
+            x.xflags ^= FS_XFLAG_PROJINHERIT;
+            self.set_fsxattr(cred, ino, x)?;
+        }
+        if (now ^ flags) & FS_COMPR_FL == 0 {
             return Ok(());
         }
         let spec = if flags & FS_COMPR_FL == 0 {

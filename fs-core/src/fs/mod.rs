@@ -9,6 +9,7 @@ mod compression;
 mod data;
 mod namespace;
 pub mod perm;
+mod project;
 mod quota;
 mod read;
 mod snapshots;
@@ -27,6 +28,7 @@ pub use cleaning::CleanerReport;
 pub use compression::{Savings, COMPRESS_XATTR, FS_COMPR_FL, REPORT_XATTR};
 pub use data::Whence;
 pub use namespace::{DirItem, RenameFlags};
+pub use project::{FsXattr, FS_PROJINHERIT_FL, FS_XFLAG_PROJINHERIT};
 pub use quota::{Limits, QuotaLine, QuotaReport};
 pub use read::ReadPlan;
 pub use snapshots::{BranchInfo, CheckpointInfo};
@@ -39,7 +41,8 @@ use crate::dir_index;
 use crate::error::{Error, Result};
 use crate::ids::{Ino, PACK_SLOTS};
 use crate::inode::{
-    Inode, Timespec, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK,
+    Inode, Timespec, FLAG_PROJINHERIT, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT,
+    S_IFREG, S_IFSOCK,
 };
 use crate::layout::{NAME_MAX, PAGE_SIZE};
 use crate::page_life::life;
@@ -527,7 +530,7 @@ impl Filesystem {
         if !is_dir && mode & S_ISGID != 0 && mode & S_IXGRP != 0 && cred.lacks_group(gid) {
             mode &= !S_ISGID;
         }
-        let project = 0;
+        let (project, inherit) = Self::project_for_child(&p);
         let ids = QuotaId::of(&Inode {
             uid: cred.uid,
             gid,
@@ -560,6 +563,11 @@ impl Filesystem {
             // directory does (`pagelog.compress`).
             transform,
             project,
+            flags: if inherit && is_dir {
+                FLAG_PROJINHERIT
+            } else {
+                0
+            },
             ..Inode::default()
         };
         let dev = self.dev();

@@ -234,7 +234,8 @@ impl Filesystem {
         if inode.is_dir() {
             return Err(Error::Perm);
         }
-        self.prepare_create(cred, newparent, newname)?;
+        let dir = self.prepare_create(cred, newparent, newname)?;
+        Self::check_project(&dir, &inode)?;
         self.permit_hardlink(&inode, cred)?;
         if inode.nlink == 0 {
             return Err(Error::NotFound);
@@ -389,11 +390,17 @@ impl Filesystem {
             return Ok(());
         }
         let s_inode = self.inode(src.ino)?.clone();
+        if p1 != p2 {
+            Self::check_project(&d2, &s_inode)?;
+        }
         perm::check_sticky(&d1, &s_inode, cred)?;
         let d_inode = match dst {
             Some(d) => {
                 let i = self.inode(d.ino)?.clone();
                 perm::check_sticky(&d2, &i, cred)?;
+                if exchange && p1 != p2 {
+                    Self::check_project(&d1, &i)?;
+                }
                 Some(i)
             }
             None => None,

@@ -345,7 +345,7 @@ impl Filesystem {
         self.changed()
     }
 
-    fn quota_line(&mut self, id: QuotaId) -> Result<QuotaLine> {
+    pub(super) fn quota_line(&mut self, id: QuotaId) -> Result<QuotaLine> {
         let lines = self.quota_lines(id.kind)?;
         let line = lines.into_iter().find(|l| l.id == id);
         Ok(line.unwrap_or(QuotaLine {
