@@ -284,7 +284,12 @@ fn projects_with_chattr_lsattr_and_df() {
     );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("Disk quota exceeded"), "{text}");
-    assert_eq!(size_of(&m.path("proj/sub/f")), 1 << 20);
+    // The project's pages are the file's and its directories' index
+    // pages: all of the limit, to the page.
+    let du = sh(&format!("du -sk {mnt}/proj | cut -f1"));
+    assert_eq!(du.trim(), "1024");
+    let size = size_of(&m.path("proj/sub/f"));
+    assert!(size % PS == 0 && size > (1 << 20) - 4 * PS, "{size}");
     let attrs = sh(&format!("lsattr -p {mnt}/proj/sub/f"));
     assert!(attrs.trim_start().starts_with("42 "), "{attrs}");
     // df of the directory: the project's limit, all used.
