@@ -321,6 +321,32 @@ fn usage_the_quota_file_miscounts_is_found() {
 }
 
 #[test]
+fn usage_a_branch_s_quota_file_miscounts_is_found() {
+    use pagelog_core::checkpoints::At;
+    let img = image();
+    let r = tampered(&img, Level::Full, |fs| {
+        fs.sync().expect("commit");
+        let no = fs.checkpoints().last().expect("a checkpoint").no;
+        fs.create_branch(b"b", &At::Checkpoint(no)).expect("branch");
+        let view = fs.open_branch(b"b").expect("open");
+        fs.in_view(view, |v| v.tamper().miscount_usage(img.file, 5))
+            .expect("tamper");
+        fs.close_view(view).expect("close");
+    });
+    assert_eq!(
+        kinds(&r, Severity::Error),
+        vec![Kind::QuotaWrong; 3],
+        "{:?}",
+        r.findings
+    );
+    assert!(
+        r.findings[0].message.starts_with("in branch 'b': "),
+        "{}",
+        r.findings[0].message
+    );
+}
+
+#[test]
 fn bad_access_control_lists_are_found() {
     let img = image();
     let r = tampered(&img, Level::Full, |fs| {

@@ -32,19 +32,48 @@ pub fn check(dev: Arc<dyn BlockDevice>, key: Option<&crate::seal::MasterKey>) ->
         Ok(fs) => fs,
         Err(e) => return unreadable(e),
     };
-    let (recorded, counted) = match (fs.recorded_usage(), fs.recount_usage()) {
-        (Ok(Some(r)), Ok(c)) => (r, c),
-        (Ok(None), _) => return Vec::new(),
-        (Err(e), _) | (_, Err(e)) => return unreadable(e),
+    let mut findings = match differences(&mut fs, "") {
+        Ok(f) => f,
+        Err(e) => return unreadable(e),
     };
+    // Each branch is a root written as the live one is, with its own file.
+    for b in fs.branches() {
+        let name = String::from_utf8_lossy(&b.name).into_owned();
+        let within = format!("in branch '{name}': ");
+        let checked = fs.open_branch(&b.name).and_then(|view| {
+            let f = fs.in_view(view, |v| differences(v, &within));
+            fs.close_view(view)?;
+            f
+        });
+        match checked {
+            Ok(f) => findings.extend(f),
+            Err(e) => findings.extend(unreadable(e).into_iter().map(|f| {
+                Finding {
+                    message: format!("{within}{}", f.message),
+                    ..f
+                }
+            })),
+        }
+    }
+    findings
+}
+
+/// Each id whose usage the served root's quota file records otherwise
+/// than a recount of its tree finds, as a finding (`within` says where).
+fn differences(fs: &mut Filesystem, within: &str) -> crate::Result<Vec<Finding>> {
+    let Some(recorded) = fs.recorded_usage()? else {
+        return Ok(Vec::new());
+    };
+    let counted = fs.recount_usage()?;
     let ids: BTreeSet<QuotaId> = recorded.keys().chain(counted.keys()).copied().collect();
-    ids.into_iter()
+    Ok(ids
+        .into_iter()
         .filter_map(|id| {
             let r = recorded.get(&id).copied().unwrap_or_default();
             let c = counted.get(&id).copied().unwrap_or_default();
             (r != c).then(|| {
                 let msg = format!(
-                    "{} {}: the quota file says {}, the tree holds {}",
+                    "{within}{} {}: the quota file says {}, the tree holds {}",
                     kind_name(id.kind),
                     id.id,
                     show(r),
@@ -53,7 +82,7 @@ pub fn check(dev: Arc<dyn BlockDevice>, key: Option<&crate::seal::MasterKey>) ->
                 Finding::new(Severity::Error, Kind::QuotaWrong, msg).ino(QUOTA_INO)
             })
         })
-        .collect()
+        .collect())
 }
 
 fn kind_name(k: IdKind) -> &'static str {
