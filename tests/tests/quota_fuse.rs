@@ -319,3 +319,75 @@ fn projects_with_chattr_lsattr_and_df() {
     assert!(m.unmount().success());
     assert_checks_clean(&image);
 }
+
+#[test]
+fn the_quota_tool_refuses_what_it_cannot_do_with_a_clear_message() {
+    let s = Scratch::new();
+    let plain = s.mkfs("plain.img", "64M", &["--no-quota"]);
+    let image = s.mkfs("q.img", "64M", &[]);
+    let tool = |args: &[&str]| run(Command::new(bin("pagelog-quota")).args(args));
+    for (args, says) in [
+        (
+            vec!["report", plain.to_str().expect("utf-8")],
+            "keeps no quotas",
+        ),
+        (
+            vec![
+                "set",
+                image.to_str().expect("utf-8"),
+                "-u",
+                "no-such-user-here",
+                "--block-hard",
+                "1M",
+            ],
+            "no user named 'no-such-user-here'",
+        ),
+        (
+            vec![
+                "set",
+                image.to_str().expect("utf-8"),
+                "-u",
+                "7",
+                "--block-hard",
+                "lots",
+            ],
+            "'lots' is not a size",
+        ),
+        (
+            vec![
+                "grace",
+                image.to_str().expect("utf-8"),
+                "-g",
+                "--blocks",
+                "soon",
+            ],
+            "'soon' is not a length of time",
+        ),
+    ] {
+        let out = tool(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+    // Offline changes are committed: a second run sees them.
+    let img = image.to_str().expect("utf-8");
+    quota(&[
+        "set",
+        img,
+        "-g",
+        "7",
+        "--inode-soft",
+        "5",
+        "--inode-hard",
+        "9",
+    ]);
+    quota(&["grace", img, "-g", "--inodes", "2days"]);
+    let text = quota(&["report", "-g", img]);
+    assert!(text.contains("Inode grace time: 2days"), "{text}");
+    let line = text
+        .lines()
+        .find(|l| l.contains(" 5 ") && l.contains(" 9"))
+        .unwrap_or_default();
+    assert!(!line.is_empty(), "{text}");
+    assert_checks_clean(&image);
+}

@@ -47,11 +47,9 @@ pub fn check(dev: Arc<dyn BlockDevice>, key: Option<&crate::seal::MasterKey>) ->
         });
         match checked {
             Ok(f) => findings.extend(f),
-            Err(e) => findings.extend(unreadable(e).into_iter().map(|f| {
-                Finding {
-                    message: format!("{within}{}", f.message),
-                    ..f
-                }
+            Err(e) => findings.extend(unreadable(e).into_iter().map(|f| Finding {
+                message: format!("{within}{}", f.message),
+                ..f
             })),
         }
     }
