@@ -213,7 +213,7 @@ fn a_soft_limit_holds_once_its_grace_time_is_over() {
         Err(Error::QuotaExceeded)
     ));
     assert!(
-        matches!(fs.create(&alice, Ino::ROOT, b"b", 0o644, 0), Ok(_)),
+        fs.create(&alice, Ino::ROOT, b"b", 0o644, 0).is_ok(),
         "the inode count has no soft limit"
     );
     // Back within the soft limit, the grace time ends; past it again, a

@@ -27,13 +27,20 @@ fn quota(args: &[&str]) -> String {
 
 /// The report's line of user `uid`, split into columns.
 fn report_line(target: &Path, uid: u32) -> Vec<String> {
-    // The name repquota would print: the user's, or #UID.
-    let who = sh(&format!("getent passwd {uid} | cut -d: -f1"));
+    kind_line(target, "user", uid)
+}
+
+/// The report's line of user or group (`kind`) `id`, split into columns.
+fn kind_line(target: &Path, kind: &str, id: u32) -> Vec<String> {
+    // The name repquota would print: the user's or group's, or #ID.
+    let db = if kind == "user" { "passwd" } else { "group" };
+    let who = sh(&format!("getent {db} {id} | cut -d: -f1"));
     let who = match who.trim() {
-        "" => format!("#{uid}"),
+        "" => format!("#{id}"),
         name => name.to_string(),
     };
-    let text = quota(&["report", "-u", &target.to_string_lossy()]);
+    let flag = format!("--{kind}");
+    let text = quota(&["report", &flag, &target.to_string_lossy()]);
     let line = text
         .lines()
         .find(|l| l.starts_with(&format!("{who} ")))
@@ -44,8 +51,13 @@ fn report_line(target: &Path, uid: u32) -> Vec<String> {
 /// KiB in use by files of `uid` under `dir`, as du counts them
 /// (st_blocks).
 fn du_kib_of(dir: &Path, uid: u32) -> u64 {
+    du_kib_where(dir, &format!("-user {uid}"))
+}
+
+/// KiB in use by the files `find` selects with `test` under `dir`.
+fn du_kib_where(dir: &Path, test: &str) -> u64 {
     let out = sh(&format!(
-        "find '{}' -user {uid} -printf '%b\\n' | awk '{{s += $1}} END {{print s / 2}}'",
+        "find '{}' {test} -printf '%b\\n' | awk '{{s += $1}} END {{print s / 2}}'",
         dir.display()
     ));
     out.trim().parse().expect("a number")
@@ -217,27 +229,32 @@ fn many_writers_against_one_limit_stop_exactly_at_it() {
     let cols = report_line(&m.dir, ALICE);
     assert_eq!(cols[2], "8000", "{cols:?}");
     assert_eq!(du_kib_of(&m.dir, ALICE), 8000);
+    // By group too: the report agrees with du.
+    let cols = kind_line(&m.dir, "group", ALICE);
+    assert_eq!(
+        cols[2],
+        du_kib_where(&m.dir, &format!("-group {ALICE}")).to_string()
+    );
     let image = m.image.clone();
     assert!(m.unmount().success());
     assert_checks_clean(&image);
 }
 
 #[test]
-fn usage_after_a_sigkill_of_the_daemon_checks_clean_and_matches_du() {
+fn usage_and_limits_after_a_sigkill_of_the_daemon_check_clean_and_hold() {
     let s = Scratch::new();
     let m = s.mounted("256M", "allow_other");
     open_to_all(&m);
     let mnt = m.dir.to_string_lossy().into_owned();
-    quota(&["set", &mnt, "-u", "1001", "--block-hard", "1G"]);
+    quota(&["set", &mnt, "-u", "1001", "--block-hard", "2M"]);
+    // Files of many sizes, a commit, deletions and a write that meets the
+    // limit, none of it committed when the daemon dies.
     let script = format!(
-        "cd {mnt} && mkdir t && for i in $(seq 1 50); do head -c $((i * 3000)) /dev/zero > t/f$i; done && sync -f t/f1 && rm t/f1* && dd if=/dev/zero of=big bs=64K count=40 2>/dev/null"
+        "cd {mnt} && mkdir t && for i in $(seq 1 50); do head -c $((i * 300)) /dev/zero > t/f$i; done && sync -f t/f1 && rm t/f1* && dd if=/dev/zero of=big bs=64K count=40 2>&1"
     );
     let out = sh_as(ALICE, ALICE, &[], &script);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("Disk quota exceeded"), "{text}");
     let (image, dir) = (m.image.clone(), m.dir.clone());
     sh(&format!("kill -9 {}", m.pid()));
     let mut m = m;
@@ -247,6 +264,18 @@ fn usage_after_a_sigkill_of_the_daemon_checks_clean_and_matches_du() {
     let m = Mount::start(&image, &dir, "allow_other").expect("mount again");
     let cols = report_line(&m.dir, ALICE);
     assert_eq!(cols[2], du_kib_of(&m.dir, ALICE).to_string(), "{cols:?}");
+    assert_eq!(cols[4], "2048", "the limit survived: {cols:?}");
+    // And holds: alice fills exactly what the crash gave back.
+    let out = sh_as(
+        ALICE,
+        ALICE,
+        &[],
+        &format!("dd if=/dev/zero of={mnt}/after bs=4096 count=1000 2>&1"),
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Disk quota exceeded"));
+    let cols = report_line(&m.dir, ALICE);
+    assert_eq!(cols[2], "2048", "{cols:?}");
+    assert_eq!(du_kib_of(&m.dir, ALICE), 2048);
     assert!(m.unmount().success());
     assert_checks_clean(&image);
 }
@@ -289,7 +318,10 @@ fn projects_with_chattr_lsattr_and_df() {
     let du = sh(&format!("du -sk {mnt}/proj | cut -f1"));
     assert_eq!(du.trim(), "1024");
     let size = size_of(&m.path("proj/sub/f"));
-    assert!(size % PS == 0 && size > (1 << 20) - 4 * PS, "{size}");
+    assert!(
+        size.is_multiple_of(PS) && size > (1 << 20) - 4 * PS,
+        "{size}"
+    );
     let attrs = sh(&format!("lsattr -p {mnt}/proj/sub/f"));
     assert!(attrs.trim_start().starts_with("42 "), "{attrs}");
     // df of the directory: the project's limit, all used.
@@ -311,7 +343,7 @@ fn projects_with_chattr_lsattr_and_df() {
     let text = quota(&["report", "-p", &mnt]);
     let line = text
         .lines()
-        .find(|l| l.starts_with("#42 ") || l.split_whitespace().nth(0) == Some("42"))
+        .find(|l| l.starts_with("#42 "))
         .unwrap_or_else(|| panic!("no project 42 in\n{text}"));
     let du = sh(&format!("du -sk {mnt}/proj | cut -f1"));
     assert_eq!(line.split_whitespace().nth(2), Some(du.trim()), "{text}");
