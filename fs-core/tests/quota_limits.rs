@@ -228,6 +228,27 @@ fn a_soft_limit_holds_once_its_grace_time_is_over() {
     fs.write(&alice, f, 2 * PS as u64, &[1; 4 * PS])
         .expect("grace anew");
     assert_eq!(line(&mut fs).record.page_grace_end, 1_000_200);
+    // Back within, before any commit clears the grace end, and past its
+    // end: passing the soft limit again starts a new grace time.
+    fs.set_clock(Some(1_000_300));
+    fs.setattr(&alice, f, &cut).expect("truncate");
+    fs.write(&alice, f, 2 * PS as u64, &[1; 4 * PS])
+        .expect("grace anew again");
+    assert_eq!(line(&mut fs).record.page_grace_end, 1_000_400);
+    // Limits and grace periods past what the records can count are
+    // refused.
+    let huge = Limits {
+        page_hard: Some(u64::MAX),
+        ..Limits::default()
+    };
+    assert!(matches!(
+        fs.set_limits(user(1001), huge),
+        Err(Error::Refused(_))
+    ));
+    assert!(matches!(
+        fs.set_grace(IdKind::User, u64::MAX, 1),
+        Err(Error::Refused(_))
+    ));
     fs.unmount().expect("unmount");
     let mut fs = mount(&dev);
     let l = line(&mut fs);
@@ -237,7 +258,7 @@ fn a_soft_limit_holds_once_its_grace_time_is_over() {
             l.record.page_hard,
             l.record.page_grace_end
         ),
-        (4, 100, 1_000_200),
+        (4, 100, 1_000_400),
         "limits and grace kept"
     );
     assert_eq!(fs.grace(IdKind::User).expect("grace"), (100, 100));

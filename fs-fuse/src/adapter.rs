@@ -379,12 +379,15 @@ impl Adapter {
 
     /// `cred` with the caller's capabilities, if they include
     /// CAP_SYS_RESOURCE, which exceeds quota limits (as on ext4). Read from
-    /// /proc only for a call that met a limit. A request the kernel sends
-    /// on its own (pid 0: writeback of its cache under journal=writeback)
-    /// always may: the program was told its write succeeded.
+    /// /proc only for a call that met a limit. A write the kernel sends on
+    /// its own (pid 0 under its writeback cache, which a mount uses only
+    /// when limits were set after it began) always may: the program was
+    /// told it succeeded. Any other pid 0 (a caller the daemon cannot see)
+    /// has no capability.
     fn resourceful(&self, req: &Request, cred: &Cred) -> Option<Cred> {
+        let kernel_writeback = || self.with(|fs| Ok(fs.kernel_owns_cmtime())).unwrap_or(false);
         let caps = match req.pid() {
-            0 => cap::ALL,
+            0 if kernel_writeback() => cap::ALL,
             pid => process_status(pid).1,
         };
         (caps & cap::SYS_RESOURCE != 0).then(|| Cred {
@@ -487,11 +490,18 @@ impl fuser::Filesystem for Adapter {
         // on: only the writeback journal mode, which promises no ordering
         // of data and metadata, may use it. (It also hides "set time to
         // now" from pagelog's own permission checks.)
-        if self.cfg.writeback_cache
+        // Nor with quota limits: the kernel's writeback cannot be refused
+        // (the program was told its write succeeded), so limits are
+        // checked at write(2), which the cache would hide.
+        let limited = self.with(|fs| Ok(fs.has_quota_limits())).unwrap_or(false);
+        let cached = self.cfg.writeback_cache
             && self.cfg.default_permissions
             && !self.cfg.read_only
-            && self.cfg.journal == pagelog_core::fs::JournalMode::Writeback
-        {
+            && self.cfg.journal == pagelog_core::fs::JournalMode::Writeback;
+        if cached && limited {
+            log::info!("kernel writeback cache off: this filesystem has quota limits");
+        }
+        if cached && !limited {
             wanted |= InitFlags::FUSE_WRITEBACK_CACHE;
         }
         let supported = config.capabilities();
@@ -1046,7 +1056,10 @@ impl fuser::Filesystem for Adapter {
                 Err(e) => reply.error(errno(&e)),
             },
             FS_IOC_FSSETXATTR => {
-                let Some(x) = in_data.get(..FSXATTR_SIZE).and_then(decode_fsxattr) else {
+                let Some(bytes) = in_data.get(..FSXATTR_SIZE) else {
+                    return reply.error(Errno::from_i32(libc::EINVAL));
+                };
+                let Some(x) = decode_fsxattr(bytes) else {
                     return reply.error(Errno::from_i32(libc::EOPNOTSUPP));
                 };
                 let cred = self.cred(req);

@@ -254,6 +254,7 @@ pub fn serve(
         syncfs: Box::new(move || syncfs_mount(&synced, &at)),
         views,
         serves_branch,
+        branch_view: branch,
     });
     // The views end before the filesystem does (the mount's own session
     // shuts it down when it ends).

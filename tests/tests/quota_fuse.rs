@@ -423,3 +423,80 @@ fn the_quota_tool_refuses_what_it_cannot_do_with_a_clear_message() {
     assert!(!line.is_empty(), "{text}");
     assert_checks_clean(&image);
 }
+
+#[test]
+fn a_branch_mount_reports_and_limits_its_own_usage() {
+    let s = Scratch::new();
+    let m = s.mounted("256M", "allow_other");
+    open_to_all(&m);
+    let mnt = m.dir.to_string_lossy().into_owned();
+    quota(&["set", &mnt, "-u", "1001", "--block-hard", "1M"]);
+    let write = |dir: &str, name: &str, pages: u32| {
+        sh_as(
+            ALICE,
+            ALICE,
+            &[],
+            &format!("dd if=/dev/zero of={dir}/{name} bs=4096 count={pages} 2>&1"),
+        )
+    };
+    assert!(write(&mnt, "a", 100).status.success());
+    let image = m.image.clone();
+    assert!(m.unmount().success());
+    let img = image.to_string_lossy().into_owned();
+    let snap = run(Command::new(bin("pagelog-snapshot")).args(["create", &img, "s"]));
+    assert!(
+        snap.status.success(),
+        "{}",
+        String::from_utf8_lossy(&snap.stderr)
+    );
+
+    // The branch counts its own writes, and its limits are its own.
+    let brdir = s.path("branch");
+    std::fs::create_dir_all(&brdir).expect("mkdir");
+    let br = Mount::start(&image, &brdir, "allow_other,snapshot=s,branch=b").expect("branch");
+    let bdir = br.dir.to_string_lossy().into_owned();
+    assert!(write(&bdir, "b", 50).status.success());
+    assert_eq!(report_line(&br.dir, ALICE)[2], "600");
+    quota(&["set", &bdir, "-u", "1001", "--block-hard", "700K"]);
+    let out = write(&bdir, "c", 100);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Disk quota exceeded"));
+    assert_eq!(report_line(&br.dir, ALICE)[2], "700");
+    assert!(br.unmount().success());
+
+    // The live tree: its own usage and limit, untouched.
+    let m = Mount::start(&image, &s.path("mnt"), "allow_other").expect("mount");
+    let cols = report_line(&m.dir, ALICE);
+    assert_eq!(
+        (cols[2].as_str(), cols[4].as_str()),
+        ("400", "1024"),
+        "{cols:?}"
+    );
+    assert!(m.unmount().success());
+    assert_checks_clean(&image);
+}
+
+#[test]
+fn under_journal_writeback_limits_still_hold_at_write() {
+    // The kernel's writeback cache would hide write(2) from the daemon: a
+    // mount of an image with limits goes without it.
+    let s = Scratch::new();
+    let image = s.mkfs("fs.img", "256M", &[]);
+    let img = image.to_string_lossy().into_owned();
+    quota(&["set", &img, "-u", "1001", "--block-hard", "400K"]);
+    let dir = s.path("mnt");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let m = Mount::start(&image, &dir, "allow_other,journal=writeback").expect("mount");
+    open_to_all(&m);
+    let mnt = m.dir.to_string_lossy().into_owned();
+    let out = sh_as(
+        ALICE,
+        ALICE,
+        &[],
+        &format!("dd if=/dev/zero of={mnt}/a bs=4096 count=200 2>&1"),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("Disk quota exceeded"), "{text}");
+    assert_eq!(size_of(&m.path("a")), 100 * PS);
+    assert!(m.unmount().success());
+    assert_checks_clean(&image);
+}

@@ -102,15 +102,22 @@ impl Filesystem {
             return Err(Error::NotSupported);
         }
         let now = self.file_flags(ino)?;
+        // Compression first: it refuses more (file types, chains), and the
+        // project flag after it cannot fail where it passed.
+        if (now ^ flags) & FS_COMPR_FL != 0 {
+            self.set_compressed(cred, ino, flags & FS_COMPR_FL != 0)?;
+        }
         if (now ^ flags) & FS_PROJINHERIT_FL != 0 {
             let mut x = self.fsxattr(ino)?;
             x.xflags ^= FS_XFLAG_PROJINHERIT;
             self.set_fsxattr(cred, ino, x)?;
         }
-        if (now ^ flags) & FS_COMPR_FL == 0 {
-            return Ok(());
-        }
-        let spec = if flags & FS_COMPR_FL == 0 {
+        Ok(())
+    }
+
+    /// Stores new data of `ino` through the default chain (`on`) or raw.
+    fn set_compressed(&mut self, cred: &Cred, ino: Ino, on: bool) -> Result<()> {
+        let spec = if !on {
             "none".to_string()
         } else {
             match self.store.sb.default_transform.0 {

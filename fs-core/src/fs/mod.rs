@@ -378,6 +378,12 @@ impl Filesystem {
         Ok(())
     }
 
+    /// Is a write-back cache in front (FUSE's, in the kernel)? See
+    /// [`Filesystem::set_kernel_owns_cmtime`].
+    pub fn kernel_owns_cmtime(&self) -> bool {
+        self.kernel_owns_cmtime
+    }
+
     /// Says that a write-back cache in front (FUSE's, in the kernel)
     /// keeps the modification and change times of written files and sends
     /// them with setattr: writes then leave those times alone, so that the
@@ -513,12 +519,6 @@ impl Filesystem {
         let (p_mode, p_gid, transform) = (p.mode, p.gid, p.transform);
         let is_dir = mode & S_IFMT == S_IFDIR;
         let (mut mode, acls) = self.inherit_acls(&p, mode, cred)?;
-        // The inode, its directory entry and any inherited access control
-        // lists' attribute node.
-        self.ensure_space(Demand {
-            pages: if acls.entries.is_empty() { 2 } else { 3 },
-            ..self.store.metadata_op()
-        })?;
         let gid = if p_mode & S_ISGID != 0 {
             if is_dir {
                 mode |= S_ISGID;
@@ -542,6 +542,12 @@ impl Filesystem {
             inodes: 1,
         };
         self.admit(cred, &ids, add)?;
+        // The inode, its directory entry and any inherited access control
+        // lists' attribute node.
+        self.ensure_space(Demand {
+            pages: if acls.entries.is_empty() { 2 } else { 3 },
+            ..self.store.metadata_op()
+        })?;
         let now = Timespec::now();
         let generation = self.store.root.next_generation;
         self.store.root.next_generation += 1;

@@ -55,15 +55,19 @@ impl Filesystem {
     }
 
     /// Sets the extended attributes of `ino` (FS_IOC_FSSETXATTR): the
-    /// project-inherit flag (its owner or root) and the project id (root
-    /// only, and within the new project's limits, as a chown). Any other
-    /// flag is "not supported", changing nothing.
-    pub fn set_fsxattr(&mut self, cred: &Cred, ino: Ino, want: FsXattr) -> Result<()> {
+    /// project-inherit flag (its owner or root; kept on directories only,
+    /// as ext4 and XFS drop it elsewhere) and the project id (root only,
+    /// and within the new project's limits, as a chown). Any other flag is
+    /// "not supported", changing nothing.
+    pub fn set_fsxattr(&mut self, cred: &Cred, ino: Ino, mut want: FsXattr) -> Result<()> {
         self.writable()?;
         if want.xflags & !FS_XFLAG_PROJINHERIT != 0 {
             return Err(Error::NotSupported);
         }
         let inode = self.inode(ino)?.clone();
+        if !inode.is_dir() {
+            want.xflags &= !FS_XFLAG_PROJINHERIT;
+        }
         let now = self.fsxattr(ino)?;
         if want == now {
             return Ok(());

@@ -14,7 +14,7 @@ use crate::layout::PAGE_SIZE;
 use crate::node::NodeBody;
 use crate::perm::{cap, Cred};
 use crate::quota_file::{Record, QUOTA_INO};
-use crate::quotas::{room, QuotaTable};
+use crate::quotas::{as_count, room, QuotaTable};
 use crate::usage::{IdKind, QuotaId, Usage};
 
 /// What the limits of some ids leave room for, and what each id with a
@@ -129,6 +129,14 @@ impl Filesystem {
         self.store.clock = secs;
     }
 
+    /// Has any id of the served root a limit?
+    pub fn has_quota_limits(&self) -> bool {
+        let Some(q) = &self.store.root.quota else {
+            return false;
+        };
+        q.records().any(|(_, r)| r.has_limits())
+    }
+
     /// Does any of `ids` have a limit?
     pub(super) fn has_limits(&self, ids: &[QuotaId]) -> bool {
         let Some(q) = &self.store.root.quota else {
@@ -215,7 +223,11 @@ impl Filesystem {
                 .into_iter()
                 .filter(|&l| l != 0)
                 .min();
-            if lowest.is_some_and(|l| used.pages + want.pages + all_fresh > l as i64) {
+            let reach = used
+                .pages
+                .saturating_add(want.pages)
+                .saturating_add(all_fresh);
+            if lowest.is_some_and(|l| reach > as_count(l)) {
                 used.pages += self.fresh_of(id)?;
             }
             let left = room(&r, used, now);
@@ -227,7 +239,8 @@ impl Filesystem {
     }
 
     /// Starts the grace time of each id of `room` that `add` takes past a
-    /// soft limit.
+    /// soft limit (anew if it was within it before the call, whatever a
+    /// stale grace end from before says).
     pub(super) fn start_grace(&mut self, room: &Room, add: Usage) {
         let now = self.store.now_secs();
         let Some(q) = self.store.root.quota.as_mut() else {
@@ -238,6 +251,7 @@ impl Filesystem {
                 pages: used.pages + add.pages,
                 inodes: used.inodes + add.inodes,
             };
+            q.track_grace(*id, *used, now);
             q.track_grace(*id, after, now);
         }
     }
@@ -245,16 +259,9 @@ impl Filesystem {
     /// Fresh dirty pages (not yet in any inode's `blocks`) of `id`'s
     /// inodes.
     fn fresh_of(&mut self, id: QuotaId) -> Result<i64> {
-        let files: Vec<(Ino, u64)> = self.store.root.dirty.fresh_files().collect();
         let dev = self.dev();
-        let mut n = 0;
-        for (ino, fresh) in files {
-            let inode = self.store.root.cache.inode(&*dev, ino)?;
-            if QuotaId::of(inode).contains(&id) {
-                n += fresh as i64;
-            }
-        }
-        Ok(n)
+        let fresh = self.store.fresh_by_id(&*dev)?;
+        Ok(fresh.get(&id).copied().unwrap_or(0))
     }
 
     /// The quotas of `kind` in the served root.
@@ -271,14 +278,8 @@ impl Filesystem {
     /// root, with what it uses now.
     fn quota_lines(&mut self, kind: IdKind) -> Result<Vec<QuotaLine>> {
         let used = self.recorded_usage()?.ok_or(Error::NotSupported)?;
-        let mut fresh: BTreeMap<QuotaId, i64> = BTreeMap::new();
-        let files: Vec<(Ino, u64)> = self.store.root.dirty.fresh_files().collect();
         let dev = self.dev();
-        for (ino, n) in files {
-            for id in QuotaId::of(self.store.root.cache.inode(&*dev, ino)?) {
-                *fresh.entry(id).or_default() += n as i64;
-            }
-        }
+        let fresh = self.store.fresh_by_id(&*dev)?;
         let q = self
             .store
             .root
@@ -309,6 +310,15 @@ impl Filesystem {
     /// if it is already over a new soft limit. Saved by the next commit.
     pub fn set_limits(&mut self, id: QuotaId, limits: Limits) -> Result<QuotaLine> {
         self.writable()?;
+        let values = [
+            limits.page_soft,
+            limits.page_hard,
+            limits.inode_soft,
+            limits.inode_hard,
+        ];
+        if values.into_iter().flatten().any(|v| v > i64::MAX as u64) {
+            return Err(Error::Refused(format!("a limit is at most {}", i64::MAX)));
+        }
         self.load_quota()?;
         let Some(q) = self.store.root.quota.as_mut() else {
             return Err(Error::NotSupported);
@@ -338,6 +348,13 @@ impl Filesystem {
     /// soft limits passed from now on. Saved by the next commit.
     pub fn set_grace(&mut self, kind: IdKind, pages: u64, inodes: u64) -> Result<()> {
         self.writable()?;
+        // Ends are seconds since the epoch in an i64: a century is plenty.
+        const MAX_GRACE: u64 = 100 * 365 * 86_400;
+        if pages.max(inodes) > MAX_GRACE {
+            return Err(Error::Refused(format!(
+                "a grace period is at most {MAX_GRACE} seconds (100 years)"
+            )));
+        }
         self.load_quota()?;
         let q = self.store.root.quota.as_mut().ok_or(Error::NotSupported)?;
         q.header.grace[kind as usize - 1] = (pages, inodes);

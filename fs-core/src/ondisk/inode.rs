@@ -60,8 +60,8 @@ pub const INLINE_MAX: usize = SIZE - off::DATA;
 /// Inode flag: the data area holds inline bytes, not a file map.
 pub const FLAG_INLINE: u32 = 1;
 /// Flag: a directory whose project id new inodes in it take, with the
-/// flag itself for new directories (`chattr +P`). Bit 2 (value 2) is the
-/// filesystem's orphan flag.
+/// flag itself for new directories (`chattr +P`). (Bit 1, value 2, is the
+/// filesystem's orphan flag.)
 pub const FLAG_PROJINHERIT: u32 = 4;
 
 /// File type bits of `mode` (as Linux `S_IFMT`).

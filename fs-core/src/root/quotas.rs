@@ -99,9 +99,16 @@ impl QuotaTable {
     }
 
     /// Adds the ledger's changes to the records, starting or ending grace
-    /// times (at `now`) where usage crossed a soft limit; a record left
-    /// with nothing used and no limit gives its slot back.
-    pub fn apply(&mut self, deltas: &HashMap<QuotaId, Usage>, now: i64) {
+    /// times (at `now`) where usage crossed a soft limit, counting the
+    /// `fresh` pages by id that the commit leaves dirty (a metadata-only
+    /// commit or an fsync's); a record left with nothing used and no limit
+    /// gives its slot back.
+    pub fn apply(
+        &mut self,
+        deltas: &HashMap<QuotaId, Usage>,
+        fresh: &HashMap<QuotaId, i64>,
+        now: i64,
+    ) {
         for (id, d) in deltas {
             if *d == Usage::default() {
                 continue;
@@ -114,9 +121,10 @@ impl QuotaTable {
                 self.slots[slot] = None;
                 continue;
             }
+            let pending = fresh.get(id).copied().unwrap_or(0);
             let used = Usage {
-                pages: r.pages as i64,
-                inodes: r.inodes as i64,
+                pages: as_count(r.pages).saturating_add(pending),
+                inodes: as_count(r.inodes),
             };
             self.track_grace(*id, used, now);
         }
@@ -207,21 +215,31 @@ pub fn room(r: &Record, used: Usage, now: i64) -> Usage {
 fn room_in(soft: u64, hard: u64, grace_end: i64, used: i64, now: i64) -> i64 {
     let mut room = i64::MAX;
     if hard != 0 {
-        room = room.min(hard as i64 - used);
+        room = room.min(as_count(hard).saturating_sub(used));
     }
-    if soft != 0 && grace_end != 0 && now >= grace_end {
-        room = room.min(soft as i64 - used);
+    // A grace end left from before usage fell back within the soft limit
+    // (cleared only at the next commit) does not hold: passing the limit
+    // again starts a new grace time.
+    let over_soft = soft != 0 && used > as_count(soft);
+    if over_soft && grace_end != 0 && now >= grace_end {
+        room = room.min(as_count(soft).saturating_sub(used));
     }
     room
+}
+
+/// A limit or count as a signed count (limits are at most `i64::MAX`;
+/// a larger one read from an image counts as that).
+pub fn as_count(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
 }
 
 /// A count's grace end once it is `used`: unchanged while over the soft
 /// limit (started now, `grace` long, if it was not), 0 when within.
 fn grace_end(soft: u64, end: i64, used: i64, now: i64, grace: u64) -> i64 {
-    match soft != 0 && used > soft as i64 {
+    match soft != 0 && used > as_count(soft) {
         false => 0,
         true if end != 0 => end,
-        true => now.saturating_add(grace as i64),
+        true => now.saturating_add(as_count(grace)),
     }
 }
 
@@ -255,7 +273,7 @@ mod tests {
                 )
             })
             .collect::<HashMap<_, _>>();
-        t.apply(&deltas, 0);
+        t.apply(&deltas, &HashMap::new(), 0);
         t.record_mut(user(7)).page_hard = 99;
         assert_eq!(t.file_pages(), 3);
         let mut pages: Vec<Box<Page>> = (0..3).map(|_| zero_page()).collect();
@@ -287,7 +305,7 @@ mod tests {
             (1, 1),
             "inline pointers: no map node"
         );
-        back.apply(&gone, 0);
+        back.apply(&gone, &HashMap::new(), 0);
         assert_eq!(back.get(user(3)), None);
         assert_eq!(back.records().count(), 39);
     }

@@ -5,6 +5,7 @@
 //! every core at once, and stored as one unit when that saves a page;
 //! every other page is stored raw, a unit of its own.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::store::{DataScope, Store};
@@ -18,6 +19,7 @@ use crate::page_life::life;
 use crate::quota_file::QUOTA_INO;
 use crate::segment_summary::{unit_pages, PageKind};
 use crate::transform::Chain;
+use crate::usage::QuotaId;
 
 /// One file's dirty pages, in page order, cut into the runs written as
 /// one unit each if compressed.
@@ -79,11 +81,14 @@ impl Store {
         dev: &dyn BlockDevice,
         building: CheckpointNo,
     ) -> Result<()> {
-        let now = self.now_secs();
-        let Some(q) = self.root.quota.as_mut() else {
+        if self.root.quota.is_none() {
             return Ok(());
-        };
-        q.apply(&self.root.cache.usage.take(), now);
+        }
+        let now = self.now_secs();
+        let fresh = self.fresh_by_id(dev)?;
+        let deltas = self.root.cache.usage.take();
+        let q = self.root.quota.as_mut().expect("checked above");
+        q.apply(&deltas, &fresh, now);
         let pages = q.take_dirty();
         if pages.is_empty() {
             return Ok(());
@@ -96,6 +101,19 @@ impl Store {
             self.root.dirty.insert(QUOTA_INO, idx, page, idx >= known);
         }
         self.write_data(dev, building, DataScope::Inode(QUOTA_INO))
+    }
+
+    /// Fresh dirty pages (not yet in any inode's `blocks`) by the ids of
+    /// their inodes; empty, at no cost, when there are none.
+    pub(crate) fn fresh_by_id(&mut self, dev: &dyn BlockDevice) -> Result<HashMap<QuotaId, i64>> {
+        let files: Vec<(Ino, u64)> = self.root.dirty.fresh_files().collect();
+        let mut out: HashMap<QuotaId, i64> = HashMap::new();
+        for (ino, n) in files {
+            for id in QuotaId::of(self.root.cache.inode(dev, ino)?) {
+                *out.entry(id).or_default() += n as i64;
+            }
+        }
+        Ok(out)
     }
 
     /// `pages` of `ino`, cut into runs by its chain.

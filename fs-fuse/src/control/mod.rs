@@ -17,11 +17,12 @@
 //!                                         {"ok":true,"changes":[{"mark":"M","path":"/x"}]}
 //! {"verb":"mounts"}                       {"ok":true,"mounts":[{"dir":D,"checkpoint":7}]}
 //! {"verb":"cat","cp":7,"path":"etc/x"}    {"ok":true,"size":N} then N raw bytes
-//! {"verb":"quota","kind":"user"}          {"ok":true,"kind":"user","now":S,"grace_pages":S,
-//!                                          "grace_inodes":S,"lines":[{"id":1001,...}]}
+//! {"verb":"quota","kind":"user"}          {"ok":true,"answer":{"kind":"user","now":S,
+//!                                          "grace":[S,S],"lines":[{"id":{...},"used":{...},
+//!                                          "record":{...}}]}}
 //! {"verb":"setquota","kind":"user","id":1001,"page_hard":N,...}
-//!                                         {"ok":true,"line":{"id":1001,...}}
-//! {"verb":"setgrace","kind":"user","pages":S,"inodes":S}   {"ok":true}
+//!                                         {"ok":true,"answer":{"id":{...},"used":...}}
+//! {"verb":"setgrace","kind":"user","pages":S,"inodes":S}   {"ok":true,"answer":[S,S]}
 //! anything wrong                          {"ok":false,"error":"why"}
 //! ```
 //!
@@ -32,7 +33,8 @@
 //! `views.rs`); `clone` makes branch `"name"` from it; `delete` deletes a
 //! snapshot or a branch.
 //!
-//! The quota verbs (`quota.rs`) are root's only; `setquota` and `setgrace`
+//! The quota verbs (`quota.rs`) are root's only, and concern the root the
+//! mount serves (the live tree, or its branch); `setquota` and `setgrace`
 //! commit before they answer.
 //!
 //! A socket left by a daemon that died is found stale (nothing answers)
@@ -69,6 +71,9 @@ pub struct Context {
     pub views: ViewMounts,
     /// The branch the mount itself serves, if not the live root.
     pub serves_branch: Option<String>,
+    /// Its view, through which the verbs about the served root (quotas)
+    /// reach it.
+    pub branch_view: Option<ViewId>,
 }
 
 /// A bound control socket; the file goes when this is dropped.

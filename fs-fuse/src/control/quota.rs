@@ -27,11 +27,16 @@ pub fn answer(req: &Value, ctx: &Context, peer: Option<u32>) -> Value {
     // Usage counts what the kernel still caches (journal=writeback).
     (ctx.syncfs)();
     let result = kind_of(req).and_then(|kind| {
-        ctx.shared.with(|fs| match req["verb"].as_str() {
+        let verb = |fs: &mut Filesystem| match req["verb"].as_str() {
             Some("quota") => encode(&fs.quota_report(kind)?),
             Some("setquota") => set_limits(fs, kind, req),
             _ => set_grace(fs, kind, req),
-        })
+        };
+        // The root the mount serves: its branch's quotas, if a branch.
+        match ctx.branch_view {
+            Some(view) => ctx.shared.with(|fs| fs.in_view(view, verb)),
+            None => ctx.shared.with(verb),
+        }
     });
     match result {
         Ok(v) => json!({ "ok": true, "answer": v }),
