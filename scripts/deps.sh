@@ -3,7 +3,7 @@
 # missing: FUSE 3, gcc, help2man and binutils (man pages and stripping for
 # scripts/install.sh), the ACL and xattr tools, e2fsprogs (for the "other
 # filesystem" tests), util-linux (setpriv), man-db and bash-completion (the
-# install script's test); fio and bindfs for benchmarks.
+# install script's test); fio, bindfs, postmark and python3 for benchmarks.
 #   scripts/deps.sh            for building and testing
 #   scripts/deps.sh --install  only what scripts/install.sh needs
 #   scripts/deps.sh --bench    also the benchmarks' tools
@@ -26,6 +26,8 @@ fi
 if [ "$mode" = "--bench" ]; then
     command -v fio >/dev/null || need+=(fio)
     command -v bindfs >/dev/null || need+=(bindfs)
+    command -v postmark >/dev/null || need+=(postmark)
+    command -v python3 >/dev/null || need+=(python3)
 fi
 if [ ${#need[@]} -gt 0 ]; then
     echo "installing: ${need[*]}"
