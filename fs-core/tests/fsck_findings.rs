@@ -585,3 +585,26 @@ fn a_unit_of_a_chain_the_table_does_not_number_is_found() {
         r.findings
     );
 }
+
+#[test]
+fn usage_a_snapshot_s_quota_file_miscounts_is_found() {
+    let img = image();
+    let r = tampered(&img, Level::Full, |fs| {
+        fs.tamper().miscount_usage(img.file, 5).expect("tamper");
+        fs.sync().expect("commit");
+        fs.create_snapshot(b"s", None).expect("snapshot");
+        // The live root counted right again; the snapshot keeps the error.
+        fs.tamper().miscount_usage(img.file, -5).expect("tamper");
+    });
+    assert_eq!(
+        kinds(&r, Severity::Error),
+        vec![Kind::QuotaWrong; 3],
+        "{:?}",
+        r.findings
+    );
+    assert!(
+        r.findings[0].message.starts_with("in snapshot 's': "),
+        "{}",
+        r.findings[0].message
+    );
+}
