@@ -908,7 +908,7 @@ impl fuser::Filesystem for Adapter {
     }
 
     fn statfs(&self, _req: &Request, i: INodeNo, reply: ReplyStatfs) {
-        match self.with(|fs| fs.statfs_at(ino(i))) {
+        match self.with(|fs| Ok(fs.statfs_at(ino(i)))) {
             Ok(s) => reply.statfs(
                 s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, s.namelen, s.bsize,
             ),

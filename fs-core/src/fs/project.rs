@@ -8,6 +8,7 @@
 //! under a project-inheriting directory (EXDEV: `mv` then copies, charging
 //! the new project).
 
+use super::quota::QuotaLine;
 use super::{Filesystem, StatFs};
 use crate::error::{Error, Result};
 use crate::ids::Ino;
@@ -19,6 +20,22 @@ use crate::usage::{IdKind, QuotaId, Usage};
 pub const FS_PROJINHERIT_FL: u32 = 0x2000_0000;
 /// `FS_XFLAG_PROJINHERIT` of `struct fsxattr`.
 pub const FS_XFLAG_PROJINHERIT: u32 = 0x200;
+
+/// `st` narrowed to a project's limits and usage (`line`).
+fn project_statfs(mut st: StatFs, line: &QuotaLine) -> StatFs {
+    let (r, used) = (line.record, line.used);
+    if let Some(limit) = df_limit(r.page_soft, r.page_hard).filter(|&l| l < st.blocks) {
+        st.blocks = limit;
+        st.bfree = limit.saturating_sub(used.pages.max(0) as u64).min(st.bfree);
+        st.bavail = st.bfree;
+    }
+    if let Some(limit) = df_limit(r.inode_soft, r.inode_hard).filter(|&l| l < st.files) {
+        st.files = limit;
+        let left = limit.saturating_sub(used.inodes.max(0) as u64);
+        st.ffree = left.min(st.ffree);
+    }
+    st
+}
 
 /// The limit `df` shows: the soft one, or the hard one if lower or alone
 /// (ext4's rule); `None` without either.
@@ -126,32 +143,25 @@ impl Filesystem {
     /// `statfs` asked of `ino`: on a directory that hands its project down
     /// and whose project has limits, the project's limits and usage (the
     /// soft limit, or the hard one if lower or alone), as XFS and ext4
-    /// answer `df DIR`; the filesystem's otherwise.
-    pub fn statfs_at(&mut self, ino: Ino) -> Result<StatFs> {
-        let mut st = self.statfs();
-        let inode = self.inode(ino)?;
+    /// answer `df DIR`; the filesystem's otherwise (also when `ino` or its
+    /// project's record cannot be read: `df` always answers).
+    pub fn statfs_at(&mut self, ino: Ino) -> StatFs {
+        let st = self.statfs();
+        let Ok(inode) = self.inode(ino) else {
+            return st;
+        };
         let (flags, project) = (inode.flags, inode.project);
         if flags & FLAG_PROJINHERIT == 0 || !self.keeps_quota() {
-            return Ok(st);
+            return st;
         }
         let id = QuotaId {
             kind: IdKind::Project,
             id: project,
         };
-        let line = self.quota_line(id)?;
-        let (r, used) = (line.record, line.used);
-        if let Some(limit) = df_limit(r.page_soft, r.page_hard).filter(|&l| l < st.blocks) {
-            st.blocks = limit;
-            st.bfree = limit.saturating_sub(used.pages.max(0) as u64).min(st.bfree);
-            st.bavail = st.bfree;
+        match self.quota_line(id) {
+            Ok(line) => project_statfs(st, &line),
+            Err(_) => st,
         }
-        if let Some(limit) = df_limit(r.inode_soft, r.inode_hard).filter(|&l| l < st.files) {
-            st.files = limit;
-            st.ffree = limit
-                .saturating_sub(used.inodes.max(0) as u64)
-                .min(st.ffree);
-        }
-        Ok(st)
     }
 
     /// The project a new inode in directory `dir` gets, and whether it
