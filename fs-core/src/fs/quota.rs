@@ -108,8 +108,8 @@ impl Filesystem {
             .records()
             .map(|(id, r)| {
                 let u = Usage {
-                    pages: r.pages as i64,
-                    inodes: r.inodes as i64,
+                    pages: as_count(r.pages),
+                    inodes: as_count(r.inodes),
                 };
                 (id, u)
             })
@@ -214,8 +214,8 @@ impl Filesystem {
             let d = self.store.root.cache.usage.deltas().get(&id).copied();
             let d = d.unwrap_or_default();
             let mut used = Usage {
-                pages: r.pages as i64 + d.pages,
-                inodes: r.inodes as i64 + d.inodes,
+                pages: as_count(r.pages).saturating_add(d.pages),
+                inodes: as_count(r.inodes).saturating_add(d.inodes),
             };
             // Exact when the fresh pages might take it past a soft or
             // hard limit (where grace times start, too).
