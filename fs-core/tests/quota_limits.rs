@@ -11,7 +11,7 @@ use pagelog_core::fs::{FsXattr, FS_XFLAG_PROJINHERIT};
 use pagelog_core::fsck::Level;
 use pagelog_core::perm::cap;
 use pagelog_core::usage::{IdKind, QuotaId, Usage};
-use pagelog_core::{Cred, Error, Filesystem, Ino, Limits, MemDevice, SetAttr};
+use pagelog_core::{Cred, Error, Filesystem, Ino, Limits, MemDevice, QuotaLine, SetAttr};
 
 mod support;
 use support::{formatted, mount};
@@ -48,12 +48,14 @@ fn limit(fs: &mut Filesystem, id: QuotaId, limits: Limits) {
     fs.set_limits(id, limits).expect("set limits");
 }
 
-fn used(fs: &mut Filesystem, id: QuotaId) -> Usage {
+/// The report's line of `id`, if it has one.
+fn line_of(fs: &mut Filesystem, id: QuotaId) -> Option<QuotaLine> {
     let lines = fs.quota_report(id.kind).expect("report").lines;
-    lines
-        .iter()
-        .find(|l| l.id == id)
-        .map_or(Usage::default(), |l| l.used)
+    lines.into_iter().find(|l| l.id == id)
+}
+
+fn used(fs: &mut Filesystem, id: QuotaId) -> Usage {
+    line_of(fs, id).map_or(Usage::default(), |l| l.used)
 }
 
 fn file(fs: &mut Filesystem, cred: &Cred, name: &str) -> Ino {
@@ -195,13 +197,7 @@ fn a_soft_limit_holds_once_its_grace_time_is_over() {
     let f = file(&mut fs, &alice, "a");
     fs.write(&alice, f, 0, &[1; 6 * PS])
         .expect("over soft, in grace");
-    let line = |fs: &mut Filesystem| {
-        let lines = fs.quota_report(IdKind::User).expect("report").lines;
-        lines
-            .into_iter()
-            .find(|l| l.id == user(1001))
-            .expect("line")
-    };
+    let line = |fs: &mut Filesystem| line_of(fs, user(1001)).expect("line");
     assert_eq!(line(&mut fs).record.page_grace_end, 1_000_100);
     fs.set_clock(Some(1_000_099));
     fs.write(&alice, f, 6 * PS as u64, &[1; PS])
@@ -412,21 +408,12 @@ fn a_snapshot_keeps_its_usage_and_a_branch_has_its_own() {
     let (view, _) = fs
         .open_view(&At::Snapshot(b"before".to_vec()))
         .expect("view");
-    let then = fs
-        .in_view(view, |v| v.quota_report(IdKind::User))
-        .expect("report");
-    let then = then
-        .lines
-        .iter()
-        .find(|l| l.id == user(1001))
-        .map(|l| l.used);
-    assert_eq!(
-        then,
-        Some(Usage {
-            pages: 8,
-            inodes: 1
-        })
-    );
+    let then = fs.in_view(view, |v| Ok(used(v, user(1001))));
+    let eight = Usage {
+        pages: 8,
+        inodes: 1,
+    };
+    assert_eq!(then.expect("report"), eight);
     fs.close_view(view).expect("close");
     // A branch from it counts its own writes, not the live tree's.
     fs.create_branch(b"b", &At::Snapshot(b"before".to_vec()))
@@ -437,21 +424,12 @@ fn a_snapshot_keeps_its_usage_and_a_branch_has_its_own() {
         v.write(&alice, g, 0, &[2; 2 * PS]).map(|_| ())
     })
     .expect("write in the branch");
-    let in_branch = fs
-        .in_view(b, |v| v.quota_report(IdKind::User))
-        .expect("report");
-    let in_branch = in_branch
-        .lines
-        .iter()
-        .find(|l| l.id == user(1001))
-        .map(|l| l.used);
-    assert_eq!(
-        in_branch,
-        Some(Usage {
-            pages: 10,
-            inodes: 2
-        })
-    );
+    let in_branch = fs.in_view(b, |v| Ok(used(v, user(1001))));
+    let ten = Usage {
+        pages: 10,
+        inodes: 2,
+    };
+    assert_eq!(in_branch.expect("report"), ten);
     fs.close_view(b).expect("close");
     assert_eq!(
         used(&mut fs, user(1001)),

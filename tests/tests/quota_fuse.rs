@@ -67,16 +67,47 @@ fn size_of(path: &Path) -> u64 {
     std::fs::metadata(path).expect("stat").len()
 }
 
+/// A fresh image mounted for every user (`allow_other`, its root
+/// directory open to all), and its mount point as a string.
+fn open_mount(s: &Scratch) -> (Mount, String) {
+    let m = s.mounted("256M", "allow_other");
+    open_to_all(&m);
+    let mnt = m.dir.to_string_lossy().into_owned();
+    (m, mnt)
+}
+
 fn open_to_all(m: &Mount) {
     sh(&format!("chmod 777 '{}'", m.dir.display()));
+}
+
+/// Unmounts `m` and asserts that its image checks clean.
+fn finish(m: Mount) {
+    let image = m.image.clone();
+    assert!(m.unmount().success());
+    assert_checks_clean(&image);
+}
+
+/// Runs a shell command line as alice: whether it succeeded, and what it
+/// printed (standard output and error together).
+fn alice(script: &str) -> (bool, String) {
+    let out = sh_as(ALICE, ALICE, &[], &format!("{{ {script}; }} 2>&1"));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    (out.status.success(), text)
+}
+
+/// `dd` of `count` blocks of `bs` zeros to `path`, as alice.
+fn dd_as_alice(path: &str, bs: &str, count: u32) -> (bool, String) {
+    alice(&format!("dd if=/dev/zero of={path} bs={bs} count={count}"))
+}
+
+fn assert_edquot(text: &str) {
+    assert!(text.contains("Disk quota exceeded"), "{text}");
 }
 
 #[test]
 fn hard_limits_hold_at_the_exact_byte_and_file_unless_the_caller_may_exceed_them() {
     let s = Scratch::new();
-    let m = s.mounted("256M", "allow_other");
-    open_to_all(&m);
-    let mnt = m.dir.to_string_lossy().into_owned();
+    let (m, mnt) = open_mount(&s);
     quota(&[
         "set",
         &mnt,
@@ -90,31 +121,19 @@ fn hard_limits_hold_at_the_exact_byte_and_file_unless_the_caller_may_exceed_them
 
     // 100 pages: dd stops at exactly 409,600 bytes, whatever its block size.
     for (name, bs) in [("a", "4096"), ("b", "1M"), ("c", "1000")] {
-        let script = format!("dd if=/dev/zero of={mnt}/{name} bs={bs} count=1000 2>&1");
-        let out = sh_as(ALICE, ALICE, &[], &script);
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(!out.status.success(), "dd {bs} went through: {text}");
-        assert!(text.contains("Disk quota exceeded"), "{text}");
+        let (ok, text) = dd_as_alice(&format!("{mnt}/{name}"), bs, 1000);
+        assert!(!ok, "dd {bs} went through: {text}");
+        assert_edquot(&text);
         assert_eq!(size_of(&m.path(name)), 100 * PS, "bs={bs}");
         sh(&format!("rm {mnt}/{name}"));
     }
     // Four files, then no fifth (a directory, a link or a fifo either).
-    let out = sh_as(
-        ALICE,
-        ALICE,
-        &[],
-        &format!("cd {mnt} && touch f1 f2 && mkdir d && ln -s f1 l"),
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (ok, text) = alice(&format!("cd {mnt} && touch f1 f2 && mkdir d && ln -s f1 l"));
+    assert!(ok, "{text}");
     for cmd in ["touch f5", "mkdir d2", "ln -s f1 l2", "mkfifo p"] {
-        let out = sh_as(ALICE, ALICE, &[], &format!("cd {mnt} && {cmd}"));
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{cmd} went through");
-        assert!(err.contains("Disk quota exceeded"), "{cmd}: {err}");
+        let (ok, text) = alice(&format!("cd {mnt} && {cmd}"));
+        assert!(!ok, "{cmd} went through");
+        assert_edquot(&text);
     }
     // A caller with CAP_SYS_RESOURCE (root, unless the machine dropped it,
     // as some containers do) writes alice's file past her limit; one
@@ -136,7 +155,7 @@ fn hard_limits_hold_at_the_exact_byte_and_file_unless_the_caller_may_exceed_them
             150
         }
         false => {
-            assert!(text.contains("Disk quota exceeded"), "{text}");
+            assert_edquot(&text);
             100
         }
     };
@@ -147,20 +166,11 @@ fn hard_limits_hold_at_the_exact_byte_and_file_unless_the_caller_may_exceed_them
     assert_eq!(cols[2], du_kib_of(&m.dir, ALICE).to_string(), "{cols:?}");
     assert_eq!(cols[2], (pages * 4).to_string(), "{cols:?}");
     // Only root may use the quota verbs of the daemon.
-    let out = sh_as(
-        ALICE,
-        ALICE,
-        &[],
-        &format!("{} report {mnt}", bin("pagelog-quota").display()),
-    );
-    assert!(
-        !out.status.success(),
-        "a user read the report through the daemon"
-    );
+    let (ok, _) = alice(&format!("{} report {mnt}", bin("pagelog-quota").display()));
+    assert!(!ok, "a user read the report through the daemon");
 
     let image = m.image.clone();
-    assert!(m.unmount().success());
-    assert_checks_clean(&image);
+    finish(m);
     // Offline, the same report.
     let cols = report_line(&image, ALICE);
     assert_eq!(cols[2], (pages * 4).to_string(), "{cols:?}");
@@ -170,9 +180,7 @@ fn hard_limits_hold_at_the_exact_byte_and_file_unless_the_caller_may_exceed_them
 #[test]
 fn a_soft_limit_holds_once_its_grace_time_is_over() {
     let s = Scratch::new();
-    let m = s.mounted("256M", "allow_other");
-    open_to_all(&m);
-    let mnt = m.dir.to_string_lossy().into_owned();
+    let (m, mnt) = open_mount(&s);
     quota(&["grace", &mnt, "-u", "--blocks", "2"]);
     quota(&[
         "set",
@@ -184,46 +192,31 @@ fn a_soft_limit_holds_once_its_grace_time_is_over() {
         "--block-hard",
         "4M",
     ]);
-    let write = |name: &str, pages: u32| {
-        sh_as(
-            ALICE,
-            ALICE,
-            &[],
-            &format!("dd if=/dev/zero of={mnt}/{name} bs=4096 count={pages} 2>&1"),
-        )
-    };
-    assert!(
-        write("a", 20).status.success(),
-        "over the soft limit, in grace"
-    );
+    let write = |name: &str, pages| dd_as_alice(&format!("{mnt}/{name}"), "4096", pages);
+    assert!(write("a", 20).0, "over the soft limit, in grace");
     let cols = report_line(&m.dir, ALICE);
     assert_eq!(cols[1], "+-", "{cols:?}");
     std::thread::sleep(std::time::Duration::from_millis(2500));
-    let out = write("b", 1);
-    assert!(!out.status.success(), "grace is over");
-    assert!(String::from_utf8_lossy(&out.stdout).contains("Disk quota exceeded"));
+    let (ok, text) = write("b", 1);
+    assert!(!ok, "grace is over");
+    assert_edquot(&text);
     let cols = report_line(&m.dir, ALICE);
     assert_eq!(cols[5], "none", "{cols:?}");
     // Back under the soft limit, alice writes again.
     sh(&format!("rm {mnt}/a"));
-    assert!(write("c", 5).status.success());
-    let image = m.image.clone();
-    assert!(m.unmount().success());
-    assert_checks_clean(&image);
+    assert!(write("c", 5).0);
+    finish(m);
 }
 
 #[test]
 fn many_writers_against_one_limit_stop_exactly_at_it() {
     let s = Scratch::new();
-    let m = s.mounted("256M", "allow_other");
-    open_to_all(&m);
-    let mnt = m.dir.to_string_lossy().into_owned();
+    let (m, mnt) = open_mount(&s);
     quota(&["set", &mnt, "-u", "1001", "--block-hard", "8000K"]);
     // Eight writers of 1,000 pages each against 2,000 pages.
-    let script = format!(
-        "for i in 1 2 3 4 5 6 7 8; do dd if=/dev/zero of={mnt}/w$i bs=4096 count=1000 2>/dev/null & done; wait"
-    );
-    sh_as(ALICE, ALICE, &[], &script);
+    alice(&format!(
+        "for i in 1 2 3 4 5 6 7 8; do dd if=/dev/zero of={mnt}/w$i bs=4096 count=1000 & done; wait"
+    ));
     let total: u64 = (1..=8).map(|i| size_of(&m.path(&format!("w{i}")))).sum();
     assert_eq!(total, 2000 * PS);
     let cols = report_line(&m.dir, ALICE);
@@ -235,26 +228,20 @@ fn many_writers_against_one_limit_stop_exactly_at_it() {
         cols[2],
         du_kib_where(&m.dir, &format!("-group {ALICE}")).to_string()
     );
-    let image = m.image.clone();
-    assert!(m.unmount().success());
-    assert_checks_clean(&image);
+    finish(m);
 }
 
 #[test]
 fn usage_and_limits_after_a_sigkill_of_the_daemon_check_clean_and_hold() {
     let s = Scratch::new();
-    let m = s.mounted("256M", "allow_other");
-    open_to_all(&m);
-    let mnt = m.dir.to_string_lossy().into_owned();
+    let (m, mnt) = open_mount(&s);
     quota(&["set", &mnt, "-u", "1001", "--block-hard", "2M"]);
     // Files of many sizes, a commit, deletions and a write that meets the
     // limit, none of it committed when the daemon dies.
-    let script = format!(
-        "cd {mnt} && mkdir t && for i in $(seq 1 50); do head -c $((i * 300)) /dev/zero > t/f$i; done && sync -f t/f1 && rm t/f1* && dd if=/dev/zero of=big bs=64K count=40 2>&1"
-    );
-    let out = sh_as(ALICE, ALICE, &[], &script);
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("Disk quota exceeded"), "{text}");
+    let (_, text) = alice(&format!(
+        "cd {mnt} && mkdir t && for i in $(seq 1 50); do head -c $((i * 300)) /dev/zero > t/f$i; done && sync -f t/f1 && rm t/f1* && dd if=/dev/zero of=big bs=64K count=40"
+    ));
+    assert_edquot(&text);
     let (image, dir) = (m.image.clone(), m.dir.clone());
     sh(&format!("kill -9 {}", m.pid()));
     let mut m = m;
@@ -266,26 +253,17 @@ fn usage_and_limits_after_a_sigkill_of_the_daemon_check_clean_and_hold() {
     assert_eq!(cols[2], du_kib_of(&m.dir, ALICE).to_string(), "{cols:?}");
     assert_eq!(cols[4], "2048", "the limit survived: {cols:?}");
     // And holds: alice fills exactly what the crash gave back.
-    let out = sh_as(
-        ALICE,
-        ALICE,
-        &[],
-        &format!("dd if=/dev/zero of={mnt}/after bs=4096 count=1000 2>&1"),
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("Disk quota exceeded"));
+    assert_edquot(&dd_as_alice(&format!("{mnt}/after"), "4096", 1000).1);
     let cols = report_line(&m.dir, ALICE);
     assert_eq!(cols[2], "2048", "{cols:?}");
     assert_eq!(du_kib_of(&m.dir, ALICE), 2048);
-    assert!(m.unmount().success());
-    assert_checks_clean(&image);
+    finish(m);
 }
 
 #[test]
 fn projects_with_chattr_lsattr_and_df() {
     let s = Scratch::new();
-    let m = s.mounted("256M", "allow_other");
-    open_to_all(&m);
-    let mnt = m.dir.to_string_lossy().into_owned();
+    let (m, mnt) = open_mount(&s);
     sh(&format!(
         "cd {mnt} && mkdir proj && chmod 777 proj && chattr +P -p 42 proj && touch outside"
     ));
@@ -303,16 +281,10 @@ fn projects_with_chattr_lsattr_and_df() {
         "10",
     ]);
     // Handed down through mkdir; the limit holds for alice in it.
-    let out = sh_as(
-        ALICE,
-        ALICE,
-        &[],
-        &format!(
-            "mkdir {mnt}/proj/sub && dd if=/dev/zero of={mnt}/proj/sub/f bs=64K count=32 2>&1"
-        ),
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("Disk quota exceeded"), "{text}");
+    let (_, text) = alice(&format!(
+        "mkdir {mnt}/proj/sub && dd if=/dev/zero of={mnt}/proj/sub/f bs=64K count=32"
+    ));
+    assert_edquot(&text);
     // The project's pages are the file's and its directories' index
     // pages: all of the limit, to the page.
     let du = sh(&format!("du -sk {mnt}/proj | cut -f1"));
@@ -337,8 +309,8 @@ fn projects_with_chattr_lsattr_and_df() {
     let attrs = sh(&format!("lsattr -p {mnt}/proj/moved"));
     assert!(attrs.trim_start().starts_with("42 "), "{attrs}");
     // Only root changes a project id.
-    let out = sh_as(ALICE, ALICE, &[], &format!("chattr -p 7 {mnt}/proj/sub/f"));
-    assert!(!out.status.success(), "alice changed a project id");
+    let (ok, _) = alice(&format!("chattr -p 7 {mnt}/proj/sub/f"));
+    assert!(!ok, "alice changed a project id");
     // The report agrees with du.
     let text = quota(&["report", "-p", &mnt]);
     let line = text
@@ -347,9 +319,7 @@ fn projects_with_chattr_lsattr_and_df() {
         .unwrap_or_else(|| panic!("no project 42 in\n{text}"));
     let du = sh(&format!("du -sk {mnt}/proj | cut -f1"));
     assert_eq!(line.split_whitespace().nth(2), Some(du.trim()), "{text}");
-    let image = m.image.clone();
-    assert!(m.unmount().success());
-    assert_checks_clean(&image);
+    finish(m);
 }
 
 #[test]
@@ -427,19 +397,10 @@ fn the_quota_tool_refuses_what_it_cannot_do_with_a_clear_message() {
 #[test]
 fn a_branch_mount_reports_and_limits_its_own_usage() {
     let s = Scratch::new();
-    let m = s.mounted("256M", "allow_other");
-    open_to_all(&m);
-    let mnt = m.dir.to_string_lossy().into_owned();
+    let (m, mnt) = open_mount(&s);
     quota(&["set", &mnt, "-u", "1001", "--block-hard", "1M"]);
-    let write = |dir: &str, name: &str, pages: u32| {
-        sh_as(
-            ALICE,
-            ALICE,
-            &[],
-            &format!("dd if=/dev/zero of={dir}/{name} bs=4096 count={pages} 2>&1"),
-        )
-    };
-    assert!(write(&mnt, "a", 100).status.success());
+    let write = |dir: &str, name: &str, pages| dd_as_alice(&format!("{dir}/{name}"), "4096", pages);
+    assert!(write(&mnt, "a", 100).0);
     let image = m.image.clone();
     assert!(m.unmount().success());
     let img = image.to_string_lossy().into_owned();
@@ -455,11 +416,10 @@ fn a_branch_mount_reports_and_limits_its_own_usage() {
     std::fs::create_dir_all(&brdir).expect("mkdir");
     let br = Mount::start(&image, &brdir, "allow_other,snapshot=s,branch=b").expect("branch");
     let bdir = br.dir.to_string_lossy().into_owned();
-    assert!(write(&bdir, "b", 50).status.success());
+    assert!(write(&bdir, "b", 50).0);
     assert_eq!(report_line(&br.dir, ALICE)[2], "600");
     quota(&["set", &bdir, "-u", "1001", "--block-hard", "700K"]);
-    let out = write(&bdir, "c", 100);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("Disk quota exceeded"));
+    assert_edquot(&write(&bdir, "c", 100).1);
     assert_eq!(report_line(&br.dir, ALICE)[2], "700");
     assert!(br.unmount().success());
 
@@ -471,8 +431,7 @@ fn a_branch_mount_reports_and_limits_its_own_usage() {
         ("400", "1024"),
         "{cols:?}"
     );
-    assert!(m.unmount().success());
-    assert_checks_clean(&image);
+    finish(m);
 }
 
 #[test]
@@ -488,15 +447,7 @@ fn under_journal_writeback_limits_still_hold_at_write() {
     let m = Mount::start(&image, &dir, "allow_other,journal=writeback").expect("mount");
     open_to_all(&m);
     let mnt = m.dir.to_string_lossy().into_owned();
-    let out = sh_as(
-        ALICE,
-        ALICE,
-        &[],
-        &format!("dd if=/dev/zero of={mnt}/a bs=4096 count=200 2>&1"),
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("Disk quota exceeded"), "{text}");
+    assert_edquot(&dd_as_alice(&format!("{mnt}/a"), "4096", 200).1);
     assert_eq!(size_of(&m.path("a")), 100 * PS);
-    assert!(m.unmount().success());
-    assert_checks_clean(&image);
+    finish(m);
 }
