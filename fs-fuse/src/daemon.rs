@@ -247,13 +247,10 @@ pub fn serve(
     let synced = shared.clone();
     let at = mountpoint.to_path_buf();
     let views = ViewMounts::new(shared.clone(), image, cfg);
-    let serves_branch =
-        branch.and_then(|id| shared.with(|fs| Ok(fs.view_branch(id))).ok().flatten());
     let ctx = Arc::new(Context {
         shared: shared.clone(),
         syncfs: Box::new(move || syncfs_mount(&synced, &at)),
         views,
-        serves_branch,
         branch_view: branch,
     });
     // The views end before the filesystem does (the mount's own session

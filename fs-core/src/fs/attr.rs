@@ -6,7 +6,7 @@ use crate::error::{Error, Result};
 use crate::ids::Ino;
 use crate::inode::{Inode, Timespec, S_IFMT};
 use crate::perm::{Cred, MAY_READ, MAY_WRITE, S_ISGID, S_ISUID, S_IXGRP};
-use crate::usage::{QuotaId, Usage};
+use crate::usage::QuotaId;
 
 /// A time to set.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,22 +55,12 @@ impl Filesystem {
         inode: &Inode,
         set: &SetAttr,
     ) -> Result<()> {
+        let (uid, gid) = (set.uid.unwrap_or(inode.uid), set.gid.unwrap_or(inode.gid));
+        let new = QuotaId::ids(uid, gid, inode.project);
         let old = QuotaId::of(inode);
-        let to = Inode {
-            uid: set.uid.unwrap_or(inode.uid),
-            gid: set.gid.unwrap_or(inode.gid),
-            ..Inode::default()
-        };
-        let new: Vec<QuotaId> = QuotaId::of(&to)[..2]
-            .iter()
-            .filter(|id| !old.contains(id))
-            .copied()
-            .collect();
-        let add = Usage {
-            pages: (inode.blocks + self.store.root.dirty.fresh(ino)) as i64,
-            inodes: 1,
-        };
-        self.admit(cred, &new, add)
+        let gained: Vec<QuotaId> = new.into_iter().filter(|id| !old.contains(id)).collect();
+        let holds = self.holds(ino, inode);
+        self.admit(cred, &gained, holds)
     }
 
     /// Changes attributes. Checks everything before changing anything.

@@ -12,6 +12,7 @@ use crate::layout::{zero_page, Page, PAGE_SIZE};
 use crate::page_life::life;
 use crate::perm::{Cred, S_ISGID, S_ISUID, S_IXGRP};
 use crate::room::{Demand, Tier};
+use crate::usage::{QuotaId, Usage};
 
 const PS: u64 = PAGE_SIZE as u64;
 
@@ -197,7 +198,7 @@ impl Filesystem {
         offset: u64,
         data: &'d [u8],
     ) -> Result<&'d [u8]> {
-        let ids = crate::usage::QuotaId::of(self.inode(ino)?);
+        let ids = QuotaId::of(self.inode(ino)?);
         if !self.has_limits(&ids) {
             return Ok(data);
         }
@@ -211,7 +212,7 @@ impl Filesystem {
                 fresh.push(idx);
             }
         }
-        let want = crate::usage::Usage {
+        let want = Usage {
             pages: fresh.len() as i64,
             inodes: 0,
         };
@@ -219,7 +220,7 @@ impl Filesystem {
             return Ok(data);
         };
         let fits = room.left.pages.clamp(0, want.pages) as usize;
-        let add = crate::usage::Usage {
+        let add = Usage {
             pages: fits as i64,
             inodes: 0,
         };
@@ -364,8 +365,8 @@ impl Filesystem {
             }
             idx = h + 1;
         }
-        let ids = crate::usage::QuotaId::of(self.inode(ino)?);
-        let add = crate::usage::Usage {
+        let ids = QuotaId::of(self.inode(ino)?);
+        let add = Usage {
             pages: holes.len() as i64,
             inodes: 0,
         };

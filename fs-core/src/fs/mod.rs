@@ -531,17 +531,11 @@ impl Filesystem {
             mode &= !S_ISGID;
         }
         let (project, inherit) = Self::project_for_child(&p);
-        let ids = QuotaId::of(&Inode {
-            uid: cred.uid,
-            gid,
-            project,
-            ..Inode::default()
-        });
         let add = Usage {
             pages: data_pages as i64,
             inodes: 1,
         };
-        self.admit(cred, &ids, add)?;
+        self.admit(cred, &QuotaId::ids(cred.uid, gid, project), add)?;
         // The inode, its directory entry and any inherited access control
         // lists' attribute node.
         self.ensure_space(Demand {

@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::ids::Ino;
 use crate::inode::{Inode, FLAG_PROJINHERIT};
 use crate::perm::Cred;
-use crate::usage::{IdKind, QuotaId, Usage};
+use crate::usage::{IdKind, QuotaId};
 
 /// `FS_PROJINHERIT_FL` of `FS_IOC_GETFLAGS`/`SETFLAGS` (`chattr +P`).
 pub const FS_PROJINHERIT_FL: u32 = 0x2000_0000;
@@ -123,11 +123,8 @@ impl Filesystem {
             kind: IdKind::Project,
             id: projid,
         };
-        let add = Usage {
-            pages: (inode.blocks + self.store.root.dirty.fresh(ino)) as i64,
-            inodes: 1,
-        };
-        self.admit(cred, &[id], add)
+        let holds = self.holds(ino, inode);
+        self.admit(cred, &[id], holds)
     }
 
     /// Fails with `CrossDevice` when `inode` may not be given a name in

@@ -4,7 +4,7 @@
 //! tree (what the ledger must agree with, and what fsck checks). What is
 //! not built yet is in docs/design-quota.md.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::Filesystem;
 use crate::error::{Error, Result};
@@ -101,26 +101,37 @@ impl Filesystem {
     /// quotas.
     pub fn recorded_usage(&mut self) -> Result<Option<BTreeMap<QuotaId, Usage>>> {
         self.load_quota()?;
-        let Some(q) = &self.store.root.quota else {
+        if self.store.root.quota.is_none() {
             return Ok(None);
-        };
-        let mut out: BTreeMap<QuotaId, Usage> = q
-            .records()
-            .map(|(id, r)| {
-                let u = Usage {
-                    pages: as_count(r.pages),
-                    inodes: as_count(r.inodes),
-                };
-                (id, u)
-            })
-            .collect();
-        for (id, d) in self.store.root.cache.usage.deltas() {
-            let u = out.entry(*id).or_default();
-            u.pages += d.pages;
-            u.inodes += d.inodes;
         }
-        out.retain(|_, u| *u != Usage::default());
+        let out = self
+            .known_ids()
+            .into_iter()
+            .map(|id| (id, self.used_by(id)))
+            .filter(|(_, u)| *u != Usage::default())
+            .collect();
         Ok(Some(out))
+    }
+
+    /// Every id the served root has a record of or a change for.
+    fn known_ids(&self) -> BTreeSet<QuotaId> {
+        let deltas = self.store.root.cache.usage.deltas().keys().copied();
+        let q = self.store.root.quota.as_ref();
+        let records = q.into_iter().flat_map(|q| q.records().map(|(id, _)| id));
+        records.chain(deltas).collect()
+    }
+
+    /// What `id` uses by its record and the changes since (the fresh
+    /// dirty pages of its inodes aside).
+    fn used_by(&self, id: QuotaId) -> Usage {
+        let q = self.store.root.quota.as_ref();
+        let r = q.and_then(|q| q.get(id)).copied().unwrap_or_default();
+        let d = self.store.root.cache.usage.deltas().get(&id);
+        let d = d.copied().unwrap_or_default();
+        Usage {
+            pages: as_count(r.pages).saturating_add(d.pages),
+            inodes: as_count(r.inodes).saturating_add(d.inodes),
+        }
     }
 
     /// Sets the time quota grace periods are measured by (seconds since
@@ -135,6 +146,17 @@ impl Filesystem {
             return false;
         };
         q.records().any(|(_, r)| r.has_limits())
+    }
+
+    /// What inode `ino` (`inode`) holds for its ids: its pages, fresh
+    /// dirty ones included, and itself (what moves with a change of owner,
+    /// group or project).
+    pub(super) fn holds(&self, ino: Ino, inode: &Inode) -> Usage {
+        let fresh = self.store.root.dirty.fresh(ino);
+        Usage {
+            pages: as_count(inode.blocks.saturating_add(fresh)),
+            inodes: 1,
+        }
     }
 
     /// Does any of `ids` have a limit?
@@ -201,8 +223,10 @@ impl Filesystem {
             return Ok(None);
         }
         let now = self.store.now_secs();
-        // Fresh pages are at most the dirty ones.
+        // Fresh pages are at most the dirty ones; counted by id (once)
+        // only when that bound could take an id past a limit.
         let all_fresh = self.store.root.dirty.count() as i64;
+        let mut fresh: Option<HashMap<QuotaId, i64>> = None;
         let mut out = Room {
             left: Usage {
                 pages: i64::MAX,
@@ -211,12 +235,7 @@ impl Filesystem {
             used: Vec::with_capacity(limited.len()),
         };
         for (id, r) in limited {
-            let d = self.store.root.cache.usage.deltas().get(&id).copied();
-            let d = d.unwrap_or_default();
-            let mut used = Usage {
-                pages: as_count(r.pages).saturating_add(d.pages),
-                inodes: as_count(r.inodes).saturating_add(d.inodes),
-            };
+            let mut used = self.used_by(id);
             // Exact when the fresh pages might take it past a soft or
             // hard limit (where grace times start, too).
             let lowest = [r.page_soft, r.page_hard]
@@ -228,7 +247,12 @@ impl Filesystem {
                 .saturating_add(want.pages)
                 .saturating_add(all_fresh);
             if lowest.is_some_and(|l| reach > as_count(l)) {
-                used.pages += self.fresh_of(id)?;
+                if fresh.is_none() {
+                    let dev = self.dev();
+                    fresh = Some(self.store.fresh_by_id(&*dev)?);
+                }
+                let by_id = fresh.as_ref().expect("just counted");
+                used.pages += by_id.get(&id).copied().unwrap_or(0);
             }
             let left = room(&r, used, now);
             out.left.pages = out.left.pages.min(left.pages);
@@ -256,14 +280,6 @@ impl Filesystem {
         }
     }
 
-    /// Fresh dirty pages (not yet in any inode's `blocks`) of `id`'s
-    /// inodes.
-    fn fresh_of(&mut self, id: QuotaId) -> Result<i64> {
-        let dev = self.dev();
-        let fresh = self.store.fresh_by_id(&*dev)?;
-        Ok(fresh.get(&id).copied().unwrap_or(0))
-    }
-
     /// The quotas of `kind` in the served root.
     pub fn quota_report(&mut self, kind: IdKind) -> Result<QuotaReport> {
         Ok(QuotaReport {
@@ -277,33 +293,26 @@ impl Filesystem {
     /// Every id of `kind` with a record (usage or limits) in the served
     /// root, with what it uses now.
     fn quota_lines(&mut self, kind: IdKind) -> Result<Vec<QuotaLine>> {
-        let used = self.recorded_usage()?.ok_or(Error::NotSupported)?;
+        self.load_quota()?;
+        if self.store.root.quota.is_none() {
+            return Err(Error::NotSupported);
+        }
         let dev = self.dev();
         let fresh = self.store.fresh_by_id(&*dev)?;
-        let q = self
-            .store
-            .root
-            .quota
-            .as_ref()
-            .expect("recorded_usage loaded it");
-        let mut ids: Vec<QuotaId> = used.keys().copied().collect();
-        ids.extend(q.records().map(|(id, _)| id));
-        ids.retain(|id| id.kind == kind);
-        ids.sort();
-        ids.dedup();
-        Ok(ids
-            .into_iter()
-            .map(|id| {
-                let mut u = used.get(&id).copied().unwrap_or_default();
-                u.pages += fresh.get(&id).copied().unwrap_or(0);
-                let record = q.get(id).copied().unwrap_or_default();
-                QuotaLine {
-                    id,
-                    used: u,
-                    record,
-                }
-            })
+        let ids = self.known_ids().into_iter().filter(|id| id.kind == kind);
+        let lines = ids.map(|id| self.line_with(id, &fresh));
+        Ok(lines
+            .filter(|l| l.used != Usage::default() || l.record.has_limits())
             .collect())
+    }
+
+    /// The line of `id`, its fresh pages counted from `fresh`.
+    fn line_with(&self, id: QuotaId, fresh: &HashMap<QuotaId, i64>) -> QuotaLine {
+        let mut used = self.used_by(id);
+        used.pages += fresh.get(&id).copied().unwrap_or(0);
+        let q = self.store.root.quota.as_ref();
+        let record = q.and_then(|q| q.get(id)).copied().unwrap_or_default();
+        QuotaLine { id, used, record }
     }
 
     /// Sets `id`'s limits (what `limits` names), starting its grace times
@@ -329,12 +338,13 @@ impl Filesystem {
         set(&mut r.page_hard, limits.page_hard);
         set(&mut r.inode_soft, limits.inode_soft);
         set(&mut r.inode_hard, limits.inode_hard);
-        let line = self.quota_line(id)?;
+        let mut line = self.quota_line(id)?;
         let now = self.store.now_secs();
         let q = self.store.root.quota.as_mut().expect("loaded");
         q.track_grace(id, line.used, now);
+        line.record = q.get(id).copied().unwrap_or_default();
         self.changed()?;
-        self.quota_line(id)
+        Ok(line)
     }
 
     /// The grace periods of `kind` (pages, inodes; seconds).
@@ -362,14 +372,11 @@ impl Filesystem {
         self.changed()
     }
 
+    /// The line of `id` (all zeros if it has no record and no usage).
     pub(super) fn quota_line(&mut self, id: QuotaId) -> Result<QuotaLine> {
-        let lines = self.quota_lines(id.kind)?;
-        let line = lines.into_iter().find(|l| l.id == id);
-        Ok(line.unwrap_or(QuotaLine {
-            id,
-            used: Usage::default(),
-            record: Record::default(),
-        }))
+        let dev = self.dev();
+        let fresh = self.store.fresh_by_id(&*dev)?;
+        Ok(self.line_with(id, &fresh))
     }
 
     /// Usage changes by id since the served root was opened.
@@ -384,7 +391,8 @@ impl Filesystem {
         let dev = self.dev();
         let dev = &*dev;
         let mut out: BTreeMap<QuotaId, Usage> = BTreeMap::new();
-        let quota = self.keeps_quota();
+        // Pagelog's own inodes (`is_internal`) are not counted.
+        let quota_file = self.store.quota_ino();
         let cache = &mut self.store.root.cache;
         for n in 1..cache.nat.watermark().0 {
             let nid = Nid(n);
@@ -399,7 +407,7 @@ impl Filesystem {
                 let Some(inode) = pack.get(ino) else {
                     continue;
                 };
-                if ino == Ino::GRAVEYARD || (ino == QUOTA_INO && quota) {
+                if ino == Ino::GRAVEYARD || Some(ino) == quota_file {
                     continue;
                 }
                 for id in QuotaId::of(inode) {

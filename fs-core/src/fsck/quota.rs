@@ -33,36 +33,21 @@ pub fn check(dev: Arc<dyn BlockDevice>, key: Option<&crate::seal::MasterKey>) ->
         Ok(fs) => fs,
         Err(e) => return unreadable(e),
     };
-    let mut findings = match differences(&mut fs, "") {
-        Ok(f) => f,
-        Err(e) => return unreadable(e),
-    };
     // Each branch is a root written as the live one is, with its own
     // file; each named snapshot keeps the file it had. (Plain retained
     // checkpoints are not recounted: there are hundreds an hour, and each
     // was the live root, checked as such, when it was taken.)
-    let mut roots: Vec<Root> = fs
-        .branches()
-        .into_iter()
-        .map(|b| Root::Branch(b.name))
-        .collect();
+    let mut roots = vec![Root::Live];
+    roots.extend(fs.branches().into_iter().map(|b| Root::Branch(b.name)));
     roots.extend(
         fs.checkpoints()
             .into_iter()
             .filter_map(|c| c.snapshot.map(Root::Snapshot)),
     );
+    let mut findings = Vec::new();
     for root in roots {
         let within = root.within();
-        let view = match root {
-            Root::Snapshot(name) => fs.open_view(&At::Snapshot(name)).map(|(v, _)| v),
-            Root::Branch(name) => fs.open_branch(&name),
-        };
-        let checked = view.and_then(|view| {
-            let f = fs.in_view(view, |v| differences(v, &within));
-            fs.close_view(view)?;
-            f
-        });
-        match checked {
+        match check_root(&mut fs, root, &within) {
             Ok(f) => findings.extend(f),
             Err(e) => findings.extend(unreadable(e).into_iter().map(|f| Finding {
                 message: format!("{within}{}", f.message),
@@ -73,8 +58,22 @@ pub fn check(dev: Arc<dyn BlockDevice>, key: Option<&crate::seal::MasterKey>) ->
     findings
 }
 
-/// A root besides the live one that has a quota file of its own.
+/// The differences in `root`, read through a view of it (the live root
+/// is the one the mount serves).
+fn check_root(fs: &mut Filesystem, root: Root, within: &str) -> crate::Result<Vec<Finding>> {
+    let view = match root {
+        Root::Live => return differences(fs, within),
+        Root::Snapshot(name) => fs.open_view(&At::Snapshot(name))?.0,
+        Root::Branch(name) => fs.open_branch(&name)?,
+    };
+    let found = fs.in_view(view, |v| differences(v, within));
+    fs.close_view(view)?;
+    found
+}
+
+/// A root with a quota file of its own.
 enum Root {
+    Live,
     Branch(Vec<u8>),
     Snapshot(Vec<u8>),
 }
@@ -83,6 +82,7 @@ impl Root {
     /// How a finding in it begins.
     fn within(&self) -> String {
         match self {
+            Root::Live => String::new(),
             Root::Branch(n) => format!("in branch '{}': ", String::from_utf8_lossy(n)),
             Root::Snapshot(n) => format!("in snapshot '{}': ", String::from_utf8_lossy(n)),
         }

@@ -38,18 +38,24 @@ pub struct QuotaId {
 impl QuotaId {
     /// The three ids `inode` is charged to.
     pub fn of(inode: &Inode) -> [QuotaId; 3] {
+        QuotaId::ids(inode.uid, inode.gid, inode.project)
+    }
+
+    /// The ids an inode of owner `uid`, group `gid` and `project` is
+    /// charged to.
+    pub fn ids(uid: u32, gid: u32, project: u32) -> [QuotaId; 3] {
         [
             QuotaId {
                 kind: IdKind::User,
-                id: inode.uid,
+                id: uid,
             },
             QuotaId {
                 kind: IdKind::Group,
-                id: inode.gid,
+                id: gid,
             },
             QuotaId {
                 kind: IdKind::Project,
-                id: inode.project,
+                id: project,
             },
         ]
     }

@@ -69,10 +69,8 @@ pub struct Context {
     pub syncfs: Box<dyn Fn() + Send + Sync>,
     /// Checkpoints mounted beside the live mount.
     pub views: ViewMounts,
-    /// The branch the mount itself serves, if not the live root.
-    pub serves_branch: Option<String>,
-    /// Its view, through which the verbs about the served root (quotas)
-    /// reach it.
+    /// The view of the branch the mount itself serves, if not the live
+    /// root: the verbs about the served root (quotas) reach it through it.
     pub branch_view: Option<ViewId>,
 }
 
@@ -239,12 +237,15 @@ fn answer(req: &Value, ctx: &Context) -> (Value, Option<PastFile>) {
     let result = match (verb, name) {
         ("list", _) => shared.with(|fs| Ok(list(fs, ctx))),
         ("stats", _) => shared.with(|fs| Ok(json!({ "stats": fs.cleaner_report().to_text() }))),
-        ("create", Some(_)) if req["cp"].is_null() && ctx.serves_branch.is_some() => {
+        ("create", Some(_)) if req["cp"].is_null() && ctx.branch_view.is_some() => {
+            let branch = ctx
+                .branch_view
+                .and_then(|id| shared.with(|fs| Ok(fs.view_branch(id))).ok().flatten());
             return (
                 refuse(&format!(
                     "this mount serves branch '{}', and a snapshot of a branch is not supported \
                      yet (a snapshot of the present is of the live tree)",
-                    ctx.serves_branch.as_deref().unwrap_or_default()
+                    branch.unwrap_or_default()
                 )),
                 payload,
             );
