@@ -24,16 +24,17 @@ pub mod when;
 pub use fs::perm;
 pub use ondisk::{
     acl, block_ptr, chain_table, checkpoint, checkpoint_record, codec, deadlist_page, dir_node,
-    ids, index_node, inode, inode_pack, key_slot, layout, node, quota_file, seal_info,
-    segment_summary, superblock, xattr,
+    ids, index_node, inode, inode_pack, key_slot, layout, node, quota_file, roll_forward,
+    seal_info, segment_summary, superblock, xattr,
 };
 pub use root::{
     diff, dir_index, file_map, history, node_cache, node_table, page_cache, quotas, units, usage,
 };
 pub(crate) use volume::parallel;
 pub use volume::{
-    checkpoint_list, checkpoints, cleaner, device, format, id_table, info, label, meta_table,
-    page_life, page_table, recovery, rollback, room, roots, segment_usage, segment_writer, store,
+    checkpoint_list, checkpoints, cleaner, device, format, fsync, id_table, info, label,
+    meta_table, page_life, page_table, recovery, rollback, room, roots, segment_usage,
+    segment_writer, store,
 };
 
 pub use device::{BlockDevice, FileDevice, MemDevice};

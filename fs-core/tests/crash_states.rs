@@ -108,6 +108,12 @@ fn record(ops: &[Op], mode: JournalMode, chain: &str) -> (Arc<RecordingDevice>, 
                 fs.periodic_commit().expect("periodic commit");
                 mode == JournalMode::Writeback
             }
+            // Durable when it returns (a roll-forward record, or a commit);
+            // in `writeback` only the file's own data goes with it.
+            Op::Fsync { .. } => {
+                apply_op(&mut fs, &mut model, op);
+                mode == JournalMode::Writeback
+            }
             // A cleaning pass moves live data to the cleaner's log head
             // (or, urgent, to the main one); with a commit it commits
             // everything, moved pages first.
@@ -219,7 +225,8 @@ fn check_state(
             report.findings
         ));
     }
-    let device = Arc::new(MemDevice::from_bytes(&image)) as Arc<dyn BlockDevice>;
+    let mem = Arc::new(MemDevice::from_bytes(&image));
+    let device = mem.clone() as Arc<dyn BlockDevice>;
     let mut fs = Filesystem::mount(device, opts(!writable, JournalMode::Ordered))
         .map_err(|e| format!("{state:?}: does not mount: {e}"))?;
     let (a, b) = allowed(commits, state.prefix);
@@ -236,6 +243,17 @@ fn check_state(
     check_branches(&mut fs, commits, a, b, state)?;
     fs.unmount()
         .map_err(|e| format!("{state:?}: unmount: {e}"))?;
+    if writable {
+        // What the mount recovered (rolled forward, then committed) checks
+        // clean too.
+        let report = support::fsck_with(&mem, key().as_ref(), pagelog_core::fsck::Level::Full);
+        if report.problems() > 0 {
+            return Err(format!(
+                "{state:?}: after recovery the checker finds {:?}",
+                report.findings
+            ));
+        }
+    }
     check_snapshots(&image, commits, a, b, state)
 }
 

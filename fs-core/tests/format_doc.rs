@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use pagelog_core::{
     chain_table, checkpoint, checkpoint_record, deadlist_page, inode, inode_pack, node,
-    segment_summary as summary, superblock,
+    roll_forward, segment_summary as summary, superblock,
 };
 
 /// The text of docs/FORMAT.md.
@@ -353,6 +353,36 @@ fn deadlist_page_layout() {
         page[summary::HEADER_SIZE + summary::entry_off::KIND],
         5,
         "FORMAT.md: a deadlist page's summary kind is 5"
+    );
+}
+
+#[test]
+fn roll_forward_page_layout() {
+    use roll_forward::off::*;
+    check(
+        "roll_forward_page",
+        &[
+            ("magic", MAGIC),
+            ("crc", CRC),
+            ("checkpoint_no", CHECKPOINT_NO),
+            ("part", PART),
+            ("flags", FLAGS),
+            ("count", COUNT),
+            ("counters", COUNTERS),
+            ("changes", roll_forward::HEADER),
+        ],
+        4096,
+    );
+    assert_eq!(&roll_forward::MAGIC, b"PGRF", "FORMAT.md: magic PGRF");
+    assert_eq!(
+        (roll_forward::CAPACITY, roll_forward::CHANGE_SIZE),
+        (124, 32),
+        "FORMAT.md: 124 changes of 32 bytes"
+    );
+    assert_eq!(
+        summary::PageKind::RollForward.code(),
+        6,
+        "FORMAT.md: a roll-forward page's summary kind is 6"
     );
 }
 

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use pagelog_core::checkpoints::At;
+use pagelog_core::fs::JournalMode;
 use pagelog_core::{format, BlockDevice, Error, Filesystem, MemDevice, MountOptions};
 use proptest::prelude::*;
 
@@ -106,6 +107,12 @@ impl Harness {
                 );
                 self.mark_committed();
                 self.check(&self.model.clone());
+            }
+            Op::Fsync { .. } => {
+                apply_op(self.fs.as_mut().expect("fs"), &mut self.model, op);
+                if self.opts().journal != JournalMode::Writeback {
+                    self.mark_committed();
+                }
             }
             Op::CrashCut => {
                 // The device as a power cut now would leave it (the memory

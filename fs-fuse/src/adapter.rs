@@ -899,12 +899,13 @@ impl fuser::Filesystem for Adapter {
     fn fsyncdir(
         &self,
         _req: &Request,
-        _i: INodeNo,
+        i: INodeNo,
         _fh: FileHandle,
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        Self::empty(reply, self.with(Filesystem::sync));
+        // A directory's entries are nodes: fsync writes every dirty one.
+        Self::empty(reply, self.with(|fs| fs.fsync(ino(i))));
     }
 
     fn statfs(&self, _req: &Request, i: INodeNo, reply: ReplyStatfs) {

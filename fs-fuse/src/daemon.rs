@@ -119,6 +119,7 @@ fn open_image(
         // Read-write, the past is served through a branch (see `branch`).
         at: cfg.at.clone().filter(|_| cfg.read_only),
         key,
+        roll_forward: cfg.roll_forward,
         ..MountOptions::default()
     };
     let dev: Arc<dyn BlockDevice> = Arc::new(dev);

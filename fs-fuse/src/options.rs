@@ -59,6 +59,9 @@ pub struct MountConfig {
     pub checkpoint_interval: Duration,
     /// The share of the free room plain checkpoints may hold (percent).
     pub history_percent: u8,
+    /// fsync by roll-forward record (`fsync=rollforward`, the default) or
+    /// by commit (`fsync=commit`).
+    pub roll_forward: bool,
 }
 
 impl Default for MountConfig {
@@ -86,6 +89,7 @@ impl Default for MountConfig {
             protect_secs: None,
             checkpoint_interval: Duration::from_secs(5),
             history_percent: pagelog_core::checkpoints::DEFAULT_HISTORY_PERCENT,
+            roll_forward: true,
         }
     }
 }
@@ -140,6 +144,13 @@ pub fn apply(cfg: &mut MountConfig, list: &str) -> Result<(), String> {
                     "ordered" => JournalMode::Ordered,
                     "writeback" => JournalMode::Writeback,
                     _ => return Err(format!("journal={v}: one of full, ordered, writeback")),
+                }
+            }
+            ("fsync", Some(v)) => {
+                cfg.roll_forward = match v {
+                    "rollforward" => true,
+                    "commit" => false,
+                    _ => return Err(format!("fsync={v}: one of rollforward, commit")),
                 }
             }
             ("ro", None) => cfg.read_only = true,
@@ -351,6 +362,9 @@ mod tests {
         assert!(apply(&mut c, "commit=99999").is_err());
         assert!(apply(&mut c, "dirty_limit=10").is_err());
         assert!(apply(&mut c, "journal=sometimes").is_err());
+        assert!(apply(&mut c, "fsync=never").is_err());
+        apply(&mut c, "fsync=commit").expect("apply");
+        assert!(!c.roll_forward);
         apply(&mut c, "journal=full").expect("apply");
         assert_eq!(c.journal, JournalMode::Full);
         apply(&mut c, "rw,commit=0").expect("apply");

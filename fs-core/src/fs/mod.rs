@@ -109,6 +109,10 @@ pub struct MountOptions {
     pub at: Option<crate::checkpoints::At>,
     /// The master key of a sealed volume ([`crate::seal::unlock`]).
     pub key: Option<crate::seal::MasterKey>,
+    /// fsync and fdatasync write a roll-forward record (data, nodes and
+    /// the table entries they changed, one flush) instead of a commit
+    /// (`volume/fsync.rs`); off: every fsync commits.
+    pub roll_forward: bool,
 }
 
 impl Default for MountOptions {
@@ -124,6 +128,7 @@ impl Default for MountOptions {
             retention: crate::checkpoints::RetentionOptions::default(),
             at: None,
             key: None,
+            roll_forward: true,
         }
     }
 }
@@ -354,17 +359,30 @@ impl Filesystem {
     }
 
     /// `fsync(2)` of `ino`: its data and all metadata are durable when this
-    /// returns. (In the `ordered` and `full` modes the commit takes all
-    /// dirty data, which keeps every crash state a prefix.)
+    /// returns. (In the `ordered` and `full` modes all dirty data goes with
+    /// it, which keeps every crash state a prefix.) Written as a
+    /// roll-forward record unless the mount says otherwise or one cannot
+    /// be (`volume/fsync.rs`); the commit interval is left running, since a
+    /// record is not a checkpoint.
     pub fn fsync(&mut self, ino: Ino) -> Result<()> {
+        let scope = match self.opts.journal {
+            JournalMode::Writeback => crate::store::DataScope::Inode(ino),
+            _ => crate::store::DataScope::All,
+        };
+        if self.opts.roll_forward {
+            self.degrade_if_failed()?;
+            if self.store.read_only {
+                return Ok(());
+            }
+            return self.store.sync_rolling_forward(scope);
+        }
         if self.opts.journal != JournalMode::Writeback {
             return self.sync();
         }
         if self.store.read_only {
             return Ok(());
         }
-        self.store
-            .commit_scope(crate::store::DataScope::Inode(ino), false)?;
+        self.store.commit_scope(scope, false)?;
         self.last_commit = Instant::now();
         Ok(())
     }

@@ -18,6 +18,7 @@ pub mod key_slot;
 pub mod layout;
 pub mod node;
 pub mod quota_file;
+pub mod roll_forward;
 pub mod seal_info;
 pub mod segment_summary;
 pub mod superblock;

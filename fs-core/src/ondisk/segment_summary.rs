@@ -92,6 +92,9 @@ pub enum PageKind {
     /// A page of a deadlist: owner = the retained checkpoint it belongs
     /// to when written, index = 0.
     Deadlist,
+    /// A roll-forward page (an fsync's table changes): owner = its part
+    /// in its set, index = the checkpoint being built.
+    RollForward,
 }
 
 impl PageKind {
@@ -103,6 +106,7 @@ impl PageKind {
             PageKind::Table => 3,
             PageKind::Checkpoint => 4,
             PageKind::Deadlist => 5,
+            PageKind::RollForward => 6,
         }
     }
 
@@ -113,6 +117,7 @@ impl PageKind {
             3 => PageKind::Table,
             4 => PageKind::Checkpoint,
             5 => PageKind::Deadlist,
+            6 => PageKind::RollForward,
             _ => return None,
         })
     }

@@ -63,14 +63,20 @@ pub mod features {
     /// the seal lease and key slot are in use, page address table entries
     /// are 48 bytes and table pages have a 64-byte head.
     pub const INCOMPAT_SEALED: u64 = 2;
+    /// The log after the checkpoint named may hold roll-forward records
+    /// (fsyncs since it) that recovery must apply: set by a read-write
+    /// mount, cleared by a clean unmount, so that a build that would stop
+    /// at the checkpoint, losing fsync'd data, refuses the image instead.
+    pub const INCOMPAT_ROLL_FORWARD: u64 = 4;
     /// Incompatible features this build knows.
-    pub const INCOMPAT_KNOWN: u64 = INCOMPAT_TRANSFORMS | INCOMPAT_SEALED;
+    pub const INCOMPAT_KNOWN: u64 = INCOMPAT_TRANSFORMS | INCOMPAT_SEALED | INCOMPAT_ROLL_FORWARD;
 
     /// Names for bits, for error messages.
     pub fn name(kind: &str, bit: u32) -> String {
         match (kind, 1u64 << bit) {
             ("incompatible", INCOMPAT_TRANSFORMS) => "transforms".into(),
             ("incompatible", INCOMPAT_SEALED) => "sealed".into(),
+            ("incompatible", INCOMPAT_ROLL_FORWARD) => "roll-forward".into(),
             ("read-only-compatible", RO_COMPAT_QUOTA) => "quota".into(),
             _ => format!("bit {bit}"),
         }

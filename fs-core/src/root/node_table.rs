@@ -125,6 +125,13 @@ impl NodeTable {
         Nid(self.ids.watermark)
     }
 
+    /// Sets the free list's head and the watermark (recovery, from a
+    /// roll-forward record).
+    pub(crate) fn set_counters(&mut self, free_head: Nid, watermark: Nid) {
+        self.ids.free_head = free_head.0;
+        self.ids.watermark = watermark.0;
+    }
+
     /// Where `nid` is stored, or `None` if it is free.
     pub fn lookup(&mut self, dev: &dyn BlockDevice, nid: Nid) -> Result<Option<NatEntry>> {
         match self.ids.get(dev, nid.0)? {

@@ -619,7 +619,10 @@ impl Store {
                 live.then_some(LiveUse::Table(id, level, index))
             }
             PageKind::Checkpoint => (addr == self.cp_addr).then_some(LiveUse::Checkpoint),
-            PageKind::Data | PageKind::Node | PageKind::Deadlist => None,
+            // A roll-forward page is dead once written (the next checkpoint
+            // supersedes it; until then its segment is not cleaned: see
+            // `store/roll_forward.rs`).
+            PageKind::Data | PageKind::Node | PageKind::Deadlist | PageKind::RollForward => None,
         })
     }
 

@@ -238,6 +238,7 @@ pub fn format(dev: Arc<dyn BlockDevice>, opts: &FormatOptions) -> Result<Superbl
         pages_walked: 0,
         notes: Vec::new(),
         rejected: Vec::new(),
+        roll_forward: Default::default(),
     };
     let mut store = Store::open(dev.clone(), rec, false)?;
     store.sut.set_active(SegmentNo(0), true);

@@ -240,7 +240,20 @@ pub struct MetaTable {
     /// [`MetaTable::take_released`]: until then their old copies still
     /// count as stored (the usage table counts them until the commit).
     dropped: Vec<(u8, u64, u64)>,
+    /// Entries set since [`MetaTable::take_changes`] last ran, the newest
+    /// value of each (what a roll-forward record carries), while
+    /// [`MetaTable::record_changes`] has it on; `None` once more than its
+    /// bound were set (too many for a roll-forward record: the next sync
+    /// is a full commit).
+    changes: Option<std::collections::BTreeMap<u64, RawEntry>>,
+    /// Record changes at all?
+    recording: bool,
 }
+
+/// The most changes a table records between full commits; past it, the
+/// next sync is a commit (a roll-forward record that large would cost more
+/// than the tables' pages).
+pub const MAX_RECORDED: usize = 8192;
 
 /// A page as its parent names it: (name, checksum).
 type Named = (u64, u32);
@@ -278,6 +291,8 @@ impl MetaTable {
             max_clean,
             names: None,
             dropped: Vec::new(),
+            changes: Some(std::collections::BTreeMap::new()),
+            recording: false,
         }
     }
 
@@ -516,7 +531,49 @@ impl MetaTable {
         let (slot, size) = (self.shape.slot(idx % self.shape.fanout()), self.shape.entry);
         page.data[slot..slot + size].copy_from_slice(&entry[..size]);
         page.dirty = true;
+        if self.recording {
+            self.record(idx, entry);
+        }
         Ok(())
+    }
+
+    fn record(&mut self, idx: u64, entry: &RawEntry) {
+        if let Some(c) = &mut self.changes {
+            c.insert(idx, *entry);
+            if c.len() > MAX_RECORDED {
+                self.changes = None;
+            }
+        }
+    }
+
+    /// Starts (or stops) recording the entries set, for roll-forward
+    /// records.
+    pub fn record_changes(&mut self, on: bool) {
+        self.recording = on;
+        self.forget_changes();
+    }
+
+    /// The entries set since the last call (or since
+    /// [`MetaTable::forget_changes`]), by index, each with its newest value;
+    /// `None` if there were more than [`MAX_RECORDED`].
+    pub fn take_changes(&mut self) -> Option<Vec<(u64, RawEntry)>> {
+        let taken = self.changes.replace(std::collections::BTreeMap::new());
+        taken.map(|c| c.into_iter().collect())
+    }
+
+    /// Would [`MetaTable::take_changes`] return `None`?
+    pub fn changes_overflowed(&self) -> bool {
+        self.changes.is_none()
+    }
+
+    /// Entries recorded and not taken.
+    pub fn changes_recorded(&self) -> usize {
+        self.changes.as_ref().map_or(0, |c| c.len())
+    }
+
+    /// Drops the recorded changes (a full commit wrote the tables).
+    pub fn forget_changes(&mut self) {
+        self.changes = Some(std::collections::BTreeMap::new());
     }
 
     /// Adds a level on top: the old root becomes child 0 of a new root.

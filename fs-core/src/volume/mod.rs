@@ -1,6 +1,6 @@
 //! The volume: the device, the log and its heads, segment usage, the
 //! tables written at each commit, room for the next commit, the cleaner,
-//! commits and recovery, and the tools' operations on a whole image
+//! commits, fsync's roll-forward records and recovery, and the tools' operations on a whole image
 //! (making one, reading its state, relabelling it).
 
 pub mod checkpoint_list;
@@ -8,6 +8,7 @@ pub mod checkpoints;
 pub mod cleaner;
 pub mod device;
 pub mod format;
+pub mod fsync;
 pub mod id_table;
 pub mod info;
 pub mod label;

@@ -2,6 +2,8 @@
 //! then walk the log forward from there, record by record (sequence number
 //! and every checksum checked), to the newest complete checkpoint. A torn or
 //! stale tail ends the walk; nothing is repaired because nothing needs to be.
+//! On the way it collects what fsyncs wrote after that checkpoint as
+//! roll-forward records, for the mount to apply (`volume/fsync.rs`).
 
 use std::sync::Arc;
 
@@ -11,6 +13,7 @@ use crate::device::BlockDevice;
 use crate::error::{Error, Result};
 use crate::ids::{PageAddr, SegmentNo};
 use crate::layout::{zero_page, Geometry, PAGE_SIZE};
+use crate::roll_forward::RollForwardPage;
 use crate::seal::{MasterKey, Sealer};
 use crate::segment_summary::{Entry, PageKind, Summary, MAX_UNIT_PAGES};
 use crate::segment_writer::record_fits;
@@ -43,6 +46,9 @@ pub struct Recovery {
     /// geometry (the walk ended before it). Each is damage a crash cannot
     /// leave, so fsck reports it as an error.
     pub rejected: Vec<String>,
+    /// What fsyncs wrote after the newest checkpoint, for the mount to
+    /// roll forward (see `volume/fsync.rs`).
+    pub roll_forward: crate::fsync::Pending,
 }
 
 /// Reads both superblock copies; returns the valid ones, newest first, and
@@ -243,6 +249,7 @@ fn walk(
     let mut max_seq = cp.record_seq;
     let (mut records, mut pages) = (0u64, 0u64);
     let mut buf = Vec::new();
+    let mut rolls = crate::fsync::Collector::default();
     loop {
         if off > pps || seg.0 >= geo.segment_count {
             break;
@@ -287,9 +294,13 @@ fn walk(
         if !intact {
             break;
         }
+        rolls.enter(seg);
         if summary.is_checkpoint() {
             match checkpoint_in(&summary, (payload, addr), &best, &geo, sealer)? {
-                Found::Next(cp, at) => (best, best_addr) = (*cp, at),
+                Found::Next(cp, at) => {
+                    (best, best_addr) = (*cp, at);
+                    rolls.restart();
+                }
                 Found::Refused(e) => {
                     rejected.push(format!(
                         "{e}; recovery stops at checkpoint {} before it",
@@ -298,6 +309,13 @@ fn walk(
                     break;
                 }
                 Found::Nothing => {}
+            }
+        }
+        for (at, e) in summary.units() {
+            if e.kind == PageKind::RollForward && sealer.is_none() {
+                if let Ok(page) = RollForwardPage::decode(stored(payload, at, e), addr.offset(at)) {
+                    rolls.page(page, best.no);
+                }
             }
         }
         records += 1;
@@ -316,6 +334,7 @@ fn walk(
         pages_walked: pages,
         notes,
         rejected,
+        roll_forward: rolls.finish(),
     })
 }
 

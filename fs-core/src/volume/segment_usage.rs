@@ -172,6 +172,18 @@ impl SegmentUsage {
         })
     }
 
+    /// Keeps empty `seg` from reuse until checkpoint `building` is durable
+    /// (recovery: it holds records the roll-forward came from).
+    pub(crate) fn hold(&mut self, seg: SegmentNo, building: CheckpointNo) {
+        self.prefree.insert(seg, building);
+    }
+
+    /// Sets the count of empty segments (recovery, from a roll-forward
+    /// record).
+    pub(crate) fn set_empty_segments(&mut self, n: u64) {
+        self.empty_segments = n;
+    }
+
     /// Makes segments emptied by checkpoints up to `durable` reusable.
     pub fn release_prefree(&mut self, durable: CheckpointNo) {
         self.prefree.retain(|_, cp| *cp > durable);

@@ -54,6 +54,8 @@ pub struct Stats {
     pub commits: u64,
     /// File data pages written since mount.
     pub data_pages_written: u64,
+    /// Syncs made durable by a roll-forward record instead of a commit.
+    pub roll_forwards: u64,
 }
 
 /// Everything below the POSIX layer.
@@ -134,6 +136,8 @@ pub struct Store {
     /// The time quota grace periods are measured by, when a test sets it
     /// (seconds since the epoch); the system clock otherwise.
     pub clock: Option<i64>,
+    /// Deadlist entries roll-forward records already carry.
+    pub(crate) rolled_dead: crate::fsync::RolledDead,
 }
 
 /// Is `e` a device (or the filesystem under an image file) out of space?
@@ -187,6 +191,7 @@ impl Store {
         chains: ChainSet,
     ) -> Result<Store> {
         let mut rec = rec;
+        let pending = std::mem::take(&mut rec.roll_forward);
         let sealer = Store::sealer_for(&mut rec, read_only)?;
         let cp = rec.checkpoint;
         let geo = rec.sb.geometry;
@@ -226,7 +231,7 @@ impl Store {
         let mut root = Root::open(&cp, NodeCache::new(nat, NODE_CACHE));
         root.history.last = cplist.newest().map_or(CheckpointNo(0), |r| r.no);
         let chains = Arc::new(chains);
-        Ok(Store {
+        let mut store = Store {
             dev,
             chains,
             reshaped: Vec::new(),
@@ -261,7 +266,11 @@ impl Store {
             failed: None,
             sealer,
             clock: None,
-        })
+            rolled_dead: Default::default(),
+        };
+        store.roll_forward(&pending)?;
+        store.record_changes(!read_only);
+        Ok(store)
     }
 
     /// Seconds since the epoch by the filesystem's clock (see `clock`).
@@ -715,6 +724,7 @@ impl Store {
         self.stats.commits += 1;
         self.root.changed = false;
         self.logged_at_commit = self.log.pages_written;
+        self.forget_changes();
         self.write_superblock(State::InUse, false)?;
         if sync_superblock {
             self.flush_superblock()?;
@@ -916,6 +926,13 @@ impl Store {
         self.sb.checkpoint_no = self.cp.no;
         self.sb.written_ns = now_ns();
         self.sb.state = state;
+        // In use, the log may hold roll-forward records only this build
+        // (or a later one) applies.
+        let rf = crate::superblock::features::INCOMPAT_ROLL_FORWARD;
+        match state {
+            State::Clean => self.sb.incompat &= !rf,
+            _ => self.sb.incompat |= rf,
+        }
         let copies: Vec<usize> = if both {
             vec![0, 1]
         } else {

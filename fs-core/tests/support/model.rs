@@ -94,6 +94,11 @@ pub enum Op {
         len: u32,
         keep: bool,
     },
+    /// fsync(2) of `node` (a file or a directory): in the `ordered` and
+    /// `full` modes everything so far is durable when it returns.
+    Fsync {
+        node: u8,
+    },
     Sync,
     Remount,
     CrashCut,
@@ -188,6 +193,7 @@ pub fn op_strategy() -> impl Strategy<Value = Op> {
         1 => (any::<u8>(), 0u8..4, any::<bool>()).prop_map(|(node, uid, default)| Op::SetAcl { node, uid, default }),
         1 => (any::<u8>(), 0..MAX_OFFSET, 1..100_000u32).prop_map(|(file, offset, len)| Op::Punch { file, offset, len }),
         1 => (any::<u8>(), 0..MAX_OFFSET, 1..100_000u32, any::<bool>()).prop_map(|(file, offset, len, keep)| Op::Fallocate { file, offset, len, keep }),
+        2 => any::<u8>().prop_map(|node| Op::Fsync { node }),
         1 => Just(Op::Sync),
         1 => Just(Op::Remount),
         1 => Just(Op::CrashCut),
@@ -972,6 +978,13 @@ pub fn apply_op(fs: &mut Filesystem, model: &mut Model, op: &Op) {
             } else {
                 assert!(matches!(real, Err(Error::NoAttr)), "{op:?}: {real:?}");
             }
+        }
+        Op::Fsync { node } => {
+            let Some(n) = m.pick(node, |k| !matches!(k, Kind::Symlink(_))) else {
+                return;
+            };
+            fs.fsync(m.inodes[&n].ino)
+                .unwrap_or_else(|e| panic!("{op:?}: {e}"));
         }
         Op::Sync
         | Op::Remount
