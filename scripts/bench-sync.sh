@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # What ../shared/bench/compare.sh does not measure and issue 13 asks for,
-# side by side in one run on the same disk: pagelog (default mount), a FUSE
-# passthrough (bindfs with big writes over a directory) and kernel ext4 on a
-# loop image. Workloads, each on a fresh target:
+# side by side in one run on the same disk: pagelog (default mount: fsync by
+# roll-forward record), pagelog with fsync=commit (every fsync a checkpoint,
+# as before roll-forward), a FUSE passthrough (bindfs with big writes over a
+# directory) and kernel ext4 on a loop image. Workloads, each on a fresh target:
 #   fsync-rand   4 KiB random writes, fsync after each (fio --fsync=1), IOPS
 #   fdsync-app   4 KiB appends, fdatasync after each (a mail spool), IOPS
 #   sqlite       one row per transaction, WAL, synchronous=FULL, rows/s
@@ -18,13 +19,17 @@ SECS=${2:-10}
 scripts/deps.sh --bench
 # shellcheck source=scripts/bench-lib.sh
 . scripts/bench-lib.sh syncbench
-TARGETS="pagelog bindfs ext4"
+TARGETS="pagelog plcommit bindfs ext4"
 
 up() { # target -> the directory to work in
     case $1 in
     pagelog)
         "$BIN/pagelog-mkfs" "$WORK/p.img" --size 4G -q
         "$BIN/pagelog-mount" "$WORK/p.img" "$MNT"
+        echo "$MNT" ;;
+    plcommit)
+        "$BIN/pagelog-mkfs" "$WORK/p.img" --size 4G -q
+        "$BIN/pagelog-mount" -o fsync=commit "$WORK/p.img" "$MNT"
         echo "$MNT" ;;
     bindfs)
         mkdir -p "$WORK/back" "$WORK/bind"
@@ -41,7 +46,7 @@ up() { # target -> the directory to work in
 
 down() {
     case $1 in
-    pagelog) umount "$MNT"; "$BIN/pagelog-fsck" -n "$WORK/p.img" > /dev/null; rm -f "$WORK/p.img" ;;
+    pagelog | plcommit) umount "$MNT"; "$BIN/pagelog-fsck" -n "$WORK/p.img" > /dev/null; rm -f "$WORK/p.img" ;;
     bindfs) fusermount3 -u "$WORK/bind"; rm -rf "$WORK/back" ;;
     ext4) umount "$WORK/ext4"; rm -f "$WORK/e.img" ;;
     esac
@@ -124,7 +129,7 @@ for t in $TARGETS; do
         "$(col "$t" 3)" "$(col "$t" 4)" "$(col "$t" 5)"
 done
 echo "(IOPS, IOPS, rows/s, tx/s, MiB/s)"
-for a in bindfs ext4; do
+for a in plcommit bindfs ext4; do
     printf 'pagelog / %-7s' "$a"
     for c in 1 2 3 4 5; do
         printf ' %s' "$(ratio "$(col pagelog "$c")" "$(col "$a" "$c")")"

@@ -147,10 +147,18 @@ pub fn check(
         ));
     }
     if rec.sb.state != State::Clean {
-        let msg = format!(
+        let mut msg = format!(
             "not cleanly unmounted; a mount recovers checkpoint {} after {} log records",
             rec.checkpoint.no, rec.records_walked
         );
+        if !rec.roll_forward.is_empty() {
+            // What this check reads is that checkpoint; the mount applies
+            // the fsyncs after it (a state that is checked once committed).
+            msg += &format!(
+                " and rolls forward {} fsync records after it",
+                rec.roll_forward.sets.len()
+            );
+        }
         report
             .findings
             .push(Finding::new(Severity::Info, Kind::NotClean, msg));

@@ -114,7 +114,12 @@ impl Store {
         if !self.can_roll_forward() {
             return self.commit_scope(scope, false);
         }
-        if !self.needs_commit() {
+        let idle = self.root.dirty.count() == 0
+            && self.root.cache.dirty_count() == 0
+            && self.root.cache.usage.deltas().is_empty()
+            && self.changes_waiting() == 0;
+        if !self.needs_commit() || idle {
+            // Nothing since the last record or commit.
             return Ok(());
         }
         let extra = Demand {
