@@ -71,19 +71,13 @@ impl Store {
         self.rolled_dead.clear();
     }
 
-    /// Drops the recorded changes: a commit wrote the tables.
-    pub(crate) fn forget_changes(&mut self) {
-        self.root.cache.nat.table().forget_changes();
-        self.pat.lock().table().forget_changes();
-        self.sut.table().forget_changes();
-        self.rolled_dead.clear();
-    }
-
     /// Can the next sync be a roll-forward record? Not on a sealed volume
     /// (its page address entries do not fit the record's), not while
     /// anything but the live root is open or a snapshot is asked for (their
     /// records live in the checkpoint list, written only by a commit), and
-    /// not when a table recorded more changes than a record should carry.
+    /// not when a table recorded more changes than a record should carry,
+    /// nor before the live root's node address table records its changes
+    /// (a root put in place by a rollback does from its first commit on).
     fn can_roll_forward(&mut self) -> bool {
         // A large writeback would record more changes than a record should
         // carry: a commit writes them as table pages.
@@ -97,6 +91,7 @@ impl Store {
             && self.at.is_none()
             && self.cplist.table().dirty_count() == 0;
         quiet
+            && self.root.cache.nat.table().is_recording()
             && !self.root.cache.nat.table().changes_overflowed()
             && !self.pat.lock().table().changes_overflowed()
             && !self.sut.table().changes_overflowed()

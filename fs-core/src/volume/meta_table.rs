@@ -561,6 +561,11 @@ impl MetaTable {
         taken.map(|c| c.into_iter().collect())
     }
 
+    /// Are changes being recorded?
+    pub fn is_recording(&self) -> bool {
+        self.recording
+    }
+
     /// Would [`MetaTable::take_changes`] return `None`?
     pub fn changes_overflowed(&self) -> bool {
         self.changes.is_none()

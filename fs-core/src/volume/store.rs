@@ -724,7 +724,9 @@ impl Store {
         self.stats.commits += 1;
         self.root.changed = false;
         self.logged_at_commit = self.log.pages_written;
-        self.forget_changes();
+        // The tables are written: recording starts again from here, on
+        // the live root in place now (a rollback may have replaced it).
+        self.record_changes(true);
         self.write_superblock(State::InUse, false)?;
         if sync_superblock {
             self.flush_superblock()?;
