@@ -388,12 +388,14 @@ impl Filesystem {
     }
 
     /// Called by every operation that changed something: in the `full`
-    /// mode, commits before the operation returns.
+    /// mode, makes it durable before the operation returns (a roll-forward
+    /// record, as an fsync, unless the mount says every fsync commits).
     fn changed(&mut self) -> Result<()> {
-        if self.opts.journal == JournalMode::Full {
-            self.sync()?;
+        match self.opts.journal {
+            JournalMode::Full if self.opts.roll_forward => self.fsync(Ino::ROOT),
+            JournalMode::Full => self.sync(),
+            _ => Ok(()),
         }
-        Ok(())
     }
 
     /// Is a write-back cache in front (FUSE's, in the kernel)? See
