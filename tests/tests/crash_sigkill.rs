@@ -128,3 +128,63 @@ fn writeback_mode_keeps_fsynced_data_and_never_shows_foreign_bytes() {
     }
     assert!(m.unmount().success());
 }
+
+/// fsync through the kernel is a roll-forward record, not a commit: with
+/// the commit timer out of the way (an hour), a mail spool's pattern (new
+/// file, write, fsync it, fsync its directory) and an fdatasync'd append
+/// survive a SIGKILL that no commit preceded.
+#[test]
+fn fsync_records_survive_a_crash_with_no_commit_after_them() {
+    let s = Scratch::new();
+    let mut m = s.mounted("128M", "commit=3600");
+    fs::create_dir(m.path("spool")).expect("mkdir");
+    let stats = |m: &Mount| {
+        pagelog_tests::parse_stats(&pagelog_tests::sh(&format!(
+            "getfattr --only-values -n pagelog.stats '{}'",
+            m.dir.display()
+        )))
+    };
+    let count = |m: &Mount, key: &str| -> u64 {
+        stats(m)
+            .get(key)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("pagelog.stats has no {key}"))
+    };
+    let commits = count(&m, "commits");
+    for i in 0..10 {
+        let mut f = File::create(m.path(&format!("spool/msg{i}"))).expect("create");
+        f.write_all(format!("message {i}\n").repeat(100 * (i + 1)).as_bytes())
+            .expect("write");
+        f.sync_all().expect("fsync");
+        File::open(m.path("spool"))
+            .expect("open dir")
+            .sync_all()
+            .expect("fsync dir");
+    }
+    let mut log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(m.path("log"))
+        .expect("open");
+    for i in 0..20 {
+        log.write_all(format!("line {i}\n").as_bytes())
+            .expect("append");
+        log.sync_data().expect("fdatasync");
+    }
+    assert_eq!(count(&m, "commits"), commits, "an fsync committed");
+    assert!(count(&m, "fsync_records") >= 30, "{:?}", stats(&m));
+    let (img, dir) = (m.image.clone(), m.dir.clone());
+    kill9(&mut m);
+    fsck_clean(&img);
+    let m = Mount::start(&img, &dir, "").expect("mount after a crash");
+    for i in 0..10 {
+        assert_eq!(
+            fs::read_to_string(m.path(&format!("spool/msg{i}"))).expect("read"),
+            format!("message {i}\n").repeat(100 * (i + 1))
+        );
+    }
+    let want: String = (0..20).map(|i| format!("line {i}\n")).collect();
+    assert_eq!(fs::read_to_string(m.path("log")).expect("read"), want);
+    assert!(m.unmount().success());
+    fsck_clean(&img);
+}

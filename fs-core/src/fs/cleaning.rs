@@ -35,6 +35,10 @@ pub struct CleanerReport {
     pub checkpoint_pages: u64,
     /// Counters.
     pub stats: CleanerStats,
+    /// Commits since mount, and syncs made durable by a roll-forward
+    /// record instead.
+    pub commits: u64,
+    pub fsync_records: u64,
 }
 
 impl CleanerReport {
@@ -57,7 +61,8 @@ impl CleanerReport {
              cleaner_passes: {}\ncleaner_foreground_passes: {}\n\
              cleaner_segments_cleaned: {}\ncleaner_pages_moved: {}\n\
              cleaner_segments_refused: {}\n\
-             checkpoints: {}\nsnapshots: {}\nsnapshot_held_mib: {}\ncheckpoint_held_mib: {}\n",
+             checkpoints: {}\nsnapshots: {}\nsnapshot_held_mib: {}\ncheckpoint_held_mib: {}\n\
+             commits: {}\nfsync_records: {}\n",
             self.state,
             self.segments,
             self.free_segments,
@@ -75,6 +80,8 @@ impl CleanerReport {
             self.snapshots,
             mib(self.snapshot_pages),
             mib(self.checkpoint_pages),
+            self.commits,
+            self.fsync_records,
         )
     }
 }
@@ -147,6 +154,8 @@ impl Filesystem {
             snapshot_pages: s.held_by_snapshots(),
             checkpoint_pages: s.held_by_plain(),
             stats: s.cleaner.stats,
+            commits: s.stats.commits,
+            fsync_records: s.stats.roll_forwards,
         }
     }
 }
