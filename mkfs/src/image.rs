@@ -6,7 +6,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use pagelog_core::{BlockDevice, FileDevice, PageAddr};
@@ -141,6 +141,52 @@ impl Target {
             _ => self.io("open for writing", e),
         })?;
         Ok(Limited { inner, pages })
+    }
+
+    /// Writes zeros over every hole of an image file, then makes them
+    /// durable, so that the filesystem holding the image allocates nothing
+    /// later.
+    pub fn preallocate(&self) -> Result<()> {
+        let end = self.len()?;
+        let zeros = vec![0u8; 1 << 20];
+        let mut at = 0;
+        while let Some((from, to)) = self.next_hole(at, end)? {
+            let mut pos = from;
+            while pos < to {
+                let n = (to - pos).min(zeros.len() as u64) as usize;
+                self.file
+                    .write_all_at(&zeros[..n], pos)
+                    .map_err(|source| self.io("preallocate", source))?;
+                pos += n as u64;
+            }
+            at = to;
+        }
+        self.file
+            .sync_data()
+            .map_err(|source| self.io("preallocate", source))
+    }
+
+    /// The next hole at or after `at` and before `end`, as (start, end).
+    fn next_hole(&self, at: u64, end: u64) -> Result<Option<(u64, u64)>> {
+        let fd = self.file.as_raw_fd();
+        let seek = |from: u64, whence: libc::c_int| -> Option<u64> {
+            let off = libc::off_t::try_from(from).ok()?;
+            // SAFETY: lseek on a file descriptor this value owns.
+            let r = unsafe { libc::lseek(fd, off, whence) };
+            u64::try_from(r).ok()
+        };
+        if at >= end {
+            return Ok(None);
+        }
+        // No SEEK_HOLE support (or an error): treat the rest as a hole.
+        let Some(hole) = seek(at, libc::SEEK_HOLE) else {
+            return Ok(Some((at, end)));
+        };
+        if hole >= end {
+            return Ok(None);
+        }
+        let data = seek(hole, libc::SEEK_DATA).unwrap_or(end).min(end);
+        Ok(Some((hole, data)))
     }
 
     /// Keeps the target: mkfs succeeded.

@@ -121,6 +121,12 @@ pub struct Args {
     /// that changes usage)
     #[arg(long)]
     pub no_quota: bool,
+    /// Image files: write zeros over every hole first, so that the
+    /// filesystem the image lives on allocates nothing while pagelog writes
+    /// (an fsync on a sparse image also waits for that allocation: 1.6×
+    /// the fsync'd random writes here). Takes as long as writing the image.
+    #[arg(long)]
+    pub preallocate: bool,
     /// Overwrite an existing filesystem or signature (never one in use)
     #[arg(short = 'f', long, visible_short_alias = 'F')]
     pub force: bool,
@@ -156,8 +162,16 @@ fn run(args: &Args) -> Result<String> {
     }
     let device_bytes = if kind == Kind::New { 0 } else { target.len()? };
     let pages = req.pages(device_bytes, target.is_block(), &what)?;
+    if args.preallocate && target.is_block() {
+        return Err(Error::Argument(
+            "--preallocate is for image files; a block device has nothing to allocate".into(),
+        ));
+    }
     // Nothing has been written up to here.
     let dev = target.prepare(req.size.as_ref().map(|s| s.bytes), pages)?;
+    if args.preallocate {
+        target.preallocate()?;
+    }
     let dev: Arc<dyn BlockDevice> = Arc::new(dev);
     let sb = format(dev, &req.format).map_err(|source| Error::Format {
         path: path.clone(),
