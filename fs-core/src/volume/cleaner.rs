@@ -619,9 +619,9 @@ impl Store {
                 live.then_some(LiveUse::Table(id, level, index))
             }
             PageKind::Checkpoint => (addr == self.cp_addr).then_some(LiveUse::Checkpoint),
-            // A roll-forward page is dead once written (the next checkpoint
-            // supersedes it; until then its segment is not cleaned: see
-            // `store/roll_forward.rs`).
+            // A roll-forward page is dead once written: nothing points at
+            // it, and the segment it is in is not reused before the next
+            // checkpoint is durable (the pre-free rule; `volume/fsync.rs`).
             PageKind::Data | PageKind::Node | PageKind::Deadlist | PageKind::RollForward => None,
         })
     }
