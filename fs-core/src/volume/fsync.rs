@@ -106,6 +106,11 @@ impl Store {
         if self.read_only {
             return Err(Error::ReadOnly);
         }
+        if !self.needs_commit() {
+            // Nothing since the last commit; a superblock it wrote still
+            // becomes durable, which lets emptied segments be reused.
+            return self.settle();
+        }
         if !self.can_roll_forward() {
             return self.commit_scope(scope, false);
         }
@@ -113,8 +118,8 @@ impl Store {
             && self.root.cache.dirty_count() == 0
             && self.root.cache.usage.deltas().is_empty()
             && self.changes_waiting() == 0;
-        if !self.needs_commit() || idle {
-            // Nothing since the last record or commit.
+        if idle {
+            // Nothing since the last record.
             return Ok(());
         }
         let extra = Demand {
