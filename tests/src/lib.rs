@@ -29,6 +29,32 @@ pub fn run(cmd: &mut Command) -> Output {
         .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
 }
 
+/// A loop device over a file, detached when dropped.
+#[derive(Debug)]
+pub struct LoopDevice(pub String);
+
+impl LoopDevice {
+    /// Attaches `backing` to a free loop device.
+    pub fn attach(backing: &Path) -> LoopDevice {
+        let out = run(Command::new("losetup")
+            .arg("--find")
+            .arg("--show")
+            .arg(backing));
+        assert!(
+            out.status.success(),
+            "losetup: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        LoopDevice(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+}
+
+impl Drop for LoopDevice {
+    fn drop(&mut self) {
+        let _ = Command::new("losetup").arg("-d").arg(&self.0).output();
+    }
+}
+
 /// Unmounts `dir` with umount(8) and asserts success. "target is busy" is
 /// retried for a few seconds: a file this test just closed can still be
 /// referenced by a child another test forked in that instant (it holds the

@@ -238,23 +238,8 @@ fn block_devices_work_and_a_mounted_one_is_refused() {
         .expect("create")
         .set_len(64 << 20)
         .expect("len");
-    let out = run(Command::new("losetup")
-        .arg("-f")
-        .arg("--show")
-        .arg(&backing));
-    assert!(
-        out.status.success(),
-        "losetup: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let loopdev = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    struct Detach(String);
-    impl Drop for Detach {
-        fn drop(&mut self) {
-            let _ = Command::new("losetup").arg("-d").arg(&self.0).output();
-        }
-    }
-    let _detach = Detach(loopdev.clone());
+    let device = pagelog_tests::LoopDevice::attach(&backing);
+    let loopdev = device.0.clone();
     let out = run(Command::new(bin("pagelog-mkfs"))
         .arg(&loopdev)
         .arg("--label")

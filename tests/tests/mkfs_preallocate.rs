@@ -58,18 +58,11 @@ fn preallocate_refuses_a_block_device() {
     let s = Scratch::new();
     let backing = s.path("loop.img");
     fs::write(&backing, vec![0u8; 64 << 20]).expect("backing file");
-    let out = run(Command::new("losetup")
-        .args(["--find", "--show"])
-        .arg(&backing));
-    assert!(
-        out.status.success(),
-        "losetup: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let loopdev = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let device = pagelog_tests::LoopDevice::attach(&backing);
+    let loopdev = device.0.clone();
     let before = fs::read(&backing).expect("read");
     let out = run(Command::new(bin("pagelog-mkfs")).args([&loopdev, "--preallocate", "-q"]));
-    let _ = Command::new("losetup").args(["-d", &loopdev]).output();
+    drop(device);
     assert_eq!(
         out.status.code(),
         Some(1),

@@ -365,22 +365,19 @@ impl Filesystem {
     /// be (`volume/fsync.rs`); the commit interval is left running, since a
     /// record is not a checkpoint.
     pub fn fsync(&mut self, ino: Ino) -> Result<()> {
+        self.degrade_if_failed()?;
+        if self.store.read_only {
+            return Ok(());
+        }
         let scope = match self.opts.journal {
             JournalMode::Writeback => crate::store::DataScope::Inode(ino),
             _ => crate::store::DataScope::All,
         };
         if self.opts.roll_forward {
-            self.degrade_if_failed()?;
-            if self.store.read_only {
-                return Ok(());
-            }
             return self.store.sync_rolling_forward(scope);
         }
         if self.opts.journal != JournalMode::Writeback {
             return self.sync();
-        }
-        if self.store.read_only {
-            return Ok(());
         }
         self.store.commit_scope(scope, false)?;
         self.last_commit = Instant::now();

@@ -31,6 +31,7 @@ use super::store::{now_ns, DataScope, Store};
 use crate::device::BlockDevice;
 use crate::error::{Error, Result};
 use crate::ids::{CheckpointNo, Nid, PageAddr, SegmentNo, Vpn};
+use crate::meta_table::MAX_RECORDED;
 use crate::meta_table::{RawEntry, ZERO_ENTRY};
 use crate::page_life::life;
 use crate::roll_forward::{Change, Counters, RollForwardPage, Target, CAPACITY};
@@ -56,6 +57,10 @@ impl Pending {
     }
 }
 
+/// Table entries an fsync may set besides two per data page and node it
+/// writes (the quota file's pages, the record's own pages).
+const RECORD_SLACK: usize = 256;
+
 /// Roll-forward pages a set of `changes` changes takes.
 fn pages_for(changes: usize) -> usize {
     changes.div_ceil(CAPACITY).max(1)
@@ -79,12 +84,15 @@ impl Store {
     /// nor before the live root's node address table records its changes
     /// (a root put in place by a rollback does from its first commit on).
     fn can_roll_forward(&mut self) -> bool {
-        // A large writeback would record more changes than a record should
-        // carry: a commit writes them as table pages.
-        let small = self.root.dirty.count() + self.root.cache.dirty_count()
-            < crate::meta_table::MAX_RECORDED / 4;
-        let quiet = small
-            && self.sealer.is_none()
+        // Writing a data page or a node sets at most two page address
+        // entries (its new vpn, the one it frees), one node address entry
+        // and one segment's usage; the quota file's pages and the record's
+        // own add a few. Each table must have room for that within its
+        // bound, so that the record written next can carry it all (past
+        // it, a commit writes the tables as pages, the cheaper form).
+        let units = self.root.dirty.count() + self.root.cache.dirty_count();
+        let room = |recorded: usize| recorded + 2 * units + RECORD_SLACK <= MAX_RECORDED;
+        let quiet = self.sealer.is_none()
             && self.serving.0 == crate::roots::LIVE
             && self.parked.is_empty()
             && self.retain_as.is_none()
@@ -92,10 +100,10 @@ impl Store {
             && self.cplist.table().dirty_count() == 0;
         quiet
             && self.root.cache.nat.table().is_recording()
-            && !self.root.cache.nat.table().changes_overflowed()
-            && !self.pat.lock().table().changes_overflowed()
-            && !self.sut.table().changes_overflowed()
-            && self.new_dead().is_some()
+            && room(self.root.cache.nat.table().changes_recorded())
+            && room(self.pat.lock().table().changes_recorded())
+            && room(self.sut.table().changes_recorded())
+            && self.dead_waiting().is_some()
     }
 
     /// An fsync: the dirty data of `scope` and every dirty node made
@@ -135,7 +143,7 @@ impl Store {
 
     /// Table changes waiting for a record, with the deadlist's.
     fn changes_waiting(&mut self) -> usize {
-        let dead = self.new_dead().map_or(0, |d| d.len());
+        let dead = self.dead_waiting().unwrap_or(0);
         self.root.cache.nat.table().changes_recorded()
             + self.pat.lock().table().changes_recorded()
             + self.sut.table().changes_recorded()
@@ -169,7 +177,8 @@ impl Store {
             slots.push(a);
         }
         let Some(changes) = self.take_changes() else {
-            // A table went past its bound while the record was written:
+            // A table went past its bound while the record was written
+            // (the room `can_roll_forward` asks for should prevent it):
             // what is written so far is ordinary log, and a commit makes
             // it durable.
             for (i, a) in slots.iter().enumerate() {
@@ -191,8 +200,20 @@ impl Store {
         Ok(())
     }
 
-    /// The deadlist entries added since the last record, or `None` if the
-    /// waiting lists shrank (only a commit does that: then a commit).
+    /// How many deadlist entries were added since the last record, or
+    /// `None` if the waiting lists shrank (only a commit does that: then a
+    /// commit).
+    fn dead_waiting(&self) -> Option<usize> {
+        let mut n = 0;
+        for (no, units) in &self.root.history.pending {
+            let from = self.rolled_dead.get(no).copied().unwrap_or(0);
+            n += units.len().checked_sub(from)?;
+        }
+        Some(n)
+    }
+
+    /// The deadlist entries added since the last record (see
+    /// [`Store::dead_waiting`]).
     fn new_dead(&self) -> Option<Vec<Change>> {
         let mut out = Vec::new();
         for (no, units) in &self.root.history.pending {

@@ -566,14 +566,10 @@ impl MetaTable {
         self.recording
     }
 
-    /// Would [`MetaTable::take_changes`] return `None`?
-    pub fn changes_overflowed(&self) -> bool {
-        self.changes.is_none()
-    }
-
-    /// Entries recorded and not taken.
+    /// Entries recorded and not taken (past [`MAX_RECORDED`] once more
+    /// were set than it allows).
     pub fn changes_recorded(&self) -> usize {
-        self.changes.as_ref().map_or(0, |c| c.len())
+        self.changes.as_ref().map_or(MAX_RECORDED + 1, |c| c.len())
     }
 
     /// Drops the recorded changes (a full commit wrote the tables).
