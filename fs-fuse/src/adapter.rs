@@ -1,6 +1,7 @@
 //! The FUSE adapter: each callback converts its arguments (names are
 //! bytes), makes one call into `fs-core` and answers exactly once.
 
+use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -14,9 +15,9 @@ use fuser::{
     ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyLseek, ReplyOpen, ReplyPoll,
     ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
-use pagelog_core::fs::{Attr, DirItem, FsXattr, SetAttr, TimeSet, Whence};
+use pagelog_core::fs::{Attr, DirItem, FsXattr, JournalMode, SetAttr, TimeSet, Whence};
 use pagelog_core::inode::{
-    Timespec, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFSOCK,
+    Timespec, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK,
 };
 use pagelog_core::perm::cap;
 use pagelog_core::{Cred, Error, Filesystem, Ino, Result, ViewId};
@@ -69,6 +70,20 @@ fn decode_fsxattr(b: &[u8]) -> Option<FsXattr> {
         projid: int(12),
     })
 }
+
+/// Available pages under which a file opened for writing is served with
+/// direct I/O rather than through the kernel's writeback cache: a
+/// sixteenth of the filesystem, at least 16 MiB and at most 1 GiB. What a
+/// program writes through a file it opened above it can still meet a full
+/// filesystem only at writeback (README, "Full filesystems").
+fn direct_below(capacity_pages: u64) -> u64 {
+    const MIB_PAGES: u64 = (1 << 20) / pagelog_core::ondisk::layout::PAGE_SIZE as u64;
+    (capacity_pages / 16).clamp(16 * MIB_PAGES, 1024 * MIB_PAGES)
+}
+
+/// How long a rename waits for the kernel to write back the cached pages
+/// of the file it moves.
+const LAUNDER_WAIT: Duration = Duration::from_secs(5);
 
 /// Run before the final writeback.
 pub type ShutDownHook = Box<dyn FnOnce() + Send>;
@@ -185,6 +200,10 @@ pub struct Adapter {
     /// This session is the mount's own (its end unmounts the filesystem),
     /// not one serving a view beside it.
     primary: bool,
+    /// Open handles that may write, per inode: what the kernel's writeback
+    /// cache may hold dirty pages of (files open for writing, and shared
+    /// writable mappings, which keep their file open).
+    writers: Mutex<HashMap<u64, u32>>,
 }
 
 fn to_system_time(t: Timespec) -> SystemTime {
@@ -315,6 +334,7 @@ impl Adapter {
             cfg,
             view,
             primary: true,
+            writers: Mutex::default(),
         }
     }
 
@@ -327,6 +347,7 @@ impl Adapter {
             cfg,
             view: Some(id),
             primary: false,
+            writers: Mutex::default(),
         }
     }
 
@@ -335,6 +356,138 @@ impl Adapter {
         match self.view {
             None => self.shared.with(f),
             Some(id) => self.shared.with(|fs| fs.in_view(id, f)),
+        }
+    }
+
+    /// Counts (`delta` 1) or uncounts (-1) a handle opened with `flags`
+    /// if it may write.
+    fn count_writer(&self, ino: u64, flags: i32, delta: i32) {
+        if flags & libc::O_ACCMODE == libc::O_RDONLY {
+            return;
+        }
+        let mut writers = self.writers.lock().unwrap_or_else(|e| e.into_inner());
+        let n = writers.entry(ino).or_insert(0);
+        *n = n.saturating_add_signed(delta);
+        if *n == 0 {
+            writers.remove(&ino);
+        }
+    }
+
+    /// Under the kernel's writeback cache, makes the kernel hand over the
+    /// dirty pages of a file that is renamed while open for writing (or
+    /// mapped), before the rename reaches the filesystem, so that no
+    /// commit or roll-forward set can hold the rename without the data
+    /// written before it: "write a new file, rename it over the old one"
+    /// then never leaves an empty or partial file, even when the program
+    /// renames before it closes (close and fsync write back on their own;
+    /// FORMAT.md, "What each journaling mode guarantees").
+    fn launder_before_rename(
+        &self,
+        cred: &Cred,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: pagelog_core::RenameFlags,
+    ) {
+        if !self.kernel_caches_writes() || self.writers_empty() {
+            return;
+        }
+        let mut moved = vec![(parent, name)];
+        if flags.0 & libc::RENAME_EXCHANGE != 0 {
+            moved.push((newparent, newname));
+        }
+        for (dir, name) in moved {
+            let found = self.with(|fs| fs.lookup(cred, ino(dir), name.as_bytes()));
+            let Ok(a) = found else { continue };
+            let open = self
+                .writers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains_key(&a.ino.0);
+            if open && a.mode & S_IFMT == S_IFREG {
+                self.launder(a.ino.0);
+            }
+        }
+    }
+
+    /// How a file opened with `flags` is served: through the kernel's
+    /// page cache, except that a file opened for writing while the
+    /// filesystem is nearly full (under [`direct_below`] available) is
+    /// served with direct I/O, so that each write(2) reaches the daemon and
+    /// one that does not fit fails with ENOSPC, as it would without the
+    /// kernel's writeback cache (whose writeback could only report it at
+    /// close or fsync).
+    fn open_flags(&self, flags: i32) -> FopenFlags {
+        let writes = flags & libc::O_ACCMODE != libc::O_RDONLY;
+        if writes && self.kernel_caches_writes() {
+            let short = self
+                .with(|fs| {
+                    let st = fs.statfs();
+                    Ok(st.bavail < direct_below(st.blocks))
+                })
+                .unwrap_or(true);
+            if short {
+                return FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_DIRECT_IO;
+            }
+        }
+        FopenFlags::FOPEN_KEEP_CACHE
+    }
+
+    /// After a write back from the kernel's cache failed (the filesystem
+    /// filled up, or went read-only), drops the kernel's copy of what it
+    /// tried to write, so that reads show what the filesystem holds, not
+    /// data it never stored. Sent from a thread of its own: the kernel
+    /// waits for the failed write to finish before it drops the pages.
+    fn forget_cached(&self, ino: u64, offset: u64, len: usize) {
+        let Some(n) = self.shared.notifier.get().cloned() else {
+            return;
+        };
+        let (at, len) = (offset as i64, len as i64);
+        std::thread::spawn(move || {
+            if let Err(e) = n.inval_inode(INodeNo(ino), at, len) {
+                log::debug!("cached pages of inode {ino} not dropped: {e}");
+            }
+        });
+    }
+
+    fn writers_empty(&self) -> bool {
+        self.writers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty()
+    }
+
+    fn kernel_caches_writes(&self) -> bool {
+        self.primary
+            && self
+                .shared
+                .kernel_caches_writes
+                .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Invalidates the kernel's cached pages of `ino`, which makes the
+    /// kernel write its dirty ones back first (its `launder_folio`) and
+    /// wait for them. The notification returns only once those writes are
+    /// served, by this session's other threads, so it is sent from a
+    /// thread of its own and waited for at most [`LAUNDER_WAIT`] (should
+    /// every other thread be waiting too, the rename goes on rather than
+    /// hang).
+    fn launder(&self, ino: u64) {
+        let Some(n) = self.shared.notifier.get().cloned() else {
+            return;
+        };
+        let (done, wait) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = done.send(n.inval_inode(INodeNo(ino), 0, 0));
+        });
+        match wait.recv_timeout(LAUNDER_WAIT) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => log::debug!("cached pages of inode {ino} not all dropped: {e}"),
+            Err(_) => log::warn!(
+                "inode {ino}: the kernel did not write its cached pages back within {LAUNDER_WAIT:?}; \
+                 renaming without them"
+            ),
         }
     }
 
@@ -479,25 +632,33 @@ impl fuser::Filesystem for Adapter {
             | InitFlags::FUSE_READDIRPLUS_AUTO
             | InitFlags::FUSE_CACHE_SYMLINKS
             | InitFlags::FUSE_EXPORT_SUPPORT
-            | InitFlags::FUSE_DONT_MASK;
+            | InitFlags::FUSE_DONT_MASK
+            // Shared mappings of a file opened with direct I/O (see
+            // `open_flags`) go through the page cache as usual.
+            | InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP;
         if self.cfg.default_permissions {
             wanted |= InitFlags::FUSE_POSIX_ACL;
         }
         // The writeback cache makes the kernel send "now" as an explicit
         // mtime, which only a kernel-side permission check can tell apart.
-        // The kernel's writeback cache holds writes back from the daemon,
-        // so a rename or a commit can reach it before the data it depends
-        // on: only the writeback journal mode, which promises no ordering
-        // of data and metadata, may use it. (It also hides "set time to
-        // now" from pagelog's own permission checks.)
+        // The kernel's writeback cache holds writes back from the daemon
+        // until close, fsync, syncfs or its own writeback. The `ordered`
+        // mode keeps its promise with it because a rename of a file open
+        // for writing launders the file first and each periodic commit
+        // follows a syncfs (FORMAT.md argues every case); the `full` mode
+        // cannot (write(2) must be durable when it returns). Branches
+        // mounted beside the mount keep it only in the `writeback` mode,
+        // which promises no order between data and metadata.
         // Nor with quota limits: the kernel's writeback cannot be refused
         // (the program was told its write succeeded), so limits are
         // checked at write(2), which the cache would hide.
         let limited = self.with(|fs| Ok(fs.has_quota_limits())).unwrap_or(false);
+        let journal = self.cfg.journal;
         let cached = self.cfg.writeback_cache
             && self.cfg.default_permissions
             && !self.cfg.read_only
-            && self.cfg.journal == pagelog_core::fs::JournalMode::Writeback;
+            && (journal == JournalMode::Writeback
+                || (journal == JournalMode::Ordered && self.primary));
         if cached && limited {
             log::info!("kernel writeback cache off: this filesystem has quota limits");
         }
@@ -672,6 +833,7 @@ impl fuser::Filesystem for Adapter {
     ) {
         let cred = self.cred(req);
         let f = pagelog_core::RenameFlags(flags.bits());
+        self.launder_before_rename(&cred, parent, name, newparent, newname, f);
         let r = self.with(|fs| {
             fs.rename(
                 &cred,
@@ -706,7 +868,10 @@ impl fuser::Filesystem for Adapter {
     fn open(&self, req: &Request, i: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let cred = self.cred(req);
         match self.with(|fs| fs.open(&cred, ino(i), flags.0)) {
-            Ok(()) => reply.opened(FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE),
+            Ok(()) => {
+                self.count_writer(i.0, flags.0, 1);
+                reply.opened(FileHandle(0), self.open_flags(flags.0));
+            }
             Err(e) => reply.error(errno(&e)),
         }
     }
@@ -743,7 +908,7 @@ impl fuser::Filesystem for Adapter {
         _fh: FileHandle,
         offset: u64,
         data: &[u8],
-        _write_flags: WriteFlags,
+        write_flags: WriteFlags,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
@@ -766,7 +931,12 @@ impl fuser::Filesystem for Adapter {
         };
         match r {
             Ok(n) => reply.written(n as u32),
-            Err(e) => reply.error(errno(&e)),
+            Err(e) => {
+                reply.error(errno(&e));
+                if write_flags.contains(WriteFlags::FUSE_WRITE_CACHE) {
+                    self.forget_cached(i.0, offset, data.len());
+                }
+            }
         }
     }
 
@@ -789,11 +959,12 @@ impl fuser::Filesystem for Adapter {
         _req: &Request,
         i: INodeNo,
         _fh: FileHandle,
-        _flags: OpenFlags,
+        flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        self.count_writer(i.0, flags.0, -1);
         Self::empty(reply, self.with(|fs| fs.release(ino(i))));
     }
 
@@ -988,13 +1159,16 @@ impl fuser::Filesystem for Adapter {
             fs.remember(a.ino);
             Ok(a)
         });
+        if let Ok(a) = &r {
+            self.count_writer(a.ino.0, flags, 1);
+        }
         match r {
             Ok(a) => reply.created(
                 &self.ttl(),
                 &file_attr(&a),
                 Generation(a.generation),
                 FileHandle(0),
-                FopenFlags::FOPEN_KEEP_CACHE,
+                self.open_flags(flags),
             ),
             Err(e) => reply.error(errno(&e)),
         }

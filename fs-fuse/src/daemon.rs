@@ -271,7 +271,11 @@ pub fn serve(
     let stop = Arc::new(AtomicBool::new(false));
     let unmounter = Arc::new(Mutex::new(unmounter));
     spawn_signal_thread(ctx.clone(), unmounter.clone(), mountpoint.to_path_buf());
-    let committer = spawn_commit_thread(shared.clone(), stop.clone());
+    // In the `ordered` mode a periodic commit holds everything written(2)
+    // before it, as without the kernel's writeback cache: the kernel's
+    // dirty pages are pushed first.
+    let push_first = cfg.journal == pagelog_core::fs::JournalMode::Ordered;
+    let committer = spawn_commit_thread(ctx.clone(), push_first, stop.clone());
     report.ready();
     if background {
         detach_stdio();
@@ -375,11 +379,17 @@ fn spawn_signal_thread(ctx: Arc<Context>, unmounter: Arc<Mutex<Unmounter>>, moun
 /// the background cleaner may run.
 const IDLE: Duration = Duration::from_secs(1);
 
-/// The housekeeping thread: periodic commits, and background cleaning
-/// while no request has come for [`IDLE`] (one pass a tick, so a request
-/// waits for at most one pass).
-fn spawn_commit_thread(shared: Arc<Shared>, stop: Arc<AtomicBool>) -> thread::JoinHandle<()> {
+/// The housekeeping thread: periodic commits (after a syncfs that pushes
+/// the kernel's cached writes to the daemon, with `push_first`), and
+/// background cleaning while no request has come for [`IDLE`] (one pass a
+/// tick, so a request waits for at most one pass).
+fn spawn_commit_thread(
+    ctx: Arc<Context>,
+    push_first: bool,
+    stop: Arc<AtomicBool>,
+) -> thread::JoinHandle<()> {
     thread::spawn(move || {
+        let shared = &*ctx.shared;
         let mut seen = shared.requests.load(Ordering::Relaxed);
         let mut quiet_since = std::time::Instant::now();
         while !stop.load(Ordering::SeqCst) {
@@ -388,6 +398,10 @@ fn spawn_commit_thread(shared: Arc<Shared>, stop: Arc<AtomicBool>) -> thread::Jo
             if now != seen {
                 seen = now;
                 quiet_since = std::time::Instant::now();
+            }
+            let due = shared.lock().as_ref().is_some_and(Filesystem::commit_due);
+            if push_first && due {
+                (ctx.syncfs)();
             }
             let mut guard = shared.lock();
             let Some(fs) = guard.as_mut() else { continue };

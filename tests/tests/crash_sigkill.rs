@@ -22,6 +22,16 @@ fn kill9(m: &mut Mount) {
     let _ = Command::new("umount").arg("-l").arg(&m.dir).output();
 }
 
+fn stat_of(m: &Mount, key: &str) -> String {
+    let text = pagelog_tests::sh(&format!(
+        "getfattr --only-values -n pagelog.stats '{}'",
+        m.dir.display()
+    ));
+    pagelog_tests::parse_stats(&text)
+        .remove(key)
+        .unwrap_or_else(|| panic!("pagelog.stats has no {key}: {text}"))
+}
+
 fn fsck_clean(img: &std::path::Path) {
     let out = run(Command::new(bin("pagelog-fsck")).arg(img));
     assert_eq!(
@@ -187,4 +197,76 @@ fn fsync_records_survive_a_crash_with_no_commit_after_them() {
     assert_eq!(fs::read_to_string(m.path("log")).expect("read"), want);
     assert!(m.unmount().success());
     fsck_clean(&img);
+}
+
+/// The default `ordered` mode runs with the kernel's writeback cache, which
+/// holds written data back from the daemon. A file renamed while still
+/// open for writing is laundered first, so the fsync of an unrelated file
+/// right after the rename (which makes the rename durable) carries the
+/// renamed file's data too; with the timer out of the way (an hour), only
+/// that fsync can have made anything durable.
+#[test]
+fn ordered_rename_before_close_carries_the_cached_data() {
+    rename_then_fsync_another_file(false);
+}
+
+/// The same with the file closed before the rename: the kernel writes a
+/// file's cached pages back on close (even though pagelog answers FLUSH
+/// with ENOSYS), before the rename can reach the daemon.
+#[test]
+fn ordered_close_pushes_the_cached_data_before_a_rename() {
+    rename_then_fsync_another_file(true);
+}
+
+fn rename_then_fsync_another_file(close_first: bool) {
+    let s = Scratch::new();
+    let mut m = s.mounted("128M", "commit=3600");
+    assert_eq!(stat_of(&m, "kernel_write_cache"), "on");
+    let v1 = "version one\n".repeat(3000);
+    let v2 = "version two!\n".repeat(9000);
+    fs::write(m.path("config"), &v1).expect("write");
+    File::open(m.path("config"))
+        .expect("open")
+        .sync_all()
+        .expect("fsync");
+    let mut tmp = File::create(m.path("config.tmp")).expect("create");
+    tmp.write_all(v2.as_bytes()).expect("write");
+    let t = (!close_first).then_some(tmp);
+    fs::rename(m.path("config.tmp"), m.path("config")).expect("rename");
+    let mut other = File::create(m.path("other")).expect("create");
+    other.write_all(b"unrelated").expect("write");
+    other.sync_all().expect("fsync");
+    let (img, dir) = (m.image.clone(), m.dir.clone());
+    kill9(&mut m);
+    drop(t);
+    fsck_clean(&img);
+    let m = Mount::start(&img, &dir, "").expect("mount after a crash");
+    let config = fs::read_to_string(m.path("config")).expect("read");
+    assert!(
+        config == v2,
+        "the renamed file lost its data ({} bytes)",
+        config.len()
+    );
+    assert!(m.unmount().success());
+}
+
+/// A periodic commit in the `ordered` mode holds what was written before
+/// it even while the kernel's writeback cache still had it (the file stays
+/// open, so no close pushed it): the daemon runs syncfs first.
+#[test]
+fn ordered_periodic_commit_holds_the_kernels_cached_writes() {
+    let s = Scratch::new();
+    let mut m = s.mounted("128M", "commit=1");
+    assert_eq!(stat_of(&m, "kernel_write_cache"), "on");
+    let data = vec![0x5au8; 20_000];
+    let mut f = File::create(m.path("open")).expect("create");
+    f.write_all(&data).expect("write");
+    sleep(Duration::from_millis(2500));
+    let (img, dir) = (m.image.clone(), m.dir.clone());
+    kill9(&mut m);
+    drop(f);
+    fsck_clean(&img);
+    let m = Mount::start(&img, &dir, "").expect("mount after a crash");
+    assert_eq!(fs::read(m.path("open")).expect("read"), data);
+    assert!(m.unmount().success());
 }

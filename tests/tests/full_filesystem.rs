@@ -154,3 +154,63 @@ fn host_disk_full_degrades_to_read_only_and_loses_nothing_synced() {
     assert!(fs::read(m.path("kept")).expect("read kept") == kept);
     assert!(m.unmount().success());
 }
+
+/// With the kernel's writeback cache (the default `ordered` mode), a file
+/// opened for writing on a nearly full filesystem is served with direct
+/// I/O, so a write(2) that does not fit fails with ENOSPC at once. A file
+/// opened while there was room keeps the cache: what it writes past the
+/// end of the room fails at writeback and is reported by fsync, and the
+/// kernel drops its copy of what was refused: reads never show refused
+/// data (the kernel keeps the size it gave the file, and what lies past
+/// the stored end reads as zeros until it forgets the inode).
+#[test]
+fn near_full_writes_fail_at_write_and_refused_writeback_is_not_shown() {
+    let s = Scratch::new();
+    let m = s.mounted("64M", "");
+    assert_eq!(
+        stats(&m).get("kernel_write_cache").map(String::as_str),
+        Some("on")
+    );
+    // Opened with room: cached.
+    let mut early = File::create(m.path("early")).expect("create");
+    let (_, full) = fill(&m, "fill", u64::MAX);
+    assert!(full, "the filesystem never filled");
+    // Opened now, nearly full: each write(2) reaches the daemon.
+    let mut late = File::create(m.path("late")).or_else(|_| {
+        fs::remove_file(m.path("fill-0")).expect("make room for a name");
+        File::create(m.path("late"))
+    });
+    if let Ok(late) = late.as_mut() {
+        let e = (0..64)
+            .try_for_each(|_| late.write_all(&[0x11u8; MIB]))
+            .expect_err("64 MiB fit in a full filesystem");
+        assert_eq!(e.kind(), ErrorKind::StorageFull, "{e}");
+    }
+    drop(late);
+    // The early file: the kernel accepts the writes, the filesystem
+    // refuses them at writeback, fsync says so.
+    let chunk = vec![0x77u8; MIB];
+    for _ in 0..16 {
+        if early.write_all(&chunk).is_err() {
+            break;
+        }
+    }
+    let e = early.sync_all().expect_err("fsync of refused writes");
+    assert_eq!(e.kind(), ErrorKind::StorageFull, "{e}");
+    drop(early);
+    let shown = fs::read(m.path("early")).expect("read");
+    let (img, dir) = (m.image.clone(), m.dir.clone());
+    assert!(m.unmount().success());
+    pagelog_tests::assert_checks_clean(&img);
+    let m = Mount::start(&img, &dir, "ro").expect("mount again");
+    let stored = fs::read(m.path("early")).expect("read");
+    let kept = stored.len().min(shown.len());
+    assert!(
+        shown[..kept] == stored[..kept] && shown[kept..].iter().all(|&b| b == 0),
+        "the mount showed data the filesystem did not keep ({} bytes shown, {} stored)",
+        shown.len(),
+        stored.len()
+    );
+    assert!(stored.len() <= shown.len());
+    assert!(m.unmount().success());
+}

@@ -39,6 +39,9 @@ pub struct CleanerReport {
     /// record instead.
     pub commits: u64,
     pub fsync_records: u64,
+    /// The kernel's writeback cache holds written data before the daemon
+    /// sees it (see [`Filesystem::set_kernel_owns_cmtime`]).
+    pub kernel_write_cache: bool,
 }
 
 impl CleanerReport {
@@ -62,7 +65,7 @@ impl CleanerReport {
              cleaner_segments_cleaned: {}\ncleaner_pages_moved: {}\n\
              cleaner_segments_refused: {}\n\
              checkpoints: {}\nsnapshots: {}\nsnapshot_held_mib: {}\ncheckpoint_held_mib: {}\n\
-             commits: {}\nfsync_records: {}\n",
+             commits: {}\nfsync_records: {}\nkernel_write_cache: {}\n",
             self.state,
             self.segments,
             self.free_segments,
@@ -82,6 +85,7 @@ impl CleanerReport {
             mib(self.checkpoint_pages),
             self.commits,
             self.fsync_records,
+            if self.kernel_write_cache { "on" } else { "off" },
         )
     }
 }
@@ -156,6 +160,7 @@ impl Filesystem {
             stats: s.cleaner.stats,
             commits: s.stats.commits,
             fsync_records: s.stats.roll_forwards,
+            kernel_write_cache: self.kernel_owns_cmtime,
         }
     }
 }

@@ -320,10 +320,15 @@ impl Filesystem {
 
     /// Commits if the commit interval has passed since the last one.
     pub fn sync_if_due(&mut self) -> Result<()> {
-        if self.last_commit.elapsed() >= self.opts.commit_interval {
+        if self.commit_due() {
             self.periodic_commit()?;
         }
         Ok(())
+    }
+
+    /// Has the commit interval passed since the last commit?
+    pub fn commit_due(&self) -> bool {
+        self.last_commit.elapsed() >= self.opts.commit_interval
     }
 
     /// The commit the interval asks for: everything, or in the `writeback`

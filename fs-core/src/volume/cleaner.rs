@@ -153,6 +153,24 @@ pub struct Cleaner {
     pub(crate) emptying: HashSet<SegmentNo>,
     /// Pages the cleaner's heads closed this mount had written.
     closed_cold_pages: u64,
+    /// The last admission that found no room: the state it left, and the
+    /// free segments it needed. An operation needing as much in the same
+    /// state fails at once rather than commit and clean in vain again (the
+    /// kernel's writeback cache sends a refused file's pages one request
+    /// after another).
+    full_at: Option<(SpaceState, u64)>,
+}
+
+/// What can change whether an operation fits: the live pages, the retained
+/// checkpoints, the free and emptied segments, and whether a commit would
+/// give anything back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct SpaceState {
+    live_pages: u64,
+    checkpoints: usize,
+    writable: u64,
+    pending: u64,
+    needs_commit: bool,
 }
 
 /// A victim's score: higher is cleaned first.
@@ -197,6 +215,12 @@ impl Store {
         }
         if self.fits_with(need, tier, self.low_water()) {
             return Ok(());
+        }
+        let needed = self.segments_needed(need, tier);
+        if let Some((state, n)) = self.cleaner.full_at {
+            if state == self.space_state() && needed >= n {
+                return Err(Error::NoSpace);
+            }
         }
         // Segments emptied by the last commit come back with its superblock.
         self.settle()?;
@@ -256,7 +280,18 @@ impl Store {
                 self.segments_needed(need, tier),
                 self.sut.writable_segments()
             );
+            self.cleaner.full_at = Some((self.space_state(), needed));
             Err(Error::NoSpace)
+        }
+    }
+
+    fn space_state(&self) -> SpaceState {
+        SpaceState {
+            live_pages: self.sut.live_pages,
+            checkpoints: self.cplist.len(),
+            writable: self.sut.writable_segments(),
+            pending: self.pending_segments(),
+            needs_commit: self.needs_commit(),
         }
     }
 
