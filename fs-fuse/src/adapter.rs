@@ -413,18 +413,19 @@ impl Adapter {
 
     /// How a file opened with `flags` is served: through the kernel's
     /// page cache, except that a file opened for writing while the
-    /// filesystem is nearly full (under [`direct_below`] available) is
+    /// filesystem is nearly full (under [`direct_below`] available), or
+    /// has quota limits (set since the mount negotiated the cache), is
     /// served with direct I/O, so that each write(2) reaches the daemon and
-    /// one that does not fit fails with ENOSPC, as it would without the
-    /// kernel's writeback cache (whose writeback could only report it at
-    /// close or fsync).
+    /// one that does not fit fails with ENOSPC or EDQUOT, as it would
+    /// without the kernel's writeback cache (whose writeback could only
+    /// report it at close or fsync).
     fn open_flags(&self, flags: i32) -> FopenFlags {
         let writes = flags & libc::O_ACCMODE != libc::O_RDONLY;
         if writes && self.kernel_caches_writes() {
             let short = self
                 .with(|fs| {
                     let st = fs.statfs();
-                    Ok(st.bavail < direct_below(st.blocks))
+                    Ok(st.bavail < direct_below(st.blocks) || fs.has_quota_limits())
                 })
                 .unwrap_or(true);
             if short {
