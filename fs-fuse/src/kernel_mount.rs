@@ -16,6 +16,7 @@ use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::thread;
 
 use fuser::{Config, MountOption, Session, SessionACL, SessionUnmounter};
 use nix::mount::{MntFlags, MsFlags};
@@ -156,14 +157,22 @@ fn mount_direct(
     }
 }
 
+/// Threads serving FUSE requests: two a core, at least four. Reads do
+/// their device I/O outside the filesystem's lock, so several can wait on
+/// the disk at once while another request runs; and a rename that has the
+/// kernel write a file's cached pages back waits for other threads to
+/// serve those writes.
+fn worker_threads() -> usize {
+    let cores = thread::available_parallelism().map_or(2, usize::from);
+    (2 * cores).max(4)
+}
+
 /// The FUSE session settings; with `fusermount`, also the mount options
 /// fusermount3 needs.
 fn session_config(image: &Path, cfg: &MountConfig, fusermount: bool) -> Config {
     let mut c = Config::default();
     c.acl = acl(cfg);
-    // Two threads (this machine class has two cores): one can serve
-    // requests while the other waits on the disk for a read.
-    c.n_threads = Some(2);
+    c.n_threads = Some(worker_threads());
     if !fusermount {
         return c;
     }
