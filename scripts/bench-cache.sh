@@ -50,7 +50,7 @@ up() { # target -> the directory to work in
 
 down() {
     case $1 in
-    pagelog | plnocache) umount "$MNT"; "$BIN/pagelog-fsck" -n "$WORK/p.img" > /dev/null; rm -f "$WORK/p.img" ;;
+    pagelog | plnocache) pagelog_umount "$WORK/p.img" "$MNT"; "$BIN/pagelog-fsck" -n "$WORK/p.img" > /dev/null; rm -f "$WORK/p.img" ;;
     bindfs) fusermount3 -u "$WORK/bind"; rm -rf "$WORK/back" ;;
     ext4) umount "$WORK/ext4"; rm -f "$WORK/e.img" ;;
     esac

@@ -22,3 +22,9 @@ secs() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", (b - a) / 1e9}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
 # Column C of the results kept in R[KEY] (one line a run), their median.
 col() { printf '%s' "${R[$1]}" | awk -v c="$2" 'NF {print $c}' | median; }
+# Unmounts a pagelog mount and waits until its daemon has exited (and so
+# let go of the image).
+pagelog_umount() { # image mountpoint
+    umount "$2"
+    while pgrep -f "[p]agelog-mount $1" > /dev/null; do sleep 0.1; done
+}

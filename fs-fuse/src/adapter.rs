@@ -73,13 +73,23 @@ fn decode_fsxattr(b: &[u8]) -> Option<FsXattr> {
 
 /// Available pages under which a file opened for writing is served with
 /// direct I/O rather than through the kernel's writeback cache: a
-/// sixteenth of the filesystem, at least 16 MiB and at most 1 GiB. What a
-/// program writes through a file it opened above it can still meet a full
-/// filesystem only at writeback (README, "Full filesystems").
+/// sixteenth of the filesystem, at least 16 MiB and at most 1 GiB. The
+/// kernel may hold as much dirty data of the mount (see
+/// [`kernel_dirty_bytes`]), so a burst written through a file opened
+/// above it fits; a long-lived writer can still meet a full filesystem at
+/// writeback (README, "Full filesystems").
 fn direct_below(capacity_pages: u64) -> u64 {
-    const MIB_PAGES: u64 = (1 << 20) / pagelog_core::ondisk::layout::PAGE_SIZE as u64;
+    const MIB_PAGES: u64 = (1 << 20) / PAGE_SIZE;
     (capacity_pages / 16).clamp(16 * MIB_PAGES, 1024 * MIB_PAGES)
 }
+
+/// The dirty data the kernel's writeback cache may hold for a mount of
+/// `capacity_pages`: as much as [`direct_below`] keeps free.
+pub fn kernel_dirty_bytes(capacity_pages: u64) -> u64 {
+    direct_below(capacity_pages) * PAGE_SIZE
+}
+
+const PAGE_SIZE: u64 = pagelog_core::ondisk::layout::PAGE_SIZE as u64;
 
 /// How long a rename waits for the kernel to write back the cached pages
 /// of the file it moves.
@@ -634,6 +644,11 @@ impl fuser::Filesystem for Adapter {
             | InitFlags::FUSE_CACHE_SYMLINKS
             | InitFlags::FUSE_EXPORT_SUPPORT
             | InitFlags::FUSE_DONT_MASK
+            // The daemon clears set-id bits and file capabilities on write
+            // and truncation itself (`kill_privileges`); the kernel then
+            // marks the filesystem SB_NOSEC and stops asking for
+            // security.capability before every write, a round trip each.
+            | InitFlags::FUSE_HANDLE_KILLPRIV_V2
             // Shared mappings of a file opened with direct I/O (see
             // `open_flags`) go through the page cache as usual.
             | InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP;
@@ -742,7 +757,18 @@ impl fuser::Filesystem for Adapter {
             ctime: ctime.map(request_time),
             via_handle: fh.is_some(),
         };
-        let r = self.over_quota(req, &cred, |fs, c| fs.setattr(c, ino(i), &set));
+        // A truncation clears privileges as a write does; fuser does not
+        // pass on the kernel's FATTR_KILL_SUIDGID, so a caller other than
+        // root stands for one without CAP_FSETID.
+        let setid = req.uid() != 0;
+        let r = self.over_quota(req, &cred, |fs, c| {
+            let a = fs.setattr(c, ino(i), &set)?;
+            if set.size.is_none() {
+                return Ok(a);
+            }
+            fs.kill_privileges(ino(i), setid)?;
+            fs.getattr(ino(i))
+        });
         self.attr(reply, r);
     }
 
@@ -915,8 +941,20 @@ impl fuser::Filesystem for Adapter {
         reply: ReplyWrite,
     ) {
         let cred = self.cred(req);
-        let write =
-            |c: &Cred, n: usize| self.with(|fs| fs.write(c, ino(i), offset + n as u64, &data[n..]));
+        // The kernel leaves clearing privileges on write to the daemon
+        // (FUSE_HANDLE_KILLPRIV_V2), and says when the set-id bits go.
+        let setid = write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID);
+        let write = |c: &Cred, n: usize| {
+            let (written, killed) = self.with(|fs| {
+                let written = fs.write(c, ino(i), offset + n as u64, &data[n..])?;
+                Ok((written, fs.kill_privileges(ino(i), setid)?))
+            })?;
+            if killed {
+                // The kernel keeps the mode it had cached.
+                self.shared.reshaped(vec![ino(i)]);
+            }
+            Ok(written)
+        };
         // A write over a quota limit is cut short or refused; a caller
         // that may exceed limits writes the rest.
         let r = match write(&cred, 0) {

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use pagelog_core::{BlockDevice, FileDevice, Filesystem, MountOptions, ViewId};
 
-use crate::adapter::{Adapter, Shared};
+use crate::adapter::{kernel_dirty_bytes, Adapter, Shared};
 use crate::control::Context;
 use crate::kernel_mount::{self, Unmounter};
 use crate::logging;
@@ -34,6 +34,20 @@ fn set_readahead(mountpoint: &Path, bytes: u64) {
     let path = format!("/sys/class/bdi/{dev}/read_ahead_kb");
     if let Err(e) = std::fs::write(&path, (bytes / 1024).to_string()) {
         log::warn!("cannot set readahead ({path}): {e}");
+    }
+}
+
+/// Lets the kernel's writeback cache hold up to `bytes` of this mount's
+/// dirty pages (the mount's `max_bytes`; FUSE starts a mount at 1% of
+/// the kernel's dirty limit, so a burst of small random writes would be
+/// held to the rate at which they can be written back one by one).
+fn set_kernel_dirty(mountpoint: &Path, bytes: u64) {
+    let Some(dev) = mountinfo::mount_at(mountpoint).map(|e| e.dev) else {
+        return;
+    };
+    let path = format!("/sys/class/bdi/{dev}/max_bytes");
+    if let Err(e) = std::fs::write(&path, bytes.to_string()) {
+        log::warn!("cannot let the kernel cache more written data ({path}): {e}");
     }
 }
 
@@ -240,6 +254,10 @@ pub fn serve(
     };
     if let Some(bytes) = cfg.readahead {
         set_readahead(mountpoint, bytes);
+    }
+    if !cfg.read_only {
+        let pages = shared.with(|fs| Ok(fs.statfs().blocks)).unwrap_or(0);
+        set_kernel_dirty(mountpoint, kernel_dirty_bytes(pages));
     }
     let _ = shared.notifier.set(session.notifier());
     let uuid = shared

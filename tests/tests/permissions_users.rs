@@ -3,12 +3,14 @@
 //! them. Every scenario runs twice: with the kernel checking permissions
 //! (default_permissions, the default) and with pagelog checking them.
 
-use pagelog_tests::{op, op_as, Mount, Scratch};
+use pagelog_tests::{op, op_as, sh, Mount, Scratch};
 
 const ALICE: u32 = 1001;
 const BOB: u32 = 1002;
 const STAFF: u32 = 2000;
 const OTHER_GROUP: u32 = 2001;
+/// A version 2 `security.capability` value granting CAP_NET_RAW.
+const CAP_NET_RAW: &str = "0x0100000200200000000000000000000000000000";
 
 fn p(m: &Mount, rel: &str) -> String {
     m.path(rel).to_string_lossy().into_owned()
@@ -178,6 +180,47 @@ fn scenarios(m: &Mount) {
         op(&["stat", &exe, "mode"]),
         "777",
         "a write by another user clears set-id bits"
+    );
+    assert_eq!(op_as(ALICE, ALICE, &[STAFF], &["chmod", &exe, "6777"]), "0");
+    assert_eq!(op_as(BOB, BOB, &[], &["truncate", &exe, "1"]), "0");
+    assert_eq!(
+        op(&["stat", &exe, "mode"]),
+        "777",
+        "a truncation by another user clears set-id bits"
+    );
+
+    // File capabilities go with any write or truncation, root's too, and
+    // stay through a chmod (as Linux's file_remove_privs has it).
+    let caps = |f: &str| {
+        sh(&format!(
+            "getfattr -n security.capability '{f}' 2>&1 || true"
+        ))
+    };
+    let with_caps = |f: &str| {
+        sh(&format!(
+            "echo data > '{f}'; setfattr -n security.capability -v {CAP_NET_RAW} '{f}'"
+        ));
+        assert!(caps(f).contains("security.capability="), "{}", caps(f));
+    };
+    let capped = p(m, "tmp/capped");
+    with_caps(&capped);
+    assert_eq!(op(&["chmod", &capped, "755"]), "0");
+    assert!(
+        caps(&capped).contains("security.capability="),
+        "chmod kept them"
+    );
+    assert_eq!(op(&["openwrite", &capped, "O_WRONLY", "x"]), "0");
+    assert!(
+        caps(&capped).contains("No such attribute"),
+        "write: {}",
+        caps(&capped)
+    );
+    with_caps(&capped);
+    assert_eq!(op(&["truncate", &capped, "1"]), "0");
+    assert!(
+        caps(&capped).contains("No such attribute"),
+        "truncate: {}",
+        caps(&capped)
     );
 
     // Devices need privilege; fifos do not.

@@ -10,8 +10,11 @@ use crate::ids::{Ino, Nid};
 use crate::inode::{Inode, Timespec};
 use crate::node::NodeBody;
 use crate::page_life::life;
-use crate::perm::{Cred, MAY_READ, MAY_WRITE, S_ISVTX};
+use crate::perm::{Cred, MAY_READ, MAY_WRITE, S_ISGID, S_ISUID, S_ISVTX, S_IXGRP};
 use crate::xattr::{Namespace, SetMode, XattrNode};
+
+/// The name, in the `security.` namespace, of file capabilities.
+const CAPABILITY: &[u8] = b"capability";
 
 /// `setxattr` flags (Linux values).
 const XATTR_CREATE: i32 = 1;
@@ -156,6 +159,42 @@ impl Filesystem {
     }
 
     /// Removes attribute `name`.
+    /// What a write or truncation takes from a file, as Linux's
+    /// `file_remove_privs` does (FUSE leaves it to the filesystem once it
+    /// has told the kernel it handles it): its file capabilities
+    /// (`security.capability`) always, and with `setid` (a caller without
+    /// CAP_FSETID) the set-user-id bit and the set-group-id bit of a
+    /// group-executable file. Changes nothing, and costs one inode lookup,
+    /// for a file with neither. Returns whether the mode changed.
+    pub fn kill_privileges(&mut self, ino: Ino, setid: bool) -> Result<bool> {
+        let inode = self.inode(ino)?;
+        let mode = inode.mode;
+        let kill_mode =
+            setid && (mode & S_ISUID != 0 || mode & (S_ISGID | S_IXGRP) == S_ISGID | S_IXGRP);
+        let mut changed = false;
+        if !inode.xattr_nid.is_none() {
+            let mut x = self.xattrs(ino)?;
+            if x.get(Namespace::Security, CAPABILITY).is_some() {
+                x.remove(Namespace::Security, CAPABILITY)?;
+                self.save_xattrs(ino, x)?;
+                changed = true;
+            }
+        }
+        if kill_mode {
+            let i = self.inode_mut(ino)?;
+            i.mode &= !S_ISUID;
+            if i.mode & S_IXGRP != 0 {
+                i.mode &= !S_ISGID;
+            }
+            changed = true;
+        }
+        if changed {
+            self.inode_mut(ino)?.ctime = Timespec::now();
+            self.changed()?;
+        }
+        Ok(kill_mode)
+    }
+
     pub fn removexattr(&mut self, cred: &Cred, ino: Ino, name: &[u8]) -> Result<()> {
         self.writable()?;
         match name {
