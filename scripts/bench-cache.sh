@@ -61,7 +61,7 @@ down() {
 drop_hook() { # target
     case $1 in
     pagelog | plnocache)
-        echo "umount '$MNT' && while pgrep -f '[p]agelog-mount $WORK/p.img' > /dev/null; do sleep 0.1; done && '$BIN/pagelog-mount' $(opts "$1") '$WORK/p.img' '$MNT' && sleep 0.3" ;;
+        echo "umount '$MNT' && while pgrep -f '[p]agelog-mount.* $WORK/p.img' > /dev/null; do sleep 0.1; done && '$BIN/pagelog-mount' $(opts "$1") '$WORK/p.img' '$MNT' && sleep 0.3" ;;
     *) echo "" ;;
     esac
 }

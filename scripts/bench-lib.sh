@@ -26,5 +26,5 @@ col() { printf '%s' "${R[$1]}" | awk -v c="$2" 'NF {print $c}' | median; }
 # let go of the image).
 pagelog_umount() { # image mountpoint
     umount "$2"
-    while pgrep -f "[p]agelog-mount $1" > /dev/null; do sleep 0.1; done
+    while pgrep -f "[p]agelog-mount.* $1" > /dev/null; do sleep 0.1; done
 }
