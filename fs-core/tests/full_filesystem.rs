@@ -104,6 +104,55 @@ fn six_fill_delete_cycles_then_full_then_delete_all() {
     check_clean(&dev);
 }
 
+/// Once a write found no room, writes that need as much find none again
+/// at once, without committing or cleaning (the kernel's writeback cache
+/// sends a refused file's pages one request after another); a delete
+/// makes the next write try in earnest again, and it fits.
+#[test]
+fn a_refused_write_is_refused_again_without_work_until_something_changes() {
+    let dev = support::formatted(16384, 256);
+    let mut fs = mount(&dev);
+    let (names, full) = fill(&mut fs, "f", u64::MAX);
+    assert!(full, "the fill ends on ENOSPC");
+    let root = Cred::root();
+    let a = fs
+        .create(&root, Ino::ROOT, b"late", 0o644, 0)
+        .or_else(|_| {
+            fs.unlink(&root, Ino::ROOT, names[0].as_bytes())?;
+            fs.create(&root, Ino::ROOT, b"late", 0o644, 0)
+        })
+        .expect("a name");
+    // Small writes, as writeback sends them: each fits what `df` shows,
+    // so only the segments' room refuses them.
+    let chunk = vec![7u8; 16 * 1024];
+    let mut at = 0u64;
+    let refused = loop {
+        match fs.write(&root, a.ino, at, &chunk) {
+            Ok(n) => at += n as u64,
+            Err(e) => break e,
+        }
+        assert!(at < 64 * MIB as u64, "never refused");
+    };
+    assert!(matches!(refused, Error::NoSpace), "{refused}");
+    let before = fs.cleaner_report();
+    for i in 0..20u64 {
+        let r = fs.write(&root, a.ino, at + i * chunk.len() as u64, &chunk);
+        assert!(matches!(r, Err(Error::NoSpace)), "{r:?}");
+    }
+    let after = fs.cleaner_report();
+    assert_eq!(after.commits, before.commits, "refusals committed");
+    assert_eq!(after.stats.passes, before.stats.passes, "refusals cleaned");
+    // Room made: the next write tries again and fits.
+    for n in &names[1..4] {
+        fs.unlink(&root, Ino::ROOT, n.as_bytes()).expect("unlink");
+    }
+    fs.write(&root, a.ino, at, &chunk)
+        .expect("a write after deletes");
+    fs.release(a.ino).expect("release");
+    fs.unmount().expect("unmount");
+    check_clean(&dev);
+}
+
 /// Fills a small filesystem to ENOSPC with a tree of files, then runs
 /// every operation that must work on a full filesystem: truncate, rename,
 /// unlink, rmdir, chmod, fsync and unmount.
