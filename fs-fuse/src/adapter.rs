@@ -91,9 +91,27 @@ pub fn kernel_dirty_bytes(capacity_pages: u64) -> u64 {
 
 const PAGE_SIZE: u64 = pagelog_core::ondisk::layout::PAGE_SIZE as u64;
 
+/// Does this kernel wait for a FUSE write back until the daemon answered
+/// it? From Linux 6.14; before, it wrote back through temporary pages, and
+/// syncfs or an invalidation could return with writes still on their way,
+/// which the `ordered` mode's use of the writeback cache relies on.
+fn waits_for_writeback() -> bool {
+    let Ok(release) = std::fs::read_to_string("/proc/sys/kernel/osrelease") else {
+        return false;
+    };
+    let mut parts = release
+        .trim()
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|p| p.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    (major, minor) >= (6, 14)
+}
+
 /// How long a rename waits for the kernel to write back the cached pages
-/// of the file it moves.
-const LAUNDER_WAIT: Duration = Duration::from_secs(5);
+/// of the file it moves (it writes them one by one: a gigabyte dirtied at
+/// random takes long). Past it the rename goes on without them (FORMAT.md
+/// says so), rather than hold a worker thread for ever.
+const LAUNDER_WAIT: Duration = Duration::from_secs(30);
 
 /// Run before the final writeback.
 pub type ShutDownHook = Box<dyn FnOnce() + Send>;
@@ -674,7 +692,7 @@ impl fuser::Filesystem for Adapter {
             && self.cfg.default_permissions
             && !self.cfg.read_only
             && (journal == JournalMode::Writeback
-                || (journal == JournalMode::Ordered && self.primary));
+                || (journal == JournalMode::Ordered && self.primary && waits_for_writeback()));
         if cached && limited {
             log::info!("kernel writeback cache off: this filesystem has quota limits");
         }
@@ -942,12 +960,17 @@ impl fuser::Filesystem for Adapter {
     ) {
         let cred = self.cred(req);
         // The kernel leaves clearing privileges on write to the daemon
-        // (FUSE_HANDLE_KILLPRIV_V2), and says when the set-id bits go.
+        // (FUSE_HANDLE_KILLPRIV_V2), and says when the set-id bits go. A
+        // write back from its cache is not a write(2): the kernel dealt
+        // with privileges when the data entered the cache, and capabilities
+        // set since must stay.
         let setid = write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID);
+        let from_cache = write_flags.contains(WriteFlags::FUSE_WRITE_CACHE);
         let write = |c: &Cred, n: usize| {
             let (written, killed) = self.with(|fs| {
                 let written = fs.write(c, ino(i), offset + n as u64, &data[n..])?;
-                Ok((written, fs.kill_privileges(ino(i), setid)?))
+                let killed = !from_cache && fs.kill_privileges(ino(i), setid)?;
+                Ok((written, killed))
             })?;
             if killed {
                 // The kernel keeps the mode it had cached.
@@ -972,7 +995,7 @@ impl fuser::Filesystem for Adapter {
             Ok(n) => reply.written(n as u32),
             Err(e) => {
                 reply.error(errno(&e));
-                if write_flags.contains(WriteFlags::FUSE_WRITE_CACHE) {
+                if from_cache {
                     self.forget_cached(i.0, offset, data.len());
                 }
             }

@@ -47,7 +47,12 @@ fn set_kernel_dirty(mountpoint: &Path, bytes: u64) {
     };
     let path = format!("/sys/class/bdi/{dev}/max_bytes");
     if let Err(e) = std::fs::write(&path, bytes.to_string()) {
-        log::warn!("cannot let the kernel cache more written data ({path}): {e}");
+        // More than the kernel's whole dirty limit (a small machine) is
+        // refused: the whole limit, then.
+        let ratio = format!("/sys/class/bdi/{dev}/max_ratio");
+        if std::fs::write(&ratio, "100").is_err() {
+            log::info!("cannot let the kernel cache more written data ({path}): {e}");
+        }
     }
 }
 
@@ -423,8 +428,12 @@ fn spawn_commit_thread(
             }
             let mut guard = shared.lock();
             let Some(fs) = guard.as_mut() else { continue };
-            if let Err(e) = fs.sync_if_due() {
-                log::error!("periodic commit failed: {e}");
+            // `due` decides, not a second look at the clock: the syncfs
+            // above belongs to this commit.
+            if due {
+                if let Err(e) = fs.periodic_commit() {
+                    log::error!("periodic commit failed: {e}");
+                }
             }
             if quiet_since.elapsed() >= IDLE {
                 if let Err(e) = fs.clean_in_background() {

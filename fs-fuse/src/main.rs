@@ -31,8 +31,9 @@ Mount options (-o, comma-separated; mount(8) and /etc/fstab pass them the same w
   no_default_permissions  pagelog checks permissions itself instead (slower; fifos and
                           device nodes are then opened without a permission check)
   relatime|noatime|strictatime   access time policy (default relatime)
-  no_writeback_cache      no kernel writeback cache (used by default with ordered and
-                          writeback, never with full or quota limits)
+  no_writeback_cache      no kernel writeback cache (used by default with ordered, from
+                          Linux 6.14, and writeback; never with full, quota limits or
+                          no_default_permissions)
   attr_timeout=SECONDS    how long the kernel caches names and attributes (default 10)
   readahead=SIZE          kernel readahead window for sequential reads (default: the kernel's)
   bgclean | nobgclean     clean segments in the background while idle (default bgclean);

@@ -160,9 +160,10 @@ fn host_disk_full_degrades_to_read_only_and_loses_nothing_synced() {
 /// I/O, so a write(2) that does not fit fails with ENOSPC at once. A file
 /// opened while there was room keeps the cache: what it writes past the
 /// end of the room fails at writeback and is reported by fsync, and the
-/// kernel drops its copy of what was refused: reads never show refused
-/// data (the kernel keeps the size it gave the file, and what lies past
-/// the stored end reads as zeros until it forgets the inode).
+/// daemon has the kernel drop its copy of what was refused (right after
+/// answering the refused write): once fsync has returned, reads no longer
+/// show refused data (the kernel keeps the size it gave the file, and what
+/// lies past the stored end reads as zeros until it forgets the inode).
 #[test]
 fn near_full_writes_fail_at_write_and_refused_writeback_is_not_shown() {
     let s = Scratch::new();
@@ -176,16 +177,16 @@ fn near_full_writes_fail_at_write_and_refused_writeback_is_not_shown() {
     let (_, full) = fill(&m, "fill", u64::MAX);
     assert!(full, "the filesystem never filled");
     // Opened now, nearly full: each write(2) reaches the daemon.
-    let mut late = File::create(m.path("late")).or_else(|_| {
-        fs::remove_file(m.path("fill-0")).expect("make room for a name");
-        File::create(m.path("late"))
-    });
-    if let Ok(late) = late.as_mut() {
-        let e = (0..64)
-            .try_for_each(|_| late.write_all(&[0x11u8; MIB]))
-            .expect_err("64 MiB fit in a full filesystem");
-        assert_eq!(e.kind(), ErrorKind::StorageFull, "{e}");
-    }
+    let mut late = File::create(m.path("late"))
+        .or_else(|_| {
+            fs::remove_file(m.path("fill-0")).expect("make room for a name");
+            File::create(m.path("late"))
+        })
+        .expect("a file created once there is room");
+    let e = (0..64)
+        .try_for_each(|_| late.write_all(&[0x11u8; MIB]))
+        .expect_err("64 MiB fit in a full filesystem");
+    assert_eq!(e.kind(), ErrorKind::StorageFull, "{e}");
     drop(late);
     // The early file: the kernel accepts the writes, the filesystem
     // refuses them at writeback, fsync says so.
@@ -198,7 +199,16 @@ fn near_full_writes_fail_at_write_and_refused_writeback_is_not_shown() {
     let e = early.sync_all().expect_err("fsync of refused writes");
     assert_eq!(e.kind(), ErrorKind::StorageFull, "{e}");
     drop(early);
-    let shown = fs::read(m.path("early")).expect("read");
+    // The daemon drops the kernel's copy right after it answers each
+    // refused write, from a thread of its own: give those a moment.
+    let mut shown = fs::read(m.path("early")).expect("read");
+    for _ in 0..100 {
+        if !shown.contains(&0x77) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        shown = fs::read(m.path("early")).expect("read");
+    }
     let (img, dir) = (m.image.clone(), m.dir.clone());
     assert!(m.unmount().success());
     pagelog_tests::assert_checks_clean(&img);

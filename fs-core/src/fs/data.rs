@@ -175,7 +175,8 @@ impl Filesystem {
             i.mtime = now;
             i.ctime = now;
         }
-        // Under FUSE the kernel has already cleared these (with a setattr).
+        // Under FUSE's own permission checks the adapter clears these
+        // (`kill_privileges`, on the kernel's word).
         if !cred.is_root() && !cred.checked && i.mode & (S_ISUID | S_ISGID) != 0 {
             i.mode &= !S_ISUID;
             if i.mode & S_IXGRP != 0 {

@@ -158,7 +158,6 @@ impl Filesystem {
         Ok(out)
     }
 
-    /// Removes attribute `name`.
     /// What a write or truncation takes from a file, as Linux's
     /// `file_remove_privs` does (FUSE leaves it to the filesystem once it
     /// has told the kernel it handles it): its file capabilities
@@ -195,6 +194,7 @@ impl Filesystem {
         Ok(kill_mode)
     }
 
+    /// Removes attribute `name`.
     pub fn removexattr(&mut self, cred: &Cred, ino: Ino, name: &[u8]) -> Result<()> {
         self.writable()?;
         match name {

@@ -216,9 +216,8 @@ impl Store {
         if self.fits_with(need, tier, self.low_water()) {
             return Ok(());
         }
-        let needed = self.segments_needed(need, tier);
         if let Some((state, n)) = self.cleaner.full_at {
-            if state == self.space_state() && needed >= n {
+            if state == self.space_state() && self.segments_needed(need, tier) >= n {
                 return Err(Error::NoSpace);
             }
         }
@@ -280,6 +279,11 @@ impl Store {
                 self.segments_needed(need, tier),
                 self.sut.writable_segments()
             );
+            // Also after 64 rounds that still gained a little: a filesystem
+            // that 64 passes could not make room in is full for this
+            // operation until something changes the state (in the FUSE
+            // tests that is how refusals end, each costing seconds).
+            let needed = self.segments_needed(need, tier);
             self.cleaner.full_at = Some((self.space_state(), needed));
             Err(Error::NoSpace)
         }
