@@ -104,6 +104,45 @@ fn six_fill_delete_cycles_then_full_then_delete_all() {
     check_clean(&dev);
 }
 
+/// `available_at_least`, which settles most answers from the free segments
+/// alone, agrees with `statfs` from empty to full and back.
+#[test]
+fn available_at_least_agrees_with_statfs() {
+    let dev = support::formatted(16384, 256);
+    let mut fs = mount(&dev);
+    let agree = |fs: &mut Filesystem| {
+        let avail = fs.statfs().bavail;
+        for n in [
+            0,
+            1,
+            avail / 2,
+            avail.saturating_sub(1),
+            avail,
+            avail + 1,
+            2 * avail + 8,
+        ] {
+            assert_eq!(
+                fs.available_at_least(n),
+                avail >= n,
+                "{n} pages, {avail} available"
+            );
+        }
+    };
+    agree(&mut fs);
+    let mut names = Vec::new();
+    for step in 0..8 {
+        let (more, full) = fill(&mut fs, &format!("s{step}"), 6 * MIB as u64);
+        names.extend(more);
+        agree(&mut fs);
+        if full {
+            break;
+        }
+    }
+    delete_all(&mut fs, &names);
+    agree(&mut fs);
+    fs.unmount().expect("unmount");
+}
+
 /// Once a write found no room, writes that need as much find none again
 /// at once, without committing or cleaning (the kernel's writeback cache
 /// sends a refused file's pages one request after another); a delete

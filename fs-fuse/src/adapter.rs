@@ -452,8 +452,8 @@ impl Adapter {
         if writes && self.kernel_caches_writes() {
             let short = self
                 .with(|fs| {
-                    let st = fs.statfs();
-                    Ok(st.bavail < direct_below(st.blocks) || fs.has_quota_limits())
+                    let room = fs.available_at_least(direct_below(fs.capacity_pages()));
+                    Ok(!room || fs.has_quota_limits())
                 })
                 .unwrap_or(true);
             if short {

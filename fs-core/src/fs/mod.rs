@@ -509,6 +509,17 @@ impl Filesystem {
         Ok(a)
     }
 
+    /// Pages users can fill in all (`statfs`'s `blocks`).
+    pub fn capacity_pages(&self) -> u64 {
+        self.store.capacity_pages()
+    }
+
+    /// Are at least `pages` available (`statfs`'s `bavail`)? Cheap while
+    /// room is plentiful (see [`crate::store::Store::free_at_least`]).
+    pub fn available_at_least(&self, pages: u64) -> bool {
+        self.store.free_at_least(pages)
+    }
+
     /// Space and inode counts.
     pub fn statfs(&mut self) -> StatFs {
         if let Err(e) = self.degrade_if_failed() {

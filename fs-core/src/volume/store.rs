@@ -1029,6 +1029,20 @@ impl Store {
             .sum()
     }
 
+    /// Are at least `pages` free in the sense of [`Store::free_pages`]?
+    /// Settled from the free segments when they hold that much beyond the
+    /// reserve and what is pending (users' pages are never in a free
+    /// segment, so those pages are surely free), and only otherwise by
+    /// counting, which walks the retained checkpoints: a hot path (each
+    /// open for writing) pays the walk only when room is short.
+    pub fn free_at_least(&self, pages: u64) -> bool {
+        let pps = u64::from(self.sb.geometry.pages_per_segment);
+        let promised: u64 = self.roots().map(|r| r.reserved_pages).sum();
+        let surely = (self.sut.writable_segments() * pps)
+            .saturating_sub(self.reserve_pages() + self.pending_live() + promised);
+        surely >= pages || self.free_pages().min(self.capacity_pages()) >= pages
+    }
+
     /// Pages a user can fill in all: the segment area less the reserve.
     pub fn capacity_pages(&self) -> u64 {
         self.sb
