@@ -30,29 +30,16 @@ opts() { # target -> pagelog-mount options
 
 up() { # target -> the directory to work in
     case $1 in
-    pagelog | plnocache)
-        "$BIN/pagelog-mkfs" "$WORK/p.img" --size 4G -q --preallocate
-        # shellcheck disable=SC2046
-        "$BIN/pagelog-mount" $(opts "$1") "$WORK/p.img" "$MNT"
-        echo "$MNT" ;;
-    bindfs)
-        mkdir -p "$WORK/back" "$WORK/bind"
-        bindfs -o big_writes "$WORK/back" "$WORK/bind"
-        echo "$WORK/bind" ;;
-    ext4)
-        truncate -s 4G "$WORK/e.img"
-        mkfs.ext4 -q -F "$WORK/e.img"
-        mkdir -p "$WORK/ext4"
-        mount -o loop "$WORK/e.img" "$WORK/ext4"
-        echo "$WORK/ext4" ;;
+    # shellcheck disable=SC2046
+    pagelog | plnocache) target_up pagelog $(opts "$1") ;;
+    *) target_up "$1" ;;
     esac
 }
 
 down() {
     case $1 in
-    pagelog | plnocache) pagelog_umount "$WORK/p.img" "$MNT"; "$BIN/pagelog-fsck" -n "$WORK/p.img" > /dev/null; rm -f "$WORK/p.img" ;;
-    bindfs) fusermount3 -u "$WORK/bind"; rm -rf "$WORK/back" ;;
-    ext4) umount "$WORK/ext4"; rm -f "$WORK/e.img" ;;
+    pagelog | plnocache) target_down pagelog ;;
+    *) target_down "$1" ;;
     esac
 }
 

@@ -28,3 +28,37 @@ pagelog_umount() { # image mountpoint
     umount "$2"
     while pgrep -f "[p]agelog-mount.* $1" > /dev/null; do sleep 0.1; done
 }
+# A fresh target on the disk under $WORK, its directory printed:
+# `pagelog` (a preallocated 4 GiB image, as fio lays out its files on the
+# anchors, mounted with the remaining arguments as pagelog-mount options),
+# `bindfs` (a FUSE passthrough with big writes over a directory) or `ext4`
+# (the kernel's ext4 on a 4 GiB loop image).
+target_up() { # kind [pagelog-mount arguments...]
+    local kind=$1
+    shift
+    case $kind in
+    pagelog)
+        "$BIN/pagelog-mkfs" "$WORK/p.img" --size 4G -q --preallocate
+        "$BIN/pagelog-mount" "$@" "$WORK/p.img" "$MNT"
+        echo "$MNT" ;;
+    bindfs)
+        mkdir -p "$WORK/back" "$WORK/bind"
+        bindfs -o big_writes "$WORK/back" "$WORK/bind"
+        echo "$WORK/bind" ;;
+    ext4)
+        truncate -s 4G "$WORK/e.img"
+        mkfs.ext4 -q -F "$WORK/e.img"
+        mkdir -p "$WORK/ext4"
+        mount -o loop "$WORK/e.img" "$WORK/ext4"
+        echo "$WORK/ext4" ;;
+    esac
+}
+
+# Takes a target of `target_up` down (a pagelog image is checked first).
+target_down() { # kind
+    case $1 in
+    pagelog) pagelog_umount "$WORK/p.img" "$MNT"; "$BIN/pagelog-fsck" -n "$WORK/p.img" > /dev/null; rm -f "$WORK/p.img" ;;
+    bindfs) fusermount3 -u "$WORK/bind"; rm -rf "$WORK/back" ;;
+    ext4) umount "$WORK/ext4"; rm -f "$WORK/e.img" ;;
+    esac
+}

@@ -26,32 +26,15 @@ TARGETS="pagelog plcommit bindfs ext4"
 
 up() { # target -> the directory to work in
     case $1 in
-    pagelog)
-        "$BIN/pagelog-mkfs" "$WORK/p.img" --size 4G -q --preallocate
-        "$BIN/pagelog-mount" "$WORK/p.img" "$MNT"
-        echo "$MNT" ;;
-    plcommit)
-        "$BIN/pagelog-mkfs" "$WORK/p.img" --size 4G -q --preallocate
-        "$BIN/pagelog-mount" -o fsync=commit "$WORK/p.img" "$MNT"
-        echo "$MNT" ;;
-    bindfs)
-        mkdir -p "$WORK/back" "$WORK/bind"
-        bindfs -o big_writes "$WORK/back" "$WORK/bind"
-        echo "$WORK/bind" ;;
-    ext4)
-        truncate -s 4G "$WORK/e.img"
-        mkfs.ext4 -q -F "$WORK/e.img"
-        mkdir -p "$WORK/ext4"
-        mount -o loop "$WORK/e.img" "$WORK/ext4"
-        echo "$WORK/ext4" ;;
+    plcommit) target_up pagelog -o fsync=commit ;;
+    *) target_up "$1" ;;
     esac
 }
 
 down() {
     case $1 in
-    pagelog | plcommit) pagelog_umount "$WORK/p.img" "$MNT"; "$BIN/pagelog-fsck" -n "$WORK/p.img" > /dev/null; rm -f "$WORK/p.img" ;;
-    bindfs) fusermount3 -u "$WORK/bind"; rm -rf "$WORK/back" ;;
-    ext4) umount "$WORK/ext4"; rm -f "$WORK/e.img" ;;
+    plcommit) target_down pagelog ;;
+    *) target_down "$1" ;;
     esac
 }
 

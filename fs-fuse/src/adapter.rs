@@ -469,15 +469,30 @@ impl Adapter {
     /// data it never stored. Sent from a thread of its own: the kernel
     /// waits for the failed write to finish before it drops the pages.
     fn forget_cached(&self, ino: u64, offset: u64, len: usize) {
-        let Some(n) = self.shared.notifier.get().cloned() else {
-            return;
-        };
-        let (at, len) = (offset as i64, len as i64);
+        let _ = self.invalidate_pages(ino, offset as i64, len as i64);
+    }
+
+    /// Has the kernel drop its cached pages of `ino` from `offset` (`len`
+    /// bytes, 0 for all), writing dirty ones back first, from a thread of
+    /// its own: the kernel answers only once the writes it makes (served by
+    /// this session's other threads) or waits for are done. The receiver
+    /// gets the outcome; `None` before the session exists.
+    fn invalidate_pages(
+        &self,
+        ino: u64,
+        offset: i64,
+        len: i64,
+    ) -> Option<std::sync::mpsc::Receiver<std::io::Result<()>>> {
+        let n = self.shared.notifier.get().cloned()?;
+        let (done, outcome) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            if let Err(e) = n.inval_inode(INodeNo(ino), at, len) {
-                log::debug!("cached pages of inode {ino} not dropped: {e}");
+            let r = n.inval_inode(INodeNo(ino), offset, len);
+            if let Err(e) = &r {
+                log::debug!("cached pages of inode {ino} not all dropped: {e}");
             }
+            let _ = done.send(r);
         });
+        Some(outcome)
     }
 
     fn writers_empty(&self) -> bool {
@@ -496,27 +511,18 @@ impl Adapter {
     }
 
     /// Invalidates the kernel's cached pages of `ino`, which makes the
-    /// kernel write its dirty ones back first (its `launder_folio`) and
-    /// wait for them. The notification returns only once those writes are
-    /// served, by this session's other threads, so it is sent from a
-    /// thread of its own and waited for at most [`LAUNDER_WAIT`] (should
-    /// every other thread be waiting too, the rename goes on rather than
-    /// hang).
+    /// kernel write its dirty ones back first (its `launder_folio`), and
+    /// waits for that at most [`LAUNDER_WAIT`] (should every other thread
+    /// be waiting too, the rename goes on rather than hang).
     fn launder(&self, ino: u64) {
-        let Some(n) = self.shared.notifier.get().cloned() else {
+        let Some(outcome) = self.invalidate_pages(ino, 0, 0) else {
             return;
         };
-        let (done, wait) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let _ = done.send(n.inval_inode(INodeNo(ino), 0, 0));
-        });
-        match wait.recv_timeout(LAUNDER_WAIT) {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => log::debug!("cached pages of inode {ino} not all dropped: {e}"),
-            Err(_) => log::warn!(
+        if outcome.recv_timeout(LAUNDER_WAIT).is_err() {
+            log::warn!(
                 "inode {ino}: the kernel did not write its cached pages back within {LAUNDER_WAIT:?}; \
                  renaming without them"
-            ),
+            );
         }
     }
 
@@ -781,11 +787,10 @@ impl fuser::Filesystem for Adapter {
         let setid = req.uid() != 0;
         let r = self.over_quota(req, &cred, |fs, c| {
             let a = fs.setattr(c, ino(i), &set)?;
-            if set.size.is_none() {
-                return Ok(a);
+            if set.size.is_some() && fs.kill_privileges(ino(i), setid)? {
+                return fs.getattr(ino(i));
             }
-            fs.kill_privileges(ino(i), setid)?;
-            fs.getattr(ino(i))
+            Ok(a)
         });
         self.attr(reply, r);
     }
@@ -973,7 +978,7 @@ impl fuser::Filesystem for Adapter {
                 Ok((written, killed))
             })?;
             if killed {
-                // The kernel keeps the mode it had cached.
+                // The kernel keeps the attributes it had cached.
                 self.shared.reshaped(vec![ino(i)]);
             }
             Ok(written)

@@ -164,7 +164,7 @@ impl Filesystem {
     /// (`security.capability`) always, and with `setid` (a caller without
     /// CAP_FSETID) the set-user-id bit and the set-group-id bit of a
     /// group-executable file. Changes nothing, and costs one inode lookup,
-    /// for a file with neither. Returns whether the mode changed.
+    /// for a file with neither. Returns whether anything changed.
     pub fn kill_privileges(&mut self, ino: Ino, setid: bool) -> Result<bool> {
         let inode = self.inode(ino)?;
         let mode = inode.mode;
@@ -191,7 +191,7 @@ impl Filesystem {
             self.inode_mut(ino)?.ctime = Timespec::now();
             self.changed()?;
         }
-        Ok(kill_mode)
+        Ok(changed)
     }
 
     /// Removes attribute `name`.
