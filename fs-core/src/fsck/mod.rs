@@ -5,6 +5,7 @@
 //! live data page. Nothing here ever writes.
 
 mod branches;
+mod facts;
 pub mod finding;
 mod quota;
 mod scan;
@@ -300,6 +301,9 @@ pub fn check(
         }
     }
     if keeps_quota && level != Level::Fast {
+        // The recount mounts the image: what the scan holds goes first,
+        // so that the two never add up in memory.
+        drop((scan, pages, tree, chains));
         report.findings.extend(quota::check(dev_arc, key));
     }
     report

@@ -19,6 +19,9 @@ pub fn check(dev: Arc<dyn BlockDevice>, key: Option<&crate::seal::MasterKey>) ->
     let opts = MountOptions {
         read_only: true,
         key: key.cloned(),
+        // The recount reads each inode once, in order: the least cache
+        // does, and keeps the check's memory what the scan needs.
+        cache: crate::cache_sizes::MIN_CACHE,
         ..MountOptions::default()
     };
     let unreadable = |e: crate::Error| {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 
+use super::facts::{LeafFacts, PackFacts};
 use super::finding::{Finding, Kind, Severity};
 use crate::checkpoint::Checkpoint;
 use crate::checkpoint_list::CheckpointList;
@@ -17,7 +18,7 @@ use crate::error::Error;
 use crate::ids::{Ino, Nid, PageAddr, SegmentNo, Vpn};
 use crate::layout::{Geometry, PAGE_SIZE};
 use crate::meta_table::{leaf_entries, MetaTable, PageNames, RawEntry, TableId};
-use crate::node::Node;
+use crate::node::{Node, NodeBody};
 use crate::node_table::{decode as decode_nat, NatEntry, Slot};
 use crate::page_table::PatEntry;
 use crate::parallel;
@@ -66,8 +67,60 @@ pub struct Scan {
 /// a map, so that they cannot make the vector huge.
 #[derive(Debug, Default)]
 pub struct Nodes {
-    dense: Vec<Option<Node>>,
-    sparse: FxHashMap<Nid, Node>,
+    dense: Vec<Option<Held>>,
+    sparse: FxHashMap<Nid, Held>,
+}
+
+/// A node as the check keeps it: inode packs and directory leaves, which
+/// a million files fill by the tens of thousands, reduced to what the
+/// check reads of them (see `facts.rs`), any other node decoded.
+#[derive(Debug)]
+pub enum Held {
+    /// An inode pack (whose header names no inode).
+    Pack(Box<PackFacts>),
+    /// A leaf of inode `ino`'s directory index, at `level` (0 when right).
+    Leaf {
+        /// Its inode.
+        ino: Ino,
+        /// Its level.
+        level: u8,
+        /// Its entries.
+        leaf: Box<LeafFacts>,
+    },
+    /// Any other node.
+    Node(Node),
+}
+
+impl Held {
+    fn of(node: Node) -> Held {
+        match node.body {
+            NodeBody::InodePack(p) => Held::Pack(Box::new(PackFacts::of(&p))),
+            NodeBody::DirLeaf(l) => Held::Leaf {
+                ino: node.ino,
+                level: node.level,
+                leaf: Box::new(LeafFacts::of(&l)),
+            },
+            _ => Held::Node(node),
+        }
+    }
+
+    /// The inode the node belongs to (none for a pack).
+    pub fn ino(&self) -> Ino {
+        match self {
+            Held::Pack(_) => Ino::NONE,
+            Held::Leaf { ino, .. } => *ino,
+            Held::Node(n) => n.ino,
+        }
+    }
+
+    /// Its level inside its tree.
+    pub fn level(&self) -> u8 {
+        match self {
+            Held::Pack(_) => 0,
+            Held::Leaf { level, .. } => *level,
+            Held::Node(n) => n.level,
+        }
+    }
 }
 
 /// Unit addresses by vpn, as the page address table holds them (vpns are
@@ -201,7 +254,7 @@ impl Nodes {
         }
     }
 
-    fn insert(&mut self, nid: Nid, node: Node) {
+    fn insert(&mut self, nid: Nid, node: Held) {
         match self.dense.get_mut(nid.0 as usize) {
             Some(slot) => *slot = Some(node),
             None => {
@@ -211,10 +264,24 @@ impl Nodes {
     }
 
     /// The node `nid`, if it was read and decoded.
-    pub fn get(&self, nid: Nid) -> Option<&Node> {
+    pub fn held(&self, nid: Nid) -> Option<&Held> {
         match self.dense.get(nid.0 as usize) {
             Some(slot) => slot.as_ref(),
             None => self.sparse.get(&nid),
+        }
+    }
+
+    /// One past the largest node id the vector holds (ids beyond are
+    /// rare: a damaged table's).
+    pub fn id_bound(&self) -> u64 {
+        self.dense.len() as u64
+    }
+
+    /// The inode pack `nid`, if it was read and decoded.
+    pub fn pack(&self, nid: Nid) -> Option<&PackFacts> {
+        match self.held(nid)? {
+            Held::Pack(p) => Some(p),
+            _ => None,
         }
     }
 
@@ -224,7 +291,7 @@ impl Nodes {
     }
 
     /// Every decoded node with its id.
-    pub fn iter(&self) -> impl Iterator<Item = (Nid, &Node)> {
+    pub fn iter(&self) -> impl Iterator<Item = (Nid, &Held)> {
         let dense = self
             .dense
             .iter()
@@ -617,7 +684,7 @@ fn read_run(
     dev: &dyn BlockDevice,
     units: &Units,
     run: &[Located],
-) -> (Vec<(Nid, Node)>, Vec<Finding>, u64) {
+) -> (Vec<(Nid, Held)>, Vec<Finding>, u64) {
     let mut nodes = Vec::with_capacity(run.len());
     let mut findings = Vec::new();
     let Some(&(start, ..)) = run.first() else {
@@ -658,7 +725,9 @@ fn read_run(
             continue;
         }
         match Node::decode(page, addr, nid) {
-            Ok(node) => nodes.push((nid, node)),
+            // Reduced here, in the reading thread: a batch of decoded
+            // packs never waits whole.
+            Ok(node) => nodes.push((nid, Held::of(node))),
             Err(e) => findings.push(
                 Finding::new(Severity::Error, Kind::NodeDamaged, e.to_string())
                     .nid(nid)

@@ -80,7 +80,7 @@ pub fn expected(scan: &Scan, off: u64, used: Use) -> Option<u64> {
         Use::Data(ino, idx, crc) => digest(off, PageKind::Data, ino.0, idx, crc),
         Use::Packed(ino, base) => digest(off, PageKind::Data, ino.0, base, 0),
         Use::Node(nid) => {
-            let ino = scan.nodes.get(nid)?.ino;
+            let ino = scan.nodes.held(nid)?.ino();
             let crc = match scan.units.sealer() {
                 Some(_) => 0,
                 None => scan.nat.get(&nid)?.crc,

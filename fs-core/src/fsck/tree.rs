@@ -7,17 +7,16 @@ use std::collections::VecDeque;
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
+use super::facts::{Entry, Facts, LeafFacts};
 use super::finding::{Finding, Kind, Severity};
-use super::scan::Scan;
+use super::scan::{Held, Scan};
 use super::space::PageSink;
 use crate::acl::Acl;
 use crate::block_ptr::BlockPtr;
 use crate::dir_index::base_key;
-use crate::dir_node::DirEntry;
 use crate::file_map::{slot_base, span, SLOT_LEVELS};
 use crate::fs::{dtype_of, FLAG_ORPHAN};
 use crate::ids::{CheckpointNo, Ino, Nid, PageAddr, Vpn};
-use crate::inode::Inode;
 use crate::node::{Node, NodeBody};
 use crate::page_table::PatEntry;
 use crate::xattr::{Namespace, XattrNode};
@@ -107,18 +106,15 @@ struct Walker<'a, 's> {
     file_units: FxHashMap<Vpn, usize>,
 }
 
-fn inode_of(scan: &Scan, ino: Ino) -> Option<&Inode> {
-    match scan.nodes.get(ino.pack()).map(|n| &n.body) {
-        Some(NodeBody::InodePack(p)) => p.get(ino),
-        _ => None,
-    }
+fn inode_of(scan: &Scan, ino: Ino) -> Option<&Facts> {
+    scan.nodes.pack(ino.pack())?.get(ino)
 }
 
 /// Every inode in the decoded packs, by number.
-fn all_inodes(scan: &Scan) -> impl Iterator<Item = (Ino, &Inode)> {
+fn all_inodes(scan: &Scan) -> impl Iterator<Item = (Ino, &Facts)> {
     scan.nodes.iter().flat_map(|(nid, node)| {
-        let slots = match &node.body {
-            NodeBody::InodePack(p) => p.slots.as_slice(),
+        let slots = match node {
+            Held::Pack(p) => p.slots.as_slice(),
             _ => &[],
         };
         slots
@@ -131,9 +127,9 @@ fn all_inodes(scan: &Scan) -> impl Iterator<Item = (Ino, &Inode)> {
 impl<'a> Walker<'a, '_> {
     /// Marks `nid` reached from inode `ino`; returns the node if it may be
     /// walked further.
-    fn reach(&mut self, ino: Ino, nid: Nid) -> Option<&'a Node> {
+    fn reach(&mut self, ino: Ino, nid: Nid) -> Option<&'a Held> {
         let scan: &'a Scan = self.scan;
-        let Some(node) = scan.nodes.get(nid) else {
+        let Some(held) = scan.nodes.held(nid) else {
             let msg = if scan.nat.contains_key(&nid) {
                 "refers to a damaged node"
             } else if scan.nid_lost(nid) {
@@ -161,18 +157,26 @@ impl<'a> Walker<'a, '_> {
             );
             return None;
         }
-        if node.ino != ino {
+        if let Held::Pack(_) = held {
+            self.findings.push(
+                Finding::new(Severity::Error, Kind::NodeMisplaced, "an inode pack")
+                    .ino(ino)
+                    .nid(nid),
+            );
+            return None;
+        }
+        if held.ino() != ino {
             self.findings.push(
                 Finding::new(
                     Severity::Error,
                     Kind::NodeMisplaced,
-                    format!("node belongs to inode {}", node.ino),
+                    format!("node belongs to inode {}", held.ino()),
                 )
                 .ino(ino)
                 .nid(nid),
             );
         }
-        Some(node)
+        Some(held)
     }
 
     fn pointer(&mut self, ino: Ino, idx: u64, p: &BlockPtr, count: &mut u64) {
@@ -279,17 +283,21 @@ impl<'a> Walker<'a, '_> {
 
     /// Walks a file map node expected at `level`; counts allocated pages.
     fn map_node(&mut self, ino: Ino, nid: Nid, level: u8, base: u64, count: &mut u64) {
-        let Some(node) = self.reach(ino, nid) else {
+        let Some(held) = self.reach(ino, nid) else {
             return;
         };
-        match (&node.body, level) {
-            (NodeBody::Direct(d), 0) => {
+        let body = match held {
+            Held::Node(node) => Some(&node.body),
+            _ => None,
+        };
+        match (body, level) {
+            (Some(NodeBody::Direct(d)), 0) => {
                 let ptrs = d.ptrs.clone();
                 for (i, p) in ptrs.iter().enumerate() {
                     self.pointer(ino, base + i as u64, p, count);
                 }
             }
-            (NodeBody::Indirect(ind), l) if l > 0 && node.level == l => {
+            (Some(NodeBody::Indirect(ind)), l) if l > 0 && held.level() == l => {
                 let kids = ind.nids.clone();
                 for (i, c) in kids.iter().enumerate().filter(|(_, c)| !c.is_none()) {
                     self.map_node(ino, *c, l - 1, base + i as u64 * span(l - 1), count);
@@ -307,13 +315,13 @@ impl<'a> Walker<'a, '_> {
         }
     }
 
-    fn file_map(&mut self, ino: Ino, inode: &Inode) -> u64 {
+    fn file_map(&mut self, ino: Ino, inode: &Facts) -> u64 {
         self.file_units.clear();
         let mut count = 0;
         for (i, p) in inode.ptrs.iter().enumerate() {
             self.pointer(ino, i as u64, p, &mut count);
         }
-        for (slot, nid) in inode.map_nids.iter().enumerate() {
+        for (slot, nid) in inode.map_nids().iter().enumerate() {
             if !nid.is_none() {
                 let level = SLOT_LEVELS[slot];
                 self.map_node(ino, *nid, level, slot_base(slot), &mut count);
@@ -322,18 +330,18 @@ impl<'a> Walker<'a, '_> {
         count
     }
 
-    /// Walks a directory index; returns its entries in key order and the
+    /// Walks a directory index; returns its leaves in key order and the
     /// number of index nodes.
-    fn dir_index(&mut self, ino: Ino, root: Nid) -> (Vec<&'a DirEntry>, u64) {
-        let mut entries = Vec::new();
+    fn dir_index(&mut self, ino: Ino, root: Nid) -> (Listing<'a>, u64) {
+        let mut leaves = Vec::new();
         let mut nodes = 0;
         let mut stack = vec![(root, None::<u8>)];
         while let Some((nid, want_level)) = stack.pop() {
-            let Some(node) = self.reach(ino, nid) else {
+            let Some(held) = self.reach(ino, nid) else {
                 continue;
             };
             nodes += 1;
-            if want_level.is_some_and(|l| l != node.level) {
+            if want_level.is_some_and(|l| l != held.level()) {
                 self.findings.push(
                     Finding::new(
                         Severity::Error,
@@ -344,12 +352,16 @@ impl<'a> Walker<'a, '_> {
                     .nid(nid),
                 );
             }
-            match &node.body {
-                NodeBody::DirLeaf(l) => entries.extend(l.entries.iter()),
-                NodeBody::DirInternal(int) if node.level > 0 => {
+            match held {
+                Held::Leaf { leaf, .. } => leaves.push(&**leaf),
+                Held::Node(Node {
+                    level,
+                    body: NodeBody::DirInternal(int),
+                    ..
+                }) if *level > 0 => {
                     // Children go on the stack in reverse so leaves come out in key order.
                     for (_, c) in int.children.iter().rev() {
-                        stack.push((*c, Some(node.level - 1)));
+                        stack.push((*c, Some(level - 1)));
                     }
                 }
                 _ => self.findings.push(
@@ -363,28 +375,28 @@ impl<'a> Walker<'a, '_> {
                 ),
             }
         }
-        for w in entries.windows(2) {
-            if w[0].key >= w[1].key {
-                let msg = format!(
-                    "entries out of key order ({:#x} then {:#x})",
-                    w[0].key, w[1].key
-                );
+        let listing = Listing(leaves);
+        let mut last = None;
+        for e in listing.entries() {
+            if let Some(before) = last.filter(|&k| k >= e.key) {
+                let msg = format!("entries out of key order ({before:#x} then {:#x})", e.key);
                 self.findings
                     .push(Finding::new(Severity::Error, Kind::DirIndexBroken, msg).ino(ino));
                 break;
             }
+            last = Some(e.key);
         }
-        for e in &entries {
-            if base_key(&e.name, self.seed) != e.key & !0xFF {
+        for e in listing.entries() {
+            if base_key(e.name, self.seed) != e.key & !0xFF {
                 let msg = format!(
                     "entry '{}' is filed under the wrong hash",
-                    String::from_utf8_lossy(&e.name)
+                    String::from_utf8_lossy(e.name)
                 );
                 self.findings
                     .push(Finding::new(Severity::Error, Kind::DirIndexBroken, msg).ino(ino));
             }
         }
-        (entries, nodes)
+        (listing, nodes)
     }
 }
 
@@ -430,7 +442,7 @@ impl<'a, 's> Walker<'a, 's> {
     ) -> Self {
         let mut reached = FxHashSet::default();
         for (nid, node) in scan.nodes.iter() {
-            if let NodeBody::InodePack(p) = &node.body {
+            if let Held::Pack(p) = node {
                 // An empty pack is freed at once; one left behind is a leak,
                 // reported as an unreached node.
                 if p.used() > 0 {
@@ -452,13 +464,13 @@ impl<'a, 's> Walker<'a, 's> {
 
     /// Walks every inode's attribute node, directory index or file map;
     /// returns each directory's entries.
-    fn inodes(&mut self) -> FxHashMap<Ino, Vec<&'a DirEntry>> {
+    fn inodes(&mut self) -> FxHashMap<Ino, Listing<'a>> {
         let scan = self.scan;
         let mut entries_of = FxHashMap::default();
         for (ino, inode) in all_inodes(scan) {
             self.tree.inodes += 1;
-            if !inode.xattr_nid.is_none() {
-                self.xattr(ino, inode.xattr_nid, inode.is_dir());
+            if !inode.xattr_nid().is_none() {
+                self.xattr(ino, inode.xattr_nid(), inode.is_dir());
             }
             if inode.is_dir() {
                 self.tree.directories += 1;
@@ -482,16 +494,20 @@ impl<'a, 's> Walker<'a, 's> {
     }
 
     fn xattr(&mut self, ino: Ino, nid: Nid, is_dir: bool) {
-        let Some(node) = self.reach(ino, nid) else {
+        let Some(held) = self.reach(ino, nid) else {
             return;
         };
-        let found = match &node.body {
-            NodeBody::Xattr(x) if !x.entries.is_empty() => {
+        let body = match held {
+            Held::Node(node) => Some(&node.body),
+            _ => None,
+        };
+        let found = match body {
+            Some(NodeBody::Xattr(x)) if !x.entries.is_empty() => {
                 self.acls(ino, nid, x, is_dir);
                 return;
             }
             // The last attribute removed frees the node at once.
-            NodeBody::Xattr(_) => Finding::new(
+            Some(NodeBody::Xattr(_)) => Finding::new(
                 Severity::Error,
                 Kind::NodeLeaked,
                 "attribute node holds no attribute",
@@ -531,20 +547,20 @@ impl<'a, 's> Walker<'a, 's> {
 
     /// Walks a directory's index and checks its counts; returns its
     /// entries in key order.
-    fn directory(&mut self, ino: Ino, inode: &Inode) -> Vec<&'a DirEntry> {
+    fn directory(&mut self, ino: Ino, inode: &Facts) -> Listing<'a> {
         self.unreadable = false;
-        let (entries, nodes) = if inode.dir_root.is_none() {
-            (Vec::new(), 0)
+        let (entries, nodes) = if inode.dir_root().is_none() {
+            (Listing::default(), 0)
         } else {
-            self.dir_index(ino, inode.dir_root)
+            self.dir_index(ino, inode.dir_root())
         };
         if self.unreadable {
             return entries;
         }
-        if entries.len() as u64 != inode.dir_entries {
+        if entries.len() != inode.dir_entries() {
             let msg = format!(
                 "directory says {} entries, its index holds {}",
-                inode.dir_entries,
+                inode.dir_entries(),
                 entries.len()
             );
             self.findings
@@ -559,23 +575,71 @@ impl<'a, 's> Walker<'a, 's> {
     }
 }
 
+/// Names counted per inode: a vector by inode number (numbers are dense,
+/// as pack ids are; 4 bytes an inode where a map took about 17), a map for
+/// numbers past it (only a damaged directory names such).
+struct LinkCounts {
+    dense: Vec<u32>,
+    sparse: FxHashMap<Ino, u32>,
+}
+
+impl LinkCounts {
+    fn new(bound: u64) -> LinkCounts {
+        LinkCounts {
+            dense: vec![0; bound as usize],
+            sparse: FxHashMap::default(),
+        }
+    }
+
+    fn add(&mut self, ino: Ino) {
+        match self.dense.get_mut(ino.0 as usize) {
+            Some(n) => *n += 1,
+            None => *self.sparse.entry(ino).or_default() += 1,
+        }
+    }
+
+    fn get(&self, ino: Ino) -> u32 {
+        match self.dense.get(ino.0 as usize) {
+            Some(n) => *n,
+            None => self.sparse.get(&ino).copied().unwrap_or(0),
+        }
+    }
+}
+
+/// A directory's leaves in key order (a pointer a leaf, where a list of
+/// its entries took one an entry).
+#[derive(Default)]
+struct Listing<'a>(Vec<&'a LeafFacts>);
+
+impl<'a> Listing<'a> {
+    fn entries(&self) -> impl Iterator<Item = Entry<'a>> + '_ {
+        self.0.iter().flat_map(|l| l.entries())
+    }
+
+    fn len(&self) -> u64 {
+        self.0.iter().map(|l| l.len() as u64).sum()
+    }
+}
+
 /// Walks the tree from the root: entries, `..`, cycles, link counts,
 /// the graveyard, lost inodes.
-fn namespace(w: &mut Walker<'_, '_>, entries_of: &FxHashMap<Ino, Vec<&DirEntry>>) {
+fn namespace(w: &mut Walker<'_, '_>, entries_of: &FxHashMap<Ino, Listing<'_>>) {
     let scan = w.scan;
-    let mut links: FxHashMap<Ino, u32> = FxHashMap::default();
-    links.reserve(w.tree.inodes as usize);
+    let mut links = LinkCounts::new(scan.nodes.id_bound() * crate::ids::PACK_SLOTS + 1);
     let mut seen_dirs: FxHashSet<Ino> = FxHashSet::from_iter([Ino::ROOT]);
     let mut queue = VecDeque::from([Ino::ROOT]);
     while let Some(dir) = queue.pop_front() {
         let mut subdirs = 0;
         // In inode order, so that the inodes named are looked up pack by
         // pack rather than in the hash order of the names.
-        let mut entries = entries_of.get(&dir).cloned().unwrap_or_default();
+        let mut entries: Vec<Entry> = entries_of
+            .get(&dir)
+            .map(|l| l.entries().collect())
+            .unwrap_or_default();
         entries.sort_unstable_by_key(|e| e.ino);
         for e in entries {
             // Borrowed unless the name is not UTF-8: no allocation per entry.
-            let name = String::from_utf8_lossy(&e.name);
+            let name = String::from_utf8_lossy(e.name);
             let Some(target) = inode_of(scan, e.ino) else {
                 w.findings.push(
                     Finding::new(
@@ -610,17 +674,17 @@ fn namespace(w: &mut Walker<'_, '_>, entries_of: &FxHashMap<Ino, Vec<&DirEntry>>
                     );
                     continue;
                 }
-                if target.parent != dir {
+                if target.parent() != dir {
                     let msg = format!(
                         "'..' of '{name}' is inode {}, the directory holding it is {dir}",
-                        target.parent
+                        target.parent()
                     );
                     w.findings
                         .push(Finding::new(Severity::Error, Kind::ParentWrong, msg).ino(e.ino));
                 }
                 queue.push_back(e.ino);
             } else {
-                *links.entry(e.ino).or_default() += 1;
+                links.add(e.ino);
             }
         }
         if let Some(d) = inode_of(scan, dir) {
@@ -637,8 +701,8 @@ fn namespace(w: &mut Walker<'_, '_>, entries_of: &FxHashMap<Ino, Vec<&DirEntry>>
     let mut parked = FxHashSet::default();
     for e in entries_of
         .get(&Ino::GRAVEYARD)
-        .map(Vec::as_slice)
-        .unwrap_or(&[])
+        .into_iter()
+        .flat_map(Listing::entries)
     {
         match inode_of(scan, e.ino) {
             Some(i) if i.flags & FLAG_ORPHAN != 0 && i.nlink == 0 => {
@@ -685,7 +749,7 @@ fn namespace(w: &mut Walker<'_, '_>, entries_of: &FxHashMap<Ino, Vec<&DirEntry>>
             }
             continue;
         }
-        let counted = links.get(&nid).copied().unwrap_or(0);
+        let counted = links.get(nid);
         if counted == 0 && !parked.contains(&nid) {
             w.findings.push(
                 Finding::new(
