@@ -127,6 +127,7 @@ fn open_image(
         journal: cfg.journal,
         read_only: cfg.read_only,
         dirty_limit: cfg.dirty_limit,
+        cache: cfg.cache,
         atime: cfg.atime,
         commit_interval: cfg.commit,
         cleaner: cfg.cleaner,

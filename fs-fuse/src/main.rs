@@ -26,6 +26,8 @@ Mount options (-o, comma-separated; mount(8) and /etc/fstab pass them the same w
                                        zeros (or its older data) where newer data was lost
   commit=SECONDS          write back and commit at least this often (default 5; 0 means 5)
   dirty_limit=SIZE        write back when this much data is dirty (default 64M)
+  cache=SIZE              memory for cached metadata: inodes, file maps, directories and
+                          the address tables (default 128M, at least 8M)
   allow_other|allow_root  let other users (or root) use the mount
   default_permissions     the kernel checks permissions from the mode bits (default)
   no_default_permissions  pagelog checks permissions itself instead (slower; fifos and

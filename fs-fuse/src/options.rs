@@ -24,6 +24,8 @@ pub struct MountConfig {
     pub commit: Duration,
     /// Dirty data that triggers writeback, in bytes.
     pub dirty_limit: u64,
+    /// Bytes the daemon's caches of metadata may hold (`cache=`).
+    pub cache: u64,
     /// Access time policy.
     pub atime: AtimeMode,
     /// Kernel page cache holds writes until writeback (faster small writes).
@@ -74,6 +76,7 @@ impl Default for MountConfig {
             default_permissions: true,
             commit: Duration::from_secs(5),
             dirty_limit: 64 << 20,
+            cache: pagelog_core::cache_sizes::DEFAULT_CACHE,
             atime: AtimeMode::Relative,
             writeback_cache: true,
             attr_timeout: Duration::from_secs(10),
@@ -175,6 +178,14 @@ pub fn apply(cfg: &mut MountConfig, list: &str) -> Result<(), String> {
                     return Err(format!("dirty_limit={v}: at least 1M"));
                 }
                 cfg.dirty_limit = bytes;
+            }
+            ("cache", Some(v)) => {
+                let bytes =
+                    parse_size(v).ok_or_else(|| format!("cache={v}: not a size (like 128M)"))?;
+                if bytes < pagelog_core::cache_sizes::MIN_CACHE {
+                    return Err(format!("cache={v}: at least 8M"));
+                }
+                cfg.cache = bytes;
             }
             ("atime" | "strictatime", None) => cfg.atime = AtimeMode::Always,
             ("relatime", None) => cfg.atime = AtimeMode::Relative,
@@ -361,6 +372,11 @@ mod tests {
         assert!(apply(&mut c, "commit=abc").is_err());
         assert!(apply(&mut c, "commit=99999").is_err());
         assert!(apply(&mut c, "dirty_limit=10").is_err());
+        assert!(apply(&mut c, "cache=1M")
+            .unwrap_err()
+            .contains("at least 8M"));
+        apply(&mut c, "cache=1G").expect("apply");
+        assert_eq!(c.cache, 1 << 30);
         assert!(apply(&mut c, "journal=sometimes").is_err());
         assert!(apply(&mut c, "fsync=never").is_err());
         apply(&mut c, "fsync=commit").expect("apply");

@@ -36,6 +36,7 @@ pub use snapshots::{BranchInfo, CheckpointInfo};
 pub use tamper::Tamper;
 pub use views::ViewId;
 
+use crate::cache_sizes::CacheSizes;
 use crate::device::BlockDevice;
 use crate::dir_index;
 use crate::error::{Error, Result};
@@ -113,6 +114,9 @@ pub struct MountOptions {
     /// the table entries they changed, one flush) instead of a commit
     /// (`volume/fsync.rs`); off: every fsync commits.
     pub roll_forward: bool,
+    /// Bytes the caches of decoded nodes and of the address tables may
+    /// hold in all (see [`CacheSizes::of`]).
+    pub cache: u64,
 }
 
 impl Default for MountOptions {
@@ -129,6 +133,7 @@ impl Default for MountOptions {
             at: None,
             key: None,
             roll_forward: true,
+            cache: crate::cache_sizes::DEFAULT_CACHE,
         }
     }
 }
@@ -236,7 +241,7 @@ impl Filesystem {
             log::warn!("recovery: {note}");
         }
         let max_seq = rec.max_seq;
-        let mut store = Store::open(dev, rec, opts.read_only)?;
+        let mut store = Store::open(dev, rec, opts.read_only, CacheSizes::of(opts.cache))?;
         store.cleaner_options = opts.cleaner;
         store.retention = opts.retention;
         if let Some(at) = &opts.at {
@@ -276,7 +281,7 @@ impl Filesystem {
         };
         let dev = self.dev();
         let rec = recovery::recover(&*dev, false, self.opts.key.as_ref())?;
-        let mut store = Store::open(dev, rec, true)?;
+        let mut store = Store::open(dev, rec, true, CacheSizes::of(self.opts.cache))?;
         store.cleaner_options = self.opts.cleaner;
         store.degraded = Some(why);
         store.adopt_roots(&self.store);

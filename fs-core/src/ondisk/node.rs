@@ -67,6 +67,42 @@ pub struct Node {
 }
 
 impl Node {
+    /// Bytes this node takes in memory, decoded: what a cache sized in
+    /// bytes counts (an estimate: the allocator's own overhead is left out).
+    pub fn footprint(&self) -> usize {
+        use std::mem::size_of;
+        fn vec<T>(v: &[T]) -> usize {
+            std::mem::size_of_val(v)
+        }
+        size_of::<Node>()
+            + match &self.body {
+                NodeBody::InodePack(p) => {
+                    let heap = p.slots.iter().flatten().map(|i| {
+                        i.inline.capacity()
+                            + if i.ptrs.spilled() {
+                                vec(&i.ptrs[..])
+                            } else {
+                                0
+                            }
+                    });
+                    size_of::<InodePack>() + heap.sum::<usize>()
+                }
+                NodeBody::Direct(d) => size_of::<DirectNode>() + vec(&d.ptrs),
+                NodeBody::Indirect(i) => size_of::<IndirectNode>() + vec(&i.nids),
+                NodeBody::DirLeaf(l) => {
+                    let names = l.entries.iter().filter(|e| e.name.spilled());
+                    size_of::<DirLeaf>()
+                        + vec(&l.entries)
+                        + names.map(|e| e.name.len()).sum::<usize>()
+                }
+                NodeBody::DirInternal(d) => size_of::<DirInternal>() + vec(&d.children),
+                NodeBody::Xattr(x) => {
+                    let heap = x.entries.iter().map(|a| a.name.len() + a.value.len());
+                    size_of::<XattrNode>() + vec(&x.entries) + heap.sum::<usize>()
+                }
+            }
+    }
+
     fn kind_code(&self) -> u8 {
         match self.body {
             NodeBody::InodePack(_) => kind::INODE_PACK,

@@ -24,6 +24,8 @@ struct Cached {
     /// writing it adds a live page (rewriting a node only moves one).
     fresh: bool,
     last_use: u64,
+    /// Its footprint while it counts as clean (0 while dirty).
+    bytes: usize,
 }
 
 /// Decoded nodes by id.
@@ -32,7 +34,10 @@ pub struct NodeCache {
     nodes: HashMap<Nid, Cached>,
     /// Where nodes are stored.
     pub nat: NodeTable,
+    /// Bytes of clean nodes beyond which the oldest are dropped.
     max_clean: usize,
+    /// Bytes of clean nodes held ([`Node::footprint`]).
+    clean_bytes: usize,
     dirty: usize,
     fresh: usize,
     clock: u64,
@@ -64,12 +69,14 @@ fn wrong_kind(nid: Nid, want: &str) -> Error {
 }
 
 impl NodeCache {
-    /// A cache over `nat` keeping at most about `max_clean` clean nodes.
+    /// A cache over `nat` keeping at most about `max_clean` bytes of
+    /// clean nodes. Dirty nodes are not bounded here: commits bound them.
     pub fn new(nat: NodeTable, max_clean: usize) -> NodeCache {
         NodeCache {
             nodes: HashMap::new(),
             nat,
             max_clean,
+            clean_bytes: 0,
             dirty: 0,
             fresh: 0,
             clock: 0,
@@ -135,6 +142,8 @@ impl NodeCache {
             self.partial.insert(nid);
         }
         self.evict();
+        let bytes = node.footprint();
+        self.clean_bytes += bytes;
         self.nodes.insert(
             nid,
             Cached {
@@ -142,14 +151,17 @@ impl NodeCache {
                 dirty: false,
                 fresh: false,
                 last_use: self.clock,
+                bytes,
             },
         );
         Ok(())
     }
 
+    /// Past the bound, drops the least recently used clean nodes down to
+    /// three quarters of it: one sort pays for a quarter of the cache, so
+    /// a node read costs a logarithmic share of it.
     fn evict(&mut self) {
-        let clean = self.nodes.len() - self.dirty;
-        if clean < self.max_clean {
+        if self.clean_bytes < self.max_clean {
             return;
         }
         let mut ages: Vec<(u64, Nid)> = self
@@ -159,9 +171,20 @@ impl NodeCache {
             .map(|(n, c)| (c.last_use, *n))
             .collect();
         ages.sort_unstable();
-        for (_, nid) in ages.into_iter().take(self.max_clean / 4 + 1) {
-            self.nodes.remove(&nid);
+        let keep = self.max_clean / 4 * 3;
+        for (_, nid) in ages {
+            if self.clean_bytes <= keep {
+                break;
+            }
+            if let Some(c) = self.nodes.remove(&nid) {
+                self.clean_bytes -= c.bytes;
+            }
         }
+    }
+
+    /// Bytes of clean nodes held.
+    pub fn clean_bytes(&self) -> usize {
+        self.clean_bytes
     }
 
     /// Is `nid` an allocated node (written, or created since the last commit)?
@@ -188,6 +211,7 @@ impl NodeCache {
         if !c.dirty {
             c.dirty = true;
             self.dirty += 1;
+            self.clean_bytes -= std::mem::take(&mut c.bytes);
         }
         Ok(&mut c.node)
     }
@@ -341,11 +365,13 @@ impl NodeCache {
                 dirty: true,
                 fresh: true,
                 last_use: self.clock,
+                bytes: 0,
             },
         );
         if !old.as_ref().is_some_and(|c| c.dirty) {
             self.dirty += 1;
         }
+        self.clean_bytes -= old.as_ref().map_or(0, |c| c.bytes);
         if !old.is_some_and(|c| c.fresh) {
             self.fresh += 1;
         }
@@ -359,6 +385,7 @@ impl NodeCache {
         nid: Nid,
     ) -> Result<()> {
         if let Some(c) = self.nodes.remove(&nid) {
+            self.clean_bytes -= c.bytes;
             if c.dirty {
                 self.dirty -= 1;
             }
@@ -396,6 +423,8 @@ impl NodeCache {
             let (vpn, crc) = life.write_unit(log, (PageKind::Node, ino.0, nid.0), &page[..])?;
             c.dirty = false;
             self.dirty -= 1;
+            c.bytes = c.node.footprint();
+            self.clean_bytes += c.bytes;
             if std::mem::take(&mut c.fresh) {
                 self.fresh -= 1;
             }
@@ -427,4 +456,59 @@ pub fn check_node(page: &[u8], nid: Nid, addr: PageAddr, e: NatEntry) -> Result<
         ));
     }
     Node::decode(page, addr, nid)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use crate::cache_sizes::{CacheSizes, MIN_CACHE};
+    use crate::device::{BlockDevice, MemDevice};
+    use crate::format::{format, FormatOptions};
+    use crate::ids::Ino;
+    use crate::perm::Cred;
+    use crate::{Filesystem, MountOptions};
+
+    /// Mounts a fresh image with `cache` bytes, makes `files` files in
+    /// one directory, commits, remounts and stats every file: returns the
+    /// bytes of clean nodes held afterwards.
+    fn walk_with(cache: u64, files: u32) -> usize {
+        let dev: Arc<dyn BlockDevice> = Arc::new(MemDevice::new(64 * 1024));
+        format(dev.clone(), &FormatOptions::default()).expect("format");
+        let opts = MountOptions {
+            cache,
+            ..MountOptions::default()
+        };
+        let mut fs = Filesystem::mount(dev.clone(), opts.clone()).expect("mount");
+        let root = Cred::root();
+        for k in 0..files {
+            let name = format!("f{k}");
+            let a = fs
+                .create(&root, Ino::ROOT, name.as_bytes(), 0o644, 0)
+                .expect("create");
+            fs.release(a.ino).expect("release");
+        }
+        fs.sync().expect("sync");
+        drop(fs);
+        let mut fs = Filesystem::mount(dev, opts).expect("mount");
+        for k in 0..files {
+            let name = format!("f{k}");
+            fs.lookup(&root, Ino::ROOT, name.as_bytes())
+                .expect("lookup");
+        }
+        fs.store.root.cache.clean_bytes()
+    }
+
+    /// The clean nodes a walk of 20,000 inodes (1,250 packs, about 6 MiB
+    /// decoded) leaves stay within the least cache's node share, and a
+    /// large cache keeps them all: the bound is what `cache=` sets.
+    #[test]
+    fn clean_nodes_stay_within_the_cache_option() {
+        let small = CacheSizes::of(MIN_CACHE).node_bytes;
+        let held = walk_with(MIN_CACHE, 20_000);
+        assert!(held <= small, "{held} bytes held, bound {small}");
+        assert!(held > small / 2, "the cache is used: {held} bytes");
+        let large = walk_with(256 << 20, 20_000);
+        assert!(large > small, "a larger cache keeps more: {large} bytes");
+    }
 }

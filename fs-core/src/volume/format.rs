@@ -240,7 +240,7 @@ pub fn format(dev: Arc<dyn BlockDevice>, opts: &FormatOptions) -> Result<Superbl
         rejected: Vec::new(),
         roll_forward: Default::default(),
     };
-    let mut store = Store::open(dev.clone(), rec, false)?;
+    let mut store = Store::open(dev.clone(), rec, false, Default::default())?;
     store.sut.set_active(SegmentNo(0), true);
     store.sut.set_active(SegmentNo(1), true);
     let mut pack = InodePack::default();

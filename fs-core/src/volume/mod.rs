@@ -3,6 +3,7 @@
 //! commits, fsync's roll-forward records and recovery, and the tools' operations on a whole image
 //! (making one, reading its state, relabelling it).
 
+pub mod cache_sizes;
 pub mod checkpoint_list;
 pub mod checkpoints;
 pub mod cleaner;

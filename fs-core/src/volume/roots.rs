@@ -27,7 +27,7 @@ use crate::node_cache::NodeCache;
 use crate::node_table::NodeTable;
 use crate::page_life::life;
 use crate::root::Root;
-use crate::store::{now_ns, DataScope, Store, NAT_CACHE_PAGES, NODE_CACHE};
+use crate::store::{now_ns, DataScope, Store};
 
 /// The live root's slot.
 pub const LIVE: u64 = 0;
@@ -79,17 +79,18 @@ fn closed(slot: u64) -> Error {
 
 impl Store {
     /// The root the record names (a retained checkpoint or a branch),
-    /// over a node cache of its own.
+    /// over a node cache of its own (a view's share of `cache=`).
     pub(crate) fn root_of(&self, rec: &Record) -> Root {
+        let sizes = self.caches.for_view();
         let nat = NodeTable::new(
             rec.nat_root,
             rec.nat_free_head,
             rec.nat_watermark,
             &self.sb.geometry,
-            NAT_CACHE_PAGES,
+            sizes.nat_pages,
             self.pat.clone(),
         );
-        let mut root = Root::open(&self.cp, NodeCache::new(nat, NODE_CACHE));
+        let mut root = Root::open(&self.cp, NodeCache::new(nat, sizes.node_bytes));
         root.inode_count = rec.inode_count;
         root.next_generation = rec.next_generation;
         root.reserved_pages = rec.reserved_pages;

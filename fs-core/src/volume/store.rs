@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use crate::block_ptr::BlockPtr;
+use crate::cache_sizes::CacheSizes;
 use crate::checkpoint::Checkpoint;
 use crate::checkpoint_list::CheckpointList;
 use crate::checkpoints::{At, RetentionOptions};
@@ -27,14 +28,6 @@ use crate::segment_usage::SegmentUsage;
 use crate::segment_writer::{LogPosition, SegmentWriter};
 use crate::superblock::{State, Superblock, COPIES};
 use crate::transform::{ChainSet, Registry};
-
-/// Clean node address table pages kept in memory.
-pub(crate) const NAT_CACHE_PAGES: usize = 4096;
-/// Clean nodes kept in memory.
-pub(crate) const NODE_CACHE: usize = 16384;
-/// Clean page address table pages kept in memory (each maps 255 units,
-/// about a mebibyte of data).
-const PAT_CACHE_PAGES: usize = 8192;
 
 /// Which dirty file data a commit writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,6 +67,8 @@ pub struct Store {
     pub chains: Arc<ChainSet>,
     /// The root: its trees, dirty pages and counters.
     pub root: Root,
+    /// How large the caches may grow (`cache=`).
+    pub(crate) caches: CacheSizes,
     /// Segment usage.
     pub sut: SegmentUsage,
     /// Where every unit is (shared with the roots, which read through it).
@@ -154,10 +149,16 @@ pub fn now_ns() -> i64 {
 }
 
 impl Store {
-    /// A store continuing from a recovered checkpoint.
-    pub fn open(dev: Arc<dyn BlockDevice>, rec: Recovery, read_only: bool) -> Result<Store> {
+    /// A store continuing from a recovered checkpoint, its caches sized
+    /// by `caches`.
+    pub fn open(
+        dev: Arc<dyn BlockDevice>,
+        rec: Recovery,
+        read_only: bool,
+        caches: CacheSizes,
+    ) -> Result<Store> {
         let chains = ChainSet::build(&rec.sb.chains, &Registry::global(), rec.sealer.clone())?;
-        Store::open_with(dev, rec, read_only, chains)
+        Store::open_with(dev, rec, (read_only, caches), chains)
     }
 
     /// A read-only store for reading the tables alone (`pagelog-info`):
@@ -166,7 +167,7 @@ impl Store {
     pub fn open_tables(dev: Arc<dyn BlockDevice>, rec: Recovery) -> Result<Store> {
         let chains = ChainSet::build(&rec.sb.chains, &Registry::global(), rec.sealer.clone())
             .unwrap_or_default();
-        Store::open_with(dev, rec, true, chains)
+        Store::open_with(dev, rec, (true, CacheSizes::default()), chains)
     }
 
     /// What seals and opens for this mount: on a sealed volume read-write,
@@ -187,7 +188,7 @@ impl Store {
     fn open_with(
         dev: Arc<dyn BlockDevice>,
         rec: Recovery,
-        read_only: bool,
+        (read_only, caches): (bool, CacheSizes),
         chains: ChainSet,
     ) -> Result<Store> {
         let mut rec = rec;
@@ -200,13 +201,13 @@ impl Store {
             free_head: cp.pat_free_head.0,
             watermark: cp.pat_watermark.0,
         };
-        let pat = PageTable::open_sealed(pat_state, &geo, PAT_CACHE_PAGES, sealer.clone());
+        let pat = PageTable::open_sealed(pat_state, &geo, caches.pat_pages, sealer.clone());
         let nat = NodeTable::new(
             cp.nat_root,
             cp.nat_free_head,
             cp.nat_watermark,
             &geo,
-            NAT_CACHE_PAGES,
+            caches.nat_pages,
             pat.clone(),
         );
         let counts = (cp.live_pages, cp.empty_segments);
@@ -228,7 +229,7 @@ impl Store {
             cp.list_next_slot,
             sealer.clone(),
         )?;
-        let mut root = Root::open(&cp, NodeCache::new(nat, NODE_CACHE));
+        let mut root = Root::open(&cp, NodeCache::new(nat, caches.node_bytes));
         root.history.last = cplist.newest().map_or(CheckpointNo(0), |r| r.no);
         let chains = Arc::new(chains);
         let mut store = Store {
@@ -237,6 +238,7 @@ impl Store {
             reshaped: Vec::new(),
             sb: rec.sb,
             root,
+            caches,
             sut,
             pat,
             cplist,
