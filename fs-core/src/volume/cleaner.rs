@@ -19,7 +19,8 @@
 //! crash at any moment of cleaning finds either the old copies or the new
 //! ones, both whole.
 
-use std::collections::HashSet;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashSet};
 
 use crate::codec::crc32;
 use crate::device::BlockDevice;
@@ -31,6 +32,7 @@ use crate::page_life::life;
 use crate::page_table::PatEntry;
 use crate::room::{self, Demand, Tier};
 use crate::segment_summary::{Entry, PageKind};
+use crate::segment_usage::Usage;
 use crate::store::Store;
 
 /// How victims are chosen.
@@ -173,6 +175,24 @@ struct SpaceState {
     needs_commit: bool,
 }
 
+/// A score ordered by `total_cmp` (for a heap of the best few).
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Score(f64);
+
+impl Eq for Score {}
+
+impl PartialOrd for Score {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Score {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&other.0)
+    }
+}
+
 /// A victim's score: higher is cleaned first.
 fn score(policy: Policy, live: u32, pps: u32, age: i64) -> f64 {
     let u = f64::from(live) / f64::from(pps);
@@ -182,6 +202,49 @@ fn score(policy: Policy, live: u32, pps: u32, age: i64) -> f64 {
         // the live part back costs u.
         Policy::CostBenefit => (1.0 - u) * (age.max(1) as f64) / (1.0 + u),
     }
+}
+
+/// The `batch` best candidates of `partly` by score, best first, as
+/// (score, segment, live, mtime), for `policy` over segments of `pps`
+/// pages at time `now`, the oldest candidate's age being `oldest`.
+///
+/// Candidates come least live first. Once `batch` are held, a later one
+/// (as live or more) beats the weakest held only by being older, and no
+/// score passes that of its live count at the oldest age: when that bound
+/// cannot beat the weakest, none after can, and the walk stops (greedy:
+/// after `batch + 1`; cost-benefit: when age no longer makes up for live
+/// pages). So a pass does not walk every segment.
+fn best(
+    partly: impl Iterator<Item = (SegmentNo, Usage)>,
+    (policy, pps): (Policy, u32),
+    batch: usize,
+    now: i64,
+    oldest: i64,
+) -> Vec<(f64, SegmentNo, u32, i64)> {
+    let batch = batch.max(1);
+    let oldest_age = now.saturating_sub(oldest);
+    let mut weakest = BinaryHeap::new();
+    let mut candidates = Vec::new();
+    for (seg, u) in partly {
+        if weakest.len() >= batch {
+            let bound = score(policy, u.live, pps, oldest_age);
+            if weakest
+                .peek()
+                .is_some_and(|Reverse(Score(floor))| bound <= *floor)
+            {
+                break;
+            }
+        }
+        let s = score(policy, u.live, pps, now.saturating_sub(u.mtime));
+        weakest.push(Reverse(Score(s)));
+        if weakest.len() > batch {
+            weakest.pop();
+        }
+        candidates.push((s, seg, u.live, u.mtime));
+    }
+    candidates.sort_by(|a, b| b.0.total_cmp(&a.0));
+    candidates.truncate(batch);
+    candidates
 }
 
 impl Store {
@@ -426,23 +489,14 @@ impl Store {
         let pps = geo.pages_per_segment;
         let max_live = u64::from(pps) * u64::from(max_live_percent.min(100)) / 100;
         let now = crate::store::now_ns() / 1_000_000_000;
-        let mut candidates = Vec::new();
-        for s in 0..geo.segment_count {
-            let seg = SegmentNo(s);
-            if self.sut.is_active(seg)
-                || self.cleaner.refused.contains(&seg)
-                || self.cleaner.emptying.contains(&seg)
-            {
-                continue;
-            }
-            let u = self.sut.get(&*dev, seg)?;
-            if u.live == 0 || u.live >= pps || u64::from(u.live) > max_live {
-                continue;
-            }
-            let age = now.saturating_sub(u.mtime);
-            candidates.push((score(policy, u.live, pps, age), seg, u.live, u.mtime));
-        }
-        candidates.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let oldest = self.sut.oldest_partly_live(&*dev)?.unwrap_or(now);
+        let (refused, emptying) = (&self.cleaner.refused, &self.cleaner.emptying);
+        let partly = self
+            .sut
+            .partly_live(&*dev)?
+            .take_while(|(_, u)| u64::from(u.live) <= max_live)
+            .filter(|(seg, _)| !refused.contains(seg) && !emptying.contains(seg));
+        let candidates = best(partly, (policy, pps), batch, now, oldest);
         let mut out = Vec::new();
         let mut used = 0u64;
         for (_, seg, live, mtime) in candidates {
@@ -867,6 +921,36 @@ mod tests {
     use super::*;
     use crate::device::MemDevice;
     use crate::format::{format, FormatOptions};
+
+    proptest::proptest! {
+        /// The pruned walk picks what scoring every candidate would: the
+        /// same scores, best first.
+        #[test]
+        fn the_best_victims_need_no_full_walk(
+            usages in proptest::collection::vec((1u32..512, 0i64..10_000), 0..300),
+            batch in 0usize..20,
+            greedy: bool,
+        ) {
+            let policy = if greedy { Policy::Greedy } else { Policy::CostBenefit };
+            let now = 10_000;
+            let mut partly: Vec<(SegmentNo, Usage)> = usages
+                .iter()
+                .enumerate()
+                .map(|(k, &(live, mtime))| (SegmentNo(k as u64), Usage { live, flags: 0, mtime }))
+                .collect();
+            partly.sort_by_key(|(seg, u)| (u.live, *seg));
+            let oldest = partly.iter().map(|(_, u)| u.mtime).min().unwrap_or(now);
+            let got = best(partly.iter().copied(), (policy, 512), batch, now, oldest);
+            let mut all: Vec<f64> = partly
+                .iter()
+                .map(|(_, u)| score(policy, u.live, 512, now - u.mtime))
+                .collect();
+            all.sort_by(|a, b| b.total_cmp(a));
+            all.truncate(batch.max(1));
+            let scores: Vec<f64> = got.iter().map(|c| c.0).collect();
+            proptest::prop_assert_eq!(scores, all);
+        }
+    }
 
     fn open(dev: &Arc<MemDevice>) -> crate::Filesystem {
         let dev: Arc<dyn BlockDevice> = dev.clone();

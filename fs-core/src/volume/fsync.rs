@@ -37,7 +37,6 @@ use crate::page_life::life;
 use crate::roll_forward::{Change, Counters, RollForwardPage, Target, CAPACITY};
 use crate::room::{Demand, Tier};
 use crate::segment_summary::{Entry, PageKind};
-use crate::segment_usage::Usage;
 
 /// What recovery found after the newest checkpoint for the mount to roll
 /// forward.
@@ -341,16 +340,7 @@ impl Store {
         match c.target {
             Target::NodeAddress => self.root.cache.nat.table().set(dev, c.index, &c.entry),
             Target::PageAddress => self.pat.lock().table().set(dev, c.index, &c.entry),
-            Target::SegmentUsage => {
-                let seg = SegmentNo(c.index);
-                let was = self.sut.get(dev, seg)?.live;
-                let now = Usage::decode(&c.entry, seg)?.live;
-                self.sut.table().set(dev, c.index, &c.entry)?;
-                if was > 0 && now == 0 {
-                    self.sut.hold(seg, building);
-                }
-                Ok(())
-            }
+            Target::SegmentUsage => self.sut.replay(dev, SegmentNo(c.index), &c.entry, building),
             Target::Deadlist => {
                 let no = CheckpointNo(c.index);
                 if self.cplist.get(no).is_none() {
