@@ -1,6 +1,6 @@
 //! What the full check keeps of each inode: the fields its reference and
 //! namespace checks read, and nothing else. A pack is reduced to these as
-//! it is read, so the check holds 48 bytes an inode (plus its inline
+//! it is read, so the check holds 64 bytes an inode (plus its inline
 //! pointers, and the fields of directories and large files) instead of a
 //! decoded inode's 304: a million files fit in well under 200 MiB.
 
@@ -19,6 +19,8 @@ pub struct Facts {
     pub nlink: u32,
     /// Inode flags.
     pub flags: u32,
+    /// Owner, group and project (what its usage is charged to).
+    pub ids: (u32, u32, u32),
     /// Pages stored or reserved (a directory: index pages).
     pub blocks: u64,
     /// The block pointers held in the inode (none is no allocation).
@@ -52,6 +54,7 @@ impl Facts {
             mode: inode.mode,
             nlink: inode.nlink,
             flags: inode.flags,
+            ids: (inode.uid, inode.gid, inode.project),
             blocks: inode.blocks,
             ptrs: inode.ptrs.iter().copied().collect(),
             rare: (rare != Rare::default()).then(|| Box::new(rare)),
@@ -274,6 +277,6 @@ mod tests {
     #[test]
     fn a_facts_record_is_small() {
         // The memory bound at a million files rests on this.
-        assert!(std::mem::size_of::<Option<Facts>>() <= 48);
+        assert!(std::mem::size_of::<Option<Facts>>() <= 64);
     }
 }

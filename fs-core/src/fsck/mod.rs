@@ -301,10 +301,13 @@ pub fn check(
         }
     }
     if keeps_quota && level != Level::Fast {
-        // The recount mounts the image: what the scan holds goes first,
-        // so that the two never add up in memory.
+        // The recorded usage is read through a mount: what the scan holds
+        // goes first, so that the two never add up in memory. The live
+        // tree is counted from the scan's inodes, unless the mount rolls
+        // fsyncs forward past the checkpoint the scan read.
+        let live = rec.roll_forward.is_empty().then(|| quota::counted(&scan));
         drop((scan, pages, tree, chains));
-        report.findings.extend(quota::check(dev_arc, key));
+        report.findings.extend(quota::check(dev_arc, key, live));
     }
     report
 }

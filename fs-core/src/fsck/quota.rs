@@ -1,9 +1,12 @@
 //! The quota check: the usage the quota file records must be what the
-//! tree holds, id by id. The file is read, and the tree recounted, through
-//! a read-only mount of the image (the same code a mount trusts), so a
-//! quota file a mount could not read is a finding here too.
+//! tree holds, id by id. The file is read through a read-only mount of the
+//! image (the same code a mount trusts), so a quota file a mount could not
+//! read is a finding here too. The live root's tree is recounted from the
+//! inodes the full check already read (when the mount rolls nothing
+//! forward, so that both see the same state); branches and snapshots are
+//! recounted through the mount.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use super::finding::{Finding, Kind, Severity};
@@ -13,9 +16,29 @@ use crate::fs::{Filesystem, MountOptions};
 use crate::quota_file::QUOTA_INO;
 use crate::usage::{IdKind, QuotaId, Usage};
 
-/// Compares the recorded usage with a recount; each difference, or a
-/// quota file that cannot be read, is a finding.
-pub fn check(dev: Arc<dyn BlockDevice>, key: Option<&crate::seal::MasterKey>) -> Vec<Finding> {
+/// What the scan's live tree holds, by id: the inodes it read, less
+/// pagelog's own (the graveyard and the quota file), as a mount's recount
+/// counts them.
+pub fn counted(scan: &super::scan::Scan) -> BTreeMap<QuotaId, Usage> {
+    let mut out = BTreeMap::new();
+    for (ino, f) in super::tree::all_inodes(scan) {
+        if ino == crate::ids::Ino::GRAVEYARD || Some(ino) == scan.quota_ino {
+            continue;
+        }
+        let (uid, gid, project) = f.ids;
+        crate::usage::tally(&mut out, QuotaId::ids(uid, gid, project), f.blocks);
+    }
+    out
+}
+
+/// Compares the recorded usage with a recount (of the live root: `live`
+/// when the caller counted it already); each difference, or a quota file
+/// that cannot be read, is a finding.
+pub fn check(
+    dev: Arc<dyn BlockDevice>,
+    key: Option<&crate::seal::MasterKey>,
+    live: Option<BTreeMap<QuotaId, Usage>>,
+) -> Vec<Finding> {
     let opts = MountOptions {
         read_only: true,
         key: key.cloned(),
@@ -48,9 +71,10 @@ pub fn check(dev: Arc<dyn BlockDevice>, key: Option<&crate::seal::MasterKey>) ->
             .filter_map(|c| c.snapshot.map(Root::Snapshot)),
     );
     let mut findings = Vec::new();
+    let mut live = live;
     for root in roots {
         let within = root.within();
-        match check_root(&mut fs, root, &within) {
+        match check_root(&mut fs, root, &within, &mut live) {
             Ok(f) => findings.extend(f),
             Err(e) => findings.extend(unreadable(e).into_iter().map(|f| Finding {
                 message: format!("{within}{}", f.message),
@@ -63,13 +87,18 @@ pub fn check(dev: Arc<dyn BlockDevice>, key: Option<&crate::seal::MasterKey>) ->
 
 /// The differences in `root`, read through a view of it (the live root
 /// is the one the mount serves).
-fn check_root(fs: &mut Filesystem, root: Root, within: &str) -> crate::Result<Vec<Finding>> {
+fn check_root(
+    fs: &mut Filesystem,
+    root: Root,
+    within: &str,
+    live: &mut Option<BTreeMap<QuotaId, Usage>>,
+) -> crate::Result<Vec<Finding>> {
     let view = match root {
-        Root::Live => return differences(fs, within),
+        Root::Live => return differences(fs, within, live.take()),
         Root::Snapshot(name) => fs.open_view(&At::Snapshot(name))?.0,
         Root::Branch(name) => fs.open_branch(&name)?,
     };
-    let found = fs.in_view(view, |v| differences(v, within));
+    let found = fs.in_view(view, |v| differences(v, within, None));
     fs.close_view(view)?;
     found
 }
@@ -93,12 +122,20 @@ impl Root {
 }
 
 /// Each id whose usage the served root's quota file records otherwise
-/// than a recount of its tree finds, as a finding (`within` says where).
-fn differences(fs: &mut Filesystem, within: &str) -> crate::Result<Vec<Finding>> {
+/// than a recount of its tree (`counted`, or one through the mount)
+/// finds, as a finding (`within` says where).
+fn differences(
+    fs: &mut Filesystem,
+    within: &str,
+    counted: Option<BTreeMap<QuotaId, Usage>>,
+) -> crate::Result<Vec<Finding>> {
     let Some(recorded) = fs.recorded_usage()? else {
         return Ok(Vec::new());
     };
-    let counted = fs.recount_usage()?;
+    let counted = match counted {
+        Some(c) => c,
+        None => fs.recount_usage()?,
+    };
     let ids: BTreeSet<QuotaId> = recorded.keys().chain(counted.keys()).copied().collect();
     Ok(ids
         .into_iter()

@@ -111,7 +111,7 @@ fn inode_of(scan: &Scan, ino: Ino) -> Option<&Facts> {
 }
 
 /// Every inode in the decoded packs, by number.
-fn all_inodes(scan: &Scan) -> impl Iterator<Item = (Ino, &Facts)> {
+pub(super) fn all_inodes(scan: &Scan) -> impl Iterator<Item = (Ino, &Facts)> {
     scan.nodes.iter().flat_map(|(nid, node)| {
         let slots = match node {
             Held::Pack(p) => p.slots.as_slice(),

@@ -814,6 +814,54 @@ impl MetaTable {
         self.walk_page(dev, root, visit, damaged)
     }
 
+    /// [`MetaTable::walk`] a level at a time: each level's pages are read
+    /// several at once, in batches of 1,024 (4 MiB), rather than one
+    /// dependent read a page (a full check's table reads). Pages are
+    /// visited level by level, each level in index order.
+    pub fn walk_wide(
+        &self,
+        dev: &dyn BlockDevice,
+        visit: &mut VisitPage<'_>,
+        damaged: &mut dyn FnMut(u8, u64, u64, Error),
+    ) -> Result<()> {
+        if self.root.addr.is_none() {
+            return Ok(());
+        }
+        let f = self.fanout();
+        let mut level = vec![(self.root.depth, 0, self.root.addr.0, self.root.crc)];
+        while !level.is_empty() {
+            let mut below = Vec::new();
+            for batch in level.chunks(1024) {
+                let fetched = crate::parallel::map(batch, |&(lv, index, name, crc)| {
+                    self.fetch(dev, (name, crc), lv, index)
+                });
+                for (&(lv, index, name, _), got) in batch.iter().zip(fetched) {
+                    let (addr, data) = match got {
+                        Ok(d) => d,
+                        Err(e) => {
+                            damaged(lv, index, name, e);
+                            continue;
+                        }
+                    };
+                    visit(lv, index, name, addr, &data)?;
+                    if lv == 0 {
+                        continue;
+                    }
+                    let r = Reader::new(&data[..], self.what(), addr);
+                    for slot in 0..f {
+                        let off = self.shape.slot(slot);
+                        let child = r.u64(off)?;
+                        if child != 0 {
+                            below.push((lv - 1, index * f + slot, child, r.u32(off + 8)?));
+                        }
+                    }
+                }
+            }
+            level = below;
+        }
+        Ok(())
+    }
+
     fn walk_page(
         &self,
         dev: &dyn BlockDevice,
