@@ -110,7 +110,10 @@ recovery() {
     local img=$DIR/recovery.img
     rm -f "$img"
     "$BIN/pagelog-mkfs" "$img" --size 4G -q
-    "$BIN/pagelog-mount" -o commit=3600,dirty_limit=16M "$img" "$MNT"
+    # Without the kernel's writeback cache, so that every byte written
+    # reaches the daemon before the kill (with it, what the kernel still
+    # held would die with the mount, and the log to walk would be short).
+    "$BIN/pagelog-mount" -o commit=3600,dirty_limit=16M,no_writeback_cache "$img" "$MNT"
     head -c "$(($1 << 20))" /dev/urandom >"$MNT/f"
     pkill -KILL -f "pagelog-mount.* $img"
     sleep 0.5
