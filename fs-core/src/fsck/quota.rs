@@ -20,13 +20,24 @@ use crate::usage::{IdKind, QuotaId, Usage};
 /// pagelog's own (the graveyard and the quota file), as a mount's recount
 /// counts them.
 pub fn counted(scan: &super::scan::Scan) -> BTreeMap<QuotaId, Usage> {
-    let mut out = BTreeMap::new();
+    // By owner, group and project together first: a hash probe an inode
+    // (most share one triple), then three ordered inserts a triple.
+    let mut by_ids: rustc_hash::FxHashMap<(u32, u32, u32), Usage> = Default::default();
     for (ino, f) in super::tree::all_inodes(scan) {
         if ino == crate::ids::Ino::GRAVEYARD || Some(ino) == scan.quota_ino {
             continue;
         }
-        let (uid, gid, project) = f.ids;
-        crate::usage::tally(&mut out, QuotaId::ids(uid, gid, project), f.blocks);
+        let u = by_ids.entry(f.ids).or_default();
+        u.pages += f.blocks as i64;
+        u.inodes += 1;
+    }
+    let mut out: BTreeMap<QuotaId, Usage> = BTreeMap::new();
+    for ((uid, gid, project), u) in by_ids {
+        for id in QuotaId::ids(uid, gid, project) {
+            let t = out.entry(id).or_default();
+            t.pages += u.pages;
+            t.inodes += u.inodes;
+        }
     }
     out
 }

@@ -175,6 +175,11 @@ pub trait PageNames: Send + Sync + std::fmt::Debug {
 /// name (address or vpn), address, and the page.
 pub type VisitPage<'a> = dyn FnMut(u8, u64, u64, PageAddr, &Page) -> Result<()> + 'a;
 
+/// A page to read: level, index, name, checksum.
+type Wanted = (u8, u64, u64, u32);
+/// A page read: where it was, and its bytes.
+type Fetched = (PageAddr, Box<Page>);
+
 /// Where a table's tree starts: kept in the checkpoint.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TableRoot {
@@ -375,6 +380,12 @@ impl MetaTable {
             return Err(Error::corrupt(self.what(), addr, msg));
         }
         dev.read(addr, &mut data[..])?;
+        self.open_physical(addr, level, index, data)
+    }
+
+    /// Opens a page read at `addr` of a table named by address, on a
+    /// sealed volume (nothing to do otherwise).
+    fn open_physical(&self, addr: PageAddr, level: u8, index: u64, data: &mut Page) -> Result<()> {
         if let Some(s) = &self.sealer {
             let what = || format!("{} (level {level}, index {index})", self.what());
             s.open_page(
@@ -385,6 +396,67 @@ impl MetaTable {
             )?;
         }
         Ok(())
+    }
+
+    /// Reads the pages of `batch` (one level's): a table named by address
+    /// in runs of consecutive pages, one device read a run, several runs
+    /// at once; a table named by vpn page by page, several at once.
+    /// Results in the order of `batch`.
+    fn fetch_batch(&self, dev: &dyn BlockDevice, batch: &[Wanted]) -> Vec<Result<Fetched>> {
+        let one = |&(lv, index, name, crc): &Wanted| self.fetch(dev, (name, crc), lv, index);
+        if self.names.is_some() {
+            return crate::parallel::map(batch, one);
+        }
+        let mut order: Vec<usize> = (0..batch.len()).collect();
+        order.sort_by_key(|&i| batch[i].2);
+        let inside = |name: u64| name >= 2 && name < dev.len_pages();
+        let mut runs: Vec<&[usize]> = Vec::new();
+        let mut rest = &order[..];
+        while let Some(&first) = rest.first() {
+            let start = batch[first].2;
+            let mut n = 1;
+            while inside(start)
+                && n < rest.len()
+                && n < 256
+                && batch[rest[n]].2 == start + n as u64
+                && inside(start + n as u64)
+            {
+                n += 1;
+            }
+            let (run, after) = rest.split_at(n);
+            runs.push(run);
+            rest = after;
+        }
+        let read = crate::parallel::map(&runs, |run| -> Vec<(usize, Result<Fetched>)> {
+            let singly = || run.iter().map(|&i| (i, one(&batch[i]))).collect();
+            if run.len() == 1 {
+                return singly();
+            }
+            let mut buf = vec![0u8; run.len() * PAGE_SIZE];
+            if dev.read(PageAddr(batch[run[0]].2), &mut buf).is_err() {
+                // Page by page, so that each failure names its page.
+                return singly();
+            }
+            let pages = run.iter().zip(buf.chunks_exact(PAGE_SIZE));
+            pages
+                .map(|(&i, bytes)| {
+                    let (lv, index, name, crc) = batch[i];
+                    let (addr, mut data) = (PageAddr(name), zero_page());
+                    data.copy_from_slice(bytes);
+                    let ok = self
+                        .open_physical(addr, lv, index, &mut data)
+                        .and_then(|()| self.check_page(&data, addr, crc, lv, index));
+                    (i, ok.map(|()| (addr, data)))
+                })
+                .collect()
+        });
+        let mut out: Vec<Option<Result<Fetched>>> = batch.iter().map(|_| None).collect();
+        for (i, r) in read.into_iter().flatten() {
+            out[i] = Some(r);
+        }
+        out.into_iter()
+            .map(|r| r.expect("every page of the batch is in one run"))
+            .collect()
     }
 
     /// What a sealed page of this table is bound to.
@@ -815,9 +887,11 @@ impl MetaTable {
     }
 
     /// [`MetaTable::walk`] a level at a time: each level's pages are read
-    /// several at once, in batches of 1,024 (4 MiB), rather than one
-    /// dependent read a page (a full check's table reads). Pages are
-    /// visited level by level, each level in index order.
+    /// together, in batches of 1,024 (4 MiB), in runs of consecutive pages
+    /// several at once (a commit writes a table's pages side by side),
+    /// rather than one dependent read a page (a full check's table
+    /// reads). Pages are visited level by level, each level in index
+    /// order.
     pub fn walk_wide(
         &self,
         dev: &dyn BlockDevice,
@@ -832,9 +906,7 @@ impl MetaTable {
         while !level.is_empty() {
             let mut below = Vec::new();
             for batch in level.chunks(1024) {
-                let fetched = crate::parallel::map(batch, |&(lv, index, name, crc)| {
-                    self.fetch(dev, (name, crc), lv, index)
-                });
+                let fetched = self.fetch_batch(dev, batch);
                 for (&(lv, index, name, _), got) in batch.iter().zip(fetched) {
                     let (addr, data) = match got {
                         Ok(d) => d,
