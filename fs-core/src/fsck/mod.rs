@@ -304,8 +304,15 @@ pub fn check(
         // The recorded usage is read through a mount: what the scan holds
         // goes first, so that the two never add up in memory. The live
         // tree is counted from the scan's inodes, unless the mount rolls
-        // fsyncs forward past the checkpoint the scan read.
-        let live = rec.roll_forward.is_empty().then(|| quota::counted(&scan));
+        // fsyncs forward past the checkpoint the scan read, or the scan
+        // met damage (packs it could not read are missing from its count,
+        // where a mount's recount fails or reads them: the quota file is
+        // then not what is wrong).
+        let damaged = report
+            .findings
+            .iter()
+            .any(|f| f.severity >= Severity::Error);
+        let live = (rec.roll_forward.is_empty() && !damaged).then(|| quota::counted(&scan));
         drop((scan, pages, tree, chains));
         report.findings.extend(quota::check(dev_arc, key, live));
     }

@@ -78,7 +78,8 @@ impl Store {
         let rec = self.record_of(source)?;
         let dev = self.dev.clone();
         let dev: &dyn BlockDevice = &*dev;
-        let mut source_root = self.root_of(&rec);
+        // It becomes the live root: caches of the live root's size.
+        let mut source_root = self.root_sized(&rec, self.caches);
         let reached = |root: &mut crate::root::Root| -> Result<HashSet<Vpn>> {
             let mut set = HashSet::new();
             crate::units::for_each(&mut root.cache, dev, &mut |vpn| {

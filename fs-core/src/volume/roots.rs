@@ -17,6 +17,7 @@
 //! to the origin's line; a unit born after it and reached by the branch
 //! is the branch's own, and deleting the branch frees exactly those.
 
+use crate::cache_sizes::CacheSizes;
 use crate::checkpoint_record::{Record, FLAG_BRANCH};
 use crate::checkpoints::{check_name, At};
 use crate::device::BlockDevice;
@@ -81,7 +82,13 @@ impl Store {
     /// The root the record names (a retained checkpoint or a branch),
     /// over a node cache of its own (a view's share of `cache=`).
     pub(crate) fn root_of(&self, rec: &Record) -> Root {
-        let sizes = self.caches.for_view();
+        self.root_sized(rec, self.caches.for_view())
+    }
+
+    /// [`Store::root_of`] with caches of `sizes` (the whole of `cache=`
+    /// for a root that is to be served as the mount's own: a rollback's,
+    /// a read-only mount of the past).
+    pub(crate) fn root_sized(&self, rec: &Record, sizes: CacheSizes) -> Root {
         let nat = NodeTable::new(
             rec.nat_root,
             rec.nat_free_head,

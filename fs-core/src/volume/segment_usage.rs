@@ -172,6 +172,9 @@ impl SegmentUsage {
             let pps = self.geometry.pages_per_segment;
             for s in 0..n as u64 {
                 let seg = SegmentNo(s);
+                // A damaged entry fails the build, and with it every
+                // allocation, with an error naming the segment: the space
+                // accounting cannot be trusted past it.
                 let u = self.get(dev, seg)?;
                 index.file(seg, u, pps, self.active.contains(&seg));
             }

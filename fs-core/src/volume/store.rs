@@ -289,7 +289,8 @@ impl Store {
                 "a past checkpoint mounts read-only (read-write branches are not built yet)".into(),
             ));
         }
-        let (no, root) = self.past_root(at)?;
+        let rec = self.find_checkpoint(at)?;
+        let (no, root) = (rec.no, self.root_sized(rec, self.caches));
         self.root = root;
         self.at = Some(no);
         self.mount_at = Some(no);
