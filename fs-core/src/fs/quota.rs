@@ -410,7 +410,11 @@ impl Filesystem {
                 if ino == Ino::GRAVEYARD || Some(ino) == quota_file {
                     continue;
                 }
-                crate::usage::tally(&mut out, QuotaId::of(inode), inode.blocks);
+                for id in QuotaId::of(inode) {
+                    let u = out.entry(id).or_default();
+                    u.pages += inode.blocks as i64;
+                    u.inodes += 1;
+                }
             }
         }
         Ok(out)

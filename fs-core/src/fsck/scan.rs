@@ -315,7 +315,7 @@ fn walk_table(
     let shape = table.shape();
     let mut pages = Vec::new();
     let mut broken = Vec::new();
-    let r = table.walk_wide(
+    let r = table.walk(
         dev,
         &mut |level, index, _, addr, page| {
             pages.push(addr);

@@ -61,21 +61,6 @@ impl QuotaId {
     }
 }
 
-/// Counts an inode of `pages` pages, charged to `ids`, into `tally` (a
-/// recount: the mount's through its node cache, the checker's from the
-/// inodes its scan read).
-pub fn tally(
-    tally: &mut std::collections::BTreeMap<QuotaId, Usage>,
-    ids: [QuotaId; 3],
-    pages: u64,
-) {
-    for id in ids {
-        let u = tally.entry(id).or_default();
-        u.pages += pages as i64;
-        u.inodes += 1;
-    }
-}
-
 /// Pages and inodes (or changes of them).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Usage {

@@ -872,27 +872,13 @@ impl MetaTable {
     /// name is its address in a physical table, its virtual page number in
     /// a virtual one), and `damaged(level, index, name, error)` for each
     /// page that cannot be found, read or checked (whose subtree is then
-    /// not walked: the rest of the table still is).
+    /// not walked: the rest of the table still is). A level at a time:
+    /// each level's pages are read together, in batches of 1,024 (4 MiB),
+    /// in runs of consecutive pages several at once (a commit writes a
+    /// table's pages side by side), rather than one dependent read a page
+    /// (a full check's table reads). Pages are visited level by level,
+    /// each level in index order.
     pub fn walk(
-        &self,
-        dev: &dyn BlockDevice,
-        visit: &mut VisitPage<'_>,
-        damaged: &mut dyn FnMut(u8, u64, u64, Error),
-    ) -> Result<()> {
-        if self.root.addr.is_none() {
-            return Ok(());
-        }
-        let root = (self.root.depth, 0, self.root.addr.0, self.root.crc);
-        self.walk_page(dev, root, visit, damaged)
-    }
-
-    /// [`MetaTable::walk`] a level at a time: each level's pages are read
-    /// together, in batches of 1,024 (4 MiB), in runs of consecutive pages
-    /// several at once (a commit writes a table's pages side by side),
-    /// rather than one dependent read a page (a full check's table
-    /// reads). Pages are visited level by level, each level in index
-    /// order.
-    pub fn walk_wide(
         &self,
         dev: &dyn BlockDevice,
         visit: &mut VisitPage<'_>,
@@ -930,37 +916,6 @@ impl MetaTable {
                 }
             }
             level = below;
-        }
-        Ok(())
-    }
-
-    fn walk_page(
-        &self,
-        dev: &dyn BlockDevice,
-        (level, index, name, crc): (u8, u64, u64, u32),
-        visit: &mut VisitPage<'_>,
-        damaged: &mut dyn FnMut(u8, u64, u64, Error),
-    ) -> Result<()> {
-        let (addr, data) = match self.fetch(dev, (name, crc), level, index) {
-            Ok(d) => d,
-            Err(e) => {
-                damaged(level, index, name, e);
-                return Ok(());
-            }
-        };
-        visit(level, index, name, addr, &data)?;
-        if level == 0 {
-            return Ok(());
-        }
-        let r = Reader::new(&data[..], self.what(), addr);
-        let f = self.fanout();
-        for slot in 0..f {
-            let off = self.shape.slot(slot);
-            let child = r.u64(off)?;
-            if child != 0 {
-                let at = (level - 1, index * f + slot, child, r.u32(off + 8)?);
-                self.walk_page(dev, at, visit, damaged)?;
-            }
         }
         Ok(())
     }
