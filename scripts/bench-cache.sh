@@ -65,17 +65,7 @@ run() { # target -> one line, the metrics in the order of $METRICS
     echo "${line[*]}"
 }
 
-declare -A R
-for i in $(seq "$RUNS"); do
-    list=$TARGETS
-    if [ $((i % 2)) -eq 0 ]; then list=$(echo "$TARGETS" | tr ' ' '\n' | tac | tr '\n' ' '); fi
-    for t in $list; do
-        line=$(run "$t")
-        echo "  $t: $line"
-        R[$t]+="$line"$'\n'
-    done
-    echo "run $i of $RUNS done"
-done
+rounds "$RUNS"
 echo
 echo "== medians of $RUNS =="
 printf '%-10s' target

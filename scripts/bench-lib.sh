@@ -20,6 +20,24 @@ median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 drop() { sync; echo 3 > /proc/sys/vm/drop_caches; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", (b - a) / 1e9}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
+# Results by target, one line a run (see `rounds`).
+declare -A R
+# Runs `run TARGET` (the script's) RUNS times for each target of $TARGETS,
+# every other round in reverse order (so that no target always goes
+# first on a warmer or colder machine), keeping each line in R[TARGET].
+rounds() { # RUNS
+    local i t list line
+    for i in $(seq "$1"); do
+        list=$TARGETS
+        if [ $((i % 2)) -eq 0 ]; then list=$(echo "$TARGETS" | tr ' ' '\n' | tac | tr '\n' ' '); fi
+        for t in $list; do
+            line=$(run "$t")
+            echo "  $t: $line"
+            R[$t]+="$line"$'\n'
+        done
+        echo "run $i of $1 done"
+    done
+}
 # Column C of the results kept in R[KEY] (one line a run), their median.
 col() { printf '%s' "${R[$1]}" | awk -v c="$2" 'NF {print $c}' | median; }
 # Unmounts a pagelog mount and waits until its daemon has exited (and so

@@ -25,7 +25,6 @@ cold() { # pagelog-mount arguments...
     "$BIN/pagelog-mount" "$@" "$WORK/p.img" "$MNT"
 }
 
-declare -A R
 for i in $(seq "$RUNS"); do
     d=$(target_up pagelog)
     fio --name=w "${COMMON[@]}" --filename="$d/seq" --rw=write --bs=1M --size=1G \

@@ -98,15 +98,7 @@ run() { # target -> "fsync-rand fdsync-app sqlite postmark readers4"
     echo "${out[*]}"
 }
 
-declare -A R
-for i in $(seq "$RUNS"); do
-    for t in $TARGETS; do
-        line=$(run "$t")
-        echo "  $t: $line"
-        R[$t]+="$line"$'\n'
-    done
-    echo "run $i of $RUNS done"
-done
+rounds "$RUNS"
 echo
 echo "== medians of $RUNS =="
 printf '%-8s %12s %12s %10s %10s %12s\n' target fsync-rand fdsync-app sqlite postmark readers4
