@@ -32,8 +32,8 @@ pub use root::{
 };
 pub(crate) use volume::parallel;
 pub use volume::{
-    cache_sizes, checkpoint_list, checkpoints, cleaner, device, format, fsync, id_table, info,
-    label, meta_table, page_life, page_table, recovery, rollback, room, roots, segment_usage,
+    cache_sizes, checkpoint_list, checkpoints, cleaner, device, flushes, format, fsync, id_table,
+    info, label, meta_table, page_life, page_table, recovery, rollback, room, roots, segment_usage,
     segment_writer, store,
 };
 

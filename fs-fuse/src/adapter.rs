@@ -15,6 +15,7 @@ use fuser::{
     ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyLseek, ReplyOpen, ReplyPoll,
     ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
+use pagelog_core::flushes::Flush;
 use pagelog_core::fs::{Attr, DirItem, FsXattr, JournalMode, SetAttr, TimeSet, Whence};
 use pagelog_core::inode::{
     Timespec, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK,
@@ -162,6 +163,12 @@ impl Shared {
     pub fn with<T>(&self, f: impl FnOnce(&mut Filesystem) -> Result<T>) -> Result<T> {
         self.requests
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.with_uncounted(f)
+    }
+
+    /// [`Shared::with`] for the daemon's own work, which does not count as
+    /// a request (it must not keep the filesystem from being idle).
+    fn with_uncounted<T>(&self, f: impl FnOnce(&mut Filesystem) -> Result<T>) -> Result<T> {
         let mut guard = self.lock();
         let (r, reshaped) = match guard.as_mut() {
             Some(fs) => (f(fs), fs.take_reshaped()),
@@ -175,6 +182,22 @@ impl Shared {
         drop(guard);
         self.reshaped(reshaped);
         r
+    }
+
+    /// The daemon's own `f` (the timer's commit), whose writes end with a
+    /// flush handed out, which runs without the lock, so that requests go
+    /// on while the device works (`volume/flushes.rs`).
+    pub fn durably(&self, f: impl FnOnce(&mut Filesystem) -> Result<Option<Flush>>) -> Result<()> {
+        let flush = self.with_uncounted(f)?;
+        self.run_flush(flush)
+    }
+
+    /// Runs a flush handed out, without the lock, and hands its outcome
+    /// back.
+    fn run_flush(&self, flush: Option<Flush>) -> Result<()> {
+        let Some(flush) = flush else { return Ok(()) };
+        let outcome = flush.run();
+        self.with_uncounted(|fs| fs.flushed(&flush, outcome))
     }
 
     /// Tells the kernel to ask again for the attributes of `inos`, whose
@@ -385,6 +408,12 @@ impl Adapter {
             None => self.shared.with(f),
             Some(id) => self.shared.with(|fs| fs.in_view(id, f)),
         }
+    }
+
+    /// [`Shared::durably`] on the root this session serves.
+    fn durably(&self, f: impl FnOnce(&mut Filesystem) -> Result<Option<Flush>>) -> Result<()> {
+        let flush = self.with(f)?;
+        self.shared.run_flush(flush)
     }
 
     /// Counts (`delta` 1) or uncounts (-1) a handle opened with `flags`
@@ -1043,7 +1072,7 @@ impl fuser::Filesystem for Adapter {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        Self::empty(reply, self.with(|fs| fs.fsync(ino(i))));
+        Self::empty(reply, self.durably(|fs| fs.fsync_deferred(ino(i))));
     }
 
     fn opendir(&self, req: &Request, i: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
@@ -1143,7 +1172,7 @@ impl fuser::Filesystem for Adapter {
         reply: ReplyEmpty,
     ) {
         // A directory's entries are nodes: fsync writes every dirty one.
-        Self::empty(reply, self.with(|fs| fs.fsync(ino(i))));
+        Self::empty(reply, self.durably(|fs| fs.fsync_deferred(ino(i))));
     }
 
     fn statfs(&self, _req: &Request, i: INodeNo, reply: ReplyStatfs) {

@@ -427,15 +427,15 @@ fn spawn_commit_thread(
             if push_first && due {
                 (ctx.syncfs)();
             }
-            let mut guard = shared.lock();
-            let Some(fs) = guard.as_mut() else { continue };
             // `due` decides, not a second look at the clock: the syncfs
             // above belongs to this commit.
             if due {
-                if let Err(e) = fs.periodic_commit() {
+                if let Err(e) = shared.durably(Filesystem::periodic_commit_deferred) {
                     log::error!("periodic commit failed: {e}");
                 }
             }
+            let mut guard = shared.lock();
+            let Some(fs) = guard.as_mut() else { continue };
             if quiet_since.elapsed() >= IDLE {
                 if let Err(e) = fs.clean_in_background() {
                     log::error!("background cleaning failed: {e}");

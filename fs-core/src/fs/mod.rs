@@ -40,6 +40,7 @@ use crate::cache_sizes::CacheSizes;
 use crate::device::BlockDevice;
 use crate::dir_index;
 use crate::error::{Error, Result};
+use crate::flushes::Flush;
 use crate::ids::{Ino, PACK_SLOTS};
 use crate::inode::{
     Inode, Timespec, FLAG_PROJINHERIT, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT,
@@ -392,6 +393,39 @@ impl Filesystem {
         self.store.commit_scope(scope, false)?;
         self.last_commit = Instant::now();
         Ok(())
+    }
+
+    /// [`Filesystem::fsync`] with its flush handed out, to be run without
+    /// holding the filesystem (so that readers and writers go on while the
+    /// device works) and handed back with [`Filesystem::flushed`]; `None`
+    /// when nothing is owed. See `volume/flushes.rs`.
+    pub fn fsync_deferred(&mut self, ino: Ino) -> Result<Option<Flush>> {
+        self.deferring(|fs| fs.fsync(ino))
+    }
+
+    /// [`Filesystem::periodic_commit`] with its flush handed out (see
+    /// [`Filesystem::fsync_deferred`]).
+    pub fn periodic_commit_deferred(&mut self) -> Result<Option<Flush>> {
+        self.deferring(Filesystem::periodic_commit)
+    }
+
+    fn deferring(
+        &mut self,
+        f: impl FnOnce(&mut Filesystem) -> Result<()>,
+    ) -> Result<Option<Flush>> {
+        self.store.start_deferring();
+        let r = f(self);
+        Ok(self.store.stop_deferring(r)?.1)
+    }
+
+    /// Takes the outcome of a flush handed out: when it succeeded, what it
+    /// covers is durable and what waited for it is done (a commit's
+    /// superblock); a failure makes the filesystem read-only, as any failed
+    /// write does.
+    pub fn flushed(&mut self, flush: &Flush, outcome: std::io::Result<()>) -> Result<()> {
+        let r = self.store.flushed(flush, outcome);
+        self.degrade_if_failed()?;
+        r
     }
 
     /// Called by every operation that changed something: in the `full`

@@ -139,6 +139,15 @@ impl RecordingDevice {
             .rposition(|e| matches!(e, Event::Flush))
     }
 
+    /// The first flush at or after event `from`.
+    pub fn first_flush_from(&self, from: usize) -> Option<usize> {
+        lock(&self.events)
+            .iter()
+            .skip(from)
+            .position(|e| matches!(e, Event::Flush))
+            .map(|i| i + from)
+    }
+
     /// Sectors of write `i`.
     pub fn sectors(&self, i: usize) -> usize {
         match lock(&self.events).get(i) {

@@ -126,8 +126,8 @@ impl Store {
             && self.root.cache.usage.deltas().is_empty()
             && self.changes_waiting() == 0;
         if idle {
-            // Nothing since the last record.
-            return Ok(());
+            // Nothing since the last record (whose flush may still run).
+            return self.flush_issued();
         }
         let extra = Demand {
             pages: pages_for(self.changes_waiting()) as u64 + 2,
@@ -158,7 +158,7 @@ impl Store {
             // Data the cleaner moved must be durable before a record
             // points at it (it went through the cleaner's own log head,
             // which recovery does not walk).
-            dev.flush()?;
+            self.flush_now()?;
             self.cold_unflushed = false;
         }
         self.write_data(dev, building, scope)?;
@@ -194,9 +194,8 @@ impl Store {
             self.log.fill(*a, e, &p.encode()[..])?;
         }
         self.log.finish(dev)?;
-        dev.flush()?;
         self.stats.roll_forwards += 1;
-        Ok(())
+        self.flush_writes()
     }
 
     /// How many deadlist entries were added since the last record, or

@@ -8,6 +8,7 @@ pub mod checkpoint_list;
 pub mod checkpoints;
 pub mod cleaner;
 pub mod device;
+pub mod flushes;
 pub mod format;
 pub mod fsync;
 pub mod id_table;

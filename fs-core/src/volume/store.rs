@@ -122,6 +122,8 @@ pub struct Store {
     pub cleaner_options: crate::cleaner::CleanerOptions,
     sb_pending: Option<CheckpointNo>,
     durable_sb: CheckpointNo,
+    /// Flushes issued, handed out and completed (`volume/flushes.rs`).
+    pub(crate) flushes: crate::flushes::Flushes,
     failed: Option<String>,
     /// On a sealed volume, what seals and opens (read-write: with this
     /// mount's lease and salt).
@@ -265,6 +267,7 @@ impl Store {
             cleaner: crate::cleaner::Cleaner::default(),
             cleaner_options: crate::cleaner::CleanerOptions::default(),
             sb_pending: None,
+            flushes: Default::default(),
             failed: None,
             sealer,
             clock: None,
@@ -643,9 +646,12 @@ impl Store {
             self.log.allocated,
             self.log.segments_taken,
         );
+        // A commit whose flush is still owed completes first: its
+        // superblock goes before this commit's writes.
+        self.settle_commit()?;
         if self.cold_unflushed {
             // Moved data must be durable before a checkpoint can name it.
-            dev.flush()?;
+            self.flush_now()?;
             self.cold_unflushed = false;
         }
         self.commit_branches(dev, building, scope, serving)?;
@@ -711,12 +717,9 @@ impl Store {
             self.log.segments_taken - bound.3,
             bound.1
         );
-        dev.flush()?;
+        // The segments the cleaner emptied are pre-free now (their last
+        // nodes and table pages moved in this commit).
         self.cleaner.emptying.clear();
-        if let Some(p) = self.sb_pending.take() {
-            self.durable_sb = p;
-        }
-        self.sut.release_prefree(self.durable_sb);
         self.cp = cp;
         self.cp_addr = cp_slot;
         if retained {
@@ -730,11 +733,24 @@ impl Store {
         // The tables are written: recording starts again from here, on
         // the live root in place now (a rollback may have replaced it).
         self.record_changes(true);
-        self.write_superblock(State::InUse, false)?;
         if sync_superblock {
-            self.flush_superblock()?;
+            self.flush_commit()?;
+            return self.flush_superblock();
         }
-        Ok(())
+        self.flush_commit()
+    }
+
+    /// What a commit does once its flush completed (`volume/flushes.rs`):
+    /// the superblock written by the commit before is durable, so the
+    /// segments emptied up to that one can be written again; and a
+    /// superblock naming this commit's checkpoint is written (durable with
+    /// the next flush).
+    pub(crate) fn commit_durable(&mut self) -> Result<()> {
+        if let Some(p) = self.sb_pending.take() {
+            self.durable_sb = p;
+        }
+        self.sut.release_prefree(self.durable_sb);
+        self.write_superblock(State::InUse, false)
     }
 
     /// Removes the pointers of pages `from..` of `ino`: stored pages die,
@@ -926,6 +942,9 @@ impl Store {
 
     /// Writes one superblock copy (alternating) naming the last checkpoint.
     pub fn write_superblock(&mut self, state: State, both: bool) -> Result<()> {
+        // A commit in flight writes its superblock first (and, flushed,
+        // this one can name what that one does).
+        self.settle_commit()?;
         self.sb.generation += 1;
         self.sb.checkpoint_addr = self.cp_addr;
         self.sb.checkpoint_no = self.cp.no;
@@ -952,18 +971,28 @@ impl Store {
 
     /// Makes a superblock write still waiting for a flush durable, so that
     /// the segments the last commit emptied can be written again.
+    /// Writes issued and not yet flushed (another caller's commit or
+    /// record, whose flush runs outside the lock) are flushed too, now or
+    /// handed out (`volume/flushes.rs`).
     pub fn settle(&mut self) -> Result<()> {
-        if self.read_only || self.sb_pending.is_none() {
+        if self.read_only {
+            return Ok(());
+        }
+        self.flush_issued()?;
+        if self.sb_pending.is_none() || self.commit_in_flight() {
+            // A commit in flight writes its superblock when its flush
+            // completes; this one would wait for nothing more.
             return Ok(());
         }
         self.flush_superblock()
     }
 
-    /// Flushes a pending superblock write.
+    /// Flushes a pending superblock write (after completing a commit whose
+    /// flush is owed: it writes one).
     pub fn flush_superblock(&mut self) -> Result<()> {
         self.check_health()?;
-        let r = self.dev.flush();
-        self.poison_on(r.map_err(Error::from))?;
+        self.settle_commit()?;
+        self.flush_now()?;
         if let Some(p) = self.sb_pending.take() {
             self.durable_sb = p;
         }

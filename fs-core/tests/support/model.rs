@@ -726,6 +726,12 @@ pub fn compare(fs: &mut Filesystem, model: &Model) {
     }
 }
 
+/// The inode `Op::Fsync { node }` syncs, if the model has one to pick.
+pub fn fsync_target(m: &Model, node: u8) -> Option<Ino> {
+    let n = m.pick(node, |k| !matches!(k, Kind::Symlink(_)))?;
+    Some(m.inodes[&n].ino)
+}
+
 /// Runs a filesystem operation (not Sync, Remount or CrashCut, which the
 /// harnesses own) on `fs` and on `model`, checking that they agree.
 pub fn apply_op(fs: &mut Filesystem, model: &mut Model, op: &Op) {
@@ -980,11 +986,10 @@ pub fn apply_op(fs: &mut Filesystem, model: &mut Model, op: &Op) {
             }
         }
         Op::Fsync { node } => {
-            let Some(n) = m.pick(node, |k| !matches!(k, Kind::Symlink(_))) else {
+            let Some(ino) = fsync_target(m, node) else {
                 return;
             };
-            fs.fsync(m.inodes[&n].ino)
-                .unwrap_or_else(|e| panic!("{op:?}: {e}"));
+            fs.fsync(ino).unwrap_or_else(|e| panic!("{op:?}: {e}"));
         }
         Op::Sync
         | Op::Remount

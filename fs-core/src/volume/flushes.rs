@@ -1,0 +1,198 @@
+//! Flushes taken outside the filesystem's lock.
+//!
+//! A commit or an fsync's roll-forward record ends with a device flush,
+//! which on a real disk takes as long as all the writes before it. Under
+//! the daemon's one lock, every reader and writer would wait for it. So
+//! a caller that can let go of the filesystem while the device works
+//! asks for the flush to be *handed out* ([`Store::deferring`]): the
+//! writes are issued under the lock, the caller takes a [`Flush`], runs
+//! it without the lock, and hands the outcome back with
+//! [`Store::flushed`], which does what waited for it (a commit's
+//! superblock, the release of the segments it emptied).
+//!
+//! Why the state between stays safe: each flush is numbered (a ticket)
+//! when its writes have been issued; one that completes covers every
+//! ticket issued before it started, whoever ran it. Until the commit's
+//! flush completes, nothing relies on that commit being durable:
+//! - its superblock is written only after the flush (so a crash recovers
+//!   from the checkpoint before, and finds this one by walking the log,
+//!   exactly as in a crash between a synchronous commit's flush and its
+//!   superblock write);
+//! - the segments it emptied stay pre-free (not reused) until then;
+//! - a second commit, a superblock write, or anything else that flushes
+//!   under the lock completes the owed commit first (its flush covers
+//!   it);
+//! - an fsync that finds nothing new to write but writes issued and not
+//!   yet flushed (its data went out with someone else's record or commit)
+//!   flushes too, rather than return before they are durable.
+//!
+//! Operations that only change memory (buffered writes, namespace
+//! changes) and reads go on while the flush runs: that is the point.
+
+use std::sync::Arc;
+
+use super::store::Store;
+use crate::device::BlockDevice;
+use crate::error::{Error, Result};
+
+/// A flush the caller owes the store: the writes it covers are issued.
+/// Run it without holding the filesystem, then give the outcome to
+/// `Store::flushed` (or `Filesystem::flushed`).
+#[must_use = "the writes are not durable until the flush runs and is handed back"]
+#[derive(Clone)]
+pub struct Flush {
+    dev: Arc<dyn BlockDevice>,
+    ticket: u64,
+}
+
+impl std::fmt::Debug for Flush {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Flush")
+            .field("ticket", &self.ticket)
+            .finish()
+    }
+}
+
+impl Flush {
+    /// Flushes the device (the caller holds no lock of the filesystem).
+    pub fn run(&self) -> std::io::Result<()> {
+        self.dev.flush()
+    }
+}
+
+/// The store's account of its flushes.
+#[derive(Debug, Default)]
+pub(crate) struct Flushes {
+    /// Hand flushes out rather than run them (set for one call by
+    /// [`Store::deferring`]).
+    defer: bool,
+    /// Tickets issued: the number of the last point whose writes need a
+    /// flush.
+    issued: u64,
+    /// Every ticket up to this one is durable.
+    through: u64,
+    /// The ticket handed out in the current deferring call.
+    handed: Option<u64>,
+    /// A commit whose flush is owed, by its ticket: its superblock and the
+    /// release of what it emptied wait for it.
+    pub(crate) commit: Option<u64>,
+}
+
+impl Store {
+    /// Runs `f` with the flush at its end handed out rather than run:
+    /// returns what it returns and the flush the caller owes, if any.
+    pub fn deferring<T>(
+        &mut self,
+        f: impl FnOnce(&mut Store) -> Result<T>,
+    ) -> Result<(T, Option<Flush>)> {
+        self.start_deferring();
+        let r = f(self);
+        self.stop_deferring(r)
+    }
+
+    /// From here on, hand flushes out (see [`Store::deferring`]).
+    pub(crate) fn start_deferring(&mut self) {
+        self.flushes.defer = true;
+    }
+
+    /// Ends what [`Store::start_deferring`] began, with the outcome `r` of
+    /// the call: its value and the flush owed. On an error the flush is run
+    /// here, so that nothing issued is left waiting.
+    pub(crate) fn stop_deferring<T>(&mut self, r: Result<T>) -> Result<(T, Option<Flush>)> {
+        self.flushes.defer = false;
+        let handed = self.flushes.handed.take();
+        match (r, handed) {
+            (Ok(v), h) => Ok((v, h.map(|ticket| self.flush_for(ticket)))),
+            (Err(e), Some(_)) => {
+                self.flush_now()?;
+                Err(e)
+            }
+            (Err(e), None) => Err(e),
+        }
+    }
+
+    fn flush_for(&self, ticket: u64) -> Flush {
+        Flush {
+            dev: self.dev.clone(),
+            ticket,
+        }
+    }
+
+    /// Takes the outcome of a flush handed out: on success, everything
+    /// issued before it is durable and what waited for it is done.
+    pub fn flushed(&mut self, f: &Flush, outcome: std::io::Result<()>) -> Result<()> {
+        self.poison_on(outcome.map_err(Error::from))?;
+        // A ticket from before a remount (the store replaced) means
+        // nothing here.
+        if f.ticket <= self.flushes.issued {
+            self.flushed_through(f.ticket)?;
+        }
+        Ok(())
+    }
+
+    /// Ends writes that must be durable before the caller returns: flushes
+    /// now, or hands the flush out when deferring.
+    pub(crate) fn flush_writes(&mut self) -> Result<()> {
+        self.flushes.issued += 1;
+        if self.flushes.defer {
+            self.flushes.handed = Some(self.flushes.issued);
+            return Ok(());
+        }
+        self.flush_now()
+    }
+
+    /// A commit's writes are issued: ends them with [`Store::flush_writes`],
+    /// and marks the commit's last steps as waiting for that flush.
+    pub(crate) fn flush_commit(&mut self) -> Result<()> {
+        self.flushes.commit = Some(self.flushes.issued + 1);
+        self.flush_writes()
+    }
+
+    /// Flushes under the lock: everything issued so far is durable.
+    pub(crate) fn flush_now(&mut self) -> Result<()> {
+        let ticket = self.flushes.issued;
+        let r = self.dev.flush();
+        self.poison_on(r.map_err(Error::from))?;
+        self.flushed_through(ticket)
+    }
+
+    /// Nothing new to write, but the caller's data may be in writes issued
+    /// and not yet flushed (another thread's record or commit): flushes
+    /// them, now or handed out.
+    pub(crate) fn flush_issued(&mut self) -> Result<()> {
+        if self.flushes.through >= self.flushes.issued {
+            return Ok(());
+        }
+        if self.flushes.defer {
+            self.flushes.handed = Some(self.flushes.issued);
+            return Ok(());
+        }
+        self.flush_now()
+    }
+
+    /// Completes a commit whose flush is owed, flushing now: before a
+    /// second commit or a superblock write, whose order on the device
+    /// depends on it.
+    pub(crate) fn settle_commit(&mut self) -> Result<()> {
+        match self.flushes.commit {
+            Some(_) => self.flush_now(),
+            None => Ok(()),
+        }
+    }
+
+    /// Is a commit's flush still owed?
+    pub fn commit_in_flight(&self) -> bool {
+        self.flushes.commit.is_some()
+    }
+
+    fn flushed_through(&mut self, ticket: u64) -> Result<()> {
+        self.flushes.through = self.flushes.through.max(ticket);
+        match self.flushes.commit {
+            Some(c) if c <= ticket => {
+                self.flushes.commit = None;
+                self.commit_durable()
+            }
+            _ => Ok(()),
+        }
+    }
+}
