@@ -107,6 +107,8 @@ impl Deferred {
         if self.handed % 2 == 1 {
             return None;
         }
+        // As the daemon does: the dirty data first, a step at a time.
+        while fs.write_back_step().expect("write back") {}
         Some(match ino {
             Some(ino) => fs.fsync_deferred(ino).expect("fsync"),
             None => fs.periodic_commit_deferred().expect("periodic commit"),

@@ -148,3 +148,78 @@ fn a_failed_flush_handed_back_makes_the_filesystem_read_only() {
         Err(Error::ReadOnly)
     ));
 }
+
+/// Dirty data written back in steps of at most `WRITEBACK_STEP` pages
+/// ahead of a commit (as the daemon does, taking its lock per step): each
+/// step leaves the rest dirty, the data reads back the same throughout,
+/// and the commit after it holds it all.
+#[test]
+fn dirty_data_is_written_back_in_steps() {
+    use pagelog_core::fs::WRITEBACK_STEP;
+    let mem = support::formatted(16384, 64);
+    let mut fs = support::mount(&mem);
+    let root = Cred::root();
+    let f = fs
+        .mknod(&root, Ino::ROOT, b"big", 0o644, 0)
+        .expect("create");
+    let pages = 3 * WRITEBACK_STEP + 10;
+    let bytes: Vec<u8> = (0..pages * 4096).map(|i| (i % 251) as u8).collect();
+    fs.write(&root, f.ino, 0, &bytes).expect("write");
+    let mut steps = 0;
+    let before = fs.device_pages_written();
+    while fs.write_back_step().expect("step") {
+        steps += 1;
+        assert_eq!(fs.read(f.ino, 0, bytes.len() as u32).expect("read"), bytes);
+    }
+    assert_eq!(steps, 3, "steps of {WRITEBACK_STEP} pages");
+    let written = fs.device_pages_written() - before;
+    assert!(written >= pages as u64, "only {written} pages written");
+    assert!(!fs.write_back_step().expect("step"), "dirty data left");
+    fs.sync().expect("commit");
+    drop(fs);
+    let mut fs = support::mount(&mem);
+    assert_eq!(fs.read(f.ino, 0, bytes.len() as u32).expect("read"), bytes);
+}
+
+/// Left to the caller, the commit `log_limit` asks for is not run by a
+/// write; the caller runs it with its flush handed out, then its
+/// superblock's.
+#[test]
+fn the_log_limit_commit_can_be_left_to_the_caller() {
+    let mem = support::formatted(16384, 64);
+    let opts = MountOptions {
+        log_limit: 1 << 20,
+        dirty_limit: 1 << 20,
+        ..MountOptions::default()
+    };
+    let mut fs = Filesystem::mount(mem.clone() as Arc<dyn BlockDevice>, opts).expect("mount");
+    fs.leave_log_limit_to_caller();
+    let root = Cred::root();
+    let f = fs
+        .mknod(&root, Ino::ROOT, b"log", 0o644, 0)
+        .expect("create");
+    let commits = fs.stats().commits;
+    for i in 0..16u64 {
+        fs.write(&root, f.ino, i << 18, &[i as u8; 1 << 18])
+            .expect("write");
+    }
+    assert_eq!(fs.stats().commits, commits, "a write committed");
+    assert!(fs.log_limit_due());
+    let flush = fs
+        .log_limit_commit_deferred()
+        .expect("commit")
+        .expect("owed");
+    flush.run().expect("flush");
+    fs.flushed(&flush, Ok(())).expect("handed back");
+    assert!(!fs.log_limit_due());
+    let named = fs.superblock().checkpoint_no;
+    let sb = fs.settle_deferred().expect("settle").expect("owed");
+    sb.run().expect("flush");
+    fs.flushed(&sb, Ok(())).expect("handed back");
+    assert!(
+        fs.settle_deferred().expect("settle").is_none(),
+        "still owed"
+    );
+    assert_eq!(fs.stats().commits, commits + 1);
+    assert_eq!(fs.superblock().checkpoint_no, named);
+}

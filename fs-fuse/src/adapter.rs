@@ -188,8 +188,31 @@ impl Shared {
     /// flush handed out, which runs without the lock, so that requests go
     /// on while the device works (`volume/flushes.rs`).
     pub fn durably(&self, f: impl FnOnce(&mut Filesystem) -> Result<Option<Flush>>) -> Result<()> {
+        self.write_back_in_steps();
         let flush = self.with_uncounted(f)?;
         self.run_flush(flush)
+    }
+
+    /// Runs the commit the log's limit asks for (after writes that found
+    /// it due), its data written in steps and its flushes (the commit's,
+    /// then its superblock's) outside the lock. A failure is logged: the
+    /// write that found it due has taken effect, and the next write asks
+    /// again.
+    pub fn commit_log_if_due(&self) {
+        let r = self
+            .durably(Filesystem::log_limit_commit_deferred)
+            .and_then(|()| self.durably(Filesystem::settle_deferred));
+        if let Err(e) = r {
+            log::warn!("the commit the log's limit asks for failed: {e}");
+        }
+    }
+
+    /// Writes the dirty data a commit or an fsync is about to write in
+    /// steps, the lock taken for each, so that readers wait for a step at
+    /// most, not for the whole of it. A step that fails leaves the rest to
+    /// the commit or fsync, which reports it.
+    fn write_back_in_steps(&self) {
+        while let Ok(true) = self.with_uncounted(Filesystem::write_back_step) {}
     }
 
     /// Runs a flush handed out, without the lock, and hands its outcome
@@ -412,6 +435,9 @@ impl Adapter {
 
     /// [`Shared::durably`] on the root this session serves.
     fn durably(&self, f: impl FnOnce(&mut Filesystem) -> Result<Option<Flush>>) -> Result<()> {
+        if self.view.is_none() {
+            self.shared.write_back_in_steps();
+        }
         let flush = self.with(f)?;
         self.shared.run_flush(flush)
     }
@@ -1001,14 +1027,17 @@ impl fuser::Filesystem for Adapter {
         let setid = write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID);
         let from_cache = write_flags.contains(WriteFlags::FUSE_WRITE_CACHE);
         let write = |c: &Cred, n: usize| {
-            let (written, killed) = self.with(|fs| {
+            let (written, killed, log_full) = self.with(|fs| {
                 let written = fs.write(c, ino(i), offset + n as u64, &data[n..])?;
                 let killed = !from_cache && fs.kill_privileges(ino(i), setid)?;
-                Ok((written, killed))
+                Ok((written, killed, fs.log_limit_due()))
             })?;
             if killed {
                 // The kernel keeps the attributes it had cached.
                 self.shared.reshaped(vec![ino(i)]);
+            }
+            if log_full {
+                self.shared.commit_log_if_due();
             }
             Ok(written)
         };

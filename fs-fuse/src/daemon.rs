@@ -249,6 +249,9 @@ pub fn serve(
             return report.fail(&m);
         }
     };
+    // The requests' threads run the log's limit commit themselves, with
+    // its flushes outside the lock (`Shared::commit_log_if_due`).
+    fs.leave_log_limit_to_caller();
     let shared = Arc::new(Shared::new(fs));
     let adapter = Adapter::new(shared.clone(), cfg.clone(), branch);
     let (session, unmounter) = match kernel_mount::mount(adapter, image, mountpoint, cfg) {

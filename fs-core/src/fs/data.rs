@@ -2,7 +2,7 @@
 
 use std::ops::Range;
 
-use super::Filesystem;
+use super::{Filesystem, JournalMode};
 use crate::block_ptr::BlockPtr;
 use crate::error::{Error, Result};
 use crate::file_map;
@@ -12,9 +12,15 @@ use crate::layout::{zero_page, Page, PAGE_SIZE};
 use crate::page_life::life;
 use crate::perm::{Cred, S_ISGID, S_ISUID, S_IXGRP};
 use crate::room::{Demand, Tier};
+use crate::store::DataScope;
 use crate::usage::{QuotaId, Usage};
 
 const PS: u64 = PAGE_SIZE as u64;
+
+/// Pages one step of a writeback in steps writes (1 MiB): a few
+/// milliseconds of the filesystem held at most (see
+/// [`Filesystem::write_back_step`]).
+pub const WRITEBACK_STEP: usize = 256;
 
 /// What `lseek` looks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -236,22 +242,50 @@ impl Filesystem {
         Ok(&data[..cut])
     }
 
+    /// One step of writing dirty data back ahead of a commit or an fsync
+    /// that would write it all (not in the `writeback` mode, whose commits
+    /// and fsyncs leave other files' data): [`WRITEBACK_STEP`] pages at
+    /// most, so that a caller taking a lock per step lets other requests
+    /// in between, rather than hold them for the whole writeback. Returns
+    /// whether dirty data is left.
+    pub fn write_back_step(&mut self) -> Result<bool> {
+        let wanted = self.opts.journal != JournalMode::Writeback;
+        if !wanted || self.store.read_only || self.store.check_health().is_err() {
+            return Ok(false);
+        }
+        let dirty = self.store.root.dirty.count();
+        if dirty == 0 {
+            return Ok(false);
+        }
+        self.store.write_back(DataScope::First(WRITEBACK_STEP))?;
+        Ok(self.store.root.dirty.count() > 0 && self.store.root.dirty.count() < dirty)
+    }
+
     /// Past `dirty_limit`, writes the dirty data back, and past
     /// `log_limit` also commits (see [`super::MountOptions::log_limit`]).
     /// The write that asks has taken effect by then, so only a failure that
     /// poisons the mount fails it; one that leaves it usable (no room yet)
     /// has changed nothing, and the next commit tries again.
     fn write_back_if_due(&mut self) -> Result<()> {
-        if self.store.root.dirty.count() as u64 * PS <= self.opts.dirty_limit {
+        let dirty = self.store.root.dirty.count() as u64;
+        let limit = self.opts.dirty_limit / PS;
+        if dirty <= limit {
             return Ok(());
         }
-        let r = self.store.write_back_data().and_then(|()| {
-            if self.store.logged_since_commit() * PS > self.opts.log_limit {
-                self.log_limit_commit()
-            } else {
-                Ok(())
-            }
-        });
+        // What is over the limit and a step more, not everything: the
+        // write that asks holds the filesystem meanwhile, and so waits
+        // every other request (`write_back_step`).
+        let pages = (dirty - limit) as usize + WRITEBACK_STEP;
+        let r = self
+            .store
+            .write_back(DataScope::First(pages))
+            .and_then(|()| {
+                if self.store.logged_since_commit() * PS > self.opts.log_limit {
+                    self.log_limit_commit()
+                } else {
+                    Ok(())
+                }
+            });
         match r {
             Err(e) if self.store.check_health().is_ok() => {
                 log::warn!("writing back dirty data put off: {e}");

@@ -7,6 +7,7 @@ mod attr;
 mod cleaning;
 mod compression;
 mod data;
+pub use data::WRITEBACK_STEP;
 mod namespace;
 pub mod perm;
 mod project;
@@ -200,6 +201,10 @@ pub struct Filesystem {
     lookups: HashMap<Ino, u64>,
     last_commit: Instant,
     kernel_owns_cmtime: bool,
+    /// The commit `log_limit` asks for is left to the caller (the daemon,
+    /// which runs it with its flushes outside its lock): see
+    /// [`Filesystem::leave_log_limit_to_caller`].
+    log_limit_by_caller: bool,
     /// Background cleaning has started and not yet reached its stop mark.
     cleaning: bool,
     /// The commit count when a background pass last found nothing to move.
@@ -256,6 +261,7 @@ impl Filesystem {
             lookups: HashMap::new(),
             last_commit: Instant::now(),
             kernel_owns_cmtime: false,
+            log_limit_by_caller: false,
             cleaning: false,
             nothing_to_clean_at: None,
             views: std::collections::BTreeMap::new(),
@@ -359,14 +365,53 @@ impl Filesystem {
     /// its superblock flushed too, so that even after a power loss recovery
     /// starts from this checkpoint, not from the one before it.
     pub(super) fn log_limit_commit(&mut self) -> Result<()> {
+        if self.log_limit_by_caller {
+            return Ok(());
+        }
+        self.log_limit_commit_synced(true)
+    }
+
+    fn log_limit_commit_synced(&mut self, sync_superblock: bool) -> Result<()> {
         let scope = if self.opts.journal == JournalMode::Writeback {
             crate::store::DataScope::None
         } else {
             crate::store::DataScope::All
         };
-        self.store.commit_scope(scope, true)?;
+        self.store.commit_scope(scope, sync_superblock)?;
         self.last_commit = Instant::now();
         Ok(())
+    }
+
+    /// Leaves the commit that `log_limit` asks for to the caller: writes
+    /// no longer run it; the caller asks [`Filesystem::log_limit_due`]
+    /// after a write and runs [`Filesystem::log_limit_commit_deferred`],
+    /// then [`Filesystem::settle_deferred`] (its superblock), each flush
+    /// without holding the filesystem.
+    pub fn leave_log_limit_to_caller(&mut self) {
+        self.log_limit_by_caller = true;
+    }
+
+    /// Has the log grown past `log_limit` since the last commit?
+    pub fn log_limit_due(&self) -> bool {
+        !self.store.read_only
+            && self.store.logged_since_commit() * PAGE_SIZE as u64 > self.opts.log_limit
+    }
+
+    /// The commit `log_limit` asks for, with its flush handed out (see
+    /// [`Filesystem::fsync_deferred`]); its superblock is made durable by
+    /// [`Filesystem::settle_deferred`] next.
+    pub fn log_limit_commit_deferred(&mut self) -> Result<Option<Flush>> {
+        // Another thread's may have run first.
+        if !self.log_limit_due() {
+            return Ok(None);
+        }
+        self.deferring(|fs| fs.log_limit_commit_synced(false))
+    }
+
+    /// Makes everything written durable, the last superblock included,
+    /// with the flush handed out (`None` when nothing waits for one).
+    pub fn settle_deferred(&mut self) -> Result<Option<Flush>> {
+        self.deferring(|fs| fs.store.settle())
     }
 
     /// `fsync(2)` of `ino`: its data and all metadata are durable when this

@@ -15,6 +15,11 @@ struct Dirty {
     over_hole: bool,
 }
 
+/// Where a writeback in steps may cut a file: a multiple of the largest
+/// compressed cluster (`chain_table::MAX_CLUSTER_PAGES`), so that a
+/// cluster's dirty pages go out together.
+pub const STEP_ALIGN: u64 = 256;
+
 /// Dirty pages by inode and page index.
 #[derive(Debug, Default)]
 pub struct DirtyPages {
@@ -165,6 +170,57 @@ impl DirtyPages {
         pages.into_iter().map(|(i, d)| (i, d.page)).collect()
     }
 
+    /// Takes up to `max` dirty pages, inodes and pages in ascending order
+    /// (of the last file taken, its first dirty pages): what one step of
+    /// a writeback in steps writes. A file is cut only at a multiple of
+    /// [`STEP_ALIGN`] pages, so that no compressed cluster is split
+    /// (unless the file's first dirty pages alone exceed `max`).
+    pub fn take_first(&mut self, max: usize) -> Vec<(Ino, BTreeMap<u64, Box<Page>>)> {
+        let mut inos: Vec<Ino> = self.files.keys().copied().collect();
+        inos.sort_unstable();
+        let mut out = Vec::new();
+        let mut left = max;
+        for ino in inos {
+            if left == 0 {
+                break;
+            }
+            let pages = &self.files[&ino];
+            let Some(&cut) = pages.keys().nth(left) else {
+                left -= pages.len();
+                out.push((ino, self.take(ino)));
+                continue;
+            };
+            let first = *pages
+                .keys()
+                .next()
+                .expect("a file with dirty pages has some");
+            let aligned = cut / STEP_ALIGN * STEP_ALIGN;
+            let cut = if aligned > first { aligned } else { cut };
+            out.push((ino, self.take_below(ino, cut)));
+            break;
+        }
+        out
+    }
+
+    /// Takes the dirty pages of `ino` below page `end`.
+    fn take_below(&mut self, ino: Ino, end: u64) -> BTreeMap<u64, Box<Page>> {
+        let Some(m) = self.files.get_mut(&ino) else {
+            return BTreeMap::new();
+        };
+        let rest = m.split_off(&end);
+        let head = std::mem::replace(m, rest);
+        if m.is_empty() {
+            self.files.remove(&ino);
+        }
+        self.count -= head.len();
+        let fresh = head.values().filter(|d| d.over_hole).count() as u64;
+        self.unfresh(ino, fresh);
+        for &i in head.keys() {
+            self.group_remove(ino, i);
+        }
+        head.into_iter().map(|(i, d)| (i, d.page)).collect()
+    }
+
     /// Takes every dirty page, inodes and pages in ascending order.
     pub fn take_all(&mut self) -> Vec<(Ino, BTreeMap<u64, Box<Page>>)> {
         let mut inos: Vec<Ino> = self.files.keys().copied().collect();
@@ -197,6 +253,33 @@ mod tests {
         );
         assert_eq!((d.count(), d.fresh(Ino(4))), (0, 0));
         assert_eq!((d.files(), d.groups()), (0, 0));
+    }
+
+    #[test]
+    fn steps_take_whole_files_then_an_aligned_cut() {
+        let mut d = DirtyPages::default();
+        for i in 0..600 {
+            d.insert(Ino(7), i, zero_page(), i % 2 == 0);
+        }
+        d.insert(Ino(6), 0, zero_page(), true);
+        let step = d.take_first(400);
+        assert_eq!(step.len(), 2);
+        assert_eq!((step[0].0, step[0].1.len()), (Ino(6), 1));
+        assert_eq!((step[1].0, step[1].1.len()), (Ino(7), 256));
+        assert_eq!((d.count(), d.fresh(Ino(7)), d.fresh(Ino(6))), (344, 172, 0));
+        assert_eq!(d.next_dirty(Ino(7), 0), Some(256));
+        let rest = d.take_first(1000);
+        assert_eq!(
+            (rest.len(), rest[0].1.len(), d.count(), d.groups()),
+            (1, 344, 0, 0)
+        );
+        // A file whose first dirty pages alone pass the step is cut there.
+        for i in 10..20 {
+            d.insert(Ino(8), i, zero_page(), false);
+        }
+        assert_eq!(d.take_first(4)[0].1.len(), 4);
+        assert_eq!(d.count(), 6);
+        assert_eq!(d.take_all()[0].1.len(), 6);
     }
 
     #[test]

@@ -73,9 +73,20 @@ pub(crate) struct Flushes {
     through: u64,
     /// The ticket handed out in the current deferring call.
     handed: Option<u64>,
-    /// A commit whose flush is owed, by its ticket: its superblock and the
-    /// release of what it emptied wait for it.
+    /// A commit whose flush is owed, by its ticket: its superblock waits
+    /// for it.
     pub(crate) commit: Option<u64>,
+    /// Tickets issued when the last superblock was written: a flush with
+    /// a later ticket makes it durable (and with it, the reuse of the
+    /// segments emptied up to the checkpoint it names).
+    superblock_at: u64,
+}
+
+impl Flushes {
+    /// A superblock was written: the next flush issued makes it durable.
+    pub(crate) fn superblock_written(&mut self) {
+        self.superblock_at = self.issued;
+    }
 }
 
 impl Store {
@@ -148,8 +159,9 @@ impl Store {
         self.flush_writes()
     }
 
-    /// Flushes under the lock: everything issued so far is durable.
+    /// Flushes under the lock: everything written so far is durable.
     pub(crate) fn flush_now(&mut self) -> Result<()> {
+        self.flushes.issued += 1;
         let ticket = self.flushes.issued;
         let r = self.dev.flush();
         self.poison_on(r.map_err(Error::from))?;
@@ -164,6 +176,24 @@ impl Store {
             return Ok(());
         }
         if self.flushes.defer {
+            self.flushes.handed = Some(self.flushes.issued);
+            return Ok(());
+        }
+        self.flush_now()
+    }
+
+    /// Makes everything written durable, the last superblock included (so
+    /// that the segments emptied up to it can be written again): a flush
+    /// now, or handed out; nothing when nothing waits for one. A commit in
+    /// flight writes its superblock once its flush completes: this one
+    /// waits for nothing more.
+    pub(crate) fn flush_all(&mut self) -> Result<()> {
+        let superblock = self.superblock_waiting() && !self.commit_in_flight();
+        if self.flushes.through >= self.flushes.issued && !superblock {
+            return Ok(());
+        }
+        if self.flushes.defer {
+            self.flushes.issued += 1;
             self.flushes.handed = Some(self.flushes.issued);
             return Ok(());
         }
@@ -187,6 +217,9 @@ impl Store {
 
     fn flushed_through(&mut self, ticket: u64) -> Result<()> {
         self.flushes.through = self.flushes.through.max(ticket);
+        if ticket > self.flushes.superblock_at {
+            self.superblock_durable();
+        }
         match self.flushes.commit {
             Some(c) if c <= ticket => {
                 self.flushes.commit = None;

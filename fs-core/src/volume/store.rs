@@ -38,6 +38,10 @@ pub enum DataScope {
     None,
     /// One inode's (fsync in the `writeback` mode).
     Inode(crate::ids::Ino),
+    /// At most this many dirty pages, in inode and page order (a step of a
+    /// writeback that lets other requests in between: data only, never a
+    /// commit's).
+    First(usize),
 }
 
 /// Counters an administrator can read.
@@ -746,11 +750,21 @@ impl Store {
     /// superblock naming this commit's checkpoint is written (durable with
     /// the next flush).
     pub(crate) fn commit_durable(&mut self) -> Result<()> {
+        self.write_superblock(State::InUse, false)
+    }
+
+    /// The last superblock written is durable: the segments emptied up
+    /// to the checkpoint it names can be written again.
+    pub(crate) fn superblock_durable(&mut self) {
         if let Some(p) = self.sb_pending.take() {
             self.durable_sb = p;
         }
         self.sut.release_prefree(self.durable_sb);
-        self.write_superblock(State::InUse, false)
+    }
+
+    /// Is a superblock written and not yet flushed?
+    pub(crate) fn superblock_waiting(&self) -> bool {
+        self.sb_pending.is_some()
     }
 
     /// Removes the pointers of pages `from..` of `ino`: stored pages die,
@@ -832,6 +846,11 @@ impl Store {
     /// the device. A crash before that commit loses these pages, never
     /// anything older (the pages they replace stay until a durable commit).
     pub fn write_back_data(&mut self) -> Result<()> {
+        self.write_back(DataScope::All)
+    }
+
+    /// [`Store::write_back_data`] of the dirty data of `scope` only.
+    pub fn write_back(&mut self, scope: DataScope) -> Result<()> {
         self.check_health()?;
         if self.read_only {
             return Err(Error::ReadOnly);
@@ -847,7 +866,7 @@ impl Store {
         let building = self.building();
         self.log.set_time(now_ns());
         let r = self
-            .write_data(&*dev, building, DataScope::All)
+            .write_data(&*dev, building, scope)
             .and_then(|()| self.log.finish(&*dev));
         self.poison_on(r)
     }
@@ -966,6 +985,7 @@ impl Store {
             self.dev.write(COPIES[c], &self.sb.encode(c as u32)[..])?;
         }
         self.sb_pending = Some(self.cp.no);
+        self.flushes.superblock_written();
         Ok(())
     }
 
@@ -978,13 +998,8 @@ impl Store {
         if self.read_only {
             return Ok(());
         }
-        self.flush_issued()?;
-        if self.sb_pending.is_none() || self.commit_in_flight() {
-            // A commit in flight writes its superblock when its flush
-            // completes; this one would wait for nothing more.
-            return Ok(());
-        }
-        self.flush_superblock()
+        self.check_health()?;
+        self.flush_all()
     }
 
     /// Flushes a pending superblock write (after completing a commit whose
@@ -992,12 +1007,7 @@ impl Store {
     pub fn flush_superblock(&mut self) -> Result<()> {
         self.check_health()?;
         self.settle_commit()?;
-        self.flush_now()?;
-        if let Some(p) = self.sb_pending.take() {
-            self.durable_sb = p;
-        }
-        self.sut.release_prefree(self.durable_sb);
-        Ok(())
+        self.flush_now()
     }
 
     /// Prepares a read-write mount: makes both superblocks name the
