@@ -8,8 +8,15 @@
 //! returned (`full`), or a commit's namespace with no foreign data
 //! (`writeback`).
 //!
+//! Every other fsync and timer commit hands its flush out
+//! (`volume/flushes.rs`), run after the next operation, as the daemon runs
+//! it outside its lock.
+//!
 //! A second test fails the n-th write or flush for every n and checks the
 //! same of the image left behind, and that the failure was reported.
+//!
+//! `PAGELOG_CRASH_DEBUG=1` prints each run's operations, device events and
+//! commits (for a failing case reduced to a regression test).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -188,7 +188,7 @@ impl Shared {
     /// flush handed out, which runs without the lock, so that requests go
     /// on while the device works (`volume/flushes.rs`).
     pub fn durably(&self, f: impl FnOnce(&mut Filesystem) -> Result<Option<Flush>>) -> Result<()> {
-        self.write_back_in_steps();
+        self.write_back_in_steps()?;
         let flush = self.with_uncounted(f)?;
         self.run_flush(flush)
     }
@@ -209,10 +209,12 @@ impl Shared {
 
     /// Writes the dirty data a commit or an fsync is about to write in
     /// steps, the lock taken for each, so that readers wait for a step at
-    /// most, not for the whole of it. A step that fails leaves the rest to
-    /// the commit or fsync, which reports it.
-    fn write_back_in_steps(&self) {
-        while let Ok(true) = self.with_uncounted(Filesystem::write_back_step) {}
+    /// most, not for the whole of it. A step's failure is the commit's or
+    /// the fsync's (the host's disk full: ENOSPC, not the read-only state
+    /// it leaves).
+    fn write_back_in_steps(&self) -> Result<()> {
+        while self.with_uncounted(Filesystem::write_back_step)? {}
+        Ok(())
     }
 
     /// Runs a flush handed out, without the lock, and hands its outcome
@@ -436,7 +438,7 @@ impl Adapter {
     /// [`Shared::durably`] on the root this session serves.
     fn durably(&self, f: impl FnOnce(&mut Filesystem) -> Result<Option<Flush>>) -> Result<()> {
         if self.view.is_none() {
-            self.shared.write_back_in_steps();
+            self.shared.write_back_in_steps()?;
         }
         let flush = self.with(f)?;
         self.shared.run_flush(flush)
