@@ -7,10 +7,16 @@
 # the reader's IOPS and its 99th and 99.9th percentile latency, beside the
 # same reader alone; on pagelog, bindfs and ext4 in one run. Under one
 # lock held across a commit, pagelog's reader tail grows with the writer.
-#   scripts/bench-mixed.sh [SECONDS]
+# FSYNC_MIB (default 16) is how often the writer fsyncs, 0 for never (a
+# streaming writer: then the kernel's writeback queue is what the reader
+# waits behind); OPTIONS are pagelog-mount options (like
+# "-o kernel_dirty=16M").
+#   scripts/bench-mixed.sh [SECONDS] [FSYNC_MIB] [OPTIONS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-20}
+FSYNC_MIB=${2:-16}
+read -r -a OPTS <<< "${3:-}"
 scripts/deps.sh --bench
 # shellcheck source=scripts/bench-lib.sh
 . scripts/bench-lib.sh mixedbench
@@ -31,15 +37,15 @@ cold() { # kind
     drop
     if [ "$1" = pagelog ]; then
         pagelog_umount "$WORK/p.img" "$MNT"
-        "$BIN/pagelog-mount" "$WORK/p.img" "$MNT"
+        "$BIN/pagelog-mount" "${OPTS[@]}" "$WORK/p.img" "$MNT"
     fi
 }
 
 # Options after a job's --name are that job's.
 reader=(--name=reader --rw=randread --bs=4k --size=256M --time_based --runtime="$SECS")
-writer=(--name=writer --rw=write --bs=1M --size=2G --fsync=16 --time_based --runtime="$SECS")
+writer=(--name=writer --rw=write --bs=1M --size=2G --fsync="$FSYNC_MIB" --time_based --runtime="$SECS")
 for kind in pagelog bindfs ext4; do
-    d=$(target_up "$kind")
+    d=$(target_up "$kind" "${OPTS[@]}")
     fio "${COMMON[@]}" --name=layout --filename="$d/r" --rw=write --bs=1M --size=256M \
         --end_fsync=1 > /dev/null
     cold "$kind"

@@ -266,7 +266,10 @@ pub fn serve(
     }
     if !cfg.read_only {
         let pages = shared.with(|fs| Ok(fs.statfs().blocks)).unwrap_or(0);
-        set_kernel_dirty(mountpoint, kernel_dirty_bytes(pages));
+        // Lower, not higher: the near-full threshold keeps free what the
+        // default lets the kernel hold.
+        let most = kernel_dirty_bytes(pages);
+        set_kernel_dirty(mountpoint, cfg.kernel_dirty.map_or(most, |b| b.min(most)));
     }
     let _ = shared.notifier.set(session.notifier());
     let uuid = shared

@@ -38,6 +38,9 @@ Mount options (-o, comma-separated; mount(8) and /etc/fstab pass them the same w
                           no_default_permissions)
   attr_timeout=SECONDS    how long the kernel caches names and attributes (default 10)
   readahead=SIZE          kernel readahead window for sequential reads (default: the kernel's)
+  kernel_dirty=SIZE       written data the kernel may cache for the mount before writers wait
+                          (default: a sixteenth of the filesystem, 16M to 1G; lower it, say
+                          to 8M or 16M, to let reads through beside a streaming writer)
   bgclean | nobgclean     clean segments in the background while idle (default bgclean);
                           writers that run short of free segments always clean first
   clean_start=PCT         background cleaning starts below PCT% free segments (default 10)

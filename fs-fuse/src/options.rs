@@ -43,6 +43,10 @@ pub struct MountConfig {
     /// Kernel readahead window for the mount, in bytes (None: the
     /// kernel's default).
     pub readahead: Option<u64>,
+    /// Written data the kernel's writeback cache may hold for the mount,
+    /// in bytes (None: as much as the near-full threshold keeps free,
+    /// `kernel_dirty_bytes`; a setting is held to at most that).
+    pub kernel_dirty: Option<u64>,
     /// The segment cleaner's tunables.
     pub cleaner: CleanerOptions,
     /// Log file (None: stderr in the foreground, else syslog if present,
@@ -85,6 +89,7 @@ impl Default for MountConfig {
             modules: None,
             passphrase_file: None,
             readahead: None,
+            kernel_dirty: None,
             cleaner: CleanerOptions::default(),
             log: None,
             at: None,
@@ -242,6 +247,14 @@ pub fn apply(cfg: &mut MountConfig, list: &str) -> Result<(), String> {
                 }
                 cfg.readahead = Some(bytes);
             }
+            ("kernel_dirty", Some(v)) => {
+                let bytes = parse_size(v)
+                    .ok_or_else(|| format!("kernel_dirty={v}: not a size (like 16M)"))?;
+                if bytes < 1 << 20 {
+                    return Err(format!("kernel_dirty={v}: at least 1M"));
+                }
+                cfg.kernel_dirty = Some(bytes);
+            }
             ("branch", Some(v)) if !v.is_empty() => cfg.branch = Some(v.to_string()),
             ("snapshot", Some(v)) => cfg.at = Some(At::Snapshot(v.as_bytes().to_vec())),
             ("cp", Some(v)) => {
@@ -372,6 +385,10 @@ mod tests {
         assert!(apply(&mut c, "commit=abc").is_err());
         assert!(apply(&mut c, "commit=99999").is_err());
         assert!(apply(&mut c, "dirty_limit=10").is_err());
+        assert!(apply(&mut c, "kernel_dirty=512K").is_err());
+        assert!(apply(&mut c, "kernel_dirty=lots").is_err());
+        apply(&mut c, "kernel_dirty=16M").expect("kernel_dirty");
+        assert_eq!(c.kernel_dirty, Some(16 << 20));
         assert!(apply(&mut c, "cache=1M")
             .unwrap_err()
             .contains("at least 8M"));
