@@ -744,11 +744,10 @@ impl Store {
         self.flush_commit()
     }
 
-    /// What a commit does once its flush completed (`volume/flushes.rs`):
-    /// the superblock written by the commit before is durable, so the
-    /// segments emptied up to that one can be written again; and a
-    /// superblock naming this commit's checkpoint is written (durable with
-    /// the next flush).
+    /// What a commit does once its flush completed (`volume/flushes.rs`,
+    /// which has by then made the superblock before durable): writes a
+    /// superblock naming this commit's checkpoint, durable with the next
+    /// flush.
     pub(crate) fn commit_durable(&mut self) -> Result<()> {
         self.write_superblock(State::InUse, false)
     }
