@@ -16,6 +16,7 @@ use fuser::{
     ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use pagelog_core::flushes::Flush;
+use pagelog_core::fs::WRITEBACK_STEP;
 use pagelog_core::fs::{Attr, DirItem, FsXattr, JournalMode, SetAttr, TimeSet, Whence};
 use pagelog_core::inode::{
     Timespec, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK,
@@ -213,7 +214,14 @@ impl Shared {
     /// the fsync's (the host's disk full: ENOSPC, not the read-only state
     /// it leaves).
     fn write_back_in_steps(&self) -> Result<()> {
-        while self.with_uncounted(Filesystem::write_back_step)? {}
+        // What is dirty now, no more: a writer adding data as fast as the
+        // steps write it back must not keep the commit or fsync waiting.
+        let dirty = self.with_uncounted(|fs| Ok(fs.dirty_pages()))?;
+        for _ in 0..dirty.div_ceil(WRITEBACK_STEP) {
+            if !self.with_uncounted(Filesystem::write_back_step)? {
+                break;
+            }
+        }
         Ok(())
     }
 

@@ -242,6 +242,11 @@ impl Filesystem {
         Ok(&data[..cut])
     }
 
+    /// Dirty data pages waiting for writeback.
+    pub fn dirty_pages(&self) -> usize {
+        self.store.root.dirty.count()
+    }
+
     /// One step of writing dirty data back ahead of a commit or an fsync
     /// that would write it all (not in the `writeback` mode, whose commits
     /// and fsyncs leave other files' data): [`WRITEBACK_STEP`] pages at
