@@ -459,7 +459,16 @@ impl Filesystem {
         f: impl FnOnce(&mut Filesystem) -> Result<()>,
     ) -> Result<Option<Flush>> {
         self.store.start_deferring();
-        let r = f(self);
+        // A panic must not leave flushes handed out for later callers
+        // that run none (the daemon goes on past a panicked request).
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(self)));
+        let r = match r {
+            Ok(r) => r,
+            Err(panic) => {
+                let _ = self.store.stop_deferring(Ok(()));
+                std::panic::resume_unwind(panic)
+            }
+        };
         Ok(self.store.stop_deferring(r)?.1)
     }
 

@@ -15,11 +15,6 @@ struct Dirty {
     over_hole: bool,
 }
 
-/// Where a writeback in steps may cut a file: a multiple of the largest
-/// compressed cluster (`chain_table::MAX_CLUSTER_PAGES`), so that a
-/// cluster's dirty pages go out together.
-pub const STEP_ALIGN: u64 = 256;
-
 /// Dirty pages by inode and page index.
 #[derive(Debug, Default)]
 pub struct DirtyPages {
@@ -172,10 +167,12 @@ impl DirtyPages {
 
     /// Takes up to `max` dirty pages, inodes and pages in ascending order
     /// (of the last file taken, its first dirty pages): what one step of
-    /// a writeback in steps writes. A file is cut only at a multiple of
-    /// [`STEP_ALIGN`] pages, so that no compressed cluster is split
-    /// (unless the file's first dirty pages alone exceed `max`).
-    pub fn take_first(&mut self, max: usize) -> Vec<(Ino, BTreeMap<u64, Box<Page>>)> {
+    /// a writeback in steps writes. A file is cut at a multiple of `align`
+    /// pages (the compressed cluster), so that a cluster's dirty pages go
+    /// out together, unless the budget left ends before the first such
+    /// point past the file's first dirty page (a split cluster is written
+    /// twice, which is legal, only costlier).
+    pub fn take_first(&mut self, max: usize, align: u64) -> Vec<(Ino, BTreeMap<u64, Box<Page>>)> {
         let mut inos: Vec<Ino> = self.files.keys().copied().collect();
         inos.sort_unstable();
         let mut out = Vec::new();
@@ -194,7 +191,7 @@ impl DirtyPages {
                 .keys()
                 .next()
                 .expect("a file with dirty pages has some");
-            let aligned = cut / STEP_ALIGN * STEP_ALIGN;
+            let aligned = cut / align.max(1) * align.max(1);
             let cut = if aligned > first { aligned } else { cut };
             out.push((ino, self.take_below(ino, cut)));
             break;
@@ -262,13 +259,13 @@ mod tests {
             d.insert(Ino(7), i, zero_page(), i % 2 == 0);
         }
         d.insert(Ino(6), 0, zero_page(), true);
-        let step = d.take_first(400);
+        let step = d.take_first(400, 256);
         assert_eq!(step.len(), 2);
         assert_eq!((step[0].0, step[0].1.len()), (Ino(6), 1));
         assert_eq!((step[1].0, step[1].1.len()), (Ino(7), 256));
         assert_eq!((d.count(), d.fresh(Ino(7)), d.fresh(Ino(6))), (344, 172, 0));
         assert_eq!(d.next_dirty(Ino(7), 0), Some(256));
-        let rest = d.take_first(1000);
+        let rest = d.take_first(1000, 256);
         assert_eq!(
             (rest.len(), rest[0].1.len(), d.count(), d.groups()),
             (1, 344, 0, 0)
@@ -277,7 +274,7 @@ mod tests {
         for i in 10..20 {
             d.insert(Ino(8), i, zero_page(), false);
         }
-        assert_eq!(d.take_first(4)[0].1.len(), 4);
+        assert_eq!(d.take_first(4, 256)[0].1.len(), 4);
         assert_eq!(d.count(), 6);
         assert_eq!(d.take_all()[0].1.len(), 6);
     }

@@ -284,8 +284,9 @@ impl Store {
                 return Err(Error::NoSpace);
             }
         }
-        // Segments emptied by the last commit come back with its superblock.
-        self.settle()?;
+        // Segments emptied by the last commit come back with its
+        // superblock (flushed now, even in an fsync handing its flush out).
+        self.settle_now()?;
         if self.fits(need, tier) {
             if tier == Tier::Data && self.pending_segments() < self.low_water() {
                 self.foreground_pass(Policy::CostBenefit, false)?;

@@ -43,6 +43,8 @@ use crate::error::{Error, Result};
 pub struct Flush {
     dev: Arc<dyn BlockDevice>,
     ticket: u64,
+    /// The store that handed it out ([`Flushes::store`]).
+    store: u64,
 }
 
 impl std::fmt::Debug for Flush {
@@ -60,9 +62,16 @@ impl Flush {
     }
 }
 
+/// Numbers the stores of this process, so that a flush handed out by one
+/// is not taken back by another (a remount after a failed write replaces
+/// the store).
+static STORES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
 /// The store's account of its flushes.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Flushes {
+    /// This store's number among the process's.
+    store: u64,
     /// Hand flushes out rather than run them (set for one call by
     /// [`Store::deferring`]).
     defer: bool,
@@ -80,6 +89,20 @@ pub(crate) struct Flushes {
     /// a later ticket makes it durable (and with it, the reuse of the
     /// segments emptied up to the checkpoint it names).
     superblock_at: u64,
+}
+
+impl Default for Flushes {
+    fn default() -> Flushes {
+        Flushes {
+            store: STORES.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            defer: false,
+            issued: 0,
+            through: 0,
+            handed: None,
+            commit: None,
+            superblock_at: 0,
+        }
+    }
 }
 
 impl Flushes {
@@ -114,11 +137,11 @@ impl Store {
         let handed = self.flushes.handed.take();
         match (r, handed) {
             (Ok(v), h) => Ok((v, h.map(|ticket| self.flush_for(ticket)))),
-            (Err(e), Some(_)) => {
+            (Err(e), Some(_)) if self.check_health().is_ok() => {
                 self.flush_now()?;
                 Err(e)
             }
-            (Err(e), None) => Err(e),
+            (Err(e), _) => Err(e),
         }
     }
 
@@ -126,19 +149,25 @@ impl Store {
         Flush {
             dev: self.dev.clone(),
             ticket,
+            store: self.flushes.store,
         }
     }
 
     /// Takes the outcome of a flush handed out: on success, everything
     /// issued before it is durable and what waited for it is done.
     pub fn flushed(&mut self, f: &Flush, outcome: std::io::Result<()>) -> Result<()> {
-        self.poison_on(outcome.map_err(Error::from))?;
-        // A ticket from before a remount (the store replaced) means
-        // nothing here.
-        if f.ticket <= self.flushes.issued {
-            self.flushed_through(f.ticket)?;
+        // A flush that succeeds after another failed proves nothing: the
+        // kernel reports a failed writeback to one flush of the file only.
+        // And a store that replaced the one that handed it out (a remount
+        // read-only after a failed write) went back to its last commit.
+        self.check_health()?;
+        if f.store != self.flushes.store {
+            return Err(Error::Io(std::io::Error::other(
+                "an earlier write failed; the filesystem went on read-only from its last commit",
+            )));
         }
-        Ok(())
+        self.poison_on(outcome.map_err(Error::from))?;
+        self.flushed_through(f.ticket)
     }
 
     /// Ends writes that must be durable before the caller returns: flushes
@@ -161,6 +190,8 @@ impl Store {
 
     /// Flushes under the lock: everything written so far is durable.
     pub(crate) fn flush_now(&mut self) -> Result<()> {
+        // After a failed write, a flush that succeeds proves nothing.
+        self.check_health()?;
         self.flushes.issued += 1;
         let ticket = self.flushes.issued;
         let r = self.dev.flush();
@@ -198,6 +229,16 @@ impl Store {
             return Ok(());
         }
         self.flush_now()
+    }
+
+    /// [`Store::flush_all`] now, even in a call that hands flushes out:
+    /// for a caller that needs what it frees at once (admission, which
+    /// counts on the segments the last commit emptied).
+    pub(crate) fn flush_all_now(&mut self) -> Result<()> {
+        let defer = std::mem::replace(&mut self.flushes.defer, false);
+        let r = self.flush_all();
+        self.flushes.defer = defer;
+        r
     }
 
     /// Completes a commit whose flush is owed, flushing now: before a

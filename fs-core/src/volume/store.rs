@@ -1001,6 +1001,16 @@ impl Store {
         self.flush_all()
     }
 
+    /// [`Store::settle`], flushing now even in a call that hands its
+    /// flushes out.
+    pub(crate) fn settle_now(&mut self) -> Result<()> {
+        if self.read_only {
+            return Ok(());
+        }
+        self.check_health()?;
+        self.flush_all_now()
+    }
+
     /// Flushes a pending superblock write (after completing a commit whose
     /// flush is owed: it writes one).
     pub fn flush_superblock(&mut self) -> Result<()> {

@@ -48,7 +48,10 @@ impl Store {
             DataScope::All => self.root.dirty.take_all(),
             DataScope::None => Vec::new(),
             DataScope::Inode(ino) => vec![(ino, self.root.dirty.take(ino))],
-            DataScope::First(pages) => self.root.dirty.take_first(pages),
+            DataScope::First(pages) => {
+                let cluster = self.chains.cluster_pages();
+                self.root.dirty.take_first(pages, cluster)
+            }
         };
         let mut pinned: Vec<_> = self.root.data_is_metadata.drain().collect();
         pinned.sort_unstable();
