@@ -4,7 +4,8 @@
 //! which on a real disk takes as long as all the writes before it. Under
 //! the daemon's one lock, every reader and writer would wait for it. So
 //! a caller that can let go of the filesystem while the device works
-//! asks for the flush to be *handed out* ([`Store::deferring`]): the
+//! asks for the flush to be *handed out* (`Filesystem::fsync_deferred`,
+//! `periodic_commit_deferred`, ...): the
 //! writes are issued under the lock, the caller takes a [`Flush`], runs
 //! it without the lock, and hands the outcome back with
 //! [`Store::flushed`], which does what waited for it (a commit's
@@ -73,7 +74,7 @@ pub(crate) struct Flushes {
     /// This store's number among the process's.
     store: u64,
     /// Hand flushes out rather than run them (set for one call by
-    /// [`Store::deferring`]).
+    /// [`Store::start_deferring`]).
     defer: bool,
     /// Tickets issued: the number of the last point whose writes need a
     /// flush.
@@ -113,18 +114,8 @@ impl Flushes {
 }
 
 impl Store {
-    /// Runs `f` with the flush at its end handed out rather than run:
-    /// returns what it returns and the flush the caller owes, if any.
-    pub fn deferring<T>(
-        &mut self,
-        f: impl FnOnce(&mut Store) -> Result<T>,
-    ) -> Result<(T, Option<Flush>)> {
-        self.start_deferring();
-        let r = f(self);
-        self.stop_deferring(r)
-    }
-
-    /// From here on, hand flushes out (see [`Store::deferring`]).
+    /// From here on, hand flushes out rather than run them (for one call:
+    /// `Filesystem::fsync_deferred` and its kind).
     pub(crate) fn start_deferring(&mut self) {
         self.flushes.defer = true;
     }
@@ -201,42 +192,34 @@ impl Store {
 
     /// Nothing new to write, but the caller's data may be in writes issued
     /// and not yet flushed (another thread's record or commit): flushes
-    /// them, now or handed out.
-    pub(crate) fn flush_issued(&mut self) -> Result<()> {
-        if self.flushes.through >= self.flushes.issued {
-            return Ok(());
-        }
-        if self.flushes.defer {
-            self.flushes.handed = Some(self.flushes.issued);
-            return Ok(());
-        }
-        self.flush_now()
-    }
-
-    /// Makes everything written durable, the last superblock included (so
-    /// that the segments emptied up to it can be written again): a flush
-    /// now, or handed out; nothing when nothing waits for one. A commit in
-    /// flight writes its superblock once its flush completes: this one
-    /// waits for nothing more.
-    pub(crate) fn flush_all(&mut self) -> Result<()> {
-        let superblock = self.superblock_waiting() && !self.commit_in_flight();
+    /// them, now or handed out; with `superblock`, the last superblock too
+    /// (so that the segments emptied up to it can be written again). A
+    /// commit in flight writes its superblock once its flush completes:
+    /// that one waits for nothing more.
+    pub(crate) fn flush_owed(&mut self, superblock: bool) -> Result<()> {
+        let superblock = superblock && self.superblock_waiting() && !self.commit_in_flight();
         if self.flushes.through >= self.flushes.issued && !superblock {
             return Ok(());
         }
         if self.flushes.defer {
-            self.flushes.issued += 1;
+            // Writes alone: the ticket issued last covers them. A
+            // superblock needs a ticket numbered after it.
+            if superblock {
+                self.flushes.issued += 1;
+            }
             self.flushes.handed = Some(self.flushes.issued);
             return Ok(());
         }
         self.flush_now()
     }
 
-    /// [`Store::flush_all`] now, even in a call that hands flushes out:
+    /// [`Store::flush_owed`] of everything now, even in a call that hands
+    /// flushes out:
     /// for a caller that needs what it frees at once (admission, which
     /// counts on the segments the last commit emptied).
     pub(crate) fn flush_all_now(&mut self) -> Result<()> {
         let defer = std::mem::replace(&mut self.flushes.defer, false);
-        let r = self.flush_all();
+        let r = self.flush_owed(true);
         self.flushes.defer = defer;
         r
     }

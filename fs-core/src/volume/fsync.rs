@@ -127,7 +127,7 @@ impl Store {
             && self.changes_waiting() == 0;
         if idle {
             // Nothing since the last record (whose flush may still run).
-            return self.flush_issued();
+            return self.flush_owed(false);
         }
         let extra = Demand {
             pages: pages_for(self.changes_waiting()) as u64 + 2,

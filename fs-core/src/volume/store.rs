@@ -998,7 +998,7 @@ impl Store {
             return Ok(());
         }
         self.check_health()?;
-        self.flush_all()
+        self.flush_owed(true)
     }
 
     /// [`Store::settle`], flushing now even in a call that hands its
