@@ -63,7 +63,12 @@ impl Filesystem {
     /// Makes page `idx` dirty (reading its current contents unless the
     /// caller overwrites all of it: all the pages of `whole`), counting it
     /// in the inode's blocks if it was a hole.
-    fn dirty_page(&mut self, ino: Ino, idx: u64, whole: Range<u64>) -> Result<&mut Page> {
+    pub(super) fn dirty_page(
+        &mut self,
+        ino: Ino,
+        idx: u64,
+        whole: Range<u64>,
+    ) -> Result<&mut Page> {
         if !self.store.root.dirty.contains(ino, idx) {
             let dev = self.dev();
             let ptr = file_map::get(&mut self.store.root.cache, &*dev, ino, idx)?;
@@ -434,7 +439,7 @@ impl Filesystem {
 
     /// Deallocates `start..end`: whole pages become holes, partial ones are
     /// zeroed.
-    fn punch(&mut self, ino: Ino, start: u64, end: u64) -> Result<()> {
+    pub(super) fn punch(&mut self, ino: Ino, start: u64, end: u64) -> Result<()> {
         if start >= end {
             return Ok(());
         }

@@ -8,6 +8,7 @@ mod cleaning;
 mod compression;
 mod data;
 pub use data::WRITEBACK_STEP;
+mod mend;
 mod namespace;
 pub mod perm;
 mod project;
@@ -28,6 +29,7 @@ pub use attr::{SetAttr, TimeSet};
 pub use cleaning::CleanerReport;
 pub use compression::{Savings, COMPRESS_XATTR, FS_COMPR_FL, REPORT_XATTR};
 pub use data::Whence;
+pub use mend::LOST_FOUND;
 pub use namespace::{DirItem, RenameFlags};
 pub use project::{FsXattr, FS_PROJINHERIT_FL, FS_XFLAG_PROJINHERIT};
 pub use quota::{Limits, QuotaLine, QuotaReport};
@@ -243,6 +245,16 @@ impl Filesystem {
     /// and, read-write, frees what the graveyard holds and commits.
     pub fn mount(dev: Arc<dyn BlockDevice>, opts: MountOptions) -> Result<Filesystem> {
         let rec = recovery::recover(&*dev, !opts.read_only, opts.key.as_ref())?;
+        Filesystem::mount_recovered(dev, opts, rec)
+    }
+
+    /// Mounts from what [`recovery::recover`] found (a repair adds its
+    /// recount to it first: [`recovery::Rebase`]).
+    pub fn mount_recovered(
+        dev: Arc<dyn BlockDevice>,
+        opts: MountOptions,
+        rec: recovery::Recovery,
+    ) -> Result<Filesystem> {
         for note in &rec.notes {
             log::warn!("recovery: {note}");
         }

@@ -38,7 +38,7 @@ impl RenameFlags {
 }
 
 impl Filesystem {
-    fn find(&mut self, dir: Ino, name: &[u8]) -> Result<Option<dir_index::DirEntryRef>> {
+    pub(super) fn find(&mut self, dir: Ino, name: &[u8]) -> Result<Option<dir_index::DirEntryRef>> {
         let dev = self.dev();
         let seed = self.store.sb.hash_seed;
         Ok(
@@ -92,7 +92,7 @@ impl Filesystem {
     }
 
     /// Links new inode `ino` as `name` in `parent` and updates the parent.
-    fn link_new(&mut self, parent: Ino, name: &[u8], ino: Ino, mode: u32) -> Result<()> {
+    pub(super) fn link_new(&mut self, parent: Ino, name: &[u8], ino: Ino, mode: u32) -> Result<()> {
         let dev = self.dev();
         let seed = self.store.sb.hash_seed;
         dir_index::insert(

@@ -68,6 +68,28 @@ impl Tamper<'_> {
         Ok(())
     }
 
+    /// Adds entry `name` in `dir` naming `ino` (which need not exist),
+    /// touching nothing else.
+    pub fn raw_entry(&mut self, dir: Ino, name: &[u8], ino: Ino, dtype: u8) -> Result<()> {
+        let dev = self.fs.dev();
+        let s = &mut self.fs.store;
+        let seed = s.sb.hash_seed;
+        dir_index::insert(&mut s.root.cache, &*dev, dir, name, ino, dtype, seed)?;
+        s.root.changed = true;
+        Ok(())
+    }
+
+    /// Writes a unit that nothing points at.
+    pub fn leak_unit(&mut self, owner: Ino) -> Result<crate::ids::Vpn> {
+        let dev = self.fs.dev();
+        let s = &mut self.fs.store;
+        let building = s.building();
+        s.root.changed = true;
+        let mut life = life!(s, &*dev, building);
+        let id = (crate::segment_summary::PageKind::Data, owner.0, 999);
+        Ok(life.write_unit(&mut s.log, id, &[0x5a; 4096])?.0)
+    }
+
     /// Sets a file pointer without any accounting.
     pub fn pointer(&mut self, ino: Ino, idx: u64, ptr: BlockPtr) -> Result<BlockPtr> {
         let dev = self.fs.dev();

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::ids::{Ino, Nid, PageAddr, SegmentNo};
+use crate::ids::{Ino, Nid, PageAddr, SegmentNo, Vpn};
 
 /// How bad a finding is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -89,6 +89,116 @@ pub enum Kind {
     QuotaWrong,
 }
 
+/// What a repair does about a finding: the checker knows the right value
+/// when it finds the wrong one (as e2fsck's passes do), so it says so here
+/// and the repair ([`super::repair`]) only carries it out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fix {
+    /// Set the inode's link count to the names (and subdirectories) found.
+    Links {
+        /// The inode.
+        ino: Ino,
+        /// Its right count.
+        links: u32,
+    },
+    /// Set the inode's page count to what its map or index holds.
+    Blocks {
+        /// The inode.
+        ino: Ino,
+        /// Its right count.
+        blocks: u64,
+    },
+    /// Point a directory's `..` at the directory that holds it.
+    Parent {
+        /// The directory.
+        ino: Ino,
+        /// Its parent.
+        parent: Ino,
+    },
+    /// Give an inode no name reaches one in `lost+found` (`#INO`).
+    Reconnect {
+        /// The inode.
+        ino: Ino,
+    },
+    /// Remove a directory entry that names nothing usable.
+    RemoveEntry {
+        /// The directory.
+        dir: Ino,
+        /// The entry's name.
+        name: Vec<u8>,
+    },
+    /// Remove an extended attribute (an access control list that does not
+    /// decode, or a default list on a file).
+    RemoveXattr {
+        /// The inode.
+        ino: Ino,
+        /// The attribute's full name.
+        name: Vec<u8>,
+    },
+    /// Free an inode's attribute node that holds no attribute.
+    DropXattrNode {
+        /// The inode.
+        ino: Ino,
+    },
+    /// Free a node nothing refers to.
+    FreeNode {
+        /// The node.
+        nid: Nid,
+    },
+    /// Free a unit nothing points at.
+    FreeUnit {
+        /// The unit.
+        vpn: Vpn,
+    },
+    /// Make pages of a file holes: their bytes are gone (the report names
+    /// the file and the range).
+    DropPages {
+        /// The file.
+        ino: Ino,
+        /// The first page.
+        first: u64,
+        /// How many.
+        count: u64,
+    },
+    /// A page two files point at: the first owner whose checksum matches
+    /// keeps it, every other gets its own copy (or, if its checksum does
+    /// not match, a hole).
+    Unshare {
+        /// The page.
+        addr: PageAddr,
+        /// Its owners: (file, page index).
+        owners: Vec<(Ino, u64)>,
+    },
+    /// Recount the segment usage table and the checkpoint's counters from
+    /// the pages the tree references.
+    Recount,
+    /// Recount the quota file's usage from the inodes (of the live root,
+    /// or of a branch).
+    Quota {
+        /// The branch (none: the live root).
+        branch: Option<Vec<u8>>,
+    },
+    /// Nothing but a new commit: it replays the log, frees what the
+    /// graveyard holds, writes both superblock copies and a checkpoint
+    /// newer than a damaged one.
+    Commit,
+}
+
+impl Fix {
+    /// Does carrying it out lose bytes, names or permissions? A preen
+    /// (`-p`) carries out only what does not (as e2fsck's preen mode).
+    pub fn loses_anything(&self) -> bool {
+        matches!(
+            self,
+            Fix::Reconnect { .. }
+                | Fix::RemoveEntry { .. }
+                | Fix::RemoveXattr { .. }
+                | Fix::DropPages { .. }
+                | Fix::Unshare { .. }
+        )
+    }
+}
+
 /// One finding.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Finding {
@@ -106,6 +216,8 @@ pub struct Finding {
     pub segment: Option<SegmentNo>,
     /// What exactly, for a person.
     pub message: String,
+    /// What a repair does about it (none: a repair cannot mend it).
+    pub fix: Option<Fix>,
 }
 
 impl Finding {
@@ -119,6 +231,7 @@ impl Finding {
             addr: None,
             segment: None,
             message: message.into(),
+            fix: None,
         }
     }
 
@@ -137,6 +250,12 @@ impl Finding {
     /// Names the page.
     pub fn addr(mut self, addr: PageAddr) -> Finding {
         self.addr = Some(addr);
+        self
+    }
+
+    /// Says what a repair does about it.
+    pub fn fix(mut self, fix: Fix) -> Finding {
+        self.fix = Some(fix);
         self
     }
 

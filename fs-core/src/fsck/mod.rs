@@ -8,6 +8,7 @@ mod branches;
 mod facts;
 pub mod finding;
 mod quota;
+pub mod repair;
 mod scan;
 mod scrub;
 mod space;
@@ -16,7 +17,7 @@ mod tree;
 
 use std::sync::Arc;
 
-pub use finding::{Finding, Kind, Severity};
+pub use finding::{Finding, Fix, Kind, Severity};
 
 use crate::device::BlockDevice;
 use crate::error::Error;
@@ -88,6 +89,10 @@ pub struct Report {
     /// None when no superblock could be read. This says nothing about
     /// what the check found: see [`Report::problems`].
     pub cleanly_unmounted: Option<bool>,
+    /// What the full check counted from the tree (pages referenced per
+    /// segment, inodes, reserved pages), for a repair to rebuild the
+    /// space accounting from; none after `--fast`.
+    pub recount: Option<recovery::Rebase>,
 }
 
 impl Report {
@@ -123,7 +128,8 @@ pub fn check(
                 Severity::Warning,
                 Kind::SuperblockCopyDamaged,
                 format!("superblock {b}"),
-            );
+            )
+            .fix(Fix::Commit);
             report.findings.push(f);
         }
         recovery::recover(dev, false, key)
@@ -141,11 +147,9 @@ pub fn check(
     report.stats.records_walked = rec.records_walked;
     report.stats.bytes_read = (rec.pages_walked + 3) * crate::layout::PAGE_SIZE as u64;
     for r in &rec.rejected {
-        report.findings.push(Finding::new(
-            Severity::Error,
-            Kind::CheckpointDamaged,
-            r.clone(),
-        ));
+        report.findings.push(
+            Finding::new(Severity::Error, Kind::CheckpointDamaged, r.clone()).fix(Fix::Commit),
+        );
     }
     if rec.sb.state != State::Clean {
         let mut msg = format!(
@@ -162,7 +166,7 @@ pub fn check(
         }
         report
             .findings
-            .push(Finding::new(Severity::Info, Kind::NotClean, msg));
+            .push(Finding::new(Severity::Info, Kind::NotClean, msg).fix(Fix::Commit));
     }
     let cp = rec.checkpoint.clone();
     let geo = rec.sb.geometry;
@@ -234,6 +238,7 @@ pub fn check(
         report.findings.extend(ledger.take_findings());
         space::leaked_units(&scan, &ledger, &mut report.findings);
         space::check(&scan, &ledger, &tree, &cp, &mut report.findings);
+        report.recount = Some(space::recount(&ledger, &tree));
         progress(Phase::Summaries, 0, 1);
         let mut chains = chains.join().unwrap_or_default();
         let (suspects, read) =
@@ -265,7 +270,7 @@ pub fn check(
         );
         report
             .findings
-            .push(Finding::new(Severity::Info, Kind::OrphansPending, msg));
+            .push(Finding::new(Severity::Info, Kind::OrphansPending, msg).fix(Fix::Commit));
     }
     report.stats.inodes = tree.inodes;
     report.stats.directories = tree.directories;

@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use super::finding::{Finding, Kind, Severity};
+use super::finding::{Finding, Fix, Kind, Severity};
 use crate::checkpoints::At;
 use crate::device::BlockDevice;
 use crate::fs::{Filesystem, MountOptions};
@@ -104,12 +104,21 @@ fn check_root(
     within: &str,
     live: &mut Option<BTreeMap<QuotaId, Usage>>,
 ) -> crate::Result<Vec<Finding>> {
-    let view = match root {
-        Root::Live => return differences(fs, within, live.take()),
-        Root::Snapshot(name) => fs.open_view(&At::Snapshot(name))?.0,
-        Root::Branch(name) => fs.open_branch(&name)?,
+    // A snapshot is read-only: its file stays as it was taken.
+    let (view, fix) = match root {
+        Root::Live => {
+            let fix = Some(Fix::Quota { branch: None });
+            return differences(fs, within, live.take(), fix);
+        }
+        Root::Snapshot(name) => (fs.open_view(&At::Snapshot(name))?.0, None),
+        Root::Branch(name) => {
+            let fix = Fix::Quota {
+                branch: Some(name.clone()),
+            };
+            (fs.open_branch(&name)?, Some(fix))
+        }
     };
-    let found = fs.in_view(view, |v| differences(v, within, None));
+    let found = fs.in_view(view, |v| differences(v, within, None, fix));
     fs.close_view(view)?;
     found
 }
@@ -134,11 +143,12 @@ impl Root {
 
 /// Each id whose usage the served root's quota file records otherwise
 /// than a recount of its tree (`counted`, or one through the mount)
-/// finds, as a finding (`within` says where).
+/// finds, as a finding (`within` says where, `fix` how a repair mends it).
 fn differences(
     fs: &mut Filesystem,
     within: &str,
     counted: Option<BTreeMap<QuotaId, Usage>>,
+    fix: Option<Fix>,
 ) -> crate::Result<Vec<Finding>> {
     let Some(recorded) = fs.recorded_usage()? else {
         return Ok(Vec::new());
@@ -161,7 +171,10 @@ fn differences(
                     show(r),
                     show(c)
                 );
-                Finding::new(Severity::Error, Kind::QuotaWrong, msg).ino(QUOTA_INO)
+                Finding {
+                    fix: fix.clone(),
+                    ..Finding::new(Severity::Error, Kind::QuotaWrong, msg).ino(QUOTA_INO)
+                }
             })
         })
         .collect())

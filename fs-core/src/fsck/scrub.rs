@@ -3,7 +3,7 @@
 //! compressed cluster read, its chain undone, and each of its logical
 //! pages checked the same way.
 
-use super::finding::{Finding, Kind, Severity};
+use super::finding::{Finding, Fix, Kind, Severity};
 use super::tree::{PackedUnit, Use};
 use crate::codec::crc32;
 use crate::device::BlockDevice;
@@ -66,10 +66,16 @@ pub fn verify(
             let found = crc32(&buf[at..at + PAGE_SIZE]);
             if found != crc {
                 let msg = format!("data page {idx} fails its checksum (expected {crc:#010x}, found {found:#010x})");
+                let fix = Fix::DropPages {
+                    ino,
+                    first: idx,
+                    count: 1,
+                };
                 findings.push(
                     Finding::new(Severity::Error, Kind::DataDamaged, msg)
                         .ino(ino)
-                        .addr(addr),
+                        .addr(addr)
+                        .fix(fix),
                 );
             }
         }
@@ -169,6 +175,11 @@ fn verify_unit(chains: &ChainSet, u: &PackedUnit, stored: &[u8]) -> Option<Findi
         Finding::new(Severity::Error, Kind::DataDamaged, msg)
             .ino(u.ino)
             .addr(u.entry.addr)
+            .fix(Fix::DropPages {
+                ino: u.ino,
+                first: u.base,
+                count: u.count.into(),
+            })
     };
     let pages = match chains.undo((u.vpn, &u.entry), stored, u.count.into(), &what) {
         Ok(p) => p,

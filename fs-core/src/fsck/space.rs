@@ -12,7 +12,7 @@
 
 use std::collections::HashSet;
 
-use super::finding::{Finding, Kind, Severity};
+use super::finding::{Finding, Fix, Kind, Severity};
 use super::scan::Scan;
 use super::summaries;
 use super::tree::{Tree, Use};
@@ -215,7 +215,8 @@ pub fn leaked_units(scan: &Scan, ledger: &Ledger<'_>, findings: &mut Vec<Finding
             .is_some_and(|seg| ledger.is_used(seg, geo.offset_in_segment(addr)));
         if !reached {
             let msg = format!("unit {vpn} is in use but nothing points at it");
-            findings.push(Finding::new(Severity::Error, Kind::UnitLeaked, msg).addr(addr));
+            let f = Finding::new(Severity::Error, Kind::UnitLeaked, msg).addr(addr);
+            findings.push(f.fix(Fix::FreeUnit { vpn }));
         }
     }
 }
@@ -237,7 +238,8 @@ pub fn check(
         let recorded = scan.usage.get(&seg).map_or(0, |u| u64::from(u.live));
         if counted != recorded {
             let msg = format!("usage table says {recorded} live pages, {counted} are referenced");
-            findings.push(Finding::new(Severity::Error, Kind::SegmentUsageWrong, msg).segment(seg));
+            let f = Finding::new(Severity::Error, Kind::SegmentUsageWrong, msg).segment(seg);
+            findings.push(f.fix(Fix::Recount));
         }
         if recorded == 0 {
             empty += 1;
@@ -250,7 +252,8 @@ pub fn check(
             "usage table counts {} live pages past the last segment",
             u.live
         );
-        findings.push(Finding::new(Severity::Error, Kind::SegmentUsageWrong, msg).segment(seg));
+        let f = Finding::new(Severity::Error, Kind::SegmentUsageWrong, msg).segment(seg);
+        findings.push(f.fix(Fix::Recount));
     }
     let counters = [
         ("live pages", cp.live_pages, total),
@@ -261,22 +264,51 @@ pub fn check(
     for (what, recorded, counted) in counters {
         if recorded != counted {
             let msg = format!("checkpoint says {recorded} {what}, the tables hold {counted}");
-            findings.push(Finding::new(Severity::Error, Kind::CounterWrong, msg));
+            findings.push(Finding::new(Severity::Error, Kind::CounterWrong, msg).fix(Fix::Recount));
         }
     }
     free_list(scan, cp, findings);
 }
 
+/// What the walks counted, as a repair's mount takes it.
+pub fn recount(ledger: &Ledger<'_>, tree: &Tree) -> crate::recovery::Rebase {
+    let pps = u64::from(ledger.geo.pages_per_segment);
+    crate::recovery::Rebase {
+        live: ledger
+            .tallies
+            .iter()
+            .map(|t| t.pages.min(pps) as u32)
+            .collect(),
+        lower: false,
+        inodes: tree.inodes,
+        reserved: tree.unwritten,
+    }
+}
+
 /// Names the owners of every page used twice, from the collected pages
-/// (in address order).
+/// (in address order). Where every owner is a file's page, a repair gives
+/// each its own (see [`Fix::Unshare`]).
 pub fn twice(geo: &Geometry, pages: &[(PageAddr, Use)], findings: &mut Vec<Finding>) {
-    for w in pages.windows(2) {
+    for (i, w) in pages.windows(2).enumerate() {
         let ((prev, other), (addr, owner)) = (w[0], w[1]);
         if prev == addr {
             let msg = format!("used by {other} and by {owner}");
             let mut f = Finding::new(Severity::Error, Kind::PageUsedTwice, msg).addr(addr);
             if let Some(seg) = geo.segment_of(addr) {
                 f = f.segment(seg);
+            }
+            // One fix per page, on its first repeat, naming every owner.
+            let first_repeat = i == 0 || pages[i - 1].0 != addr;
+            let owners: Option<Vec<(crate::ids::Ino, u64)>> = pages[i..]
+                .iter()
+                .take_while(|(a, _)| *a == addr)
+                .map(|(_, u)| match u {
+                    Use::Data(ino, idx, _) => Some((*ino, *idx)),
+                    _ => None,
+                })
+                .collect();
+            if let (true, Some(owners)) = (first_repeat, owners) {
+                f = f.fix(Fix::Unshare { addr, owners });
             }
             findings.push(f);
         }

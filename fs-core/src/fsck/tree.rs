@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::facts::{Entry, Facts, LeafFacts};
-use super::finding::{Finding, Kind, Severity};
+use super::finding::{Finding, Fix, Kind, Severity};
 use super::scan::{Held, Scan};
 use super::space::PageSink;
 use crate::acl::Acl;
@@ -207,7 +207,12 @@ impl<'a> Walker<'a, '_> {
                     p.vpn
                 ),
             )
-            .ino(ino),
+            .ino(ino)
+            .fix(Fix::DropPages {
+                ino,
+                first: idx,
+                count: 1,
+            }),
         );
     }
 
@@ -413,7 +418,8 @@ pub fn check(
                     Kind::NodeLeaked,
                     "allocated node referenced by nothing",
                 )
-                .nid(nid),
+                .nid(nid)
+                .fix(Fix::FreeNode { nid }),
             );
         }
     }
@@ -479,8 +485,12 @@ impl<'a, 's> Walker<'a, 's> {
                 };
                 if count != inode.blocks && !self.unreadable {
                     let msg = format!("inode says {} pages, its map holds {count}", inode.blocks);
-                    self.findings
-                        .push(Finding::new(Severity::Error, Kind::BlockCountWrong, msg).ino(ino));
+                    let fix = Fix::Blocks { ino, blocks: count };
+                    self.findings.push(
+                        Finding::new(Severity::Error, Kind::BlockCountWrong, msg)
+                            .ino(ino)
+                            .fix(fix),
+                    );
                 }
             }
         }
@@ -505,7 +515,8 @@ impl<'a, 's> Walker<'a, 's> {
                 Severity::Error,
                 Kind::NodeLeaked,
                 "attribute node holds no attribute",
-            ),
+            )
+            .fix(Fix::DropXattrNode { ino }),
             _ => Finding::new(
                 Severity::Error,
                 Kind::NodeMisplaced,
@@ -529,12 +540,13 @@ impl<'a, 's> Walker<'a, 's> {
                 Namespace::PosixAclDefault if !is_dir => "is on a file that is not a directory",
                 _ => continue,
             };
-            let name = String::from_utf8_lossy(&a.full_name()).into_owned();
-            let msg = format!("{name} {problem}");
+            let full = a.full_name();
+            let msg = format!("{} {problem}", String::from_utf8_lossy(&full));
             self.findings.push(
                 Finding::new(Severity::Error, Kind::AclInvalid, msg)
                     .ino(ino)
-                    .nid(nid),
+                    .nid(nid)
+                    .fix(Fix::RemoveXattr { ino, name: full }),
             );
         }
     }
@@ -562,8 +574,12 @@ impl<'a, 's> Walker<'a, 's> {
         }
         if nodes != inode.blocks {
             let msg = format!("directory says {} index pages, has {nodes}", inode.blocks);
-            self.findings
-                .push(Finding::new(Severity::Error, Kind::BlockCountWrong, msg).ino(ino));
+            let fix = Fix::Blocks { ino, blocks: nodes };
+            self.findings.push(
+                Finding::new(Severity::Error, Kind::BlockCountWrong, msg)
+                    .ino(ino)
+                    .fix(fix),
+            );
         }
         entries
     }
@@ -641,7 +657,11 @@ fn namespace(w: &mut Walker<'_, '_>, entries_of: &FxHashMap<Ino, Listing<'_>>) {
                         Kind::DanglingEntry,
                         format!("entry '{name}' names inode {}, which is not in use", e.ino),
                     )
-                    .ino(dir),
+                    .ino(dir)
+                    .fix(Fix::RemoveEntry {
+                        dir,
+                        name: e.name.to_vec(),
+                    }),
                 );
                 continue;
             };
@@ -664,7 +684,11 @@ fn namespace(w: &mut Walker<'_, '_>, entries_of: &FxHashMap<Ino, Listing<'_>>) {
                             Kind::DirectoryCycle,
                             format!("directory '{name}' reached twice"),
                         )
-                        .ino(e.ino),
+                        .ino(e.ino)
+                        .fix(Fix::RemoveEntry {
+                            dir,
+                            name: e.name.to_vec(),
+                        }),
                     );
                     continue;
                 }
@@ -673,8 +697,15 @@ fn namespace(w: &mut Walker<'_, '_>, entries_of: &FxHashMap<Ino, Listing<'_>>) {
                         "'..' of '{name}' is inode {}, the directory holding it is {dir}",
                         target.parent()
                     );
-                    w.findings
-                        .push(Finding::new(Severity::Error, Kind::ParentWrong, msg).ino(e.ino));
+                    let fix = Fix::Parent {
+                        ino: e.ino,
+                        parent: dir,
+                    };
+                    w.findings.push(
+                        Finding::new(Severity::Error, Kind::ParentWrong, msg)
+                            .ino(e.ino)
+                            .fix(fix),
+                    );
                 }
                 queue.push_back(e.ino);
             } else {
@@ -687,8 +718,15 @@ fn namespace(w: &mut Walker<'_, '_>, entries_of: &FxHashMap<Ino, Listing<'_>>) {
                     "directory link count {} but 2 + {subdirs} subdirectories",
                     d.nlink
                 );
-                w.findings
-                    .push(Finding::new(Severity::Error, Kind::LinkCountWrong, msg).ino(dir));
+                let fix = Fix::Links {
+                    ino: dir,
+                    links: 2 + subdirs,
+                };
+                w.findings.push(
+                    Finding::new(Severity::Error, Kind::LinkCountWrong, msg)
+                        .ino(dir)
+                        .fix(fix),
+                );
             }
         }
     }
@@ -709,7 +747,11 @@ fn namespace(w: &mut Walker<'_, '_>, entries_of: &FxHashMap<Ino, Listing<'_>>) {
                     Kind::DanglingEntry,
                     "graveyard entry is not an orphan inode",
                 )
-                .ino(e.ino),
+                .ino(e.ino)
+                .fix(Fix::RemoveEntry {
+                    dir: Ino::GRAVEYARD,
+                    name: e.name.to_vec(),
+                }),
             ),
         }
     }
@@ -738,7 +780,8 @@ fn namespace(w: &mut Walker<'_, '_>, entries_of: &FxHashMap<Ino, Listing<'_>>) {
                         Kind::InodeLost,
                         "directory reachable from nowhere",
                     )
-                    .ino(nid),
+                    .ino(nid)
+                    .fix(Fix::Reconnect { ino: nid }),
                 );
             }
             continue;
@@ -751,12 +794,20 @@ fn namespace(w: &mut Walker<'_, '_>, entries_of: &FxHashMap<Ino, Listing<'_>>) {
                     Kind::InodeLost,
                     "inode in use but named nowhere",
                 )
-                .ino(nid),
+                .ino(nid)
+                .fix(Fix::Reconnect { ino: nid }),
             );
         } else if counted != inode.nlink && !parked.contains(&nid) {
             let msg = format!("link count {} but {counted} names", inode.nlink);
-            w.findings
-                .push(Finding::new(Severity::Error, Kind::LinkCountWrong, msg).ino(nid));
+            let fix = Fix::Links {
+                ino: nid,
+                links: counted,
+            };
+            w.findings.push(
+                Finding::new(Severity::Error, Kind::LinkCountWrong, msg)
+                    .ino(nid)
+                    .fix(fix),
+            );
         }
     }
 }

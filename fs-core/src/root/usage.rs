@@ -93,6 +93,13 @@ impl Ledger {
         }
     }
 
+    /// Changes the usage of `id` alone by `delta` (a repair's recount).
+    pub fn adjust(&mut self, id: QuotaId, delta: Usage) {
+        let u = self.deltas.entry(id).or_default();
+        u.pages += delta.pages;
+        u.inodes += delta.inodes;
+    }
+
     /// The changes so far, by id (ids whose changes cancelled out may be
     /// present with zeros).
     pub fn deltas(&self) -> &HashMap<QuotaId, Usage> {

@@ -239,6 +239,7 @@ pub fn format(dev: Arc<dyn BlockDevice>, opts: &FormatOptions) -> Result<Superbl
         notes: Vec::new(),
         rejected: Vec::new(),
         roll_forward: Default::default(),
+        rebase: None,
     };
     let mut store = Store::open(dev.clone(), rec, false, Default::default())?;
     store.sut.set_active(SegmentNo(0), true);

@@ -49,6 +49,27 @@ pub struct Recovery {
     /// What fsyncs wrote after the newest checkpoint, for the mount to
     /// roll forward (see `volume/fsync.rs`).
     pub roll_forward: crate::fsync::Pending,
+    /// A repair's recount, applied before the mount writes anything
+    /// (none on an ordinary mount).
+    pub rebase: Option<Rebase>,
+}
+
+/// What a repair recounted from the tree, for a mount to start from
+/// instead of the checkpoint's segment usage and counters: with usage the
+/// tree does not know of, the first commit could write over pages still
+/// referenced (see `fsck/repair.rs`).
+#[derive(Clone, Debug, Default)]
+pub struct Rebase {
+    /// Pages referenced in each segment, by segment number.
+    pub live: Vec<u32>,
+    /// Lower a count the table has higher (only when the walk that counted
+    /// met no damage it could not mend: pages it could not reach may still
+    /// be referenced). Otherwise each segment keeps the larger count.
+    pub lower: bool,
+    /// Inodes in use.
+    pub inodes: u64,
+    /// Pages reserved by fallocate.
+    pub reserved: u64,
 }
 
 /// Reads both superblock copies; returns the valid ones, newest first, and
@@ -335,6 +356,7 @@ fn walk(
         notes,
         rejected,
         roll_forward: rolls.finish(),
+        rebase: None,
     })
 }
 

@@ -212,6 +212,40 @@ impl SegmentUsage {
         Ok(())
     }
 
+    /// Sets every segment's live count to `counted` (a repair's recount;
+    /// past its end, none), or to the larger of the two unless `lower`;
+    /// a segment live again is aged `now`. The totals follow.
+    pub(crate) fn rebase(
+        &mut self,
+        dev: &dyn BlockDevice,
+        counted: &[u32],
+        lower: bool,
+        now: i64,
+    ) -> Result<()> {
+        let (mut live, mut empty) = (0u64, 0u64);
+        for s in 0..self.geometry.segment_count {
+            let seg = SegmentNo(s);
+            let mut u = self.get(dev, seg)?;
+            let c = counted.get(s as usize).copied().unwrap_or(0);
+            let want = if lower { c } else { c.max(u.live) };
+            if want != u.live {
+                if u.live == 0 {
+                    u.mtime = now;
+                }
+                u.live = want;
+                self.table.set(dev, s, &u.encode())?;
+            }
+            live += u64::from(u.live);
+            empty += u64::from(u.live == 0);
+        }
+        self.live_pages = live;
+        self.empty_segments = empty;
+        self.prefree.clear();
+        // Built again from the table when first needed.
+        self.index = None;
+        Ok(())
+    }
+
     /// Segments partly live that the log writer does not hold, least live
     /// first, with their usage: the cleaner's candidates.
     pub fn partly_live(

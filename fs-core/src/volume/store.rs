@@ -199,6 +199,7 @@ impl Store {
     ) -> Result<Store> {
         let mut rec = rec;
         let pending = std::mem::take(&mut rec.roll_forward);
+        let rebase = rec.rebase.take();
         let sealer = Store::sealer_for(&mut rec, read_only)?;
         let cp = rec.checkpoint;
         let geo = rec.sb.geometry;
@@ -277,9 +278,23 @@ impl Store {
             clock: None,
             rolled_dead: Default::default(),
         };
+        if let Some(r) = &rebase {
+            store.rebase(r)?;
+        }
         store.roll_forward(&pending)?;
         store.record_changes(!read_only);
         Ok(store)
+    }
+
+    /// Takes a repair's recount as the segment usage and counters, before
+    /// anything is written or rolled forward.
+    fn rebase(&mut self, r: &crate::recovery::Rebase) -> Result<()> {
+        let now = self.now_secs();
+        self.sut.rebase(&*self.dev, &r.live, r.lower, now)?;
+        self.root.inode_count = r.inodes;
+        self.root.reserved_pages = r.reserved;
+        self.root.changed = true;
+        Ok(())
     }
 
     /// Seconds since the epoch by the filesystem's clock (see `clock`).

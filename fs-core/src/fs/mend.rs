@@ -1,0 +1,287 @@
+//! Carrying out a repair's fixes ([`crate::fsck::Fix`]) on a mounted
+//! filesystem. Each fix goes through the same tables, caches and page
+//! accounting as any operation, and the repair commits them like any
+//! change: a crash leaves the state before the repair or after it.
+//!
+//! The accounting a fix cannot keep exact on a damaged image (a pointer
+//! naming a unit already free, a page two files point at) is left to the
+//! repair's recount of the segment usage, which the mount started from and
+//! the next pass rebuilds exactly (`fsck/repair.rs`).
+
+use super::Filesystem;
+use crate::block_ptr::BlockPtr;
+use crate::error::{Error, Result};
+use crate::file_map;
+use crate::fsck::Fix;
+use crate::ids::{Ino, Nid};
+use crate::inode::{Timespec, S_IFDIR, S_IFMT};
+use crate::layout::PAGE_SIZE;
+use crate::page_life::life;
+use crate::perm::Cred;
+use crate::usage::Usage;
+
+const PS: u64 = PAGE_SIZE as u64;
+
+/// The directory a repair gives lost inodes a name in, under the root.
+pub const LOST_FOUND: &[u8] = b"lost+found";
+
+impl Filesystem {
+    /// Carries out `fix`; returns what was done, for the report.
+    pub fn mend(&mut self, fix: &Fix) -> Result<String> {
+        self.writable()?;
+        let done = match fix {
+            Fix::Links { ino, links } => {
+                self.inode_mut(*ino)?.nlink = *links;
+                format!("inode {ino}: link count set to {links}")
+            }
+            Fix::Blocks { ino, blocks } => {
+                // Set, not charged: the quota file counted what the map
+                // holds, or is recounted after (Fix::Quota).
+                self.inode_mut(*ino)?.blocks = *blocks;
+                format!("inode {ino}: page count set to {blocks}")
+            }
+            Fix::Parent { ino, parent } => {
+                self.inode_mut(*ino)?.parent = *parent;
+                format!("inode {ino}: '..' set to inode {parent}")
+            }
+            Fix::Reconnect { ino } => self.reconnect(*ino)?,
+            Fix::RemoveEntry { dir, name } => self.remove_bad_entry(*dir, name)?,
+            Fix::RemoveXattr { ino, name } => {
+                let (ns, suffix) = crate::xattr::Namespace::parse(name)?;
+                let nid = self.inode(*ino)?.xattr_nid;
+                let mut x = self.xattrs_at(nid)?;
+                x.remove(ns, suffix)?;
+                self.save_xattrs(*ino, x)?;
+                format!(
+                    "inode {ino}: attribute {} removed",
+                    String::from_utf8_lossy(name)
+                )
+            }
+            Fix::DropXattrNode { ino } => {
+                let nid = self.inode(*ino)?.xattr_nid;
+                self.inode_mut(*ino)?.xattr_nid = Nid::NONE;
+                self.free_node(nid)?;
+                format!("inode {ino}: empty attribute node {nid} freed")
+            }
+            Fix::FreeNode { nid } => {
+                self.free_node(*nid)?;
+                format!("node {nid} freed")
+            }
+            Fix::FreeUnit { vpn } => {
+                // Its pages were counted by no walk: the recount already
+                // left them out of the segment usage.
+                let dev = self.dev();
+                self.store.pat.release(&*dev, *vpn)?;
+                format!("unit {vpn} freed")
+            }
+            Fix::DropPages { ino, first, count } => {
+                self.drop_pages(*ino, *first, *count)?;
+                let (from, to) = (first * PS, (first + count) * PS);
+                format!("inode {ino}: bytes {from}..{to} dropped (unreadable), a hole now")
+            }
+            Fix::Unshare { addr, owners } => {
+                self.unshare(owners).map(|s| format!("page {addr}: {s}"))?
+            }
+            Fix::Quota { branch: None } => self.recount_quota()?,
+            Fix::Quota { branch: Some(name) } => {
+                let view = self.open_branch(name)?;
+                let done = self.in_view(view, |v| v.recount_quota());
+                self.close_view(view)?;
+                format!("in branch '{}': {}", String::from_utf8_lossy(name), done?)
+            }
+            Fix::Recount => "segment usage and counters recounted from the tree".into(),
+            Fix::Commit => "a new checkpoint committed".into(),
+        };
+        self.store.root.changed = true;
+        Ok(done)
+    }
+
+    /// Names lost inode `ino` `#INO` in `lost+found` (made if missing): a
+    /// file gets its one link, a directory `lost+found` as its parent.
+    fn reconnect(&mut self, ino: Ino) -> Result<String> {
+        let parent = self.inode(ino)?.parent;
+        if self.inode(ino)?.is_dir() && self.lists(parent, ino)? {
+            // Lost with the directory holding it, which is reconnected
+            // itself (it is the top of the lost tree, or lost too).
+            return Ok(format!(
+                "inode {ino}: found again with the directory holding it, inode {parent}"
+            ));
+        }
+        let lf = self.lost_found()?;
+        let name = format!("#{}", ino.0).into_bytes();
+        let mode = self.inode(ino)?.mode;
+        self.link_new(lf, &name, ino, mode)?;
+        let i = self.inode_mut(ino)?;
+        if mode & S_IFMT == S_IFDIR {
+            i.parent = lf;
+        } else {
+            i.nlink = 1;
+            i.parent = lf;
+        }
+        i.ctime = Timespec::now();
+        Ok(format!(
+            "inode {ino}: reconnected as /lost+found/#{}",
+            ino.0
+        ))
+    }
+
+    /// Does directory `dir` (if it is one) hold an entry naming `ino`?
+    fn lists(&mut self, dir: Ino, ino: Ino) -> Result<bool> {
+        if dir == ino || !self.exists(dir)? || !self.inode(dir)?.is_dir() {
+            return Ok(false);
+        }
+        let dev = self.dev();
+        let mut found = false;
+        crate::dir_index::for_each_after(&mut self.store.root.cache, &*dev, dir, 0, &mut |e| {
+            found = e.ino == ino;
+            !found
+        })?;
+        Ok(found)
+    }
+
+    /// The `lost+found` directory under the root, made (mode 0700, root's)
+    /// if there is none.
+    fn lost_found(&mut self) -> Result<Ino> {
+        match self.find(Ino::ROOT, LOST_FOUND)? {
+            Some(e) if self.inode(e.ino)?.is_dir() => Ok(e.ino),
+            Some(_) => Err(Error::Exists),
+            None => Ok(self.mkdir(&Cred::root(), Ino::ROOT, LOST_FOUND, 0o700)?.ino),
+        }
+    }
+
+    /// Removes entry `name` of `dir`; a directory it named loses a link
+    /// in `dir` (a directory reached twice keeps its first name).
+    fn remove_bad_entry(&mut self, dir: Ino, name: &[u8]) -> Result<String> {
+        let target = self.find(dir, name)?.map(|e| e.ino);
+        self.drop_name(dir, name)?;
+        let was_dir = match target {
+            Some(t) if self.exists(t)? => self.inode(t)?.is_dir(),
+            _ => false,
+        };
+        if dir != Ino::GRAVEYARD {
+            let now = Timespec::now();
+            let d = self.inode_mut(dir)?;
+            d.mtime = now;
+            d.ctime = now;
+            if was_dir {
+                d.nlink = d.nlink.saturating_sub(1);
+            }
+        }
+        Ok(format!(
+            "inode {dir}: entry '{}' removed",
+            String::from_utf8_lossy(name)
+        ))
+    }
+
+    /// Deletes node `nid` (its page dies, its id is free again).
+    fn free_node(&mut self, nid: Nid) -> Result<()> {
+        let dev = self.dev();
+        let dev = &*dev;
+        let building = self.store.building();
+        let s = &mut self.store;
+        s.root.cache.remove(dev, &mut life!(s, dev, building), nid)
+    }
+
+    /// Makes pages `first..first + count` of `ino` holes. A pointer whose
+    /// unit the page address table has free already is only forgotten.
+    fn drop_pages(&mut self, ino: Ino, first: u64, count: u64) -> Result<()> {
+        let dev = self.dev();
+        let mut punch = Vec::new();
+        for idx in first..first + count {
+            let ptr = file_map::get(&mut self.store.root.cache, &*dev, ino, idx)?;
+            let gone = ptr.is_stored() && self.store.pat.lookup(&*dev, ptr.vpn)?.is_none();
+            if gone {
+                self.forget_pointer(ino, idx)?;
+            } else {
+                punch.push(idx);
+            }
+        }
+        if let (Some(&lo), Some(&hi)) = (punch.first(), punch.last()) {
+            self.punch(ino, lo * PS, (hi + 1) * PS)?;
+        }
+        Ok(())
+    }
+
+    /// Sets page `idx` of `ino` to a hole without letting its unit die
+    /// (it is free already, or another file's).
+    fn forget_pointer(&mut self, ino: Ino, idx: u64) -> Result<()> {
+        let dev = self.dev();
+        let dev = &*dev;
+        let building = self.store.building();
+        self.store.root.dirty.remove_range(ino, idx, idx + 1);
+        let s = &mut self.store;
+        let old = file_map::set(
+            &mut s.root.cache,
+            dev,
+            &mut life!(s, dev, building),
+            ino,
+            idx,
+            BlockPtr::HOLE,
+        )?;
+        if old.is_allocated() {
+            self.add_blocks(ino, -1)?;
+        }
+        Ok(())
+    }
+
+    /// Gives every owner of a page but one its own copy: the first whose
+    /// checksum matches keeps the page; another that matches is pointed at
+    /// a fresh copy, one that does not gets a hole.
+    fn unshare(&mut self, owners: &[(Ino, u64)]) -> Result<String> {
+        let mut kept = false;
+        let mut done = Vec::new();
+        for &(ino, idx) in owners {
+            let page = match self.read_page(ino, idx) {
+                Ok(p) => Some(p),
+                Err(Error::Corrupt { .. } | Error::Io(_)) => None,
+                Err(e) => return Err(e),
+            };
+            if page.is_some() && !kept {
+                kept = true;
+                done.push(format!("inode {ino} page {idx} keeps it"));
+                continue;
+            }
+            self.forget_pointer(ino, idx)?;
+            match page {
+                Some(bytes) => {
+                    let copy = self.dirty_page(ino, idx, idx..idx + 1)?;
+                    copy.copy_from_slice(&bytes[..]);
+                    done.push(format!("inode {ino} page {idx} copied"));
+                }
+                None => done.push(format!(
+                    "inode {ino} page {idx} fails its checksum: bytes {}..{} dropped, a hole now",
+                    idx * PS,
+                    idx * PS + PS
+                )),
+            }
+        }
+        Ok(done.join("; "))
+    }
+
+    /// Sets the usage the served root's quota file records to a recount of
+    /// its inodes.
+    fn recount_quota(&mut self) -> Result<String> {
+        let Some(recorded) = self.recorded_usage()? else {
+            return Ok("no quota file".into());
+        };
+        let counted = self.recount_usage()?;
+        let ids: std::collections::BTreeSet<_> =
+            recorded.keys().chain(counted.keys()).copied().collect();
+        let mut fixed = 0;
+        for id in ids {
+            let r = recorded.get(&id).copied().unwrap_or_default();
+            let c = counted.get(&id).copied().unwrap_or_default();
+            if r != c {
+                let delta = Usage {
+                    pages: c.pages - r.pages,
+                    inodes: c.inodes - r.inodes,
+                };
+                self.store.root.cache.usage.adjust(id, delta);
+                fixed += 1;
+            }
+        }
+        // (Inside a branch's view, the view's root is the one changed.)
+        self.store.root.changed = true;
+        Ok(format!("quota usage of {fixed} ids recounted"))
+    }
+}

@@ -1,0 +1,244 @@
+//! Repair: the check's findings carry their fixes ([`Fix`]); a repair
+//! mounts the image, carries them out ([`Filesystem::mend`]) and unmounts,
+//! then checks again, pass after pass, until nothing it can mend is left
+//! (as e2fsck restarts after a change that invalidates what it knew).
+//!
+//! Each pass is one mount and one unmount: its changes reach the device as
+//! one commit, so a crash in a repair leaves the state before the pass or
+//! after it, never half of it.
+//!
+//! The danger of writing to a damaged image is the segment usage: a
+//! segment the table counts free while the tree still references pages in
+//! it would be overwritten by the first commit. So a repair's mount does
+//! not start from the table: it starts from the check's recount of every
+//! page referenced ([`Rebase`]), taken before anything is written. A count
+//! is lowered only when the image was cleanly unmounted and the check met
+//! no damage it cannot mend (pages behind such damage may still be
+//! referenced); otherwise a segment keeps the larger of the two counts, and
+//! the space that leaks is recounted by a later pass or a later repair.
+
+use std::sync::Arc;
+
+use super::{check, Finding, Fix, Kind, Level, Phase, Report, Severity};
+use crate::device::BlockDevice;
+use crate::fs::{Filesystem, MountOptions};
+use crate::recovery::{self, Rebase};
+
+/// At most this many passes: each mends what the one before found; a
+/// pass that changes nothing the check sees ends the repair.
+const MAX_PASSES: usize = 4;
+
+/// How far a repair may go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Everything the check can mend (`-y`).
+    All,
+    /// Only what loses nothing: counts, leaks, space accounting, quota
+    /// usage (`-p`, `-a`, as e2fsck's preen). What would drop bytes,
+    /// names or permissions is left for `-y`.
+    Preen,
+}
+
+/// One fix carried out, or tried.
+#[derive(Clone, Debug)]
+pub struct Action {
+    /// The finding it mends.
+    pub kind: Kind,
+    /// The fix.
+    pub fix: Fix,
+    /// What was done, or why it could not be.
+    pub outcome: Result<String, String>,
+}
+
+/// What a repair did.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// The first check's report.
+    pub before: Report,
+    /// The fixes, in the order carried out, over every pass.
+    pub actions: Vec<Action>,
+    /// The last check's report: what is left.
+    pub after: Report,
+    /// Passes that wrote to the device.
+    pub passes: usize,
+    /// Fixes a preen left for `-y`.
+    pub left_for_yes: usize,
+}
+
+impl Outcome {
+    /// Did the repair change the image?
+    pub fn changed(&self) -> bool {
+        self.passes > 0
+    }
+}
+
+/// Checks `dev` to `level` (at least the full check: only it recounts)
+/// and repairs what `mode` allows.
+pub fn repair(
+    dev: Arc<dyn BlockDevice>,
+    key: Option<&crate::seal::MasterKey>,
+    level: Level,
+    mode: Mode,
+    progress: &mut dyn FnMut(Phase, u64, u64),
+) -> Outcome {
+    let level = level.max(Level::Full);
+    let before = check(dev.clone(), key, level, progress);
+    let mut out = Outcome {
+        after: before.clone(),
+        before,
+        ..Outcome::default()
+    };
+    let mut failed: Vec<Fix> = Vec::new();
+    while out.passes < MAX_PASSES {
+        let (fixes, left) = pick(&out.after, mode, &failed);
+        out.left_for_yes = left;
+        if fixes.is_empty() {
+            break;
+        }
+        let Some(rebase) = rebase(&out.after) else {
+            break;
+        };
+        match pass(&dev, key, rebase, &fixes) {
+            Ok(actions) => out.actions.extend(actions),
+            Err(Stop::Fix(action)) => {
+                // Nothing of this pass was committed past its mount's own
+                // commit: try again without the fix that failed.
+                failed.push(action.fix.clone());
+                out.actions.push(action);
+                continue;
+            }
+            Err(Stop::Mount(e)) => {
+                out.actions.push(Action {
+                    kind: Kind::CheckpointDamaged,
+                    fix: Fix::Commit,
+                    outcome: Err(format!("the repair cannot mount the image: {e}")),
+                });
+                break;
+            }
+        }
+        out.passes += 1;
+        let again = check(dev.clone(), key, level, progress);
+        let same = same_findings(&again, &out.after);
+        out.after = again;
+        if same {
+            break;
+        }
+    }
+    out
+}
+
+/// The fixes to carry out for `report` (findings of a warning or worse;
+/// a mount mends what is only information), in the order they go, and how
+/// many a preen leaves for `-y`.
+fn pick(report: &Report, mode: Mode, failed: &[Fix]) -> (Vec<(Kind, Fix)>, usize) {
+    if report.worst() == Some(Severity::Fatal) || report.recount.is_none() {
+        return (Vec::new(), 0);
+    }
+    let mut left = 0;
+    let mut fixes: Vec<(Kind, Fix)> = Vec::new();
+    for f in &report.findings {
+        let Some(fix) = &f.fix else { continue };
+        if f.severity < Severity::Warning || failed.contains(fix) {
+            continue;
+        }
+        if mode == Mode::Preen && fix.loses_anything() {
+            left += 1;
+            continue;
+        }
+        if !fixes.iter().any(|(_, x)| x == fix) {
+            fixes.push((f.kind, fix.clone()));
+        }
+    }
+    fixes.sort_by_key(|(_, fix)| order(fix));
+    (fixes, left)
+}
+
+/// Counts are set before names change (a count computed by the check
+/// would undo what a reconnection adds), data goes before the quota
+/// recount, which counts what the others left.
+fn order(fix: &Fix) -> u8 {
+    match fix {
+        Fix::Links { .. } | Fix::Blocks { .. } | Fix::Parent { .. } => 0,
+        Fix::RemoveEntry { .. } | Fix::Reconnect { .. } => 1,
+        Fix::FreeNode { .. }
+        | Fix::DropXattrNode { .. }
+        | Fix::RemoveXattr { .. }
+        | Fix::FreeUnit { .. } => 2,
+        Fix::DropPages { .. } | Fix::Unshare { .. } => 3,
+        Fix::Quota { .. } => 4,
+        Fix::Recount | Fix::Commit => 5,
+    }
+}
+
+/// The recount a pass's mount starts from: lowered counts only when
+/// nothing hides pages (see the module).
+fn rebase(report: &Report) -> Option<Rebase> {
+    let mut r = report.recount.clone()?;
+    let unmendable = report
+        .findings
+        .iter()
+        .any(|f| f.severity >= Severity::Error && f.fix.is_none());
+    r.lower = report.cleanly_unmounted == Some(true) && !unmendable;
+    Some(r)
+}
+
+/// Why a pass stopped without committing.
+enum Stop {
+    /// A fix failed (the action says how).
+    Fix(Action),
+    /// The image did not mount.
+    Mount(crate::Error),
+}
+
+/// One pass: mount from `rebase`, carry out `fixes`, unmount.
+fn pass(
+    dev: &Arc<dyn BlockDevice>,
+    key: Option<&crate::seal::MasterKey>,
+    rebase: Rebase,
+    fixes: &[(Kind, Fix)],
+) -> Result<Vec<Action>, Stop> {
+    let mut rec = recovery::recover(&**dev, true, key).map_err(Stop::Mount)?;
+    rec.rebase = Some(rebase);
+    let opts = MountOptions {
+        key: key.cloned(),
+        ..MountOptions::default()
+    };
+    let mut fs = Filesystem::mount_recovered(dev.clone(), opts, rec).map_err(Stop::Mount)?;
+    let mut actions = Vec::with_capacity(fixes.len());
+    for (kind, fix) in fixes {
+        let outcome = fs.mend(fix).map_err(|e| e.to_string());
+        let action = Action {
+            kind: *kind,
+            fix: fix.clone(),
+            outcome,
+        };
+        if action.outcome.is_err() {
+            // Dropped, not unmounted: what the fixes before it changed
+            // in memory is not committed.
+            drop(fs);
+            return Err(Stop::Fix(action));
+        }
+        actions.push(action);
+    }
+    fs.unmount().map_err(Stop::Mount)?;
+    Ok(actions)
+}
+
+/// Do two reports hold the same findings (kinds, places, messages)?
+fn same_findings(a: &Report, b: &Report) -> bool {
+    let key = |f: &Finding| {
+        (
+            f.kind as u8,
+            f.ino,
+            f.nid,
+            f.addr,
+            f.segment,
+            f.message.clone(),
+        )
+    };
+    let mut x: Vec<_> = a.findings.iter().map(key).collect();
+    let mut y: Vec<_> = b.findings.iter().map(key).collect();
+    x.sort();
+    y.sort();
+    x == y
+}

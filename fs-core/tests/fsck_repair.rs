@@ -1,0 +1,546 @@
+//! Repair mends what the check finds: one test per finding type, each
+//! breaking exactly that thing, repairing, checking clean and verifying
+//! that every file readable before the repair reads the same after it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use pagelog_core::fsck::repair::{self, Mode, Outcome};
+use pagelog_core::fsck::{Fix, Kind, Level, Severity};
+use pagelog_core::{BlockDevice, Cred, Filesystem, Ino, MemDevice, MountOptions, PageAddr};
+
+mod support;
+use support::mount;
+
+struct Image {
+    dev: Arc<MemDevice>,
+    file: Ino,
+    other: Ino,
+    dir: Ino,
+    sub: Ino,
+}
+
+/// The tree of `fsck_findings.rs`: a directory with a subdirectory, files
+/// (one of several pages, one with a hard link), a symlink, an attribute.
+fn image() -> Image {
+    let dev = support::formatted(4096, 32);
+    let mut fs = mount(&dev);
+    let root = Cred::root();
+    let dir = fs
+        .mkdir(&root, Ino::ROOT, b"dir", 0o755)
+        .expect("mkdir")
+        .ino;
+    let sub = fs.mkdir(&root, dir, b"sub", 0o700).expect("mkdir").ino;
+    let file = fs.mknod(&root, dir, b"file", 0o644, 0).expect("create").ino;
+    let data: Vec<u8> = (0..20_000u32).map(|i| (i % 251) as u8).collect();
+    fs.write(&root, file, 0, &data).expect("write");
+    let other = fs
+        .mknod(&root, Ino::ROOT, b"other", 0o644, 0)
+        .expect("create")
+        .ino;
+    fs.write(&root, other, 0, b"other data").expect("write");
+    fs.link(&root, other, dir, b"other-link").expect("link");
+    fs.symlink(&root, dir, b"link", b"file").expect("symlink");
+    fs.setxattr(&root, file, b"user.k", b"v", 0).expect("xattr");
+    fs.unmount().expect("unmount");
+    Image {
+        dev,
+        file,
+        other,
+        dir,
+        sub,
+    }
+}
+
+/// Breaks the filesystem through `f` and commits.
+fn tamper(img: &Image, f: impl FnOnce(&mut Filesystem)) {
+    let mut fs = mount(&img.dev);
+    f(&mut fs);
+    fs.sync().expect("commit the damage");
+    fs.unmount().expect("unmount");
+}
+
+/// Every regular file that reads, by path, with its bytes.
+fn readable(dev: &Arc<MemDevice>) -> BTreeMap<String, Vec<u8>> {
+    let ro = MountOptions {
+        read_only: true,
+        ..MountOptions::default()
+    };
+    let mut out = BTreeMap::new();
+    let Ok(mut fs) = Filesystem::mount(dev.clone() as Arc<dyn BlockDevice>, ro) else {
+        return out;
+    };
+    walk(&mut fs, Ino::ROOT, String::new(), &mut out, 0);
+    out
+}
+
+fn walk(
+    fs: &mut Filesystem,
+    dir: Ino,
+    path: String,
+    out: &mut BTreeMap<String, Vec<u8>>,
+    depth: u32,
+) {
+    let mut items = Vec::new();
+    let _ = fs.readdir(dir, 0, &mut |e| {
+        items.push(e);
+        true
+    });
+    for e in items {
+        if e.name == b"." || e.name == b".." || depth > 8 {
+            continue;
+        }
+        let p = format!("{path}/{}", String::from_utf8_lossy(&e.name));
+        let Ok(a) = fs.getattr(e.ino) else { continue };
+        if a.mode & 0o170000 == 0o040000 {
+            walk(fs, e.ino, p, out, depth + 1);
+        } else if a.mode & 0o170000 == 0o100000 {
+            if let Ok(bytes) = fs.read(e.ino, 0, a.size as u32 + 1) {
+                out.insert(p, bytes);
+            }
+        }
+    }
+}
+
+fn run_repair(dev: &Arc<MemDevice>, level: Level, mode: Mode) -> Outcome {
+    repair::repair(
+        dev.clone() as Arc<dyn BlockDevice>,
+        None,
+        level,
+        mode,
+        &mut |_, _, _| {},
+    )
+}
+
+/// Repairs with `-y` after the first check finds `kind`; asserts a clean
+/// second check, every file readable before read the same after, and
+/// returns the outcome.
+fn repaired(img: &Image, kind: Kind) -> Outcome {
+    repaired_at(&img.dev, kind, Level::Full)
+}
+
+fn repaired_at(dev: &Arc<MemDevice>, kind: Kind, level: Level) -> Outcome {
+    let before = readable(dev);
+    let out = run_repair(dev, level, Mode::All);
+    assert!(
+        out.before.findings.iter().any(|f| f.kind == kind),
+        "expected {kind:?} first: {:?}",
+        out.before.findings
+    );
+    assert!(out.changed(), "nothing written: {:?}", out.actions);
+    assert_eq!(
+        out.after.problems(),
+        0,
+        "left: {:?}\nactions: {:?}",
+        out.after.findings,
+        out.actions
+    );
+    let again = support::fsck(dev, Level::VerifyData);
+    assert!(
+        again
+            .findings
+            .iter()
+            .all(|f| f.severity < Severity::Warning),
+        "{:?}",
+        again.findings
+    );
+    assert_eq!(again.cleanly_unmounted, Some(true));
+    let after = readable(dev);
+    for (path, bytes) in &before {
+        let now = after.get(path).or_else(|| {
+            after
+                .iter()
+                .find(|(p, b)| p.starts_with("/lost+found/") && *b == bytes)
+                .map(|(_, b)| b)
+        });
+        assert_eq!(now, Some(bytes), "{path} reads otherwise after the repair");
+    }
+    out
+}
+
+fn did(out: &Outcome, f: impl Fn(&Fix) -> bool) -> bool {
+    out.actions.iter().any(|a| f(&a.fix) && a.outcome.is_ok())
+}
+
+#[test]
+fn wrong_link_count_is_set_right() {
+    let img = image();
+    tamper(&img, |fs| {
+        fs.tamper()
+            .inode(img.other, |i| i.nlink = 5)
+            .expect("tamper");
+    });
+    let out = repaired(&img, Kind::LinkCountWrong);
+    assert!(did(&out, |f| *f
+        == Fix::Links {
+            ino: img.other,
+            links: 2
+        }));
+    let mut fs = mount(&img.dev);
+    assert_eq!(fs.getattr(img.other).expect("stat").nlink, 2);
+}
+
+#[test]
+fn wrong_directory_link_count_is_set_right() {
+    let img = image();
+    tamper(&img, |fs| {
+        fs.tamper().inode(img.dir, |i| i.nlink = 9).expect("tamper");
+    });
+    repaired(&img, Kind::LinkCountWrong);
+    assert_eq!(mount(&img.dev).getattr(img.dir).expect("stat").nlink, 3);
+}
+
+#[test]
+fn lost_inode_is_reconnected_in_lost_found() {
+    let img = image();
+    tamper(&img, |fs| {
+        fs.tamper().drop_entry(img.dir, b"file").expect("tamper")
+    });
+    let out = repaired(&img, Kind::InodeLost);
+    assert!(did(&out, |f| *f == Fix::Reconnect { ino: img.file }));
+    let mut fs = mount(&img.dev);
+    let root = Cred::root();
+    let lf = fs
+        .lookup(&root, Ino::ROOT, b"lost+found")
+        .expect("lost+found");
+    let name = format!("#{}", img.file.0);
+    let a = fs
+        .lookup(&root, lf.ino, name.as_bytes())
+        .expect("reconnected");
+    assert_eq!((a.ino, a.nlink, a.size), (img.file, 1, 20_000));
+    assert_eq!(fs.getxattr(&root, a.ino, b"user.k").expect("xattr"), b"v");
+}
+
+#[test]
+fn lost_directory_is_reconnected_with_its_contents() {
+    let img = image();
+    tamper(&img, |fs| {
+        let mut t = fs.tamper();
+        t.drop_entry(Ino::ROOT, b"dir").expect("tamper");
+        t.inode(Ino::ROOT, |i| i.nlink -= 1).expect("tamper");
+    });
+    repaired(&img, Kind::InodeLost);
+    let mut fs = mount(&img.dev);
+    let root = Cred::root();
+    let lf = fs
+        .lookup(&root, Ino::ROOT, b"lost+found")
+        .expect("lost+found");
+    let name = format!("#{}", img.dir.0);
+    let d = fs
+        .lookup(&root, lf.ino, name.as_bytes())
+        .expect("reconnected");
+    assert_eq!(
+        fs.lookup(&root, d.ino, b"file").expect("file").ino,
+        img.file
+    );
+    assert_eq!(fs.lookup(&root, d.ino, b"sub").expect("sub").ino, img.sub);
+}
+
+#[test]
+fn dangling_entry_is_removed() {
+    let img = image();
+    tamper(&img, |fs| {
+        let nowhere = Ino::new(img.file.pack(), 30);
+        fs.tamper()
+            .raw_entry(img.dir, b"ghost", nowhere, 8)
+            .expect("tamper");
+    });
+    let out = repaired(&img, Kind::DanglingEntry);
+    assert!(did(
+        &out,
+        |f| matches!(f, Fix::RemoveEntry { name, .. } if name == b"ghost")
+    ));
+    let mut fs = mount(&img.dev);
+    assert!(fs.lookup(&Cred::root(), img.dir, b"ghost").is_err());
+}
+
+#[test]
+fn directory_reached_twice_keeps_one_name() {
+    let img = image();
+    tamper(&img, |fs| {
+        let mut t = fs.tamper();
+        t.raw_entry(Ino::ROOT, b"again", img.sub, 4)
+            .expect("tamper");
+        t.inode(Ino::ROOT, |i| i.nlink += 1).expect("tamper");
+    });
+    repaired(&img, Kind::DirectoryCycle);
+    let mut fs = mount(&img.dev);
+    let root = Cred::root();
+    let by_dir = fs.lookup(&root, img.dir, b"sub").is_ok();
+    let by_root = fs.lookup(&root, Ino::ROOT, b"again").is_ok();
+    assert!(by_dir ^ by_root, "one name left: {by_dir} {by_root}");
+}
+
+#[test]
+fn doubly_used_page_is_unshared() {
+    let img = image();
+    tamper(&img, |fs| {
+        let mut t = fs.tamper();
+        let a = t.get_pointer(img.file, 0).expect("pointer");
+        t.pointer(img.other, 0, a).expect("tamper");
+    });
+    let out = repaired(&img, Kind::PageUsedTwice);
+    assert!(did(&out, |f| matches!(f, Fix::Unshare { .. })));
+    let mut fs = mount(&img.dev);
+    let mut t = fs.tamper();
+    let a = t.data_addr(img.file, 0).expect("ptr");
+    let b = t.data_addr(img.other, 0).expect("ptr");
+    assert!(a.is_some() && b.is_some() && a != b, "{a:?} {b:?}");
+}
+
+#[test]
+fn wrong_segment_usage_is_recounted() {
+    let img = image();
+    tamper(&img, |fs| {
+        let mut t = fs.tamper();
+        let a = t.data_addr(img.file, 0).expect("pointer").expect("stored");
+        t.phantom_live(a).expect("tamper");
+    });
+    let out = repaired(&img, Kind::SegmentUsageWrong);
+    assert!(did(&out, |f| *f == Fix::Recount));
+}
+
+#[test]
+fn leaked_node_is_freed() {
+    let img = image();
+    tamper(&img, |fs| {
+        fs.tamper().leak_node(img.file).expect("tamper");
+    });
+    let out = repaired(&img, Kind::NodeLeaked);
+    assert!(did(&out, |f| matches!(f, Fix::FreeNode { .. })));
+}
+
+#[test]
+fn empty_attribute_node_is_freed() {
+    let img = image();
+    tamper(&img, |fs| {
+        let nid = fs.tamper().leak_node(img.other).expect("tamper");
+        fs.tamper()
+            .inode(img.other, |i| i.xattr_nid = nid)
+            .expect("tamper");
+    });
+    let out = repaired(&img, Kind::NodeLeaked);
+    assert!(did(&out, |f| *f == Fix::DropXattrNode { ino: img.other }));
+}
+
+#[test]
+fn leaked_unit_is_freed() {
+    let img = image();
+    tamper(&img, |fs| {
+        fs.tamper().leak_unit(img.file).expect("tamper");
+    });
+    let out = repaired(&img, Kind::UnitLeaked);
+    assert!(did(&out, |f| matches!(f, Fix::FreeUnit { .. })));
+}
+
+#[test]
+fn pointer_to_a_free_unit_becomes_a_hole() {
+    let img = image();
+    tamper(&img, |fs| {
+        let mut t = fs.tamper();
+        let mut p = t.get_pointer(img.file, 1).expect("pointer");
+        p.vpn = pagelog_core::Vpn(p.vpn.0 + 5000);
+        t.pointer(img.file, 1, p).expect("tamper");
+    });
+    let out = repaired(&img, Kind::UnitMissing);
+    assert!(did(&out, |f| matches!(
+        f,
+        Fix::DropPages {
+            first: 1,
+            count: 1,
+            ..
+        }
+    )));
+    let mut fs = mount(&img.dev);
+    let page = fs.read(img.file, 4096, 4096).expect("read");
+    assert!(page.iter().all(|&b| b == 0), "a hole reads as zeros");
+}
+
+#[test]
+fn wrong_parent_is_set_right() {
+    let img = image();
+    tamper(&img, |fs| {
+        fs.tamper()
+            .inode(img.sub, |i| i.parent = Ino(99))
+            .expect("tamper");
+    });
+    repaired(&img, Kind::ParentWrong);
+    assert_eq!(
+        mount(&img.dev)
+            .lookup(&Cred::root(), img.sub, b"..")
+            .expect("..")
+            .ino,
+        img.dir
+    );
+}
+
+#[test]
+fn wrong_block_count_and_its_quota_are_set_right() {
+    let img = image();
+    tamper(&img, |fs| {
+        fs.tamper()
+            .inode(img.file, |i| i.blocks += 3)
+            .expect("tamper");
+    });
+    let out = repaired(&img, Kind::BlockCountWrong);
+    assert!(did(&out, |f| matches!(f, Fix::Blocks { blocks: 5, .. })));
+}
+
+#[test]
+fn quota_usage_is_recounted_in_the_live_root_and_in_branches() {
+    use pagelog_core::checkpoints::At;
+    let img = image();
+    tamper(&img, |fs| {
+        fs.tamper().miscount_usage(img.file, 5).expect("tamper");
+        fs.sync().expect("commit");
+        let no = fs.checkpoints().last().expect("a checkpoint").no;
+        fs.create_branch(b"b", &At::Checkpoint(no)).expect("branch");
+        let view = fs.open_branch(b"b").expect("open");
+        fs.in_view(view, |v| v.tamper().miscount_usage(img.file, 7))
+            .expect("tamper");
+        fs.close_view(view).expect("close");
+    });
+    let out = repaired(&img, Kind::QuotaWrong);
+    assert!(did(&out, |f| *f == Fix::Quota { branch: None }));
+    assert!(did(&out, |f| *f
+        == Fix::Quota {
+            branch: Some(b"b".to_vec())
+        }));
+}
+
+#[test]
+fn a_snapshot_s_quota_file_is_left_as_it_was_taken() {
+    let img = image();
+    tamper(&img, |fs| {
+        fs.tamper().miscount_usage(img.file, 5).expect("tamper");
+        fs.sync().expect("commit");
+        fs.create_snapshot(b"s", None).expect("snapshot");
+        fs.tamper().miscount_usage(img.file, -5).expect("tamper");
+    });
+    let snap = img.dev.snapshot();
+    let out = run_repair(&img.dev, Level::Full, Mode::All);
+    assert!(!out.changed(), "{:?}", out.actions);
+    assert_eq!(img.dev.snapshot(), snap, "nothing written");
+    assert!(out
+        .after
+        .findings
+        .iter()
+        .all(|f| f.kind == Kind::QuotaWrong && f.fix.is_none()));
+}
+
+#[test]
+fn invalid_access_control_lists_are_removed() {
+    let img = image();
+    tamper(&img, |fs| {
+        let mut t = fs.tamper();
+        t.raw_xattr(img.file, b"system.posix_acl_access", &[2, 0, 0, 0, 1])
+            .expect("tamper");
+        let minimal = pagelog_core::acl::Acl::from_mode(0o644).encode();
+        t.raw_xattr(img.file, b"system.posix_acl_default", &minimal)
+            .expect("tamper");
+    });
+    repaired(&img, Kind::AclInvalid);
+    let mut fs = mount(&img.dev);
+    let root = Cred::root();
+    assert_eq!(fs.getxattr(&root, img.file, b"user.k").expect("kept"), b"v");
+    assert!(fs
+        .getxattr(&root, img.file, b"system.posix_acl_default")
+        .is_err());
+}
+
+#[test]
+fn wrong_counter_is_recounted() {
+    let img = image();
+    tamper(&img, |fs| fs.tamper().miscount_inodes(1));
+    repaired(&img, Kind::CounterWrong);
+}
+
+#[test]
+fn damaged_data_page_is_dropped_and_named() {
+    let img = image();
+    let mut fs = mount(&img.dev);
+    let addr = fs
+        .tamper()
+        .data_addr(img.file, 2)
+        .expect("pointer")
+        .expect("stored");
+    fs.unmount().expect("unmount");
+    let mut page = vec![0u8; 4096];
+    img.dev.read(addr, &mut page).expect("read");
+    page[10] ^= 0x20;
+    img.dev.write(addr, &page).expect("write");
+    let out = repaired_at(&img.dev, Kind::DataDamaged, Level::VerifyData);
+    let said = out
+        .actions
+        .iter()
+        .find(|a| matches!(a.fix, Fix::DropPages { .. }))
+        .and_then(|a| a.outcome.clone().ok())
+        .expect("dropped");
+    assert!(said.contains("8192..12288"), "{said}");
+    let mut fs = mount(&img.dev);
+    let bytes = fs.read(img.file, 0, 20_000).expect("reads now");
+    assert!(bytes[8192..12288].iter().all(|&b| b == 0));
+    assert_eq!(
+        bytes[..8192],
+        (0..8192u32).map(|i| (i % 251) as u8).collect::<Vec<_>>()[..]
+    );
+}
+
+#[test]
+fn damaged_superblock_copy_is_rewritten() {
+    let img = image();
+    let mut page = vec![0u8; 4096];
+    img.dev.read(PageAddr(1), &mut page).expect("read");
+    page[100] ^= 0x20;
+    img.dev.write(PageAddr(1), &page).expect("write");
+    repaired(&img, Kind::SuperblockCopyDamaged);
+}
+
+#[test]
+fn preen_mends_counts_and_leaves_what_loses_names() {
+    let img = image();
+    tamper(&img, |fs| {
+        let mut t = fs.tamper();
+        t.inode(img.other, |i| i.nlink = 5).expect("tamper");
+        t.drop_entry(img.dir, b"file").expect("tamper");
+    });
+    let out = run_repair(&img.dev, Level::Full, Mode::Preen);
+    assert!(out.changed());
+    assert_eq!(out.left_for_yes, 1, "{:?}", out.after.findings);
+    let kinds: Vec<Kind> = out.after.findings.iter().map(|f| f.kind).collect();
+    assert_eq!(kinds, vec![Kind::InodeLost]);
+    // And -y mends the rest.
+    repaired(&img, Kind::InodeLost);
+}
+
+#[test]
+fn a_crash_leaves_nothing_to_repair_and_nothing_is_written() {
+    let img = image();
+    let mut fs = mount(&img.dev);
+    let root = Cred::root();
+    let f = fs
+        .mknod(&root, Ino::ROOT, b"open-unlinked", 0o644, 0)
+        .expect("create");
+    fs.open(&root, f.ino, 2).expect("open");
+    fs.unlink(&root, Ino::ROOT, b"open-unlinked")
+        .expect("unlink");
+    fs.sync().expect("sync");
+    drop(fs);
+    let snap = img.dev.snapshot();
+    let out = run_repair(&img.dev, Level::Full, Mode::Preen);
+    assert!(
+        !out.changed() && out.actions.is_empty(),
+        "{:?}",
+        out.actions
+    );
+    assert_eq!(img.dev.snapshot(), snap);
+}
+
+#[test]
+fn a_healthy_image_is_not_written() {
+    let img = image();
+    let snap = img.dev.snapshot();
+    let out = run_repair(&img.dev, Level::VerifyData, Mode::All);
+    assert!(!out.changed() && out.before.findings.is_empty());
+    assert_eq!(img.dev.snapshot(), snap);
+}
