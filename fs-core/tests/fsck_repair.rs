@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use pagelog_core::fsck::repair::{self, Mode, Outcome};
 use pagelog_core::fsck::{Fix, Kind, Level, Severity};
+use pagelog_core::segment_summary::Summary;
 use pagelog_core::{BlockDevice, Cred, Filesystem, Ino, MemDevice, MountOptions, PageAddr};
 
 mod support;
@@ -543,4 +544,47 @@ fn a_healthy_image_is_not_written() {
     let out = run_repair(&img.dev, Level::VerifyData, Mode::All);
     assert!(!out.changed() && out.before.findings.is_empty());
     assert_eq!(img.dev.snapshot(), snap);
+}
+
+/// The file's first data page, and the record summary describing it.
+fn first_page_and_its_summary(img: &Image) -> (PageAddr, PageAddr, Summary) {
+    let mut fs = mount(&img.dev);
+    let first = fs.tamper().data_addr(img.file, 0).expect("pointer");
+    let first = first.expect("stored");
+    fs.unmount().expect("unmount");
+    let mut addr = first;
+    loop {
+        let mut page = vec![0u8; 4096];
+        img.dev.read(addr, &mut page).expect("read");
+        if let Ok(Some(s)) = Summary::decode(&page, addr) {
+            return (first, addr, s);
+        }
+        addr = PageAddr(addr.0 - 1);
+    }
+}
+
+#[test]
+fn pages_a_damaged_record_summary_no_longer_describes_are_written_again() {
+    let img = image();
+    let (_, summary, _) = first_page_and_its_summary(&img);
+    let mut page = vec![0u8; 4096];
+    img.dev.read(summary, &mut page).expect("read");
+    page[70] ^= 0x20;
+    img.dev.write(summary, &page).expect("write");
+    let out = repaired(&img, Kind::SummaryWrong);
+    assert!(did(&out, |f| matches!(f, Fix::Relog { .. })));
+}
+
+#[test]
+fn a_page_its_summary_misdescribes_is_written_again() {
+    let img = image();
+    let (page, at, mut summary) = first_page_and_its_summary(&img);
+    summary.entries[(page.0 - at.0 - 1) as usize].index = 7;
+    img.dev.write(at, &summary.encode()[..]).expect("write");
+    let out = repaired(&img, Kind::SummaryWrong);
+    assert!(did(&out, |f| *f
+        == Fix::Relog {
+            ino: img.file,
+            idx: 0
+        }));
 }

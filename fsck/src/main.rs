@@ -1,7 +1,7 @@
-//! pagelog-fsck: checks a pagelog filesystem image or device, never
-//! writing to it. The checking itself is `pagelog_core::fsck`; this binary
-//! parses arguments, draws progress, prints (text or JSON) and maps the
-//! result to fsck(8) exit codes.
+//! pagelog-fsck: checks a pagelog filesystem image or device and, when
+//! asked (`-y`, `-p`, `-a`), repairs it. The checking and repairing are
+//! `pagelog_core::fsck`; this binary parses arguments, draws progress,
+//! prints (text or JSON) and maps the result to fsck(8) exit codes.
 
 mod output;
 
@@ -13,12 +13,14 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
+use pagelog_core::fsck::repair::{self, Mode, Outcome};
 use pagelog_core::fsck::{self, Level, Phase, Report, Severity};
 use pagelog_core::{BlockDevice, FileDevice};
 use pagelog_tools::{print_and_exit, say, Failure, PassphraseArgs};
 
 /// fsck(8) exit codes.
 const EXIT_OK: u8 = 0;
+const EXIT_CORRECTED: u8 = 1;
 const EXIT_UNCORRECTED: u8 = 4;
 const EXIT_OPERATIONAL: u8 = 8;
 const EXIT_USAGE: u8 = 16;
@@ -32,12 +34,22 @@ Depths:
                   referenced, no page used twice, free-space accounting
   --verify-data   the full check plus every live data page read and its checksum verified
 
-pagelog-fsck never writes. Repair (-y, -a, -p) is not available yet: the check runs and
-the exit status says what it found.
+Repair:
+  -n              never write (the default without -y, -p or -a)
+  -y              repair everything the check finds: counts, space accounting and quota
+                  usage recounted, leaked nodes and units freed, lost inodes reconnected in
+                  /lost+found (as #INODE), entries naming nothing removed, invalid access
+                  control lists removed, a page two files share copied, unreadable pages
+                  (with --verify-data) dropped as holes, each file and byte range named
+  -p, -a          preen: repair only what loses nothing (counts, leaks, space and quota
+                  accounting, a damaged superblock copy); what would drop bytes, names or
+                  permissions is reported and left for -y
+A repair writes each pass as one commit (a crash leaves the state before the pass or after
+it) and checks again after it; it runs the full check at least.
 
-Exit status (as fsck(8)): 0 no problems, 4 problems found and left, 8 the check could not
-run (unreadable device, no filesystem, mounted), 16 bad usage; and 77 for a sealed
-filesystem's wrong passphrase (nothing was checked).
+Exit status (as fsck(8), summed): 0 no problems, 1 problems corrected, 4 problems left
+uncorrected, 8 the check could not run (unreadable device, no filesystem, mounted), 16 bad
+usage; and 77 for a sealed filesystem's wrong passphrase (nothing was checked).
 
 A sealed (encrypted) filesystem is checked with its passphrase: asked on the terminal,
 or given by --passphrase-file or --passphrase-cmd. The check opens every sealed page it
@@ -64,16 +76,16 @@ struct Args {
     /// Check even a cleanly unmounted filesystem fully (with -a/-p)
     #[arg(short = 'f', long)]
     force: bool,
-    /// Never write (always the case; accepted for fsck(8))
-    #[arg(short = 'n')]
+    /// Never write: check only
+    #[arg(short = 'n', conflicts_with_all = ["yes", "auto", "preen"])]
     no_change: bool,
-    /// Repair automatically (not available yet: checks only)
+    /// Repair everything the check finds
     #[arg(short = 'y')]
     yes: bool,
-    /// Automatic repair at boot (not available yet: checks only)
+    /// Repair what loses nothing (as -p)
     #[arg(short = 'a')]
     auto: bool,
-    /// Preen at boot (not available yet: checks only)
+    /// Preen: repair what loses nothing, leave the rest for -y
     #[arg(short = 'p')]
     preen: bool,
     /// fsck(8) progress descriptor (a progress bar is drawn on a terminal instead)
@@ -167,16 +179,60 @@ fn progress_bar(enabled: bool) -> Option<ProgressBar> {
     Some(bar)
 }
 
-fn run(args: &Args) -> Result<(Report, Level), Failure> {
+/// How far `args` let a repair go (none: check only).
+fn repair_mode(args: &Args) -> Option<Mode> {
+    match (args.yes, args.auto || args.preen) {
+        _ if args.no_change => None,
+        (true, _) => Some(Mode::All),
+        (false, true) => Some(Mode::Preen),
+        (false, false) => None,
+    }
+}
+
+/// What a run did: checked, or repaired.
+enum Done {
+    Checked(Report),
+    Repaired(Box<Outcome>),
+}
+
+impl Done {
+    /// The report of the state the image is left in.
+    fn last(&self) -> &Report {
+        match self {
+            Done::Checked(r) => r,
+            Done::Repaired(o) => &o.after,
+        }
+    }
+
+    /// fsck(8)'s status: corrected, plus left uncorrected.
+    fn exit_code(&self) -> u8 {
+        let last = self.last();
+        let changed = matches!(self, Done::Repaired(o) if o.changed());
+        match last.worst() {
+            Some(Severity::Fatal) => EXIT_OPERATIONAL,
+            _ if last.problems() > 0 => EXIT_UNCORRECTED + u8::from(changed),
+            _ if changed => EXIT_CORRECTED,
+            _ => EXIT_OK,
+        }
+    }
+}
+
+fn run(args: &Args) -> Result<(Done, Level), Failure> {
     let failed = |m: String| (EXIT_OPERATIONAL, m);
     if let Some(dir) = &args.modules {
         pagelog_core::transform::Registry::load(dir).map_err(|e| failed(e.to_string()))?;
     }
-    let dev = FileDevice::open(&args.image, false)
+    let mode = repair_mode(args);
+    let dev = FileDevice::open(&args.image, mode.is_some())
         .map_err(|e| failed(format!("cannot open {}: {e}", args.image.display())))?;
-    dev.lock(false).map_err(|_| {
+    dev.lock(mode.is_some()).map_err(|_| {
+        let how = if mode.is_some() {
+            "mounted"
+        } else {
+            "mounted read-write"
+        };
         failed(format!(
-            "{} is mounted read-write (unmount it first)",
+            "{} is {how} (unmount it first)",
             args.image.display()
         ))
     })?;
@@ -184,6 +240,9 @@ fn run(args: &Args) -> Result<(Report, Level), Failure> {
         .passphrase
         .unlock(&dev, &args.image, EXIT_OPERATIONAL)?;
     let level = level_for(args, looks_clean(&dev));
+    // A preen of a cleanly unmounted filesystem is its fast check, which
+    // recounts nothing: there is nothing to repair from.
+    let mode = mode.filter(|_| level != Level::Fast);
     // The full check reads exactly the pages it needs, many of them single
     // summary pages: readahead would multiply the bytes read. `--fast`
     // (the log after the checkpoint) and a scrub stream the log, where
@@ -195,19 +254,25 @@ fn run(args: &Args) -> Result<(Report, Level), Failure> {
     let bar = progress_bar(!args.json && !args.quiet && std::io::stderr().is_terminal());
     let start = Instant::now();
     let mut timings = Timings::default();
-    let report = fsck::check(
-        Arc::new(dev),
-        key.as_ref(),
-        level,
-        &mut |phase, done, total| {
-            timings.enter(phase);
-            if let Some(b) = &bar {
-                b.set_message(phase_name(phase));
-                b.set_length(total.max(1));
-                b.set_position(done);
-            }
-        },
-    );
+    let mut progress = |phase: Phase, done: u64, total: u64| {
+        timings.enter(phase);
+        if let Some(b) = &bar {
+            b.set_message(phase_name(phase));
+            b.set_length(total.max(1));
+            b.set_position(done);
+        }
+    };
+    let dev = Arc::new(dev);
+    let done = match mode {
+        None => Done::Checked(fsck::check(dev, key.as_ref(), level, &mut progress)),
+        Some(mode) => Done::Repaired(Box::new(repair::repair(
+            dev,
+            key.as_ref(),
+            level,
+            mode,
+            &mut progress,
+        ))),
+    };
     timings.finish();
     if let Some(b) = bar {
         b.finish_and_clear();
@@ -215,7 +280,7 @@ fn run(args: &Args) -> Result<(Report, Level), Failure> {
     if args.timings {
         timings.print(start.elapsed());
     }
-    Ok((report, level))
+    Ok((done, level))
 }
 
 fn main() -> ExitCode {
@@ -226,7 +291,7 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { EXIT_USAGE } else { EXIT_OK });
         }
     };
-    let (report, level) = match run(&args) {
+    let (done, level) = match run(&args) {
         Ok(r) => r,
         Err((code, msg)) if args.json => {
             let out = output::json_error(&args.image, &msg) + "\n";
@@ -237,16 +302,14 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    let code = match report.worst() {
-        Some(Severity::Fatal) => EXIT_OPERATIONAL,
-        Some(Severity::Error) => EXIT_UNCORRECTED,
-        _ => EXIT_OK,
-    };
-    let out = if args.json {
-        output::json(&args.image, level, &report, code) + "\n"
-    } else {
-        let repair_asked = args.yes || args.auto || args.preen;
-        output::text(&args.image, level, &report, args.quiet, repair_asked)
+    let code = done.exit_code();
+    let out = match (&done, args.json) {
+        (Done::Checked(r), true) => output::json(&args.image, level, r, None, code) + "\n",
+        (Done::Checked(r), false) => output::text(&args.image, level, r, args.quiet),
+        (Done::Repaired(o), true) => {
+            output::json(&args.image, level, &o.before, Some(o), code) + "\n"
+        }
+        (Done::Repaired(o), false) => output::repaired(&args.image, level, o, args.quiet),
     };
     print_and_exit(&out, code, EXIT_OPERATIONAL)
 }

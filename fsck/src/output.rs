@@ -3,6 +3,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
+use pagelog_core::fsck::repair::Outcome;
 use pagelog_core::fsck::{Finding, Kind, Level, Report, Severity};
 use serde::Serialize;
 
@@ -33,6 +34,26 @@ struct JsonReport<'a> {
     cleanly_unmounted: Option<bool>,
     stats: Option<JsonStats>,
     findings: Vec<JsonFinding>,
+    /// With -y, -p or -a: what the repair did and what is left (then
+    /// `verdict`, `problems` and `exit_code` are about what is left).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    repair: Option<JsonRepair>,
+}
+
+#[derive(Serialize)]
+struct JsonRepair {
+    passes: usize,
+    actions: Vec<JsonAction>,
+    left_for_yes: usize,
+    remaining: Vec<JsonFinding>,
+}
+
+#[derive(Serialize)]
+struct JsonAction {
+    finding: String,
+    fix: &'static str,
+    done: Option<String>,
+    error: Option<String>,
 }
 
 /// What the check found, in words (as `verdict` in JSON).
@@ -83,13 +104,23 @@ fn finding(f: &Finding) -> JsonFinding {
     }
 }
 
-/// The report as JSON.
-pub fn json(image: &Path, level: Level, r: &Report, exit_code: u8) -> String {
+/// The report as JSON (`r`, the first check's; with `repair`, what it did).
+pub fn json(
+    image: &Path,
+    level: Level,
+    r: &Report,
+    repair: Option<&Outcome>,
+    exit_code: u8,
+) -> String {
+    let last = repair.map_or(r, |o| &o.after);
     let out = JsonReport {
         image: image.display().to_string(),
         level: level_name(level),
-        verdict: verdict(r),
-        problems: r.problems(),
+        verdict: match repair {
+            Some(o) if o.changed() && last.problems() == 0 => "repaired",
+            _ => verdict(last),
+        },
+        problems: last.problems(),
         exit_code,
         checkpoint: r.checkpoint.map(|c| c.0),
         cleanly_unmounted: r.cleanly_unmounted,
@@ -103,6 +134,21 @@ pub fn json(image: &Path, level: Level, r: &Report, exit_code: u8) -> String {
             bytes_read: r.stats.bytes_read,
         }),
         findings: r.findings.iter().map(finding).collect(),
+        repair: repair.map(|o| JsonRepair {
+            passes: o.passes,
+            actions: o
+                .actions
+                .iter()
+                .map(|a| JsonAction {
+                    finding: format!("{:?}", a.kind),
+                    fix: a.fix.name(),
+                    done: a.outcome.as_ref().ok().cloned(),
+                    error: a.outcome.as_ref().err().cloned(),
+                })
+                .collect(),
+            left_for_yes: o.left_for_yes,
+            remaining: o.after.findings.iter().map(finding).collect(),
+        }),
     };
     serde_json::to_string_pretty(&out).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
 }
@@ -128,7 +174,7 @@ fn fatal_line(image: &Path, f: &Finding) -> String {
 
 /// The report as text: the findings, then one line with the verdict (or,
 /// when the check could not run, the reason instead of a verdict).
-pub fn text(image: &Path, level: Level, r: &Report, quiet: bool, repair_asked: bool) -> String {
+pub fn text(image: &Path, level: Level, r: &Report, quiet: bool) -> String {
     let mut out = String::new();
     let shown = r
         .findings
@@ -141,18 +187,14 @@ pub fn text(image: &Path, level: Level, r: &Report, quiet: bool, repair_asked: b
         };
         let _ = writeln!(out, "{line}");
     }
-    if r.worst() == Some(Severity::Fatal) {
+    if r.worst() == Some(Severity::Fatal) || quiet {
         return out;
     }
-    if repair_asked && r.problems() > 0 {
-        let _ = writeln!(
-            out,
-            "note: repair is not available yet; nothing was changed"
-        );
-    }
-    if quiet {
-        return out;
-    }
+    out + &verdict_line(image, level, r)
+}
+
+/// One line: the check, its verdict, what it read.
+fn verdict_line(image: &Path, level: Level, r: &Report) -> String {
     let s = &r.stats;
     let cp = r.checkpoint.map_or(0, |c| c.0);
     let what = match level {
@@ -169,12 +211,62 @@ pub fn text(image: &Path, level: Level, r: &Report, quiet: bool, repair_asked: b
         0 => "clean".to_string(),
         n => format!("{n} problems"),
     };
-    let _ = writeln!(
-        out,
-        "{}: {} check: {verdict}; {what}; {} MiB read",
+    format!(
+        "{}: {} check: {verdict}; {what}; {} MiB read\n",
         image.display(),
         level_name(level),
         s.bytes_read >> 20
-    );
-    out
+    )
+}
+
+/// A repair as text: what the first check found, each fix carried out (or
+/// why not), what is left, and the verdict line of the last check.
+pub fn repaired(image: &Path, level: Level, o: &Outcome, quiet: bool) -> String {
+    let mut out = String::new();
+    if o.before.worst() == Some(Severity::Fatal) {
+        return text(image, level, &o.before, quiet);
+    }
+    for f in o
+        .before
+        .findings
+        .iter()
+        .filter(|f| !quiet || f.severity >= Severity::Warning)
+    {
+        let _ = writeln!(out, "{f}");
+    }
+    for a in &o.actions {
+        let _ = match &a.outcome {
+            Ok(done) => writeln!(out, "fixed: {done}"),
+            Err(e) => writeln!(out, "not fixed ({}): {e}", a.fix.name()),
+        };
+    }
+    let left: Vec<&Finding> = o
+        .after
+        .findings
+        .iter()
+        .filter(|f| f.severity >= Severity::Error)
+        .collect();
+    for f in &left {
+        let _ = writeln!(out, "left: {f}");
+    }
+    if o.left_for_yes > 0 {
+        let _ = writeln!(
+            out,
+            "note: {} fixes would drop bytes, names or permissions: run pagelog-fsck -y to make them",
+            o.left_for_yes
+        );
+    }
+    if o.changed() {
+        let _ = writeln!(
+            out,
+            "{}: repaired in {} passes ({} fixes); checked again:",
+            image.display(),
+            o.passes,
+            o.actions.iter().filter(|a| a.outcome.is_ok()).count()
+        );
+    }
+    if quiet {
+        return out;
+    }
+    out + &verdict_line(image, level.max(Level::Full), &o.after)
 }

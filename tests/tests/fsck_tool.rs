@@ -109,9 +109,38 @@ fn damaged_data_is_reported_with_its_place_and_exit_four() {
     assert!(out.contains("\"cleanly_unmounted\": true"), "{out}");
     assert!(out.contains("\"verdict\": \"problems found\""), "{out}");
     assert!(!out.contains("\"clean\""), "{out}");
-    let (code, out, _) = fsck(&["-y", "--verify-data", &img_s]);
+    // -n and a preen change nothing: dropping the page loses bytes.
+    let image_now = fs::read(&img).expect("read image");
+    let (code, _, _) = fsck(&["-n", "--verify-data", &img_s]);
     assert_eq!(code, 4);
-    assert!(out.contains("repair is not available yet"), "{out}");
+    let (code, out, _) = fsck(&["-p", "-f", "--verify-data", &img_s]);
+    assert_eq!(code, 4, "{out}");
+    assert!(out.contains("run pagelog-fsck -y"), "{out}");
+    assert!(
+        fs::read(&img).expect("read image") == image_now,
+        "nothing written"
+    );
+    // -y drops the page, names the file and the range, exits 1; a check
+    // after it is clean, and the file reads with a hole where it was.
+    let (code, out, _) = fsck(&["-y", "--verify-data", "--json", &img_s]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("\"verdict\": \"repaired\""), "{out}");
+    assert!(out.contains("\"fix\": \"drop-pages\""), "{out}");
+    assert!(out.contains("dropped (unreadable), a hole now"), "{out}");
+    let (code, out, _) = fsck(&["--verify-data", &img_s]);
+    assert_eq!(code, 0, "{out}");
+    let m = Mount::start(&img, &s.path("mnt"), "").expect("mount");
+    let got = fs::read(m.path("d/f7")).expect("reads after the repair");
+    let want = "file 7 ".repeat(1000);
+    assert_eq!(got.len(), want.len());
+    let differ: Vec<usize> = (0..got.len())
+        .filter(|&i| got[i] != want.as_bytes()[i])
+        .collect();
+    assert!(
+        !differ.is_empty() && differ.iter().all(|&i| got[i] == 0),
+        "a hole, the rest intact"
+    );
+    assert!(m.unmount().success());
 }
 
 #[test]

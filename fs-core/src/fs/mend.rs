@@ -82,6 +82,30 @@ impl Filesystem {
             Fix::Unshare { addr, owners } => {
                 self.unshare(owners).map(|s| format!("page {addr}: {s}"))?
             }
+            Fix::Relog { ino, idx } => {
+                let bytes = self.read_page(*ino, *idx)?;
+                let page = self.dirty_page(*ino, *idx, *idx..*idx + 1)?;
+                page.copy_from_slice(&bytes[..]);
+                format!("inode {ino}: page {idx} written again")
+            }
+            Fix::RelogNode { nid } => {
+                let dev = self.dev();
+                self.store.root.cache.get_mut(&*dev, *nid)?;
+                format!("node {nid} written again")
+            }
+            Fix::Prune { no } => {
+                let snapshot = self
+                    .checkpoints()
+                    .into_iter()
+                    .any(|c| c.no == *no && c.snapshot.is_some());
+                if snapshot {
+                    return Err(Error::Refused(format!(
+                        "checkpoint {no} is a snapshot: delete it with pagelog-snapshot if it must go"
+                    )));
+                }
+                self.store.prune(*no)?;
+                format!("retained checkpoint {no} forgotten (its own pages are damaged)")
+            }
             Fix::Quota { branch: None } => self.recount_quota()?,
             Fix::Quota { branch: Some(name) } => {
                 let view = self.open_branch(name)?;

@@ -169,6 +169,27 @@ pub enum Fix {
         /// Its owners: (file, page index).
         owners: Vec<(Ino, u64)>,
     },
+    /// Write a file's page again (unchanged) where the log is now, so that
+    /// its record summary describes it right (the cleaner moves a page by
+    /// what the summary says).
+    Relog {
+        /// The file.
+        ino: Ino,
+        /// The page.
+        idx: u64,
+    },
+    /// Write a node again, for the same reason.
+    RelogNode {
+        /// The node.
+        nid: Nid,
+    },
+    /// Forget a retained checkpoint (not a snapshot) whose own pages are
+    /// damaged: a point in the past to mount from is lost, nothing of the
+    /// live filesystem.
+    Prune {
+        /// The checkpoint.
+        no: crate::ids::CheckpointNo,
+    },
     /// Recount the segment usage table and the checkpoint's counters from
     /// the pages the tree references.
     Recount,
@@ -185,6 +206,29 @@ pub enum Fix {
 }
 
 impl Fix {
+    /// A short name, for scripts.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Fix::Links { .. } => "set-links",
+            Fix::Blocks { .. } => "set-blocks",
+            Fix::Parent { .. } => "set-parent",
+            Fix::Reconnect { .. } => "reconnect",
+            Fix::RemoveEntry { .. } => "remove-entry",
+            Fix::RemoveXattr { .. } => "remove-xattr",
+            Fix::DropXattrNode { .. } => "free-xattr-node",
+            Fix::FreeNode { .. } => "free-node",
+            Fix::FreeUnit { .. } => "free-unit",
+            Fix::DropPages { .. } => "drop-pages",
+            Fix::Unshare { .. } => "unshare-page",
+            Fix::Relog { .. } => "relog-page",
+            Fix::RelogNode { .. } => "relog-node",
+            Fix::Prune { .. } => "prune-checkpoint",
+            Fix::Recount => "recount-space",
+            Fix::Quota { .. } => "recount-quota",
+            Fix::Commit => "commit",
+        }
+    }
+
     /// Does carrying it out lose bytes, names or permissions? A preen
     /// (`-p`) carries out only what does not (as e2fsck's preen mode).
     pub fn loses_anything(&self) -> bool {
@@ -195,6 +239,7 @@ impl Fix {
                 | Fix::RemoveXattr { .. }
                 | Fix::DropPages { .. }
                 | Fix::Unshare { .. }
+                | Fix::Prune { .. }
         )
     }
 }

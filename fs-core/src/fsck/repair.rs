@@ -165,6 +165,7 @@ fn order(fix: &Fix) -> u8 {
         | Fix::RemoveXattr { .. }
         | Fix::FreeUnit { .. } => 2,
         Fix::DropPages { .. } | Fix::Unshare { .. } => 3,
+        Fix::Relog { .. } | Fix::RelogNode { .. } | Fix::Prune { .. } => 3,
         Fix::Quota { .. } => 4,
         Fix::Recount | Fix::Commit => 5,
     }

@@ -13,7 +13,7 @@
 
 use xxhash_rust::xxh3::xxh3_64;
 
-use super::finding::{Finding, Kind, Severity};
+use super::finding::{Finding, Fix, Kind, Severity};
 use super::scan::Scan;
 use super::space::Ledger;
 use super::tree::Use;
@@ -127,8 +127,10 @@ fn walk(
         segment_summary::read_chain(dev, &log.geo, (log.fs_id, log.sealer.as_deref()), seg, each);
     chain.bytes += pages * PAGE_SIZE as u64;
     if let Some((addr, e)) = failed {
+        // Mended by writing again each page it no longer describes (each
+        // a finding of its own, with that fix).
         let msg = format!("cannot read a summary page: {e}");
-        chain.findings.push(wrong(addr, seg, msg));
+        chain.findings.push(wrong(addr, seg, msg).fix(Fix::Commit));
     }
 }
 
@@ -262,7 +264,14 @@ pub fn detail(
         };
         if chains[i].1.get(off) != Some(want) {
             let says = what_summary_says(dev, log, seg, off);
-            findings.push(wrong(addr, seg, format!("{used} is {says}")));
+            let f = wrong(addr, seg, format!("{used} is {says}"));
+            findings.push(match used {
+                Use::Data(ino, idx, _) => f.fix(Fix::Relog { ino, idx }),
+                Use::Packed(ino, base) => f.fix(Fix::Relog { ino, idx: base }),
+                Use::Node(nid) => f.fix(Fix::RelogNode { nid }),
+                Use::Deadlist(no) => f.fix(Fix::Prune { no }),
+                _ => f,
+            });
         }
     }
 }
