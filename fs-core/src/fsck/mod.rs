@@ -2,7 +2,8 @@
 //! depths. `--fast` reads the superblocks, the newest checkpoint and the
 //! log after it; the full check reads every table page and every node and
 //! checks every reference and count; `--verify-data` also reads every
-//! live data page. Nothing here ever writes.
+//! live data page. The check never writes; [`repair`] carries out the
+//! fixes the findings carry, through a mount.
 
 mod branches;
 mod facts;
