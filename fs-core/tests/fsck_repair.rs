@@ -656,3 +656,61 @@ fn every_crash_state_of_a_repair_mounts_keeps_files_and_repairs_clean() {
     }
     assert!(states > 30, "{states} states");
 }
+
+#[test]
+fn a_lost_cycle_of_directories_is_reconnected() {
+    let img = image();
+    tamper(&img, |fs| {
+        let mut t = fs.tamper();
+        // dir holds sub; sub now holds dir too, and nothing else does.
+        t.drop_entry(Ino::ROOT, b"dir").expect("tamper");
+        t.inode(Ino::ROOT, |i| i.nlink -= 1).expect("tamper");
+        t.raw_entry(img.sub, b"up", img.dir, 4).expect("tamper");
+        t.inode(img.dir, |i| i.parent = img.sub).expect("tamper");
+        t.inode(img.sub, |i| i.nlink += 1).expect("tamper");
+    });
+    repaired(&img, Kind::InodeLost);
+    let mut fs = mount(&img.dev);
+    let lf = fs
+        .lookup(&Cred::root(), Ino::ROOT, b"lost+found")
+        .expect("lost+found");
+    let mut names = 0;
+    fs.readdir(lf.ino, 0, &mut |_| {
+        names += 1;
+        true
+    })
+    .expect("readdir");
+    assert!(names > 2, "something reconnected");
+}
+
+/// On an image not cleanly unmounted, the first pass only recovers (the
+/// mount rolls fsyncs forward past the checkpoint the check read), and
+/// the fixes are found again on what it committed: an fsync'd file is
+/// kept.
+#[test]
+fn fsyncs_after_the_last_checkpoint_are_recovered_before_anything_is_mended() {
+    let img = image();
+    tamper(&img, |fs| {
+        fs.tamper()
+            .inode(img.other, |i| i.nlink = 5)
+            .expect("tamper");
+    });
+    let mut fs = mount(&img.dev);
+    let root = Cred::root();
+    let f = fs
+        .mknod(&root, Ino::ROOT, b"late", 0o644, 0)
+        .expect("create")
+        .ino;
+    fs.write(&root, f, 0, b"fsync'd after the checkpoint")
+        .expect("write");
+    fs.fsync(f).expect("fsync");
+    drop(fs);
+    let out = repaired(&img, Kind::LinkCountWrong);
+    assert!(did(&out, |f| *f == Fix::Commit));
+    let mut fs = mount(&img.dev);
+    let a = fs.lookup(&root, Ino::ROOT, b"late").expect("kept");
+    assert_eq!(
+        fs.read(a.ino, 0, 100).expect("read"),
+        b"fsync'd after the checkpoint"
+    );
+}

@@ -209,6 +209,7 @@ impl Done {
         let last = self.last();
         let changed = matches!(self, Done::Repaired(o) if o.changed());
         match last.worst() {
+            Some(Severity::Fatal) if changed => EXIT_UNCORRECTED + EXIT_CORRECTED,
             Some(Severity::Fatal) => EXIT_OPERATIONAL,
             _ if last.problems() > 0 => EXIT_UNCORRECTED + u8::from(changed),
             _ if changed => EXIT_CORRECTED,
@@ -242,7 +243,7 @@ fn run(args: &Args) -> Result<(Done, Level), Failure> {
     let level = level_for(args, looks_clean(&dev));
     // A preen of a cleanly unmounted filesystem is its fast check, which
     // recounts nothing: there is nothing to repair from.
-    let mode = mode.filter(|_| level != Level::Fast);
+    let mode = mode.filter(|_| level != Level::Fast || args.fast);
     // The full check reads exactly the pages it needs, many of them single
     // summary pages: readahead would multiply the bytes read. `--fast`
     // (the log after the checkpoint) and a scrub stream the log, where

@@ -22,7 +22,9 @@ struct JsonFinding {
 /// are what the check found (and `exit_code` the fsck(8) status for it);
 /// `cleanly_unmounted` is only the superblock's state, whatever the check
 /// found; `checkpoint`, `cleanly_unmounted` and `stats` are null when the
-/// check could not get that far.
+/// check could not get that far. After a repair (`repair`), `findings`
+/// are what the first check found and every other field is about the
+/// last check, the state the image is left in.
 #[derive(Serialize)]
 struct JsonReport<'a> {
     image: String,
@@ -122,16 +124,16 @@ pub fn json(
         },
         problems: last.problems(),
         exit_code,
-        checkpoint: r.checkpoint.map(|c| c.0),
-        cleanly_unmounted: r.cleanly_unmounted,
+        checkpoint: last.checkpoint.map(|c| c.0),
+        cleanly_unmounted: last.cleanly_unmounted,
         // Nothing was counted when the check could not run.
-        stats: r.checkpoint.map(|_| JsonStats {
-            inodes: r.stats.inodes,
-            directories: r.stats.directories,
-            nodes: r.stats.nodes,
-            data_pages: r.stats.data_pages,
-            records_walked: r.stats.records_walked,
-            bytes_read: r.stats.bytes_read,
+        stats: last.checkpoint.map(|_| JsonStats {
+            inodes: last.stats.inodes,
+            directories: last.stats.directories,
+            nodes: last.stats.nodes,
+            data_pages: last.stats.data_pages,
+            records_walked: last.stats.records_walked,
+            bytes_read: last.stats.bytes_read,
         }),
         findings: r.findings.iter().map(finding).collect(),
         repair: repair.map(|o| JsonRepair {

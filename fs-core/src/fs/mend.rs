@@ -98,9 +98,9 @@ impl Filesystem {
                     .checkpoints()
                     .into_iter()
                     .any(|c| c.no == *no && c.snapshot.is_some());
-                if snapshot {
+                if snapshot || self.store.kept_open(*no) {
                     return Err(Error::Refused(format!(
-                        "checkpoint {no} is a snapshot: delete it with pagelog-snapshot if it must go"
+                        "checkpoint {no} is a snapshot or a branch's origin: not pruned by a repair"
                     )));
                 }
                 self.store.prune(*no)?;
@@ -124,7 +124,7 @@ impl Filesystem {
     /// file gets its one link, a directory `lost+found` as its parent.
     fn reconnect(&mut self, ino: Ino) -> Result<String> {
         let parent = self.inode(ino)?.parent;
-        if self.inode(ino)?.is_dir() && self.lists(parent, ino)? {
+        if self.inode(ino)?.is_dir() && self.lists(parent, ino)? && !self.in_lost_cycle(ino)? {
             // Lost with the directory holding it, which is reconnected
             // itself (it is the top of the lost tree, or lost too).
             return Ok(format!(
@@ -147,6 +147,26 @@ impl Filesystem {
             "inode {ino}: reconnected as /lost+found/#{}",
             ino.0
         ))
+    }
+
+    /// Do the directories holding `ino` (by `..` and entry) lead back to
+    /// it? Then none is the top of the lost tree, and `ino` is named.
+    fn in_lost_cycle(&mut self, ino: Ino) -> Result<bool> {
+        let mut seen = std::collections::HashSet::from([ino]);
+        let mut cur = ino;
+        loop {
+            let p = self.inode(cur)?.parent;
+            if !self.lists(p, cur)? {
+                return Ok(false);
+            }
+            if p == ino {
+                return Ok(true);
+            }
+            if !seen.insert(p) {
+                return Ok(false);
+            }
+            cur = p;
+        }
     }
 
     /// Does directory `dir` (if it is one) hold an entry naming `ino`?
@@ -242,7 +262,9 @@ impl Filesystem {
             idx,
             BlockPtr::HOLE,
         )?;
-        if old.is_allocated() {
+        // A compressed cluster whose unit is gone counted no page in the
+        // check (nor in the page count the Blocks fix set).
+        if old.is_allocated() && !old.is_packed() {
             self.add_blocks(ino, -1)?;
         }
         Ok(())

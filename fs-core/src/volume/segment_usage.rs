@@ -223,11 +223,14 @@ impl SegmentUsage {
         now: i64,
     ) -> Result<()> {
         let (mut live, mut empty) = (0u64, 0u64);
+        let pps = self.geometry.pages_per_segment;
         for s in 0..self.geometry.segment_count {
             let seg = SegmentNo(s);
-            let mut u = self.get(dev, seg)?;
+            // Read past the bound `get` puts on a count: a count larger
+            // than its segment is what a recount mends.
+            let mut u = Usage::decode(&self.table.get(dev, s)?, seg)?;
             let c = counted.get(s as usize).copied().unwrap_or(0);
-            let want = if lower { c } else { c.max(u.live) };
+            let want = if lower { c } else { c.max(u.live.min(pps)) };
             if want != u.live {
                 if u.live == 0 {
                     u.mtime = now;

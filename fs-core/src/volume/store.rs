@@ -278,21 +278,25 @@ impl Store {
             clock: None,
             rolled_dead: Default::default(),
         };
+        // After the roll-forward, which sets the entries of the segments its
+        // records touched (what they say then, or the recount's larger one).
+        store.roll_forward(&pending)?;
         if let Some(r) = &rebase {
             store.rebase(r)?;
         }
-        store.roll_forward(&pending)?;
         store.record_changes(!read_only);
         Ok(store)
     }
 
-    /// Takes a repair's recount as the segment usage and counters, before
-    /// anything is written or rolled forward.
+    /// Takes a repair's recount as the segment usage (and, when it may
+    /// lower counts, as the counters), before anything is written.
     fn rebase(&mut self, r: &crate::recovery::Rebase) -> Result<()> {
         let now = self.now_secs();
         self.sut.rebase(&*self.dev, &r.live, r.lower, now)?;
-        self.root.inode_count = r.inodes;
-        self.root.reserved_pages = r.reserved;
+        if r.lower {
+            self.root.inode_count = r.inodes;
+            self.root.reserved_pages = r.reserved;
+        }
         self.root.changed = true;
         Ok(())
     }
