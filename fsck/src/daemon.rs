@@ -34,7 +34,7 @@ pub fn daemon(target: &Path) -> Result<Option<PathBuf>, Failure> {
 
 /// The image mounted at `dir` (`fuse.pagelog` in /proc/self/mountinfo,
 /// whose source is the image path unless `fsname=` changed it).
-fn mounted_image(dir: &Path) -> Option<PathBuf> {
+pub fn mounted_image(dir: &Path) -> Option<PathBuf> {
     let dir = dir.canonicalize().ok()?;
     let table = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
     table.lines().find_map(|line| {

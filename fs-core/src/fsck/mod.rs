@@ -8,6 +8,7 @@
 mod branches;
 mod facts;
 pub mod finding;
+pub mod frag;
 mod quota;
 pub mod repair;
 mod scan;

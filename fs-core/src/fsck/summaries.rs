@@ -78,7 +78,7 @@ fn rest_digest(off: u64, first: u64) -> u64 {
 pub fn expected(scan: &Scan, off: u64, used: Use) -> Option<u64> {
     Some(match used {
         Use::Data(ino, idx, crc) => digest(off, PageKind::Data, ino.0, idx, crc),
-        Use::Packed(ino, base) => digest(off, PageKind::Data, ino.0, base, 0),
+        Use::Packed(ino, base, _) => digest(off, PageKind::Data, ino.0, base, 0),
         Use::Node(nid) => {
             let ino = scan.nodes.held(nid)?.ino();
             let crc = match scan.units.sealer() {
@@ -267,7 +267,7 @@ pub fn detail(
             let f = wrong(addr, seg, format!("{used} is {says}"));
             findings.push(match used {
                 Use::Data(ino, idx, _) => f.fix(Fix::Relog { ino, idx }),
-                Use::Packed(ino, base) => f.fix(Fix::Relog { ino, idx: base }),
+                Use::Packed(ino, base, _) => f.fix(Fix::Relog { ino, idx: base }),
                 Use::Node(nid) => f.fix(Fix::RelogNode { nid }),
                 Use::Deadlist(no) => f.fix(Fix::Prune { no }),
                 _ => f,

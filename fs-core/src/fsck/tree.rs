@@ -38,8 +38,9 @@ pub enum Use {
     Deadlist(CheckpointNo),
     /// Page `nth` (from 1) of the unit whose first page is at `first`.
     Rest { first: PageAddr, nth: u64 },
-    /// A compressed cluster of inode `ino`, its first page at `base`.
-    Packed(Ino, u64),
+    /// A compressed cluster (or a sealed page) of inode `ino`, its first
+    /// page at `base`, holding `count` pages of the file.
+    Packed(Ino, u64, u8),
 }
 
 impl std::fmt::Display for Use {
@@ -52,7 +53,7 @@ impl std::fmt::Display for Use {
             Use::Held(vpn) => write!(f, "unit {vpn}, held by a retained checkpoint"),
             Use::Deadlist(no) => write!(f, "a deadlist page of checkpoint {no}"),
             Use::Rest { first, nth } => write!(f, "page {nth} of the unit at {first}"),
-            Use::Packed(ino, base) => write!(f, "the cluster at page {base} of inode {ino}"),
+            Use::Packed(ino, base, _) => write!(f, "the cluster at page {base} of inode {ino}"),
         }
     }
 }
@@ -249,7 +250,8 @@ impl<'a> Walker<'a, '_> {
         };
         *count += pages;
         self.tree.data_pages += pages;
-        self.pages.unit(addr, pages, Use::Packed(ino, base));
+        self.pages
+            .unit(addr, pages, Use::Packed(ino, base, p.count));
         self.file_units.insert(p.vpn, self.tree.packed.len());
         self.tree.packed.push(PackedUnit {
             ino,
@@ -269,7 +271,7 @@ impl<'a> Walker<'a, '_> {
             return self.unit_missing(ino, idx, p);
         };
         self.pages
-            .unit(entry.addr, u64::from(entry.pages), Use::Packed(ino, idx));
+            .unit(entry.addr, u64::from(entry.pages), Use::Packed(ino, idx, 1));
         self.tree.packed.push(PackedUnit {
             ino,
             vpn: p.vpn,

@@ -1,0 +1,134 @@
+//! pagelog-frag: how fragmented a pagelog filesystem is. The analysis is
+//! `pagelog_core::fsck::frag` (a read of the newest checkpoint's tables
+//! and nodes); this binary finds the image (an image, a device, or the
+//! mountpoint of a mounted filesystem), prints text or JSON and draws the
+//! SVG picture.
+
+mod svg;
+mod text;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use pagelog_core::fsck::frag::{self, Report};
+use pagelog_core::FileDevice;
+use pagelog_tools::{print_and_exit, say, Failure, PassphraseArgs};
+
+const EXIT_OK: u8 = 0;
+const EXIT_FAILED: u8 = 1;
+const EXIT_USAGE: u8 = 2;
+
+/// Times the analysis of a mounted filesystem starts again when the
+/// checkpoint it read was overwritten meanwhile.
+const RETRIES: usize = 5;
+
+const AFTER_HELP: &str = "\
+What it reports, from the newest checkpoint (no file data is read):
+  files      files with data, those in more extents than their ideal (one extent per
+             segment a file needs: the log writes a file contiguously inside a segment)
+             and the bytes they hold; the fragmentation factor (extents past the ideal,
+             as a share of all extents, as xfs_db's frag); the seeks per MiB a
+             sequential read of every file makes; with compression, logical and stored
+             pages apart
+  segments   a histogram of segment utilisation (the cleaner's view)
+  free       runs of free segments (free-space fragmentation) and the pages free
+             inside partly used segments, which only the cleaner gives back
+  worst      the N most fragmented files, with their paths, extents and seeks per MiB
+
+An extent is a run of a file's pages at consecutive addresses; a gap of one page (a
+record's summary, which a sequential read reads through) does not break it.
+
+On a mounted filesystem (give the mountpoint or the image) the report is of its newest
+checkpoint, read while writers go on; the daemon is not stopped.
+
+Exit status: 0 the report was made, 1 it could not be (unreadable image, damage: run
+pagelog-fsck), 2 bad usage.";
+
+/// Report how fragmented a pagelog filesystem is.
+#[derive(Parser, Debug)]
+#[command(name = "pagelog-frag", version, after_help = AFTER_HELP)]
+struct Args {
+    /// Image file, block device, or the mountpoint of a mounted pagelog filesystem
+    target: PathBuf,
+    /// How many of the most fragmented files to name
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    worst: usize,
+    /// Print the report as JSON
+    #[arg(long)]
+    json: bool,
+    /// Also draw the picture (segment maps by utilisation and age, the worst files'
+    /// layouts) as SVG into FILE
+    #[arg(long, value_name = "FILE")]
+    svg: Option<PathBuf>,
+    #[command(flatten)]
+    passphrase: PassphraseArgs,
+}
+
+/// The image behind `target`: a mountpoint's, or `target` itself.
+fn image_of(target: &Path) -> Result<PathBuf, Failure> {
+    match pagelog_tools::daemon::mounted_image(target) {
+        Some(image) => Ok(image),
+        None if target.is_dir() => Err((
+            EXIT_FAILED,
+            format!(
+                "{} is not the mountpoint of a pagelog filesystem",
+                target.display()
+            ),
+        )),
+        None => Ok(target.to_path_buf()),
+    }
+}
+
+fn run(args: &Args) -> Result<Report, Failure> {
+    let image = image_of(&args.target)?;
+    let dev = FileDevice::open(&image, false)
+        .map_err(|e| (EXIT_FAILED, format!("cannot open {}: {e}", image.display())))?;
+    // Held read-write by a daemon: its checkpoints change under the read.
+    let mounted = dev.lock(false).is_err();
+    let key = args.passphrase.unlock(&dev, &image, EXIT_FAILED)?;
+    let dev: Arc<dyn pagelog_core::BlockDevice> = Arc::new(dev);
+    let mut tries = 0;
+    loop {
+        match frag::analyse(dev.clone(), key.as_ref(), args.worst) {
+            Ok(r) => return Ok(r),
+            // A segment the read needed was cleaned and written again
+            // after a newer checkpoint: read the newest one.
+            Err(_) if mounted && tries < RETRIES => tries += 1,
+            Err(e) => return Err((EXIT_FAILED, format!("{}: {e}", image.display()))),
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let args = match Args::try_parse() {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { EXIT_USAGE } else { EXIT_OK });
+        }
+    };
+    let report = match run(&args) {
+        Ok(r) => r,
+        Err((code, msg)) => {
+            say(&format!("pagelog-frag: {msg}"));
+            return ExitCode::from(code);
+        }
+    };
+    if let Some(path) = &args.svg {
+        if let Err(e) = std::fs::write(path, svg::draw(&report)) {
+            say(&format!(
+                "pagelog-frag: cannot write {}: {e}",
+                path.display()
+            ));
+            return ExitCode::from(EXIT_FAILED);
+        }
+    }
+    let out = if args.json {
+        text::json(&args.target, &report) + "\n"
+    } else {
+        text::text(&args.target, &report)
+    };
+    print_and_exit(&out, EXIT_OK, EXIT_FAILED)
+}
