@@ -272,22 +272,35 @@ fn layout(ino: Ino, mut units: Vec<(u64, PageAddr, u64, u64)>, geo: &Geometry) -
     for &(_, addr, pages, count) in &units {
         stored += pages;
         logical += count;
-        match extents.last_mut() {
-            Some((start, len)) if addr.0 >= start.0 + *len && addr.0 <= start.0 + *len + 1 => {
-                *len = addr.0 + pages - start.0;
-            }
-            _ => extents.push((addr, pages)),
-        }
+        extend(&mut extents, addr, pages);
     }
-    let pps = u64::from(geo.pages_per_segment);
     FileLayout {
         ino,
         path: None,
         logical_pages: logical,
         stored_pages: stored,
+        ideal: ideal(stored, extents.len() as u64, geo),
         extents,
-        ideal: stored.div_ceil(pps).max(1),
     }
+}
+
+/// Adds the unit of `pages` pages at `addr` (the next in a file's page
+/// order) to `extents`: it continues the last extent if it starts right
+/// after it, or one page later (past a record's summary).
+pub fn extend(extents: &mut Vec<(PageAddr, u64)>, addr: PageAddr, pages: u64) {
+    match extents.last_mut() {
+        Some((start, len)) if addr.0 >= start.0 + *len && addr.0 <= start.0 + *len + 1 => {
+            *len = addr.0 + pages - start.0;
+        }
+        _ => extents.push((addr, pages)),
+    }
+}
+
+/// The ideal extents of a file of `stored` pages now in `extents`: one per
+/// segment it needs, never more than it has.
+pub fn ideal(stored: u64, extents: u64, geo: &Geometry) -> u64 {
+    let pps = u64::from(geo.pages_per_segment);
+    stored.div_ceil(pps).max(1).min(extents.max(1))
 }
 
 fn sum(files: &[FileLayout]) -> FileTotals {

@@ -22,10 +22,11 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashSet};
 
+use crate::block_ptr::BlockPtr;
 use crate::codec::crc32;
 use crate::device::BlockDevice;
 use crate::error::{Error, Result};
-use crate::ids::{CheckpointNo, Nid, PageAddr, SegmentNo, Vpn};
+use crate::ids::{CheckpointNo, Ino, Nid, PageAddr, SegmentNo, Vpn};
 use crate::layout::PAGE_SIZE;
 use crate::meta_table::TableId;
 use crate::page_life::life;
@@ -807,6 +808,64 @@ impl Store {
             self.cold_unflushed = true;
         }
         Ok(())
+    }
+
+    /// Moves `units` (data units of file `ino`: page index, vpn) to the
+    /// cleaner's log head one after another, in page order, and commits:
+    /// defragmentation by the cleaner's own move. Each unit keeps its vpn
+    /// (and so every root that shares it, a snapshot's too, follows it)
+    /// and its stored bytes as they are; its old pages die. Raw pages are
+    /// checked against `crc` (the pointer's) before they move, so damage
+    /// is never carried along. Returns the pages moved.
+    pub(crate) fn relocate(&mut self, ino: Ino, units: &[(u64, BlockPtr)]) -> Result<u64> {
+        self.check_health()?;
+        if self.read_only {
+            return Err(Error::ReadOnly);
+        }
+        let dev = self.dev.clone();
+        let dev: &dyn BlockDevice = &*dev;
+        let mut moves = Vec::with_capacity(units.len());
+        let mut pages = 0;
+        for &(idx, ptr) in units {
+            let Some(from) = self.pat.lookup(dev, ptr.vpn)? else {
+                continue;
+            };
+            let mut buf = vec![0u8; from.pages as usize * PAGE_SIZE];
+            dev.read(from.addr, &mut buf)?;
+            buf.truncate(from.stored_len());
+            let raw = !ptr.is_packed() && self.sealer.is_none();
+            if raw && crc32(&buf) != ptr.crc {
+                return Err(Error::corrupt(
+                    format!("page {idx} of inode {ino}"),
+                    from.addr,
+                    "checksum mismatch; the file is not moved (run pagelog-fsck)",
+                ));
+            }
+            let age = match self.sb.geometry.segment_of(from.addr) {
+                Some(seg) => self.sut.get(dev, seg)?.mtime,
+                None => crate::store::now_ns() / 1_000_000_000,
+            };
+            let entry = Entry {
+                transform: from.transform,
+                ..Entry::unit(PageKind::Data, ino.0, ptr.unit_base(idx), ptr.vpn)
+            };
+            pages += u64::from(from.pages);
+            moves.push(Move {
+                vpn: ptr.vpn,
+                from,
+                entry,
+                bytes: buf,
+                age,
+            });
+        }
+        self.with_live(|s| {
+            s.root.changed = true;
+            let building = s.building();
+            let r = s.write_moves(dev, building, moves, false);
+            s.poison_on(r)?;
+            s.commit_checked(crate::store::DataScope::All, true)
+        })?;
+        Ok(pages)
     }
 
     /// Opens the cleaner's log head in two free segments, if not open yet.

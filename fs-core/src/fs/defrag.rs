@@ -1,0 +1,132 @@
+//! Defragmentation of a file: its units are moved, in page order, to the
+//! cleaner's log head, as the cleaner moves what it keeps
+//! (`Store::relocate`). A unit keeps its vpn, so every root that shares it
+//! (a snapshot, a branch) follows it to its new place, and nothing is
+//! copied: defragmenting a file a snapshot shares uses no more space,
+//! where rewriting it (btrfs's defragment) would double it.
+
+use super::Filesystem;
+use crate::block_ptr::BlockPtr;
+use crate::error::{Error, Result};
+use crate::file_map;
+use crate::fsck::frag;
+use crate::ids::Ino;
+use crate::layout::PAGE_SIZE;
+
+const PS: u64 = PAGE_SIZE as u64;
+
+/// How a file lies on the device.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Layout {
+    /// Pages it takes on the device.
+    pub pages: u64,
+    /// Runs of consecutive addresses (see `fsck/frag.rs`).
+    pub extents: u64,
+    /// The extents it would take laid out as well as the log can.
+    pub ideal: u64,
+}
+
+impl Layout {
+    /// Extents past the ideal, as a share of all.
+    pub fn factor(&self) -> f64 {
+        if self.extents == 0 {
+            return 0.0;
+        }
+        self.extents.saturating_sub(self.ideal) as f64 / self.extents as f64
+    }
+}
+
+/// What a defragmentation of one file did.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Defragged {
+    /// The layout before.
+    pub before: Layout,
+    /// The layout after; none when the file was left as it was (within
+    /// the threshold, or a dry run).
+    pub after: Option<Layout>,
+}
+
+impl Filesystem {
+    /// The stored units of regular file `ino` in page order, each once (a
+    /// compressed cluster at its first page), holes skipped.
+    fn units_of(&mut self, ino: Ino) -> Result<Vec<(u64, BlockPtr)>> {
+        use super::Whence;
+        let size = self.inode(ino)?.size;
+        let dev = self.dev();
+        let mut units: Vec<(u64, BlockPtr)> = Vec::new();
+        let mut off = 0;
+        while off < size {
+            let data = match self.seek(ino, off, Whence::Data) {
+                Ok(d) => d,
+                Err(Error::NoSuchAddress) => break,
+                Err(e) => return Err(e),
+            };
+            let hole = self.seek(ino, data, Whence::Hole)?.max(data + 1);
+            for idx in data / PS..hole.div_ceil(PS) {
+                let p = file_map::get(&mut self.store.root.cache, &*dev, ino, idx)?;
+                let seen = units
+                    .last()
+                    .is_some_and(|(_, q)| q.is_packed() && q.vpn == p.vpn);
+                if p.is_stored() && !seen {
+                    units.push((idx, p));
+                }
+            }
+            off = hole;
+        }
+        Ok(units)
+    }
+
+    /// How regular file `ino` lies on the device (its written pages: dirty
+    /// ones are not placed yet).
+    pub fn layout(&mut self, ino: Ino) -> Result<Layout> {
+        if !self.inode(ino)?.is_reg() {
+            return Err(Error::Invalid);
+        }
+        let dev = self.dev();
+        let mut extents = Vec::new();
+        let mut pages = 0;
+        for (_, p) in self.units_of(ino)? {
+            if let Some(e) = self.store.pat.lookup(&*dev, p.vpn)? {
+                frag::extend(&mut extents, e.addr, u64::from(e.pages));
+                pages += u64::from(e.pages);
+            }
+        }
+        let n = extents.len() as u64;
+        Ok(Layout {
+            pages,
+            extents: n,
+            ideal: frag::ideal(pages, n, &self.store.sb.geometry),
+        })
+    }
+
+    /// Lays regular file `ino` out again, contiguously, if it is in more
+    /// extents than its ideal and extents past the ideal are at least
+    /// `threshold` of them (0: any fragmented file); `dry_run` only says
+    /// so. Its dirty pages are written first (a commit). Fails with
+    /// `NoSpace`, changing nothing, when the free space cannot take a
+    /// copy of it (its old pages are freed only after).
+    pub fn defrag(&mut self, ino: Ino, threshold: f64, dry_run: bool) -> Result<Defragged> {
+        if !dry_run {
+            self.writable()?;
+            self.sync()?;
+        }
+        let before = self.layout(ino)?;
+        let wanted = before.extents > before.ideal && before.factor() >= threshold;
+        if !wanted || dry_run {
+            return Ok(Defragged {
+                before,
+                after: None,
+            });
+        }
+        if !self.store.free_at_least(before.pages) {
+            return Err(Error::NoSpace);
+        }
+        let units = self.units_of(ino)?;
+        self.store.relocate(ino, &units)?;
+        let after = self.layout(ino)?;
+        Ok(Defragged {
+            before,
+            after: Some(after),
+        })
+    }
+}
