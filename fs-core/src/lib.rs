@@ -41,9 +41,9 @@ pub use device::{BlockDevice, FileDevice, MemDevice};
 pub use error::{Error, Result};
 pub use format::{format, FormatOptions};
 pub use fs::{
-    AtimeMode, Attr, BranchInfo, CheckpointInfo, DirItem, Filesystem, Limits, MountOptions,
-    QuotaLine, QuotaReport, RenameFlags, Savings, SetAttr, StatFs, TimeSet, ViewId, Whence,
-    COMPRESS_XATTR, REPORT_XATTR,
+    AtimeMode, Attr, BranchInfo, CheckpointInfo, Defragged, DirItem, Filesystem, Layout, Limits,
+    MountOptions, QuotaLine, QuotaReport, RenameFlags, Savings, SetAttr, StatFs, TimeSet, ViewId,
+    Whence, COMPRESS_XATTR, REPORT_XATTR,
 };
 pub use ids::{Ino, Nid, PageAddr, Vpn};
 pub use perm::Cred;

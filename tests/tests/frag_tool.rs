@@ -190,3 +190,75 @@ fn a_directory_that_is_no_mountpoint_and_a_missing_image_fail_plainly() {
     assert_eq!(code, 1);
     assert!(err.contains("cannot open"), "{err}");
 }
+
+fn used_bytes(dir: &std::path::Path) -> u64 {
+    let st = nix::sys::statvfs::statvfs(dir).expect("statvfs");
+    (st.blocks() - st.blocks_free()) * st.fragment_size()
+}
+
+/// `--defrag -r` on a mounted filesystem lays the fragmented file out
+/// again (a snapshot shares it: no space goes to a copy), leaves the
+/// contiguous one, keeps every byte; a dry run moves nothing.
+#[test]
+fn defrag_lays_the_fragmented_file_out_again_without_copying_what_a_snapshot_shares() {
+    let s = Scratch::new();
+    let m = s.mounted("256M", "");
+    write_files(&m);
+    let expected = fs::read(m.path("fragmented")).expect("read");
+    let mnt = m.path("").to_string_lossy().into_owned();
+    let snap = run(Command::new(bin("pagelog-snapshot")).args(["create", &mnt, "before"]));
+    assert!(
+        snap.status.success(),
+        "{}",
+        String::from_utf8_lossy(&snap.stderr)
+    );
+    std::thread::sleep(std::time::Duration::from_secs(6));
+    let extents_of = |v: &serde_json::Value| -> Option<u64> {
+        v["worst"]
+            .as_array()?
+            .iter()
+            .find(|w| w["path"] == "/fragmented")
+            .and_then(|w| w["extents"].as_u64())
+    };
+    let before = extents_of(&json(&mnt)).expect("fragmented first");
+    assert!(before > 100);
+
+    let (code, out, err) = frag(&["--defrag", "--dry-run", "-r", &mnt]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("would move") && out.contains("0 files laid out again"),
+        "{out}"
+    );
+
+    let used = used_bytes(&m.path(""));
+    let (code, out, err) = frag(&["--defrag", "-r", "--threshold", "10", &mnt]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("fragmented: ") && out.contains(" -> "),
+        "{out}"
+    );
+    assert!(
+        out.contains("contiguous: 1 extents (ideal 1): left"),
+        "{out}"
+    );
+    let grown = used_bytes(&m.path("")).saturating_sub(used);
+    assert!(
+        grown < 2 << 20,
+        "{grown} bytes used to defragment an 8 MiB file a snapshot shares"
+    );
+    assert_eq!(fs::read(m.path("fragmented")).expect("read"), expected);
+    std::thread::sleep(std::time::Duration::from_secs(6));
+    let after = extents_of(&json(&mnt));
+    assert!(
+        after.is_none_or(|n| n <= 2),
+        "{after:?} extents after, {before} before"
+    );
+    let img = m.image.to_string_lossy().into_owned();
+    assert!(m.unmount().success());
+    let fsck = run(Command::new(bin("pagelog-fsck")).args(["--verify-data", &img]));
+    assert!(
+        fsck.status.success(),
+        "{}",
+        String::from_utf8_lossy(&fsck.stdout)
+    );
+}

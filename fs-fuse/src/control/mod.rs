@@ -57,6 +57,7 @@ use serde_json::{json, Value};
 use crate::adapter::Shared;
 use crate::views::{Target, ViewMounts};
 
+mod defrag;
 mod quota;
 use quota::is_quota_verb;
 
@@ -157,6 +158,7 @@ fn serve(stream: UnixStream, owner: u32, ctx: &Context) {
         match reader.read_line(&mut line) {
             Ok(_) => match serde_json::from_str::<Value>(&line) {
                 Ok(req) if is_quota_verb(&req) => (quota::answer(&req, ctx, peer), None),
+                Ok(req) if req["verb"] == "defrag" => (defrag::answer(&req, ctx), None),
                 Ok(req) => answer(&req, ctx),
                 Err(e) => (refuse(&format!("not a JSON request: {e}")), None),
             },
@@ -305,7 +307,7 @@ fn answer(req: &Value, ctx: &Context) -> (Value, Option<PastFile>) {
         _ => {
             return (
                 refuse(&format!(
-                    "unknown verb '{verb}' (list, create, clone, delete, mount, mounts, cat, diff, stats, quota, setquota, setgrace)"
+                    "unknown verb '{verb}' (list, create, clone, delete, mount, mounts, cat, diff, stats, quota, setquota, setgrace, defrag)"
                 )),
                 payload,
             )

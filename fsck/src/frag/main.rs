@@ -4,6 +4,7 @@
 //! mountpoint of a mounted filesystem), prints text or JSON and draws the
 //! SVG picture.
 
+mod defrag;
 mod svg;
 mod text;
 
@@ -16,9 +17,9 @@ use pagelog_core::fsck::frag::{self, Report};
 use pagelog_core::FileDevice;
 use pagelog_tools::{print_and_exit, say, Failure, PassphraseArgs};
 
-const EXIT_OK: u8 = 0;
-const EXIT_FAILED: u8 = 1;
-const EXIT_USAGE: u8 = 2;
+pub(crate) const EXIT_OK: u8 = 0;
+pub(crate) const EXIT_FAILED: u8 = 1;
+pub(crate) const EXIT_USAGE: u8 = 2;
 
 /// Times the analysis of a mounted filesystem starts again when the
 /// checkpoint it read was overwritten meanwhile.
@@ -43,15 +44,38 @@ record's summary, which a sequential read reads through) does not break it.
 On a mounted filesystem (give the mountpoint or the image) the report is of its newest
 checkpoint, read while writers go on; the daemon is not stopped.
 
+Defragmentation (--defrag PATH..., on a mounted filesystem): each fragmented file named
+(or under a directory named, with -r) is laid out again contiguously by the running
+daemon, one file at a time while writers go on: its pages move, in order, to the
+cleaner's log head, each keeping its identity, so that a snapshot sharing the file
+follows it and no space is used for a copy (where rewriting a file, as btrfs's
+defragment does, doubles what a snapshot shares). --threshold PCT leaves files whose
+extents past their ideal are fewer than PCT% of their extents; --dry-run only says what
+would move.
+
 Exit status: 0 the report was made, 1 it could not be (unreadable image, damage: run
 pagelog-fsck), 2 bad usage.";
 
 /// Report how fragmented a pagelog filesystem is.
 #[derive(Parser, Debug)]
 #[command(name = "pagelog-frag", version, after_help = AFTER_HELP)]
-struct Args {
-    /// Image file, block device, or the mountpoint of a mounted pagelog filesystem
-    target: PathBuf,
+pub(crate) struct Args {
+    /// Image file, block device, or the mountpoint of a mounted pagelog filesystem (with
+    /// --defrag: files and directories on a mounted one)
+    #[arg(required = true, value_name = "TARGET")]
+    targets: Vec<PathBuf>,
+    /// Lay the files named out again contiguously (a mounted filesystem)
+    #[arg(long)]
+    defrag: bool,
+    /// With --defrag: the files under the directories named too
+    #[arg(short = 'r', long, requires = "defrag")]
+    recursive: bool,
+    /// With --defrag: only files with at least PCT% of their extents past their ideal
+    #[arg(long, value_name = "PCT", default_value_t = 0.0, requires = "defrag")]
+    threshold: f64,
+    /// With --defrag: say what would move, move nothing
+    #[arg(long, requires = "defrag")]
+    dry_run: bool,
     /// How many of the most fragmented files to name
     #[arg(long, value_name = "N", default_value_t = 10)]
     worst: usize,
@@ -81,8 +105,8 @@ fn image_of(target: &Path) -> Result<PathBuf, Failure> {
     }
 }
 
-fn run(args: &Args) -> Result<Report, Failure> {
-    let image = image_of(&args.target)?;
+fn run(args: &Args, target: &Path) -> Result<Report, Failure> {
+    let image = image_of(target)?;
     let dev = FileDevice::open(&image, false)
         .map_err(|e| (EXIT_FAILED, format!("cannot open {}: {e}", image.display())))?;
     // Held read-write by a daemon: its checkpoints change under the read.
@@ -109,7 +133,16 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { EXIT_USAGE } else { EXIT_OK });
         }
     };
-    let report = match run(&args) {
+    if args.defrag {
+        return defrag::main(&args);
+    }
+    let [target] = &args.targets[..] else {
+        say(
+            "pagelog-frag: one image or mountpoint to report on (several paths only with --defrag)",
+        );
+        return ExitCode::from(EXIT_USAGE);
+    };
+    let report = match run(&args, target) {
         Ok(r) => r,
         Err((code, msg)) => {
             say(&format!("pagelog-frag: {msg}"));
@@ -126,9 +159,9 @@ fn main() -> ExitCode {
         }
     }
     let out = if args.json {
-        text::json(&args.target, &report) + "\n"
+        text::json(target, &report) + "\n"
     } else {
-        text::text(&args.target, &report)
+        text::text(target, &report)
     };
     print_and_exit(&out, EXIT_OK, EXIT_FAILED)
 }
