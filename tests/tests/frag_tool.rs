@@ -160,7 +160,7 @@ fn the_picture_has_a_cell_per_segment_coloured_by_utilisation() {
             (live, light)
         })
         .collect();
-    by_live.sort_by(|a, b| a.0.cmp(&b.0));
+    by_live.sort_by_key(|a| a.0);
     assert!(by_live.iter().any(|(l, _)| *l == 0) && by_live.iter().any(|(l, _)| *l > 0));
     for w in by_live.windows(2) {
         assert!(w[1].1 <= w[0].1, "more live, no lighter: {w:?}");
