@@ -16,14 +16,18 @@ const PAGES: u64 = 1024;
 /// A 4 MiB file fragmented by 300 single-page overwrites, each committed
 /// on its own.
 fn fragmented() -> (Arc<MemDevice>, Filesystem, Ino, Vec<u8>) {
-    let dev = support::formatted(16 * 1024, 512);
+    fragmented_of(PAGES)
+}
+
+fn fragmented_of(pages: u64) -> (Arc<MemDevice>, Filesystem, Ino, Vec<u8>) {
+    let dev = support::formatted(32 * 1024, 512);
     let mut fs = support::mount(&dev);
     let root = Cred::root();
     let ino = fs
         .mknod(&root, Ino::ROOT, b"f", 0o644, 0)
         .expect("create")
         .ino;
-    let mut data: Vec<u8> = (0..PAGES * 4096).map(|i| (i % 253) as u8).collect();
+    let mut data: Vec<u8> = (0..pages * 4096).map(|i| (i % 253) as u8).collect();
     fs.write(&root, ino, 0, &data).expect("write");
     fs.sync().expect("sync");
     let mut x = 7u64;
@@ -31,7 +35,7 @@ fn fragmented() -> (Arc<MemDevice>, Filesystem, Ino, Vec<u8>) {
         x = x
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
-        let page = (x >> 33) % PAGES;
+        let page = (x >> 33) % pages;
         let bytes = vec![(n % 251) as u8; 4096];
         fs.write(&root, ino, page * 4096, &bytes)
             .expect("overwrite");
@@ -110,4 +114,25 @@ fn a_contiguous_file_is_left_alone() {
     let done = fs.defrag(ino, 0.0, false).expect("defrag");
     assert_eq!(done.before.extents, 1, "{:?}", done.before);
     assert_eq!(done.after, None);
+}
+
+#[test]
+fn a_file_of_several_steps_is_moved_step_by_step_and_ends_contiguous() {
+    let pages = pagelog_core::fs::DEFRAG_STEP * 2 + 300;
+    let (dev, mut fs, ino, data) = fragmented_of(pages);
+    let before = fs.layout(ino).expect("layout");
+    let (_, wanted) = fs.defrag_begin(ino, 0.0, false).expect("begin");
+    assert!(wanted);
+    let mut steps = 0;
+    let mut next = Some(0);
+    while let Some(from) = next {
+        next = fs.defrag_step(ino, from).expect("step");
+        steps += 1;
+    }
+    assert_eq!(steps, 4, "three steps of pages, then the end");
+    let after = fs.layout(ino).expect("layout");
+    assert!(after.extents <= after.ideal + 1, "{before:?} -> {after:?}");
+    assert!(fs.read(ino, 0, data.len() as u32).expect("read") == data);
+    fs.unmount().expect("unmount");
+    assert_eq!(support::fsck(&dev, Level::VerifyData).problems(), 0);
 }

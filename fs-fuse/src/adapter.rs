@@ -136,6 +136,8 @@ pub struct Shared {
     /// views it serves beside the mount there, while they can still be
     /// served).
     pub before_shut_down: Mutex<Option<ShutDownHook>>,
+    /// How files are read, for `autodefrag`.
+    pub reads: crate::autodefrag::Reads,
 }
 
 impl std::fmt::Debug for Shared {
@@ -157,6 +159,7 @@ impl Shared {
             kernel_caches_writes: std::sync::atomic::AtomicBool::new(false),
             before_shut_down: Mutex::new(None),
             notifier: std::sync::OnceLock::new(),
+            reads: Default::default(),
         }
     }
 
@@ -169,7 +172,10 @@ impl Shared {
 
     /// [`Shared::with`] for the daemon's own work, which does not count as
     /// a request (it must not keep the filesystem from being idle).
-    fn with_uncounted<T>(&self, f: impl FnOnce(&mut Filesystem) -> Result<T>) -> Result<T> {
+    pub(crate) fn with_uncounted<T>(
+        &self,
+        f: impl FnOnce(&mut Filesystem) -> Result<T>,
+    ) -> Result<T> {
         let mut guard = self.lock();
         let (r, reshaped) = match guard.as_mut() {
             Some(fs) => (f(fs), fs.take_reshaped()),
@@ -1011,7 +1017,12 @@ impl fuser::Filesystem for Adapter {
             other => other,
         });
         match result {
-            Ok(d) => reply.data(&d),
+            Ok(d) => {
+                if self.cfg.autodefrag.is_some() && self.view.is_none() {
+                    self.shared.reads.note(ino(i), offset, size, d.len());
+                }
+                reply.data(&d)
+            }
             Err(e) => reply.error(errno(&e)),
         }
     }

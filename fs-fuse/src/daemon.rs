@@ -306,6 +306,10 @@ pub fn serve(
     // dirty pages are pushed first.
     let push_first = cfg.journal == pagelog_core::fs::JournalMode::Ordered;
     let committer = spawn_commit_thread(ctx.clone(), push_first, stop.clone());
+    let defragger = cfg
+        .autodefrag
+        .filter(|_| !cfg.read_only)
+        .map(|pct| crate::autodefrag::spawn(shared.clone(), f64::from(pct) / 100.0, stop.clone()));
     report.ready();
     if background {
         detach_stdio();
@@ -320,6 +324,9 @@ pub fn serve(
     stop.store(true, Ordering::SeqCst);
     shared.shut_down();
     let _ = committer.join();
+    if let Some(d) = defragger {
+        let _ = d.join();
+    }
     exit_status(run, &shared, image)
 }
 

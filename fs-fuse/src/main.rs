@@ -1,6 +1,7 @@
 //! pagelog-mount: mounts a pagelog image through FUSE.
 
 mod adapter;
+mod autodefrag;
 mod control;
 mod daemon;
 mod errno;
@@ -41,6 +42,8 @@ Mount options (-o, comma-separated; mount(8) and /etc/fstab pass them the same w
   kernel_dirty=SIZE       written data the kernel may cache for the mount before writers wait
                           (default: a sixteenth of the filesystem, 16M to 1G; lower it, say
                           to 8M or 16M, to let reads through beside a streaming writer)
+  autodefrag[=PCT]        lay out again, in the background, a file read in sequence whose
+                          extents past its ideal are at least PCT% of them (default 50)
   bgclean | nobgclean     clean segments in the background while idle (default bgclean);
                           writers that run short of free segments always clean first
   clean_start=PCT         background cleaning starts below PCT% free segments (default 10)

@@ -47,6 +47,9 @@ pub struct MountConfig {
     /// in bytes (None: as much as the near-full threshold keeps free,
     /// `kernel_dirty_bytes`; a setting is held to at most that).
     pub kernel_dirty: Option<u64>,
+    /// Defragment files read in sequence whose extents past their ideal
+    /// are at least this percentage of them (`autodefrag`; None: off).
+    pub autodefrag: Option<u8>,
     /// The segment cleaner's tunables.
     pub cleaner: CleanerOptions,
     /// Log file (None: stderr in the foreground, else syslog if present,
@@ -90,6 +93,7 @@ impl Default for MountConfig {
             passphrase_file: None,
             readahead: None,
             kernel_dirty: None,
+            autodefrag: None,
             cleaner: CleanerOptions::default(),
             log: None,
             at: None,
@@ -247,6 +251,9 @@ pub fn apply(cfg: &mut MountConfig, list: &str) -> Result<(), String> {
                 }
                 cfg.readahead = Some(bytes);
             }
+            ("autodefrag", None) => cfg.autodefrag = Some(50),
+            ("autodefrag", Some(v)) => cfg.autodefrag = Some(percent(key, v, 0, 100)?),
+            ("noautodefrag", None) => cfg.autodefrag = None,
             ("kernel_dirty", Some(v)) => {
                 let bytes = parse_size(v)
                     .ok_or_else(|| format!("kernel_dirty={v}: not a size (like 16M)"))?;
@@ -388,6 +395,13 @@ mod tests {
         assert!(apply(&mut c, "kernel_dirty=512K").is_err());
         assert!(apply(&mut c, "kernel_dirty=lots").is_err());
         apply(&mut c, "kernel_dirty=16M").expect("kernel_dirty");
+        apply(&mut c, "autodefrag").expect("autodefrag");
+        assert_eq!(c.autodefrag, Some(50));
+        apply(&mut c, "autodefrag=20").expect("autodefrag=20");
+        assert_eq!(c.autodefrag, Some(20));
+        assert!(apply(&mut c, "autodefrag=200").is_err());
+        apply(&mut c, "noautodefrag").expect("noautodefrag");
+        assert_eq!(c.autodefrag, None);
         assert_eq!(c.kernel_dirty, Some(16 << 20));
         assert!(apply(&mut c, "cache=1M")
             .unwrap_err()

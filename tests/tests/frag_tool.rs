@@ -262,3 +262,48 @@ fn defrag_lays_the_fragmented_file_out_again_without_copying_what_a_snapshot_sha
         String::from_utf8_lossy(&fsck.stdout)
     );
 }
+
+/// `-o autodefrag`: reading the fragmented file in sequence (from a fresh
+/// mount, so that the reads reach the daemon) has it laid out again in
+/// the background, with its bytes; the contiguous one read the same way
+/// is left.
+#[test]
+fn autodefrag_lays_out_a_fragmented_file_read_in_sequence() {
+    let s = Scratch::new();
+    let m = s.mounted("256M", "");
+    write_files(&m);
+    let expected = fs::read(m.path("fragmented")).expect("read");
+    let img = m.image.clone();
+    assert!(m.unmount().success());
+    let mnt = s.path("mnt2");
+    fs::create_dir(&mnt).expect("mkdir");
+    let m = pagelog_tests::Mount::start(&img, &mnt, "autodefrag").expect("mount");
+    assert_eq!(fs::read(m.path("fragmented")).expect("read"), expected);
+    assert_eq!(fs::read(m.path("contiguous")).expect("read").len(), 8 << 20);
+    let mnt_s = mnt.to_string_lossy().into_owned();
+    let extents = || -> Option<u64> {
+        json(&mnt_s)["worst"]
+            .as_array()?
+            .iter()
+            .find(|w| w["path"] == "/fragmented")
+            .and_then(|w| w["extents"].as_u64())
+    };
+    let mut left = extents();
+    for _ in 0..40 {
+        if left.is_none_or(|n| n <= 2) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        left = extents();
+    }
+    assert!(left.is_none_or(|n| n <= 2), "still {left:?} extents");
+    assert_eq!(fs::read(m.path("fragmented")).expect("read"), expected);
+    assert!(m.unmount().success());
+    let fsck =
+        run(Command::new(bin("pagelog-fsck")).args(["--verify-data", &img.to_string_lossy()]));
+    assert!(
+        fsck.status.success(),
+        "{}",
+        String::from_utf8_lossy(&fsck.stdout)
+    );
+}

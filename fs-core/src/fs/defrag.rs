@@ -15,6 +15,10 @@ use crate::layout::PAGE_SIZE;
 
 const PS: u64 = PAGE_SIZE as u64;
 
+/// Pages one step of a defragmentation moves (8 MiB): a caller that holds
+/// a lock for each step (the daemon) lets other requests in between.
+pub const DEFRAG_STEP: u64 = 2048;
+
 /// How a file lies on the device.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Layout {
@@ -47,15 +51,17 @@ pub struct Defragged {
 }
 
 impl Filesystem {
-    /// The stored units of regular file `ino` in page order, each once (a
-    /// compressed cluster at its first page), holes skipped.
-    fn units_of(&mut self, ino: Ino) -> Result<Vec<(u64, BlockPtr)>> {
+    /// The stored units of regular file `ino` in page order from page
+    /// `from`, each once (a compressed cluster at its first page), holes
+    /// skipped, until they hold `max` pages or the file ends.
+    fn units_of(&mut self, ino: Ino, from: u64, max: u64) -> Result<Vec<(u64, BlockPtr)>> {
         use super::Whence;
         let size = self.inode(ino)?.size;
         let dev = self.dev();
         let mut units: Vec<(u64, BlockPtr)> = Vec::new();
-        let mut off = 0;
-        while off < size {
+        let mut pages = 0u64;
+        let mut off = from * PS;
+        while off < size && pages < max {
             let data = match self.seek(ino, off, Whence::Data) {
                 Ok(d) => d,
                 Err(Error::NoSuchAddress) => break,
@@ -63,12 +69,16 @@ impl Filesystem {
             };
             let hole = self.seek(ino, data, Whence::Hole)?.max(data + 1);
             for idx in data / PS..hole.div_ceil(PS) {
+                if pages >= max {
+                    break;
+                }
                 let p = file_map::get(&mut self.store.root.cache, &*dev, ino, idx)?;
                 let seen = units
                     .last()
                     .is_some_and(|(_, q)| q.is_packed() && q.vpn == p.vpn);
                 if p.is_stored() && !seen {
                     units.push((idx, p));
+                    pages += u64::from(p.count.max(1));
                 }
             }
             off = hole;
@@ -85,7 +95,7 @@ impl Filesystem {
         let dev = self.dev();
         let mut extents = Vec::new();
         let mut pages = 0;
-        for (_, p) in self.units_of(ino)? {
+        for (_, p) in self.units_of(ino, 0, u64::MAX)? {
             if let Some(e) = self.store.pat.lookup(&*dev, p.vpn)? {
                 frag::extend(&mut extents, e.addr, u64::from(e.pages));
                 pages += u64::from(e.pages);
@@ -102,31 +112,60 @@ impl Filesystem {
     /// Lays regular file `ino` out again, contiguously, if it is in more
     /// extents than its ideal and extents past the ideal are at least
     /// `threshold` of them (0: any fragmented file); `dry_run` only says
-    /// so. Its dirty pages are written first (a commit). Fails with
-    /// `NoSpace`, changing nothing, when the free space cannot take a
-    /// copy of it (its old pages are freed only after).
+    /// so. Its dirty pages are written first (a commit).
     pub fn defrag(&mut self, ino: Ino, threshold: f64, dry_run: bool) -> Result<Defragged> {
+        let (before, wanted) = self.defrag_begin(ino, threshold, dry_run)?;
+        if !wanted {
+            return Ok(Defragged {
+                before,
+                after: None,
+            });
+        }
+        let mut next = Some(0);
+        while let Some(from) = next {
+            next = self.defrag_step(ino, from)?;
+        }
+        let after = self.layout(ino)?;
+        Ok(Defragged {
+            before,
+            after: Some(after),
+        })
+    }
+
+    /// The first part of [`Filesystem::defrag`]: writes the dirty pages
+    /// (unless `dry_run`), returns the file's layout and whether it is to
+    /// be moved; [`Filesystem::defrag_step`] from page 0 then moves it.
+    pub fn defrag_begin(
+        &mut self,
+        ino: Ino,
+        threshold: f64,
+        dry_run: bool,
+    ) -> Result<(Layout, bool)> {
         if !dry_run {
             self.writable()?;
             self.sync()?;
         }
         let before = self.layout(ino)?;
         let wanted = before.extents > before.ideal && before.factor() >= threshold;
-        if !wanted || dry_run {
-            return Ok(Defragged {
-                before,
-                after: None,
-            });
-        }
-        if !self.store.free_at_least(before.pages) {
+        Ok((before, wanted && !dry_run))
+    }
+
+    /// Moves the units of `ino` from page `from` on, [`DEFRAG_STEP`] pages
+    /// of them, to the cleaner's log head, and commits; returns the page
+    /// to go on from, or none at the file's end. Fails with `NoSpace`,
+    /// changing nothing, when the free space cannot take them (their old
+    /// pages are freed only after).
+    pub fn defrag_step(&mut self, ino: Ino, from: u64) -> Result<Option<u64>> {
+        self.writable()?;
+        let units = self.units_of(ino, from, DEFRAG_STEP)?;
+        let Some(&(last, p)) = units.last() else {
+            return Ok(None);
+        };
+        let pages: u64 = units.iter().map(|(_, q)| u64::from(q.count.max(1))).sum();
+        if !self.store.free_at_least(pages) {
             return Err(Error::NoSpace);
         }
-        let units = self.units_of(ino)?;
         self.store.relocate(ino, &units)?;
-        let after = self.layout(ino)?;
-        Ok(Defragged {
-            before,
-            after: Some(after),
-        })
+        Ok(Some(p.unit_base(last) + u64::from(p.count.max(1))))
     }
 }

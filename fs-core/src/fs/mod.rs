@@ -30,7 +30,7 @@ pub use attr::{SetAttr, TimeSet};
 pub use cleaning::CleanerReport;
 pub use compression::{Savings, COMPRESS_XATTR, FS_COMPR_FL, REPORT_XATTR};
 pub use data::Whence;
-pub use defrag::{Defragged, Layout};
+pub use defrag::{Defragged, Layout, DEFRAG_STEP};
 pub use mend::LOST_FOUND;
 pub use namespace::{DirItem, RenameFlags};
 pub use project::{FsXattr, FS_PROJINHERIT_FL, FS_XFLAG_PROJINHERIT};

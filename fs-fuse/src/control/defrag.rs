@@ -1,7 +1,7 @@
 //! The control socket's `defrag` verb: lays the files it names (by inode
-//! number, as `stat` gives them on the mount) out again contiguously,
-//! each under the filesystem's lock on its own, so that writers go on
-//! between files. Root's or the mounting user's, as every verb.
+//! number, as `stat` gives them on the mount) out again contiguously, a
+//! step of pages per hold of the filesystem's lock, so that other
+//! requests go on in between. Root's or the mounting user's, as every verb.
 //!
 //! Request: `{"verb": "defrag", "inos": [N, ...], "threshold": 0.0,
 //! "dry_run": false}`; answer: `{"ok": true, "files": [{"ino": N,
@@ -44,18 +44,37 @@ pub fn answer(req: &Value, ctx: &Context) -> Value {
             let Some(ino) = v.as_u64() else {
                 return json!({ "ino": v, "error": "not an inode number" });
             };
-            let done = ctx
-                .shared
-                .with(|fs: &mut Filesystem| fs.defrag(Ino(ino), threshold, dry_run));
-            match done {
-                Ok(d) => json!({
+            match defrag(ctx, Ino(ino), threshold, dry_run) {
+                Ok((before, after)) => json!({
                     "ino": ino,
-                    "before": layout(&d.before),
-                    "after": d.after.as_ref().map(layout),
+                    "before": layout(&before),
+                    "after": after.as_ref().map(layout),
                 }),
                 Err(e) => json!({ "ino": ino, "error": e.to_string() }),
             }
         })
         .collect();
     json!({ "ok": true, "files": files })
+}
+
+/// Defragments `ino` a step per hold of the lock; returns its layout
+/// before, and after if it moved.
+fn defrag(
+    ctx: &Context,
+    ino: Ino,
+    threshold: f64,
+    dry_run: bool,
+) -> pagelog_core::Result<(Layout, Option<Layout>)> {
+    let shared = &ctx.shared;
+    let (before, wanted) =
+        shared.with(|fs: &mut Filesystem| fs.defrag_begin(ino, threshold, dry_run))?;
+    if !wanted {
+        return Ok((before, None));
+    }
+    let mut next = Some(0);
+    while let Some(from) = next {
+        next = shared.with(|fs| fs.defrag_step(ino, from))?;
+    }
+    let after = shared.with(|fs| fs.layout(ino))?;
+    Ok((before, Some(after)))
 }
