@@ -714,3 +714,99 @@ fn fsyncs_after_the_last_checkpoint_are_recovered_before_anything_is_mended() {
         b"fsync'd after the checkpoint"
     );
 }
+
+#[test]
+fn a_wrong_entry_count_has_the_directory_index_built_again() {
+    let img = image();
+    tamper(&img, |fs| {
+        fs.tamper()
+            .inode(img.dir, |i| i.dir_entries += 2)
+            .expect("tamper");
+    });
+    let out = repaired(&img, Kind::DirIndexBroken);
+    assert!(did(&out, |f| *f == Fix::RebuildDir { dir: img.dir }));
+    let mut fs = mount(&img.dev);
+    for name in [&b"file"[..], b"sub", b"other-link", b"link"] {
+        assert!(fs.lookup(&Cred::root(), img.dir, name).is_ok(), "{name:?}");
+    }
+}
+
+/// Flips a byte of node `nid`'s page.
+fn damage_node(dev: &Arc<MemDevice>, nid: pagelog_core::Nid) {
+    let mut fs = mount(dev);
+    let addr = fs
+        .tamper()
+        .node_addr(nid)
+        .expect("lookup")
+        .expect("on disk");
+    fs.unmount().expect("unmount");
+    let mut page = vec![0u8; 4096];
+    dev.read(addr, &mut page).expect("read");
+    page[200] ^= 0x20;
+    dev.write(addr, &page).expect("write");
+}
+
+#[test]
+fn a_damaged_map_node_is_dropped_and_its_pages_become_holes() {
+    let img = image();
+    let mut fs = mount(&img.dev);
+    let root = Cred::root();
+    let big = fs
+        .mknod(&root, Ino::ROOT, b"big", 0o644, 0)
+        .expect("create")
+        .ino;
+    fs.write(&root, big, 0, &vec![3u8; 400 * 4096])
+        .expect("write");
+    fs.unmount().expect("unmount");
+    let mut map = pagelog_core::Nid::NONE;
+    tamper(&img, |fs| {
+        fs.tamper()
+            .inode(big, |i| map = i.map_nids[0])
+            .expect("look");
+    });
+    assert!(!map.is_none(), "the file has a map node");
+    damage_node(&img.dev, map);
+    let out = repaired(&img, Kind::NodeDamaged);
+    assert!(did(&out, |f| *f == Fix::Detach { ino: big, nid: map }));
+    assert!(did(&out, |f| *f == Fix::FreeNode { nid: map }));
+    let mut fs = mount(&img.dev);
+    let bytes = fs
+        .read(big, 0, 400 * 4096)
+        .expect("reads: holes where the node mapped");
+    assert!(bytes.iter().all(|&b| b == 3 || b == 0));
+}
+
+#[test]
+fn a_damaged_inode_pack_loses_its_inodes_and_nothing_else() {
+    let img = image();
+    let mut fs = mount(&img.dev);
+    let root = Cred::root();
+    let d = fs
+        .mkdir(&root, Ino::ROOT, b"many", 0o755)
+        .expect("mkdir")
+        .ino;
+    let mut inos = Vec::new();
+    for i in 0..40u32 {
+        let name = format!("f{i}");
+        let a = fs
+            .mknod(&root, d, name.as_bytes(), 0o644, 0)
+            .expect("create");
+        fs.write(&root, a.ino, 0, name.as_bytes()).expect("write");
+        inos.push(a.ino);
+    }
+    fs.unmount().expect("unmount");
+    let pack = inos[39].pack();
+    assert!(
+        pack != Ino::ROOT.pack() && pack != img.file.pack(),
+        "a pack of its own"
+    );
+    damage_node(&img.dev, pack);
+    let out = repaired(&img, Kind::NodeDamaged);
+    assert!(did(&out, |f| *f == Fix::FreeNode { nid: pack }));
+    let mut fs = mount(&img.dev);
+    for (i, ino) in inos.iter().enumerate() {
+        let name = format!("f{i}");
+        let found = fs.lookup(&root, d, name.as_bytes());
+        assert_eq!(found.is_ok(), ino.pack() != pack, "{name}");
+    }
+}

@@ -135,6 +135,7 @@ fn lay_out(
         }
         next = shared.with_uncounted(|fs| fs.defrag_step(ino, from))?;
     }
+    shared.with_uncounted(|fs| fs.defrag_finish(ino))?;
     log::info!(
         "autodefrag: inode {ino} laid out again ({} extents before)",
         l.extents

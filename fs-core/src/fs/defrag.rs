@@ -125,7 +125,7 @@ impl Filesystem {
         while let Some(from) = next {
             next = self.defrag_step(ino, from)?;
         }
-        let after = self.layout(ino)?;
+        let after = self.defrag_finish(ino)?;
         Ok(Defragged {
             before,
             after: Some(after),
@@ -150,9 +150,37 @@ impl Filesystem {
         Ok((before, wanted && !dry_run))
     }
 
+    /// The last part of a defragmentation: the file's map nodes are
+    /// written again too (a commit writes a file's dirty nodes together),
+    /// and the commit writes them with the page address table's pages the
+    /// moves changed: a sequential read of the file then finds its map and
+    /// its units' addresses together, as for a file written in one go,
+    /// not scattered over the commits that overwrote it. Returns the
+    /// layout after.
+    pub fn defrag_finish(&mut self, ino: Ino) -> Result<Layout> {
+        let dev = self.dev();
+        let mut stack: Vec<crate::ids::Nid> = self
+            .inode(ino)?
+            .map_nids
+            .iter()
+            .copied()
+            .filter(|n| !n.is_none())
+            .collect();
+        while let Some(nid) = stack.pop() {
+            let node = self.store.root.cache.get_mut(&*dev, nid)?;
+            if let crate::node::NodeBody::Indirect(ind) = &node.body {
+                stack.extend(ind.nids.iter().copied().filter(|c| !c.is_none()));
+            }
+        }
+        self.store.root.changed = true;
+        self.sync()?;
+        self.layout(ino)
+    }
+
     /// Moves the units of `ino` from page `from` on, [`DEFRAG_STEP`] pages
-    /// of them, to the cleaner's log head, and commits; returns the page
-    /// to go on from, or none at the file's end. Fails with `NoSpace`,
+    /// of them, to the cleaner's log head; returns the page to go on from,
+    /// or none at the file's end. The caller commits after the last step
+    /// (`sync`); a periodic commit may come between steps. Fails with `NoSpace`,
     /// changing nothing, when the free space cannot take them (their old
     /// pages are freed only after).
     pub fn defrag_step(&mut self, ino: Ino, from: u64) -> Result<Option<u64>> {

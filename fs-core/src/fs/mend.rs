@@ -16,6 +16,7 @@ use crate::fsck::Fix;
 use crate::ids::{Ino, Nid};
 use crate::inode::{Timespec, S_IFDIR, S_IFMT};
 use crate::layout::PAGE_SIZE;
+use crate::node::NodeBody;
 use crate::page_life::life;
 use crate::perm::Cred;
 use crate::usage::Usage;
@@ -63,6 +64,8 @@ impl Filesystem {
                 self.free_node(nid)?;
                 format!("inode {ino}: empty attribute node {nid} freed")
             }
+            Fix::Detach { ino, nid } => self.detach(*ino, *nid)?,
+            Fix::RebuildDir { dir } => self.rebuild_dir(*dir, None)?,
             Fix::FreeNode { nid } => {
                 self.free_node(*nid)?;
                 format!("node {nid} freed")
@@ -198,10 +201,11 @@ impl Filesystem {
     fn remove_bad_entry(&mut self, dir: Ino, name: &[u8]) -> Result<String> {
         let target = self.find(dir, name)?.map(|e| e.ino);
         self.drop_name(dir, name)?;
-        let was_dir = match target {
-            Some(t) if self.exists(t)? => self.inode(t)?.is_dir(),
-            _ => false,
-        };
+        // An entry naming an inode whose pack cannot be read names no
+        // directory this repair knows of.
+        let was_dir = target.is_some_and(|t| {
+            matches!(self.exists(t), Ok(true)) && self.inode(t).is_ok_and(|i| i.is_dir())
+        });
         if dir != Ino::GRAVEYARD {
             let now = Timespec::now();
             let d = self.inode_mut(dir)?;
@@ -214,6 +218,128 @@ impl Filesystem {
         Ok(format!(
             "inode {dir}: entry '{}' removed",
             String::from_utf8_lossy(name)
+        ))
+    }
+
+    /// Takes the reference to node `nid` out of inode `ino`: a directory's
+    /// index is built again without it; a file loses its attributes or
+    /// the pages under a map node (holes now).
+    fn detach(&mut self, ino: Ino, nid: Nid) -> Result<String> {
+        let inode = self.inode(ino)?.clone();
+        if inode.is_dir() && inode.xattr_nid != nid {
+            return self.rebuild_dir(ino, Some(nid));
+        }
+        if inode.xattr_nid == nid {
+            self.inode_mut(ino)?.xattr_nid = Nid::NONE;
+            return Ok(format!("inode {ino}: its attributes (node {nid}) are gone"));
+        }
+        if let Some(slot) = inode.map_nids.iter().position(|n| *n == nid) {
+            self.inode_mut(ino)?.map_nids[slot] = Nid::NONE;
+            return Ok(format!(
+                "inode {ino}: the pages under map node {nid} are gone (holes now)"
+            ));
+        }
+        let dev = self.dev();
+        let mut stack: Vec<Nid> = inode
+            .map_nids
+            .iter()
+            .copied()
+            .filter(|n| !n.is_none())
+            .collect();
+        let mut seen = std::collections::HashSet::new();
+        while let Some(n) = stack.pop() {
+            if !seen.insert(n) {
+                continue;
+            }
+            let cache = &mut self.store.root.cache;
+            let Ok(node) = cache.get(&*dev, n) else {
+                continue;
+            };
+            let NodeBody::Indirect(ind) = &node.body else {
+                continue;
+            };
+            if node.ino != ino {
+                continue;
+            }
+            if let Some(i) = ind.nids.iter().position(|c| *c == nid) {
+                if let NodeBody::Indirect(ind) = &mut cache.get_mut(&*dev, n)?.body {
+                    ind.nids[i] = Nid::NONE;
+                }
+                return Ok(format!(
+                    "inode {ino}: the pages under map node {nid} are gone (holes now)"
+                ));
+            }
+            stack.extend(ind.nids.iter().copied().filter(|c| !c.is_none()));
+        }
+        Ok(format!("inode {ino}: node {nid} is no longer referenced"))
+    }
+
+    /// Builds directory `dir`'s index again from the entries of the leaves
+    /// of its that read (`skip`: a node not to use), each filed under its
+    /// name's hash with its inode's type; frees its old index nodes.
+    fn rebuild_dir(&mut self, dir: Ino, skip: Option<Nid>) -> Result<String> {
+        let dev = self.dev();
+        let dev = &*dev;
+        let root = self.inode(dir)?.dir_root;
+        let (mut entries, mut own, mut lost) = (Vec::new(), Vec::new(), 0);
+        let mut stack = if root.is_none() { vec![] } else { vec![root] };
+        let mut seen = std::collections::HashSet::new();
+        while let Some(nid) = stack.pop() {
+            if !seen.insert(nid) || Some(nid) == skip {
+                lost += u64::from(Some(nid) == skip);
+                continue;
+            }
+            let Ok(node) = self.store.root.cache.get(dev, nid) else {
+                lost += 1;
+                continue;
+            };
+            if node.ino != dir {
+                continue;
+            }
+            own.push(nid);
+            match &node.body {
+                NodeBody::DirLeaf(l) => {
+                    entries.extend(l.entries.iter().map(|e| (e.name.clone(), e.ino, e.dtype)));
+                }
+                NodeBody::DirInternal(int) => stack.extend(int.children.iter().map(|(_, c)| *c)),
+                _ => {}
+            }
+        }
+        let building = self.store.building();
+        for nid in &own {
+            let s = &mut self.store;
+            s.root
+                .cache
+                .remove(dev, &mut life!(s, dev, building), *nid)?;
+        }
+        self.add_blocks(dir, -(own.len() as i64))?;
+        let d = self.inode_mut(dir)?;
+        d.dir_root = Nid::NONE;
+        d.dir_entries = 0;
+        let seed = self.store.sb.hash_seed;
+        let mut names = std::collections::HashSet::new();
+        let mut kept = 0;
+        for (name, ino, dtype) in entries {
+            if !names.insert(name.clone()) {
+                continue;
+            }
+            let dtype = match self.exists(ino)? {
+                true => super::dtype_of(self.inode(ino)?.mode),
+                false => dtype,
+            };
+            crate::dir_index::insert(
+                &mut self.store.root.cache,
+                dev,
+                dir,
+                &name,
+                ino,
+                dtype,
+                seed,
+            )?;
+            kept += 1;
+        }
+        Ok(format!(
+            "directory inode {dir}: index built again, {kept} entries ({lost} unreadable nodes left out)"
         ))
     }
 

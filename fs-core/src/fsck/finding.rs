@@ -140,6 +140,23 @@ pub enum Fix {
         /// The inode.
         ino: Ino,
     },
+    /// Take a reference to a node that cannot be used (damaged, free, of
+    /// the wrong kind, or another's) out of an inode: a file's pages under
+    /// it become holes, its attributes go; a directory's index is built
+    /// again from the leaves that read ([`Fix::RebuildDir`]).
+    Detach {
+        /// The inode.
+        ino: Ino,
+        /// The node.
+        nid: Nid,
+    },
+    /// Build a directory's index again from the entries its readable
+    /// leaves hold (an entry count, an order or a type that is wrong, a
+    /// node of it that cannot be read).
+    RebuildDir {
+        /// The directory.
+        dir: Ino,
+    },
     /// Free a node nothing refers to.
     FreeNode {
         /// The node.
@@ -217,6 +234,8 @@ impl Fix {
             Fix::RemoveXattr { .. } => "remove-xattr",
             Fix::DropXattrNode { .. } => "free-xattr-node",
             Fix::FreeNode { .. } => "free-node",
+            Fix::Detach { .. } => "detach-node",
+            Fix::RebuildDir { .. } => "rebuild-directory",
             Fix::FreeUnit { .. } => "free-unit",
             Fix::DropPages { .. } => "drop-pages",
             Fix::Unshare { .. } => "unshare-page",
@@ -240,6 +259,7 @@ impl Fix {
                 | Fix::DropPages { .. }
                 | Fix::Unshare { .. }
                 | Fix::Prune { .. }
+                | Fix::Detach { .. }
         )
     }
 }

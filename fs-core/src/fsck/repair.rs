@@ -104,7 +104,11 @@ pub fn repair(
         let recovered = out.after.cleanly_unmounted == Some(true);
         let fixes = if recovered { fixes } else { Vec::new() };
         match pass(&dev, key, rebase, &fixes) {
-            Ok(actions) => out.actions.extend(actions),
+            Ok(actions) => {
+                out.actions.extend(actions);
+                // What failed before may go now that the rest is mended.
+                failed.clear();
+            }
             Err(Stop::Fix(action)) => {
                 // Only the mount's own commit reached the device: check
                 // again (the next mount starts from what is there now) and
@@ -129,6 +133,8 @@ pub fn repair(
             break;
         }
     }
+    // What a preen leaves, as the last check found it.
+    out.left_for_yes = pick(&out.after, mode, &failed).1;
     out
 }
 
@@ -146,13 +152,16 @@ fn pick(report: &Report, mode: Mode, failed: &[Fix]) -> (Vec<(Kind, Fix)>, usize
         if f.severity < Severity::Warning || failed.contains(fix) {
             continue;
         }
-        if mode == Mode::Preen && fix.loses_anything() {
-            left += 1;
+        if fixes.iter().any(|(_, x)| x == fix) {
             continue;
         }
-        if !fixes.iter().any(|(_, x)| x == fix) {
-            fixes.push((f.kind, fix.clone()));
+        if mode == Mode::Preen && fix.loses_anything() {
+            left += 1;
         }
+        fixes.push((f.kind, fix.clone()));
+    }
+    if mode == Mode::Preen {
+        fixes.retain(|(_, fix)| !fix.loses_anything());
     }
     fixes.sort_by_key(|(_, fix)| order(fix));
     (fixes, left)
@@ -164,7 +173,10 @@ fn pick(report: &Report, mode: Mode, failed: &[Fix]) -> (Vec<(Kind, Fix)>, usize
 fn order(fix: &Fix) -> u8 {
     match fix {
         Fix::Links { .. } | Fix::Blocks { .. } | Fix::Parent { .. } => 0,
-        Fix::RemoveEntry { .. } | Fix::Reconnect { .. } => 1,
+        Fix::RemoveEntry { .. }
+        | Fix::Reconnect { .. }
+        | Fix::Detach { .. }
+        | Fix::RebuildDir { .. } => 1,
         Fix::FreeNode { .. }
         | Fix::DropXattrNode { .. }
         | Fix::RemoveXattr { .. }
@@ -204,6 +216,7 @@ fn pass(
     fixes: &[(Kind, Fix)],
 ) -> Result<Vec<Action>, Stop> {
     let mut rec = recovery::recover(&**dev, true, key).map_err(Stop::Mount)?;
+    let lowered = rebase.lower;
     rec.rebase = Some(rebase);
     let opts = MountOptions {
         key: key.cloned(),
@@ -221,7 +234,14 @@ fn pass(
     }
     let mut actions = Vec::with_capacity(fixes.len());
     for (kind, fix) in fixes {
-        let outcome = fs.mend(fix).map_err(|e| e.to_string());
+        let outcome = match fix {
+            // The mount took the recount; only raised counts when damage
+            // left hides pages (a later pass lowers them).
+            Fix::Recount if !lowered => Ok("segment usage raised where it counted too few \
+                 pages; counted too many stays until the damage left is mended"
+                .into()),
+            _ => fs.mend(fix).map_err(|e| e.to_string()),
+        };
         let action = Action {
             kind: *kind,
             fix: fix.clone(),

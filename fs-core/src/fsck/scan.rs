@@ -8,7 +8,7 @@ use std::sync::Arc;
 use rustc_hash::FxHashMap;
 
 use super::facts::{LeafFacts, PackFacts};
-use super::finding::{Finding, Kind, Severity};
+use super::finding::{Finding, Fix, Kind, Severity};
 use crate::checkpoint::Checkpoint;
 use crate::checkpoint_list::CheckpointList;
 use crate::codec::crc32;
@@ -707,7 +707,8 @@ fn read_run(
             findings.push(
                 Finding::new(Severity::Error, Kind::NodeDamaged, what_failed(&e))
                     .nid(nid)
-                    .addr(addr),
+                    .addr(addr)
+                    .fix(Fix::FreeNode { nid }),
             );
             continue;
         }
@@ -720,7 +721,8 @@ fn read_run(
                     format!("checksum mismatch (expected {crc:#010x}, found {found:#010x})"),
                 )
                 .nid(nid)
-                .addr(addr),
+                .addr(addr)
+                .fix(Fix::FreeNode { nid }),
             );
             continue;
         }
@@ -731,7 +733,8 @@ fn read_run(
             Err(e) => findings.push(
                 Finding::new(Severity::Error, Kind::NodeDamaged, e.to_string())
                     .nid(nid)
-                    .addr(addr),
+                    .addr(addr)
+                    .fix(Fix::FreeNode { nid }),
             ),
         }
     }

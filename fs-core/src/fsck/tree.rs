@@ -142,7 +142,8 @@ impl<'a> Walker<'a, '_> {
             self.findings.push(
                 Finding::new(Severity::Error, Kind::NodeMisplaced, msg)
                     .ino(ino)
-                    .nid(nid),
+                    .nid(nid)
+                    .fix(Fix::Detach { ino, nid }),
             );
             return None;
         };
@@ -154,7 +155,8 @@ impl<'a> Walker<'a, '_> {
                     "node referenced twice",
                 )
                 .ino(ino)
-                .nid(nid),
+                .nid(nid)
+                .fix(Fix::Detach { ino, nid }),
             );
             return None;
         }
@@ -311,7 +313,8 @@ impl<'a> Walker<'a, '_> {
                     format!("file map expects a node of level {level} here"),
                 )
                 .ino(ino)
-                .nid(nid),
+                .nid(nid)
+                .fix(Fix::Detach { ino, nid }),
             ),
         }
     }
@@ -350,7 +353,8 @@ impl<'a> Walker<'a, '_> {
                         "index node at the wrong level",
                     )
                     .ino(ino)
-                    .nid(nid),
+                    .nid(nid)
+                    .fix(Fix::RebuildDir { dir: ino }),
                 );
             }
             match held {
@@ -372,7 +376,8 @@ impl<'a> Walker<'a, '_> {
                         "not a directory index node",
                     )
                     .ino(ino)
-                    .nid(nid),
+                    .nid(nid)
+                    .fix(Fix::Detach { ino, nid }),
                 ),
             }
         }
@@ -381,8 +386,8 @@ impl<'a> Walker<'a, '_> {
         for e in listing.entries() {
             if let Some(before) = last.filter(|&k| k >= e.key) {
                 let msg = format!("entries out of key order ({before:#x} then {:#x})", e.key);
-                self.findings
-                    .push(Finding::new(Severity::Error, Kind::DirIndexBroken, msg).ino(ino));
+                let f = Finding::new(Severity::Error, Kind::DirIndexBroken, msg).ino(ino);
+                self.findings.push(f.fix(Fix::RebuildDir { dir: ino }));
                 break;
             }
             last = Some(e.key);
@@ -393,8 +398,8 @@ impl<'a> Walker<'a, '_> {
                     "entry '{}' is filed under the wrong hash",
                     String::from_utf8_lossy(e.name)
                 );
-                self.findings
-                    .push(Finding::new(Severity::Error, Kind::DirIndexBroken, msg).ino(ino));
+                let f = Finding::new(Severity::Error, Kind::DirIndexBroken, msg).ino(ino);
+                self.findings.push(f.fix(Fix::RebuildDir { dir: ino }));
             }
         }
         (listing, nodes)
@@ -523,7 +528,8 @@ impl<'a, 's> Walker<'a, 's> {
                 Severity::Error,
                 Kind::NodeMisplaced,
                 "not an attribute node",
-            ),
+            )
+            .fix(Fix::Detach { ino, nid }),
         };
         self.findings.push(found.ino(ino).nid(nid));
     }
@@ -571,8 +577,8 @@ impl<'a, 's> Walker<'a, 's> {
                 inode.dir_entries(),
                 entries.len()
             );
-            self.findings
-                .push(Finding::new(Severity::Error, Kind::DirIndexBroken, msg).ino(ino));
+            let f = Finding::new(Severity::Error, Kind::DirIndexBroken, msg).ino(ino);
+            self.findings.push(f.fix(Fix::RebuildDir { dir: ino }));
         }
         if nodes != inode.blocks {
             let msg = format!("directory says {} index pages, has {nodes}", inode.blocks);
@@ -674,7 +680,8 @@ fn namespace(w: &mut Walker<'_, '_>, entries_of: &FxHashMap<Ino, Listing<'_>>) {
                         Kind::DirIndexBroken,
                         format!("entry '{name}' has the wrong type"),
                     )
-                    .ino(dir),
+                    .ino(dir)
+                    .fix(Fix::RebuildDir { dir }),
                 );
             }
             if target.is_dir() {

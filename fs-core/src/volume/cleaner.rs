@@ -811,8 +811,13 @@ impl Store {
     }
 
     /// Moves `units` (data units of file `ino`: page index, vpn) to the
-    /// cleaner's log head one after another, in page order, and commits:
-    /// defragmentation by the cleaner's own move. Each unit keeps its vpn
+    /// cleaner's log head one after another, in page order: defragmentation
+    /// by the cleaner's own move, committed by the next commit (as a
+    /// cleaning pass that does not commit: `Store::commit_inner` flushes
+    /// the cleaner's head first). A caller moving a file in steps commits
+    /// once at the end, so that the page address table's pages the moves
+    /// changed are written together, in order, not scattered over a
+    /// commit a step (a sequential read looks each unit up in them). Each unit keeps its vpn
     /// (and so every root that shares it, a snapshot's too, follows it)
     /// and its stored bytes as they are; its old pages die. Raw pages are
     /// checked against `crc` (the pointer's) before they move, so damage
@@ -862,8 +867,7 @@ impl Store {
             s.root.changed = true;
             let building = s.building();
             let r = s.write_moves(dev, building, moves, false);
-            s.poison_on(r)?;
-            s.commit_checked(crate::store::DataScope::All, true)
+            s.poison_on(r)
         })?;
         Ok(pages)
     }

@@ -75,6 +75,6 @@ fn defrag(
     while let Some(from) = next {
         next = shared.with(|fs| fs.defrag_step(ino, from))?;
     }
-    let after = shared.with(|fs| fs.layout(ino))?;
+    let after = shared.with(|fs| fs.defrag_finish(ino))?;
     Ok((before, Some(after)))
 }
