@@ -9,9 +9,12 @@
 #
 # A cold read: the daemon is unmounted and mounted again (FUSE and the
 # kernel forget the file) and the page cache is dropped (the image's
-# pages too), then `dd bs=1M` reads the file. Printed: MB/s (median of
-# RUNS), the extents pagelog-frag reports, and each read's ratio to the
-# contiguous file's.
+# pages too), then `dd bs=1M` reads the file. Each series starts with one
+# such read that is not counted: on this virtual machine the first read
+# of freshly written data is slower than later ones (the host's cache,
+# which a guest cannot drop; bench-fsck.sh says the same), and moved data
+# is freshly written. Printed: MB/s (median of RUNS), the extents
+# pagelog-frag reports, and each read's ratio to the contiguous file's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-3}
@@ -43,25 +46,42 @@ os.close(fd)
 PY
 }
 
-extents() { # file name
-    "$BIN/pagelog-frag" --json --worst 100 "$MNT" | python3 -c '
-import json, sys
-v = json.load(sys.stdin)
-print(next((w["extents"] for w in v["worst"] if w["path"] == "/" + sys.argv[1]), 1))' "$1"
+# The extents of FILE, as the daemon counts them (a dry run of --defrag).
+extents() { # file
+    "$BIN/pagelog-frag" --defrag --dry-run --json "$MNT/$1" |
+        python3 -c 'import json, sys; print(json.load(sys.stdin)["files"][0]["before"]["extents"])'
 }
 
-# MB/s of a cold sequential read of FILE (median of RUNS), the mount
-# made with the options given.
-cold_read() { # file [mount options...]
-    local f=$1 i out
-    shift
-    for i in $(seq "$RUNS"); do
-        umount_it
-        drop
-        mount_it "$@"
-        out=$(dd if="$MNT/$f" of=/dev/null bs=1M 2>&1 | tail -1)
-        echo "$out" | awk '{for (i = 1; i <= NF; i++) if ($i ~ /^[MG]B\/s$/) print ($i == "GB/s" ? $(i-1) * 1000 : $(i-1))}'
-    done | median
+# One cold read of FILE: MB/s.
+read_once() { # file
+    umount_it
+    drop
+    mount_it
+    dd if="$MNT/$1" of=/dev/null bs=1M 2>&1 | tail -1 |
+        awk '{for (i = 1; i <= NF; i++) if ($i ~ /^[MG]B\/s$/) print ($i == "GB/s" ? $(i-1) * 1000 : $(i-1))}'
+}
+
+# Cold sequential reads of FILE and of the contiguous file, in turn
+# (RUNS each, after one of each that is not counted): "FILE_MB/s
+# CONTIGUOUS_MB/s", medians. The anchor is read in the same minutes as
+# the file, so that the ratio does not follow the host's moods (its disk
+# and its cache, which a guest cannot drop, vary by tens of percent over
+# a run here).
+series() { # file
+    local i a b
+    for i in $(seq 0 "$RUNS"); do
+        a=$(read_once "$1")
+        b=$(read_once contiguous)
+        [ "$i" -eq 0 ] || echo "$a $b"
+    done > "$WORK/series"
+    echo "$(awk '{print $1}' "$WORK/series" | median) $(awk '{print $2}' "$WORK/series" | median)"
+}
+
+line() { # label file
+    local r
+    r=$(series "$2")
+    set -- "$1" "$2" $r
+    printf '%-28s %9s %9s %8s %8s\n' "$1" "$3" "$4" "$(extents "$2")" "$(ratio "$3" "$4")"
 }
 
 mount_it
@@ -70,18 +90,13 @@ dd if=/dev/urandom of="$MNT/contiguous" bs=1M count=1024 conv=fsync status=none
 fragment "$MNT/fragmented"
 fragment "$MNT/autodefrag"
 sleep 6
-printf '%-34s %10s %8s %8s\n' read MB/s extents ratio
-contig=$(cold_read contiguous)
-printf '%-34s %10s %8s %8s\n' "contiguous" "$contig" "$(extents contiguous)" 1.00
-before=$(cold_read fragmented)
-printf '%-34s %10s %8s %8s\n' "fragmented" "$before" "$(extents fragmented)" "$(ratio "$before" "$contig")"
+printf '%-28s %9s %9s %8s %8s\n' read MB/s anchor extents ratio
+line "fragmented" fragmented
 start=$(now)
 "$BIN/pagelog-frag" --defrag "$MNT/fragmented" | tail -1
 echo "  --defrag took $(secs "$start" "$(now)") s"
-after=$(cold_read fragmented)
-printf '%-34s %10s %8s %8s\n' "after --defrag" "$after" "$(extents fragmented)" "$(ratio "$after" "$contig")"
-auto_before=$(cold_read autodefrag)
-printf '%-34s %10s %8s %8s\n' "second file, fragmented" "$auto_before" "$(extents autodefrag)" "$(ratio "$auto_before" "$contig")"
+line "after --defrag" fragmented
+line "second file, fragmented" autodefrag
 umount_it
 drop
 mount_it -o autodefrag
@@ -89,10 +104,12 @@ start=$(now)
 dd if="$MNT/autodefrag" of=/dev/null bs=1M status=none
 echo "  the read that triggers autodefrag took $(secs "$start" "$(now)") s"
 for _ in $(seq 240); do
-    [ "$(extents autodefrag)" -le 8 ] && break
+    "$BIN/pagelog-frag" --defrag --dry-run --json "$MNT/autodefrag" | python3 -c '
+import json, sys
+b = json.load(sys.stdin)["files"][0]["before"]
+sys.exit(0 if b["extents"] <= b["ideal"] else 1)' && break
     sleep 0.5
 done
 echo "  autodefrag done $(secs "$start" "$(now)") s after the read began"
-auto_after=$(cold_read autodefrag)
-printf '%-34s %10s %8s %8s\n' "after autodefrag" "$auto_after" "$(extents autodefrag)" "$(ratio "$auto_after" "$contig")"
+line "after autodefrag" autodefrag
 umount_it

@@ -98,6 +98,14 @@ impl Harness {
                 self.mark_committed();
                 self.check(&self.model.clone());
             }
+            Op::Defrag { .. } => {
+                // A defragmentation commits (what was written before it
+                // too); the sync makes the commit point certain.
+                apply_op(self.fs.as_mut().expect("fs"), &mut self.model, op);
+                self.fs().sync().expect("sync");
+                self.mark_committed();
+                self.check(&self.model.clone());
+            }
             Op::Remount => {
                 self.branches.forget_open();
                 self.fs.take().expect("fs").unmount().expect("unmount");

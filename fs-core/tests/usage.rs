@@ -32,13 +32,15 @@ enum Step {
 fn step() -> impl Strategy<Value = Step> {
     // Operations that keep one root in place (no remount, rollback,
     // branches): the ledger belongs to the root it was opened with; and no
-    // fsync, which folds the ledger into the quota file as a commit does
-    // (the crash-state tests check usage against a recount after fsyncs).
+    // fsync or defragmentation, which fold the ledger into the quota file
+    // as a commit does (the crash-state tests check usage against a
+    // recount after them).
     let ops = op_strategy().prop_filter("one root", |o| {
         !matches!(
             o,
             Op::Remount
                 | Op::Fsync { .. }
+                | Op::Defrag { .. }
                 | Op::CrashCut
                 | Op::Snapshot { .. }
                 | Op::DeleteSnapshot { .. }

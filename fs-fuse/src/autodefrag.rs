@@ -4,8 +4,9 @@
 //! is not slowed); a file read in sequence past [`TRIGGER`] (or to its end
 //! from its start) is queued once, and a thread of its own looks at its
 //! layout and, if it is fragmented past the threshold, lays it out again
-//! (`Filesystem::defrag_step`), a step per hold of the lock so that
-//! requests go on between steps.
+//! (`Filesystem::defrag_step`), a step per hold of the lock, and only
+//! while no request has come for [`QUIET`]: the read that queued the file
+//! (and any other work) goes first.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -27,6 +28,9 @@ const SLACK: u64 = 512 << 10;
 /// A read this far behind the end of the run continues it too (one the
 /// kernel sent before a later one that arrived first).
 const BEHIND: u64 = 4 << 20;
+
+/// How long without a request before a step runs.
+const QUIET: Duration = Duration::from_millis(500);
 
 /// Files remembered at most (per map): past it the maps start again.
 const MAX_FILES: usize = 1 << 16;
@@ -120,6 +124,13 @@ fn lay_out(
     threshold: f64,
     stop: &AtomicBool,
 ) -> pagelog_core::Result<bool> {
+    let mut quiet = Quiet {
+        seen: shared.requests.load(Ordering::Relaxed),
+        since: std::time::Instant::now(),
+    };
+    if !quiet.wait(shared, stop) {
+        return Ok(false);
+    }
     let l = shared.with_uncounted(|fs| fs.layout(ino))?;
     if l.extents <= l.ideal || l.factor() < threshold {
         return Ok(false);
@@ -130,7 +141,7 @@ fn lay_out(
     }
     let mut next = Some(0);
     while let Some(from) = next {
-        if stop.load(Ordering::SeqCst) {
+        if !quiet.wait(shared, stop) {
             return Ok(false);
         }
         next = shared.with_uncounted(|fs| fs.defrag_step(ino, from))?;
@@ -141,6 +152,32 @@ fn lay_out(
         l.extents
     );
     Ok(true)
+}
+
+/// When requests last came, as the worker sees it.
+struct Quiet {
+    seen: u64,
+    since: std::time::Instant,
+}
+
+impl Quiet {
+    /// Waits until no request has come for [`QUIET`] (no wait if none has
+    /// for that long already); false if the mount is stopping.
+    fn wait(&mut self, shared: &Shared, stop: &AtomicBool) -> bool {
+        loop {
+            if stop.load(Ordering::SeqCst) {
+                return false;
+            }
+            let now = shared.requests.load(Ordering::Relaxed);
+            if now != self.seen {
+                (self.seen, self.since) = (now, std::time::Instant::now());
+            }
+            if self.since.elapsed() >= QUIET {
+                return true;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
 }
 
 #[cfg(test)]

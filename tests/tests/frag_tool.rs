@@ -307,3 +307,33 @@ fn autodefrag_lays_out_a_fragmented_file_read_in_sequence() {
         String::from_utf8_lossy(&fsck.stdout)
     );
 }
+
+/// `--png`: a PNG 800 pixels wide whose segment maps are drawn in the
+/// utilisation blues and the free grey.
+#[test]
+fn the_png_picture_decodes() {
+    let s = Scratch::new();
+    let m = s.mounted("64M", "");
+    fs::write(m.path("a"), vec![1u8; 3 << 20]).expect("write");
+    let img = m.image.to_string_lossy().into_owned();
+    assert!(m.unmount().success());
+    let out = s.path("frag.png");
+    let (code, _, err) = frag(&["--png", &out.to_string_lossy(), &img]);
+    assert_eq!(code, 0, "{err}");
+    let decoder = png::Decoder::new(std::io::BufReader::new(fs::File::open(&out).expect("png")));
+    let mut reader = decoder.read_info().expect("a PNG");
+    let mut buf = vec![0; reader.output_buffer_size().expect("size")];
+    let info = reader.next_frame(&mut buf).expect("frame");
+    assert_eq!(info.width, 800);
+    assert_eq!(info.color_type, png::ColorType::Rgb);
+    let pixels = &buf[..info.buffer_size()];
+    let (mut grey, mut blue) = (0, 0);
+    for p in pixels.chunks_exact(3) {
+        match p {
+            [0xe8, 0xe8, 0xe8] => grey += 1,
+            [r, g, b] if b > g && g > r => blue += 1,
+            _ => {}
+        }
+    }
+    assert!(grey > 0 && blue > 0, "free cells {grey}, used cells {blue}");
+}

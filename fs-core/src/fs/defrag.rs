@@ -172,6 +172,13 @@ impl Filesystem {
                 stack.extend(ind.nids.iter().copied().filter(|c| !c.is_none()));
             }
         }
+        // The page address table's pages that place its units too, even
+        // those a periodic commit wrote between the steps.
+        for (_, p) in self.units_of(ino, 0, u64::MAX)? {
+            if let Some(e) = self.store.pat.lookup(&*dev, p.vpn)? {
+                self.store.pat.set(&*dev, p.vpn, e)?;
+            }
+        }
         self.store.root.changed = true;
         self.sync()?;
         self.layout(ino)

@@ -353,17 +353,28 @@ impl Filesystem {
     }
 
     /// Makes pages `first..first + count` of `ino` holes. A pointer whose
-    /// unit the page address table has free already is only forgotten.
+    /// unit the page address table has free already is only forgotten; a
+    /// unit placed outside the segment area is freed without its pages
+    /// (which no segment counts).
     fn drop_pages(&mut self, ino: Ino, first: u64, count: u64) -> Result<()> {
         let dev = self.dev();
+        let geo = self.store.sb.geometry;
         let mut punch = Vec::new();
         for idx in first..first + count {
             let ptr = file_map::get(&mut self.store.root.cache, &*dev, ino, idx)?;
-            let gone = ptr.is_stored() && self.store.pat.lookup(&*dev, ptr.vpn)?.is_none();
-            if gone {
-                self.forget_pointer(ino, idx)?;
-            } else {
-                punch.push(idx);
+            let unit = match ptr.is_stored() {
+                true => Some(self.store.pat.lookup(&*dev, ptr.vpn)?),
+                false => None,
+            };
+            match unit {
+                Some(None) => self.forget_pointer(ino, idx)?,
+                Some(Some(e)) if geo.segment_of(e.addr).is_none() => {
+                    self.forget_pointer(ino, idx)?;
+                    if self.store.pat.lookup(&*dev, ptr.vpn)?.is_some() {
+                        self.store.pat.release(&*dev, ptr.vpn)?;
+                    }
+                }
+                _ => punch.push(idx),
             }
         }
         if let (Some(&lo), Some(&hi)) = (punch.first(), punch.last()) {

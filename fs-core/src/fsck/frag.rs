@@ -385,3 +385,53 @@ fn free_space(segments: &[SegmentLayout], pps: u32) -> FreeSpace {
     free.runs = runs.into_iter().collect();
     free
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_one_page_gap_continues_an_extent_and_a_longer_one_does_not() {
+        let mut e = Vec::new();
+        extend(&mut e, PageAddr(100), 1);
+        extend(&mut e, PageAddr(101), 1);
+        extend(&mut e, PageAddr(103), 4); // past a summary page
+        assert_eq!(e, vec![(PageAddr(100), 7)]);
+        extend(&mut e, PageAddr(109), 1); // two pages further
+        extend(&mut e, PageAddr(50), 1); // backwards
+        assert_eq!(e.len(), 3);
+    }
+
+    #[test]
+    fn the_ideal_is_a_segment_an_extent_and_never_more_than_there_are() {
+        let geo = Geometry {
+            pages_per_segment: 512,
+            segment_count: 64,
+            first_segment_page: 2,
+        };
+        assert_eq!(ideal(1, 1, &geo), 1);
+        assert_eq!(ideal(512, 3, &geo), 1);
+        assert_eq!(ideal(513, 3, &geo), 2);
+        assert_eq!(ideal(5000, 3, &geo), 3);
+    }
+
+    #[test]
+    fn free_space_is_counted_in_runs_and_inside_partly_used_segments() {
+        let seg = |live| SegmentLayout { live, mtime: 0 };
+        let segs = [
+            seg(0),
+            seg(0),
+            seg(10),
+            seg(0),
+            seg(16),
+            seg(0),
+            seg(0),
+            seg(0),
+        ];
+        let f = free_space(&segs, 16);
+        assert_eq!(f.free_segments, 6);
+        assert_eq!(f.runs, vec![(1, 1), (2, 1), (3, 1)]);
+        assert_eq!(f.largest_run, 3);
+        assert_eq!((f.partly_used, f.free_in_partly), (1, 6));
+    }
+}

@@ -127,14 +127,27 @@ impl Ledger<'_> {
         let Some(seg) = self.geo.segment_of(addr) else {
             // A node out of range was reported when the nodes were read.
             if !matches!(used, Use::Node(_)) {
-                self.findings.push(
-                    Finding::new(
-                        Severity::Error,
-                        Kind::AddressOutOfRange,
-                        format!("{used} points outside the segment area"),
-                    )
-                    .addr(addr),
-                );
+                let f = Finding::new(
+                    Severity::Error,
+                    Kind::AddressOutOfRange,
+                    format!("{used} points outside the segment area"),
+                )
+                .addr(addr);
+                // A file's page there is gone: a hole, its unit forgotten.
+                let fix = match used {
+                    Use::Data(ino, first, _) => Some(Fix::DropPages {
+                        ino,
+                        first,
+                        count: 1,
+                    }),
+                    Use::Packed(ino, first, count) => Some(Fix::DropPages {
+                        ino,
+                        first,
+                        count: count.into(),
+                    }),
+                    _ => None,
+                };
+                self.findings.push(Finding { fix, ..f });
             }
             return;
         };

@@ -852,6 +852,7 @@ impl Store {
             };
             let entry = Entry {
                 transform: from.transform,
+                stored_len: from.stored_len() as u32,
                 ..Entry::unit(PageKind::Data, ino.0, ptr.unit_base(idx), ptr.vpn)
             };
             pages += u64::from(from.pages);

@@ -110,6 +110,11 @@ pub enum Op {
         commit: bool,
         urgent: bool,
     },
+    /// Lays a regular file out again (`Filesystem::defrag`: its units
+    /// moved to the cleaner's log head, committed); its bytes stay.
+    Defrag {
+        file: u8,
+    },
     /// Snapshot `snapshot_name(slot)` of the present (handled by the
     /// harness: it records the model at that point).
     Snapshot {
@@ -198,6 +203,7 @@ pub fn op_strategy() -> impl Strategy<Value = Op> {
         1 => Just(Op::Remount),
         1 => Just(Op::CrashCut),
         1 => (any::<bool>(), any::<bool>()).prop_map(|(commit, urgent)| Op::Clean { commit, urgent }),
+        1 => any::<u8>().prop_map(|file| Op::Defrag { file }),
         1 => (0u8..4).prop_map(|slot| Op::Snapshot { slot }),
         1 => (0u8..4).prop_map(|slot| Op::DeleteSnapshot { slot }),
         1 => (0u8..2, 0u8..4).prop_map(|(slot, from)| Op::Clone { slot, from }),
@@ -990,6 +996,15 @@ pub fn apply_op(fs: &mut Filesystem, model: &mut Model, op: &Op) {
                 return;
             };
             fs.fsync(ino).unwrap_or_else(|e| panic!("{op:?}: {e}"));
+        }
+        Op::Defrag { file } => {
+            let Some(n) = m.pick(file, |k| matches!(k, Kind::File(_))) else {
+                return;
+            };
+            match fs.defrag(m.inodes[&n].ino, 0.0, false) {
+                Ok(_) | Err(Error::NoSpace) => {}
+                Err(e) => panic!("{op:?}: {e}"),
+            }
         }
         Op::Sync
         | Op::Remount

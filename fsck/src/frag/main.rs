@@ -5,6 +5,7 @@
 //! SVG picture.
 
 mod defrag;
+mod png;
 mod svg;
 mod text;
 
@@ -86,6 +87,9 @@ pub(crate) struct Args {
     /// layouts) as SVG into FILE
     #[arg(long, value_name = "FILE")]
     svg: Option<PathBuf>,
+    /// Also draw the picture (without its words) as PNG into FILE
+    #[arg(long, value_name = "FILE")]
+    png: Option<PathBuf>,
     #[command(flatten)]
     passphrase: PassphraseArgs,
 }
@@ -149,8 +153,13 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    if let Some(path) = &args.svg {
-        if let Err(e) = std::fs::write(path, svg::draw(&report)) {
+    let pictures = [
+        (&args.svg, Ok(svg::draw(&report).into_bytes())),
+        (&args.png, png::draw(&report)),
+    ];
+    for (path, bytes) in pictures {
+        let Some(path) = path else { continue };
+        if let Err(e) = bytes.and_then(|b| std::fs::write(path, b).map_err(|e| e.to_string())) {
             say(&format!(
                 "pagelog-frag: cannot write {}: {e}",
                 path.display()

@@ -6,24 +6,99 @@
 
 use std::fmt::Write as _;
 
-use pagelog_core::fsck::frag::Report;
+use pagelog_core::fsck::frag::{Report, SegmentLayout};
 
-const WIDTH: u32 = 800;
-const MARGIN: u32 = 16;
-const STRIP: u32 = 14;
+/// The picture's width (pixels).
+pub const WIDTH: u32 = 800;
+/// Margin around the picture.
+pub const MARGIN: u32 = 16;
+/// Height of a file's layout strip.
+pub const STRIP: u32 = 14;
 
-/// The fill of a segment with `live` of `pps` pages live.
-pub fn utilisation_fill(live: u32, pps: u32) -> String {
-    if live == 0 {
-        return "#e8e8e8".into();
-    }
-    let share = f64::from(live.min(pps)) / f64::from(pps);
-    format!("hsl(210,75%,{:.0}%)", 88.0 - 63.0 * share)
+/// A colour: hue, saturation and lightness (whole degrees and percents),
+/// or the grey of a free segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hsl {
+    /// (hue, saturation %, lightness %).
+    Colour(u32, u32, u32),
+    /// A free segment.
+    Free,
 }
 
-/// The fill of a segment whose data is at `rank` (0 oldest, 1 newest).
-fn age_fill(rank: f64) -> String {
-    format!("hsl({:.0},70%,55%)", 270.0 - 240.0 * rank)
+impl Hsl {
+    /// A segment with `live` of `pps` pages live: the fuller, the darker.
+    pub fn utilisation(live: u32, pps: u32) -> Hsl {
+        if live == 0 {
+            return Hsl::Free;
+        }
+        let share = f64::from(live.min(pps)) / f64::from(pps);
+        Hsl::Colour(210, 75, (88.0 - 63.0 * share).round() as u32)
+    }
+
+    /// A segment whose data is at `rank` of the ages (0 oldest, 1 newest).
+    fn age(rank: f64) -> Hsl {
+        Hsl::Colour((270.0 - 240.0 * rank).round() as u32, 70, 55)
+    }
+
+    /// As SVG writes it.
+    pub fn css(self) -> String {
+        match self {
+            Hsl::Free => "#e8e8e8".into(),
+            Hsl::Colour(h, s, l) => format!("hsl({h},{s}%,{l}%)"),
+        }
+    }
+
+    /// As red, green, blue.
+    pub fn rgb(self) -> [u8; 3] {
+        let Hsl::Colour(h, s, l) = self else {
+            return [0xe8, 0xe8, 0xe8];
+        };
+        let (s, l) = (f64::from(s) / 100.0, f64::from(l) / 100.0);
+        let c = (1.0 - (2.0 * l - 1.0).abs()) * s;
+        let hp = f64::from(h % 360) / 60.0;
+        let x = c * (1.0 - (hp % 2.0 - 1.0).abs());
+        let (r, g, b) = match hp as u32 {
+            0 => (c, x, 0.0),
+            1 => (x, c, 0.0),
+            2 => (0.0, c, x),
+            3 => (0.0, x, c),
+            4 => (x, 0.0, c),
+            _ => (c, 0.0, x),
+        };
+        let m = l - c / 2.0;
+        let to = |v: f64| ((v + m) * 255.0).round().clamp(0.0, 255.0) as u8;
+        [to(r), to(g), to(b)]
+    }
+}
+
+/// The ages of the used segments, ranked.
+pub struct Ages(Vec<i64>);
+
+impl Ages {
+    /// The ages in `r`.
+    pub fn of(r: &Report) -> Ages {
+        let mut ages: Vec<i64> = r
+            .segments
+            .iter()
+            .filter(|seg| seg.live > 0)
+            .map(|seg| seg.mtime)
+            .collect();
+        ages.sort_unstable();
+        ages.dedup();
+        Ages(ages)
+    }
+
+    /// The colour of `seg` by its age's rank.
+    pub fn fill(&self, seg: &SegmentLayout) -> Hsl {
+        if seg.live == 0 {
+            return Hsl::Free;
+        }
+        let rank = match self.0.len() {
+            0 | 1 => 1.0,
+            len => self.0.binary_search(&seg.mtime).unwrap_or(0) as f64 / (len - 1) as f64,
+        };
+        Hsl::age(rank)
+    }
 }
 
 fn escape(s: &str) -> String {
@@ -34,7 +109,7 @@ fn escape(s: &str) -> String {
 }
 
 /// Cells per row and the side of a cell, so that a map fits the width.
-fn grid(segments: u64) -> (u64, u32) {
+pub fn grid(segments: u64) -> (u64, u32) {
     let cols = 64u64.min(segments.max(1));
     let side = ((WIDTH - 2 * MARGIN) as u64 / cols).clamp(4, 12) as u32;
     (cols, side)
@@ -60,43 +135,21 @@ pub fn draw(r: &Report) -> String {
     );
     let mut y = MARGIN;
     let pps = r.geometry.pages_per_segment;
+    let caption = "segment utilisation (darker: more live pages; grey: free)";
     map(
         &mut s,
-        "utilisation",
-        "segment utilisation (darker: more live pages; grey: free)",
+        ("utilisation", caption),
         y,
         (cols, side),
         r,
-        |seg| utilisation_fill(seg.live, pps),
+        |seg| Hsl::utilisation(seg.live, pps),
     );
     y += map_h;
-    let mut ages: Vec<i64> = r
-        .segments
-        .iter()
-        .filter(|seg| seg.live > 0)
-        .map(|seg| seg.mtime)
-        .collect();
-    ages.sort_unstable();
-    ages.dedup();
-    let rank = |t: i64| match ages.len() {
-        0 | 1 => 1.0,
-        len => ages.binary_search(&t).unwrap_or(0) as f64 / (len - 1) as f64,
-    };
-    map(
-        &mut s,
-        "age",
-        "segment age (purple: oldest data, orange: newest; grey: free)",
-        y,
-        (cols, side),
-        r,
-        |seg| {
-            if seg.live == 0 {
-                "#e8e8e8".into()
-            } else {
-                age_fill(rank(seg.mtime))
-            }
-        },
-    );
+    let ages = Ages::of(r);
+    let caption = "segment age (purple: oldest data, orange: newest; grey: free)";
+    map(&mut s, ("age", caption), y, (cols, side), r, |seg| {
+        ages.fill(seg)
+    });
     y += map_h + 10;
     if !r.worst.is_empty() {
         let _ = writeln!(
@@ -147,12 +200,11 @@ pub fn draw(r: &Report) -> String {
 /// One map: a caption and a cell per segment, filled by `fill`.
 fn map(
     s: &mut String,
-    class: &str,
-    caption: &str,
+    (class, caption): (&str, &str),
     y: u32,
     (cols, side): (u64, u32),
     r: &Report,
-    fill: impl Fn(&pagelog_core::fsck::frag::SegmentLayout) -> String,
+    fill: impl Fn(&SegmentLayout) -> Hsl,
 ) {
     let pps = r.geometry.pages_per_segment;
     let _ = writeln!(s, r#"<text x="{MARGIN}" y="{}">{caption}</text>"#, y + 12);
@@ -166,7 +218,7 @@ fn map(
             r#"<rect class="seg" x="{x}" y="{yy}" width="{}" height="{}" fill="{}" data-seg="{i}" data-live="{}"><title>segment {i}: {} of {pps} pages live</title></rect>"#,
             side - 1,
             side - 1,
-            fill(seg),
+            fill(seg).css(),
             seg.live,
             seg.live
         );
