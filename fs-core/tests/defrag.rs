@@ -111,6 +111,7 @@ fn a_contiguous_file_is_left_alone() {
         .expect("create")
         .ino;
     fs.write(&root, ino, 0, &vec![1u8; 1 << 20]).expect("write");
+    fs.sync().expect("sync");
     let done = fs.defrag(ino, 0.0, false).expect("defrag");
     assert_eq!(done.before.extents, 1, "{:?}", done.before);
     assert_eq!(done.after, None);

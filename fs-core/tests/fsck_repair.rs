@@ -768,7 +768,7 @@ fn a_damaged_map_node_is_dropped_and_its_pages_become_holes() {
     damage_node(&img.dev, map);
     let out = repaired(&img, Kind::NodeDamaged);
     assert!(did(&out, |f| *f == Fix::Detach { ino: big, nid: map }));
-    assert!(did(&out, |f| *f == Fix::FreeNode { nid: map }));
+    assert!(did(&out, |f| *f == Fix::FreeDamaged { nid: map }));
     let mut fs = mount(&img.dev);
     let bytes = fs
         .read(big, 0, 400 * 4096)
@@ -802,11 +802,50 @@ fn a_damaged_inode_pack_loses_its_inodes_and_nothing_else() {
     );
     damage_node(&img.dev, pack);
     let out = repaired(&img, Kind::NodeDamaged);
-    assert!(did(&out, |f| *f == Fix::FreeNode { nid: pack }));
+    assert!(did(&out, |f| *f == Fix::FreeDamaged { nid: pack }));
     let mut fs = mount(&img.dev);
     for (i, ino) in inos.iter().enumerate() {
         let name = format!("f{i}");
         let found = fs.lookup(&root, d, name.as_bytes());
         assert_eq!(found.is_ok(), ino.pack() != pack, "{name}");
     }
+}
+
+#[test]
+fn preen_leaves_a_damaged_node_for_yes() {
+    let img = image();
+    let mut fs = mount(&img.dev);
+    let root = Cred::root();
+    let big = fs
+        .mknod(&root, Ino::ROOT, b"big", 0o644, 0)
+        .expect("create")
+        .ino;
+    fs.write(&root, big, 0, &vec![3u8; 400 * 4096])
+        .expect("write");
+    fs.unmount().expect("unmount");
+    let mut map = pagelog_core::Nid::NONE;
+    tamper(&img, |fs| {
+        fs.tamper()
+            .inode(big, |i| map = i.map_nids[0])
+            .expect("look");
+    });
+    damage_node(&img.dev, map);
+    let out = run_repair(&img.dev, Level::Full, Mode::Preen);
+    // Neither the node nor the units it names (leaked now) are freed.
+    assert!(
+        out.actions
+            .iter()
+            .all(|a| !matches!(a.fix, Fix::FreeDamaged { .. } | Fix::FreeUnit { .. })),
+        "{:?}",
+        out.actions
+    );
+    assert!(out.left_for_yes >= 2, "{}", out.left_for_yes);
+    assert!(out
+        .after
+        .findings
+        .iter()
+        .any(|f| f.kind == Kind::NodeDamaged));
+    // And -y mends it all.
+    let out = run_repair(&img.dev, Level::Full, Mode::All);
+    assert_eq!(out.after.problems(), 0, "{:?}", out.after.findings);
 }

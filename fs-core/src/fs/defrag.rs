@@ -115,7 +115,7 @@ impl Filesystem {
     /// so. Its dirty pages are written first (a commit).
     pub fn defrag(&mut self, ino: Ino, threshold: f64, dry_run: bool) -> Result<Defragged> {
         let (before, wanted) = self.defrag_begin(ino, threshold, dry_run)?;
-        if !wanted {
+        if !wanted || dry_run {
             return Ok(Defragged {
                 before,
                 after: None,
@@ -132,22 +132,26 @@ impl Filesystem {
         })
     }
 
-    /// The first part of [`Filesystem::defrag`]: writes the dirty pages
-    /// (unless `dry_run`), returns the file's layout and whether it is to
-    /// be moved; [`Filesystem::defrag_step`] from page 0 then moves it.
+    /// The first part of [`Filesystem::defrag`]: returns the file's
+    /// layout and whether it is to be moved (with `dry_run`: would be);
+    /// [`Filesystem::defrag_step`] from page 0 then moves it. A file to
+    /// move has its dirty pages written first (a commit); one left is not
+    /// committed for.
     pub fn defrag_begin(
         &mut self,
         ino: Ino,
         threshold: f64,
         dry_run: bool,
     ) -> Result<(Layout, bool)> {
-        if !dry_run {
-            self.writable()?;
-            self.sync()?;
-        }
+        let wanted = |l: &Layout| l.extents > l.ideal && l.factor() >= threshold;
         let before = self.layout(ino)?;
-        let wanted = before.extents > before.ideal && before.factor() >= threshold;
-        Ok((before, wanted && !dry_run))
+        if !wanted(&before) || dry_run {
+            return Ok((before, wanted(&before)));
+        }
+        self.writable()?;
+        self.sync()?;
+        let before = self.layout(ino)?;
+        Ok((before, wanted(&before)))
     }
 
     /// The last part of a defragmentation: the file's map nodes are
@@ -159,6 +163,7 @@ impl Filesystem {
     /// layout after.
     pub fn defrag_finish(&mut self, ino: Ino) -> Result<Layout> {
         let dev = self.dev();
+        let mut nodes = Vec::new();
         let mut stack: Vec<crate::ids::Nid> = self
             .inode(ino)?
             .map_nids
@@ -167,9 +172,21 @@ impl Filesystem {
             .filter(|n| !n.is_none())
             .collect();
         while let Some(nid) = stack.pop() {
-            let node = self.store.root.cache.get_mut(&*dev, nid)?;
-            if let crate::node::NodeBody::Indirect(ind) = &node.body {
+            nodes.push(nid);
+            if let crate::node::NodeBody::Indirect(ind) =
+                &self.store.root.cache.get(&*dev, nid)?.body
+            {
                 stack.extend(ind.nids.iter().copied().filter(|c| !c.is_none()));
+            }
+        }
+        // Only with room for them in the commit (they are an optimisation).
+        let need = crate::room::Demand {
+            pages: 0,
+            nodes: nodes.len() as u64,
+        };
+        if self.store.fits(need, crate::room::Tier::Data) {
+            for nid in nodes {
+                self.store.root.cache.get_mut(&*dev, nid)?;
             }
         }
         // The page address table's pages that place its units too, even
@@ -196,9 +213,13 @@ impl Filesystem {
         let Some(&(last, p)) = units.last() else {
             return Ok(None);
         };
-        let pages: u64 = units.iter().map(|(_, q)| u64::from(q.count.max(1))).sum();
-        if !self.store.free_at_least(pages) {
-            return Err(Error::NoSpace);
+        // A compressed or sealed unit is undone and its pages checked
+        // before it moves (a raw page is checked by the move itself):
+        // damage is never carried to a place where it looks whole.
+        for &(idx, q) in &units {
+            if q.is_packed() || self.store.sealer.is_some() {
+                self.read_stored(ino, idx, q)?;
+            }
         }
         self.store.relocate(ino, &units)?;
         Ok(Some(p.unit_base(last) + u64::from(p.count.max(1))))

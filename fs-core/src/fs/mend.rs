@@ -70,6 +70,10 @@ impl Filesystem {
                 self.free_node(*nid)?;
                 format!("node {nid} freed")
             }
+            Fix::FreeDamaged { nid } => {
+                self.free_node(*nid)?;
+                format!("damaged node {nid} freed (what it held is lost)")
+            }
             Fix::FreeUnit { vpn } => {
                 // Its pages were counted by no walk: the recount already
                 // left them out of the segment usage.
@@ -323,9 +327,10 @@ impl Filesystem {
             if !names.insert(name.clone()) {
                 continue;
             }
-            let dtype = match self.exists(ino)? {
-                true => super::dtype_of(self.inode(ino)?.mode),
-                false => dtype,
+            // An inode whose pack cannot be read keeps the entry's type.
+            let dtype = match self.exists(ino) {
+                Ok(true) => self.inode(ino).map_or(dtype, |i| super::dtype_of(i.mode)),
+                _ => dtype,
             };
             crate::dir_index::insert(
                 &mut self.store.root.cache,

@@ -157,6 +157,12 @@ pub enum Fix {
         /// The directory.
         dir: Ino,
     },
+    /// Free a node that fails its checksum or does not decode (what it
+    /// held is lost: an inode pack's inodes, a map node's pages).
+    FreeDamaged {
+        /// The node.
+        nid: Nid,
+    },
     /// Free a node nothing refers to.
     FreeNode {
         /// The node.
@@ -234,6 +240,7 @@ impl Fix {
             Fix::RemoveXattr { .. } => "remove-xattr",
             Fix::DropXattrNode { .. } => "free-xattr-node",
             Fix::FreeNode { .. } => "free-node",
+            Fix::FreeDamaged { .. } => "free-damaged-node",
             Fix::Detach { .. } => "detach-node",
             Fix::RebuildDir { .. } => "rebuild-directory",
             Fix::FreeUnit { .. } => "free-unit",
@@ -260,6 +267,7 @@ impl Fix {
                 | Fix::Unshare { .. }
                 | Fix::Prune { .. }
                 | Fix::Detach { .. }
+                | Fix::FreeDamaged { .. }
         )
     }
 }

@@ -297,10 +297,13 @@ pub fn extend(extents: &mut Vec<(PageAddr, u64)>, addr: PageAddr, pages: u64) {
 }
 
 /// The ideal extents of a file of `stored` pages now in `extents`: one per
-/// segment it needs, never more than it has.
+/// segment it needs, and one more for a file of more than a page (the log
+/// head it is written through may be anywhere in its segment, so even a
+/// small file may straddle one segment's end), never more than it has.
 pub fn ideal(stored: u64, extents: u64, geo: &Geometry) -> u64 {
     let pps = u64::from(geo.pages_per_segment);
-    stored.div_ceil(pps).max(1).min(extents.max(1))
+    let straddle = u64::from(stored > 1);
+    (stored.div_ceil(pps).max(1) + straddle).min(extents.max(1))
 }
 
 fn sum(files: &[FileLayout]) -> FileTotals {
@@ -410,9 +413,11 @@ mod tests {
             first_segment_page: 2,
         };
         assert_eq!(ideal(1, 1, &geo), 1);
-        assert_eq!(ideal(512, 3, &geo), 1);
-        assert_eq!(ideal(513, 3, &geo), 2);
+        assert_eq!(ideal(2, 2, &geo), 2);
+        assert_eq!(ideal(512, 3, &geo), 2);
+        assert_eq!(ideal(513, 3, &geo), 3);
         assert_eq!(ideal(5000, 3, &geo), 3);
+        assert_eq!(ideal(5000, 40, &geo), 11);
     }
 
     #[test]

@@ -145,6 +145,20 @@ fn pick(report: &Report, mode: Mode, failed: &[Fix]) -> (Vec<(Kind, Fix)>, usize
     if report.worst() == Some(Severity::Fatal) || report.recount.is_none() {
         return (Vec::new(), 0);
     }
+    // Beside damage a preen leaves, what looks leaked may be what the
+    // damage hides (a damaged node's pages): a preen frees nothing then.
+    let damaged = report
+        .findings
+        .iter()
+        .any(|f| f.severity >= Severity::Error && f.fix.as_ref().is_none_or(Fix::loses_anything));
+    let loses = |fix: &Fix| {
+        fix.loses_anything()
+            || (damaged
+                && matches!(
+                    fix,
+                    Fix::FreeNode { .. } | Fix::FreeUnit { .. } | Fix::DropXattrNode { .. }
+                ))
+    };
     let mut left = 0;
     let mut fixes: Vec<(Kind, Fix)> = Vec::new();
     for f in &report.findings {
@@ -155,13 +169,13 @@ fn pick(report: &Report, mode: Mode, failed: &[Fix]) -> (Vec<(Kind, Fix)>, usize
         if fixes.iter().any(|(_, x)| x == fix) {
             continue;
         }
-        if mode == Mode::Preen && fix.loses_anything() {
+        if mode == Mode::Preen && loses(fix) {
             left += 1;
         }
         fixes.push((f.kind, fix.clone()));
     }
     if mode == Mode::Preen {
-        fixes.retain(|(_, fix)| !fix.loses_anything());
+        fixes.retain(|(_, fix)| !loses(fix));
     }
     fixes.sort_by_key(|(_, fix)| order(fix));
     (fixes, left)
@@ -178,6 +192,7 @@ fn order(fix: &Fix) -> u8 {
         | Fix::Detach { .. }
         | Fix::RebuildDir { .. } => 1,
         Fix::FreeNode { .. }
+        | Fix::FreeDamaged { .. }
         | Fix::DropXattrNode { .. }
         | Fix::RemoveXattr { .. }
         | Fix::FreeUnit { .. } => 2,

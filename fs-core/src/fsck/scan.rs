@@ -708,7 +708,7 @@ fn read_run(
                 Finding::new(Severity::Error, Kind::NodeDamaged, what_failed(&e))
                     .nid(nid)
                     .addr(addr)
-                    .fix(Fix::FreeNode { nid }),
+                    .fix(Fix::FreeDamaged { nid }),
             );
             continue;
         }
@@ -722,7 +722,7 @@ fn read_run(
                 )
                 .nid(nid)
                 .addr(addr)
-                .fix(Fix::FreeNode { nid }),
+                .fix(Fix::FreeDamaged { nid }),
             );
             continue;
         }
@@ -734,7 +734,7 @@ fn read_run(
                 Finding::new(Severity::Error, Kind::NodeDamaged, e.to_string())
                     .nid(nid)
                     .addr(addr)
-                    .fix(Fix::FreeNode { nid }),
+                    .fix(Fix::FreeDamaged { nid }),
             ),
         }
     }

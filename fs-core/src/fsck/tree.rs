@@ -147,22 +147,11 @@ impl<'a> Walker<'a, '_> {
             );
             return None;
         };
-        if !self.reached.insert(nid) {
-            self.findings.push(
-                Finding::new(
-                    Severity::Error,
-                    Kind::NodeSharedTwice,
-                    "node referenced twice",
-                )
-                .ino(ino)
-                .nid(nid)
-                .fix(Fix::Detach { ino, nid }),
-            );
-            return None;
-        }
-        // A pack reached here (an empty one: the others are reached
-        // already) is named below as the wrong kind of node.
-        if held.ino() != ino {
+        // A node of another inode: this reference is the wrong one (the
+        // owner's, walked from the owner, keeps it). A pack reached here
+        // (an empty one: the others are reached already) is named below
+        // as the wrong kind of node.
+        if held.ino() != ino && !matches!(held, Held::Pack(_)) {
             self.findings.push(
                 Finding::new(
                     Severity::Error,
@@ -170,8 +159,24 @@ impl<'a> Walker<'a, '_> {
                     format!("node belongs to inode {}", held.ino()),
                 )
                 .ino(ino)
+                .nid(nid)
+                .fix(Fix::Detach { ino, nid }),
+            );
+            return None;
+        }
+        if !self.reached.insert(nid) {
+            // Twice from its own inode: which reference is right cannot be
+            // known, so no fix.
+            self.findings.push(
+                Finding::new(
+                    Severity::Error,
+                    Kind::NodeSharedTwice,
+                    "node referenced twice",
+                )
+                .ino(ino)
                 .nid(nid),
             );
+            return None;
         }
         Some(held)
     }

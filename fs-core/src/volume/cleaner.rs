@@ -822,12 +822,25 @@ impl Store {
     /// and its stored bytes as they are; its old pages die. Raw pages are
     /// checked against `crc` (the pointer's) before they move, so damage
     /// is never carried along. Returns the pages moved.
+    /// Fails with `NoSpace`, having changed nothing, unless the free
+    /// segments take the units beside the next commit (as a cleaning pass
+    /// checks: the cleaner's head may need two segments of its own).
     pub(crate) fn relocate(&mut self, ino: Ino, units: &[(u64, BlockPtr)]) -> Result<u64> {
         self.check_health()?;
         if self.read_only {
             return Err(Error::ReadOnly);
         }
         let dev = self.dev.clone();
+        let dev_ref: &dyn BlockDevice = &*dev;
+        let mut need = 0u64;
+        for &(_, ptr) in units {
+            if let Some(e) = self.pat.lookup(dev_ref, ptr.vpn)? {
+                need += u64::from(e.pages);
+            }
+        }
+        if !self.pass_fits(need, false) {
+            return Err(Error::NoSpace);
+        }
         let dev: &dyn BlockDevice = &*dev;
         let mut moves = Vec::with_capacity(units.len());
         let mut pages = 0;

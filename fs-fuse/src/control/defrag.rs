@@ -45,10 +45,11 @@ pub fn answer(req: &Value, ctx: &Context) -> Value {
                 return json!({ "ino": v, "error": "not an inode number" });
             };
             match defrag(ctx, Ino(ino), threshold, dry_run) {
-                Ok((before, after)) => json!({
+                Ok((before, after, would_move)) => json!({
                     "ino": ino,
                     "before": layout(&before),
                     "after": after.as_ref().map(layout),
+                    "would_move": would_move,
                 }),
                 Err(e) => json!({ "ino": ino, "error": e.to_string() }),
             }
@@ -58,23 +59,24 @@ pub fn answer(req: &Value, ctx: &Context) -> Value {
 }
 
 /// Defragments `ino` a step per hold of the lock; returns its layout
-/// before, and after if it moved.
+/// before, after if it moved, and whether it was to move (a dry run's
+/// answer).
 fn defrag(
     ctx: &Context,
     ino: Ino,
     threshold: f64,
     dry_run: bool,
-) -> pagelog_core::Result<(Layout, Option<Layout>)> {
+) -> pagelog_core::Result<(Layout, Option<Layout>, bool)> {
     let shared = &ctx.shared;
     let (before, wanted) =
         shared.with(|fs: &mut Filesystem| fs.defrag_begin(ino, threshold, dry_run))?;
-    if !wanted {
-        return Ok((before, None));
+    if !wanted || dry_run {
+        return Ok((before, None, wanted));
     }
     let mut next = Some(0);
     while let Some(from) = next {
         next = shared.with(|fs| fs.defrag_step(ino, from))?;
     }
     let after = shared.with(|fs| fs.defrag_finish(ino))?;
-    Ok((before, Some(after)))
+    Ok((before, Some(after), true))
 }

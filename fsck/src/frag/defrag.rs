@@ -70,7 +70,13 @@ fn files(path: &Path, recursive: bool, out: &mut Vec<(u64, PathBuf)>) -> Result<
 pub fn main(args: &Args) -> ExitCode {
     let mut by_mount: Vec<(PathBuf, Vec<(u64, PathBuf)>)> = Vec::new();
     for path in &args.targets {
-        let Some(mnt) = mountpoint_of(path) else {
+        // The file must be on the mount itself, not on one mounted under
+        // it (whose inode numbers would name other files).
+        let same_fs = |mnt: &Path| {
+            let dev = |p: &Path| std::fs::metadata(p).map(|m| m.dev()).ok();
+            dev(mnt).is_some() && dev(mnt) == dev(path)
+        };
+        let Some(mnt) = mountpoint_of(path).filter(|m| same_fs(m)) else {
             say(&format!(
                 "pagelog-frag: {} is not on a mounted pagelog filesystem",
                 path.display()
@@ -163,7 +169,7 @@ fn text(results: &[(PathBuf, Value)], dry_run: bool) -> String {
         let extents = |l: &Value| l["extents"].as_u64().unwrap_or(0);
         if a.is_null() {
             left += 1;
-            let why = if dry_run && extents(b) > b["ideal"].as_u64().unwrap_or(0) {
+            let why = if dry_run && r["would_move"].as_bool() == Some(true) {
                 "would move"
             } else {
                 "left"

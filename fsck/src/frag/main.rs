@@ -29,7 +29,8 @@ const RETRIES: usize = 5;
 const AFTER_HELP: &str = "\
 What it reports, from the newest checkpoint (no file data is read):
   files      files with data, those in more extents than their ideal (one extent per
-             segment a file needs: the log writes a file contiguously inside a segment)
+             segment a file needs, plus one: the log writes a file contiguously inside a
+             segment, and the head it writes through may be anywhere in its segment)
              and the bytes they hold; the fragmentation factor (extents past the ideal,
              as a share of all extents, as xfs_db's frag); the seeks per MiB a
              sequential read of every file makes; with compression, logical and stored
@@ -153,6 +154,16 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    // A cell a segment: past this many, a picture is no longer worth its
+    // size (the JSON still says everything).
+    const MAX_DRAWN: usize = 1 << 18;
+    if (args.svg.is_some() || args.png.is_some()) && report.segments.len() > MAX_DRAWN {
+        say(&format!(
+            "pagelog-frag: {} segments are too many to draw one cell each (at most {MAX_DRAWN}); use --json",
+            report.segments.len()
+        ));
+        return ExitCode::from(EXIT_FAILED);
+    }
     let pictures = [
         (&args.svg, Ok(svg::draw(&report).into_bytes())),
         (&args.png, png::draw(&report)),

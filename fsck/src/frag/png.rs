@@ -21,7 +21,7 @@ struct Canvas {
 
 impl Canvas {
     fn new(width: u32, height: u32) -> Canvas {
-        let mut pixels = vec![0u8; (width * height * 3) as usize];
+        let mut pixels = vec![0u8; width as usize * height as usize * 3];
         for p in pixels.chunks_exact_mut(3) {
             p.copy_from_slice(&BACKGROUND);
         }
@@ -33,9 +33,9 @@ impl Canvas {
     }
 
     fn rect(&mut self, x: u32, y: u32, w: u32, h: u32, c: Rgb) {
-        for yy in y..(y + h).min(self.height) {
-            for xx in x..(x + w).min(self.width) {
-                let at = ((yy * self.width + xx) * 3) as usize;
+        for yy in y..y.saturating_add(h).min(self.height) {
+            for xx in x..x.saturating_add(w).min(self.width) {
+                let at = (yy as usize * self.width as usize + xx as usize) * 3;
                 self.pixels[at..at + 3].copy_from_slice(&c);
             }
         }
