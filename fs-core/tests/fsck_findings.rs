@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use pagelog_core::fsck::{Kind, Level, Report, Severity};
 use pagelog_core::recovery::recover;
-use pagelog_core::segment_summary::Summary;
 use pagelog_core::{BlockDevice, Cred, Filesystem, Ino, MemDevice, PageAddr};
 
 struct Image {
@@ -421,26 +420,10 @@ fn crash_leaves_info_only() {
 
 /// The file's first page, and the summary of the record holding it: the
 /// nearest summary page before it.
-fn first_page_and_its_summary(img: &Image) -> (PageAddr, PageAddr, Summary) {
-    let mut fs = mount(&img.dev);
-    let first = fs.tamper().data_addr(img.file, 0).expect("pointer");
-    let first = first.expect("stored");
-    fs.unmount().expect("unmount");
-    let mut addr = first;
-    loop {
-        let mut page = vec![0u8; 4096];
-        img.dev.read(addr, &mut page).expect("read");
-        if let Ok(Some(s)) = Summary::decode(&page, addr) {
-            return (first, addr, s);
-        }
-        addr = PageAddr(addr.0 - 1);
-    }
-}
-
 #[test]
 fn damaged_record_summary_is_found() {
     let img = image();
-    let (_, summary, _) = first_page_and_its_summary(&img);
+    let (_, summary, _) = support::first_page_and_its_summary(&img.dev, img.file);
     flip(&img.dev, summary, 70);
     let r = run(&img.dev, Level::Full);
     assert_finds(&r, Kind::SummaryWrong);
@@ -458,7 +441,7 @@ fn summary_entry_that_lies_is_named() {
     let img = image();
     // A well-formed summary (its checksum right) that describes the file's
     // first page as page 7: only the comparison of contents can tell.
-    let (page, at, mut summary) = first_page_and_its_summary(&img);
+    let (page, at, mut summary) = support::first_page_and_its_summary(&img.dev, img.file);
     let e = &mut summary.entries[(page.0 - at.0 - 1) as usize];
     assert_eq!((e.owner, e.index), (img.file.0, 0), "the entry of the page");
     e.index = 7;

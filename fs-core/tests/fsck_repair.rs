@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use pagelog_core::fsck::repair::{self, Mode, Outcome};
 use pagelog_core::fsck::{Fix, Kind, Level, Severity};
-use pagelog_core::segment_summary::Summary;
 use pagelog_core::{BlockDevice, Cred, Filesystem, Ino, MemDevice, MountOptions, PageAddr};
 
 mod support;
@@ -546,27 +545,10 @@ fn a_healthy_image_is_not_written() {
     assert_eq!(img.dev.snapshot(), snap);
 }
 
-/// The file's first data page, and the record summary describing it.
-fn first_page_and_its_summary(img: &Image) -> (PageAddr, PageAddr, Summary) {
-    let mut fs = mount(&img.dev);
-    let first = fs.tamper().data_addr(img.file, 0).expect("pointer");
-    let first = first.expect("stored");
-    fs.unmount().expect("unmount");
-    let mut addr = first;
-    loop {
-        let mut page = vec![0u8; 4096];
-        img.dev.read(addr, &mut page).expect("read");
-        if let Ok(Some(s)) = Summary::decode(&page, addr) {
-            return (first, addr, s);
-        }
-        addr = PageAddr(addr.0 - 1);
-    }
-}
-
 #[test]
 fn pages_a_damaged_record_summary_no_longer_describes_are_written_again() {
     let img = image();
-    let (_, summary, _) = first_page_and_its_summary(&img);
+    let (_, summary, _) = support::first_page_and_its_summary(&img.dev, img.file);
     let mut page = vec![0u8; 4096];
     img.dev.read(summary, &mut page).expect("read");
     page[70] ^= 0x20;
@@ -578,7 +560,7 @@ fn pages_a_damaged_record_summary_no_longer_describes_are_written_again() {
 #[test]
 fn a_page_its_summary_misdescribes_is_written_again() {
     let img = image();
-    let (page, at, mut summary) = first_page_and_its_summary(&img);
+    let (page, at, mut summary) = support::first_page_and_its_summary(&img.dev, img.file);
     summary.entries[(page.0 - at.0 - 1) as usize].index = 7;
     img.dev.write(at, &summary.encode()[..]).expect("write");
     let out = repaired(&img, Kind::SummaryWrong);
@@ -746,9 +728,9 @@ fn damage_node(dev: &Arc<MemDevice>, nid: pagelog_core::Nid) {
     dev.write(addr, &page).expect("write");
 }
 
-#[test]
-fn a_damaged_map_node_is_dropped_and_its_pages_become_holes() {
-    let img = image();
+/// A 400-page file `/big` (bytes 3) whose first map node is then
+/// damaged: the file and the node.
+fn file_with_damaged_map_node(img: &Image) -> (Ino, pagelog_core::Nid) {
     let mut fs = mount(&img.dev);
     let root = Cred::root();
     let big = fs
@@ -759,13 +741,20 @@ fn a_damaged_map_node_is_dropped_and_its_pages_become_holes() {
         .expect("write");
     fs.unmount().expect("unmount");
     let mut map = pagelog_core::Nid::NONE;
-    tamper(&img, |fs| {
+    tamper(img, |fs| {
         fs.tamper()
             .inode(big, |i| map = i.map_nids[0])
             .expect("look");
     });
     assert!(!map.is_none(), "the file has a map node");
     damage_node(&img.dev, map);
+    (big, map)
+}
+
+#[test]
+fn a_damaged_map_node_is_dropped_and_its_pages_become_holes() {
+    let img = image();
+    let (big, map) = file_with_damaged_map_node(&img);
     let out = repaired(&img, Kind::NodeDamaged);
     assert!(did(&out, |f| *f == Fix::Detach { ino: big, nid: map }));
     assert!(did(&out, |f| *f == Fix::FreeDamaged { nid: map }));
@@ -814,22 +803,7 @@ fn a_damaged_inode_pack_loses_its_inodes_and_nothing_else() {
 #[test]
 fn preen_leaves_a_damaged_node_for_yes() {
     let img = image();
-    let mut fs = mount(&img.dev);
-    let root = Cred::root();
-    let big = fs
-        .mknod(&root, Ino::ROOT, b"big", 0o644, 0)
-        .expect("create")
-        .ino;
-    fs.write(&root, big, 0, &vec![3u8; 400 * 4096])
-        .expect("write");
-    fs.unmount().expect("unmount");
-    let mut map = pagelog_core::Nid::NONE;
-    tamper(&img, |fs| {
-        fs.tamper()
-            .inode(big, |i| map = i.map_nids[0])
-            .expect("look");
-    });
-    damage_node(&img.dev, map);
+    file_with_damaged_map_node(&img);
     let out = run_repair(&img.dev, Level::Full, Mode::Preen);
     // Neither the node nor the units it names (leaked now) are freed.
     assert!(

@@ -443,9 +443,6 @@ impl Filesystem {
         if start >= end {
             return Ok(());
         }
-        let dev = self.dev();
-        let dev = &*dev;
-        let building = self.store.building();
         let mut removed = Vec::new();
         for idx in start / PS..=(end - 1) / PS {
             let lo = start.max(idx * PS) - idx * PS;
@@ -454,20 +451,29 @@ impl Filesystem {
                 self.zero_in_page(ino, idx, lo as usize, hi as usize)?;
                 continue;
             }
-            self.store.root.dirty.remove_range(ino, idx, idx + 1);
-            let s = &mut self.store;
-            let old = file_map::set(
-                &mut s.root.cache,
-                dev,
-                &mut life!(s, dev, building),
-                ino,
-                idx,
-                BlockPtr::HOLE,
-            )?;
-            removed.push((idx, old));
+            removed.push((idx, self.clear_pointer(ino, idx)?));
         }
         let gone = self.store.unpointed(ino, &removed)?;
         self.add_blocks(ino, -(gone as i64))
+    }
+
+    /// Makes page `idx` of `ino` a hole (its dirty copy dropped too) and
+    /// returns the pointer it had; what that pointer held is the caller's
+    /// to let go (`Store::unpointed`) or keep.
+    pub(super) fn clear_pointer(&mut self, ino: Ino, idx: u64) -> Result<BlockPtr> {
+        let dev = self.dev();
+        let dev = &*dev;
+        let building = self.store.building();
+        self.store.root.dirty.remove_range(ino, idx, idx + 1);
+        let s = &mut self.store;
+        file_map::set(
+            &mut s.root.cache,
+            dev,
+            &mut life!(s, dev, building),
+            ino,
+            idx,
+            BlockPtr::HOLE,
+        )
     }
 
     /// `lseek(2)` with SEEK_DATA or SEEK_HOLE.

@@ -33,10 +33,7 @@ pub struct Layout {
 impl Layout {
     /// Extents past the ideal, as a share of all.
     pub fn factor(&self) -> f64 {
-        if self.extents == 0 {
-            return 0.0;
-        }
-        self.extents.saturating_sub(self.ideal) as f64 / self.extents as f64
+        frag::factor(self.extents, self.ideal)
     }
 }
 

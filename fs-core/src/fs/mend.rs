@@ -9,7 +9,6 @@
 //! the next pass rebuilds exactly (`fsck/repair.rs`).
 
 use super::Filesystem;
-use crate::block_ptr::BlockPtr;
 use crate::error::{Error, Result};
 use crate::file_map;
 use crate::fsck::Fix;
@@ -391,19 +390,7 @@ impl Filesystem {
     /// Sets page `idx` of `ino` to a hole without letting its unit die
     /// (it is free already, or another file's).
     fn forget_pointer(&mut self, ino: Ino, idx: u64) -> Result<()> {
-        let dev = self.dev();
-        let dev = &*dev;
-        let building = self.store.building();
-        self.store.root.dirty.remove_range(ino, idx, idx + 1);
-        let s = &mut self.store;
-        let old = file_map::set(
-            &mut s.root.cache,
-            dev,
-            &mut life!(s, dev, building),
-            ino,
-            idx,
-            BlockPtr::HOLE,
-        )?;
+        let old = self.clear_pointer(ino, idx)?;
         // A compressed cluster whose unit is gone counted no page in the
         // check (nor in the page count the Blocks fix set).
         if old.is_allocated() && !old.is_packed() {

@@ -21,6 +21,15 @@ use crate::ids::{CheckpointNo, Ino, PageAddr, SegmentNo};
 use crate::layout::{Geometry, PAGE_SIZE};
 use crate::recovery;
 
+/// Extents past the ideal, as a share of all (xfs_db's fragmentation
+/// factor).
+pub fn factor(extents: u64, ideal: u64) -> f64 {
+    if extents == 0 {
+        return 0.0;
+    }
+    extents.saturating_sub(ideal) as f64 / extents as f64
+}
+
 /// Pages per MiB.
 const PAGES_PER_MIB: f64 = (1 << 20) as f64 / PAGE_SIZE as f64;
 
@@ -45,11 +54,7 @@ impl FileLayout {
     /// Extents past the ideal, as a share of all (xfs_db's fragmentation
     /// factor for one file).
     pub fn factor(&self) -> f64 {
-        let n = self.extents.len() as f64;
-        if n == 0.0 {
-            return 0.0;
-        }
-        (n - self.ideal as f64).max(0.0) / n
+        factor(self.extents.len() as u64, self.ideal)
     }
 
     /// Is it in more extents than its ideal?
@@ -102,10 +107,7 @@ pub struct FileTotals {
 impl FileTotals {
     /// xfs_db's fragmentation factor: extents past the ideal, as a share.
     pub fn factor(&self) -> f64 {
-        if self.extents == 0 {
-            return 0.0;
-        }
-        self.extents.saturating_sub(self.ideal) as f64 / self.extents as f64
+        factor(self.extents, self.ideal)
     }
 
     /// Seeks per MiB a sequential read of every file makes.

@@ -113,3 +113,30 @@ pub fn fsck(dev: &Arc<MemDevice>, level: Level) -> Report {
         &mut |_, _, _| {},
     )
 }
+
+/// The first data page of `ino` on `dev`, and the record summary that
+/// describes it: (page, summary's address, summary).
+#[allow(dead_code)]
+pub fn first_page_and_its_summary(
+    dev: &Arc<MemDevice>,
+    ino: pagelog_core::Ino,
+) -> (
+    pagelog_core::PageAddr,
+    pagelog_core::PageAddr,
+    pagelog_core::segment_summary::Summary,
+) {
+    use pagelog_core::{segment_summary::Summary, PageAddr};
+    let mut fs = mount(dev);
+    let first = fs.tamper().data_addr(ino, 0).expect("pointer");
+    let first = first.expect("stored");
+    fs.unmount().expect("unmount");
+    let mut addr = first;
+    loop {
+        let mut page = vec![0u8; 4096];
+        dev.read(addr, &mut page).expect("read");
+        if let Ok(Some(s)) = Summary::decode(&page, addr) {
+            return (first, addr, s);
+        }
+        addr = PageAddr(addr.0 - 1);
+    }
+}
