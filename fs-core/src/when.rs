@@ -61,6 +61,13 @@ pub fn stamp(time_ns: i64) -> String {
         .unwrap_or_else(|_| time_ns.to_string())
 }
 
+/// `time_ns` as a UTC time for people: `2026-12-02 10:15:00 UTC`.
+pub fn readable(time_ns: i64) -> String {
+    jiff::Timestamp::from_nanosecond(i128::from(time_ns))
+        .map(|t| t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string())
+        .unwrap_or_else(|_| format!("{time_ns} ns after the epoch"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use pagelog_core::fsck::repair::{self, Mode, Outcome};
-use pagelog_core::fsck::{Fix, Kind, Level, Severity};
+use pagelog_core::fsck::{self, Fix, Kind, Level, Severity};
+use pagelog_core::ids::CheckpointNo;
+use pagelog_core::rewind;
 use pagelog_core::{BlockDevice, Cred, Filesystem, Ino, MemDevice, MountOptions, PageAddr};
 
 mod support;
@@ -578,7 +580,7 @@ fn a_page_its_summary_misdescribes_is_written_again() {
 /// them torn.)
 #[test]
 fn every_crash_state_of_a_repair_mounts_keeps_files_and_repairs_clean() {
-    use pagelog_core::testing::{CrashState, RecordingDevice};
+    use pagelog_core::testing::RecordingDevice;
     let img = image();
     tamper(&img, |fs| {
         let mut t = fs.tamper();
@@ -592,6 +594,35 @@ fn every_crash_state_of_a_repair_mounts_keeps_files_and_repairs_clean() {
     let dev = Arc::new(RecordingDevice::new(&img.dev.snapshot()));
     let out = repair::repair(dev.clone(), None, Level::Full, Mode::All, &mut |_, _, _| {});
     assert_eq!(out.after.problems(), 0, "{:?}", out.after.findings);
+    let states = each_crash_state(&dev, &mut |what, image| {
+        let now = readable(&image);
+        for (path, bytes) in &before {
+            let found = now.get(path).or_else(|| {
+                now.iter()
+                    .find(|(p, b)| p.starts_with("/lost+found/") && *b == bytes)
+                    .map(|(_, b)| b)
+            });
+            assert_eq!(found, Some(bytes), "{what}: {path}");
+        }
+        let again = run_repair(&image, Level::Full, Mode::All);
+        assert_eq!(
+            again.after.problems(),
+            0,
+            "{what}: {:?}",
+            again.after.findings
+        );
+    });
+    assert!(states > 30, "{states} states");
+}
+
+/// Calls `f` with every crash state of what `dev` recorded (every prefix
+/// of its writes, with none, all or each one of the writes in flight
+/// landing, and the first of them torn), named; returns how many.
+fn each_crash_state(
+    dev: &pagelog_core::testing::RecordingDevice,
+    f: &mut dyn FnMut(String, Arc<MemDevice>),
+) -> usize {
+    use pagelog_core::testing::CrashState;
     let events = dev.events().len();
     let mut states = 0;
     for prefix in 0..=events {
@@ -616,27 +647,14 @@ fn every_crash_state_of_a_repair_mounts_keeps_files_and_repairs_clean() {
         }
         for state in crash {
             let what = format!("{state:?} of {events}");
-            let image = Arc::new(MemDevice::from_bytes(&dev.crash_image(&state)));
-            let now = readable(&image);
-            for (path, bytes) in &before {
-                let found = now.get(path).or_else(|| {
-                    now.iter()
-                        .find(|(p, b)| p.starts_with("/lost+found/") && *b == bytes)
-                        .map(|(_, b)| b)
-                });
-                assert_eq!(found, Some(bytes), "{what}: {path}");
-            }
-            let again = run_repair(&image, Level::Full, Mode::All);
-            assert_eq!(
-                again.after.problems(),
-                0,
-                "{what}: {:?}",
-                again.after.findings
+            f(
+                what,
+                Arc::new(MemDevice::from_bytes(&dev.crash_image(&state))),
             );
             states += 1;
         }
     }
-    assert!(states > 30, "{states} states");
+    states
 }
 
 #[test]
@@ -822,4 +840,209 @@ fn preen_leaves_a_damaged_node_for_yes() {
     // And -y mends it all.
     let out = run_repair(&img.dev, Level::Full, Mode::All);
     assert_eq!(out.after.problems(), 0, "{:?}", out.after.findings);
+}
+
+/// The checkpoint the superblocks name, and its page.
+fn named_checkpoint(dev: &Arc<MemDevice>) -> (CheckpointNo, PageAddr) {
+    let (good, _) = pagelog_core::recovery::read_superblocks(&**dev).expect("superblocks");
+    (good[0].checkpoint_no, good[0].checkpoint_addr)
+}
+
+/// Writes `/late` after `img` (committed, then written again and
+/// unmounted); returns the checkpoint before it.
+fn with_late_file(img: &Image) -> CheckpointNo {
+    let (before, _) = named_checkpoint(&img.dev);
+    let mut fs = mount(&img.dev);
+    let root = Cred::root();
+    let f = fs
+        .mknod(&root, Ino::ROOT, b"late", 0o644, 0)
+        .expect("create")
+        .ino;
+    fs.write(&root, f, 0, b"written after").expect("write");
+    fs.sync().expect("commit");
+    fs.write(&root, f, 13, b" and again").expect("write");
+    fs.unmount().expect("unmount");
+    before
+}
+
+#[test]
+fn a_damaged_newest_checkpoint_falls_back_to_the_newest_one_before_it() {
+    let img = image();
+    let kept = readable(&img.dev);
+    with_late_file(&img);
+    let (named, addr) = named_checkpoint(&img.dev);
+    let mut page = vec![0u8; 4096];
+    img.dev.read(addr, &mut page).expect("read");
+    page[100] ^= 0xff;
+    img.dev.write(addr, &page).expect("damage");
+    let check = support::fsck(&img.dev, Level::Full);
+    let fatal = check
+        .findings
+        .iter()
+        .find(|f| f.severity == Severity::Fatal);
+    let fatal = fatal.expect("the check cannot go on");
+    assert_eq!(fatal.kind, Kind::CheckpointDamaged);
+    let Some(Fix::Rewind { to }) = fatal.fix else {
+        panic!("no fall back named: {fatal:?}")
+    };
+    assert!(to < named, "{to} {named}");
+    let says = format!("starts from checkpoint {to}");
+    assert!(fatal.message.contains(&says), "{}", fatal.message);
+    // Falling back loses commits: not a preen's to do.
+    let bytes = img.dev.snapshot();
+    assert!(!run_repair(&img.dev, Level::Full, Mode::Preen).changed());
+    assert!(img.dev.snapshot() == bytes, "a preen wrote");
+    let out = run_repair(&img.dev, Level::Full, Mode::All);
+    assert!(out.changed(), "{:?}", out.actions);
+    let rewind = out.actions.iter().find(|a| a.fix == Fix::Rewind { to });
+    let said = rewind.expect("rewound").outcome.as_ref().expect("rewound");
+    assert!(
+        said.contains(&format!("instead of checkpoint {named}")),
+        "{said}"
+    );
+    assert_eq!(out.after.problems(), 0, "{:?}", out.after.findings);
+    assert_eq!(support::fsck(&img.dev, Level::VerifyData).problems(), 0);
+    let now = readable(&img.dev);
+    for (path, bytes) in &kept {
+        assert_eq!(now.get(path), Some(bytes), "{path}");
+    }
+    // The file written last is as a commit before the damaged one held
+    // it: never other bytes.
+    let late = now.get("/late").map(Vec::as_slice);
+    assert!(
+        matches!(
+            late,
+            None | Some(b"written after") | Some(b"written after and again")
+        ),
+        "{late:?}"
+    );
+    let (after, _) = named_checkpoint(&img.dev);
+    assert!(after > to, "a new checkpoint is named: {after}");
+}
+
+#[test]
+fn checkpoint_n_is_checked_and_repaired_from_exactly() {
+    let img = image();
+    let kept = readable(&img.dev);
+    let k = with_late_file(&img);
+    let (named, _) = named_checkpoint(&img.dev);
+    assert!(named > k);
+    assert_ne!(readable(&img.dev), kept, "the late file is there");
+    // Checked as asked, and nothing written.
+    let bytes = img.dev.snapshot();
+    let dev = img.dev.clone() as Arc<dyn BlockDevice>;
+    let r = rewind::rewind(dev.clone(), None, k, true).expect("in the log");
+    let report = fsck::check(r.device.clone(), None, Level::Full, &mut |_, _, _| {});
+    assert_eq!(report.checkpoint, Some(k));
+    assert_eq!(report.problems(), 0, "{:?}", report.findings);
+    assert!(r
+        .describe()
+        .contains(&format!("instead of checkpoint {named}")));
+    assert!(img.dev.snapshot() == bytes, "a check wrote");
+    // A checkpoint the log does not hold: refused, nothing written.
+    let out = repair::repair_from(
+        dev.clone(),
+        None,
+        Level::Full,
+        Mode::All,
+        Some(CheckpointNo(named.0 + 100)),
+        &mut |_, _, _| {},
+    );
+    assert!(!out.changed());
+    assert!(out.actions[0].outcome.is_err(), "{:?}", out.actions);
+    assert!(img.dev.snapshot() == bytes, "a refused rewind wrote");
+    // Repaired from it: what came after is gone, for good (recovery does
+    // not walk on into the newer commits).
+    let out = repair::repair_from(
+        dev,
+        None,
+        Level::Full,
+        Mode::All,
+        Some(k),
+        &mut |_, _, _| {},
+    );
+    assert!(out.changed(), "{:?}", out.actions);
+    assert_eq!(out.after.problems(), 0, "{:?}", out.after.findings);
+    assert_eq!(readable(&img.dev), kept);
+    let fs = mount(&img.dev);
+    fs.unmount().expect("unmount");
+    assert_eq!(readable(&img.dev), kept);
+    assert_eq!(support::fsck(&img.dev, Level::VerifyData).problems(), 0);
+}
+
+/// A rewind is a commit like any other repair's: a power cut anywhere in
+/// it leaves the state before it or the state after it.
+#[test]
+fn every_crash_state_of_a_rewind_is_the_state_before_or_after_it() {
+    use pagelog_core::testing::RecordingDevice;
+    let img = image();
+    let kept = readable(&img.dev);
+    let k = with_late_file(&img);
+    let newest = readable(&img.dev);
+    let dev = Arc::new(RecordingDevice::new(&img.dev.snapshot()));
+    let out = repair::repair_from(
+        dev.clone(),
+        None,
+        Level::Full,
+        Mode::All,
+        Some(k),
+        &mut |_, _, _| {},
+    );
+    assert_eq!(out.after.problems(), 0, "{:?}", out.after.findings);
+    let states = each_crash_state(&dev, &mut |what, image| {
+        let now = readable(&image);
+        assert!(now == kept || now == newest, "{what}: {now:?}");
+        let report = support::fsck(&image, Level::Full);
+        assert_eq!(report.problems(), 0, "{what}: {:?}", report.findings);
+    });
+    assert!(states > 10, "{states} states");
+}
+
+/// Falling back past a damaged checkpoint, cut short anywhere: the image
+/// is still the damaged one (and a repair falls back again) or the state
+/// fallen back to, whole.
+#[test]
+fn every_crash_state_of_a_fall_back_is_the_damage_or_its_repair() {
+    use pagelog_core::testing::RecordingDevice;
+    let img = image();
+    let kept = readable(&img.dev);
+    with_late_file(&img);
+    let (_, addr) = named_checkpoint(&img.dev);
+    let mut page = vec![0u8; 4096];
+    img.dev.read(addr, &mut page).expect("read");
+    page[9] ^= 0x01;
+    img.dev.write(addr, &page).expect("damage");
+    let dev = Arc::new(RecordingDevice::new(&img.dev.snapshot()));
+    let out = repair::repair(dev.clone(), None, Level::Full, Mode::All, &mut |_, _, _| {});
+    assert_eq!(out.after.problems(), 0, "{:?}", out.after.findings);
+    let (mut damaged, mut mended) = (0, 0);
+    each_crash_state(&dev, &mut |what, image| {
+        let report = support::fsck(&image, Level::Full);
+        if report.worst() == Some(Severity::Fatal) {
+            assert!(
+                report
+                    .findings
+                    .iter()
+                    .any(|f| matches!(f.fix, Some(Fix::Rewind { .. }))),
+                "{what}: {:?}",
+                report.findings
+            );
+            damaged += 1;
+            let again = run_repair(&image, Level::Full, Mode::All);
+            assert_eq!(
+                again.after.problems(),
+                0,
+                "{what}: {:?}",
+                again.after.findings
+            );
+        } else {
+            assert_eq!(report.problems(), 0, "{what}: {:?}", report.findings);
+            mended += 1;
+        }
+        let now = readable(&image);
+        for (path, bytes) in &kept {
+            assert_eq!(now.get(path), Some(bytes), "{what}: {path}");
+        }
+    });
+    assert!(damaged > 0 && mended > 0, "{damaged} {mended}");
 }

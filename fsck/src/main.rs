@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use pagelog_core::fsck::repair::{self, Mode, Outcome};
-use pagelog_core::fsck::{self, Level, Phase, Report, Severity};
+use pagelog_core::fsck::{self, Finding, Kind, Level, Phase, Report, Severity};
+use pagelog_core::ids::CheckpointNo;
+use pagelog_core::rewind;
 use pagelog_core::{BlockDevice, FileDevice};
 use pagelog_tools::{print_and_exit, say, Failure, PassphraseArgs};
 
@@ -44,6 +46,11 @@ Repair:
   -p, -a          preen: repair only what loses nothing (counts, leaks, space and quota
                   accounting, a damaged superblock copy); what would drop bytes, names or
                   permissions is reported and left for -y
+  --checkpoint N  with -n, check exactly checkpoint N of the log (as zpool import -T);
+                  with -y, repair from it: what was committed after it is lost
+When the checkpoint the superblocks name is damaged, the check lists the other checkpoints
+the log holds, and -y falls back to the newest whose state reads, with the fsyncs logged
+after it, naming what that loses.
 A repair writes each pass as one commit (a crash leaves the state before the pass or after
 it) and checks again after it; it runs the full check at least.
 
@@ -88,6 +95,10 @@ struct Args {
     /// Preen: repair what loses nothing, leave the rest for -y
     #[arg(short = 'p')]
     preen: bool,
+    /// Check (or, with -y, repair from) exactly checkpoint N of the log instead of the one
+    /// the superblocks name: what was committed after it is lost once repaired
+    #[arg(long, value_name = "N", conflicts_with_all = ["auto", "preen"])]
+    checkpoint: Option<u64>,
     /// fsck(8) progress descriptor (a progress bar is drawn on a terminal instead)
     #[arg(short = 'C', value_name = "FD", hide = true)]
     progress_fd: Option<i32>,
@@ -263,14 +274,36 @@ fn run(args: &Args) -> Result<(Done, Level), Failure> {
             b.set_position(done);
         }
     };
-    let dev = Arc::new(dev);
-    let done = match mode {
-        None => Done::Checked(fsck::check(dev, key.as_ref(), level, &mut progress)),
-        Some(mode) => Done::Repaired(Box::new(repair::repair(
+    let dev: Arc<dyn BlockDevice> = Arc::new(dev);
+    let to = args.checkpoint.map(CheckpointNo);
+    // A checkpoint the log does not hold: said before anything is done.
+    let rewound = match to {
+        Some(no) => Some(
+            rewind::rewind(dev.clone(), key.as_ref(), no, true)
+                .map_err(|e| failed(e.to_string()))?,
+        ),
+        None => None,
+    };
+    let done = match (mode, rewound) {
+        (None, None) => Done::Checked(fsck::check(dev, key.as_ref(), level, &mut progress)),
+        (None, Some(r)) => {
+            let no = r.to.checkpoint.no;
+            let mut report = fsck::check(r.device.clone(), key.as_ref(), level, &mut progress);
+            let msg = format!(
+                "as asked (--checkpoint {no}), {}; nothing is written (-y --checkpoint {no} \
+                 makes it the filesystem's)",
+                r.describe()
+            );
+            let note = Finding::new(Severity::Info, Kind::Rewound, msg);
+            report.findings.insert(0, note);
+            Done::Checked(report)
+        }
+        (Some(mode), _) => Done::Repaired(Box::new(repair::repair_from(
             dev,
             key.as_ref(),
             level,
             mode,
+            to,
             &mut progress,
         ))),
     };

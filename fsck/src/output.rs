@@ -225,7 +225,7 @@ fn verdict_line(image: &Path, level: Level, r: &Report) -> String {
 /// why not), what is left, and the verdict line of the last check.
 pub fn repaired(image: &Path, level: Level, o: &Outcome, quiet: bool) -> String {
     let mut out = String::new();
-    if o.before.worst() == Some(Severity::Fatal) {
+    if o.before.worst() == Some(Severity::Fatal) && o.actions.is_empty() {
         return text(image, level, &o.before, quiet);
     }
     for f in o

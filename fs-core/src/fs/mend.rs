@@ -121,6 +121,11 @@ impl Filesystem {
             }
             Fix::Recount => "segment usage and counters recounted from the tree".into(),
             Fix::Commit => "a new checkpoint committed".into(),
+            Fix::Rewind { .. } => {
+                return Err(Error::Refused(
+                    "a rewind is chosen before the mount (fsck::repair), not by it".into(),
+                ))
+            }
         };
         self.store.root.changed = true;
         Ok(done)

@@ -34,6 +34,9 @@ pub enum Kind {
     NoSuperblock,
     /// The checkpoint named by the superblock is unusable.
     CheckpointDamaged,
+    /// What is checked is an older checkpoint of the log, as asked
+    /// (`--checkpoint N`), not the one the superblocks name.
+    Rewound,
     /// A metadata table page fails its checks.
     TableDamaged,
     /// The free list of node ids is broken.
@@ -222,6 +225,13 @@ pub enum Fix {
         /// The branch (none: the live root).
         branch: Option<Vec<u8>>,
     },
+    /// Start from an older checkpoint the log holds, the one the
+    /// superblocks name being damaged (`volume/rewind.rs`): what was
+    /// committed after it is lost.
+    Rewind {
+        /// The checkpoint.
+        to: crate::ids::CheckpointNo,
+    },
     /// Nothing but a new commit: it replays the log, frees what the
     /// graveyard holds, writes both superblock copies and a checkpoint
     /// newer than a damaged one.
@@ -252,6 +262,7 @@ impl Fix {
             Fix::Recount => "recount-space",
             Fix::Quota { .. } => "recount-quota",
             Fix::Commit => "commit",
+            Fix::Rewind { .. } => "rewind",
         }
     }
 
@@ -268,6 +279,7 @@ impl Fix {
                 | Fix::Prune { .. }
                 | Fix::Detach { .. }
                 | Fix::FreeDamaged { .. }
+                | Fix::Rewind { .. }
         )
     }
 }

@@ -138,9 +138,7 @@ pub fn check(
     }) {
         Ok(r) => r,
         Err(e) => {
-            report
-                .findings
-                .push(Finding::new(Severity::Fatal, fatal_kind(&e), e.to_string()));
+            report.findings.push(fatal(dev, key, &e));
             return report;
         }
     };
@@ -342,6 +340,40 @@ fn unknown_chains(scan: &scan::Scan, chains: usize, findings: &mut Vec<Finding>)
         );
         findings.push(Finding::new(Severity::Error, Kind::UnitMisshapen, msg).addr(e.addr));
     }
+}
+
+/// The finding for what stopped the check before it started. A damaged
+/// checkpoint names the older ones the log holds and the one a repair
+/// falls back to.
+fn fatal(dev: &dyn BlockDevice, key: Option<&crate::seal::MasterKey>, e: &Error) -> Finding {
+    let kind = fatal_kind(e);
+    let mut f = Finding::new(Severity::Fatal, kind, e.to_string());
+    if kind != Kind::CheckpointDamaged {
+        return f;
+    }
+    let older = crate::rewind::fallbacks(dev, key).unwrap_or_default();
+    let Some(newest) = older.first() else {
+        f.message += "; the log holds no other checkpoint to fall back to";
+        return f;
+    };
+    let listed: Vec<String> = older
+        .iter()
+        .take(5)
+        .map(|o| {
+            let cp = &o.checkpoint;
+            format!("{} ({})", cp.no, crate::when::readable(cp.time_ns))
+        })
+        .collect();
+    f.message += &format!(
+        "; the log holds other checkpoints: {}{}; a repair (-y) starts from checkpoint {} and \
+         loses what was committed after it (--checkpoint N chooses another)",
+        listed.join(", "),
+        if older.len() > 5 { ", ..." } else { "" },
+        newest.checkpoint.no
+    );
+    f.fix(Fix::Rewind {
+        to: newest.checkpoint.no,
+    })
 }
 
 /// The kind of a finding that stops the check before it starts.

@@ -22,6 +22,7 @@ use std::sync::Arc;
 use super::{check, Finding, Fix, Kind, Level, Phase, Report, Severity};
 use crate::device::BlockDevice;
 use crate::fs::{Filesystem, MountOptions};
+use crate::ids::CheckpointNo;
 use crate::recovery::{self, Rebase};
 
 /// At most this many passes: each mends what the one before found; a
@@ -81,19 +82,43 @@ pub fn repair(
     mode: Mode,
     progress: &mut dyn FnMut(Phase, u64, u64),
 ) -> Outcome {
+    repair_from(dev, key, level, mode, None, progress)
+}
+
+/// [`repair`], starting from exactly checkpoint `to` of the log when one
+/// is given (`--checkpoint N`), whatever the superblocks name. Without
+/// it, a damaged checkpoint the superblocks name is fallen back past
+/// ([`Fix::Rewind`]) by `-y`: to the newest other checkpoint in the log
+/// whose state a check can read, and the fsyncs logged after it.
+pub fn repair_from(
+    dev: Arc<dyn BlockDevice>,
+    key: Option<&crate::seal::MasterKey>,
+    level: Level,
+    mode: Mode,
+    to: Option<CheckpointNo>,
+    progress: &mut dyn FnMut(Phase, u64, u64),
+) -> Outcome {
     let level = level.max(Level::Full);
-    let before = check(dev.clone(), key, level, progress);
-    let mut out = Outcome {
-        after: before.clone(),
-        before,
-        ..Outcome::default()
+    let (dev, mut out) = match to {
+        Some(no) => exactly(dev, key, level, no, progress),
+        None => fall_back(dev, key, level, mode, progress),
     };
+    let rewound = out.actions.iter().any(|a| a.outcome.is_ok());
+    if to.is_some() && !rewound {
+        // The checkpoint asked for is not there: nothing else is done.
+        return out;
+    }
     let mut failed: Vec<Fix> = Vec::new();
     while out.passes < MAX_PASSES {
-        let (fixes, left) = pick(&out.after, mode, &failed);
+        let (mut fixes, left) = pick(&out.after, mode, &failed);
         out.left_for_yes = left;
         if fixes.is_empty() {
-            break;
+            if !rewound || out.passes > 0 {
+                break;
+            }
+            // Nothing to mend in the state rewound to: a commit makes it
+            // the device's.
+            fixes.push((Kind::CheckpointDamaged, Fix::Commit));
         }
         let Some(rebase) = rebase(&out.after) else {
             break;
@@ -136,6 +161,98 @@ pub fn repair(
     // What a preen leaves, as the last check found it.
     out.left_for_yes = pick(&out.after, mode, &failed).1;
     out
+}
+
+/// Rewinds to exactly checkpoint `no`: the outcome so far (its first
+/// check is of the state rewound to), and the device to repair.
+fn exactly(
+    dev: Arc<dyn BlockDevice>,
+    key: Option<&crate::seal::MasterKey>,
+    level: Level,
+    no: CheckpointNo,
+    progress: &mut dyn FnMut(Phase, u64, u64),
+) -> (Arc<dyn BlockDevice>, Outcome) {
+    let fix = Fix::Rewind { to: no };
+    match crate::rewind::rewind(dev.clone(), key, no, true) {
+        Ok(r) => {
+            let dev: Arc<dyn BlockDevice> = r.device.clone();
+            let before = check(dev.clone(), key, level, progress);
+            let outcome = Ok(r.describe());
+            (dev, started(before, vec![rewind_action(fix, outcome)]))
+        }
+        Err(e) => {
+            let before = check(dev.clone(), key, level, progress);
+            let outcome = Err(e.to_string());
+            (dev, started(before, vec![rewind_action(fix, outcome)]))
+        }
+    }
+}
+
+/// Checks `dev`; if the checkpoint the superblocks name is damaged and
+/// `mode` allows, rewinds to the newest other checkpoint in the log whose
+/// check is not fatal (of the few newest).
+fn fall_back(
+    dev: Arc<dyn BlockDevice>,
+    key: Option<&crate::seal::MasterKey>,
+    level: Level,
+    mode: Mode,
+    progress: &mut dyn FnMut(Phase, u64, u64),
+) -> (Arc<dyn BlockDevice>, Outcome) {
+    let before = check(dev.clone(), key, level, progress);
+    let damaged = before
+        .findings
+        .iter()
+        .any(|f| f.severity == Severity::Fatal && matches!(f.fix, Some(Fix::Rewind { .. })));
+    if !damaged || mode != Mode::All {
+        return (dev, started(before, Vec::new()));
+    }
+    let older = crate::rewind::fallbacks(&*dev, key).unwrap_or_default();
+    let mut tried = Vec::new();
+    for found in older.iter().take(3) {
+        let no = found.checkpoint.no;
+        let fix = Fix::Rewind { to: no };
+        let r = match crate::rewind::rewind(dev.clone(), key, no, false) {
+            Ok(r) => r,
+            Err(e) => {
+                tried.push(rewind_action(fix, Err(e.to_string())));
+                continue;
+            }
+        };
+        let rewound: Arc<dyn BlockDevice> = r.device.clone();
+        let after = check(rewound.clone(), key, level, progress);
+        if after.worst() == Some(Severity::Fatal) {
+            let why = after
+                .findings
+                .iter()
+                .find(|f| f.severity == Severity::Fatal);
+            let why = why.map_or_else(String::new, |f| f.message.clone());
+            tried.push(rewind_action(fix, Err(format!("checkpoint {no}: {why}"))));
+            continue;
+        }
+        tried.push(rewind_action(fix, Ok(r.describe())));
+        let mut out = started(before, tried);
+        out.after = after;
+        return (rewound, out);
+    }
+    (dev, started(before, tried))
+}
+
+fn rewind_action(fix: Fix, outcome: Result<String, String>) -> Action {
+    Action {
+        kind: Kind::CheckpointDamaged,
+        fix,
+        outcome,
+    }
+}
+
+/// An outcome whose first check found `before`, after `actions`.
+fn started(before: Report, actions: Vec<Action>) -> Outcome {
+    Outcome {
+        after: before.clone(),
+        before,
+        actions,
+        ..Outcome::default()
+    }
 }
 
 /// The fixes to carry out for `report` (findings of a warning or worse;
@@ -199,7 +316,7 @@ fn order(fix: &Fix) -> u8 {
         Fix::DropPages { .. } | Fix::Unshare { .. } => 3,
         Fix::Relog { .. } | Fix::RelogNode { .. } | Fix::Prune { .. } => 3,
         Fix::Quota { .. } => 4,
-        Fix::Recount | Fix::Commit => 5,
+        Fix::Recount | Fix::Commit | Fix::Rewind { .. } => 5,
     }
 }
 

@@ -19,6 +19,7 @@ pub mod page_life;
 pub mod page_table;
 pub(crate) mod parallel;
 pub mod recovery;
+pub mod rewind;
 pub mod rollback;
 pub mod room;
 pub mod roots;
