@@ -1046,3 +1046,115 @@ fn every_crash_state_of_a_fall_back_is_the_damage_or_its_repair() {
     });
     assert!(damaged > 0 && mended > 0, "{damaged} {mended}");
 }
+
+/// `img` with a file made and removed, so that node ids are free below
+/// the watermark: (the free list's head, the watermark).
+fn with_free_node_ids(img: &Image) -> (pagelog_core::Nid, pagelog_core::Nid) {
+    let mut fs = mount(&img.dev);
+    let root = Cred::root();
+    let f = fs
+        .mknod(&root, Ino::ROOT, b"gone", 0o644, 0)
+        .expect("create")
+        .ino;
+    fs.setxattr(&root, f, b"user.x", &[7; 3000], 0)
+        .expect("xattr");
+    fs.write(&root, f, 0, &vec![1u8; 3 << 20]).expect("write");
+    fs.unlink(&root, Ino::ROOT, b"gone").expect("unlink");
+    fs.unmount().expect("unmount");
+    let rec = pagelog_core::recovery::recover(&*img.dev, false, None).expect("recover");
+    let cp = rec.checkpoint;
+    assert!(!cp.nat_free_head.is_none(), "ids freed");
+    (cp.nat_free_head, cp.nat_watermark)
+}
+
+/// After a repair of the node id free list: new files take ids from it
+/// and the filesystem still checks clean (no id handed out twice).
+fn ids_hand_out_cleanly(img: &Image) {
+    let mut fs = mount(&img.dev);
+    let root = Cred::root();
+    for i in 0..40 {
+        let name = format!("new{i}");
+        let f = fs.mknod(&root, img.dir, name.as_bytes(), 0o644, 0);
+        let f = f.expect("create").ino;
+        fs.setxattr(&root, f, b"user.y", &[3; 2000], 0)
+            .expect("xattr");
+    }
+    fs.unmount().expect("unmount");
+    let report = support::fsck(&img.dev, Level::Full);
+    assert_eq!(report.problems(), 0, "{:?}", report.findings);
+}
+
+#[test]
+fn a_free_list_naming_a_node_in_use_is_threaded_again() {
+    let img = image();
+    let (_, watermark) = with_free_node_ids(&img);
+    let used = pagelog_core::Nid(2);
+    tamper(&img, |fs| {
+        let mut t = fs.tamper();
+        assert!(
+            t.node_addr(used).expect("lookup").is_some(),
+            "node 2 in use"
+        );
+        t.nat_counters(used, watermark);
+    });
+    let out = repaired(&img, Kind::FreeListBroken);
+    assert!(did(&out, |f| matches!(f, Fix::FreeList { .. })));
+    ids_hand_out_cleanly(&img);
+}
+
+#[test]
+fn a_free_list_that_loops_is_threaded_again() {
+    let img = image();
+    let (head, _) = with_free_node_ids(&img);
+    tamper(&img, |fs| {
+        fs.tamper().nat_free_entry(head, head).expect("tamper");
+    });
+    repaired(&img, Kind::FreeListBroken);
+    ids_hand_out_cleanly(&img);
+}
+
+#[test]
+fn a_watermark_below_a_node_in_use_is_raised() {
+    let img = image();
+    let (_, watermark) = with_free_node_ids(&img);
+    let low = pagelog_core::Nid(3);
+    tamper(&img, |fs| {
+        fs.tamper().nat_counters(pagelog_core::Nid::NONE, low);
+    });
+    let out = repaired(&img, Kind::CounterWrong);
+    let raised =
+        |f: &Fix| matches!(f, Fix::FreeList { watermark: w } if low < *w && *w <= watermark);
+    assert!(did(&out, raised), "{:?}", out.actions);
+    ids_hand_out_cleanly(&img);
+}
+
+/// Free ids on no list only waste ids: a preen threads them again.
+#[test]
+fn unlisted_free_ids_are_listed_again_by_a_preen() {
+    let img = image();
+    let (_, watermark) = with_free_node_ids(&img);
+    tamper(&img, |fs| {
+        fs.tamper().nat_counters(pagelog_core::Nid::NONE, watermark);
+    });
+    let before = support::fsck(&img.dev, Level::Full);
+    assert!(
+        before
+            .findings
+            .iter()
+            .any(|f| f.kind == Kind::FreeListBroken),
+        "{:?}",
+        before.findings
+    );
+    let out = run_repair(&img.dev, Level::Full, Mode::Preen);
+    assert!(out.changed(), "{:?}", out.actions);
+    let after = support::fsck(&img.dev, Level::Full);
+    assert!(
+        after
+            .findings
+            .iter()
+            .all(|f| f.kind != Kind::FreeListBroken),
+        "{:?}",
+        after.findings
+    );
+    ids_hand_out_cleanly(&img);
+}

@@ -121,6 +121,11 @@ impl Filesystem {
             }
             Fix::Recount => "segment usage and counters recounted from the tree".into(),
             Fix::Commit => "a new checkpoint committed".into(),
+            Fix::FreeList { watermark } => {
+                let dev = self.dev();
+                let listed = self.store.root.cache.rebuild_free_list(&*dev, *watermark)?;
+                format!("free list of node ids threaded again: {listed} ids, watermark {watermark}")
+            }
             Fix::Rewind { .. } => {
                 return Err(Error::Refused(
                     "a rewind is chosen before the mount (fsck::repair), not by it".into(),

@@ -159,6 +159,22 @@ impl Tamper<'_> {
         s.root.changed = true;
     }
 
+    /// Sets the node id free list's head and the watermark.
+    pub fn nat_counters(&mut self, free_head: Nid, watermark: Nid) {
+        self.fs.store.root.changed = true;
+        let nat = &mut self.fs.store.root.cache.nat;
+        nat.set_counters(free_head, watermark);
+    }
+
+    /// Makes node id `nid`'s entry a free one naming `next`.
+    pub fn nat_free_entry(&mut self, nid: Nid, next: Nid) -> Result<()> {
+        let dev = self.fs.dev();
+        self.fs.store.root.changed = true;
+        let free = crate::node_table::encode_free(next);
+        let nat = &mut self.fs.store.root.cache.nat;
+        nat.table().set(&*dev, nid.0, &free)
+    }
+
     /// Allocates a node that nothing refers to.
     pub fn leak_node(&mut self, owner: Ino) -> Result<Nid> {
         let dev = self.fs.dev();

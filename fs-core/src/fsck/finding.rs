@@ -225,6 +225,13 @@ pub enum Fix {
         /// The branch (none: the live root).
         branch: Option<Vec<u8>>,
     },
+    /// Thread every unused node id below `watermark` onto the free list
+    /// again, and make `watermark` the table's (at least one past the
+    /// highest id in use).
+    FreeList {
+        /// The watermark.
+        watermark: Nid,
+    },
     /// Start from an older checkpoint the log holds, the one the
     /// superblocks name being damaged (`volume/rewind.rs`): what was
     /// committed after it is lost.
@@ -263,6 +270,7 @@ impl Fix {
             Fix::Quota { .. } => "recount-quota",
             Fix::Commit => "commit",
             Fix::Rewind { .. } => "rewind",
+            Fix::FreeList { .. } => "rebuild-free-list",
         }
     }
 

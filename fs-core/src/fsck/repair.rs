@@ -303,6 +303,8 @@ fn pick(report: &Report, mode: Mode, failed: &[Fix]) -> (Vec<(Kind, Fix)>, usize
 /// recount, which counts what the others left.
 fn order(fix: &Fix) -> u8 {
     match fix {
+        // First: the fixes after it may take node ids.
+        Fix::FreeList { .. } => 0,
         Fix::Links { .. } | Fix::Blocks { .. } | Fix::Parent { .. } => 0,
         Fix::RemoveEntry { .. }
         | Fix::Reconnect { .. }

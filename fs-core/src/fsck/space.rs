@@ -333,6 +333,21 @@ pub fn twice(geo: &Geometry, pages: &[(PageAddr, Use)], findings: &mut Vec<Findi
 /// enumerated: the watermark is bounded by the geometry, but a check
 /// should cost what the table holds, not what its counters say.)
 fn free_list(scan: &Scan, cp: &Checkpoint, findings: &mut Vec<Finding>) {
+    let from = findings.len();
+    free_list_findings(scan, cp, findings);
+    // Mended by threading the list again, with the watermark past every
+    // id in use; not while a damaged table page hides entries.
+    if !scan.lost_nids.is_empty() {
+        return;
+    }
+    let last = scan.nat.keys().next_back().map_or(0, |n| n.0 + 1);
+    let watermark = Nid(cp.nat_watermark.0.max(last));
+    for f in &mut findings[from..] {
+        f.fix.get_or_insert(Fix::FreeList { watermark });
+    }
+}
+
+fn free_list_findings(scan: &Scan, cp: &Checkpoint, findings: &mut Vec<Finding>) {
     let w = cp.nat_watermark;
     if let Some((&nid, _)) = scan.nat.range(w..).next() {
         let msg = format!("checkpoint says node ids from {w} were never used, but this one is");

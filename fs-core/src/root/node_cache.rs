@@ -192,6 +192,15 @@ impl NodeCache {
         Ok(self.nodes.contains_key(&nid) || self.nat.lookup(dev, nid)?.is_some())
     }
 
+    /// Threads every unused node id below `watermark` onto the free list
+    /// again (a repair's); a node created since the last commit keeps
+    /// its id. Returns how many ids are listed.
+    pub fn rebuild_free_list(&mut self, dev: &dyn BlockDevice, watermark: Nid) -> Result<u64> {
+        let nodes = &self.nodes;
+        self.nat
+            .rebuild_free_list(dev, watermark, &|n| nodes.contains_key(&Nid(n)))
+    }
+
     /// The node `nid`.
     pub fn get(&mut self, dev: &dyn BlockDevice, nid: Nid) -> Result<&Node> {
         self.load(dev, nid)?;

@@ -132,6 +132,19 @@ impl NodeTable {
         self.ids.watermark = watermark.0;
     }
 
+    /// Threads every unused node id below `watermark` onto the free list
+    /// again and makes `watermark` the table's (see
+    /// [`IdTable::rebuild_free_list`]); returns how many ids are listed.
+    pub fn rebuild_free_list(
+        &mut self,
+        dev: &dyn BlockDevice,
+        watermark: Nid,
+        taken: &dyn Fn(u64) -> bool,
+    ) -> Result<u64> {
+        let ids = (Nid::FIRST_FREE.0, watermark.0);
+        self.ids.rebuild_free_list(dev, ids, taken)
+    }
+
     /// Where `nid` is stored, or `None` if it is free.
     pub fn lookup(&mut self, dev: &dyn BlockDevice, nid: Nid) -> Result<Option<NatEntry>> {
         match self.ids.get(dev, nid.0)? {

@@ -141,6 +141,36 @@ impl IdTable {
         Ok(n)
     }
 
+    /// Threads every unused number from `first` below `watermark` onto the
+    /// free list again, in order, and makes `watermark` the table's: a
+    /// repair's, for a list that loops, names a number in use or leaves
+    /// numbers out, or a watermark below a number in use. A number
+    /// `taken` says is handed out (its entry not written yet) stays off
+    /// the list. Returns how many numbers are listed.
+    pub fn rebuild_free_list(
+        &mut self,
+        dev: &dyn BlockDevice,
+        (first, watermark): (u64, u64),
+        taken: &dyn Fn(u64) -> bool,
+    ) -> Result<u64> {
+        let (mut head, mut listed) = (0, 0);
+        for n in (first..watermark).rev() {
+            let raw = self.table.get(dev, n)?;
+            if is_used(&raw) || taken(n) {
+                continue;
+            }
+            let free = encode_free(head);
+            if raw != free {
+                self.table.set(dev, n, &free)?;
+            }
+            head = n;
+            listed += 1;
+        }
+        self.free_head = head;
+        self.watermark = watermark;
+        Ok(listed)
+    }
+
     /// Gives `n` back: it heads the free list.
     pub fn release(&mut self, dev: &dyn BlockDevice, n: u64) -> Result<()> {
         self.table.set(dev, n, &encode_free(self.free_head))?;
