@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use pagelog_core::fsck::repair::{self, Mode, Outcome};
-use pagelog_core::fsck::{self, Fix, Kind, Level, Severity};
+use pagelog_core::fsck::{self, Fix, Kind, Level, Numbers, Severity};
 use pagelog_core::ids::CheckpointNo;
 use pagelog_core::rewind;
 use pagelog_core::{BlockDevice, Cred, Filesystem, Ino, MemDevice, MountOptions, PageAddr};
@@ -1122,8 +1122,7 @@ fn a_watermark_below_a_node_in_use_is_raised() {
         fs.tamper().nat_counters(pagelog_core::Nid::NONE, low);
     });
     let out = repaired(&img, Kind::CounterWrong);
-    let raised =
-        |f: &Fix| matches!(f, Fix::FreeList { watermark: w } if low < *w && *w <= watermark);
+    let raised = |f: &Fix| matches!(f, Fix::FreeList { watermark: w, .. } if low.0 < *w && *w <= watermark.0);
     assert!(did(&out, raised), "{:?}", out.actions);
     ids_hand_out_cleanly(&img);
 }
@@ -1156,5 +1155,79 @@ fn unlisted_free_ids_are_listed_again_by_a_preen() {
         "{:?}",
         after.findings
     );
+    ids_hand_out_cleanly(&img);
+}
+
+/// The unit free list's head after `with_free_node_ids` freed units.
+fn unit_free_head(img: &Image) -> pagelog_core::Vpn {
+    let rec = pagelog_core::recovery::recover(&*img.dev, false, None).expect("recover");
+    let head = rec.checkpoint.pat_free_head;
+    assert!(!head.is_none(), "units freed");
+    head
+}
+
+/// Rewrites the checkpoint the superblocks name through `f`.
+fn rewrite_checkpoint(
+    dev: &Arc<MemDevice>,
+    f: impl FnOnce(&mut pagelog_core::checkpoint::Checkpoint),
+) {
+    let rec = pagelog_core::recovery::recover(&**dev, false, None).expect("recover");
+    let mut cp = rec.checkpoint;
+    f(&mut cp);
+    dev.write(rec.checkpoint_addr, &cp.encode()[..])
+        .expect("write");
+}
+
+#[test]
+fn a_unit_free_list_that_loops_is_threaded_again() {
+    let img = image();
+    let rec = pagelog_core::recovery::recover(&*img.dev, false, None).expect("recover");
+    // A unit far above the watermark (past what the tampering commit
+    // takes), listed free and naming itself.
+    let w = pagelog_core::Vpn(rec.checkpoint.pat_watermark.0 + 50);
+    tamper(&img, |fs| {
+        fs.tamper().pat_free_entry(w, w).expect("tamper");
+    });
+    rewrite_checkpoint(&img.dev, |cp| {
+        assert!(cp.pat_watermark < w);
+        cp.pat_free_head = w;
+        cp.pat_watermark = pagelog_core::Vpn(w.0 + 2);
+    });
+    let out = repaired(&img, Kind::FreeListBroken);
+    let units = |f: &Fix| {
+        matches!(
+            f,
+            Fix::FreeList {
+                of: Numbers::Units,
+                ..
+            }
+        )
+    };
+    assert!(did(&out, units), "{:?}", out.actions);
+    ids_hand_out_cleanly(&img);
+}
+
+#[test]
+fn a_unit_watermark_below_a_unit_in_use_is_raised() {
+    let img = image();
+    let rec = pagelog_core::recovery::recover(&*img.dev, false, None).expect("recover");
+    let cp = rec.checkpoint;
+    let watermark = cp.pat_watermark;
+    // Below units in use, above those the checkpoint names itself (a
+    // checkpoint naming a unit at or above its watermark is refused).
+    let named = [
+        cp.nat_root.addr.0,
+        cp.quota_root.addr.0,
+        cp.snapshot_root.addr.0,
+    ];
+    let low = pagelog_core::Vpn(named.iter().max().expect("roots") + 1);
+    assert!(low < watermark, "{low} {watermark}");
+    rewrite_checkpoint(&img.dev, |cp| {
+        cp.pat_watermark = low;
+        cp.pat_free_head = pagelog_core::Vpn::NONE;
+    });
+    let out = repaired(&img, Kind::CounterWrong);
+    let raised = |f: &Fix| matches!(f, Fix::FreeList { of: Numbers::Units, watermark: w } if low.0 < *w && *w <= watermark.0);
+    assert!(did(&out, raised), "{:?}", out.actions);
     ids_hand_out_cleanly(&img);
 }

@@ -11,8 +11,8 @@
 use super::Filesystem;
 use crate::error::{Error, Result};
 use crate::file_map;
-use crate::fsck::Fix;
-use crate::ids::{Ino, Nid};
+use crate::fsck::{Fix, Numbers};
+use crate::ids::{Ino, Nid, Vpn};
 use crate::inode::{Timespec, S_IFDIR, S_IFMT};
 use crate::layout::PAGE_SIZE;
 use crate::node::NodeBody;
@@ -121,10 +121,22 @@ impl Filesystem {
             }
             Fix::Recount => "segment usage and counters recounted from the tree".into(),
             Fix::Commit => "a new checkpoint committed".into(),
-            Fix::FreeList { watermark } => {
+            Fix::FreeList { of, watermark } => {
                 let dev = self.dev();
-                let listed = self.store.root.cache.rebuild_free_list(&*dev, *watermark)?;
-                format!("free list of node ids threaded again: {listed} ids, watermark {watermark}")
+                let (listed, what) = match of {
+                    Numbers::NodeIds => {
+                        let cache = &mut self.store.root.cache;
+                        (cache.rebuild_free_list(&*dev, Nid(*watermark))?, "node ids")
+                    }
+                    // A unit's number is handed out and its entry set in
+                    // one call (`PageLife::write_chained`): none pending.
+                    Numbers::Units => {
+                        let ids = (Vpn::FIRST.0, *watermark);
+                        let mut pat = self.store.pat.lock();
+                        (pat.rebuild_free_list(&*dev, ids, &|_| false)?, "units")
+                    }
+                };
+                format!("free list of {what} threaded again: {listed} free, watermark {watermark}")
             }
             Fix::Rewind { .. } => {
                 return Err(Error::Refused(

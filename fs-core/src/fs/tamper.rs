@@ -7,7 +7,7 @@ use crate::block_ptr::BlockPtr;
 use crate::dir_index;
 use crate::error::Result;
 use crate::file_map;
-use crate::ids::{Ino, Nid, PageAddr};
+use crate::ids::{Ino, Nid, PageAddr, Vpn};
 use crate::inode::Inode;
 use crate::node::NodeBody;
 use crate::page_life::life;
@@ -173,6 +173,22 @@ impl Tamper<'_> {
         let free = crate::node_table::encode_free(next);
         let nat = &mut self.fs.store.root.cache.nat;
         nat.table().set(&*dev, nid.0, &free)
+    }
+
+    /// Sets the unit free list's head and the watermark.
+    pub fn pat_counters(&mut self, free_head: Vpn, watermark: Vpn) {
+        self.fs.store.root.changed = true;
+        let mut pat = self.fs.store.pat.lock();
+        pat.free_head = free_head.0;
+        pat.watermark = watermark.0;
+    }
+
+    /// Makes unit `vpn`'s entry a free one naming `next`.
+    pub fn pat_free_entry(&mut self, vpn: Vpn, next: Vpn) -> Result<()> {
+        let dev = self.fs.dev();
+        self.fs.store.root.changed = true;
+        let free = crate::id_table::encode_free(next.0);
+        self.fs.store.pat.lock().table().set(&*dev, vpn.0, &free)
     }
 
     /// Allocates a node that nothing refers to.

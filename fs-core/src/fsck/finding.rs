@@ -39,7 +39,7 @@ pub enum Kind {
     Rewound,
     /// A metadata table page fails its checks.
     TableDamaged,
-    /// The free list of node ids is broken.
+    /// The free list of node ids or of units is broken.
     FreeListBroken,
     /// A node fails its checksum or does not decode.
     NodeDamaged,
@@ -90,6 +90,15 @@ pub enum Kind {
     /// The usage the quota file records differs from what the tree holds,
     /// or the quota file cannot be read.
     QuotaWrong,
+}
+
+/// The numbers an allocating table hands out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Numbers {
+    /// Node ids (the node address table).
+    NodeIds,
+    /// Units, by virtual page number (the page address table).
+    Units,
 }
 
 /// What a repair does about a finding: the checker knows the right value
@@ -225,12 +234,14 @@ pub enum Fix {
         /// The branch (none: the live root).
         branch: Option<Vec<u8>>,
     },
-    /// Thread every unused node id below `watermark` onto the free list
-    /// again, and make `watermark` the table's (at least one past the
-    /// highest id in use).
+    /// Thread every unused number below `watermark` onto the table's free
+    /// list again, and make `watermark` the table's (at least one past the
+    /// highest number in use).
     FreeList {
+        /// Which table's.
+        of: Numbers,
         /// The watermark.
-        watermark: Nid,
+        watermark: u64,
     },
     /// Start from an older checkpoint the log holds, the one the
     /// superblocks name being damaged (`volume/rewind.rs`): what was

@@ -19,7 +19,7 @@ mod tree;
 
 use std::sync::Arc;
 
-pub use finding::{Finding, Fix, Kind, Severity};
+pub use finding::{Finding, Fix, Kind, Numbers, Severity};
 
 use crate::device::BlockDevice;
 use crate::error::Error;

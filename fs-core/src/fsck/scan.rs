@@ -31,6 +31,10 @@ pub struct Scan {
     pub nat: BTreeMap<Nid, NatEntry>,
     /// Free entries: node id -> next free.
     pub free: FxHashMap<Nid, Nid>,
+    /// Free entries of the page address table: vpn -> next free.
+    pub unit_free: FxHashMap<u64, u64>,
+    /// Units whose entries are on damaged pages.
+    pub lost_units: Vec<Range<u64>>,
     /// Usage per segment, as the table says.
     pub usage: BTreeMap<SegmentNo, Usage>,
     /// Where each unit in use is, by vpn (0: free).
@@ -390,9 +394,14 @@ fn units(
     let watermark = cp.pat_watermark.0;
     let mut addrs = vec![PageAddr::NONE; watermark as usize];
     let mut long = FxHashMap::default();
-    let (mut above, mut misshapen) = (0u64, Vec::new());
+    let mut misshapen = Vec::new();
+    let mut free = FxHashMap::default();
+    // Units above the watermark are kept (found, they are referenced as
+    // any other; the watermark is a finding of `space::free_lists`), as
+    // many as the device has pages.
+    let limit = dev.len_pages().saturating_add(Vpn::FIRST.0);
     let table = MetaTable::new(TableId::PageAddress, cp.pat_root, 0, sealer.cloned());
-    walk_table(
+    scan.lost_units = walk_table(
         dev,
         table,
         TableId::PageAddress,
@@ -400,12 +409,15 @@ fn units(
         findings,
         &mut |i, e| {
             if !crate::id_table::is_used(&e) {
+                free.insert(i, crate::id_table::next_free(&e));
                 return;
             }
             let e = PatEntry::decode(&e);
-            match addrs.get_mut(i as usize) {
-                Some(a) => *a = e.addr,
-                None => above += 1,
+            if i >= watermark && i < limit && addrs.len() <= i as usize {
+                addrs.resize(i as usize + 1, PageAddr::NONE);
+            }
+            if let Some(a) = addrs.get_mut(i as usize) {
+                *a = e.addr;
             }
             // (A unit past its segment's end is found by the recount: its
             // later pages land in another segment's tally.)
@@ -426,11 +438,7 @@ fn units(
         );
         findings.push(Finding::new(Severity::Error, Kind::AddressOutOfRange, msg).addr(e.addr));
     }
-    if above > 0 {
-        let msg =
-            format!("{above} units in use at or above the checkpoint's pat_watermark {watermark}");
-        findings.push(Finding::new(Severity::Error, Kind::CounterWrong, msg));
-    }
+    scan.unit_free = free;
     scan.units = Units {
         addrs: Arc::new(addrs),
         long: Arc::new(long),

@@ -11,8 +11,9 @@
 //! them ([`Collect`], [`twice`]).
 
 use std::collections::HashSet;
+use std::ops::Range;
 
-use super::finding::{Finding, Fix, Kind, Severity};
+use super::finding::{Finding, Fix, Kind, Numbers, Severity};
 use super::scan::Scan;
 use super::summaries;
 use super::tree::{Tree, Use};
@@ -280,7 +281,7 @@ pub fn check(
             findings.push(Finding::new(Severity::Error, Kind::CounterWrong, msg).fix(Fix::Recount));
         }
     }
-    free_list(scan, cp, findings);
+    free_lists(scan, cp, findings);
 }
 
 /// What the walks counted, as a repair's mount takes it.
@@ -328,88 +329,156 @@ pub fn twice(geo: &Geometry, pages: &[(PageAddr, Use)], findings: &mut Vec<Findi
     }
 }
 
-/// The free node ids form one list, covering every unused id below the
-/// watermark; no id at or above the watermark is in use. (Counted, not
-/// enumerated: the watermark is bounded by the geometry, but a check
-/// should cost what the table holds, not what its counters say.)
-fn free_list(scan: &Scan, cp: &Checkpoint, findings: &mut Vec<Finding>) {
-    let from = findings.len();
-    free_list_findings(scan, cp, findings);
-    // Mended by threading the list again, with the watermark past every
-    // id in use; not while a damaged table page hides entries.
-    if !scan.lost_nids.is_empty() {
-        return;
-    }
-    let last = scan.nat.keys().next_back().map_or(0, |n| n.0 + 1);
-    let watermark = Nid(cp.nat_watermark.0.max(last));
-    for f in &mut findings[from..] {
-        f.fix.get_or_insert(Fix::FreeList { watermark });
-    }
-}
-
-fn free_list_findings(scan: &Scan, cp: &Checkpoint, findings: &mut Vec<Finding>) {
-    let w = cp.nat_watermark;
-    if let Some((&nid, _)) = scan.nat.range(w..).next() {
-        let msg = format!("checkpoint says node ids from {w} were never used, but this one is");
-        findings.push(Finding::new(Severity::Error, Kind::CounterWrong, msg).nid(nid));
-    }
-    let Some(seen) = follow_free_list(scan, cp, findings) else {
-        return;
+/// The free numbers of both allocating tables (node ids, units) form one
+/// list each, covering every unused number below the watermark; no number
+/// at or above the watermark is in use. (Counted, not enumerated: the
+/// watermark is bounded by the geometry, but a check should cost what the
+/// table holds, not what its counters say.) A list found wrong is mended
+/// by threading it again, with the watermark past every number in use;
+/// not while a damaged table page hides entries.
+fn free_lists(scan: &Scan, cp: &Checkpoint, findings: &mut Vec<Finding>) {
+    let used_nids: Vec<u64> = scan.nat.keys().map(|n| n.0).collect();
+    let nodes = Numbered {
+        of: Numbers::NodeIds,
+        counter: "nat_watermark",
+        head: cp.nat_free_head.0,
+        watermark: cp.nat_watermark.0,
+        first: Nid::FIRST_FREE.0,
+        used: &used_nids,
+        next: &|n| scan.free.get(&Nid(n)).map(|x| x.0),
+        lost: &scan.lost_nids,
     };
-    let below = |n: &Nid| Nid::FIRST_FREE <= *n && *n < w && !scan.nid_lost(*n);
-    let lost: u64 = scan
-        .lost_nids
-        .iter()
-        .map(|r| {
-            w.0.min(r.end)
-                .saturating_sub(Nid::FIRST_FREE.0.max(r.start))
-        })
-        .sum();
-    let ids = w.0.saturating_sub(Nid::FIRST_FREE.0).saturating_sub(lost);
-    let used = scan.nat.range(Nid::FIRST_FREE..w).count() as u64;
-    let listed = seen.iter().filter(|n| below(n)).count() as u64;
-    let unlisted = ids.saturating_sub(used + listed);
-    if unlisted > 0 {
-        let msg =
-            format!("{unlisted} unused node ids are on no free list (they will never be reused)");
-        findings.push(Finding::new(Severity::Warning, Kind::FreeListBroken, msg));
+    let used_units: Vec<u64> = scan.units.iter().map(|(v, _)| v.0).collect();
+    let units = Numbered {
+        of: Numbers::Units,
+        counter: "pat_watermark",
+        head: cp.pat_free_head.0,
+        watermark: cp.pat_watermark.0,
+        first: crate::ids::Vpn::FIRST.0,
+        used: &used_units,
+        next: &|v| scan.unit_free.get(&v).copied(),
+        lost: &scan.lost_units,
+    };
+    for table in [nodes, units] {
+        let from = findings.len();
+        table.check(findings);
+        if !table.lost.is_empty() {
+            continue;
+        }
+        let last = table.used.last().map_or(0, |n| n + 1);
+        let fix = Fix::FreeList {
+            of: table.of,
+            watermark: table.watermark.max(last),
+        };
+        for f in &mut findings[from..] {
+            f.fix.get_or_insert(fix.clone());
+        }
     }
 }
 
-/// Follows the free list from its head; returns the ids on it, or `None`
-/// when it is broken (reported).
-fn follow_free_list(
-    scan: &Scan,
-    cp: &Checkpoint,
-    findings: &mut Vec<Finding>,
-) -> Option<HashSet<Nid>> {
-    let mut seen = HashSet::new();
-    let mut cur = cp.nat_free_head;
-    while !cur.is_none() {
-        if scan.nid_lost(cur) {
-            // Its entry is on a damaged page (reported): the rest of the
-            // list cannot be known.
-            return None;
+/// One allocating table's numbers, as the check read them.
+struct Numbered<'a> {
+    of: Numbers,
+    /// The checkpoint's name for the watermark.
+    counter: &'static str,
+    head: u64,
+    watermark: u64,
+    /// The first number ever handed out.
+    first: u64,
+    /// Numbers in use, ascending.
+    used: &'a [u64],
+    /// The next number a free entry names (none: not a free entry with a
+    /// successor; an all-zero entry ends the list).
+    next: &'a dyn Fn(u64) -> Option<u64>,
+    /// Numbers whose entries are on damaged pages.
+    lost: &'a [Range<u64>],
+}
+
+impl Numbered<'_> {
+    fn what(&self) -> &'static str {
+        match self.of {
+            Numbers::NodeIds => "node ids",
+            Numbers::Units => "units",
         }
-        if !seen.insert(cur) {
-            let msg = "the free list of node ids loops";
-            findings.push(Finding::new(Severity::Error, Kind::FreeListBroken, msg).nid(cur));
-            return None;
+    }
+
+    fn is_used(&self, n: u64) -> bool {
+        self.used.binary_search(&n).is_ok()
+    }
+
+    fn is_lost(&self, n: u64) -> bool {
+        self.lost.iter().any(|r| r.contains(&n))
+    }
+
+    /// A finding about number `n` (a node id is named as such).
+    fn finding(&self, severity: Severity, kind: Kind, msg: String, n: u64) -> Finding {
+        match self.of {
+            Numbers::NodeIds => Finding::new(severity, kind, msg).nid(Nid(n)),
+            Numbers::Units => Finding::new(severity, kind, format!("{msg} (unit {n})")),
         }
-        match scan.free.get(&cur) {
-            Some(&next) => cur = next,
-            // An all-zero entry: free, and the end of the list.
-            None if cur < cp.nat_watermark && !scan.nat.contains_key(&cur) => cur = Nid::NONE,
-            None => {
-                let msg = if scan.nat.contains_key(&cur) {
-                    "the free list names a node in use"
-                } else {
-                    "the free list names an id above the watermark"
-                };
-                findings.push(Finding::new(Severity::Error, Kind::FreeListBroken, msg).nid(cur));
+    }
+
+    fn check(&self, findings: &mut Vec<Finding>) {
+        let (w, first) = (self.watermark, self.first);
+        let what = self.what();
+        if let Some(&n) = self.used.iter().find(|&&n| n >= w) {
+            let msg = format!(
+                "checkpoint says {what} from {w} were never used ({}), but this one is",
+                self.counter
+            );
+            findings.push(self.finding(Severity::Error, Kind::CounterWrong, msg, n));
+        }
+        let Some(seen) = self.follow(findings) else {
+            return;
+        };
+        let lost: u64 = self
+            .lost
+            .iter()
+            .map(|r| w.min(r.end).saturating_sub(first.max(r.start)))
+            .sum();
+        let ids = w.saturating_sub(first).saturating_sub(lost);
+        let used = self.used.iter().filter(|&&n| first <= n && n < w).count() as u64;
+        let below = |n: &&u64| first <= **n && **n < w && !self.is_lost(**n);
+        let listed = seen.iter().filter(below).count() as u64;
+        let unlisted = ids.saturating_sub(used + listed);
+        if unlisted > 0 {
+            let msg = format!("{unlisted} unused {what} are on no free list (never reused)");
+            findings.push(Finding::new(Severity::Warning, Kind::FreeListBroken, msg));
+        }
+    }
+
+    /// Follows the free list from its head; returns the numbers on it, or
+    /// `None` when it is broken (reported).
+    fn follow(&self, findings: &mut Vec<Finding>) -> Option<HashSet<u64>> {
+        let what = self.what();
+        let mut seen = HashSet::new();
+        let mut cur = self.head;
+        while cur != 0 {
+            if self.is_lost(cur) {
+                // Its entry is on a damaged page (reported): the rest of
+                // the list cannot be known.
                 return None;
             }
+            if !seen.insert(cur) {
+                let msg = format!("the free list of {what} loops");
+                findings.push(self.finding(Severity::Error, Kind::FreeListBroken, msg, cur));
+                return None;
+            }
+            let used = self.is_used(cur);
+            match (self.next)(cur) {
+                Some(next) if !used => cur = next,
+                // An all-zero entry: free, and the end of the list.
+                None if cur < self.watermark && !used => cur = 0,
+                _ => {
+                    let msg = match used {
+                        true => format!("the free list of {what} names one in use"),
+                        false => format!("the free list of {what} names one above the watermark"),
+                    };
+                    findings.push(self.finding(Severity::Error, Kind::FreeListBroken, msg, cur));
+                    return None;
+                }
+            }
         }
+        Some(seen)
     }
-    Some(seen)
 }
