@@ -1158,14 +1158,6 @@ fn unlisted_free_ids_are_listed_again_by_a_preen() {
     ids_hand_out_cleanly(&img);
 }
 
-/// The unit free list's head after `with_free_node_ids` freed units.
-fn unit_free_head(img: &Image) -> pagelog_core::Vpn {
-    let rec = pagelog_core::recovery::recover(&*img.dev, false, None).expect("recover");
-    let head = rec.checkpoint.pat_free_head;
-    assert!(!head.is_none(), "units freed");
-    head
-}
-
 /// Rewrites the checkpoint the superblocks name through `f`.
 fn rewrite_checkpoint(
     dev: &Arc<MemDevice>,
