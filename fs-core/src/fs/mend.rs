@@ -138,6 +138,11 @@ impl Filesystem {
                 };
                 format!("free list of {what} threaded again: {listed} free, watermark {watermark}")
             }
+            Fix::RebuildUsage { .. } | Fix::RebuildNodeTable { .. } => {
+                return Err(Error::Refused(
+                    "a table page is built again by the repair's mount, not by a fix".into(),
+                ))
+            }
             Fix::Rewind { .. } => {
                 return Err(Error::Refused(
                     "a rewind is chosen before the mount (fsck::repair), not by it".into(),

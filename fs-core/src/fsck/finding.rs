@@ -234,6 +234,23 @@ pub enum Fix {
         /// The branch (none: the live root).
         branch: Option<Vec<u8>>,
     },
+    /// Put a fresh leaf in place of a damaged segment usage table page,
+    /// its entries from the recount (the repair's mount does it, before
+    /// anything is written).
+    RebuildUsage {
+        /// The leaf's index.
+        index: u64,
+    },
+    /// Put a fresh leaf in place of a damaged node address table page,
+    /// holding the nodes found for it: units nothing else points at whose
+    /// node header names an id the leaf covered (the newest where two
+    /// do); the other ids are free (the repair's mount does it).
+    RebuildNodeTable {
+        /// The leaf's index.
+        index: u64,
+        /// The nodes found: id, unit, checksum of the node page.
+        nodes: Vec<(Nid, crate::ids::Vpn, u32)>,
+    },
     /// Thread every unused number below `watermark` onto the table's free
     /// list again, and make `watermark` the table's (at least one past the
     /// highest number in use).
@@ -282,6 +299,8 @@ impl Fix {
             Fix::Commit => "commit",
             Fix::Rewind { .. } => "rewind",
             Fix::FreeList { .. } => "rebuild-free-list",
+            Fix::RebuildUsage { .. } => "rebuild-usage-page",
+            Fix::RebuildNodeTable { .. } => "rebuild-node-table-page",
         }
     }
 

@@ -236,7 +236,8 @@ pub fn check(
         report.stats.bytes_read +=
             branches::check(dev, &geo, seed, &scan, &mut ledger, &mut report.findings);
         report.findings.extend(ledger.take_findings());
-        space::leaked_units(&scan, &ledger, &mut report.findings);
+        let found = space::lost_nodes(dev, &scan, &ledger, &mut report.findings);
+        space::leaked_units(&scan, &ledger, &found, &mut report.findings);
         space::check(&scan, &ledger, &tree, &cp, &mut report.findings);
         report.recount = Some(space::recount(&ledger, &tree));
         progress(Phase::Summaries, 0, 1);

@@ -120,14 +120,14 @@ pub fn repair_from(
             // the device's.
             fixes.push((Kind::CheckpointDamaged, Fix::Commit));
         }
-        let Some(rebase) = rebase(&out.after) else {
-            break;
-        };
         // The check read the last checkpoint; a mount rolls fsyncs
         // forward past it. The fixes are found again on what the mount
         // serves once a first pass has only recovered and committed.
         let recovered = out.after.cleanly_unmounted == Some(true);
         let fixes = if recovered { fixes } else { Vec::new() };
+        let Some(rebase) = rebase(&out.after, &fixes) else {
+            break;
+        };
         match pass(&dev, key, rebase, &fixes) {
             Ok(actions) => {
                 out.actions.extend(actions);
@@ -268,14 +268,18 @@ fn pick(report: &Report, mode: Mode, failed: &[Fix]) -> (Vec<(Kind, Fix)>, usize
         .findings
         .iter()
         .any(|f| f.severity >= Severity::Error && f.fix.as_ref().is_none_or(Fix::loses_anything));
-    let loses = |fix: &Fix| {
-        fix.loses_anything()
-            || (damaged
-                && matches!(
-                    fix,
-                    Fix::FreeNode { .. } | Fix::FreeUnit { .. } | Fix::DropXattrNode { .. }
-                ))
+    let frees = |fix: &Fix| {
+        matches!(
+            fix,
+            Fix::FreeNode { .. } | Fix::FreeUnit { .. } | Fix::DropXattrNode { .. }
+        )
     };
+    let loses = |fix: &Fix| fix.loses_anything() || (damaged && frees(fix));
+    // A damaged table page hides what its entries named: what looks lost,
+    // leaked or missing may be behind it, so not even -y drops or frees
+    // anything in a pass that finds one (the rest is mended, the page
+    // built again if it can be, and the next pass's check sees behind it).
+    let hidden = report.findings.iter().any(|f| f.kind == Kind::TableDamaged);
     let mut left = 0;
     let mut fixes: Vec<(Kind, Fix)> = Vec::new();
     for f in &report.findings {
@@ -283,7 +287,7 @@ fn pick(report: &Report, mode: Mode, failed: &[Fix]) -> (Vec<(Kind, Fix)>, usize
         if f.severity < Severity::Warning || failed.contains(fix) {
             continue;
         }
-        if fixes.iter().any(|(_, x)| x == fix) {
+        if fixes.iter().any(|(_, x)| x == fix) || (hidden && (fix.loses_anything() || frees(fix))) {
             continue;
         }
         if mode == Mode::Preen && loses(fix) {
@@ -319,18 +323,35 @@ fn order(fix: &Fix) -> u8 {
         Fix::Relog { .. } | Fix::RelogNode { .. } | Fix::Prune { .. } => 3,
         Fix::Quota { .. } => 4,
         Fix::Recount | Fix::Commit | Fix::Rewind { .. } => 5,
+        // Done by the mount, before everything else.
+        Fix::RebuildUsage { .. } | Fix::RebuildNodeTable { .. } => 0,
     }
 }
 
-/// The recount a pass's mount starts from: lowered counts only when
-/// nothing hides pages (see the module).
-fn rebase(report: &Report) -> Option<Rebase> {
+/// The recount a pass's mount starts from, with the table pages `fixes`
+/// build again: lowered counts only when nothing hides pages (see the
+/// module; a damaged node or page address table page hides what its
+/// entries named).
+fn rebase(report: &Report, fixes: &[(Kind, Fix)]) -> Option<Rebase> {
     let mut r = report.recount.clone()?;
-    let unmendable = report
-        .findings
-        .iter()
-        .any(|f| f.severity >= Severity::Error && f.fix.is_none());
-    r.lower = report.cleanly_unmounted == Some(true) && !unmendable;
+    let hides = |f: &Finding| {
+        (f.severity >= Severity::Error && f.fix.is_none())
+            || (f.kind == Kind::TableDamaged && !matches!(f.fix, Some(Fix::RebuildUsage { .. })))
+    };
+    r.lower = report.cleanly_unmounted == Some(true) && !report.findings.iter().any(hides);
+    for (_, fix) in fixes {
+        match fix {
+            Fix::RebuildUsage { index } => r.usage_pages.push(*index),
+            Fix::RebuildNodeTable { index, nodes } => {
+                let entries = nodes
+                    .iter()
+                    .map(|&(nid, vpn, crc)| (nid, crate::node_table::NatEntry { vpn, crc }))
+                    .collect();
+                r.node_pages.push((*index, entries));
+            }
+            _ => {}
+        }
+    }
     Some(r)
 }
 
@@ -374,6 +395,14 @@ fn pass(
             Fix::Recount if !lowered => Ok("segment usage raised where it counted too few \
                  pages; counted too many stays until the damage left is mended"
                 .into()),
+            Fix::RebuildUsage { index } => Ok(format!(
+                "segment usage table page {index} built again from the recount"
+            )),
+            Fix::RebuildNodeTable { index, nodes } => Ok(format!(
+                "node address table page {index} built again: {} nodes found in the units \
+                 nothing else pointed at, the other ids free",
+                nodes.len()
+            )),
             _ => fs.mend(fix).map_err(|e| e.to_string()),
         };
         let action = Action {

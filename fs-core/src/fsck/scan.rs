@@ -52,9 +52,14 @@ pub struct Scan {
     pub branches: Vec<crate::checkpoint_record::Record>,
     /// The records of the snapshots.
     pub snapshots: Vec<crate::checkpoint_record::Record>,
+    /// The records of every retained checkpoint (snapshots included,
+    /// branches not), newest first.
+    pub past: Vec<crate::checkpoint_record::Record>,
     /// Node ids whose table entries are on damaged pages: unknown, so not
     /// reported again as missing.
     pub lost_nids: Vec<Range<u64>>,
+    /// The damaged pages of the node address table.
+    pub lost_node_pages: Vec<LostPage>,
     /// Decoded nodes.
     pub nodes: Nodes,
     /// The quota file, on an image that keeps usage: an inode in use that
@@ -206,6 +211,11 @@ impl Units {
         crate::page_table::open_unit(Some(s), vpn, &e, kind, page, &what)
     }
 
+    /// Is the volume sealed?
+    pub fn sealed(&self) -> bool {
+        self.sealer.is_some()
+    }
+
     /// Every unit in use, by vpn.
     pub fn iter(&self) -> impl Iterator<Item = (Vpn, PageAddr)> + '_ {
         self.addrs
@@ -305,9 +315,22 @@ impl Nodes {
     }
 }
 
+/// A table page that fails its checks.
+#[derive(Clone, Debug)]
+pub struct LostPage {
+    /// Its level (0: a leaf).
+    pub level: u8,
+    /// Its index in its level.
+    pub index: u64,
+    /// The entries it covered.
+    pub entries: Range<u64>,
+    /// The finding naming it (its place in the findings).
+    pub finding: usize,
+}
+
 /// Walks a table, calling `leaf` on every non-zero entry. A damaged page
 /// is a finding naming it; the rest of the table is still walked, and the
-/// entries the page covered are returned.
+/// damaged pages are returned.
 fn walk_table(
     dev: &dyn BlockDevice,
     table: MetaTable,
@@ -315,7 +338,7 @@ fn walk_table(
     scan: &mut Scan,
     findings: &mut Vec<Finding>,
     leaf: &mut dyn FnMut(u64, RawEntry),
-) -> Vec<Range<u64>> {
+) -> Vec<LostPage> {
     let shape = table.shape();
     let mut pages = Vec::new();
     let mut broken = Vec::new();
@@ -351,8 +374,13 @@ fn walk_table(
             entries.end - 1,
             what_failed(&e)
         );
+        lost.push(LostPage {
+            level,
+            index,
+            entries,
+            finding: findings.len(),
+        });
         findings.push(Finding::new(Severity::Error, Kind::TableDamaged, msg).addr(addr));
-        lost.push(entries);
     }
     scan.bytes_read += pages.len() as u64 * PAGE_SIZE as u64;
     scan.table_pages.extend(pages);
@@ -401,7 +429,7 @@ fn units(
     // many as the device has pages.
     let limit = dev.len_pages().saturating_add(Vpn::FIRST.0);
     let table = MetaTable::new(TableId::PageAddress, cp.pat_root, 0, sealer.cloned());
-    scan.lost_units = walk_table(
+    let lost = walk_table(
         dev,
         table,
         TableId::PageAddress,
@@ -438,6 +466,7 @@ fn units(
         );
         findings.push(Finding::new(Severity::Error, Kind::AddressOutOfRange, msg).addr(e.addr));
     }
+    scan.lost_units = lost.into_iter().map(|l| l.entries).collect();
     scan.unit_free = free;
     scan.units = Units {
         addrs: Arc::new(addrs),
@@ -460,7 +489,7 @@ pub fn node_table(
     let sealed = scan.units.sealer.is_some();
     let names: Arc<dyn PageNames> = Arc::new(scan.units.clone());
     let table = MetaTable::new_virtual(TableId::NodeAddress, nat_root, 0, names, sealed);
-    scan.lost_nids = walk_table(
+    let lost = walk_table(
         dev,
         table,
         TableId::NodeAddress,
@@ -483,6 +512,8 @@ pub fn node_table(
             format!("node address table entry: {b}"),
         ));
     }
+    scan.lost_nids = lost.iter().map(|l| l.entries.clone()).collect();
+    scan.lost_node_pages = lost;
     scan.nat = nat;
     scan.free = free;
 }
@@ -502,7 +533,7 @@ pub fn tables(
     node_table(dev, cp.nat_root, &mut scan, findings);
     let mut usage = BTreeMap::new();
     let table = MetaTable::new(TableId::SegmentUsage, cp.sut_root, 0, sealer.cloned());
-    walk_table(
+    let lost = walk_table(
         dev,
         table,
         TableId::SegmentUsage,
@@ -514,6 +545,12 @@ pub fn tables(
             }
         },
     );
+    // A leaf is built again from the recount (the usage it held is what
+    // the check counts anyway); a page above leaves is not mended.
+    for l in lost.iter().filter(|l| l.level == 0) {
+        let fix = Fix::RebuildUsage { index: l.index };
+        findings[l.finding].fix = Some(fix);
+    }
     scan.usage = usage;
     let table = MetaTable::new(
         TableId::CheckpointList,
@@ -598,6 +635,7 @@ fn history(dev: &dyn BlockDevice, cp: &Checkpoint, scan: &mut Scan, findings: &m
         }
     }
     scan.retained = list.len() as u64;
+    scan.past = list.records().rev().cloned().collect();
     scan.branches = list.branches().cloned().collect();
     scan.snapshots = list
         .records()

@@ -609,6 +609,40 @@ impl MetaTable {
         Ok(())
     }
 
+    /// Puts a fresh, empty leaf in place of leaf `index`, which fails its
+    /// checks (a repair's: it sets the entries, found elsewhere, next).
+    /// The damaged page is released when the table is next written, as
+    /// any page a write replaces; the page above it must read.
+    pub fn replace_leaf(&mut self, dev: &dyn BlockDevice, index: u64) -> Result<()> {
+        let old = if self.depth == 0 {
+            if index != 0 {
+                let msg = format!("no leaf {index} in a table of one page");
+                return Err(Error::corrupt(self.what(), PageAddr::NONE, msg));
+            }
+            match self.depth == self.root.depth {
+                true => self.root.addr.0,
+                false => 0,
+            }
+        } else {
+            let f = self.fanout();
+            self.load(dev, 1, index / f)?;
+            let parent = &self.pages[&(1, index / f)].data;
+            let r = Reader::new(&parent[..], self.what(), PageAddr::NONE);
+            r.addr(self.shape.slot(index % f))?.0
+        };
+        let data = self.fresh_page(0, index);
+        self.pages.insert(
+            (0, index),
+            CachedPage {
+                data,
+                old,
+                dirty: true,
+                released: false,
+            },
+        );
+        Ok(())
+    }
+
     fn record(&mut self, idx: u64, entry: &RawEntry) {
         if let Some(c) = &mut self.changes {
             c.insert(idx, *entry);

@@ -70,6 +70,14 @@ pub struct Rebase {
     pub inodes: u64,
     /// Pages reserved by fallocate.
     pub reserved: u64,
+    /// Leaves of the segment usage table that fail their checks: fresh
+    /// ones take their place, their entries from `live`.
+    pub usage_pages: Vec<u64>,
+    /// Leaves of the live node address table that fail their checks, by
+    /// index, with the nodes found for them (in units nothing else points
+    /// at, whose header names an id the leaf covered): fresh ones take
+    /// their place; the ids not found are free.
+    pub node_pages: Vec<(u64, Vec<(crate::ids::Nid, crate::node_table::NatEntry)>)>,
 }
 
 /// Reads both superblock copies; returns the valid ones, newest first, and

@@ -292,6 +292,17 @@ impl Store {
     /// lower counts, as the counters), before anything is written.
     fn rebase(&mut self, r: &crate::recovery::Rebase) -> Result<()> {
         let now = self.now_secs();
+        let dev = self.dev.clone();
+        for &index in &r.usage_pages {
+            self.sut.table().replace_leaf(&*dev, index)?;
+        }
+        for (index, nodes) in &r.node_pages {
+            let nat = &mut self.root.cache.nat;
+            nat.table().replace_leaf(&*dev, *index)?;
+            for &(nid, e) in nodes {
+                nat.set(&*dev, nid, e)?;
+            }
+        }
         self.sut.rebase(&*self.dev, &r.live, r.lower, now)?;
         if r.lower {
             self.root.inode_count = r.inodes;
