@@ -1327,12 +1327,20 @@ fn a_damaged_segment_usage_page_is_built_again_from_the_recount() {
     ids_hand_out_cleanly(&img);
 }
 
-/// A damaged page address table page hides where units are: what looks
-/// lost or leaked may be behind it, so even -y drops and frees nothing.
+/// The page address table's leaf (every unit of this small image) is
+/// damaged: the units are found again in the record summaries, and
+/// nothing is lost; until they are, a pass drops and frees nothing.
 #[test]
-fn a_damaged_page_address_table_page_makes_a_repair_drop_nothing() {
+fn a_damaged_page_address_table_page_is_built_again_from_the_summaries() {
     let img = image();
+    // Units the cleaner's log moved, and units a later commit rewrote.
+    tamper(&img, |fs| {
+        fs.write(&Cred::root(), img.other, 0, b"OTHER")
+            .expect("write");
+    });
+    let before = readable(&img.dev);
     let rec = pagelog_core::recovery::recover(&*img.dev, false, None).expect("recover");
+    assert_eq!(rec.checkpoint.pat_root.depth, 0, "one leaf");
     damage_page(&img.dev, rec.checkpoint.pat_root.addr);
     let out = run_repair(&img.dev, Level::Full, Mode::All);
     assert!(
@@ -1343,6 +1351,19 @@ fn a_damaged_page_address_table_page_makes_a_repair_drop_nothing() {
         "{:?}",
         out.before.findings
     );
+    let rebuilt = out.actions.iter().find_map(|a| match &a.fix {
+        Fix::RebuildUnitTable { units, .. } if a.outcome.is_ok() => Some(units.len()),
+        _ => None,
+    });
+    assert!(rebuilt.expect("built again") > 10, "{:?}", out.actions);
+    assert_eq!(
+        out.after.problems(),
+        0,
+        "{:?}\n{:?}",
+        out.after.findings,
+        out.actions
+    );
+    assert_eq!(readable(&img.dev), before, "every file as it was");
     let dropped = |f: &Fix| {
         f.loses_anything()
             || matches!(
@@ -1351,5 +1372,38 @@ fn a_damaged_page_address_table_page_makes_a_repair_drop_nothing() {
             )
     };
     assert!(!did(&out, dropped), "{:?}", out.actions);
-    assert!(out.after.problems() > 0, "the damage is left, and said");
+    assert_eq!(support::fsck(&img.dev, Level::VerifyData).problems(), 0);
+    ids_hand_out_cleanly(&img);
+}
+
+/// Building a damaged table page again, cut short anywhere: the image is
+/// still the damaged one or the one built again, and a repair of either
+/// ends with every file as it was.
+#[test]
+fn every_crash_state_of_a_table_rebuild_repairs_to_the_same_files() {
+    use pagelog_core::testing::RecordingDevice;
+    let img = image();
+    let before = readable(&img.dev);
+    let rec = pagelog_core::recovery::recover(&*img.dev, false, None).expect("recover");
+    damage_page(&img.dev, rec.checkpoint.pat_root.addr);
+    let dev = Arc::new(RecordingDevice::new(&img.dev.snapshot()));
+    let out = repair::repair(dev.clone(), None, Level::Full, Mode::All, &mut |_, _, _| {});
+    assert_eq!(out.after.problems(), 0, "{:?}", out.after.findings);
+    let (mut damaged, mut mended) = (0, 0);
+    let states = each_crash_state(&dev, &mut |what, image| {
+        let report = support::fsck(&image, Level::Full);
+        match report.findings.iter().any(|f| f.kind == Kind::TableDamaged) {
+            true => damaged += 1,
+            false => mended += 1,
+        }
+        let again = run_repair(&image, Level::Full, Mode::All);
+        assert_eq!(
+            again.after.problems(),
+            0,
+            "{what}: {:?}",
+            again.after.findings
+        );
+        assert_eq!(readable(&image), before, "{what}");
+    });
+    assert!(damaged > 0 && mended > 0, "{damaged} {mended} of {states}");
 }

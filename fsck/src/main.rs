@@ -202,7 +202,7 @@ fn repair_mode(args: &Args) -> Option<Mode> {
 
 /// What a run did: checked, or repaired.
 enum Done {
-    Checked(Report),
+    Checked(Box<Report>),
     Repaired(Box<Outcome>),
 }
 
@@ -285,7 +285,12 @@ fn run(args: &Args) -> Result<(Done, Level), Failure> {
         None => None,
     };
     let done = match (mode, rewound) {
-        (None, None) => Done::Checked(fsck::check(dev, key.as_ref(), level, &mut progress)),
+        (None, None) => Done::Checked(Box::new(fsck::check(
+            dev,
+            key.as_ref(),
+            level,
+            &mut progress,
+        ))),
         (None, Some(r)) => {
             let no = r.to.checkpoint.no;
             let mut report = fsck::check(r.device.clone(), key.as_ref(), level, &mut progress);
@@ -296,7 +301,7 @@ fn run(args: &Args) -> Result<(Done, Level), Failure> {
             );
             let note = Finding::new(Severity::Info, Kind::Rewound, msg);
             report.findings.insert(0, note);
-            Done::Checked(report)
+            Done::Checked(Box::new(report))
         }
         (Some(mode), _) => Done::Repaired(Box::new(repair::repair_from(
             dev,

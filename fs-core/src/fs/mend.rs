@@ -138,7 +138,9 @@ impl Filesystem {
                 };
                 format!("free list of {what} threaded again: {listed} free, watermark {watermark}")
             }
-            Fix::RebuildUsage { .. } | Fix::RebuildNodeTable { .. } => {
+            Fix::RebuildUsage { .. }
+            | Fix::RebuildNodeTable { .. }
+            | Fix::RebuildUnitTable { .. } => {
                 return Err(Error::Refused(
                     "a table page is built again by the repair's mount, not by a fix".into(),
                 ))

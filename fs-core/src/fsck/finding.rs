@@ -251,6 +251,17 @@ pub enum Fix {
         /// The nodes found: id, unit, checksum of the node page.
         nodes: Vec<(Nid, crate::ids::Vpn, u32)>,
     },
+    /// Put a fresh leaf in place of a damaged page address table page,
+    /// holding the units found for it: for each number the leaf covered,
+    /// the newest unit the record summaries say was written under it whose
+    /// stored bytes still match their checksum; the other numbers are
+    /// free (the repair's mount does it, before anything reads a unit).
+    RebuildUnitTable {
+        /// The leaf's index.
+        index: u64,
+        /// The units found.
+        units: Vec<(crate::ids::Vpn, crate::page_table::PatEntry)>,
+    },
     /// Thread every unused number below `watermark` onto the table's free
     /// list again, and make `watermark` the table's (at least one past the
     /// highest number in use).
@@ -301,7 +312,17 @@ impl Fix {
             Fix::FreeList { .. } => "rebuild-free-list",
             Fix::RebuildUsage { .. } => "rebuild-usage-page",
             Fix::RebuildNodeTable { .. } => "rebuild-node-table-page",
+            Fix::RebuildUnitTable { .. } => "rebuild-page-table-page",
         }
+    }
+
+    /// Is it carried out by the repair's mount as it starts (a damaged
+    /// table page built again), not by [`crate::Filesystem::mend`]?
+    pub fn by_the_mount(&self) -> bool {
+        matches!(
+            self,
+            Fix::RebuildUsage { .. } | Fix::RebuildNodeTable { .. } | Fix::RebuildUnitTable { .. }
+        )
     }
 
     /// Does carrying it out lose bytes, names or permissions? A preen

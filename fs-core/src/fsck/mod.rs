@@ -10,6 +10,7 @@ mod facts;
 pub mod finding;
 pub mod frag;
 mod quota;
+mod rebuild;
 pub mod repair;
 mod scan;
 mod scrub;
@@ -199,6 +200,13 @@ pub fn check(
     }
     progress(Phase::Tables, 0, 1);
     let mut scan = scan::tables(dev, &cp, rec.sealer.as_ref(), &mut report.findings);
+    rebuild::lost_units(
+        dev,
+        (&geo, rec.sb.hash_seed),
+        &cp,
+        &scan,
+        &mut report.findings,
+    );
     let keeps_quota = rec.sb.ro_compat & crate::superblock::features::RO_COMPAT_QUOTA != 0;
     scan.quota_ino = keeps_quota.then_some(crate::quota_file::QUOTA_INO);
     unknown_chains(&scan, rec.sb.chains.chains.len(), &mut report.findings);
@@ -236,7 +244,7 @@ pub fn check(
         report.stats.bytes_read +=
             branches::check(dev, &geo, seed, &scan, &mut ledger, &mut report.findings);
         report.findings.extend(ledger.take_findings());
-        let found = space::lost_nodes(dev, &scan, &ledger, &mut report.findings);
+        let found = rebuild::lost_nodes(dev, &scan, &ledger, &mut report.findings);
         space::leaked_units(&scan, &ledger, &found, &mut report.findings);
         space::check(&scan, &ledger, &tree, &cp, &mut report.findings);
         report.recount = Some(space::recount(&ledger, &tree));

@@ -27,7 +27,7 @@ use crate::recovery::{self, Rebase};
 
 /// At most this many passes: each mends what the one before found; a
 /// pass that changes nothing the check sees ends the repair.
-const MAX_PASSES: usize = 4;
+const MAX_PASSES: usize = 6;
 
 /// How far a repair may go.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -123,8 +123,16 @@ pub fn repair_from(
         // The check read the last checkpoint; a mount rolls fsyncs
         // forward past it. The fixes are found again on what the mount
         // serves once a first pass has only recovered and committed.
+        // Damaged table pages are built again by the mount itself, which
+        // cannot go far without them.
         let recovered = out.after.cleanly_unmounted == Some(true);
-        let fixes = if recovered { fixes } else { Vec::new() };
+        let fixes = match recovered {
+            true => fixes,
+            false => fixes
+                .into_iter()
+                .filter(|(_, f)| f.by_the_mount())
+                .collect(),
+        };
         let Some(rebase) = rebase(&out.after, &fixes) else {
             break;
         };
@@ -275,11 +283,24 @@ fn pick(report: &Report, mode: Mode, failed: &[Fix]) -> (Vec<(Kind, Fix)>, usize
         )
     };
     let loses = |fix: &Fix| fix.loses_anything() || (damaged && frees(fix));
-    // A damaged table page hides what its entries named: what looks lost,
-    // leaked or missing may be behind it, so not even -y drops or frees
-    // anything in a pass that finds one (the rest is mended, the page
-    // built again if it can be, and the next pass's check sees behind it).
-    let hidden = report.findings.iter().any(|f| f.kind == Kind::TableDamaged);
+    // A damaged node or page address table page hides what its entries
+    // named: counts, names, leaks and losses found beside it are unsure.
+    // A pass that finds one only builds damaged pages again (those of the
+    // page address table, whose units the rest are; then those of the node
+    // address table); the next pass's check sees behind them. Damage to
+    // the segment usage table alone hides nothing.
+    let usage_only = report
+        .findings
+        .iter()
+        .filter(|f| f.kind == Kind::TableDamaged)
+        .all(|f| matches!(f.fix, Some(Fix::RebuildUsage { .. })));
+    let allowed = |fix: &Fix| {
+        usage_only
+            || matches!(
+                fix,
+                Fix::RebuildUnitTable { .. } | Fix::RebuildNodeTable { .. }
+            )
+    };
     let mut left = 0;
     let mut fixes: Vec<(Kind, Fix)> = Vec::new();
     for f in &report.findings {
@@ -287,7 +308,7 @@ fn pick(report: &Report, mode: Mode, failed: &[Fix]) -> (Vec<(Kind, Fix)>, usize
         if f.severity < Severity::Warning || failed.contains(fix) {
             continue;
         }
-        if fixes.iter().any(|(_, x)| x == fix) || (hidden && (fix.loses_anything() || frees(fix))) {
+        if fixes.iter().any(|(_, x)| x == fix) || !allowed(fix) {
             continue;
         }
         if mode == Mode::Preen && loses(fix) {
@@ -324,7 +345,7 @@ fn order(fix: &Fix) -> u8 {
         Fix::Quota { .. } => 4,
         Fix::Recount | Fix::Commit | Fix::Rewind { .. } => 5,
         // Done by the mount, before everything else.
-        Fix::RebuildUsage { .. } | Fix::RebuildNodeTable { .. } => 0,
+        Fix::RebuildUsage { .. } | Fix::RebuildNodeTable { .. } | Fix::RebuildUnitTable { .. } => 0,
     }
 }
 
@@ -342,6 +363,7 @@ fn rebase(report: &Report, fixes: &[(Kind, Fix)]) -> Option<Rebase> {
     for (_, fix) in fixes {
         match fix {
             Fix::RebuildUsage { index } => r.usage_pages.push(*index),
+            Fix::RebuildUnitTable { index, units } => r.unit_pages.push((*index, units.clone())),
             Fix::RebuildNodeTable { index, nodes } => {
                 let entries = nodes
                     .iter()
@@ -402,6 +424,11 @@ fn pass(
                 "node address table page {index} built again: {} nodes found in the units \
                  nothing else pointed at, the other ids free",
                 nodes.len()
+            )),
+            Fix::RebuildUnitTable { index, units } => Ok(format!(
+                "page address table page {index} built again from the record summaries: \
+                 {} units found, the other numbers free",
+                units.len()
             )),
             _ => fs.mend(fix).map_err(|e| e.to_string()),
         };

@@ -60,6 +60,8 @@ pub struct Scan {
     pub lost_nids: Vec<Range<u64>>,
     /// The damaged pages of the node address table.
     pub lost_node_pages: Vec<LostPage>,
+    /// The damaged pages of the page address table.
+    pub lost_unit_pages: Vec<LostPage>,
     /// Decoded nodes.
     pub nodes: Nodes,
     /// The quota file, on an image that keeps usage: an inode in use that
@@ -466,7 +468,8 @@ fn units(
         );
         findings.push(Finding::new(Severity::Error, Kind::AddressOutOfRange, msg).addr(e.addr));
     }
-    scan.lost_units = lost.into_iter().map(|l| l.entries).collect();
+    scan.lost_units = lost.iter().map(|l| l.entries.clone()).collect();
+    scan.lost_unit_pages = lost;
     scan.unit_free = free;
     scan.units = Units {
         addrs: Arc::new(addrs),

@@ -10,20 +10,16 @@
 //! walk again and collect the pages of the segments concerned, to name
 //! them ([`Collect`], [`twice`]).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::ops::Range;
 
 use super::finding::{Finding, Fix, Kind, Numbers, Severity};
-use super::scan::{LostPage, Scan};
+use super::scan::Scan;
 use super::summaries;
 use super::tree::{Tree, Use};
 use crate::checkpoint::Checkpoint;
-use crate::device::BlockDevice;
 use crate::ids::{Nid, PageAddr, SegmentNo, Vpn};
 use crate::layout::Geometry;
-use crate::meta_table::{MetaTable, TableId};
-use crate::node::{self, Node};
-use crate::segment_summary::PageKind;
 
 /// Where the walks send every page they find referenced.
 pub trait PageSink {
@@ -224,7 +220,7 @@ pub fn metadata_pages(scan: &Scan, cp_addr: PageAddr, sink: &mut dyn PageSink) {
 }
 
 /// Units in use that no walk reached.
-fn unreached<'s>(
+pub fn unreached<'s>(
     scan: &'s Scan,
     ledger: &'s Ledger<'_>,
 ) -> impl Iterator<Item = (Vpn, PageAddr)> + 's {
@@ -233,102 +229,6 @@ fn unreached<'s>(
         !geo.segment_of(addr)
             .is_some_and(|seg| ledger.is_used(seg, geo.offset_in_segment(addr)))
     })
-}
-
-/// The nodes a damaged leaf of the node address table named, found again:
-/// a unit nothing reached whose page is a node (it opens, decodes, and its
-/// header names an id the leaf covered) is one, the newest by the
-/// checkpoint it was written for where two name the same id (F2FS's fsck
-/// rebuilds its NAT from node footers alike). Each leaf's finding gets the
-/// fix that builds it again; the units found are returned, not leaks.
-pub fn lost_nodes(
-    dev: &dyn BlockDevice,
-    scan: &Scan,
-    ledger: &Ledger<'_>,
-    findings: &mut [Finding],
-) -> HashSet<Vpn> {
-    let leaves: Vec<&LostPage> = scan
-        .lost_node_pages
-        .iter()
-        .filter(|l| l.level == 0)
-        .collect();
-    if leaves.is_empty() {
-        return HashSet::new();
-    }
-    // id -> (written for, unit, checksum)
-    let mut found: BTreeMap<Nid, (u64, Vpn, u32)> = BTreeMap::new();
-    let covered = |nid: Nid| leaves.iter().any(|l| l.entries.contains(&nid.0));
-    let mut offer = |nid: Nid, vpn: Vpn| {
-        if let Some((written, crc)) = node_in(dev, scan, vpn, nid) {
-            if found.get(&nid).is_none_or(|&(w, _, _)| w < written) {
-                found.insert(nid, (written, vpn, crc));
-            }
-        }
-    };
-    // Nodes rewritten since the last retained checkpoint: units nothing
-    // reached, whose header names the id.
-    let mut page = crate::layout::zero_page();
-    for (vpn, addr) in unreached(scan, ledger) {
-        let opened = scan.units.unit(vpn).is_some_and(|(_, pages)| pages == 1)
-            && dev.read(addr, &mut page[..]).is_ok()
-            && scan.units.open(vpn, PageKind::Node, &mut page[..]).is_ok();
-        let r = crate::codec::Reader::new(&page[..], "node", addr);
-        match (opened, r.bytes(node::off::MAGIC, 4), r.u64(node::off::NID)) {
-            (true, Ok(magic), Ok(nid)) if magic == node::MAGIC && covered(Nid(nid)) => {
-                offer(Nid(nid), vpn)
-            }
-            _ => {}
-        }
-    }
-    // Nodes unchanged since a retained checkpoint: its own leaf (another
-    // unit, unless the leaf too is unchanged) names them. Only units the
-    // live root still holds (none a deadlist holds).
-    let held: HashSet<Vpn> = scan.held.iter().copied().collect();
-    for rec in &scan.past {
-        let names: std::sync::Arc<dyn crate::meta_table::PageNames> =
-            std::sync::Arc::new(scan.units.clone());
-        let sealed = scan.units.sealed();
-        let mut table =
-            MetaTable::new_virtual(TableId::NodeAddress, rec.nat_root, 0, names, sealed);
-        for l in &leaves {
-            for n in l.entries.clone() {
-                let Ok(raw) = table.get(dev, n) else { break };
-                if let Ok(crate::node_table::Slot::Used(e)) =
-                    crate::node_table::decode(&raw, Nid(n))
-                {
-                    if !held.contains(&e.vpn) {
-                        offer(Nid(n), e.vpn);
-                    }
-                }
-            }
-        }
-    }
-    for l in leaves {
-        let nodes: Vec<(Nid, Vpn, u32)> = found
-            .range(Nid(l.entries.start)..Nid(l.entries.end))
-            .map(|(&nid, &(_, vpn, crc))| (nid, vpn, crc))
-            .collect();
-        findings[l.finding].fix = Some(Fix::RebuildNodeTable {
-            index: l.index,
-            nodes,
-        });
-    }
-    found.values().map(|&(_, vpn, _)| vpn).collect()
-}
-
-/// Is unit `vpn` node `nid`, whole? Its header's checkpoint (the one it
-/// was written for) and the checksum of its page.
-fn node_in(dev: &dyn BlockDevice, scan: &Scan, vpn: Vpn, nid: Nid) -> Option<(u64, u32)> {
-    let (addr, pages) = scan.units.unit(vpn)?;
-    let mut page = crate::layout::zero_page();
-    if pages != 1 || dev.read(addr, &mut page[..]).is_err() {
-        return None;
-    }
-    scan.units.open(vpn, PageKind::Node, &mut page[..]).ok()?;
-    Node::decode(&page[..], addr, nid).ok()?;
-    let r = crate::codec::Reader::new(&page[..], "node", addr);
-    let written = r.u64(node::off::CHECKPOINT_NO).ok()?;
-    Some((written, crate::codec::crc32(&page[..])))
 }
 
 /// Names every unit in use that no walk reached (its page is counted live

@@ -73,6 +73,10 @@ pub struct Rebase {
     /// Leaves of the segment usage table that fail their checks: fresh
     /// ones take their place, their entries from `live`.
     pub usage_pages: Vec<u64>,
+    /// Leaves of the page address table that fail their checks, by index,
+    /// with the units found for them: fresh ones take their place first
+    /// (everything else is reached through units).
+    pub unit_pages: Vec<(u64, Vec<(crate::ids::Vpn, crate::page_table::PatEntry)>)>,
     /// Leaves of the live node address table that fail their checks, by
     /// index, with the nodes found for them (in units nothing else points
     /// at, whose header names an id the leaf covered): fresh ones take

@@ -278,6 +278,11 @@ impl Store {
             clock: None,
             rolled_dead: Default::default(),
         };
+        // Damaged table pages a repair builds again go first: the
+        // roll-forward reads and sets their entries.
+        if let Some(r) = &rebase {
+            store.rebuild_tables(r)?;
+        }
         // After the roll-forward, which sets the entries of the segments its
         // records touched (what they say then, or the recount's larger one).
         store.roll_forward(&pending)?;
@@ -288,11 +293,18 @@ impl Store {
         Ok(store)
     }
 
-    /// Takes a repair's recount as the segment usage (and, when it may
-    /// lower counts, as the counters), before anything is written.
-    fn rebase(&mut self, r: &crate::recovery::Rebase) -> Result<()> {
-        let now = self.now_secs();
+    /// Puts fresh leaves, with the entries a repair found for them, in
+    /// place of the damaged pages of the page address, segment usage and
+    /// node address tables (the units first: the rest are reached
+    /// through them).
+    fn rebuild_tables(&mut self, r: &crate::recovery::Rebase) -> Result<()> {
         let dev = self.dev.clone();
+        for (index, units) in &r.unit_pages {
+            self.pat.lock().table().replace_leaf(&*dev, *index)?;
+            for &(vpn, e) in units {
+                self.pat.set(&*dev, vpn, e)?;
+            }
+        }
         for &index in &r.usage_pages {
             self.sut.table().replace_leaf(&*dev, index)?;
         }
@@ -303,6 +315,13 @@ impl Store {
                 nat.set(&*dev, nid, e)?;
             }
         }
+        Ok(())
+    }
+
+    /// Takes a repair's recount as the segment usage (and, when it may
+    /// lower counts, as the counters), before anything is written.
+    fn rebase(&mut self, r: &crate::recovery::Rebase) -> Result<()> {
+        let now = self.now_secs();
         self.sut.rebase(&*self.dev, &r.live, r.lower, now)?;
         if r.lower {
             self.root.inode_count = r.inodes;

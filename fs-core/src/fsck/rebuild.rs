@@ -1,0 +1,210 @@
+//! Building damaged table pages again from what the log still holds, as
+//! F2FS's fsck rebuilds its node address table from the nodes' footers.
+//! The check finds what each damaged leaf named; the repair's mount puts
+//! a fresh leaf in its place before anything is written
+//! (`recovery::Rebase`, `MetaTable::replace_leaf`).
+//!
+//! - A leaf of the page address table (where each unit is): the record
+//!   summaries name the unit (vpn) of every page they describe; the newest
+//!   record naming a number whose stored bytes still match the checksum
+//!   it recorded is where that unit is now (a unit moves only by being
+//!   written again, a page is overwritten only once its segment is free,
+//!   and then its bytes no longer match).
+//! - A leaf of the live node address table (where each node is): a node's
+//!   page names its id in its header; the units nothing reached that hold
+//!   a node of an id the leaf covered, and, for nodes unchanged since a
+//!   retained checkpoint, that checkpoint's own leaf, name them.
+//! - A leaf of the segment usage table: the recount (`space::recount`).
+
+use std::collections::{BTreeMap, HashSet};
+
+use super::finding::{Finding, Fix};
+use super::scan::{LostPage, Scan};
+use super::space::{self, Ledger};
+use crate::checkpoint::Checkpoint;
+use crate::device::BlockDevice;
+use crate::ids::{CheckpointNo, Nid, PageAddr, SegmentNo, Vpn};
+use crate::layout::{Geometry, PAGE_SIZE};
+use crate::meta_table::{MetaTable, TableId};
+use crate::node::{self, Node};
+use crate::page_table::PatEntry;
+use crate::segment_summary::{walk_segment, Entry, PageKind, Summary};
+
+/// When a record was written, the newest greatest: the checkpoint it
+/// belongs to, its time, its sequence number.
+type Written = (u64, i64, u64);
+
+/// The units a damaged leaf of the page address table named, found again
+/// in the record summaries of every segment (see the module). Each leaf's
+/// finding gets the fix that builds it again. Not on a sealed volume: a
+/// sealed unit's entry holds its seal, which no summary keeps.
+pub fn lost_units(
+    dev: &dyn BlockDevice,
+    (geo, fs_id): (&Geometry, u64),
+    cp: &Checkpoint,
+    scan: &Scan,
+    findings: &mut [Finding],
+) {
+    let leaves: Vec<&LostPage> = scan
+        .lost_unit_pages
+        .iter()
+        .filter(|l| l.level == 0)
+        .collect();
+    if leaves.is_empty() || scan.units.sealed() {
+        return;
+    }
+    let covered = |vpn: Vpn| leaves.iter().any(|l| l.entries.contains(&vpn.0));
+    let mut newest: BTreeMap<Vpn, (Written, PageAddr, Entry)> = BTreeMap::new();
+    let mut page = crate::layout::zero_page();
+    for s in 0..geo.segment_count {
+        let start = geo.segment_start(SegmentNo(s));
+        // The record whose entries `each` sees next.
+        let at: std::cell::Cell<Option<Written>> = std::cell::Cell::new(None);
+        let mut summary_at = |off: u64| -> Option<Summary> {
+            let addr = start.offset(off);
+            dev.read(addr, &mut page[..]).ok()?;
+            let s = Summary::decode(&page[..], addr).ok().flatten()?;
+            at.set(Some((s.checkpoint_no.0, s.time_ns, s.seq)));
+            Some(s)
+        };
+        let mut each = |off: u64, e: &Entry| {
+            let Some(key) = at.get() else { return };
+            // Written after the checkpoint repaired: not its state.
+            if e.vpn.is_none() || !covered(e.vpn) || key.0 > cp.no.0 {
+                return;
+            }
+            if newest.get(&e.vpn).is_none_or(|(k, _, _)| *k < key) {
+                newest.insert(e.vpn, (key, start.offset(off), *e));
+            }
+        };
+        walk_segment(geo.pages_per_segment, fs_id, &mut summary_at, &mut each);
+    }
+    let mut found: BTreeMap<Vpn, PatEntry> = BTreeMap::new();
+    for (vpn, ((written, _, seq), addr, e)) in newest {
+        let len = e.stored_len as usize;
+        let mut bytes = vec![0u8; (e.pages() as usize) * PAGE_SIZE];
+        if len > bytes.len() || dev.read(addr, &mut bytes).is_err() {
+            continue;
+        }
+        if crate::codec::crc32(&bytes[..len]) != e.crc {
+            continue;
+        }
+        // Written by the log, a unit is born with the record's checkpoint;
+        // moved by the cleaner (its own sequence numbers), it keeps a birth
+        // no summary says: the oldest is assumed, so that no retained
+        // checkpoint that may hold it lets it be freed early.
+        let birth = match seq >= crate::cleaner::COLD_SEQ {
+            true => CheckpointNo(0),
+            false => CheckpointNo(written),
+        };
+        found.insert(vpn, PatEntry::stored(addr, birth, len, e.transform));
+    }
+    for l in leaves {
+        let units = found
+            .range(Vpn(l.entries.start)..Vpn(l.entries.end))
+            .map(|(&v, &e)| (v, e))
+            .collect();
+        findings[l.finding].fix = Some(Fix::RebuildUnitTable {
+            index: l.index,
+            units,
+        });
+    }
+}
+
+/// The nodes a damaged leaf of the node address table named, found again:
+/// a unit nothing reached whose page is a node (it opens, decodes, and its
+/// header names an id the leaf covered) is one, the newest by the
+/// checkpoint it was written for where two name the same id (F2FS's fsck
+/// rebuilds its NAT from node footers alike). Each leaf's finding gets the
+/// fix that builds it again; the units found are returned, not leaks.
+pub fn lost_nodes(
+    dev: &dyn BlockDevice,
+    scan: &Scan,
+    ledger: &Ledger<'_>,
+    findings: &mut [Finding],
+) -> HashSet<Vpn> {
+    let leaves: Vec<&LostPage> = scan
+        .lost_node_pages
+        .iter()
+        .filter(|l| l.level == 0)
+        .collect();
+    // A page address table page damaged too hides units (the node
+    // table's own pages among them): that one is built again first.
+    if leaves.is_empty() || !scan.lost_units.is_empty() {
+        return HashSet::new();
+    }
+    // id -> (written for, unit, checksum)
+    let mut found: BTreeMap<Nid, (u64, Vpn, u32)> = BTreeMap::new();
+    let covered = |nid: Nid| leaves.iter().any(|l| l.entries.contains(&nid.0));
+    let mut offer = |nid: Nid, vpn: Vpn| {
+        if let Some((written, crc)) = node_in(dev, scan, vpn, nid) {
+            if found.get(&nid).is_none_or(|&(w, _, _)| w < written) {
+                found.insert(nid, (written, vpn, crc));
+            }
+        }
+    };
+    // Nodes rewritten since the last retained checkpoint: units nothing
+    // reached, whose header names the id.
+    let mut page = crate::layout::zero_page();
+    for (vpn, addr) in space::unreached(scan, ledger) {
+        let opened = scan.units.unit(vpn).is_some_and(|(_, pages)| pages == 1)
+            && dev.read(addr, &mut page[..]).is_ok()
+            && scan.units.open(vpn, PageKind::Node, &mut page[..]).is_ok();
+        let r = crate::codec::Reader::new(&page[..], "node", addr);
+        match (opened, r.bytes(node::off::MAGIC, 4), r.u64(node::off::NID)) {
+            (true, Ok(magic), Ok(nid)) if magic == node::MAGIC && covered(Nid(nid)) => {
+                offer(Nid(nid), vpn)
+            }
+            _ => {}
+        }
+    }
+    // Nodes unchanged since a retained checkpoint: its own leaf (another
+    // unit, unless the leaf too is unchanged) names them. Only units the
+    // live root still holds (none a deadlist holds).
+    let held: HashSet<Vpn> = scan.held.iter().copied().collect();
+    for rec in &scan.past {
+        let names: std::sync::Arc<dyn crate::meta_table::PageNames> =
+            std::sync::Arc::new(scan.units.clone());
+        let sealed = scan.units.sealed();
+        let mut table =
+            MetaTable::new_virtual(TableId::NodeAddress, rec.nat_root, 0, names, sealed);
+        for l in &leaves {
+            for n in l.entries.clone() {
+                let Ok(raw) = table.get(dev, n) else { break };
+                if let Ok(crate::node_table::Slot::Used(e)) =
+                    crate::node_table::decode(&raw, Nid(n))
+                {
+                    if !held.contains(&e.vpn) {
+                        offer(Nid(n), e.vpn);
+                    }
+                }
+            }
+        }
+    }
+    for l in leaves {
+        let nodes: Vec<(Nid, Vpn, u32)> = found
+            .range(Nid(l.entries.start)..Nid(l.entries.end))
+            .map(|(&nid, &(_, vpn, crc))| (nid, vpn, crc))
+            .collect();
+        findings[l.finding].fix = Some(Fix::RebuildNodeTable {
+            index: l.index,
+            nodes,
+        });
+    }
+    found.values().map(|&(_, vpn, _)| vpn).collect()
+}
+
+/// Is unit `vpn` node `nid`, whole? Its header's checkpoint (the one it
+/// was written for) and the checksum of its page.
+fn node_in(dev: &dyn BlockDevice, scan: &Scan, vpn: Vpn, nid: Nid) -> Option<(u64, u32)> {
+    let (addr, pages) = scan.units.unit(vpn)?;
+    let mut page = crate::layout::zero_page();
+    if pages != 1 || dev.read(addr, &mut page[..]).is_err() {
+        return None;
+    }
+    scan.units.open(vpn, PageKind::Node, &mut page[..]).ok()?;
+    Node::decode(&page[..], addr, nid).ok()?;
+    let r = crate::codec::Reader::new(&page[..], "node", addr);
+    let written = r.u64(node::off::CHECKPOINT_NO).ok()?;
+    Some((written, crate::codec::crc32(&page[..])))
+}
