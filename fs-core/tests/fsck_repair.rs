@@ -749,22 +749,7 @@ fn damage_node(dev: &Arc<MemDevice>, nid: pagelog_core::Nid) {
 /// A 400-page file `/big` (bytes 3) whose first map node is then
 /// damaged: the file and the node.
 fn file_with_damaged_map_node(img: &Image) -> (Ino, pagelog_core::Nid) {
-    let mut fs = mount(&img.dev);
-    let root = Cred::root();
-    let big = fs
-        .mknod(&root, Ino::ROOT, b"big", 0o644, 0)
-        .expect("create")
-        .ino;
-    fs.write(&root, big, 0, &vec![3u8; 400 * 4096])
-        .expect("write");
-    fs.unmount().expect("unmount");
-    let mut map = pagelog_core::Nid::NONE;
-    tamper(img, |fs| {
-        fs.tamper()
-            .inode(big, |i| map = i.map_nids[0])
-            .expect("look");
-    });
-    assert!(!map.is_none(), "the file has a map node");
+    let (big, map) = file_with_map_node(img);
     damage_node(&img.dev, map);
     (big, map)
 }
@@ -1406,4 +1391,100 @@ fn every_crash_state_of_a_table_rebuild_repairs_to_the_same_files() {
         assert_eq!(readable(&image), before, "{what}");
     });
     assert!(damaged > 0 && mended > 0, "{damaged} {mended} of {states}");
+}
+
+/// A 400-page file `/big` and the id of its first map node.
+fn file_with_map_node(img: &Image) -> (Ino, pagelog_core::Nid) {
+    let mut fs = mount(&img.dev);
+    let root = Cred::root();
+    let big = fs
+        .mknod(&root, Ino::ROOT, b"big", 0o644, 0)
+        .expect("create")
+        .ino;
+    fs.write(&root, big, 0, &vec![3u8; 400 * 4096])
+        .expect("write");
+    fs.unmount().expect("unmount");
+    let mut nid = pagelog_core::Nid::NONE;
+    tamper(img, |fs| {
+        fs.tamper()
+            .inode(big, |i| nid = i.map_nids[0])
+            .expect("inode");
+    });
+    assert!(!nid.is_none(), "a map node");
+    (big, nid)
+}
+
+/// A node whose unit is free: it is taken out of the table (its unit left
+/// alone), then its file is detached from it: its pages become holes.
+#[test]
+fn a_node_whose_unit_is_free_is_forgotten_and_its_pages_become_holes() {
+    let img = image();
+    let (big, nid) = file_with_map_node(&img);
+    let rec = pagelog_core::recovery::recover(&*img.dev, false, None).expect("recover");
+    let free = pagelog_core::Vpn(rec.checkpoint.pat_watermark.0 + 100);
+    tamper(&img, |fs| fs.tamper().nat_entry(nid, free).expect("tamper"));
+    let out = repaired(&img, Kind::UnitMissing);
+    assert!(
+        did(&out, |f| *f == Fix::ForgetNode { nid }),
+        "{:?}",
+        out.actions
+    );
+    let mut fs = mount(&img.dev);
+    let a = fs.getattr(big).expect("the file stays");
+    assert_eq!(a.size, 400 * 4096);
+    let bytes = fs.read(big, 0, 4096).expect("reads");
+    assert!(
+        bytes.iter().all(|&b| b == 0 || b == 3),
+        "holes or its bytes"
+    );
+}
+
+#[test]
+fn a_quota_file_of_the_wrong_mode_or_links_is_set_right() {
+    let img = image();
+    let quota = pagelog_core::quota_file::QUOTA_INO;
+    tamper(&img, |fs| {
+        fs.tamper()
+            .internal_inode(quota, |i| i.nlink = 3)
+            .expect("tamper");
+    });
+    let out = repaired(&img, Kind::LinkCountWrong);
+    assert!(did(&out, |f| *f == Fix::QuotaInode { ino: quota }));
+}
+
+/// A damaged page of a retained checkpoint's deadlist: the checkpoint (a
+/// plain one, not a snapshot) is pruned; nothing of the live tree goes.
+#[test]
+fn a_damaged_deadlist_page_has_its_checkpoint_pruned() {
+    let img = image();
+    // Units killed while checkpoints are retained go on deadlists.
+    tamper(&img, |fs| {
+        let root = Cred::root();
+        fs.write(&root, img.file, 0, &[9u8; 20_000]).expect("write");
+        fs.unlink(&root, Ino::ROOT, b"other").expect("unlink");
+    });
+    let rec = pagelog_core::recovery::recover(&*img.dev, false, None).expect("recover");
+    let cp = rec.checkpoint;
+    let list = pagelog_core::checkpoint_list::CheckpointList::open_sealed(
+        &*img.dev,
+        cp.checkpoint_list_root,
+        cp.list_next_slot,
+        None,
+    )
+    .expect("list");
+    let rec = list
+        .records()
+        .find(|r| !r.dead_head.is_none())
+        .expect("a deadlist")
+        .clone();
+    let mut fs = mount(&img.dev);
+    let addr = fs.tamper().unit_addr(rec.dead_head).expect("lookup");
+    fs.unmount().expect("unmount");
+    damage_page(&img.dev, addr.expect("in use"));
+    let out = repaired(&img, Kind::DeadlistDamaged);
+    assert!(
+        did(&out, |f| *f == Fix::PruneBack { no: rec.no }),
+        "{:?}",
+        out.actions
+    );
 }

@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::file_map;
 use crate::fsck::{Fix, Numbers};
 use crate::ids::{Ino, Nid, Vpn};
-use crate::inode::{Timespec, S_IFDIR, S_IFMT};
+use crate::inode::{Timespec, S_IFDIR, S_IFMT, S_IFREG};
 use crate::layout::PAGE_SIZE;
 use crate::node::NodeBody;
 use crate::page_life::life;
@@ -30,6 +30,28 @@ impl Filesystem {
     pub fn mend(&mut self, fix: &Fix) -> Result<String> {
         self.writable()?;
         let done = match fix {
+            Fix::PruneBack { no } => {
+                let gone = self.store.prune_back(*no)?;
+                let gone: Vec<String> = gone.iter().map(|n| n.to_string()).collect();
+                format!(
+                    "retained checkpoints {} forgotten (checkpoint {no}'s deadlist is damaged)",
+                    gone.join(", ")
+                )
+            }
+            Fix::QuotaInode { ino } => {
+                // An internal inode: not through `inode_mut`, which serves
+                // only what a user may name.
+                let dev = self.dev();
+                self.store.root.changed = true;
+                let inode = self.store.root.cache.inode_mut(&*dev, *ino)?;
+                inode.mode = S_IFREG | 0o600;
+                inode.nlink = 1;
+                format!("inode {ino}: the quota file made a regular file with one link")
+            }
+            Fix::ForgetNode { nid } => {
+                self.forget_node(*nid)?;
+                format!("node {nid} forgotten (its unit is gone; what it held is lost)")
+            }
             Fix::Links { ino, links } => {
                 self.inode_mut(*ino)?.nlink = *links;
                 format!("inode {ino}: link count set to {links}")
@@ -383,6 +405,29 @@ impl Filesystem {
         let building = self.store.building();
         let s = &mut self.store;
         s.root.cache.remove(dev, &mut life!(s, dev, building), nid)
+    }
+
+    /// Takes node `nid` out of the node address table without letting its
+    /// unit die: the unit is free already, or placed outside the segment
+    /// area (then only the page address table entry goes: no segment
+    /// counts its pages).
+    fn forget_node(&mut self, nid: Nid) -> Result<()> {
+        let dev = self.dev();
+        let geo = self.store.sb.geometry;
+        let nat = &mut self.store.root.cache.nat;
+        let Some(e) = nat.lookup(&*dev, nid)? else {
+            return Ok(());
+        };
+        if let Some(u) = self.store.pat.lookup(&*dev, e.vpn)? {
+            if geo.segment_of(u.addr).is_some() {
+                return Err(Error::Refused(format!(
+                    "node {nid}: its unit {} is in use inside the segment area",
+                    e.vpn
+                )));
+            }
+            self.store.pat.release(&*dev, e.vpn)?;
+        }
+        self.store.root.cache.nat.release(&*dev, nid)
     }
 
     /// Makes pages `first..first + count` of `ino` holes. A pointer whose

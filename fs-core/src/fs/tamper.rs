@@ -32,6 +32,14 @@ impl Tamper<'_> {
         Ok(())
     }
 
+    /// Changes an internal inode's fields (the quota file's, say).
+    pub fn internal_inode(&mut self, ino: Ino, f: impl FnOnce(&mut Inode)) -> Result<()> {
+        let dev = self.fs.dev();
+        self.fs.store.root.changed = true;
+        f(self.fs.store.root.cache.inode_mut(&*dev, ino)?);
+        Ok(())
+    }
+
     /// Stores attribute `name` of `ino` as `value`, past every check (an
     /// access control list that does not decode, a default list on a file).
     pub fn raw_xattr(&mut self, ino: Ino, name: &[u8], value: &[u8]) -> Result<()> {
@@ -164,6 +172,14 @@ impl Tamper<'_> {
         self.fs.store.root.changed = true;
         let nat = &mut self.fs.store.root.cache.nat;
         nat.set_counters(free_head, watermark);
+    }
+
+    /// Points node `nid`'s table entry at unit `vpn`.
+    pub fn nat_entry(&mut self, nid: Nid, vpn: Vpn) -> Result<()> {
+        let dev = self.fs.dev();
+        self.fs.store.root.changed = true;
+        let e = crate::node_table::NatEntry { vpn, crc: 0 };
+        self.fs.store.root.cache.nat.set(&*dev, nid, e)
     }
 
     /// Makes node id `nid`'s entry a free one naming `next`.

@@ -39,6 +39,9 @@ pub enum Kind {
     Rewound,
     /// A metadata table page fails its checks.
     TableDamaged,
+    /// A page of a retained checkpoint's deadlist fails its checks (the
+    /// checkpoint can no longer be pruned, nor mounted with confidence).
+    DeadlistDamaged,
     /// The free list of node ids or of units is broken.
     FreeListBroken,
     /// A node fails its checksum or does not decode.
@@ -175,6 +178,19 @@ pub enum Fix {
         /// The node.
         nid: Nid,
     },
+    /// Take a node whose unit is free or outside the segment area out of
+    /// the node address table, without touching the unit (what the node
+    /// held is lost; its referrer is detached from it next).
+    ForgetNode {
+        /// The node.
+        nid: Nid,
+    },
+    /// Set the quota file's inode to what it must be: a regular file with
+    /// one link.
+    QuotaInode {
+        /// The quota file.
+        ino: Ino,
+    },
     /// Free a node nothing refers to.
     FreeNode {
         /// The node.
@@ -222,6 +238,13 @@ pub enum Fix {
     /// damaged: a point in the past to mount from is lost, nothing of the
     /// live filesystem.
     Prune {
+        /// The checkpoint.
+        no: crate::ids::CheckpointNo,
+    },
+    /// Forget a retained checkpoint whose deadlist cannot be read, and
+    /// every retained checkpoint before it (none a snapshot): points in
+    /// the past to mount from are lost, nothing of the live filesystem.
+    PruneBack {
         /// The checkpoint.
         no: crate::ids::CheckpointNo,
     },
@@ -310,6 +333,9 @@ impl Fix {
             Fix::Commit => "commit",
             Fix::Rewind { .. } => "rewind",
             Fix::FreeList { .. } => "rebuild-free-list",
+            Fix::ForgetNode { .. } => "forget-node",
+            Fix::PruneBack { .. } => "prune-checkpoints",
+            Fix::QuotaInode { .. } => "set-quota-inode",
             Fix::RebuildUsage { .. } => "rebuild-usage-page",
             Fix::RebuildNodeTable { .. } => "rebuild-node-table-page",
             Fix::RebuildUnitTable { .. } => "rebuild-page-table-page",
@@ -339,6 +365,8 @@ impl Fix {
                 | Fix::Detach { .. }
                 | Fix::FreeDamaged { .. }
                 | Fix::Rewind { .. }
+                | Fix::ForgetNode { .. }
+                | Fix::PruneBack { .. }
         )
     }
 }

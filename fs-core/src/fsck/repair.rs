@@ -294,12 +294,18 @@ fn pick(report: &Report, mode: Mode, failed: &[Fix]) -> (Vec<(Kind, Fix)>, usize
         .iter()
         .filter(|f| f.kind == Kind::TableDamaged)
         .all(|f| matches!(f.fix, Some(Fix::RebuildUsage { .. })));
+    // A damaged deadlist hides the units its checkpoint holds: they look
+    // leaked, and nothing is freed beside it.
+    let deadlist = report
+        .findings
+        .iter()
+        .any(|f| f.kind == Kind::DeadlistDamaged);
     let allowed = |fix: &Fix| {
-        usage_only
-            || matches!(
-                fix,
-                Fix::RebuildUnitTable { .. } | Fix::RebuildNodeTable { .. }
-            )
+        let rebuild = matches!(
+            fix,
+            Fix::RebuildUnitTable { .. } | Fix::RebuildNodeTable { .. }
+        );
+        (usage_only || rebuild) && !(deadlist && frees(fix))
     };
     let mut left = 0;
     let mut fixes: Vec<(Kind, Fix)> = Vec::new();
@@ -330,7 +336,8 @@ fn order(fix: &Fix) -> u8 {
     match fix {
         // First: the fixes after it may take node ids.
         Fix::FreeList { .. } => 0,
-        Fix::Links { .. } | Fix::Blocks { .. } | Fix::Parent { .. } => 0,
+        Fix::Links { .. } | Fix::Blocks { .. } | Fix::Parent { .. } | Fix::QuotaInode { .. } => 0,
+        Fix::ForgetNode { .. } => 1,
         Fix::RemoveEntry { .. }
         | Fix::Reconnect { .. }
         | Fix::Detach { .. }
@@ -341,7 +348,7 @@ fn order(fix: &Fix) -> u8 {
         | Fix::RemoveXattr { .. }
         | Fix::FreeUnit { .. } => 2,
         Fix::DropPages { .. } | Fix::Unshare { .. } => 3,
-        Fix::Relog { .. } | Fix::RelogNode { .. } | Fix::Prune { .. } => 3,
+        Fix::Relog { .. } | Fix::RelogNode { .. } | Fix::Prune { .. } | Fix::PruneBack { .. } => 3,
         Fix::Quota { .. } => 4,
         Fix::Recount | Fix::Commit | Fix::Rewind { .. } => 5,
         // Done by the mount, before everything else.

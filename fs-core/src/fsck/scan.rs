@@ -594,7 +594,8 @@ fn history(dev: &dyn BlockDevice, cp: &Checkpoint, scan: &mut Scan, findings: &m
                 "retained checkpoint {}: its node address table (unit {}) is free",
                 rec.no, rec.nat_root.addr.0
             );
-            findings.push(Finding::new(Severity::Error, Kind::UnitMissing, msg));
+            let f = Finding::new(Severity::Error, Kind::UnitMissing, msg);
+            findings.push(f.fix(Fix::Prune { no: rec.no }));
         }
         let (mut head, mut crc) = (rec.dead_head, rec.dead_crc);
         let mut seen = 0u64;
@@ -604,7 +605,8 @@ fn history(dev: &dyn BlockDevice, cp: &Checkpoint, scan: &mut Scan, findings: &m
                     "retained checkpoint {}: its deadlist names unit {head}, which is free",
                     rec.no
                 );
-                findings.push(Finding::new(Severity::Error, Kind::UnitMissing, msg));
+                let f = Finding::new(Severity::Error, Kind::UnitMissing, msg);
+                findings.push(f.fix(Fix::Prune { no: rec.no }));
                 break;
             };
             let mut page = crate::layout::zero_page();
@@ -618,8 +620,8 @@ fn history(dev: &dyn BlockDevice, cp: &Checkpoint, scan: &mut Scan, findings: &m
                 Ok(p) => p,
                 Err(e) => {
                     let msg = format!("retained checkpoint {}: deadlist page: {e}", rec.no);
-                    findings
-                        .push(Finding::new(Severity::Error, Kind::TableDamaged, msg).addr(addr));
+                    let f = Finding::new(Severity::Error, Kind::DeadlistDamaged, msg).addr(addr);
+                    findings.push(f.fix(Fix::PruneBack { no: rec.no }));
                     break;
                 }
             };
@@ -677,7 +679,8 @@ pub fn nodes(
                     format!("node's unit {} is outside the segment area", e.vpn),
                 )
                 .nid(nid)
-                .addr(addr),
+                .addr(addr)
+                .fix(Fix::ForgetNode { nid }),
             ),
             None => findings.push(
                 Finding::new(
@@ -685,7 +688,8 @@ pub fn nodes(
                     Kind::UnitMissing,
                     format!("node's unit {} is free in the page address table", e.vpn),
                 )
-                .nid(nid),
+                .nid(nid)
+                .fix(Fix::ForgetNode { nid }),
             ),
         }
     }

@@ -777,8 +777,8 @@ fn namespace(w: &mut Walker<'_, '_>, entries_of: &FxHashMap<Ino, Listing<'_>>) {
                     "the quota file has mode {:o} and {} links (a regular file, one link)",
                     inode.mode, inode.nlink
                 );
-                w.findings
-                    .push(Finding::new(Severity::Error, Kind::LinkCountWrong, msg).ino(nid));
+                let f = Finding::new(Severity::Error, Kind::LinkCountWrong, msg).ino(nid);
+                w.findings.push(f.fix(Fix::QuotaInode { ino: nid }));
             }
             continue;
         }

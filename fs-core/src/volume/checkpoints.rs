@@ -234,6 +234,51 @@ impl Store {
         Ok(())
     }
 
+    /// Forgets retained checkpoint `no`, whose deadlist cannot be read, and
+    /// every retained checkpoint before it (a repair's): the units its
+    /// deadlist held died after it and before the next, so only it and the
+    /// ones before it hold them, and with those gone they are leaks a
+    /// later check names (and a repair frees). Refused when a snapshot or
+    /// a branch's origin is among them. Returns the checkpoints forgotten.
+    pub fn prune_back(&mut self, no: CheckpointNo) -> Result<Vec<CheckpointNo>> {
+        let older: Vec<CheckpointNo> = self
+            .cplist
+            .records()
+            .map(|r| r.no)
+            .filter(|&n| n <= no)
+            .collect();
+        for &n in &older {
+            let snapshot = self.cplist.get(n).is_some_and(|r| r.is_snapshot());
+            if snapshot || self.kept_open(n) {
+                return Err(Error::Refused(format!(
+                    "checkpoint {n}, at or before {no}, is a snapshot or a branch's origin: \
+                     not forgotten by a repair"
+                )));
+            }
+        }
+        // Oldest first: each one's deadlist (readable) is freed whole.
+        for &n in older.iter().filter(|&&n| n != no) {
+            self.prune(n)?;
+        }
+        let dev = self.dev.clone();
+        let building = self.building();
+        let pending = self.root.history.pending.remove(&no).unwrap_or_default();
+        let mut life = life!(self, &*dev, building);
+        for (vpn, _) in pending {
+            life.free(vpn)?;
+        }
+        let next = self.cplist.after(no).map(|r| r.no);
+        self.cplist.remove(&*dev, no)?;
+        if self.root.history.last == no {
+            self.root.history.last = CheckpointNo(0);
+        }
+        if let Some(n) = next {
+            self.recount(n)?;
+        }
+        self.root.changed = true;
+        Ok(older)
+    }
+
     /// Recounts what retained checkpoint `no` holds alone (its deadlist's
     /// entries born after the retained checkpoint before it).
     fn recount(&mut self, no: CheckpointNo) -> Result<()> {
