@@ -1488,3 +1488,31 @@ fn a_damaged_deadlist_page_has_its_checkpoint_pruned() {
         out.actions
     );
 }
+
+/// Two pointers into one compressed cluster that disagree on its shape:
+/// the odd one takes the first's, and every page reads as written.
+#[test]
+fn a_compressed_cluster_whose_pointers_disagree_is_reshaped() {
+    let dev = support::formatted_storing(4096, 32, "zstd:1");
+    let root = Cred::root();
+    let mut fs = mount(&dev);
+    let f = fs
+        .mknod(&root, Ino::ROOT, b"packed", 0o644, 0)
+        .expect("create")
+        .ino;
+    let data: Vec<u8> = (0..16 * 4096u32).map(|i| (i / 4096) as u8).collect();
+    fs.write(&root, f, 0, &data).expect("write");
+    fs.unmount().expect("unmount");
+    let mut fs = mount(&dev);
+    let mut p = fs.tamper().get_pointer(f, 3).expect("pointer");
+    assert!(p.count > 1, "a compressed cluster: {p:?}");
+    p.count -= 1;
+    fs.tamper().pointer(f, 3, p).expect("tamper");
+    fs.sync().expect("commit");
+    fs.unmount().expect("unmount");
+    let out = repaired_at(&dev, Kind::UnitMisshapen, Level::VerifyData);
+    let reshaped = |x: &Fix| matches!(x, Fix::Reshape { ino, idx: 3, base: 0, .. } if *ino == f);
+    assert!(did(&out, reshaped), "{:?}", out.actions);
+    let mut fs = mount(&dev);
+    assert_eq!(fs.read(f, 0, 16 * 4096).expect("reads"), data);
+}

@@ -48,6 +48,15 @@ impl Filesystem {
                 inode.nlink = 1;
                 format!("inode {ino}: the quota file made a regular file with one link")
             }
+            Fix::Reshape {
+                ino,
+                idx,
+                base,
+                count,
+            } => {
+                self.reshape(*ino, *idx, *base, *count)?;
+                format!("inode {ino}: page {idx}'s pointer says {count} pages from {base}, as the cluster's first does")
+            }
             Fix::ForgetNode { nid } => {
                 self.forget_node(*nid)?;
                 format!("node {nid} forgotten (its unit is gone; what it held is lost)")
@@ -405,6 +414,35 @@ impl Filesystem {
         let building = self.store.building();
         let s = &mut self.store;
         s.root.cache.remove(dev, &mut life!(s, dev, building), nid)
+    }
+
+    /// Makes page `idx`'s pointer into a compressed cluster say that the
+    /// cluster starts at `base` and holds `count` pages (same unit, same
+    /// checksum of its own page: nothing is written but the pointer).
+    fn reshape(&mut self, ino: Ino, idx: u64, base: u64, count: u8) -> Result<()> {
+        let dev = self.dev();
+        let slot = u8::try_from(idx.wrapping_sub(base))
+            .ok()
+            .filter(|&s| s < count)
+            .ok_or_else(|| {
+                Error::Refused(format!(
+                    "page {idx} is not in a cluster of {count} from {base}"
+                ))
+            })?;
+        let s = &mut self.store;
+        let mut ptr = file_map::get(&mut s.root.cache, &*dev, ino, idx)?;
+        ptr.slot = slot;
+        ptr.count = count;
+        let building = s.building();
+        file_map::set(
+            &mut s.root.cache,
+            &*dev,
+            &mut life!(s, &*dev, building),
+            ino,
+            idx,
+            ptr,
+        )?;
+        Ok(())
     }
 
     /// Takes node `nid` out of the node address table without letting its

@@ -229,6 +229,19 @@ pub enum Fix {
         /// The page.
         idx: u64,
     },
+    /// Make a pointer into a compressed cluster describe the cluster as
+    /// the file's first pointer into it does (where it starts, how many
+    /// pages it holds).
+    Reshape {
+        /// The file.
+        ino: Ino,
+        /// The page whose pointer disagrees.
+        idx: u64,
+        /// The cluster's first page.
+        base: u64,
+        /// Its pages.
+        count: u8,
+    },
     /// Write a node again, for the same reason.
     RelogNode {
         /// The node.
@@ -334,6 +347,7 @@ impl Fix {
             Fix::Rewind { .. } => "rewind",
             Fix::FreeList { .. } => "rebuild-free-list",
             Fix::ForgetNode { .. } => "forget-node",
+            Fix::Reshape { .. } => "reshape-pointer",
             Fix::PruneBack { .. } => "prune-checkpoints",
             Fix::QuotaInode { .. } => "set-quota-inode",
             Fix::RebuildUsage { .. } => "rebuild-usage-page",

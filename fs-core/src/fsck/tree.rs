@@ -239,8 +239,16 @@ impl<'a> Walker<'a, '_> {
                 "page {idx} says unit {} holds {} pages from {base}; an earlier page, {} from {}",
                 p.vpn, p.count, u.count, u.base
             );
-            self.findings
-                .push(Finding::new(Severity::Error, Kind::UnitMisshapen, msg).ino(ino));
+            // The earlier page's shape is the one the unit was read with;
+            // this pointer takes it (its checksum, of its own page, tells
+            // a --verify-data check whether that was right).
+            let f = Finding::new(Severity::Error, Kind::UnitMisshapen, msg).ino(ino);
+            self.findings.push(f.fix(Fix::Reshape {
+                ino,
+                idx,
+                base: u.base,
+                count: u.count,
+            }));
             return;
         }
         let Some((addr, pages)) = self.scan.units.unit(p.vpn) else {
@@ -251,8 +259,12 @@ impl<'a> Walker<'a, '_> {
                 "page {idx} points into unit {} as a compressed cluster, but it is stored raw",
                 p.vpn
             );
-            self.findings
-                .push(Finding::new(Severity::Error, Kind::UnitMisshapen, msg).ino(ino));
+            let f = Finding::new(Severity::Error, Kind::UnitMisshapen, msg).ino(ino);
+            self.findings.push(f.fix(Fix::DropPages {
+                ino,
+                first: idx,
+                count: 1,
+            }));
             return;
         };
         *count += pages;
