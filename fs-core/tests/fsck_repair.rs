@@ -1516,3 +1516,25 @@ fn a_compressed_cluster_whose_pointers_disagree_is_reshaped() {
     let mut fs = mount(&dev);
     assert_eq!(fs.read(f, 0, 16 * 4096).expect("reads"), data);
 }
+
+#[test]
+fn a_wrong_deadlist_count_is_counted_again() {
+    let img = image();
+    tamper(&img, |fs| {
+        let root = Cred::root();
+        fs.write(&root, img.file, 0, &[9u8; 20_000]).expect("write");
+    });
+    let mut fs = mount(&img.dev);
+    let no = fs.checkpoints().first().expect("retained").no;
+    fs.tamper()
+        .checkpoint_record(no, |r| r.dead_entries += 5)
+        .expect("tamper");
+    fs.sync().expect("commit");
+    fs.unmount().expect("unmount");
+    let out = repaired(&img, Kind::CounterWrong);
+    assert!(
+        did(&out, |f| *f == Fix::DeadlistCount { no }),
+        "{:?}",
+        out.actions
+    );
+}

@@ -57,6 +57,10 @@ impl Filesystem {
                 self.reshape(*ino, *idx, *base, *count)?;
                 format!("inode {ino}: page {idx}'s pointer says {count} pages from {base}, as the cluster's first does")
             }
+            Fix::DeadlistCount { no } => {
+                let n = self.store.recount_deadlist(*no)?;
+                format!("retained checkpoint {no}: {n} deadlist entries counted")
+            }
             Fix::ForgetNode { nid } => {
                 self.forget_node(*nid)?;
                 format!("node {nid} forgotten (its unit is gone; what it held is lost)")

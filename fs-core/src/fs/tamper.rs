@@ -167,6 +167,24 @@ impl Tamper<'_> {
         s.root.changed = true;
     }
 
+    /// Changes retained checkpoint `no`'s record.
+    pub fn checkpoint_record(
+        &mut self,
+        no: crate::ids::CheckpointNo,
+        f: impl FnOnce(&mut crate::checkpoint_record::Record),
+    ) -> Result<()> {
+        let dev = self.fs.dev();
+        let s = &mut self.fs.store;
+        let mut rec = s
+            .cplist
+            .get(no)
+            .cloned()
+            .ok_or(crate::error::Error::NotFound)?;
+        f(&mut rec);
+        s.root.changed = true;
+        s.cplist.update(&*dev, rec)
+    }
+
     /// Sets the node id free list's head and the watermark.
     pub fn nat_counters(&mut self, free_head: Nid, watermark: Nid) {
         self.fs.store.root.changed = true;

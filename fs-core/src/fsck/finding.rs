@@ -254,6 +254,12 @@ pub enum Fix {
         /// The checkpoint.
         no: crate::ids::CheckpointNo,
     },
+    /// Count a retained checkpoint's deadlist entries again (its record
+    /// says otherwise).
+    DeadlistCount {
+        /// The checkpoint.
+        no: crate::ids::CheckpointNo,
+    },
     /// Forget a retained checkpoint whose deadlist cannot be read, and
     /// every retained checkpoint before it (none a snapshot): points in
     /// the past to mount from are lost, nothing of the live filesystem.
@@ -348,6 +354,7 @@ impl Fix {
             Fix::FreeList { .. } => "rebuild-free-list",
             Fix::ForgetNode { .. } => "forget-node",
             Fix::Reshape { .. } => "reshape-pointer",
+            Fix::DeadlistCount { .. } => "recount-deadlist",
             Fix::PruneBack { .. } => "prune-checkpoints",
             Fix::QuotaInode { .. } => "set-quota-inode",
             Fix::RebuildUsage { .. } => "rebuild-usage-page",

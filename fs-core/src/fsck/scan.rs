@@ -636,7 +636,8 @@ fn history(dev: &dyn BlockDevice, cp: &Checkpoint, scan: &mut Scan, findings: &m
                 "retained checkpoint {}: record counts {} deadlist entries, the list holds {seen}",
                 rec.no, rec.dead_entries
             );
-            findings.push(Finding::new(Severity::Error, Kind::CounterWrong, msg));
+            let f = Finding::new(Severity::Error, Kind::CounterWrong, msg);
+            findings.push(f.fix(Fix::DeadlistCount { no: rec.no }));
         }
     }
     scan.retained = list.len() as u64;

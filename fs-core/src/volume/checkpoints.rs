@@ -279,6 +279,24 @@ impl Store {
         Ok(older)
     }
 
+    /// Counts retained checkpoint `no`'s deadlist entries again, and what
+    /// it holds alone (a repair's, for a record whose count is wrong).
+    /// Returns the entries.
+    pub fn recount_deadlist(&mut self, no: CheckpointNo) -> Result<u64> {
+        let mut rec = self
+            .cplist
+            .get(no)
+            .cloned()
+            .ok_or_else(|| Error::Refused(format!("checkpoint {no} is not retained")))?;
+        let (units, _) = self.read_deadlist(rec.dead_head, rec.dead_crc)?;
+        rec.dead_entries = units.len() as u64;
+        let dev = self.dev.clone();
+        self.cplist.update(&*dev, rec)?;
+        self.recount(no)?;
+        self.root.changed = true;
+        Ok(units.len() as u64)
+    }
+
     /// Recounts what retained checkpoint `no` holds alone (its deadlist's
     /// entries born after the retained checkpoint before it).
     fn recount(&mut self, no: CheckpointNo) -> Result<()> {
