@@ -1538,3 +1538,23 @@ fn a_wrong_deadlist_count_is_counted_again() {
         out.actions
     );
 }
+
+/// One file's map holds the same node twice: the second reference gets a
+/// copy of its own, the pages both then map are copied, and the file
+/// reads as it did.
+#[test]
+fn a_node_a_file_references_twice_is_cloned() {
+    let img = image();
+    let (big, map) = file_with_map_node(&img);
+    tamper(&img, |fs| {
+        fs.tamper()
+            .inode(big, |i| i.map_nids[1] = i.map_nids[0])
+            .expect("tamper");
+    });
+    let out = repaired(&img, Kind::NodeSharedTwice);
+    assert!(
+        did(&out, |f| *f == Fix::CloneNode { ino: big, nid: map }),
+        "{:?}",
+        out.actions
+    );
+}

@@ -57,6 +57,7 @@ impl Filesystem {
                 self.reshape(*ino, *idx, *base, *count)?;
                 format!("inode {ino}: page {idx}'s pointer says {count} pages from {base}, as the cluster's first does")
             }
+            Fix::CloneNode { ino, nid } => self.clone_node(*ino, *nid)?,
             Fix::DeadlistCount { no } => {
                 let n = self.store.recount_deadlist(*no)?;
                 format!("retained checkpoint {no}: {n} deadlist entries counted")
@@ -296,15 +297,52 @@ impl Filesystem {
         if inode.is_dir() && inode.xattr_nid != nid {
             return self.rebuild_dir(ino, Some(nid));
         }
+        Ok(match self.repoint(ino, nid, Nid::NONE)? {
+            Some(Place::Xattr) => format!("inode {ino}: its attributes (node {nid}) are gone"),
+            Some(Place::Map) => {
+                format!("inode {ino}: the pages under map node {nid} are gone (holes now)")
+            }
+            None => format!("inode {ino}: node {nid} is no longer referenced"),
+        })
+    }
+
+    /// Gives the first of two references file `ino` holds to node `nid`
+    /// a copy of its own (as e2fsck clones a block two owners claim): the
+    /// file reads as before, and the pages both copies map are then
+    /// shared, which the next pass copies too ([`Fix::Unshare`]).
+    fn clone_node(&mut self, ino: Ino, nid: Nid) -> Result<String> {
+        let dev = self.dev();
+        let node = self.store.root.cache.get(&*dev, nid)?.clone();
+        let copy = self
+            .store
+            .root
+            .cache
+            .create(&*dev, ino, node.level, node.body)?;
+        match self.repoint(ino, nid, copy)? {
+            Some(_) => Ok(format!(
+                "inode {ino}: node {nid} copied as node {copy} for one of its two references"
+            )),
+            None => {
+                self.free_node(copy)?;
+                Err(Error::Refused(format!(
+                    "inode {ino} does not reference node {nid}"
+                )))
+            }
+        }
+    }
+
+    /// Points the first reference file `ino` holds to node `nid` (its
+    /// attribute node, a map slot of the inode, a slot of an indirect map
+    /// node of its) at `to`; says where it was.
+    fn repoint(&mut self, ino: Ino, nid: Nid, to: Nid) -> Result<Option<Place>> {
+        let inode = self.inode(ino)?.clone();
         if inode.xattr_nid == nid {
-            self.inode_mut(ino)?.xattr_nid = Nid::NONE;
-            return Ok(format!("inode {ino}: its attributes (node {nid}) are gone"));
+            self.inode_mut(ino)?.xattr_nid = to;
+            return Ok(Some(Place::Xattr));
         }
         if let Some(slot) = inode.map_nids.iter().position(|n| *n == nid) {
-            self.inode_mut(ino)?.map_nids[slot] = Nid::NONE;
-            return Ok(format!(
-                "inode {ino}: the pages under map node {nid} are gone (holes now)"
-            ));
+            self.inode_mut(ino)?.map_nids[slot] = to;
+            return Ok(Some(Place::Map));
         }
         let dev = self.dev();
         let mut stack: Vec<Nid> = inode
@@ -330,15 +368,13 @@ impl Filesystem {
             }
             if let Some(i) = ind.nids.iter().position(|c| *c == nid) {
                 if let NodeBody::Indirect(ind) = &mut cache.get_mut(&*dev, n)?.body {
-                    ind.nids[i] = Nid::NONE;
+                    ind.nids[i] = to;
                 }
-                return Ok(format!(
-                    "inode {ino}: the pages under map node {nid} are gone (holes now)"
-                ));
+                return Ok(Some(Place::Map));
             }
             stack.extend(ind.nids.iter().copied().filter(|c| !c.is_none()));
         }
-        Ok(format!("inode {ino}: node {nid} is no longer referenced"))
+        Ok(None)
     }
 
     /// Builds directory `dir`'s index again from the entries of the leaves
@@ -575,4 +611,12 @@ impl Filesystem {
         self.store.root.changed = true;
         Ok(format!("quota usage of {fixed} ids recounted"))
     }
+}
+
+/// Where an inode refers to a node.
+enum Place {
+    /// Its attribute node.
+    Xattr,
+    /// A node of its page map.
+    Map,
 }

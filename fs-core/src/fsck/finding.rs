@@ -242,6 +242,15 @@ pub enum Fix {
         /// Its pages.
         count: u8,
     },
+    /// Give one of two references a file holds to the same node a copy of
+    /// its own (the file reads as before; the pages both then map are
+    /// copied by the next pass).
+    CloneNode {
+        /// The file.
+        ino: Ino,
+        /// The node.
+        nid: Nid,
+    },
     /// Write a node again, for the same reason.
     RelogNode {
         /// The node.
@@ -354,6 +363,7 @@ impl Fix {
             Fix::FreeList { .. } => "rebuild-free-list",
             Fix::ForgetNode { .. } => "forget-node",
             Fix::Reshape { .. } => "reshape-pointer",
+            Fix::CloneNode { .. } => "clone-node",
             Fix::DeadlistCount { .. } => "recount-deadlist",
             Fix::PruneBack { .. } => "prune-checkpoints",
             Fix::QuotaInode { .. } => "set-quota-inode",

@@ -166,7 +166,16 @@ impl<'a> Walker<'a, '_> {
         }
         if !self.reached.insert(nid) {
             // Twice from its own inode: which reference is right cannot be
-            // known, so no fix.
+            // known. A directory's index is built again from its leaves
+            // (each read once); a file's second reference gets a copy of
+            // the node, so that it reads as it does now.
+            let fix = match held {
+                Held::Leaf { .. } => Fix::RebuildDir { dir: ino },
+                Held::Node(n) if matches!(n.body, NodeBody::DirInternal(_)) => {
+                    Fix::RebuildDir { dir: ino }
+                }
+                _ => Fix::CloneNode { ino, nid },
+            };
             self.findings.push(
                 Finding::new(
                     Severity::Error,
@@ -174,7 +183,8 @@ impl<'a> Walker<'a, '_> {
                     "node referenced twice",
                 )
                 .ino(ino)
-                .nid(nid),
+                .nid(nid)
+                .fix(fix),
             );
             return None;
         }
