@@ -1558,3 +1558,22 @@ fn a_node_a_file_references_twice_is_cloned() {
         out.actions
     );
 }
+
+/// A table page its record summary misdescribes (which table's, the
+/// summary cannot be trusted to say): every live table page is written
+/// again.
+#[test]
+fn a_table_page_its_summary_misdescribes_has_the_tables_written_again() {
+    let img = image();
+    let rec = pagelog_core::recovery::recover(&*img.dev, false, None).expect("recover");
+    let page = rec.checkpoint.sut_root.addr;
+    let (at, mut summary) = support::summary_of(&img.dev, page);
+    let i = summary
+        .units()
+        .position(|(off, _)| at.0 + off == page.0)
+        .expect("described");
+    summary.entries[i].kind = pagelog_core::segment_summary::PageKind::Deadlist;
+    img.dev.write(at, &summary.encode()[..]).expect("write");
+    let out = repaired(&img, Kind::SummaryWrong);
+    assert!(did(&out, |f| *f == Fix::RelogTables), "{:?}", out.actions);
+}

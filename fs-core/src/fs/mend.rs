@@ -58,6 +58,10 @@ impl Filesystem {
                 format!("inode {ino}: page {idx}'s pointer says {count} pages from {base}, as the cluster's first does")
             }
             Fix::CloneNode { ino, nid } => self.clone_node(*ino, *nid)?,
+            Fix::RelogTables => {
+                let n = self.store.relog_tables()?;
+                format!("{n} table pages written again")
+            }
             Fix::DeadlistCount { no } => {
                 let n = self.store.recount_deadlist(*no)?;
                 format!("retained checkpoint {no}: {n} deadlist entries counted")

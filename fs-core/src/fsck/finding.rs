@@ -251,6 +251,9 @@ pub enum Fix {
         /// The node.
         nid: Nid,
     },
+    /// Write every page of the live tables again (a table page its record
+    /// summary misdescribes: which table's it is, the summary cannot say).
+    RelogTables,
     /// Write a node again, for the same reason.
     RelogNode {
         /// The node.
@@ -364,6 +367,7 @@ impl Fix {
             Fix::ForgetNode { .. } => "forget-node",
             Fix::Reshape { .. } => "reshape-pointer",
             Fix::CloneNode { .. } => "clone-node",
+            Fix::RelogTables => "relog-tables",
             Fix::DeadlistCount { .. } => "recount-deadlist",
             Fix::PruneBack { .. } => "prune-checkpoints",
             Fix::QuotaInode { .. } => "set-quota-inode",

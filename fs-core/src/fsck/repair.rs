@@ -350,6 +350,7 @@ fn order(fix: &Fix) -> u8 {
         Fix::DropPages { .. } | Fix::Unshare { .. } => 3,
         Fix::Relog { .. } | Fix::RelogNode { .. } | Fix::Prune { .. } | Fix::PruneBack { .. } => 3,
         Fix::Reshape { .. } | Fix::DeadlistCount { .. } | Fix::CloneNode { .. } => 3,
+        Fix::RelogTables => 3,
         Fix::Quota { .. } => 4,
         Fix::Recount | Fix::Commit | Fix::Rewind { .. } => 5,
         // Done by the mount, before everything else.

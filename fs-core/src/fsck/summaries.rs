@@ -265,11 +265,20 @@ pub fn detail(
         if chains[i].1.get(off) != Some(want) {
             let says = what_summary_says(dev, log, seg, off);
             let f = wrong(addr, seg, format!("{used} is {says}"));
+            // A later page of a unit: what rewrites the unit's first page.
+            let used = match used {
+                Use::Rest { first, .. } => pages
+                    .binary_search_by_key(&first, |(a, _)| *a)
+                    .map_or(used, |i| pages[i].1),
+                _ => used,
+            };
             findings.push(match used {
                 Use::Data(ino, idx, _) => f.fix(Fix::Relog { ino, idx }),
                 Use::Packed(ino, base, _) => f.fix(Fix::Relog { ino, idx: base }),
                 Use::Node(nid) => f.fix(Fix::RelogNode { nid }),
                 Use::Deadlist(no) => f.fix(Fix::Prune { no }),
+                Use::Table => f.fix(Fix::RelogTables),
+                Use::Checkpoint => f.fix(Fix::Commit),
                 _ => f,
             });
         }

@@ -795,6 +795,25 @@ impl MetaTable {
         Ok(())
     }
 
+    /// Marks every page of the tree dirty, so that the next write puts
+    /// all of them in the log again, each with a summary entry of its own
+    /// (a repair's, for pages a record summary misdescribes).
+    pub fn mark_all_dirty(&mut self, dev: &dyn BlockDevice) -> Result<usize> {
+        let mut pages = Vec::new();
+        self.walk(
+            dev,
+            &mut |level, index, _, _, _| {
+                pages.push((level, index));
+                Ok(())
+            },
+            &mut |_, _, _, _| {},
+        )?;
+        for &(level, index) in &pages {
+            self.mark_dirty(dev, level, index)?;
+        }
+        Ok(pages.len())
+    }
+
     /// Marks the ancestors of every dirty page dirty (loading them), so that
     /// [`MetaTable::dirty_count`] is the number of pages the next write needs.
     pub fn close_dirty(&mut self, dev: &dyn BlockDevice) -> Result<()> {

@@ -293,6 +293,20 @@ impl Store {
         Ok(store)
     }
 
+    /// Marks every page of the live tables dirty (a repair's): the next
+    /// commit writes them all again, each described right by its record's
+    /// summary. Returns how many.
+    pub fn relog_tables(&mut self) -> Result<usize> {
+        let dev = self.dev.clone();
+        let dev = &*dev;
+        let mut n = self.pat.lock().table().mark_all_dirty(dev)?;
+        n += self.sut.table().mark_all_dirty(dev)?;
+        n += self.cplist.table().mark_all_dirty(dev)?;
+        n += self.root.cache.nat.table().mark_all_dirty(dev)?;
+        self.root.changed = true;
+        Ok(n)
+    }
+
     /// Puts fresh leaves, with the entries a repair found for them, in
     /// place of the damaged pages of the page address, segment usage and
     /// node address tables (the units first: the rest are reached

@@ -125,18 +125,32 @@ pub fn first_page_and_its_summary(
     pagelog_core::PageAddr,
     pagelog_core::segment_summary::Summary,
 ) {
-    use pagelog_core::{segment_summary::Summary, PageAddr};
     let mut fs = mount(dev);
     let first = fs.tamper().data_addr(ino, 0).expect("pointer");
     let first = first.expect("stored");
     fs.unmount().expect("unmount");
-    let mut addr = first;
+    let (at, summary) = summary_of(dev, first);
+    (first, at, summary)
+}
+
+/// The record summary that describes the page at `addr` (the nearest one
+/// before it), and where it is.
+#[allow(dead_code)]
+pub fn summary_of(
+    dev: &Arc<MemDevice>,
+    addr: pagelog_core::PageAddr,
+) -> (
+    pagelog_core::PageAddr,
+    pagelog_core::segment_summary::Summary,
+) {
+    use pagelog_core::{segment_summary::Summary, PageAddr};
+    let mut at = addr;
     loop {
+        at = PageAddr(at.0 - 1);
         let mut page = vec![0u8; 4096];
-        dev.read(addr, &mut page).expect("read");
-        if let Ok(Some(s)) = Summary::decode(&page, addr) {
-            return (first, addr, s);
+        dev.read(at, &mut page).expect("read");
+        if let Ok(Some(s)) = Summary::decode(&page, at) {
+            return (at, s);
         }
-        addr = PageAddr(addr.0 - 1);
     }
 }
