@@ -1577,3 +1577,109 @@ fn a_table_page_its_summary_misdescribes_has_the_tables_written_again() {
     let out = repaired(&img, Kind::SummaryWrong);
     assert!(did(&out, |f| *f == Fix::RelogTables), "{:?}", out.actions);
 }
+
+/// A device whose given pages cannot be read (bad sectors).
+#[derive(Debug)]
+struct BadPages {
+    dev: Arc<MemDevice>,
+    bad: Vec<PageAddr>,
+}
+
+impl BlockDevice for BadPages {
+    fn len_pages(&self) -> u64 {
+        self.dev.len_pages()
+    }
+
+    fn read(&self, addr: PageAddr, buf: &mut [u8]) -> std::io::Result<()> {
+        let pages = addr.0..addr.0 + buf.len().div_ceil(4096) as u64;
+        if self.bad.iter().any(|b| pages.contains(&b.0)) {
+            return Err(std::io::Error::other("bad sector"));
+        }
+        self.dev.read(addr, buf)
+    }
+
+    fn write(&self, addr: PageAddr, buf: &[u8]) -> std::io::Result<()> {
+        self.dev.write(addr, buf)
+    }
+
+    fn flush(&self) -> std::io::Result<()> {
+        self.dev.flush()
+    }
+}
+
+/// Pages the device cannot read: the check names each with its file (a
+/// run that fails is read again page by page), the repair makes them
+/// holes, and every other page reads as it did.
+#[test]
+fn pages_that_cannot_be_read_are_named_and_dropped() {
+    let img = image();
+    let (big, _) = file_with_map_node(&img);
+    let mut fs = mount(&img.dev);
+    let bad = fs
+        .tamper()
+        .data_addr(big, 7)
+        .expect("pointer")
+        .expect("stored");
+    fs.unmount().expect("unmount");
+    let dev = Arc::new(BadPages {
+        dev: img.dev.clone(),
+        bad: vec![bad],
+    });
+    let out = repair::repair(
+        dev.clone(),
+        None,
+        Level::VerifyData,
+        Mode::All,
+        &mut |_, _, _| {},
+    );
+    let named = out.before.findings.iter().any(|f| {
+        f.kind == Kind::DataDamaged && f.ino == Some(big) && f.message.contains("cannot be read")
+    });
+    assert!(named, "{:?}", out.before.findings);
+    let dropped = Fix::DropPages {
+        ino: big,
+        first: 7,
+        count: 1,
+    };
+    assert!(did(&out, |f| *f == dropped), "{:?}", out.actions);
+    assert_eq!(out.after.problems(), 0, "{:?}", out.after.findings);
+    let mut fs =
+        Filesystem::mount(dev as Arc<dyn BlockDevice>, MountOptions::default()).expect("mount");
+    // Page by page: a read spanning the bad sector still fails, as on a
+    // disk.
+    for i in 0..400u64 {
+        let page = fs.read(big, i * 4096, 4096).expect("reads");
+        let want = if i == 7 { 0 } else { 3 };
+        assert!(page.iter().all(|&b| b == want), "page {i}");
+    }
+}
+
+/// A node the device cannot read: named, freed, its file detached from
+/// it (its pages under it become holes).
+#[test]
+fn a_node_that_cannot_be_read_is_named_and_dropped() {
+    let img = image();
+    let (big, map) = file_with_map_node(&img);
+    let mut fs = mount(&img.dev);
+    let bad = fs
+        .tamper()
+        .node_addr(map)
+        .expect("lookup")
+        .expect("on disk");
+    fs.unmount().expect("unmount");
+    let dev = Arc::new(BadPages {
+        dev: img.dev.clone(),
+        bad: vec![bad],
+    });
+    let out = repair::repair(dev.clone(), None, Level::Full, Mode::All, &mut |_, _, _| {});
+    let named = out.before.findings.iter().any(|f| {
+        f.kind == Kind::NodeDamaged && f.nid == Some(map) && f.message.contains("cannot read")
+    });
+    assert!(named, "{:?}", out.before.findings);
+    assert!(
+        did(&out, |f| *f == Fix::FreeDamaged { nid: map }),
+        "{:?}",
+        out.actions
+    );
+    assert_eq!(out.after.problems(), 0, "{:?}", out.after.findings);
+}

@@ -497,8 +497,11 @@ impl Filesystem {
         let dev = self.dev();
         let geo = self.store.sb.geometry;
         let nat = &mut self.store.root.cache.nat;
-        let Some(e) = nat.lookup(&*dev, nid)? else {
-            return Ok(());
+        // An entry that does not decode names no unit to look at.
+        let e = match nat.lookup(&*dev, nid) {
+            Ok(Some(e)) => e,
+            Ok(None) => return Ok(()),
+            Err(_) => return nat.release(&*dev, nid),
         };
         if let Some(u) = self.store.pat.lookup(&*dev, e.vpn)? {
             if geo.segment_of(u.addr).is_some() {

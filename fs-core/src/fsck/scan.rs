@@ -505,15 +505,13 @@ pub fn node_table(
             Ok(Slot::Free(next)) => {
                 free.insert(Nid(i), next);
             }
-            Err(err) => bad.push(err.to_string()),
+            Err(err) => bad.push((Nid(i), err.to_string())),
         },
     );
-    for b in bad {
-        findings.push(Finding::new(
-            Severity::Error,
-            Kind::TableDamaged,
-            format!("node address table entry: {b}"),
-        ));
+    for (nid, b) in bad {
+        let msg = format!("node address table entry: {b}");
+        let f = Finding::new(Severity::Error, Kind::NodeMisplaced, msg).nid(nid);
+        findings.push(f.fix(Fix::ForgetNode { nid }));
     }
     scan.lost_nids = lost.iter().map(|l| l.entries.clone()).collect();
     scan.lost_node_pages = lost;
@@ -745,18 +743,21 @@ fn read_run(
         return (nodes, findings, 0);
     };
     let mut buf = vec![0u8; run.len() * PAGE_SIZE];
-    if let Err(e) = dev.read(start, &mut buf) {
-        findings.push(
-            Finding::new(
-                Severity::Error,
-                Kind::NodeDamaged,
-                format!("cannot read: {e}"),
-            )
-            .addr(start),
-        );
-        return (nodes, findings, 0);
-    }
+    // A run that does not read is read again node by node, so that each
+    // node that does not read is named.
+    let whole = dev.read(start, &mut buf).is_ok();
     for (&(addr, nid, crc, vpn), page) in run.iter().zip(buf.chunks_exact_mut(PAGE_SIZE)) {
+        if !whole {
+            if let Err(e) = dev.read(addr, page) {
+                let f = Finding::new(
+                    Severity::Error,
+                    Kind::NodeDamaged,
+                    format!("cannot read: {e}"),
+                );
+                findings.push(f.nid(nid).addr(addr).fix(Fix::FreeDamaged { nid }));
+                continue;
+            }
+        }
         if let Err(e) = units.open(vpn, crate::segment_summary::PageKind::Node, page) {
             findings.push(
                 Finding::new(Severity::Error, Kind::NodeDamaged, what_failed(&e))

@@ -45,39 +45,40 @@ pub fn verify(
         }
         let span = pages[j - 1].0 .0 - start.0 + 1;
         buf.resize(span as usize * PAGE_SIZE, 0);
-        if let Err(e) = dev.read(start, &mut buf) {
-            findings.push(
-                Finding::new(
-                    Severity::Error,
-                    Kind::DataDamaged,
-                    format!("cannot read: {e}"),
-                )
-                .addr(start),
-            );
-            i = j;
-            continue;
-        }
+        // A run that does not read is read again page by page, so that
+        // each page that does not read is named with its file.
+        let whole = dev.read(start, &mut buf).is_ok();
         read += buf.len() as u64;
         for &(addr, owner) in &pages[i..j] {
             let Use::Data(ino, idx, crc) = owner else {
                 continue;
             };
             let at = (addr.0 - start.0) as usize * PAGE_SIZE;
-            let found = crc32(&buf[at..at + PAGE_SIZE]);
-            if found != crc {
-                let msg = format!("data page {idx} fails its checksum (expected {crc:#010x}, found {found:#010x})");
-                let fix = Fix::DropPages {
-                    ino,
-                    first: idx,
-                    count: 1,
-                };
-                findings.push(
-                    Finding::new(Severity::Error, Kind::DataDamaged, msg)
-                        .ino(ino)
-                        .addr(addr)
-                        .fix(fix),
-                );
-            }
+            let page = &mut buf[at..at + PAGE_SIZE];
+            let failed = match whole {
+                true => None,
+                false => dev.read(addr, page).err(),
+            };
+            let msg = match failed {
+                Some(e) => format!("data page {idx} cannot be read: {e}"),
+                None => match crc32(page) {
+                    found if found != crc => format!(
+                        "data page {idx} fails its checksum (expected {crc:#010x}, found {found:#010x})"
+                    ),
+                    _ => continue,
+                },
+            };
+            let fix = Fix::DropPages {
+                ino,
+                first: idx,
+                count: 1,
+            };
+            findings.push(
+                Finding::new(Severity::Error, Kind::DataDamaged, msg)
+                    .ino(ino)
+                    .addr(addr)
+                    .fix(fix),
+            );
         }
         progress((j - i) as u64);
         i = j;
@@ -148,13 +149,21 @@ fn verify_run(
     let start = first.entry.addr;
     let span = last.entry.addr.0 + u64::from(last.entry.pages) - start.0;
     let mut buf = vec![0u8; span as usize * PAGE_SIZE];
-    if let Err(e) = dev.read(start, &mut buf) {
-        let msg = format!("cannot read: {e}");
-        findings.push(Finding::new(Severity::Error, Kind::DataDamaged, msg).addr(start));
-        return (findings, 0, span);
-    }
+    // A run that does not read is read again unit by unit, so that each
+    // unit that does not read is named with its file.
+    let whole = dev.read(start, &mut buf).is_ok();
     for u in run {
         let at = (u.entry.addr.0 - start.0) as usize * PAGE_SIZE;
+        let end = at + usize::from(u.entry.pages) * PAGE_SIZE;
+        if !whole {
+            if let Err(e) = dev.read(u.entry.addr, &mut buf[at..end]) {
+                findings.push(unit_finding(
+                    u,
+                    format!("{} cannot be read: {e}", unit_name(u)),
+                ));
+                continue;
+            }
+        }
         let stored = &buf[at..at + u.entry.stored_len()];
         if let Some(f) = verify_unit(chains, u, stored) {
             findings.push(f);
@@ -163,24 +172,32 @@ fn verify_run(
     (findings, buf.len() as u64, span)
 }
 
+/// What unit `u` holds, for a person.
+fn unit_name(u: &PackedUnit) -> String {
+    match u.count {
+        1 => format!("data page {} of inode {}", u.base, u.ino),
+        _ => format!("the cluster at page {} of inode {}", u.base, u.ino),
+    }
+}
+
+/// A finding about unit `u`: its pages are lost (a repair makes them holes).
+fn unit_finding(u: &PackedUnit, msg: String) -> Finding {
+    Finding::new(Severity::Error, Kind::DataDamaged, msg)
+        .ino(u.ino)
+        .addr(u.entry.addr)
+        .fix(Fix::DropPages {
+            ino: u.ino,
+            first: u.base,
+            count: u.count.into(),
+        })
+}
+
 /// Undoes unit `u` from its `stored` bytes and checks the pages its
 /// pointers name: a finding if anything fails (one per unit: its pages
 /// fail together).
 fn verify_unit(chains: &ChainSet, u: &PackedUnit, stored: &[u8]) -> Option<Finding> {
-    let what = || match u.count {
-        1 => format!("data page {} of inode {}", u.base, u.ino),
-        _ => format!("the cluster at page {} of inode {}", u.base, u.ino),
-    };
-    let finding = |msg: String| {
-        Finding::new(Severity::Error, Kind::DataDamaged, msg)
-            .ino(u.ino)
-            .addr(u.entry.addr)
-            .fix(Fix::DropPages {
-                ino: u.ino,
-                first: u.base,
-                count: u.count.into(),
-            })
-    };
+    let what = || unit_name(u);
+    let finding = |msg: String| unit_finding(u, msg);
     let pages = match chains.undo((u.vpn, &u.entry), stored, u.count.into(), &what) {
         Ok(p) => p,
         Err(e) => return Some(finding(e.to_string())),
