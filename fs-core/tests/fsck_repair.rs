@@ -1659,7 +1659,7 @@ fn pages_that_cannot_be_read_are_named_and_dropped() {
 #[test]
 fn a_node_that_cannot_be_read_is_named_and_dropped() {
     let img = image();
-    let (big, map) = file_with_map_node(&img);
+    let (_, map) = file_with_map_node(&img);
     let mut fs = mount(&img.dev);
     let bad = fs
         .tamper()
