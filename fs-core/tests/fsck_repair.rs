@@ -1683,3 +1683,34 @@ fn a_node_that_cannot_be_read_is_named_and_dropped() {
     );
     assert_eq!(out.after.problems(), 0, "{:?}", out.after.findings);
 }
+
+/// A unit whose page address table entry says an impossible size takes
+/// the size its record summary says.
+#[test]
+fn a_unit_of_an_impossible_size_is_reshaped_from_its_summary() {
+    let img = image();
+    let before = readable(&img.dev);
+    let mut fs = mount(&img.dev);
+    let vpn = fs.tamper().get_pointer(img.file, 1).expect("pointer").vpn;
+    fs.tamper()
+        .unit_entry(vpn, |e| e.pages = 0)
+        .expect("tamper");
+    fs.sync().expect("commit");
+    fs.unmount().expect("unmount");
+    let out = run_repair(&img.dev, Level::VerifyData, Mode::All);
+    assert!(
+        out.before
+            .findings
+            .iter()
+            .any(|f| f.kind == Kind::AddressOutOfRange),
+        "{:?}",
+        out.before.findings
+    );
+    assert!(
+        did(&out, |f| *f == Fix::ReshapeUnit { vpn }),
+        "{:?}",
+        out.actions
+    );
+    assert_eq!(out.after.problems(), 0, "{:?}", out.after.findings);
+    assert_eq!(readable(&img.dev), before);
+}

@@ -58,6 +58,7 @@ impl Filesystem {
                 format!("inode {ino}: page {idx}'s pointer says {count} pages from {base}, as the cluster's first does")
             }
             Fix::CloneNode { ino, nid } => self.clone_node(*ino, *nid)?,
+            Fix::ReshapeUnit { vpn } => self.reshape_unit(*vpn)?,
             Fix::RelogTables => {
                 let n = self.store.relog_tables()?;
                 format!("{n} table pages written again")
@@ -487,6 +488,51 @@ impl Filesystem {
             ptr,
         )?;
         Ok(())
+    }
+
+    /// Gives unit `vpn` the size and chain the record summary describing
+    /// its first page says (its page address table entry says an
+    /// impossible size).
+    fn reshape_unit(&mut self, vpn: Vpn) -> Result<String> {
+        let dev = self.dev();
+        let geo = self.store.sb.geometry;
+        // The entry as stored: `lookup` refuses what it says.
+        let raw = self.store.pat.lock().get(&*dev, vpn.0)?;
+        let Some(e) = raw.map(|r| crate::page_table::PatEntry::decode(&r)) else {
+            return Err(Error::Refused(format!("unit {vpn} is free")));
+        };
+        let seg = geo
+            .segment_of(e.addr)
+            .ok_or_else(|| Error::Refused(format!("unit {vpn} is outside the segment area")))?;
+        let at = geo.offset_in_segment(e.addr);
+        let log = (
+            self.store.sb.hash_seed,
+            self.store.pat.sealer().map(|s| &**s),
+        );
+        let mut found = None;
+        crate::segment_summary::read_chain(&*dev, &geo, log, seg, &mut |off, entry| {
+            if off == at && entry.vpn == vpn {
+                found = Some(*entry);
+            }
+        });
+        let entry = found.ok_or_else(|| {
+            Error::Refused(format!(
+                "no record summary describes unit {vpn} at {}",
+                e.addr
+            ))
+        })?;
+        let len = entry.stored_len as usize;
+        let shaped = crate::page_table::PatEntry {
+            pages: crate::segment_summary::unit_pages(len) as u8,
+            tail: (len % PAGE_SIZE) as u16,
+            transform: entry.transform,
+            ..e
+        };
+        self.store.pat.set(&*dev, vpn, shaped)?;
+        Ok(format!(
+            "unit {vpn}: {} pages, {len} bytes stored, as its record summary says",
+            shaped.pages
+        ))
     }
 
     /// Takes node `nid` out of the node address table without letting its

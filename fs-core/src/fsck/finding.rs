@@ -254,6 +254,12 @@ pub enum Fix {
     /// Write every page of the live tables again (a table page its record
     /// summary misdescribes: which table's it is, the summary cannot say).
     RelogTables,
+    /// Give a unit whose page address table entry says an impossible size
+    /// the size its record summary says.
+    ReshapeUnit {
+        /// The unit.
+        vpn: Vpn,
+    },
     /// Write a node again, for the same reason.
     RelogNode {
         /// The node.
@@ -368,6 +374,7 @@ impl Fix {
             Fix::Reshape { .. } => "reshape-pointer",
             Fix::CloneNode { .. } => "clone-node",
             Fix::RelogTables => "relog-tables",
+            Fix::ReshapeUnit { .. } => "reshape-unit",
             Fix::DeadlistCount { .. } => "recount-deadlist",
             Fix::PruneBack { .. } => "prune-checkpoints",
             Fix::QuotaInode { .. } => "set-quota-inode",

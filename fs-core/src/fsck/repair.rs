@@ -351,6 +351,8 @@ fn order(fix: &Fix) -> u8 {
         Fix::Relog { .. } | Fix::RelogNode { .. } | Fix::Prune { .. } | Fix::PruneBack { .. } => 3,
         Fix::Reshape { .. } | Fix::DeadlistCount { .. } | Fix::CloneNode { .. } => 3,
         Fix::RelogTables => 3,
+        // Before anything reads the unit.
+        Fix::ReshapeUnit { .. } => 0,
         Fix::Quota { .. } => 4,
         Fix::Recount | Fix::Commit | Fix::Rewind { .. } => 5,
         // Done by the mount, before everything else.

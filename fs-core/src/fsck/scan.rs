@@ -466,7 +466,8 @@ fn units(
             "unit {vpn} takes {} pages from {} (1 to 16), {} bytes in the last (0 to 4095)",
             e.pages, e.addr, e.tail
         );
-        findings.push(Finding::new(Severity::Error, Kind::AddressOutOfRange, msg).addr(e.addr));
+        let f = Finding::new(Severity::Error, Kind::AddressOutOfRange, msg).addr(e.addr);
+        findings.push(f.fix(Fix::ReshapeUnit { vpn }));
     }
     scan.lost_units = lost.iter().map(|l| l.entries.clone()).collect();
     scan.lost_unit_pages = lost;
