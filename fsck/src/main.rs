@@ -42,7 +42,9 @@ Repair:
                   usage recounted, leaked nodes and units freed, lost inodes reconnected in
                   /lost+found (as #INODE), entries naming nothing removed, invalid access
                   control lists removed, a page two files share copied, unreadable pages
-                  (with --verify-data) dropped as holes, each file and byte range named
+                  (with --verify-data) dropped as holes, each file and byte range named,
+                  damaged leaves of the page address, node address and segment usage
+                  tables built again from the log, free lists threaded again
   -p, -a          preen: repair only what loses nothing (counts, leaks, space and quota
                   accounting, a damaged superblock copy); what would drop bytes, names or
                   permissions is reported and left for -y
