@@ -181,7 +181,8 @@ impl Filesystem {
             }
             Fix::RebuildUsage { .. }
             | Fix::RebuildNodeTable { .. }
-            | Fix::RebuildUnitTable { .. } => {
+            | Fix::RebuildUnitTable { .. }
+            | Fix::RebuildInterior { .. } => {
                 return Err(Error::Refused(
                     "a table page is built again by the repair's mount, not by a fix".into(),
                 ))

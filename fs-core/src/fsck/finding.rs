@@ -322,6 +322,19 @@ pub enum Fix {
         /// The units found.
         units: Vec<(crate::ids::Vpn, crate::page_table::PatEntry)>,
     },
+    /// Put a fresh interior page in place of a damaged one of the page
+    /// address or segment usage table, naming the newest copy of each page
+    /// below it the log holds (the repair's mount does it).
+    RebuildInterior {
+        /// The table.
+        table: crate::meta_table::TableId,
+        /// The page's level (1 and up).
+        level: u8,
+        /// Its index in its level.
+        index: u64,
+        /// The pages below it found: index, address, checksum.
+        children: Vec<(u64, PageAddr, u32)>,
+    },
     /// Thread every unused number below `watermark` onto the table's free
     /// list again, and make `watermark` the table's (at least one past the
     /// highest number in use).
@@ -381,6 +394,7 @@ impl Fix {
             Fix::RebuildUsage { .. } => "rebuild-usage-page",
             Fix::RebuildNodeTable { .. } => "rebuild-node-table-page",
             Fix::RebuildUnitTable { .. } => "rebuild-page-table-page",
+            Fix::RebuildInterior { .. } => "rebuild-interior-page",
         }
     }
 
@@ -389,7 +403,10 @@ impl Fix {
     pub fn by_the_mount(&self) -> bool {
         matches!(
             self,
-            Fix::RebuildUsage { .. } | Fix::RebuildNodeTable { .. } | Fix::RebuildUnitTable { .. }
+            Fix::RebuildUsage { .. }
+                | Fix::RebuildNodeTable { .. }
+                | Fix::RebuildUnitTable { .. }
+                | Fix::RebuildInterior { .. }
         )
     }
 

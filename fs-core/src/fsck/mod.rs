@@ -200,13 +200,9 @@ pub fn check(
     }
     progress(Phase::Tables, 0, 1);
     let mut scan = scan::tables(dev, &cp, rec.sealer.as_ref(), &mut report.findings);
-    rebuild::lost_units(
-        dev,
-        (&geo, rec.sb.hash_seed),
-        &cp,
-        &scan,
-        &mut report.findings,
-    );
+    let log = (&geo, rec.sb.hash_seed);
+    rebuild::lost_units(dev, log, &cp, &scan, &mut report.findings);
+    rebuild::lost_interiors(dev, log, &cp, &scan, &mut report.findings);
     let keeps_quota = rec.sb.ro_compat & crate::superblock::features::RO_COMPAT_QUOTA != 0;
     scan.quota_ino = keeps_quota.then_some(crate::quota_file::QUOTA_INO);
     unknown_chains(&scan, rec.sb.chains.chains.len(), &mut report.findings);

@@ -34,6 +34,121 @@ use crate::segment_summary::{walk_segment, Entry, PageKind, Summary};
 /// belongs to, its time, its sequence number.
 type Written = (u64, i64, u64);
 
+/// The newest entry the record summaries of every segment hold for each
+/// key `key` gives (none: not wanted), of records that belong to `cp` or
+/// an earlier checkpoint (later ones are not its state), with where the
+/// page is.
+fn newest_in_log<K: Ord>(
+    dev: &dyn BlockDevice,
+    (geo, fs_id): (&Geometry, u64),
+    cp: &Checkpoint,
+    key: &dyn Fn(&Entry) -> Option<K>,
+) -> BTreeMap<K, (Written, PageAddr, Entry)> {
+    let mut newest: BTreeMap<K, (Written, PageAddr, Entry)> = BTreeMap::new();
+    let mut page = crate::layout::zero_page();
+    for s in 0..geo.segment_count {
+        let start = geo.segment_start(SegmentNo(s));
+        // The record whose entries `each` sees next.
+        let at: std::cell::Cell<Option<Written>> = std::cell::Cell::new(None);
+        let mut summary_at = |off: u64| -> Option<Summary> {
+            let addr = start.offset(off);
+            dev.read(addr, &mut page[..]).ok()?;
+            let s = Summary::decode(&page[..], addr).ok().flatten()?;
+            at.set(Some((s.checkpoint_no.0, s.time_ns, s.seq)));
+            Some(s)
+        };
+        let mut each = |off: u64, e: &Entry| {
+            let (Some(written), Some(k)) = (at.get(), key(e)) else {
+                return;
+            };
+            if written.0 > cp.no.0 {
+                return;
+            }
+            if newest.get(&k).is_none_or(|(w, _, _)| *w < written) {
+                newest.insert(k, (written, start.offset(off), *e));
+            }
+        };
+        walk_segment(geo.pages_per_segment, fs_id, &mut summary_at, &mut each);
+    }
+    newest
+}
+
+/// The pages below damaged interior pages of the page address and segment
+/// usage tables (named by address, current only: a page's newest copy in
+/// the log is the one in use, and none is ever dropped), found again in
+/// the record summaries: each table page's entry names its table, level
+/// and index. A copy is used if its bytes still match their checksum and
+/// say they are that page. Each interior page's finding gets the fix that
+/// builds it again. Not on a sealed volume.
+pub fn lost_interiors(
+    dev: &dyn BlockDevice,
+    log: (&Geometry, u64),
+    cp: &Checkpoint,
+    scan: &Scan,
+    findings: &mut [Finding],
+) {
+    if scan.units.sealed() {
+        return;
+    }
+    let fanout = crate::meta_table::Shape::PLAIN.fanout();
+    let tables = [
+        (TableId::PageAddress, &scan.lost_unit_pages),
+        (TableId::SegmentUsage, &scan.lost_usage_pages),
+    ];
+    for (id, lost) in tables {
+        let interiors: Vec<&LostPage> = lost.iter().filter(|l| l.level > 0).collect();
+        if interiors.is_empty() {
+            continue;
+        }
+        let wanted = |level: u8, index: u64| {
+            interiors
+                .iter()
+                .any(|l| l.level == level + 1 && index / fanout == l.index)
+        };
+        let key = |e: &Entry| {
+            let (level, index) = ((e.index >> 56) as u8, e.index & ((1 << 56) - 1));
+            let ours = e.kind == PageKind::Table && e.owner == id as u64;
+            (ours && wanted(level, index)).then_some((level, index))
+        };
+        let newest = newest_in_log(dev, log, cp, &key);
+        for l in interiors {
+            let below = (l.index * fanout)..((l.index + 1) * fanout);
+            let children = below
+                .filter_map(|i| {
+                    let (_, addr, e) = newest.get(&(l.level - 1, i))?;
+                    table_page_at(dev, *addr, (id, l.level - 1, i), e.crc)
+                        .map(|crc| (i, *addr, crc))
+                })
+                .collect();
+            findings[l.finding].fix = Some(Fix::RebuildInterior {
+                table: id,
+                level: l.level,
+                index: l.index,
+                children,
+            });
+        }
+    }
+}
+
+/// Is the page at `addr` page (`level`, `index`) of table `id`, whole
+/// (its checksum `crc`)? Its checksum then.
+fn table_page_at(
+    dev: &dyn BlockDevice,
+    addr: PageAddr,
+    (id, level, index): (TableId, u8, u64),
+    crc: u32,
+) -> Option<u32> {
+    let mut page = crate::layout::zero_page();
+    dev.read(addr, &mut page[..]).ok()?;
+    let r = crate::codec::Reader::new(&page[..], "table page", addr);
+    let whole = crate::codec::crc32(&page[..]) == crc
+        && r.bytes(0, 4).ok()? == crate::meta_table::PAGE_MAGIC
+        && r.u8(4).ok()? == id as u8
+        && r.u8(5).ok()? == level
+        && r.u64(8).ok()? == index;
+    whole.then_some(crc)
+}
+
 /// The units a damaged leaf of the page address table named, found again
 /// in the record summaries of every segment (see the module). Each leaf's
 /// finding gets the fix that builds it again. Not on a sealed volume: a
@@ -54,31 +169,8 @@ pub fn lost_units(
         return;
     }
     let covered = |vpn: Vpn| leaves.iter().any(|l| l.entries.contains(&vpn.0));
-    let mut newest: BTreeMap<Vpn, (Written, PageAddr, Entry)> = BTreeMap::new();
-    let mut page = crate::layout::zero_page();
-    for s in 0..geo.segment_count {
-        let start = geo.segment_start(SegmentNo(s));
-        // The record whose entries `each` sees next.
-        let at: std::cell::Cell<Option<Written>> = std::cell::Cell::new(None);
-        let mut summary_at = |off: u64| -> Option<Summary> {
-            let addr = start.offset(off);
-            dev.read(addr, &mut page[..]).ok()?;
-            let s = Summary::decode(&page[..], addr).ok().flatten()?;
-            at.set(Some((s.checkpoint_no.0, s.time_ns, s.seq)));
-            Some(s)
-        };
-        let mut each = |off: u64, e: &Entry| {
-            let Some(key) = at.get() else { return };
-            // Written after the checkpoint repaired: not its state.
-            if e.vpn.is_none() || !covered(e.vpn) || key.0 > cp.no.0 {
-                return;
-            }
-            if newest.get(&e.vpn).is_none_or(|(k, _, _)| *k < key) {
-                newest.insert(e.vpn, (key, start.offset(off), *e));
-            }
-        };
-        walk_segment(geo.pages_per_segment, fs_id, &mut summary_at, &mut each);
-    }
+    let key = |e: &Entry| (!e.vpn.is_none() && covered(e.vpn)).then_some(e.vpn);
+    let newest = newest_in_log(dev, (geo, fs_id), cp, &key);
     let mut found: BTreeMap<Vpn, PatEntry> = BTreeMap::new();
     for (vpn, ((written, _, seq), addr, e)) in newest {
         let len = e.stored_len as usize;

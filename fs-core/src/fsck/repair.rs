@@ -303,7 +303,9 @@ fn pick(report: &Report, mode: Mode, failed: &[Fix]) -> (Vec<(Kind, Fix)>, usize
     let allowed = |fix: &Fix| {
         let rebuild = matches!(
             fix,
-            Fix::RebuildUnitTable { .. } | Fix::RebuildNodeTable { .. }
+            Fix::RebuildUnitTable { .. }
+                | Fix::RebuildNodeTable { .. }
+                | Fix::RebuildInterior { .. }
         );
         (usage_only || rebuild) && !(deadlist && frees(fix))
     };
@@ -356,7 +358,10 @@ fn order(fix: &Fix) -> u8 {
         Fix::Quota { .. } => 4,
         Fix::Recount | Fix::Commit | Fix::Rewind { .. } => 5,
         // Done by the mount, before everything else.
-        Fix::RebuildUsage { .. } | Fix::RebuildNodeTable { .. } | Fix::RebuildUnitTable { .. } => 0,
+        Fix::RebuildUsage { .. }
+        | Fix::RebuildNodeTable { .. }
+        | Fix::RebuildUnitTable { .. }
+        | Fix::RebuildInterior { .. } => 0,
     }
 }
 
@@ -375,6 +380,14 @@ fn rebase(report: &Report, fixes: &[(Kind, Fix)]) -> Option<Rebase> {
         match fix {
             Fix::RebuildUsage { index } => r.usage_pages.push(*index),
             Fix::RebuildUnitTable { index, units } => r.unit_pages.push((*index, units.clone())),
+            Fix::RebuildInterior {
+                table,
+                level,
+                index,
+                children,
+            } => r
+                .interior_pages
+                .push((*table, *level, *index, children.clone())),
             Fix::RebuildNodeTable { index, nodes } => {
                 let entries = nodes
                     .iter()
@@ -435,6 +448,17 @@ fn pass(
                 "node address table page {index} built again: {} nodes found in the units \
                  nothing else pointed at, the other ids free",
                 nodes.len()
+            )),
+            Fix::RebuildInterior {
+                table,
+                level,
+                index,
+                children,
+            } => Ok(format!(
+                "{} page (level {level}, index {index}) built again: {} pages below it found \
+                 in the log",
+                super::scan::table_name(*table),
+                children.len()
             )),
             Fix::RebuildUnitTable { index, units } => Ok(format!(
                 "page address table page {index} built again from the record summaries: \

@@ -62,6 +62,8 @@ pub struct Scan {
     pub lost_node_pages: Vec<LostPage>,
     /// The damaged pages of the page address table.
     pub lost_unit_pages: Vec<LostPage>,
+    /// The damaged pages of the segment usage table.
+    pub lost_usage_pages: Vec<LostPage>,
     /// Decoded nodes.
     pub nodes: Nodes,
     /// The quota file, on an image that keeps usage: an inode in use that
@@ -553,6 +555,7 @@ pub fn tables(
         let fix = Fix::RebuildUsage { index: l.index };
         findings[l.finding].fix = Some(fix);
     }
+    scan.lost_usage_pages = lost;
     scan.usage = usage;
     let table = MetaTable::new(
         TableId::CheckpointList,

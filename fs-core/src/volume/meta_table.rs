@@ -643,6 +643,54 @@ impl MetaTable {
         Ok(())
     }
 
+    /// Puts a fresh interior page at (`level`, `index`) in place of one
+    /// that fails its checks, naming `children` (index below, address,
+    /// checksum) as the pages below it (a repair's, of a table named by
+    /// address). The damaged page is released when the table is next
+    /// written; the page above it, if any, must read.
+    pub fn replace_interior(
+        &mut self,
+        dev: &dyn BlockDevice,
+        (level, index): (u8, u64),
+        children: &[(u64, PageAddr, u32)],
+    ) -> Result<()> {
+        let f = self.fanout();
+        if level == 0 || level > self.depth || self.names.is_some() {
+            let msg = format!("no interior page at level {level} to build again");
+            return Err(Error::corrupt(self.what(), PageAddr::NONE, msg));
+        }
+        let old = if level == self.depth {
+            match self.depth == self.root.depth {
+                true => self.root.addr.0,
+                false => 0,
+            }
+        } else {
+            self.load(dev, level + 1, index / f)?;
+            let parent = &self.pages[&(level + 1, index / f)].data;
+            let r = Reader::new(&parent[..], self.what(), PageAddr::NONE);
+            r.addr(self.shape.slot(index % f))?.0
+        };
+        let mut data = self.fresh_page(level, index);
+        let mut w = Writer::new(&mut data[..]);
+        for &(child, addr, crc) in children {
+            if child / f == index {
+                let slot = self.shape.slot(child % f);
+                w.u64(slot, addr.0);
+                w.u32(slot + 8, crc);
+            }
+        }
+        self.pages.insert(
+            (level, index),
+            CachedPage {
+                data,
+                old,
+                dirty: true,
+                released: false,
+            },
+        );
+        Ok(())
+    }
+
     fn record(&mut self, idx: u64, entry: &RawEntry) {
         if let Some(c) = &mut self.changes {
             c.insert(idx, *entry);

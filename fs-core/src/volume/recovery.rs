@@ -73,6 +73,16 @@ pub struct Rebase {
     /// Leaves of the segment usage table that fail their checks: fresh
     /// ones take their place, their entries from `live`.
     pub usage_pages: Vec<u64>,
+    /// Interior pages of the page address or segment usage table that
+    /// fail their checks: table, level, index, and the pages below found
+    /// (index, address, checksum). Fresh ones take their place first.
+    #[allow(clippy::type_complexity)]
+    pub interior_pages: Vec<(
+        crate::meta_table::TableId,
+        u8,
+        u64,
+        Vec<(u64, PageAddr, u32)>,
+    )>,
     /// Leaves of the page address table that fail their checks, by index,
     /// with the units found for them: fresh ones take their place first
     /// (everything else is reached through units).

@@ -313,6 +313,22 @@ impl Store {
     /// through them).
     fn rebuild_tables(&mut self, r: &crate::recovery::Rebase) -> Result<()> {
         let dev = self.dev.clone();
+        // Top down: a page below one built again is reached through it.
+        let mut interiors: Vec<_> = r.interior_pages.iter().collect();
+        interiors.sort_by_key(|(_, level, ..)| std::cmp::Reverse(*level));
+        for (table, level, index, children) in interiors {
+            let mut pat = self.pat.lock();
+            let t = match table {
+                crate::meta_table::TableId::PageAddress => pat.table(),
+                crate::meta_table::TableId::SegmentUsage => self.sut.table(),
+                other => {
+                    return Err(Error::Refused(format!(
+                        "{other:?} pages are not built again"
+                    )))
+                }
+            };
+            t.replace_interior(&*dev, (*level, *index), children)?;
+        }
         for (index, units) in &r.unit_pages {
             self.pat.lock().table().replace_leaf(&*dev, *index)?;
             for &(vpn, e) in units {
