@@ -1472,11 +1472,14 @@ fn a_damaged_deadlist_page_has_its_checkpoint_pruned() {
         None,
     )
     .expect("list");
+    // The newest with a deadlist: older retained checkpoints go with it.
     let rec = list
         .records()
-        .find(|r| !r.dead_head.is_none())
+        .filter(|r| !r.dead_head.is_none())
+        .last()
         .expect("a deadlist")
         .clone();
+    assert!(list.records().any(|r| r.no < rec.no), "an older one too");
     let mut fs = mount(&img.dev);
     let addr = fs.tamper().unit_addr(rec.dead_head).expect("lookup");
     fs.unmount().expect("unmount");
@@ -1757,4 +1760,38 @@ fn damaged_interior_table_pages_are_built_again_from_the_log() {
         out.actions
     );
     assert_eq!(readable(&dev), before, "every file as it was");
+}
+
+/// The page address and segment usage tables both damaged: the usage
+/// leaf, built while the tree is hidden, counts every segment full (so
+/// that nothing hidden is written over); a later pass counts it.
+#[test]
+fn damaged_unit_and_usage_tables_together_are_built_again() {
+    let dev = support::formatted(16_384, 32);
+    let root = Cred::root();
+    let mut fs = mount(&dev);
+    let f = fs
+        .mknod(&root, Ino::ROOT, b"f", 0o644, 0)
+        .expect("create")
+        .ino;
+    fs.write(&root, f, 0, &vec![5u8; 40 * 4096]).expect("write");
+    fs.unmount().expect("unmount");
+    let before = readable(&dev);
+    let rec = pagelog_core::recovery::recover(&*dev, false, None).expect("recover");
+    damage_page(&dev, rec.checkpoint.pat_root.addr);
+    damage_page(&dev, rec.checkpoint.sut_root.addr);
+    let out = run_repair(&dev, Level::VerifyData, Mode::All);
+    assert!(
+        did(&out, |x| matches!(x, Fix::RebuildUsage { .. })),
+        "{:?}",
+        out.actions
+    );
+    assert_eq!(
+        out.after.problems(),
+        0,
+        "{:?}\n{:?}",
+        out.after.findings,
+        out.actions
+    );
+    assert_eq!(readable(&dev), before);
 }

@@ -44,6 +44,11 @@ impl Filesystem {
                 let dev = self.dev();
                 self.store.root.changed = true;
                 let inode = self.store.root.cache.inode_mut(&*dev, *ino)?;
+                if !inode.dir_root.is_none() {
+                    return Err(Error::Refused(format!(
+                        "inode {ino}, the quota file, holds a directory's index: not made a file"
+                    )));
+                }
                 inode.mode = S_IFREG | 0o600;
                 inode.nlink = 1;
                 format!("inode {ino}: the quota file made a regular file with one link")

@@ -313,8 +313,8 @@ pub enum Fix {
     },
     /// Put a fresh leaf in place of a damaged page address table page,
     /// holding the units found for it: for each number the leaf covered,
-    /// the newest unit the record summaries say was written under it whose
-    /// stored bytes still match their checksum; the other numbers are
+    /// the newest unit the record summaries say was written under it, if
+    /// its stored bytes still match their checksum; the other numbers are
     /// free (the repair's mount does it, before anything reads a unit).
     RebuildUnitTable {
         /// The leaf's index.
@@ -426,6 +426,7 @@ impl Fix {
                 | Fix::Rewind { .. }
                 | Fix::ForgetNode { .. }
                 | Fix::PruneBack { .. }
+                | Fix::Reshape { .. }
         )
     }
 }

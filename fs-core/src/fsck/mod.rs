@@ -96,6 +96,13 @@ pub struct Report {
     /// segment, inodes, reserved pages), for a repair to rebuild the
     /// space accounting from; none after `--fast`.
     pub recount: Option<recovery::Rebase>,
+    /// A damaged page of the node or page address table hid part of the
+    /// tree from the check: what it found lost, leaked or miscounted may
+    /// be behind it.
+    pub tree_hidden: bool,
+    /// Damage to what the retained checkpoints hold (a deadlist, the
+    /// checkpoint list) hid units they hold: those look leaked.
+    pub past_hidden: bool,
 }
 
 impl Report {
@@ -200,6 +207,8 @@ pub fn check(
     }
     progress(Phase::Tables, 0, 1);
     let mut scan = scan::tables(dev, &cp, rec.sealer.as_ref(), &mut report.findings);
+    report.tree_hidden = !scan.lost_nids.is_empty() || !scan.lost_units.is_empty();
+    report.past_hidden = scan.past_hidden;
     let log = (&geo, rec.sb.hash_seed);
     rebuild::lost_units(dev, log, &cp, &scan, &mut report.findings);
     rebuild::lost_interiors(dev, log, &cp, &scan, &mut report.findings);

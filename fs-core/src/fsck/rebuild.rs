@@ -6,10 +6,12 @@
 //!
 //! - A leaf of the page address table (where each unit is): the record
 //!   summaries name the unit (vpn) of every page they describe; the newest
-//!   record naming a number whose stored bytes still match the checksum
-//!   it recorded is where that unit is now (a unit moves only by being
-//!   written again, a page is overwritten only once its segment is free,
-//!   and then its bytes no longer match).
+//!   record naming a number (by time: after a rewind, abandoned records
+//!   share numbers with the new history) is where that unit is now, if
+//!   its stored bytes still match the checksum it recorded (a unit moves
+//!   only by being written again, a page is overwritten only once its
+//!   segment is free, and then its bytes no longer match); if they do not,
+//!   the number is left free.
 //! - A leaf of the live node address table (where each node is): a node's
 //!   page names its id in its header; the units nothing reached that hold
 //!   a node of an id the leaf covered, and, for nodes unchanged since a
@@ -30,9 +32,11 @@ use crate::node::{self, Node};
 use crate::page_table::PatEntry;
 use crate::segment_summary::{walk_segment, Entry, PageKind, Summary};
 
-/// When a record was written, the newest greatest: the checkpoint it
-/// belongs to, its time, its sequence number.
-type Written = (u64, i64, u64);
+/// When a record was written, the newest greatest: its time, the
+/// checkpoint it belongs to, its sequence number. Time comes first: after
+/// a rewind (`--checkpoint N`), the log still holds the abandoned records
+/// numbered past N, and the new history numbers its own alike.
+type Written = (i64, u64, u64);
 
 /// The newest entry the record summaries of every segment hold for each
 /// key `key` gives (none: not wanted), of records that belong to `cp` or
@@ -54,14 +58,15 @@ fn newest_in_log<K: Ord>(
             let addr = start.offset(off);
             dev.read(addr, &mut page[..]).ok()?;
             let s = Summary::decode(&page[..], addr).ok().flatten()?;
-            at.set(Some((s.checkpoint_no.0, s.time_ns, s.seq)));
+            at.set(Some((s.time_ns, s.checkpoint_no.0, s.seq)));
             Some(s)
         };
         let mut each = |off: u64, e: &Entry| {
             let (Some(written), Some(k)) = (at.get(), key(e)) else {
                 return;
             };
-            if written.0 > cp.no.0 {
+            // Written after the checkpoint: not its state.
+            if written.1 > cp.no.0 {
                 return;
             }
             if newest.get(&k).is_none_or(|(w, _, _)| *w < written) {
@@ -113,13 +118,25 @@ pub fn lost_interiors(
         let newest = newest_in_log(dev, log, cp, &key);
         for l in interiors {
             let below = (l.index * fanout)..((l.index + 1) * fanout);
-            let children = below
+            let children: Vec<(u64, PageAddr, u32)> = below
+                .clone()
                 .filter_map(|i| {
                     let (_, addr, e) = newest.get(&(l.level - 1, i))?;
                     table_page_at(dev, *addr, (id, l.level - 1, i), e.crc)
                         .map(|crc| (i, *addr, crc))
                 })
                 .collect();
+            // A page below it not found would read as never written: its
+            // entries would go unsaid. Every one holding a unit number in
+            // use must be found; the segment usage table's may not (a
+            // segment the recount finds in use is counted again anyway).
+            let span = crate::meta_table::Shape::PLAIN.capacity(l.level - 1);
+            let needed = below
+                .filter(|i| i * span < cp.pat_watermark.0)
+                .all(|i| children.iter().any(|c| c.0 == i));
+            if id == TableId::PageAddress && !needed {
+                continue;
+            }
             findings[l.finding].fix = Some(Fix::RebuildInterior {
                 table: id,
                 level: l.level,
@@ -172,7 +189,7 @@ pub fn lost_units(
     let key = |e: &Entry| (!e.vpn.is_none() && covered(e.vpn)).then_some(e.vpn);
     let newest = newest_in_log(dev, (geo, fs_id), cp, &key);
     let mut found: BTreeMap<Vpn, PatEntry> = BTreeMap::new();
-    for (vpn, ((written, _, seq), addr, e)) in newest {
+    for (vpn, (_, addr, e)) in newest {
         let len = e.stored_len as usize;
         let mut bytes = vec![0u8; (e.pages() as usize) * PAGE_SIZE];
         if len > bytes.len() || dev.read(addr, &mut bytes).is_err() {
@@ -181,14 +198,11 @@ pub fn lost_units(
         if crate::codec::crc32(&bytes[..len]) != e.crc {
             continue;
         }
-        // Written by the log, a unit is born with the record's checkpoint;
-        // moved by the cleaner (its own sequence numbers), it keeps a birth
-        // no summary says: the oldest is assumed, so that no retained
-        // checkpoint that may hold it lets it be freed early.
-        let birth = match seq >= crate::cleaner::COLD_SEQ {
-            true => CheckpointNo(0),
-            false => CheckpointNo(written),
-        };
+        // A unit the cleaner moved keeps a birth no summary says (its
+        // record is the move's): the oldest is assumed for every unit, so
+        // that no retained checkpoint that may hold one lets it be freed
+        // early (it waits on the newest retained checkpoint instead).
+        let birth = CheckpointNo(0);
         found.insert(vpn, PatEntry::stored(addr, birth, len, e.transform));
     }
     for l in leaves {

@@ -216,10 +216,13 @@ fn fall_back(
     }
     let older = crate::rewind::fallbacks(&*dev, key).unwrap_or_default();
     let mut tried = Vec::new();
+    // The newest whose check finds nothing wrong; else the newest that
+    // the check can read at all.
+    let mut readable: Option<(Arc<dyn BlockDevice>, Report)> = None;
     for found in older.iter().take(3) {
         let no = found.checkpoint.no;
         let fix = Fix::Rewind { to: no };
-        let r = match crate::rewind::rewind(dev.clone(), key, no, false) {
+        let r = match crate::rewind::rewind_to(dev.clone(), key, found, false) {
             Ok(r) => r,
             Err(e) => {
                 tried.push(rewind_action(fix, Err(e.to_string())));
@@ -237,12 +240,34 @@ fn fall_back(
             tried.push(rewind_action(fix, Err(format!("checkpoint {no}: {why}"))));
             continue;
         }
+        let clean = after.problems() == 0;
         tried.push(rewind_action(fix, Ok(r.describe())));
-        let mut out = started(before, tried);
-        out.after = after;
-        return (rewound, out);
+        if clean {
+            // Only the one used is said to be done.
+            let keep = tried.len() - 1;
+            for (i, a) in tried.iter_mut().enumerate() {
+                if i != keep && a.outcome.is_ok() {
+                    a.outcome = Err("its state has problems; a newer one without was used".into());
+                }
+            }
+            let mut out = started(before, tried);
+            out.after = after;
+            return (rewound, out);
+        }
+        if readable.is_none() {
+            readable = Some((rewound, after));
+        } else if let Some(a) = tried.last_mut() {
+            a.outcome = Err(format!("checkpoint {no}: not used, a newer one reads"));
+        }
     }
-    (dev, started(before, tried))
+    match readable {
+        Some((rewound, after)) => {
+            let mut out = started(before, tried);
+            out.after = after;
+            (rewound, out)
+        }
+        None => (dev, started(before, tried)),
+    }
 }
 
 fn rewind_action(fix: Fix, outcome: Result<String, String>) -> Action {
@@ -285,29 +310,14 @@ fn pick(report: &Report, mode: Mode, failed: &[Fix]) -> (Vec<(Kind, Fix)>, usize
     let loses = |fix: &Fix| fix.loses_anything() || (damaged && frees(fix));
     // A damaged node or page address table page hides what its entries
     // named: counts, names, leaks and losses found beside it are unsure.
-    // A pass that finds one only builds damaged pages again (those of the
-    // page address table, whose units the rest are; then those of the node
-    // address table); the next pass's check sees behind them. Damage to
-    // the segment usage table alone hides nothing.
-    let usage_only = report
-        .findings
-        .iter()
-        .filter(|f| f.kind == Kind::TableDamaged)
-        .all(|f| matches!(f.fix, Some(Fix::RebuildUsage { .. })));
-    // A damaged deadlist hides the units its checkpoint holds: they look
-    // leaked, and nothing is freed beside it.
-    let deadlist = report
-        .findings
-        .iter()
-        .any(|f| f.kind == Kind::DeadlistDamaged);
+    // A pass that finds one only builds damaged pages again (and raises
+    // counts, and commits); the next pass's check sees behind them. Damage
+    // to what the retained checkpoints hold (a deadlist, the checkpoint
+    // list) hides the units they hold: they look leaked, so nothing is
+    // freed beside it.
     let allowed = |fix: &Fix| {
-        let rebuild = matches!(
-            fix,
-            Fix::RebuildUnitTable { .. }
-                | Fix::RebuildNodeTable { .. }
-                | Fix::RebuildInterior { .. }
-        );
-        (usage_only || rebuild) && !(deadlist && frees(fix))
+        let safe = fix.by_the_mount() || matches!(fix, Fix::Recount | Fix::Commit);
+        (!report.tree_hidden || safe) && !(report.past_hidden && frees(fix))
     };
     let mut left = 0;
     let mut fixes: Vec<(Kind, Fix)> = Vec::new();
@@ -336,7 +346,7 @@ fn pick(report: &Report, mode: Mode, failed: &[Fix]) -> (Vec<(Kind, Fix)>, usize
 /// recount, which counts what the others left.
 fn order(fix: &Fix) -> u8 {
     match fix {
-        // First: the fixes after it may take node ids.
+        // With the counts, before anything that may take ids.
         Fix::FreeList { .. } => 0,
         Fix::Links { .. } | Fix::Blocks { .. } | Fix::Parent { .. } | Fix::QuotaInode { .. } => 0,
         Fix::ForgetNode { .. } => 1,
@@ -371,11 +381,11 @@ fn order(fix: &Fix) -> u8 {
 /// entries named).
 fn rebase(report: &Report, fixes: &[(Kind, Fix)]) -> Option<Rebase> {
     let mut r = report.recount.clone()?;
-    let hides = |f: &Finding| {
-        (f.severity >= Severity::Error && f.fix.is_none())
-            || (f.kind == Kind::TableDamaged && !matches!(f.fix, Some(Fix::RebuildUsage { .. })))
-    };
-    r.lower = report.cleanly_unmounted == Some(true) && !report.findings.iter().any(hides);
+    let unmendable = |f: &Finding| f.severity >= Severity::Error && f.fix.is_none();
+    r.lower = report.cleanly_unmounted == Some(true)
+        && !report.tree_hidden
+        && !report.past_hidden
+        && !report.findings.iter().any(unmendable);
     for (_, fix) in fixes {
         match fix {
             Fix::RebuildUsage { index } => r.usage_pages.push(*index),
@@ -445,8 +455,9 @@ fn pass(
                 "segment usage table page {index} built again from the recount"
             )),
             Fix::RebuildNodeTable { index, nodes } => Ok(format!(
-                "node address table page {index} built again: {} nodes found in the units \
-                 nothing else pointed at, the other ids free",
+                "node address table page {index} built again: {} nodes found (in units \
+                 nothing else reached, and through retained checkpoints' own pages), the \
+                 other ids free",
                 nodes.len()
             )),
             Fix::RebuildInterior {

@@ -52,6 +52,9 @@ pub struct Scan {
     pub branches: Vec<crate::checkpoint_record::Record>,
     /// The records of the snapshots.
     pub snapshots: Vec<crate::checkpoint_record::Record>,
+    /// Damage hid units the retained checkpoints hold (a deadlist, the
+    /// checkpoint list, a unit of theirs found free).
+    pub past_hidden: bool,
     /// The records of every retained checkpoint (snapshots included,
     /// branches not), newest first.
     pub past: Vec<crate::checkpoint_record::Record>,
@@ -563,7 +566,7 @@ pub fn tables(
         0,
         sealer.cloned(),
     );
-    walk_table(
+    let lost = walk_table(
         dev,
         table,
         TableId::CheckpointList,
@@ -571,6 +574,7 @@ pub fn tables(
         findings,
         &mut |_, _| {},
     );
+    scan.past_hidden |= !lost.is_empty();
     history(dev, cp, &mut scan, findings);
     scan
 }
@@ -587,6 +591,7 @@ fn history(dev: &dyn BlockDevice, cp: &Checkpoint, scan: &mut Scan, findings: &m
         Err(e) => {
             let msg = format!("checkpoint list: {e}");
             findings.push(Finding::new(Severity::Error, Kind::TableDamaged, msg));
+            scan.past_hidden = true;
             return;
         }
     };
@@ -598,6 +603,7 @@ fn history(dev: &dyn BlockDevice, cp: &Checkpoint, scan: &mut Scan, findings: &m
             );
             let f = Finding::new(Severity::Error, Kind::UnitMissing, msg);
             findings.push(f.fix(Fix::Prune { no: rec.no }));
+            scan.past_hidden = true;
         }
         let (mut head, mut crc) = (rec.dead_head, rec.dead_crc);
         let mut seen = 0u64;
@@ -607,8 +613,10 @@ fn history(dev: &dyn BlockDevice, cp: &Checkpoint, scan: &mut Scan, findings: &m
                     "retained checkpoint {}: its deadlist names unit {head}, which is free",
                     rec.no
                 );
+                // The rest of the list cannot be read: forgotten with it.
                 let f = Finding::new(Severity::Error, Kind::UnitMissing, msg);
-                findings.push(f.fix(Fix::Prune { no: rec.no }));
+                findings.push(f.fix(Fix::PruneBack { no: rec.no }));
+                scan.past_hidden = true;
                 break;
             };
             let mut page = crate::layout::zero_page();
@@ -624,6 +632,7 @@ fn history(dev: &dyn BlockDevice, cp: &Checkpoint, scan: &mut Scan, findings: &m
                     let msg = format!("retained checkpoint {}: deadlist page: {e}", rec.no);
                     let f = Finding::new(Severity::Error, Kind::DeadlistDamaged, msg).addr(addr);
                     findings.push(f.fix(Fix::PruneBack { no: rec.no }));
+                    scan.past_hidden = true;
                     break;
                 }
             };

@@ -361,6 +361,7 @@ fn free_lists(scan: &Scan, cp: &Checkpoint, findings: &mut Vec<Finding>) {
         first: Nid::FIRST_FREE.0,
         used: &used_nids,
         next: &|n| scan.free.get(&Nid(n)).map(|x| x.0),
+        last_free: scan.free.keys().map(|n| n.0).max(),
         lost: &scan.lost_nids,
     };
     let used_units: Vec<u64> = scan.units.iter().map(|(v, _)| v.0).collect();
@@ -372,6 +373,7 @@ fn free_lists(scan: &Scan, cp: &Checkpoint, findings: &mut Vec<Finding>) {
         first: crate::ids::Vpn::FIRST.0,
         used: &used_units,
         next: &|v| scan.unit_free.get(&v).copied(),
+        last_free: scan.unit_free.keys().copied().max(),
         lost: &scan.lost_units,
     };
     for table in [nodes, units] {
@@ -380,10 +382,13 @@ fn free_lists(scan: &Scan, cp: &Checkpoint, findings: &mut Vec<Finding>) {
         if !table.lost.is_empty() {
             continue;
         }
+        // Past every number in use, and every entry that is not all zero
+        // (one the watermark would hand out must be).
         let last = table.used.last().map_or(0, |n| n + 1);
+        let listed = table.last_free.map_or(0, |n| n + 1);
         let fix = Fix::FreeList {
             of: table.of,
-            watermark: table.watermark.max(last),
+            watermark: table.watermark.max(last).max(listed),
         };
         for f in &mut findings[from..] {
             f.fix.get_or_insert(fix.clone());
@@ -405,6 +410,8 @@ struct Numbered<'a> {
     /// The next number a free entry names (none: not a free entry with a
     /// successor; an all-zero entry ends the list).
     next: &'a dyn Fn(u64) -> Option<u64>,
+    /// The highest number whose entry is free but not all zero.
+    last_free: Option<u64>,
     /// Numbers whose entries are on damaged pages.
     lost: &'a [Range<u64>],
 }
@@ -442,6 +449,13 @@ impl Numbered<'_> {
                 self.counter
             );
             findings.push(self.finding(Severity::Error, Kind::CounterWrong, msg, n));
+        }
+        if let Some(n) = self.last_free.filter(|&n| n >= w) {
+            let msg = format!(
+                "entries of {what} at or above the watermark {w} are not empty, so the watermark \
+                 cannot hand them out"
+            );
+            findings.push(self.finding(Severity::Error, Kind::FreeListBroken, msg, n));
         }
         let Some(seen) = self.follow(findings) else {
             return;

@@ -167,8 +167,8 @@ impl<'a> Walker<'a, '_> {
         if !self.reached.insert(nid) {
             // Twice from its own inode: which reference is right cannot be
             // known. A directory's index is built again from its leaves
-            // (each read once); a file's second reference gets a copy of
-            // the node, so that it reads as it does now.
+            // (each read once); one of a file's two references (the first
+            // found) gets a copy of the node, so that it reads as it does.
             let fix = match held {
                 Held::Leaf { .. } => Fix::RebuildDir { dir: ino },
                 Held::Node(n) if matches!(n.body, NodeBody::DirInternal(_)) => {

@@ -256,10 +256,8 @@ impl Store {
                 )));
             }
         }
-        // Oldest first: each one's deadlist (readable) is freed whole.
-        for &n in older.iter().filter(|&&n| n != no) {
-            self.prune(n)?;
-        }
+        // It goes first, its deadlist unread (pruning the one before it
+        // would recount it, reading that list).
         let dev = self.dev.clone();
         let building = self.building();
         let pending = self.root.history.pending.remove(&no).unwrap_or_default();
@@ -267,12 +265,17 @@ impl Store {
         for (vpn, _) in pending {
             life.free(vpn)?;
         }
-        let next = self.cplist.after(no).map(|r| r.no);
+        let prev = self.cplist.before(no).map(|r| r.no);
         self.cplist.remove(&*dev, no)?;
         if self.root.history.last == no {
-            self.root.history.last = CheckpointNo(0);
+            self.root.history.last = prev.unwrap_or(CheckpointNo(0));
         }
-        if let Some(n) = next {
+        // Then the ones before it, oldest first: each one's deadlist
+        // (readable) is freed whole, nothing older holding its units.
+        for &n in older.iter().filter(|&&n| n != no) {
+            self.prune(n)?;
+        }
+        if let Some(n) = self.cplist.after(no).map(|r| r.no) {
             self.recount(n)?;
         }
         self.root.changed = true;

@@ -922,7 +922,7 @@ impl Store {
 }
 
 /// Where the sequence numbers of the cleaner's records start.
-pub(crate) const COLD_SEQ: u64 = 1 << 62;
+const COLD_SEQ: u64 = 1 << 62;
 
 /// Dead pages between two live data pages that are read through rather
 /// than read around (one larger read costs less than two).

@@ -612,7 +612,8 @@ impl MetaTable {
     /// Puts a fresh, empty leaf in place of leaf `index`, which fails its
     /// checks (a repair's: it sets the entries, found elsewhere, next).
     /// The damaged page is released when the table is next written, as
-    /// any page a write replaces; the page above it must read.
+    /// any page a write replaces, if it still says it is that page (see
+    /// `releasable`); the page above it must read.
     pub fn replace_leaf(&mut self, dev: &dyn BlockDevice, index: u64) -> Result<()> {
         let old = if self.depth == 0 {
             if index != 0 {
@@ -630,6 +631,7 @@ impl MetaTable {
             let r = Reader::new(&parent[..], self.what(), PageAddr::NONE);
             r.addr(self.shape.slot(index % f))?.0
         };
+        let old = self.releasable(dev, old, (0, index));
         let data = self.fresh_page(0, index);
         self.pages.insert(
             (0, index),
@@ -641,6 +643,35 @@ impl MetaTable {
             },
         );
         Ok(())
+    }
+
+    /// `name` if the page it names still says it is page (`level`,
+    /// `index`) of this table (its checksum may fail): then it is released
+    /// when the page built in its place is written. A name a fault left
+    /// free, or gave to another page or unit, is not this table's to
+    /// release (0): at worst its place leaks, which a later check names.
+    fn releasable(&self, dev: &dyn BlockDevice, name: u64, (level, index): (u8, u64)) -> u64 {
+        if name == 0 {
+            return 0;
+        }
+        let mut data = zero_page();
+        let read = match &self.names {
+            Some(n) => n.read_page(dev, name, &mut data).is_ok(),
+            None => self
+                .read_physical(dev, PageAddr(name), level, index, &mut data)
+                .is_ok(),
+        };
+        let r = Reader::new(&data[..], self.what(), PageAddr(name));
+        let ours = read
+            && r.bytes(0, 4).is_ok_and(|m| m == PAGE_MAGIC)
+            && r.u8(4).is_ok_and(|id| id == self.id as u8)
+            && r.u8(5).is_ok_and(|l| l == level)
+            && r.u64(8).is_ok_and(|i| i == index);
+        if ours {
+            name
+        } else {
+            0
+        }
     }
 
     /// Puts a fresh interior page at (`level`, `index`) in place of one
@@ -670,6 +701,7 @@ impl MetaTable {
             let r = Reader::new(&parent[..], self.what(), PageAddr::NONE);
             r.addr(self.shape.slot(index % f))?.0
         };
+        let old = self.releasable(dev, old, (level, index));
         let mut data = self.fresh_page(level, index);
         let mut w = Writer::new(&mut data[..]);
         for &(child, addr, crc) in children {

@@ -88,9 +88,10 @@ pub struct Rebase {
     /// (everything else is reached through units).
     pub unit_pages: Vec<(u64, Vec<(crate::ids::Vpn, crate::page_table::PatEntry)>)>,
     /// Leaves of the live node address table that fail their checks, by
-    /// index, with the nodes found for them (in units nothing else points
-    /// at, whose header names an id the leaf covered): fresh ones take
-    /// their place; the ids not found are free.
+    /// index, with the nodes found for them (in units nothing else reached
+    /// whose header names an id the leaf covered, and through retained
+    /// checkpoints' own leaves): fresh ones take their place; the ids not
+    /// found are free.
     pub node_pages: Vec<(u64, Vec<(crate::ids::Nid, crate::node_table::NatEntry)>)>,
 }
 

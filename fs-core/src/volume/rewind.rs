@@ -14,15 +14,18 @@
 //! segment, so the checkpoint before the newest one is intact as long as
 //! nothing but the newest commit and its superblock was written after it.
 //!
-//! Nothing is written to rewind. [`Rewound`] shows the device with both
+//! Choosing writes nothing. [`Rewound`] shows the device with both
 //! superblock copies naming the chosen checkpoint, so that recovery, the
 //! check and a repair's mount use it unchanged; the first superblock a
 //! mount writes makes the rewind the device's own. An exact rewind also
 //! hides the record after the checkpoint (recovery would otherwise walk
 //! forward into the newer commits), and zeroes it on the device, durably,
 //! once that first superblock is durable and before anything else is
-//! written: a crash in between recovers the newest commit, as before the
-//! rewind; a crash after it, the checkpoint rewound to.
+//! written: a crash in between leaves the superblock naming the
+//! checkpoint with the log after it whole, and recovery walks on from it
+//! as after a crash (to the newest commit, when the commits after it were
+//! written in one session; otherwise as far as the log after it chains);
+//! a crash after it, the checkpoint rewound to.
 
 use std::cmp::Reverse;
 use std::collections::BTreeMap;
@@ -97,7 +100,7 @@ pub struct Rewind {
     pub to: Found,
     /// The checkpoint the superblocks name.
     pub named: CheckpointNo,
-    /// Newer checkpoints the log holds, which are not used.
+    /// Checkpoints the log holds written after it, which are not used.
     pub newer: Vec<(CheckpointNo, i64)>,
     /// Exactly that checkpoint (the log after it hidden), or that
     /// checkpoint and the fsyncs logged after it (recovery's walk).
@@ -159,33 +162,60 @@ pub fn rewind(
             }
         )));
     };
+    Ok(prepared(dev, &sb, (&found, to), exact))
+}
+
+/// Prepares a rewind of `dev` to checkpoint `to`, one of [`fallbacks`].
+pub fn rewind_to(
+    dev: Arc<dyn BlockDevice>,
+    key: Option<&MasterKey>,
+    to: &Found,
+    exact: bool,
+) -> Result<Rewind> {
+    let sb = newest_superblock(&*dev)?;
+    let sealer = sealer_for(&sb, key)?;
+    let found = checkpoints_in_log(&*dev, &sb, sealer.as_deref());
+    Ok(prepared(dev, &sb, (&found, to.clone()), exact))
+}
+
+/// The rewind of `dev` (its newest superblock `sb`) to `to`, of the
+/// checkpoints `found` in the log.
+fn prepared(
+    dev: Arc<dyn BlockDevice>,
+    sb: &Superblock,
+    (found, to): (&[Found], Found),
+    exact: bool,
+) -> Rewind {
     let newer = found
         .iter()
-        .filter(|f| f.checkpoint.no > no)
+        .filter(|f| f.checkpoint.time_ns > to.checkpoint.time_ns)
         .map(|f| (f.checkpoint.no, f.checkpoint.time_ns))
         .collect();
     let hide = match exact {
         true => after_checkpoint(&sb.geometry, &to.checkpoint),
         false => Vec::new(),
     };
-    let device = Arc::new(Rewound::new(dev, &sb, &to, &hide));
-    Ok(Rewind {
+    let device = Arc::new(Rewound::new(dev, sb, &to, (exact, &hide)));
+    Rewind {
         device,
         named: sb.checkpoint_no,
         to,
         newer,
         exact,
-    })
+    }
 }
 
-/// The checkpoint a repair falls back to when the one the superblocks name
-/// is damaged: the newest other one in the log (a check of it says whether
-/// its state is intact), and the others, newest first.
+/// The checkpoints a repair may fall back to when the one the superblocks
+/// name is damaged: those of the log numbered below it, the newest written
+/// first (a check of each says whether its state is intact). By time, not
+/// number: after a rewind the log still holds the abandoned checkpoints,
+/// numbered as the new history numbers its own.
 pub fn fallbacks(dev: &dyn BlockDevice, key: Option<&MasterKey>) -> Result<Vec<Found>> {
     let sb = newest_superblock(dev)?;
     let sealer = sealer_for(&sb, key)?;
     let mut found = checkpoints_in_log(dev, &sb, sealer.as_deref());
-    found.retain(|f| f.addr != sb.checkpoint_addr);
+    found.retain(|f| f.checkpoint.no < sb.checkpoint_no && f.checkpoint.time_ns <= sb.written_ns);
+    found.sort_by_key(|f| Reverse(f.checkpoint.time_ns));
     Ok(found)
 }
 
@@ -234,7 +264,12 @@ pub struct Rewound {
 }
 
 impl Rewound {
-    fn new(inner: Arc<dyn BlockDevice>, sb: &Superblock, to: &Found, hide: &[PageAddr]) -> Rewound {
+    fn new(
+        inner: Arc<dyn BlockDevice>,
+        sb: &Superblock,
+        to: &Found,
+        (exact, hide): (bool, &[PageAddr]),
+    ) -> Rewound {
         let mut sb = sb.clone();
         // Newer than either copy on the device, so that a mount's first
         // superblock (one copy) outranks the other copy left there.
@@ -245,12 +280,12 @@ impl Rewound {
         // hidden); with the log after it, recovery walks on and may roll
         // fsyncs forward, as after a crash.
         let rf = features::INCOMPAT_ROLL_FORWARD;
-        if hide.is_empty() {
-            sb.state = State::InUse;
-            sb.incompat |= rf;
-        } else {
+        if exact {
             sb.state = State::Clean;
             sb.incompat &= !rf;
+        } else {
+            sb.state = State::InUse;
+            sb.incompat |= rf;
         }
         let mut shown = BTreeMap::new();
         for (copy, addr) in COPIES.iter().enumerate() {

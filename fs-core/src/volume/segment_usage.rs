@@ -215,6 +215,22 @@ impl SegmentUsage {
     /// Sets every segment's live count to `counted` (a repair's recount;
     /// past its end, none), or to the larger of the two unless `lower`;
     /// a segment live again is aged `now`. The totals follow.
+    /// Counts every segment leaf `index` of the table covers full (a
+    /// repair's, for a leaf built again while the recount is not whole).
+    pub(crate) fn fill_leaf(&mut self, dev: &dyn BlockDevice, index: u64, now: i64) -> Result<()> {
+        let pps = self.geometry.pages_per_segment;
+        let segments = self.table.entries_under(0, index);
+        for s in segments.start..segments.end.min(self.geometry.segment_count) {
+            let full = Usage {
+                live: pps,
+                flags: 0,
+                mtime: now,
+            };
+            self.table.set(dev, s, &full.encode())?;
+        }
+        Ok(())
+    }
+
     pub(crate) fn rebase(
         &mut self,
         dev: &dyn BlockDevice,

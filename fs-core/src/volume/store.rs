@@ -335,8 +335,15 @@ impl Store {
                 self.pat.set(&*dev, vpn, e)?;
             }
         }
+        let now = self.now_secs();
         for &index in &r.usage_pages {
             self.sut.table().replace_leaf(&*dev, index)?;
+            if !r.lower {
+                // The recount may miss pages other damage hides: every
+                // segment the leaf covers counts full (nothing is written
+                // over) until a pass that sees the whole tree counts it.
+                self.sut.fill_leaf(&*dev, index, now)?;
+            }
         }
         for (index, nodes) in &r.node_pages {
             let nat = &mut self.root.cache.nat;
