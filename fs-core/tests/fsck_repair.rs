@@ -1475,8 +1475,7 @@ fn a_damaged_deadlist_page_has_its_checkpoint_pruned() {
     // The newest with a deadlist: older retained checkpoints go with it.
     let rec = list
         .records()
-        .filter(|r| !r.dead_head.is_none())
-        .last()
+        .rfind(|r| !r.dead_head.is_none())
         .expect("a deadlist")
         .clone();
     assert!(list.records().any(|r| r.no < rec.no), "an older one too");
