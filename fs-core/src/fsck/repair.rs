@@ -247,7 +247,7 @@ fn fall_back(
             let keep = tried.len() - 1;
             for (i, a) in tried.iter_mut().enumerate() {
                 if i != keep && a.outcome.is_ok() {
-                    a.outcome = Err("its state has problems; a newer one without was used".into());
+                    a.outcome = Err("its state has problems; an older one without was used".into());
                 }
             }
             let mut out = started(before, tried);
