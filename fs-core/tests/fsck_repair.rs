@@ -856,10 +856,7 @@ fn a_damaged_newest_checkpoint_falls_back_to_the_newest_one_before_it() {
     let kept = readable(&img.dev);
     with_late_file(&img);
     let (named, addr) = named_checkpoint(&img.dev);
-    let mut page = vec![0u8; 4096];
-    img.dev.read(addr, &mut page).expect("read");
-    page[100] ^= 0xff;
-    img.dev.write(addr, &page).expect("damage");
+    damage_page(&img.dev, addr);
     let check = support::fsck(&img.dev, Level::Full);
     let fatal = check
         .findings
@@ -993,10 +990,7 @@ fn every_crash_state_of_a_fall_back_is_the_damage_or_its_repair() {
     let kept = readable(&img.dev);
     with_late_file(&img);
     let (_, addr) = named_checkpoint(&img.dev);
-    let mut page = vec![0u8; 4096];
-    img.dev.read(addr, &mut page).expect("read");
-    page[9] ^= 0x01;
-    img.dev.write(addr, &page).expect("damage");
+    damage_page(&img.dev, addr);
     let dev = Arc::new(RecordingDevice::new(&img.dev.snapshot()));
     let out = repair::repair(dev.clone(), None, Level::Full, Mode::All, &mut |_, _, _| {});
     assert_eq!(out.after.problems(), 0, "{:?}", out.after.findings);

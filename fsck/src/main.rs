@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use pagelog_core::fsck::repair::{self, Mode, Outcome};
-use pagelog_core::fsck::{self, Finding, Kind, Level, Phase, Report, Severity};
+use pagelog_core::fsck::{self, Finding, Fix, Kind, Level, Phase, Report, Severity};
 use pagelog_core::ids::CheckpointNo;
 use pagelog_core::rewind;
 use pagelog_core::{BlockDevice, FileDevice};
@@ -278,23 +278,16 @@ fn run(args: &Args) -> Result<(Done, Level), Failure> {
     };
     let dev: Arc<dyn BlockDevice> = Arc::new(dev);
     let to = args.checkpoint.map(CheckpointNo);
-    // A checkpoint the log does not hold: said before anything is done.
-    let rewound = match to {
-        Some(no) => Some(
-            rewind::rewind(dev.clone(), key.as_ref(), no, true)
-                .map_err(|e| failed(e.to_string()))?,
-        ),
-        None => None,
-    };
-    let done = match (mode, rewound) {
+    let done = match (mode, to) {
         (None, None) => Done::Checked(Box::new(fsck::check(
             dev,
             key.as_ref(),
             level,
             &mut progress,
         ))),
-        (None, Some(r)) => {
-            let no = r.to.checkpoint.no;
+        (None, Some(no)) => {
+            let r =
+                rewind::rewind(dev, key.as_ref(), no, true).map_err(|e| failed(e.to_string()))?;
             let mut report = fsck::check(r.device.clone(), key.as_ref(), level, &mut progress);
             let msg = format!(
                 "as asked (--checkpoint {no}), {}; nothing is written (-y --checkpoint {no} \
@@ -305,14 +298,19 @@ fn run(args: &Args) -> Result<(Done, Level), Failure> {
             report.findings.insert(0, note);
             Done::Checked(Box::new(report))
         }
-        (Some(mode), _) => Done::Repaired(Box::new(repair::repair_from(
-            dev,
-            key.as_ref(),
-            level,
-            mode,
-            to,
-            &mut progress,
-        ))),
+        (Some(mode), _) => {
+            let out = repair::repair_from(dev, key.as_ref(), level, mode, to, &mut progress);
+            // A checkpoint the log does not hold: nothing was done.
+            if let (Some(_), false, Some(a)) = (to, out.changed(), out.actions.first()) {
+                if let (Fix::Rewind { .. }, Err(e)) = (&a.fix, &a.outcome) {
+                    if let Some(b) = &bar {
+                        b.finish_and_clear();
+                    }
+                    return Err(failed(e.clone()));
+                }
+            }
+            Done::Repaired(Box::new(out))
+        }
     };
     timings.finish();
     if let Some(b) = bar {

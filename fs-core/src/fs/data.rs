@@ -461,18 +461,24 @@ impl Filesystem {
     /// returns the pointer it had; what that pointer held is the caller's
     /// to let go (`Store::unpointed`) or keep.
     pub(super) fn clear_pointer(&mut self, ino: Ino, idx: u64) -> Result<BlockPtr> {
+        self.store.root.dirty.remove_range(ino, idx, idx + 1);
+        self.put_pointer(ino, idx, BlockPtr::HOLE)
+    }
+
+    /// Sets page `idx` of `ino` to `ptr` in its map, as it is (no page or
+    /// quota accounting); returns the pointer it replaced.
+    pub(super) fn put_pointer(&mut self, ino: Ino, idx: u64, ptr: BlockPtr) -> Result<BlockPtr> {
         let dev = self.dev();
         let dev = &*dev;
-        let building = self.store.building();
-        self.store.root.dirty.remove_range(ino, idx, idx + 1);
         let s = &mut self.store;
+        let building = s.building();
         file_map::set(
             &mut s.root.cache,
             dev,
             &mut life!(s, dev, building),
             ino,
             idx,
-            BlockPtr::HOLE,
+            ptr,
         )
     }
 

@@ -480,19 +480,10 @@ impl Filesystem {
                     "page {idx} is not in a cluster of {count} from {base}"
                 ))
             })?;
-        let s = &mut self.store;
-        let mut ptr = file_map::get(&mut s.root.cache, &*dev, ino, idx)?;
+        let mut ptr = file_map::get(&mut self.store.root.cache, &*dev, ino, idx)?;
         ptr.slot = slot;
         ptr.count = count;
-        let building = s.building();
-        file_map::set(
-            &mut s.root.cache,
-            &*dev,
-            &mut life!(s, &*dev, building),
-            ino,
-            idx,
-            ptr,
-        )?;
+        self.put_pointer(ino, idx, ptr)?;
         Ok(())
     }
 

@@ -100,18 +100,8 @@ impl Tamper<'_> {
 
     /// Sets a file pointer without any accounting.
     pub fn pointer(&mut self, ino: Ino, idx: u64, ptr: BlockPtr) -> Result<BlockPtr> {
-        let dev = self.fs.dev();
-        let s = &mut self.fs.store;
-        let building = s.building();
-        s.root.changed = true;
-        file_map::set(
-            &mut s.root.cache,
-            &*dev,
-            &mut life!(s, &*dev, building),
-            ino,
-            idx,
-            ptr,
-        )
+        self.fs.store.root.changed = true;
+        self.fs.put_pointer(ino, idx, ptr)
     }
 
     /// The pointer of page `idx` of `ino`.

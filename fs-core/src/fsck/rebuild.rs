@@ -242,26 +242,21 @@ pub fn lost_nodes(
     // id -> (written for, unit, checksum)
     let mut found: BTreeMap<Nid, (u64, Vpn, u32)> = BTreeMap::new();
     let covered = |nid: Nid| leaves.iter().any(|l| l.entries.contains(&nid.0));
-    let mut offer = |nid: Nid, vpn: Vpn| {
-        if let Some((written, crc)) = node_in(dev, scan, vpn, nid) {
-            if found.get(&nid).is_none_or(|&(w, _, _)| w < written) {
-                found.insert(nid, (written, vpn, crc));
-            }
-        }
-    };
     // Nodes rewritten since the last retained checkpoint: units nothing
     // reached, whose header names the id.
-    let mut page = crate::layout::zero_page();
-    for (vpn, addr) in space::unreached(scan, ledger) {
-        let opened = scan.units.unit(vpn).is_some_and(|(_, pages)| pages == 1)
-            && dev.read(addr, &mut page[..]).is_ok()
-            && scan.units.open(vpn, PageKind::Node, &mut page[..]).is_ok();
+    for (vpn, _) in space::unreached(scan, ledger) {
+        let Some((addr, page)) = unit_page(dev, scan, vpn) else {
+            continue;
+        };
         let r = crate::codec::Reader::new(&page[..], "node", addr);
-        match (opened, r.bytes(node::off::MAGIC, 4), r.u64(node::off::NID)) {
-            (true, Ok(magic), Ok(nid)) if magic == node::MAGIC && covered(Nid(nid)) => {
-                offer(Nid(nid), vpn)
+        if let (Ok(magic), Ok(nid)) = (r.bytes(node::off::MAGIC, 4), r.u64(node::off::NID)) {
+            if magic == node::MAGIC && covered(Nid(nid)) {
+                keep(
+                    &mut found,
+                    (Nid(nid), vpn),
+                    whole_node(&page, addr, Nid(nid)),
+                );
             }
-            _ => {}
         }
     }
     // Nodes unchanged since a retained checkpoint: its own leaf (another
@@ -281,7 +276,9 @@ pub fn lost_nodes(
                     crate::node_table::decode(&raw, Nid(n))
                 {
                     if !held.contains(&e.vpn) {
-                        offer(Nid(n), e.vpn);
+                        let got = unit_page(dev, scan, e.vpn)
+                            .and_then(|(addr, page)| whole_node(&page, addr, Nid(n)));
+                        keep(&mut found, (Nid(n), e.vpn), got);
                     }
                 }
             }
@@ -300,15 +297,38 @@ pub fn lost_nodes(
     found.values().map(|&(_, vpn, _)| vpn).collect()
 }
 
-/// Is unit `vpn` node `nid`, whole? Its header's checkpoint (the one it
-/// was written for) and the checksum of its page.
-fn node_in(dev: &dyn BlockDevice, scan: &Scan, vpn: Vpn, nid: Nid) -> Option<(u64, u32)> {
+/// Keeps node `nid` at unit `vpn` (`got`: the checkpoint it was written
+/// for, the checksum of its page) unless a newer copy is kept already.
+fn keep(
+    found: &mut BTreeMap<Nid, (u64, Vpn, u32)>,
+    (nid, vpn): (Nid, Vpn),
+    got: Option<(u64, u32)>,
+) {
+    if let Some((written, crc)) = got {
+        if found.get(&nid).is_none_or(|&(w, _, _)| w < written) {
+            found.insert(nid, (written, vpn, crc));
+        }
+    }
+}
+
+/// The page of one-page unit `vpn`, read and opened, and where it is.
+fn unit_page(
+    dev: &dyn BlockDevice,
+    scan: &Scan,
+    vpn: Vpn,
+) -> Option<(PageAddr, Box<crate::layout::Page>)> {
     let (addr, pages) = scan.units.unit(vpn)?;
     let mut page = crate::layout::zero_page();
     if pages != 1 || dev.read(addr, &mut page[..]).is_err() {
         return None;
     }
     scan.units.open(vpn, PageKind::Node, &mut page[..]).ok()?;
+    Some((addr, page))
+}
+
+/// Is `page` (at `addr`) node `nid`, whole? Its header's checkpoint (the
+/// one it was written for) and the checksum of the page.
+fn whole_node(page: &crate::layout::Page, addr: PageAddr, nid: Nid) -> Option<(u64, u32)> {
     Node::decode(&page[..], addr, nid).ok()?;
     let r = crate::codec::Reader::new(&page[..], "node", addr);
     let written = r.u64(node::off::CHECKPOINT_NO).ok()?;

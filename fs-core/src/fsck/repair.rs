@@ -180,20 +180,14 @@ fn exactly(
     no: CheckpointNo,
     progress: &mut dyn FnMut(Phase, u64, u64),
 ) -> (Arc<dyn BlockDevice>, Outcome) {
-    let fix = Fix::Rewind { to: no };
-    match crate::rewind::rewind(dev.clone(), key, no, true) {
-        Ok(r) => {
-            let dev: Arc<dyn BlockDevice> = r.device.clone();
-            let before = check(dev.clone(), key, level, progress);
-            let outcome = Ok(r.describe());
-            (dev, started(before, vec![rewind_action(fix, outcome)]))
-        }
-        Err(e) => {
-            let before = check(dev.clone(), key, level, progress);
-            let outcome = Err(e.to_string());
-            (dev, started(before, vec![rewind_action(fix, outcome)]))
-        }
-    }
+    let (dev, outcome): (Arc<dyn BlockDevice>, _) =
+        match crate::rewind::rewind(dev.clone(), key, no, true) {
+            Ok(r) => (r.device.clone(), Ok(r.describe())),
+            Err(e) => (dev, Err(e.to_string())),
+        };
+    let before = check(dev.clone(), key, level, progress);
+    let action = rewind_action(Fix::Rewind { to: no }, outcome);
+    (dev, started(before, vec![action]))
 }
 
 /// Checks `dev`; if the checkpoint the superblocks name is damaged and
@@ -214,7 +208,8 @@ fn fall_back(
     if !damaged || mode != Mode::All {
         return (dev, started(before, Vec::new()));
     }
-    let older = crate::rewind::fallbacks(&*dev, key).unwrap_or_default();
+    let log = crate::rewind::LogCheckpoints::read(&*dev, key);
+    let older = log.as_ref().map(|l| l.fallbacks()).unwrap_or_default();
     let mut tried = Vec::new();
     // The newest whose check finds nothing wrong; else the newest that
     // the check can read at all.
@@ -222,13 +217,8 @@ fn fall_back(
     for found in older.iter().take(3) {
         let no = found.checkpoint.no;
         let fix = Fix::Rewind { to: no };
-        let r = match crate::rewind::rewind_to(dev.clone(), key, found, false) {
-            Ok(r) => r,
-            Err(e) => {
-                tried.push(rewind_action(fix, Err(e.to_string())));
-                continue;
-            }
-        };
+        let Ok(log) = &log else { break };
+        let r = log.rewind_to(dev.clone(), found, false);
         let rewound: Arc<dyn BlockDevice> = r.device.clone();
         let after = check(rewound.clone(), key, level, progress);
         if after.worst() == Some(Severity::Fatal) {

@@ -611,38 +611,8 @@ impl MetaTable {
 
     /// Puts a fresh, empty leaf in place of leaf `index`, which fails its
     /// checks (a repair's: it sets the entries, found elsewhere, next).
-    /// The damaged page is released when the table is next written, as
-    /// any page a write replaces, if it still says it is that page (see
-    /// `releasable`); the page above it must read.
     pub fn replace_leaf(&mut self, dev: &dyn BlockDevice, index: u64) -> Result<()> {
-        let old = if self.depth == 0 {
-            if index != 0 {
-                let msg = format!("no leaf {index} in a table of one page");
-                return Err(Error::corrupt(self.what(), PageAddr::NONE, msg));
-            }
-            match self.depth == self.root.depth {
-                true => self.root.addr.0,
-                false => 0,
-            }
-        } else {
-            let f = self.fanout();
-            self.load(dev, 1, index / f)?;
-            let parent = &self.pages[&(1, index / f)].data;
-            let r = Reader::new(&parent[..], self.what(), PageAddr::NONE);
-            r.addr(self.shape.slot(index % f))?.0
-        };
-        let old = self.releasable(dev, old, (0, index));
-        let data = self.fresh_page(0, index);
-        self.pages.insert(
-            (0, index),
-            CachedPage {
-                data,
-                old,
-                dirty: true,
-                released: false,
-            },
-        );
-        Ok(())
+        self.replace_page(dev, (0, index), &[])
     }
 
     /// `name` if the page it names still says it is page (`level`,
@@ -677,17 +647,37 @@ impl MetaTable {
     /// Puts a fresh interior page at (`level`, `index`) in place of one
     /// that fails its checks, naming `children` (index below, address,
     /// checksum) as the pages below it (a repair's, of a table named by
-    /// address). The damaged page is released when the table is next
-    /// written; the page above it, if any, must read.
+    /// address).
     pub fn replace_interior(
         &mut self,
         dev: &dyn BlockDevice,
         (level, index): (u8, u64),
         children: &[(u64, PageAddr, u32)],
     ) -> Result<()> {
-        let f = self.fanout();
-        if level == 0 || level > self.depth || self.names.is_some() {
+        if level == 0 || self.names.is_some() {
             let msg = format!("no interior page at level {level} to build again");
+            return Err(Error::corrupt(self.what(), PageAddr::NONE, msg));
+        }
+        self.replace_page(dev, (level, index), children)
+    }
+
+    /// Puts a fresh page, naming `children` if it is above the leaves, in
+    /// place of page (`level`, `index`). The damaged page is released when
+    /// the table is next written, as any page a write replaces, if it still
+    /// says it is that page (see `releasable`); the page above it, if any,
+    /// must read.
+    fn replace_page(
+        &mut self,
+        dev: &dyn BlockDevice,
+        (level, index): (u8, u64),
+        children: &[(u64, PageAddr, u32)],
+    ) -> Result<()> {
+        let f = self.fanout();
+        if level > self.depth || (level == self.depth && index != 0) {
+            let msg = format!(
+                "no page {index} at level {level} of a table {} deep",
+                self.depth
+            );
             return Err(Error::corrupt(self.what(), PageAddr::NONE, msg));
         }
         let old = if level == self.depth {

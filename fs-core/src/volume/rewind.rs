@@ -148,11 +148,13 @@ pub fn rewind(
     no: CheckpointNo,
     exact: bool,
 ) -> Result<Rewind> {
-    let sb = newest_superblock(&*dev)?;
-    let sealer = sealer_for(&sb, key)?;
-    let found = checkpoints_in_log(&*dev, &sb, sealer.as_deref());
-    let Some(to) = found.iter().find(|f| f.checkpoint.no == no).cloned() else {
-        let have: Vec<String> = found.iter().map(|f| f.checkpoint.no.to_string()).collect();
+    let log = LogCheckpoints::read(&*dev, key)?;
+    let Some(to) = log.found.iter().find(|f| f.checkpoint.no == no) else {
+        let have: Vec<String> = log
+            .found
+            .iter()
+            .map(|f| f.checkpoint.no.to_string())
+            .collect();
         return Err(Error::Refused(format!(
             "checkpoint {no} is not in the log (it holds {}); a retained checkpoint or \
              snapshot is brought back with pagelog-snapshot rollback",
@@ -162,61 +164,73 @@ pub fn rewind(
             }
         )));
     };
-    Ok(prepared(dev, &sb, (&found, to), exact))
-}
-
-/// Prepares a rewind of `dev` to checkpoint `to`, one of [`fallbacks`].
-pub fn rewind_to(
-    dev: Arc<dyn BlockDevice>,
-    key: Option<&MasterKey>,
-    to: &Found,
-    exact: bool,
-) -> Result<Rewind> {
-    let sb = newest_superblock(&*dev)?;
-    let sealer = sealer_for(&sb, key)?;
-    let found = checkpoints_in_log(&*dev, &sb, sealer.as_deref());
-    Ok(prepared(dev, &sb, (&found, to.clone()), exact))
-}
-
-/// The rewind of `dev` (its newest superblock `sb`) to `to`, of the
-/// checkpoints `found` in the log.
-fn prepared(
-    dev: Arc<dyn BlockDevice>,
-    sb: &Superblock,
-    (found, to): (&[Found], Found),
-    exact: bool,
-) -> Rewind {
-    let newer = found
-        .iter()
-        .filter(|f| f.checkpoint.time_ns > to.checkpoint.time_ns)
-        .map(|f| (f.checkpoint.no, f.checkpoint.time_ns))
-        .collect();
-    let hide = match exact {
-        true => after_checkpoint(&sb.geometry, &to.checkpoint),
-        false => Vec::new(),
-    };
-    let device = Arc::new(Rewound::new(dev, sb, &to, (exact, &hide)));
-    Rewind {
-        device,
-        named: sb.checkpoint_no,
-        to,
-        newer,
-        exact,
-    }
+    Ok(log.rewind_to(dev.clone(), to, exact))
 }
 
 /// The checkpoints a repair may fall back to when the one the superblocks
-/// name is damaged: those of the log numbered below it, the newest written
-/// first (a check of each says whether its state is intact). By time, not
-/// number: after a rewind the log still holds the abandoned checkpoints,
-/// numbered as the new history numbers its own.
+/// name is damaged (see [`LogCheckpoints::fallbacks`]).
 pub fn fallbacks(dev: &dyn BlockDevice, key: Option<&MasterKey>) -> Result<Vec<Found>> {
-    let sb = newest_superblock(dev)?;
-    let sealer = sealer_for(&sb, key)?;
-    let mut found = checkpoints_in_log(dev, &sb, sealer.as_deref());
-    found.retain(|f| f.checkpoint.no < sb.checkpoint_no && f.checkpoint.time_ns <= sb.written_ns);
-    found.sort_by_key(|f| Reverse(f.checkpoint.time_ns));
-    Ok(found)
+    Ok(LogCheckpoints::read(dev, key)?.fallbacks())
+}
+
+/// The checkpoints a device's log holds, read once (every segment's
+/// summaries: a repair that tries several uses one reading).
+#[derive(Debug)]
+pub struct LogCheckpoints {
+    /// The newest superblock.
+    sb: Superblock,
+    /// What [`checkpoints_in_log`] found.
+    found: Vec<Found>,
+}
+
+impl LogCheckpoints {
+    /// Reads the superblocks and the log of `dev`.
+    pub fn read(dev: &dyn BlockDevice, key: Option<&MasterKey>) -> Result<LogCheckpoints> {
+        let sb = newest_superblock(dev)?;
+        let sealer = sealer_for(&sb, key)?;
+        let found = checkpoints_in_log(dev, &sb, sealer.as_deref());
+        Ok(LogCheckpoints { sb, found })
+    }
+
+    /// Those a repair may fall back to when the one the superblocks name is
+    /// damaged: numbered below it, the newest written first (a check of
+    /// each says whether its state is intact). By time, not number: after
+    /// a rewind the log still holds the abandoned checkpoints, numbered as
+    /// the new history numbers its own.
+    pub fn fallbacks(&self) -> Vec<Found> {
+        let sb = &self.sb;
+        let mut found: Vec<Found> = self
+            .found
+            .iter()
+            .filter(|f| f.checkpoint.no < sb.checkpoint_no && f.checkpoint.time_ns <= sb.written_ns)
+            .cloned()
+            .collect();
+        found.sort_by_key(|f| Reverse(f.checkpoint.time_ns));
+        found
+    }
+
+    /// The rewind of `dev` to `to`, one of these.
+    pub fn rewind_to(&self, dev: Arc<dyn BlockDevice>, to: &Found, exact: bool) -> Rewind {
+        let sb = &self.sb;
+        let newer = self
+            .found
+            .iter()
+            .filter(|f| f.checkpoint.time_ns > to.checkpoint.time_ns)
+            .map(|f| (f.checkpoint.no, f.checkpoint.time_ns))
+            .collect();
+        let hide = match exact {
+            true => after_checkpoint(&sb.geometry, &to.checkpoint),
+            false => Vec::new(),
+        };
+        let device = Arc::new(Rewound::new(dev, sb, to, (exact, &hide)));
+        Rewind {
+            device,
+            named: sb.checkpoint_no,
+            to: to.clone(),
+            newer,
+            exact,
+        }
+    }
 }
 
 fn newest_superblock(dev: &dyn BlockDevice) -> Result<Superblock> {
