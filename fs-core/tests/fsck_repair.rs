@@ -635,6 +635,8 @@ fn each_crash_state(
                 prefix,
                 extra,
                 torn: None,
+                // Also as a store of segment objects would leave it.
+                as_objects: prefix % 2 == 1,
             })
             .collect::<Vec<_>>();
         if let Some(&w) = in_flight.first() {
@@ -643,6 +645,7 @@ fn each_crash_state(
                 prefix,
                 extra: Vec::new(),
                 torn: Some((w, half)),
+                as_objects: false,
             });
         }
         for state in crash {

@@ -132,6 +132,7 @@ fn every_crash_state(clean: bool) -> usize {
                 prefix,
                 extra: extra.clone(),
                 torn: None,
+                as_objects: false,
             };
             check_state(&dev.crash_image(&state), &format!("{state:?}"));
             states += 1;
@@ -143,6 +144,7 @@ fn every_crash_state(clean: bool) -> usize {
                         prefix,
                         extra: extra.clone(),
                         torn: Some((w, torn)),
+                        as_objects: false,
                     };
                     check_state(&dev.crash_image(&state), &format!("{state:?}"));
                     states += 1;

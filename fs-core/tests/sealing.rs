@@ -306,6 +306,7 @@ fn every_crash_state_of_a_passphrase_change_opens_with_one_of_the_two() {
                 prefix,
                 extra: vec![w],
                 torn: None,
+                as_objects: false,
             });
             for mask in [0b1u32, 0b1111_0000, 0b0101_0101] {
                 let torn = (0..rec.sectors(w)).map(|s| mask & (1 << s) != 0).collect();
@@ -313,6 +314,7 @@ fn every_crash_state_of_a_passphrase_change_opens_with_one_of_the_two() {
                     prefix,
                     extra: Vec::new(),
                     torn: Some((w, torn)),
+                    as_objects: false,
                 });
             }
         }

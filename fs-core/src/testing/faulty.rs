@@ -7,7 +7,7 @@ use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::device::{BlockDevice, MemDevice};
-use crate::ids::PageAddr;
+use crate::ids::{PageAddr, SegmentNo};
 
 /// Fails from the n-th write or flush on.
 #[derive(Debug)]
@@ -84,5 +84,17 @@ impl BlockDevice for FaultyDevice {
     fn flush(&self) -> io::Result<()> {
         self.tick()?;
         self.inner.flush()
+    }
+
+    fn open_segment(&self, seg: SegmentNo) -> io::Result<()> {
+        self.inner.open_segment(seg)
+    }
+
+    fn seal_segment(&self, seg: SegmentNo) -> io::Result<()> {
+        self.inner.seal_segment(seg)
+    }
+
+    fn free_segment(&self, seg: SegmentNo) -> io::Result<()> {
+        self.inner.free_segment(seg)
     }
 }

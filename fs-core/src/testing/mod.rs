@@ -6,4 +6,4 @@ mod faulty;
 mod recording;
 
 pub use faulty::FaultyDevice;
-pub use recording::{CrashState, Event, RecordingDevice, SECTOR};
+pub use recording::{CrashState, Event, RecordingDevice, SegmentEvent, SECTOR};

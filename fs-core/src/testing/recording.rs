@@ -2,13 +2,20 @@
 //! and rebuilds the images a power cut could leave: everything before the
 //! last completed flush, plus any subset of the writes after it, in any
 //! order, the last one possibly torn.
+//!
+//! It also records what the log tells the segment store (a segment opened,
+//! sealed, freed), so that a crash image can be built as a store that keeps
+//! segments as objects would leave it: a segment freed is gone (its object
+//! deleted), and a segment opened holds nothing of its earlier life (its
+//! object is uploaded from the new life's pages alone).
 
 use std::io;
 use std::sync::Mutex;
 
 use crate::device::{BlockDevice, MemDevice};
-use crate::ids::PageAddr;
+use crate::ids::{PageAddr, SegmentNo};
 use crate::layout::PAGE_SIZE;
+use crate::superblock::{Superblock, COPIES};
 
 /// One recorded I/O.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -24,12 +31,25 @@ pub enum Event {
     Flush,
 }
 
+/// What the log told the store about a segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SegmentEvent {
+    /// [`BlockDevice::open_segment`].
+    Open(SegmentNo),
+    /// [`BlockDevice::seal_segment`].
+    Seal(SegmentNo),
+    /// [`BlockDevice::free_segment`].
+    Free(SegmentNo),
+}
+
 /// A recording device over an initial image.
 #[derive(Debug)]
 pub struct RecordingDevice {
     inner: MemDevice,
     base: Vec<u8>,
     events: Mutex<Vec<Event>>,
+    /// Segment events, each with the number of I/O events before it.
+    segment_events: Mutex<Vec<(usize, SegmentEvent)>>,
 }
 
 /// How to build a crash image from the event log.
@@ -43,6 +63,10 @@ pub struct CrashState {
     /// A later write that reached the device only in part: its index and
     /// which 512-byte sectors landed.
     pub torn: Option<(usize, Vec<bool>)>,
+    /// As a store of segment objects would leave it: every segment freed
+    /// or opened among the first `prefix` events reads as zeros from that
+    /// point (its object deleted, or replaced by the new life's pages).
+    pub as_objects: bool,
 }
 
 /// Sector size for torn writes.
@@ -59,7 +83,19 @@ impl RecordingDevice {
             inner: MemDevice::from_bytes(image),
             base: image.to_vec(),
             events: Mutex::new(Vec::new()),
+            segment_events: Mutex::new(Vec::new()),
         }
+    }
+
+    /// The segment events so far, each with the number of I/O events
+    /// before it.
+    pub fn segment_events(&self) -> Vec<(usize, SegmentEvent)> {
+        lock(&self.segment_events).clone()
+    }
+
+    fn note(&self, e: SegmentEvent) {
+        let at = lock(&self.events).len();
+        lock(&self.segment_events).push((at, e));
     }
 
     /// Events so far.
@@ -92,10 +128,22 @@ impl RecordingDevice {
                 dst.copy_from_slice(data);
             }
         };
-        for e in events.iter().take(state.prefix) {
+        let voids = if state.as_objects {
+            self.voided_before(state.prefix)
+        } else {
+            Vec::new()
+        };
+        let mut voids = voids.into_iter().peekable();
+        for (i, e) in events.iter().take(state.prefix).enumerate() {
+            while let Some((_, range)) = voids.next_if(|(at, _)| *at <= i) {
+                img[range].fill(0);
+            }
             if let Event::Write { addr, data } = e {
                 put(*addr, data, &mut img);
             }
+        }
+        for (_, range) in voids {
+            img[range].fill(0);
         }
         for &i in &state.extra {
             if let Some(Event::Write { addr, data }) = events.get(i) {
@@ -116,6 +164,35 @@ impl RecordingDevice {
             }
         }
         img
+    }
+
+    /// The byte ranges of the segments opened or freed before event
+    /// `prefix`, each with the number of I/O events before it (in order).
+    fn voided_before(&self, prefix: usize) -> Vec<(usize, std::ops::Range<usize>)> {
+        let Some(geo) = COPIES
+            .iter()
+            .filter_map(|a| {
+                let off = a.0 as usize * PAGE_SIZE;
+                let page = self.base.get(off..off + PAGE_SIZE)?;
+                Superblock::decode(page, *a).ok()
+            })
+            .map(|sb| sb.geometry)
+            .next()
+        else {
+            return Vec::new();
+        };
+        let seg_bytes = geo.pages_per_segment as usize * PAGE_SIZE;
+        lock(&self.segment_events)
+            .iter()
+            .filter(|(at, _)| *at <= prefix)
+            .filter_map(|(at, e)| match e {
+                SegmentEvent::Open(s) | SegmentEvent::Free(s) => {
+                    let from = geo.segment_start(*s).0 as usize * PAGE_SIZE;
+                    Some((*at, from..from + seg_bytes))
+                }
+                SegmentEvent::Seal(_) => None,
+            })
+            .collect()
     }
 
     /// Indexes of the writes between event `from` and the next flush.
@@ -179,6 +256,21 @@ impl BlockDevice for RecordingDevice {
         lock(&self.events).push(Event::Flush);
         Ok(())
     }
+
+    fn open_segment(&self, seg: SegmentNo) -> io::Result<()> {
+        self.note(SegmentEvent::Open(seg));
+        Ok(())
+    }
+
+    fn seal_segment(&self, seg: SegmentNo) -> io::Result<()> {
+        self.note(SegmentEvent::Seal(seg));
+        Ok(())
+    }
+
+    fn free_segment(&self, seg: SegmentNo) -> io::Result<()> {
+        self.note(SegmentEvent::Free(seg));
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -198,6 +290,7 @@ mod tests {
             prefix: 2,
             extra: vec![3],
             torn: None,
+            as_objects: false,
         });
         assert_eq!(img[0], 1);
         assert_eq!(img[PAGE_SIZE], 0, "write 2 lost");
@@ -208,6 +301,7 @@ mod tests {
             prefix: 2,
             extra: vec![],
             torn: Some((2, sectors)),
+            as_objects: false,
         });
         assert_eq!(img[PAGE_SIZE], 0);
         assert_eq!(img[PAGE_SIZE + 512], 2);

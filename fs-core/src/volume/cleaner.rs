@@ -547,11 +547,8 @@ impl Store {
             return Ok(());
         };
         let dev = self.dev.clone();
-        let r = cold.finish(&*dev);
+        let r = cold.close(&*dev, &mut self.sut);
         self.poison_on(r)?;
-        let pos = cold.position();
-        self.sut.set_active(pos.segment, false);
-        self.sut.set_active(pos.next_segment, false);
         self.cleaner.closed_cold_pages += cold.pages_written;
         Ok(())
     }
@@ -893,10 +890,8 @@ impl Store {
         if self.cold.is_some() {
             return Ok(());
         }
-        let first = self.sut.find_free(dev)?.ok_or(Error::NoSpace)?;
-        self.sut.set_active(first, true);
-        let second = self.sut.find_free(dev)?.ok_or(Error::NoSpace)?;
-        self.sut.set_active(second, true);
+        let first = self.sut.take_free(dev)?;
+        let second = self.sut.take_free(dev)?;
         let pos = crate::segment_writer::LogPosition {
             segment: first,
             offset: 0,

@@ -1,4 +1,14 @@
-//! The one I/O seam: every byte pagelog reads or writes crosses [`BlockDevice`].
+//! The one I/O seam: every byte pagelog reads or writes crosses
+//! [`BlockDevice`], the segment store.
+//!
+//! Pages are named by address, and the log also tells the store what it
+//! does with whole segments (`DESIGN.md`, "The segment store"): a segment
+//! starts a new life ([`BlockDevice::open_segment`]), the log leaves it for
+//! good ([`BlockDevice::seal_segment`]), and nothing durable needs it any
+//! more ([`BlockDevice::free_segment`]). A disk needs none of this and
+//! ignores it; a store that keeps each segment as an object
+//! (`volume/object_store`) uploads a sealed segment at once, never reads an
+//! opened one back, and deletes a freed one.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Seek, SeekFrom};
@@ -6,7 +16,7 @@ use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::Mutex;
 
-use crate::ids::PageAddr;
+use crate::ids::{PageAddr, SegmentNo};
 use crate::layout::PAGE_SIZE;
 
 /// A device of 4 KiB pages. Reads and writes are whole pages at a page
@@ -22,9 +32,35 @@ pub trait BlockDevice: Send + Sync + std::fmt::Debug {
     fn write(&self, addr: PageAddr, buf: &[u8]) -> io::Result<()>;
     /// Makes every completed write durable.
     fn flush(&self) -> io::Result<()>;
+
+    /// `seg` starts a new life: the log will write it from its first page,
+    /// and whatever it held before is void (the durable checkpoint does not
+    /// refer to it: it was free). Called when a log head takes the segment.
+    fn open_segment(&self, seg: SegmentNo) -> io::Result<()> {
+        let _ = seg;
+        Ok(())
+    }
+
+    /// The log is done with `seg`: nothing more is written to it in this
+    /// life (every record in it is written). Its pages become durable with
+    /// the next flush, as every write does; a store may start making them
+    /// durable now.
+    fn seal_segment(&self, seg: SegmentNo) -> io::Result<()> {
+        let _ = seg;
+        Ok(())
+    }
+
+    /// Nothing durable needs `seg` any more: the checkpoint that emptied
+    /// it is durable and named by a durable superblock, and no retained
+    /// checkpoint or snapshot holds a page of it (the pre-free rule,
+    /// FORMAT.md "The cleaner's log head"). A store may drop its contents.
+    fn free_segment(&self, seg: SegmentNo) -> io::Result<()> {
+        let _ = seg;
+        Ok(())
+    }
 }
 
-fn check_range(len_pages: u64, addr: PageAddr, bytes: usize) -> io::Result<u64> {
+pub(crate) fn check_range(len_pages: u64, addr: PageAddr, bytes: usize) -> io::Result<u64> {
     if !bytes.is_multiple_of(PAGE_SIZE) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -215,6 +251,15 @@ impl<D: BlockDevice + ?Sized> BlockDevice for std::sync::Arc<D> {
     }
     fn flush(&self) -> io::Result<()> {
         (**self).flush()
+    }
+    fn open_segment(&self, seg: SegmentNo) -> io::Result<()> {
+        (**self).open_segment(seg)
+    }
+    fn seal_segment(&self, seg: SegmentNo) -> io::Result<()> {
+        (**self).seal_segment(seg)
+    }
+    fn free_segment(&self, seg: SegmentNo) -> io::Result<()> {
+        (**self).free_segment(seg)
     }
 }
 

@@ -242,8 +242,10 @@ pub fn format(dev: Arc<dyn BlockDevice>, opts: &FormatOptions) -> Result<Superbl
         rebase: None,
     };
     let mut store = Store::open(dev.clone(), rec, false, Default::default())?;
-    store.sut.set_active(SegmentNo(0), true);
-    store.sut.set_active(SegmentNo(1), true);
+    for seg in [SegmentNo(0), SegmentNo(1)] {
+        store.sut.set_active(seg, true);
+        dev.open_segment(seg)?;
+    }
     let mut pack = InodePack::default();
     pack.slots[Ino::ROOT.slot()] = Some(Inode {
         transform: default_transform,

@@ -365,4 +365,16 @@ impl BlockDevice for Rewound {
     fn flush(&self) -> io::Result<()> {
         self.inner.flush()
     }
+
+    fn open_segment(&self, seg: SegmentNo) -> io::Result<()> {
+        self.inner.open_segment(seg)
+    }
+
+    fn seal_segment(&self, seg: SegmentNo) -> io::Result<()> {
+        self.inner.seal_segment(seg)
+    }
+
+    fn free_segment(&self, seg: SegmentNo) -> io::Result<()> {
+        self.inner.free_segment(seg)
+    }
 }

@@ -380,8 +380,17 @@ impl SegmentUsage {
     }
 
     /// Makes segments emptied by checkpoints up to `durable` reusable.
-    pub fn release_prefree(&mut self, durable: CheckpointNo) {
+    /// Returns them, in order: the store may drop what they hold.
+    pub fn release_prefree(&mut self, durable: CheckpointNo) -> Vec<SegmentNo> {
+        let mut released: Vec<SegmentNo> = self
+            .prefree
+            .iter()
+            .filter(|(_, cp)| **cp <= durable)
+            .map(|(s, _)| *s)
+            .collect();
         self.prefree.retain(|_, cp| *cp > durable);
+        released.sort_unstable();
+        released
     }
 
     /// Marks `seg` as held by the log writer (or no longer, with `false`).
@@ -420,6 +429,16 @@ impl SegmentUsage {
             self.cursor = (seg.0 + 1) % self.geometry.segment_count;
         }
         Ok(found)
+    }
+
+    /// Takes a segment for a log head: a free one (see
+    /// [`SegmentUsage::find_free`]), marked held, and opened in the store
+    /// (a new life begins: what it held before is void).
+    pub fn take_free(&mut self, dev: &dyn BlockDevice) -> Result<SegmentNo> {
+        let seg = self.find_free(dev)?.ok_or(Error::NoSpace)?;
+        self.set_active(seg, true);
+        dev.open_segment(seg)?;
+        Ok(seg)
     }
 
     /// Is `seg` held by the log writer?
@@ -546,7 +565,9 @@ mod tests {
                         }
                     }
                     2 => sut.set_active(seg, t % 2 == 0),
-                    _ => sut.release_prefree(CheckpointNo(step as u64)),
+                    _ => {
+                        sut.release_prefree(CheckpointNo(step as u64));
+                    }
                 }
                 let (empty, partly) = walked(&mut sut, &dev);
                 let indexed: Vec<_> = sut.partly_live(&dev).expect("index").collect();

@@ -79,6 +79,10 @@ pub struct SegmentWriter {
     sealer: Option<std::sync::Arc<crate::seal::Sealer>>,
     /// Units a record's summary holds.
     max_entries: usize,
+    /// Segments the head has left and the store has not been told are
+    /// sealed: a record handed out before the head moved on may still be
+    /// waiting for its slots to be filled.
+    left: Vec<SegmentNo>,
 }
 
 /// Does a record starting at `offset` fit in a segment of `pps` pages? It
@@ -110,6 +114,7 @@ impl SegmentWriter {
             fs_id,
             sealer: None,
             max_entries: MAX_ENTRIES,
+            left: Vec::new(),
         }
     }
 
@@ -282,13 +287,13 @@ impl SegmentWriter {
 
     /// Moves the head to the next segment and picks the one after it.
     fn advance_segment(&mut self, dev: &dyn BlockDevice, sut: &mut SegmentUsage) -> Result<()> {
-        let after = sut.find_free(dev)?.ok_or(Error::NoSpace)?;
+        let after = sut.take_free(dev)?;
         self.segments_taken += 1;
         sut.set_active(self.pos.segment, false);
+        self.left.push(self.pos.segment);
         self.pos.segment = self.pos.next_segment;
         self.pos.next_segment = after;
         self.pos.offset = 0;
-        sut.set_active(after, true);
         Ok(())
     }
 
@@ -319,7 +324,39 @@ impl SegmentWriter {
             dev.write(rec.start, &rec.buf)?;
             self.pages_written += rec.buf.len() as u64 / PAGE_SIZE as u64;
         }
+        self.seal_left(dev)
+    }
+
+    /// Tells the store of each segment the head left whose records are all
+    /// written.
+    fn seal_left(&mut self, dev: &dyn BlockDevice) -> Result<()> {
+        let geo = self.geo;
+        let pending: Vec<SegmentNo> = self
+            .open
+            .iter()
+            .chain(&self.closed)
+            .filter_map(|r| geo.segment_of(r.start))
+            .collect();
+        let (waiting, done): (Vec<SegmentNo>, Vec<SegmentNo>) =
+            self.left.iter().partition(|s| pending.contains(s));
+        self.left = waiting;
+        for seg in done {
+            dev.seal_segment(seg)?;
+        }
         Ok(())
+    }
+
+    /// Writes everything handed out and lets the head's two segments go:
+    /// the one it was filling becomes an ordinary, partly written segment,
+    /// sealed, and so does its successor (empty in this life, or written by
+    /// a life before the mount).
+    pub fn close(&mut self, dev: &dyn BlockDevice, sut: &mut SegmentUsage) -> Result<()> {
+        self.finish(dev)?;
+        for seg in [self.pos.segment, self.pos.next_segment] {
+            sut.set_active(seg, false);
+            self.left.push(seg);
+        }
+        self.seal_left(dev)
     }
 
     /// Closes and writes everything handed out; every slot must be filled.
@@ -343,14 +380,10 @@ impl SegmentWriter {
         sut: &mut SegmentUsage,
         seq: u64,
     ) -> Result<()> {
-        self.finish(dev)?;
-        sut.set_active(self.pos.segment, false);
-        sut.set_active(self.pos.next_segment, false);
-        // Reserve both so find_free does not hand the first one out again.
-        let first = sut.find_free(dev)?.ok_or(Error::NoSpace)?;
-        sut.set_active(first, true);
-        let second = sut.find_free(dev)?.ok_or(Error::NoSpace)?;
-        sut.set_active(second, true);
+        self.close(dev, sut)?;
+        // Each is held as taken, so the second is another.
+        let first = sut.take_free(dev)?;
+        let second = sut.take_free(dev)?;
         self.pos = LogPosition {
             segment: first,
             offset: 0,

@@ -844,7 +844,13 @@ impl Store {
         if let Some(p) = self.sb_pending.take() {
             self.durable_sb = p;
         }
-        self.sut.release_prefree(self.durable_sb);
+        for seg in self.sut.release_prefree(self.durable_sb) {
+            // A store that cannot drop a segment now keeps it: nothing
+            // refers to it, and the next life of the segment replaces it.
+            if let Err(e) = self.dev.free_segment(seg) {
+                log::warn!("segment {seg}: the store did not drop it: {e}");
+            }
+        }
     }
 
     /// Is a superblock written and not yet flushed?
