@@ -36,6 +36,11 @@ pub enum Error {
     /// The image is valid but cannot be used as asked (e.g. too small).
     #[error("{0}")]
     BadGeometry(String),
+
+    /// The object store a volume lives in refused it (already in use, its
+    /// descriptor unreadable).
+    #[error("{0}")]
+    Store(String),
     /// ENOENT
     #[error("no such file or directory")]
     NotFound,

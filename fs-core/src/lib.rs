@@ -10,6 +10,7 @@
 pub mod error;
 pub mod fs;
 pub mod fsck;
+pub mod objects;
 pub mod ondisk;
 pub mod root;
 pub mod seal;

@@ -12,7 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use pagelog_core::{BlockDevice, FileDevice, Filesystem, MountOptions, ViewId};
+use pagelog_core::objects::Backing;
+use pagelog_core::{BlockDevice, Filesystem, MountOptions, ViewId};
 
 use crate::adapter::{kernel_dirty_bytes, Adapter, Shared};
 use crate::control::Context;
@@ -113,8 +114,7 @@ fn open_image(
             names.join(", ")
         );
     }
-    let dev = FileDevice::open(image, !cfg.read_only)
-        .map_err(|e| format!("cannot open {}: {e}", image.display()))?;
+    let dev = Backing::open(image, !cfg.read_only)?;
     dev.lock(!cfg.read_only).map_err(|e| match e.kind() {
         std::io::ErrorKind::WouldBlock => format!(
             "{} is already mounted or in use by another process",

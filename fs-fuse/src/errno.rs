@@ -6,9 +6,11 @@ use pagelog_core::Error;
 /// The errno the kernel should see for `e`.
 pub fn errno(e: &Error) -> Errno {
     let code = match e {
-        Error::Io(_) | Error::Corrupt { .. } | Error::NotPagelog(_) | Error::BadGeometry(_) => {
-            libc::EIO
-        }
+        Error::Io(_)
+        | Error::Corrupt { .. }
+        | Error::NotPagelog(_)
+        | Error::BadGeometry(_)
+        | Error::Store(_) => libc::EIO,
         Error::Unsupported(_) | Error::NotSupported => libc::EOPNOTSUPP,
         Error::NotFound => libc::ENOENT,
         Error::Exists => libc::EEXIST,

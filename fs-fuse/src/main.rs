@@ -193,12 +193,8 @@ fn unlock(
     cfg: &options::MountConfig,
 ) -> Result<Option<pagelog_core::seal::MasterKey>, (u8, String)> {
     use pagelog_core::seal::passphrase::Source;
-    let dev = pagelog_core::FileDevice::open(&args.image, false).map_err(|e| {
-        (
-            daemon::EXIT_MOUNT_FAILED,
-            format!("cannot open {}: {e}", args.image.display()),
-        )
-    })?;
+    let dev = pagelog_core::objects::Backing::open(&args.image, false)
+        .map_err(|e| (daemon::EXIT_MOUNT_FAILED, e))?;
     let file = args.passphrase_file.clone().or(cfg.passphrase_file.clone());
     let source = Source::from_options(file, args.passphrase_cmd.clone());
     pagelog_core::seal::unlock(&dev, &source).map_err(|e| {

@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use pagelog_core::FileDevice;
+use pagelog_core::objects::Backing;
 
 /// A failure, said to the user.
 type Failure = String;
@@ -23,8 +23,7 @@ pub fn daemon(target: &Path) -> Result<Option<PathBuf>, Failure> {
         }
         None => target.to_path_buf(),
     };
-    let dev = FileDevice::open(&image, false)
-        .map_err(|e| format!("cannot open {}: {e}", image.display()))?;
+    let dev = Backing::open(&image, false)?;
     let uuid = pagelog_core::info::uuid(&dev).map_err(|e| format!("{}: {e}", image.display()))?;
     let sock = pagelog_core::info::control_socket(&uuid);
     Ok(std::os::unix::net::UnixStream::connect(&sock)

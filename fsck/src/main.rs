@@ -16,8 +16,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use pagelog_core::fsck::repair::{self, Mode, Outcome};
 use pagelog_core::fsck::{self, Finding, Fix, Kind, Level, Phase, Report, Severity};
 use pagelog_core::ids::CheckpointNo;
+use pagelog_core::objects::Backing;
 use pagelog_core::rewind;
-use pagelog_core::{BlockDevice, FileDevice};
+use pagelog_core::BlockDevice;
 use pagelog_tools::{print_and_exit, say, Failure, PassphraseArgs};
 
 /// fsck(8) exit codes.
@@ -237,8 +238,7 @@ fn run(args: &Args) -> Result<(Done, Level), Failure> {
         pagelog_core::transform::Registry::load(dir).map_err(|e| failed(e.to_string()))?;
     }
     let mode = repair_mode(args);
-    let dev = FileDevice::open(&args.image, mode.is_some())
-        .map_err(|e| failed(format!("cannot open {}: {e}", args.image.display())))?;
+    let dev = Backing::open(&args.image, mode.is_some()).map_err(failed)?;
     dev.lock(mode.is_some()).map_err(|_| {
         let how = if mode.is_some() {
             "mounted"

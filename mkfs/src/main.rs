@@ -20,6 +20,7 @@ use std::sync::Arc;
 use clap::Parser;
 use pagelog_core::format::format;
 use pagelog_core::layout::PAGE_SIZE;
+use pagelog_core::objects::{Location, ObjectDevice, StoreSettings};
 use pagelog_core::superblock::format_uuid;
 use pagelog_core::BlockDevice;
 
@@ -33,6 +34,8 @@ Examples:
   pagelog-mkfs /dev/vdb --label mail                a whole block device
   pagelog-mkfs /srv/logs.img --size 4G --compress zstd   new data compressed (zstd level 3)
   pagelog-mkfs /srv/web.img --size 4G --force       overwrite an existing filesystem
+  pagelog-mkfs --store s3://backup/web --size 100G   in an S3 bucket, under a prefix
+                                                    (settings: /etc/pagelog/store.toml)
   pagelog-mkfs /srv/vault.img --size 4G --encrypt   sealed: authenticated encryption of
                                                     everything but the superblock (asks for
                                                     a passphrase twice, without echo)
@@ -66,7 +69,16 @@ options before the device, or the size after it:
 #[command(name = "pagelog-mkfs", version, after_help = AFTER_HELP)]
 pub struct Args {
     /// Image file (created sparse, mode 0600, if missing) or block device
-    pub image: PathBuf,
+    /// (or a store, as --store names one)
+    #[arg(required_unless_present = "store")]
+    pub image: Option<PathBuf>,
+    /// Keep the filesystem in an object store instead: s3://BUCKET/PREFIX
+    /// or dir:/PATH. Endpoint, region and credentials come from
+    /// /etc/pagelog/store.toml ($PAGELOG_STORE_CONFIG) or the environment
+    /// (AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID,
+    /// AWS_SECRET_ACCESS_KEY); --size is the filesystem's size
+    #[arg(long, value_name = "URL", conflicts_with = "image")]
+    pub store: Option<String>,
     /// Size for mkfs(8): a count of 1 KiB blocks, or with a unit (K, M, G, T)
     #[arg(value_name = "SIZE")]
     pub blocks: Option<String>,
@@ -143,7 +155,12 @@ fn run(args: &Args) -> Result<String> {
         // leaves it as it was.
         req.seal(args)?;
     }
-    let path = &args.image;
+    if let Some(loc) = store_named(args) {
+        return run_store(args, &req, &loc?);
+    }
+    let Some(path) = &args.image else {
+        return Err(Error::Argument(NO_DEVICE.into()));
+    };
     let what = path.display().to_string();
     let kind = Kind::of(path)?;
     if kind == Kind::New && req.size.is_none() {
@@ -178,6 +195,58 @@ fn run(args: &Args) -> Result<String> {
         source,
     })?;
     target.keep();
+    Ok(summary(&what, pages, &sb, &req))
+}
+
+/// The store --store (or the image argument) names, if any.
+fn store_named(args: &Args) -> Option<std::result::Result<Location, Error>> {
+    let arg = args
+        .store
+        .clone()
+        .or_else(|| args.image.as_ref()?.to_str().map(String::from))?;
+    Location::parse(&arg).map(|r| r.map_err(Error::Argument))
+}
+
+/// Makes the filesystem in a store: its descriptor, then the format, each
+/// object stored before mkfs says it is made.
+fn run_store(args: &Args, req: &Request, loc: &Location) -> Result<String> {
+    let what = loc.to_string();
+    if args.preallocate {
+        return Err(Error::Argument(
+            "--preallocate is for image files; a store has nothing to allocate".into(),
+        ));
+    }
+    let Some(size) = &req.size else {
+        return Err(Error::Argument(format!(
+            "{what}: give the filesystem's size with --size (like 100G)"
+        )));
+    };
+    let pages = size.bytes / PAGE_SIZE as u64;
+    let failed = |e: String| Error::Target(format!("{what}: {e}"));
+    let settings = StoreSettings::load(None).map_err(Error::Argument)?;
+    let backend = loc.backend(&settings).map_err(|e| failed(e.to_string()))?;
+    let opts = settings.options(false).map_err(Error::Argument)?;
+    let dev = ObjectDevice::create(
+        backend,
+        &settings.cache_dir(loc),
+        pages,
+        req.format.pages_per_segment,
+        args.force,
+        opts,
+    )
+    .map_err(|e| failed(e.to_string()))?;
+    let dev: Arc<dyn BlockDevice> = Arc::new(dev);
+    let sb = format(dev, &req.format).map_err(|e| failed(e.to_string()))?;
+    Ok(summary(&what, pages, &sb, req))
+}
+
+/// The line mkfs prints when done.
+fn summary(
+    what: &str,
+    pages: u64,
+    sb: &pagelog_core::superblock::Superblock,
+    req: &Request,
+) -> String {
     let geo = sb.geometry;
     let compress = match req.format.compress.as_str() {
         "none" => String::new(),
@@ -191,14 +260,14 @@ fn run(args: &Args) -> Result<String> {
     } else {
         ""
     };
-    Ok(format!(
+    format!(
         "{what}: pagelog filesystem of {}: {} segments of {}, label '{}', UUID {}{compress}{sealed}",
         show_size(pages * PAGE_SIZE as u64),
         geo.segment_count,
         show_size(u64::from(geo.pages_per_segment) * PAGE_SIZE as u64),
         sb.label_text(),
         format_uuid(&sb.uuid)
-    ))
+    )
 }
 
 /// Prints a usage error (or --help, --version) and returns mkfs(8)'s exit

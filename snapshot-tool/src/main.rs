@@ -21,7 +21,8 @@ use clap::{Parser, Subcommand};
 use pagelog_core::checkpoints::At;
 use pagelog_core::ids::CheckpointNo;
 use pagelog_core::layout::PAGE_SIZE;
-use pagelog_core::{BlockDevice, CheckpointInfo, Cred, FileDevice, Filesystem, Ino, MountOptions};
+use pagelog_core::objects::Backing;
+use pagelog_core::{BlockDevice, CheckpointInfo, Cred, Filesystem, Ino, MountOptions};
 use pagelog_tools::daemon::{ask, ask_then, daemon};
 use serde::Serialize;
 
@@ -390,8 +391,7 @@ fn selecting(at: &At) -> serde_json::Value {
 /// image says so.
 fn open(image: &Path, opts: MountOptions) -> Result<Filesystem, Failure> {
     let writable = !opts.read_only;
-    let dev = FileDevice::open(image, writable)
-        .map_err(|e| format!("cannot open {}: {e}", image.display()))?;
+    let dev = Backing::open(image, writable)?;
     dev.lock(writable).map_err(|e| match e.kind() {
         std::io::ErrorKind::WouldBlock => format!(
             "{} is mounted or in use, and no daemon answers on its control socket: list, \

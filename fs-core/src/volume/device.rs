@@ -7,7 +7,7 @@
 //! good ([`BlockDevice::seal_segment`]), and nothing durable needs it any
 //! more ([`BlockDevice::free_segment`]). A disk needs none of this and
 //! ignores it; a store that keeps each segment as an object
-//! (`volume/object_store`) uploads a sealed segment at once, never reads an
+//! (`objects/`) uploads a sealed segment at once, never reads an
 //! opened one back, and deletes a freed one.
 
 use std::fs::{File, OpenOptions};

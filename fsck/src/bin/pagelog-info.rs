@@ -17,9 +17,9 @@ use pagelog_core::chain_table::chain_spec;
 use pagelog_core::info::{self, Info};
 use pagelog_core::label::{change_passphrase, set_label};
 use pagelog_core::layout::PAGE_SIZE;
+use pagelog_core::objects::Backing;
 use pagelog_core::superblock::features::{INCOMPAT_SEALED, INCOMPAT_TRANSFORMS, RO_COMPAT_QUOTA};
 use pagelog_core::superblock::{State, LABEL_MAX};
-use pagelog_core::FileDevice;
 use pagelog_tools::{print_and_exit, say, Failure, PassphraseArgs};
 use serde::Serialize;
 
@@ -337,12 +337,7 @@ fn json(image: &Path, info: &Info) -> String {
 }
 
 fn show(args: &Args) -> Result<String, Failure> {
-    let dev = FileDevice::open(&args.image, false).map_err(|e| {
-        (
-            EXIT_FAILED,
-            format!("cannot open {}: {e}", args.image.display()),
-        )
-    })?;
+    let dev = Backing::open(&args.image, false).map_err(|e| (EXIT_FAILED, e))?;
     let key = args.passphrase.unlock(&dev, &args.image, EXIT_FAILED)?;
     let info = info::read(Arc::new(dev), key.as_ref())
         .map_err(|e| (EXIT_FAILED, format!("{}: {e}", args.image.display())))?;
@@ -356,9 +351,8 @@ fn show(args: &Args) -> Result<String, Failure> {
 /// The image opened for a change of its superblocks, locked: the daemon
 /// holds this lock (shared when read-only) while mounted, and rewrites the
 /// superblocks from its own copy, so a change made under it would be lost.
-fn open_unmounted(image: &Path, what: &str) -> Result<FileDevice, Failure> {
-    let dev = FileDevice::open(image, true)
-        .map_err(|e| (EXIT_FAILED, format!("cannot open {}: {e}", image.display())))?;
+fn open_unmounted(image: &Path, what: &str) -> Result<Backing, Failure> {
+    let dev = Backing::open(image, true).map_err(|e| (EXIT_FAILED, e))?;
     dev.lock(true).map_err(|e| {
         let msg = match e.kind() {
             std::io::ErrorKind::WouldBlock => format!(

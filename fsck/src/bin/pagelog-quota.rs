@@ -16,7 +16,7 @@ use clap::{ArgGroup, Args as ClapArgs, Parser, Subcommand};
 use pagelog_core::layout::PAGE_SIZE;
 use pagelog_core::usage::{IdKind, QuotaId};
 use pagelog_core::{
-    BlockDevice, FileDevice, Filesystem, Limits, MountOptions, QuotaLine, QuotaReport,
+    objects::Backing, BlockDevice, Filesystem, Limits, MountOptions, QuotaLine, QuotaReport,
 };
 use pagelog_tools::daemon::{ask, daemon};
 use pagelog_tools::{print_and_exit, say, Failure, PassphraseArgs};
@@ -279,8 +279,7 @@ impl Target {
         if let Some(sock) = daemon(image).map_err(fail)? {
             return Ok(Target::Daemon(sock));
         }
-        let dev = FileDevice::open(image, write)
-            .map_err(|e| fail(format!("cannot open {}: {e}", image.display())))?;
+        let dev = Backing::open(image, write).map_err(fail)?;
         dev.lock(write).map_err(|e| {
             fail(match e.kind() {
                 std::io::ErrorKind::WouldBlock => format!(

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use clap::Parser;
 use pagelog_core::fsck::frag::{self, Report};
-use pagelog_core::FileDevice;
+use pagelog_core::objects::Backing;
 use pagelog_tools::{print_and_exit, say, Failure, PassphraseArgs};
 
 pub(crate) const EXIT_OK: u8 = 0;
@@ -112,8 +112,7 @@ fn image_of(target: &Path) -> Result<PathBuf, Failure> {
 
 fn run(args: &Args, target: &Path) -> Result<Report, Failure> {
     let image = image_of(target)?;
-    let dev = FileDevice::open(&image, false)
-        .map_err(|e| (EXIT_FAILED, format!("cannot open {}: {e}", image.display())))?;
+    let dev = Backing::open(&image, false).map_err(|e| (EXIT_FAILED, e))?;
     // Held read-write by a daemon: its checkpoints change under the read.
     let mounted = dev.lock(false).is_err();
     let key = args.passphrase.unlock(&dev, &image, EXIT_FAILED)?;

@@ -1,0 +1,715 @@
+//! [`ObjectDevice`]: a segment store whose segments are objects, with a
+//! local cache file in front (`DESIGN.md`, "Segments as objects").
+//!
+//! - The cache file has the volume's size and is sparse: a segment is
+//!   resident when the file holds its bytes. What the log writes goes into
+//!   it; reads of a segment not resident fetch its object whole.
+//! - A sealed segment is uploaded at once, in the background; `flush`
+//!   uploads every object written since the last one that is not (the open
+//!   segments, the superblock copies) and returns when the store holds
+//!   them all. So fsync means "in the object store"; the cache is never
+//!   trusted across opens and its loss loses nothing that was flushed.
+//! - An opened segment starts empty (never fetched); a freed segment's
+//!   object is deleted. Jobs on one object never run at once, so a delete
+//!   can never land after the upload of the segment's next life.
+//! - Clean segments that no log head holds are evicted (least recently
+//!   used first) when the resident bytes pass the cache's limit.
+//! - A store that does not answer is retried in the background for as
+//!   long as the device lives; a flush or a fetch that waits longer than
+//!   the timeout fails with an error that names the store and what waits.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::backend::ObjectBackend;
+use super::descriptor::{Descriptor, Key};
+use crate::device::{check_range, BlockDevice};
+use crate::ids::{PageAddr, SegmentNo};
+use crate::layout::{Geometry, PAGE_SIZE};
+
+/// How an [`ObjectDevice`] runs.
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    /// Most bytes of segments the cache file holds (segments a log head
+    /// holds, or not yet uploaded, are kept beyond it).
+    pub cache_bytes: u64,
+    /// How long a flush or a fetch waits for an unanswering store before
+    /// it fails (the uploads go on in the background).
+    pub timeout: Duration,
+    /// Objects moved at once.
+    pub workers: usize,
+    /// Writes refused (a read-only mount, fsck -n).
+    pub read_only: bool,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            cache_bytes: 1 << 30,
+            timeout: Duration::from_secs(60),
+            workers: 4,
+            read_only: false,
+        }
+    }
+}
+
+/// What the device has done, for `pagelog.stats`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Reads served from the cache file.
+    pub hits: u64,
+    /// Reads that fetched an object.
+    pub misses: u64,
+    /// Bytes put.
+    pub bytes_uploaded: u64,
+    /// Bytes got.
+    pub bytes_downloaded: u64,
+    /// Objects put.
+    pub uploads: u64,
+    /// Objects deleted.
+    pub deletes: u64,
+    /// Objects written and not yet in the store.
+    pub pending_uploads: u64,
+    /// Bytes of segments the cache file holds.
+    pub cached_bytes: u64,
+    /// Failed requests (each retried).
+    pub errors: u64,
+}
+
+/// One object's state in this process.
+#[derive(Debug, Default, Clone)]
+struct Slot {
+    /// The cache file holds the object's bytes.
+    resident: bool,
+    /// Pages of the object (its length in this life).
+    pages: u64,
+    /// Held by a log head (opened, not sealed): never evicted.
+    open: bool,
+    /// Writes to it so far, and how many of them the store holds.
+    written: u64,
+    stored: u64,
+    /// Last use, for eviction.
+    used: u64,
+}
+
+impl Slot {
+    fn dirty(&self) -> bool {
+        self.written > self.stored
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Job {
+    Upload,
+    Delete,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    slots: HashMap<Key, Slot>,
+    queue: VecDeque<(Key, Job)>,
+    /// Objects a worker is moving.
+    busy: HashSet<Key>,
+    tick: u64,
+    stats: StoreStats,
+    /// The last failure and since when the store fails.
+    failing: Option<(Instant, String)>,
+    shutdown: bool,
+}
+
+impl State {
+    fn queue(&mut self, key: Key, job: Job) {
+        self.queue.retain(|(k, _)| *k != key);
+        self.queue.push_back((key, job));
+    }
+
+    fn cached_bytes(&self) -> u64 {
+        self.slots
+            .iter()
+            .filter(|(k, s)| matches!(k, Key::Segment(_)) && s.resident)
+            .map(|(_, s)| s.pages * PAGE_SIZE as u64)
+            .sum()
+    }
+}
+
+#[derive(Debug)]
+struct Shared {
+    backend: Box<dyn ObjectBackend>,
+    cache: File,
+    geo: Geometry,
+    opts: StoreOptions,
+    state: Mutex<State>,
+    /// Signalled when a job is queued, done, or the state changes.
+    changed: Condvar,
+}
+
+/// A segment store on an object store (see the module's comment).
+#[derive(Debug)]
+pub struct ObjectDevice {
+    shared: Arc<Shared>,
+    descriptor: Descriptor,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl ObjectDevice {
+    /// Makes a new, empty store for a volume of `device_pages` pages in
+    /// segments of `pages_per_segment` pages. Refuses a store that holds a
+    /// volume already unless `replace`, which deletes every object of it.
+    pub fn create(
+        backend: Box<dyn ObjectBackend>,
+        cache_dir: &Path,
+        device_pages: u64,
+        pages_per_segment: u32,
+        replace: bool,
+        opts: StoreOptions,
+    ) -> crate::Result<ObjectDevice> {
+        let geo = crate::format::geometry(device_pages, pages_per_segment)?;
+        let descriptor = Descriptor::new(device_pages, geo);
+        if backend.get(Descriptor::KEY)?.is_some() {
+            if !replace {
+                return Err(crate::Error::Store(format!(
+                    "{} already holds a filesystem (give --force to replace it)",
+                    backend.describe()
+                )));
+            }
+            // The descriptor last, so that a replacement cut short still
+            // shows a store holding something.
+            for key in backend.list("")? {
+                if key != Descriptor::KEY {
+                    backend.delete(&key)?;
+                }
+            }
+        }
+        backend.put(Descriptor::KEY, &descriptor.encode())?;
+        Self::start(backend, cache_dir, descriptor, opts)
+    }
+
+    /// Opens the store's volume, with an empty cache in `cache_dir`.
+    pub fn open(
+        backend: Box<dyn ObjectBackend>,
+        cache_dir: &Path,
+        opts: StoreOptions,
+    ) -> crate::Result<ObjectDevice> {
+        let Some(bytes) = backend.get(Descriptor::KEY)? else {
+            return Err(crate::Error::NotPagelog(format!(
+                "{} holds no pagelog filesystem (no {} object)",
+                backend.describe(),
+                Descriptor::KEY
+            )));
+        };
+        let descriptor = Descriptor::decode(&bytes, &backend.describe())?;
+        Self::start(backend, cache_dir, descriptor, opts)
+    }
+
+    fn start(
+        backend: Box<dyn ObjectBackend>,
+        cache_dir: &Path,
+        descriptor: Descriptor,
+        opts: StoreOptions,
+    ) -> crate::Result<ObjectDevice> {
+        let cache = open_cache(cache_dir, descriptor.device_pages)?;
+        let shared = Arc::new(Shared {
+            backend,
+            cache,
+            geo: descriptor.geometry(),
+            opts,
+            state: Mutex::new(State::default()),
+            changed: Condvar::new(),
+        });
+        let workers = (0..shared.opts.workers.max(1))
+            .map(|i| {
+                let shared = shared.clone();
+                std::thread::Builder::new()
+                    .name(format!("pagelog-store-{i}"))
+                    .spawn(move || shared.work())
+            })
+            .collect::<io::Result<Vec<_>>>()?;
+        Ok(ObjectDevice {
+            shared,
+            descriptor,
+            workers,
+        })
+    }
+
+    /// What the store holds the volume as.
+    pub fn descriptor(&self) -> &Descriptor {
+        &self.descriptor
+    }
+
+    /// Where the objects are.
+    pub fn describe(&self) -> String {
+        self.shared.backend.describe()
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> StoreStats {
+        let st = self.shared.lock();
+        StoreStats {
+            pending_uploads: st.slots.values().filter(|s| s.dirty()).count() as u64,
+            cached_bytes: st.cached_bytes(),
+            ..st.stats
+        }
+    }
+}
+
+impl Drop for ObjectDevice {
+    fn drop(&mut self) {
+        self.shared.lock().shutdown = true;
+        self.shared.changed.notify_all();
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+    }
+}
+
+/// The cache file's name in its directory.
+pub const CACHE_FILE: &str = "segments.cache";
+
+/// The cache file, emptied: nothing in it is trusted across opens.
+fn open_cache(dir: &Path, device_pages: u64) -> io::Result<File> {
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join(CACHE_FILE);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)?;
+    file.try_lock().map_err(|e| match e {
+        std::fs::TryLockError::WouldBlock => io::Error::new(
+            io::ErrorKind::WouldBlock,
+            format!("the cache {} is in use by another process", path.display()),
+        ),
+        std::fs::TryLockError::Error(e) => e,
+    })?;
+    file.set_len(0)?;
+    file.set_len(device_pages * PAGE_SIZE as u64)?;
+    Ok(file)
+}
+
+fn lock_state(m: &Mutex<State>) -> MutexGuard<'_, State> {
+    // A worker that panicked left the counters as they were.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        lock_state(&self.state)
+    }
+
+    /// The byte offset of `key`'s first page in the cache file.
+    fn offset(&self, key: Key) -> u64 {
+        let page = match key {
+            Key::Fixed(p) => p,
+            Key::Segment(s) => self.geo.segment_start(SegmentNo(s)).0,
+        };
+        page * PAGE_SIZE as u64
+    }
+
+    /// Pages an object of `key` can have.
+    fn capacity(&self, key: Key) -> u64 {
+        match key {
+            Key::Fixed(_) => 1,
+            Key::Segment(_) => u64::from(self.geo.pages_per_segment),
+        }
+    }
+
+    /// Splits `pages` pages from `addr` into (key, first page in it, pages).
+    fn pieces(&self, addr: PageAddr, pages: u64) -> Vec<(Key, u64, u64)> {
+        let mut out = Vec::new();
+        let (mut at, end) = (addr.0, addr.0 + pages);
+        while at < end {
+            let (key, off) = match self.geo.segment_of(PageAddr(at)) {
+                Some(s) => (Key::Segment(s.0), self.geo.offset_in_segment(PageAddr(at))),
+                None => (Key::Fixed(at), 0),
+            };
+            let n = (self.capacity(key) - off).min(end - at);
+            out.push((key, off, n));
+            at += n;
+        }
+        out
+    }
+
+    /// Empties `key`'s range of the cache file.
+    fn punch(&self, key: Key) -> io::Result<()> {
+        use nix::fcntl::{fallocate, FallocateFlags};
+        let len = self.capacity(key) * PAGE_SIZE as u64;
+        fallocate(
+            &self.cache,
+            FallocateFlags::FALLOC_FL_PUNCH_HOLE | FallocateFlags::FALLOC_FL_KEEP_SIZE,
+            self.offset(key) as i64,
+            len as i64,
+        )
+        .map_err(io::Error::from)
+    }
+
+    /// Makes `key` resident, fetching its object if it is not; a `read`
+    /// counts as a cache hit or miss.
+    fn ensure_resident<'a>(
+        &'a self,
+        mut st: MutexGuard<'a, State>,
+        key: Key,
+        read: bool,
+    ) -> io::Result<MutexGuard<'a, State>> {
+        st.tick += 1;
+        let tick = st.tick;
+        let slot = st.slots.entry(key).or_default();
+        slot.used = tick;
+        let resident = slot.resident;
+        if read {
+            let count = if resident {
+                &mut st.stats.hits
+            } else {
+                &mut st.stats.misses
+            };
+            *count += 1;
+        }
+        if resident {
+            return Ok(st);
+        }
+        drop(st);
+        let data = self.fetch(key)?;
+        let mut st = self.lock();
+        let slot = st.slots.entry(key).or_default();
+        if !slot.resident {
+            // Written to the cache under the lock: a write that made the
+            // slot resident meanwhile is newer than the object.
+            let cap = self.capacity(key) as usize * PAGE_SIZE;
+            let data = &data[..data.len().min(cap)];
+            self.punch(key)?;
+            self.cache.write_all_at(data, self.offset(key))?;
+            slot.resident = true;
+            slot.pages = slot.pages.max(data.len().div_ceil(PAGE_SIZE) as u64);
+            st.stats.bytes_downloaded += data.len() as u64;
+            self.evict(&mut st)?;
+        }
+        Ok(st)
+    }
+
+    /// The object of `key` (empty if there is none), retried until the
+    /// timeout.
+    fn fetch(&self, key: Key) -> io::Result<Vec<u8>> {
+        let name = key.name();
+        self.retrying(&name, || self.backend.get(&name))
+            .map(Option::unwrap_or_default)
+    }
+
+    /// Runs `op` until it succeeds or the timeout passes.
+    fn retrying<T>(&self, what: &str, mut op: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+        let start = Instant::now();
+        let mut pause = Duration::from_millis(20);
+        loop {
+            match op() {
+                Ok(v) => return Ok(v),
+                Err(e) => {
+                    self.lock().stats.errors += 1;
+                    if start.elapsed() + pause > self.opts.timeout {
+                        return Err(io::Error::new(
+                            e.kind(),
+                            format!(
+                                "object store {}: {what}: no answer for {} s: {e}",
+                                self.backend.describe(),
+                                start.elapsed().as_secs()
+                            ),
+                        ));
+                    }
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+    }
+
+    /// Evicts clean segments no log head holds, least recently used first,
+    /// until the cache is within its limit.
+    fn evict(&self, st: &mut State) -> io::Result<()> {
+        let mut cached = st.cached_bytes();
+        if cached <= self.opts.cache_bytes {
+            return Ok(());
+        }
+        let mut victims: Vec<(u64, Key)> = st
+            .slots
+            .iter()
+            .filter(|(k, s)| {
+                matches!(k, Key::Segment(_))
+                    && s.resident
+                    && !s.open
+                    && !s.dirty()
+                    && !st.busy.contains(k)
+            })
+            .map(|(k, s)| (s.used, *k))
+            .collect();
+        victims.sort_unstable();
+        for (_, key) in victims {
+            if cached <= self.opts.cache_bytes {
+                break;
+            }
+            self.punch(key)?;
+            if let Some(s) = st.slots.get_mut(&key) {
+                s.resident = false;
+                cached -= s.pages * PAGE_SIZE as u64;
+                s.pages = 0;
+            }
+        }
+        Ok(())
+    }
+
+    /// A worker: runs queued jobs, one at a time per object.
+    fn work(&self) {
+        let mut st = self.lock();
+        loop {
+            let next = st.queue.iter().position(|(k, _)| !st.busy.contains(k));
+            let Some(i) = next else {
+                if st.shutdown {
+                    return;
+                }
+                st = self
+                    .changed
+                    .wait(st)
+                    .unwrap_or_else(PoisonError::into_inner);
+                continue;
+            };
+            let Some((key, job)) = st.queue.remove(i) else {
+                continue;
+            };
+            st.busy.insert(key);
+            drop(st);
+            self.run(key, job);
+            st = self.lock();
+            st.busy.remove(&key);
+            self.changed.notify_all();
+        }
+    }
+
+    /// Runs one job, retrying until it succeeds or the device closes.
+    fn run(&self, key: Key, job: Job) {
+        let mut pause = Duration::from_millis(20);
+        loop {
+            let result = match job {
+                Job::Upload => self.upload(key),
+                Job::Delete => self.backend.delete(&key.name()).map(|()| {
+                    self.lock().stats.deletes += 1;
+                }),
+            };
+            let mut st = self.lock();
+            match result {
+                Ok(()) => {
+                    st.failing = None;
+                    return;
+                }
+                Err(e) => {
+                    st.stats.errors += 1;
+                    let since = st.failing.as_ref().map_or_else(Instant::now, |f| f.0);
+                    st.failing = Some((since, format!("{}: {e}", key.name())));
+                    if st.shutdown {
+                        return;
+                    }
+                }
+            }
+            drop(st);
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_secs(2));
+        }
+    }
+
+    /// Puts `key`'s bytes as the cache holds them now.
+    fn upload(&self, key: Key) -> io::Result<()> {
+        let (written, pages) = {
+            let st = self.lock();
+            match st.slots.get(&key) {
+                Some(s) if s.resident && s.dirty() => (s.written, s.pages),
+                // Freed, or made clean by an upload queued before.
+                _ => return Ok(()),
+            }
+        };
+        // Read after the count: every write it counts is in the file.
+        let mut data = vec![0u8; pages as usize * PAGE_SIZE];
+        self.cache.read_exact_at(&mut data, self.offset(key))?;
+        self.backend.put(&key.name(), &data)?;
+        let mut st = self.lock();
+        st.stats.uploads += 1;
+        st.stats.bytes_uploaded += data.len() as u64;
+        if let Some(s) = st.slots.get_mut(&key) {
+            s.stored = s.stored.max(written);
+        }
+        self.evict(&mut st)?;
+        self.changed.notify_all();
+        Ok(())
+    }
+
+    /// Waits until the store holds every write made before the call.
+    fn flush(&self) -> io::Result<()> {
+        let mut st = self.lock();
+        let targets: Vec<(Key, u64)> = st
+            .slots
+            .iter()
+            .filter(|(_, s)| s.dirty())
+            .map(|(k, s)| (*k, s.written))
+            .collect();
+        for &(key, _) in &targets {
+            if !st.queue.iter().any(|(k, j)| *k == key && *j == Job::Upload) {
+                st.queue(key, Job::Upload);
+            }
+        }
+        self.changed.notify_all();
+        let deadline = Instant::now() + self.opts.timeout;
+        loop {
+            let waiting = targets
+                .iter()
+                .filter(|(k, w)| st.slots.get(k).is_some_and(|s| s.stored < *w && s.resident))
+                .count();
+            if waiting == 0 {
+                return Ok(());
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                let why = st.failing.as_ref().map_or("no answer", |f| f.1.as_str());
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!(
+                        "object store {}: {waiting} objects not stored after {} s ({why}); \
+                         they stay in the cache and are retried",
+                        self.backend.describe(),
+                        self.opts.timeout.as_secs()
+                    ),
+                ));
+            }
+            st = self
+                .changed
+                .wait_timeout(st, deadline - now)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+
+    fn refuse_read_only(&self) -> io::Result<()> {
+        if self.opts.read_only {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!("{} is open read-only", self.backend.describe()),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl BlockDevice for ObjectDevice {
+    fn len_pages(&self) -> u64 {
+        self.descriptor.device_pages
+    }
+
+    fn read(&self, addr: PageAddr, buf: &mut [u8]) -> io::Result<()> {
+        let sh = &*self.shared;
+        check_range(self.len_pages(), addr, buf.len())?;
+        let pages = (buf.len() / PAGE_SIZE) as u64;
+        let mut done = 0;
+        for (key, off, n) in sh.pieces(addr, pages) {
+            let st = sh.ensure_resident(sh.lock(), key, true)?;
+            let len = n as usize * PAGE_SIZE;
+            let at = sh.offset(key) + off * PAGE_SIZE as u64;
+            sh.cache.read_exact_at(&mut buf[done..done + len], at)?;
+            drop(st);
+            done += len;
+        }
+        Ok(())
+    }
+
+    fn write(&self, addr: PageAddr, buf: &[u8]) -> io::Result<()> {
+        let sh = &*self.shared;
+        sh.refuse_read_only()?;
+        check_range(self.len_pages(), addr, buf.len())?;
+        let pages = (buf.len() / PAGE_SIZE) as u64;
+        let mut done = 0;
+        for (key, off, n) in sh.pieces(addr, pages) {
+            // A segment no head holds is written in place (a rewind): the
+            // rest of its object must come along.
+            let mut st = sh.ensure_resident(sh.lock(), key, false)?;
+            let len = n as usize * PAGE_SIZE;
+            let at = sh.offset(key) + off * PAGE_SIZE as u64;
+            sh.cache.write_all_at(&buf[done..done + len], at)?;
+            let slot = st.slots.entry(key).or_default();
+            slot.pages = slot.pages.max(off + n);
+            slot.written += 1;
+            done += len;
+        }
+        Ok(())
+    }
+
+    fn flush(&self) -> io::Result<()> {
+        self.shared.flush()
+    }
+
+    fn open_segment(&self, seg: SegmentNo) -> io::Result<()> {
+        let sh = &*self.shared;
+        sh.refuse_read_only()?;
+        let key = Key::Segment(seg.0);
+        let mut st = sh.lock();
+        // A delete of the last life still running must land before the
+        // first upload of this one.
+        while st.busy.contains(&key) {
+            st = sh.changed.wait(st).unwrap_or_else(PoisonError::into_inner);
+        }
+        st.queue.retain(|(k, _)| *k != key);
+        sh.punch(key)?;
+        st.tick += 1;
+        let tick = st.tick;
+        let slot = st.slots.entry(key).or_default();
+        *slot = Slot {
+            resident: true,
+            pages: 0,
+            open: true,
+            // The last life's object stays until this life's first
+            // upload replaces it: nothing durable refers to it.
+            written: slot.written,
+            stored: slot.stored,
+            used: tick,
+        };
+        Ok(())
+    }
+
+    fn seal_segment(&self, seg: SegmentNo) -> io::Result<()> {
+        let sh = &*self.shared;
+        let key = Key::Segment(seg.0);
+        let mut st = sh.lock();
+        if let Some(slot) = st.slots.get_mut(&key) {
+            slot.open = false;
+            if slot.dirty() {
+                st.queue(key, Job::Upload);
+                sh.changed.notify_all();
+            }
+        }
+        Ok(())
+    }
+
+    fn free_segment(&self, seg: SegmentNo) -> io::Result<()> {
+        let sh = &*self.shared;
+        sh.refuse_read_only()?;
+        let key = Key::Segment(seg.0);
+        let mut st = sh.lock();
+        if st
+            .slots
+            .get(&key)
+            .is_some_and(|s| s.resident && !st.busy.contains(&key))
+        {
+            sh.punch(key)?;
+        }
+        let written = st.slots.get(&key).map_or(0, |s| s.written);
+        st.slots.insert(
+            key,
+            Slot {
+                written,
+                stored: written,
+                ..Slot::default()
+            },
+        );
+        st.queue(key, Job::Delete);
+        sh.changed.notify_all();
+        Ok(())
+    }
+}
