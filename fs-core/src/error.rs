@@ -37,6 +37,13 @@ pub enum Error {
     #[error("{0}")]
     BadGeometry(String),
 
+    /// A flush failed on a store that keeps what it could not make durable
+    /// and retries (`BlockDevice::keeps_unflushed`): nothing is lost, and
+    /// the next flush that succeeds covers it. Not a reason to stop
+    /// writing.
+    #[error("not stored yet: {0}")]
+    NotStored(String),
+
     /// The object store a volume lives in refused it (already in use, its
     /// descriptor unreadable).
     #[error("{0}")]

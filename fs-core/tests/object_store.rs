@@ -325,24 +325,47 @@ fn an_unanswering_store_blocks_then_fails_and_loses_nothing_committed() {
     fs.sync().expect("a sync outlasting a short outage");
     up.join().expect("join");
 
-    // Down for longer: the sync fails with an error that names the store.
-    let _lost = write_files(&mut fs, "c", 10, 20_000);
+    // Down for longer: the sync fails with an error that names the store;
+    // the filesystem stays writable, holding what it could not store.
+    let late = write_files(&mut fs, "c", 10, 20_000);
     down.store(true, Ordering::SeqCst);
     let err = fs.sync().expect_err("sync with the store down");
     let msg = err.to_string();
     assert!(msg.contains("object store"), "{msg}");
     assert!(msg.contains("not stored"), "{msg}");
-    drop(fs);
-    // The store comes back; a mount (here, elsewhere) has every byte of
-    // the syncs that returned.
-    down.store(false, Ordering::SeqCst);
-    let dev2 = elsewhere(dir.path(), "cache-b");
-    check_clean(&dev2);
-    let mut fs = mount(&dev2);
-    verify(&mut fs, &committed);
-    verify(&mut fs, &more);
+    assert_eq!(fs.cleaner_report().state, "read-write");
+    // A mount elsewhere meanwhile has what the syncs that returned stored.
+    let killed = {
+        down.store(false, Ordering::SeqCst);
+        let dev2 = elsewhere(dir.path(), "cache-b");
+        check_clean(&dev2);
+        let mut fs2 = Filesystem::mount(
+            dev2.clone() as Arc<dyn BlockDevice>,
+            MountOptions {
+                read_only: true,
+                ..MountOptions::default()
+            },
+        )
+        .expect("mount read-only elsewhere");
+        verify(&mut fs2, &committed);
+        verify(&mut fs2, &more);
+        drop(fs2);
+        dev2
+    };
+    drop(killed);
+    // The store is back: the next sync stores everything, the late files
+    // with it.
+    let more_late = write_files(&mut fs, "d", 5, 20_000);
+    fs.sync().expect("sync once the store is back");
     fs.unmount().expect("unmount");
     drop(dev);
+    let dev3 = elsewhere(dir.path(), "cache-c");
+    check_clean(&dev3);
+    let mut fs = mount(&dev3);
+    for files in [&committed, &more, &late, &more_late] {
+        verify(&mut fs, files);
+    }
+    fs.unmount().expect("unmount");
 }
 
 #[test]

@@ -10,7 +10,8 @@ pub fn errno(e: &Error) -> Errno {
         | Error::Corrupt { .. }
         | Error::NotPagelog(_)
         | Error::BadGeometry(_)
-        | Error::Store(_) => libc::EIO,
+        | Error::Store(_)
+        | Error::NotStored(_) => libc::EIO,
         Error::Unsupported(_) | Error::NotSupported => libc::EOPNOTSUPP,
         Error::NotFound => libc::ENOENT,
         Error::Exists => libc::EEXIST,

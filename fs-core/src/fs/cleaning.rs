@@ -42,6 +42,32 @@ pub struct CleanerReport {
     /// The kernel's writeback cache holds written data before the daemon
     /// sees it (see [`Filesystem::set_kernel_owns_cmtime`]).
     pub kernel_write_cache: bool,
+    /// What the segment store moved, when segments live in an object store.
+    pub store: Option<crate::objects::StoreStats>,
+}
+
+/// The object store's lines of `pagelog.stats`.
+fn store_text(s: crate::objects::StoreStats) -> String {
+    let reads = s.hits + s.misses;
+    let hit_percent = if reads == 0 {
+        100.0
+    } else {
+        s.hits as f64 * 100.0 / reads as f64
+    };
+    format!(
+        "store_cache_hit_percent: {hit_percent:.1}\nstore_cache_hits: {}\nstore_cache_misses: {}\n\
+         store_cached_mib: {}\nstore_uploaded_mib: {}\nstore_downloaded_mib: {}\n\
+         store_uploads: {}\nstore_deletes: {}\nstore_pending_uploads: {}\nstore_errors: {}\n",
+        s.hits,
+        s.misses,
+        s.cached_bytes >> 20,
+        s.bytes_uploaded >> 20,
+        s.bytes_downloaded >> 20,
+        s.uploads,
+        s.deletes,
+        s.pending_uploads,
+        s.errors,
+    )
 }
 
 impl CleanerReport {
@@ -86,7 +112,7 @@ impl CleanerReport {
             self.commits,
             self.fsync_records,
             if self.kernel_write_cache { "on" } else { "off" },
-        )
+        ) + &self.store.map(store_text).unwrap_or_default()
     }
 }
 
@@ -161,6 +187,7 @@ impl Filesystem {
             commits: s.stats.commits,
             fsync_records: s.stats.roll_forwards,
             kernel_write_cache: self.kernel_owns_cmtime,
+            store: s.dev.store_stats(),
         }
     }
 }

@@ -131,4 +131,10 @@ impl BlockDevice for Backing {
     fn free_segment(&self, seg: SegmentNo) -> io::Result<()> {
         self.dev().free_segment(seg)
     }
+    fn keeps_unflushed(&self) -> bool {
+        self.dev().keeps_unflushed()
+    }
+    fn store_stats(&self) -> Option<super::StoreStats> {
+        self.dev().store_stats()
+    }
 }

@@ -604,6 +604,15 @@ impl BlockDevice for ObjectDevice {
         self.descriptor.device_pages
     }
 
+    fn store_stats(&self) -> Option<StoreStats> {
+        Some(self.stats())
+    }
+
+    /// Writes stay in the cache and are retried until the store has them.
+    fn keeps_unflushed(&self) -> bool {
+        true
+    }
+
     fn read(&self, addr: PageAddr, buf: &mut [u8]) -> io::Result<()> {
         let sh = &*self.shared;
         check_range(self.len_pages(), addr, buf.len())?;

@@ -58,6 +58,21 @@ pub trait BlockDevice: Send + Sync + std::fmt::Debug {
         let _ = seg;
         Ok(())
     }
+
+    /// Does a failed flush lose nothing? A store that keeps every write
+    /// until it is durable elsewhere (and retries) says so: its flush
+    /// failing means "not yet", and a later one that succeeds covers every
+    /// write before it. A disk does not: after a failed `fdatasync` the
+    /// kernel may have dropped the pages it could not write.
+    fn keeps_unflushed(&self) -> bool {
+        false
+    }
+
+    /// What a store that keeps segments elsewhere has moved (for
+    /// `pagelog.stats`); a disk has nothing to say.
+    fn store_stats(&self) -> Option<crate::objects::StoreStats> {
+        None
+    }
 }
 
 pub(crate) fn check_range(len_pages: u64, addr: PageAddr, bytes: usize) -> io::Result<u64> {
@@ -260,6 +275,12 @@ impl<D: BlockDevice + ?Sized> BlockDevice for std::sync::Arc<D> {
     }
     fn free_segment(&self, seg: SegmentNo) -> io::Result<()> {
         (**self).free_segment(seg)
+    }
+    fn keeps_unflushed(&self) -> bool {
+        (**self).keeps_unflushed()
+    }
+    fn store_stats(&self) -> Option<crate::objects::StoreStats> {
+        (**self).store_stats()
     }
 }
 

@@ -157,7 +157,9 @@ impl Store {
                 "an earlier write failed; the filesystem went on read-only from its last commit",
             )));
         }
-        self.poison_on(outcome.map_err(Error::from))?;
+        if let Err(e) = outcome {
+            return self.flush_failed(e);
+        }
         self.flushed_through(f.ticket)
     }
 
@@ -185,9 +187,24 @@ impl Store {
         self.check_health()?;
         self.flushes.issued += 1;
         let ticket = self.flushes.issued;
-        let r = self.dev.flush();
-        self.poison_on(r.map_err(Error::from))?;
+        if let Err(e) = self.dev.flush() {
+            return self.flush_failed(e);
+        }
         self.flushed_through(ticket)
+    }
+
+    /// A flush failed. On a disk, what it did not write may be gone: the
+    /// filesystem goes on read-only from its last commit. A store that
+    /// keeps every write until it is durable (`keeps_unflushed`) lost
+    /// nothing: the caller gets the error, and the next flush that
+    /// succeeds makes every write before it durable, the commits waiting
+    /// for this one included.
+    fn flush_failed(&mut self, e: std::io::Error) -> Result<()> {
+        if self.dev.keeps_unflushed() {
+            log::warn!("flush failed, to be retried by the next: {e}");
+            return Err(Error::NotStored(e.to_string()));
+        }
+        self.poison_on(Err(Error::Io(e)))
     }
 
     /// Nothing new to write, but the caller's data may be in writes issued

@@ -682,6 +682,10 @@ impl Store {
     /// under an image file) fails the operation with `NoSpace`.
     pub(crate) fn poison_on<T>(&mut self, r: Result<T>) -> Result<T> {
         let Err(e) = r else { return r };
+        if matches!(e, Error::NotStored(_)) {
+            // Nothing was lost (`Store::flush_failed`): no reason to stop.
+            return Err(e);
+        }
         log::error!(
             "writing to the device failed: {e}; the filesystem goes on read-only from its last commit"
         );
