@@ -212,7 +212,18 @@ pub struct Mount {
 impl Mount {
     /// Mounts `image` on `dir` in the foreground and waits until it is ready.
     pub fn start(image: &Path, dir: &Path, opts: &str) -> io::Result<Mount> {
+        Mount::start_env(image, dir, opts, &[])
+    }
+
+    /// [`Mount::start`] with variables set in the daemon's environment.
+    pub fn start_env(
+        image: &Path,
+        dir: &Path,
+        opts: &str,
+        env: &[(&str, &std::ffi::OsStr)],
+    ) -> io::Result<Mount> {
         let mut cmd = Command::new(bin("pagelog-mount"));
+        cmd.envs(env.iter().copied());
         cmd.arg(image)
             .arg(dir)
             .arg("-f")

@@ -171,7 +171,7 @@ impl ObjectDevice {
     ) -> crate::Result<ObjectDevice> {
         let geo = crate::format::geometry(device_pages, pages_per_segment)?;
         let descriptor = Descriptor::new(device_pages, geo);
-        if backend.get(Descriptor::KEY)?.is_some() {
+        if get_retrying(&*backend, Descriptor::KEY, opts.timeout)?.is_some() {
             if !replace {
                 return Err(crate::Error::Store(format!(
                     "{} already holds a filesystem (give --force to replace it)",
@@ -196,7 +196,7 @@ impl ObjectDevice {
         cache_dir: &Path,
         opts: StoreOptions,
     ) -> crate::Result<ObjectDevice> {
-        let Some(bytes) = backend.get(Descriptor::KEY)? else {
+        let Some(bytes) = get_retrying(&*backend, Descriptor::KEY, opts.timeout)? else {
             return Err(crate::Error::NotPagelog(format!(
                 "{} holds no pagelog filesystem (no {} object)",
                 backend.describe(),
@@ -264,6 +264,46 @@ impl Drop for ObjectDevice {
         self.shared.changed.notify_all();
         for w in self.workers.drain(..) {
             let _ = w.join();
+        }
+    }
+}
+
+/// Gets `key`, retrying a store that does not answer until `timeout`
+/// (a mount right after a node restarts).
+fn get_retrying(
+    backend: &dyn ObjectBackend,
+    key: &str,
+    timeout: Duration,
+) -> io::Result<Option<Vec<u8>>> {
+    retry(&backend.describe(), key, timeout, || backend.get(key))
+}
+
+/// Runs `op` until it succeeds or `timeout` passes, pausing longer each
+/// time; the error then names the store and what was asked.
+fn retry<T>(
+    store: &str,
+    what: &str,
+    timeout: Duration,
+    mut op: impl FnMut() -> io::Result<T>,
+) -> io::Result<T> {
+    let start = Instant::now();
+    let mut pause = Duration::from_millis(20);
+    loop {
+        match op() {
+            Ok(v) => return Ok(v),
+            Err(e) if start.elapsed() + pause > timeout => {
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!(
+                        "object store {store}: {what}: no answer for {} s: {e}",
+                        start.elapsed().as_secs()
+                    ),
+                ))
+            }
+            Err(_) => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_secs(2));
+            }
         }
     }
 }
@@ -400,30 +440,12 @@ impl Shared {
             .map(Option::unwrap_or_default)
     }
 
-    /// Runs `op` until it succeeds or the timeout passes.
+    /// Runs `op` until it succeeds or the timeout passes, counting each
+    /// failure.
     fn retrying<T>(&self, what: &str, mut op: impl FnMut() -> io::Result<T>) -> io::Result<T> {
-        let start = Instant::now();
-        let mut pause = Duration::from_millis(20);
-        loop {
-            match op() {
-                Ok(v) => return Ok(v),
-                Err(e) => {
-                    self.lock().stats.errors += 1;
-                    if start.elapsed() + pause > self.opts.timeout {
-                        return Err(io::Error::new(
-                            e.kind(),
-                            format!(
-                                "object store {}: {what}: no answer for {} s: {e}",
-                                self.backend.describe(),
-                                start.elapsed().as_secs()
-                            ),
-                        ));
-                    }
-                    std::thread::sleep(pause);
-                    pause = (pause * 2).min(Duration::from_secs(2));
-                }
-            }
-        }
+        retry(&self.backend.describe(), what, self.opts.timeout, || {
+            op().inspect_err(|_| self.lock().stats.errors += 1)
+        })
     }
 
     /// Evicts clean segments no log head holds, least recently used first,

@@ -108,8 +108,10 @@ impl S3Backend {
     }
 
     /// Sends a request to the endpoint in use, or, when it does not
-    /// answer, to each other one in turn; the first that answers (with any
-    /// status) is used from then on.
+    /// answer or answers with a server error (a node that cannot reach a
+    /// quorum: another may), to each other one in turn; the first that
+    /// answers otherwise is used from then on. With every endpoint
+    /// failing, the last answer or error is returned.
     fn send(
         &self,
         what: &str,
@@ -120,7 +122,9 @@ impl S3Backend {
         let n = self.buckets.len();
         let first = self.current.load(Ordering::Relaxed) % n;
         let mut last = None;
-        for i in (0..n).map(|k| (first + k) % n) {
+        let mut last_answer = None;
+        for k in 0..n {
+            let i = (first + k) % n;
             let url = sign(&self.buckets[i]);
             let sent = match (what, body) {
                 ("put", Some(data)) => self.agent.put(url.as_str()).send(data),
@@ -128,6 +132,9 @@ impl S3Backend {
                 _ => self.agent.get(url.as_str()).call(),
             };
             match sent {
+                Ok(resp) if resp.status().is_server_error() && k + 1 < n => {
+                    last_answer = Some(resp);
+                }
                 Ok(resp) => {
                     if i != first {
                         log::warn!(
@@ -141,6 +148,9 @@ impl S3Backend {
                 }
                 Err(e) => last = Some(e),
             }
+        }
+        if let Some(resp) = last_answer {
+            return Ok(resp);
         }
         let e = last.map_or_else(|| "no endpoint".to_string(), |e| e.to_string());
         Err(other(format!("{what} {}: {e}", self.location(key))))
