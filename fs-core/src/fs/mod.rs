@@ -489,7 +489,8 @@ impl Filesystem {
     /// Takes the outcome of a flush handed out: when it succeeded, what it
     /// covers is durable and what waited for it is done (a commit's
     /// superblock); a failure makes the filesystem read-only, as any failed
-    /// write does.
+    /// write does, unless the device kept what it could not make durable
+    /// (`BlockDevice::keeps_unflushed`: the next flush covers it).
     pub fn flushed(&mut self, flush: &Flush, outcome: std::io::Result<()>) -> Result<()> {
         let r = self.store.flushed(flush, outcome);
         self.degrade_if_failed()?;

@@ -18,7 +18,7 @@
 //!   long as the device lives; a flush or a fetch that waits longer than
 //!   the timeout fails with an error that names the store and what waits.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
@@ -96,6 +96,9 @@ struct Slot {
     stored: u64,
     /// Last use, for eviction.
     used: u64,
+    /// Reads copying from the cache file now, without the lock: the range
+    /// is not evicted under them.
+    readers: u32,
 }
 
 impl Slot {
@@ -108,14 +111,22 @@ impl Slot {
 enum Job {
     Upload,
     Delete,
+    /// Read ahead: a segment fetched before it is asked for.
+    Fetch,
 }
+
+/// Segments read ahead of a sequential reader.
+const READ_AHEAD: u64 = 8;
+/// A read of segment `s` counts as sequential when segment `s - 1` was
+/// used within this many uses.
+const SEQUENTIAL_WITHIN: u64 = 256;
 
 #[derive(Debug, Default)]
 struct State {
     slots: HashMap<Key, Slot>,
     queue: VecDeque<(Key, Job)>,
-    /// Objects a worker is moving.
-    busy: HashSet<Key>,
+    /// Objects a worker is moving, and how.
+    busy: HashMap<Key, Job>,
     tick: u64,
     stats: StoreStats,
     /// The last failure and since when the store fails.
@@ -180,8 +191,10 @@ impl ObjectDevice {
             }
             // The descriptor last, so that a replacement cut short still
             // shows a store holding something.
+            // Only this volume's objects: the prefix may be shared with
+            // other things (other volumes under longer prefixes).
             for key in backend.list("")? {
-                if key != Descriptor::KEY {
+                if Key::parse(&key).is_some() {
                     backend.delete(&key)?;
                 }
             }
@@ -410,26 +423,68 @@ impl Shared {
             };
             *count += 1;
         }
+        if read {
+            self.read_ahead(&mut st, key);
+        }
         if resident {
+            return Ok(st);
+        }
+        // Being read ahead: wait for it rather than fetch it twice.
+        while st.queue.contains(&(key, Job::Fetch)) || st.busy.get(&key) == Some(&Job::Fetch) {
+            st = self
+                .changed
+                .wait(st)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        if st.slots.get(&key).is_some_and(|s| s.resident) {
             return Ok(st);
         }
         drop(st);
         let data = self.fetch(key)?;
         let mut st = self.lock();
-        let slot = st.slots.entry(key).or_default();
-        if !slot.resident {
-            // Written to the cache under the lock: a write that made the
-            // slot resident meanwhile is newer than the object.
-            let cap = self.capacity(key) as usize * PAGE_SIZE;
-            let data = &data[..data.len().min(cap)];
-            self.punch(key)?;
-            self.cache.write_all_at(data, self.offset(key))?;
-            slot.resident = true;
-            slot.pages = slot.pages.max(data.len().div_ceil(PAGE_SIZE) as u64);
-            st.stats.bytes_downloaded += data.len() as u64;
-            self.evict(&mut st)?;
-        }
+        self.install(&mut st, key, &data)?;
         Ok(st)
+    }
+
+    /// Puts a fetched object in the cache, unless a write made the slot
+    /// resident meanwhile (it is newer than the object). Under the lock.
+    fn install(&self, st: &mut State, key: Key, data: &[u8]) -> io::Result<()> {
+        let slot = st.slots.entry(key).or_default();
+        if slot.resident {
+            return Ok(());
+        }
+        let cap = self.capacity(key) as usize * PAGE_SIZE;
+        let data = &data[..data.len().min(cap)];
+        self.punch(key)?;
+        self.cache.write_all_at(data, self.offset(key))?;
+        slot.resident = true;
+        slot.pages = slot.pages.max(data.len().div_ceil(PAGE_SIZE) as u64);
+        st.stats.bytes_downloaded += data.len() as u64;
+        self.evict(st, Some(key))
+    }
+
+    /// A read of segment `s` right after one of `s - 1`: the segments after
+    /// it are fetched in the background (the log lays a file written in
+    /// one go out over consecutive segments).
+    fn read_ahead(&self, st: &mut State, key: Key) {
+        let Key::Segment(s) = key else { return };
+        let sequential = s.checked_sub(1).is_some_and(|p| {
+            st.slots
+                .get(&Key::Segment(p))
+                .is_some_and(|q| q.used + SEQUENTIAL_WITHIN >= st.tick)
+        });
+        if !sequential {
+            return;
+        }
+        let last = (s + READ_AHEAD).min(self.geo.segment_count.saturating_sub(1));
+        for n in s + 1..=last {
+            let k = Key::Segment(n);
+            let known = st.slots.get(&k).is_some_and(|q| q.resident || q.open);
+            if !known && !st.busy.contains_key(&k) && !st.queue.iter().any(|(q, _)| *q == k) {
+                st.queue.push_back((k, Job::Fetch));
+            }
+        }
+        self.changed.notify_all();
     }
 
     /// The object of `key` (empty if there is none), retried until the
@@ -448,9 +503,10 @@ impl Shared {
         })
     }
 
-    /// Evicts clean segments no log head holds, least recently used first,
-    /// until the cache is within its limit.
-    fn evict(&self, st: &mut State) -> io::Result<()> {
+    /// Evicts clean segments no log head holds and no read is copying
+    /// from, least recently used first, until the cache is within its
+    /// limit; never `keep` (the segment just fetched, for the caller).
+    fn evict(&self, st: &mut State, keep: Option<Key>) -> io::Result<()> {
         let mut cached = st.cached_bytes();
         if cached <= self.opts.cache_bytes {
             return Ok(());
@@ -463,7 +519,9 @@ impl Shared {
                     && s.resident
                     && !s.open
                     && !s.dirty()
-                    && !st.busy.contains(k)
+                    && s.readers == 0
+                    && Some(**k) != keep
+                    && !st.busy.contains_key(k)
             })
             .map(|(k, s)| (s.used, *k))
             .collect();
@@ -486,11 +544,14 @@ impl Shared {
     fn work(&self) {
         let mut st = self.lock();
         loop {
-            let next = st.queue.iter().position(|(k, _)| !st.busy.contains(k));
+            if st.shutdown {
+                // What was flushed is stored; what was not, nothing
+                // promised. Closing does not wait for a store that may
+                // not answer.
+                return;
+            }
+            let next = st.queue.iter().position(|(k, _)| !st.busy.contains_key(k));
             let Some(i) = next else {
-                if st.shutdown {
-                    return;
-                }
                 st = self
                     .changed
                     .wait(st)
@@ -500,7 +561,7 @@ impl Shared {
             let Some((key, job)) = st.queue.remove(i) else {
                 continue;
             };
-            st.busy.insert(key);
+            st.busy.insert(key, job);
             drop(st);
             self.run(key, job);
             st = self.lock();
@@ -518,6 +579,7 @@ impl Shared {
                 Job::Delete => self.backend.delete(&key.name()).map(|()| {
                     self.lock().stats.deletes += 1;
                 }),
+                Job::Fetch => self.read_ahead_one(key),
             };
             let mut st = self.lock();
             match result {
@@ -540,19 +602,39 @@ impl Shared {
         }
     }
 
+    /// Fetches `key` ahead of a reader. One attempt: a reader that needs
+    /// it and finds it missing fetches it itself, with its retries.
+    fn read_ahead_one(&self, key: Key) -> io::Result<()> {
+        if self
+            .lock()
+            .slots
+            .get(&key)
+            .is_some_and(|s| s.resident || s.open)
+        {
+            return Ok(());
+        }
+        if let Ok(Some(data)) = self.backend.get(&key.name()) {
+            let mut st = self.lock();
+            self.install(&mut st, key, &data)?;
+        }
+        Ok(())
+    }
+
     /// Puts `key`'s bytes as the cache holds them now.
     fn upload(&self, key: Key) -> io::Result<()> {
-        let (written, pages) = {
+        let (written, data) = {
             let st = self.lock();
-            match st.slots.get(&key) {
+            let (written, pages) = match st.slots.get(&key) {
                 Some(s) if s.resident && s.dirty() => (s.written, s.pages),
                 // Freed, or made clean by an upload queued before.
                 _ => return Ok(()),
-            }
+            };
+            // Read under the lock, which every write to the cache holds:
+            // the object is the pages as of `written` writes, none torn.
+            let mut data = vec![0u8; pages as usize * PAGE_SIZE];
+            self.cache.read_exact_at(&mut data, self.offset(key))?;
+            (written, data)
         };
-        // Read after the count: every write it counts is in the file.
-        let mut data = vec![0u8; pages as usize * PAGE_SIZE];
-        self.cache.read_exact_at(&mut data, self.offset(key))?;
         self.backend.put(&key.name(), &data)?;
         let mut st = self.lock();
         st.stats.uploads += 1;
@@ -560,7 +642,7 @@ impl Shared {
         if let Some(s) = st.slots.get_mut(&key) {
             s.stored = s.stored.max(written);
         }
-        self.evict(&mut st)?;
+        self.evict(&mut st, None)?;
         self.changed.notify_all();
         Ok(())
     }
@@ -641,11 +723,20 @@ impl BlockDevice for ObjectDevice {
         let pages = (buf.len() / PAGE_SIZE) as u64;
         let mut done = 0;
         for (key, off, n) in sh.pieces(addr, pages) {
-            let st = sh.ensure_resident(sh.lock(), key, true)?;
+            let mut st = sh.ensure_resident(sh.lock(), key, true)?;
+            // Pinned, the range is copied without the lock, so that reads
+            // run side by side: a write to it holds the lock, and a
+            // segment being read is never being written (the log writes
+            // only segments it opened, which reads do not ask for).
+            st.slots.entry(key).or_default().readers += 1;
+            drop(st);
             let len = n as usize * PAGE_SIZE;
             let at = sh.offset(key) + off * PAGE_SIZE as u64;
-            sh.cache.read_exact_at(&mut buf[done..done + len], at)?;
-            drop(st);
+            let r = sh.cache.read_exact_at(&mut buf[done..done + len], at);
+            if let Some(s) = sh.lock().slots.get_mut(&key) {
+                s.readers = s.readers.saturating_sub(1);
+            }
+            r?;
             done += len;
         }
         Ok(())
@@ -681,11 +772,9 @@ impl BlockDevice for ObjectDevice {
         sh.refuse_read_only()?;
         let key = Key::Segment(seg.0);
         let mut st = sh.lock();
-        // A delete of the last life still running must land before the
-        // first upload of this one.
-        while st.busy.contains(&key) {
-            st = sh.changed.wait(st).unwrap_or_else(PoisonError::into_inner);
-        }
+        // A delete of the last life still running lands before this life's
+        // first upload: jobs on one object run one at a time. A delete
+        // still queued is dropped: this life's upload replaces the object.
         st.queue.retain(|(k, _)| *k != key);
         sh.punch(key)?;
         st.tick += 1;
@@ -700,6 +789,7 @@ impl BlockDevice for ObjectDevice {
             written: slot.written,
             stored: slot.stored,
             used: tick,
+            readers: slot.readers,
         };
         Ok(())
     }
@@ -726,16 +816,20 @@ impl BlockDevice for ObjectDevice {
         if st
             .slots
             .get(&key)
-            .is_some_and(|s| s.resident && !st.busy.contains(&key))
+            .is_some_and(|s| s.resident && s.readers == 0 && !st.busy.contains_key(&key))
         {
             sh.punch(key)?;
         }
-        let written = st.slots.get(&key).map_or(0, |s| s.written);
+        let (written, readers) = st
+            .slots
+            .get(&key)
+            .map_or((0, 0), |s| (s.written, s.readers));
         st.slots.insert(
             key,
             Slot {
                 written,
                 stored: written,
+                readers,
                 ..Slot::default()
             },
         );

@@ -54,15 +54,12 @@ impl Location {
         Some(Ok(Location::Dir(PathBuf::from(path))))
     }
 
-    /// The cache directory used when the settings name none: one per
-    /// location, under [`DEFAULT_CACHE_ROOT`] (or `root`).
+    /// The cache directory of this location under `root` (the settings'
+    /// `cache_dir`, or [`DEFAULT_CACHE_ROOT`]): a readable name, and a hash
+    /// of the whole location, so that two locations never share one.
     pub fn cache_dir_under(&self, root: &Path) -> PathBuf {
-        let name = match self {
-            Location::S3 { bucket, prefix } => format!("s3-{bucket}-{prefix}"),
-            Location::Dir(p) => format!("dir-{}", p.display()),
-        };
-        let name: String = name
-            .trim_end_matches('-')
+        let full = self.to_string();
+        let readable: String = full
             .chars()
             .map(|c| {
                 if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
@@ -72,7 +69,8 @@ impl Location {
                 }
             })
             .collect();
-        root.join(name)
+        let hash = xxhash_rust::xxh3::xxh3_64(full.as_bytes());
+        root.join(format!("{readable}-{:08x}", hash >> 32))
     }
 
     /// A client for the objects.
@@ -225,7 +223,8 @@ impl StoreSettings {
                 "AWS_SECRET_ACCESS_KEY",
             )?,
             path_style: f.path_style.unwrap_or(true),
-            request_timeout: Duration::from_secs(30),
+            // One request never outlasts what a flush or a read waits.
+            request_timeout: Duration::from_secs(f.timeout_secs.unwrap_or(60).clamp(1, 30)),
         })
     }
 
@@ -308,10 +307,16 @@ mod tests {
         let loc = Location::parse("s3://b/p/q")
             .and_then(Result::ok)
             .expect("loc");
-        assert_eq!(
-            loc.cache_dir_under(Path::new("/c")),
-            PathBuf::from("/c/s3-b-p_q")
+        let dir = loc.cache_dir_under(Path::new("/c"));
+        assert!(
+            dir.to_string_lossy().starts_with("/c/s3___b_p_q-"),
+            "{}",
+            dir.display()
         );
+        let other = Location::parse("s3://b/p_q")
+            .and_then(Result::ok)
+            .expect("loc");
+        assert_ne!(other.cache_dir_under(Path::new("/c")), dir);
     }
 
     #[test]

@@ -136,7 +136,7 @@ impl S3Backend {
                     last_answer = Some(resp);
                 }
                 Ok(resp) => {
-                    if i != first {
+                    if i != first && !resp.status().is_server_error() {
                         log::warn!(
                             "S3 endpoint {} does not answer; using {}",
                             self.buckets[first].base_url(),

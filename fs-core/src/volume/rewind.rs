@@ -377,4 +377,12 @@ impl BlockDevice for Rewound {
     fn free_segment(&self, seg: SegmentNo) -> io::Result<()> {
         self.inner.free_segment(seg)
     }
+
+    fn keeps_unflushed(&self) -> bool {
+        self.inner.keeps_unflushed()
+    }
+
+    fn store_stats(&self) -> Option<crate::objects::StoreStats> {
+        self.inner.store_stats()
+    }
 }

@@ -380,15 +380,20 @@ impl SegmentUsage {
     }
 
     /// Makes segments emptied by checkpoints up to `durable` reusable.
-    /// Returns them, in order: the store may drop what they hold.
+    /// Returns them, in order: the store may drop what they hold. A
+    /// segment a log head still holds (every page the cleaner's head moved
+    /// into it died) stays pre-free until the head lets it go: it is
+    /// still being written.
     pub fn release_prefree(&mut self, durable: CheckpointNo) -> Vec<SegmentNo> {
+        let active = &self.active;
         let mut released: Vec<SegmentNo> = self
             .prefree
             .iter()
-            .filter(|(_, cp)| **cp <= durable)
+            .filter(|(s, cp)| **cp <= durable && !active.contains(s))
             .map(|(s, _)| *s)
             .collect();
-        self.prefree.retain(|_, cp| *cp > durable);
+        self.prefree
+            .retain(|s, cp| *cp > durable || active.contains(s));
         released.sort_unstable();
         released
     }
