@@ -402,3 +402,22 @@ fn a_store_refuses_a_second_filesystem_and_reads_what_it_was_given() {
     .expect_err("open of an empty store");
     assert!(err.to_string().contains("no pagelog filesystem"), "{err}");
 }
+
+/// A cache of no size keeps nothing it can drop: every read of a sealed
+/// segment fetches it, and still reads what was written (a fetched
+/// segment is not evicted before its reader copies it).
+#[test]
+fn a_cache_of_no_size_still_reads_right() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let dev = made(dir.path(), "cache-a", 0);
+    let mut fs = mount(&dev);
+    let files = write_files(&mut fs, "z", 12, 90_000);
+    fs.unmount().expect("unmount");
+    let mut fs = mount(&dev);
+    verify(&mut fs, &files);
+    fs.unmount().expect("unmount");
+    let s = dev.stats();
+    assert!(s.misses > 0, "{s:?}");
+    drop(dev);
+    check_clean(&elsewhere(dir.path(), "cache-b"));
+}
