@@ -421,3 +421,51 @@ fn a_cache_of_no_size_still_reads_right() {
     drop(dev);
     check_clean(&elsewhere(dir.path(), "cache-b"));
 }
+
+/// With the store down and every worker retrying uploads, a sequential
+/// read of what the cache does not hold fails after the timeout (its
+/// read-ahead waiting in the queue is the reader's to do), and reads right
+/// once the store is back.
+#[test]
+fn a_read_with_the_store_down_fails_instead_of_hanging() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let dev = made(dir.path(), "cache-a", 1 << 30);
+    let mut fs = mount(&dev);
+    let old = write_files(&mut fs, "old", 1, 3 << 20);
+    fs.unmount().expect("unmount");
+    drop(dev);
+
+    let down = Arc::new(AtomicBool::new(false));
+    let flaky = Flaky {
+        inner: Arc::new(DirBackend::new(&dir.path().join("store")).expect("store")),
+        down: down.clone(),
+    };
+    let opts = StoreOptions {
+        timeout: Duration::from_secs(2),
+        ..StoreOptions::default()
+    };
+    let dev = Arc::new(
+        ObjectDevice::open(Box::new(flaky), &dir.path().join("cache-b"), opts).expect("open"),
+    );
+    let mut fs = mount(&dev);
+    let root = Cred::root();
+    let ino = fs.lookup(&root, Ino::ROOT, b"old-0").expect("lookup").ino;
+    fs.read(ino, 0, 64 << 10).expect("first read, store up");
+    down.store(true, Ordering::SeqCst);
+    // Sealed segments to upload: the workers retry them while it is down.
+    let _pending = write_files(&mut fs, "new", 4, 1 << 20);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let r = (0..48).try_for_each(|i| fs.read(ino, i << 16, 64 << 10).map(drop));
+        tx.send(r.is_err()).expect("send");
+        fs
+    });
+    let failed = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("a read with the store down hung");
+    assert!(failed, "reads with the store down all succeeded");
+    let mut fs = reader.join().expect("join");
+    down.store(false, Ordering::SeqCst);
+    verify(&mut fs, &old);
+    fs.unmount().expect("unmount");
+}

@@ -422,15 +422,16 @@ impl Shared {
                 &mut st.stats.misses
             };
             *count += 1;
-        }
-        if read {
             self.read_ahead(&mut st, key);
         }
         if resident {
             return Ok(st);
         }
-        // Being read ahead: wait for it rather than fetch it twice.
-        while st.queue.contains(&(key, Job::Fetch)) || st.busy.get(&key) == Some(&Job::Fetch) {
+        // A read-ahead of it not started yet is the reader's to do now (the
+        // workers may all be retrying uploads to a store that is down); one
+        // in flight is waited for (a single attempt) rather than repeated.
+        st.queue.retain(|q| *q != (key, Job::Fetch));
+        while st.busy.get(&key) == Some(&Job::Fetch) {
             st = self
                 .changed
                 .wait(st)
