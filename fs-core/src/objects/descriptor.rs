@@ -25,13 +25,30 @@ impl Key {
         }
     }
 
-    /// The key an object name is for, if it is one of ours.
+    /// The prefix of the pieces a segment being written is stored as
+    /// (`open/N/FROM`: its pages from offset FROM, as of one flush), and
+    /// the name of the piece that starts at page `from`.
+    pub fn pieces(seg: u64) -> String {
+        format!("open/{seg:010}/")
+    }
+
+    /// See [`Key::pieces`].
+    pub fn piece(seg: u64, from: u64) -> String {
+        format!("open/{seg:010}/{from:05}")
+    }
+
+    /// The key an object name is for, if it is one of ours (a piece is
+    /// its segment's).
     pub fn parse(name: &str) -> Option<Key> {
-        let (dir, n) = name.split_once('/')?;
-        let n: u64 = n.parse().ok()?;
+        let (dir, rest) = name.split_once('/')?;
         match dir {
-            "pages" => Some(Key::Fixed(n)),
-            "segments" => Some(Key::Segment(n)),
+            "pages" => Some(Key::Fixed(rest.parse().ok()?)),
+            "segments" => Some(Key::Segment(rest.parse().ok()?)),
+            "open" => {
+                let (n, from) = rest.split_once('/')?;
+                from.parse::<u64>().ok()?;
+                Some(Key::Segment(n.parse().ok()?))
+            }
             _ => None,
         }
     }
@@ -136,6 +153,10 @@ mod tests {
             assert_eq!(Key::parse(&k.name()), Some(k));
         }
         assert!(Key::Segment(9).name() < Key::Segment(10).name());
+        assert_eq!(Key::parse(&Key::piece(12, 34)), Some(Key::Segment(12)));
+        assert!(Key::piece(12, 34).starts_with(&Key::pieces(12)));
+        assert!(Key::piece(12, 9) < Key::piece(12, 10));
+        assert_eq!(Key::parse("open/12"), None);
         assert_eq!(Key::parse("volume.json"), None);
         assert_eq!(Key::parse("segments/x"), None);
     }

@@ -4,10 +4,11 @@
 //! - The cache file has the volume's size and is sparse: a segment is
 //!   resident when the file holds its bytes. What the log writes goes into
 //!   it; reads of a segment not resident fetch its object whole.
-//! - A sealed segment is uploaded at once, in the background; `flush`
-//!   uploads every object written since the last one that is not (the open
-//!   segments, the superblock copies) and returns when the store holds
-//!   them all. So fsync means "in the object store"; the cache is never
+//! - A sealed segment is uploaded at once, whole, in the background;
+//!   `flush` uploads everything written since the last one that is not
+//!   (a segment a head holds as a piece: the pages appended since its last
+//!   piece; the superblock copies) and returns when the store holds it
+//!   all. So fsync means "in the object store"; the cache is never
 //!   trusted across opens and its loss loses nothing that was flushed.
 //! - An opened segment starts empty (never fetched); a freed segment's
 //!   object is deleted. Jobs on one object never run at once, so a delete
@@ -99,6 +100,16 @@ struct Slot {
     /// Reads copying from the cache file now, without the lock: the range
     /// is not evicted under them.
     readers: u32,
+    /// Pages of this life the store holds as pieces (`open/N/FROM`): an
+    /// open segment's flush puts only the pages after them.
+    sent: u64,
+    /// This life is stored whole (`segments/N`) from now on: it was
+    /// written other than by appending (a rewind's zeroing).
+    whole: bool,
+    /// Counts the segment's lives (opens and frees) in this process: an
+    /// upload of an earlier life finishing late changes nothing of this
+    /// one's.
+    life: u64,
 }
 
 impl Slot {
@@ -491,9 +502,46 @@ impl Shared {
     /// The object of `key` (empty if there is none), retried until the
     /// timeout.
     fn fetch(&self, key: Key) -> io::Result<Vec<u8>> {
-        let name = key.name();
-        self.retrying(&name, || self.backend.get(&name))
-            .map(Option::unwrap_or_default)
+        self.retrying(&key.name(), || self.get_object(key))
+    }
+
+    /// `key`'s bytes as the store holds them: a segment's whole object,
+    /// or, without one, the pieces of the life that was being written
+    /// (each laid at its offset, in order); empty if there is nothing.
+    fn get_object(&self, key: Key) -> io::Result<Vec<u8>> {
+        if let Some(data) = self.backend.get(&key.name())? {
+            return Ok(data);
+        }
+        let Key::Segment(seg) = key else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for name in self.backend.list(&Key::pieces(seg))? {
+            let Some(from) = name
+                .rsplit('/')
+                .next()
+                .and_then(|f| f.parse::<usize>().ok())
+            else {
+                continue;
+            };
+            let Some(piece) = self.backend.get(&name)? else {
+                continue;
+            };
+            let at = from * PAGE_SIZE;
+            if out.len() < at + piece.len() {
+                out.resize(at + piece.len(), 0);
+            }
+            out[at..at + piece.len()].copy_from_slice(&piece);
+        }
+        Ok(out)
+    }
+
+    /// Deletes every piece of segment `seg` (of any life).
+    fn delete_pieces(&self, seg: u64) -> io::Result<()> {
+        for name in self.backend.list(&Key::pieces(seg))? {
+            self.backend.delete(&name)?;
+        }
+        Ok(())
     }
 
     /// Runs `op` until it succeeds or the timeout passes, counting each
@@ -577,9 +625,7 @@ impl Shared {
         loop {
             let result = match job {
                 Job::Upload => self.upload(key),
-                Job::Delete => self.backend.delete(&key.name()).map(|()| {
-                    self.lock().stats.deletes += 1;
-                }),
+                Job::Delete => self.delete(key),
                 Job::Fetch => self.read_ahead_one(key),
             };
             let mut st = self.lock();
@@ -614,7 +660,7 @@ impl Shared {
         {
             return Ok(());
         }
-        if let Ok(Some(data)) = self.backend.get(&key.name()) {
+        if let Ok(data) = self.get_object(key) {
             let mut st = self.lock();
             self.install(&mut st, key, &data)?;
         }
@@ -622,29 +668,70 @@ impl Shared {
     }
 
     /// Puts `key`'s bytes as the cache holds them now.
+    ///
+    /// A segment a log head holds is stored as pieces, one a flush: the
+    /// first (from page 0) after every object of earlier lives is gone,
+    /// then only the pages appended since. Once sealed (or written in
+    /// place), it is stored whole, and its pieces go.
     fn upload(&self, key: Key) -> io::Result<()> {
-        let (written, data) = {
+        let (written, from, data, piece, life) = {
             let st = self.lock();
-            let (written, pages) = match st.slots.get(&key) {
-                Some(s) if s.resident && s.dirty() => (s.written, s.pages),
+            let Some(s) = st.slots.get(&key).filter(|s| s.resident && s.dirty()) else {
                 // Freed, or made clean by an upload queued before.
-                _ => return Ok(()),
+                return Ok(());
             };
+            let piece = matches!(key, Key::Segment(_)) && s.open && !s.whole && s.pages > s.sent;
+            let from = if piece { s.sent } else { 0 };
             // Read under the lock, which every write to the cache holds:
             // the object is the pages as of `written` writes, none torn.
-            let mut data = vec![0u8; pages as usize * PAGE_SIZE];
-            self.cache.read_exact_at(&mut data, self.offset(key))?;
-            (written, data)
+            let mut data = vec![0u8; (s.pages - from) as usize * PAGE_SIZE];
+            let at = self.offset(key) + from * PAGE_SIZE as u64;
+            self.cache.read_exact_at(&mut data, at)?;
+            (s.written, from, data, piece, s.life)
         };
-        self.backend.put(&key.name(), &data)?;
+        match key {
+            Key::Segment(seg) if piece => {
+                if from == 0 {
+                    // This life's first piece: the last life's objects
+                    // must not be read with it.
+                    self.backend.delete(&key.name())?;
+                    self.delete_pieces(seg)?;
+                }
+                self.backend.put(&Key::piece(seg, from), &data)?;
+            }
+            Key::Segment(seg) => {
+                self.backend.put(&key.name(), &data)?;
+                // Whole now (read first, so a crash between is harmless).
+                self.delete_pieces(seg)?;
+            }
+            Key::Fixed(_) => self.backend.put(&key.name(), &data)?,
+        }
         let mut st = self.lock();
         st.stats.uploads += 1;
         st.stats.bytes_uploaded += data.len() as u64;
-        if let Some(s) = st.slots.get_mut(&key) {
+        if let Some(s) = st.slots.get_mut(&key).filter(|s| s.life == life) {
             s.stored = s.stored.max(written);
+            if piece {
+                s.sent = s.sent.max(from + (data.len() / PAGE_SIZE) as u64);
+            } else if s.open {
+                // Stored whole while a head holds it: pieces after a whole
+                // object would not be read.
+                s.whole = true;
+            }
         }
         self.evict(&mut st, None)?;
         self.changed.notify_all();
+        Ok(())
+    }
+
+    /// Deletes what the store holds of a freed segment: its object and
+    /// any pieces.
+    fn delete(&self, key: Key) -> io::Result<()> {
+        self.backend.delete(&key.name())?;
+        if let Key::Segment(seg) = key {
+            self.delete_pieces(seg)?;
+        }
+        self.lock().stats.deletes += 1;
         Ok(())
     }
 
@@ -757,6 +844,12 @@ impl BlockDevice for ObjectDevice {
             let at = sh.offset(key) + off * PAGE_SIZE as u64;
             sh.cache.write_all_at(&buf[done..done + len], at)?;
             let slot = st.slots.entry(key).or_default();
+            // Pieces hold appended pages only: anything else (a rewind
+            // zeroing a record, a write to a segment no head holds) is
+            // stored whole.
+            if !slot.open || off < slot.sent {
+                slot.whole = true;
+            }
             slot.pages = slot.pages.max(off + n);
             slot.written += 1;
             done += len;
@@ -791,6 +884,9 @@ impl BlockDevice for ObjectDevice {
             stored: slot.stored,
             used: tick,
             readers: slot.readers,
+            sent: 0,
+            whole: false,
+            life: slot.life + 1,
         };
         Ok(())
     }
@@ -821,16 +917,17 @@ impl BlockDevice for ObjectDevice {
         {
             sh.punch(key)?;
         }
-        let (written, readers) = st
+        let (written, readers, life) = st
             .slots
             .get(&key)
-            .map_or((0, 0), |s| (s.written, s.readers));
+            .map_or((0, 0, 0), |s| (s.written, s.readers, s.life));
         st.slots.insert(
             key,
             Slot {
                 written,
                 stored: written,
                 readers,
+                life: life + 1,
                 ..Slot::default()
             },
         );
