@@ -491,6 +491,7 @@ fn small_fsyncs_upload_what_they_wrote() {
         all.extend_from_slice(&page);
     }
     let up = dev.stats().bytes_uploaded - before;
+    eprintln!("50 fsyncs of 4 KiB uploaded {up} bytes");
     // Each fsync writes a data page, a node, a roll-forward page and their
     // record summaries: a few pages. Stored whole at every flush, the
     // segment so far would be about 128 KiB a flush on average here;
@@ -500,6 +501,28 @@ fn small_fsyncs_upload_what_they_wrote() {
         up < 50 * 64 * 1024,
         "{up} bytes uploaded for 50 fsyncs of 4 KiB"
     );
+    // Segments the log has left are stored whole, their pieces gone:
+    // only the heads' segments stay in pieces.
+    let in_pieces = || {
+        let mut segs: Vec<String> = store(dir.path())
+            .list("open/")
+            .expect("list")
+            .iter()
+            .filter_map(|k| k.split('/').nth(1).map(str::to_string))
+            .collect();
+        segs.dedup();
+        segs.len()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while in_pieces() > 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} segments still in pieces",
+            in_pieces()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(segment_objects(dir.path()) > 0, "no segment stored whole");
     // The writer dies; another machine has every fsync'd byte.
     std::mem::forget(fs);
     let dev2 = elsewhere(dir.path(), "cache-b");

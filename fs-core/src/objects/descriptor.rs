@@ -76,8 +76,9 @@ impl Descriptor {
     pub const KEY: &'static str = "volume.json";
     /// The `format` value.
     pub const FORMAT: &'static str = "pagelog-segments";
-    /// The layout version this build writes and reads.
-    pub const VERSION: u32 = 1;
+    /// The layout version this build writes and reads (2: segments being
+    /// written are stored as pieces, which version 1 would read as zeros).
+    pub const VERSION: u32 = 2;
 
     /// The descriptor of a volume of `device_pages` pages laid out as `geo`.
     pub fn new(device_pages: u64, geo: Geometry) -> Descriptor {

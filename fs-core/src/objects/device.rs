@@ -106,6 +106,12 @@ struct Slot {
     /// This life is stored whole (`segments/N`) from now on: it was
     /// written other than by appending (a rewind's zeroing).
     whole: bool,
+    /// Pieces of this life are stored and the whole object not yet: once
+    /// sealed, it is put whole (even if nothing was written since).
+    pieces: bool,
+    /// The end of the piece being put now: a write below it is not an
+    /// append either.
+    sending: u64,
     /// Counts the segment's lives (opens and frees) in this process: an
     /// upload of an earlier life finishing late changes nothing of this
     /// one's.
@@ -515,6 +521,25 @@ impl Shared {
         let Key::Segment(seg) = key else {
             return Ok(Vec::new());
         };
+        // A piece listed and gone was replaced by the whole object (a
+        // writer elsewhere sealed the segment meanwhile): start again,
+        // never return a segment with a hole.
+        for _ in 0..3 {
+            if let Some(out) = self.assemble(seg)? {
+                return Ok(out);
+            }
+            if let Some(data) = self.backend.get(&key.name())? {
+                return Ok(data);
+            }
+        }
+        Err(io::Error::other(format!(
+            "segment {seg}: its pieces keep changing while read"
+        )))
+    }
+
+    /// Segment `seg` from its pieces (empty with none), or `None` if a
+    /// piece listed is gone.
+    fn assemble(&self, seg: u64) -> io::Result<Option<Vec<u8>>> {
         let mut out = Vec::new();
         for name in self.backend.list(&Key::pieces(seg))? {
             let Some(from) = name
@@ -525,7 +550,7 @@ impl Shared {
                 continue;
             };
             let Some(piece) = self.backend.get(&name)? else {
-                continue;
+                return Ok(None);
             };
             let at = from * PAGE_SIZE;
             if out.len() < at + piece.len() {
@@ -533,13 +558,14 @@ impl Shared {
             }
             out[at..at + piece.len()].copy_from_slice(&piece);
         }
-        Ok(out)
+        Ok(Some(out))
     }
 
     /// Deletes every piece of segment `seg` (of any life).
     fn delete_pieces(&self, seg: u64) -> io::Result<()> {
-        for name in self.backend.list(&Key::pieces(seg))? {
-            self.backend.delete(&name)?;
+        // The last first: a crash part way leaves a prefix of the life.
+        for name in self.backend.list(&Key::pieces(seg))?.iter().rev() {
+            self.backend.delete(name)?;
         }
         Ok(())
     }
@@ -569,6 +595,7 @@ impl Shared {
                     && !s.open
                     && !s.dirty()
                     && s.readers == 0
+                    && !s.pieces
                     && Some(**k) != keep
                     && !st.busy.contains_key(k)
             })
@@ -676,7 +703,11 @@ impl Shared {
     fn upload(&self, key: Key) -> io::Result<()> {
         let (written, from, data, piece, life) = {
             let st = self.lock();
-            let Some(s) = st.slots.get(&key).filter(|s| s.resident && s.dirty()) else {
+            let Some(s) = st
+                .slots
+                .get(&key)
+                .filter(|s| s.resident && (s.dirty() || (!s.open && s.pieces)))
+            else {
                 // Freed, or made clean by an upload queued before.
                 return Ok(());
             };
@@ -689,6 +720,12 @@ impl Shared {
             self.cache.read_exact_at(&mut data, at)?;
             (s.written, from, data, piece, s.life)
         };
+        if piece {
+            let mut st = self.lock();
+            if let Some(s) = st.slots.get_mut(&key).filter(|s| s.life == life) {
+                s.sending = s.sending.max(from + (data.len() / PAGE_SIZE) as u64);
+            }
+        }
         match key {
             Key::Segment(seg) if piece => {
                 if from == 0 {
@@ -713,10 +750,14 @@ impl Shared {
             s.stored = s.stored.max(written);
             if piece {
                 s.sent = s.sent.max(from + (data.len() / PAGE_SIZE) as u64);
+                s.pieces = true;
             } else if s.open {
                 // Stored whole while a head holds it: pieces after a whole
                 // object would not be read.
                 s.whole = true;
+                s.pieces = false;
+            } else {
+                s.pieces = false;
             }
         }
         self.evict(&mut st, None)?;
@@ -847,7 +888,7 @@ impl BlockDevice for ObjectDevice {
             // Pieces hold appended pages only: anything else (a rewind
             // zeroing a record, a write to a segment no head holds) is
             // stored whole.
-            if !slot.open || off < slot.sent {
+            if !slot.open || off < slot.sent.max(slot.sending) {
                 slot.whole = true;
             }
             slot.pages = slot.pages.max(off + n);
@@ -886,6 +927,8 @@ impl BlockDevice for ObjectDevice {
             readers: slot.readers,
             sent: 0,
             whole: false,
+            pieces: false,
+            sending: 0,
             life: slot.life + 1,
         };
         Ok(())
@@ -897,7 +940,9 @@ impl BlockDevice for ObjectDevice {
         let mut st = sh.lock();
         if let Some(slot) = st.slots.get_mut(&key) {
             slot.open = false;
-            if slot.dirty() {
+            // Stored as pieces: put whole now, even if nothing was written
+            // since the last piece.
+            if slot.dirty() || slot.pieces {
                 st.queue(key, Job::Upload);
                 sh.changed.notify_all();
             }
