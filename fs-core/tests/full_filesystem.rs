@@ -685,3 +685,154 @@ fn unlinking_a_big_file_a_snapshot_holds_when_full() {
     fs.unmount().expect("unmount");
     check_clean(&dev);
 }
+
+/// Regression (found by `near_full_never_poisons` when a segment a log
+/// head held stayed pre-free until the next durable superblock, one
+/// writable segment fewer than the room for the next commit counts on): a
+/// truncate near full must not fail.
+#[test]
+fn truncate_near_full_with_the_cleaners_head_emptied() {
+    use Op::*;
+    let ops = [
+        Write {
+            file: 0,
+            at: 35,
+            pages: 18,
+        },
+        Write {
+            file: 8,
+            at: 125,
+            pages: 17,
+        },
+        Remount,
+        Write {
+            file: 4,
+            at: 175,
+            pages: 35,
+        },
+        Remount,
+        Write {
+            file: 3,
+            at: 252,
+            pages: 85,
+        },
+        Truncate {
+            file: 8,
+            pages: 151,
+        },
+        Write {
+            file: 8,
+            at: 200,
+            pages: 22,
+        },
+        Rename { from: 3, to: 6 },
+        Write {
+            file: 9,
+            at: 10,
+            pages: 56,
+        },
+        Delete { file: 6 },
+        Truncate {
+            file: 1,
+            pages: 101,
+        },
+        Truncate { file: 9, pages: 97 },
+        Delete { file: 6 },
+        Delete { file: 7 },
+        Write {
+            file: 3,
+            at: 125,
+            pages: 40,
+        },
+        Write {
+            file: 5,
+            at: 184,
+            pages: 85,
+        },
+        Fsync { file: 11 },
+        Delete { file: 7 },
+        Write {
+            file: 11,
+            at: 44,
+            pages: 143,
+        },
+        Write {
+            file: 8,
+            at: 0,
+            pages: 83,
+        },
+        Truncate {
+            file: 8,
+            pages: 105,
+        },
+        Truncate {
+            file: 3,
+            pages: 108,
+        },
+        Write {
+            file: 11,
+            at: 67,
+            pages: 118,
+        },
+        Write {
+            file: 8,
+            at: 135,
+            pages: 99,
+        },
+        Write {
+            file: 1,
+            at: 244,
+            pages: 45,
+        },
+        Write {
+            file: 4,
+            at: 240,
+            pages: 12,
+        },
+        Rename { from: 4, to: 7 },
+        Write {
+            file: 1,
+            at: 162,
+            pages: 12,
+        },
+        Write {
+            file: 5,
+            at: 85,
+            pages: 86,
+        },
+        Rename { from: 3, to: 9 },
+        Write {
+            file: 9,
+            at: 8,
+            pages: 138,
+        },
+        Delete { file: 0 },
+        Sync,
+        Write {
+            file: 10,
+            at: 172,
+            pages: 54,
+        },
+        Write {
+            file: 1,
+            at: 179,
+            pages: 102,
+        },
+        Write {
+            file: 9,
+            at: 111,
+            pages: 52,
+        },
+        Delete { file: 5 },
+        Write {
+            file: 10,
+            at: 242,
+            pages: 24,
+        },
+        Truncate {
+            file: 8,
+            pages: 185,
+        },
+    ];
+    near_full_case(&ops, 32, 95);
+}

@@ -380,10 +380,10 @@ impl SegmentUsage {
     }
 
     /// Makes segments emptied by checkpoints up to `durable` reusable.
-    /// Returns them, in order: the store may drop what they hold. A
-    /// segment a log head still holds (every page the cleaner's head moved
-    /// into it died) stays pre-free until the head lets it go: it is
-    /// still being written.
+    /// Returns those no log head holds, in order: the store may drop what
+    /// they hold. One a head still holds (every page the cleaner's head
+    /// moved into it died) is reusable as before but not returned: it is
+    /// still being written, and its next life replaces what the store has.
     pub fn release_prefree(&mut self, durable: CheckpointNo) -> Vec<SegmentNo> {
         let active = &self.active;
         let mut released: Vec<SegmentNo> = self
@@ -392,8 +392,7 @@ impl SegmentUsage {
             .filter(|(s, cp)| **cp <= durable && !active.contains(s))
             .map(|(s, _)| *s)
             .collect();
-        self.prefree
-            .retain(|s, cp| *cp > durable || active.contains(s));
+        self.prefree.retain(|_, cp| *cp > durable);
         released.sort_unstable();
         released
     }
