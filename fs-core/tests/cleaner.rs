@@ -51,15 +51,7 @@ fn content(len: usize, seed: u64) -> Vec<u8> {
 }
 
 fn verify(fs: &mut Filesystem, files: &BTreeMap<String, Vec<u8>>) {
-    let root = Cred::root();
-    for (name, data) in files {
-        let a = fs
-            .lookup(&root, Ino::ROOT, name.as_bytes())
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert_eq!(a.size, data.len() as u64, "{name}: size");
-        let got = fs.read(a.ino, 0, data.len() as u32).expect("read");
-        assert!(got == *data, "{name}: contents differ");
-    }
+    support::verify_files(fs, files);
 }
 
 fn check_clean(dev: &Arc<MemDevice>) {

@@ -51,15 +51,7 @@ fn text(len: usize, seed: u32) -> Vec<u8> {
 
 /// Bytes that do not compress.
 fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 32) as u8
-        })
-        .collect()
+    support::noise(len, seed)
 }
 
 fn assert_clean(dev: &Arc<MemDevice>) {

@@ -18,6 +18,8 @@ use pagelog_core::{
     format, BlockDevice, Cred, Filesystem, FormatOptions, Ino, MountOptions, PageAddr,
 };
 
+mod support;
+
 const PS: usize = 4096;
 /// 32 MiB volumes of 64-page (256 KiB) segments.
 const PAGES: u64 = 8192;
@@ -110,15 +112,7 @@ fn mount(dev: &Arc<ObjectDevice>) -> Filesystem {
 }
 
 fn content(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+    support::noise(len, seed)
 }
 
 fn write_files(fs: &mut Filesystem, tag: &str, n: usize, len: usize) -> BTreeMap<String, Vec<u8>> {
@@ -137,15 +131,7 @@ fn write_files(fs: &mut Filesystem, tag: &str, n: usize, len: usize) -> BTreeMap
 }
 
 fn verify(fs: &mut Filesystem, files: &BTreeMap<String, Vec<u8>>) {
-    let root = Cred::root();
-    for (name, data) in files {
-        let a = fs
-            .lookup(&root, Ino::ROOT, name.as_bytes())
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert_eq!(a.size, data.len() as u64, "{name}: size");
-        let got = fs.read(a.ino, 0, data.len() as u32).expect("read");
-        assert!(got == *data, "{name}: contents differ");
-    }
+    support::verify_files(fs, files);
 }
 
 fn check_clean(dev: &Arc<ObjectDevice>) {

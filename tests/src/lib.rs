@@ -286,6 +286,18 @@ impl Mount {
         }
     }
 
+    /// Kills the daemon with SIGKILL (a crash, as far as the image
+    /// knows), waits for it, and detaches the dead mount.
+    pub fn kill9(&mut self) {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.pid() as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .expect("kill");
+        let _ = self.wait();
+        let _ = Command::new("umount").arg("-l").arg(&self.dir).output();
+    }
+
     /// The daemon's process id.
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map(Child::id).unwrap_or(0)

@@ -12,16 +12,6 @@ use std::time::Duration;
 
 use pagelog_tests::{bin, run, Mount, Scratch};
 
-fn kill9(m: &mut Mount) {
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(m.pid() as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .expect("kill");
-    let _ = m.wait();
-    let _ = Command::new("umount").arg("-l").arg(&m.dir).output();
-}
-
 fn stat_of(m: &Mount, key: &str) -> String {
     let text = pagelog_tests::sh(&format!(
         "getfattr --only-values -n pagelog.stats '{}'",
@@ -72,7 +62,7 @@ fn ordered_fsync_survives_and_rename_replace_is_whole() {
         sleep(Duration::from_millis(300));
     }
     let (img, dir) = (m.image.clone(), m.dir.clone());
-    kill9(&mut m);
+    m.kill9();
     fsck_clean(&img);
     let m = Mount::start(&img, &dir, "").expect("mount after a crash");
     let config = fs::read_to_string(m.path("config")).expect("read");
@@ -106,7 +96,7 @@ fn full_mode_loses_nothing_that_returned() {
     fs::create_dir(m.path("made")).expect("mkdir");
     fs::rename(m.path("made"), m.path("renamed")).expect("rename");
     let (img, dir) = (m.image.clone(), m.dir.clone());
-    kill9(&mut m);
+    m.kill9();
     fsck_clean(&img);
     let m = Mount::start(&img, &dir, "").expect("mount after a crash");
     let log = fs::read_to_string(m.path("log")).expect("read");
@@ -126,7 +116,7 @@ fn writeback_mode_keeps_fsynced_data_and_never_shows_foreign_bytes() {
     fs::write(m.path("maybe"), vec![5u8; 100_000]).expect("write");
     sleep(Duration::from_millis(1500));
     let (img, dir) = (m.image.clone(), m.dir.clone());
-    kill9(&mut m);
+    m.kill9();
     fsck_clean(&img);
     let m = Mount::start(&img, &dir, "").expect("mount after a crash");
     assert_eq!(fs::read(m.path("keep")).expect("read"), vec![7u8; 200_000]);
@@ -184,7 +174,7 @@ fn fsync_records_survive_a_crash_with_no_commit_after_them() {
     assert_eq!(count(&m, "commits"), commits, "an fsync committed");
     assert!(count(&m, "fsync_records") >= 30, "{:?}", stats(&m));
     let (img, dir) = (m.image.clone(), m.dir.clone());
-    kill9(&mut m);
+    m.kill9();
     fsck_clean(&img);
     let m = Mount::start(&img, &dir, "").expect("mount after a crash");
     for i in 0..10 {
@@ -237,7 +227,7 @@ fn rename_then_fsync_another_file(close_first: bool) {
     other.write_all(b"unrelated").expect("write");
     other.sync_all().expect("fsync");
     let (img, dir) = (m.image.clone(), m.dir.clone());
-    kill9(&mut m);
+    m.kill9();
     drop(t);
     fsck_clean(&img);
     let m = Mount::start(&img, &dir, "").expect("mount after a crash");
@@ -263,7 +253,7 @@ fn ordered_periodic_commit_holds_the_kernels_cached_writes() {
     f.write_all(&data).expect("write");
     sleep(Duration::from_millis(2500));
     let (img, dir) = (m.image.clone(), m.dir.clone());
-    kill9(&mut m);
+    m.kill9();
     drop(f);
     fsck_clean(&img);
     let m = Mount::start(&img, &dir, "").expect("mount after a crash");

@@ -139,16 +139,6 @@ fn stat(m: &Mount, key: &str) -> u64 {
         .unwrap_or_else(|| panic!("pagelog.stats has no {key}: {text}"))
 }
 
-fn kill9(m: &mut Mount) {
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(m.pid() as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .expect("kill");
-    let _ = m.wait();
-    let _ = Command::new("umount").arg("-l").arg(&m.dir).output();
-}
-
 #[test]
 fn a_filesystem_on_a_three_node_garage_cluster() {
     let s = Scratch::new();
@@ -228,7 +218,7 @@ fn a_filesystem_on_a_three_node_garage_cluster() {
         mnt.display()
     ));
     let synced = without(&sums(&mnt), "unsynced");
-    kill9(&mut m);
+    m.kill9();
     drop(m);
     let b = Machine {
         config: cluster.config(),
@@ -284,15 +274,7 @@ fn a_filesystem_on_a_three_node_garage_cluster() {
         .arg(mnt.join("big"))
         .output()
         .expect("cat");
-    assert!(
-        !read.status.success(),
-        "a read from a store that is down succeeded"
-    );
-    assert!(
-        String::from_utf8_lossy(&read.stderr).contains("Input/output error"),
-        "{}",
-        String::from_utf8_lossy(&read.stderr)
-    );
+    failed_with_eio(&read, "a read from a store that is down succeeded");
     all_nodes(&cluster, "start-node");
     cluster.wait();
     assert_eq!(
@@ -336,15 +318,7 @@ fn a_filesystem_on_a_three_node_garage_cluster() {
         .arg(mnt.join("outage"))
         .output()
         .expect("sync");
-    assert!(
-        !failed.status.success(),
-        "fsync with the store down succeeded"
-    );
-    assert!(
-        String::from_utf8_lossy(&failed.stderr).contains("Input/output error"),
-        "{}",
-        String::from_utf8_lossy(&failed.stderr)
-    );
+    failed_with_eio(&failed, "fsync with the store down succeeded");
     all_nodes(&cluster, "start-node");
     cluster.wait();
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -373,6 +347,16 @@ fn a_filesystem_on_a_three_node_garage_cluster() {
     let m = d.mount(&url2, &mnt, "");
     assert_eq!(sums(&mnt), with_outage);
     assert!(m.unmount().success());
+}
+
+/// `out` is a command that failed with EIO (`what`: what succeeding means).
+fn failed_with_eio(out: &std::process::Output, what: &str) {
+    assert!(!out.status.success(), "{what}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Input/output error"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn all_nodes(cluster: &Cluster, what: &str) {

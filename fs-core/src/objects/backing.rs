@@ -81,12 +81,7 @@ impl Backing {
                 let settings = StoreSettings::load(None).map_err(io::Error::other)?;
                 let cache = settings.cache_dir(loc).join(super::device::CACHE_FILE);
                 match std::fs::File::open(&cache) {
-                    Ok(f) => f.try_lock_shared().map_err(|e| match e {
-                        std::fs::TryLockError::WouldBlock => {
-                            io::Error::from(io::ErrorKind::WouldBlock)
-                        }
-                        std::fs::TryLockError::Error(e) => e,
-                    }),
+                    Ok(f) => f.try_lock_shared().map_err(crate::device::lock_error),
                     Err(_) => Ok(()),
                 }
             }

@@ -351,13 +351,15 @@ fn open_cache(dir: &Path, device_pages: u64) -> io::Result<File> {
         .create(true)
         .truncate(false)
         .open(&path)?;
-    file.try_lock().map_err(|e| match e {
-        std::fs::TryLockError::WouldBlock => io::Error::new(
-            io::ErrorKind::WouldBlock,
-            format!("the cache {} is in use by another process", path.display()),
-        ),
-        std::fs::TryLockError::Error(e) => e,
-    })?;
+    file.try_lock()
+        .map_err(crate::device::lock_error)
+        .map_err(|e| match e.kind() {
+            io::ErrorKind::WouldBlock => io::Error::new(
+                io::ErrorKind::WouldBlock,
+                format!("the cache {} is in use by another process", path.display()),
+            ),
+            _ => e,
+        })?;
     file.set_len(0)?;
     file.set_len(device_pages * PAGE_SIZE as u64)?;
     Ok(file)

@@ -95,6 +95,14 @@ pub(crate) fn check_range(len_pages: u64, addr: PageAddr, bytes: usize) -> io::R
     }
 }
 
+/// A refused `try_lock` as an I/O error (`WouldBlock`: another holds it).
+pub(crate) fn lock_error(e: std::fs::TryLockError) -> io::Error {
+    match e {
+        std::fs::TryLockError::WouldBlock => io::Error::from(io::ErrorKind::WouldBlock),
+        std::fs::TryLockError::Error(e) => e,
+    }
+}
+
 /// An image file or a block device.
 #[derive(Debug)]
 pub struct FileDevice {
@@ -139,10 +147,7 @@ impl FileDevice {
         } else {
             self.file.try_lock_shared()
         };
-        res.map_err(|e| match e {
-            std::fs::TryLockError::WouldBlock => io::Error::from(io::ErrorKind::WouldBlock),
-            std::fs::TryLockError::Error(e) => e,
-        })
+        res.map_err(lock_error)
     }
 
     /// Tells the kernel not to read ahead: for a reader that asks for

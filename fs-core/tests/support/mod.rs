@@ -4,10 +4,41 @@
 pub mod edit;
 pub mod model;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use pagelog_core::fsck::{self, Level, Report};
-use pagelog_core::{format, BlockDevice, Filesystem, FormatOptions, MemDevice, MountOptions};
+use pagelog_core::{
+    format, BlockDevice, Cred, Filesystem, FormatOptions, Ino, MemDevice, MountOptions,
+};
+
+/// `len` bytes that do not compress, the same for the same `seed`.
+#[allow(dead_code)]
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 32) as u8
+        })
+        .collect()
+}
+
+/// Every file of `files` (name in the root, contents) reads back as given.
+#[allow(dead_code)]
+pub fn verify_files(fs: &mut Filesystem, files: &BTreeMap<String, Vec<u8>>) {
+    let root = Cred::root();
+    for (name, data) in files {
+        let a = fs
+            .lookup(&root, Ino::ROOT, name.as_bytes())
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(a.size, data.len() as u64, "{name}: size");
+        let got = fs.read(a.ino, 0, data.len() as u32).expect("read");
+        assert!(got == *data, "{name}: contents differ");
+    }
+}
 
 /// The passphrase the tests seal with.
 #[allow(dead_code)]
