@@ -34,8 +34,8 @@ pub use root::{
 pub(crate) use volume::parallel;
 pub use volume::{
     cache_sizes, checkpoint_list, checkpoints, cleaner, device, flushes, format, fsync, id_table,
-    info, label, meta_table, page_life, page_table, recovery, rewind, rollback, room, roots,
-    segment_usage, segment_writer, store,
+    info, label, meta_table, overlay, page_life, page_table, recovery, rewind, rollback, room,
+    roots, segment_usage, segment_writer, store,
 };
 
 pub use device::{BlockDevice, FileDevice, MemDevice};

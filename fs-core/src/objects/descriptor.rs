@@ -69,6 +69,10 @@ pub struct Descriptor {
     pub segment_count: u64,
     /// Page address of segment 0 (as in the superblock).
     pub first_segment_page: u64,
+    /// A snapshot copy (`pagelog-snapshot send`) only: the manifest
+    /// object naming the objects that hold its pages (version 3; read-only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copy: Option<String>,
 }
 
 impl Descriptor {
@@ -79,6 +83,9 @@ impl Descriptor {
     /// The layout version this build writes and reads (2: segments being
     /// written are stored as pieces, which version 1 would read as zeros).
     pub const VERSION: u32 = 2;
+    /// The layout version of a snapshot copy: its objects are named by a
+    /// manifest, which version 2 would not look for.
+    pub const COPY_VERSION: u32 = 3;
 
     /// The descriptor of a volume of `device_pages` pages laid out as `geo`.
     pub fn new(device_pages: u64, geo: Geometry) -> Descriptor {
@@ -89,6 +96,17 @@ impl Descriptor {
             pages_per_segment: geo.pages_per_segment,
             segment_count: geo.segment_count,
             first_segment_page: geo.first_segment_page,
+            copy: None,
+        }
+    }
+
+    /// The descriptor of a snapshot copy of a volume like this one, whose
+    /// objects the manifest `manifest` names.
+    pub fn copy_of(&self, manifest: &str) -> Descriptor {
+        Descriptor {
+            version: Self::COPY_VERSION,
+            copy: Some(manifest.to_string()),
+            ..self.clone()
         }
     }
 
@@ -120,11 +138,20 @@ impl Descriptor {
                 Self::FORMAT
             )));
         }
-        if d.version != Self::VERSION {
+        let known = match d.copy {
+            None => d.version == Self::VERSION,
+            Some(_) => d.version == Self::COPY_VERSION,
+        };
+        if !known {
             return Err(crate::Error::Unsupported(format!(
-                "{where_}: object layout version {} (this build reads {})",
+                "{where_}: object layout version {}{} (this build reads {} and copies of {})",
                 d.version,
-                Self::VERSION
+                match d.copy {
+                    Some(_) => " for a snapshot copy",
+                    None => "",
+                },
+                Self::VERSION,
+                Self::COPY_VERSION
             )));
         }
         let geo = crate::format::geometry(d.device_pages, d.pages_per_segment)
@@ -172,5 +199,16 @@ mod tests {
         assert!(Descriptor::decode(&wrong.encode(), "dir:x").is_err());
         assert!(Descriptor::decode(b"{}", "dir:x").is_err());
         assert!(Descriptor::decode(b"\xff", "dir:x").is_err());
+        let copy = d.copy_of("manifests/0000000001.json");
+        assert_eq!(
+            Descriptor::decode(&copy.encode(), "dir:x").expect("copy"),
+            copy
+        );
+        let mut unnamed = copy.clone();
+        unnamed.copy = None;
+        assert!(Descriptor::decode(&unnamed.encode(), "dir:x").is_err());
+        let mut old = copy;
+        old.version = Descriptor::VERSION;
+        assert!(Descriptor::decode(&old.encode(), "dir:x").is_err());
     }
 }

@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 
 use super::backend::ObjectBackend;
 use super::descriptor::{Descriptor, Key};
+use super::manifest::{Manifest, Mapped};
 use crate::device::{check_range, BlockDevice};
 use crate::ids::{PageAddr, SegmentNo};
 use crate::layout::{Geometry, PAGE_SIZE};
@@ -208,10 +209,10 @@ impl ObjectDevice {
             }
             // The descriptor last, so that a replacement cut short still
             // shows a store holding something.
-            // Only this volume's objects: the prefix may be shared with
-            // other things (other volumes under longer prefixes).
+            // Only this volume's objects (or a snapshot copy's): the prefix
+            // may be shared with other things (volumes under longer prefixes).
             for key in backend.list("")? {
-                if Key::parse(&key).is_some() {
+                if Key::parse(&key).is_some() || Manifest::is_copy_object(&key) {
                     backend.delete(&key)?;
                 }
             }
@@ -234,7 +235,33 @@ impl ObjectDevice {
             )));
         };
         let descriptor = Descriptor::decode(&bytes, &backend.describe())?;
+        let backend = match &descriptor.copy {
+            None => backend,
+            Some(manifest) => Self::copy(backend, manifest, &opts)?,
+        };
         Self::start(backend, cache_dir, descriptor, opts)
+    }
+
+    /// A snapshot copy's objects, read through its manifest; refused for
+    /// writing (a copy is what was sent, and the next send replaces it).
+    fn copy(
+        backend: Box<dyn ObjectBackend>,
+        manifest: &str,
+        opts: &StoreOptions,
+    ) -> crate::Result<Box<dyn ObjectBackend>> {
+        let at = || format!("{}/{manifest}", backend.describe());
+        if !opts.read_only {
+            return Err(crate::Error::Refused(format!(
+                "{} is a snapshot copy (made by pagelog-snapshot send): it opens read-only \
+                 (pagelog-mount -o ro)",
+                backend.describe()
+            )));
+        }
+        let Some(bytes) = get_retrying(&*backend, manifest, opts.timeout)? else {
+            return Err(crate::Error::NotPagelog(format!("{}: missing", at())));
+        };
+        let manifest = Manifest::decode(&bytes, &at())?;
+        Ok(Box::new(Mapped::new(backend, manifest)))
     }
 
     fn start(

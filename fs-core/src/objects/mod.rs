@@ -9,7 +9,9 @@ pub mod descriptor;
 pub mod device;
 pub mod dir;
 pub mod location;
+pub mod manifest;
 pub mod s3;
+pub mod send;
 
 pub use backend::ObjectBackend;
 pub use backing::Backing;
@@ -17,4 +19,5 @@ pub use descriptor::{Descriptor, Key};
 pub use device::{ObjectDevice, StoreOptions, StoreStats};
 pub use dir::DirBackend;
 pub use location::{Location, S3Config, StoreSettings};
+pub use manifest::Manifest;
 pub use s3::S3Backend;

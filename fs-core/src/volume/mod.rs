@@ -15,6 +15,7 @@ pub mod id_table;
 pub mod info;
 pub mod label;
 pub mod meta_table;
+pub mod overlay;
 pub mod page_life;
 pub mod page_table;
 pub(crate) mod parallel;

@@ -1,0 +1,376 @@
+//! Sending a snapshot to an object store (`pagelog-snapshot send`): the
+//! target becomes a read-only copy of the filesystem as the snapshot
+//! holds it, mountable anywhere (`pagelog-mount -o ro s3://...`), and a
+//! later send ships only the segments the copy lacks.
+//!
+//! What is shipped is a volume of its own, not the source's history: the
+//! source is mounted through an [`Overlay`] (nothing is written to it),
+//! the live tree is rolled back to the snapshot and every other snapshot,
+//! branch and retained checkpoint is let go, in one clean unmount. The
+//! segments that state references (a full check's recount), whole, and
+//! the superblock pages are the copy; every other segment reads as zeros
+//! there. Before anything is put, that exact view is checked with every
+//! data page read: a copy that would not check clean is never published.
+//!
+//! Objects are named by content (`manifest.rs`), so the copy a send
+//! replaces stays whole until its descriptor is replaced (one PUT).
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::io;
+use std::sync::Arc;
+
+use super::backend::ObjectBackend;
+use super::descriptor::{Descriptor, Key};
+use super::manifest::Manifest;
+use crate::checkpoints::{At, RetentionOptions};
+use crate::device::BlockDevice;
+use crate::error::{Error, Result};
+use crate::fs::{Filesystem, MountOptions};
+use crate::fsck::{self, Level};
+use crate::ids::{PageAddr, SegmentNo};
+use crate::layout::{Geometry, PAGE_SIZE};
+use crate::overlay::Overlay;
+use crate::roots::RootName;
+use crate::seal::MasterKey;
+use crate::superblock::Superblock;
+
+/// What a send did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sent {
+    /// The checkpoint sent (the source's).
+    pub checkpoint: u64,
+    /// Segments the copy holds.
+    pub segments: u64,
+    /// Objects put (segments and pages the target lacked).
+    pub uploaded: u64,
+    /// Their bytes.
+    pub uploaded_bytes: u64,
+    /// Objects the target had already.
+    pub kept: u64,
+    /// Objects no longer needed, deleted.
+    pub deleted: u64,
+    /// Bytes of the whole copy.
+    pub bytes: u64,
+    /// The manifest's number.
+    pub generation: u64,
+    /// The snapshot the target held before, if any.
+    pub replaced: Option<String>,
+}
+
+/// Sends the snapshot (or retained checkpoint) `at` of the filesystem on
+/// `source` to `target`. `label` names it in the manifest. Refuses a
+/// target holding a filesystem, or the copy of another filesystem unless
+/// `force`.
+pub fn send(
+    source: Arc<dyn BlockDevice>,
+    key: Option<&MasterKey>,
+    at: &At,
+    label: &str,
+    target: &dyn ObjectBackend,
+    force: bool,
+) -> Result<Sent> {
+    let sb = newest_superblock(&*source)?;
+    let before = target_copy(target, &sb, force)?;
+    let (view, checkpoint) = materialise(source, &sb, key, at)?;
+    let keep = needed(view.clone(), key, &sb)?;
+    let only: Arc<dyn BlockDevice> = Arc::new(Only {
+        inner: view,
+        geo: sb.geometry,
+        keep: keep.clone(),
+    });
+    verify(only.clone(), key)?;
+    let mut sent = Sent {
+        checkpoint: checkpoint.0,
+        segments: keep.len() as u64,
+        uploaded: 0,
+        uploaded_bytes: 0,
+        kept: 0,
+        deleted: 0,
+        bytes: 0,
+        generation: 0,
+        replaced: before.as_ref().map(|m| m.snapshot.clone()),
+    };
+    let there: HashSet<String> = target.list("")?.into_iter().collect();
+    let objects = put_missing(&*only, &sb.geometry, &keep, target, &there, &mut sent)?;
+    let generation = there
+        .iter()
+        .filter_map(|n| Manifest::generation(n))
+        .max()
+        .unwrap_or(0)
+        + 1;
+    let manifest = Manifest {
+        format: Manifest::FORMAT.into(),
+        source: hex(&sb.uuid),
+        snapshot: label.to_string(),
+        checkpoint: checkpoint.0,
+        sent_ns: crate::store::now_ns(),
+        bytes: sent.bytes,
+        objects,
+    };
+    let name = Manifest::key(generation);
+    target.put(&name, &manifest.encode())?;
+    let descriptor = Descriptor::new(source_pages(&sb), sb.geometry).copy_of(&name);
+    // The switch: before it the earlier copy, after it this one.
+    target.put(Descriptor::KEY, &descriptor.encode())?;
+    sent.generation = generation;
+    let named: HashSet<&String> = manifest.objects.values().collect();
+    for old in there.iter().filter(|n| Manifest::is_copy_object(n)) {
+        if !named.contains(old) && *old != name {
+            target.delete(old)?;
+            sent.deleted += 1;
+        }
+    }
+    Ok(sent)
+}
+
+fn newest_superblock(dev: &dyn BlockDevice) -> Result<Superblock> {
+    let (good, bad) = crate::recovery::read_superblocks(dev)?;
+    good.into_iter().next().ok_or_else(|| {
+        Error::corrupt(
+            "superblock",
+            PageAddr(0),
+            format!("both copies are damaged ({})", bad.join("; ")),
+        )
+    })
+}
+
+fn source_pages(sb: &Superblock) -> u64 {
+    sb.device_pages
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The copy `target` holds now, if any; refuses a target that holds a
+/// filesystem, something unreadable, or (unless `force`) the copy of
+/// another filesystem.
+fn target_copy(
+    target: &dyn ObjectBackend,
+    sb: &Superblock,
+    force: bool,
+) -> Result<Option<Manifest>> {
+    let Some(bytes) = target.get(Descriptor::KEY)? else {
+        return Ok(None);
+    };
+    let where_ = target.describe();
+    let refuse = |why: String| Error::Refused(format!("{where_}: {why}"));
+    let descriptor = match Descriptor::decode(&bytes, &where_) {
+        Ok(d) => d,
+        Err(e) if force => {
+            log::warn!("{where_}: replacing what cannot be read ({e})");
+            return Ok(None);
+        }
+        Err(e) => return Err(refuse(format!("{e}; --force replaces it"))),
+    };
+    let Some(name) = descriptor.copy else {
+        return Err(refuse(
+            "holds a filesystem, not a snapshot copy: a send never writes over one".into(),
+        ));
+    };
+    let manifest = match target.get(&name)? {
+        Some(b) => Manifest::decode(&b, &format!("{where_}/{name}")),
+        None => Err(Error::NotPagelog(format!("{where_}/{name}: missing"))),
+    };
+    let manifest = match manifest {
+        Ok(m) => m,
+        Err(_) if force => return Ok(None),
+        Err(e) => return Err(refuse(format!("{e}; --force replaces it"))),
+    };
+    if manifest.source != hex(&sb.uuid) && !force {
+        return Err(refuse(format!(
+            "holds a copy of another filesystem (UUID {}, snapshot '{}'); --force replaces it",
+            manifest.source, manifest.snapshot
+        )));
+    }
+    Ok(Some(manifest))
+}
+
+/// The source as a volume holding only `at`: rolled back to it, with
+/// every other snapshot, branch and checkpoint let go, cleanly unmounted,
+/// all on an overlay. Returns the view and `at`'s checkpoint.
+fn materialise(
+    source: Arc<dyn BlockDevice>,
+    sb: &Superblock,
+    key: Option<&MasterKey>,
+    at: &At,
+) -> Result<(Arc<Overlay>, crate::ids::CheckpointNo)> {
+    let view = Arc::new(Overlay::new(source, sb.geometry));
+    let opts = MountOptions {
+        key: key.cloned(),
+        cleaner: crate::cleaner::CleanerOptions {
+            background: false,
+            ..Default::default()
+        },
+        // Plain checkpoints go at the next commit, and none is retained.
+        retention: RetentionOptions {
+            protect_secs: Some(0),
+            interval_ns: i64::MAX,
+            ..Default::default()
+        },
+        ..MountOptions::default()
+    };
+    let mut fs = Filesystem::mount(view.clone(), opts)?;
+    let checkpoint = fs.find_checkpoint(at)?;
+    let keep_as = unused_name(&fs);
+    fs.rollback(&RootName::Past(at.clone()), Some(&keep_as))?;
+    let keep = match at {
+        At::Snapshot(name) => Some(name.clone()),
+        _ => None,
+    };
+    // Branches first: a branch keeps the snapshot it was made from.
+    for b in fs.branches() {
+        fs.delete_branch(&b.name)?;
+    }
+    for cp in fs.checkpoints() {
+        match cp.snapshot {
+            // The present kept by the rollback goes too.
+            Some(name) if Some(&name) != keep.as_ref() => fs.delete_snapshot(&name)?,
+            _ => {}
+        }
+    }
+    fs.sync()?;
+    fs.unmount()?;
+    Ok((view, checkpoint))
+}
+
+/// A snapshot name the filesystem does not use, for the present kept
+/// during the rollback (deleted before the unmount).
+fn unused_name(fs: &Filesystem) -> Vec<u8> {
+    let taken: HashSet<Vec<u8>> = fs
+        .checkpoints()
+        .into_iter()
+        .filter_map(|c| c.snapshot)
+        .collect();
+    (0u64..)
+        .map(|i| format!(".pagelog-send-{i}").into_bytes())
+        .find(|n| !taken.contains(n))
+        .unwrap_or_default()
+}
+
+/// The segments the state on `view` references (a full check's recount),
+/// and the one its checkpoint page is in. Refuses a state that does not
+/// check clean.
+fn needed(view: Arc<Overlay>, key: Option<&MasterKey>, sb: &Superblock) -> Result<BTreeSet<u64>> {
+    let dev: Arc<dyn BlockDevice> = view;
+    let report = fsck::check(dev.clone(), key, Level::Full, &mut |_, _, _| {});
+    refuse_findings(&report, "the snapshot, made a volume of its own,")?;
+    let Some(recount) = report.recount else {
+        return Err(Error::Refused("the check counted nothing".into()));
+    };
+    let mut keep: BTreeSet<u64> = recount
+        .live
+        .iter()
+        .enumerate()
+        .filter(|(_, &n)| n > 0)
+        .map(|(s, _)| s as u64)
+        .collect();
+    let now = newest_superblock(&*dev)?;
+    keep.extend(sb.geometry.segment_of(now.checkpoint_addr).map(|s| s.0));
+    Ok(keep)
+}
+
+/// Checks the copy as it will be read, every data page included.
+fn verify(only: Arc<dyn BlockDevice>, key: Option<&MasterKey>) -> Result<()> {
+    let report = fsck::check(only, key, Level::VerifyData, &mut |_, _, _| {});
+    refuse_findings(&report, "the copy")?;
+    if report.cleanly_unmounted != Some(true) {
+        return Err(Error::Refused(
+            "the copy would not be cleanly unmounted".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn refuse_findings(report: &fsck::Report, what: &str) -> Result<()> {
+    match report
+        .findings
+        .iter()
+        .find(|f| f.severity >= fsck::Severity::Warning)
+    {
+        Some(f) => Err(Error::Refused(format!(
+            "{what} does not check clean ({f}); nothing was sent: run pagelog-fsck on the source"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Puts every page and segment of the copy the target lacks; returns
+/// the manifest's map.
+fn put_missing(
+    only: &dyn BlockDevice,
+    geo: &Geometry,
+    keep: &BTreeSet<u64>,
+    target: &dyn ObjectBackend,
+    there: &HashSet<String>,
+    sent: &mut Sent,
+) -> Result<BTreeMap<String, String>> {
+    let mut objects = BTreeMap::new();
+    let fixed = (0..geo.first_segment_page).map(|p| (Key::Fixed(p), PageAddr(p), 1u64));
+    let segments = keep.iter().map(|&s| {
+        let start = geo.segment_start(SegmentNo(s));
+        (Key::Segment(s), start, u64::from(geo.pages_per_segment))
+    });
+    for (k, addr, pages) in fixed.chain(segments) {
+        let mut data = vec![0u8; pages as usize * PAGE_SIZE];
+        only.read(addr, &mut data)?;
+        // Trailing zero pages are not stored: an object reads as zeros
+        // past its end.
+        let used = data
+            .chunks(PAGE_SIZE)
+            .rposition(|p| p.iter().any(|&b| b != 0))
+            .map_or(0, |i| i + 1);
+        if used == 0 {
+            continue;
+        }
+        data.truncate(used * PAGE_SIZE);
+        let name = Manifest::object_name(k, xxhash_rust::xxh3::xxh3_128(&data));
+        sent.bytes += data.len() as u64;
+        if there.contains(&name) {
+            sent.kept += 1;
+        } else {
+            target.put(&name, &data)?;
+            sent.uploaded += 1;
+            sent.uploaded_bytes += data.len() as u64;
+        }
+        objects.insert(k.name(), name);
+    }
+    Ok(objects)
+}
+
+/// The view with every segment outside `keep` reading as zeros: what the
+/// copy will show.
+#[derive(Debug)]
+struct Only {
+    inner: Arc<Overlay>,
+    geo: Geometry,
+    keep: BTreeSet<u64>,
+}
+
+impl BlockDevice for Only {
+    fn len_pages(&self) -> u64 {
+        self.inner.len_pages()
+    }
+
+    fn read(&self, addr: PageAddr, buf: &mut [u8]) -> io::Result<()> {
+        self.inner.read(addr, buf)?;
+        for (i, chunk) in buf.chunks_mut(PAGE_SIZE).enumerate() {
+            let seg = self.geo.segment_of(addr.offset(i as u64));
+            if seg.is_some_and(|s| !self.keep.contains(&s.0)) {
+                chunk.fill(0);
+            }
+        }
+        Ok(())
+    }
+
+    fn write(&self, _addr: PageAddr, _buf: &[u8]) -> io::Result<()> {
+        Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            "the copy being sent is read-only",
+        ))
+    }
+
+    fn flush(&self) -> io::Result<()> {
+        Ok(())
+    }
+}

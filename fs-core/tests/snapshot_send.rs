@@ -1,0 +1,355 @@
+//! `pagelog-snapshot send` below the tool (`objects/send.rs`), to a
+//! local-directory store: the copy is the snapshot and nothing else,
+//! mounts read-only and checks clean; a later send ships only what the
+//! copy lacks; a send cut short at any object leaves the copy before it;
+//! what a send must not write over, it refuses.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use pagelog_core::checkpoints::At;
+use pagelog_core::fsck::{self, Level};
+use pagelog_core::objects::send::{send, Sent};
+use pagelog_core::objects::{DirBackend, Manifest, ObjectBackend, ObjectDevice, StoreOptions};
+use pagelog_core::seal::MasterKey;
+use pagelog_core::{BlockDevice, Cred, Error, Filesystem, Ino, MemDevice, MountOptions};
+
+mod support;
+
+/// 64 MiB volumes of 64-page (256 KiB) segments.
+const PAGES: u64 = 16384;
+const PPS: u32 = 64;
+
+fn target(dir: &Path) -> DirBackend {
+    DirBackend::new(&dir.join("copy")).expect("target")
+}
+
+fn write_files(fs: &mut Filesystem, tag: &str, n: usize, len: usize) -> BTreeMap<String, Vec<u8>> {
+    let root = Cred::root();
+    (0..n)
+        .map(|i| {
+            let name = format!("{tag}-{i}");
+            let data = support::noise(len + i * 1000, (i as u64 + 1) * 31 + tag.len() as u64);
+            let f = fs
+                .mknod(&root, Ino::ROOT, name.as_bytes(), 0o644, 0)
+                .expect("create");
+            fs.write(&root, f.ino, 0, &data).expect("write");
+            (name, data)
+        })
+        .collect()
+}
+
+fn remove(fs: &mut Filesystem, files: &mut BTreeMap<String, Vec<u8>>, names: &[String]) {
+    for n in names {
+        fs.unlink(&Cred::root(), Ino::ROOT, n.as_bytes())
+            .expect("unlink");
+        files.remove(n);
+    }
+}
+
+fn send_to(
+    src: &Arc<MemDevice>,
+    key: Option<&MasterKey>,
+    snapshot: &str,
+    to: &dyn ObjectBackend,
+) -> pagelog_core::Result<Sent> {
+    send(
+        src.clone() as Arc<dyn BlockDevice>,
+        key,
+        &At::Snapshot(snapshot.as_bytes().to_vec()),
+        snapshot,
+        to,
+        false,
+    )
+}
+
+/// A digest of every page of `dev`.
+fn image_digest(dev: &MemDevice) -> u128 {
+    let mut all = vec![0u8; dev.len_pages() as usize * 4096];
+    dev.read(pagelog_core::PageAddr(0), &mut all).expect("read");
+    xxhash_rust::xxh3::xxh3_128(&all)
+}
+
+fn read_only() -> StoreOptions {
+    StoreOptions {
+        read_only: true,
+        ..StoreOptions::default()
+    }
+}
+
+/// The copy in `dir`, opened as another machine would (a fresh cache).
+fn open_copy(dir: &Path, cache: &str) -> Arc<ObjectDevice> {
+    let dev = ObjectDevice::open(Box::new(target(dir)), &dir.join(cache), read_only())
+        .expect("open the copy");
+    Arc::new(dev)
+}
+
+/// The copy holds exactly `files` (and no other name in its root), checks
+/// clean to the last data page, and lists snapshot `name`.
+fn copy_is(dir: &Path, key: Option<MasterKey>, name: &str, files: &BTreeMap<String, Vec<u8>>) {
+    let cache = format!("cache-{name}");
+    let dev = open_copy(dir, &cache);
+    let report = fsck::check(
+        dev.clone() as Arc<dyn BlockDevice>,
+        key.as_ref(),
+        Level::VerifyData,
+        &mut |_, _, _| {},
+    );
+    assert_eq!(report.problems(), 0, "the copy: {:?}", report.findings);
+    let opts = MountOptions {
+        read_only: true,
+        key,
+        ..MountOptions::default()
+    };
+    let mut fs = Filesystem::mount(dev.clone() as Arc<dyn BlockDevice>, opts).expect("mount copy");
+    support::verify_files(&mut fs, files);
+    let mut listed = Vec::new();
+    fs.readdir(Ino::ROOT, 2, &mut |e| {
+        listed.push(String::from_utf8_lossy(&e.name).into_owned());
+        true
+    })
+    .expect("readdir");
+    listed.sort();
+    let expected: Vec<String> = files.keys().cloned().collect();
+    assert_eq!(
+        listed, expected,
+        "the copy's root holds the snapshot's files only"
+    );
+    let snapshots: Vec<Vec<u8>> = fs
+        .checkpoints()
+        .into_iter()
+        .filter_map(|c| c.snapshot)
+        .collect();
+    assert_eq!(snapshots, vec![name.as_bytes().to_vec()]);
+    assert!(fs.branches().is_empty());
+    fs.unmount().expect("unmount copy");
+    std::fs::remove_dir_all(dir.join(cache)).expect("rm cache");
+}
+
+/// The files of a snapshot, or of the live tree.
+type Files = BTreeMap<String, Vec<u8>>;
+
+/// A source with snapshot `one` (files `a`), then more written, some
+/// removed, another snapshot and a branch: none of which the copy of
+/// `one` may show. Returns `one`'s files and the live tree's.
+fn source(spec: &str) -> (Arc<MemDevice>, Option<MasterKey>, Files, Files) {
+    let dev = support::formatted_storing(PAGES, PPS, spec);
+    let key = support::key_for(spec);
+    let mut fs = support::mount_keyed(&dev, key.clone());
+    let one = write_files(&mut fs, "a", 30, 40_000);
+    fs.create_snapshot(b"one", None).expect("snapshot");
+    let mut live = one.clone();
+    live.extend(write_files(&mut fs, "later", 10, 60_000));
+    let names: Vec<String> = one.keys().take(5).cloned().collect();
+    remove(&mut fs, &mut live, &names);
+    fs.create_snapshot(b"unrelated", None).expect("snapshot");
+    fs.create_branch(b"work", &At::Snapshot(b"one".to_vec()))
+        .expect("branch");
+    fs.unmount().expect("unmount");
+    (dev, key, one, live)
+}
+
+#[test]
+fn a_sent_snapshot_is_a_read_only_volume_of_its_own() {
+    for spec in ["none", "zstd:1+sealed"] {
+        let dir = tempfile::tempdir().expect("tmp");
+        let (src, key, one, _) = source(spec);
+        let before = image_digest(&src);
+        let sent = send_to(&src, key.as_ref(), "one", &target(dir.path())).expect("send");
+        assert_eq!(
+            image_digest(&src),
+            before,
+            "{spec}: the source is never written"
+        );
+        assert_eq!(sent.uploaded, sent.segments + 2, "{spec}: {sent:?}");
+        assert_eq!(sent.kept, 0);
+        copy_is(dir.path(), key.clone(), "one", &one);
+        // A copy is not a filesystem to write to.
+        let writable = ObjectDevice::open(
+            Box::new(target(dir.path())),
+            &dir.path().join("rw"),
+            StoreOptions::default(),
+        );
+        match writable {
+            Err(Error::Refused(msg)) => assert!(msg.contains("read-only"), "{msg}"),
+            other => panic!("{spec}: a copy opened for writing: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_second_send_ships_only_what_the_copy_lacks() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (src, key, one, mut two) = source("none");
+    let first = send_to(&src, key.as_ref(), "one", &target(dir.path())).expect("send one");
+    let mut fs = support::mount_keyed(&src, key.clone());
+    let names: Vec<String> = one.keys().skip(10).take(3).cloned().collect();
+    remove(&mut fs, &mut two, &names);
+    let new = write_files(&mut fs, "b", 3, 20_000);
+    let new_bytes: u64 = two
+        .iter()
+        .chain(&new)
+        .filter(|(n, _)| !one.contains_key(*n))
+        .map(|(_, d)| d.len() as u64)
+        .sum();
+    two.extend(new);
+    fs.create_snapshot(b"two", None).expect("snapshot");
+    fs.unmount().expect("unmount");
+    let second = send_to(&src, key.as_ref(), "two", &target(dir.path())).expect("send two");
+    assert_eq!(second.replaced.as_deref(), Some("one"));
+    assert!(second.kept > 0, "{second:?}");
+    // What is new, and a few segments of tables and the commit that made
+    // the copy (each 256 KiB at most).
+    assert!(
+        second.uploaded_bytes < new_bytes + 4 * 256 * 1024,
+        "a change ships little more than itself ({new_bytes} bytes): {first:?} then {second:?}"
+    );
+    assert!(second.uploaded_bytes < second.bytes, "{second:?}");
+    copy_is(dir.path(), key, "two", &two);
+    // What the first copy alone held is gone from the store.
+    let t = target(dir.path());
+    let manifests = t.list(Manifest::PREFIX).expect("list");
+    assert_eq!(manifests.len(), 1, "{manifests:?}");
+    let held = t.list("segments/").expect("list").len() as u64;
+    assert_eq!(held, second.segments, "{second:?}");
+}
+
+/// Copies the directory tree `from` to `to`.
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for e in std::fs::read_dir(from).expect("read_dir") {
+        let e = e.expect("entry");
+        let dest = to.join(e.file_name());
+        match e.file_type().expect("type").is_dir() {
+            true => copy_dir(&e.path(), &dest),
+            false => {
+                std::fs::copy(e.path(), &dest).expect("copy");
+            }
+        }
+    }
+}
+
+/// A directory store whose puts fail after `left` more succeed.
+#[derive(Debug)]
+struct CutShort {
+    inner: DirBackend,
+    left: AtomicUsize,
+}
+
+impl ObjectBackend for CutShort {
+    fn put(&self, key: &str, data: &[u8]) -> io::Result<()> {
+        let left = self.left.load(Ordering::SeqCst);
+        if left == 0 {
+            return Err(io::Error::other("the sender died"));
+        }
+        self.left.store(left - 1, Ordering::SeqCst);
+        self.inner.put(key, data)
+    }
+    fn get(&self, key: &str) -> io::Result<Option<Vec<u8>>> {
+        self.inner.get(key)
+    }
+    fn delete(&self, key: &str) -> io::Result<()> {
+        self.inner.delete(key)
+    }
+    fn list(&self, prefix: &str) -> io::Result<Vec<String>> {
+        self.inner.list(prefix)
+    }
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+}
+
+#[test]
+fn a_send_cut_short_leaves_the_copy_it_was_replacing() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (src, key, one, mut two) = source("none");
+    send_to(&src, key.as_ref(), "one", &target(dir.path())).expect("send one");
+    let mut fs = support::mount_keyed(&src, key.clone());
+    let names: Vec<String> = one.keys().skip(5).take(15).cloned().collect();
+    remove(&mut fs, &mut two, &names);
+    two.extend(write_files(&mut fs, "b", 20, 50_000));
+    fs.create_snapshot(b"two", None).expect("snapshot");
+    fs.unmount().expect("unmount");
+    // Every point a send can stop at, each from the copy of `one` as the
+    // first send left it; then a send that stopped part way is finished
+    // by the next (what it put is not put again).
+    let pristine = dir.path().join("pristine");
+    copy_dir(&dir.path().join("copy"), &pristine);
+    let mut cut = 0;
+    let whole = loop {
+        std::fs::remove_dir_all(dir.path().join("copy")).expect("rm");
+        copy_dir(&pristine, &dir.path().join("copy"));
+        let short = CutShort {
+            inner: target(dir.path()),
+            left: AtomicUsize::new(cut),
+        };
+        match send_to(&src, key.as_ref(), "two", &short) {
+            Ok(sent) => break sent,
+            Err(e) => {
+                assert!(e.to_string().contains("the sender died"), "{e}");
+                copy_is(dir.path(), key.clone(), "one", &one);
+            }
+        }
+        cut += 1;
+    };
+    // The last put is the descriptor; a cut before it is a cut above.
+    assert_eq!(cut as u64, whole.uploaded + 2, "{whole:?}");
+    copy_is(dir.path(), key.clone(), "two", &two);
+    std::fs::remove_dir_all(dir.path().join("copy")).expect("rm");
+    copy_dir(&pristine, &dir.path().join("copy"));
+    let short = CutShort {
+        inner: target(dir.path()),
+        left: AtomicUsize::new(cut / 2),
+    };
+    send_to(&src, key.as_ref(), "two", &short).expect_err("cut short");
+    let rest = send_to(&src, key.as_ref(), "two", &target(dir.path())).expect("send");
+    assert!(rest.uploaded < whole.uploaded, "{rest:?} after {whole:?}");
+    copy_is(dir.path(), key, "two", &two);
+}
+
+#[test]
+fn a_send_refuses_what_it_must_not_write_over() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (src, key, one, _) = source("none");
+    // No such snapshot: nothing is written.
+    let missing = send_to(&src, key.as_ref(), "nope", &target(dir.path()));
+    assert!(matches!(missing, Err(Error::Refused(_))), "{missing:?}");
+    assert!(target(dir.path()).list("").expect("list").is_empty());
+    // A store holding a filesystem.
+    let fs_dir = dir.path().join("fs");
+    let volume = DirBackend::new(&fs_dir).expect("dir");
+    ObjectDevice::create(
+        Box::new(DirBackend::new(&fs_dir).expect("dir")),
+        &dir.path().join("fs-cache"),
+        PAGES,
+        PPS,
+        false,
+        StoreOptions::default(),
+    )
+    .expect("create");
+    match send_to(&src, key.as_ref(), "one", &volume) {
+        Err(Error::Refused(msg)) => assert!(msg.contains("holds a filesystem"), "{msg}"),
+        other => panic!("sent over a filesystem: {other:?}"),
+    }
+    // The copy of another filesystem: refused, unless forced.
+    send_to(&src, key.as_ref(), "one", &target(dir.path())).expect("send");
+    let (other, other_key, other_one, _) = source("none");
+    match send_to(&other, other_key.as_ref(), "one", &target(dir.path())) {
+        Err(Error::Refused(msg)) => assert!(msg.contains("another filesystem"), "{msg}"),
+        other => panic!("replaced another filesystem's copy: {other:?}"),
+    }
+    copy_is(dir.path(), key, "one", &one);
+    send(
+        other.clone() as Arc<dyn BlockDevice>,
+        other_key.as_ref(),
+        &At::Snapshot(b"one".to_vec()),
+        "one",
+        &target(dir.path()),
+        true,
+    )
+    .expect("forced");
+    copy_is(dir.path(), other_key, "one", &other_one);
+}
