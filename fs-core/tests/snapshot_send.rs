@@ -353,3 +353,60 @@ fn a_send_refuses_what_it_must_not_write_over() {
     .expect("forced");
     copy_is(dir.path(), other_key, "one", &other_one);
 }
+
+/// A source whose segments read differently the second time they are
+/// read whole (as if a writer elsewhere had used them again meanwhile).
+#[derive(Debug)]
+struct Shifting {
+    inner: Arc<MemDevice>,
+    reads: std::sync::Mutex<BTreeMap<u64, u32>>,
+}
+
+impl BlockDevice for Shifting {
+    fn len_pages(&self) -> u64 {
+        self.inner.len_pages()
+    }
+    fn read(&self, addr: pagelog_core::PageAddr, buf: &mut [u8]) -> io::Result<()> {
+        self.inner.read(addr, buf)?;
+        if buf.len() == PPS as usize * 4096 {
+            let mut reads = self.reads.lock().expect("lock");
+            let n = reads.entry(addr.0).or_default();
+            *n += 1;
+            if *n > 1 {
+                let last = buf.len() - 1;
+                buf[last] ^= 0x5a;
+            }
+        }
+        Ok(())
+    }
+    fn write(&self, _addr: pagelog_core::PageAddr, _buf: &[u8]) -> io::Result<()> {
+        Err(io::Error::other("the source is not written"))
+    }
+    fn flush(&self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_segment_changed_while_sent_publishes_nothing() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (src, key, one, _) = source("none");
+    send_to(&src, key.as_ref(), "one", &target(dir.path())).expect("send");
+    let shifting = Arc::new(Shifting {
+        inner: src,
+        reads: Default::default(),
+    });
+    let got = send(
+        shifting,
+        key.as_ref(),
+        &At::Snapshot(b"one".to_vec()),
+        "one",
+        &target(dir.path()),
+        false,
+    );
+    match got {
+        Err(Error::Refused(msg)) => assert!(msg.contains("changed while it was read"), "{msg}"),
+        other => panic!("a changing source was sent: {other:?}"),
+    }
+    copy_is(dir.path(), key, "one", &one);
+}

@@ -48,6 +48,9 @@ Examples:
   pagelog-snapshot mount /srv/web retry /mnt/retry --rw       beside the live mount
   pagelog-snapshot rollback /srv/web.img before-upgrade   the live tree as it was then;
                                                        the present is kept as a snapshot
+  pagelog-snapshot send /srv/web.img nightly --to s3://backups/web
+                                        a read-only copy in another bucket; sending the next
+                                        night's snapshot there uploads only what changed
 
 A branch is a read-write root made from a snapshot or checkpoint: it shares every unchanged
 page with it and leaves the live tree untouched; its origin is kept while it lives.
@@ -157,6 +160,21 @@ enum Verb {
         name: OsString,
         /// Path of the file inside the filesystem
         path: OsString,
+    },
+    /// Send a snapshot or checkpoint to an object store as a read-only
+    /// copy of the filesystem as it holds it; a later send to the same
+    /// place uploads only what the copy lacks
+    Send {
+        /// Image file, block device or store (s3://BUCKET/PREFIX, dir:/PATH)
+        image: PathBuf,
+        /// Snapshot name, cp=N or at=TIME
+        name: OsString,
+        /// Where the copy goes: s3://BUCKET/PREFIX or dir:/PATH
+        #[arg(long, value_name = "URL")]
+        to: String,
+        /// Replace a copy of another filesystem, or one that cannot be read
+        #[arg(long)]
+        force: bool,
     },
     /// Mount a snapshot or checkpoint read-only (beside a running mount, or
     /// by running pagelog-mount)
@@ -315,6 +333,12 @@ fn run(args: Args) -> Result<Vec<u8>, Failure> {
                 json,
             )
         }
+        Verb::Send {
+            image,
+            name,
+            to,
+            force,
+        } => send(&image, name.as_bytes(), &to, force, json),
         Verb::Mount {
             image,
             name,
@@ -391,8 +415,24 @@ fn selecting(at: &At) -> serde_json::Value {
 /// image says so.
 fn open(image: &Path, opts: MountOptions) -> Result<Filesystem, Failure> {
     let writable = !opts.read_only;
+    let (dev, key) = device(image, writable, true)?;
+    let opts = MountOptions { key, ..opts };
+    Filesystem::mount(dev, opts).map_err(|e| format!("{}: {e}", image.display()))
+}
+
+/// The image or store `image`, opened for writing or not, locked if
+/// `lock`, and its key if it is sealed.
+fn device(
+    image: &Path,
+    writable: bool,
+    lock: bool,
+) -> Result<(Arc<dyn BlockDevice>, Option<pagelog_core::seal::MasterKey>), Failure> {
     let dev = Backing::open(image, writable)?;
-    dev.lock(writable).map_err(|e| match e.kind() {
+    let locked = match lock {
+        true => dev.lock(writable),
+        false => Ok(()),
+    };
+    locked.map_err(|e| match e.kind() {
         std::io::ErrorKind::WouldBlock => format!(
             "{} is mounted or in use, and no daemon answers on its control socket: list, \
              create and delete reach a running mount only through it; cat and mount need the \
@@ -415,9 +455,7 @@ fn open(image: &Path, opts: MountOptions) -> Result<Filesystem, Failure> {
         }
         Err(e) => return Err(format!("{}: {e}", image.display())),
     };
-    let dev: Arc<dyn BlockDevice> = Arc::new(dev);
-    let opts = MountOptions { key, ..opts };
-    Filesystem::mount(dev, opts).map_err(|e| format!("{}: {e}", image.display()))
+    Ok((Arc::new(dev), key))
 }
 
 fn read_only(at: Option<At>) -> MountOptions {
@@ -784,6 +822,56 @@ fn rollback(
         false => format!(
             "rolled back to '{shown}' (checkpoint {from}); the present is kept as snapshot \
              '{keep}' (checkpoint {kept})"
+        ),
+    };
+    Ok(format!("{line}\n").into_bytes())
+}
+
+/// `pagelog-snapshot send`: the work is in `pagelog_core::objects::send`.
+/// The source is read, never written, and not locked: a mounted one is
+/// read as its newest commit, and the send stops, publishing nothing, if
+/// a segment it ships changes while it reads.
+fn send(image: &Path, name: &[u8], to: &str, force: bool, json: bool) -> Result<Vec<u8>, Failure> {
+    use pagelog_core::objects::{send::send, Location, StoreSettings};
+    let at = selector(name)?;
+    let loc = match Location::parse(to) {
+        Some(loc) => loc?,
+        None => {
+            return Err(format!(
+                "--to {to}: not a store (s3://BUCKET/PREFIX or dir:/PATH)"
+            ))
+        }
+    };
+    let settings = StoreSettings::load(None)?;
+    let target = loc.backend(&settings).map_err(|e| format!("{loc}: {e}"))?;
+    let (dev, key) = device(image, false, false)?;
+    let label = String::from_utf8_lossy(name).into_owned();
+    let sent = send(dev, key.as_ref(), &at, &label, &*target, force)
+        .map_err(|e| format!("cannot send '{label}' to {loc}: {e}"))?;
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    let line = match json {
+        true => serde_json::json!({
+            "sent": label, "checkpoint": sent.checkpoint, "to": loc.to_string(),
+            "segments": sent.segments, "bytes": sent.bytes, "uploaded": sent.uploaded,
+            "uploaded_bytes": sent.uploaded_bytes, "kept": sent.kept, "deleted": sent.deleted,
+            "generation": sent.generation, "replaced": sent.replaced,
+        })
+        .to_string(),
+        false => format!(
+            "sent '{label}' (checkpoint {}) to {loc}: {} segments, {:.1} MiB; uploaded {} \
+             objects ({:.1} MiB), {} already there, {} no longer needed deleted{}\n\
+             mount it with: pagelog-mount -o ro {loc} DIR",
+            sent.checkpoint,
+            sent.segments,
+            mib(sent.bytes),
+            sent.uploaded,
+            mib(sent.uploaded_bytes),
+            sent.kept,
+            sent.deleted,
+            match &sent.replaced {
+                Some(old) => format!("; it replaces the copy of '{old}'"),
+                None => String::new(),
+            }
         ),
     };
     Ok(format!("{line}\n").into_bytes())

@@ -15,9 +15,9 @@
 //! Objects are named by content (`manifest.rs`), so the copy a send
 //! replaces stays whole until its descriptor is replaced (one PUT).
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use super::backend::ObjectBackend;
 use super::descriptor::{Descriptor, Key};
@@ -73,10 +73,11 @@ pub fn send(
     let before = target_copy(target, &sb, force)?;
     let (view, checkpoint) = materialise(source, &sb, key, at)?;
     let keep = needed(view.clone(), key, &sb)?;
-    let only: Arc<dyn BlockDevice> = Arc::new(Only {
+    let only = Arc::new(Only {
         inner: view,
         geo: sb.geometry,
         keep: keep.clone(),
+        seen: Mutex::new(HashMap::new()),
     });
     verify(only.clone(), key)?;
     let mut sent = Sent {
@@ -91,7 +92,7 @@ pub fn send(
         replaced: before.as_ref().map(|m| m.snapshot.clone()),
     };
     let there: HashSet<String> = target.list("")?.into_iter().collect();
-    let objects = put_missing(&*only, &sb.geometry, &keep, target, &there, &mut sent)?;
+    let objects = put_missing(&only, &sb.geometry, &keep, target, &there, &mut sent)?;
     let generation = there
         .iter()
         .filter_map(|n| Manifest::generation(n))
@@ -271,7 +272,7 @@ fn needed(view: Arc<Overlay>, key: Option<&MasterKey>, sb: &Superblock) -> Resul
 }
 
 /// Checks the copy as it will be read, every data page included.
-fn verify(only: Arc<dyn BlockDevice>, key: Option<&MasterKey>) -> Result<()> {
+fn verify(only: Arc<Only>, key: Option<&MasterKey>) -> Result<()> {
     let report = fsck::check(only, key, Level::VerifyData, &mut |_, _, _| {});
     refuse_findings(&report, "the copy")?;
     if report.cleanly_unmounted != Some(true) {
@@ -298,7 +299,7 @@ fn refuse_findings(report: &fsck::Report, what: &str) -> Result<()> {
 /// Puts every page and segment of the copy the target lacks; returns
 /// the manifest's map.
 fn put_missing(
-    only: &dyn BlockDevice,
+    only: &Only,
     geo: &Geometry,
     keep: &BTreeSet<u64>,
     target: &dyn ObjectBackend,
@@ -312,19 +313,21 @@ fn put_missing(
         (Key::Segment(s), start, u64::from(geo.pages_per_segment))
     });
     for (k, addr, pages) in fixed.chain(segments) {
-        let mut data = vec![0u8; pages as usize * PAGE_SIZE];
-        only.read(addr, &mut data)?;
-        // Trailing zero pages are not stored: an object reads as zeros
-        // past its end.
-        let used = data
-            .chunks(PAGE_SIZE)
-            .rposition(|p| p.iter().any(|&b| b != 0))
-            .map_or(0, |i| i + 1);
-        if used == 0 {
+        let data = object_bytes(&*only.inner, addr, pages)?;
+        if data.is_empty() {
             continue;
         }
-        data.truncate(used * PAGE_SIZE);
-        let name = Manifest::object_name(k, xxhash_rust::xxh3::xxh3_128(&data));
+        let hash = digest(&data);
+        if let Key::Segment(seg) = k {
+            if only.lock().get(&seg).is_some_and(|&h| h != hash) {
+                return Err(Error::Refused(format!(
+                    "segment {seg} of the source changed while it was read (the filesystem \
+                     is mounted and its log used the segment again); nothing was published: \
+                     send again"
+                )));
+            }
+        }
+        let name = Manifest::object_name(k, hash);
         sent.bytes += data.len() as u64;
         if there.contains(&name) {
             sent.kept += 1;
@@ -345,6 +348,39 @@ struct Only {
     inner: Arc<Overlay>,
     geo: Geometry,
     keep: BTreeSet<u64>,
+    /// The digest of each segment kept as the check first read it: one
+    /// read again to be put must match it (a writer elsewhere could have
+    /// given the segment to new data since).
+    seen: Mutex<HashMap<u64, u128>>,
+}
+
+impl Only {
+    fn lock(&self) -> MutexGuard<'_, HashMap<u64, u128>> {
+        self.seen.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Segment `seg` as `dev` holds it, without its trailing zero pages
+    /// (an object reads as zeros past its end).
+    fn segment(&self, dev: &dyn BlockDevice, seg: SegmentNo) -> io::Result<Vec<u8>> {
+        let pages = u64::from(self.geo.pages_per_segment);
+        object_bytes(dev, self.geo.segment_start(seg), pages)
+    }
+}
+
+/// `pages` pages from `addr` on `dev`, without the trailing zero pages.
+fn object_bytes(dev: &dyn BlockDevice, addr: PageAddr, pages: u64) -> io::Result<Vec<u8>> {
+    let mut data = vec![0u8; pages as usize * PAGE_SIZE];
+    dev.read(addr, &mut data)?;
+    let used = data
+        .chunks(PAGE_SIZE)
+        .rposition(|p| p.iter().any(|&b| b != 0))
+        .map_or(0, |i| i + 1);
+    data.truncate(used * PAGE_SIZE);
+    Ok(data)
+}
+
+fn digest(data: &[u8]) -> u128 {
+    xxhash_rust::xxh3::xxh3_128(data)
 }
 
 impl BlockDevice for Only {
@@ -355,9 +391,14 @@ impl BlockDevice for Only {
     fn read(&self, addr: PageAddr, buf: &mut [u8]) -> io::Result<()> {
         self.inner.read(addr, buf)?;
         for (i, chunk) in buf.chunks_mut(PAGE_SIZE).enumerate() {
-            let seg = self.geo.segment_of(addr.offset(i as u64));
-            if seg.is_some_and(|s| !self.keep.contains(&s.0)) {
+            let Some(seg) = self.geo.segment_of(addr.offset(i as u64)) else {
+                continue;
+            };
+            if !self.keep.contains(&seg.0) {
                 chunk.fill(0);
+            } else if !self.lock().contains_key(&seg.0) {
+                let digest = digest(&self.segment(&*self.inner, seg)?);
+                self.lock().insert(seg.0, digest);
             }
         }
         Ok(())
