@@ -603,3 +603,72 @@ fn a_branch_beside_the_live_mount_keeps_its_writes_when_the_live_mount_ends() {
     assert_eq!(fs::read(br.path("f")).expect("read"), b"then");
     assert!(br.unmount().success());
 }
+
+/// `pagelog-snapshot send` from a mounted image to a directory store: the
+/// copy mounts read-only (and nothing else), holds the snapshot and not
+/// what came after, checks clean, refuses to be written; the next
+/// snapshot sent there uploads little more than what changed.
+#[test]
+fn a_snapshot_sent_to_a_store_mounts_read_only_anywhere() {
+    let s = Scratch::new();
+    let m = s.mounted("128M", "");
+    sh(&format!(
+        "mkdir -p '{0}/etc' && seq 1 20000 > '{0}/etc/app.conf' && head -c 6000000 /dev/urandom > '{0}/blob' && sync",
+        m.dir.display()
+    ));
+    let blob = fs::read(m.path("blob")).expect("blob");
+    let conf = fs::read(m.path("etc/app.conf")).expect("conf");
+    let mnt = m.dir.to_str().expect("utf-8").to_string();
+    let img = m.image.to_str().expect("utf-8").to_string();
+    ok(&snapshot_tool(&["create", &mnt, "nightly"]));
+    sh(&format!("rm '{mnt}/blob' && echo later > '{mnt}/later' && sync"));
+    let copy = format!("dir:{}", s.path("copy").display());
+    // Sent while the filesystem is mounted: its newest commit is read.
+    let first: serde_json::Value = serde_json::from_str(&ok(&snapshot_tool(&[
+        "send", &img, "nightly", "--to", &copy, "--json",
+    ])))
+    .expect("json");
+    assert_eq!(first["kept"], 0, "{first}");
+    assert!(first["uploaded_bytes"].as_u64().expect("bytes") >= 6_000_000, "{first}");
+
+    let there = s.path("there");
+    fs::create_dir_all(&there).expect("mkdir");
+    let c = Mount::start(std::path::Path::new(&copy), &there, "ro").expect("mount the copy");
+    assert_eq!(fs::read(c.path("blob")).expect("blob in the copy"), blob);
+    assert_eq!(fs::read(c.path("etc/app.conf")).expect("conf"), conf);
+    assert!(!c.path("later").exists(), "what came after the snapshot is not in the copy");
+    assert!(fs::write(c.path("x"), b"x").is_err(), "the copy is read-only");
+    assert!(c.unmount().success());
+    assert_checks_clean(std::path::Path::new(&copy));
+    let rw = Mount::start(std::path::Path::new(&copy), &there, "");
+    let err = rw.expect_err("a copy mounted read-write").to_string();
+    assert!(err.contains("read-only"), "{err}");
+
+    // The next night: a small change, sent to the same place.
+    sh(&format!("echo tuesday >> '{mnt}/etc/app.conf' && sync"));
+    ok(&snapshot_tool(&["create", &mnt, "nightly-2"]));
+    let second: serde_json::Value = serde_json::from_str(&ok(&snapshot_tool(&[
+        "send", &img, "nightly-2", "--to", &copy, "--json",
+    ])))
+    .expect("json");
+    assert_eq!(second["replaced"], "nightly", "{second}");
+    assert!(second["kept"].as_u64().expect("kept") > 0, "{second}");
+    assert!(
+        second["uploaded_bytes"].as_u64().expect("bytes") < 2_000_000,
+        "the unchanged segments are not uploaded again: {second}"
+    );
+    assert!(m.unmount().success());
+    let listed = list(&copy);
+    let names: Vec<&serde_json::Value> = listed["checkpoints"]
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter(|c| c["kind"] == "snapshot")
+        .map(|c| &c["name"])
+        .collect();
+    assert_eq!(names, vec!["nightly-2"], "{listed}");
+    let c = Mount::start(std::path::Path::new(&copy), &there, "ro").expect("mount the copy");
+    assert!(fs::read_to_string(c.path("etc/app.conf")).expect("conf").ends_with("tuesday\n"));
+    assert!(c.path("later").exists() && !c.path("blob").exists());
+    assert!(c.unmount().success());
+}
