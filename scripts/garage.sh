@@ -5,7 +5,7 @@
 #   scripts/garage.sh build               builds Garage once (cargo install, from the
 #                                         package registry) into $GARAGE_CACHE
 #   scripts/garage.sh start DIR           starts nodes 1-3 with their state under DIR,
-#                                         makes bucket "pagelog" and a key, and writes
+#                                         makes buckets "pagelog" and "pagelog-copy" and a key, and writes
 #                                         DIR/store.toml (endpoints and the key)
 #   scripts/garage.sh stop-node DIR N     stops node N (SIGTERM), start-node DIR N again
 #   scripts/garage.sh wait DIR            waits until every node serves the bucket (after
@@ -138,6 +138,9 @@ start() { # DIR
     id=$(echo "$key" | sed -n 's/^Key ID: *//p' | tr -d ' ')
     secret=$(echo "$key" | sed -n 's/^Secret key: *//p' | tr -d ' ')
     g "$dir" 1 bucket allow --read --write --owner pagelog --key pagelog-test >/dev/null
+    # A second bucket, for snapshots sent away (pagelog-snapshot send).
+    g "$dir" 1 bucket create pagelog-copy >/dev/null
+    g "$dir" 1 bucket allow --read --write --owner pagelog-copy --key pagelog-test >/dev/null
     umask 077
     cat >"$dir/store.toml" <<EOF
 endpoint = "http://127.0.0.1:3910"

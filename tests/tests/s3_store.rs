@@ -253,6 +253,65 @@ fn a_filesystem_on_a_three_node_garage_cluster() {
     let frag = ok(&b.tool("pagelog-frag", &[&url]), "pagelog-frag");
     assert!(frag.contains("fragmentation factor"), "{frag}");
 
+    // A snapshot goes to a second bucket while the filesystem is mounted,
+    // and a third machine mounts the copy read-only; the next snapshot
+    // sent there uploads what changed.
+    let m = b.mount(&url, &mnt, "");
+    let at_snapshot = sums(&mnt);
+    let mnt_s = mnt.to_str().expect("utf-8");
+    ok(
+        &b.tool("pagelog-snapshot", &["create", mnt_s, "backup"]),
+        "create",
+    );
+    sh(&format!(
+        "echo after > '{mnt_s}/after' && sync '{mnt_s}/after'"
+    ));
+    let copy = format!("s3://pagelog-copy/t{}", std::process::id());
+    let send = |name: &str| -> serde_json::Value {
+        let out = b.tool(
+            "pagelog-snapshot",
+            &["send", &url, name, "--to", &copy, "--json"],
+        );
+        serde_json::from_str(&ok(&out, "send")).expect("json")
+    };
+    let first = send("backup");
+    assert!(
+        first["uploaded_bytes"].as_u64().expect("bytes") > 64 << 20,
+        "{first}"
+    );
+    let e = Machine {
+        config: cluster.config(),
+        cache: s.path("cache-e"),
+        cache_size: "1G",
+    };
+    let there = s.path("there");
+    let cm = e.mount(&copy, &there, "ro");
+    assert_eq!(sums(&there), at_snapshot, "the copy is the snapshot");
+    assert!(cm.unmount().success());
+    sh(&format!(
+        "echo more > '{mnt_s}/more' && sync '{mnt_s}/more'"
+    ));
+    ok(
+        &b.tool("pagelog-snapshot", &["create", mnt_s, "backup-2"]),
+        "create",
+    );
+    let second = send("backup-2");
+    assert!(second["kept"].as_u64().expect("kept") > 0, "{second}");
+    assert!(
+        second["uploaded_bytes"].as_u64().expect("bytes") * 8
+            < first["uploaded_bytes"].as_u64().expect("bytes"),
+        "{first} then {second}"
+    );
+    assert!(m.unmount().success());
+    let cm = e.mount(&copy, &there, "ro");
+    assert_eq!(
+        std::fs::read_to_string(there.join("more")).expect("more"),
+        "more\n"
+    );
+    assert!(cm.unmount().success());
+    let out = e.tool("pagelog-fsck", &["-n", "--verify-data", &copy]);
+    assert_eq!(out.status.code(), Some(0), "fsck of the copy: {out:?}");
+
     // The store stops answering. A read the cache cannot serve fails
     // (EIO, after the timeout) and works again once the store is back.
     let short = s.path("short.toml");

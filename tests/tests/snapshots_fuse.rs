@@ -621,7 +621,9 @@ fn a_snapshot_sent_to_a_store_mounts_read_only_anywhere() {
     let mnt = m.dir.to_str().expect("utf-8").to_string();
     let img = m.image.to_str().expect("utf-8").to_string();
     ok(&snapshot_tool(&["create", &mnt, "nightly"]));
-    sh(&format!("rm '{mnt}/blob' && echo later > '{mnt}/later' && sync"));
+    sh(&format!(
+        "rm '{mnt}/blob' && echo later > '{mnt}/later' && sync"
+    ));
     let copy = format!("dir:{}", s.path("copy").display());
     // Sent while the filesystem is mounted: its newest commit is read.
     let first: serde_json::Value = serde_json::from_str(&ok(&snapshot_tool(&[
@@ -629,15 +631,24 @@ fn a_snapshot_sent_to_a_store_mounts_read_only_anywhere() {
     ])))
     .expect("json");
     assert_eq!(first["kept"], 0, "{first}");
-    assert!(first["uploaded_bytes"].as_u64().expect("bytes") >= 6_000_000, "{first}");
+    assert!(
+        first["uploaded_bytes"].as_u64().expect("bytes") >= 6_000_000,
+        "{first}"
+    );
 
     let there = s.path("there");
     fs::create_dir_all(&there).expect("mkdir");
     let c = Mount::start(std::path::Path::new(&copy), &there, "ro").expect("mount the copy");
     assert_eq!(fs::read(c.path("blob")).expect("blob in the copy"), blob);
     assert_eq!(fs::read(c.path("etc/app.conf")).expect("conf"), conf);
-    assert!(!c.path("later").exists(), "what came after the snapshot is not in the copy");
-    assert!(fs::write(c.path("x"), b"x").is_err(), "the copy is read-only");
+    assert!(
+        !c.path("later").exists(),
+        "what came after the snapshot is not in the copy"
+    );
+    assert!(
+        fs::write(c.path("x"), b"x").is_err(),
+        "the copy is read-only"
+    );
     assert!(c.unmount().success());
     assert_checks_clean(std::path::Path::new(&copy));
     let rw = Mount::start(std::path::Path::new(&copy), &there, "");
@@ -648,7 +659,12 @@ fn a_snapshot_sent_to_a_store_mounts_read_only_anywhere() {
     sh(&format!("echo tuesday >> '{mnt}/etc/app.conf' && sync"));
     ok(&snapshot_tool(&["create", &mnt, "nightly-2"]));
     let second: serde_json::Value = serde_json::from_str(&ok(&snapshot_tool(&[
-        "send", &img, "nightly-2", "--to", &copy, "--json",
+        "send",
+        &img,
+        "nightly-2",
+        "--to",
+        &copy,
+        "--json",
     ])))
     .expect("json");
     assert_eq!(second["replaced"], "nightly", "{second}");
@@ -668,7 +684,9 @@ fn a_snapshot_sent_to_a_store_mounts_read_only_anywhere() {
         .collect();
     assert_eq!(names, vec!["nightly-2"], "{listed}");
     let c = Mount::start(std::path::Path::new(&copy), &there, "ro").expect("mount the copy");
-    assert!(fs::read_to_string(c.path("etc/app.conf")).expect("conf").ends_with("tuesday\n"));
+    assert!(fs::read_to_string(c.path("etc/app.conf"))
+        .expect("conf")
+        .ends_with("tuesday\n"));
     assert!(c.path("later").exists() && !c.path("blob").exists());
     assert!(c.unmount().success());
 }
