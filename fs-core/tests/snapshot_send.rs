@@ -241,12 +241,13 @@ struct CutShort {
 
 impl ObjectBackend for CutShort {
     fn put(&self, key: &str, data: &[u8]) -> io::Result<()> {
-        let left = self.left.load(Ordering::SeqCst);
-        if left == 0 {
-            return Err(io::Error::other("the sender died"));
+        let took = self
+            .left
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        match took {
+            Ok(_) => self.inner.put(key, data),
+            Err(_) => Err(io::Error::other("the sender died")),
         }
-        self.left.store(left - 1, Ordering::SeqCst);
-        self.inner.put(key, data)
     }
     fn get(&self, key: &str) -> io::Result<Option<Vec<u8>>> {
         self.inner.get(key)

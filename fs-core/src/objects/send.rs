@@ -17,6 +17,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use super::backend::ObjectBackend;
@@ -296,8 +297,11 @@ fn refuse_findings(report: &fsck::Report, what: &str) -> Result<()> {
     }
 }
 
-/// Puts every page and segment of the copy the target lacks; returns
-/// the manifest's map.
+/// Objects put at once (as the store device's workers).
+const PUTS_AT_ONCE: usize = 4;
+
+/// Puts every page and segment of the copy the target lacks, several at
+/// once; returns the manifest's map.
 fn put_missing(
     only: &Only,
     geo: &Geometry,
@@ -306,39 +310,90 @@ fn put_missing(
     there: &HashSet<String>,
     sent: &mut Sent,
 ) -> Result<BTreeMap<String, String>> {
-    let mut objects = BTreeMap::new();
     let fixed = (0..geo.first_segment_page).map(|p| (Key::Fixed(p), PageAddr(p), 1u64));
     let segments = keep.iter().map(|&s| {
         let start = geo.segment_start(SegmentNo(s));
         (Key::Segment(s), start, u64::from(geo.pages_per_segment))
     });
-    for (k, addr, pages) in fixed.chain(segments) {
-        let data = object_bytes(&*only.inner, addr, pages)?;
-        if data.is_empty() {
-            continue;
-        }
-        let hash = digest(&data);
-        if let Key::Segment(seg) = k {
-            if only.lock().get(&seg).is_some_and(|&h| h != hash) {
-                return Err(Error::Refused(format!(
-                    "segment {seg} of the source changed while it was read (the filesystem \
-                     is mounted and its log used the segment again); nothing was published: \
-                     send again"
-                )));
+    let todo: Vec<(Key, PageAddr, u64)> = fixed.chain(segments).collect();
+    let next = AtomicUsize::new(0);
+    let done = Mutex::new((BTreeMap::new(), sent.clone()));
+    let failed: Mutex<Option<Error>> = Mutex::new(None);
+    let work = || {
+        while failed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_none()
+        {
+            let Some(&(k, addr, pages)) = todo.get(next.fetch_add(1, Ordering::SeqCst)) else {
+                return;
+            };
+            let outcome = put_one(only, (k, addr, pages), target, there);
+            let mut d = done.lock().unwrap_or_else(PoisonError::into_inner);
+            match outcome {
+                Ok(None) => {}
+                Ok(Some((name, len, put))) => {
+                    d.1.bytes += len;
+                    match put {
+                        true => {
+                            (d.1.uploaded, d.1.uploaded_bytes) =
+                                (d.1.uploaded + 1, d.1.uploaded_bytes + len)
+                        }
+                        false => d.1.kept += 1,
+                    }
+                    d.0.insert(k.name(), name);
+                }
+                Err(e) => {
+                    failed
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .get_or_insert(e);
+                }
             }
         }
-        let name = Manifest::object_name(k, hash);
-        sent.bytes += data.len() as u64;
-        if there.contains(&name) {
-            sent.kept += 1;
-        } else {
-            target.put(&name, &data)?;
-            sent.uploaded += 1;
-            sent.uploaded_bytes += data.len() as u64;
+    };
+    std::thread::scope(|scope| {
+        for _ in 0..PUTS_AT_ONCE {
+            scope.spawn(work);
         }
-        objects.insert(k.name(), name);
+    });
+    if let Some(e) = failed.into_inner().unwrap_or_else(PoisonError::into_inner) {
+        return Err(e);
     }
+    let (objects, counted) = done.into_inner().unwrap_or_else(PoisonError::into_inner);
+    *sent = counted;
     Ok(objects)
+}
+
+/// Reads one page or segment of the copy and puts it unless the target
+/// has it: its object's name, bytes, and whether it was put; `None` if
+/// it is all zeros (no object).
+fn put_one(
+    only: &Only,
+    (k, addr, pages): (Key, PageAddr, u64),
+    target: &dyn ObjectBackend,
+    there: &HashSet<String>,
+) -> Result<Option<(String, u64, bool)>> {
+    let data = object_bytes(&*only.inner, addr, pages)?;
+    if data.is_empty() {
+        return Ok(None);
+    }
+    let hash = digest(&data);
+    if let Key::Segment(seg) = k {
+        if only.lock().get(&seg).is_some_and(|&h| h != hash) {
+            return Err(Error::Refused(format!(
+                "segment {seg} of the source changed while it was read (the filesystem \
+                 is mounted and its log used the segment again); nothing was published: \
+                 send again"
+            )));
+        }
+    }
+    let name = Manifest::object_name(k, hash);
+    let put = !there.contains(&name);
+    if put {
+        target.put(&name, &data)?;
+    }
+    Ok(Some((name, data.len() as u64, put)))
 }
 
 /// The view with every segment outside `keep` reading as zeros: what the
