@@ -103,6 +103,24 @@ fn elsewhere(dir: &Path, cache: &str) -> Arc<ObjectDevice> {
     Arc::new(ObjectDevice::open(store(dir), &dir.join(cache), options(1 << 30)).expect("open"))
 }
 
+/// The store under `dir` read by another machine while its writer lives
+/// (a second writer would be refused: `lease.rs`).
+fn elsewhere_ro(dir: &Path, cache: &str) -> Arc<ObjectDevice> {
+    let opts = StoreOptions {
+        read_only: true,
+        ..options(1 << 30)
+    };
+    Arc::new(ObjectDevice::open(store(dir), &dir.join(cache), opts).expect("open"))
+}
+
+fn mount_ro(dev: &Arc<ObjectDevice>) -> Filesystem {
+    let opts = MountOptions {
+        read_only: true,
+        ..MountOptions::default()
+    };
+    Filesystem::mount(dev.clone() as Arc<dyn BlockDevice>, opts).expect("mount read-only")
+}
+
 fn mount(dev: &Arc<ObjectDevice>) -> Filesystem {
     let opts = MountOptions {
         dirty_limit: 1 << 20,
@@ -183,9 +201,9 @@ fn a_killed_writer_leaves_every_synced_byte_in_the_store() {
     // The writer dies: no unmount, no flush; its device stays alive (as a
     // process that hangs would), its cache unread by the next machine.
     std::mem::forget(fs);
-    let dev2 = elsewhere(dir.path(), "cache-b");
+    let dev2 = elsewhere_ro(dir.path(), "cache-b");
     check_clean(&dev2);
-    let mut fs = mount(&dev2);
+    let mut fs = mount_ro(&dev2);
     verify(&mut fs, &synced);
     fs.unmount().expect("unmount");
     std::mem::forget(dev);
@@ -323,7 +341,7 @@ fn an_unanswering_store_blocks_then_fails_and_loses_nothing_committed() {
     // A mount elsewhere meanwhile has what the syncs that returned stored.
     let killed = {
         down.store(false, Ordering::SeqCst);
-        let dev2 = elsewhere(dir.path(), "cache-b");
+        let dev2 = elsewhere_ro(dir.path(), "cache-b");
         check_clean(&dev2);
         let mut fs2 = Filesystem::mount(
             dev2.clone() as Arc<dyn BlockDevice>,
@@ -511,11 +529,86 @@ fn small_fsyncs_upload_what_they_wrote() {
     assert!(segment_objects(dir.path()) > 0, "no segment stored whole");
     // The writer dies; another machine has every fsync'd byte.
     std::mem::forget(fs);
-    let dev2 = elsewhere(dir.path(), "cache-b");
+    let dev2 = elsewhere_ro(dir.path(), "cache-b");
     check_clean(&dev2);
-    let mut fs = mount(&dev2);
+    let mut fs = mount_ro(&dev2);
     let files = BTreeMap::from([("log".to_string(), all)]);
     verify(&mut fs, &files);
     fs.unmount().expect("unmount");
     std::mem::forget(dev);
+}
+
+/// One writer at a time: a second read-write open is refused while the
+/// first renews its lease; a writer whose lease another took stops
+/// writing (read-only at its last commit), and a lease nobody renews is
+/// taken over.
+#[test]
+fn one_writer_at_a_time() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let quick = StoreOptions {
+        lease: Duration::from_millis(200),
+        ..options(1 << 30)
+    };
+    let dev = Arc::new(
+        ObjectDevice::create(
+            store(dir.path()),
+            &dir.path().join("cache-a"),
+            PAGES,
+            PPS,
+            false,
+            quick.clone(),
+        )
+        .expect("create"),
+    );
+    let opts = FormatOptions {
+        pages_per_segment: PPS,
+        ..FormatOptions::default()
+    };
+    format(dev.clone(), &opts).expect("format");
+    let mut fs = mount(&dev);
+    let synced = write_files(&mut fs, "synced", 10, 30_000);
+    fs.sync().expect("sync");
+    let second = ObjectDevice::open(
+        store(dir.path()),
+        &dir.path().join("cache-b"),
+        quick.clone(),
+    );
+    match second {
+        Err(pagelog_core::Error::Refused(msg)) => {
+            assert!(msg.contains("mounted read-write on"), "{msg}")
+        }
+        other => panic!("a second writer: {other:?}"),
+    }
+    // Another machine takes the store over (as one would from a writer
+    // silent too long): the first writes nothing more.
+    let other = serde_json::json!({
+        "token": "0123", "host": "another-machine", "pid": 1, "since_ns": 0, "renewed": 0
+    });
+    store(dir.path())
+        .put("writer.json", other.to_string().as_bytes())
+        .expect("put");
+    // Its next renewal finds it (a real taker waits four renewals).
+    std::thread::sleep(Duration::from_millis(500));
+    write_files(&mut fs, "late", 5, 30_000);
+    let err = fs
+        .sync()
+        .expect_err("a sync after the store was taken over");
+    assert!(err.to_string().contains("another writer"), "{err}");
+    let state = fs.cleaner_report().state;
+    assert!(state.starts_with("read-only"), "state: {state}");
+    drop(fs);
+    drop(dev);
+    // That lease is never renewed: the next writer takes it over.
+    let dev = ObjectDevice::open(store(dir.path()), &dir.path().join("cache-c"), quick)
+        .expect("taking over a silent lease");
+    let dev = Arc::new(dev);
+    check_clean(&dev);
+    let mut fs = mount(&dev);
+    verify(&mut fs, &synced);
+    fs.unmount().expect("unmount");
+    drop(dev);
+    assert!(
+        store(dir.path()).get("writer.json").expect("get").is_none(),
+        "a clean close gives the lease back"
+    );
 }

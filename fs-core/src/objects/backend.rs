@@ -20,4 +20,9 @@ pub trait ObjectBackend: Send + Sync + Debug {
     fn list(&self, prefix: &str) -> io::Result<Vec<String>>;
     /// Where the objects are, for messages (`s3://bucket/prefix`).
     fn describe(&self) -> String;
+    /// Why this writer may write no more, if another took the store over
+    /// (`lease.rs`); a store reached without a lease never is.
+    fn fenced(&self) -> Option<String> {
+        None
+    }
 }

@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 
 use super::backend::ObjectBackend;
 use super::descriptor::{Descriptor, Key};
+use super::lease::Leased;
 use super::manifest::{Manifest, Mapped};
 use crate::device::{check_range, BlockDevice};
 use crate::ids::{PageAddr, SegmentNo};
@@ -48,6 +49,9 @@ pub struct StoreOptions {
     pub workers: usize,
     /// Writes refused (a read-only mount, fsck -n).
     pub read_only: bool,
+    /// How often a writer renews its lease (`lease.rs`); another open
+    /// takes over a lease silent for four times this.
+    pub lease: Duration,
 }
 
 impl Default for StoreOptions {
@@ -57,6 +61,7 @@ impl Default for StoreOptions {
             timeout: Duration::from_secs(60),
             workers: 4,
             read_only: false,
+            lease: Duration::from_secs(5),
         }
     }
 }
@@ -207,6 +212,8 @@ impl ObjectDevice {
                     backend.describe()
                 )));
             }
+            // Not under a writer's feet.
+            let backend = Box::new(Leased::take(backend, opts.lease)?);
             // The descriptor last, so that a replacement cut short still
             // shows a store holding something.
             // Only this volume's objects (or a snapshot copy's): the prefix
@@ -216,7 +223,10 @@ impl ObjectDevice {
                     backend.delete(&key)?;
                 }
             }
+            backend.put(Descriptor::KEY, &descriptor.encode())?;
+            return Self::start(backend, cache_dir, descriptor, opts);
         }
+        let backend = Box::new(Leased::take(backend, opts.lease)?);
         backend.put(Descriptor::KEY, &descriptor.encode())?;
         Self::start(backend, cache_dir, descriptor, opts)
     }
@@ -236,7 +246,8 @@ impl ObjectDevice {
         };
         let descriptor = Descriptor::decode(&bytes, &backend.describe())?;
         let backend = match &descriptor.copy {
-            None => backend,
+            None if opts.read_only => backend,
+            None => Box::new(Leased::take(backend, opts.lease)?),
             Some(manifest) => Self::copy(backend, manifest, &opts)?,
         };
         Self::start(backend, cache_dir, descriptor, opts)
@@ -694,7 +705,9 @@ impl Shared {
                     st.stats.errors += 1;
                     let since = st.failing.as_ref().map_or_else(Instant::now, |f| f.0);
                     st.failing = Some((since, format!("{}: {e}", key.name())));
-                    if st.shutdown {
+                    // A writer another took over never writes again.
+                    if st.shutdown || self.backend.fenced().is_some() {
+                        self.changed.notify_all();
                         return;
                     }
                 }
@@ -822,6 +835,16 @@ impl Shared {
         self.changed.notify_all();
         let deadline = Instant::now() + self.opts.timeout;
         loop {
+            if let Some(why) = self.backend.fenced() {
+                return Err(io::Error::new(
+                    io::ErrorKind::PermissionDenied,
+                    format!(
+                        "object store {}: another writer holds it ({why}); nothing more is \
+                         written",
+                        self.backend.describe()
+                    ),
+                ));
+            }
             let waiting = targets
                 .iter()
                 .filter(|(k, w)| st.slots.get(k).is_some_and(|s| s.stored < *w && s.resident))

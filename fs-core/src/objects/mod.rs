@@ -8,6 +8,7 @@ pub mod backing;
 pub mod descriptor;
 pub mod device;
 pub mod dir;
+pub mod lease;
 pub mod location;
 pub mod manifest;
 pub mod s3;

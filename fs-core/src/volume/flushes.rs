@@ -200,7 +200,9 @@ impl Store {
     /// succeeds makes every write before it durable, the commits waiting
     /// for this one included.
     fn flush_failed(&mut self, e: std::io::Error) -> Result<()> {
-        if self.dev.keeps_unflushed() {
+        // Refused for good (a store another writer took over): as a
+        // failed write, read-only from the last commit.
+        if self.dev.keeps_unflushed() && e.kind() != std::io::ErrorKind::PermissionDenied {
             log::warn!("flush failed, to be retried by the next: {e}");
             return Err(Error::NotStored(e.to_string()));
         }
