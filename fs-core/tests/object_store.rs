@@ -162,6 +162,19 @@ fn check_clean(dev: &Arc<ObjectDevice>) {
     assert_eq!(report.problems(), 0, "checker finds {:?}", report.findings);
 }
 
+/// Every object of the store under `dir` and its bytes.
+fn objects(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let s = store(dir);
+    s.list("")
+        .expect("list")
+        .into_iter()
+        .map(|k| {
+            let bytes = s.get(&k).expect("get").unwrap_or_default();
+            (k, bytes)
+        })
+        .collect()
+}
+
 fn segment_objects(dir: &Path) -> usize {
     store(dir).list("segments/").expect("list").len()
 }
@@ -589,11 +602,16 @@ fn one_writer_at_a_time() {
         .expect("put");
     // Its next renewal finds it (a real taker waits four renewals).
     std::thread::sleep(Duration::from_millis(500));
+    let untouched = objects(dir.path());
     write_files(&mut fs, "late", 5, 30_000);
     let err = fs
         .sync()
         .expect_err("a sync after the store was taken over");
     assert!(err.to_string().contains("another writer"), "{err}");
+    assert!(
+        objects(dir.path()) == untouched,
+        "a writer taken over wrote to the store"
+    );
     let state = fs.cleaner_report().state;
     assert!(state.starts_with("read-only"), "state: {state}");
     drop(fs);

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use pagelog_core::checkpoints::At;
 use pagelog_core::fsck::{self, Level};
-use pagelog_core::objects::send::{send, Sent};
+use pagelog_core::objects::send::{send, SendOptions, Sent};
 use pagelog_core::objects::{DirBackend, Manifest, ObjectBackend, ObjectDevice, StoreOptions};
 use pagelog_core::seal::MasterKey;
 use pagelog_core::{BlockDevice, Cred, Error, Filesystem, Ino, MemDevice, MountOptions};
@@ -50,11 +50,25 @@ fn remove(fs: &mut Filesystem, files: &mut BTreeMap<String, Vec<u8>>, names: &[S
     }
 }
 
+/// The target under `dir`, as a send takes it.
+fn to(dir: &Path) -> Box<dyn ObjectBackend> {
+    Box::new(target(dir))
+}
+
+/// A send's options in these tests: a lease of a short period (the wait
+/// that makes sure of it is a fifth of one).
+fn quick(force: bool) -> SendOptions {
+    SendOptions {
+        force,
+        lease: std::time::Duration::from_millis(100),
+    }
+}
+
 fn send_to(
     src: &Arc<MemDevice>,
     key: Option<&MasterKey>,
     snapshot: &str,
-    to: &dyn ObjectBackend,
+    to: Box<dyn ObjectBackend>,
 ) -> pagelog_core::Result<Sent> {
     send(
         src.clone() as Arc<dyn BlockDevice>,
@@ -62,7 +76,7 @@ fn send_to(
         &At::Snapshot(snapshot.as_bytes().to_vec()),
         snapshot,
         to,
-        false,
+        &quick(false),
     )
 }
 
@@ -118,12 +132,14 @@ fn copy_is(dir: &Path, key: Option<MasterKey>, name: &str, files: &BTreeMap<Stri
         listed, expected,
         "the copy's root holds the snapshot's files only"
     );
-    let snapshots: Vec<Vec<u8>> = fs
-        .checkpoints()
-        .into_iter()
-        .filter_map(|c| c.snapshot)
-        .collect();
-    assert_eq!(snapshots, vec![name.as_bytes().to_vec()]);
+    let retained: Vec<Option<Vec<u8>>> = fs.checkpoints().into_iter().map(|c| c.snapshot).collect();
+    // The snapshot, and the state its clean unmount retains (the same
+    // tree): nothing else of the source's history.
+    assert_eq!(
+        retained,
+        vec![Some(name.as_bytes().to_vec()), None],
+        "the snapshot, and nothing else"
+    );
     assert!(fs.branches().is_empty());
     fs.unmount().expect("unmount copy");
     std::fs::remove_dir_all(dir.join(cache)).expect("rm cache");
@@ -158,7 +174,7 @@ fn a_sent_snapshot_is_a_read_only_volume_of_its_own() {
         let dir = tempfile::tempdir().expect("tmp");
         let (src, key, one, _) = source(spec);
         let before = image_digest(&src);
-        let sent = send_to(&src, key.as_ref(), "one", &target(dir.path())).expect("send");
+        let sent = send_to(&src, key.as_ref(), "one", to(dir.path())).expect("send");
         assert_eq!(
             image_digest(&src),
             before,
@@ -184,7 +200,7 @@ fn a_sent_snapshot_is_a_read_only_volume_of_its_own() {
 fn a_second_send_ships_only_what_the_copy_lacks() {
     let dir = tempfile::tempdir().expect("tmp");
     let (src, key, one, mut two) = source("none");
-    let first = send_to(&src, key.as_ref(), "one", &target(dir.path())).expect("send one");
+    let first = send_to(&src, key.as_ref(), "one", to(dir.path())).expect("send one");
     let mut fs = support::mount_keyed(&src, key.clone());
     let names: Vec<String> = one.keys().skip(10).take(3).cloned().collect();
     remove(&mut fs, &mut two, &names);
@@ -198,7 +214,7 @@ fn a_second_send_ships_only_what_the_copy_lacks() {
     two.extend(new);
     fs.create_snapshot(b"two", None).expect("snapshot");
     fs.unmount().expect("unmount");
-    let second = send_to(&src, key.as_ref(), "two", &target(dir.path())).expect("send two");
+    let second = send_to(&src, key.as_ref(), "two", to(dir.path())).expect("send two");
     assert_eq!(second.replaced.as_deref(), Some("one"));
     assert!(second.kept > 0, "{second:?}");
     // What is new, and a few segments of tables and the commit that made
@@ -208,13 +224,34 @@ fn a_second_send_ships_only_what_the_copy_lacks() {
         "a change ships little more than itself ({new_bytes} bytes): {first:?} then {second:?}"
     );
     assert!(second.uploaded_bytes < second.bytes, "{second:?}");
-    copy_is(dir.path(), key, "two", &two);
-    // What the first copy alone held is gone from the store.
+    copy_is(dir.path(), key.clone(), "two", &two);
+    // The copy replaced keeps its objects until the next send (a mount of
+    // it reads on); then what only it held goes.
     let t = target(dir.path());
-    let manifests = t.list(Manifest::PREFIX).expect("list");
-    assert_eq!(manifests.len(), 1, "{manifests:?}");
-    let held = t.list("segments/").expect("list").len() as u64;
-    assert_eq!(held, second.segments, "{second:?}");
+    let named = |generation: u64| -> Vec<String> {
+        let bytes = t
+            .get(&Manifest::key(generation))
+            .expect("get")
+            .expect("manifest");
+        let m = Manifest::decode(&bytes, "test").expect("decode");
+        m.objects.into_values().collect()
+    };
+    let first_objects = named(1);
+    let there = |name: &String| t.get(name).expect("get").is_some();
+    assert!(
+        first_objects.iter().all(there),
+        "the replaced copy is whole"
+    );
+    assert_eq!(t.list(Manifest::PREFIX).expect("list").len(), 2);
+    let third = send_to(&src, key.as_ref(), "two", to(dir.path())).expect("send two again");
+    assert_eq!(third.leftover, 0);
+    let (second_objects, third_objects) = (named(2), named(3));
+    for o in &first_objects {
+        let kept = second_objects.contains(o) || third_objects.contains(o);
+        assert_eq!(there(o), kept, "{o}: kept only while a copy named it");
+    }
+    assert_eq!(t.list(Manifest::PREFIX).expect("list").len(), 2);
+    copy_is(dir.path(), key, "two", &two);
 }
 
 /// Copies the directory tree `from` to `to`.
@@ -232,15 +269,21 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// A directory store whose puts fail after `left` more succeed.
+/// A directory store whose puts of objects fail after `left` more
+/// succeed, and whose deletes fail if `no_deletes` (the lease is never
+/// refused: a send's own).
 #[derive(Debug)]
 struct CutShort {
     inner: DirBackend,
     left: AtomicUsize,
+    no_deletes: bool,
 }
 
 impl ObjectBackend for CutShort {
     fn put(&self, key: &str, data: &[u8]) -> io::Result<()> {
+        if key == "writer.json" {
+            return self.inner.put(key, data);
+        }
         let took = self
             .left
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
@@ -253,6 +296,9 @@ impl ObjectBackend for CutShort {
         self.inner.get(key)
     }
     fn delete(&self, key: &str) -> io::Result<()> {
+        if self.no_deletes && key != "writer.json" {
+            return Err(io::Error::other("no deletes today"));
+        }
         self.inner.delete(key)
     }
     fn list(&self, prefix: &str) -> io::Result<Vec<String>> {
@@ -267,7 +313,7 @@ impl ObjectBackend for CutShort {
 fn a_send_cut_short_leaves_the_copy_it_was_replacing() {
     let dir = tempfile::tempdir().expect("tmp");
     let (src, key, one, mut two) = source("none");
-    send_to(&src, key.as_ref(), "one", &target(dir.path())).expect("send one");
+    send_to(&src, key.as_ref(), "one", to(dir.path())).expect("send one");
     let mut fs = support::mount_keyed(&src, key.clone());
     let names: Vec<String> = one.keys().skip(5).take(15).cloned().collect();
     remove(&mut fs, &mut two, &names);
@@ -286,8 +332,9 @@ fn a_send_cut_short_leaves_the_copy_it_was_replacing() {
         let short = CutShort {
             inner: target(dir.path()),
             left: AtomicUsize::new(cut),
+            no_deletes: false,
         };
-        match send_to(&src, key.as_ref(), "two", &short) {
+        match send_to(&src, key.as_ref(), "two", Box::new(short)) {
             Ok(sent) => break sent,
             Err(e) => {
                 assert!(e.to_string().contains("the sender died"), "{e}");
@@ -304,9 +351,10 @@ fn a_send_cut_short_leaves_the_copy_it_was_replacing() {
     let short = CutShort {
         inner: target(dir.path()),
         left: AtomicUsize::new(cut / 2),
+        no_deletes: false,
     };
-    send_to(&src, key.as_ref(), "two", &short).expect_err("cut short");
-    let rest = send_to(&src, key.as_ref(), "two", &target(dir.path())).expect("send");
+    send_to(&src, key.as_ref(), "two", Box::new(short)).expect_err("cut short");
+    let rest = send_to(&src, key.as_ref(), "two", to(dir.path())).expect("send");
     assert!(rest.uploaded < whole.uploaded, "{rest:?} after {whole:?}");
     copy_is(dir.path(), key, "two", &two);
 }
@@ -316,7 +364,7 @@ fn a_send_refuses_what_it_must_not_write_over() {
     let dir = tempfile::tempdir().expect("tmp");
     let (src, key, one, _) = source("none");
     // No such snapshot: nothing is written.
-    let missing = send_to(&src, key.as_ref(), "nope", &target(dir.path()));
+    let missing = send_to(&src, key.as_ref(), "nope", to(dir.path()));
     assert!(matches!(missing, Err(Error::Refused(_))), "{missing:?}");
     assert!(target(dir.path()).list("").expect("list").is_empty());
     // A store holding a filesystem.
@@ -331,14 +379,14 @@ fn a_send_refuses_what_it_must_not_write_over() {
         StoreOptions::default(),
     )
     .expect("create");
-    match send_to(&src, key.as_ref(), "one", &volume) {
+    match send_to(&src, key.as_ref(), "one", Box::new(volume)) {
         Err(Error::Refused(msg)) => assert!(msg.contains("holds a filesystem"), "{msg}"),
         other => panic!("sent over a filesystem: {other:?}"),
     }
     // The copy of another filesystem: refused, unless forced.
-    send_to(&src, key.as_ref(), "one", &target(dir.path())).expect("send");
+    send_to(&src, key.as_ref(), "one", to(dir.path())).expect("send");
     let (other, other_key, other_one, _) = source("none");
-    match send_to(&other, other_key.as_ref(), "one", &target(dir.path())) {
+    match send_to(&other, other_key.as_ref(), "one", to(dir.path())) {
         Err(Error::Refused(msg)) => assert!(msg.contains("another filesystem"), "{msg}"),
         other => panic!("replaced another filesystem's copy: {other:?}"),
     }
@@ -348,8 +396,8 @@ fn a_send_refuses_what_it_must_not_write_over() {
         other_key.as_ref(),
         &At::Snapshot(b"one".to_vec()),
         "one",
-        &target(dir.path()),
-        true,
+        to(dir.path()),
+        &quick(true),
     )
     .expect("forced");
     copy_is(dir.path(), other_key, "one", &other_one);
@@ -391,8 +439,7 @@ impl BlockDevice for Shifting {
 #[test]
 fn a_segment_changed_while_sent_publishes_nothing() {
     let dir = tempfile::tempdir().expect("tmp");
-    let (src, key, one, _) = source("none");
-    send_to(&src, key.as_ref(), "one", &target(dir.path())).expect("send");
+    let (src, key, _, _) = source("none");
     let shifting = Arc::new(Shifting {
         inner: src,
         reads: Default::default(),
@@ -402,12 +449,43 @@ fn a_segment_changed_while_sent_publishes_nothing() {
         key.as_ref(),
         &At::Snapshot(b"one".to_vec()),
         "one",
-        &target(dir.path()),
-        false,
+        to(dir.path()),
+        &quick(false),
     );
     match got {
         Err(Error::Refused(msg)) => assert!(msg.contains("changed while it was read"), "{msg}"),
         other => panic!("a changing source was sent: {other:?}"),
     }
-    copy_is(dir.path(), key, "one", &one);
+    let t = target(dir.path());
+    assert!(
+        t.get("volume.json").expect("get").is_none(),
+        "nothing was published"
+    );
+    assert!(t.list(Manifest::PREFIX).expect("list").is_empty());
+    drop(key);
+}
+
+/// The copy is published before what no copy needs is deleted: a delete
+/// that fails leaves the object for the next send, and the send is done.
+#[test]
+fn a_delete_that_fails_after_the_switch_is_left_for_the_next_send() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (src, key, _, mut two) = source("none");
+    send_to(&src, key.as_ref(), "one", to(dir.path())).expect("send one");
+    send_to(&src, key.as_ref(), "unrelated", to(dir.path())).expect("send unrelated");
+    let mut fs = support::mount_keyed(&src, key.clone());
+    two.extend(write_files(&mut fs, "c", 4, 30_000));
+    fs.create_snapshot(b"two", None).expect("snapshot");
+    fs.unmount().expect("unmount");
+    let failing = CutShort {
+        inner: target(dir.path()),
+        left: AtomicUsize::new(usize::MAX),
+        no_deletes: true,
+    };
+    let sent = send_to(&src, key.as_ref(), "two", Box::new(failing)).expect("send");
+    assert!(sent.leftover > 0 && sent.deleted == 0, "{sent:?}");
+    copy_is(dir.path(), key.clone(), "two", &two);
+    let next = send_to(&src, key.as_ref(), "two", to(dir.path())).expect("send");
+    assert!(next.deleted >= sent.leftover, "{next:?} after {sent:?}");
+    copy_is(dir.path(), key, "two", &two);
 }

@@ -832,7 +832,8 @@ fn rollback(
 /// read as its newest commit, and the send stops, publishing nothing, if
 /// a segment it ships changes while it reads.
 fn send(image: &Path, name: &[u8], to: &str, force: bool, json: bool) -> Result<Vec<u8>, Failure> {
-    use pagelog_core::objects::{send::send, Location, StoreSettings};
+    use pagelog_core::objects::send::{send, SendOptions};
+    use pagelog_core::objects::{Location, StoreSettings};
     let at = selector(name)?;
     let loc = match Location::parse(to) {
         Some(loc) => loc?,
@@ -846,7 +847,11 @@ fn send(image: &Path, name: &[u8], to: &str, force: bool, json: bool) -> Result<
     let target = loc.backend(&settings).map_err(|e| format!("{loc}: {e}"))?;
     let (dev, key) = device(image, false, false)?;
     let label = String::from_utf8_lossy(name).into_owned();
-    let sent = send(dev, key.as_ref(), &at, &label, &*target, force)
+    let opts = SendOptions {
+        force,
+        ..SendOptions::default()
+    };
+    let sent = send(dev, key.as_ref(), &at, &label, target, &opts)
         .map_err(|e| format!("cannot send '{label}' to {loc}: {e}"))?;
     let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
     let line = match json {
@@ -854,6 +859,7 @@ fn send(image: &Path, name: &[u8], to: &str, force: bool, json: bool) -> Result<
             "sent": label, "checkpoint": sent.checkpoint, "to": loc.to_string(),
             "segments": sent.segments, "bytes": sent.bytes, "uploaded": sent.uploaded,
             "uploaded_bytes": sent.uploaded_bytes, "kept": sent.kept, "deleted": sent.deleted,
+            "leftover": sent.leftover,
             "generation": sent.generation, "replaced": sent.replaced,
         })
         .to_string(),

@@ -25,4 +25,9 @@ pub trait ObjectBackend: Send + Sync + Debug {
     fn fenced(&self) -> Option<String> {
         None
     }
+    /// The longest one request may take, retries across endpoints
+    /// included: what a writer's lease must outlast (`lease.rs`).
+    fn longest_request(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
 }

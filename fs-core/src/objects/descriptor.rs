@@ -138,9 +138,14 @@ impl Descriptor {
                 Self::FORMAT
             )));
         }
-        let known = match d.copy {
+        let known = match &d.copy {
             None => d.version == Self::VERSION,
-            Some(_) => d.version == Self::COPY_VERSION,
+            Some(m) => {
+                if super::manifest::Manifest::generation(m).is_none() {
+                    return Err(bad(format!("copy {m:?} is not a manifest's name")));
+                }
+                d.version == Self::COPY_VERSION
+            }
         };
         if !known {
             return Err(crate::Error::Unsupported(format!(

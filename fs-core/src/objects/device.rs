@@ -263,8 +263,8 @@ impl ObjectDevice {
         let at = || format!("{}/{manifest}", backend.describe());
         if !opts.read_only {
             return Err(crate::Error::Refused(format!(
-                "{} is a snapshot copy (made by pagelog-snapshot send): it opens read-only \
-                 (pagelog-mount -o ro)",
+                "{} is a snapshot copy (made by pagelog-snapshot send): it opens only \
+                 read-only (pagelog-mount -o ro, pagelog-fsck -n)",
                 backend.describe()
             )));
         }
@@ -836,14 +836,7 @@ impl Shared {
         let deadline = Instant::now() + self.opts.timeout;
         loop {
             if let Some(why) = self.backend.fenced() {
-                return Err(io::Error::new(
-                    io::ErrorKind::PermissionDenied,
-                    format!(
-                        "object store {}: another writer holds it ({why}); nothing more is \
-                         written",
-                        self.backend.describe()
-                    ),
-                ));
+                return Err(super::lease::fenced(&why));
             }
             let waiting = targets
                 .iter()

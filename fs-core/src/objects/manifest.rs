@@ -108,6 +108,11 @@ impl Manifest {
     }
 }
 
+/// The digest an object's name ends with.
+fn digest_in(object: &str) -> Option<u128> {
+    u128::from_str_radix(object.rsplit_once('-')?.1, 16).ok()
+}
+
 /// A copy's objects as the device reads them: a page or segment is the
 /// object its manifest names, and nothing is written.
 #[derive(Debug)]
@@ -140,7 +145,17 @@ impl ObjectBackend for Mapped {
             return Ok(None);
         };
         match self.inner.get(object)? {
-            Some(data) => Ok(Some(data)),
+            // The name holds the digest: damage is found, not read.
+            Some(data) if Some(xxhash_rust::xxh3::xxh3_128(&data)) == digest_in(object) => {
+                Ok(Some(data))
+            }
+            Some(_) => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "{}: {object} is damaged (its bytes do not have the digest its name says)",
+                    self.inner.describe()
+                ),
+            )),
             // Never zeros for what the copy needs.
             None => Err(io::Error::new(
                 io::ErrorKind::NotFound,

@@ -27,6 +27,8 @@ pub struct S3Backend {
     /// Prepended to every key; empty or ending in `/`.
     prefix: String,
     agent: ureq::Agent,
+    /// One request's time limit, at one endpoint.
+    request_timeout: Duration,
 }
 
 fn other(msg: String) -> io::Error {
@@ -68,6 +70,7 @@ impl S3Backend {
             buckets,
             current: AtomicUsize::new(0),
             credentials: Credentials::new(&config.access_key_id, &config.secret_access_key),
+            request_timeout: config.request_timeout,
             prefix: if prefix.is_empty() {
                 String::new()
             } else {
@@ -257,6 +260,10 @@ impl ObjectBackend for S3Backend {
         }
         keys.sort();
         Ok(keys)
+    }
+
+    fn longest_request(&self) -> Duration {
+        self.request_timeout * self.buckets.len() as u32
     }
 
     fn describe(&self) -> String {

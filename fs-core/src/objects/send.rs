@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use super::backend::ObjectBackend;
 use super::descriptor::{Descriptor, Key};
+use super::lease::Leased;
 use super::manifest::Manifest;
 use crate::checkpoints::{At, RetentionOptions};
 use crate::device::BlockDevice;
@@ -50,6 +51,9 @@ pub struct Sent {
     pub kept: u64,
     /// Objects no longer needed, deleted.
     pub deleted: u64,
+    /// Objects no longer needed that could not be deleted (the next send
+    /// deletes them).
+    pub leftover: u64,
     /// Bytes of the whole copy.
     pub bytes: u64,
     /// The manifest's number.
@@ -58,20 +62,43 @@ pub struct Sent {
     pub replaced: Option<String>,
 }
 
+/// How a send treats its target.
+#[derive(Clone, Debug)]
+pub struct SendOptions {
+    /// Replace the copy of another filesystem, or one that cannot be read.
+    pub force: bool,
+    /// The period of the lease the send holds on the target (`lease.rs`):
+    /// two sends to one place never run at once.
+    pub lease: std::time::Duration,
+}
+
+impl Default for SendOptions {
+    fn default() -> Self {
+        SendOptions {
+            force: false,
+            lease: std::time::Duration::from_secs(5),
+        }
+    }
+}
+
 /// Sends the snapshot (or retained checkpoint) `at` of the filesystem on
 /// `source` to `target`. `label` names it in the manifest. Refuses a
 /// target holding a filesystem, or the copy of another filesystem unless
-/// `force`.
+/// forced.
 pub fn send(
     source: Arc<dyn BlockDevice>,
     key: Option<&MasterKey>,
     at: &At,
     label: &str,
-    target: &dyn ObjectBackend,
-    force: bool,
+    target: Box<dyn ObjectBackend>,
+    opts: &SendOptions,
 ) -> Result<Sent> {
     let sb = newest_superblock(&*source)?;
-    let before = target_copy(target, &sb, force)?;
+    // Only the descriptor is read before the lease: a store holding a
+    // filesystem is refused without touching its writer's lease.
+    target_copy(&*target, &sb, opts.force)?;
+    let target = Leased::take(target, opts.lease)?;
+    let before = target_copy(&target, &sb, opts.force)?;
     let (view, checkpoint) = materialise(source, &sb, key, at)?;
     let keep = needed(view.clone(), key, &sb)?;
     let only = Arc::new(Only {
@@ -88,12 +115,13 @@ pub fn send(
         uploaded_bytes: 0,
         kept: 0,
         deleted: 0,
+        leftover: 0,
         bytes: 0,
         generation: 0,
-        replaced: before.as_ref().map(|m| m.snapshot.clone()),
+        replaced: before.as_ref().map(|(_, m)| m.snapshot.clone()),
     };
     let there: HashSet<String> = target.list("")?.into_iter().collect();
-    let objects = put_missing(&only, &sb.geometry, &keep, target, &there, &mut sent)?;
+    let objects = put_missing(&only, &sb.geometry, &keep, &target, &there, &mut sent)?;
     let generation = there
         .iter()
         .filter_map(|n| Manifest::generation(n))
@@ -115,14 +143,45 @@ pub fn send(
     // The switch: before it the earlier copy, after it this one.
     target.put(Descriptor::KEY, &descriptor.encode())?;
     sent.generation = generation;
-    let named: HashSet<&String> = manifest.objects.values().collect();
+    let outcome = drop_unnamed(&target, &there, (&name, &manifest), before.as_ref());
+    (sent.deleted, sent.leftover) = outcome;
+    Ok(sent)
+}
+
+/// Deletes what neither this copy nor the one it replaced names (the one
+/// before that, and what sends cut short left): a mount of the replaced
+/// copy reads on until the next send. Failures are left for the next
+/// send, which deletes them: the copy is published already. Returns what
+/// was deleted and what was left.
+fn drop_unnamed(
+    target: &dyn ObjectBackend,
+    there: &HashSet<String>,
+    (name, manifest): (&str, &Manifest),
+    before: Option<&(String, Manifest)>,
+) -> (u64, u64) {
+    let mut named: HashSet<&str> = manifest.objects.values().map(String::as_str).collect();
+    named.insert(name);
+    if let Some((before_name, m)) = before {
+        named.insert(before_name);
+        named.extend(m.objects.values().map(String::as_str));
+    }
+    let (mut deleted, mut left) = (0, 0);
     for old in there.iter().filter(|n| Manifest::is_copy_object(n)) {
-        if !named.contains(old) && *old != name {
-            target.delete(old)?;
-            sent.deleted += 1;
+        if named.contains(old.as_str()) {
+            continue;
+        }
+        match target.delete(old) {
+            Ok(()) => deleted += 1,
+            Err(e) => {
+                log::warn!(
+                    "{}: {old} is no longer needed, and left: {e}",
+                    target.describe()
+                );
+                left += 1;
+            }
         }
     }
-    Ok(sent)
+    (deleted, left)
 }
 
 fn newest_superblock(dev: &dyn BlockDevice) -> Result<Superblock> {
@@ -144,14 +203,14 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The copy `target` holds now, if any; refuses a target that holds a
-/// filesystem, something unreadable, or (unless `force`) the copy of
-/// another filesystem.
+/// The copy `target` holds now, if any, and its manifest's name; refuses
+/// a target that holds a filesystem, something unreadable, or (unless
+/// `force`) the copy of another filesystem.
 fn target_copy(
     target: &dyn ObjectBackend,
     sb: &Superblock,
     force: bool,
-) -> Result<Option<Manifest>> {
+) -> Result<Option<(String, Manifest)>> {
     let Some(bytes) = target.get(Descriptor::KEY)? else {
         return Ok(None);
     };
@@ -159,6 +218,11 @@ fn target_copy(
     let refuse = |why: String| Error::Refused(format!("{where_}: {why}"));
     let descriptor = match Descriptor::decode(&bytes, &where_) {
         Ok(d) => d,
+        Err(e) if is_volume(&bytes) => {
+            return Err(refuse(format!(
+                "holds a filesystem ({e}), not a snapshot copy: a send never writes over one"
+            )))
+        }
         Err(e) if force => {
             log::warn!("{where_}: replacing what cannot be read ({e})");
             return Ok(None);
@@ -185,7 +249,16 @@ fn target_copy(
             manifest.source, manifest.snapshot
         )));
     }
-    Ok(Some(manifest))
+    Ok(Some((name, manifest)))
+}
+
+/// Do these descriptor bytes say "a volume" (of a layout this build may
+/// not read), not a copy?
+fn is_volume(bytes: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(bytes).is_ok_and(|v| {
+        v.get("format").and_then(|f| f.as_str()) == Some(Descriptor::FORMAT)
+            && v.get("copy").is_none()
+    })
 }
 
 /// The source as a volume holding only `at`: rolled back to it, with
@@ -231,7 +304,27 @@ fn materialise(
             _ => {}
         }
     }
+    // What the pruning at each commit left (a checkpoint stamped later
+    // than now, by a clock elsewhere) goes by number.
+    let plain: Vec<_> = fs
+        .checkpoints()
+        .into_iter()
+        .filter(|c| c.snapshot.is_none())
+        .map(|c| c.no)
+        .collect();
+    for no in plain {
+        fs.store.prune(no)?;
+    }
     fs.sync()?;
+    let left: Vec<Option<Vec<u8>>> = fs.checkpoints().into_iter().map(|c| c.snapshot).collect();
+    if left != keep.iter().cloned().map(Some).collect::<Vec<_>>() || !fs.branches().is_empty() {
+        return Err(Error::Refused(format!(
+            "the copy would keep {} retained checkpoints and {} branches besides the snapshot; \
+             nothing was sent",
+            left.len(),
+            fs.branches().len()
+        )));
+    }
     fs.unmount()?;
     Ok((view, checkpoint))
 }
@@ -258,7 +351,11 @@ fn needed(view: Arc<Overlay>, key: Option<&MasterKey>, sb: &Superblock) -> Resul
     let report = fsck::check(dev.clone(), key, Level::Full, &mut |_, _, _| {});
     refuse_findings(&report, "the snapshot, made a volume of its own,")?;
     let Some(recount) = report.recount else {
-        return Err(Error::Refused("the check counted nothing".into()));
+        return Err(Error::Refused(
+            "the check of the snapshot, made a volume of its own, stopped before it counted \
+             the pages in use; nothing was sent"
+                .into(),
+        ));
     };
     let mut keep: BTreeSet<u64> = recount
         .live
@@ -291,7 +388,8 @@ fn refuse_findings(report: &fsck::Report, what: &str) -> Result<()> {
         .find(|f| f.severity >= fsck::Severity::Warning)
     {
         Some(f) => Err(Error::Refused(format!(
-            "{what} does not check clean ({f}); nothing was sent: run pagelog-fsck on the source"
+            "{what} does not check clean ({f}); nothing was sent (a source mounted and busy: \
+             send again; otherwise check the source with pagelog-fsck)"
         ))),
         None => Ok(()),
     }
@@ -380,12 +478,21 @@ fn put_one(
     }
     let hash = digest(&data);
     if let Key::Segment(seg) = k {
-        if only.lock().get(&seg).is_some_and(|&h| h != hash) {
-            return Err(Error::Refused(format!(
-                "segment {seg} of the source changed while it was read (the filesystem \
-                 is mounted and its log used the segment again); nothing was published: \
-                 send again"
-            )));
+        match only.lock().get(&seg) {
+            Some(&h) if h == hash => {}
+            Some(_) => {
+                return Err(Error::Refused(format!(
+                    "segment {seg} of the source changed while it was read (the filesystem \
+                     is mounted and its log used the segment again); nothing was published: \
+                     send again"
+                )))
+            }
+            None => {
+                return Err(Error::Refused(format!(
+                    "segment {seg} is needed by the copy but its check never read it; nothing \
+                     was published"
+                )))
+            }
         }
     }
     let name = Manifest::object_name(k, hash);
@@ -445,15 +552,32 @@ impl BlockDevice for Only {
 
     fn read(&self, addr: PageAddr, buf: &mut [u8]) -> io::Result<()> {
         self.inner.read(addr, buf)?;
+        let mut first: Vec<SegmentNo> = Vec::new();
         for (i, chunk) in buf.chunks_mut(PAGE_SIZE).enumerate() {
             let Some(seg) = self.geo.segment_of(addr.offset(i as u64)) else {
                 continue;
             };
             if !self.keep.contains(&seg.0) {
                 chunk.fill(0);
-            } else if !self.lock().contains_key(&seg.0) {
-                let digest = digest(&self.segment(&*self.inner, seg)?);
-                self.lock().insert(seg.0, digest);
+            } else if !first.contains(&seg) && !self.lock().contains_key(&seg.0) {
+                first.push(seg);
+            }
+        }
+        // A segment read for the first time is read whole: its digest, and
+        // the pages asked for, come from those same bytes.
+        for seg in first {
+            let whole = self.segment(&*self.inner, seg)?;
+            self.lock().entry(seg.0).or_insert(digest(&whole));
+            let start = self.geo.segment_start(seg).0;
+            for (i, chunk) in buf.chunks_mut(PAGE_SIZE).enumerate() {
+                let page = addr.0 + i as u64;
+                if self.geo.segment_of(PageAddr(page)) != Some(seg) {
+                    continue;
+                }
+                let from = (page - start) as usize * PAGE_SIZE;
+                let have = whole.len().saturating_sub(from).min(chunk.len());
+                chunk[..have].copy_from_slice(&whole[from..from + have]);
+                chunk[have..].fill(0);
             }
         }
         Ok(())

@@ -202,7 +202,7 @@ impl Store {
     fn flush_failed(&mut self, e: std::io::Error) -> Result<()> {
         // Refused for good (a store another writer took over): as a
         // failed write, read-only from the last commit.
-        if self.dev.keeps_unflushed() && e.kind() != std::io::ErrorKind::PermissionDenied {
+        if self.dev.keeps_unflushed() && !crate::objects::lease::is_fenced(&e) {
             log::warn!("flush failed, to be retried by the next: {e}");
             return Err(Error::NotStored(e.to_string()));
         }

@@ -68,11 +68,16 @@ impl BlockDevice for Overlay {
 
     fn read(&self, addr: PageAddr, buf: &mut [u8]) -> io::Result<()> {
         let pages = buf.len().div_ceil(PAGE_SIZE) as u64;
-        let st = self.lock();
-        let mine = |p: u64| st.pages.contains_key(&p) || self.fresh(&st, p);
-        if !(addr.0..addr.0 + pages).all(mine) {
+        let all_mine = {
+            let st = self.lock();
+            (addr.0..addr.0 + pages).all(|p| st.pages.contains_key(&p) || self.fresh(&st, p))
+        };
+        // The device is read without the lock (reads side by side); what
+        // the view holds is laid over it after.
+        if !all_mine {
             self.inner.read(addr, buf)?;
         }
+        let st = self.lock();
         for (i, chunk) in buf.chunks_mut(PAGE_SIZE).enumerate() {
             let p = addr.0 + i as u64;
             match st.pages.get(&p) {
@@ -131,8 +136,8 @@ mod tests {
 
     #[test]
     fn writes_stay_in_the_view_and_opened_segments_start_empty() {
-        let geo = crate::format::geometry(4096, 512).expect("geometry");
-        let mem = Arc::new(MemDevice::new(4096));
+        let geo = crate::format::geometry(16384, 64).expect("geometry");
+        let mem = Arc::new(MemDevice::new(16384));
         let seg = SegmentNo(1);
         let start = geo.segment_start(seg);
         mem.write(start, &[7u8; 2 * PAGE_SIZE]).expect("write");
