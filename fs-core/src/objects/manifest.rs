@@ -219,4 +219,36 @@ mod tests {
         assert_eq!(Manifest::generation(&Manifest::key(12)), Some(12));
         assert_eq!(Manifest::generation("manifests/x.json"), None);
     }
+
+    proptest::proptest! {
+        /// Whatever a store hands back as a manifest or a descriptor, it is
+        /// read or refused, never a panic; a manifest read maps every page
+        /// or segment to an object named for it.
+        #[test]
+        fn any_bytes_are_read_or_refused(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600)) {
+            let _ = Manifest::decode(&bytes, "x");
+            let _ = super::super::Descriptor::decode(&bytes, "x");
+        }
+
+        #[test]
+        fn a_damaged_manifest_is_refused_or_still_consistent(at in 0usize..4096, byte in proptest::prelude::any::<u8>()) {
+            let seg = Key::Segment(3);
+            let fixed = Key::Fixed(0);
+            let m = manifest(&[
+                (&seg.name(), &Manifest::object_name(seg, 0xabc)),
+                (&fixed.name(), &Manifest::object_name(fixed, 0xdef)),
+            ]);
+            let mut bytes = m.encode();
+            let i = at % bytes.len();
+            bytes[i] = byte;
+            if let Ok(read) = Manifest::decode(&bytes, "x") {
+                for (key, object) in &read.objects {
+                    proptest::prop_assert!(Key::parse(key).is_some());
+                    let prefix = format!("{key}-");
+                    proptest::prop_assert!(object.starts_with(&prefix));
+                    proptest::prop_assert!(Manifest::is_copy_object(object));
+                }
+            }
+        }
+    }
 }
