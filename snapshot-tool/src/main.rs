@@ -843,9 +843,11 @@ fn send(image: &Path, name: &[u8], to: &str, force: bool, json: bool) -> Result<
             ))
         }
     };
+    // The source first: nothing is made at the target for a send that
+    // cannot start.
+    let (dev, key) = device(image, false, false)?;
     let settings = StoreSettings::load(None)?;
     let target = loc.backend(&settings).map_err(|e| format!("{loc}: {e}"))?;
-    let (dev, key) = device(image, false, false)?;
     let label = String::from_utf8_lossy(name).into_owned();
     let opts = SendOptions {
         force,
