@@ -148,9 +148,10 @@ impl Holder {
 /// The lease as the store holds it: its bytes, and what they say if they
 /// parse.
 fn read(backend: &dyn ObjectBackend) -> io::Result<Option<(Vec<u8>, Option<Holder>)>> {
-    Ok(backend
-        .get(KEY)?
-        .map(|bytes| (bytes.clone(), serde_json::from_slice(&bytes).ok())))
+    Ok(backend.get(KEY)?.map(|bytes| {
+        let holder = serde_json::from_slice(&bytes).ok();
+        (bytes, holder)
+    }))
 }
 
 fn write(backend: &dyn ObjectBackend, h: &Holder) -> io::Result<()> {

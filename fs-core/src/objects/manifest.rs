@@ -20,8 +20,8 @@ use super::descriptor::Key;
 pub struct Manifest {
     /// Always [`Manifest::FORMAT`].
     pub format: String,
-    /// The source filesystem's UUID (hex): a send refuses to replace the
-    /// copy of another filesystem unless forced.
+    /// The source filesystem's UUID (as `pagelog-info` shows it): a send
+    /// refuses to replace the copy of another filesystem unless forced.
     pub source: String,
     /// The snapshot the copy is (its name, lossy UTF-8).
     pub snapshot: String,

@@ -32,9 +32,10 @@ use crate::fsck::{self, Level};
 use crate::ids::{PageAddr, SegmentNo};
 use crate::layout::{Geometry, PAGE_SIZE};
 use crate::overlay::Overlay;
+use crate::rewind::newest_superblock;
 use crate::roots::RootName;
 use crate::seal::MasterKey;
-use crate::superblock::Superblock;
+use crate::superblock::{format_uuid, Superblock};
 
 /// What a send did.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -130,7 +131,7 @@ pub fn send(
         + 1;
     let manifest = Manifest {
         format: Manifest::FORMAT.into(),
-        source: hex(&sb.uuid),
+        source: format_uuid(&sb.uuid),
         snapshot: label.to_string(),
         checkpoint: checkpoint.0,
         sent_ns: crate::store::now_ns(),
@@ -139,7 +140,7 @@ pub fn send(
     };
     let name = Manifest::key(generation);
     target.put(&name, &manifest.encode())?;
-    let descriptor = Descriptor::new(source_pages(&sb), sb.geometry).copy_of(&name);
+    let descriptor = Descriptor::new(sb.device_pages, sb.geometry).copy_of(&name);
     // The switch: before it the earlier copy, after it this one.
     target.put(Descriptor::KEY, &descriptor.encode())?;
     sent.generation = generation;
@@ -184,25 +185,6 @@ fn drop_unnamed(
     (deleted, left)
 }
 
-fn newest_superblock(dev: &dyn BlockDevice) -> Result<Superblock> {
-    let (good, bad) = crate::recovery::read_superblocks(dev)?;
-    good.into_iter().next().ok_or_else(|| {
-        Error::corrupt(
-            "superblock",
-            PageAddr(0),
-            format!("both copies are damaged ({})", bad.join("; ")),
-        )
-    })
-}
-
-fn source_pages(sb: &Superblock) -> u64 {
-    sb.device_pages
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// The copy `target` holds now, if any, and its manifest's name; refuses
 /// a target that holds a filesystem, something unreadable, or (unless
 /// `force`) the copy of another filesystem.
@@ -243,7 +225,7 @@ fn target_copy(
         Err(_) if force => return Ok(None),
         Err(e) => return Err(refuse(format!("{e}; --force replaces it"))),
     };
-    if manifest.source != hex(&sb.uuid) && !force {
+    if manifest.source != format_uuid(&sb.uuid) && !force {
         return Err(refuse(format!(
             "holds a copy of another filesystem (UUID {}, snapshot '{}'); --force replaces it",
             manifest.source, manifest.snapshot

@@ -233,7 +233,8 @@ impl LogCheckpoints {
     }
 }
 
-fn newest_superblock(dev: &dyn BlockDevice) -> Result<Superblock> {
+/// The newer of the two superblock copies that pass their checks.
+pub(crate) fn newest_superblock(dev: &dyn BlockDevice) -> Result<Superblock> {
     let (good, bad) = read_superblocks(dev)?;
     good.into_iter().next().ok_or_else(|| {
         Error::corrupt(
